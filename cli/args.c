@@ -1,0 +1,101 @@
+/* args.c — flag parsing shared by the subcommands: strict, with one-line errors. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli.h"
+
+const char *cli_cmd_name = "";
+
+void cli_fail(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "kiln %s: ", cli_cmd_name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(code);
+}
+
+int cli_opt(int argc, char **argv, int *i, const char *name, const char **val) {
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0) return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (a[n] != 0) return 0;
+    if (*i + 1 >= argc) cli_fail(2, "%s needs a value", name);
+    *val = argv[++*i];
+    return 1;
+}
+
+int cli_parse_ids(const char *s, int32_t **ids, size_t *n, kiln_err *err) {
+    size_t cap = 16, cnt = 0;
+    int32_t *v = malloc(cap * sizeof *v);
+    if (!v) return kiln_err_set(err, "out of memory");
+    const char *p = s;
+    while (*p) {
+        while (*p == ' ') p++;
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > INT32_MAX) {
+            free(v);
+            return kiln_err_set(err, "bad token id list '%s' (want e.g. 1,2,3)", s);
+        }
+        if (cnt == cap) {
+            int32_t *nv = realloc(v, (cap *= 2) * sizeof *v);
+            if (!nv) {
+                free(v);
+                return kiln_err_set(err, "out of memory");
+            }
+            v = nv;
+        }
+        v[cnt++] = (int32_t)x;
+        p = end;
+        while (*p == ' ') p++;
+        if (*p == ',') p++;
+        else if (*p) {
+            free(v);
+            return kiln_err_set(err, "bad token id list '%s' (want e.g. 1,2,3)", s);
+        }
+    }
+    if (cnt == 0) {
+        free(v);
+        return kiln_err_set(err, "empty token id list");
+    }
+    *ids = v;
+    *n = cnt;
+    return 0;
+}
+
+long cli_long(const char *flag, const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long x = strtol(s, &end, 10);
+    if (end == s || *end || errno || x < lo || x > hi)
+        cli_fail(2, "%s: '%s' is not an integer in [%ld, %ld]", flag, s, lo, hi);
+    return x;
+}
+
+double cli_double(const char *flag, const char *s, double lo, double hi) {
+    char *end;
+    errno = 0;
+    double x = strtod(s, &end);
+    if (end == s || *end || errno || isnan(x) || x < lo || x > hi)
+        cli_fail(2, "%s: '%s' is not a number in [%g, %g]", flag, s, lo, hi);
+    return x;
+}
+
+const char *cli_model_dir(const char *arg) {
+    struct stat st;
+    if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode)) return arg;
+    const char *d = kiln_hub_resolve_model(arg);
+    return d ? d : arg; /* the loader reports the missing directory with its path */
+}

@@ -1,0 +1,244 @@
+/* kiln.h — the public surface of libkiln.
+ *
+ * Data flows one way: load (model, tokenizer) → tokenize → template → forward → sample → stream.
+ * The CLI (cli/) and the server (src/serve/) use only this header.
+ *
+ * Conventions
+ * - Errors travel as a return status (0 ok, -1 failure; NULL for constructors) plus a kiln_err buffer
+ *   owned by the caller, filled with ONE line of text that names what failed (file, tensor, field...).
+ *   The library never calls exit() and never prints except through callbacks it is handed.
+ * - Memory the library returns (char *, int32_t *) is malloc'd and freed by the caller with free().
+ * - Token ids are int32_t.
+ *
+ * Each section below belongs to one part of the tree (named in its heading). Keep a section's
+ * declarations together so independent work merges cleanly.
+ */
+#ifndef KILN_H
+#define KILN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define KILN_VERSION "0.1.0"
+
+/* ===================================================================================================
+ * Errors (src/common/error.c)
+ * =================================================================================================== */
+typedef struct kiln_err {
+    char msg[1024];
+} kiln_err;
+
+/* printf-style: writes one line into err (if err is non-NULL) and returns -1, so a failing function
+ * can `return kiln_err_set(err, "...")`. */
+int kiln_err_set(kiln_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ===================================================================================================
+ * Common helpers used across the library (src/common/)
+ * =================================================================================================== */
+/* Reads a whole file into a NUL-terminated malloc'd buffer. If the file is a git "symlink stored as text"
+ * (a short file whose whole content is a relative path to an existing file, as checkouts with
+ * core.symlinks=false leave them), the target is read instead. */
+char *kiln_read_file(const char *path, size_t *len, kiln_err *err);
+/* dir + "/" + name, malloc'd. */
+char *kiln_path_join(const char *dir, const char *name);
+/* Resolves a path that may be a git text-symlink (see kiln_read_file) to the real file; malloc'd. */
+char *kiln_resolve_path(const char *path);
+/* Peak resident set size of this process in bytes (VmHWM), and the current RSS (VmRSS). */
+size_t kiln_peak_rss_bytes(void);
+size_t kiln_rss_bytes(void);
+/* Monotonic clock in seconds. */
+double kiln_now(void);
+
+/* ===================================================================================================
+ * Model configuration (src/model/config.c)
+ * =================================================================================================== */
+typedef enum { KILN_ARCH_LLAMA, KILN_ARCH_MISTRAL, KILN_ARCH_QWEN2, KILN_ARCH_QWEN3 } kiln_arch;
+typedef enum { KILN_ROPE_DEFAULT, KILN_ROPE_LINEAR, KILN_ROPE_LLAMA3 } kiln_rope_type;
+
+/* Storage / compute formats. Q8_0 and Q4_0 are llama.cpp's 32-weight blocks with an f16 scale. */
+typedef enum {
+    KILN_DT_F32 = 0,
+    KILN_DT_F16,
+    KILN_DT_BF16,
+    KILN_DT_Q8_0,
+    KILN_DT_Q4_0,
+    KILN_DT_COUNT
+} kiln_dtype;
+const char *kiln_dtype_name(kiln_dtype dt);
+int kiln_dtype_parse(const char *name, kiln_dtype *out); /* "f32","bf16","q8_0",... → 0, else -1 */
+
+typedef struct kiln_config {
+    kiln_arch arch;
+    char architecture[64]; /* e.g. "Qwen3ForCausalLM" */
+    char model_type[32];   /* e.g. "qwen3" */
+    int hidden_size;
+    int intermediate_size;
+    int n_layers;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim; /* explicit in config.json or hidden_size / n_heads */
+    int vocab_size;
+    int max_position_embeddings;
+    float rms_norm_eps;
+    double rope_theta;
+    kiln_rope_type rope_type;
+    double rope_factor;           /* linear and llama3 */
+    double rope_low_freq_factor;  /* llama3 */
+    double rope_high_freq_factor; /* llama3 */
+    int rope_original_max_pos;    /* llama3 original_max_position_embeddings */
+    bool tie_word_embeddings;
+    bool attention_bias; /* q/k/v biases (Qwen2 always) */
+    bool qk_norm;        /* per-head RMSNorm on q and k (Qwen3) */
+    kiln_dtype torch_dtype;
+    int bos_token_id; /* -1 if none */
+    int eos_token_ids[8];
+    int n_eos_token_ids;
+} kiln_config;
+
+/* Parses DIR/config.json; validates every field the forward pass needs. */
+int kiln_config_load(const char *dir, kiln_config *cfg, kiln_err *err);
+
+/* ===================================================================================================
+ * Model weights (src/model/model.c, src/model/safetensors.c)
+ * =================================================================================================== */
+typedef struct kiln_model kiln_model;
+
+typedef struct kiln_model_opts {
+    int dtype;   /* -1: keep the checkpoint's storage type (zero-copy mmap); else a kiln_dtype to convert to */
+    int threads; /* 0: default (physical cores) */
+    bool quiet;  /* no progress output */
+} kiln_model_opts;
+void kiln_model_opts_default(kiln_model_opts *o);
+
+/* Opens a Hugging Face checkpoint directory: config.json + model.safetensors or sharded
+ * model.safetensors.index.json. Weights are memory-mapped; every tensor is validated. */
+kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_err *err);
+void kiln_model_free(kiln_model *m);
+const kiln_config *kiln_model_config(const kiln_model *m);
+size_t kiln_model_weight_bytes(const kiln_model *m); /* bytes of weights in the compute format */
+size_t kiln_model_param_count(const kiln_model *m);
+
+/* ===================================================================================================
+ * Inference context: forward pass over a paged KV cache (src/engine/)
+ *
+ * A context holds the KV cache for up to max_seqs sequences. The cache is paged: fixed blocks of
+ * KILN_KV_BLOCK tokens, a block table per sequence, a free list. Sequences can share leading blocks
+ * (prefix caching, kiln_seq_fork) with copy-on-write for a partially filled last block.
+ * Positions are implicit: a sequence's new tokens go at its current length.
+ * =================================================================================================== */
+#define KILN_KV_BLOCK 16
+
+typedef struct kiln_ctx kiln_ctx;
+
+typedef struct kiln_ctx_opts {
+    int max_seqs;  /* sequences alive at once (default 1) */
+    int n_ctx;     /* max tokens per sequence (default: min(max_position_embeddings, 4096)) */
+    int kv_blocks; /* total KV blocks (default: max_seqs * ceil(n_ctx / KILN_KV_BLOCK)) */
+} kiln_ctx_opts;
+void kiln_ctx_opts_default(kiln_ctx_opts *o);
+
+kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err);
+void kiln_ctx_free(kiln_ctx *c);
+int kiln_ctx_n_ctx(const kiln_ctx *c);
+size_t kiln_ctx_kv_bytes(const kiln_ctx *c);   /* bytes allocated for the KV cache */
+int kiln_ctx_free_blocks(const kiln_ctx *c);   /* KV blocks on the free list */
+int kiln_ctx_total_blocks(const kiln_ctx *c);
+
+int kiln_seq_new(kiln_ctx *c, kiln_err *err); /* returns a sequence id >= 0, or -1 */
+void kiln_seq_free(kiln_ctx *c, int seq);      /* releases its blocks (shared ones by refcount) */
+int kiln_seq_len(const kiln_ctx *c, int seq);  /* tokens in the cache */
+int kiln_seq_truncate(kiln_ctx *c, int seq, int n_tokens, kiln_err *err); /* keep the first n */
+/* New sequence whose first n_tokens reuse src's KV (shared full blocks, copied partial block). */
+int kiln_seq_fork(kiln_ctx *c, int src, int n_tokens, kiln_err *err);
+
+typedef struct kiln_batch {
+    int n_seqs;
+    const int *seq;        /* [n_seqs] sequence ids, distinct */
+    const int *n_tokens;   /* [n_seqs] new tokens per sequence, >= 1 (prefill: many; decode: 1) */
+    const int32_t *tokens; /* concatenated new tokens, sum(n_tokens) of them */
+    bool logits_all;       /* false: logits of each sequence's last new token; true: of every new token */
+    float *logits;         /* out: [n_out][vocab_size], n_out = n_seqs or sum(n_tokens) */
+} kiln_batch;
+
+/* One forward step over a batch of sequences (prefill and decode may be mixed). Fails cleanly (no
+ * partial state change) when a sequence would exceed n_ctx or the cache is out of blocks. */
+int kiln_forward(kiln_ctx *c, const kiln_batch *b, kiln_err *err);
+
+/* ===================================================================================================
+ * Tokenizer (src/tokenizer/): tokenizer.json + tokenizer_config.json, byte-exact with HF transformers
+ * =================================================================================================== */
+typedef struct kiln_tokenizer kiln_tokenizer;
+
+/* dir holds tokenizer.json (+ tokenizer_config.json); a model dir or a tokenizer-only dir. */
+kiln_tokenizer *kiln_tokenizer_open(const char *dir, kiln_err *err);
+void kiln_tokenizer_free(kiln_tokenizer *t);
+
+/* Encodes text (len bytes, may contain NUL). add_special: add special tokens as tokenizer(text) does
+ * (post-processor, add_bos_token). *ids is malloc'd. */
+int kiln_encode(const kiln_tokenizer *t, const char *text, size_t len, bool add_special, int32_t **ids,
+                size_t *n_ids, kiln_err *err);
+/* Decodes ids to UTF-8 text (malloc'd, NUL-terminated, length in *out_len if non-NULL). */
+char *kiln_decode(const kiln_tokenizer *t, const int32_t *ids, size_t n, bool skip_special, size_t *out_len);
+
+size_t kiln_tokenizer_vocab_size(const kiln_tokenizer *t); /* highest id + 1, added tokens included */
+int32_t kiln_token_id(const kiln_tokenizer *t, const char *token); /* vocab or added token, -1 if none */
+const char *kiln_token_str(const kiln_tokenizer *t, int32_t id);   /* raw vocab string, NULL if none */
+bool kiln_token_is_special(const kiln_tokenizer *t, int32_t id);
+
+/* From tokenizer_config.json (strings NULL when absent; ids -1). */
+typedef struct kiln_special_tokens {
+    const char *bos_token, *eos_token, *pad_token, *unk_token;
+    int32_t bos_id, eos_id, pad_id, unk_id;
+} kiln_special_tokens;
+const kiln_special_tokens *kiln_tokenizer_specials(const kiln_tokenizer *t);
+/* The chat template: name NULL for the default one; NULL if the tokenizer has none. */
+const char *kiln_tokenizer_chat_template(const kiln_tokenizer *t, const char *name);
+
+/* Incremental detokenizer for streaming: push ids one at a time, get back only complete UTF-8. */
+typedef struct kiln_detok kiln_detok;
+kiln_detok *kiln_detok_new(const kiln_tokenizer *t, bool skip_special);
+void kiln_detok_free(kiln_detok *d);
+/* Returns the newly completed text after adding id (valid until the next call; length in *len). */
+const char *kiln_detok_push(kiln_detok *d, int32_t id, size_t *len);
+/* Returns whatever is still held back at the end (incomplete UTF-8 becomes U+FFFD as HF does). */
+const char *kiln_detok_flush(kiln_detok *d, size_t *len);
+
+/* ===================================================================================================
+ * Chat templates (src/template/): a Jinja interpreter for the templates models publish
+ * =================================================================================================== */
+/* Renders template source with variables given as a JSON object (messages, tools, add_generation_prompt,
+ * enable_thinking, bos_token, ...). Errors name the template line and column. Result malloc'd. */
+char *kiln_template_render(const char *tmpl, const char *vars_json, size_t *out_len, kiln_err *err);
+/* Renders the tokenizer's chat template as apply_chat_template does: vars_json's variables plus the
+ * tokenizer's special tokens (bos_token, eos_token, ...) unless vars_json sets them. */
+char *kiln_chat_render(const kiln_tokenizer *t, const char *vars_json, size_t *out_len, kiln_err *err);
+
+/* ===================================================================================================
+ * Sampling and generation (src/sample/, src/generate/)
+ * =================================================================================================== */
+/* (declared by the generation work: kiln_gen_params, sampler, generation loop, stats) */
+
+/* ===================================================================================================
+ * Benchmarks (src/bench/)
+ * =================================================================================================== */
+
+/* ===================================================================================================
+ * Server (src/serve/)
+ * =================================================================================================== */
+
+/* ===================================================================================================
+ * Hub and machine info (src/hub/, src/info/)
+ * =================================================================================================== */
+/* ORG/NAME (or ORG/NAME@REV) → the cached snapshot directory, offline; NULL if not cached.
+ * The returned string stays valid for the life of the process. */
+const char *kiln_hub_resolve_model(const char *repo_id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KILN_H */
