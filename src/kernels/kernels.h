@@ -1,0 +1,49 @@
+/* kernels.h — the compute primitives the forward pass uses, behind one small interface.
+ *
+ * The scalar versions (kernels_scalar.c) are the specification; SIMD versions (*_avx2.c, *_avx512.c)
+ * are chosen once at start-up from CPUID and tested against the scalar ones. Setting the environment
+ * variable KILN_ISA=scalar|avx2|avx512 forces a choice (tests, benchmarks).
+ *
+ * Data layout: a weight matrix is [rows][cols] row-major, rows = output features (as safetensors stores
+ * nn.Linear weights). Q8_0 / Q4_0 rows are cols/32 blocks laid out exactly as llama.cpp's block_q8_0 /
+ * block_q4_0 (f16 scale then 32 int8 / 16 bytes of nibbles). Activations are f32. */
+#ifndef KILN_KERNELS_H
+#define KILN_KERNELS_H
+
+#include <stdint.h>
+
+#include "kiln.h"
+#include "runtime/threadpool.h"
+
+typedef struct kiln_mat {
+    const void *data;
+    kiln_dtype dt;
+    int rows, cols;
+} kiln_mat;
+
+/* Bytes of one row of `cols` values in format dt (cols must be a multiple of 32 for Q8_0/Q4_0). */
+size_t kern_row_bytes(kiln_dtype dt, int cols);
+
+/* Picks the ISA once (idempotent, thread-safe). */
+void kern_init(void);
+const char *kern_isa_name(void);
+
+/* y[n][m->rows] = x[n][m->cols] · m^T (+ bias[m->rows] when bias != NULL), split over the pool. */
+void kern_matmul(kiln_pool *pool, float *y, const float *x, int n, const kiln_mat *m, const float *bias);
+/* out[i][0..cols) = row ids[i] of m, converted to f32 (embedding lookup). */
+void kern_get_rows(float *out, const kiln_mat *m, const int32_t *ids, int n);
+/* y = x / sqrt(mean(x^2) + eps) * w; y may alias x. */
+void kern_rmsnorm(float *y, const float *x, const float *w, int dim, float eps);
+/* gate[i] = silu(gate[i]) * up[i]. */
+void kern_silu_mul(float *gate, const float *up, int n);
+/* In-place softmax over n values. */
+void kern_softmax(float *x, int n);
+
+/* Scalar format conversions (the reference everybody agrees on). */
+float kern_f16_to_f32(uint16_t h);
+uint16_t kern_f32_to_f16(float f);
+float kern_bf16_to_f32(uint16_t h);
+uint16_t kern_f32_to_bf16(float f); /* round to nearest even, as torch does */
+void kern_row_to_f32(float *out, const void *row, kiln_dtype dt, int cols);
+
+#endif
