@@ -42,4 +42,7 @@ extern const char *cli_cmd_name;
 CLI_COMMANDS(CLI_DECLARE)
 #undef CLI_DECLARE
 
+/* `kiln bench serve ...` (cli/bench_serve.c): cli/bench.c hands argv over when argv[1] is "serve". */
+int cmd_bench_serve(int argc, char **argv);
+
 #endif
