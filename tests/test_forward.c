@@ -12,8 +12,10 @@ static const char *MODELS[] = {"stories260K", "tiny-llama3", "tiny-qwen2", "tiny
  * top-20 is checked at the last position only (greedy and full last logits are checked everywhere). */
 #if defined(__SANITIZE_ADDRESS__)
 #define ALL_POS_MAX 64
+#define GREEDY_MAX 8 /* ASan checks memory, the release run checks every token */
 #else
 #define ALL_POS_MAX 100000
+#define GREEDY_MAX 1000
 #endif
 
 static int32_t *json_ids(json_t *a, int *n) {
@@ -36,11 +38,15 @@ static float *read_f32(const char *path, size_t n) {
     return v;
 }
 
-/* Rank of id among row's values: how many are strictly greater. */
-static int rank_of(const float *row, int V, int id) {
-    int r = 0;
-    for (int i = 0; i < V; i++) r += row[i] > row[id];
-    return r;
+/* The 20 highest of row, descending (one pass, insertion into a short list). */
+static void top20(const float *row, int V, int *out) {
+    int cnt = 0;
+    for (int i = 0; i < V; i++) {
+        if (cnt == 20 && !(row[i] > row[out[19]])) continue;
+        int j = cnt < 20 ? cnt++ : 19;
+        for (; j > 0 && row[i] > row[out[j - 1]]; j--) out[j] = out[j - 1];
+        out[j] = i;
+    }
 }
 
 /* One golden case: top-20 at every position, full last logits, greedy continuation. */
@@ -66,17 +72,26 @@ static void check_case(kiln_model *m, const char *model, json_t *cs, int ci, flo
     int bad_ids = 0, bad_vals = 0;
     for (int p = first; rc == 0 && p < n; p++) {
         const float *row = logits + (size_t)(p - first) * V;
+        int mine[20];
+        top20(row, V, mine);
+        json_t *rid = json_array_get(tids, (size_t)p), *rl = json_array_get(tl, (size_t)p);
         for (int k = 0; k < 20; k++) {
-            int id = (int)json_integer_value(json_array_get(json_array_get(tids, (size_t)p), (size_t)k));
-            double ref = json_number_value(json_array_get(json_array_get(tl, (size_t)p), (size_t)k));
+            int id = (int)json_integer_value(json_array_get(rid, (size_t)k));
+            double ref = json_number_value(json_array_get(rl, (size_t)k));
             /* Same value within tolerance, and at rank k (or swapped with a neighbour within 1e-4). */
             if (fabs(row[id] - ref) > tol && bad_vals++ < 3)
                 fprintf(stderr, "  %s %s pos %d top %d id %d: %.6f vs %.6f\n", model, name, p, k, id, row[id], ref);
-            int r = rank_of(row, V, id);
-            if (r != k) {
-                double other = json_number_value(json_array_get(json_array_get(tl, (size_t)p), (size_t)r < 20 ? (size_t)r : 19));
-                if ((r > k + 1 || r < k - 1 || fabs(other - ref) >= 1e-4) && bad_ids++ < 3)
-                    fprintf(stderr, "  %s %s pos %d: id %d at rank %d, reference rank %d\n", model, name, p, id, r, k);
+            if (mine[k] != id) {
+                /* allowed: exchanged with a neighbour whose reference logit is within 1e-4 */
+                int swapped = 0;
+                for (int d = -1; d <= 1; d += 2) {
+                    int j = k + d;
+                    if (j < 0 || j >= 20 || mine[j] != id) continue;
+                    double o = json_number_value(json_array_get(rl, (size_t)j));
+                    swapped |= json_integer_value(json_array_get(rid, (size_t)j)) == mine[k] && fabs(o - ref) < 1e-4;
+                }
+                if (!swapped && bad_ids++ < 3)
+                    fprintf(stderr, "  %s %s pos %d rank %d: id %d, reference %d\n", model, name, p, k, mine[k], id);
             }
         }
     }
@@ -133,7 +148,8 @@ static void golden_model(const char *model, int dtype, float tol, int max_prompt
     for (size_t i = 0; i < json_array_size(cases); i++) {
         json_t *cs = json_array_get(cases, i);
         if ((int)json_array_size(json_object_get(cs, "prompt_ids")) > max_prompt) continue;
-        check_case(m, model, cs, (int)i, tol, (int)json_array_size(json_object_get(cs, "greedy_ids")), ALL_POS_MAX);
+        int greedy_n = (int)json_array_size(json_object_get(cs, "greedy_ids"));
+        check_case(m, model, cs, (int)i, tol, greedy_n < GREEDY_MAX ? greedy_n : GREEDY_MAX, ALL_POS_MAX);
     }
     kiln_model_free(m);
     json_decref(gj);
@@ -146,9 +162,9 @@ TEST(golden_tiny_qwen3_qknorm_headdim) { golden_model(MODELS[3], -1, 1e-3f, 1000
 /* Converting at load: bf16 → bf16 is exact, so a bf16-stored model still meets the f32 tolerance;
  * f16 → f32 widening is exact too. */
 TEST(golden_converted_dtypes) {
-    golden_model("tiny-qwen3", KILN_DT_BF16, 1e-3f, 40);
-    golden_model("tiny-llama3", KILN_DT_BF16, 1e-3f, 40);
-    golden_model("tiny-qwen2", KILN_DT_F32, 1e-3f, 40);
+    golden_model("tiny-qwen3", KILN_DT_BF16, 1e-3f, 12);
+    golden_model("tiny-llama3", KILN_DT_BF16, 1e-3f, 12);
+    golden_model("tiny-qwen2", KILN_DT_F32, 1e-3f, 12);
 }
 
 /* ---- KV cache equivalences (stories260K: small and real) ---- */
