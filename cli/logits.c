@@ -21,14 +21,19 @@ static void top_k(const float *v, int n, int k, int *out) {
     }
 }
 
-/* Writes the floats to path via a temp file + rename, so readers never see a half-written file. */
-static void write_atomic(const char *path, const float *v, size_t n) {
+/* --all-logits goes to a temp file renamed into place at the end, so readers never see a half-written
+ * file; it is created before any output so that a bad path fails before anything is printed. */
+static FILE *open_temp(const char *path, char **tmp) {
     size_t len = strlen(path);
-    char *tmp = malloc(len + 32);
-    if (!tmp) cli_fail(1, "out of memory");
-    snprintf(tmp, len + 32, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) cli_fail(1, "--all-logits %s: cannot create %s", path, tmp);
+    *tmp = malloc(len + 32);
+    if (!*tmp) cli_fail(1, "out of memory");
+    snprintf(*tmp, len + 32, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(*tmp, "wb");
+    if (!f) cli_fail(1, "--all-logits %s: cannot create %s", path, *tmp);
+    return f;
+}
+
+static void write_atomic(FILE *f, char *tmp, const char *path, const float *v, size_t n) {
     int ok = fwrite(v, sizeof *v, n, f) == n; /* x86-64 and aarch64 are little-endian */
     ok &= fclose(f) == 0;
     if (!ok || rename(tmp, path) != 0) {
@@ -76,9 +81,14 @@ int cmd_logits(int argc, char **argv) {
     float *logits = malloc(n * (size_t)V * sizeof(float));
     int *top = malloc((size_t)k * sizeof(int));
     if (!logits || !top) cli_fail(1, "out of memory");
+    char *all_tmp = NULL;
+    FILE *all_f = all ? open_temp(all, &all_tmp) : NULL;
     int seq = kiln_seq_new(c, &err), nt = (int)n;
     kiln_batch b = {1, &seq, &nt, ids, true, logits};
-    if (kiln_forward(c, &b, &err)) cli_fail(1, "%s", err.msg);
+    if (kiln_forward(c, &b, &err)) {
+        if (all_f) fclose(all_f), unlink(all_tmp);
+        cli_fail(1, "%s", err.msg);
+    }
     for (size_t p = 0; p < n; p++) {
         const float *row = logits + p * (size_t)V;
         top_k(row, V, k, top);
@@ -86,7 +96,7 @@ int cmd_logits(int argc, char **argv) {
         for (int i = 0; i < k; i++) printf("%s[%d,%.9g]", i ? "," : "", top[i], row[top[i]]);
         printf("]}\n");
     }
-    if (all) write_atomic(all, logits + (n - 1) * (size_t)V, (size_t)V);
+    if (all) write_atomic(all_f, all_tmp, all, logits + (n - 1) * (size_t)V, (size_t)V);
     if (fflush(stdout) != 0) cli_fail(1, "write error on stdout");
     free(top);
     free(logits);
