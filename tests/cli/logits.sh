@@ -52,7 +52,8 @@ import json,sys
 a=json.loads(sys.argv[1])["ids"]; b=json.loads(sys.argv[2])["ids"]
 assert len(a)==360 and 1 in a and b==a[:a.index(1)+1], (len(b), a.index(1) if 1 in a else None)
 ' "$long" "$stop"
-check generate_dtype_bf16 "$KILN" generate --model "$M" --ids 1,403 --max-new-tokens 2 --dtype bf16
+gb=$("$KILN" generate --model "$M" --ids 1,403 --max-new-tokens 2 --dtype bf16)
+check generate_dtype_bf16 python3 -c 'import json,sys; assert len(json.loads(sys.argv[1])["ids"])==2' "$gb"
 
 # bad input: one line on stderr, non-zero exit, nothing on stdout
 bad() { # name, args...
@@ -78,3 +79,29 @@ bad gen_missing_max generate --model "$M" --ids 1
 bad all_logits_bad_path logits --model "$M" --ids 1 --all-logits /nonexistent/dir/x.f32
 check id_error_names_vocab grep -q "vocabulary" <("$KILN" logits --model "$M" --ids 1,512 2>&1)
 check not_a_model_dir grep -q "config.json" <("$KILN" logits --model "$TMP" --ids 1 2>&1)
+
+# Chunked prefill in `kiln logits` (32 positions at a time) gives the golden numbers across chunk edges:
+# tiny-qwen2's 300-token prompt (sharded f16, biases).
+check logits_long_prompt_chunks python3 -c '
+import json,sys,subprocess
+g=json.load(open(sys.argv[2]+"/golden.json"))["cases"][3]
+o=subprocess.run([sys.argv[1],"logits","--model",sys.argv[3],"--ids",",".join(map(str,g["prompt_ids"]))],capture_output=True,text=True,check=True)
+lines=[json.loads(l) for l in o.stdout.splitlines()]
+assert len(lines)==300
+for p,l in enumerate(lines):
+    assert [i for i,_ in l["top"]][:5]==g["topk_ids"][p][:5], p
+    assert max(abs(a-b) for (_,a),b in zip(l["top"],g["topk_logits"][p]))<1e-3, p
+' "$KILN" "$SHARED/golden/models/tiny-qwen2" "$SHARED/models/tiny-qwen2"
+
+# Memory: weights are mmapped, so peak RSS stays below file size + KV cache + 64 MiB (bf16 and f16 models).
+for mdl in tiny-llama3 tiny-qwen2; do
+    ids=$(python3 -c 'import json,sys; print(",".join(map(str,json.load(open(sys.argv[1]))[0]["ids"])))' "$SHARED/golden/models/$mdl/prompts.json")
+    "$KILN" logits --model "$SHARED/models/$mdl" --ids "$ids" --top 1 --stats >/dev/null 2>"$TMP/stats"
+    files=$(cat "$SHARED/models/$mdl"/*.safetensors | wc -c)
+    check "peak_rss_$mdl" python3 -c '
+import json,sys
+s=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); bound=int(sys.argv[2])+s["kv_bytes"]+64*2**20
+print("  %s: peak RSS %.1f MiB, bound %.1f MiB (file %.1f MiB)"%(sys.argv[3],s["peak_rss_bytes"]/2**20,bound/2**20,int(sys.argv[2])/2**20),file=sys.stderr)
+assert s["peak_rss_bytes"]<bound
+' "$TMP/stats" "$files" "$mdl"
+done
