@@ -31,7 +31,7 @@ static int open_files(kiln_model *m, const char *dir, kiln_err *err) {
         m->files = calloc(1, sizeof *m->files);
         int rc = m->files ? st_open(&m->files[0], real, err) : kiln_err_set(err, "out of memory");
         if (rc == 0) m->n_files = 1;
-        free(real);
+        m->source = real;
         return rc;
     }
     fclose(probe);
@@ -91,7 +91,7 @@ static int open_files(kiln_model *m, const char *dir, kiln_err *err) {
     }
 done:
     json_decref(o);
-    free(idx);
+    m->source = idx;
     return rc;
 }
 
@@ -110,9 +110,8 @@ static const st_tensor *find(const kiln_model *m, const char *name, const st_fil
 static const st_tensor *need(kiln_model *m, const char *name, int64_t d0, int64_t d1, kiln_err *err) {
     const st_file *f = NULL;
     const st_tensor *t = find(m, name, &f);
-    const char *where = m->n_files == 1 ? m->files[0].path : "the checkpoint";
     if (!t) {
-        kiln_err_set(err, "%s: missing tensor '%s'", where, name);
+        kiln_err_set(err, "%s: missing tensor '%s'", m->source, name);
         return NULL;
     }
     int ok = d1 ? (t->ndim == 2 && t->shape[0] == d0 && t->shape[1] == d1) : (t->ndim == 1 && t->shape[0] == d0);
@@ -302,6 +301,7 @@ void kiln_model_free(kiln_model *m) {
     free(m->final_norm);
     for (int i = 0; i < m->n_files; i++) st_close(&m->files[i]);
     free(m->files);
+    free(m->source);
     free(m->owned);
     if (m->pool) kiln_pool_free(m->pool);
     free(m);

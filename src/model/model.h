@@ -19,6 +19,7 @@ struct kiln_model {
     kiln_config cfg;
     st_file *files;
     int n_files;
+    char *source; /* the file errors name: model.safetensors or the shard index */
     kiln_mat embed, lm_head; /* lm_head == embed when tied */
     float *final_norm;
     kiln_layer *layers;
