@@ -148,6 +148,58 @@ INL void micro_q(int dt, int R, int T, const char *w, size_t rb, const act_q8 *x
         for (int j = 0; j < T; j++) y[(size_t)j * M + i] = hsum256(acc[i][j]);
 }
 
+
+/* Decode (one token): two blocks per zmm halve the dpbusd / convert / FMA count per weight byte, which
+ * is what limits a GEMV here (the loads alone would run at memory speed). The activation side of each
+ * block pair (bytes, scales, corrections) is built once and shared by the R rows. */
+INL __m512i load_wq2(int dt, const char *row, int b) {
+    if (dt == KILN_DT_Q8_0) {
+        const block_q8_0 *bl = (const block_q8_0 *)row + b;
+        __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)bl[0].qs)),
+                                       _mm256_loadu_si256((const __m256i *)bl[1].qs), 1);
+        return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
+    }
+    const block_q4_0 *bl = (const block_q4_0 *)row + b;
+    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)bl[0].qs)),
+                                        _mm_loadu_si128((const __m128i *)bl[1].qs), 1);
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1); /* lo0 lo1 hi0 hi1 */
+    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));                               /* lo0 hi0 lo1 hi1 */
+    return _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
+}
+
+INL __m512 wscale2(int dt, const char *row, int b) {
+    uint16_t d0, d1;
+    if (dt == KILN_DT_Q8_0) d0 = ((const block_q8_0 *)row)[b].d, d1 = ((const block_q8_0 *)row)[b + 1].d;
+    else d0 = ((const block_q4_0 *)row)[b].d, d1 = ((const block_q4_0 *)row)[b + 1].d;
+    __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(d0 | ((uint32_t)d1 << 16))));
+    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(f));
+}
+
+INL void gemv_q(int dt, int R, const char *w, size_t rb, const act_q8 *x, int nb, float *y) {
+    __m512 acc[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) acc[i] = _mm512_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const act_q8 *a = x + b;
+        const __m512i xv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[0].qs)),
+                                              _mm256_loadu_si256((const __m256i *)a[1].qs), 1);
+        const __m512i c0 = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_zextsi128_si256(_mm_cvtsi32_si128(a[0].corr))),
+                                              _mm256_zextsi128_si256(_mm_cvtsi32_si128(a[1].corr)), 1);
+        const __m512 dx = _mm512_insertf32x8(_mm512_set1_ps(a[0].d), _mm256_set1_ps(a[1].d), 1);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            __m512i s = _mm512_dpbusd_epi32(c0, load_wq2(dt, w + i * rb, b), xv);
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(wscale2(dt, w + i * rb, b), dx), acc[i]);
+        }
+    }
+    float tail[4] = {0, 0, 0, 0};
+    const size_t bsz = dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    if (b < nb) micro_q(dt, R, 1, w + b * bsz, rb, x + b, nb - b, tail, 1);
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) y[i] = _mm512_reduce_add_ps(acc[i]) + tail[i];
+}
+
 INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1) {
     const int nb = m->cols / QK, M = m->rows;
     const size_t rb = kern_row_bytes(dt, m->cols);
@@ -160,13 +212,13 @@ INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int
             const char *w = (const char *)m->data + (size_t)r * rb;
             int t = t0;
             for (; t + 4 <= t1; t += 4) micro_q(dt, 4, 4, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
-            for (; t < t1; t++) micro_q(dt, 4, 1, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+            for (; t < t1; t++) gemv_q(dt, 4, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r);
         }
         for (; r < r1; r++) {
             const char *w = (const char *)m->data + (size_t)r * rb;
             int t = t0;
             for (; t + 4 <= t1; t += 4) micro_q(dt, 1, 4, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
-            for (; t < t1; t++) micro_q(dt, 1, 1, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+            for (; t < t1; t++) gemv_q(dt, 1, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r);
         }
     }
 }
