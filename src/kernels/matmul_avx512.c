@@ -149,9 +149,8 @@ INL void micro_q(int dt, int R, int T, const char *w, size_t rb, const act_q8 *x
 }
 
 
-/* Decode (one token): two blocks per zmm halve the dpbusd / convert / FMA count per weight byte, which
- * is what limits a GEMV here (the loads alone would run at memory speed). The activation side of each
- * block pair (bytes, scales, corrections) is built once and shared by the R rows. */
+/* Two blocks per zmm halve the dpbusd / convert / FMA count per weight byte, which is what limits
+ * a GEMV here (the loads alone would run at memory speed) and the GEMM's int8 throughput. */
 INL __m512i load_wq2(int dt, const char *row, int b) {
     if (dt == KILN_DT_Q8_0) {
         const block_q8_0 *bl = (const block_q8_0 *)row + b;
@@ -175,29 +174,43 @@ INL __m512 wscale2(int dt, const char *row, int b) {
     return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(f));
 }
 
-INL void gemv_q(int dt, int R, const char *w, size_t rb, const act_q8 *x, int nb, float *y) {
-    __m512 acc[4];
+/* R rows x T tokens, two blocks per zmm; an odd last block goes through micro_q. */
+INL void micro_q2(int dt, int R, int T, const char *w, size_t rb, const act_q8 *x, int nb, float *y, int M) {
+    __m512 acc[4][4];
 #pragma GCC unroll 4
-    for (int i = 0; i < R; i++) acc[i] = _mm512_setzero_ps();
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < T; j++) acc[i][j] = _mm512_setzero_ps();
     int b = 0;
     for (; b + 2 <= nb; b += 2) {
-        const act_q8 *a = x + b;
-        const __m512i xv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[0].qs)),
-                                              _mm256_loadu_si256((const __m256i *)a[1].qs), 1);
-        const __m512i c0 = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_zextsi128_si256(_mm_cvtsi32_si128(a[0].corr))),
-                                              _mm256_zextsi128_si256(_mm_cvtsi32_si128(a[1].corr)), 1);
-        const __m512 dx = _mm512_insertf32x8(_mm512_set1_ps(a[0].d), _mm256_set1_ps(a[1].d), 1);
+        __m512i wv[4];
+        __m512 dw[4];
 #pragma GCC unroll 4
-        for (int i = 0; i < R; i++) {
-            __m512i s = _mm512_dpbusd_epi32(c0, load_wq2(dt, w + i * rb, b), xv);
-            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(wscale2(dt, w + i * rb, b), dx), acc[i]);
+        for (int i = 0; i < R; i++) wv[i] = load_wq2(dt, w + i * rb, b), dw[i] = wscale2(dt, w + i * rb, b);
+#pragma GCC unroll 4
+        for (int j = 0; j < T; j++) {
+            const act_q8 *a = x + (size_t)j * nb + b;
+            const __m512i xv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[0].qs)),
+                                                  _mm256_loadu_si256((const __m256i *)a[1].qs), 1);
+            const __m512i c0 = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_zextsi128_si256(_mm_cvtsi32_si128(a[0].corr))),
+                                                  _mm256_zextsi128_si256(_mm_cvtsi32_si128(a[1].corr)), 1);
+            const __m512 dx = _mm512_insertf32x8(_mm512_set1_ps(a[0].d), _mm256_set1_ps(a[1].d), 1);
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) {
+                __m512i s = _mm512_dpbusd_epi32(c0, wv[i], xv);
+                acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw[i], dx), acc[i][j]);
+            }
         }
     }
-    float tail[4] = {0, 0, 0, 0};
+    float tail[4][4] = {{0}};
     const size_t bsz = dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
-    if (b < nb) micro_q(dt, R, 1, w + b * bsz, rb, x + b, nb - b, tail, 1);
+    if (b < nb)
 #pragma GCC unroll 4
-    for (int i = 0; i < R; i++) y[i] = _mm512_reduce_add_ps(acc[i]) + tail[i];
+        for (int j = 0; j < T; j++) micro_q(dt, R, 1, w + b * bsz, rb, x + (size_t)j * nb + b, nb - b, &tail[j][0], 1);
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < T; j++) y[(size_t)j * M + i] = _mm512_reduce_add_ps(acc[i][j]) + tail[j][i];
 }
 
 INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1) {
@@ -211,14 +224,14 @@ INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int
         for (; r + 4 <= r1; r += 4) {
             const char *w = (const char *)m->data + (size_t)r * rb;
             int t = t0;
-            for (; t + 4 <= t1; t += 4) micro_q(dt, 4, 4, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
-            for (; t < t1; t++) gemv_q(dt, 4, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r);
+            for (; t + 4 <= t1; t += 4) micro_q2(dt, 4, 4, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+            for (; t < t1; t++) micro_q2(dt, 4, 1, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
         }
         for (; r < r1; r++) {
             const char *w = (const char *)m->data + (size_t)r * rb;
             int t = t0;
-            for (; t + 4 <= t1; t += 4) micro_q(dt, 1, 4, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
-            for (; t < t1; t++) gemv_q(dt, 1, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r);
+            for (; t + 4 <= t1; t += 4) micro_q2(dt, 1, 4, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+            for (; t < t1; t++) micro_q2(dt, 1, 1, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
         }
     }
 }
