@@ -6,7 +6,8 @@
  * chosen format. Prints JSON lines.
  *
  *   cc -O2 -D_GNU_SOURCE -Iinclude -Isrc bench/matmul_bench.c build/libkiln.a -lm -pthread -o /tmp/matmul_bench
- *   /tmp/matmul_bench q8_0 2 [n_prompt=512] [n_gen=32] */
+ *   /tmp/matmul_bench q8_0 2 [n_prompt=512] [n_gen=32]
+ *   /tmp/matmul_bench bw 2        (read bandwidth only) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,12 @@ static double read_bandwidth(kiln_pool *pool) {
 
 int main(int argc, char **argv) {
     kiln_dtype dt = KILN_DT_Q8_0;
+    if (argc > 1 && strcmp(argv[1], "bw") == 0) {
+        kiln_pool *pool = kiln_pool_new(argc > 2 ? atoi(argv[2]) : 2);
+        printf("{\"read_bw_gb_s\":%.2f}\n", read_bandwidth(pool));
+        kiln_pool_free(pool);
+        return 0;
+    }
     if (argc > 1 && kiln_dtype_parse(argv[1], &dt) != 0) return fprintf(stderr, "unknown dtype %s\n", argv[1]), 1;
     int threads = argc > 2 ? atoi(argv[2]) : 2, np = argc > 3 ? atoi(argv[3]) : 512, ng = argc > 4 ? atoi(argv[4]) : 32;
     kern_init();
