@@ -171,6 +171,21 @@ TEST(quant_matmul_close_to_dequantised_f32) {
     }
 }
 
+/* Load-time conversion over the pool equals converting row by row on one thread. */
+TEST(convert_mat_matches_rowwise) {
+    enum { R = 37, K = 96 };
+    float src[R * K];
+    for (int i = 0; i < R * K; i++) src[i] = frand() * 3;
+    for (int dt = 0; dt < KILN_DT_COUNT; dt++) {
+        size_t rb = kern_row_bytes(dt, K);
+        char *a = malloc(rb * R), *b = malloc(rb * R);
+        for (int r = 0; r < R; r++) kern_row_from_f32(a + rb * r, dt, src + r * K, K);
+        CHECK(kern_convert_mat(pools[2], b, dt, src, KILN_DT_F32, R, K) == 0, "convert to %s", kiln_dtype_name(dt));
+        CHECK(memcmp(a, b, rb * R) == 0, "threaded conversion to %s differs", kiln_dtype_name(dt));
+        free(a), free(b);
+    }
+}
+
 TEST(isa_selection) {
     const kiln_cpu *c = kiln_cpu_features();
     const char *env = getenv("KILN_ISA");
@@ -211,6 +226,7 @@ int main(void) {
     RUN(quant_blocks_match_llamacpp);
     RUN(quant_round_trip_error_bounds);
     RUN(quant_matmul_close_to_dequantised_f32);
+    RUN(convert_mat_matches_rowwise);
     RUN(simd_matmul_matches_scalar_float);
     RUN(simd_matmul_matches_scalar_quant);
     RUN(simd_matmul_large_shapes);

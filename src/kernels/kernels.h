@@ -48,5 +48,10 @@ uint16_t kern_f32_to_bf16(float f); /* round to nearest even, as torch does */
 void kern_row_to_f32(float *out, const void *row, kiln_dtype dt, int cols);
 /* Converts / quantises one row of f32 into format dt (llama.cpp's reference rounding for Q8_0/Q4_0). */
 void kern_row_from_f32(void *dst, kiln_dtype dt, const float *src, int cols);
+/* Converts a rows x cols matrix from src_dt to dst_dt (through f32, row by row) split over the pool:
+ * the load-time path behind --dtype / --quant. cols % 32 == 0 when dst_dt is Q8_0/Q4_0. Returns 0, or
+ * -1 when out of memory (dst is then incomplete). */
+int kern_convert_mat(kiln_pool *pool, void *dst, kiln_dtype dst_dt, const void *src, kiln_dtype src_dt, int rows,
+                     int cols);
 
 #endif

@@ -5,6 +5,7 @@
 #include "kernels/quant.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -84,4 +85,41 @@ void kern_row_from_f32(void *dst, kiln_dtype dt, const float *src, int cols) {
     case KILN_DT_Q4_0: quantize_row_q4_0_ref(src, dst, cols); break;
     default: break;
     }
+}
+
+struct convert_job {
+    void *dst;
+    const void *src;
+    kiln_dtype dst_dt, src_dt;
+    int rows, cols;
+    int failed[64 * 16]; /* one flag per thread, a cache line apart */
+};
+
+static void convert_part(void *arg, int ith, int nth) {
+    struct convert_job *j = arg;
+    int lo, hi;
+    kiln_split_range(j->rows, ith, nth, &lo, &hi);
+    float *tmp = malloc(sizeof(float) * (size_t)j->cols);
+    if (!tmp) {
+        j->failed[(ith % 64) * 16] = 1;
+        return;
+    }
+    size_t sb = kern_row_bytes(j->src_dt, j->cols), db = kern_row_bytes(j->dst_dt, j->cols);
+    for (int r = lo; r < hi; r++) {
+        kern_row_to_f32(tmp, (const char *)j->src + sb * r, j->src_dt, j->cols);
+        kern_row_from_f32((char *)j->dst + db * r, j->dst_dt, tmp, j->cols);
+    }
+    free(tmp);
+}
+
+int kern_convert_mat(kiln_pool *pool, void *dst, kiln_dtype dst_dt, const void *src, kiln_dtype src_dt, int rows,
+                     int cols) {
+    struct convert_job *j = calloc(1, sizeof *j);
+    if (!j) return -1;
+    *j = (struct convert_job){.dst = dst, .src = src, .dst_dt = dst_dt, .src_dt = src_dt, .rows = rows, .cols = cols};
+    kiln_pool_run(pool, convert_part, j);
+    int failed = 0;
+    for (int i = 0; i < 64; i++) failed |= j->failed[i * 16];
+    free(j);
+    return failed ? -1 : 0;
 }
