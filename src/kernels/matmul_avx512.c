@@ -18,6 +18,7 @@
 
 #define INL static inline __attribute__((always_inline))
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define PF_VALUES 512 /* software prefetch distance in weight values */
 
 /* ---- float weights ---- */
 
@@ -38,7 +39,11 @@ INL void micro_f(int dt, int R, int T, const char *w, size_t rb, const float *x,
     for (; k + 16 <= K; k += 16) {
         __m512 wv[4];
 #pragma GCC unroll 4
-        for (int i = 0; i < R; i++) wv[i] = load_w(dt, w + i * rb, k, 0xffff);
+        for (int i = 0; i < R; i++) {
+            /* GEMV streams R rows at once: prefetch ahead so memory sees enough requests in flight */
+            if (T == 1) _mm_prefetch(w + i * rb + (size_t)(k + PF_VALUES) * (dt == KILN_DT_F32 ? 4 : 2), _MM_HINT_T0);
+            wv[i] = load_w(dt, w + i * rb, k, 0xffff);
+        }
 #pragma GCC unroll 4
         for (int j = 0; j < T; j++) {
             __m512 xv = _mm512_loadu_ps(x + (size_t)j * K + k);
@@ -186,7 +191,10 @@ INL void micro_q2(int dt, int R, int T, const char *w, size_t rb, const act_q8 *
         __m512i wv[4];
         __m512 dw[4];
 #pragma GCC unroll 4
-        for (int i = 0; i < R; i++) wv[i] = load_wq2(dt, w + i * rb, b), dw[i] = wscale2(dt, w + i * rb, b);
+        for (int i = 0; i < R; i++) {
+            if (T == 1) _mm_prefetch(w + i * rb + (size_t)(b + PF_VALUES / QK) * (dt == KILN_DT_Q8_0 ? 34 : 18), _MM_HINT_T0);
+            wv[i] = load_wq2(dt, w + i * rb, b), dw[i] = wscale2(dt, w + i * rb, b);
+        }
 #pragma GCC unroll 4
         for (int j = 0; j < T; j++) {
             const act_q8 *a = x + (size_t)j * nb + b;
