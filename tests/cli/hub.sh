@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# hub.sh — `kiln pull / list / rm` and ORG/NAME model resolution against a local fake hub
+# (tests/hub/fake_hub.py on 127.0.0.1, a port the OS picks) serving ../shared/models as kiln-test/<dir>.
+# Everything lives under a temp HF_HOME: the real cache is never touched.
+source "$(dirname "$0")/lib.bash"
+export HF_HOME="$TMP/hf"
+unset HF_HUB_CACHE HUGGINGFACE_HUB_CACHE HF_TOKEN HUGGING_FACE_HUB_TOKEN HF_HUB_OFFLINE HF_ENDPOINT
+FAKE="$(dirname "$0")/../hub/fake_hub.py"
+MODELS="$SHARED/models"
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
+
+[ -d "$MODELS/tiny-qwen2" ] && [ -d "$MODELS/stories260K" ] || { fail fixtures "$MODELS/tiny-qwen2 or stories260K missing"; exit 1; }
+
+# start_hub NAME [switches...]: starts a fake hub; sets EP (its URL) and LOG (its request log).
+start_hub() {
+    local name=$1; shift
+    LOG="$TMP/$name.log"; : >"$LOG"
+    python3 "$FAKE" --root "$MODELS" --port-file "$TMP/$name.port" --log "$LOG" --lifetime 120 "$@" &
+    PIDS+=($!)
+    for _ in $(seq 100); do [ -s "$TMP/$name.port" ] && break; sleep 0.05; done
+    EP="http://127.0.0.1:$(cat "$TMP/$name.port")"
+}
+
+# The content a fixture file stands for (tokenizer files may be git text-symlinks).
+real_file() {
+    local f=$1
+    if [ "$(stat -c %s "$f")" -lt 512 ] && t=$(head -c 511 "$f") && [ -f "$(dirname "$f")/$t" ]; then
+        echo "$(dirname "$f")/$t"
+    else echo "$f"; fi
+}
+
+# same_tree SRC DST: every file of SRC has the same sha256 in DST.
+same_tree() {
+    local src=$1 dst=$2 f
+    for f in "$src"/*; do
+        [ -f "$f" ] || continue
+        local a b
+        a=$(sha256sum <"$(real_file "$f")" | cut -c1-64)
+        b=$(sha256sum <"$dst/$(basename "$f")" 2>/dev/null | cut -c1-64)
+        [ "$a" = "$b" ] || { echo "  $(basename "$f"): $a vs ${b:-missing}" >&2; return 1; }
+    done
+}
+
+count() { grep -c "$1" "$LOG"; }
+# checkc NAME 'EXPR': PASS if the shell expression (conditions joined with &&) holds.
+checkc() { local n=$1; shift; if eval "$1"; then pass "$n"; else fail "$n" "$1"; fi; }
+
+# ---- a full pull into the huggingface_hub cache layout -------------------------------------------
+start_hub main
+snap=$($KILN pull kiln-test/tiny-qwen2 --endpoint "$EP" --quiet 2>"$TMP/err")
+rc=$?
+checkc pull_succeeds '[ "$rc" -eq 0 ] && [ -d "$snap" ]'
+check pull_matches_source_sha256 same_tree "$MODELS/tiny-qwen2" "$snap"
+repo_dir="$HF_HOME/hub/models--kiln-test--tiny-qwen2"
+sha=$(cat "$repo_dir/refs/main" 2>/dev/null)
+check cache_layout_refs_and_snapshot [ "$snap" = "$repo_dir/snapshots/$sha" ]
+lfs_sha=$(sha256sum <"$MODELS/tiny-qwen2/model-00001-of-00002.safetensors" | cut -c1-64)
+check cache_layout_lfs_blob_is_sha256 [ "$(readlink "$snap/model-00001-of-00002.safetensors")" = "../../blobs/$lfs_sha" ]
+check cache_no_incomplete_left [ -z "$(find "$repo_dir" -name '*.incomplete')" ]
+
+# ---- a second pull downloads nothing ---------------------------------------------------------------
+before=$(count ' /kiln-test/tiny-qwen2/resolve/\| /cdn/')
+snap2=$($KILN pull kiln-test/tiny-qwen2 --endpoint "$EP" --quiet)
+after=$(count ' /kiln-test/tiny-qwen2/resolve/\| /cdn/')
+checkc second_pull_downloads_nothing '[ "$before" -gt 0 ] && [ "$after" -eq "$before" ] && [ "$snap2" = "$snap" ]'
+
+# ---- --include, HF_ENDPOINT, %2F repo ids, --revision ------------------------------------------------
+HF_ENDPOINT="$EP" $KILN pull 'kiln-test%2Fstories260K' --include '*.json' --quiet >"$TMP/out" 2>"$TMP/err"
+check pct2f_repo_id_works grep -q '/kiln-test%2Fstories260K/resolve/' "$LOG"
+s260=$(cat "$TMP/out")
+checkc include_glob_filters '[ -f "$s260/config.json" ] && [ -f "$s260/tokenizer.json" ] && [ ! -e "$s260/model.safetensors" ]'
+check pct2f_same_cache_folder [ "$s260" != "${s260#"$HF_HOME/hub/models--kiln-test--stories260K/"}" ]
+s260b=$($KILN pull kiln-test/stories260K --endpoint "$EP" --revision v1.0 --quiet)
+checkc revision_tag_writes_ref '[ -f "$HF_HOME/hub/models--kiln-test--stories260K/refs/v1.0" ] && same_tree "$MODELS/stories260K" "$s260b"'
+
+# ---- --local-dir: plain files ------------------------------------------------------------------------
+$KILN pull kiln-test/stories260K --endpoint "$EP" --local-dir "$TMP/local" --quiet >/dev/null
+check local_dir_plain_files same_tree "$MODELS/stories260K" "$TMP/local"
+checkc local_dir_not_symlinks '[ ! -L "$TMP/local/model.safetensors" ] && [ -f "$TMP/local/model.safetensors" ]'
+before=$(count ' /cdn/')
+$KILN pull kiln-test/stories260K --endpoint "$EP" --local-dir "$TMP/local" --quiet >/dev/null
+check local_dir_second_pull_downloads_nothing [ "$(count ' /cdn/')" -eq "$before" ]
+
+# ---- errors: 404 repo, 404 revision, 401 without a token ---------------------------------------------
+$KILN pull kiln-test/no-such-model --endpoint "$EP" --quiet >/dev/null 2>"$TMP/err"; rc=$?
+checkc error_404_repo '[ "$rc" -ne 0 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q '\''404'\'' "$TMP/err" && grep -q '\''kiln-test/no-such-model'\'' "$TMP/err"'
+$KILN pull kiln-test/stories260K --endpoint "$EP" --revision nope --quiet >/dev/null 2>"$TMP/err"; rc=$?
+checkc error_404_revision '[ "$rc" -ne 0 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q '\''RevisionNotFound'\'' "$TMP/err"'
+
+start_hub gated --token sekret
+$KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/c401" --quiet >/dev/null 2>"$TMP/err"; rc=$?
+checkc error_401_without_token '[ "$rc" -ne 0 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -q '\''401'\'' "$TMP/err" && grep -q '\''HF_TOKEN'\'' "$TMP/err"'
+d=$(HF_TOKEN=sekret $KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/c401" --quiet)
+check token_sent_as_bearer same_tree "$MODELS/stories260K" "$d"
+
+# ---- a connection cut mid-file resumes with Range ----------------------------------------------------
+start_hub cut --cut model-00001-of-00002.safetensors
+d=$($KILN pull kiln-test/tiny-qwen2 --endpoint "$EP" --cache-dir "$TMP/ccut" --quiet 2>"$TMP/err"); rc=$?
+check cut_was_made grep -q ' 200-cut ' "$LOG"
+checkc cut_resumes_with_range '[ "$rc" -eq 0 ] && grep '\'' /cdn/'\'' "$LOG" | grep -q '\'' 206 bytes=[1-9]'\'''
+check cut_result_intact same_tree "$MODELS/tiny-qwen2" "$d"
+
+# A partial .incomplete left by an earlier run (or by Python) is resumed, not restarted.
+start_hub resume
+lfs=$(sha256sum <"$MODELS/stories260K/model.safetensors" | cut -c1-64)
+mkdir -p "$TMP/cres/models--kiln-test--stories260K/blobs"
+head -c 300000 "$MODELS/stories260K/model.safetensors" >"$TMP/cres/models--kiln-test--stories260K/blobs/$lfs.incomplete"
+d=$($KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/cres" --quiet)
+checkc incomplete_file_resumed 'grep -q '\'' 206 bytes=300000-'\'' "$LOG" && same_tree "$MODELS/stories260K" "$d"'
+
+# ---- a wrong hash fails and leaves no corrupt file -----------------------------------------------------
+start_hub corrupt --corrupt model.safetensors
+$KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/cbad" --quiet >/dev/null 2>"$TMP/err"; rc=$?
+bad="$TMP/cbad/models--kiln-test--stories260K"
+checkc hash_mismatch_fails '[ "$rc" -ne 0 ] && grep -q '\''sha256 mismatch'\'' "$TMP/err" && [ "$(wc -l <"$TMP/err")" -eq 1 ]'
+checkc hash_mismatch_leaves_nothing '[ -z "$(find "$bad" -name '\''model.safetensors*'\'')" ] && [ -z "$(find "$bad/blobs" -name "$lfs*")" ] && [ ! -e "$bad/refs/main" ]'
+
+# ---- offline: HF_HUB_OFFLINE=1 never touches the network ------------------------------------------------
+n_before=$(cat "$TMP"/*.log | wc -l)
+d=$(HF_HUB_OFFLINE=1 $KILN pull kiln-test/tiny-qwen2 --endpoint "$EP" --quiet); rc=$?
+checkc offline_resolves_from_cache '[ "$rc" -eq 0 ] && [ "$d" = "$snap" ]'
+HF_HUB_OFFLINE=1 $KILN pull kiln-test/tiny-llama3 --endpoint "$EP" --quiet >/dev/null 2>"$TMP/err"; rc=$?
+checkc offline_missing_is_clear_error '[ "$rc" -ne 0 ] && grep -q '\''not in the cache'\'' "$TMP/err"'
+check offline_made_no_request [ "$(cat "$TMP"/*.log | wc -l)" -eq "$n_before" ]
+
+# ---- list and rm ------------------------------------------------------------------------------------------
+$KILN list >"$TMP/list" 2>&1
+checkc list_shows_models 'grep -q '\''kiln-test/tiny-qwen2 .*main .*4\|kiln-test/tiny-qwen2'\'' "$TMP/list" && grep -q '\''kiln-test/stories260K'\'' "$TMP/list"'
+$KILN list --json >"$TMP/list.json"
+check list_json_size_and_revision python3 -c '
+import json, sys
+rows = {r["repo_id"]: r for r in map(json.loads, open(sys.argv[1]))}
+q = rows["kiln-test/tiny-qwen2"]
+assert q["size"] > 9_000_000 and "main" in q["revisions"].split(",") and len(q["sha"]) == 40 and q["files"] == 7, q
+' "$TMP/list.json"
+$KILN rm kiln-test/stories260K 2>/dev/null
+checkc rm_removes '[ ! -e "$HF_HOME/hub/models--kiln-test--stories260K" ] && ! $KILN list | grep -q stories260K'
+$KILN rm kiln-test/stories260K 2>"$TMP/err"; rc=$?
+checkc rm_missing_is_error '[ "$rc" -ne 0 ] && grep -q '\''not in the cache'\'' "$TMP/err"'
