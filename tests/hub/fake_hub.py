@@ -11,8 +11,9 @@ Serves every directory under --root as the repo `kiln-test/<dir>` with the hub's
 Every response carries X-Repo-Commit; errors carry X-Error-Code (RepoNotFound, RevisionNotFound, ...).
 {repo} may be sent as org/name or org%2Fname. Revisions: main, v1.0 and the commit sha.
 
-Switches: --token T (401 without `Authorization: Bearer T`), --cut FILE (the first GET of FILE's body
-stops half way and the connection closes), --corrupt FILE (FILE's body has one byte flipped).
+Switches: --token T (401 without `Authorization: Bearer T`; with --gated DIR only for that repo),
+--cut DIR/FILE (the first GET of that file's body stops half way and the connection closes),
+--corrupt DIR/FILE (the first GET of that file's body has one byte flipped).
 Writes its port to --port-file, logs one line per request to --log, and exits by itself after
 --lifetime seconds (the test also kills it).
 """
@@ -38,6 +39,7 @@ def real_path(p):
 
 class Repo:
     def __init__(self, d):
+        self.name = os.path.basename(d)
         self.files = {}
         for name in sorted(os.listdir(d)):
             p = real_path(os.path.join(d, name))
@@ -59,6 +61,7 @@ class State:
     lock = threading.Lock()
     repos = {}
     cut_done = set()
+    corrupt_done = set()
 
 
 def get_repo(args, repo_id):
@@ -100,8 +103,8 @@ def make_handler(args):
         def error(self, status, code, msg):
             self.send(status, json.dumps({"error": msg}).encode(), {"X-Error-Code": code})
 
-        def authorized(self):
-            if not args.token:
+        def authorized(self, repo_id):
+            if not args.token or (args.gated and repo_id.split("/")[-1] != args.gated):
                 return True
             if self.headers.get("Authorization") == "Bearer " + args.token:
                 return True
@@ -110,8 +113,10 @@ def make_handler(args):
 
         def body(self, data, name, headers):
             """Serves data (or the Range of it asked for), cutting or corrupting it when told to."""
-            if name == args.corrupt:
-                data = bytes([data[0] ^ 0xFF]) + data[1:]
+            with State.lock:
+                if name == args.corrupt and name not in State.corrupt_done and self.command == "GET":
+                    State.corrupt_done.add(name)
+                    data = bytes([data[0] ^ 0xFF]) + data[1:]
             start, status = 0, 200
             rng = self.headers.get("Range")
             if rng and rng.startswith("bytes=") and rng.endswith("-"):
@@ -150,19 +155,19 @@ def make_handler(args):
             raw = self.path.split("?", 1)[0]
             if raw.startswith("/cdn/"):
                 sha = raw[5:]
-                for repo in list(State.repos.values()):
+                for rname, repo in list(State.repos.items()):
                     for name, f in repo.files.items():
                         if f["lfs"] == sha:
-                            return self.body(f["data"], name, {"ETag": '"%s"' % sha})
+                            return self.body(f["data"], rname + "/" + name, {"ETag": '"%s"' % sha})
                 return self.error(404, "EntryNotFound", "no such object")
-            if not self.authorized():
-                return
             if raw.startswith("/api/models/"):
                 rest = raw[len("/api/models/"):]
                 if "/revision/" not in rest:
                     return self.error(404, "RepoNotFound", "bad API path")
                 repo_q, rev_q = rest.split("/revision/", 1)
                 repo_id, rev = urllib.parse.unquote(repo_q), urllib.parse.unquote(rev_q)
+                if not self.authorized(repo_id):
+                    return
                 repo = get_repo(args, repo_id)
                 if repo is None:
                     return self.error(404, "RepoNotFound", "Repository not found")
@@ -178,6 +183,8 @@ def make_handler(args):
                 return self.send(200, json.dumps(doc).encode(), {"X-Repo-Commit": repo.sha})
             if "/resolve/" in raw:
                 repo_q, rest = raw[1:].split("/resolve/", 1)
+                if not self.authorized(urllib.parse.unquote(repo_q)):
+                    return
                 repo = get_repo(args, urllib.parse.unquote(repo_q))
                 if repo is None or "/" not in rest:
                     return self.error(404, "RepoNotFound", "Repository not found")
@@ -194,7 +201,7 @@ def make_handler(args):
                               "X-Linked-Size": str(len(f["data"])), "ETag": '"%s"' % f["blob"]})
                     return self.send(302, b"", h)
                 h["ETag"] = '"%s"' % f["blob"]
-                return self.body(f["data"], name, h)
+                return self.body(f["data"], repo.name + "/" + name, h)
             return self.error(404, "RepoNotFound", "not found")
 
     return H
@@ -206,6 +213,7 @@ def main():
     ap.add_argument("--port-file", required=True)
     ap.add_argument("--log")
     ap.add_argument("--token")
+    ap.add_argument("--gated")
     ap.add_argument("--cut")
     ap.add_argument("--corrupt")
     ap.add_argument("--lifetime", type=float, default=300)
