@@ -79,6 +79,19 @@ static size_t error_code_header(char *p, size_t sz, size_t n, void *ud) {
     return len;
 }
 
+/* A relative path with no empty, "." or ".." component. */
+static bool hub_safe_path(const char *p) {
+    if (!*p || *p == '/') return false;
+    for (const char *c = p; *c;) {
+        size_t n = strcspn(c, "/");
+        if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.')) return false;
+        c += n;
+        if (*c == '/') c++;
+        if (*c == 0 && c[-1] == '/') return false;
+    }
+    return true;
+}
+
 static int parse_repo(const char *body, const char *what, hub_repo *r, kiln_err *err) {
     json_error_t je;
     json_t *root = json_loads(body, 0, &je);
@@ -104,7 +117,7 @@ static int parse_repo(const char *body, const char *what, hub_repo *r, kiln_err 
         json_t *s = json_array_get(sib, i);
         const char *name = json_string_value(json_object_get(s, "rfilename"));
         /* A hostile listing must not write outside the snapshot. */
-        if (!name || !*name || name[0] == '/' || strstr(name, "..") || strstr(name, "//")) {
+        if (!name || !hub_safe_path(name)) {
             json_decref(root);
             return kiln_err_set(err, "%s: the API lists an unsafe file name '%s'", what, name ? name : "(none)");
         }

@@ -24,7 +24,7 @@ typedef struct dl_ctx {
     const char *endpoint, *repo_id, *sha, *token;
     const char *repo_dir;  /* cache mode: ROOT/models--org--name */
     const char *local_dir; /* local mode */
-    const hub_file *const *files;
+    hub_file *const *files; /* each touched by one worker only */
     size_t n, next;
     pthread_mutex_t mu;
     kiln_hub_progress prog;
@@ -295,14 +295,23 @@ int hub_write_text(const char *path, const char *text, kiln_err *err) {
     return 0;
 }
 
-static int one_file_cache(dl_ctx *ctx, const hub_file *f, const char *url, bool *transferred, kiln_err *err) {
+/* Without a blob id from the listing (mirrors that ignore ?blobs=true) the file's etag comes from a HEAD
+ * request; an LFS file's X-Linked-Etag is its sha256, which then is verified as well. */
+static char *blob_name(dl_ctx *ctx, hub_file *f, const char *url, kiln_err *err) {
+    if (f->blob) return strdup(f->blob);
+    char what[1024];
+    snprintf(what, sizeof what, "%s: %s", ctx->repo_id, f->path);
+    char *e = head_etag(ctx, url, what, err);
+    if (e && strlen(e) == 64 && strspn(e, "0123456789abcdef") == 64) snprintf(f->sha256, sizeof f->sha256, "%s", e);
+    return e;
+}
+
+static int one_file_cache(dl_ctx *ctx, hub_file *f, const char *url, bool *transferred, kiln_err *err) {
     char snap[4096], blob_path[4096], part[4200];
     snprintf(snap, sizeof snap, "%s/snapshots/%s/%s", ctx->repo_dir, ctx->sha, f->path);
     struct stat st;
     if (stat(snap, &st) == 0 && S_ISREG(st.st_mode) && (f->size < 0 || st.st_size == f->size)) return 0;
-    char what[1024];
-    snprintf(what, sizeof what, "%s: %s", ctx->repo_id, f->path);
-    char *blob = f->blob ? strdup(f->blob) : head_etag(ctx, url, what, err);
+    char *blob = blob_name(ctx, f, url, err);
     if (!blob) return -1;
     int rc = 0;
     snprintf(blob_path, sizeof blob_path, "%s/blobs/%s", ctx->repo_dir, blob);
@@ -322,14 +331,12 @@ static int one_file_cache(dl_ctx *ctx, const hub_file *f, const char *url, bool 
 
 /* --local-dir: plain files, with huggingface_hub's bookkeeping under D/.cache/huggingface/download/
  * (<path>.metadata = commit, etag, time) so a repeated pull skips files that are already there. */
-static int one_file_local(dl_ctx *ctx, const hub_file *f, const char *url, bool *transferred, kiln_err *err) {
+static int one_file_local(dl_ctx *ctx, hub_file *f, const char *url, bool *transferred, kiln_err *err) {
     char dest[4096], meta[4200], part[4200];
     snprintf(dest, sizeof dest, "%s/%s", ctx->local_dir, f->path);
     snprintf(meta, sizeof meta, "%s/.cache/huggingface/download/%s.metadata", ctx->local_dir, f->path);
     snprintf(part, sizeof part, "%s/.cache/huggingface/download/%s.incomplete", ctx->local_dir, f->path);
-    char what[1024];
-    snprintf(what, sizeof what, "%s: %s", ctx->repo_id, f->path);
-    char *blob = f->blob ? strdup(f->blob) : head_etag(ctx, url, what, err);
+    char *blob = blob_name(ctx, f, url, err);
     if (!blob) return -1;
     int rc = 0;
     struct stat st;
@@ -362,7 +369,7 @@ static void *worker(void *arg) {
             pthread_mutex_unlock(&ctx->mu);
             return NULL;
         }
-        const hub_file *f = ctx->files[ctx->next++];
+        hub_file *f = ctx->files[ctx->next++];
         pthread_mutex_unlock(&ctx->mu);
         kiln_err err;
         bool transferred = false;
@@ -386,7 +393,7 @@ static void *worker(void *arg) {
     }
 }
 
-int hub_download_all(const char *endpoint, const char *repo_id, const hub_repo *r, const hub_file *const *files,
+int hub_download_all(const char *endpoint, const char *repo_id, const hub_repo *r, hub_file *const *files,
                      size_t n, const kiln_hub_opts *o, const char *repo_dir, kiln_hub_result *res, kiln_err *err) {
     dl_ctx ctx = {.endpoint = endpoint, .repo_id = repo_id, .sha = r->sha, .repo_dir = repo_dir,
                   .local_dir = o->local_dir, .files = files, .n = n, .progress = o->progress,

@@ -50,7 +50,7 @@ int hub_write_text(const char *path, const char *text, kiln_err *err);
 char *hub_cached_snapshot(const char *root, const char *repo_id, const char *rev, char sha[65]);
 /* Downloads the files into the cache (or local dir). */
 /* Fetches files (of r) into repo_dir (the cache folder) or o->local_dir, o->parallel at a time. */
-int hub_download_all(const char *endpoint, const char *repo_id, const hub_repo *r, const hub_file *const *files,
+int hub_download_all(const char *endpoint, const char *repo_id, const hub_repo *r, hub_file *const *files,
                      size_t n, const kiln_hub_opts *o, const char *repo_dir, kiln_hub_result *res, kiln_err *err);
 
 #endif

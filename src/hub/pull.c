@@ -63,7 +63,7 @@ int kiln_hub_pull(const char *repo_id, const kiln_hub_opts *o, kiln_hub_result *
         free(root);
         return -1;
     }
-    const hub_file **sel = calloc(r.n ? r.n : 1, sizeof *sel);
+    hub_file **sel = calloc(r.n ? r.n : 1, sizeof *sel);
     size_t n = 0;
     for (size_t i = 0; sel && i < r.n; i++)
         if (kiln_hub_glob_match(o->include, o->n_include, r.files[i].path)) sel[n++] = &r.files[i];

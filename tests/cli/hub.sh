@@ -112,6 +112,15 @@ head -c 300000 "$MODELS/stories260K/model.safetensors" >"$TMP/cres/models--kiln-
 d=$($KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/cres" --quiet)
 checkc incomplete_file_resumed 'grep -q '\'' 206 bytes=300000-'\'' "$LOG" && same_tree "$MODELS/stories260K" "$d"'
 
+# ---- a mirror that lists names only: etags (and the LFS sha256) come from HEAD requests ---------------
+MAIN_EP=$EP MAIN_LOG=$LOG
+start_hub bare --bare-listing --corrupt stories260K/model.safetensors
+$KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/cbare" --quiet >/dev/null 2>"$TMP/err"; rc=$?
+checkc bare_listing_verifies_sha256_from_head '[ "$rc" -ne 0 ] && grep -q "sha256 mismatch" "$TMP/err" && grep -q "^HEAD " "$LOG"'
+d=$($KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/cbare" --quiet)
+checkc bare_listing_pull_works 'same_tree "$MODELS/stories260K" "$d" && [ -e "$TMP/cbare/models--kiln-test--stories260K/blobs/$lfs" ]'
+EP=$MAIN_EP LOG=$MAIN_LOG
+
 # ---- offline: HF_HUB_OFFLINE=1 never touches the network ------------------------------------------------
 n_before=$(cat "$TMP"/*.log | wc -l)
 d=$(HF_HUB_OFFLINE=1 $KILN pull kiln-test/tiny-qwen2 --endpoint "$EP" --quiet); rc=$?

@@ -13,7 +13,8 @@ Every response carries X-Repo-Commit; errors carry X-Error-Code (RepoNotFound, R
 
 Switches: --token T (401 without `Authorization: Bearer T`; with --gated DIR only for that repo),
 --cut DIR/FILE (the first GET of that file's body stops half way and the connection closes),
---corrupt DIR/FILE (the first GET of that file's body has one byte flipped).
+--corrupt DIR/FILE (the first GET of that file's body has one byte flipped), --bare-listing (the API
+lists file names only, as mirrors that ignore ?blobs=true do: etags must come from HEAD).
 Writes its port to --port-file, logs one line per request to --log, and exits by itself after
 --lifetime seconds (the test also kills it).
 """
@@ -175,6 +176,9 @@ def make_handler(args):
                     return self.error(404, "RevisionNotFound", "Invalid rev id: " + rev)
                 sib = []
                 for n, f in repo.files.items():
+                    if args.bare_listing:  # an older mirror: names only, etags from HEAD
+                        sib.append({"rfilename": n})
+                        continue
                     s = {"rfilename": n, "size": len(f["data"]), "blobId": f["blob"]}
                     if f["lfs"]:
                         s["lfs"] = {"sha256": f["lfs"], "size": len(f["data"]), "pointerSize": 134}
@@ -214,6 +218,7 @@ def main():
     ap.add_argument("--log")
     ap.add_argument("--token")
     ap.add_argument("--gated")
+    ap.add_argument("--bare-listing", action="store_true")
     ap.add_argument("--cut")
     ap.add_argument("--corrupt")
     ap.add_argument("--lifetime", type=float, default=300)
