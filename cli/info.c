@@ -108,8 +108,8 @@ int cmd_info(int argc, char **argv) {
     kiln_machine_probe(&m);
     kern_init();
     double t0 = kiln_now();
-    double bw = kiln_measure_read_bw(BW_BYTES, m.threads, 0.5);
-    double gf = kiln_measure_matmul_gflops(MM_ROWS, MM_COLS, MM_TOKENS, 0, 0.3);
+    double bw = kiln_measure_read_bw(BW_BYTES, m.threads, 0.7);
+    double gf = kiln_measure_matmul_gflops(MM_ROWS, MM_COLS, MM_TOKENS, 0, 0.4);
     double secs = kiln_now() - t0;
 
     json_t *j = json_pack(

@@ -312,7 +312,8 @@ typedef struct kiln_machine {
     int64_t hugepages_total, hugepage_size;
 } kiln_machine;
 void kiln_machine_probe(kiln_machine *m);
-/* Memory read bandwidth in bytes/s: sums a buffer of `bytes` with n_threads threads for ~seconds. */
+/* Memory read bandwidth in bytes/s: sums a buffer of `bytes` with n_threads threads, best pass, within
+ * about `seconds` in all (setup included; at least one pass). */
 double kiln_measure_read_bw(size_t bytes, int n_threads, double seconds);
 /* What decoding a model costs in memory traffic, from config.json and the safetensors headers alone
  * (no weights read). Per-token weight bytes count every weight read once per decoded token: all of
@@ -328,7 +329,8 @@ typedef struct kiln_model_stats {
     int n_layers, n_kv_heads, head_dim, max_position_embeddings;
 } kiln_model_stats;
 int kiln_model_stats_load(const char *dir, kiln_model_stats *s, kiln_err *err);
-/* kiln's f32 matmul throughput in GFLOP/s on rows×cols weights × n tokens, for ~seconds. */
+/* kiln's f32 matmul throughput in GFLOP/s on rows×cols weights × n tokens, best of the runs that fit in
+ * about `seconds` (at least one). */
 double kiln_measure_matmul_gflops(int rows, int cols, int n, int n_threads, double seconds);
 
 #ifdef __cplusplus
