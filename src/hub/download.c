@@ -7,6 +7,8 @@
  * a relative symlink into snapshots/<sha>/ with rename(2) so readers never see a half-made file.
  * Transient failures (connection cut, 5xx) retry from where they stopped. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -306,6 +308,24 @@ static char *blob_name(dl_ctx *ctx, hub_file *f, const char *url, kiln_err *err)
     return e;
 }
 
+/* Another kiln, or a Python process, may be fetching the same blob: take the lock huggingface_hub takes
+ * (ROOT/.locks/models--ORG--NAME/<blob>.lock, flock) so one downloads and the other then finds it. */
+static int lock_blob(dl_ctx *ctx, const char *blob, kiln_err *err) {
+    char path[4400];
+    const char *slash = strrchr(ctx->repo_dir, '/');
+    if (!slash) return kiln_err_set(err, "bad cache path %s", ctx->repo_dir);
+    snprintf(path, sizeof path, "%.*s/.locks/%s/%s.lock", (int)(slash - ctx->repo_dir), ctx->repo_dir, slash + 1, blob);
+    if (hub_mkdirs(path, false, err) != 0) return -1;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return kiln_err_set(err, "cannot create lock %s: %s", path, strerror(errno));
+    while (flock(fd, LOCK_EX) != 0)
+        if (errno != EINTR) {
+            close(fd);
+            return kiln_err_set(err, "cannot lock %s: %s", path, strerror(errno));
+        }
+    return fd;
+}
+
 static int one_file_cache(dl_ctx *ctx, hub_file *f, const char *url, bool *transferred, kiln_err *err) {
     char snap[4096], blob_path[4096], part[4200];
     snprintf(snap, sizeof snap, "%s/snapshots/%s/%s", ctx->repo_dir, ctx->sha, f->path);
@@ -316,12 +336,15 @@ static int one_file_cache(dl_ctx *ctx, hub_file *f, const char *url, bool *trans
     int rc = 0;
     snprintf(blob_path, sizeof blob_path, "%s/blobs/%s", ctx->repo_dir, blob);
     snprintf(part, sizeof part, "%s.incomplete", blob_path);
-    if (hub_mkdirs(blob_path, false, err) || hub_mkdirs(snap, false, err)) rc = -1;
+    int lock = -1;
+    if (hub_mkdirs(blob_path, false, err) || hub_mkdirs(snap, false, err) || (lock = lock_blob(ctx, blob, err)) < 0)
+        rc = -1;
     else if (stat(blob_path, &st) != 0 || (f->size >= 0 && st.st_size != f->size)) {
         *transferred = true;
         if (fetch(ctx, f, url, part, err) != 0) rc = -1;
         else if (rename(part, blob_path) != 0) rc = kiln_err_set(err, "cannot move %s into place: %s", part, strerror(errno));
     }
+    if (lock >= 0) close(lock); /* releases the flock */
     char *rel = rc == 0 ? relative_blob_link(f->path, blob) : NULL;
     if (rc == 0) rc = rel ? place_symlink(rel, snap, err) : kiln_err_set(err, "out of memory");
     free(rel);

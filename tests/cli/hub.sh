@@ -105,6 +105,13 @@ checkc error_401_without_token '[ "$rc" -ne 0 ] && [ "$(wc -l <"$TMP/err")" -eq 
 d=$(HF_TOKEN=sekret $KILN pull kiln-test/tiny-qwen3 --endpoint "$EP" --include config.json --quiet)
 check token_sent_as_bearer cmp "$MODELS/tiny-qwen3/config.json" "$d/config.json"
 
+# Two pulls of one repo at once (huggingface_hub's .locks/ flock): both succeed, the blobs are intact.
+$KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/cpar" --quiet >"$TMP/p1" 2>&1 &
+p1=$!
+$KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/cpar" --quiet >"$TMP/p2" 2>&1; rc2=$?
+wait $p1; rc1=$?
+checkc concurrent_pulls_share_the_cache '[ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] && same_tree "$MODELS/stories260K" "$(tail -1 "$TMP/p1")" && [ -d "$TMP/cpar/.locks/models--kiln-test--stories260K" ]'
+
 # A partial .incomplete left by an earlier run (or by Python) is resumed, not restarted.
 lfs=$(sha256sum <"$MODELS/stories260K/model.safetensors" | cut -c1-64)
 mkdir -p "$TMP/cres/models--kiln-test--stories260K/blobs"
