@@ -289,9 +289,15 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ft
 int kiln_hub_remove(const char *cache_dir, const char *repo_id, kiln_err *err) {
     char *root = hub_root(cache_dir), *folder = kiln_hub_repo_folder(repo_id);
     char *dir = root && folder ? kiln_path_join(root, folder) : NULL;
+    char *locks_root = root ? kiln_path_join(root, ".locks") : NULL;
+    char *locks = locks_root && folder ? kiln_path_join(locks_root, folder) : NULL;
+    free(locks_root);
     free(root);
     free(folder);
-    if (!dir) return kiln_err_set(err, "out of memory");
+    if (!dir) {
+        free(locks);
+        return kiln_err_set(err, "out of memory");
+    }
     struct stat st;
     int rc = 0;
     if (!strchr(repo_id, '/') && !strstr(repo_id, "%2F") && !strstr(repo_id, "%2f"))
@@ -300,6 +306,8 @@ int kiln_hub_remove(const char *cache_dir, const char *repo_id, kiln_err *err) {
         rc = kiln_err_set(err, "%s is not in the cache (%s not found)", repo_id, dir);
     else if (nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0)
         rc = kiln_err_set(err, "cannot remove %s: %s", dir, strerror(errno));
+    else if (locks) nftw(locks, rm_one, 16, FTW_DEPTH | FTW_PHYS); /* its lock files, if any */
     free(dir);
+    free(locks);
     return rc;
 }

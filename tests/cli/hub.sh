@@ -134,6 +134,9 @@ d=$(HF_HUB_OFFLINE=1 $KILN pull kiln-test/tiny-qwen2 --endpoint "$EP" --quiet); 
 checkc offline_resolves_from_cache '[ "$rc" -eq 0 ] && [ "$d" = "$snap" ]'
 HF_HUB_OFFLINE=1 $KILN pull kiln-test/tiny-llama3 --endpoint "$EP" --quiet >/dev/null 2>"$TMP/err"; rc=$?
 checkc offline_missing_is_clear_error '[ "$rc" -ne 0 ] && grep -q '\''not in the cache'\'' "$TMP/err"'
+# Every --model ORG/NAME[@REV] resolves offline to its snapshot (here through `kiln info --model`).
+HF_HUB_OFFLINE=1 $KILN info --json --model kiln-test/tiny-qwen2 >"$TMP/info.json" 2>"$TMP/err"
+check model_flag_resolves_repo_id python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["model"]["dir"] == sys.argv[2]' "$TMP/info.json" "$snap"
 check offline_made_no_request [ "$(cat "$TMP"/*.log | wc -l)" -eq "$n_before" ]
 
 # ---- list and rm ------------------------------------------------------------------------------------------
@@ -147,6 +150,6 @@ q = rows["kiln-test/tiny-qwen2"]
 assert q["size"] > 9_000_000 and "main" in q["revisions"].split(",") and len(q["sha"]) == 40 and q["files"] == 7, q
 ' "$TMP/list.json"
 $KILN rm kiln-test/stories260K 2>/dev/null
-checkc rm_removes '[ ! -e "$HF_HOME/hub/models--kiln-test--stories260K" ] && ! $KILN list | grep -q stories260K'
+checkc rm_removes '[ ! -e "$HF_HOME/hub/models--kiln-test--stories260K" ] && [ ! -e "$HF_HOME/hub/.locks/models--kiln-test--stories260K" ] && ! $KILN list | grep -q stories260K'
 $KILN rm kiln-test/stories260K 2>"$TMP/err"; rc=$?
 checkc rm_missing_is_error '[ "$rc" -ne 0 ] && grep -q '\''not in the cache'\'' "$TMP/err"'
