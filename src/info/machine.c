@@ -1,7 +1,6 @@
 /* machine.c — what this machine is: CPU model, cores, the SIMD features CPUID reports *and* the OS
  * enables (XGETBV), memory and huge pages. Feature names use /proc/cpuinfo's spelling so the two
  * sources can be compared line by line. */
-#include <cpuid.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,12 +8,6 @@
 
 #include "kiln.h"
 #include "runtime/threadpool.h"
-
-static uint64_t xgetbv0(void) {
-    uint32_t lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    return ((uint64_t)hi << 32) | lo;
-}
 
 /* The features kiln's kernels care about, in /proc/cpuinfo spelling. */
 struct feat {
@@ -32,6 +25,15 @@ static const struct feat feats[] = {
     {"amx_tile", 7, 0, 'd', 24, 3},     {"amx_bf16", 7, 0, 'd', 22, 3},     {"amx_int8", 7, 0, 'd', 25, 3},
 };
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+
+static uint64_t xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
 static void cpuid_features(char *out, size_t cap) {
     unsigned a, b, c, d, max = __get_cpuid_max(0, NULL);
     bool osxsave = __get_cpuid(1, &a, &b, &c, &d) && (c >> 27 & 1);
@@ -48,6 +50,12 @@ static void cpuid_features(char *out, size_t cap) {
         if (o >= cap) break;
     }
 }
+
+#else
+static void cpuid_features(char *out, size_t cap) { /* not x86: no CPUID, no features from this list */
+    if (cap) out[0] = 0;
+}
+#endif
 
 /* Our feature list filtered by the kernel's "flags" line. */
 static void cpuinfo_features(char *out, size_t cap, char *model, size_t model_cap) {
