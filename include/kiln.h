@@ -290,7 +290,7 @@ typedef struct kiln_hub_entry {
 } kiln_hub_entry;
 /* Cached models under cache_dir (NULL: the default root), sorted by repo id; *out malloc'd. */
 int kiln_hub_list(const char *cache_dir, kiln_hub_entry **out, size_t *n, kiln_err *err);
-/* Removes a cached model (its whole models--ORG--NAME folder). */
+/* Removes a cached model (its whole models--ORG--NAME folder and its .locks/ entry). */
 int kiln_hub_remove(const char *cache_dir, const char *repo_id, kiln_err *err);
 
 /* Pure pieces, exposed for tests. */
@@ -315,6 +315,10 @@ void kiln_machine_probe(kiln_machine *m);
 /* Memory read bandwidth in bytes/s: sums a buffer of `bytes` with n_threads threads, best pass, within
  * about `seconds` in all (setup included; at least one pass). */
 double kiln_measure_read_bw(size_t bytes, int n_threads, double seconds);
+/* kiln's f32 matmul throughput in GFLOP/s on rows×cols weights × n tokens, best of the runs that fit in
+ * about `seconds` (at least one). */
+double kiln_measure_matmul_gflops(int rows, int cols, int n, int n_threads, double seconds);
+
 /* What decoding a model costs in memory traffic, from config.json and the safetensors headers alone
  * (no weights read). Per-token weight bytes count every weight read once per decoded token: all of
  * them except an untied input embedding, of which one row is read. */
@@ -329,9 +333,6 @@ typedef struct kiln_model_stats {
     int n_layers, n_kv_heads, head_dim, max_position_embeddings;
 } kiln_model_stats;
 int kiln_model_stats_load(const char *dir, kiln_model_stats *s, kiln_err *err);
-/* kiln's f32 matmul throughput in GFLOP/s on rows×cols weights × n tokens, best of the runs that fit in
- * about `seconds` (at least one). */
-double kiln_measure_matmul_gflops(int rows, int cols, int n, int n_threads, double seconds);
 
 #ifdef __cplusplus
 }
