@@ -9,49 +9,17 @@
 
 #include "kiln.h"
 
-/* The engine's config parser, when linked (weak until src/model/config.c lands). */
-#pragma weak kiln_config_load
-
 struct shape_cfg {
     int n_layers, n_heads, n_kv_heads, head_dim, hidden, max_pos;
     bool tied;
 };
 
-static int int_field(json_t *o, const char *k, int dflt) {
-    json_t *v = json_object_get(o, k);
-    return json_is_integer(v) ? (int)json_integer_value(v) : dflt;
-}
-
 static int read_config(const char *dir, struct shape_cfg *c, kiln_err *err) {
-    if (kiln_config_load) {
-        kiln_config cfg;
-        if (kiln_config_load(dir, &cfg, err) != 0) return -1;
-        *c = (struct shape_cfg){cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.hidden_size,
-                                cfg.max_position_embeddings, cfg.tie_word_embeddings};
-        return 0;
-    }
-    char *path = kiln_path_join(dir, "config.json");
-    char *text = path ? kiln_read_file(path, NULL, err) : NULL;
-    json_error_t je;
-    json_t *o = text ? json_loads(text, 0, &je) : NULL;
-    int rc = 0;
-    if (!text) rc = -1;
-    else if (!json_is_object(o)) rc = kiln_err_set(err, "%s: not a JSON object (line %d: %s)", path, je.line, je.text);
-    else {
-        c->hidden = int_field(o, "hidden_size", 0);
-        c->n_layers = int_field(o, "num_hidden_layers", 0);
-        c->n_heads = int_field(o, "num_attention_heads", 0);
-        c->n_kv_heads = int_field(o, "num_key_value_heads", c->n_heads);
-        c->head_dim = int_field(o, "head_dim", c->n_heads > 0 ? c->hidden / c->n_heads : 0);
-        c->max_pos = int_field(o, "max_position_embeddings", 0);
-        c->tied = json_is_true(json_object_get(o, "tie_word_embeddings"));
-        if (c->n_layers <= 0 || c->n_kv_heads <= 0 || c->head_dim <= 0)
-            rc = kiln_err_set(err, "%s: needs num_hidden_layers, num_key_value_heads and head_dim (or hidden_size)", path);
-    }
-    json_decref(o);
-    free(text);
-    free(path);
-    return rc;
+    kiln_config cfg;
+    if (kiln_config_load(dir, &cfg, err) != 0) return -1;
+    *c = (struct shape_cfg){cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, cfg.hidden_size,
+                            cfg.max_position_embeddings, cfg.tie_word_embeddings};
+    return 0;
 }
 
 static int st_dtype_bytes(const char *dt) {
