@@ -69,6 +69,8 @@ int cmd_logits(int argc, char **argv) {
     int seq = kiln_seq_new(c, &err), nt = (int)n;
     kiln_batch b = {1, &seq, &nt, ids, true, logits};
     if (kiln_forward(c, &b, &err)) cli_fail(1, "%s", err.msg);
+    /* The file first: if it cannot be written, nothing has gone to stdout either. */
+    if (all_path) write_logits_file(all_path, logits + (n - 1) * (size_t)V, (size_t)V);
     if (top > V) top = V;
     for (size_t p = 0; p < n; p++) {
         const float *row = logits + p * (size_t)V;
@@ -79,7 +81,6 @@ int cmd_logits(int argc, char **argv) {
         for (long k = 0; k < top; k++) printf("%s[%d,%.9g]", k ? "," : "", order[k], row[order[k]]);
         printf("]}\n");
     }
-    if (all_path) write_logits_file(all_path, logits + (n - 1) * (size_t)V, (size_t)V);
     free(order);
     free(logits);
     free(ids);
