@@ -45,3 +45,20 @@ err_case unknown_flag "unknown flag" logits --model "$M" --ids 1 --bogus
 err_case bad_dtype "unknown format" logits --model "$M" --ids 1 --dtype q7
 err_case too_long "context" generate --model "$M" --ids 1 --max-new-tokens 600
 err_case unwritable_logits "write" logits --model "$M" --ids 1 --all-logits /nonexistent/dir/x.f32
+
+# Loading is mmap-based: peak RSS stays below the checkpoint's size + KV cache + 64 MiB.
+for m in tiny-llama3 tiny-qwen2; do
+    check "peak_rss_within_file_size_plus_64MiB_$m" python3 - "$KILN" "$SHARED/models/$m" <<'PY'
+import os, resource, subprocess, sys, glob
+kiln, model = sys.argv[1], sys.argv[2]
+subprocess.run([kiln, "logits", "--model", model, "--ids", "1,2,3,4,5,6,7,8", "--top", "1"], check=True,
+               stdout=subprocess.DEVNULL)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+size = sum(os.path.getsize(f) for f in glob.glob(model + "/*.safetensors"))
+# 8 positions of logits (f32) are the only large allocation besides the weights
+limit = size + 64 * 2**20 + 8 * 152064 * 4
+sanitized = "asan" in kiln
+assert sanitized or peak < limit, f"peak {peak} >= {limit}"
+print(f"peak RSS {peak/2**20:.1f} MiB for {size/2**20:.1f} MiB of weights", file=sys.stderr)
+PY
+done
