@@ -24,15 +24,6 @@ const char *cli_model_dir(const char *arg);
 
 extern const char *cli_cmd_name;
 
-/* Model-loading flags shared by every command that runs a model. */
-typedef struct cli_model_args {
-    const char *dir;
-    kiln_model_opts opts;
-} cli_model_args;
-/* Consumes --model, --threads, --dtype, --quant at argv[*i]; returns 1 if it did. */
-int cli_model_flag(int argc, char **argv, int *i, cli_model_args *a);
-/* Opens the model or exits with its one-line error. */
-kiln_model *cli_open_model(cli_model_args *a);
 
 #define CLI_COMMANDS(X)                                                                  \
     X(logits, "top logits per position for token ids (JSON lines)")                      \

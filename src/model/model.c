@@ -1,241 +1,236 @@
-/* model.c — a checkpoint directory → weights the forward pass can read.
+/* model.c — opens a Hugging Face checkpoint directory: config, safetensors (single or sharded), and
+ * binds every tensor the config implies, checking its presence, dtype and shape.
  *
- * Matrices stay in the memory-mapped files in their stored dtype (zero copy) unless a compute format
- * is requested, in which case each is converted once into memory we own and the mapping's pages are
- * released. Small vectors (norm weights, biases) are widened to f32 copies. Every tensor the config
- * implies must be present with exactly the implied shape. */
-#include "model/model.h"
-
+ * Zero-copy by default: matrices stay in the read-only mappings in their stored dtype and the matmul
+ * kernels read them in place, so the page cache holds the only copy. */
 #include <jansson.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
+
+#include "model/model.h"
 
 void kiln_model_opts_default(kiln_model_opts *o) {
-    memset(o, 0, sizeof *o);
     o->dtype = -1;
+    o->threads = 0;
+    o->quiet = false;
 }
 
-static void *own(kiln_model *m, void *p) {
-    if (!p) return NULL;
-    if (m->n_owned == m->cap_owned) {
-        int cap = m->cap_owned ? m->cap_owned * 2 : 64;
-        void **n = realloc(m->owned, (size_t)cap * sizeof *n);
-        if (!n) {
-            free(p);
-            return NULL;
-        }
-        m->owned = n;
-        m->cap_owned = cap;
-    }
-    m->owned[m->n_owned++] = p;
-    return p;
-}
-
-/* ---- finding tensors across shards ---- */
-
-static int open_shards(kiln_model *m, const char *dir, kiln_err *err) {
-    char *index = kiln_path_join(dir, "model.safetensors.index.json");
-    if (!index) return kiln_err_set(err, "out of memory");
-    if (access(index, F_OK) != 0) {
-        free(index);
+/* The safetensors files: model.safetensors, or the shards named by model.safetensors.index.json. */
+static int open_files(kiln_model *m, const char *dir, kiln_err *err) {
+    char *idx = kiln_path_join(dir, "model.safetensors.index.json");
+    char *idx_real = idx ? kiln_resolve_path(idx) : NULL;
+    FILE *probe = idx_real ? fopen(idx_real, "rb") : NULL;
+    free(idx_real);
+    if (!probe) {
+        free(idx);
         char *single = kiln_path_join(dir, "model.safetensors");
-        m->files = calloc(1, sizeof *m->files);
-        if (!single || !m->files) {
-            free(single);
-            return kiln_err_set(err, "out of memory");
-        }
-        if (access(single, F_OK) != 0) {
-            kiln_err_set(err, "%s: no model.safetensors or model.safetensors.index.json", dir);
-            free(single);
-            return -1;
-        }
-        int rc = st_open(&m->files[0], single, err);
+        char *real = single ? kiln_resolve_path(single) : NULL;
         free(single);
+        if (!real) return kiln_err_set(err, "out of memory");
+        m->files = calloc(1, sizeof *m->files);
+        int rc = m->files ? st_open(&m->files[0], real, err) : kiln_err_set(err, "out of memory");
         if (rc == 0) m->n_files = 1;
+        free(real);
         return rc;
     }
+    fclose(probe);
     size_t len;
-    char *text = kiln_read_file(index, &len, err);
+    char *text = kiln_read_file(idx, &len, err);
+    if (!text) {
+        free(idx);
+        return -1;
+    }
     json_error_t je;
-    json_t *root = text ? json_loadb(text, len, 0, &je) : NULL;
+    json_t *o = json_loadb(text, len, 0, &je);
     free(text);
+    json_t *wm = json_object_get(o, "weight_map");
     int rc = 0;
-    json_t *map = json_object_get(root, "weight_map");
-    if (!text) rc = -1;
-    else if (!root) rc = kiln_err_set(err, "%s: malformed JSON: %s", index, je.text);
-    else if (!json_is_object(map)) rc = kiln_err_set(err, "%s: missing \"weight_map\" object", index);
-    if (rc) goto out;
-    /* Distinct shard names, in first-seen order. */
-    size_t n = json_object_size(map);
-    const char **names = calloc(n ? n : 1, sizeof *names);
-    m->files = calloc(n ? n : 1, sizeof *m->files);
-    if (!names || !m->files) {
-        free(names);
+    if (!json_is_object(wm)) {
+        rc = kiln_err_set(err, "%s: no weight_map object%s%s", idx, o ? "" : ": ", o ? "" : je.text);
+        goto done;
+    }
+    m->files = calloc(json_object_size(wm) + 1, sizeof *m->files);
+    if (!m->files) {
         rc = kiln_err_set(err, "out of memory");
-        goto out;
+        goto done;
     }
-    int n_names = 0;
-    const char *key;
+    const char *name;
     json_t *v;
-    json_object_foreach(map, key, v) {
-        const char *f = json_string_value(v);
-        if (!f || strchr(f, '/') || !strcmp(f, "..")) {
-            rc = kiln_err_set(err, "%s: tensor %s: bad shard file name", index, key);
-            break;
+    json_object_foreach(wm, name, v) {
+        if (!json_is_string(v) || strchr(json_string_value(v), '/')) {
+            rc = kiln_err_set(err, "%s: weight_map['%s'] is not a file name", idx, name);
+            goto done;
         }
+        const char *fname = json_string_value(v);
         int seen = 0;
-        for (int i = 0; i < n_names; i++) seen |= !strcmp(names[i], f);
-        if (!seen) names[n_names++] = f;
+        for (int i = 0; i < m->n_files && !seen; i++) {
+            const char *p = strrchr(m->files[i].path, '/');
+            seen = strcmp(p ? p + 1 : m->files[i].path, fname) == 0;
+        }
+        if (seen) continue;
+        char *path = kiln_path_join(dir, fname);
+        char *real = path ? kiln_resolve_path(path) : NULL;
+        free(path);
+        rc = real ? st_open(&m->files[m->n_files], real, err) : kiln_err_set(err, "out of memory");
+        free(real);
+        if (rc) goto done;
+        m->n_files++;
     }
-    for (int i = 0; i < n_names && !rc; i++) {
-        char *p = kiln_path_join(dir, names[i]);
-        rc = p ? st_open(&m->files[i], p, err) : kiln_err_set(err, "out of memory");
-        if (!rc) m->n_files = i + 1;
-        free(p);
+    /* Every mapped tensor must be in the shard the index names (else the index is stale). */
+    json_object_foreach(wm, name, v) {
+        int found = 0;
+        for (int i = 0; i < m->n_files && !found; i++) {
+            const char *p = strrchr(m->files[i].path, '/');
+            found = strcmp(p ? p + 1 : m->files[i].path, json_string_value(v)) == 0 && st_find(&m->files[i], name);
+        }
+        if (!found) {
+            rc = kiln_err_set(err, "%s: tensor '%s' not found in %s", idx, name, json_string_value(v));
+            goto done;
+        }
     }
-    /* Every tensor must be in the shard the index names. */
-    json_object_foreach(map, key, v) {
-        if (rc) break;
-        for (int i = 0; i < m->n_files; i++)
-            if (!strcmp(strrchr(m->files[i].path, '/') + 1, json_string_value(v)) && !st_find(&m->files[i], key))
-                rc = kiln_err_set(err, "%s: tensor %s listed in the index is missing", m->files[i].path, key);
-    }
-    free(names);
-out:
-    json_decref(root);
-    free(index);
+done:
+    json_decref(o);
+    free(idx);
     return rc;
 }
 
-static const st_tensor *find(const kiln_model *m, const char *name, const st_file **file) {
+static const st_tensor *find(const kiln_model *m, const char *name, const st_file **where) {
     for (int i = 0; i < m->n_files; i++) {
         const st_tensor *t = st_find(&m->files[i], name);
         if (t) {
-            if (file) *file = &m->files[i];
+            *where = &m->files[i];
             return t;
         }
     }
     return NULL;
 }
 
-/* The tensor `name` with exactly the given shape (d1 = 0 for a vector). */
-static const st_tensor *expect(const kiln_model *m, const char *name, int64_t d0, int64_t d1, kiln_err *err) {
+/* Looks a tensor up and checks its shape: [d0] when d1 == 0, else [d0, d1]. */
+static const st_tensor *need(kiln_model *m, const char *name, int64_t d0, int64_t d1, kiln_err *err) {
     const st_file *f = NULL;
     const st_tensor *t = find(m, name, &f);
-    const char *where = m->n_files == 1 ? m->files[0].path : "checkpoint";
+    const char *where = m->n_files == 1 ? m->files[0].path : "the checkpoint";
     if (!t) {
-        kiln_err_set(err, "%s: missing tensor %s", where, name);
+        kiln_err_set(err, "%s: missing tensor '%s'", where, name);
         return NULL;
     }
-    int ndim = d1 ? 2 : 1;
-    if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {
-        char got[96] = "";
-        for (int i = 0; i < t->ndim; i++)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? "," : "", (long long)t->shape[i]);
-        if (ndim == 2)
-            kiln_err_set(err, "%s: tensor %s has shape [%s], config implies [%lld,%lld]", f->path, name, got,
+    int ok = d1 ? (t->ndim == 2 && t->shape[0] == d0 && t->shape[1] == d1) : (t->ndim == 1 && t->shape[0] == d0);
+    if (!ok) {
+        char got[128] = "";
+        size_t o = 0;
+        for (int i = 0; i < t->ndim && o < sizeof got - 24; i++)
+            o += (size_t)snprintf(got + o, sizeof got - o, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+        if (d1)
+            kiln_err_set(err, "%s: tensor '%s' has shape [%s], config implies [%lld, %lld]", f->path, name, got,
                          (long long)d0, (long long)d1);
-        else kiln_err_set(err, "%s: tensor %s has shape [%s], config implies [%lld]", f->path, name, got, (long long)d0);
+        else
+            kiln_err_set(err, "%s: tensor '%s' has shape [%s], config implies [%lld]", f->path, name, got,
+                         (long long)d0);
         return NULL;
     }
+    m->params += (size_t)d0 * (size_t)(d1 ? d1 : 1);
     return t;
 }
 
-static float *load_vec(kiln_model *m, const char *name, int n, kiln_err *err) {
-    const st_tensor *t = expect(m, name, n, 0, err);
-    if (!t) return NULL;
-    float *v = own(m, malloc((size_t)n * sizeof *v));
-    if (!v) {
-        kiln_err_set(err, "out of memory loading %s", name);
-        return NULL;
-    }
-    kern_row_to_f32(v, t->data, t->dt, n);
-    m->n_params += (size_t)n;
-    m->weight_bytes += (size_t)n * 4;
-    return v;
-}
-
-/* A [rows][cols] matrix: zero-copy view, or converted into an owned buffer when dtype >= 0. */
-static int load_mat(kiln_model *m, kiln_mat *out, const char *name, int rows, int cols, int dtype, kiln_err *err) {
-    const st_tensor *t = expect(m, name, rows, cols, err);
+static int bind_mat(kiln_model *m, kiln_mat *out, const char *name, int rows, int cols, kiln_err *err) {
+    const st_tensor *t = need(m, name, rows, cols, err);
     if (!t) return -1;
     *out = (kiln_mat){t->data, t->dt, rows, cols};
-    m->n_params += (size_t)rows * cols;
-    if (dtype >= 0 && (kiln_dtype)dtype != t->dt) {
-        kiln_dtype dt = (kiln_dtype)dtype;
-        if ((dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0) && cols % 32)
-            return kiln_err_set(err, "tensor %s: %d columns is not a multiple of 32, cannot use %s", name, cols,
-                                kiln_dtype_name(dt));
-        size_t bytes = kern_row_bytes(dt, cols) * (size_t)rows;
-        void *buf = own(m, malloc(bytes ? bytes : 1));
-        if (!buf) return kiln_err_set(err, "out of memory converting %s to %s", name, kiln_dtype_name(dt));
-        if (kern_convert_mat(m->pool, buf, dt, t->data, t->dt, rows, cols))
-            return kiln_err_set(err, "out of memory converting %s to %s", name, kiln_dtype_name(dt));
-        /* The mapped source pages are no longer needed: drop them so RSS holds one copy. */
-        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)t->data + page - 1) & ~(page - 1),
-                  b = ((uintptr_t)t->data + t->nbytes) & ~(page - 1);
-        if (b > a && !t->owned) madvise((void *)a, b - a, MADV_DONTNEED);
-        *out = (kiln_mat){buf, dt, rows, cols};
-    }
-    m->weight_bytes += kern_row_bytes(out->dt, cols) * (size_t)rows;
     return 0;
 }
 
-static int load_layer(kiln_model *m, int l, int dtype, kiln_err *err) {
+static int bind_vec(kiln_model *m, float **out, const char *name, int n, kiln_err *err) {
+    const st_tensor *t = need(m, name, n, 0, err);
+    if (!t) return -1;
+    *out = malloc((size_t)n * sizeof(float));
+    if (!*out) return kiln_err_set(err, "out of memory");
+    kern_row_to_f32(*out, t->data, t->dt, n);
+    m->weight_bytes += (size_t)n * sizeof(float);
+    return 0;
+}
+
+static int bind_layer(kiln_model *m, int l, kiln_err *err) {
     const kiln_config *c = &m->cfg;
     kiln_layer *L = &m->layers[l];
-    int H = c->hidden_size, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim, I = c->intermediate_size;
+    int H = c->hidden_size, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     char n[160];
-#define NAME(s) (snprintf(n, sizeof n, "model.layers.%d.%s", l, s), n)
-    if (!(L->attn_norm = load_vec(m, NAME("input_layernorm.weight"), H, err))) return -1;
-    if (!(L->ffn_norm = load_vec(m, NAME("post_attention_layernorm.weight"), H, err))) return -1;
-    if (load_mat(m, &L->wq, NAME("self_attn.q_proj.weight"), q, H, dtype, err) ||
-        load_mat(m, &L->wk, NAME("self_attn.k_proj.weight"), kv, H, dtype, err) ||
-        load_mat(m, &L->wv, NAME("self_attn.v_proj.weight"), kv, H, dtype, err) ||
-        load_mat(m, &L->wo, NAME("self_attn.o_proj.weight"), H, q, dtype, err) ||
-        load_mat(m, &L->w_gate, NAME("mlp.gate_proj.weight"), I, H, dtype, err) ||
-        load_mat(m, &L->w_up, NAME("mlp.up_proj.weight"), I, H, dtype, err) ||
-        load_mat(m, &L->w_down, NAME("mlp.down_proj.weight"), H, I, dtype, err))
+#define NAME(suffix) (snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix), n)
+    if (bind_vec(m, &L->attn_norm, NAME("input_layernorm.weight"), H, err) ||
+        bind_mat(m, &L->wq, NAME("self_attn.q_proj.weight"), qd, H, err) ||
+        bind_mat(m, &L->wk, NAME("self_attn.k_proj.weight"), kvd, H, err) ||
+        bind_mat(m, &L->wv, NAME("self_attn.v_proj.weight"), kvd, H, err) ||
+        bind_mat(m, &L->wo, NAME("self_attn.o_proj.weight"), H, qd, err) ||
+        bind_vec(m, &L->ffn_norm, NAME("post_attention_layernorm.weight"), H, err) ||
+        bind_mat(m, &L->w_gate, NAME("mlp.gate_proj.weight"), c->intermediate_size, H, err) ||
+        bind_mat(m, &L->w_up, NAME("mlp.up_proj.weight"), c->intermediate_size, H, err) ||
+        bind_mat(m, &L->w_down, NAME("mlp.down_proj.weight"), H, c->intermediate_size, err))
         return -1;
-    if (c->attention_bias) {
-        if (!(L->bq = load_vec(m, NAME("self_attn.q_proj.bias"), q, err))) return -1;
-        if (!(L->bk = load_vec(m, NAME("self_attn.k_proj.bias"), kv, err))) return -1;
-        if (!(L->bv = load_vec(m, NAME("self_attn.v_proj.bias"), kv, err))) return -1;
-    }
-    if (c->qk_norm) {
-        if (!(L->q_norm = load_vec(m, NAME("self_attn.q_norm.weight"), c->head_dim, err))) return -1;
-        if (!(L->k_norm = load_vec(m, NAME("self_attn.k_norm.weight"), c->head_dim, err))) return -1;
-    }
+    if (c->attention_bias &&
+        (bind_vec(m, &L->bq, NAME("self_attn.q_proj.bias"), qd, err) ||
+         bind_vec(m, &L->bk, NAME("self_attn.k_proj.bias"), kvd, err) ||
+         bind_vec(m, &L->bv, NAME("self_attn.v_proj.bias"), kvd, err)))
+        return -1;
+    if (c->qk_norm && (bind_vec(m, &L->q_norm, NAME("self_attn.q_norm.weight"), c->head_dim, err) ||
+                       bind_vec(m, &L->k_norm, NAME("self_attn.k_norm.weight"), c->head_dim, err)))
+        return -1;
 #undef NAME
     return 0;
 }
 
-/* RoPE inverse frequencies exactly as transformers computes them (float64 math, then float32). */
-static int rope_frequencies(kiln_model *m, kiln_err *err) {
-    const kiln_config *c = &m->cfg;
-    int half = c->head_dim / 2;
-    m->inv_freq = own(m, malloc((size_t)half * sizeof *m->inv_freq));
-    if (!m->inv_freq) return kiln_err_set(err, "out of memory");
-    for (int i = 0; i < half; i++) {
-        double inv = 1.0 / pow(c->rope_theta, (double)(2 * i) / c->head_dim);
-        if (c->rope_type == KILN_ROPE_LINEAR) inv /= c->rope_factor;
-        else if (c->rope_type == KILN_ROPE_LLAMA3) { /* transformers' _compute_llama3_parameters */
-            double old = c->rope_original_max_pos, lo_wl = old / c->rope_low_freq_factor,
-                   hi_wl = old / c->rope_high_freq_factor, wl = 2 * M_PI / inv;
-            double inv_l = wl > lo_wl ? inv / c->rope_factor : inv;
-            if (!(wl < hi_wl) && !(wl > lo_wl)) {
-                double smooth = (old / wl - c->rope_low_freq_factor) /
-                                (c->rope_high_freq_factor - c->rope_low_freq_factor);
-                inv_l = (1 - smooth) * inv_l / c->rope_factor + smooth * inv_l;
-            }
-            inv = inv_l;
-        }
-        m->inv_freq[i] = (float)inv;
+int model_convert_matrix(kiln_mat *dst, void *dst_buf, const kiln_mat *src, kiln_dtype dt, kiln_err *err) {
+    if (dt != KILN_DT_F32 && dt != KILN_DT_F16 && dt != KILN_DT_BF16)
+        return kiln_err_set(err, "--dtype %s: not supported yet (f32, f16, bf16)", kiln_dtype_name(dt));
+    size_t in_rb = kern_row_bytes(src->dt, src->cols), out_rb = kern_row_bytes(dt, src->cols);
+    float *row = malloc((size_t)src->cols * sizeof(float));
+    if (!row) return kiln_err_set(err, "out of memory");
+    for (int r = 0; r < src->rows; r++) {
+        kern_row_to_f32(row, (const char *)src->data + (size_t)r * in_rb, src->dt, src->cols);
+        void *out = (char *)dst_buf + (size_t)r * out_rb;
+        if (dt == KILN_DT_F32) memcpy(out, row, out_rb);
+        else
+            for (int i = 0; i < src->cols; i++)
+                ((uint16_t *)out)[i] = dt == KILN_DT_F16 ? kern_f32_to_f16(row[i]) : kern_f32_to_bf16(row[i]);
     }
+    free(row);
+    *dst = (kiln_mat){dst_buf, dt, src->rows, src->cols};
+    return 0;
+}
+
+/* Every distinct matrix of the model (lm_head only when untied), for conversion and accounting. */
+static int list_mats(kiln_model *m, kiln_mat **out) {
+    int n = 0;
+    out[n++] = &m->embed;
+    if (m->lm_head.data != m->embed.data) out[n++] = &m->lm_head;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        kiln_layer *L = &m->layers[l];
+        kiln_mat *ms[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++) out[n++] = ms[i];
+    }
+    return n;
+}
+
+/* Converts every matrix into one owned buffer, then drops the mappings (nothing points into them). */
+static int convert_all(kiln_model *m, kiln_dtype dt, kiln_err *err) {
+    bool tied = m->lm_head.data == m->embed.data;
+    kiln_mat **mats = malloc((size_t)(2 + 7 * m->cfg.n_layers) * sizeof *mats);
+    if (!mats) return kiln_err_set(err, "out of memory");
+    int n = list_mats(m, mats);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += kern_row_bytes(dt, mats[i]->cols) * (size_t)mats[i]->rows;
+    m->owned = malloc(total ? total : 1);
+    int rc = m->owned ? 0 : kiln_err_set(err, "out of memory converting weights to %s", kiln_dtype_name(dt));
+    size_t off = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        kiln_mat src = *mats[i];
+        rc = model_convert_matrix(mats[i], (char *)m->owned + off, &src, dt, err);
+        off += kern_row_bytes(dt, src.cols) * (size_t)src.rows;
+    }
+    free(mats);
+    if (rc) return -1;
+    if (tied) m->lm_head = m->embed;
+    for (int i = 0; i < m->n_files; i++) st_close(&m->files[i]);
+    m->n_files = 0;
     return 0;
 }
 
@@ -245,43 +240,50 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
         kiln_model_opts_default(&def);
         opts = &def;
     }
+    if (opts->dtype >= KILN_DT_COUNT || opts->dtype < -1) {
+        kiln_err_set(err, "bad dtype %d", opts->dtype);
+        return NULL;
+    }
+    if (opts->dtype == KILN_DT_Q8_0 || opts->dtype == KILN_DT_Q4_0) {
+        kiln_err_set(err, "--dtype %s: not supported yet (f32, f16, bf16)", kiln_dtype_name((kiln_dtype)opts->dtype));
+        return NULL;
+    }
     kiln_model *m = calloc(1, sizeof *m);
     if (!m) {
         kiln_err_set(err, "out of memory");
         return NULL;
     }
-    kern_init();
-    if (kiln_config_load(dir, &m->cfg, err)) goto fail;
-    m->pool = kiln_pool_new(opts->threads);
-    if (!m->pool) {
-        kiln_err_set(err, "cannot start threads");
-        goto fail;
-    }
-    if (opts->dtype >= KILN_DT_COUNT) {
-        kiln_err_set(err, "unknown dtype %d", opts->dtype);
-        goto fail;
-    }
-    if (open_shards(m, dir, err)) goto fail;
     const kiln_config *c = &m->cfg;
-    if (load_mat(m, &m->embed, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, -1, err)) goto fail;
-    /* Embedding rows are gathered, not streamed: kept as stored unless a float format is asked for. */
-    if (!(m->final_norm = load_vec(m, "model.norm.weight", c->hidden_size, err))) goto fail;
+    if (kiln_config_load(dir, &m->cfg, err) || open_files(m, dir, err)) goto fail;
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers) {
         kiln_err_set(err, "out of memory");
         goto fail;
     }
+    if (bind_mat(m, &m->embed, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, err)) goto fail;
     for (int l = 0; l < c->n_layers; l++)
-        if (load_layer(m, l, opts->dtype, err)) goto fail;
-    if (find(m, "lm_head.weight", NULL) && !c->tie_word_embeddings) {
-        if (load_mat(m, &m->lm_head, "lm_head.weight", c->vocab_size, c->hidden_size, opts->dtype, err)) goto fail;
-    } else if (opts->dtype >= 0 && (kiln_dtype)opts->dtype != m->embed.dt) {
-        /* Tied head in a converted format: the head is streamed every token, so it gets its own copy. */
-        if (load_mat(m, &m->lm_head, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, opts->dtype, err))
-            goto fail;
-        m->n_params -= (size_t)c->vocab_size * c->hidden_size;
+        if (bind_layer(m, l, err)) goto fail;
+    if (bind_vec(m, &m->final_norm, "model.norm.weight", c->hidden_size, err)) goto fail;
+    /* As transformers: tie_word_embeddings shares the embedding; a missing lm_head also falls back to it. */
+    const st_file *f;
+    if (!c->tie_word_embeddings && find(m, "lm_head.weight", &f)) {
+        if (bind_mat(m, &m->lm_head, "lm_head.weight", c->vocab_size, c->hidden_size, err)) goto fail;
     } else m->lm_head = m->embed;
-    if (rope_frequencies(m, err)) goto fail;
+    if (opts->dtype >= 0 && convert_all(m, (kiln_dtype)opts->dtype, err)) goto fail;
+    kiln_mat **mats = malloc((size_t)(2 + 7 * c->n_layers) * sizeof *mats);
+    if (!mats) {
+        kiln_err_set(err, "out of memory");
+        goto fail;
+    }
+    int n = list_mats(m, mats);
+    for (int i = 0; i < n; i++) m->weight_bytes += kern_row_bytes(mats[i]->dt, mats[i]->cols) * (size_t)mats[i]->rows;
+    free(mats);
+    kern_init();
+    m->pool = kiln_pool_new(opts->threads);
+    if (!m->pool) {
+        kiln_err_set(err, "cannot start %d threads", opts->threads);
+        goto fail;
+    }
     return m;
 fail:
     kiln_model_free(m);
@@ -290,15 +292,21 @@ fail:
 
 void kiln_model_free(kiln_model *m) {
     if (!m) return;
+    if (m->layers)
+        for (int l = 0; l < m->cfg.n_layers; l++) {
+            kiln_layer *L = &m->layers[l];
+            float *v[] = {L->attn_norm, L->ffn_norm, L->bq, L->bk, L->bv, L->q_norm, L->k_norm};
+            for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) free(v[i]);
+        }
+    free(m->layers);
+    free(m->final_norm);
     for (int i = 0; i < m->n_files; i++) st_close(&m->files[i]);
     free(m->files);
-    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
-    free(m->layers);
-    kiln_pool_free(m->pool);
+    if (m->pool) kiln_pool_free(m->pool);
     free(m);
 }
 
 const kiln_config *kiln_model_config(const kiln_model *m) { return &m->cfg; }
 size_t kiln_model_weight_bytes(const kiln_model *m) { return m->weight_bytes; }
-size_t kiln_model_param_count(const kiln_model *m) { return m->n_params; }
+size_t kiln_model_param_count(const kiln_model *m) { return m->params; }

@@ -1,32 +1,34 @@
-/* model.h — the loaded model as the engine sees it (internal). */
+/* model.h — the loaded model as the engine sees it (internal to libkiln).
+ *
+ * Matrices are kiln_mat views: into the safetensors mapping (zero-copy, stored dtype) or, when the
+ * caller asked for another dtype, into one owned buffer. Norm weights and biases are small f32 copies. */
 #ifndef KILN_MODEL_H
 #define KILN_MODEL_H
 
 #include "kernels/kernels.h"
-#include "kiln.h"
 #include "model/safetensors.h"
-#include "runtime/threadpool.h"
 
 typedef struct kiln_layer {
-    float *attn_norm, *ffn_norm; /* [hidden] */
-    float *q_norm, *k_norm;      /* [head_dim], Qwen3 only */
-    float *bq, *bk, *bv;         /* q/k/v biases, when attention_bias */
-    kiln_mat wq, wk, wv, wo;
-    kiln_mat w_gate, w_up, w_down;
+    kiln_mat wq, wk, wv, wo, w_gate, w_up, w_down;
+    float *attn_norm, *ffn_norm;
+    float *bq, *bk, *bv;      /* attention_bias only */
+    float *q_norm, *k_norm;   /* qk_norm only: [head_dim] */
 } kiln_layer;
 
 struct kiln_model {
     kiln_config cfg;
     st_file *files;
     int n_files;
-    kiln_mat embed, lm_head;
+    kiln_mat embed, lm_head; /* lm_head == embed when tied */
     float *final_norm;
     kiln_layer *layers;
-    float *inv_freq; /* [head_dim / 2], RoPE frequencies after scaling */
-    void **owned;    /* buffers this model allocated (converted matrices, f32 vectors) */
-    int n_owned, cap_owned;
+    void *owned; /* converted matrices (opts.dtype), NULL when zero-copy */
+    size_t weight_bytes, params;
     kiln_pool *pool;
-    size_t weight_bytes, n_params;
 };
+
+/* Converts one matrix to dt into dst_buf (kern_row_bytes(dt, cols) * rows bytes) and points dst at it.
+ * The hook for quantised formats: Q8_0/Q4_0 are not supported yet. */
+int model_convert_matrix(kiln_mat *dst, void *dst_buf, const kiln_mat *src, kiln_dtype dt, kiln_err *err);
 
 #endif

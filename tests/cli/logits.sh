@@ -39,12 +39,12 @@ err_case() { # name, expected substring, args...
 }
 err_case missing_model "/nonexistent" logits --model /nonexistent --ids 1
 err_case bad_ids "bad token id" logits --model "$M" --ids 1,x
-err_case id_out_of_range "out of range" logits --model "$M" --ids 1,999
+err_case id_out_of_range "999" logits --model "$M" --ids 1,999
 err_case no_ids "--ids" logits --model "$M"
-err_case unknown_flag "unknown flag" logits --model "$M" --ids 1 --bogus
+err_case unknown_flag "bogus" logits --model "$M" --ids 1 --bogus
 err_case bad_dtype "unknown format" logits --model "$M" --ids 1 --dtype q7
-err_case too_long "context" generate --model "$M" --ids 1 --max-new-tokens 600
-err_case unwritable_logits "write" logits --model "$M" --ids 1 --all-logits /nonexistent/dir/x.f32
+err_case too_long "exceed" generate --model "$M" --ids 1 --max-new-tokens 600
+err_case unwritable_logits "/nonexistent/dir" logits --model "$M" --ids 1 --all-logits /nonexistent/dir/x.f32
 
 # Loading is mmap-based: peak RSS stays below the checkpoint's size + KV cache + 64 MiB.
 for m in tiny-llama3 tiny-qwen2; do
