@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "kernels/kernels.h"
@@ -198,6 +199,29 @@ TEST(isa_selection) {
     kern_set_isa(kern_best_isa());
 }
 
+/* KILN_ISA is read once at start-up: check it in fresh processes (this binary with --print-isa). */
+static void isa_in_child(const char *env, char *out, size_t n) {
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "KILN_ISA=%s /proc/%d/exe --print-isa", env, (int)getpid());
+    FILE *f = popen(cmd, "r");
+    out[0] = 0;
+    if (f) {
+        if (!fgets(out, (int)n, f)) out[0] = 0;
+        pclose(f);
+    }
+    out[strcspn(out, "\n")] = 0;
+}
+
+TEST(isa_env_override) {
+    char got[64];
+    isa_in_child("scalar", got, sizeof got);
+    CHECK(strcmp(got, "scalar") == 0, "KILN_ISA=scalar gave '%s'", got);
+    isa_in_child("bogus", got, sizeof got);
+    CHECK(strcmp(got, kern_best_isa()) == 0, "KILN_ISA=bogus gave '%s', want the best (%s)", got, kern_best_isa());
+    isa_in_child("avx512", got, sizeof got);
+    CHECK(strcmp(got, kern_best_isa()) == 0 || strcmp(got, "avx512") == 0, "KILN_ISA=avx512 gave '%s'", got);
+}
+
 struct count_arg {
     int hits[4][16]; /* one cache line per thread */
 };
@@ -219,9 +243,11 @@ TEST(thread_pool_runs_every_thread_every_time) {
     CHECK(kiln_physical_cores() >= 1, "cores");
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--print-isa") == 0) return printf("%s\n", kern_isa_name()), 0;
     setenv("KILN_ISA", "avx2", 1);
     RUN(isa_selection);
+    RUN(isa_env_override);
     for (int i = 0; i < 3; i++) pools[i] = kiln_pool_new(i + 1);
     RUN(quant_blocks_match_llamacpp);
     RUN(quant_round_trip_error_bounds);

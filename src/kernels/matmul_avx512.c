@@ -166,8 +166,9 @@ INL __m512i load_wq2(int dt, const char *row, int b) {
     const block_q4_0 *bl = (const block_q4_0 *)row + b;
     __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)bl[0].qs)),
                                         _mm_loadu_si128((const __m128i *)bl[1].qs), 1);
-    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1); /* lo0 lo1 hi0 hi1 */
-    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));                               /* lo0 hi0 lo1 hi1 */
+    /* lo0 lo1 hi0 hi1 (16 values each): block order is restored on the activation side (pair_x), once
+     * per token instead of once per weight row */
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
     return _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
 }
 
@@ -176,7 +177,22 @@ INL __m512 wscale2(int dt, const char *row, int b) {
     if (dt == KILN_DT_Q8_0) d0 = ((const block_q8_0 *)row)[b].d, d1 = ((const block_q8_0 *)row)[b + 1].d;
     else d0 = ((const block_q4_0 *)row)[b].d, d1 = ((const block_q4_0 *)row)[b + 1].d;
     __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(d0 | ((uint32_t)d1 << 16))));
-    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(f));
+    return _mm512_permutexvar_ps(dt == KILN_DT_Q8_0 ? _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+                                                    : _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0),
+                                 _mm512_castps128_ps512(f));
+}
+
+/* Lanes of block 1 in a zmm pair: Q8_0 keeps blocks in 256-bit halves, Q4_0 interleaves 128-bit quarters
+ * (x0[0:16] x1[0:16] x0[16:32] x1[16:32]) to match the nibble order of load_wq2. */
+#define PAIR_MASK(dt) ((__mmask16)((dt) == KILN_DT_Q8_0 ? 0xff00 : 0xf0f0))
+
+/* The activation side of a block pair: bytes, scales d_x, corrections (in lane 0 of each block). */
+INL void pair_x(int dt, const act_q8 *a, __m512i *xv, __m512i *c0, __m512 *dx) {
+    __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[0].qs)),
+                                   _mm256_loadu_si256((const __m256i *)a[1].qs), 1);
+    *xv = dt == KILN_DT_Q8_0 ? v : _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
+    *c0 = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(1, a[0].corr), dt == KILN_DT_Q8_0 ? 0x100 : 0x10, a[1].corr);
+    *dx = _mm512_mask_mov_ps(_mm512_set1_ps(a[0].d), PAIR_MASK(dt), _mm512_set1_ps(a[1].d));
 }
 
 /* R rows x T tokens, two blocks per zmm; an odd last block goes through micro_q. */
@@ -197,12 +213,9 @@ INL void micro_q2(int dt, int R, int T, const char *w, size_t rb, const act_q8 *
         }
 #pragma GCC unroll 4
         for (int j = 0; j < T; j++) {
-            const act_q8 *a = x + (size_t)j * nb + b;
-            const __m512i xv = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[0].qs)),
-                                                  _mm256_loadu_si256((const __m256i *)a[1].qs), 1);
-            const __m512i c0 = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_zextsi128_si256(_mm_cvtsi32_si128(a[0].corr))),
-                                                  _mm256_zextsi128_si256(_mm_cvtsi32_si128(a[1].corr)), 1);
-            const __m512 dx = _mm512_insertf32x8(_mm512_set1_ps(a[0].d), _mm256_set1_ps(a[1].d), 1);
+            __m512i xv, c0;
+            __m512 dx;
+            pair_x(dt, x + (size_t)j * nb + b, &xv, &c0, &dx);
 #pragma GCC unroll 4
             for (int i = 0; i < R; i++) {
                 __m512i s = _mm512_dpbusd_epi32(c0, wv[i], xv);
