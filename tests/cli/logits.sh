@@ -52,6 +52,7 @@ import json,sys
 a=json.loads(sys.argv[1])["ids"]; b=json.loads(sys.argv[2])["ids"]
 assert len(a)==360 and 1 in a and b==a[:a.index(1)+1], (len(b), a.index(1) if 1 in a else None)
 ' "$long" "$stop"
+check generate_zero_tokens bash -c "[ \"\$('$KILN' generate --model '$M' --ids 1 --max-new-tokens 0)\" = '{\"ids\":[]}' ]"
 gb=$("$KILN" generate --model "$M" --ids 1,403 --max-new-tokens 2 --dtype bf16)
 check generate_dtype_bf16 python3 -c 'import json,sys; assert len(json.loads(sys.argv[1])["ids"])==2' "$gb"
 
