@@ -117,10 +117,13 @@ bool jv_truthy(jval v);
 bool jv_equal(jval a, jval b);
 const char *jv_typename(jval v);
 /* Appends Python str(v) / repr(v) to a growing buffer. */
+/* Growing output buffer in the arena (so an error longjmp leaks nothing). */
 typedef struct jbuf {
     char *p;
     size_t n, cap;
+    jarena *a;
 } jbuf;
+#define JBUF(c) ((jbuf){.a = &(c)->arena})
 void jb_put(jbuf *b, const char *s, size_t n);
 void jb_putc(jbuf *b, char ch);
 void jv_print(jctx *c, jbuf *b, jval v, bool repr);

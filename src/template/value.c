@@ -54,13 +54,13 @@ _Noreturn void j_fail(jctx *c, int line, int col, const char *fmt, ...) {
     longjmp(c->fail, 1);
 }
 
-/* ---- buffers (malloc'd: the output outlives the arena) ---- */
+/* ---- buffers: doubling inside the arena, so the waste is at most the final size ---- */
 void jb_put(jbuf *b, const char *s, size_t n) {
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) abort();
+        char *p = ja_alloc(b->a, cap);
+        if (b->n) memcpy(p, b->p, b->n);
         b->p = p;
         b->cap = cap;
     }
@@ -305,11 +305,9 @@ void jv_print(jctx *c, jbuf *b, jval v, bool repr) {
 
 jstr *jv_to_str(jctx *c, jval v) {
     if (v.t == V_STR) return v.s;
-    jbuf b = {0};
+    jbuf b = JBUF(c);
     jv_print(c, &b, v, false);
-    jstr *s = js_new(c, b.p ? b.p : "", b.n);
-    free(b.p);
-    return s;
+    return js_new(c, b.p ? b.p : "", b.n);
 }
 
 static void json_str(jbuf *b, const char *s, size_t n) {
