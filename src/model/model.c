@@ -177,19 +177,21 @@ static int bind_layer(kiln_model *m, int l, kiln_err *err) {
     return 0;
 }
 
+/* The format a matrix gets when the model is converted to dt: Q8_0/Q4_0 need whole 32-value blocks per
+ * row, so narrower-blocked matrices (e.g. stories260K's 172-wide w_down) stay f32, as llama.cpp keeps
+ * such tensors unquantised. */
+static kiln_dtype target_dtype(kiln_dtype dt, int cols) {
+    return (dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0) && cols % 32 ? KILN_DT_F32 : dt;
+}
+
 int model_convert_matrix(kiln_mat *dst, void *dst_buf, const kiln_mat *src, kiln_dtype dt, kiln_err *err) {
-    if (dt != KILN_DT_F32 && dt != KILN_DT_F16 && dt != KILN_DT_BF16)
-        return kiln_err_set(err, "--dtype %s: not supported yet (f32, f16, bf16)", kiln_dtype_name(dt));
+    dt = target_dtype(dt, src->cols);
     size_t in_rb = kern_row_bytes(src->dt, src->cols), out_rb = kern_row_bytes(dt, src->cols);
     float *row = malloc((size_t)src->cols * sizeof(float));
     if (!row) return kiln_err_set(err, "out of memory");
     for (int r = 0; r < src->rows; r++) {
         kern_row_to_f32(row, (const char *)src->data + (size_t)r * in_rb, src->dt, src->cols);
-        void *out = (char *)dst_buf + (size_t)r * out_rb;
-        if (dt == KILN_DT_F32) memcpy(out, row, out_rb);
-        else
-            for (int i = 0; i < src->cols; i++)
-                ((uint16_t *)out)[i] = dt == KILN_DT_F16 ? kern_f32_to_f16(row[i]) : kern_f32_to_bf16(row[i]);
+        kern_row_from_f32((char *)dst_buf + (size_t)r * out_rb, dt, row, src->cols);
     }
     free(row);
     *dst = (kiln_mat){dst_buf, dt, src->rows, src->cols};
@@ -216,14 +218,14 @@ static int convert_all(kiln_model *m, kiln_dtype dt, kiln_err *err) {
     if (!mats) return kiln_err_set(err, "out of memory");
     int n = list_mats(m, mats);
     size_t total = 0;
-    for (int i = 0; i < n; i++) total += kern_row_bytes(dt, mats[i]->cols) * (size_t)mats[i]->rows;
+    for (int i = 0; i < n; i++) total += kern_row_bytes(target_dtype(dt, mats[i]->cols), mats[i]->cols) * (size_t)mats[i]->rows;
     m->owned = malloc(total ? total : 1);
     int rc = m->owned ? 0 : kiln_err_set(err, "out of memory converting weights to %s", kiln_dtype_name(dt));
     size_t off = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         kiln_mat src = *mats[i];
         rc = model_convert_matrix(mats[i], (char *)m->owned + off, &src, dt, err);
-        off += kern_row_bytes(dt, src.cols) * (size_t)src.rows;
+        off += kern_row_bytes(mats[i]->dt, src.cols) * (size_t)src.rows;
     }
     free(mats);
     if (rc) return -1;
@@ -241,10 +243,6 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
     }
     if (opts->dtype >= KILN_DT_COUNT || opts->dtype < -1) {
         kiln_err_set(err, "bad dtype %d", opts->dtype);
-        return NULL;
-    }
-    if (opts->dtype == KILN_DT_Q8_0 || opts->dtype == KILN_DT_Q4_0) {
-        kiln_err_set(err, "--dtype %s: not supported yet (f32, f16, bf16)", kiln_dtype_name((kiln_dtype)opts->dtype));
         return NULL;
     }
     kiln_model *m = calloc(1, sizeof *m);

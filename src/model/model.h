@@ -29,7 +29,8 @@ struct kiln_model {
 };
 
 /* Converts one matrix to dt into dst_buf (kern_row_bytes(dt, cols) * rows bytes) and points dst at it.
- * The hook for quantised formats: Q8_0/Q4_0 are not supported yet. */
+ * Q8_0/Q4_0 apply to matrices whose cols are a multiple of 32; others are stored f32 (dst->dt says
+ * which; size dst_buf for the wider case). */
 int model_convert_matrix(kiln_mat *dst, void *dst_buf, const kiln_mat *src, kiln_dtype dt, kiln_err *err);
 
 #endif
