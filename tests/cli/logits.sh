@@ -71,7 +71,6 @@ bad huge_id logits --model "$M" --ids 99999999999
 bad missing_ids logits --model "$M"
 bad unknown_flag logits --model "$M" --ids 1 --frobnicate
 bad bad_top logits --model "$M" --ids 1 --top 0
-bad q8_not_yet logits --model "$M" --ids 1 --dtype q8_0
 bad bad_dtype logits --model "$M" --ids 1 --dtype f8
 bad too_long logits --model "$M" --ids "$(python3 -c 'print(",".join(["5"]*513))')"
 bad gen_out_of_vocab generate --model "$M" --ids 600 --max-new-tokens 3
@@ -105,4 +104,11 @@ s=json.loads(open(sys.argv[1]).read().strip().splitlines()[-1]); bound=int(sys.a
 print("  %s: peak RSS %.1f MiB, bound %.1f MiB (file %.1f MiB)"%(sys.argv[3],s["peak_rss_bytes"]/2**20,bound/2**20,int(sys.argv[2])/2**20),file=sys.stderr)
 assert s["peak_rss_bytes"]<bound
 ' "$TMP/stats" "$files" "$mdl"
+done
+
+# Quantised formats load and keep the f32 model's top-1 on the golden prompt (stories260K: rows of 64).
+ref_top=$("$KILN" logits --model "$M" --ids 1,403,407 --top 1 | tail -1)
+for q in q8_0 q4_0; do
+    got=$("$KILN" logits --model "$M" --ids 1,403,407 --top 1 --dtype $q | tail -1)
+    check "quant_${q}_keeps_top1" python3 -c "import json; a=json.loads('$ref_top')['top'][0][0]; b=json.loads('$got')['top'][0][0]; assert a==b, (a,b)"
 done
