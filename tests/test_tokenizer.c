@@ -125,6 +125,190 @@ TEST(golden_stories260K) { golden_tokens("stories260K"); }
 TEST(golden_chat_llama3) { golden_chat("llama3"); }
 TEST(golden_chat_qwen3) { golden_chat("qwen3"); }
 
+
+/* ---- properties that hold for any text ---- */
+
+static bool valid_utf8(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t l = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        if (!l || i + l > n) return false;
+        for (size_t k = 1; k < l; k++)
+            if (((unsigned char)s[i + k] & 0xC0) != 0x80) return false;
+        i += l;
+    }
+    return true;
+}
+
+static const char *EDGE[] = {"", " ", "   ", "\t", "\n", "\r\n", "\r\n\r\n  \t", "a\r\nb\tc", "emoji 🙂👍🏽🇨🇳 😀😀",
+                             "mixed русский 中文 العربية हिन्दी ελληνικά", "12345678901234567890123456789",
+                             "3.14159e-10 0x1F 1,000,000", "x", "🙂", "  \n\n\n  trailing\n", "a  b   c    d",
+                             "<|im_start|> not <s> special </s>", "ｆｕｌｌ　ｗｉｄｔｈ", "é (e + U+0301)"};
+
+/* decode(encode(x)) == x for byte-level and byte-fallback tokenizers (no clean-up, no NFC change). */
+static void round_trip(const char *name) {
+    kiln_tokenizer *t = open_tok(name);
+    REQUIRE(t, "open %s", name);
+    for (size_t i = 0; i < sizeof EDGE / sizeof EDGE[0]; i++) {
+        /* SentencePiece "legacy" mode prepends ▁ after every added token, so text around them does not
+         * round-trip there (transformers does the same) */
+        if (strchr(EDGE[i], '<') && !strcmp(name, "llama2")) continue;
+        int32_t *ids;
+        size_t n, dn;
+        kiln_err err = {0};
+        REQUIRE(kiln_encode(t, EDGE[i], strlen(EDGE[i]), false, &ids, &n, &err) == 0, "%s", err.msg);
+        char *d = kiln_decode(t, ids, n, false, &dn);
+        CHECK(dn == strlen(EDGE[i]) && !memcmp(d, EDGE[i], dn), "%s round trip: \"%s\" → \"%s\"", name, EDGE[i], d);
+        CHECK(strlen(EDGE[i]) || n == 0, "%s: empty text gave %zu ids", name, n);
+        free(d), free(ids);
+    }
+    kiln_tokenizer_free(t);
+}
+TEST(round_trip_qwen3) { round_trip("qwen3"); }
+TEST(round_trip_llama2) { round_trip("llama2"); }
+
+TEST(nul_bytes_and_invalid_utf8) {
+    kiln_tokenizer *t = open_tok("qwen3");
+    REQUIRE(t, "open");
+    const char in[] = "a\0b\0\0c";
+    int32_t *ids;
+    size_t n, dn;
+    kiln_err err = {0};
+    REQUIRE(kiln_encode(t, in, sizeof in - 1, false, &ids, &n, &err) == 0, "%s", err.msg);
+    char *d = kiln_decode(t, ids, n, false, &dn);
+    CHECK(dn == sizeof in - 1 && !memcmp(d, in, dn), "NUL bytes lost (%zu bytes back)", dn);
+    free(d), free(ids);
+    /* invalid UTF-8 is read as U+FFFD, as a Python str would hold it */
+    REQUIRE(kiln_encode(t, "x\xff\xfey", 4, false, &ids, &n, &err) == 0, "%s", err.msg);
+    d = kiln_decode(t, ids, n, false, &dn);
+    CHECK(!strcmp(d, "x\xEF\xBF\xBD\xEF\xBF\xBDy"), "invalid UTF-8 → \"%s\"", d);
+    free(d), free(ids);
+    kiln_tokenizer_free(t);
+}
+
+TEST(digits_split_in_threes_llama3) {
+    kiln_tokenizer *t = open_tok("llama3");
+    REQUIRE(t, "open");
+    int32_t *ids;
+    size_t n;
+    kiln_err err = {0};
+    REQUIRE(kiln_encode(t, "1234567890", 10, false, &ids, &n, &err) == 0, "%s", err.msg);
+    CHECK(n == 4, "1234567890 → %zu tokens, want 4 (123|456|789|0)", n);
+    for (size_t i = 0; i < n; i++) CHECK(strlen(kiln_token_str(t, ids[i])) <= 3, "token %s", kiln_token_str(t, ids[i]));
+    free(ids);
+    kiln_tokenizer_free(t);
+}
+
+TEST(specials_and_config) {
+    kiln_tokenizer *t = open_tok("llama3");
+    REQUIRE(t, "open");
+    const kiln_special_tokens *sp = kiln_tokenizer_specials(t);
+    CHECK(sp->bos_id == 128000 && !strcmp(sp->bos_token, "<|begin_of_text|>"), "bos %d", sp->bos_id);
+    CHECK(sp->eos_id == 128001, "eos %d", sp->eos_id);
+    CHECK(kiln_token_is_special(t, 128009) && !kiln_token_is_special(t, 9906), "is_special");
+    CHECK(kiln_token_id(t, "<|eot_id|>") == 128009, "token_id");
+    CHECK(kiln_tokenizer_vocab_size(t) == 128256, "vocab %zu", kiln_tokenizer_vocab_size(t));
+    CHECK(kiln_tokenizer_chat_template(t, NULL) != NULL, "chat template missing");
+    CHECK(kiln_tokenizer_chat_template(t, "nope") == NULL, "unknown template name found");
+    size_t n;
+    char *d = kiln_decode(t, (int32_t[]){128000, 9906, 128009}, 3, true, &n);
+    CHECK(!strcmp(d, "Hello"), "skip_special: \"%s\"", d);
+    free(d);
+    kiln_tokenizer_free(t);
+    kiln_err err = {0};
+    CHECK(kiln_tokenizer_open("/nonexistent", &err) == NULL && strstr(err.msg, "tokenizer.json"), "err: %s", err.msg);
+}
+
+/* Streaming through byte-fallback tokens never emits broken UTF-8 and adds up to the full decode. */
+static void detok_check(const char *name, const char *text) {
+    kiln_tokenizer *t = open_tok(name);
+    REQUIRE(t, "open");
+    int32_t *ids;
+    size_t n, dn, len;
+    kiln_err err = {0};
+    REQUIRE(kiln_encode(t, text, strlen(text), true, &ids, &n, &err) == 0, "%s", err.msg);
+    char *full = kiln_decode(t, ids, n, true, &dn);
+    kiln_detok *d = kiln_detok_new(t, true);
+    char *acc = calloc(1, dn * 2 + 64);
+    size_t an = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = kiln_detok_push(d, ids[i], &len);
+        CHECK(valid_utf8(s, len), "%s: broken UTF-8 after token %zu", name, i);
+        memcpy(acc + an, s, len), an += len;
+    }
+    const char *s = kiln_detok_flush(d, &len);
+    memcpy(acc + an, s, len), an += len;
+    CHECK(an == dn && !memcmp(acc, full, dn), "%s: stream \"%s\" != decode \"%s\"", name, acc, full);
+    kiln_detok_free(d);
+    free(acc), free(full), free(ids);
+    kiln_tokenizer_free(t);
+}
+
+TEST(detok_chinese_byte_fallback_llama2) {
+    const char *text = "昇腾NPU上高效运行大语言模型的实践方案。鑫龘靐齉 🙂 done";
+    kiln_tokenizer *t = open_tok("llama2");
+    REQUIRE(t, "open");
+    int32_t *ids;
+    size_t n, bytes = 0;
+    kiln_err err = {0};
+    kiln_encode(t, text, strlen(text), false, &ids, &n, &err);
+    for (size_t i = 0; i < n; i++) bytes += !strncmp(kiln_token_str(t, ids[i]), "<0x", 3);
+    CHECK(bytes >= 3, "text should exercise byte fallback (%zu byte tokens)", bytes);
+    free(ids);
+    kiln_tokenizer_free(t);
+    detok_check("llama2", text);
+    detok_check("stories260K", text);
+    detok_check("llama3", "Hello 世界 🙂👍🏽 emoji");
+    detok_check("qwen3", "思考 <think> 🇨🇳");
+}
+
+/* ---- no quadratic blow-up ---- */
+#if defined(__SANITIZE_ADDRESS__)
+#define TIME_LIMIT 20.0
+#else
+#define TIME_LIMIT 1.0
+#endif
+
+/* CPU time, not wall time: CI shares 2 cores among many jobs, and the bound is about the algorithm. */
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void time_encode(const char *name, const char *text, size_t n, const char *what) {
+    kiln_tokenizer *t = open_tok(name);
+    REQUIRE(t, "open");
+    int32_t *ids;
+    size_t nid;
+    kiln_err err = {0};
+    double t0 = now();
+    CHECK(kiln_encode(t, text, n, false, &ids, &nid, &err) == 0, "%s", err.msg);
+    double dt = now() - t0;
+    CHECK(dt < TIME_LIMIT, "%s: %s took %.2f s (limit %.0f s)", name, what, dt, TIME_LIMIT);
+    CHECK(nid > 0, "no ids");
+    free(ids);
+    kiln_tokenizer_free(t);
+}
+
+TEST(pathological_1mb) {
+    size_t n = 1 << 20;
+    char *noSpace = malloc(n + 1), *same = malloc(n + 1);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        noSpace[i] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789.,;-_"[(x >> 16) % 51];
+        same[i] = 'a';
+    }
+    noSpace[n] = same[n] = 0;
+    const char *names[] = {"llama3", "qwen3", "llama2"};
+    for (int k = 0; k < 3; k++) {
+        time_encode(names[k], noSpace, n, "1 MB without a space");
+        time_encode(names[k], same, n, "1 MB of 'a'");
+    }
+    free(noSpace), free(same);
+}
+
 int main(void) {
     RUN(golden_llama3);
     RUN(golden_qwen3);
@@ -132,5 +316,12 @@ int main(void) {
     RUN(golden_stories260K);
     RUN(golden_chat_llama3);
     RUN(golden_chat_qwen3);
+    RUN(round_trip_qwen3);
+    RUN(round_trip_llama2);
+    RUN(nul_bytes_and_invalid_utf8);
+    RUN(digits_split_in_threes_llama3);
+    RUN(specials_and_config);
+    RUN(detok_chinese_byte_fallback_llama2);
+    RUN(pathological_1mb);
     return check_done();
 }

@@ -11,7 +11,9 @@ struct tk_bpe {
     tk_map vocab;      /* token string → id */
     char **id_to_str;  /* id → token string (NULL for gaps) */
     size_t n_ids;
-    tk_map merges;     /* 8-byte key (left id, right id) → rank */
+    uint64_t *mkeys;   /* merges: open-addressed table of (left id << 32 | right id) + 1 → rank */
+    int32_t *mranks;
+    size_t mcap;
     int32_t *merge_to; /* rank → merged id */
     int32_t unk_id;
     bool byte_fallback, fuse_unk, ignore_merges;
@@ -20,12 +22,27 @@ struct tk_bpe {
 
 void tk_bpe_free(tk_bpe *b) {
     if (!b) return;
-    tk_map_free(&b->vocab), tk_map_free(&b->merges);
+    tk_map_free(&b->vocab);
+    free(b->mkeys), free(b->mranks);
     for (size_t i = 0; i < b->n_ids; i++) free(b->id_to_str[i]);
     free(b->id_to_str), free(b->merge_to), free(b);
 }
 
 static int32_t lookup(const tk_bpe *b, const char *s, size_t n) { return tk_map_get(&b->vocab, s, n); }
+
+/* The merge table is the hot path of encoding: integer keys, multiplicative hash, linear probing. */
+static size_t merge_slot(const tk_bpe *b, uint64_t key) {
+    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 20) & (b->mcap - 1);
+    while (b->mkeys[i] && b->mkeys[i] != key) i = (i + 1) & (b->mcap - 1);
+    return i;
+}
+
+static uint64_t pair_key(int32_t a, int32_t c) { return (((uint64_t)(uint32_t)a << 32) | (uint32_t)c) + 1; }
+
+static int32_t merge_rank(const tk_bpe *b, int32_t a, int32_t c) {
+    size_t i = merge_slot(b, pair_key(a, c));
+    return b->mkeys[i] ? b->mranks[i] : -1;
+}
 
 tk_bpe *tk_bpe_load(json_t *model, kiln_err *err) {
     const char *type = json_string_value(json_object_get(model, "type"));
@@ -60,6 +77,8 @@ tk_bpe *tk_bpe_load(json_t *model, kiln_err *err) {
     }
     size_t nm = json_array_size(merges);
     b->merge_to = malloc((nm + 1) * sizeof *b->merge_to);
+    for (b->mcap = 16; b->mcap < nm * 2; b->mcap *= 2) {}
+    b->mkeys = calloc(b->mcap, sizeof *b->mkeys), b->mranks = calloc(b->mcap, sizeof *b->mranks);
     for (size_t r = 0; r < nm; r++) {
         json_t *m = json_array_get(merges, r);
         const char *l, *rt;
@@ -82,8 +101,8 @@ tk_bpe *tk_bpe_load(json_t *model, kiln_err *err) {
         int32_t to = lookup(b, own, ln + rn);
         free(own);
         if (a < 0 || c < 0 || to < 0) return tk_bpe_free(b), kiln_err_set(err, "tokenizer.json: merge %zu uses a token not in the vocab", r), NULL;
-        int32_t k[2] = {a, c};
-        if (tk_map_get(&b->merges, (const char *)k, 8) < 0) tk_map_put(&b->merges, (const char *)k, 8, (int32_t)r);
+        size_t slot = merge_slot(b, pair_key(a, c));
+        if (!b->mkeys[slot]) b->mkeys[slot] = pair_key(a, c), b->mranks[slot] = (int32_t)r; /* first rank wins */
         b->merge_to[r] = to;
     }
     return b;
@@ -98,39 +117,41 @@ size_t tk_bpe_vocab_size(const tk_bpe *b) { return b->n_ids; }
 typedef struct {
     int32_t id, prev, next;
 } sym;
-typedef struct {
-    int32_t rank, pos, left_id, right_id;
-} cand;
 
-static bool cand_less(const cand *a, const cand *b) { return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos; }
+/* A candidate merge is one integer, rank << 32 | position: ordering by it is "lowest rank, then
+ * leftmost", and 8-byte entries in a 4-ary heap keep the heap cache-friendly on huge words. */
+typedef uint64_t cand;
+
+static void sift_down(cand *h, size_t n, size_t i, cand x) {
+    for (;;) {
+        size_t c = 4 * i + 1, best = c;
+        if (c >= n) break;
+        for (size_t k = c + 1; k < c + 4 && k < n; k++)
+            if (h[k] < h[best]) best = k;
+        if (h[best] >= x) break;
+        h[i] = h[best], i = best;
+    }
+    h[i] = x;
+}
 
 static void heap_push(cand **h, size_t *n, size_t *cap, cand c) {
     if (*n == *cap) *cap = *cap ? *cap * 2 : 64, *h = realloc(*h, *cap * sizeof **h);
     size_t i = (*n)++;
-    while (i && cand_less(&c, &(*h)[(i - 1) / 2])) (*h)[i] = (*h)[(i - 1) / 2], i = (i - 1) / 2;
+    while (i && c < (*h)[(i - 1) / 4]) (*h)[i] = (*h)[(i - 1) / 4], i = (i - 1) / 4;
     (*h)[i] = c;
 }
 
 static cand heap_pop(cand *h, size_t *n) {
-    cand top = h[0], last = h[--*n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= *n) break;
-        if (c + 1 < *n && cand_less(&h[c + 1], &h[c])) c++;
-        if (!cand_less(&h[c], &last)) break;
-        h[i] = h[c], i = c;
-    }
-    if (*n) h[i] = last;
+    cand top = h[0];
+    if (--*n) sift_down(h, *n, 0, h[*n]);
     return top;
 }
 
 static void push_pair(const tk_bpe *b, const sym *s, int32_t i, cand **h, size_t *n, size_t *cap) {
     int32_t j = s[i].next;
     if (j < 0) return;
-    int32_t k[2] = {s[i].id, s[j].id};
-    int32_t r = tk_map_get(&b->merges, (const char *)k, 8);
-    if (r >= 0) heap_push(h, n, cap, (cand){r, i, s[i].id, s[j].id});
+    int32_t r = merge_rank(b, s[i].id, s[j].id);
+    if (r >= 0) heap_push(h, n, cap, (uint64_t)r << 32 | (uint32_t)i);
 }
 
 void tk_bpe_encode(const tk_bpe *b, const char *s, size_t n, tk_ids *out) {
@@ -157,13 +178,18 @@ void tk_bpe_encode(const tk_bpe *b, const char *s, size_t n, tk_ids *out) {
     for (int32_t i = 0; i < ns; i++) sy[i].prev = i - 1, sy[i].next = i + 1 < ns ? i + 1 : -1;
     cand *h = NULL;
     size_t hn = 0, hcap = 0;
-    for (int32_t i = 0; i + 1 < ns; i++) push_pair(b, sy, i, &h, &hn, &hcap);
+    hcap = (size_t)ns + 16, h = malloc(hcap * sizeof *h);
+    for (int32_t i = 0; i + 1 < ns; i++) { /* all initial pairs, then heapify in O(n) */
+        int32_t r = merge_rank(b, sy[i].id, sy[i + 1].id);
+        if (r >= 0) h[hn++] = (uint64_t)r << 32 | (uint32_t)i;
+    }
+    for (size_t i = hn / 2; i-- > 0;) sift_down(h, hn, i, h[i]);
     while (hn) {
         cand c = heap_pop(h, &hn);
-        int32_t i = c.pos, j = sy[i].next;
-        /* stale if either side changed since this candidate was pushed */
-        if (sy[i].id != c.left_id || j < 0 || sy[j].id != c.right_id) continue;
-        sy[i].id = b->merge_to[c.rank];
+        int32_t rank = (int32_t)(c >> 32), i = (int32_t)(uint32_t)c, j = sy[i].next;
+        /* stale if the pair at i changed since it was pushed: a rank names exactly one pair */
+        if (sy[i].id < 0 || j < 0 || merge_rank(b, sy[i].id, sy[j].id) != rank) continue;
+        sy[i].id = b->merge_to[rank];
         sy[i].next = sy[j].next;
         if (sy[j].next >= 0) sy[sy[j].next].prev = i;
         sy[j].id = -1; /* dead */

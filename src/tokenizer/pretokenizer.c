@@ -177,7 +177,7 @@ static void split_piece(const tk_pretok *p, pcre2_match_data *md, const char *s,
         size_t gs = pos, ge = ms;
         switch (inv ? B_ISOLATED : p->behavior) {
         case B_ISOLATED:
-            if (inv) { if (ms > pos) {} pieces_add(out, s + ms, me - ms); break; }
+            if (inv) { pieces_add(out, s + ms, me - ms); break; } /* inverted: keep only the matches */
             if (ge > gs) pieces_add(out, s + gs, ge - gs);
             pieces_add(out, s + ms, me - ms);
             break;

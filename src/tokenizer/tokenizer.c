@@ -253,8 +253,8 @@ void kiln_detok_free(kiln_detok *d) {
     if (d) free(d->ids.p), free(d->out.p), free(d);
 }
 
-/* The new bytes of window ids[prefix..] beyond ids[prefix..read) into d->out (raw); returns false if
- * the earlier text is not a prefix (a decoder changed it). */
+/* Appends to fresh the raw bytes that window ids[prefix..] adds beyond ids[prefix..read); if a decoder
+ * rewrote the earlier text so it is no longer a prefix, the whole window counts as new. */
 static void window_new(kiln_detok *d, bool stream, tk_buf *fresh) {
     tk_buf prev = {0}, cur = {0};
     decode_raw(d->t, d->ids.p + d->prefix, d->read - d->prefix, d->skip, true, &prev);
