@@ -288,6 +288,55 @@ static void golden_chat(const char *name) {
     kiln_tokenizer_free(t);
 }
 
+/* Published templates (tests/fixtures/templates/<name>.jinja; "qwen3" is the shared tokenizer's) against the
+ * renders in cases.jsonl, each checked by reading the template with Python jinja2 semantics. */
+TEST(published_templates) {
+    FILE *f = fopen("tests/fixtures/templates/cases.jsonl", "r");
+    REQUIRE(f, "missing tests/fixtures/templates/cases.jsonl");
+    kiln_err err = {{0}};
+    char qdir[8192];
+    snprintf(qdir, sizeof qdir, "%s", shared_path("tokenizers/qwen3"));
+    kiln_tokenizer *qwen3 = kiln_tokenizer_open(qdir, &err);
+    CHECK(qwen3, "qwen3 tokenizer: %s", err.msg);
+    char *line = NULL;
+    size_t cap = 0;
+    int lines = 0;
+    while (getline(&line, &cap, f) > 0) {
+        lines++;
+        json_t *j = json_loads(line, 0, NULL);
+        REQUIRE(j, "cases.jsonl line %d: bad JSON", lines);
+        const char *name = json_string_value(json_object_get(j, "template"));
+        char *tmpl = NULL;
+        if (!strcmp(name, "qwen3")) {
+            const char *t = qwen3 ? kiln_tokenizer_chat_template(qwen3, NULL) : NULL;
+            tmpl = t ? strdup(t) : NULL;
+        } else {
+            char path[512];
+            size_t n;
+            snprintf(path, sizeof path, "tests/fixtures/templates/%s.jinja", name);
+            tmpl = kiln_read_file(path, &n, &err);
+        }
+        CHECK(tmpl, "case %d: template %s not found", lines, name);
+        char *vars = json_dumps(json_object_get(j, "vars"), JSON_COMPACT | JSON_PRESERVE_ORDER);
+        char *got = tmpl ? render(tmpl, vars, &err) : NULL;
+        json_t *want = json_object_get(j, "rendered"), *want_err = json_object_get(j, "error");
+        if (json_is_string(want))
+            CHECK(got && !strcmp(got, json_string_value(want)), "case %d (%s):\n    want [%s]\n    got  [%s]", lines,
+                  name, json_string_value(want), got ? got : err.msg);
+        else
+            CHECK(!got && strstr(err.msg, json_string_value(want_err)), "case %d (%s): want error '%s', got [%s]",
+                  lines, name, json_string_value(want_err), got ? got : err.msg);
+        free(got);
+        free(vars);
+        free(tmpl);
+        json_decref(j);
+    }
+    CHECK(lines >= 10, "only %d cases", lines);
+    free(line);
+    fclose(f);
+    kiln_tokenizer_free(qwen3);
+}
+
 TEST(golden_chat_llama3) { golden_chat("llama3"); }
 TEST(golden_chat_qwen3) { golden_chat("qwen3"); }
 
@@ -307,6 +356,7 @@ int main(void) {
     RUN(globals);
     RUN(errors_name_line_and_column);
     RUN(long_conversation_is_linear);
+    RUN(published_templates);
     RUN(golden_chat_llama3);
     RUN(golden_chat_qwen3);
     return check_done();
