@@ -194,7 +194,7 @@ jlist *ev_iterable(ev *E, jnode *at, jval v) {
 /* ---- operators ---- */
 static bool is_num(jval v) { return v.t == V_INT || v.t == V_FLOAT || v.t == V_BOOL; }
 static double num(jval v) { return v.t == V_FLOAT ? v.f : v.t == V_INT ? (double)v.i : (double)v.b; }
-static long long inum(jval v) { return v.t == V_INT ? v.i : v.b; }
+static long long inum(jval v) { return v.t == V_INT ? v.i : v.t == V_BOOL ? v.b : 0; }
 
 static _Noreturn void bad_operands(ev *E, jnode *n, jval a, jval b) {
     if (a.t == V_UNDEF) ev_undefined_error(E, n, a);

@@ -13,16 +13,22 @@ typedef struct lexer {
     const char *src, *p, *end;
     jtok *t;
     size_t n, cap;
+    const char *pos_at; /* last position converted to line/column: positions mostly grow, so resume there */
+    int pos_line, pos_col;
 } lexer;
 
-static void pos_of(const lexer *L, const char *at, int *line, int *col) {
-    int ln = 1, cl = 1;
-    for (const char *q = L->src; q < at; q++) {
-        if (*q == '\n') ln++, cl = 1;
-        else cl++;
+static void pos_of(lexer *L, const char *at, int *line, int *col) {
+    if (!L->pos_at || at < L->pos_at) {
+        L->pos_at = L->src;
+        L->pos_line = L->pos_col = 1;
     }
-    *line = ln;
-    *col = cl;
+    for (const char *q = L->pos_at; q < at; q++) {
+        if (*q == '\n') L->pos_line++, L->pos_col = 1;
+        else L->pos_col++;
+    }
+    L->pos_at = at;
+    *line = L->pos_line;
+    *col = L->pos_col;
 }
 
 static jtok *emit(lexer *L, ttype t, const char *s, size_t n) {

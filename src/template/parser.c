@@ -571,7 +571,9 @@ static jnode *parse_body(parser *P, const char *const *ends, const char **which)
         jtok *t = peek(P);
         if (t->t == T_EOF) {
             if (!ends) return body;
-            j_fail(P->c, t->line, t->col, "unexpected end of template: missing {%% %s %%}", ends[0]);
+            size_t last = 0;
+            while (ends[last + 1]) last++;
+            j_fail(P->c, t->line, t->col, "unexpected end of template: missing {%% %s %%}", ends[last]);
         }
         if (t->t == T_TEXT) {
             next(P);
