@@ -69,7 +69,6 @@ bad huge_id logits --model "$M" --ids 99999999999
 bad missing_ids logits --model "$M"
 bad unknown_flag logits --model "$M" --ids 1 --frobnicate
 bad bad_top logits --model "$M" --ids 1 --top 0
-bad q8_not_yet logits --model "$M" --ids 1 --dtype q8_0
 bad bad_dtype logits --model "$M" --ids 1 --dtype f8
 bad too_long logits --model "$M" --ids "$(python3 -c 'print(",".join(["5"]*513))')"
 bad gen_out_of_vocab generate --model "$M" --ids 600 --max-new-tokens 3
