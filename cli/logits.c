@@ -78,11 +78,11 @@ int cmd_logits(int argc, char **argv) {
     co.n_ctx = (int)n <= cfg->max_position_embeddings ? (int)n : cfg->max_position_embeddings;
     kiln_ctx *c = kiln_ctx_new(m, &co, &err);
     if (!c) cli_fail(1, "%s", err.msg);
+    char *all_tmp = NULL; /* before the buffers below: a bad path exits with nothing unowned */
+    FILE *all_f = all ? open_temp(all, &all_tmp) : NULL;
     float *logits = malloc(n * (size_t)V * sizeof(float));
     int *top = malloc((size_t)k * sizeof(int));
     if (!logits || !top) cli_fail(1, "out of memory");
-    char *all_tmp = NULL;
-    FILE *all_f = all ? open_temp(all, &all_tmp) : NULL;
     int seq = kiln_seq_new(c, &err), nt = (int)n;
     kiln_batch b = {1, &seq, &nt, ids, true, logits};
     if (kiln_forward(c, &b, &err)) {
