@@ -24,7 +24,8 @@ typedef struct kiln_mat {
 /* Bytes of one row of `cols` values in format dt (cols must be a multiple of 32 for Q8_0/Q4_0). */
 size_t kern_row_bytes(kiln_dtype dt, int cols);
 
-/* Picks the ISA once (idempotent, thread-safe). */
+/* Picks the ISA once (idempotent, thread-safe): the best one CPUID allows, or $KILN_ISA when it names a
+ * supported one (an unsupported or unknown KILN_ISA falls back to the best, never to a faulting path). */
 void kern_init(void);
 const char *kern_isa_name(void);
 
@@ -45,5 +46,32 @@ uint16_t kern_f32_to_f16(float f);
 float kern_bf16_to_f32(uint16_t h);
 uint16_t kern_f32_to_bf16(float f); /* round to nearest even, as torch does */
 void kern_row_to_f32(float *out, const void *row, kiln_dtype dt, int cols);
+/* Converts / quantises one row of f32 into format dt (llama.cpp's reference rounding for Q8_0/Q4_0). */
+void kern_row_from_f32(void *dst, kiln_dtype dt, const float *src, int cols);
+/* Converts a rows x cols matrix from src_dt to dst_dt (through f32, row by row) split over the pool:
+ * the load-time path behind --dtype / --quant. cols % 32 == 0 when dst_dt is Q8_0/Q4_0. Returns 0, or
+ * -1 when out of memory (dst is then incomplete). */
+int kern_convert_mat(kiln_pool *pool, void *dst, kiln_dtype dst_dt, const void *src, kiln_dtype src_dt, int rows,
+                     int cols);
+
+
+/* ---- RoPE and attention (src/kernels/rope.c, src/kernels/attention.c) ---- */
+
+/* Rotary embedding in the Hugging Face convention (rotate_half: dimension i pairs with i + head_dim/2),
+ * in place on n_heads heads of head_dim values; cos/sin hold head_dim/2 values for this position. */
+void kern_rope(float *x, int n_heads, int head_dim, const float *cos, const float *sin);
+
+/* Causal attention of one query token over n_pos cached positions (0..n_pos-1) of a paged KV cache.
+ * Key/value of position p, kv head h: k + table[p / block] * block_stride + (p % block) * row_stride + h * head_dim
+ * (same for v). q and out are [n_heads][head_dim]; query head i uses kv head i / (n_heads / n_kv_heads).
+ * scratch holds n_pos floats. */
+typedef struct kern_kv_view {
+    const float *k, *v;
+    const int *table;
+    int block;
+    size_t block_stride, row_stride;
+} kern_kv_view;
+void kern_attention(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
+                    const kern_kv_view *kv, float *scratch);
 
 #endif
