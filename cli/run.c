@@ -1,8 +1,165 @@
-/* run.c — `kiln run` (not implemented yet). */
+/* run.c — `kiln run`: prompt in, streamed text out, with transformers' generation controls.
+ *
+ *   kiln run --model DIR [--prompt TEXT | --prompt-file F | stdin] [--system TEXT] [--raw] [--ids 1,2,3]
+ *            [--max-new-tokens N] [--min-new-tokens N] [--do-sample | --greedy] [--temperature T]
+ *            [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S] [--stop STR]...
+ *            [--think on|off] [--thinking show|hide] [--max-input-tokens N] [--batch-file F.jsonl]
+ *            [--json] [--threads N] [--dtype T]
+ *
+ * Defaults come from the model's generation_config.json as transformers applies them; flags win. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "cli.h"
+#include "gen_cli.h"
+
+static char *read_stream(FILE *f, size_t *len) {
+    size_t cap = 4096, n = 0;
+    char *s = malloc(cap);
+    size_t r;
+    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (n + 1 == cap) {
+            char *ns = realloc(s, cap *= 2);
+            if (!ns) free(s);
+            s = ns;
+        }
+    }
+    if (!s) cli_fail(1, "out of memory");
+    s[n] = 0;
+    *len = n;
+    return s;
+}
+
+/* streaming: content on stdout, thinking on stderr (dimmed on a TTY) unless hidden */
+static int on_token(void *user, int index, const kiln_gen_step *st) {
+    (void)index;
+    gen_cli *g = user;
+    if (!st->text_len) return 0;
+    if (st->thinking) {
+        if (!g->show_thinking) return 0;
+        bool tty = isatty(STDERR_FILENO);
+        fprintf(stderr, "%s%.*s%s", tty ? "\033[2m" : "", (int)st->text_len, st->text, tty ? "\033[0m" : "");
+        fflush(stderr);
+    } else {
+        fwrite(st->text, 1, st->text_len, stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+static void run_batch(gen_cli *g, const char *path) {
+    size_t len;
+    FILE *f = fopen(path, "rb");
+    if (!f) cli_fail(1, "--batch-file %s: cannot open", path);
+    char *all = read_stream(f, &len);
+    fclose(f);
+    int cap = 16, n = 0;
+    int32_t **ids = malloc((size_t)cap * sizeof *ids);
+    size_t *nids = malloc((size_t)cap * sizeof *nids);
+    int line_no = 0;
+    for (char *line = strtok(all, "\n"); line; line = strtok(NULL, "\n")) {
+        line_no++;
+        if (strspn(line, " \t\r") == strlen(line)) continue;
+        json_error_t je;
+        json_t *o = json_loads(line, 0, &je);
+        if (!o || !json_is_object(o))
+            cli_fail(1, "--batch-file %s:%d: %s", path, line_no, o ? "expected a JSON object" : je.text);
+        json_t *pr = json_object_get(o, "prompt");
+        if (!pr) pr = json_object_get(o, "text");
+        json_t *sys = json_object_get(o, "system");
+        if (!json_is_string(pr))
+            cli_fail(1, "--batch-file %s:%d: needs a \"prompt\" string", path, line_no);
+        if (n == cap) {
+            cap *= 2;
+            ids = realloc(ids, (size_t)cap * sizeof *ids);
+            nids = realloc(nids, (size_t)cap * sizeof *nids);
+            if (!ids || !nids) cli_fail(1, "out of memory");
+        }
+        gen_cli_prompt(g, json_string_value(pr), json_string_length(pr),
+                       json_is_string(sys) ? json_string_value(sys) : g->system, &ids[n], &nids[n]);
+        n++;
+        json_decref(o);
+    }
+    free(all);
+    if (n == 0) cli_fail(1, "--batch-file %s: no prompts", path);
+    kiln_gen_output *out = calloc((size_t)n, sizeof *out);
+    kiln_err err = {0};
+    if (!out || kiln_generate(g->model, g->tok, &g->params, n, (const int32_t *const *)ids, nids, NULL, NULL,
+                              out, &err))
+        cli_fail(1, "%s", err.msg);
+    for (int i = 0; i < n; i++) {
+        gen_cli_print_json(&out[i]);
+        kiln_gen_output_free(&out[i]);
+        free(ids[i]);
+    }
+    free(out);
+    free(ids);
+    free(nids);
+}
 
 int cmd_run(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    cli_fail(2, "not implemented yet");
+    gen_cli g;
+    const char *prompt = NULL, *prompt_file = NULL, *batch = NULL, *ids_arg = NULL;
+    gen_cli_init(&g);
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (gen_cli_flag(&g, argc, argv, &i)) continue;
+        else if (cli_opt(argc, argv, &i, "--prompt", &v)) prompt = v;
+        else if (cli_opt(argc, argv, &i, "--prompt-file", &v)) prompt_file = v;
+        else if (cli_opt(argc, argv, &i, "--batch-file", &v)) batch = v;
+        else if (cli_opt(argc, argv, &i, "--ids", &v)) ids_arg = v;
+        else if (!strcmp(argv[i], "--raw")) g.raw = true;
+        else if (!strcmp(argv[i], "--json")) g.json = true;
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: kiln run --model DIR [--prompt TEXT | --prompt-file F | stdin | --ids 1,2,3 |"
+                   " --batch-file F.jsonl]\n%s", GEN_CLI_HELP "  --raw  --json\n");
+            return 0;
+        } else cli_fail(2, "unknown flag '%s' (kiln run --help)", argv[i]);
+    }
+    if (!!prompt + !!prompt_file + !!batch + !!ids_arg > 1)
+        cli_fail(2, "give one of --prompt, --prompt-file, --batch-file, --ids");
+    gen_cli_open(&g);
+    if (batch) {
+        run_batch(&g, batch);
+        gen_cli_close(&g);
+        return 0;
+    }
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    kiln_err err = {0};
+    if (ids_arg) {
+        if (cli_parse_ids(ids_arg, &ids, &n_ids, &err)) cli_fail(2, "--ids: %s", err.msg);
+        gen_cli_fit(&g, &ids, &n_ids);
+    } else {
+        char *text;
+        size_t len;
+        if (prompt) text = strdup(prompt), len = strlen(prompt);
+        else if (prompt_file) {
+            text = kiln_read_file(prompt_file, &len, &err);
+            if (!text) cli_fail(1, "--prompt-file: %s", err.msg);
+        } else {
+            if (isatty(STDIN_FILENO)) fprintf(stderr, "(reading the prompt from stdin; end with Ctrl-D)\n");
+            text = read_stream(stdin, &len);
+        }
+        gen_cli_prompt(&g, text, len, g.system, &ids, &n_ids);
+        free(text);
+    }
+    kiln_gen_output out;
+    const int32_t *pp = ids;
+    if (kiln_generate(g.model, g.tok, &g.params, 1, &pp, &n_ids, g.json ? NULL : on_token, &g, &out, &err))
+        cli_fail(1, "%s", err.msg);
+    if (g.json) gen_cli_print_json(&out);
+    else {
+        fputc('\n', stdout);
+        fflush(stdout);
+        gen_cli_print_stats(&out);
+    }
+    kiln_gen_output_free(&out);
+    free(ids);
+    gen_cli_close(&g);
+    return 0;
 }

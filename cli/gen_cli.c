@@ -1,0 +1,204 @@
+/* gen_cli.c — the generation flags and prompt building shared by `kiln run` and `kiln chat`. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gen_cli.h"
+
+enum { SET_MAXNEW = 1, SET_MINNEW = 2, SET_TEMP = 4, SET_TOPK = 8, SET_TOPP = 16, SET_MINP = 32,
+       SET_REP = 64, SET_SEED = 128 };
+
+void gen_cli_init(gen_cli *g) {
+    memset(g, 0, sizeof *g);
+    g->show_thinking = true;
+    kiln_model_opts_default(&g->mopts);
+    g->mopts.quiet = true;
+    kiln_gen_params_default(&g->flags);
+}
+
+int gen_cli_flag(gen_cli *g, int argc, char **argv, int *i) {
+    const char *v;
+    kiln_gen_params *f = &g->flags;
+    if (cli_opt(argc, argv, i, "--model", &v)) g->model_dir = cli_model_dir(v);
+    else if (cli_opt(argc, argv, i, "--system", &v)) g->system = v;
+    else if (cli_opt(argc, argv, i, "--max-new-tokens", &v))
+        f->max_new_tokens = (int)cli_long("--max-new-tokens", v, 1, 1 << 24), g->set |= SET_MAXNEW;
+    else if (cli_opt(argc, argv, i, "--min-new-tokens", &v))
+        f->min_new_tokens = (int)cli_long("--min-new-tokens", v, 0, 1 << 24), g->set |= SET_MINNEW;
+    else if (cli_opt(argc, argv, i, "--temperature", &v))
+        f->temperature = (float)cli_double("--temperature", v, 0, 100), g->set |= SET_TEMP;
+    else if (cli_opt(argc, argv, i, "--top-k", &v))
+        f->top_k = (int)cli_long("--top-k", v, 0, 1 << 30), g->set |= SET_TOPK;
+    else if (cli_opt(argc, argv, i, "--top-p", &v))
+        f->top_p = (float)cli_double("--top-p", v, 0, 1), g->set |= SET_TOPP;
+    else if (cli_opt(argc, argv, i, "--min-p", &v))
+        f->min_p = (float)cli_double("--min-p", v, 0, 1), g->set |= SET_MINP;
+    else if (cli_opt(argc, argv, i, "--repetition-penalty", &v))
+        f->repetition_penalty = (float)cli_double("--repetition-penalty", v, 1e-6, 1e6), g->set |= SET_REP;
+    else if (cli_opt(argc, argv, i, "--seed", &v))
+        f->seed = (uint64_t)cli_long("--seed", v, 0, __LONG_MAX__), g->set |= SET_SEED;
+    else if (cli_opt(argc, argv, i, "--stop", &v)) {
+        if (!*v) cli_fail(2, "--stop: empty string");
+        if (f->n_stop == KILN_GEN_MAX_STOP) cli_fail(2, "--stop: at most %d stop strings", KILN_GEN_MAX_STOP);
+        f->stop[f->n_stop++] = v;
+    } else if (cli_opt(argc, argv, i, "--think", &v)) {
+        if (strcmp(v, "on") && strcmp(v, "off")) cli_fail(2, "--think: want on or off, not '%s'", v);
+        g->think = v;
+    } else if (cli_opt(argc, argv, i, "--thinking", &v)) {
+        if (strcmp(v, "show") && strcmp(v, "hide")) cli_fail(2, "--thinking: want show or hide, not '%s'", v);
+        g->show_thinking = !strcmp(v, "show");
+    } else if (cli_opt(argc, argv, i, "--max-input-tokens", &v))
+        g->max_input_tokens = (int)cli_long("--max-input-tokens", v, 1, 1 << 24);
+    else if (cli_opt(argc, argv, i, "--threads", &v)) g->mopts.threads = (int)cli_long("--threads", v, 1, 1024);
+    else if (cli_opt(argc, argv, i, "--dtype", &v)) {
+        kiln_dtype dt;
+        if (kiln_dtype_parse(v, &dt)) cli_fail(2, "--dtype: unknown type '%s'", v);
+        g->mopts.dtype = (int)dt;
+    } else if (!strcmp(argv[*i], "--greedy")) g->greedy_flag = true;
+    else if (!strcmp(argv[*i], "--do-sample")) g->sample_flag = true;
+    else return 0;
+    return 1;
+}
+
+void gen_cli_open(gen_cli *g) {
+    kiln_err err = {0};
+    if (!g->model_dir) cli_fail(2, "--model DIR is required");
+    if (g->greedy_flag && g->sample_flag) cli_fail(2, "--greedy and --do-sample contradict each other");
+    if (!(g->model = kiln_model_open(g->model_dir, &g->mopts, &err))) cli_fail(1, "%s", err.msg);
+    if (!(g->tok = kiln_tokenizer_open(g->model_dir, &err))) cli_fail(1, "%s", err.msg);
+    kiln_gen_params *p = &g->params, *f = &g->flags;
+    kiln_gen_params_default(p);
+    p->max_new_tokens = 256; /* a CLI default that reads as an answer; generation_config may change it */
+    if (kiln_gen_params_load(p, g->model_dir, &err)) cli_fail(1, "%s", err.msg);
+    const kiln_special_tokens *sp = kiln_tokenizer_specials(g->tok);
+    if (sp && sp->eos_id >= 0) kiln_gen_params_add_eos(p, sp->eos_id);
+    if (g->set & SET_MAXNEW) p->max_new_tokens = f->max_new_tokens;
+    if (g->set & SET_MINNEW) p->min_new_tokens = f->min_new_tokens;
+    if (g->set & SET_TEMP) p->temperature = f->temperature;
+    if (g->set & SET_TOPK) p->top_k = f->top_k;
+    if (g->set & SET_TOPP) p->top_p = f->top_p;
+    if (g->set & SET_MINP) p->min_p = f->min_p;
+    if (g->set & SET_REP) p->repetition_penalty = f->repetition_penalty;
+    if (g->set & SET_SEED) p->seed = f->seed;
+    if (g->sample_flag) p->do_sample = true;
+    if (g->greedy_flag || ((g->set & SET_TEMP) && f->temperature == 0)) p->do_sample = false;
+    memcpy(p->stop, f->stop, sizeof p->stop);
+    p->n_stop = f->n_stop;
+    if (p->min_new_tokens > p->max_new_tokens)
+        cli_fail(2, "--min-new-tokens %d is above --max-new-tokens %d", p->min_new_tokens, p->max_new_tokens);
+}
+
+void gen_cli_close(gen_cli *g) {
+    kiln_tokenizer_free(g->tok);
+    kiln_model_free(g->model);
+}
+
+static int context_of(gen_cli *g) {
+    int ctx = kiln_model_config(g->model)->max_position_embeddings;
+    return ctx > 0 ? ctx : 1 << 30;
+}
+
+void gen_cli_fit(gen_cli *g, int32_t **ids, size_t *n) {
+    int ctx = context_of(g), max_new = g->params.max_new_tokens;
+    size_t limit = g->max_input_tokens ? (size_t)g->max_input_tokens : (size_t)-1;
+    if (max_new >= ctx) cli_fail(2, "--max-new-tokens %d leaves no room in the model's context of %d", max_new, ctx);
+    if (g->max_input_tokens && limit > (size_t)(ctx - max_new)) limit = (size_t)(ctx - max_new);
+    if (*n > limit) {
+        fprintf(stderr, "kiln: prompt truncated from the left: %zu → %zu tokens\n", *n, limit);
+        memmove(*ids, *ids + (*n - limit), limit * sizeof **ids);
+        *n = limit;
+    }
+    if (*n + (size_t)max_new > (size_t)ctx)
+        cli_fail(2, "prompt (%zu tokens) + --max-new-tokens %d exceeds the model's context of %d "
+                    "(use --max-input-tokens to truncate)", *n, max_new, ctx);
+}
+
+static void render_ids(gen_cli *g, json_t *messages, int32_t **ids, size_t *n) {
+    json_t *vars = json_object();
+    json_object_set(vars, "messages", messages);
+    json_object_set_new(vars, "add_generation_prompt", json_true());
+    if (g->think) json_object_set_new(vars, "enable_thinking", json_boolean(!strcmp(g->think, "on")));
+    char *vj = json_dumps(vars, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(vars);
+    kiln_err err = {0};
+    size_t len;
+    char *text = vj ? kiln_chat_render(g->tok, vj, &len, &err) : NULL;
+    free(vj);
+    if (!text) cli_fail(1, "chat template: %s", err.msg);
+    /* the rendered text carries its own special tokens: add none on top (no double BOS) */
+    if (kiln_encode(g->tok, text, len, false, ids, n, &err)) cli_fail(1, "%s", err.msg);
+    free(text);
+}
+
+void gen_cli_messages(gen_cli *g, json_t *messages, int32_t **ids, size_t *n) {
+    int ctx = context_of(g);
+    size_t limit = (size_t)(ctx > g->params.max_new_tokens ? ctx - g->params.max_new_tokens : 0);
+    if (g->max_input_tokens && (size_t)g->max_input_tokens < limit) limit = (size_t)g->max_input_tokens;
+    json_t *msgs = json_deep_copy(messages);
+    int dropped = 0;
+    for (;;) {
+        render_ids(g, msgs, ids, n);
+        if (*n <= limit || !g->max_input_tokens) break;
+        /* drop the oldest turn after the system prompt: a user message and the replies up to the next one */
+        size_t first = 0, count = json_array_size(msgs);
+        json_t *m0 = json_array_get(msgs, 0);
+        if (m0 && !strcmp(json_string_value(json_object_get(m0, "role")) ?: "", "system")) first = 1;
+        size_t users = 0;
+        for (size_t k = first; k < count; k++)
+            if (!strcmp(json_string_value(json_object_get(json_array_get(msgs, k), "role")) ?: "", "user")) users++;
+        if (users <= 1) break; /* only the current question is left */
+        do {
+            json_array_remove(msgs, first);
+            dropped++;
+        } while (first < json_array_size(msgs) &&
+                 strcmp(json_string_value(json_object_get(json_array_get(msgs, first), "role")) ?: "", "user"));
+        free(*ids);
+    }
+    json_decref(msgs);
+    if (dropped) fprintf(stderr, "kiln: dropped the %d oldest message(s) to fit %zu input tokens\n", dropped, limit);
+    if (*n > limit || *n + (size_t)g->params.max_new_tokens > (size_t)ctx)
+        cli_fail(2, "prompt (%zu tokens) + --max-new-tokens %d exceeds %s of %zu tokens%s", *n,
+                 g->params.max_new_tokens, g->max_input_tokens ? "the input limit" : "the model's context",
+                 g->max_input_tokens ? limit : (size_t)ctx,
+                 g->max_input_tokens ? "" : " (use --max-input-tokens to drop old turns)");
+}
+
+void gen_cli_prompt(gen_cli *g, const char *text, size_t len, const char *system, int32_t **ids, size_t *n) {
+    kiln_err err = {0};
+    if (g->raw || !kiln_tokenizer_chat_template(g->tok, NULL)) {
+        /* as tokenizer(text): special tokens added where the post-processor says */
+        if (kiln_encode(g->tok, text, len, true, ids, n, &err)) cli_fail(1, "%s", err.msg);
+        if (*n == 0) cli_fail(2, "the prompt is empty");
+        gen_cli_fit(g, ids, n);
+        return;
+    }
+    json_t *msgs = json_array();
+    if (system) json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", system));
+    json_array_append_new(msgs, json_pack("{s:s,s:s%}", "role", "user", "content", text, len));
+    gen_cli_messages(g, msgs, ids, n);
+    json_decref(msgs);
+}
+
+void gen_cli_print_json(const kiln_gen_output *o) {
+    json_t *ids = json_array();
+    for (size_t i = 0; i < o->n_ids; i++) json_array_append_new(ids, json_integer(o->ids[i]));
+    json_t *st = json_pack("{s:i,s:i,s:f,s:f,s:f,s:f}", "prompt_tokens", o->stats.prompt_tokens, "gen_tokens",
+                           o->stats.gen_tokens, "ttft_ms", o->stats.ttft_ms, "total_ms", o->stats.total_ms,
+                           "decode_tok_s", o->stats.decode_tok_s, "peak_rss_mb", o->stats.peak_rss_mb);
+    json_t *obj = json_pack("{s:s,s:s,s:o,s:s,s:o}", "text", o->text ? o->text : "", "thinking",
+                            o->thinking ? o->thinking : "", "ids", ids, "finish_reason", kiln_finish_name(o->finish),
+                            "stats", st);
+    char *s = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+    if (!s) cli_fail(1, "output is not valid UTF-8 JSON");
+    puts(s);
+    fflush(stdout);
+    free(s);
+    json_decref(obj);
+}
+
+void gen_cli_print_stats(const kiln_gen_output *o) {
+    const kiln_gen_stats *s = &o->stats;
+    fprintf(stderr, "[prompt %d tok, generated %d tok (%s), ttft %.1f ms, decode %.1f tok/s, total %.1f ms, "
+                    "peak RSS %.1f MB]\n", s->prompt_tokens, s->gen_tokens, kiln_finish_name(o->finish), s->ttft_ms,
+            s->decode_tok_s, s->total_ms, s->peak_rss_mb);
+}
