@@ -57,7 +57,7 @@ static void usage_fail(const char *arg) {
 
 static void parse(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
-    o->runs = 5, o->warmup = 1, o->min_new = -1, o->seed = 1234, o->temperature = 1.0;
+    o->runs = 5, o->warmup = 1, o->min_new = -1, o->seed = 1234, o->temperature = 0;
     o->max_new[0] = 128, o->n_max_new = 1, o->n_sample = 1, o->batch[0] = 1, o->n_batch = 1;
     o->lim.max_range = 0.10;
     const char *v;
@@ -118,102 +118,65 @@ static void parse(int argc, char **argv, opts *o) {
 
 typedef struct engine {
     kiln_model *m;
-    kiln_ctx *c;
-    const kiln_config *cfg;
-    float *logits; /* [max_batch][vocab] */
+    kiln_tokenizer *t;
+    kiln_gen_params base; /* generation_config.json of the model, EOS ids included */
     int32_t *prompt;
     int n_prompt;
 } engine;
 
-static unsigned long long rng_next(unsigned long long *s) { /* splitmix64 */
-    unsigned long long z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
+/* Per-token callback: callbacks come in prompt order within a step, so a new step starts whenever the
+ * index does not increase. The time between step starts is the inter-token latency. */
+typedef struct timing {
+    double t0, first, prev;
+    int last_index;
+    bench_run *r;
+} timing;
 
-static int32_t pick(float *l, int n, int sample, double temp, unsigned long long *rng) {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (l[i] > l[best]) best = i;
-    if (!sample) return best;
-    double sum = 0, mx = l[best];
-    for (int i = 0; i < n; i++) sum += exp((l[i] - mx) / temp);
-    double u = (double)(rng_next(rng) >> 11) / 9007199254740992.0 * sum, acc = 0;
-    for (int i = 0; i < n; i++) {
-        acc += exp((l[i] - mx) / temp);
-        if (acc >= u) return i;
-    }
-    return best;
-}
-
-static int is_eos(const kiln_config *cfg, int32_t t) {
-    for (int i = 0; i < cfg->n_eos_token_ids; i++)
-        if (t == cfg->eos_token_ids[i]) return 1;
+static int on_token(void *user, int index, const kiln_gen_step *step) {
+    (void)step;
+    timing *tm = user;
+    if (index > tm->last_index) { tm->last_index = index; return 0; }
+    double now = kiln_now();
+    if (tm->first == 0) tm->first = now;
+    else tm->r->itl_s[tm->r->n_itl++] = now - tm->prev;
+    tm->prev = now;
+    tm->last_index = index;
     return 0;
 }
 
 static void run_once(engine *e, const opts *o, const bench_scenario *sc, int run_idx, bench_run *r) {
-    int B = sc->batch, V = e->cfg->vocab_size, max_new = sc->max_new_tokens;
-    int min_new = o->ignore_eos ? max_new : (sc->min_new_tokens > max_new ? max_new : sc->min_new_tokens);
-    kiln_err err;
-    int seq[256], nt[256], len[256], done[256], act_seq[256], act_nt[256], act_idx[256];
-    int32_t last[256], *toks = malloc((size_t)B * (size_t)e->n_prompt * sizeof *toks);
-    unsigned long long rng = o->seed + (unsigned long long)run_idx;
+    int B = sc->batch, max_new = sc->max_new_tokens;
+    kiln_gen_params p = e->base;
+    p.max_new_tokens = max_new;
+    p.min_new_tokens = o->ignore_eos ? max_new : (sc->min_new_tokens > max_new ? max_new : sc->min_new_tokens);
+    p.do_sample = sc->sample;
+    p.seed = o->seed + (unsigned long long)run_idx;
+    if (o->temperature > 0) p.temperature = (float)o->temperature;
+    const int32_t *prompts[256];
+    size_t lens[256];
+    for (int b = 0; b < B; b++) prompts[b] = e->prompt, lens[b] = (size_t)e->n_prompt;
+    kiln_gen_output out[256];
     memset(r, 0, sizeof *r);
     r->itl_s = malloc((size_t)max_new * sizeof(double));
-    if (!toks || !r->itl_s) cli_fail(1, "out of memory");
-    for (int b = 0; b < B; b++) {
-        if ((seq[b] = kiln_seq_new(e->c, &err)) < 0) cli_fail(1, "%s", err.msg);
-        nt[b] = e->n_prompt, len[b] = 0, done[b] = 0;
-        memcpy(toks + (size_t)b * e->n_prompt, e->prompt, (size_t)e->n_prompt * sizeof *toks);
-    }
-    double t0 = kiln_now();
-    kiln_batch batch = {B, seq, nt, toks, false, e->logits};
-    if (kiln_forward(e->c, &batch, &err)) cli_fail(1, "%s", err.msg);
-    for (int b = 0; b < B; b++) {
-        float *l = e->logits + (size_t)b * V;
-        if (min_new > 0)
-            for (int k = 0; k < e->cfg->n_eos_token_ids; k++) l[e->cfg->eos_token_ids[k]] = -INFINITY;
-        last[b] = pick(l, V, sc->sample, o->temperature, &rng);
-        len[b] = 1;
-        done[b] = len[b] >= max_new || (is_eos(e->cfg, last[b]) && len[b] >= min_new);
-    }
-    double t1 = kiln_now(), tprev = t1;
-    r->ttft_s = t1 - t0;
+    if (!r->itl_s) cli_fail(1, "out of memory");
+    timing tm = {.t0 = kiln_now(), .last_index = -1, .r = r};
+    tm.last_index = 1 << 30; /* the first callback starts a step */
+    kiln_err err;
+    if (kiln_generate(e->m, e->t, &p, B, prompts, lens, on_token, &tm, out, &err)) cli_fail(1, "%s", err.msg);
+    double t_end = kiln_now();
+    r->total_s = t_end - tm.t0;
+    r->ttft_s = tm.first - tm.t0;
     r->prefill_tps = (double)B * e->n_prompt / r->ttft_s;
     long decoded = 0;
-    for (;;) {
-        int n = 0;
-        for (int b = 0; b < B; b++)
-            if (!done[b]) act_seq[n] = seq[b], act_nt[n] = 1, act_idx[n] = b, toks[n] = last[b], n++;
-        if (!n) break;
-        kiln_batch db = {n, act_seq, act_nt, toks, false, e->logits};
-        if (kiln_forward(e->c, &db, &err)) cli_fail(1, "%s", err.msg);
-        for (int k = 0; k < n; k++) {
-            int b = act_idx[k];
-            float *l = e->logits + (size_t)k * V;
-            if (len[b] < min_new)
-                for (int j = 0; j < e->cfg->n_eos_token_ids; j++) l[e->cfg->eos_token_ids[j]] = -INFINITY;
-            last[b] = pick(l, V, sc->sample, o->temperature, &rng);
-            len[b]++;
-            decoded++;
-            done[b] = len[b] >= max_new || (is_eos(e->cfg, last[b]) && len[b] >= min_new);
-        }
-        double now = kiln_now();
-        r->itl_s[r->n_itl++] = now - tprev;
-        tprev = now;
-    }
-    r->total_s = tprev - t0;
-    r->decode_tps = decoded ? (double)decoded / (tprev - t1) : 0;
-    r->prompt_tokens = e->n_prompt;
     for (int b = 0; b < B; b++) {
-        if (len[b] > r->gen_tokens) r->gen_tokens = len[b];
-        kiln_seq_free(e->c, seq[b]);
+        if (out[b].stats.gen_tokens > r->gen_tokens) r->gen_tokens = out[b].stats.gen_tokens;
+        decoded += out[b].stats.gen_tokens > 0 ? out[b].stats.gen_tokens - 1 : 0;
+        kiln_gen_output_free(&out[b]);
     }
+    r->decode_tps = decoded && tm.prev > tm.first ? (double)decoded / (tm.prev - tm.first) : 0;
+    r->prompt_tokens = e->n_prompt;
     r->rss_bytes = kiln_rss_bytes();
     r->peak_rss_bytes = kiln_peak_rss_bytes();
-    free(toks);
 }
 
 /* ---- driver --------------------------------------------------------------------------------------- */
@@ -249,7 +212,7 @@ static int cmd_bench_compare(int argc, char **argv) {
     return fflush(stdout) ? 1 : 0;
 }
 
-static void load(engine *e, const opts *o, int max_batch, int max_new) {
+static void load(engine *e, const opts *o, int max_new) {
     kiln_err err;
     kiln_model_opts mo;
     kiln_model_opts_default(&mo);
@@ -262,49 +225,38 @@ static void load(engine *e, const opts *o, int max_batch, int max_new) {
     }
     const char *dir = cli_model_dir(o->model);
     if (!(e->m = kiln_model_open(dir, &mo, &err))) cli_fail(1, "%s", err.msg);
-    e->cfg = kiln_model_config(e->m);
+    const kiln_config *cfg = kiln_model_config(e->m);
+    if (!(e->t = kiln_tokenizer_open(dir, &err))) cli_fail(1, "%s", err.msg);
+    kiln_gen_params_default(&e->base);
+    if (kiln_gen_params_load(&e->base, dir, &err)) cli_fail(1, "%s", err.msg);
     if (o->prompt) {
-        kiln_tokenizer *t = kiln_tokenizer_open(dir, &err);
-        if (!t) cli_fail(1, "%s", err.msg);
         size_t n;
-        if (kiln_encode(t, o->prompt, strlen(o->prompt), true, &e->prompt, &n, &err)) cli_fail(1, "%s", err.msg);
-        kiln_tokenizer_free(t);
+        if (kiln_encode(e->t, o->prompt, strlen(o->prompt), true, &e->prompt, &n, &err)) cli_fail(1, "%s", err.msg);
         e->n_prompt = (int)n;
         if (!n) cli_fail(2, "--prompt encodes to no tokens");
     } else { /* synthetic prompt: deterministic ids spread over the vocabulary, no special meaning */
         e->n_prompt = o->prompt_tokens;
         e->prompt = malloc((size_t)e->n_prompt * sizeof *e->prompt);
         if (!e->prompt) cli_fail(1, "out of memory");
-        for (int i = 0; i < e->n_prompt; i++) e->prompt[i] = (int32_t)((1 + (long)i * 7919) % e->cfg->vocab_size);
+        for (int i = 0; i < e->n_prompt; i++) e->prompt[i] = (int32_t)((1 + (long)i * 7919) % cfg->vocab_size);
     }
-    long need = (long)e->n_prompt + max_new;
-    if (need > e->cfg->max_position_embeddings)
+    if ((long)e->n_prompt + max_new > cfg->max_position_embeddings)
         cli_fail(1, "%d prompt + %d new tokens exceed the model's %d positions", e->n_prompt, max_new,
-                 e->cfg->max_position_embeddings);
-    kiln_ctx_opts co;
-    kiln_ctx_opts_default(&co);
-    co.max_seqs = max_batch;
-    co.n_ctx = (int)need;
-    co.kv_blocks = 0;
-    if (!(e->c = kiln_ctx_new(e->m, &co, &err))) cli_fail(1, "%s", err.msg);
-    e->logits = malloc((size_t)max_batch * (size_t)e->cfg->vocab_size * sizeof(float));
-    if (!e->logits) cli_fail(1, "out of memory");
+                 cfg->max_position_embeddings);
 }
-
 int cmd_bench(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "serve")) return cmd_bench_serve(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "compare")) return cmd_bench_compare(argc - 1, argv + 1);
     opts o;
     parse(argc, argv, &o);
-    int max_batch = 0, max_new = 0;
-    for (int i = 0; i < o.n_batch; i++) max_batch = o.batch[i] > max_batch ? o.batch[i] : max_batch;
+    int max_new = 0;
     for (int i = 0; i < o.n_max_new; i++) max_new = o.max_new[i] > max_new ? o.max_new[i] : max_new;
     engine e = {0};
-    load(&e, &o, max_batch, max_new);
+    load(&e, &o, max_new);
 
     bench_report rep;
     memset(&rep, 0, sizeof rep);
-    bench_env_collect(&rep.env, o.model, o.dtype ? o.dtype : kiln_dtype_name(e.cfg->torch_dtype), o.threads);
+    bench_env_collect(&rep.env, o.model, o.dtype ? o.dtype : kiln_dtype_name(kiln_model_config(e.m)->torch_dtype), o.threads);
     rep.limits = o.lim, rep.runs = o.runs, rep.warmup = o.warmup;
     rep.n_sc = o.n_max_new * o.n_sample * o.n_batch;
     rep.sc = calloc((size_t)rep.n_sc, sizeof *rep.sc);
@@ -383,9 +335,8 @@ int cmd_bench(int argc, char **argv) {
         bench_scenario_free(&rep.sc[s]);
     }
     free(rep.sc);
-    free(e.logits);
     free(e.prompt);
-    kiln_ctx_free(e.c);
+    kiln_tokenizer_free(e.t);
     kiln_model_free(e.m);
     if (fflush(stdout)) cli_fail(1, "write error on stdout");
     (void)all_pass; /* the verdict is a report, not an exit status: a noisy machine is not an error */
