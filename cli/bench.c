@@ -11,7 +11,8 @@
  *
  * The model is loaded once; every run starts fresh sequences in one context. Warmup runs are not counted.
  * `--json` with no file (or `--json -`) writes JSON to stdout and moves the human table to stderr, so
- * scripts can pipe it. "sample on" uses seed S + run index (S = 1234 by default): runs are reproducible.
+ * scripts can pipe it. "sample on" uses seed S + run index (S = 1234 by default) with the model's
+ * generation_config.json sampling settings: runs are reproducible.
  * Generation stops at EOS unless --min-new-tokens says otherwise; `--ignore-eos` (or min == max) makes
  * every run generate exactly max_new_tokens. With --batch B, B copies of the prompt decode together; a
  * run's gen_tokens is per sequence (the longest) and decode tok/s counts every sequence's tokens. */
