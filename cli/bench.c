@@ -16,7 +16,7 @@
  * Generation stops at EOS unless --min-new-tokens says otherwise; `--ignore-eos` (or min == max) makes
  * every run generate exactly max_new_tokens. With --batch B, B copies of the prompt decode together; a
  * run's gen_tokens is per sequence (the longest) and decode tok/s counts every sequence's tokens. */
-#include <math.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,7 +107,7 @@ static void parse(int argc, char **argv, opts *o) {
     }
     if (!o->model) cli_fail(2, "--model is required");
     if (o->prompt && o->prompt_tokens) cli_fail(2, "--prompt and --prompt-tokens are exclusive");
-    if (o->chat) cli_fail(2, "--chat: the chat template renderer is not available in this build yet");
+    if (o->chat && !o->prompt) cli_fail(2, "--chat needs --prompt");
     if (o->gen_tokens) { /* llama-bench: exactly N generated tokens per run */
         o->max_new[0] = o->gen_tokens, o->n_max_new = 1, o->ignore_eos = 1;
         if (!o->prompt && !o->prompt_tokens) o->prompt_tokens = 512;
@@ -231,8 +231,20 @@ static void load(engine *e, const opts *o, int max_new) {
     kiln_gen_params_default(&e->base);
     if (kiln_gen_params_load(&e->base, dir, &err)) cli_fail(1, "%s", err.msg);
     if (o->prompt) {
-        size_t n;
-        if (kiln_encode(e->t, o->prompt, strlen(o->prompt), true, &e->prompt, &n, &err)) cli_fail(1, "%s", err.msg);
+        size_t n, len = strlen(o->prompt);
+        char *text = (char *)o->prompt;
+        if (o->chat) { /* one user turn through the model's chat template, as apply_chat_template */
+            json_t *v = json_pack("{s:[{s:s,s:s}],s:b}", "messages", "role", "user", "content", o->prompt,
+                                  "add_generation_prompt", 1);
+            char *vars = json_dumps(v, 0);
+            json_decref(v);
+            if (!vars) cli_fail(1, "out of memory");
+            if (!(text = kiln_chat_render(e->t, vars, &len, &err))) cli_fail(1, "%s", err.msg);
+            free(vars);
+        }
+        /* a rendered template already carries its special tokens */
+        if (kiln_encode(e->t, text, len, !o->chat, &e->prompt, &n, &err)) cli_fail(1, "%s", err.msg);
+        if (text != o->prompt) free(text);
         e->n_prompt = (int)n;
         if (!n) cli_fail(2, "--prompt encodes to no tokens");
     } else { /* synthetic prompt: deterministic ids spread over the vocabulary, no special meaning */

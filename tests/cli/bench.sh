@@ -87,6 +87,14 @@ check compare_self bash -c "[ \$(grep -c 'within noise' '$TMP/self') -eq 4 ]"
 "$KILN" bench compare "$TMP/tight.json" "$TMP/half.json" >"$TMP/half" 2>&1
 check compare_halved bash -c "[ \$(grep -c '2.00× faster, outside the noise' '$TMP/half') -eq 4 ]"
 
+# --chat renders the prompt through the chat template: more prompt tokens than the raw text.
+Q="$SHARED/models/tiny-qwen3"
+raw=$("$KILN" bench --model "$Q" --prompt Hello --runs 1 --warmup 0 --max-new-tokens 2 --json 2>/dev/null |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["scenarios"][0]["runs"][0]["prompt_tokens"])')
+chat=$("$KILN" bench --model "$Q" --prompt Hello --chat --runs 1 --warmup 0 --max-new-tokens 2 --json 2>/dev/null |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["scenarios"][0]["runs"][0]["prompt_tokens"])')
+check chat_template_applied test "${chat:-0}" -gt "${raw:-99}"
+
 # bad input: one-line errors, non-zero exit
 if "$KILN" bench compare "$TMP/a.json" /nonexistent.json 2>"$TMP/e1"; then fail compare_missing "exit 0"
 else check compare_missing grep -q nonexistent "$TMP/e1"; fi
