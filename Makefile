@@ -25,6 +25,10 @@ else ifeq ($(MODE),asan)
 endif
 LIBS := $(PKG_LIBS) -lcrypto -lm
 
+# The commit is baked into the bench/env reports (only env.o sees it, so other objects don't rebuild).
+GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+$(OUT)/obj/src/bench/env.o: CFLAGS += -DKILN_GIT_COMMIT='"$(GIT_COMMIT)"'
+
 # Kernel files named *_avx512.c / *_avx2.c get their ISA flags; callers pick them at run time from CPUID.
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512bf16 -mavx512dq -mfma -mf16c -mavx2
 AVX2_FLAGS   := -mavx2 -mfma -mf16c

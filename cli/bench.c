@@ -1,8 +1,357 @@
-/* bench.c — `kiln bench` (not implemented yet). */
+/* bench.c — `kiln bench`: repeated, measured generation over a cartesian product of scenarios.
+ *
+ *   kiln bench --model DIR [--prompt TEXT | --prompt-tokens N] [--chat] --runs 5 --warmup 1
+ *              --max-new-tokens 256,128,64 [--min-new-tokens 32 | --ignore-eos] --sample off,on --batch 1,2
+ *              [--threads N] [--dtype D] [--quant Q] [--seed S] [--temperature T]
+ *              [--max-range 0.10] [--target-tps LO:HI]
+ *              [--json [FILE]] [--csv FILE] [--markdown] [--html FILE]
+ *   kiln bench --model DIR --prompt-tokens 512 --gen-tokens 128 [--json]     (llama-bench style: pp512, tg128)
+ *   kiln bench compare A.json B.json
+ *   kiln bench serve ...                                                     (cli/bench_serve.c)
+ *
+ * The model is loaded once; every run starts fresh sequences in one context. Warmup runs are not counted.
+ * `--json` with no file (or `--json -`) writes JSON to stdout and moves the human table to stderr, so
+ * scripts can pipe it. "sample on" uses seed S + run index (S = 1234 by default) with the model's
+ * generation_config.json sampling settings: runs are reproducible.
+ * Generation stops at EOS unless --min-new-tokens says otherwise; `--ignore-eos` (or min == max) makes
+ * every run generate exactly max_new_tokens. With --batch B, B copies of the prompt decode together; a
+ * run's gen_tokens is per sequence (the longest) and decode tok/s counts every sequence's tokens. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench/bench.h"
 #include "cli.h"
 
+#define MAXV 16
+
+typedef struct opts {
+    const char *model, *prompt, *dtype, *json, *csv, *html;
+    int prompt_tokens, gen_tokens, chat, runs, warmup, min_new, ignore_eos, markdown, threads;
+    int max_new[MAXV], n_max_new, sample[2], n_sample, batch[MAXV], n_batch;
+    unsigned long long seed;
+    double temperature;
+    bench_limits lim;
+} opts;
+
+static int parse_list(const char *flag, const char *s, int *out, long lo, long hi) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    int n = 0;
+    for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n == MAXV) cli_fail(2, "%s: at most %d values", flag, MAXV);
+        out[n++] = (int)cli_long(flag, t, lo, hi);
+    }
+    if (!n) cli_fail(2, "%s: empty list", flag);
+    return n;
+}
+
+static void usage_fail(const char *arg) {
+    cli_fail(2, "unknown argument '%s' (usage: kiln bench --model DIR [--prompt TEXT | --prompt-tokens N] "
+                "[--runs 5] [--warmup 1] [--max-new-tokens 256,128,64] [--min-new-tokens N | --ignore-eos] "
+                "[--sample off,on] [--batch 1,2] [--gen-tokens N] [--threads N] [--dtype D] [--quant Q] "
+                "[--max-range 0.10] [--target-tps LO:HI] [--json [FILE]] [--csv FILE] [--markdown] [--html FILE]; "
+                "kiln bench compare A.json B.json; kiln bench serve ...)", arg);
+}
+
+static void parse(int argc, char **argv, opts *o) {
+    memset(o, 0, sizeof *o);
+    o->runs = 5, o->warmup = 1, o->min_new = -1, o->seed = 1234, o->temperature = 0;
+    o->max_new[0] = 128, o->n_max_new = 1, o->n_sample = 1, o->batch[0] = 1, o->n_batch = 1;
+    o->lim.max_range = 0.10;
+    const char *v;
+    for (int i = 1; i < argc; i++) {
+        if (cli_opt(argc, argv, &i, "--model", &o->model) || cli_opt(argc, argv, &i, "--prompt", &o->prompt) ||
+            cli_opt(argc, argv, &i, "--dtype", &o->dtype) || cli_opt(argc, argv, &i, "--quant", &o->dtype) ||
+            cli_opt(argc, argv, &i, "--csv", &o->csv) || cli_opt(argc, argv, &i, "--html", &o->html))
+            continue;
+        if (cli_opt(argc, argv, &i, "--prompt-tokens", &v)) o->prompt_tokens = (int)cli_long("--prompt-tokens", v, 1, 1 << 20);
+        else if (cli_opt(argc, argv, &i, "--gen-tokens", &v)) o->gen_tokens = (int)cli_long("--gen-tokens", v, 1, 1 << 20);
+        else if (cli_opt(argc, argv, &i, "--runs", &v)) o->runs = (int)cli_long("--runs", v, 1, 100000);
+        else if (cli_opt(argc, argv, &i, "--warmup", &v)) o->warmup = (int)cli_long("--warmup", v, 0, 1000);
+        else if (cli_opt(argc, argv, &i, "--min-new-tokens", &v)) o->min_new = (int)cli_long("--min-new-tokens", v, 0, 1 << 20);
+        else if (cli_opt(argc, argv, &i, "--threads", &v)) o->threads = (int)cli_long("--threads", v, 1, 1024);
+        else if (cli_opt(argc, argv, &i, "--seed", &v)) o->seed = (unsigned long long)cli_long("--seed", v, 0, 1L << 62);
+        else if (cli_opt(argc, argv, &i, "--temperature", &v)) o->temperature = cli_double("--temperature", v, 1e-6, 100);
+        else if (cli_opt(argc, argv, &i, "--max-range", &v)) o->lim.max_range = cli_double("--max-range", v, 0, 1e9);
+        else if (cli_opt(argc, argv, &i, "--max-new-tokens", &v)) o->n_max_new = parse_list("--max-new-tokens", v, o->max_new, 1, 1 << 20);
+        else if (cli_opt(argc, argv, &i, "--batch", &v)) o->n_batch = parse_list("--batch", v, o->batch, 1, 256);
+        else if (cli_opt(argc, argv, &i, "--sample", &v)) {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%s", v);
+            o->n_sample = 0;
+            for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (o->n_sample == 2 || (strcmp(t, "on") && strcmp(t, "off")))
+                    cli_fail(2, "--sample: expected a list of off,on, got '%s'", v);
+                o->sample[o->n_sample++] = !strcmp(t, "on");
+            }
+            if (!o->n_sample) cli_fail(2, "--sample: empty list");
+        } else if (cli_opt(argc, argv, &i, "--target-tps", &v)) {
+            char *colon = strchr(v, ':');
+            if (!colon) cli_fail(2, "--target-tps: expected LO:HI, got '%s'", v);
+            char lo[64];
+            snprintf(lo, sizeof lo, "%.*s", (int)(colon - v), v);
+            o->lim.tps_lo = cli_double("--target-tps", lo, 0, 1e12);
+            o->lim.tps_hi = cli_double("--target-tps", colon + 1, o->lim.tps_lo, 1e12);
+            o->lim.has_tps = 1;
+        } else if (!strcmp(argv[i], "--json")) {
+            /* Optional value: "--json FILE", or bare "--json" / "--json -" for stdout. */
+            o->json = (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) ? argv[++i] : "-";
+        } else if (!strncmp(argv[i], "--json=", 7)) o->json = argv[i] + 7;
+        else if (!strcmp(argv[i], "--chat")) o->chat = 1;
+        else if (!strcmp(argv[i], "--markdown")) o->markdown = 1;
+        else if (!strcmp(argv[i], "--ignore-eos")) o->ignore_eos = 1;
+        else usage_fail(argv[i]);
+    }
+    if (!o->model) cli_fail(2, "--model is required");
+    if (o->prompt && o->prompt_tokens) cli_fail(2, "--prompt and --prompt-tokens are exclusive");
+    if (o->chat && !o->prompt) cli_fail(2, "--chat needs --prompt");
+    if (o->gen_tokens) { /* llama-bench: exactly N generated tokens per run */
+        o->max_new[0] = o->gen_tokens, o->n_max_new = 1, o->ignore_eos = 1;
+        if (!o->prompt && !o->prompt_tokens) o->prompt_tokens = 512;
+    }
+    if (!o->prompt && !o->prompt_tokens) o->prompt_tokens = 32;
+}
+
+/* ---- one measured generation ------------------------------------------------------------------- */
+
+typedef struct engine {
+    kiln_model *m;
+    kiln_tokenizer *t;
+    kiln_gen_params base; /* generation_config.json of the model, EOS ids included */
+    int32_t *prompt;
+    int n_prompt;
+} engine;
+
+/* Per-token callback: callbacks come in prompt order within a step, so a new step starts whenever the
+ * index does not increase. The time between step starts is the inter-token latency. */
+typedef struct timing {
+    double t0, first, prev;
+    int last_index;
+    bench_run *r;
+} timing;
+
+static int on_token(void *user, int index, const kiln_gen_step *step) {
+    (void)step;
+    timing *tm = user;
+    if (index > tm->last_index) { tm->last_index = index; return 0; }
+    double now = kiln_now();
+    if (tm->first == 0) tm->first = now;
+    else tm->r->itl_s[tm->r->n_itl++] = now - tm->prev;
+    tm->prev = now;
+    tm->last_index = index;
+    return 0;
+}
+
+static void run_once(engine *e, const opts *o, const bench_scenario *sc, int run_idx, bench_run *r) {
+    int B = sc->batch, max_new = sc->max_new_tokens;
+    kiln_gen_params p = e->base;
+    p.max_new_tokens = max_new;
+    p.min_new_tokens = o->ignore_eos ? max_new : (sc->min_new_tokens > max_new ? max_new : sc->min_new_tokens);
+    p.do_sample = sc->sample;
+    p.seed = o->seed + (unsigned long long)run_idx;
+    if (o->temperature > 0) p.temperature = (float)o->temperature;
+    const int32_t *prompts[256];
+    size_t lens[256];
+    for (int b = 0; b < B; b++) prompts[b] = e->prompt, lens[b] = (size_t)e->n_prompt;
+    kiln_gen_output out[256];
+    memset(r, 0, sizeof *r);
+    r->itl_s = malloc((size_t)max_new * sizeof(double));
+    if (!r->itl_s) cli_fail(1, "out of memory");
+    timing tm = {.t0 = kiln_now(), .last_index = -1, .r = r};
+    tm.last_index = 1 << 30; /* the first callback starts a step */
+    kiln_err err;
+    if (kiln_generate(e->m, e->t, &p, B, prompts, lens, on_token, &tm, out, &err)) cli_fail(1, "%s", err.msg);
+    double t_end = kiln_now();
+    r->total_s = t_end - tm.t0;
+    r->ttft_s = tm.first - tm.t0;
+    r->prefill_tps = (double)B * e->n_prompt / r->ttft_s;
+    long decoded = 0;
+    for (int b = 0; b < B; b++) {
+        if (out[b].stats.gen_tokens > r->gen_tokens) r->gen_tokens = out[b].stats.gen_tokens;
+        decoded += out[b].stats.gen_tokens > 0 ? out[b].stats.gen_tokens - 1 : 0;
+        kiln_gen_output_free(&out[b]);
+    }
+    r->decode_tps = decoded && tm.prev > tm.first ? (double)decoded / (tm.prev - tm.first) : 0;
+    r->prompt_tokens = e->n_prompt;
+    r->rss_bytes = kiln_rss_bytes();
+    r->peak_rss_bytes = kiln_peak_rss_bytes();
+}
+
+/* ---- driver --------------------------------------------------------------------------------------- */
+
+static void progress(int si, int ns, int ri, int nr, double t_start, long done, long total) {
+    if (!isatty(STDERR_FILENO)) return;
+    double el = kiln_now() - t_start, eta = done ? el / done * (total - done) : 0;
+    int w = 30, fill = (int)(w * done / (total ? total : 1));
+    fprintf(stderr, "\r[%.*s%*s] scenario %d/%d run %d/%d  ETA %.0fs ", fill, "##############################",
+            w - fill, "", si, ns, ri, nr, eta);
+    if (done == total) fprintf(stderr, "\r%*s\r", 80, "");
+    fflush(stderr);
+}
+
+static FILE *open_out(const char *path, const char *what) {
+    FILE *f = fopen(path, "w");
+    if (!f) cli_fail(1, "%s: cannot write '%s'", what, path);
+    return f;
+}
+
+static void close_out(FILE *f, const char *path) {
+    if (fclose(f) != 0) cli_fail(1, "write error on '%s'", path);
+}
+
+static int cmd_bench_compare(int argc, char **argv) {
+    if (argc != 3) cli_fail(2, "usage: kiln bench compare A.json B.json");
+    bench_cmp *c;
+    int n;
+    kiln_err err;
+    if (bench_compare_files(argv[1], argv[2], &c, &n, &err)) cli_fail(1, "%s", err.msg);
+    for (int i = 0; i < n; i++) printf("%-28s %s\n", c[i].name, c[i].text);
+    free(c);
+    return fflush(stdout) ? 1 : 0;
+}
+
+static void load(engine *e, const opts *o, int max_new) {
+    kiln_err err;
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    mo.quiet = !isatty(STDERR_FILENO);
+    if (o->threads) mo.threads = o->threads;
+    if (o->dtype) {
+        kiln_dtype dt;
+        if (kiln_dtype_parse(o->dtype, &dt)) cli_fail(2, "--dtype/--quant: unknown format '%s'", o->dtype);
+        mo.dtype = dt;
+    }
+    const char *dir = cli_model_dir(o->model);
+    if (!(e->m = kiln_model_open(dir, &mo, &err))) cli_fail(1, "%s", err.msg);
+    const kiln_config *cfg = kiln_model_config(e->m);
+    if (!(e->t = kiln_tokenizer_open(dir, &err))) cli_fail(1, "%s", err.msg);
+    kiln_gen_params_default(&e->base);
+    if (kiln_gen_params_load(&e->base, dir, &err)) cli_fail(1, "%s", err.msg);
+    if (o->prompt) {
+        size_t n, len = strlen(o->prompt);
+        char *text = (char *)o->prompt;
+        if (o->chat) { /* one user turn through the model's chat template, as apply_chat_template */
+            json_t *v = json_pack("{s:[{s:s,s:s}],s:b}", "messages", "role", "user", "content", o->prompt,
+                                  "add_generation_prompt", 1);
+            char *vars = json_dumps(v, 0);
+            json_decref(v);
+            if (!vars) cli_fail(1, "out of memory");
+            if (!(text = kiln_chat_render(e->t, vars, &len, &err))) cli_fail(1, "%s", err.msg);
+            free(vars);
+        }
+        /* a rendered template already carries its special tokens */
+        if (kiln_encode(e->t, text, len, !o->chat, &e->prompt, &n, &err)) cli_fail(1, "%s", err.msg);
+        if (text != o->prompt) free(text);
+        e->n_prompt = (int)n;
+        if (!n) cli_fail(2, "--prompt encodes to no tokens");
+    } else { /* synthetic prompt: deterministic ids spread over the vocabulary, no special meaning */
+        e->n_prompt = o->prompt_tokens;
+        e->prompt = malloc((size_t)e->n_prompt * sizeof *e->prompt);
+        if (!e->prompt) cli_fail(1, "out of memory");
+        for (int i = 0; i < e->n_prompt; i++) e->prompt[i] = (int32_t)((1 + (long)i * 7919) % cfg->vocab_size);
+    }
+    if ((long)e->n_prompt + max_new > cfg->max_position_embeddings)
+        cli_fail(1, "%d prompt + %d new tokens exceed the model's %d positions", e->n_prompt, max_new,
+                 cfg->max_position_embeddings);
+}
 int cmd_bench(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    cli_fail(2, "not implemented yet");
+    if (argc > 1 && !strcmp(argv[1], "serve")) return cmd_bench_serve(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "compare")) return cmd_bench_compare(argc - 1, argv + 1);
+    opts o;
+    parse(argc, argv, &o);
+    int max_new = 0;
+    for (int i = 0; i < o.n_max_new; i++) max_new = o.max_new[i] > max_new ? o.max_new[i] : max_new;
+    engine e = {0};
+    load(&e, &o, max_new);
+
+    bench_report rep;
+    memset(&rep, 0, sizeof rep);
+    bench_env_collect(&rep.env, o.model, o.dtype ? o.dtype : kiln_dtype_name(kiln_model_config(e.m)->torch_dtype), o.threads);
+    rep.limits = o.lim, rep.runs = o.runs, rep.warmup = o.warmup;
+    rep.n_sc = o.n_max_new * o.n_sample * o.n_batch;
+    rep.sc = calloc((size_t)rep.n_sc, sizeof *rep.sc);
+    if (!rep.sc) cli_fail(1, "out of memory");
+    int k = 0;
+    for (int a = 0; a < o.n_max_new; a++)
+        for (int s = 0; s < o.n_sample; s++)
+            for (int b = 0; b < o.n_batch; b++, k++) {
+                bench_scenario *sc = &rep.sc[k];
+                sc->max_new_tokens = o.max_new[a], sc->sample = o.sample[s], sc->batch = o.batch[b];
+                sc->min_new_tokens = o.ignore_eos ? o.max_new[a] : (o.min_new < 0 ? 0 : o.min_new);
+                sc->prompt_tokens = e.n_prompt;
+                if (o.gen_tokens)
+                    snprintf(sc->name, sizeof sc->name, "pp%d+tg%d-%s-b%d", e.n_prompt, o.gen_tokens,
+                             sc->sample ? "on" : "off", sc->batch);
+                else
+                    snprintf(sc->name, sizeof sc->name, "max%d-sample_%s-b%d", sc->max_new_tokens,
+                             sc->sample ? "on" : "off", sc->batch);
+                sc->runs = calloc((size_t)o.runs, sizeof *sc->runs);
+                if (!sc->runs) cli_fail(1, "out of memory");
+            }
+
+    FILE *human = (o.json && !strcmp(o.json, "-")) ? stderr : stdout;
+    long total = (long)rep.n_sc * (o.runs + o.warmup), done = 0;
+    double t_start = kiln_now();
+    fprintf(human, "%-28s %4s %9s %6s %9s %9s %9s %9s\n", "scenario", "run", "seconds", "tokens", "tok/s",
+            "ttft ms", "rss MiB", "peak MiB");
+    for (int s = 0; s < rep.n_sc; s++) {
+        bench_scenario *sc = &rep.sc[s];
+        for (int j = 0; j < o.warmup + o.runs; j++) {
+            progress(s + 1, rep.n_sc, j + 1, o.warmup + o.runs, t_start, done, total);
+            bench_run r;
+            int measured = j >= o.warmup;
+            run_once(&e, &o, sc, measured ? j - o.warmup : j, &r);
+            done++;
+            if (!measured) { free(r.itl_s); continue; }
+            sc->runs[sc->n_runs++] = r;
+            progress(s + 1, rep.n_sc, j + 1, o.warmup + o.runs, t_start, done, total);
+            fprintf(human, "%-28s %4d %9.4f %6d %9.2f %9.2f %9.1f %9.1f\n", sc->name, sc->n_runs, r.total_s,
+                    r.gen_tokens, r.decode_tps, r.ttft_s * 1e3, r.rss_bytes / 1048576.0, r.peak_rss_bytes / 1048576.0);
+            fflush(human);
+        }
+        bench_scenario_finish(sc, &o.lim);
+    }
+    if (o.gen_tokens) {
+        /* pp/tg: medians over every measured run of every scenario (one scenario unless lists were given). */
+        int n = 0;
+        for (int s = 0; s < rep.n_sc; s++) n += rep.sc[s].n_runs;
+        double *pp = malloc((size_t)n * sizeof *pp), *tg = malloc((size_t)n * sizeof *tg);
+        if (!pp || !tg) cli_fail(1, "out of memory");
+        n = 0;
+        for (int s = 0; s < rep.n_sc; s++)
+            for (int i = 0; i < rep.sc[s].n_runs; i++, n++) pp[n] = rep.sc[s].runs[i].prefill_tps, tg[n] = rep.sc[s].runs[i].decode_tps;
+        bench_stats st;
+        bench_stats_compute(pp, n, &st);
+        rep.pp_tok_s = st.median;
+        bench_stats_compute(tg, n, &st);
+        rep.tg_tok_s = st.median;
+        rep.pp_tokens = e.n_prompt, rep.tg_tokens = o.gen_tokens;
+        free(pp);
+        free(tg);
+    }
+    bench_write_table(&rep, human);
+    if (o.markdown) { fputc('\n', human); bench_write_markdown(&rep, human); }
+    kiln_err err;
+    if (o.json) {
+        FILE *f = strcmp(o.json, "-") ? open_out(o.json, "--json") : stdout;
+        if (bench_write_json(&rep, f, &err)) cli_fail(1, "%s", err.msg);
+        if (f != stdout) close_out(f, o.json);
+    }
+    if (o.csv) { FILE *f = open_out(o.csv, "--csv"); bench_write_csv(&rep, f); close_out(f, o.csv); }
+    if (o.html) { FILE *f = open_out(o.html, "--html"); bench_write_html(&rep, f); close_out(f, o.html); }
+    int all_pass = 1;
+    for (int s = 0; s < rep.n_sc; s++) {
+        all_pass &= rep.sc[s].pass;
+        bench_scenario_free(&rep.sc[s]);
+    }
+    free(rep.sc);
+    free(e.prompt);
+    kiln_tokenizer_free(e.t);
+    kiln_model_free(e.m);
+    if (fflush(stdout)) cli_fail(1, "write error on stdout");
+    (void)all_pass; /* the verdict is a report, not an exit status: a noisy machine is not an error */
+    return 0;
 }
