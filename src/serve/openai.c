@@ -104,6 +104,7 @@ static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, per
     }
     if ((st = get_bool(o, "stream", &r->stream, e))) return st;
     if ((st = get_bool(o, "ignore_eos", &r->ignore_eos, e))) return st;
+    if ((st = get_bool(o, "return_token_ids", &r->return_token_ids, e))) return st;
     json_t *so = json_object_get(o, "stream_options");
     if (so && !json_is_null(so)) {
         if (!json_is_object(so)) return bad(e, "stream_options", "'stream_options' must be an object");
@@ -316,6 +317,12 @@ static json_t *usage_json(serve_req *r) {
                      "total_tokens", r->n_prompt + r->n_gen, "prompt_tokens_details", "cached_tokens", r->n_cached);
 }
 
+static json_t *ids_json(const int32_t *ids, int n) {
+    json_t *a = json_array();
+    for (int i = 0; i < n && ids; i++) json_array_append_new(a, json_integer(ids[i]));
+    return a;
+}
+
 static json_t *token_bytes(const char *s, size_t n) {
     json_t *a = json_array();
     for (size_t i = 0; i < n; i++) json_array_append_new(a, json_integer((unsigned char)s[i]));
@@ -429,6 +436,10 @@ char *openai_response_json(const serve_model_info *mi, serve_req *r) {
         choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "text", text, "logprobs",
                            r->logprobs ? completion_logprobs(mi, r, 0, r->n_lp, 0) : json_null(), "finish_reason",
                            finish_json(r));
+    }
+    if (r->return_token_ids) {
+        json_object_set_new(choice, "token_ids", ids_json(r->gen_ids, r->n_gen));
+        json_object_set_new(choice, "prompt_token_ids", ids_json(r->prompt, r->n_prompt));
     }
     json_object_set_new(o, "choices", json_pack("[o]", choice));
     json_object_set_new(o, "usage", usage_json(r));

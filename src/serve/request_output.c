@@ -280,6 +280,10 @@ static bool push_text(req_output *o, serve_req *r, const char *s, size_t n) {
 }
 
 serve_finish output_push(req_output *o, serve_req *r, int32_t id, const serve_logprob *lp) {
+    if (r->return_token_ids) {
+        int32_t *g = realloc(r->gen_ids, (size_t)(o->n_gen + 1) * sizeof *g);
+        if (g) r->gen_ids = g, g[o->n_gen] = id;
+    }
     o->n_gen++;
     r->n_gen = o->n_gen;
     bool eos = false;

@@ -57,6 +57,7 @@ typedef struct serve_req {
     bool split_thinking;   /* route text inside <think>...</think> to reasoning_content */
     bool thinking_open;    /* the prompt already opened <think> (generation starts inside it) */
     bool echo;             /* completions: prepend the prompt text */
+    bool return_token_ids; /* vLLM's extension: token_ids / prompt_token_ids in the choice */
     double timeout_s;      /* wall-clock limit from submit */
     char id[48];
     long created;
@@ -69,6 +70,7 @@ typedef struct serve_req {
     serve_logprob *lp; /* one per generated token when logprobs */
     int n_lp, cap_lp;
     int n_gen;         /* generated tokens */
+    int32_t *gen_ids;  /* [n_gen] when return_token_ids */
     int n_cached;      /* prompt tokens served from the prefix cache */
     bool done;
     serve_finish finish;

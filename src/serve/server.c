@@ -49,6 +49,7 @@ void serve_req_unref(serve_req *r) {
     sbuf_free(&r->content);
     sbuf_free(&r->reasoning);
     free(r->lp);
+    free(r->gen_ids);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);
     free(r);
