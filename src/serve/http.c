@@ -322,7 +322,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 
 int http_start(kiln_server *s, kiln_err *err) {
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s->o.port)};
-    const char *host = s->o.host ? s->o.host : "127.0.0.1";
+    const char *host = s->o.host && strcmp(s->o.host, "localhost") ? s->o.host : "127.0.0.1";
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
         return kiln_err_set(err, "--host: '%s' is not an IPv4 address", host);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_POLL;

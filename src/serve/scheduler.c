@@ -170,9 +170,21 @@ static void admit_queued(serve_sched *s) {
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Cancelled (client gone) and timed-out requests leave at once. */
+/* Cancelled (client gone) and timed-out requests leave at once, queued ones included. */
 static void reap(serve_sched *s) {
     double now = kiln_now();
+    pthread_mutex_lock(&s->mu);
+    for (int i = s->n_queue - 1; i >= 0; i--) {
+        serve_req *r = s->queue[i];
+        pthread_mutex_lock(&r->mu);
+        bool gone = r->cancelled, late = now - r->t_submit > r->timeout_s;
+        pthread_mutex_unlock(&r->mu);
+        if (!gone && !late) continue;
+        finish(r, gone ? FIN_CANCELLED : FIN_ERROR, 503, "timed out waiting for a free slot: retry later");
+        serve_req_unref(r);
+        memmove(s->queue + i, s->queue + i + 1, (size_t)(--s->n_queue - i) * sizeof *s->queue);
+    }
+    pthread_mutex_unlock(&s->mu);
     for (int i = s->n_run - 1; i >= 0; i--) {
         serve_req *r = s->run[i].r;
         pthread_mutex_lock(&r->mu);
