@@ -219,7 +219,30 @@ TEST(sampling_is_seeded_and_respects_top_k) {
     kiln_tokenizer_free(t);
 }
 
+TEST(tool_calls_become_openai_tool_calls) {
+    serve_model_info mi = {.name = "m", .n_ctx = 100};
+    serve_req *r = serve_req_new();
+    r->kind = REQ_CHAT;
+    r->has_tools = true;
+    r->finish = FIN_STOP;
+    snprintf(r->id, sizeof r->id, "chatcmpl-1");
+    sbuf_puts(&r->content, "Let me check.\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"tz\": \"UTC\"}}\n</tool_call>");
+    char *s = openai_response_json(&mi, r);
+    json_t *o = json_loads(s, 0, NULL);
+    json_t *c = json_array_get(json_object_get(o, "choices"), 0);
+    json_t *call = json_array_get(json_object_get(json_object_get(c, "message"), "tool_calls"), 0);
+    json_t *fn = json_object_get(call, "function");
+    CHECK(fn && !strcmp(json_string_value(json_object_get(fn, "name")), "get_time"), "%s", s);
+    CHECK(fn && !strcmp(json_string_value(json_object_get(fn, "arguments")), "{\"tz\":\"UTC\"}"), "%s", s);
+    CHECK(!strcmp(json_string_value(json_object_get(c, "finish_reason")), "tool_calls"), "%s", s);
+    CHECK(!strcmp(json_string_value(json_object_get(json_object_get(c, "message"), "content")), "Let me check."), "%s", s);
+    json_decref(o);
+    free(s);
+    serve_req_unref(r);
+}
+
 int main(void) {
+    RUN(tool_calls_become_openai_tool_calls);
     RUN(metrics_histograms_are_cumulative);
     RUN(error_bodies_follow_openai);
     RUN(block_hashes_chain);

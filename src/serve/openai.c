@@ -186,7 +186,10 @@ static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr 
      * (vLLM's way to pass e.g. enable_thinking). */
     json_t *vars = json_object();
     json_object_set(vars, "messages", msgs);
-    if (json_is_array(tools) && json_array_size(tools)) json_object_set(vars, "tools", tools);
+    if (json_is_array(tools) && json_array_size(tools)) {
+        json_object_set(vars, "tools", tools);
+        r->has_tools = true;
+    }
     json_object_set_new(vars, "add_generation_prompt", json_true());
     json_t *kw = json_object_get(o, "chat_template_kwargs");
     if (kw && !json_is_null(kw)) {
@@ -390,6 +393,43 @@ static json_t *finish_json(serve_req *r) {
     }
 }
 
+/* Tool calls in the Hermes / Qwen format the chat templates teach: <tool_call>{"name":...,
+ * "arguments":{...}}</tool_call>. Returns the OpenAI tool_calls list (NULL if there is none) and sets
+ * *rest to the text outside the calls (malloc'd). A call that is not valid JSON stays text. */
+static json_t *extract_tool_calls(serve_req *r, char **rest) {
+    const char *p = r->content.p ? r->content.p : "";
+    sbuf out = {0};
+    json_t *calls = json_array();
+    for (;;) {
+        const char *a = strstr(p, "<tool_call>"), *b = a ? strstr(a, "</tool_call>") : NULL;
+        if (!b) break;
+        json_t *o = json_loadb(a + 11, (size_t)(b - a - 11), 0, NULL);
+        json_t *name = json_object_get(o, "name"), *args = json_object_get(o, "arguments");
+        if (json_is_string(name)) {
+            sbuf_put(&out, p, (size_t)(a - p));
+            char *as = args ? (json_is_string(args) ? strdup(json_string_value(args)) : json_dumps(args, JSON_COMPACT))
+                            : strdup("{}");
+            char id[64];
+            snprintf(id, sizeof id, "call_%s_%zu", r->id, json_array_size(calls));
+            json_array_append_new(calls, json_pack("{s:s, s:s, s:{s:o, s:s}}", "id", id, "type", "function",
+                                                   "function", "name", json_copy(name), "arguments", as ? as : "{}"));
+            free(as);
+        } else {
+            sbuf_put(&out, p, (size_t)(b + 12 - p));
+        }
+        json_decref(o);
+        p = b + 12;
+    }
+    sbuf_puts(&out, p);
+    if (!json_array_size(calls)) {
+        json_decref(calls);
+        sbuf_free(&out);
+        return NULL;
+    }
+    *rest = out.p;
+    return calls;
+}
+
 static json_t *envelope(const serve_model_info *mi, serve_req *r, const char *object) {
     return json_pack("{s:s, s:s, s:i, s:s}", "id", r->id, "object", object, "created", (json_int_t)r->created,
                      "model", mi->name);
@@ -414,13 +454,24 @@ char *openai_response_json(const serve_model_info *mi, serve_req *r) {
     json_t *text = json_stringn(r->content.p ? r->content.p : "", r->content.len);
     if (r->kind == REQ_CHAT) {
         o = envelope(mi, r, "chat.completion");
+        char *rest = NULL;
+        json_t *calls = r->has_tools ? extract_tool_calls(r, &rest) : NULL;
+        if (calls) {
+            size_t n = strlen(rest), a = 0;
+            while (a < n && strchr(" \n", rest[a])) a++;
+            while (n > a && strchr(" \n", rest[n - 1])) n--;
+            json_decref(text);
+            text = n > a ? json_stringn(rest + a, n - a) : json_null();
+            free(rest);
+        }
         json_t *msg = json_pack("{s:s, s:o}", "role", "assistant", "content", text);
+        if (calls) json_object_set_new(msg, "tool_calls", calls);
         if (r->split_thinking)
             json_object_set_new(msg, "reasoning_content",
                                 r->reasoning.len ? json_stringn(r->reasoning.p, r->reasoning.len) : json_null());
         choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "message", msg, "logprobs",
                            r->logprobs ? chat_logprobs(mi, r, 0, r->n_lp) : json_null(), "finish_reason",
-                           finish_json(r));
+                           calls && r->finish == FIN_STOP ? json_string("tool_calls") : finish_json(r));
     } else {
         o = envelope(mi, r, "text_completion");
         if (r->echo) {

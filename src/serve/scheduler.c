@@ -329,8 +329,18 @@ serve_sched *sched_new(kiln_model *model, const kiln_tokenizer *tok, serve_metri
     kiln_ctx_opts_default(&co);
     co.max_seqs = 2 * s->o.max_batch;
     if (o->n_ctx > 0) co.n_ctx = o->n_ctx;
-    if (o->kv_blocks > 0) co.kv_blocks = o->kv_blocks;
-    else co.kv_blocks = 0; /* the engine's default: max_seqs full contexts */
+    if (o->kv_cache_mb > 0) { /* ask the engine what one block costs (its KV format is its business) */
+        kiln_ctx_opts probe = co;
+        probe.max_seqs = 1;
+        probe.n_ctx = KILN_KV_BLOCK;
+        probe.kv_blocks = 1;
+        kiln_ctx *p = kiln_ctx_new(model, &probe, err);
+        if (!p) goto fail;
+        double per_block = (double)kiln_ctx_kv_bytes(p) / kiln_ctx_total_blocks(p);
+        kiln_ctx_free(p);
+        double blocks = (double)o->kv_cache_mb * 1024 * 1024 / (per_block > 0 ? per_block : 1);
+        co.kv_blocks = blocks < 1 ? 1 : blocks > 1e8 ? 100000000 : (int)blocks;
+    }
     if (!(s->ctx = kiln_ctx_new(model, &co, err))) goto fail;
     const kiln_config *cfg = kiln_model_config(model);
     s->n_ctx = kiln_ctx_n_ctx(s->ctx);

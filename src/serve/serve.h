@@ -58,6 +58,7 @@ typedef struct serve_req {
     bool thinking_open;    /* the prompt already opened <think> (generation starts inside it) */
     bool echo;             /* completions: prepend the prompt text */
     bool return_token_ids; /* vLLM's extension: token_ids / prompt_token_ids in the choice */
+    bool has_tools;        /* chat with tools: <tool_call>{json}</tool_call> in the answer becomes tool_calls */
     double timeout_s;      /* wall-clock limit from submit */
     char id[48];
     long created;
@@ -136,7 +137,7 @@ typedef struct serve_sched serve_sched;
 typedef struct serve_sched_opts {
     int max_batch;    /* sequences decoded together */
     int max_queue;    /* requests waiting for admission before 429 */
-    int kv_blocks;    /* 0: the engine's default for max_batch full contexts */
+    int kv_cache_mb;  /* 0: the engine's default (every slot can hold a full context) */
     int n_ctx;        /* 0: the engine's default */
     int prefill_chunk;/* prompt tokens per step across all prefills */
 } serve_sched_opts;

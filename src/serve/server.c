@@ -70,13 +70,6 @@ void kiln_server_opts_default(kiln_server_opts *o) {
                             .request_timeout_s = 600};
 }
 
-/* The KV cache costs 2 (K and V) * layers * kv_heads * head_dim * 4 bytes (f32) per token. */
-static int kv_blocks_for_mb(const kiln_config *c, int mb) {
-    double per_token = 2.0 * c->n_layers * c->n_kv_heads * c->head_dim * sizeof(float);
-    double blocks = (double)mb * 1024 * 1024 / (per_token * KILN_KV_BLOCK);
-    return blocks < 1 ? 1 : blocks > 1e8 ? 100000000 : (int)blocks;
-}
-
 /* Thinking models: the chat template knows about <think> blocks (Qwen3, DeepSeek-R1 distills). */
 static bool template_thinks(const kiln_tokenizer *t) {
     const char *tmpl = kiln_tokenizer_chat_template(t, NULL);
@@ -100,10 +93,9 @@ kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
         kiln_err_set(err, "out of memory");
         goto fail;
     }
-    const kiln_config *cfg = kiln_model_config(s->model);
     serve_sched_opts so = {.max_batch = o->max_batch > 0 ? o->max_batch : 8,
                            .max_queue = o->max_queue >= 0 ? o->max_queue : 64,
-                           .kv_blocks = o->kv_cache_mb > 0 ? kv_blocks_for_mb(cfg, o->kv_cache_mb) : 0,
+                           .kv_cache_mb = o->kv_cache_mb,
                            .n_ctx = o->n_ctx,
                            .prefill_chunk = 512};
     if (!(s->sched = sched_new(s->model, s->tok, s->metrics, &so, err))) goto fail;
