@@ -211,7 +211,7 @@ await step('chat_streaming_matches_whole', async () => {
 
 await step('queue_full_429', async () => {
   // --max-batch 2 --max-queue 2: of 8 simultaneous long requests some must be turned away with Retry-After.
-  const body = { messages: [{ role: 'user', content: 'go' }], max_tokens: 300, ignore_eos: true };
+  const body = { messages: [{ role: 'user', content: 'go' }], max_tokens: 60, ignore_eos: true };
   const rs = await Promise.all(Array.from({ length: 8 }, () => status(Q, '/v1/chat/completions', { body })));
   const n429 = rs.filter((r) => r.code === 429 && Number(r.headers.get('retry-after')) >= 1 && r.err.type === 'rate_limit_exceeded').length;
   const n200 = rs.filter((r) => r.code === 200).length;
