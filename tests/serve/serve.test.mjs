@@ -247,7 +247,7 @@ await step('metrics_exposition', async () => {
 // ---- last: SIGTERM drains the stories server ----
 await step('sigterm_drains', async () => {
   // SIGTERM while a stream is running: the stream must still complete, then the port closes.
-  const stream = await stories.completions.create({ model: 'x', prompt: [1, 403], max_tokens: 400, ignore_eos: true,
+  const stream = await stories.completions.create({ model: 'x', prompt: [1, 40], max_tokens: 400, ignore_eos: true,
     temperature: 0, stream: true, stream_options: { include_usage: true } });
   let usage = null, chunks = 0;
   for await (const c of stream) {
