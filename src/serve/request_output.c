@@ -135,10 +135,23 @@ static int32_t sample(req_output *o, const float *logits, int vocab) {
         o->vocab = vocab;
         if (!o->prob || !o->idx) return argmax(logits, vocab);
     }
-    /* Candidates: all, or the top k, sorted by logit. */
+    /* Candidates: all, or the top k, sorted by logit. Sorting the whole vocabulary is only needed for
+     * top-p; without it, one pass in id order samples the same distribution. */
     int n = vocab;
     if (o->top_k > 0 && o->top_k < vocab) n = top_ids(logits, vocab, o->top_k, o->idx);
-    else {
+    else if (o->top_p >= 1) {
+        float mx = logits[argmax(logits, vocab)];
+        double total = 0;
+        for (int i = 0; i < vocab; i++) {
+            float p = expf((logits[i] - mx) / o->temperature); /* the best token has p = 1 */
+            o->prob[i] = p >= o->min_p ? p : 0;
+            total += o->prob[i];
+        }
+        double u = uniform(o->rng) * total, acc = 0;
+        for (int i = 0; i < vocab; i++)
+            if ((acc += o->prob[i]) > u && o->prob[i] > 0) return i;
+        return argmax(logits, vocab);
+    } else {
         for (int i = 0; i < vocab; i++) o->idx[i] = i;
         qsort_r(o->idx, (size_t)vocab, sizeof *o->idx, cmp_desc, (void *)logits);
     }
