@@ -24,7 +24,8 @@ typedef struct kiln_mat {
 /* Bytes of one row of `cols` values in format dt (cols must be a multiple of 32 for Q8_0/Q4_0). */
 size_t kern_row_bytes(kiln_dtype dt, int cols);
 
-/* Picks the ISA once (idempotent, thread-safe). */
+/* Picks the ISA once (idempotent, thread-safe): the best one CPUID allows, or $KILN_ISA when it names a
+ * supported one (an unsupported or unknown KILN_ISA falls back to the best, never to a faulting path). */
 void kern_init(void);
 const char *kern_isa_name(void);
 
@@ -45,5 +46,12 @@ uint16_t kern_f32_to_f16(float f);
 float kern_bf16_to_f32(uint16_t h);
 uint16_t kern_f32_to_bf16(float f); /* round to nearest even, as torch does */
 void kern_row_to_f32(float *out, const void *row, kiln_dtype dt, int cols);
+/* Converts / quantises one row of f32 into format dt (llama.cpp's reference rounding for Q8_0/Q4_0). */
+void kern_row_from_f32(void *dst, kiln_dtype dt, const float *src, int cols);
+/* Converts a rows x cols matrix from src_dt to dst_dt (through f32, row by row) split over the pool:
+ * the load-time path behind --dtype / --quant. cols % 32 == 0 when dst_dt is Q8_0/Q4_0. Returns 0, or
+ * -1 when out of memory (dst is then incomplete). */
+int kern_convert_mat(kiln_pool *pool, void *dst, kiln_dtype dst_dt, const void *src, kiln_dtype src_dt, int rows,
+                     int cols);
 
 #endif

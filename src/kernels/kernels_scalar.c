@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/matmul.h"
+#include "kernels/quant.h"
 
 /* ---- format conversions ---- */
 
@@ -62,16 +64,6 @@ uint16_t kern_f32_to_bf16(float f) {
     return (uint16_t)(x >> 16);
 }
 
-/* llama.cpp block layouts: an f16 scale d, then 32 values (x = d * q). */
-typedef struct {
-    uint16_t d;
-    int8_t qs[32];
-} block_q8_0;
-typedef struct {
-    uint16_t d;
-    uint8_t qs[16]; /* low nibbles: values 0..15, high nibbles: 16..31; q - 8 */
-} block_q4_0;
-
 size_t kern_row_bytes(kiln_dtype dt, int cols) {
     switch (dt) {
     case KILN_DT_F32: return (size_t)cols * 4;
@@ -96,81 +88,71 @@ void kern_row_to_f32(float *out, const void *row, kiln_dtype dt, int cols) {
         for (int i = 0; i < cols; i++) out[i] = kern_bf16_to_f32(h[i]);
         break;
     }
-    case KILN_DT_Q8_0: {
-        const block_q8_0 *b = row;
-        for (int j = 0; j < cols / 32; j++) {
-            float d = kern_f16_to_f32(b[j].d);
-            for (int i = 0; i < 32; i++) out[j * 32 + i] = d * (float)b[j].qs[i];
-        }
-        break;
-    }
-    case KILN_DT_Q4_0: {
-        const block_q4_0 *b = row;
-        for (int j = 0; j < cols / 32; j++) {
-            float d = kern_f16_to_f32(b[j].d);
-            for (int i = 0; i < 16; i++) {
-                out[j * 32 + i] = d * (float)((b[j].qs[i] & 0x0f) - 8);
-                out[j * 32 + i + 16] = d * (float)((b[j].qs[i] >> 4) - 8);
-            }
-        }
-        break;
-    }
+    case KILN_DT_Q8_0: dequantize_row_q8_0(row, out, cols); break;
+    case KILN_DT_Q4_0: dequantize_row_q4_0(row, out, cols); break;
     default: break;
     }
 }
 
-/* ---- matmul ---- */
+/* ---- matmul reference ----
+ * F32/F16/BF16: widen each weight row to f32, then an f32 dot with every token.
+ * Q8_0/Q4_0: llama.cpp's semantics: the activations arrive quantised to int8 blocks (act_q8), each
+ * block pair is an exact integer dot, scaled by d_w * d_x and summed in f32. */
 
-struct matmul_job {
-    float *y;
-    const float *x;
-    int n;
-    const kiln_mat *m;
-    const float *bias;
-};
-
-/* Each thread owns a contiguous range of output rows: it streams its part of the weights once per
- * call and writes disjoint parts of y (no false sharing beyond range edges). */
-static void matmul_scalar_part(void *arg, int ith, int nth) {
-    const struct matmul_job *j = arg;
-    const kiln_mat *m = j->m;
-    int lo, hi;
-    kiln_split_range(m->rows, ith, nth, &lo, &hi);
+static void gemm_float_scalar(float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1) {
+    const float *x = xv;
     size_t rb = kern_row_bytes(m->dt, m->cols);
-    float stackrow[4096];
-    for (int r = lo; r < hi; r++) {
-        const void *w = (const char *)m->data + (size_t)r * rb;
-        if (m->dt == KILN_DT_F32) {
-            const float *wf = w;
-            for (int t = 0; t < j->n; t++) {
-                const float *xt = j->x + (size_t)t * m->cols;
-                float s = 0;
-                for (int k = 0; k < m->cols; k++) s += wf[k] * xt[k];
-                j->y[(size_t)t * m->rows + r] = s + (j->bias ? j->bias[r] : 0.0f);
-            }
-            continue;
-        }
-        /* Other formats: widen the row once, then dot with every token. Rows wider than the stack
-         * buffer are widened chunk by chunk. */
-        for (int t = 0; t < j->n; t++) j->y[(size_t)t * m->rows + r] = j->bias ? j->bias[r] : 0.0f;
-        const int chunk = 4096; /* a multiple of 32: quantised blocks never straddle chunks */
+    float stackrow[1024];
+    const int chunk = 1024; /* rows wider than the buffer are widened piece by piece */
+    for (int r = r0; r < r1; r++) {
+        const char *w = (const char *)m->data + (size_t)r * rb;
+        for (int t = 0; t < n; t++) y[(size_t)t * m->rows + r] = 0.0f;
         for (int c0 = 0; c0 < m->cols; c0 += chunk) {
             int cn = m->cols - c0 < chunk ? m->cols - c0 : chunk;
-            kern_row_to_f32(stackrow, (const char *)w + kern_row_bytes(m->dt, c0), m->dt, cn);
-            for (int t = 0; t < j->n; t++) {
-                const float *xt = j->x + (size_t)t * m->cols + c0;
+            kern_row_to_f32(stackrow, w + kern_row_bytes(m->dt, c0), m->dt, cn);
+            for (int t = 0; t < n; t++) {
+                const float *xt = x + (size_t)t * m->cols + c0;
                 float s = 0;
                 for (int k = 0; k < cn; k++) s += stackrow[k] * xt[k];
-                j->y[(size_t)t * m->rows + r] += s;
+                y[(size_t)t * m->rows + r] += s;
             }
         }
     }
 }
 
-void kern_matmul(kiln_pool *pool, float *y, const float *x, int n, const kiln_mat *m, const float *bias) {
-    struct matmul_job j = {y, x, n, m, bias};
-    kiln_pool_run(pool, matmul_scalar_part, &j);
+static void gemm_quant_scalar(float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1) {
+    const act_q8 *x = xv;
+    const int nb = m->cols / QK;
+    size_t rb = kern_row_bytes(m->dt, m->cols);
+    for (int r = r0; r < r1; r++) {
+        const char *w = (const char *)m->data + (size_t)r * rb;
+        for (int t = 0; t < n; t++) {
+            const act_q8 *xt = x + (size_t)t * nb;
+            float s = 0;
+            for (int b = 0; b < nb; b++) {
+                int isum = 0;
+                float dw;
+                if (m->dt == KILN_DT_Q8_0) {
+                    const block_q8_0 *wb = (const block_q8_0 *)w + b;
+                    dw = kern_f16_to_f32(wb->d);
+                    for (int i = 0; i < QK; i++) isum += wb->qs[i] * xt[b].qs[i];
+                } else {
+                    const block_q4_0 *wb = (const block_q4_0 *)w + b;
+                    dw = kern_f16_to_f32(wb->d);
+                    for (int i = 0; i < QK / 2; i++)
+                        isum += ((wb->qs[i] & 0x0f) - 8) * xt[b].qs[i] + ((wb->qs[i] >> 4) - 8) * xt[b].qs[i + QK / 2];
+                }
+                s += dw * xt[b].d * (float)isum;
+            }
+            y[(size_t)t * m->rows + r] = s;
+        }
+    }
 }
+
+const kern_isa kern_isa_scalar = {
+    "scalar",
+    {gemm_float_scalar, gemm_float_scalar, gemm_float_scalar, gemm_quant_scalar, gemm_quant_scalar},
+};
 
 void kern_get_rows(float *out, const kiln_mat *m, const int32_t *ids, int n) {
     size_t rb = kern_row_bytes(m->dt, m->cols);
@@ -207,6 +189,3 @@ void kern_softmax(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-static const char *isa = "scalar";
-void kern_init(void) {}
-const char *kern_isa_name(void) { return isa; }

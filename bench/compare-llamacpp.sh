@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# bench/compare-llamacpp.sh — kiln vs llama.cpp, side by side in one run, on a Llama-3.2-1B-shaped model.
+#
+# Builds llama.cpp (../shared/tools/baseline/build_llamacpp.sh, once, into $BASELINE), makes the checkpoint
+# (make_tiny_model.py --preset llama3.2-1b, once, into $MODEL), converts it to F16/Q8_0/Q4_0 GGUF, then for
+# each format runs llama-bench and kiln interleaved for $ROUNDS rounds at $THREADS threads and prints the
+# medians, the kiln/llama.cpp ratios for pp and tg, and kiln's decode as % of the measured read bandwidth
+# (bytes of weights per token x tok/s / bandwidth). Interleaving puts both engines under the same noise
+# (other processes on the machine); medians drop outliers.
+#
+# kiln side: `kiln bench --prompt-tokens N --gen-tokens M --json FILE` when this build has it; otherwise
+# bench/matmul_bench.c (the model's matmuls only: no attention/norm/rope, so it flatters kiln slightly) —
+# the output says which one was measured.
+#
+# Usage: bench/compare-llamacpp.sh   (env: ROUNDS=3 THREADS=2 PP=512 TG=128 FORMATS="F16 Q8_0 Q4_0"
+#                                      BASELINE=/tmp/llamacpp MODEL=/tmp/llama-1b SHARED=../shared)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHARED=${SHARED:-../shared}
+ROUNDS=${ROUNDS:-3} THREADS=${THREADS:-2} PP=${PP:-512} TG=${TG:-128}
+FORMATS=${FORMATS:-"F16 Q8_0 Q4_0"}
+BASELINE=${BASELINE:-/tmp/llamacpp} MODEL=${MODEL:-/tmp/llama-1b}
+PY=/usr/bin/python3
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+
+echo "== setup (llama.cpp build, checkpoint, GGUF: each done once)" >&2
+sh "$SHARED/tools/baseline/build_llamacpp.sh" "$BASELINE" >&2
+[ -f "$MODEL/config.json" ] || $PY "$SHARED/tools/make_tiny_model.py" --arch llama --preset llama3.2-1b \
+    --tokenizer "$SHARED/tokenizers/llama3" --out "$MODEL" >&2
+sh "$SHARED/tools/baseline/to_gguf.sh" "$MODEL" "$MODEL" "$BASELINE" >&2
+. "$BASELINE/env.sh"
+make -j2 >/dev/null
+cc -O2 -D_GNU_SOURCE -Iinclude -Isrc bench/matmul_bench.c build/libkiln.a -lm -pthread -o "$work/matmul_bench"
+
+if ./build/kiln bench --help 2>&1 | grep -q -- '--gen-tokens'; then KILN_MODE=kiln-bench; else KILN_MODE=matmul-only; fi
+echo "== kiln measured with: $KILN_MODE, $THREADS threads, $ROUNDS interleaved rounds, pp$PP tg$TG" >&2
+
+kiln_flags() { case $1 in F16) echo "--dtype f16";; BF16) echo "--dtype bf16";; Q8_0) echo "--quant q8_0";; Q4_0) echo "--quant q4_0";; esac; }
+kiln_dtype() { case $1 in F16) echo f16;; BF16) echo bf16;; Q8_0) echo q8_0;; Q4_0) echo q4_0;; esac; }
+
+run_llama() { # fmt -> "pp tg"
+    "$LLAMA_BIN/llama-bench" -m "$MODEL-$1.gguf" -t "$THREADS" -p "$PP" -n "$TG" -r 1 -o jsonl 2>/dev/null |
+        $PY -c 'import sys,json
+r={}
+for l in sys.stdin:
+    d=json.loads(l); r["pp" if d["n_prompt"] else "tg"]=d["avg_ts"]
+print(r["pp"], r["tg"])'
+}
+run_kiln() { # fmt -> "pp tg"
+    if [ "$KILN_MODE" = kiln-bench ]; then
+        # shellcheck disable=SC2046
+        ./build/kiln bench --model "$MODEL" --prompt-tokens "$PP" --gen-tokens "$TG" --threads "$THREADS" --runs 1 \
+            $(kiln_flags "$1") --json "$work/k.json" >/dev/null 2>&1
+        $PY -c 'import sys,json; d=json.load(open(sys.argv[1])); print(d["pp_tok_s"], d["tg_tok_s"])' "$work/k.json"
+    else
+        "$work/matmul_bench" "$(kiln_dtype "$1")" "$THREADS" "$PP" "$TG" |
+            $PY -c 'import sys,json; d=json.loads(sys.stdin.read()); print(d["pp'"$PP"'_tok_s"], d["tg_tok_s"])'
+    fi
+}
+
+BW=$("$work/matmul_bench" bw "$THREADS" | $PY -c 'import sys,json; print(json.load(sys.stdin)["read_bw_gb_s"])')
+echo "read bandwidth ($THREADS threads, best of 5 over 1 GiB): $BW GB/s" >&2
+for fmt in $FORMATS; do
+    [ -f "$MODEL-$fmt.gguf" ] || { echo "missing $MODEL-$fmt.gguf" >&2; exit 1; }
+    wbytes=$("$work/matmul_bench" "$(kiln_dtype "$fmt")" 1 1 1 | $PY -c 'import sys,json; print(json.load(sys.stdin)["weights_mib"]*1048576)')
+    : >"$work/$fmt.l"; : >"$work/$fmt.k"
+    for r in $(seq "$ROUNDS"); do
+        l=$(run_llama "$fmt"); k=$(run_kiln "$fmt")
+        echo "$l" >>"$work/$fmt.l"; echo "$k" >>"$work/$fmt.k"
+        echo "  $fmt round $r: llama.cpp pp/tg $l   kiln pp/tg $k" >&2
+    done
+    $PY - "$fmt" "$work/$fmt.l" "$work/$fmt.k" "$BW" "$wbytes" "$PP" "$TG" "$KILN_MODE" <<'PYEOF'
+import sys, statistics as st
+fmt, lf, kf, bw, wb, pp, tg, mode = sys.argv[1:]
+L = [list(map(float, l.split())) for l in open(lf)]; K = [list(map(float, l.split())) for l in open(kf)]
+lp, lt = st.median(x[0] for x in L), st.median(x[1] for x in L)
+kp, kt = st.median(x[0] for x in K), st.median(x[1] for x in K)
+pct = 100 * float(wb) * kt / 1e9 / float(bw)
+print(f"{fmt:5s} pp{pp}: llama.cpp {lp:8.2f}  kiln {kp:8.2f} tok/s  ratio {kp/lp:5.2f}x | "
+      f"tg{tg}: llama.cpp {lt:6.2f}  kiln {kt:6.2f} tok/s  ratio {kt/lt:5.2f}x | "
+      f"kiln decode {pct:5.1f}% of {float(bw):.1f} GB/s ({float(wb)/1e9:.2f} GB/token) [{mode}]")
+PYEOF
+done

@@ -1,0 +1,150 @@
+/* matmul.c — kern_matmul: ISA choice, activation quantisation, and work split over the pool.
+ *
+ * Work unit = a chunk of weight rows (a multiple of 16, so two threads never write the same 64-byte
+ * line of y). Threads take chunks from an atomic counter rather than a fixed split: on a machine
+ * shared with other processes a statically split thread that gets descheduled would stall the step.
+ * Inside a chunk the ISA kernel tiles over tokens, so each weight row is read from memory once per
+ * call (decode: GEMV; prefill: GEMM reusing a weight tile for every token). */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/matmul.h"
+#include "runtime/cpu.h"
+
+static const kern_isa *active;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static int isa_supported(const kern_isa *isa) {
+    const kiln_cpu *c = kiln_cpu_features();
+    if (isa == &kern_isa_avx512) return c->avx512f && c->avx512bw && c->avx512vl && c->avx512vnni && c->fma && c->f16c;
+    if (isa == &kern_isa_avx2) return c->avx2 && c->fma && c->f16c;
+    return 1;
+}
+
+static const kern_isa *isa_by_name(const char *name) {
+    const kern_isa *all[] = {&kern_isa_scalar, &kern_isa_avx2, &kern_isa_avx512};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (name && strcmp(name, all[i]->name) == 0) return all[i];
+    return NULL;
+}
+
+const char *kern_best_isa(void) {
+    if (isa_supported(&kern_isa_avx512)) return "avx512";
+    if (isa_supported(&kern_isa_avx2)) return "avx2";
+    return "scalar";
+}
+
+static void pick(void) {
+    const kern_isa *want = isa_by_name(getenv("KILN_ISA"));
+    active = want && isa_supported(want) ? want : isa_by_name(kern_best_isa());
+}
+
+void kern_init(void) { pthread_once(&once, pick); }
+const char *kern_isa_name(void) { return kern_active_isa()->name; }
+
+const kern_isa *kern_active_isa(void) {
+    kern_init();
+    return active;
+}
+
+int kern_set_isa(const char *name) {
+    kern_init();
+    const kern_isa *isa = isa_by_name(name);
+    if (!isa || !isa_supported(isa)) return -1;
+    active = isa;
+    return 0;
+}
+
+/* ---- the parallel driver ---- */
+
+struct mm_job {
+    float *y;
+    const float *x;
+    act_q8 *xq; /* quantised activations (Q8_0/Q4_0 weights), else NULL */
+    int n;
+    const kiln_mat *m;
+    const float *bias;
+    const kern_isa *isa;
+    int chunk_rows, n_chunks;
+    atomic_int next;
+};
+
+static void quantize_part(void *arg, int ith, int nth) {
+    struct mm_job *j = arg;
+    int lo, hi, nb = j->m->cols / QK, c = quant_weight_offset(j->m->dt);
+    kiln_split_range(j->n, ith, nth, &lo, &hi);
+    for (int t = lo; t < hi; t++) quantize_act_ref(j->x + (size_t)t * j->m->cols, j->xq + (size_t)t * nb, j->m->cols, c);
+}
+
+static void matmul_part(void *arg, int ith, int nth) {
+    (void)ith, (void)nth;
+    struct mm_job *j = arg;
+    const kiln_mat *m = j->m;
+    kern_gemm_fn gemm = j->isa->gemm[m->dt];
+    const void *x = j->xq ? (const void *)j->xq : (const void *)j->x;
+    for (;;) {
+        int c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+        if (c >= j->n_chunks) break;
+        int r0 = c * j->chunk_rows, r1 = r0 + j->chunk_rows < m->rows ? r0 + j->chunk_rows : m->rows;
+        gemm(j->y, x, j->n, m, r0, r1);
+        if (j->bias)
+            for (int t = 0; t < j->n; t++)
+                for (int r = r0; r < r1; r++) j->y[(size_t)t * m->rows + r] += j->bias[r];
+    }
+}
+
+/* Rows per work unit: enough units for load balance (~8 per thread), few enough that per-unit
+ * overhead stays small, and for prefill small enough that a unit's weights stay in L2 while every
+ * token block passes over them. */
+static int chunk_rows_for(const kiln_mat *m, int n, int nth) {
+    int rows = (m->rows + nth * 8 - 1) / (nth * 8);
+    if (n > 1) {
+        size_t rb = kern_row_bytes(m->dt, m->cols);
+        int l2_rows = (int)((256u << 10) / (rb ? rb : 1));
+        if (rows > l2_rows) rows = l2_rows;
+    }
+    rows = (rows + 15) & ~15;
+    return rows < 16 ? 16 : rows;
+}
+
+static void run(kiln_pool *pool, struct mm_job *j) {
+    int nth = kiln_pool_size(pool);
+    if (j->xq) {
+        if (j->n == 1 || nth == 1) quantize_part(j, 0, 1);
+        else kiln_pool_run(pool, quantize_part, j);
+    }
+    j->chunk_rows = chunk_rows_for(j->m, j->n, nth);
+    j->n_chunks = (j->m->rows + j->chunk_rows - 1) / j->chunk_rows;
+    atomic_init(&j->next, 0);
+    if (nth == 1 || j->n_chunks == 1) matmul_part(j, 0, 1);
+    else kiln_pool_run(pool, matmul_part, j);
+}
+
+void kern_matmul(kiln_pool *pool, float *y, const float *x, int n, const kiln_mat *m, const float *bias) {
+    struct mm_job j = {.y = y, .x = x, .n = n, .m = m, .bias = bias, .isa = kern_active_isa()};
+    if (m->dt != KILN_DT_Q8_0 && m->dt != KILN_DT_Q4_0) {
+        run(pool, &j);
+        return;
+    }
+    size_t nb = (size_t)(m->cols / QK);
+    j.xq = malloc((size_t)n * nb * sizeof(act_q8));
+    if (j.xq) {
+        run(pool, &j);
+        free(j.xq);
+        return;
+    }
+    /* No memory for the whole batch's scratch: one token at a time from a small stack buffer. */
+    act_q8 stackbuf[1024];
+    if (nb > 1024) { /* rows wider than 32768 and no memory left: no result rather than a wrong one */
+        for (size_t i = 0; i < (size_t)n * (size_t)m->rows; i++) y[i] = NAN;
+        return;
+    }
+    for (int t = 0; t < n; t++) {
+        struct mm_job one = {.y = y + (size_t)t * m->rows, .x = x + (size_t)t * m->cols, .n = 1, .m = m,
+                             .bias = bias, .isa = j.isa, .xq = stackbuf};
+        run(pool, &one);
+    }
+}

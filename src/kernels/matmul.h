@@ -1,0 +1,29 @@
+/* matmul.h — the per-ISA kernel table behind kern_matmul (internal to src/kernels).
+ *
+ * A gemm function computes y[t][r] = dot(row r of m, token t of x) for t in [0, n) and rows r in
+ * [r0, r1); y has m->rows columns per token. For F32/F16/BF16 weights x is float[n][cols]; for Q8_0 /
+ * Q4_0 weights x is act_q8[n][cols/32], quantised with the offset quant_weight_offset(m->dt). Bias is
+ * added by the caller. Each ISA file fills one table; kern_init picks one. */
+#ifndef KILN_MATMUL_H
+#define KILN_MATMUL_H
+
+#include "kernels/kernels.h"
+#include "kernels/quant.h"
+
+typedef void (*kern_gemm_fn)(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1);
+
+typedef struct kern_isa {
+    const char *name;
+    kern_gemm_fn gemm[KILN_DT_COUNT]; /* indexed by weight dtype */
+} kern_isa;
+
+extern const kern_isa kern_isa_scalar, kern_isa_avx2, kern_isa_avx512;
+
+/* Which table kern_matmul uses now (after kern_init). Tests switch it with kern_set_isa. */
+const kern_isa *kern_active_isa(void);
+/* Forces "scalar", "avx2" or "avx512"; returns -1 (and changes nothing) if unknown or unsupported here. */
+int kern_set_isa(const char *name);
+/* The best ISA this CPU supports. */
+const char *kern_best_isa(void);
+
+#endif

@@ -1,0 +1,168 @@
+/* matmul_avx2.c — AVX2/FMA/F16C matmul kernels (the same design as matmul_avx512.c, 16 ymm registers).
+ *
+ * Float weights: f32 FMA on widened weights, 2-row x 4-token micro-kernel, scalar tail for K % 8.
+ * Q8_0 / Q4_0: pmaddubsw + pmaddwd (no VNNI). pmaddubsw saturates at 16 bits, so Q8_0 uses llama.cpp's
+ * sign trick (|w| times x*sign(w), at most 2*127*127) and Q4_0 feeds the raw nibble (w+8, <= 15) with
+ * the activation block's corr = -8*sum(x) added to the int32 lanes. */
+#include <immintrin.h>
+
+#include "kernels/matmul.h"
+
+#define INL static inline __attribute__((always_inline))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+
+INL float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* ---- float weights ---- */
+
+INL __m256 load_w(int dt, const char *row, int k) {
+    if (dt == KILN_DT_F32) return _mm256_loadu_ps((const float *)row + k);
+    __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)row + k));
+    if (dt == KILN_DT_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+INL float scalar_w(int dt, const char *row, int k) {
+    if (dt == KILN_DT_F32) return ((const float *)row)[k];
+    uint16_t h = ((const uint16_t *)row)[k];
+    return dt == KILN_DT_F16 ? _cvtsh_ss(h) : kern_bf16_to_f32(h);
+}
+
+INL void micro_f(int dt, int R, int T, const char *w, size_t rb, const float *x, int K, float *y, int M) {
+    __m256 acc[2][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < T; j++) acc[i][j] = _mm256_setzero_ps();
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 wv[2];
+#pragma GCC unroll 2
+        for (int i = 0; i < R; i++) wv[i] = load_w(dt, w + i * rb, k);
+#pragma GCC unroll 4
+        for (int j = 0; j < T; j++) {
+            __m256 xv = _mm256_loadu_ps(x + (size_t)j * K + k);
+#pragma GCC unroll 2
+            for (int i = 0; i < R; i++) acc[i][j] = _mm256_fmadd_ps(wv[i], xv, acc[i][j]);
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < T; j++) {
+            float s = hsum256(acc[i][j]);
+            for (int kk = k; kk < K; kk++) s += scalar_w(dt, w + i * rb, kk) * x[(size_t)j * K + kk];
+            y[(size_t)j * M + i] = s;
+        }
+}
+
+INL void gemm_f(int dt, float *y, const float *x, int n, const kiln_mat *m, int r0, int r1) {
+    const int K = m->cols, M = m->rows;
+    const size_t rb = kern_row_bytes(dt, K);
+    int tb = (int)((256u << 10) / ((size_t)K * 4));
+    tb = tb < 4 ? 4 : tb > 64 ? 64 : tb & ~3;
+    for (int t0 = 0; t0 < n; t0 += tb) {
+        const int t1 = MIN(n, t0 + tb);
+        int r = r0;
+        for (; r + 2 <= r1; r += 2) {
+            const char *w = (const char *)m->data + (size_t)r * rb;
+            int t = t0;
+            for (; t + 4 <= t1; t += 4) micro_f(dt, 2, 4, w, rb, x + (size_t)t * K, K, y + (size_t)t * M + r, M);
+            for (; t < t1; t++) micro_f(dt, 2, 1, w, rb, x + (size_t)t * K, K, y + (size_t)t * M + r, M);
+        }
+        for (; r < r1; r++) {
+            const char *w = (const char *)m->data + (size_t)r * rb;
+            int t = t0;
+            for (; t + 4 <= t1; t += 4) micro_f(dt, 1, 4, w, rb, x + (size_t)t * K, K, y + (size_t)t * M + r, M);
+            for (; t < t1; t++) micro_f(dt, 1, 1, w, rb, x + (size_t)t * K, K, y + (size_t)t * M + r, M);
+        }
+    }
+}
+
+static void gemm_f32(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_F32, y, x, n, m, r0, r1); }
+static void gemm_f16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_F16, y, x, n, m, r0, r1); }
+static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_BF16, y, x, n, m, r0, r1); }
+
+/* ---- quantised weights ---- */
+
+INL __m256i load_wq(int dt, const char *row, int b) {
+    if (dt == KILN_DT_Q8_0) return _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)row + b)->qs);
+    const __m128i q = _mm_loadu_si128((const __m128i *)((const block_q4_0 *)row + b)->qs), lo4 = _mm_set1_epi8(0x0f);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), lo4), _mm_and_si128(q, lo4));
+}
+
+INL float wscale(int dt, const char *row, int b) {
+    uint16_t d = dt == KILN_DT_Q8_0 ? ((const block_q8_0 *)row)[b].d : ((const block_q4_0 *)row)[b].d;
+    return _cvtsh_ss(d);
+}
+
+INL void micro_q(int dt, int R, int T, const char *w, size_t rb, const act_q8 *x, int nb, float *y, int M) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[2][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < T; j++) acc[i][j] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        __m256i wv[2], wabs[2];
+        __m256 dw[2];
+#pragma GCC unroll 2
+        for (int i = 0; i < R; i++) {
+            wv[i] = load_wq(dt, w + i * rb, b);
+            if (dt == KILN_DT_Q8_0) wabs[i] = _mm256_sign_epi8(wv[i], wv[i]);
+            dw[i] = _mm256_set1_ps(wscale(dt, w + i * rb, b));
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < T; j++) {
+            const act_q8 *a = x + (size_t)j * nb + b;
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)a->qs);
+            const __m256 dx = _mm256_set1_ps(a->d);
+#pragma GCC unroll 2
+            for (int i = 0; i < R; i++) {
+                __m256i s;
+                if (dt == KILN_DT_Q8_0) {
+                    s = _mm256_madd_epi16(_mm256_maddubs_epi16(wabs[i], _mm256_sign_epi8(xv, wv[i])), ones);
+                } else {
+                    s = _mm256_madd_epi16(_mm256_maddubs_epi16(wv[i], xv), ones);
+                    s = _mm256_add_epi32(s, _mm256_zextsi128_si256(_mm_cvtsi32_si128(a->corr)));
+                }
+                acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw[i], dx), acc[i][j]);
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < T; j++) y[(size_t)j * M + i] = hsum256(acc[i][j]);
+}
+
+INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1) {
+    const int nb = m->cols / QK, M = m->rows;
+    const size_t rb = kern_row_bytes(dt, m->cols);
+    int tb = (int)((512u << 10) / ((size_t)nb * sizeof(act_q8)));
+    tb = tb < 4 ? 4 : tb > 128 ? 128 : tb & ~3;
+    for (int t0 = 0; t0 < n; t0 += tb) {
+        const int t1 = MIN(n, t0 + tb);
+        int r = r0;
+        for (; r + 2 <= r1; r += 2) {
+            const char *w = (const char *)m->data + (size_t)r * rb;
+            int t = t0;
+            for (; t + 4 <= t1; t += 4) micro_q(dt, 2, 4, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+            for (; t < t1; t++) micro_q(dt, 2, 1, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+        }
+        for (; r < r1; r++) {
+            const char *w = (const char *)m->data + (size_t)r * rb;
+            int t = t0;
+            for (; t + 4 <= t1; t += 4) micro_q(dt, 1, 4, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+            for (; t < t1; t++) micro_q(dt, 1, 1, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+        }
+    }
+}
+
+static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1); }
+static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1); }
+
+const kern_isa kern_isa_avx2 = {"avx2", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}};

@@ -1,0 +1,125 @@
+/* quant.c — Q8_0 / Q4_0 quantisation (llama.cpp's reference arithmetic) and format conversion of rows.
+ *
+ * The rounding matters: a model quantised here must be bit-identical to llama.cpp's
+ * quantize_row_q8_0_ref / quantize_row_q4_0_ref so figures compare like with like. */
+#include "kernels/quant.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+void quantize_row_q8_0_ref(const float *x, block_q8_0 *y, int k) {
+    for (int i = 0; i < k / QK; i++, x += QK) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        y[i].d = kern_f32_to_f16(d);
+        for (int j = 0; j < QK; j++) y[i].qs[j] = (int8_t)roundf(x[j] * id);
+    }
+}
+
+void quantize_row_q4_0_ref(const float *x, block_q4_0 *y, int k) {
+    for (int i = 0; i < k / QK; i++, x += QK) {
+        float amax = 0.0f, max = 0.0f; /* max keeps its sign: the scale maps it to -8 exactly */
+        for (int j = 0; j < QK; j++)
+            if (amax < fabsf(x[j])) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        const float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
+        y[i].d = kern_f32_to_f16(d);
+        for (int j = 0; j < QK / 2; j++) {
+            int8_t a = (int8_t)(x[j] * id + 8.5f), b = (int8_t)(x[QK / 2 + j] * id + 8.5f);
+            uint8_t xi0 = a < 15 ? (uint8_t)a : 15, xi1 = b < 15 ? (uint8_t)b : 15;
+            y[i].qs[j] = (uint8_t)(xi0 | (xi1 << 4));
+        }
+    }
+}
+
+void dequantize_row_q8_0(const block_q8_0 *x, float *y, int k) {
+    for (int i = 0; i < k / QK; i++) {
+        const float d = kern_f16_to_f32(x[i].d);
+        for (int j = 0; j < QK; j++) y[i * QK + j] = d * (float)x[i].qs[j];
+    }
+}
+
+void dequantize_row_q4_0(const block_q4_0 *x, float *y, int k) {
+    for (int i = 0; i < k / QK; i++) {
+        const float d = kern_f16_to_f32(x[i].d);
+        for (int j = 0; j < QK / 2; j++) {
+            y[i * QK + j] = d * (float)((x[i].qs[j] & 0x0f) - 8);
+            y[i * QK + j + QK / 2] = d * (float)((x[i].qs[j] >> 4) - 8);
+        }
+    }
+}
+
+void quantize_act_ref(const float *x, act_q8 *y, int k, int c) {
+    for (int i = 0; i < k / QK; i++, x += QK) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        y[i].d = kern_f16_to_f32(kern_f32_to_f16(d));
+        int sum = 0;
+        for (int j = 0; j < QK; j++) {
+            y[i].qs[j] = (int8_t)roundf(x[j] * id);
+            sum += y[i].qs[j];
+        }
+        y[i].corr = -c * sum;
+    }
+}
+
+int quant_weight_offset(int dt) { return dt == KILN_DT_Q4_0 ? 8 : 128; }
+
+void kern_row_from_f32(void *dst, kiln_dtype dt, const float *src, int cols) {
+    switch (dt) {
+    case KILN_DT_F32: memcpy(dst, src, (size_t)cols * 4); break;
+    case KILN_DT_F16:
+        for (int i = 0; i < cols; i++) ((uint16_t *)dst)[i] = kern_f32_to_f16(src[i]);
+        break;
+    case KILN_DT_BF16:
+        for (int i = 0; i < cols; i++) ((uint16_t *)dst)[i] = kern_f32_to_bf16(src[i]);
+        break;
+    case KILN_DT_Q8_0: quantize_row_q8_0_ref(src, dst, cols); break;
+    case KILN_DT_Q4_0: quantize_row_q4_0_ref(src, dst, cols); break;
+    default: break;
+    }
+}
+
+struct convert_job {
+    void *dst;
+    const void *src;
+    kiln_dtype dst_dt, src_dt;
+    int rows, cols;
+    int failed[64 * 16]; /* one flag per thread, a cache line apart */
+};
+
+static void convert_part(void *arg, int ith, int nth) {
+    struct convert_job *j = arg;
+    int lo, hi;
+    kiln_split_range(j->rows, ith, nth, &lo, &hi);
+    float *tmp = malloc(sizeof(float) * (size_t)j->cols);
+    if (!tmp) {
+        j->failed[(ith % 64) * 16] = 1;
+        return;
+    }
+    size_t sb = kern_row_bytes(j->src_dt, j->cols), db = kern_row_bytes(j->dst_dt, j->cols);
+    for (int r = lo; r < hi; r++) {
+        kern_row_to_f32(tmp, (const char *)j->src + sb * r, j->src_dt, j->cols);
+        kern_row_from_f32((char *)j->dst + db * r, j->dst_dt, tmp, j->cols);
+    }
+    free(tmp);
+}
+
+int kern_convert_mat(kiln_pool *pool, void *dst, kiln_dtype dst_dt, const void *src, kiln_dtype src_dt, int rows,
+                     int cols) {
+    struct convert_job *j = calloc(1, sizeof *j);
+    if (!j) return -1;
+    *j = (struct convert_job){.dst = dst, .src = src, .dst_dt = dst_dt, .src_dt = src_dt, .rows = rows, .cols = cols};
+    kiln_pool_run(pool, convert_part, j);
+    int failed = 0;
+    for (int i = 0; i < 64; i++) failed |= j->failed[i * 16];
+    free(j);
+    return failed ? -1 : 0;
+}
