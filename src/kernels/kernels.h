@@ -54,4 +54,24 @@ void kern_row_from_f32(void *dst, kiln_dtype dt, const float *src, int cols);
 int kern_convert_mat(kiln_pool *pool, void *dst, kiln_dtype dst_dt, const void *src, kiln_dtype src_dt, int rows,
                      int cols);
 
+
+/* ---- RoPE and attention (src/kernels/rope.c, src/kernels/attention.c) ---- */
+
+/* Rotary embedding in the Hugging Face convention (rotate_half: dimension i pairs with i + head_dim/2),
+ * in place on n_heads heads of head_dim values; cos/sin hold head_dim/2 values for this position. */
+void kern_rope(float *x, int n_heads, int head_dim, const float *cos, const float *sin);
+
+/* Causal attention of one query token over n_pos cached positions (0..n_pos-1) of a paged KV cache.
+ * Key/value of position p, kv head h: k + table[p / block] * block_stride + (p % block) * row_stride + h * head_dim
+ * (same for v). q and out are [n_heads][head_dim]; query head i uses kv head i / (n_heads / n_kv_heads).
+ * scratch holds n_pos floats. */
+typedef struct kern_kv_view {
+    const float *k, *v;
+    const int *table;
+    int block;
+    size_t block_stride, row_stride;
+} kern_kv_view;
+void kern_attention(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
+                    const kern_kv_view *kv, float *scratch);
+
 #endif

@@ -1,0 +1,208 @@
+/* config.c — config.json → kiln_config for the Llama family (Llama, Mistral, Qwen2, Qwen3).
+ *
+ * Only the fields the forward pass needs are read; each is validated so that a bad config fails here,
+ * with the field named, rather than as a shape mismatch or a crash later. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln.h"
+
+static const struct {
+    const char *name;
+    kiln_arch arch;
+} archs[] = {
+    {"LlamaForCausalLM", KILN_ARCH_LLAMA},
+    {"MistralForCausalLM", KILN_ARCH_MISTRAL},
+    {"Qwen2ForCausalLM", KILN_ARCH_QWEN2},
+    {"Qwen3ForCausalLM", KILN_ARCH_QWEN3},
+};
+
+/* Integer field: required (def < 0 means required) and within [lo, hi]. */
+static int get_int(json_t *o, const char *key, long def, long lo, long hi, int *out, const char *path,
+                   kiln_err *err) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        if (def < 0) return kiln_err_set(err, "%s: missing field '%s'", path, key);
+        *out = (int)def;
+        return 0;
+    }
+    if (!json_is_integer(v)) return kiln_err_set(err, "%s: field '%s' is not an integer", path, key);
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi) return kiln_err_set(err, "%s: field '%s' = %lld out of range [%ld, %ld]", path, key, (long long)x, lo, hi);
+    *out = (int)x;
+    return 0;
+}
+
+/* Number field (integer or real), optional with default. */
+static int get_num(json_t *o, const char *key, double def, double *out, const char *path, kiln_err *err) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        if (isnan(def)) return kiln_err_set(err, "%s: missing field '%s'", path, key);
+        *out = def;
+        return 0;
+    }
+    if (!json_is_number(v)) return kiln_err_set(err, "%s: field '%s' is not a number", path, key);
+    *out = json_number_value(v);
+    if (!isfinite(*out)) return kiln_err_set(err, "%s: field '%s' is not finite", path, key);
+    return 0;
+}
+
+static int get_bool(json_t *o, const char *key, bool def, bool *out, const char *path, kiln_err *err) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_boolean(v)) return kiln_err_set(err, "%s: field '%s' is not a boolean", path, key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int parse_rope_scaling(json_t *rs, kiln_config *c, const char *path, kiln_err *err) {
+    c->rope_type = KILN_ROPE_DEFAULT;
+    c->rope_factor = 1.0;
+    if (!rs || json_is_null(rs)) return 0;
+    if (!json_is_object(rs)) return kiln_err_set(err, "%s: rope_scaling is not an object", path);
+    /* transformers accepts both spellings; rope_type wins when both are present. */
+    json_t *t = json_object_get(rs, "rope_type");
+    if (!t) t = json_object_get(rs, "type");
+    if (!json_is_string(t)) return kiln_err_set(err, "%s: rope_scaling has no rope_type", path);
+    const char *type = json_string_value(t);
+    if (strcmp(type, "default") == 0) return 0;
+    if (get_num(rs, "factor", NAN, &c->rope_factor, path, err)) return -1;
+    if (c->rope_factor <= 0) return kiln_err_set(err, "%s: rope_scaling.factor must be > 0", path);
+    if (strcmp(type, "linear") == 0) {
+        c->rope_type = KILN_ROPE_LINEAR;
+        return 0;
+    }
+    if (strcmp(type, "llama3") == 0) {
+        c->rope_type = KILN_ROPE_LLAMA3;
+        if (get_num(rs, "low_freq_factor", NAN, &c->rope_low_freq_factor, path, err) ||
+            get_num(rs, "high_freq_factor", NAN, &c->rope_high_freq_factor, path, err) ||
+            get_int(rs, "original_max_position_embeddings", -1, 1, 1L << 30, &c->rope_original_max_pos, path, err))
+            return -1;
+        if (!(c->rope_high_freq_factor > c->rope_low_freq_factor) || c->rope_low_freq_factor <= 0)
+            return kiln_err_set(err, "%s: rope_scaling needs 0 < low_freq_factor < high_freq_factor", path);
+        return 0;
+    }
+    return kiln_err_set(err, "%s: rope_scaling type '%s' not supported (default, linear, llama3)", path, type);
+}
+
+static int parse_eos(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
+    json_t *v = json_object_get(o, "eos_token_id");
+    c->n_eos_token_ids = 0;
+    if (!v || json_is_null(v)) return 0;
+    if (json_is_integer(v)) {
+        c->eos_token_ids[c->n_eos_token_ids++] = (int)json_integer_value(v);
+        return 0;
+    }
+    if (!json_is_array(v)) return kiln_err_set(err, "%s: eos_token_id is neither an integer nor a list", path);
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) {
+        if (!json_is_integer(e)) return kiln_err_set(err, "%s: eos_token_id[%zu] is not an integer", path, i);
+        if (c->n_eos_token_ids == 8) return kiln_err_set(err, "%s: more than 8 eos_token_id values", path);
+        c->eos_token_ids[c->n_eos_token_ids++] = (int)json_integer_value(e);
+    }
+    return 0;
+}
+
+static int parse_dtype(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
+    json_t *v = json_object_get(o, "torch_dtype");
+    if (!v) v = json_object_get(o, "dtype"); /* newer transformers write "dtype" */
+    c->torch_dtype = KILN_DT_F32;
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_string(v)) return kiln_err_set(err, "%s: torch_dtype is not a string", path);
+    const char *s = json_string_value(v);
+    if (strcmp(s, "float32") == 0) c->torch_dtype = KILN_DT_F32;
+    else if (strcmp(s, "float16") == 0) c->torch_dtype = KILN_DT_F16;
+    else if (strcmp(s, "bfloat16") == 0) c->torch_dtype = KILN_DT_BF16;
+    else return kiln_err_set(err, "%s: torch_dtype '%s' not supported (float32, float16, bfloat16)", path, s);
+    return 0;
+}
+
+static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
+    if (!json_is_object(o)) return kiln_err_set(err, "%s: not a JSON object", path);
+    json_t *a = json_object_get(o, "architectures");
+    if (!json_is_array(a) || json_array_size(a) == 0 || !json_is_string(json_array_get(a, 0)))
+        return kiln_err_set(err, "%s: missing 'architectures' list", path);
+    const char *name = json_string_value(json_array_get(a, 0));
+    size_t i = 0;
+    for (; i < sizeof archs / sizeof archs[0]; i++)
+        if (strcmp(name, archs[i].name) == 0) break;
+    if (i == sizeof archs / sizeof archs[0])
+        return kiln_err_set(err, "%s: architecture '%s' not supported (LlamaForCausalLM, MistralForCausalLM, "
+                                 "Qwen2ForCausalLM, Qwen3ForCausalLM)", path, name);
+    c->arch = archs[i].arch;
+    snprintf(c->architecture, sizeof c->architecture, "%s", name);
+    json_t *mt = json_object_get(o, "model_type");
+    snprintf(c->model_type, sizeof c->model_type, "%s", json_is_string(mt) ? json_string_value(mt) : "");
+
+    const long BIG = 1L << 24;
+    if (get_int(o, "hidden_size", -1, 1, BIG, &c->hidden_size, path, err) ||
+        get_int(o, "intermediate_size", -1, 1, BIG, &c->intermediate_size, path, err) ||
+        get_int(o, "num_hidden_layers", -1, 1, 4096, &c->n_layers, path, err) ||
+        get_int(o, "num_attention_heads", -1, 1, 4096, &c->n_heads, path, err) ||
+        get_int(o, "num_key_value_heads", c->n_heads, 1, 4096, &c->n_kv_heads, path, err) ||
+        get_int(o, "vocab_size", -1, 1, 1L << 28, &c->vocab_size, path, err) ||
+        get_int(o, "max_position_embeddings", 2048, 1, 1L << 28, &c->max_position_embeddings, path, err) ||
+        get_int(o, "bos_token_id", -2, -1, 1L << 30, &c->bos_token_id, path, err))
+        return -1;
+    if (c->bos_token_id == -2) c->bos_token_id = -1;
+    /* head_dim: explicit (Qwen3: 128 with hidden 1024 / 16 heads) or derived. */
+    if (c->hidden_size % c->n_heads && !json_is_integer(json_object_get(o, "head_dim")))
+        return kiln_err_set(err, "%s: hidden_size %d not divisible by num_attention_heads %d and no head_dim", path,
+                            c->hidden_size, c->n_heads);
+    if (get_int(o, "head_dim", c->hidden_size / c->n_heads, 2, 65536, &c->head_dim, path, err)) return -1;
+    if (c->head_dim % 2) return kiln_err_set(err, "%s: head_dim %d must be even for RoPE", path, c->head_dim);
+    if (c->n_heads % c->n_kv_heads)
+        return kiln_err_set(err, "%s: num_attention_heads %d not a multiple of num_key_value_heads %d", path,
+                            c->n_heads, c->n_kv_heads);
+
+    double eps, theta;
+    if (get_num(o, "rms_norm_eps", 1e-6, &eps, path, err) || get_num(o, "rope_theta", 10000.0, &theta, path, err))
+        return -1;
+    if (eps <= 0 || theta <= 0) return kiln_err_set(err, "%s: rms_norm_eps and rope_theta must be > 0", path);
+    c->rms_norm_eps = (float)eps;
+    c->rope_theta = theta;
+    if (parse_rope_scaling(json_object_get(o, "rope_scaling"), c, path, err)) return -1;
+
+    json_t *act = json_object_get(o, "hidden_act");
+    if (act && !json_is_null(act) && (!json_is_string(act) || strcmp(json_string_value(act), "silu") != 0))
+        return kiln_err_set(err, "%s: hidden_act must be 'silu'", path);
+    bool mlp_bias = false;
+    if (get_bool(o, "mlp_bias", false, &mlp_bias, path, err)) return -1;
+    if (mlp_bias) return kiln_err_set(err, "%s: mlp_bias true not supported", path);
+
+    if (get_bool(o, "tie_word_embeddings", false, &c->tie_word_embeddings, path, err)) return -1;
+    /* Qwen2 always has q/k/v biases (its modeling code hard-codes bias=True); others follow the flag. */
+    if (c->arch == KILN_ARCH_QWEN2) c->attention_bias = true;
+    else if (get_bool(o, "attention_bias", false, &c->attention_bias, path, err)) return -1;
+    c->qk_norm = c->arch == KILN_ARCH_QWEN3;
+    if (parse_dtype(o, c, path, err) || parse_eos(o, c, path, err)) return -1;
+    return 0;
+}
+
+int kiln_config_load(const char *dir, kiln_config *cfg, kiln_err *err) {
+    memset(cfg, 0, sizeof *cfg);
+    char *path = kiln_path_join(dir, "config.json");
+    if (!path) return kiln_err_set(err, "out of memory");
+    size_t len;
+    char *text = kiln_read_file(path, &len, err);
+    if (!text) {
+        free(path);
+        return -1;
+    }
+    json_error_t je;
+    json_t *o = json_loadb(text, len, 0, &je);
+    free(text);
+    int rc;
+    if (!o) rc = kiln_err_set(err, "%s: invalid JSON at line %d: %s", path, je.line, je.text);
+    else rc = parse(o, cfg, path, err);
+    json_decref(o);
+    free(path);
+    return rc;
+}

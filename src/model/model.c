@@ -1,0 +1,312 @@
+/* model.c — opens a Hugging Face checkpoint directory: config, safetensors (single or sharded), and
+ * binds every tensor the config implies, checking its presence, dtype and shape.
+ *
+ * Zero-copy by default: matrices stay in the read-only mappings in their stored dtype and the matmul
+ * kernels read them in place, so the page cache holds the only copy. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+void kiln_model_opts_default(kiln_model_opts *o) {
+    o->dtype = -1;
+    o->threads = 0;
+    o->quiet = false;
+}
+
+/* The safetensors files: model.safetensors, or the shards named by model.safetensors.index.json. */
+static int open_files(kiln_model *m, const char *dir, kiln_err *err) {
+    char *idx = kiln_path_join(dir, "model.safetensors.index.json");
+    char *idx_real = idx ? kiln_resolve_path(idx) : NULL;
+    FILE *probe = idx_real ? fopen(idx_real, "rb") : NULL;
+    free(idx_real);
+    if (!probe) {
+        free(idx);
+        char *single = kiln_path_join(dir, "model.safetensors");
+        char *real = single ? kiln_resolve_path(single) : NULL;
+        free(single);
+        if (!real) return kiln_err_set(err, "out of memory");
+        m->files = calloc(1, sizeof *m->files);
+        int rc = m->files ? st_open(&m->files[0], real, err) : kiln_err_set(err, "out of memory");
+        if (rc == 0) m->n_files = 1;
+        free(real);
+        return rc;
+    }
+    fclose(probe);
+    size_t len;
+    char *text = kiln_read_file(idx, &len, err);
+    if (!text) {
+        free(idx);
+        return -1;
+    }
+    json_error_t je;
+    json_t *o = json_loadb(text, len, 0, &je);
+    free(text);
+    json_t *wm = json_object_get(o, "weight_map");
+    int rc = 0;
+    if (!json_is_object(wm)) {
+        rc = kiln_err_set(err, "%s: no weight_map object%s%s", idx, o ? "" : ": ", o ? "" : je.text);
+        goto done;
+    }
+    m->files = calloc(json_object_size(wm) + 1, sizeof *m->files);
+    if (!m->files) {
+        rc = kiln_err_set(err, "out of memory");
+        goto done;
+    }
+    const char *name;
+    json_t *v;
+    json_object_foreach(wm, name, v) {
+        if (!json_is_string(v) || strchr(json_string_value(v), '/')) {
+            rc = kiln_err_set(err, "%s: weight_map['%s'] is not a file name", idx, name);
+            goto done;
+        }
+        const char *fname = json_string_value(v);
+        int seen = 0;
+        for (int i = 0; i < m->n_files && !seen; i++) {
+            const char *p = strrchr(m->files[i].path, '/');
+            seen = strcmp(p ? p + 1 : m->files[i].path, fname) == 0;
+        }
+        if (seen) continue;
+        char *path = kiln_path_join(dir, fname);
+        char *real = path ? kiln_resolve_path(path) : NULL;
+        free(path);
+        rc = real ? st_open(&m->files[m->n_files], real, err) : kiln_err_set(err, "out of memory");
+        free(real);
+        if (rc) goto done;
+        m->n_files++;
+    }
+    /* Every mapped tensor must be in the shard the index names (else the index is stale). */
+    json_object_foreach(wm, name, v) {
+        int found = 0;
+        for (int i = 0; i < m->n_files && !found; i++) {
+            const char *p = strrchr(m->files[i].path, '/');
+            found = strcmp(p ? p + 1 : m->files[i].path, json_string_value(v)) == 0 && st_find(&m->files[i], name);
+        }
+        if (!found) {
+            rc = kiln_err_set(err, "%s: tensor '%s' not found in %s", idx, name, json_string_value(v));
+            goto done;
+        }
+    }
+done:
+    json_decref(o);
+    free(idx);
+    return rc;
+}
+
+static const st_tensor *find(const kiln_model *m, const char *name, const st_file **where) {
+    for (int i = 0; i < m->n_files; i++) {
+        const st_tensor *t = st_find(&m->files[i], name);
+        if (t) {
+            *where = &m->files[i];
+            return t;
+        }
+    }
+    return NULL;
+}
+
+/* Looks a tensor up and checks its shape: [d0] when d1 == 0, else [d0, d1]. */
+static const st_tensor *need(kiln_model *m, const char *name, int64_t d0, int64_t d1, kiln_err *err) {
+    const st_file *f = NULL;
+    const st_tensor *t = find(m, name, &f);
+    const char *where = m->n_files == 1 ? m->files[0].path : "the checkpoint";
+    if (!t) {
+        kiln_err_set(err, "%s: missing tensor '%s'", where, name);
+        return NULL;
+    }
+    int ok = d1 ? (t->ndim == 2 && t->shape[0] == d0 && t->shape[1] == d1) : (t->ndim == 1 && t->shape[0] == d0);
+    if (!ok) {
+        char got[128] = "";
+        size_t o = 0;
+        for (int i = 0; i < t->ndim && o < sizeof got - 24; i++)
+            o += (size_t)snprintf(got + o, sizeof got - o, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+        if (d1)
+            kiln_err_set(err, "%s: tensor '%s' has shape [%s], config implies [%lld, %lld]", f->path, name, got,
+                         (long long)d0, (long long)d1);
+        else
+            kiln_err_set(err, "%s: tensor '%s' has shape [%s], config implies [%lld]", f->path, name, got,
+                         (long long)d0);
+        return NULL;
+    }
+    m->params += (size_t)d0 * (size_t)(d1 ? d1 : 1);
+    return t;
+}
+
+static int bind_mat(kiln_model *m, kiln_mat *out, const char *name, int rows, int cols, kiln_err *err) {
+    const st_tensor *t = need(m, name, rows, cols, err);
+    if (!t) return -1;
+    *out = (kiln_mat){t->data, t->dt, rows, cols};
+    return 0;
+}
+
+static int bind_vec(kiln_model *m, float **out, const char *name, int n, kiln_err *err) {
+    const st_tensor *t = need(m, name, n, 0, err);
+    if (!t) return -1;
+    *out = malloc((size_t)n * sizeof(float));
+    if (!*out) return kiln_err_set(err, "out of memory");
+    kern_row_to_f32(*out, t->data, t->dt, n);
+    m->weight_bytes += (size_t)n * sizeof(float);
+    return 0;
+}
+
+static int bind_layer(kiln_model *m, int l, kiln_err *err) {
+    const kiln_config *c = &m->cfg;
+    kiln_layer *L = &m->layers[l];
+    int H = c->hidden_size, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    char n[160];
+#define NAME(suffix) (snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix), n)
+    if (bind_vec(m, &L->attn_norm, NAME("input_layernorm.weight"), H, err) ||
+        bind_mat(m, &L->wq, NAME("self_attn.q_proj.weight"), qd, H, err) ||
+        bind_mat(m, &L->wk, NAME("self_attn.k_proj.weight"), kvd, H, err) ||
+        bind_mat(m, &L->wv, NAME("self_attn.v_proj.weight"), kvd, H, err) ||
+        bind_mat(m, &L->wo, NAME("self_attn.o_proj.weight"), H, qd, err) ||
+        bind_vec(m, &L->ffn_norm, NAME("post_attention_layernorm.weight"), H, err) ||
+        bind_mat(m, &L->w_gate, NAME("mlp.gate_proj.weight"), c->intermediate_size, H, err) ||
+        bind_mat(m, &L->w_up, NAME("mlp.up_proj.weight"), c->intermediate_size, H, err) ||
+        bind_mat(m, &L->w_down, NAME("mlp.down_proj.weight"), H, c->intermediate_size, err))
+        return -1;
+    if (c->attention_bias &&
+        (bind_vec(m, &L->bq, NAME("self_attn.q_proj.bias"), qd, err) ||
+         bind_vec(m, &L->bk, NAME("self_attn.k_proj.bias"), kvd, err) ||
+         bind_vec(m, &L->bv, NAME("self_attn.v_proj.bias"), kvd, err)))
+        return -1;
+    if (c->qk_norm && (bind_vec(m, &L->q_norm, NAME("self_attn.q_norm.weight"), c->head_dim, err) ||
+                       bind_vec(m, &L->k_norm, NAME("self_attn.k_norm.weight"), c->head_dim, err)))
+        return -1;
+#undef NAME
+    return 0;
+}
+
+int model_convert_matrix(kiln_mat *dst, void *dst_buf, const kiln_mat *src, kiln_dtype dt, kiln_err *err) {
+    if (dt != KILN_DT_F32 && dt != KILN_DT_F16 && dt != KILN_DT_BF16)
+        return kiln_err_set(err, "--dtype %s: not supported yet (f32, f16, bf16)", kiln_dtype_name(dt));
+    size_t in_rb = kern_row_bytes(src->dt, src->cols), out_rb = kern_row_bytes(dt, src->cols);
+    float *row = malloc((size_t)src->cols * sizeof(float));
+    if (!row) return kiln_err_set(err, "out of memory");
+    for (int r = 0; r < src->rows; r++) {
+        kern_row_to_f32(row, (const char *)src->data + (size_t)r * in_rb, src->dt, src->cols);
+        void *out = (char *)dst_buf + (size_t)r * out_rb;
+        if (dt == KILN_DT_F32) memcpy(out, row, out_rb);
+        else
+            for (int i = 0; i < src->cols; i++)
+                ((uint16_t *)out)[i] = dt == KILN_DT_F16 ? kern_f32_to_f16(row[i]) : kern_f32_to_bf16(row[i]);
+    }
+    free(row);
+    *dst = (kiln_mat){dst_buf, dt, src->rows, src->cols};
+    return 0;
+}
+
+/* Every distinct matrix of the model (lm_head only when untied), for conversion and accounting. */
+static int list_mats(kiln_model *m, kiln_mat **out) {
+    int n = 0;
+    out[n++] = &m->embed;
+    if (m->lm_head.data != m->embed.data) out[n++] = &m->lm_head;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        kiln_layer *L = &m->layers[l];
+        kiln_mat *ms[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (int i = 0; i < 7; i++) out[n++] = ms[i];
+    }
+    return n;
+}
+
+/* Converts every matrix into one owned buffer, then drops the mappings (nothing points into them). */
+static int convert_all(kiln_model *m, kiln_dtype dt, kiln_err *err) {
+    bool tied = m->lm_head.data == m->embed.data;
+    kiln_mat **mats = malloc((size_t)(2 + 7 * m->cfg.n_layers) * sizeof *mats);
+    if (!mats) return kiln_err_set(err, "out of memory");
+    int n = list_mats(m, mats);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += kern_row_bytes(dt, mats[i]->cols) * (size_t)mats[i]->rows;
+    m->owned = malloc(total ? total : 1);
+    int rc = m->owned ? 0 : kiln_err_set(err, "out of memory converting weights to %s", kiln_dtype_name(dt));
+    size_t off = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        kiln_mat src = *mats[i];
+        rc = model_convert_matrix(mats[i], (char *)m->owned + off, &src, dt, err);
+        off += kern_row_bytes(dt, src.cols) * (size_t)src.rows;
+    }
+    free(mats);
+    if (rc) return -1;
+    if (tied) m->lm_head = m->embed;
+    for (int i = 0; i < m->n_files; i++) st_close(&m->files[i]);
+    m->n_files = 0;
+    return 0;
+}
+
+kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_err *err) {
+    kiln_model_opts def;
+    if (!opts) {
+        kiln_model_opts_default(&def);
+        opts = &def;
+    }
+    if (opts->dtype >= KILN_DT_COUNT || opts->dtype < -1) {
+        kiln_err_set(err, "bad dtype %d", opts->dtype);
+        return NULL;
+    }
+    if (opts->dtype == KILN_DT_Q8_0 || opts->dtype == KILN_DT_Q4_0) {
+        kiln_err_set(err, "--dtype %s: not supported yet (f32, f16, bf16)", kiln_dtype_name((kiln_dtype)opts->dtype));
+        return NULL;
+    }
+    kiln_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        kiln_err_set(err, "out of memory");
+        return NULL;
+    }
+    const kiln_config *c = &m->cfg;
+    if (kiln_config_load(dir, &m->cfg, err) || open_files(m, dir, err)) goto fail;
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    if (!m->layers) {
+        kiln_err_set(err, "out of memory");
+        goto fail;
+    }
+    if (bind_mat(m, &m->embed, "model.embed_tokens.weight", c->vocab_size, c->hidden_size, err)) goto fail;
+    for (int l = 0; l < c->n_layers; l++)
+        if (bind_layer(m, l, err)) goto fail;
+    if (bind_vec(m, &m->final_norm, "model.norm.weight", c->hidden_size, err)) goto fail;
+    /* As transformers: tie_word_embeddings shares the embedding; a missing lm_head also falls back to it. */
+    const st_file *f;
+    if (!c->tie_word_embeddings && find(m, "lm_head.weight", &f)) {
+        if (bind_mat(m, &m->lm_head, "lm_head.weight", c->vocab_size, c->hidden_size, err)) goto fail;
+    } else m->lm_head = m->embed;
+    if (opts->dtype >= 0 && convert_all(m, (kiln_dtype)opts->dtype, err)) goto fail;
+    kiln_mat **mats = malloc((size_t)(2 + 7 * c->n_layers) * sizeof *mats);
+    if (!mats) {
+        kiln_err_set(err, "out of memory");
+        goto fail;
+    }
+    int n = list_mats(m, mats);
+    for (int i = 0; i < n; i++) m->weight_bytes += kern_row_bytes(mats[i]->dt, mats[i]->cols) * (size_t)mats[i]->rows;
+    free(mats);
+    kern_init();
+    m->pool = kiln_pool_new(opts->threads);
+    if (!m->pool) {
+        kiln_err_set(err, "cannot start %d threads", opts->threads);
+        goto fail;
+    }
+    return m;
+fail:
+    kiln_model_free(m);
+    return NULL;
+}
+
+void kiln_model_free(kiln_model *m) {
+    if (!m) return;
+    if (m->layers)
+        for (int l = 0; l < m->cfg.n_layers; l++) {
+            kiln_layer *L = &m->layers[l];
+            float *v[] = {L->attn_norm, L->ffn_norm, L->bq, L->bk, L->bv, L->q_norm, L->k_norm};
+            for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) free(v[i]);
+        }
+    free(m->layers);
+    free(m->final_norm);
+    for (int i = 0; i < m->n_files; i++) st_close(&m->files[i]);
+    free(m->files);
+    free(m->owned);
+    if (m->pool) kiln_pool_free(m->pool);
+    free(m);
+}
+
+const kiln_config *kiln_model_config(const kiln_model *m) { return &m->cfg; }
+size_t kiln_model_weight_bytes(const kiln_model *m) { return m->weight_bytes; }
+size_t kiln_model_param_count(const kiln_model *m) { return m->params; }
