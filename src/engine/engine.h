@@ -1,0 +1,42 @@
+/* engine.h — the inference context (internal): paged KV cache plus forward-pass scratch.
+ *
+ * KV layout: block b, layer l holds KILN_KV_BLOCK rows of K then the same of V, each row
+ * n_kv_heads * head_dim floats: k(b, l, slot) = kv + ((b * n_layers + l) * 2 * BLOCK + slot) * kv_dim. */
+#ifndef KILN_ENGINE_H
+#define KILN_ENGINE_H
+
+#include "model/model.h"
+
+typedef struct kv_seq {
+    bool used;
+    int len;      /* tokens in the cache */
+    int n_blocks; /* blocks held (table entries) */
+    int *table;   /* [max_blocks_per_seq] block ids */
+} kv_seq;
+
+struct kiln_ctx {
+    kiln_model *m;
+    int max_seqs, n_ctx, n_blocks, max_blocks_per_seq, kv_dim;
+    float *kv;
+    int *refcount;   /* per block: sequences holding it */
+    int *free_list;  /* stack of free block ids */
+    int n_free;
+    kv_seq *seqs;
+    float *inv_freq; /* [head_dim / 2] */
+    /* forward scratch, grown as batches need */
+    size_t scratch_tokens;
+    float *x, *h, *q, *k, *v, *att, *gate, *up, *rope_cs, *scores;
+    int *pos;
+};
+
+/* Block of a sequence's position p (the table must cover it). */
+static inline int kv_block_of(const kiln_ctx *c, int seq, int p) { return c->seqs[seq].table[p / KILN_KV_BLOCK]; }
+static inline float *kv_k(const kiln_ctx *c, int block, int layer) {
+    return c->kv + ((size_t)block * c->m->cfg.n_layers + (size_t)layer) * 2 * KILN_KV_BLOCK * (size_t)c->kv_dim;
+}
+/* Makes room for n more tokens of seq (new blocks; copy-on-write of a shared partial last block).
+ * Callers check kv_blocks_needed first, so this cannot fail. */
+int kv_blocks_needed(const kiln_ctx *c, int seq, int n);
+void kv_reserve(kiln_ctx *c, int seq, int n);
+
+#endif

@@ -1,0 +1,173 @@
+/* forward.c — one forward step over a batch of sequences.
+ *
+ * All new tokens of all sequences travel together through each layer, so every weight matrix is read
+ * once per step (one kern_matmul over all tokens); only attention is per token, over its own sequence's
+ * cached positions. Compute is f32 throughout. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+
+/* Grows the per-token scratch to hold T tokens. */
+static int ensure_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
+    if (T <= c->scratch_tokens) return 0;
+    const kiln_config *g = &c->m->cfg;
+    size_t H = (size_t)g->hidden_size, qd = (size_t)g->n_heads * g->head_dim, kvd = (size_t)c->kv_dim,
+           I = (size_t)g->intermediate_size, hd = (size_t)g->head_dim;
+    struct {
+        float **p;
+        size_t per_token;
+    } bufs[] = {{&c->x, H}, {&c->h, H > qd ? H : qd}, {&c->q, qd}, {&c->k, kvd}, {&c->v, kvd},
+                {&c->att, qd}, {&c->gate, I}, {&c->up, I}, {&c->rope_cs, hd}};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        float *p = realloc(*bufs[i].p, T * bufs[i].per_token * sizeof(float));
+        if (!p) return kiln_err_set(err, "out of memory for a batch of %zu tokens", T);
+        *bufs[i].p = p;
+    }
+    int *pos = realloc(c->pos, T * sizeof(int));
+    if (!pos) return kiln_err_set(err, "out of memory for a batch of %zu tokens", T);
+    c->pos = pos;
+    if (!c->scores) {
+        /* one row of n_ctx attention scores per pool thread */
+        c->scores = malloc((size_t)kiln_pool_size(c->m->pool) * (size_t)c->n_ctx * sizeof(float));
+        if (!c->scores) return kiln_err_set(err, "out of memory");
+    }
+    c->scratch_tokens = T;
+    return 0;
+}
+
+/* Checks the whole batch before anything changes, so a failure leaves the cache as it was. */
+static int validate(const kiln_ctx *c, const kiln_batch *b, int *T, kiln_err *err) {
+    if (b->n_seqs <= 0 || !b->seq || !b->n_tokens || !b->tokens || !b->logits)
+        return kiln_err_set(err, "empty or incomplete batch");
+    int total = 0, blocks = 0, V = c->m->cfg.vocab_size;
+    for (int i = 0; i < b->n_seqs; i++) {
+        int s = b->seq[i], n = b->n_tokens[i];
+        if (s < 0 || s >= c->max_seqs || !c->seqs[s].used) return kiln_err_set(err, "sequence %d does not exist", s);
+        for (int j = 0; j < i; j++)
+            if (b->seq[j] == s) return kiln_err_set(err, "sequence %d appears twice in the batch", s);
+        if (n < 1) return kiln_err_set(err, "sequence %d: n_tokens %d must be >= 1", s, n);
+        if (c->seqs[s].len + n > c->n_ctx)
+            return kiln_err_set(err, "sequence %d: %d + %d tokens exceed the context of %d", s, c->seqs[s].len, n,
+                                c->n_ctx);
+        for (int t = 0; t < n; t++) {
+            int32_t id = b->tokens[total + t];
+            if (id < 0 || id >= V)
+                return kiln_err_set(err, "token id %d at position %d is outside the vocabulary [0, %d)", id,
+                                    c->seqs[s].len + t, V);
+        }
+        total += n;
+        blocks += kv_blocks_needed(c, s, n);
+    }
+    if (blocks > c->n_free)
+        return kiln_err_set(err, "KV cache out of blocks: the batch needs %d, %d free", blocks, c->n_free);
+    *T = total;
+    return 0;
+}
+
+struct attn_job {
+    kiln_ctx *c;
+    const kiln_batch *b;
+    int layer;
+};
+
+/* Thread ith handles a contiguous range of the batch's tokens; each token attends over its own
+ * sequence's positions 0..pos (causal: later tokens of the same batch are not visible yet). */
+static void attn_part(void *arg, int ith, int nth) {
+    const struct attn_job *j = arg;
+    kiln_ctx *c = j->c;
+    const kiln_config *g = &c->m->cfg;
+    int T = 0;
+    for (int i = 0; i < j->b->n_seqs; i++) T += j->b->n_tokens[i];
+    int lo, hi;
+    kiln_split_range(T, ith, nth, &lo, &hi);
+    float *scores = c->scores + (size_t)ith * c->n_ctx;
+    size_t qd = (size_t)g->n_heads * g->head_dim;
+    int t = 0;
+    for (int i = 0; i < j->b->n_seqs && t < hi; i++) {
+        const kv_seq *s = &c->seqs[j->b->seq[i]];
+        kern_kv_view kv = {kv_k(c, 0, j->layer), kv_k(c, 0, j->layer) + KILN_KV_BLOCK * (size_t)c->kv_dim, s->table,
+                           KILN_KV_BLOCK, (size_t)g->n_layers * 2 * KILN_KV_BLOCK * c->kv_dim, (size_t)c->kv_dim};
+        for (int n = 0; n < j->b->n_tokens[i]; n++, t++)
+            if (t >= lo && t < hi)
+                kern_attention(c->att + t * qd, c->q + t * qd, g->n_heads, g->n_kv_heads, g->head_dim, c->pos[t] + 1,
+                               &kv, scores);
+    }
+}
+
+/* Per-head RMSNorm (Qwen3) then RoPE on q and k of every token; k and v then go into the cache. */
+static void qk_rope_store(kiln_ctx *c, const kiln_batch *b, const kiln_layer *L, int layer, int T) {
+    const kiln_config *g = &c->m->cfg;
+    int hd = g->head_dim, half = hd / 2;
+    size_t qd = (size_t)g->n_heads * hd, kvd = (size_t)c->kv_dim;
+    for (int t = 0; t < T; t++) {
+        float *q = c->q + t * qd, *k = c->k + t * kvd;
+        if (L->q_norm) {
+            for (int h = 0; h < g->n_heads; h++) kern_rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, g->rms_norm_eps);
+            for (int h = 0; h < g->n_kv_heads; h++)
+                kern_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, g->rms_norm_eps);
+        }
+        const float *cs = c->rope_cs + (size_t)t * hd;
+        kern_rope(q, g->n_heads, hd, cs, cs + half);
+        kern_rope(k, g->n_kv_heads, hd, cs, cs + half);
+    }
+    int t = 0;
+    for (int i = 0; i < b->n_seqs; i++)
+        for (int n = 0; n < b->n_tokens[i]; n++, t++) {
+            int p = c->pos[t];
+            float *kc = kv_k(c, kv_block_of(c, b->seq[i], p), layer) + (size_t)(p % KILN_KV_BLOCK) * kvd;
+            memcpy(kc, c->k + t * kvd, kvd * sizeof(float));
+            memcpy(kc + KILN_KV_BLOCK * kvd, c->v + t * kvd, kvd * sizeof(float));
+        }
+}
+
+int kiln_forward(kiln_ctx *c, const kiln_batch *b, kiln_err *err) {
+    int T = 0;
+    if (validate(c, b, &T, err) || ensure_scratch(c, (size_t)T, err)) return -1;
+    kiln_model *m = c->m;
+    const kiln_config *g = &m->cfg;
+    int H = g->hidden_size, hd = g->head_dim, half = hd / 2;
+    /* Positions, and the cos/sin of each (angle in f32 as transformers: pos * inv_freq). */
+    for (int i = 0, t = 0; i < b->n_seqs; i++) {
+        kv_reserve(c, b->seq[i], b->n_tokens[i]);
+        for (int n = 0; n < b->n_tokens[i]; n++, t++) {
+            c->pos[t] = c->seqs[b->seq[i]].len + n;
+            float *cs = c->rope_cs + (size_t)t * hd;
+            for (int k = 0; k < half; k++) {
+                float a = (float)c->pos[t] * c->inv_freq[k];
+                cs[k] = cosf(a);
+                cs[half + k] = sinf(a);
+            }
+        }
+    }
+    kern_get_rows(c->x, &m->embed, b->tokens, T);
+    for (int l = 0; l < g->n_layers; l++) {
+        const kiln_layer *L = &m->layers[l];
+        for (int t = 0; t < T; t++) kern_rmsnorm(c->h + (size_t)t * H, c->x + (size_t)t * H, L->attn_norm, H, g->rms_norm_eps);
+        kern_matmul(m->pool, c->q, c->h, T, &L->wq, L->bq);
+        kern_matmul(m->pool, c->k, c->h, T, &L->wk, L->bk);
+        kern_matmul(m->pool, c->v, c->h, T, &L->wv, L->bv);
+        qk_rope_store(c, b, L, l, T);
+        struct attn_job aj = {c, b, l};
+        kiln_pool_run(m->pool, attn_part, &aj);
+        kern_matmul(m->pool, c->h, c->att, T, &L->wo, NULL);
+        for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
+        for (int t = 0; t < T; t++) kern_rmsnorm(c->h + (size_t)t * H, c->x + (size_t)t * H, L->ffn_norm, H, g->rms_norm_eps);
+        kern_matmul(m->pool, c->gate, c->h, T, &L->w_gate, NULL);
+        kern_matmul(m->pool, c->up, c->h, T, &L->w_up, NULL);
+        kern_silu_mul(c->gate, c->up, T * g->intermediate_size);
+        kern_matmul(m->pool, c->h, c->gate, T, &L->w_down, NULL);
+        for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
+    }
+    for (int i = 0; i < b->n_seqs; i++) c->seqs[b->seq[i]].len += b->n_tokens[i];
+    /* Final norm of the tokens that need logits (packed into h), then one LM-head matmul. */
+    int n_out = 0;
+    for (int i = 0, t = 0; i < b->n_seqs; i++) {
+        t += b->n_tokens[i];
+        for (int r = b->logits_all ? t - b->n_tokens[i] : t - 1; r < t; r++, n_out++)
+            kern_rmsnorm(c->h + (size_t)n_out * H, c->x + (size_t)r * H, m->final_norm, H, g->rms_norm_eps);
+    }
+    kern_matmul(m->pool, b->logits, c->h, n_out, &m->lm_head, NULL);
+    return 0;
+}
