@@ -124,8 +124,9 @@ static void one_request(run_cfg *c, result *res, CURL *curl, unsigned seed) {
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
     if (rc != CURLE_OK) snprintf(res->err, sizeof res->err, "%s", curl_easy_strerror(rc));
     else if (status != 200) snprintf(res->err, sizeof res->err, "HTTP %ld", status);
-    else if (s->first) snprintf(res->err, sizeof res->err, "no tokens received");
+    else if (s->first && res->out_tokens == 0) snprintf(res->err, sizeof res->err, "no tokens received");
     else res->ok = true;
+    if (res->ok && s->first) res->ttft = res->e2e; /* tokens arrived, but no text until the end */
     if (res->ok && res->out_tokens == 0) res->out_tokens = res->n_itl + 1; /* server sent no usage */
     curl_slist_free_all(h);
     free(body);
