@@ -24,6 +24,7 @@ const char *cli_model_dir(const char *arg);
 
 extern const char *cli_cmd_name;
 
+
 #define CLI_COMMANDS(X)                                                                  \
     X(logits, "top logits per position for token ids (JSON lines)")                      \
     X(generate, "greedy continuation of token ids (JSON)")                               \

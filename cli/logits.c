@@ -79,6 +79,8 @@ int cmd_logits(int argc, char **argv) {
     int seq = kiln_seq_new(c, &err), nt = (int)n;
     kiln_batch b = {1, &seq, &nt, ids, true, logits};
     if (kiln_forward(c, &b, &err)) cli_fail(1, "%s", err.msg);
+    /* The file first: when it cannot be written, nothing has reached stdout either. */
+    if (all) write_atomic(all, logits + (n - 1) * (size_t)V, (size_t)V);
     for (size_t p = 0; p < n; p++) {
         const float *row = logits + p * (size_t)V;
         top_k(row, V, k, top);
@@ -86,7 +88,6 @@ int cmd_logits(int argc, char **argv) {
         for (int i = 0; i < k; i++) printf("%s[%d,%.9g]", i ? "," : "", top[i], row[top[i]]);
         printf("]}\n");
     }
-    if (all) write_atomic(all, logits + (n - 1) * (size_t)V, (size_t)V);
     if (fflush(stdout) != 0) cli_fail(1, "write error on stdout");
     free(top);
     free(logits);

@@ -266,6 +266,102 @@ void kiln_server_free(kiln_server *s); /* shuts down (grace 0) if still running 
  * The returned string stays valid for the life of the process. */
 const char *kiln_hub_resolve_model(const char *repo_id);
 
+/* The cache follows huggingface_hub's layout exactly, so Python tools and kiln share downloads:
+ *   ROOT/models--ORG--NAME/blobs/<etag>            file contents (LFS: the sha256; else the git blob id)
+ *   ROOT/models--ORG--NAME/snapshots/<sha>/<path>  relative symlinks into blobs/
+ *   ROOT/models--ORG--NAME/refs/<revision>         the commit sha the revision pointed to
+ * ROOT is $HF_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else
+ * ~/.cache/huggingface/hub. Returns it malloc'd. */
+char *kiln_hub_cache_root(void);
+
+typedef struct kiln_hub_progress {
+    int files_total, files_done;
+    int64_t bytes_total, bytes_done; /* bytes_total may grow as sizes become known */
+} kiln_hub_progress;
+
+typedef struct kiln_hub_opts {
+    const char *endpoint;  /* NULL: $HF_ENDPOINT, else https://huggingface.co */
+    const char *revision;  /* NULL: "main" */
+    const char *const *include; /* fnmatch globs; a file is fetched if it matches any (none: all) */
+    int n_include;
+    const char *cache_dir; /* NULL: kiln_hub_cache_root() */
+    const char *local_dir; /* non-NULL: plain files in this directory instead of the cache */
+    const char *token;     /* NULL: $HF_TOKEN */
+    int parallel;          /* concurrent downloads; 0: 4 */
+    bool offline;          /* also when $HF_HUB_OFFLINE is 1/true/yes */
+    /* Called (serialised, from download threads) as bytes arrive; may be NULL. */
+    void (*progress)(void *ud, const kiln_hub_progress *p);
+    void *progress_ud;
+} kiln_hub_opts;
+
+typedef struct kiln_hub_result {
+    char sha[65];          /* the commit */
+    char dir[4096];        /* snapshot directory (or the local dir) */
+    int n_files;           /* files in the selection */
+    int n_downloaded;      /* files that needed a transfer */
+    int64_t bytes_downloaded;
+} kiln_hub_result;
+
+/* Downloads (the selected files of) repo_id at a revision. Files already in the cache are not fetched
+ * again; interrupted downloads resume with HTTP Range; LFS files are checked against their sha256 and
+ * arrive in the snapshot only when complete and verified. repo_id is ORG/NAME (or ORG%2FNAME, sent as
+ * given, for mirrors that want it). */
+int kiln_hub_pull(const char *repo_id, const kiln_hub_opts *o, kiln_hub_result *res, kiln_err *err);
+
+typedef struct kiln_hub_entry {
+    char repo_id[256];
+    char revisions[256];   /* "main,v1" (the refs pointing at sha; empty when none) */
+    char sha[65];          /* newest snapshot */
+    int n_files;           /* files in that snapshot */
+    int64_t size;          /* bytes of all blobs */
+    char path[4096];       /* the repo's cache folder */
+} kiln_hub_entry;
+/* Cached models under cache_dir (NULL: the default root), sorted by repo id; *out malloc'd. */
+int kiln_hub_list(const char *cache_dir, kiln_hub_entry **out, size_t *n, kiln_err *err);
+/* Removes a cached model (its whole models--ORG--NAME folder and its .locks/ entry). */
+int kiln_hub_remove(const char *cache_dir, const char *repo_id, kiln_err *err);
+
+/* Pure pieces, exposed for tests. */
+char *kiln_hub_repo_folder(const char *repo_id); /* "org/name" or "org%2Fname" → "models--org--name" */
+bool kiln_hub_glob_match(const char *const *globs, int n, const char *path); /* n == 0 → true */
+/* {endpoint}/{repo}/resolve/{rev}/{file}, with rev and file percent-encoded (file keeps its '/'). */
+char *kiln_hub_file_url(const char *endpoint, const char *repo_id, const char *rev, const char *file);
+/* {endpoint}/api/models/{repo}/revision/{rev} */
+char *kiln_hub_api_url(const char *endpoint, const char *repo_id, const char *rev);
+
+/* Machine description for `kiln info` (src/info/). */
+typedef struct kiln_machine {
+    char cpu_model[128];
+    int cores, threads;
+    char features[512];          /* SIMD features from CPUID (usable by the OS), /proc/cpuinfo spelling */
+    char cpuinfo_features[512];  /* the same feature list as /proc/cpuinfo reports it */
+    int64_t mem_total, mem_available; /* bytes */
+    char thp[16];                /* transparent hugepages: always / madvise / never / "" */
+    int64_t hugepages_total, hugepage_size;
+} kiln_machine;
+void kiln_machine_probe(kiln_machine *m);
+/* Memory read bandwidth in bytes/s: sums a buffer of `bytes` with n_threads threads, best pass, within
+ * about `seconds` in all (setup included; at least one pass). */
+double kiln_measure_read_bw(size_t bytes, int n_threads, double seconds);
+/* kiln's f32 matmul throughput in GFLOP/s on rows×cols weights × n tokens, best of the runs that fit in
+ * about `seconds` (at least one). */
+double kiln_measure_matmul_gflops(int rows, int cols, int n, int n_threads, double seconds);
+
+/* What decoding a model costs in memory traffic, from config.json and the safetensors headers alone
+ * (no weights read). Per-token weight bytes count every weight read once per decoded token: all of
+ * them except an untied input embedding, of which one row is read. */
+typedef struct kiln_model_stats {
+    int64_t params;
+    char checkpoint_dtype[16];          /* the storage type of most weights: "bf16", "f32", ... */
+    int64_t checkpoint_bytes;           /* all tensors as stored */
+    int64_t checkpoint_bytes_per_token; /* weight bytes per decoded token as stored */
+    int64_t bytes_per_token[KILN_DT_COUNT]; /* the same if converted to each format (norms stay f32
+                                               for q8_0/q4_0: 34 and 18 bytes per 32 weights) */
+    int64_t kv_bytes_per_token;         /* 2 × layers × kv_heads × head_dim × 4 (f32 K and V) */
+    int n_layers, n_kv_heads, head_dim, max_position_embeddings;
+} kiln_model_stats;
+int kiln_model_stats_load(const char *dir, kiln_model_stats *s, kiln_err *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,91 @@
+/* measure.c — two quick figures that bound decode speed: memory read bandwidth (decode reads every
+ * weight once per token) and the throughput of kiln's own f32 matmul kernel. Each runs for a fixed
+ * time budget and reports its best pass, as STREAM does: the best pass is the machine's capability,
+ * the others measure interference from whatever else runs. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "kernels/kernels.h"
+#include "kiln.h"
+#include "runtime/threadpool.h"
+
+struct sum_job {
+    const uint64_t *buf;
+    size_t n;
+    uint64_t out[64];
+};
+
+static void sum_slice(void *arg, int ith, int nth) {
+    struct sum_job *j = arg;
+    size_t per = j->n / (size_t)nth, lo = per * (size_t)ith, hi = ith == nth - 1 ? j->n : lo + per;
+    /* four independent accumulators so the loads, not the adds, are the limit */
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    size_t i = lo;
+    for (; i + 4 <= hi; i += 4) {
+        a += j->buf[i];
+        b += j->buf[i + 1];
+        c += j->buf[i + 2];
+        d += j->buf[i + 3];
+    }
+    for (; i < hi; i++) a += j->buf[i];
+    j->out[ith & 63] = a + b + c + d;
+}
+
+static void fill_slice(void *arg, int ith, int nth) {
+    struct sum_job *j = arg;
+    size_t per = j->n / (size_t)nth, lo = per * (size_t)ith, hi = ith == nth - 1 ? j->n : lo + per;
+    /* first touch from the thread that later reads it (NUMA-local pages) */
+    memset((void *)(j->buf + lo), 1, (hi - lo) * sizeof *j->buf);
+}
+
+double kiln_measure_read_bw(size_t bytes, int n_threads, double seconds) {
+    double best = 0, t_end = kiln_now() + seconds; /* the budget includes allocating and filling */
+    size_t n = bytes / sizeof(uint64_t);
+    /* Huge pages where the kernel allows them (THP "madvise"): 128 faults instead of 65536 for 256 MiB,
+     * which would otherwise cost more than the measurement itself, and no TLB misses in the loop. */
+    void *map = mmap(NULL, n * sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    uint64_t *buf = map == MAP_FAILED ? NULL : map;
+    if (buf) madvise(buf, n * sizeof *buf, MADV_HUGEPAGE);
+    kiln_pool *pool = kiln_pool_new(n_threads > 64 ? 64 : n_threads);
+    if (buf && pool) {
+        struct sum_job j = {.buf = buf, .n = n};
+        kiln_pool_run(pool, fill_slice, &j);
+        for (int pass = 0; pass < 20 && (pass < 1 || kiln_now() < t_end); pass++) {
+            double t0 = kiln_now();
+            kiln_pool_run(pool, sum_slice, &j);
+            double dt = kiln_now() - t0;
+            if (dt > 0 && (double)(n * sizeof *buf) / dt > best) best = (double)(n * sizeof *buf) / dt;
+        }
+        volatile uint64_t sink = j.out[0];
+        (void)sink;
+    }
+    if (buf) munmap(buf, n * sizeof *buf);
+    if (pool) kiln_pool_free(pool);
+    return best;
+}
+
+double kiln_measure_matmul_gflops(int rows, int cols, int n, int n_threads, double seconds) {
+    float *w = malloc((size_t)rows * cols * sizeof *w), *x = malloc((size_t)n * cols * sizeof *x),
+          *y = malloc((size_t)n * rows * sizeof *y);
+    kiln_pool *pool = kiln_pool_new(n_threads);
+    double best = 0, t_end = kiln_now() + seconds;
+    if (w && x && y && pool) {
+        kern_init();
+        for (size_t i = 0; i < (size_t)rows * cols; i++) w[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
+        for (size_t i = 0; i < (size_t)n * cols; i++) x[i] = (float)(i % 17) * 0.1f;
+        kiln_mat m = {.data = w, .dt = KILN_DT_F32, .rows = rows, .cols = cols};
+        for (int rep = 0; rep < 1000 && (rep < 1 || kiln_now() < t_end); rep++) {
+            double t0 = kiln_now();
+            kern_matmul(pool, y, x, n, &m, NULL);
+            double dt = kiln_now() - t0;
+            double g = 2.0 * rows * cols * n / dt / 1e9;
+            if (dt > 0 && g > best) best = g;
+        }
+    }
+    free(w);
+    free(x);
+    free(y);
+    if (pool) kiln_pool_free(pool);
+    return best;
+}
