@@ -156,8 +156,7 @@ static int32_t sample(req_output *o, const float *logits, int vocab) {
         qsort_r(o->idx, (size_t)vocab, sizeof *o->idx, cmp_desc, (void *)logits);
     }
     float mx = logits[o->idx[0]];
-    double sum = 0;
-    for (int i = 0; i < n; i++) sum += o->prob[i] = (float)exp((logits[o->idx[i]] - mx) / o->temperature);
+    for (int i = 0; i < n; i++) o->prob[i] = expf((logits[o->idx[i]] - mx) / o->temperature);
     /* min-p: drop tokens below min_p times the best one's probability. */
     int keep = n;
     if (o->min_p > 0) {
@@ -178,7 +177,6 @@ static int32_t sample(req_output *o, const float *logits, int vocab) {
             }
         }
     }
-    (void)sum;
     double u = uniform(o->rng) * total, acc = 0;
     for (int i = 0; i < keep; i++) {
         acc += o->prob[i];
