@@ -2,6 +2,7 @@
 # serve.sh — `kiln serve` end to end with the official openai npm client (tests/serve/serve.test.mjs):
 # two servers on free loopback ports (stories260K for exactness and load, tiny-qwen3 for chat, the queue
 # limit and disconnects), greedy ids compared with `kiln generate`, SIGTERM must drain and exit 0.
+# One engine thread each (--threads 1): these models are tiny, and the suite shares two cores.
 source "$(dirname "$0")/lib.bash"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 STORIES=$SHARED/models/stories260K QWEN=$SHARED/models/tiny-qwen3
@@ -42,8 +43,8 @@ for p in "${prompts[@]}"; do
 done
 echo "]" >>"$TMP/expected.json"
 
-start STORIES "$STORIES" --api-key sekrit --max-body-kb 64 --max-batch 8 --max-queue 128
-start QWEN "$QWEN" --max-batch 2 --max-queue 2 --ctx 4096
+start STORIES "$STORIES" --threads 1 --api-key sekrit --max-body-kb 64 --max-batch 8 --max-queue 128
+start QWEN "$QWEN" --threads 1 --max-batch 2 --max-queue 2 --ctx 4096
 if [ -z "$URL_STORIES" ] || [ -z "$URL_QWEN" ]; then
     fail serve_start "$(cat "$TMP/STORIES.log" "$TMP/QWEN.log")"
     exit 0

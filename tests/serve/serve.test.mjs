@@ -223,7 +223,7 @@ await step('disconnect_frees_kv', async () => {
   const base = (await idle()).get('kiln_kv_blocks_used');
   const ac = new AbortController();
   const stream = await qwen.chat.completions.create({ model: 'q', messages: [{ role: 'user', content: 'a long one' }], max_tokens: 3000,
-    ignore_eos: true, stream: true }, { signal: ac.signal });
+    ignore_eos: true, stream: true, logprobs: true }, { signal: ac.signal }); // logprobs: a chunk per token
   let chunks = 0, during = 0;
   try {
     for await (const _ of stream) { if (++chunks === 3) { during = (await metrics(Q)).get('kiln_kv_blocks_used'); ac.abort(); } }
