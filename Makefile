@@ -4,7 +4,7 @@
 CC      ?= gcc
 SHARED  ?= ../shared
 MODE    ?= release
-PKGS    := jansson libpcre2-8 libcurl libmicrohttpd libedit
+PKGS    := jansson libpcre2-8 libcurl libmicrohttpd libedit icu-uc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
