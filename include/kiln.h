@@ -221,7 +221,109 @@ char *kiln_chat_render(const kiln_tokenizer *t, const char *vars_json, size_t *o
 /* ===================================================================================================
  * Sampling and generation (src/sample/, src/generate/)
  * =================================================================================================== */
-/* (declared by the generation work: kiln_gen_params, sampler, generation loop, stats) */
+/* Generation parameters, with transformers' names and semantics (GenerationConfig). */
+#define KILN_GEN_MAX_STOP 16
+#define KILN_GEN_MAX_EOS 16
+typedef struct kiln_gen_params {
+    int max_new_tokens;       /* default 20 (GenerationConfig.max_length 20 with an empty prompt) */
+    int min_new_tokens;       /* EOS and stop strings are suppressed until this many tokens (default 0) */
+    bool do_sample;           /* false: greedy argmax (warpers not applied, as in transformers) */
+    float temperature;        /* 1.0; 0 means greedy */
+    int top_k;                /* 50; 0 disables */
+    float top_p;              /* 1.0 disables */
+    float min_p;              /* 0 disables */
+    float repetition_penalty; /* 1.0 disables (CTRL-style, over prompt + generated ids) */
+    uint64_t seed;            /* same seed, same output */
+    const char *stop[KILN_GEN_MAX_STOP]; /* stop strings (caller-owned), may span tokens, never emitted */
+    int n_stop;
+    int32_t eos_ids[KILN_GEN_MAX_EOS]; /* generation ends (finish "eos") on any of these */
+    int n_eos;
+    int32_t think_end_id; /* "</think>" id for the thinking split; -1: the tokenizer's "</think>" if any */
+} kiln_gen_params;
+
+/* transformers' GenerationConfig defaults (greedy, 20 new tokens, no EOS ids, no stop strings). */
+void kiln_gen_params_default(kiln_gen_params *p);
+/* Applies DIR/generation_config.json over p as transformers does (fields present win; a missing file is
+ * fine), and the EOS ids of config.json / generation_config.json (int or list). Apply explicit user
+ * flags after this call. */
+int kiln_gen_params_load(kiln_gen_params *p, const char *model_dir, kiln_err *err);
+/* Adds an EOS id unless already present. */
+void kiln_gen_params_add_eos(kiln_gen_params *p, int32_t id);
+
+/* Logits processors, in place over n logits; removed tokens become -INFINITY. Exactly transformers'
+ * RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper and
+ * MinPLogitsWarper (min_tokens_to_keep = 1 as generate() uses; ties at the top-k threshold are kept). */
+void kiln_logits_repetition_penalty(float *logits, int n, const int32_t *ids, size_t n_ids, float penalty);
+void kiln_logits_temperature(float *logits, int n, float temperature);
+void kiln_logits_top_k(float *logits, int n, int k, int min_keep);
+void kiln_logits_top_p(float *logits, int n, float top_p, int min_keep);
+void kiln_logits_min_p(float *logits, int n, float min_p, int min_keep);
+/* Softmax into probs (may equal logits); -INFINITY gives probability 0. */
+void kiln_softmax(const float *logits, float *probs, int n);
+int32_t kiln_argmax(const float *logits, int n); /* first maximum, as torch.argmax */
+
+/* The sampler: processors in transformers' order (repetition penalty; then, when sampling, temperature,
+ * top-k, top-p, min-p), then argmax or a draw from a seeded xoshiro256** generator. */
+typedef struct kiln_sampler kiln_sampler;
+kiln_sampler *kiln_sampler_new(const kiln_gen_params *p, int vocab_size, kiln_err *err);
+void kiln_sampler_free(kiln_sampler *s);
+/* Picks the next token; logits are modified in place. history = prompt + generated ids so far. */
+int32_t kiln_sampler_sample(kiln_sampler *s, float *logits, const int32_t *history, size_t n_history);
+
+/* Per-sequence generation state: feed it the logits of each step, get the next token, the newly
+ * streamable text and whether the sequence finished. Usable by any scheduler (the run loop, the server). */
+typedef enum { KILN_FINISH_NONE = 0, KILN_FINISH_EOS, KILN_FINISH_LENGTH, KILN_FINISH_STOP } kiln_finish;
+const char *kiln_finish_name(kiln_finish f); /* "eos", "length", "stop" ("" for NONE) */
+
+typedef struct kiln_gen_seq kiln_gen_seq;
+typedef struct kiln_gen_step {
+    int32_t token;      /* the chosen id (already appended to the sequence) */
+    const char *text;   /* newly streamable text: complete UTF-8, never part of a stop string */
+    size_t text_len;    /* (valid until the next step) */
+    bool thinking;      /* text belongs to the thinking part (before </think>) */
+    kiln_finish finish; /* NONE while the sequence goes on */
+} kiln_gen_step;
+/* prompt: the ids fed to the model (for the repetition penalty and to tell whether the prompt leaves the
+ * model inside a <think> block). The tokenizer is borrowed. */
+kiln_gen_seq *kiln_gen_seq_new(const kiln_tokenizer *t, const kiln_gen_params *p, const int32_t *prompt,
+                               size_t n_prompt, int vocab_size, kiln_err *err);
+void kiln_gen_seq_free(kiln_gen_seq *g);
+/* One step: processes logits (modified in place), samples, detokenizes, checks eos / stop / length. */
+int kiln_gen_seq_step(kiln_gen_seq *g, float *logits, kiln_gen_step *out);
+/* Forces a token instead of sampling (used by tests and by prompt-lookup schemes); same bookkeeping. */
+int kiln_gen_seq_push(kiln_gen_seq *g, int32_t token, kiln_gen_step *out);
+kiln_finish kiln_gen_seq_finish(const kiln_gen_seq *g);
+const int32_t *kiln_gen_seq_ids(const kiln_gen_seq *g, size_t *n); /* generated ids (incl. eos) */
+/* Final text split at the LAST </think>, as the Qwen3 recipe: thinking and content, both without the
+ * think tags, stop string removed, trimmed of surrounding newlines; malloc'd. */
+int kiln_gen_seq_result(const kiln_gen_seq *g, char **content, char **thinking, kiln_err *err);
+/* Index just past the last think_end_id in ids, or 0 if there is none (then all of ids is content). */
+size_t kiln_think_split(const int32_t *ids, size_t n, int32_t think_end_id);
+
+/* The generation loop: one or many prompts generated together, ONE batched kiln_forward per step. */
+typedef struct kiln_gen_stats {
+    int prompt_tokens, gen_tokens;
+    double ttft_ms;      /* start → first token chosen (prefill included) */
+    double total_ms;     /* start → this sequence finished */
+    double decode_tok_s; /* (gen_tokens - 1) / (total - ttft) */
+    double peak_rss_mb;
+} kiln_gen_stats;
+typedef struct kiln_gen_output {
+    char *text, *thinking; /* content and thinking text (malloc'd) */
+    int32_t *ids;          /* generated ids (malloc'd) */
+    size_t n_ids;
+    kiln_finish finish;
+    kiln_gen_stats stats;
+} kiln_gen_output;
+void kiln_gen_output_free(kiln_gen_output *o);
+/* Called for every token of sequence `index` (in prompt order); return non-zero to stop all sequences
+ * now (finish "stop" for those not yet finished; e.g. Ctrl-C). */
+typedef int (*kiln_gen_callback)(void *user, int index, const kiln_gen_step *step);
+/* Generates for n prompts. out[n] are filled (free each with kiln_gen_output_free). n_ctx 0: the
+ * longest prompt + max_new_tokens. */
+int kiln_generate(kiln_model *m, const kiln_tokenizer *t, const kiln_gen_params *p, int n,
+                  const int32_t *const *prompts, const size_t *n_prompts, kiln_gen_callback cb, void *user,
+                  kiln_gen_output *out, kiln_err *err);
 
 /* ===================================================================================================
  * Benchmarks (src/bench/)

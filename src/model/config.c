@@ -148,10 +148,11 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
         get_int(o, "num_attention_heads", -1, 1, 4096, &c->n_heads, path, err) ||
         get_int(o, "num_key_value_heads", c->n_heads, 1, 4096, &c->n_kv_heads, path, err) ||
         get_int(o, "vocab_size", -1, 1, 1L << 28, &c->vocab_size, path, err) ||
-        get_int(o, "max_position_embeddings", 2048, 1, 1L << 28, &c->max_position_embeddings, path, err) ||
-        get_int(o, "bos_token_id", -2, -1, 1L << 30, &c->bos_token_id, path, err))
+        get_int(o, "max_position_embeddings", 2048, 1, 1L << 28, &c->max_position_embeddings, path, err))
         return -1;
-    if (c->bos_token_id == -2) c->bos_token_id = -1;
+    c->bos_token_id = -1; /* none unless given */
+    if (json_is_integer(json_object_get(o, "bos_token_id")) && get_int(o, "bos_token_id", 0, 0, 1L << 30, &c->bos_token_id, path, err))
+        return -1;
     /* head_dim: explicit (Qwen3: 128 with hidden 1024 / 16 heads) or derived. */
     if (c->hidden_size % c->n_heads && !json_is_integer(json_object_get(o, "head_dim")))
         return kiln_err_set(err, "%s: hidden_size %d not divisible by num_attention_heads %d and no head_dim", path,

@@ -1,0 +1,216 @@
+/* sampler.c — transformers' logits processors and the token draw.
+ *
+ * Each processor is written from its transformers definition so that, for the same logits, the same
+ * tokens survive with the same probabilities:
+ *   RepetitionPenaltyLogitsProcessor: for every id seen (prompt + generated), s<0 ? s*p : s/p.
+ *   TemperatureLogitsWarper:          s / T.
+ *   TopKLogitsWarper:                 remove s < (k-th largest s), so ties with the k-th are kept.
+ *   TopPLogitsWarper:                 sort ascending, cumsum of softmax, remove where cumsum <= 1-p,
+ *                                     but never the last min_keep (the most likely ones).
+ *   MinPLogitsWarper:                 remove p < min_p * max p, keeping the min_keep most likely.
+ * Removed logits become -INFINITY (transformers' filter_value). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kiln.h"
+
+void kiln_logits_repetition_penalty(float *logits, int n, const int32_t *ids, size_t n_ids, float penalty) {
+    if (penalty == 1.0f || n_ids == 0) return;
+    /* transformers gathers all scores first, then scatters: an id that appears twice is penalised once.
+     * A seen-bitmap gives the same result. */
+    unsigned char *seen = calloc((size_t)n, 1);
+    if (!seen) return;
+    for (size_t i = 0; i < n_ids; i++) {
+        int32_t id = ids[i];
+        if (id < 0 || id >= n || seen[id]) continue;
+        seen[id] = 1;
+        float s = logits[id];
+        logits[id] = s < 0 ? s * penalty : s / penalty;
+    }
+    free(seen);
+}
+
+void kiln_logits_temperature(float *logits, int n, float temperature) {
+    if (temperature == 1.0f || temperature <= 0) return;
+    for (int i = 0; i < n; i++) logits[i] /= temperature;
+}
+
+static int cmp_float_desc(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x < y) - (x > y);
+}
+
+void kiln_logits_top_k(float *logits, int n, int k, int min_keep) {
+    if (k <= 0) return;
+    if (k < min_keep) k = min_keep;
+    if (k >= n) return;
+    float *tmp = malloc((size_t)n * sizeof *tmp);
+    if (!tmp) return;
+    memcpy(tmp, logits, (size_t)n * sizeof *tmp);
+    qsort(tmp, (size_t)n, sizeof *tmp, cmp_float_desc);
+    float kth = tmp[k - 1];
+    free(tmp);
+    for (int i = 0; i < n; i++)
+        if (logits[i] < kth) logits[i] = -INFINITY;
+}
+
+void kiln_softmax(const float *logits, float *probs, int n) {
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++)
+        if (logits[i] > mx) mx = logits[i];
+    if (mx == -INFINITY) { /* nothing left: uniform would be a guess; give all zeros */
+        for (int i = 0; i < n; i++) probs[i] = 0;
+        return;
+    }
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        float e = expf(logits[i] - mx);
+        probs[i] = e;
+        sum += e;
+    }
+    float inv = (float)(1.0 / sum);
+    for (int i = 0; i < n; i++) probs[i] *= inv;
+}
+
+int32_t kiln_argmax(const float *logits, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (logits[i] > logits[best]) best = i;
+    return best;
+}
+
+/* Index sort by logit; ascending puts lower ids first among ties (as a stable sort would). */
+static const float *sort_keys;
+static int cmp_idx_asc(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    float x = sort_keys[i], y = sort_keys[j];
+    if (x < y) return -1;
+    if (x > y) return 1;
+    return (i > j) - (i < j);
+}
+
+static int *sorted_ascending(const float *logits, int n) {
+    int *idx = malloc((size_t)n * sizeof *idx);
+    if (!idx) return NULL;
+    for (int i = 0; i < n; i++) idx[i] = i;
+    sort_keys = logits; /* single-threaded use: the sampler runs on the caller's thread */
+    qsort(idx, (size_t)n, sizeof *idx, cmp_idx_asc);
+    return idx;
+}
+
+void kiln_logits_top_p(float *logits, int n, float top_p, int min_keep) {
+    if (top_p >= 1.0f || n <= 0) return;
+    int *idx = sorted_ascending(logits, n);
+    float *probs = malloc((size_t)n * sizeof *probs);
+    float *sorted = malloc((size_t)n * sizeof *sorted);
+    if (!idx || !probs || !sorted) goto done;
+    for (int i = 0; i < n; i++) sorted[i] = logits[idx[i]];
+    kiln_softmax(sorted, probs, n);
+    float cum = 0, thresh = 1.0f - top_p;
+    for (int i = 0; i < n; i++) {
+        cum += probs[i]; /* float32 running sum, in ascending order, as torch.cumsum */
+        if (cum <= thresh && i < n - min_keep) logits[idx[i]] = -INFINITY;
+    }
+done:
+    free(idx);
+    free(probs);
+    free(sorted);
+}
+
+void kiln_logits_min_p(float *logits, int n, float min_p, int min_keep) {
+    if (min_p <= 0 || n <= 0) return;
+    float *probs = malloc((size_t)n * sizeof *probs);
+    int *idx = sorted_ascending(logits, n);
+    if (!probs || !idx) goto done;
+    kiln_softmax(logits, probs, n);
+    float top = 0;
+    for (int i = 0; i < n; i++)
+        if (probs[i] > top) top = probs[i];
+    float scaled = min_p * top;
+    /* the min_keep most likely tokens (the end of the ascending order) always survive */
+    for (int r = 0; r < n - min_keep; r++) {
+        int i = idx[r];
+        if (probs[i] < scaled) logits[i] = -INFINITY;
+    }
+done:
+    free(probs);
+    free(idx);
+}
+
+/* ---- seeded RNG: xoshiro256** seeded through splitmix64 (same seed, same stream, any platform) ---- */
+struct kiln_sampler {
+    kiln_gen_params p;
+    int vocab;
+    uint64_t s[4];
+    float *probs;
+};
+
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t xoshiro_next(uint64_t s[4]) {
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+kiln_sampler *kiln_sampler_new(const kiln_gen_params *p, int vocab_size, kiln_err *err) {
+    if (vocab_size <= 0) {
+        kiln_err_set(err, "sampler: vocab size %d", vocab_size);
+        return NULL;
+    }
+    kiln_sampler *s = calloc(1, sizeof *s);
+    if (s) s->probs = malloc((size_t)vocab_size * sizeof *s->probs);
+    if (!s || !s->probs) {
+        if (s) free(s);
+        kiln_err_set(err, "sampler: out of memory");
+        return NULL;
+    }
+    s->p = *p;
+    s->vocab = vocab_size;
+    uint64_t x = p->seed;
+    for (int i = 0; i < 4; i++) s->s[i] = splitmix64(&x);
+    return s;
+}
+
+void kiln_sampler_free(kiln_sampler *s) {
+    if (!s) return;
+    free(s->probs);
+    free(s);
+}
+
+int32_t kiln_sampler_sample(kiln_sampler *s, float *logits, const int32_t *history, size_t n_history) {
+    const kiln_gen_params *p = &s->p;
+    int n = s->vocab;
+    kiln_logits_repetition_penalty(logits, n, history, n_history, p->repetition_penalty);
+    bool sample = p->do_sample && p->temperature > 0;
+    if (!sample) return kiln_argmax(logits, n);
+    kiln_logits_temperature(logits, n, p->temperature);
+    kiln_logits_top_k(logits, n, p->top_k, 1);
+    kiln_logits_top_p(logits, n, p->top_p, 1);
+    kiln_logits_min_p(logits, n, p->min_p, 1);
+    kiln_softmax(logits, s->probs, n);
+    /* u in [0,1) with 53 random bits; walk the cumulative distribution (torch.multinomial's meaning). */
+    double u = (double)(xoshiro_next(s->s) >> 11) * (1.0 / 9007199254740992.0);
+    double cum = 0;
+    int32_t last = -1;
+    for (int i = 0; i < n; i++) {
+        if (s->probs[i] <= 0) continue;
+        cum += s->probs[i];
+        last = i;
+        if (u < cum) return i;
+    }
+    return last >= 0 ? last : kiln_argmax(logits, n); /* rounding left u past the total */
+}

@@ -1,0 +1,117 @@
+/* test_config.c — config.json parsing: the fixtures, every architecture, rope_scaling spellings,
+ * eos lists, and one-line errors for what we refuse. */
+#include <unistd.h>
+
+#include "check.h"
+#include "kiln.h"
+
+static char dir[] = "/tmp/kiln_test_config_XXXXXX";
+
+/* Writes DIR/config.json with the body and parses it. */
+static int load_json(const char *body, kiln_config *c, kiln_err *err) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs(body, f);
+    fclose(f);
+    return kiln_config_load(dir, c, err);
+}
+
+#define BASE "\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":2,\"num_attention_heads\":4," \
+             "\"vocab_size\":100"
+
+TEST(fixtures) {
+    kiln_config c;
+    kiln_err err;
+    REQUIRE(kiln_config_load(shared_path("models/tiny-llama3"), &c, &err) == 0, "%s", err.msg);
+    CHECK(c.arch == KILN_ARCH_LLAMA && c.n_kv_heads == 2 && c.head_dim == 16 && c.vocab_size == 128256, "llama3");
+    CHECK(c.rope_type == KILN_ROPE_LLAMA3 && c.rope_factor == 32 && c.rope_low_freq_factor == 1 &&
+              c.rope_high_freq_factor == 4 && c.rope_original_max_pos == 8192 && c.rope_theta == 500000,
+          "llama3 rope");
+    CHECK(c.n_eos_token_ids == 3 && c.eos_token_ids[2] == 128009 && c.bos_token_id == 128000, "eos list");
+    CHECK(!c.tie_word_embeddings && c.torch_dtype == KILN_DT_BF16, "tie/dtype");
+    REQUIRE(kiln_config_load(shared_path("models/tiny-qwen2"), &c, &err) == 0, "%s", err.msg);
+    CHECK(c.arch == KILN_ARCH_QWEN2 && c.attention_bias && !c.qk_norm && c.torch_dtype == KILN_DT_F16, "qwen2");
+    CHECK(c.n_eos_token_ids == 1 && c.eos_token_ids[0] == 151645 && c.rms_norm_eps == 1e-6f, "qwen2 eos");
+    REQUIRE(kiln_config_load(shared_path("models/tiny-qwen3"), &c, &err) == 0, "%s", err.msg);
+    CHECK(c.arch == KILN_ARCH_QWEN3 && c.qk_norm && c.head_dim == 32 && c.hidden_size == 64, "qwen3");
+    REQUIRE(kiln_config_load(shared_path("models/stories260K"), &c, &err) == 0, "%s", err.msg);
+    CHECK(c.tie_word_embeddings && c.rope_type == KILN_ROPE_DEFAULT && c.torch_dtype == KILN_DT_F32, "stories");
+}
+
+TEST(architectures_and_defaults) {
+    kiln_config c;
+    kiln_err err;
+    REQUIRE(load_json("{\"architectures\":[\"MistralForCausalLM\"]," BASE "}", &c, &err) == 0, "%s", err.msg);
+    CHECK(c.arch == KILN_ARCH_MISTRAL && c.head_dim == 16 && c.n_kv_heads == 4, "derived head_dim / kv heads");
+    CHECK(c.rope_theta == 10000 && c.bos_token_id == -1 && c.n_eos_token_ids == 0, "defaults");
+    REQUIRE(load_json("{\"architectures\":[\"Qwen2ForCausalLM\"],\"attention_bias\":false," BASE "}", &c, &err) == 0,
+            "%s", err.msg);
+    CHECK(c.attention_bias, "Qwen2 always has q/k/v biases");
+    REQUIRE(load_json("{\"architectures\":[\"LlamaForCausalLM\"],\"attention_bias\":true,\"head_dim\":32,"
+                      "\"num_key_value_heads\":2,\"eos_token_id\":[5,6]," BASE "}", &c, &err) == 0, "%s", err.msg);
+    CHECK(c.attention_bias && c.head_dim == 32 && c.n_kv_heads == 2 && c.n_eos_token_ids == 2, "explicit fields");
+}
+
+TEST(rope_scaling_spellings) {
+    kiln_config c;
+    kiln_err err;
+    REQUIRE(load_json("{\"architectures\":[\"LlamaForCausalLM\"],\"rope_scaling\":{\"type\":\"linear\",\"factor\":2.0},"
+                      BASE "}", &c, &err) == 0, "%s", err.msg);
+    CHECK(c.rope_type == KILN_ROPE_LINEAR && c.rope_factor == 2.0, "linear via 'type'");
+    REQUIRE(load_json("{\"architectures\":[\"LlamaForCausalLM\"],\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":4},"
+                      BASE "}", &c, &err) == 0, "%s", err.msg);
+    CHECK(c.rope_type == KILN_ROPE_LINEAR && c.rope_factor == 4.0, "linear via 'rope_type'");
+    REQUIRE(load_json("{\"architectures\":[\"LlamaForCausalLM\"],\"rope_scaling\":{\"type\":\"llama3\",\"factor\":8,"
+                      "\"low_freq_factor\":1,\"high_freq_factor\":4,\"original_max_position_embeddings\":8192},"
+                      BASE "}", &c, &err) == 0, "%s", err.msg);
+    CHECK(c.rope_type == KILN_ROPE_LLAMA3 && c.rope_factor == 8, "llama3 via 'type'");
+    CHECK(load_json("{\"architectures\":[\"LlamaForCausalLM\"],\"rope_scaling\":{\"type\":\"yarn\",\"factor\":8}," BASE "}",
+                    &c, &err) != 0 && strstr(err.msg, "yarn"), "yarn refused: %s", err.msg);
+    CHECK(load_json("{\"architectures\":[\"LlamaForCausalLM\"],\"rope_scaling\":{\"type\":\"llama3\",\"factor\":8}," BASE "}",
+                    &c, &err) != 0 && strstr(err.msg, "low_freq_factor"), "llama3 without fields: %s", err.msg);
+}
+
+TEST(errors_are_one_line_and_named) {
+    kiln_config c;
+    kiln_err err;
+    struct {
+        const char *body, *want;
+    } cases[] = {
+        {"{\"architectures\":[\"GPT2LMHeadModel\"]," BASE "}", "GPT2LMHeadModel"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],", "invalid JSON"},
+        {"[1,2]", "not a JSON object"},
+        {"{" BASE "}", "architectures"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"intermediate_size\":8,\"num_hidden_layers\":1,"
+         "\"num_attention_heads\":4,\"vocab_size\":10}", "hidden_size"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"num_key_value_heads\":3," BASE "}", "num_key_value_heads"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":\"64\",\"intermediate_size\":8,"
+         "\"num_hidden_layers\":1,\"num_attention_heads\":4,\"vocab_size\":10}", "hidden_size"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"vocab_size\":-1,\"hidden_size\":64,\"intermediate_size\":8,"
+         "\"num_hidden_layers\":1,\"num_attention_heads\":4}", "vocab_size"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"eos_token_id\":\"x\"," BASE "}", "eos_token_id"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"torch_dtype\":\"int8\"," BASE "}", "int8"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_act\":\"gelu\"," BASE "}", "hidden_act"},
+        {"{\"architectures\":[\"LlamaForCausalLM\"],\"head_dim\":15," BASE "}", "head_dim"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = load_json(cases[i].body, &c, &err);
+        CHECK(rc != 0 && strstr(err.msg, cases[i].want) && strstr(err.msg, "config.json") && !strchr(err.msg, '\n'),
+              "case %zu: rc %d, message '%s' should name '%s'", i, rc, err.msg, cases[i].want);
+    }
+    CHECK(kiln_config_load("/nonexistent/kiln", &c, &err) != 0 && strstr(err.msg, "/nonexistent/kiln/config.json"),
+          "missing dir: %s", err.msg);
+}
+
+int main(void) {
+    if (!mkdtemp(dir)) return 1;
+    RUN(fixtures);
+    RUN(architectures_and_defaults);
+    RUN(rope_scaling_spellings);
+    RUN(errors_are_one_line_and_named);
+    char path[256];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    rmdir(dir);
+    return check_done();
+}
