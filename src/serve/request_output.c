@@ -231,7 +231,7 @@ static void route(req_output *o, serve_req *r, const char *s, size_t n, bool fin
                 o->think.len = len - ws - 7;
                 continue;
             }
-            if (!final && !memcmp(p + ws, "<think>", len - ws)) return; /* still a prefix of <think> */
+            if (!final && len - ws < 7 && !memcmp(p + ws, "<think>", len - ws)) return; /* a prefix of <think> */
             o->started = true;
         }
         if (o->in_think) {
