@@ -332,6 +332,34 @@ int kiln_generate(kiln_model *m, const kiln_tokenizer *t, const kiln_gen_params 
 /* ===================================================================================================
  * Server (src/serve/)
  * =================================================================================================== */
+/* An OpenAI-compatible HTTP server (libmicrohttpd) over one model, with continuous batching on one
+ * engine thread. kiln_server_start returns once it listens; it serves from its own threads until
+ * kiln_server_shutdown. Signals are the caller's business (the CLI waits for SIGTERM/SIGINT). */
+typedef struct kiln_server kiln_server;
+
+typedef struct kiln_server_opts {
+    const char *model_dir;
+    const char *model_name;   /* id in /v1/models and responses (default: the directory's last component) */
+    const char *host;         /* default "127.0.0.1" */
+    int port;                 /* 0: any free port (kiln_server_port tells which) */
+    const char *api_key;      /* NULL: no authentication */
+    int max_batch;            /* sequences decoded together (default 8) */
+    int kv_cache_mb;          /* 0: enough for max_batch full contexts */
+    int n_ctx;                /* 0: the engine's default */
+    int max_queue;            /* requests waiting for admission before 429 (default 64) */
+    int max_body_kb;          /* request body limit (default 1024) */
+    int max_connections;      /* concurrent HTTP connections (default 256) */
+    double request_timeout_s; /* wall-clock limit per request (default 600) */
+    int threads;              /* engine threads (0: default) */
+} kiln_server_opts;
+void kiln_server_opts_default(kiln_server_opts *o);
+
+kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err);
+int kiln_server_port(const kiln_server *s);
+/* Stops accepting connections, lets in-flight requests finish for up to grace_s seconds, cancels the
+ * rest, and stops every thread. Idempotent. */
+void kiln_server_shutdown(kiln_server *s, double grace_s);
+void kiln_server_free(kiln_server *s); /* shuts down (grace 0) if still running */
 
 /* ===================================================================================================
  * Hub and machine info (src/hub/, src/info/)

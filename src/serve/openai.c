@@ -1,0 +1,570 @@
+/* openai.c — the OpenAI API's request and response shapes (jansson), nothing else: no sockets, no engine.
+ *
+ * Validation follows what api.openai.com and vLLM answer: a wrong type or range is a 400 naming the
+ * parameter; unknown keys are ignored (clients send extras); things we do not do (n > 1, several prompts
+ * in one completion request) are a clear 400 rather than a silent partial answer. */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "serve/serve.h"
+
+typedef struct perr {
+    char *msg;
+    size_t msg_size;
+    char *param;
+    size_t param_size;
+} perr;
+
+__attribute__((format(printf, 3, 4))) static int bad(perr *e, const char *param, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, e->msg_size, fmt, ap);
+    va_end(ap);
+    snprintf(e->param, e->param_size, "%s", param ? param : "");
+    return 400;
+}
+
+/* ---- typed getters: absent or null leaves *out alone; a wrong type or range is an error ---- */
+
+static int get_number(json_t *o, const char *key, double lo, double hi, double *out, perr *e) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_number(v)) return bad(e, key, "'%s' must be a number", key);
+    double x = json_number_value(v);
+    if (!(x >= lo && x <= hi)) return bad(e, key, "'%s' must be between %g and %g, got %g", key, lo, hi, x);
+    *out = x;
+    return 0;
+}
+
+static int get_int(json_t *o, const char *key, long long lo, long long hi, long long *out, perr *e) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 0;
+    /* 3.0 is accepted as 3 (JavaScript clients cannot tell them apart); 3.5 is not an integer. */
+    long long x;
+    if (json_is_integer(v)) x = json_integer_value(v);
+    else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) && fabs(json_real_value(v)) < 9e15)
+        x = (long long)json_real_value(v);
+    else return bad(e, key, "'%s' must be an integer", key);
+    if (x < lo || x > hi) return bad(e, key, "'%s' must be between %lld and %lld, got %lld", key, lo, hi, x);
+    *out = x;
+    return 0;
+}
+
+static int get_bool(json_t *o, const char *key, bool *out, perr *e) {
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_boolean(v)) return bad(e, key, "'%s' must be a boolean", key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* stop: a string or a list of up to 16 non-empty strings. */
+static int get_stop(json_t *o, serve_req *r, perr *e) {
+    json_t *v = json_object_get(o, "stop");
+    if (!v || json_is_null(v)) return 0;
+    size_t n = json_is_string(v) ? 1 : json_is_array(v) ? json_array_size(v) : 0;
+    if (!json_is_string(v) && !json_is_array(v)) return bad(e, "stop", "'stop' must be a string or a list of strings");
+    if (n > 16) return bad(e, "stop", "'stop' takes at most 16 strings, got %zu", n);
+    r->stop = calloc(n ? n : 1, sizeof *r->stop);
+    if (!r->stop) return bad(e, "stop", "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *s = json_is_string(v) ? v : json_array_get(v, i);
+        if (!json_is_string(s)) return bad(e, "stop", "'stop' must be a string or a list of strings");
+        if (json_string_length(s) == 0) return bad(e, "stop", "'stop' strings must not be empty");
+        r->stop[r->n_stop++] = strndup(json_string_value(s), json_string_length(s));
+    }
+    return 0;
+}
+
+/* The parameters both endpoints share. */
+static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, perr *e) {
+    json_t *model = json_object_get(o, "model");
+    if (model && !json_is_null(model) && !json_is_string(model)) return bad(e, "model", "'model' must be a string");
+    long long n = 1, mt = -1, topk = -1, seed = 0;
+    double temp = 1.0, top_p = 1.0, min_p = 0.0, pen = 0;
+    int st;
+    if ((st = get_int(o, "n", 1, 128, &n, e))) return st;
+    if (n != 1) return bad(e, "n", "'n' must be 1: this server returns one choice per request");
+    if ((st = get_int(o, "max_tokens", 1, 1 << 30, &mt, e))) return st;
+    if ((st = get_int(o, "max_completion_tokens", 1, 1 << 30, &mt, e))) return st;
+    if ((st = get_number(o, "temperature", 0, 2, &temp, e))) return st;
+    if ((st = get_number(o, "top_p", 0, 1, &top_p, e))) return st;
+    if (top_p <= 0) return bad(e, "top_p", "'top_p' must be in (0, 1]");
+    if ((st = get_int(o, "top_k", -1, 1 << 30, &topk, e))) return st;
+    if ((st = get_number(o, "min_p", 0, 1, &min_p, e))) return st;
+    if ((st = get_number(o, "presence_penalty", -2, 2, &pen, e))) return st;
+    if ((st = get_number(o, "frequency_penalty", -2, 2, &pen, e))) return st;
+    if (json_object_get(o, "seed") && !json_is_null(json_object_get(o, "seed"))) {
+        if ((st = get_int(o, "seed", -(1LL << 62), 1LL << 62, &seed, e))) return st;
+        r->has_seed = true;
+        r->seed = (uint64_t)seed;
+    }
+    if ((st = get_bool(o, "stream", &r->stream, e))) return st;
+    if ((st = get_bool(o, "ignore_eos", &r->ignore_eos, e))) return st;
+    if ((st = get_bool(o, "return_token_ids", &r->return_token_ids, e))) return st;
+    json_t *so = json_object_get(o, "stream_options");
+    if (so && !json_is_null(so)) {
+        if (!json_is_object(so)) return bad(e, "stream_options", "'stream_options' must be an object");
+        if (!r->stream) return bad(e, "stream_options", "'stream_options' is only allowed when 'stream' is true");
+        if ((st = get_bool(so, "include_usage", &r->include_usage, e))) return st;
+    }
+    if ((st = get_stop(o, r, e))) return st;
+    r->max_tokens = (int)mt;
+    r->temperature = (float)temp;
+    r->top_p = (float)top_p;
+    r->top_k = (int)(topk < 0 ? 0 : topk);
+    r->min_p = (float)min_p;
+    (void)mi;
+    return 0;
+}
+
+/* ---- /v1/chat/completions ---- */
+
+/* OpenAI allows content as a string, null, or a list of parts; templates want a string. */
+static int normalise_content(json_t *msg, size_t i, perr *e) {
+    char param[48];
+    snprintf(param, sizeof param, "messages[%zu].content", i);
+    json_t *c = json_object_get(msg, "content");
+    if (!c || json_is_null(c) || json_is_string(c)) return 0;
+    if (!json_is_array(c)) return bad(e, param, "'%s' must be a string or a list of content parts", param);
+    sbuf text = {0};
+    for (size_t k = 0; k < json_array_size(c); k++) {
+        json_t *part = json_array_get(c, k);
+        json_t *type = json_object_get(part, "type"), *t = json_object_get(part, "text");
+        if (!json_is_object(part) || !json_is_string(type) || strcmp(json_string_value(type), "text") ||
+            !json_is_string(t)) {
+            sbuf_free(&text);
+            return bad(e, param, "'%s' parts must be {\"type\":\"text\",\"text\":...} (only text is supported)",
+                       param);
+        }
+        sbuf_put(&text, json_string_value(t), json_string_length(t));
+    }
+    json_object_set_new(msg, "content", json_stringn(text.p ? text.p : "", text.len));
+    sbuf_free(&text);
+    return 0;
+}
+
+static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr *e) {
+    json_t *msgs = json_object_get(o, "messages");
+    if (!msgs) return bad(e, "messages", "'messages' is required");
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0)
+        return bad(e, "messages", "'messages' must be a non-empty list");
+    static const char *roles[] = {"system", "developer", "user", "assistant", "tool"};
+    for (size_t i = 0; i < json_array_size(msgs); i++) {
+        json_t *m = json_array_get(msgs, i);
+        char param[48];
+        snprintf(param, sizeof param, "messages[%zu]", i);
+        if (!json_is_object(m)) return bad(e, param, "'%s' must be an object", param);
+        json_t *role = json_object_get(m, "role");
+        bool ok = false;
+        for (size_t k = 0; json_is_string(role) && k < sizeof roles / sizeof *roles; k++)
+            ok |= !strcmp(json_string_value(role), roles[k]);
+        if (!ok) return bad(e, param, "'%s.role' must be one of system, developer, user, assistant, tool", param);
+        int st = normalise_content(m, i, e);
+        if (st) return st;
+        json_t *c = json_object_get(m, "content");
+        if ((!c || json_is_null(c)) && strcmp(json_string_value(role), "assistant"))
+            return bad(e, param, "'%s.content' is required", param);
+    }
+    json_t *tools = json_object_get(o, "tools");
+    if (tools && !json_is_null(tools) && !json_is_array(tools)) return bad(e, "tools", "'tools' must be a list");
+    for (size_t i = 0; json_is_array(tools) && i < json_array_size(tools); i++)
+        if (!json_is_object(json_array_get(tools, i))) return bad(e, "tools", "'tools' entries must be objects");
+    bool logprobs = false;
+    long long top = 0;
+    int st;
+    if ((st = get_bool(o, "logprobs", &logprobs, e))) return st;
+    if ((st = get_int(o, "top_logprobs", 0, SERVE_MAX_TOP_LOGPROBS, &top, e))) return st;
+    if (top > 0 && !logprobs) return bad(e, "top_logprobs", "'top_logprobs' requires 'logprobs': true");
+    r->logprobs = logprobs;
+    r->top_logprobs = (int)top;
+
+    /* The template's variables: messages, tools, add_generation_prompt, plus chat_template_kwargs
+     * (vLLM's way to pass e.g. enable_thinking). */
+    json_t *vars = json_object();
+    json_object_set(vars, "messages", msgs);
+    if (json_is_array(tools) && json_array_size(tools)) {
+        json_object_set(vars, "tools", tools);
+        r->has_tools = true;
+    }
+    json_object_set_new(vars, "add_generation_prompt", json_true());
+    json_t *kw = json_object_get(o, "chat_template_kwargs");
+    if (kw && !json_is_null(kw)) {
+        if (!json_is_object(kw)) {
+            json_decref(vars);
+            return bad(e, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+        }
+        json_object_update(vars, kw);
+    }
+    json_t *think = json_object_get(vars, "enable_thinking");
+    r->split_thinking = mi->thinking && !json_is_false(think);
+    char *vj = json_dumps(vars, JSON_COMPACT);
+    json_decref(vars);
+    if (!vj) return bad(e, "messages", "out of memory");
+    kiln_err err = {{0}};
+    size_t len = 0;
+    char *text = kiln_chat_render(mi->tok, vj, &len, &err);
+    free(vj);
+    if (!text) return bad(e, "messages", "chat template failed: %s", err.msg);
+    /* Templates that open the thinking block themselves (generation starts inside it). */
+    if (r->split_thinking && len >= 8 && strstr(text + (len > 16 ? len - 16 : 0), "<think>")) r->thinking_open = true;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = kiln_encode(mi->tok, text, len, false, &ids, &n, &err);
+    free(text);
+    if (rc) return bad(e, "messages", "tokenizing the prompt failed: %s", err.msg);
+    r->prompt = ids;
+    r->n_prompt = (int)n;
+    return 0;
+}
+
+/* ---- /v1/completions ---- */
+
+static int parse_completion(const serve_model_info *mi, json_t *o, serve_req *r, perr *e) {
+    json_t *p = json_object_get(o, "prompt");
+    if (!p) return bad(e, "prompt", "'prompt' is required");
+    /* ["one string"] is the same as "one string"; a list of prompts is batching we do not offer. */
+    if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0))) p = json_array_get(p, 0);
+    if (json_is_array(p) && json_array_size(p) == 1 && json_is_array(json_array_get(p, 0))) p = json_array_get(p, 0);
+    size_t vocab = kiln_tokenizer_vocab_size(mi->tok);
+    if (json_is_string(p)) {
+        kiln_err err = {{0}};
+        size_t n = 0;
+        if (kiln_encode(mi->tok, json_string_value(p), json_string_length(p), true, &r->prompt, &n, &err))
+            return bad(e, "prompt", "tokenizing the prompt failed: %s", err.msg);
+        r->n_prompt = (int)n;
+    } else if (json_is_array(p)) {
+        size_t n = json_array_size(p);
+        r->prompt = malloc((n ? n : 1) * sizeof *r->prompt);
+        if (!r->prompt) return bad(e, "prompt", "out of memory");
+        for (size_t i = 0; i < n; i++) {
+            json_t *v = json_array_get(p, i);
+            if (json_is_string(v) || json_is_array(v))
+                return bad(e, "prompt", "'prompt' with several prompts is not supported: send one per request");
+            if (!json_is_integer(v) || json_integer_value(v) < 0 || (size_t)json_integer_value(v) >= vocab)
+                return bad(e, "prompt", "'prompt[%zu]' must be a token id in [0, %zu)", i, vocab);
+            r->prompt[i] = (int32_t)json_integer_value(v);
+        }
+        r->n_prompt = (int)n;
+    } else {
+        return bad(e, "prompt", "'prompt' must be a string or a list of token ids");
+    }
+    if (r->n_prompt == 0) return bad(e, "prompt", "'prompt' must not be empty");
+    long long lp = -1;
+    int st;
+    if ((st = get_int(o, "logprobs", 0, 5, &lp, e))) return st;
+    if ((st = get_bool(o, "echo", &r->echo, e))) return st;
+    if (json_is_string(json_object_get(o, "suffix")) && json_string_length(json_object_get(o, "suffix")))
+        return bad(e, "suffix", "'suffix' is not supported");
+    if (lp >= 0) r->logprobs = true, r->top_logprobs = (int)lp;
+    return 0;
+}
+
+int openai_parse(const serve_model_info *mi, serve_kind kind, const char *body, size_t len, serve_req *r,
+                 char *msg, size_t msg_size, char *param, size_t param_size) {
+    perr e = {msg, msg_size, param, param_size};
+    json_error_t je;
+    json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!o) return bad(&e, NULL, "malformed JSON body: %s (line %d, column %d)", je.text, je.line, je.column);
+    int st = 0;
+    if (!json_is_object(o)) st = bad(&e, NULL, "the request body must be a JSON object");
+    r->kind = kind;
+    r->max_tokens = -1;
+    if (!st) st = parse_common(mi, o, r, &e);
+    if (!st) st = kind == REQ_CHAT ? parse_chat(mi, o, r, &e) : parse_completion(mi, o, r, &e);
+    json_decref(o);
+    if (st) return st;
+    if (r->n_prompt >= mi->n_ctx)
+        return bad(&e, kind == REQ_CHAT ? "messages" : "prompt",
+                   "This model's maximum context length is %d tokens. However, your prompt has %d tokens.",
+                   mi->n_ctx, r->n_prompt);
+    if (r->max_tokens < 0) r->max_tokens = mi->n_ctx - r->n_prompt;
+    else if (r->n_prompt + r->max_tokens > mi->n_ctx)
+        return bad(&e, "max_tokens",
+                   "This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the "
+                   "prompt, %d for the completion).",
+                   mi->n_ctx, r->n_prompt + r->max_tokens, r->n_prompt, r->max_tokens);
+    return 0;
+}
+
+/* ---- responses ---- */
+
+static const char *error_type(int status) {
+    switch (status) {
+    case 400: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 404: return "not_found_error";
+    case 405: return "method_not_allowed";
+    case 413: return "request_too_large";
+    case 429: return "rate_limit_exceeded";
+    case 503: return "service_unavailable";
+    case 504: return "timeout";
+    default: return "server_error";
+    }
+}
+
+char *openai_error_json(int status, const char *msg, const char *param) {
+    json_t *o = json_pack("{s:{s:s, s:s, s:o, s:o}}", "error", "message", msg, "type", error_type(status), "param",
+                          param && *param ? json_string(param) : json_null(), "code",
+                          status == 401 ? json_string("invalid_api_key") : json_integer(status));
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}
+
+static json_t *usage_json(serve_req *r) {
+    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", r->n_prompt, "completion_tokens", r->n_gen,
+                     "total_tokens", r->n_prompt + r->n_gen, "prompt_tokens_details", "cached_tokens", r->n_cached);
+}
+
+static json_t *ids_json(const int32_t *ids, int n) {
+    json_t *a = json_array();
+    for (int i = 0; i < n && ids; i++) json_array_append_new(a, json_integer(ids[i]));
+    return a;
+}
+
+static json_t *token_bytes(const char *s, size_t n) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(a, json_integer((unsigned char)s[i]));
+    return a;
+}
+
+/* A token's text for logprobs: decoded on its own (may be a partial UTF-8 sequence; JSON needs valid
+ * text, so invalid bytes become U+FFFD via the decoder's own handling). */
+static json_t *token_text(const kiln_tokenizer *t, int32_t id, json_t **bytes) {
+    size_t n = 0;
+    char *s = kiln_decode(t, &id, 1, false, &n);
+    json_t *j = s ? json_stringn(s, n) : NULL;
+    if (!j) j = json_string("\xef\xbf\xbd");
+    if (bytes) *bytes = token_bytes(s ? s : "", s ? n : 0);
+    free(s);
+    return j;
+}
+
+/* Chat logprobs: {"content":[{"token","logprob","bytes","top_logprobs":[...]}]} for entries [from, to). */
+static json_t *chat_logprobs(const serve_model_info *mi, serve_req *r, int from, int to) {
+    json_t *content = json_array();
+    for (int i = from; i < to; i++) {
+        serve_logprob *l = &r->lp[i];
+        json_t *bytes, *tok = token_text(mi->tok, l->id, &bytes);
+        json_t *top = json_array();
+        for (int k = 0; k < l->n_top; k++) {
+            json_t *tb, *tt = token_text(mi->tok, l->top_id[k], &tb);
+            json_array_append_new(top, json_pack("{s:o, s:f, s:o}", "token", tt, "logprob", (double)l->top_lp[k],
+                                                 "bytes", tb));
+        }
+        json_array_append_new(content, json_pack("{s:o, s:f, s:o, s:o}", "token", tok, "logprob",
+                                                 (double)l->logprob, "bytes", bytes, "top_logprobs", top));
+    }
+    return json_pack("{s:o}", "content", content);
+}
+
+/* Completions logprobs: parallel lists tokens / token_logprobs / top_logprobs / text_offset. */
+static json_t *completion_logprobs(const serve_model_info *mi, serve_req *r, int from, int to, size_t offset) {
+    json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
+    for (int i = from; i < to; i++) {
+        serve_logprob *l = &r->lp[i];
+        json_t *tok = token_text(mi->tok, l->id, NULL);
+        json_array_append_new(offs, json_integer((json_int_t)offset));
+        offset += json_string_length(tok);
+        json_array_append_new(tokens, tok);
+        json_array_append_new(lps, json_real(l->logprob));
+        json_t *top = json_object();
+        for (int k = 0; k < l->n_top; k++) {
+            json_t *tt = token_text(mi->tok, l->top_id[k], NULL);
+            json_object_set_new(top, json_string_value(tt), json_real(l->top_lp[k]));
+            json_decref(tt);
+        }
+        json_array_append_new(tops, top);
+    }
+    return json_pack("{s:o, s:o, s:o, s:o}", "tokens", tokens, "token_logprobs", lps, "top_logprobs", tops,
+                     "text_offset", offs);
+}
+
+static json_t *finish_json(serve_req *r) {
+    switch (r->finish) {
+    case FIN_STOP: return json_string("stop");
+    case FIN_LENGTH: case FIN_TIMEOUT: return json_string("length");
+    case FIN_NONE: return json_null();
+    default: return json_string("abort");
+    }
+}
+
+/* Tool calls in the Hermes / Qwen format the chat templates teach: <tool_call>{"name":...,
+ * "arguments":{...}}</tool_call>. Returns the OpenAI tool_calls list (NULL if there is none) and sets
+ * *rest to the text outside the calls (malloc'd). A call that is not valid JSON stays text. */
+static json_t *extract_tool_calls(serve_req *r, char **rest) {
+    const char *p = r->content.p ? r->content.p : "";
+    sbuf out = {0};
+    json_t *calls = json_array();
+    for (;;) {
+        const char *a = strstr(p, "<tool_call>"), *b = a ? strstr(a, "</tool_call>") : NULL;
+        if (!b) break;
+        json_t *o = json_loadb(a + 11, (size_t)(b - a - 11), 0, NULL);
+        json_t *name = json_object_get(o, "name"), *args = json_object_get(o, "arguments");
+        if (json_is_string(name)) {
+            sbuf_put(&out, p, (size_t)(a - p));
+            char *as = args ? (json_is_string(args) ? strdup(json_string_value(args)) : json_dumps(args, JSON_COMPACT))
+                            : strdup("{}");
+            char id[64];
+            snprintf(id, sizeof id, "call_%s_%zu", r->id, json_array_size(calls));
+            json_array_append_new(calls, json_pack("{s:s, s:s, s:{s:o, s:s}}", "id", id, "type", "function",
+                                                   "function", "name", json_copy(name), "arguments", as ? as : "{}"));
+            free(as);
+        } else {
+            sbuf_put(&out, p, (size_t)(b + 12 - p));
+        }
+        json_decref(o);
+        p = b + 12;
+    }
+    sbuf_puts(&out, p);
+    if (!json_array_size(calls)) {
+        json_decref(calls);
+        sbuf_free(&out);
+        return NULL;
+    }
+    *rest = out.p;
+    return calls;
+}
+
+static json_t *envelope(const serve_model_info *mi, serve_req *r, const char *object) {
+    return json_pack("{s:s, s:s, s:i, s:s}", "id", r->id, "object", object, "created", (json_int_t)r->created,
+                     "model", mi->name);
+}
+
+static char *dump(json_t *o) {
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    return s;
+}
+
+static json_t *prompt_text(const serve_model_info *mi, serve_req *r) {
+    size_t n = 0;
+    char *s = kiln_decode(mi->tok, r->prompt, (size_t)r->n_prompt, false, &n);
+    json_t *j = s ? json_stringn(s, n) : json_string("");
+    free(s);
+    return j ? j : json_string("");
+}
+
+char *openai_response_json(const serve_model_info *mi, serve_req *r) {
+    json_t *o, *choice;
+    json_t *text = json_stringn(r->content.p ? r->content.p : "", r->content.len);
+    if (r->kind == REQ_CHAT) {
+        o = envelope(mi, r, "chat.completion");
+        char *rest = NULL;
+        json_t *calls = r->has_tools ? extract_tool_calls(r, &rest) : NULL;
+        if (calls) {
+            size_t n = strlen(rest), a = 0;
+            while (a < n && strchr(" \n", rest[a])) a++;
+            while (n > a && strchr(" \n", rest[n - 1])) n--;
+            json_decref(text);
+            text = n > a ? json_stringn(rest + a, n - a) : json_null();
+            free(rest);
+        }
+        json_t *msg = json_pack("{s:s, s:o}", "role", "assistant", "content", text);
+        if (calls) json_object_set_new(msg, "tool_calls", calls);
+        if (r->split_thinking)
+            json_object_set_new(msg, "reasoning_content",
+                                r->reasoning.len ? json_stringn(r->reasoning.p, r->reasoning.len) : json_null());
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "message", msg, "logprobs",
+                           r->logprobs ? chat_logprobs(mi, r, 0, r->n_lp) : json_null(), "finish_reason",
+                           calls && r->finish == FIN_STOP ? json_string("tool_calls") : finish_json(r));
+    } else {
+        o = envelope(mi, r, "text_completion");
+        if (r->echo) {
+            json_t *p = prompt_text(mi, r);
+            sbuf b = {0};
+            sbuf_put(&b, json_string_value(p), json_string_length(p));
+            sbuf_put(&b, json_string_value(text), json_string_length(text));
+            json_decref(text);
+            text = json_stringn(b.p ? b.p : "", b.len);
+            sbuf_free(&b);
+            json_decref(p);
+        }
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "text", text, "logprobs",
+                           r->logprobs ? completion_logprobs(mi, r, 0, r->n_lp, 0) : json_null(), "finish_reason",
+                           finish_json(r));
+    }
+    if (r->return_token_ids) {
+        json_object_set_new(choice, "token_ids", ids_json(r->gen_ids, r->n_gen));
+        json_object_set_new(choice, "prompt_token_ids", ids_json(r->prompt, r->n_prompt));
+    }
+    json_object_set_new(o, "choices", json_pack("[o]", choice));
+    json_object_set_new(o, "usage", usage_json(r));
+    return dump(o);
+}
+
+static char *sse(json_t *o) {
+    char *s = dump(o);
+    if (!s) return NULL;
+    size_t n = strlen(s);
+    char *out = malloc(n + 9);
+    if (out) {
+        memcpy(out, "data: ", 6);
+        memcpy(out + 6, s, n);
+        memcpy(out + 6 + n, "\n\n", 3);
+    }
+    free(s);
+    return out;
+}
+
+char *openai_stream_chunk(const serve_model_info *mi, serve_req *r, serve_cursor *cur) {
+    bool more = r->content.len > cur->content || r->reasoning.len > cur->reasoning || r->n_lp > cur->lp;
+    bool fin = r->done && !cur->sent_finish;
+    if (!more && !fin && cur->sent_role) return NULL;
+    json_t *choice;
+    json_t *text = json_stringn(r->content.p ? r->content.p + cur->content : "", r->content.len - cur->content);
+    json_t *lp = r->logprobs ? (r->kind == REQ_CHAT ? chat_logprobs(mi, r, cur->lp, r->n_lp)
+                                                    : completion_logprobs(mi, r, cur->lp, r->n_lp, cur->content))
+                             : json_null();
+    json_t *o;
+    if (r->kind == REQ_CHAT) {
+        o = envelope(mi, r, "chat.completion.chunk");
+        json_t *delta = json_object();
+        if (!cur->sent_role) json_object_set_new(delta, "role", json_string("assistant"));
+        if (r->reasoning.len > cur->reasoning)
+            json_object_set_new(delta, "reasoning_content",
+                                json_stringn(r->reasoning.p + cur->reasoning, r->reasoning.len - cur->reasoning));
+        if (r->content.len > cur->content || !cur->sent_role) json_object_set(delta, "content", text);
+        json_decref(text);
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "logprobs", lp, "finish_reason",
+                           r->done ? finish_json(r) : json_null());
+    } else {
+        o = envelope(mi, r, "text_completion");
+        if (!cur->sent_role && r->echo) {
+            json_t *p = prompt_text(mi, r);
+            sbuf b = {0};
+            sbuf_put(&b, json_string_value(p), json_string_length(p));
+            sbuf_put(&b, json_string_value(text), json_string_length(text));
+            json_decref(text);
+            json_decref(p);
+            text = json_stringn(b.p ? b.p : "", b.len);
+            sbuf_free(&b);
+        }
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "text", text, "logprobs", lp, "finish_reason",
+                           r->done ? finish_json(r) : json_null());
+    }
+    json_object_set_new(o, "choices", json_pack("[o]", choice));
+    if (r->include_usage) json_object_set_new(o, "usage", json_null());
+    cur->content = r->content.len;
+    cur->reasoning = r->reasoning.len;
+    cur->lp = r->n_lp;
+    cur->sent_role = true;
+    if (r->done) cur->sent_finish = true;
+    return sse(o);
+}
+
+char *openai_usage_chunk(const serve_model_info *mi, serve_req *r) {
+    json_t *o = envelope(mi, r, r->kind == REQ_CHAT ? "chat.completion.chunk" : "text_completion");
+    json_object_set_new(o, "choices", json_array());
+    json_object_set_new(o, "usage", usage_json(r));
+    return sse(o);
+}
+
+char *openai_models_json(const serve_model_info *mi, long created) {
+    return dump(json_pack("{s:s, s:[{s:s, s:s, s:i, s:s, s:i}]}", "object", "list", "data", "id", mi->name, "object",
+                          "model", "created", (json_int_t)created, "owned_by", "kiln", "max_model_len", mi->n_ctx));
+}

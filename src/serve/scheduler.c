@@ -1,0 +1,429 @@
+/* scheduler.c — iteration-level continuous batching on ONE engine thread.
+ *
+ * Each turn of the loop: drop requests that were cancelled or ran out of time (freeing their KV),
+ * admit queued requests while there are batch slots and KV blocks for them, then run ONE kiln_forward
+ * over every running sequence: decoding sequences contribute their last token, prefilling ones the next
+ * chunk of their prompt (chunks share a per-step token budget so a long prompt cannot stall everyone's
+ * decode). Sampled tokens go to each request's output under its own mutex; the HTTP threads pick them up.
+ *
+ * KV accounting: a request is admitted only if the free blocks cover its whole budget (prompt +
+ * max_tokens, capped at the context) plus what running requests may still grow into, so a running
+ * sequence never runs out of blocks mid-answer (no preemption needed). The prefix cache lends its
+ * blocks back: entries are evicted least-recently-used when admission needs room. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve/serve.h"
+
+typedef struct running {
+    serve_req *r;
+    req_output *out;
+    int seq;
+    int n_prompt_done; /* prompt tokens already in the KV cache */
+    int32_t *toks;     /* prompt + generated ids: the prefix cache's key when the request ends */
+    int n_toks, cap_toks;
+    int budget_blocks; /* KV blocks this request may grow to */
+} running;
+
+struct serve_sched {
+    kiln_model *model;
+    const kiln_tokenizer *tok;
+    kiln_ctx *ctx;
+    serve_metrics *metrics;
+    serve_sched_opts o;
+    prefix_cache *pc;
+    int n_ctx, vocab, total_blocks;
+    int32_t eos[16];
+    int n_eos;
+
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t mu; /* guards the queue and the flags below */
+    pthread_cond_t cv;
+    serve_req **queue;
+    int n_queue;
+    bool stop;
+    double step_s; /* recent time per engine step, for Retry-After */
+
+    /* engine thread only */
+    running *run;
+    int n_run;
+    float *logits;
+    int *b_seq, *b_n;
+    int32_t *b_tok;
+};
+
+static int blocks_for(int tokens) { return (tokens + KILN_KV_BLOCK - 1) / KILN_KV_BLOCK; }
+
+/* ---- finishing a request ---- */
+
+static void finish(serve_req *r, serve_finish f, int status, const char *msg) {
+    pthread_mutex_lock(&r->mu);
+    if (!r->done) {
+        r->done = true;
+        r->finish = f;
+        r->err_status = status;
+        if (msg) snprintf(r->err_msg, sizeof r->err_msg, "%.250s", msg);
+    }
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Ends running request i. A request that finished normally leaves its KV to the prefix cache. */
+static void retire(serve_sched *s, int i, serve_finish f, int status, const char *msg) {
+    running *x = &s->run[i];
+    serve_req *r = x->r;
+    pthread_mutex_lock(&r->mu);
+    if (f == FIN_STOP || f == FIN_LENGTH || f == FIN_TIMEOUT) output_flush(x->out, r);
+    double now = kiln_now();
+    int n_gen = r->n_gen;
+    if (n_gen > 0) metrics_e2e(s->metrics, now - r->t_submit);
+    if (n_gen > 1) metrics_tpot(s->metrics, (r->t_last - r->t_first) / (n_gen - 1));
+    pthread_mutex_unlock(&r->mu);
+    metrics_tokens(s->metrics, 0, n_gen, 0);
+    if (f == FIN_STOP || f == FIN_LENGTH) {
+        int in_kv = kiln_seq_len(s->ctx, x->seq);
+        prefix_cache_insert(s->pc, s->ctx, x->seq, x->toks, in_kv < x->n_toks ? in_kv : x->n_toks);
+    } else {
+        kiln_seq_free(s->ctx, x->seq);
+    }
+    finish(r, f, status, msg);
+    output_free(x->out);
+    free(x->toks);
+    serve_req_unref(r);
+    s->run[i] = s->run[--s->n_run];
+}
+
+/* ---- admission ---- */
+
+/* Blocks that running requests may still claim beyond what they hold now. */
+static int growth_blocks(serve_sched *s) {
+    int g = 0;
+    for (int i = 0; i < s->n_run; i++) {
+        int held = blocks_for(kiln_seq_len(s->ctx, s->run[i].seq));
+        if (s->run[i].budget_blocks > held) g += s->run[i].budget_blocks - held;
+    }
+    return g;
+}
+
+/* Tries to start r. Returns 1 if admitted, 0 if it must wait, -1 if it failed (already finished). */
+static int admit(serve_sched *s, serve_req *r) {
+    int budget = blocks_for(r->n_prompt + r->max_tokens < s->n_ctx ? r->n_prompt + r->max_tokens : s->n_ctx);
+    for (;;) {
+        int n_match = 0;
+        int src = prefix_cache_lookup(s->pc, r->prompt, r->n_prompt - 1, &n_match);
+        int need = budget - n_match / KILN_KV_BLOCK;
+        int avail = kiln_ctx_free_blocks(s->ctx) - growth_blocks(s);
+        /* Alone with an empty cache a request always starts: if it can never fit it ends at "length". */
+        bool alone = s->n_run == 0 && prefix_cache_count(s->pc) == 0;
+        if (need > avail && !alone) {
+            if (prefix_cache_evict(s->pc, s->ctx)) continue;
+            return 0;
+        }
+        kiln_err err = {{0}};
+        int seq = src >= 0 ? kiln_seq_fork(s->ctx, src, n_match, &err) : kiln_seq_new(s->ctx, &err);
+        if (seq < 0) {
+            if (prefix_cache_evict(s->pc, s->ctx)) continue; /* out of sequence slots */
+            if (s->n_run > 0) return 0;
+            finish(r, FIN_ERROR, 500, err.msg);
+            return -1;
+        }
+        running *x = &s->run[s->n_run];
+        *x = (running){.r = r, .seq = seq, .n_prompt_done = n_match, .budget_blocks = budget};
+        x->out = output_new(r, s->tok, s->eos, s->n_eos);
+        x->cap_toks = r->n_prompt + 16;
+        x->toks = malloc((size_t)x->cap_toks * sizeof *x->toks);
+        if (!x->out || !x->toks) {
+            output_free(x->out);
+            free(x->toks);
+            kiln_seq_free(s->ctx, seq);
+            finish(r, FIN_ERROR, 500, "out of memory");
+            return -1;
+        }
+        memcpy(x->toks, r->prompt, (size_t)r->n_prompt * sizeof *x->toks);
+        x->n_toks = r->n_prompt;
+        s->n_run++;
+        pthread_mutex_lock(&r->mu);
+        r->n_cached = n_match;
+        pthread_mutex_unlock(&r->mu);
+        metrics_tokens(s->metrics, r->n_prompt, 0, n_match);
+        return 1;
+    }
+}
+
+/* Moves queued requests into the running set, in arrival order, while they fit. */
+static void admit_queued(serve_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    while (s->n_queue > 0 && s->n_run < s->o.max_batch) {
+        serve_req *r = s->queue[0];
+        pthread_mutex_lock(&r->mu);
+        bool gone = r->cancelled;
+        pthread_mutex_unlock(&r->mu);
+        int st = gone ? -1 : admit(s, r);
+        if (st == 0) break;
+        if (gone) finish(r, FIN_CANCELLED, 0, NULL);
+        memmove(s->queue, s->queue + 1, (size_t)--s->n_queue * sizeof *s->queue);
+        if (st < 0) serve_req_unref(r); /* admitted ones keep the queue's reference in run[] */
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Cancelled (client gone) and timed-out requests leave at once, queued ones included. */
+static void reap(serve_sched *s) {
+    double now = kiln_now();
+    pthread_mutex_lock(&s->mu);
+    for (int i = s->n_queue - 1; i >= 0; i--) {
+        serve_req *r = s->queue[i];
+        pthread_mutex_lock(&r->mu);
+        bool gone = r->cancelled, late = now - r->t_submit > r->timeout_s;
+        pthread_mutex_unlock(&r->mu);
+        if (!gone && !late) continue;
+        finish(r, gone ? FIN_CANCELLED : FIN_ERROR, 503, "timed out waiting for a free slot: retry later");
+        serve_req_unref(r);
+        memmove(s->queue + i, s->queue + i + 1, (size_t)(--s->n_queue - i) * sizeof *s->queue);
+    }
+    pthread_mutex_unlock(&s->mu);
+    for (int i = s->n_run - 1; i >= 0; i--) {
+        serve_req *r = s->run[i].r;
+        pthread_mutex_lock(&r->mu);
+        bool gone = r->cancelled, late = now - r->t_submit > r->timeout_s;
+        pthread_mutex_unlock(&r->mu);
+        if (gone) retire(s, i, FIN_CANCELLED, 0, NULL);
+        else if (late) retire(s, i, FIN_TIMEOUT, 0, NULL);
+    }
+}
+
+/* ---- one engine step ---- */
+
+static void step(serve_sched *s) {
+    int nb = 0, nt = 0, budget = s->o.prefill_chunk;
+    int which[s->n_run > 0 ? s->n_run : 1];
+    /* Decodes first: one token each, so running streams never stall behind a prefill. */
+    for (int i = 0; i < s->n_run; i++) {
+        running *x = &s->run[i];
+        if (x->n_prompt_done < x->r->n_prompt) continue;
+        s->b_seq[nb] = x->seq;
+        s->b_n[nb] = 1;
+        s->b_tok[nt++] = x->toks[x->n_toks - 1];
+        which[nb++] = i;
+        budget--;
+    }
+    for (int i = 0; i < s->n_run && budget > 0; i++) {
+        running *x = &s->run[i];
+        int left = x->r->n_prompt - x->n_prompt_done;
+        if (left <= 0) continue;
+        int n = left < budget ? left : budget;
+        s->b_seq[nb] = x->seq;
+        s->b_n[nb] = n;
+        memcpy(s->b_tok + nt, x->r->prompt + x->n_prompt_done, (size_t)n * sizeof *s->b_tok);
+        nt += n;
+        which[nb++] = i;
+        budget -= n;
+    }
+    if (nb == 0) return;
+    kiln_batch b = {.n_seqs = nb, .seq = s->b_seq, .n_tokens = s->b_n, .tokens = s->b_tok, .logits = s->logits};
+    kiln_err err = {{0}};
+    double t0 = kiln_now();
+    /* Visit batch slots by running index, highest first, so retire()'s swap-with-last never moves an
+     * entry still to be visited. */
+    int order[nb];
+    for (int k = 0; k < nb; k++) order[k] = k;
+    for (int a = 1; a < nb; a++)
+        for (int j = a; j > 0 && which[order[j]] > which[order[j - 1]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    if (kiln_forward(s->ctx, &b, &err)) { /* fails without changing state: the batch's requests end */
+        for (int q = 0; q < nb; q++) retire(s, which[order[q]], FIN_ERROR, 500, err.msg);
+        return;
+    }
+    double now = kiln_now();
+    s->step_s = 0.8 * s->step_s + 0.2 * (now - t0);
+    for (int q = 0; q < nb; q++) {
+        int k = order[q];
+        running *x = &s->run[which[k]];
+        serve_req *r = x->r;
+        if (x->n_prompt_done < r->n_prompt) {
+            x->n_prompt_done += s->b_n[k];
+            if (x->n_prompt_done < r->n_prompt) continue; /* more prompt to go */
+        }
+        serve_logprob lp = {.n_top = r->top_logprobs};
+        int32_t id = output_sample(x->out, s->logits + (size_t)k * s->vocab, s->vocab, r->logprobs ? &lp : NULL);
+        if (x->n_toks == x->cap_toks) {
+            int32_t *t = realloc(x->toks, (size_t)(x->cap_toks *= 2) * sizeof *t);
+            if (!t) {
+                retire(s, which[k], FIN_ERROR, 500, "out of memory");
+                continue;
+            }
+            x->toks = t;
+        }
+        x->toks[x->n_toks++] = id;
+        pthread_mutex_lock(&r->mu);
+        if (r->n_gen == 0) {
+            r->t_first = now;
+            metrics_ttft(s->metrics, now - r->t_submit);
+        }
+        r->t_last = now;
+        serve_finish f = output_push(x->out, r, id, r->logprobs ? &lp : NULL);
+        if (f == FIN_NONE && x->n_toks >= s->n_ctx) f = FIN_LENGTH;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        if (f != FIN_NONE) retire(s, which[k], f, 0, NULL);
+    }
+}
+
+static void publish_gauges(serve_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    int q = s->n_queue;
+    pthread_mutex_unlock(&s->mu);
+    metrics_gauges(s->metrics, q, s->n_run, s->total_blocks - kiln_ctx_free_blocks(s->ctx), s->total_blocks,
+                   prefix_cache_count(s->pc));
+}
+
+static void *engine_main(void *arg) {
+    serve_sched *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->stop && s->n_queue == 0 && s->n_run == 0) pthread_cond_wait(&s->cv, &s->mu);
+        bool stop = s->stop;
+        pthread_mutex_unlock(&s->mu);
+        if (stop) break;
+        reap(s);
+        admit_queued(s);
+        publish_gauges(s);
+        step(s);
+        publish_gauges(s);
+    }
+    /* Shutting down: whatever is left ends as cancelled. */
+    while (s->n_run) retire(s, s->n_run - 1, FIN_CANCELLED, 0, NULL);
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->n_queue; i++) {
+        finish(s->queue[i], FIN_CANCELLED, 0, NULL);
+        serve_req_unref(s->queue[i]);
+    }
+    s->n_queue = 0;
+    pthread_mutex_unlock(&s->mu);
+    publish_gauges(s);
+    return NULL;
+}
+
+/* ---- public ---- */
+
+serve_sched *sched_new(kiln_model *model, const kiln_tokenizer *tok, serve_metrics *metrics,
+                       const serve_sched_opts *o, kiln_err *err) {
+    serve_sched *s = calloc(1, sizeof *s);
+    if (!s) return kiln_err_set(err, "out of memory"), NULL;
+    s->model = model;
+    s->tok = tok;
+    s->metrics = metrics;
+    s->o = *o;
+    if (s->o.max_batch < 1) s->o.max_batch = 1;
+    if (s->o.prefill_chunk < s->o.max_batch) s->o.prefill_chunk = s->o.max_batch + 256;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    /* Sequence slots: the running batch plus as many parked in the prefix cache. */
+    kiln_ctx_opts co;
+    kiln_ctx_opts_default(&co);
+    co.max_seqs = 2 * s->o.max_batch;
+    if (o->n_ctx > 0) co.n_ctx = o->n_ctx;
+    if (o->kv_cache_mb > 0) { /* ask the engine what one block costs (its KV format is its business) */
+        kiln_ctx_opts probe = co;
+        probe.max_seqs = 1;
+        probe.n_ctx = KILN_KV_BLOCK;
+        probe.kv_blocks = 1;
+        kiln_ctx *p = kiln_ctx_new(model, &probe, err);
+        if (!p) goto fail;
+        double per_block = (double)kiln_ctx_kv_bytes(p) / kiln_ctx_total_blocks(p);
+        kiln_ctx_free(p);
+        double blocks = (double)o->kv_cache_mb * 1024 * 1024 / (per_block > 0 ? per_block : 1);
+        co.kv_blocks = blocks < 1 ? 1 : blocks > 1e8 ? 100000000 : (int)blocks;
+    }
+    if (!(s->ctx = kiln_ctx_new(model, &co, err))) goto fail;
+    const kiln_config *cfg = kiln_model_config(model);
+    s->n_ctx = kiln_ctx_n_ctx(s->ctx);
+    s->vocab = cfg->vocab_size;
+    s->total_blocks = kiln_ctx_total_blocks(s->ctx);
+    for (int i = 0; i < cfg->n_eos_token_ids && s->n_eos < 15; i++) s->eos[s->n_eos++] = cfg->eos_token_ids[i];
+    const kiln_special_tokens *sp = kiln_tokenizer_specials(tok);
+    if (sp && sp->eos_id >= 0) s->eos[s->n_eos++] = sp->eos_id;
+    s->pc = prefix_cache_new(s->o.max_batch);
+    s->queue = calloc((size_t)(s->o.max_queue > 0 ? s->o.max_queue : 1), sizeof *s->queue);
+    s->run = calloc((size_t)s->o.max_batch, sizeof *s->run);
+    s->logits = malloc((size_t)s->o.max_batch * (size_t)s->vocab * sizeof *s->logits);
+    s->b_seq = malloc((size_t)s->o.max_batch * sizeof *s->b_seq);
+    s->b_n = malloc((size_t)s->o.max_batch * sizeof *s->b_n);
+    s->b_tok = malloc((size_t)s->o.prefill_chunk * sizeof *s->b_tok);
+    if (!s->pc || !s->queue || !s->run || !s->logits || !s->b_seq || !s->b_n || !s->b_tok) {
+        kiln_err_set(err, "out of memory");
+        goto fail;
+    }
+    if (pthread_create(&s->thread, NULL, engine_main, s)) {
+        kiln_err_set(err, "cannot start the engine thread");
+        goto fail;
+    }
+    s->thread_started = true;
+    return s;
+fail:
+    sched_free(s);
+    return NULL;
+}
+
+int sched_submit(serve_sched *s, serve_req *r) {
+    pthread_mutex_lock(&s->mu);
+    if (s->stop || s->n_queue >= s->o.max_queue) {
+        pthread_mutex_unlock(&s->mu);
+        return -1;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->refs++;
+    r->t_submit = kiln_now();
+    pthread_mutex_unlock(&r->mu);
+    s->queue[s->n_queue++] = r;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+void sched_poke(serve_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+int sched_n_ctx(const serve_sched *s) { return s->n_ctx; }
+
+double sched_retry_after(serve_sched *s) {
+    pthread_mutex_lock(&s->mu);
+    double t = s->step_s * 32 * (1 + s->n_queue / (s->o.max_batch > 0 ? s->o.max_batch : 1));
+    pthread_mutex_unlock(&s->mu);
+    return t < 1 ? 1 : t > 60 ? 60 : t;
+}
+
+void sched_stop(serve_sched *s) {
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = true;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->thread_started) pthread_join(s->thread, NULL);
+    s->thread_started = false;
+}
+
+void sched_free(serve_sched *s) {
+    if (!s) return;
+    sched_stop(s);
+    if (s->ctx) prefix_cache_free(s->pc, s->ctx);
+    kiln_ctx_free(s->ctx);
+    free(s->queue);
+    free(s->run);
+    free(s->logits);
+    free(s->b_seq);
+    free(s->b_n);
+    free(s->b_tok);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}

@@ -1,0 +1,210 @@
+/* serve.h — the server's internal pieces and the one request object they share.
+ *
+ * Threads: libmicrohttpd runs one thread per connection (http.c); each parses its request (openai.c),
+ * submits a serve_req to the scheduler and then waits on the request's condition variable, writing
+ * whatever the engine produced so far (SSE) or, at the end, the whole response. ONE engine thread
+ * (scheduler.c) owns the model context: it admits queued requests between steps, runs one kiln_forward
+ * over all running sequences, samples, and appends text to each request under the request's mutex.
+ * The HTTP side never touches the context; the engine side never touches a socket. */
+#ifndef KILN_SERVE_H
+#define KILN_SERVE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kiln.h"
+
+/* A growable byte buffer (always NUL-terminated). */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+} sbuf;
+int sbuf_put(sbuf *b, const char *s, size_t n);
+int sbuf_puts(sbuf *b, const char *s);
+void sbuf_free(sbuf *b);
+
+typedef enum { REQ_CHAT, REQ_COMPLETION } serve_kind;
+typedef enum { FIN_NONE, FIN_STOP, FIN_LENGTH, FIN_ERROR, FIN_CANCELLED, FIN_TIMEOUT } serve_finish;
+
+/* One generated token's log-probabilities (requested with logprobs). */
+#define SERVE_MAX_TOP_LOGPROBS 20
+typedef struct serve_logprob {
+    int32_t id;
+    float logprob;
+    int n_top;
+    int32_t top_id[SERVE_MAX_TOP_LOGPROBS];
+    float top_lp[SERVE_MAX_TOP_LOGPROBS];
+} serve_logprob;
+
+typedef struct serve_req {
+    /* --- input: written by the HTTP thread before submit, read-only afterwards --- */
+    serve_kind kind;
+    int32_t *prompt; /* token ids */
+    int n_prompt;
+    int max_tokens; /* -1: up to the context */
+    float temperature, top_p, min_p;
+    int top_k;
+    uint64_t seed;
+    bool has_seed;
+    char **stop; /* stop strings */
+    int n_stop;
+    bool ignore_eos;
+    bool stream, include_usage;
+    bool logprobs;
+    int top_logprobs;
+    bool split_thinking;   /* route text inside <think>...</think> to reasoning_content */
+    bool thinking_open;    /* the prompt already opened <think> (generation starts inside it) */
+    bool echo;             /* completions: prepend the prompt text */
+    bool return_token_ids; /* vLLM's extension: token_ids / prompt_token_ids in the choice */
+    bool has_tools;        /* chat with tools: <tool_call>{json}</tool_call> in the answer becomes tool_calls */
+    double timeout_s;      /* wall-clock limit from submit */
+    char id[48];
+    long created;
+
+    /* --- shared state: guarded by mu, signalled on cv --- */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    sbuf content;   /* answer text so far */
+    sbuf reasoning; /* thinking text so far (split_thinking) */
+    serve_logprob *lp; /* one per generated token when logprobs */
+    int n_lp, cap_lp;
+    int n_gen;         /* generated tokens */
+    int32_t *gen_ids;  /* [n_gen] when return_token_ids */
+    int n_cached;      /* prompt tokens served from the prefix cache */
+    bool done;
+    serve_finish finish;
+    int err_status; /* HTTP status when the engine fails the request (finish == FIN_ERROR) */
+    char err_msg[256];
+    bool cancelled; /* set by the HTTP side when the client went away */
+    int refs;       /* HTTP thread + scheduler; the last one frees */
+    double t_submit, t_first, t_last;
+} serve_req;
+
+serve_req *serve_req_new(void);
+void serve_req_unref(serve_req *r);
+const char *serve_finish_name(serve_finish f);
+
+/* ---------- metrics.c: Prometheus counters and histograms (thread-safe) ---------- */
+typedef struct serve_metrics serve_metrics;
+serve_metrics *metrics_new(void);
+void metrics_free(serve_metrics *m);
+void metrics_request(serve_metrics *m, const char *endpoint, int status);
+void metrics_tokens(serve_metrics *m, int prompt, int generated, int cached);
+void metrics_ttft(serve_metrics *m, double s);
+void metrics_tpot(serve_metrics *m, double s);
+void metrics_e2e(serve_metrics *m, double s);
+/* Gauges the scheduler sets after each step. */
+void metrics_gauges(serve_metrics *m, int queued, int running, int kv_used, int kv_total, int cached_seqs);
+char *metrics_render(serve_metrics *m); /* Prometheus text format, malloc'd */
+
+/* ---------- prefix_cache.c: finished prompts kept in the KV cache for reuse ---------- */
+/* Entries are sequences the scheduler no longer runs, keyed by a chain of hashes over their full
+ * KILN_KV_BLOCK-token blocks (block i's hash covers blocks 0..i), so a lookup compares whole blocks. */
+typedef struct prefix_cache prefix_cache;
+prefix_cache *prefix_cache_new(int max_entries);
+void prefix_cache_free(prefix_cache *pc, kiln_ctx *ctx); /* frees the cached sequences too */
+/* Longest cached match for tokens[0..n): returns the sequence to fork from and sets *n_match (a multiple
+ * of KILN_KV_BLOCK), or -1 when nothing matches. Marks the entry as recently used. */
+int prefix_cache_lookup(prefix_cache *pc, const int32_t *tokens, int n, int *n_match);
+/* Hands sequence seq (whose cache holds tokens[0..n)) to the cache. It is truncated to its full blocks;
+ * a sequence that adds nothing over an existing entry is freed instead, an entry it extends is
+ * replaced. The cache owns seq afterwards. */
+void prefix_cache_insert(prefix_cache *pc, kiln_ctx *ctx, int seq, const int32_t *tokens, int n);
+/* Frees the least recently used entry; returns false when the cache is empty. */
+bool prefix_cache_evict(prefix_cache *pc, kiln_ctx *ctx);
+int prefix_cache_count(const prefix_cache *pc);
+uint64_t prefix_block_hash(uint64_t prev, const int32_t *tokens); /* one block's chained hash */
+
+/* ---------- request_output.c: from logits to the text a request sees ---------- */
+/* Per-request state: the sampler (temperature / top-k / top-p / min-p, seeded), incremental
+ * detokenization, stop strings (text that could still become a stop string is held back), end-of-sequence
+ * ids, and the <think> split. */
+typedef struct req_output req_output;
+req_output *output_new(serve_req *r, const kiln_tokenizer *tok, const int32_t *eos, int n_eos);
+void output_free(req_output *o);
+/* Picks the next token from logits[vocab]; fills lp when the request asked for logprobs. */
+int32_t output_sample(req_output *o, const float *logits, int vocab, serve_logprob *lp);
+/* Adds token id: appends newly final text to r->content / r->reasoning (caller holds r->mu). Returns
+ * FIN_STOP (EOS or a stop string), FIN_LENGTH (max_tokens reached) or FIN_NONE. */
+serve_finish output_push(req_output *o, serve_req *r, int32_t id, const serve_logprob *lp);
+/* At the end: releases held-back text (caller holds r->mu). */
+void output_flush(req_output *o, serve_req *r);
+
+/* ---------- scheduler.c: continuous batching on one engine thread ---------- */
+typedef struct serve_sched serve_sched;
+typedef struct serve_sched_opts {
+    int max_batch;    /* sequences decoded together */
+    int max_queue;    /* requests waiting for admission before 429 */
+    int kv_cache_mb;  /* 0: the engine's default (every slot can hold a full context) */
+    int n_ctx;        /* 0: the engine's default */
+    int prefill_chunk;/* prompt tokens per step across all prefills */
+} serve_sched_opts;
+serve_sched *sched_new(kiln_model *model, const kiln_tokenizer *tok, serve_metrics *metrics,
+                       const serve_sched_opts *o, kiln_err *err);
+/* Queues r (taking a reference). Returns 0, or -1 when the queue is full (caller answers 429). */
+int sched_submit(serve_sched *s, serve_req *r);
+/* Wakes the engine so it notices r->cancelled promptly. */
+void sched_poke(serve_sched *s);
+int sched_n_ctx(const serve_sched *s);
+double sched_retry_after(serve_sched *s); /* seconds a rejected client should wait */
+/* Stops the engine thread: finishes whatever is still queued or running as cancelled (waking its
+ * waiters) and joins. Afterwards submit fails and poke does nothing; sched_free releases the memory. */
+void sched_stop(serve_sched *s);
+void sched_free(serve_sched *s);
+
+/* ---------- openai.c: request parsing and response shapes ---------- */
+typedef struct serve_model_info {
+    const char *name;     /* the id /v1/models lists and responses echo */
+    const kiln_tokenizer *tok;
+    int n_ctx;
+    bool thinking;        /* the chat template knows enable_thinking / <think> */
+    int32_t eos_ids[8];
+    int n_eos;
+} serve_model_info;
+
+/* Parses a /v1/chat/completions or /v1/completions body into r. On failure returns the HTTP status
+ * (400) and writes the message and the offending parameter into msg / param. */
+int openai_parse(const serve_model_info *mi, serve_kind kind, const char *body, size_t len, serve_req *r,
+                 char *msg, size_t msg_size, char *param, size_t param_size);
+/* An OpenAI error body: {"error":{"message","type","param","code"}}. malloc'd. */
+char *openai_error_json(int status, const char *msg, const char *param);
+/* Full non-streaming response for a finished request (caller holds r->mu). malloc'd. */
+char *openai_response_json(const serve_model_info *mi, serve_req *r);
+/* One SSE event "data: {...}\n\n" with everything new since the cursors (caller holds r->mu); NULL if
+ * nothing new. first: include the role delta. */
+typedef struct serve_cursor {
+    size_t content, reasoning;
+    int lp;
+    bool sent_role, sent_finish;
+} serve_cursor;
+char *openai_stream_chunk(const serve_model_info *mi, serve_req *r, serve_cursor *cur);
+/* The final usage-only chunk (stream_options.include_usage). */
+char *openai_usage_chunk(const serve_model_info *mi, serve_req *r);
+char *openai_models_json(const serve_model_info *mi, long created);
+
+
+/* ---------- server.c / http.c ---------- */
+struct kiln_server {
+    kiln_server_opts o;
+    kiln_model *model;
+    kiln_tokenizer *tok;
+    serve_sched *sched;
+    serve_metrics *metrics;
+    serve_model_info mi;
+    char model_name[256];
+    struct MHD_Daemon *daemon;
+    int port;
+    long started; /* unix time, for /v1/models */
+    pthread_mutex_t mu;
+    pthread_cond_t idle;  /* signalled when active drops to 0 */
+    int active;           /* generation requests between parse and last byte */
+    bool draining, stopped;
+};
+/* http.c: starts / stops the libmicrohttpd daemon on s->o.host:s->o.port (sets s->port). */
+int http_start(kiln_server *s, kiln_err *err);
+void http_quiesce(kiln_server *s); /* stop accepting new connections */
+void http_stop(kiln_server *s);
+
+#endif

@@ -1,0 +1,159 @@
+/* server.c — the server's life cycle: load the model and tokenizer, start the engine thread and the
+ * HTTP daemon; drain and stop them in the right order. Also the request object and byte buffer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "serve/serve.h"
+
+int sbuf_put(sbuf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return 0;
+}
+int sbuf_puts(sbuf *b, const char *s) { return sbuf_put(b, s, strlen(s)); }
+void sbuf_free(sbuf *b) {
+    free(b->p);
+    *b = (sbuf){0};
+}
+
+serve_req *serve_req_new(void) {
+    serve_req *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->refs = 1;
+    r->max_tokens = -1;
+    return r;
+}
+
+void serve_req_unref(serve_req *r) {
+    if (!r) return;
+    pthread_mutex_lock(&r->mu);
+    int left = --r->refs;
+    pthread_mutex_unlock(&r->mu);
+    if (left) return;
+    free(r->prompt);
+    for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
+    free(r->stop);
+    sbuf_free(&r->content);
+    sbuf_free(&r->reasoning);
+    free(r->lp);
+    free(r->gen_ids);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+const char *serve_finish_name(serve_finish f) {
+    static const char *names[] = {"none", "stop", "length", "error", "cancelled", "timeout"};
+    return names[f];
+}
+
+void kiln_server_opts_default(kiln_server_opts *o) {
+    *o = (kiln_server_opts){.host = "127.0.0.1",
+                            .port = 8080,
+                            .max_batch = 8,
+                            .max_queue = 64,
+                            .max_body_kb = 1024,
+                            .max_connections = 256,
+                            .request_timeout_s = 600};
+}
+
+/* Thinking models: the chat template knows about <think> blocks (Qwen3, DeepSeek-R1 distills). */
+static bool template_thinks(const kiln_tokenizer *t) {
+    const char *tmpl = kiln_tokenizer_chat_template(t, NULL);
+    return tmpl && strstr(tmpl, "<think>");
+}
+
+kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
+    kiln_server *s = calloc(1, sizeof *s);
+    if (!s) return kiln_err_set(err, "out of memory"), NULL;
+    s->o = *o;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->idle, NULL);
+    s->started = (long)time(NULL);
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    mo.quiet = true;
+    mo.threads = o->threads;
+    if (!(s->model = kiln_model_open(o->model_dir, &mo, err))) goto fail;
+    if (!(s->tok = kiln_tokenizer_open(o->model_dir, err))) goto fail;
+    if (!(s->metrics = metrics_new())) {
+        kiln_err_set(err, "out of memory");
+        goto fail;
+    }
+    serve_sched_opts so = {.max_batch = o->max_batch > 0 ? o->max_batch : 8,
+                           .max_queue = o->max_queue >= 0 ? o->max_queue : 64,
+                           .kv_cache_mb = o->kv_cache_mb,
+                           .n_ctx = o->n_ctx,
+                           .prefill_chunk = 512};
+    if (!(s->sched = sched_new(s->model, s->tok, s->metrics, &so, err))) goto fail;
+
+    const char *name = o->model_name;
+    if (!name) {
+        size_t n = strlen(o->model_dir);
+        while (n > 1 && o->model_dir[n - 1] == '/') n--;
+        size_t b = n;
+        while (b > 0 && o->model_dir[b - 1] != '/') b--;
+        snprintf(s->model_name, sizeof s->model_name, "%.*s", (int)(n - b), o->model_dir + b);
+    } else {
+        snprintf(s->model_name, sizeof s->model_name, "%s", name);
+    }
+    s->mi.name = s->model_name;
+    s->mi.tok = s->tok;
+    s->mi.n_ctx = sched_n_ctx(s->sched);
+    s->mi.thinking = template_thinks(s->tok);
+    if (http_start(s, err)) goto fail;
+    return s;
+fail:
+    kiln_server_free(s);
+    return NULL;
+}
+
+int kiln_server_port(const kiln_server *s) { return s->port; }
+
+void kiln_server_shutdown(kiln_server *s, double grace_s) {
+    pthread_mutex_lock(&s->mu);
+    bool first = !s->draining;
+    s->draining = true;
+    pthread_mutex_unlock(&s->mu);
+    if (!first) return;
+    if (s->daemon) http_quiesce(s);
+    /* Let in-flight requests finish (bounded), then cancel what is left. */
+    double until = kiln_now() + grace_s;
+    pthread_mutex_lock(&s->mu);
+    while (s->active > 0 && kiln_now() < until) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&s->idle, &s->mu, &ts);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (s->sched) sched_stop(s->sched); /* wakes any waiter left with a cancelled result */
+    if (s->daemon) http_stop(s);       /* joins the connection threads */
+    s->stopped = true;
+}
+
+void kiln_server_free(kiln_server *s) {
+    if (!s) return;
+    kiln_server_shutdown(s, 0);
+    sched_free(s->sched);
+    metrics_free(s->metrics);
+    kiln_tokenizer_free(s->tok);
+    kiln_model_free(s->model);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->idle);
+    free(s);
+}

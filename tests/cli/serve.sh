@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# serve.sh — `kiln serve` end to end with the official openai npm client (tests/serve/serve.test.mjs):
+# two servers on free loopback ports (stories260K for exactness and load, tiny-qwen3 for chat, the queue
+# limit and disconnects), greedy ids compared with `kiln generate`, SIGTERM must drain and exit 0.
+# One engine thread each (--threads 1): these models are tiny, and the suite shares two cores.
+source "$(dirname "$0")/lib.bash"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+STORIES=$SHARED/models/stories260K QWEN=$SHARED/models/tiny-qwen3
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+[ -f "$ROOT/tests/serve/node_modules/openai/package.json" ] || { fail serve_client "tests/serve/node_modules missing: npm ci --prefix tests/serve"; exit 0; }
+for m in "$STORIES" "$QWEN"; do [ -f "$m/config.json" ] || { fail serve_fixtures "$m missing"; exit 0; }; done
+
+# start NAME MODEL FLAGS...: sets URL_NAME and PID_NAME once the server prints where it listens.
+start() {
+    local name=$1 model=$2; shift 2
+    "$KILN" serve --model "$model" --host 127.0.0.1 --port 0 "$@" 2>"$TMP/$name.log" &
+    local pid=$! url=
+    PIDS+=("$pid")
+    for _ in $(seq 1 600); do
+        url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$TMP/$name.log" | head -1)
+        [ -n "$url" ] || ! kill -0 "$pid" 2>/dev/null && break
+        sleep 0.1
+    done
+    printf -v "URL_$name" '%s' "$url"
+    printf -v "PID_$name" '%s' "$pid"
+}
+
+# Expected greedy continuations from the engine directly (kiln generate), for prompts of several lengths
+# (one spans two KV blocks so the prefix cache has something to share).
+MAX_TOKENS=12
+prompts=("1,403,407,261,378" "1,90,250,301" "1,403,407,261,378,143,400,275,208,264,276,129,122,263,289,121,261,260,114,298" "1,15")
+echo "[" >"$TMP/expected.json"
+sep=""
+for p in "${prompts[@]}"; do
+    out=$("$KILN" generate --model "$STORIES" --ids "$p" --max-new-tokens $MAX_TOKENS 2>"$TMP/gen.err") || { fail serve_expected "kiln generate: $(cat "$TMP/gen.err")"; exit 0; }
+    # kiln generate may print the prompt too: keep the last MAX_TOKENS ids.
+    ids=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(json.dumps(d['ids'][-$MAX_TOKENS:]))" "$out")
+    echo "$sep{\"prompt\":[$p],\"ids\":$ids}" >>"$TMP/expected.json"
+    sep=","
+done
+echo "]" >>"$TMP/expected.json"
+
+start STORIES "$STORIES" --threads 1 --api-key sekrit --max-body-kb 64 --max-batch 8 --max-queue 128
+start QWEN "$QWEN" --threads 1 --max-batch 2 --max-queue 2 --ctx 4096
+if [ -z "$URL_STORIES" ] || [ -z "$URL_QWEN" ]; then
+    fail serve_start "$(cat "$TMP/STORIES.log" "$TMP/QWEN.log")"
+    exit 0
+fi
+pass serve_start_port0
+
+STORIES_URL=$URL_STORIES STORIES_PID=$PID_STORIES QWEN_URL=$URL_QWEN EXPECTED=$TMP/expected.json MAX_TOKENS=$MAX_TOKENS \
+    timeout 120 node "$ROOT/tests/serve/serve.test.mjs"
+rc=$?
+[ $rc -eq 0 ] || [ $rc -eq 1 ] || fail serve_client_run "node exited $rc"
+
+# The stories server got SIGTERM at the end of the client run: it must exit 0 within the drain window.
+st=124
+for _ in $(seq 1 100); do kill -0 "$PID_STORIES" 2>/dev/null || { wait "$PID_STORIES"; st=$?; break; }; sleep 0.1; done
+check sigterm_exit_0 [ "$st" -eq 0 ]
+grep -q "draining" "$TMP/STORIES.log" || fail sigterm_message "$(tail -3 "$TMP/STORIES.log")"
+
+kill -INT "$PID_QWEN"
+st=124
+for _ in $(seq 1 100); do kill -0 "$PID_QWEN" 2>/dev/null || { wait "$PID_QWEN"; st=$?; break; }; sleep 0.1; done
+check sigint_exit_0 [ "$st" -eq 0 ]
+if [ "$st" -ne 0 ]; then tail -20 "$TMP/QWEN.log"; fi
+
+# Bad command lines fail cleanly.
+"$KILN" serve 2>"$TMP/e" >/dev/null; check serve_needs_model [ $? -eq 2 ]
+"$KILN" serve --model "$TMP/nope" --port 0 2>"$TMP/e" >/dev/null
+rc=$?; check serve_bad_model [ $rc -ne 0 ] && check serve_bad_model_message grep -q nope "$TMP/e"
