@@ -80,11 +80,11 @@ int32_t kiln_argmax(const float *logits, int n) {
     return best;
 }
 
-/* Index sort by logit; ascending puts lower ids first among ties (as a stable sort would). */
-static const float *sort_keys;
-static int cmp_idx_asc(const void *a, const void *b) {
+/* Index sort by logit; ascending puts lower ids first among ties (as a stable sort would). qsort_r
+ * (glibc) keeps the keys out of a global, so samplers on different threads do not race. */
+static int cmp_idx_asc(const void *a, const void *b, void *keys) {
     int i = *(const int *)a, j = *(const int *)b;
-    float x = sort_keys[i], y = sort_keys[j];
+    float x = ((const float *)keys)[i], y = ((const float *)keys)[j];
     if (x < y) return -1;
     if (x > y) return 1;
     return (i > j) - (i < j);
@@ -94,8 +94,7 @@ static int *sorted_ascending(const float *logits, int n) {
     int *idx = malloc((size_t)n * sizeof *idx);
     if (!idx) return NULL;
     for (int i = 0; i < n; i++) idx[i] = i;
-    sort_keys = logits; /* single-threaded use: the sampler runs on the caller's thread */
-    qsort(idx, (size_t)n, sizeof *idx, cmp_idx_asc);
+    qsort_r(idx, (size_t)n, sizeof *idx, cmp_idx_asc, (void *)logits);
     return idx;
 }
 
