@@ -122,6 +122,8 @@ static int drain_hold(kiln_gen_seq *g, bool final) {
     buf *h = &g->hold;
     if (h->n == 0) return 0;
     size_t keep = 0;
+    /* While --min-new-tokens suppresses stops, possible starts of a stop string are still held back,
+     * so that one which completes on or after the min-th token stops the sequence unprinted. */
     if (stops_active(g) && g->p.n_stop > 0) {
         size_t first = SIZE_MAX;
         for (int i = 0; i < g->p.n_stop; i++) {
@@ -136,17 +138,17 @@ static int drain_hold(kiln_gen_seq *g, bool final) {
             g->finish = KILN_FINISH_STOP;
             return rc;
         }
-        if (!final)
-            for (int i = 0; i < g->p.n_stop; i++) {
-                const char *s = g->p.stop[i];
-                size_t ls = s ? strlen(s) : 0;
-                for (size_t k = ls > 0 ? ls - 1 : 0; k > keep; k--)
-                    if (k <= h->n && memcmp(h->p + h->n - k, s, k) == 0) {
-                        keep = k;
-                        break;
-                    }
-            }
     }
+    if (!final)
+        for (int i = 0; i < g->p.n_stop; i++) {
+            const char *s = g->p.stop[i];
+            size_t ls = s ? strlen(s) : 0;
+            for (size_t k = ls > 0 ? ls - 1 : 0; k > keep; k--)
+                if (k <= h->n && memcmp(h->p + h->n - k, s, k) == 0) {
+                    keep = k;
+                    break;
+                }
+        }
     size_t out = h->n - keep;
     if (emit(g, h->p, out)) return -1;
     memmove(h->p, h->p + out, keep);
