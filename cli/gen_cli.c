@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "gen_cli.h"
 
@@ -113,54 +114,63 @@ void gen_cli_fit(gen_cli *g, int32_t **ids, size_t *n) {
                     "(use --max-input-tokens to truncate)", *n, max_new, ctx);
 }
 
-static void render_ids(gen_cli *g, json_t *messages, int32_t **ids, size_t *n) {
+static int render_ids(gen_cli *g, json_t *messages, int32_t **ids, size_t *n, kiln_err *err) {
     json_t *vars = json_object();
     json_object_set(vars, "messages", messages);
     json_object_set_new(vars, "add_generation_prompt", json_true());
     if (g->think) json_object_set_new(vars, "enable_thinking", json_boolean(!strcmp(g->think, "on")));
     char *vj = json_dumps(vars, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(vars);
-    kiln_err err = {0};
     size_t len;
-    char *text = vj ? kiln_chat_render(g->tok, vj, &len, &err) : NULL;
+    char *text = vj ? kiln_chat_render(g->tok, vj, &len, err) : NULL;
     free(vj);
-    if (!text) cli_fail(1, "chat template: %s", err.msg);
+    if (!text) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return kiln_err_set(err, "chat template: %s", why);
+    }
     /* the rendered text carries its own special tokens: add none on top (no double BOS) */
-    if (kiln_encode(g->tok, text, len, false, ids, n, &err)) cli_fail(1, "%s", err.msg);
+    int rc = kiln_encode(g->tok, text, len, false, ids, n, err);
     free(text);
+    return rc;
 }
 
-void gen_cli_messages(gen_cli *g, json_t *messages, int32_t **ids, size_t *n) {
+static const char *role_of(json_t *msgs, size_t i) {
+    const char *r = json_string_value(json_object_get(json_array_get(msgs, i), "role"));
+    return r ? r : "";
+}
+
+int gen_cli_messages(gen_cli *g, json_t *messages, int32_t **ids, size_t *n, kiln_err *err) {
     int ctx = context_of(g);
     size_t limit = (size_t)(ctx > g->params.max_new_tokens ? ctx - g->params.max_new_tokens : 0);
     if (g->max_input_tokens && (size_t)g->max_input_tokens < limit) limit = (size_t)g->max_input_tokens;
     json_t *msgs = json_deep_copy(messages);
-    int dropped = 0;
+    int dropped = 0, rc;
     for (;;) {
-        render_ids(g, msgs, ids, n);
+        if ((rc = render_ids(g, msgs, ids, n, err))) break;
         if (*n <= limit || !g->max_input_tokens) break;
         /* drop the oldest turn after the system prompt: a user message and the replies up to the next one */
-        size_t first = 0, count = json_array_size(msgs);
-        json_t *m0 = json_array_get(msgs, 0);
-        if (m0 && !strcmp(json_string_value(json_object_get(m0, "role")) ?: "", "system")) first = 1;
-        size_t users = 0;
-        for (size_t k = first; k < count; k++)
-            if (!strcmp(json_string_value(json_object_get(json_array_get(msgs, k), "role")) ?: "", "user")) users++;
+        size_t first = !strcmp(role_of(msgs, 0), "system") ? 1 : 0, count = json_array_size(msgs), users = 0;
+        for (size_t k = first; k < count; k++) users += !strcmp(role_of(msgs, k), "user");
         if (users <= 1) break; /* only the current question is left */
         do {
             json_array_remove(msgs, first);
             dropped++;
-        } while (first < json_array_size(msgs) &&
-                 strcmp(json_string_value(json_object_get(json_array_get(msgs, first), "role")) ?: "", "user"));
+        } while (first < json_array_size(msgs) && strcmp(role_of(msgs, first), "user"));
         free(*ids);
     }
     json_decref(msgs);
+    if (rc) return rc;
     if (dropped) fprintf(stderr, "kiln: dropped the %d oldest message(s) to fit %zu input tokens\n", dropped, limit);
-    if (*n > limit || *n + (size_t)g->params.max_new_tokens > (size_t)ctx)
-        cli_fail(2, "prompt (%zu tokens) + --max-new-tokens %d exceeds %s of %zu tokens%s", *n,
-                 g->params.max_new_tokens, g->max_input_tokens ? "the input limit" : "the model's context",
-                 g->max_input_tokens ? limit : (size_t)ctx,
-                 g->max_input_tokens ? "" : " (use --max-input-tokens to drop old turns)");
+    if (*n > limit || *n + (size_t)g->params.max_new_tokens > (size_t)ctx) {
+        free(*ids);
+        *ids = NULL;
+        return kiln_err_set(err, "prompt (%zu tokens) + --max-new-tokens %d exceeds %s of %zu tokens%s", *n,
+                            g->params.max_new_tokens, g->max_input_tokens ? "the input limit" : "the model's context",
+                            g->max_input_tokens ? limit : (size_t)ctx,
+                            g->max_input_tokens ? "" : " (use --max-input-tokens to drop old turns)");
+    }
+    return 0;
 }
 
 void gen_cli_prompt(gen_cli *g, const char *text, size_t len, const char *system, int32_t **ids, size_t *n) {
@@ -175,8 +185,25 @@ void gen_cli_prompt(gen_cli *g, const char *text, size_t len, const char *system
     json_t *msgs = json_array();
     if (system) json_array_append_new(msgs, json_pack("{s:s,s:s}", "role", "system", "content", system));
     json_array_append_new(msgs, json_pack("{s:s,s:s%}", "role", "user", "content", text, len));
-    gen_cli_messages(g, msgs, ids, n);
+    int rc = gen_cli_messages(g, msgs, ids, n, &err);
     json_decref(msgs);
+    if (rc) cli_fail(1, "%s", err.msg);
+}
+
+int gen_cli_stream(void *user, int index, const kiln_gen_step *st) {
+    (void)index;
+    gen_cli *g = user;
+    if (!st->text_len) return 0;
+    if (st->thinking) {
+        if (!g->show_thinking) return 0;
+        bool tty = isatty(STDERR_FILENO);
+        fprintf(stderr, "%s%.*s%s", tty ? "\033[2m" : "", (int)st->text_len, st->text, tty ? "\033[0m" : "");
+        fflush(stderr);
+    } else {
+        fwrite(st->text, 1, st->text_len, stdout);
+        fflush(stdout);
+    }
+    return 0;
 }
 
 void gen_cli_print_json(const kiln_gen_output *o) {

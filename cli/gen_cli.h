@@ -33,10 +33,14 @@ void gen_cli_close(gen_cli *g);
 /* Prompt ids for one user text: through the chat template unless --raw / no template. Exits on error. */
 void gen_cli_prompt(gen_cli *g, const char *text, size_t len, const char *system, int32_t **ids, size_t *n);
 /* Renders a whole conversation (JSON array of messages) with the generation prompt; when
- * --max-input-tokens is set drops the oldest turns (the system prompt stays) until it fits. */
-void gen_cli_messages(gen_cli *g, json_t *messages, int32_t **ids, size_t *n);
+ * --max-input-tokens is set drops the oldest turns (the system prompt stays) until it fits. Returns -1
+ * with a message (template error, too long) rather than exiting: the chat REPL goes on. */
+int gen_cli_messages(gen_cli *g, json_t *messages, int32_t **ids, size_t *n, kiln_err *err);
 /* Left-truncates raw ids to --max-input-tokens and checks prompt + max new tokens against the context. */
 void gen_cli_fit(gen_cli *g, int32_t **ids, size_t *n);
+/* Streams a step: content on stdout, thinking on stderr (dimmed on a TTY) unless --thinking hide.
+ * user is the gen_cli. A kiln_gen_callback. */
+int gen_cli_stream(void *user, int index, const kiln_gen_step *st);
 void gen_cli_print_json(const kiln_gen_output *o);
 void gen_cli_print_stats(const kiln_gen_output *o);
 

@@ -34,23 +34,6 @@ static char *read_stream(FILE *f, size_t *len) {
     return s;
 }
 
-/* streaming: content on stdout, thinking on stderr (dimmed on a TTY) unless hidden */
-static int on_token(void *user, int index, const kiln_gen_step *st) {
-    (void)index;
-    gen_cli *g = user;
-    if (!st->text_len) return 0;
-    if (st->thinking) {
-        if (!g->show_thinking) return 0;
-        bool tty = isatty(STDERR_FILENO);
-        fprintf(stderr, "%s%.*s%s", tty ? "\033[2m" : "", (int)st->text_len, st->text, tty ? "\033[0m" : "");
-        fflush(stderr);
-    } else {
-        fwrite(st->text, 1, st->text_len, stdout);
-        fflush(stdout);
-    }
-    return 0;
-}
-
 static void run_batch(gen_cli *g, const char *path) {
     size_t len;
     FILE *f = fopen(path, "rb");
@@ -150,7 +133,7 @@ int cmd_run(int argc, char **argv) {
     }
     kiln_gen_output out;
     const int32_t *pp = ids;
-    if (kiln_generate(g.model, g.tok, &g.params, 1, &pp, &n_ids, g.json ? NULL : on_token, &g, &out, &err))
+    if (kiln_generate(g.model, g.tok, &g.params, 1, &pp, &n_ids, g.json ? NULL : gen_cli_stream, &g, &out, &err))
         cli_fail(1, "%s", err.msg);
     if (g.json) gen_cli_print_json(&out);
     else {
