@@ -52,19 +52,19 @@ fi
 pass serve_start_port0
 
 STORIES_URL=$URL_STORIES STORIES_PID=$PID_STORIES QWEN_URL=$URL_QWEN EXPECTED=$TMP/expected.json MAX_TOKENS=$MAX_TOKENS \
-    timeout 120 node "$ROOT/tests/serve/serve.test.mjs"
+    timeout 600 node "$ROOT/tests/serve/serve.test.mjs"
 rc=$?
 [ $rc -eq 0 ] || [ $rc -eq 1 ] || fail serve_client_run "node exited $rc"
 
 # The stories server got SIGTERM at the end of the client run: it must exit 0 within the drain window.
 st=124
-for _ in $(seq 1 100); do kill -0 "$PID_STORIES" 2>/dev/null || { wait "$PID_STORIES"; st=$?; break; }; sleep 0.1; done
+for _ in $(seq 1 600); do kill -0 "$PID_STORIES" 2>/dev/null || { wait "$PID_STORIES"; st=$?; break; }; sleep 0.1; done
 check sigterm_exit_0 [ "$st" -eq 0 ]
 grep -q "draining" "$TMP/STORIES.log" || fail sigterm_message "$(tail -3 "$TMP/STORIES.log")"
 
 kill -INT "$PID_QWEN"
 st=124
-for _ in $(seq 1 100); do kill -0 "$PID_QWEN" 2>/dev/null || { wait "$PID_QWEN"; st=$?; break; }; sleep 0.1; done
+for _ in $(seq 1 600); do kill -0 "$PID_QWEN" 2>/dev/null || { wait "$PID_QWEN"; st=$?; break; }; sleep 0.1; done
 check sigint_exit_0 [ "$st" -eq 0 ]
 if [ "$st" -ne 0 ]; then tail -20 "$TMP/QWEN.log"; fi
 
