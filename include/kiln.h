@@ -238,7 +238,8 @@ typedef struct kiln_gen_params {
     int n_stop;
     int32_t eos_ids[KILN_GEN_MAX_EOS]; /* generation ends (finish "eos") on any of these */
     int n_eos;
-    int32_t think_end_id; /* "</think>" id for the thinking split; -1: the tokenizer's "</think>" if any */
+    int32_t think_end_id; /* "</think>" id for the thinking split; -1: the tokenizer's "</think>" if any;
+                           * any other negative value: no split (think tags stay ordinary text) */
 } kiln_gen_params;
 
 /* transformers' GenerationConfig defaults (greedy, 20 new tokens, no EOS ids, no stop strings). */

@@ -4,6 +4,8 @@
 //   STORIES_URL, STORIES_PID  server on stories260K, started with --api-key sekrit --max-body-kb 64
 //   QWEN_URL                  server on tiny-qwen3, started with --max-batch 2 --max-queue 2
 //   EXPECTED                  JSON file: [{prompt:[ids], ids:[greedy ids from kiln generate]}]
+//   RUN_CHAT, RUN_TEXT        `kiln run --greedy --json` output: "Hello there!" on tiny-qwen3 (24 tokens),
+//                             "Once upon a time" on stories260K (40 tokens)
 //   MAX_TOKENS                tokens asked in the greedy comparisons
 import OpenAI from 'openai';
 import { readFileSync } from 'node:fs';
@@ -124,6 +126,25 @@ await step('64_concurrent_clients', async () => {
   const rs = await Promise.allSettled(jobs.map((e) => greedy(e.prompt)));
   const bad = rs.map((r, i) => r.status === 'fulfilled' && same(r.value.choices[0].token_ids, jobs[i].ids) ? null : `#${i}:${r.reason?.status ?? 'wrong'}`).filter(Boolean);
   check('64_concurrent_clients', bad.length === 0, bad.slice(0, 5).join(','));
+});
+
+await step('greedy_equals_kiln_run', async () => {
+  // Same generation code as `kiln run --greedy` (kiln_gen_seq): same ids and text, alone or batched.
+  const chat = JSON.parse(readFileSync(process.env.RUN_CHAT, 'utf8')), text = JSON.parse(readFileSync(process.env.RUN_TEXT, 'utf8'));
+  const askChat = () => qwen.chat.completions.create({ model: 'q', messages: [{ role: 'user', content: 'Hello there!' }],
+    max_tokens: 24, temperature: 0, return_token_ids: true });
+  const askText = () => stories.completions.create({ model: 's', prompt: 'Once upon a time', max_tokens: 40, temperature: 0, return_token_ids: true });
+  const rs = await Promise.all([askChat(), askText(), askChat(), askText(), askText()]);
+  const bad = [];
+  for (const r of rs) {
+    const c = r.choices[0], want = r.object === 'chat.completion' ? chat : text;
+    const got = r.object === 'chat.completion' ? c.message.content : c.text;
+    if (!same(c.token_ids, want.ids)) bad.push(`${r.object} ids ${c.token_ids} want ${want.ids}`);
+    if (got !== want.text) bad.push(`${r.object} text ${JSON.stringify(got)} want ${JSON.stringify(want.text)}`);
+    if (r.object === 'chat.completion' && (c.message.reasoning_content ?? '') !== want.thinking) bad.push(`thinking ${c.message.reasoning_content}`);
+    if (c.finish_reason !== want.finish_reason.replace('eos', 'stop')) bad.push(`finish ${c.finish_reason} want ${want.finish_reason}`);
+  }
+  check('greedy_equals_kiln_run', bad.length === 0, bad.join('; '));
 });
 
 // ---- errors ----
