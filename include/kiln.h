@@ -347,11 +347,12 @@ typedef struct kiln_server_opts {
     int max_batch;            /* sequences decoded together (default 8) */
     int kv_cache_mb;          /* 0: enough for max_batch full contexts */
     int n_ctx;                /* 0: the engine's default */
-    int max_queue;            /* requests waiting for admission before 429 (default 64) */
+    int max_queue;            /* requests waiting for admission before 429 (default 64; 0: no limit) */
     int max_body_kb;          /* request body limit (default 1024) */
     int max_connections;      /* concurrent HTTP connections (default 256) */
     double request_timeout_s; /* wall-clock limit per request (default 600) */
     int threads;              /* engine threads (0: default) */
+    int dtype;                /* weights: -1 keeps the checkpoint's type (default); else a kiln_dtype */
 } kiln_server_opts;
 void kiln_server_opts_default(kiln_server_opts *o);
 

@@ -359,6 +359,47 @@ TEST(tool_calls_stream_as_tool_calls) {
     kiln_tokenizer_free(f.tok);
 }
 
+/* --max-queue 0 means no queue limit: 100 requests submitted at once to one batch slot all wait and
+ * all finish (none turned away), each with its max_tokens. */
+TEST(unlimited_queue_takes_everything) {
+    fixture f;
+    REQUIRE(fixture_open(&f, "stories260K"), "fixture");
+    kiln_err err = {{0}};
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    mo.quiet = true;
+    mo.threads = 1;
+    kiln_model *m = kiln_model_open(model_path("stories260K"), &mo, &err);
+    REQUIRE(m, "%s", err.msg);
+    serve_metrics *met = metrics_new();
+    serve_sched_opts so = {.max_batch = 1, .max_queue = 0, .n_ctx = 64, .prefill_chunk = 64};
+    serve_sched *s = sched_new(m, f.tok, met, &so, &err);
+    REQUIRE(s, "%s", err.msg);
+    enum { N = 100 };
+    serve_req *rs[N];
+    int refused = 0;
+    for (int i = 0; i < N; i++) {
+        rs[i] = request(&f, REQ_COMPLETION, "{\"prompt\":[1,403,407],\"max_tokens\":3,\"ignore_eos\":true}");
+        REQUIRE(rs[i], "parse");
+        rs[i]->timeout_s = 600;
+        refused += sched_submit(s, rs[i]) != 0;
+    }
+    CHECK(refused == 0, "%d of %d refused", refused, N);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_mutex_lock(&rs[i]->mu);
+        while (!rs[i]->done) pthread_cond_wait(&rs[i]->cv, &rs[i]->mu);
+        ok += rs[i]->finish == FIN_LENGTH && rs[i]->n_gen == 3;
+        pthread_mutex_unlock(&rs[i]->mu);
+    }
+    CHECK(ok == N, "%d of %d finished with 3 tokens", ok, N);
+    sched_free(s);
+    for (int i = 0; i < N; i++) serve_req_unref(rs[i]);
+    metrics_free(met);
+    kiln_model_free(m);
+    kiln_tokenizer_free(f.tok);
+}
+
 int main(void) {
     RUN(metrics_histograms_are_cumulative);
     RUN(error_bodies_follow_openai);
@@ -367,5 +408,6 @@ int main(void) {
     RUN(output_stop_strings_and_thinking);
     RUN(sampling_is_seeded_and_respects_top_k);
     RUN(tool_calls_stream_as_tool_calls);
+    RUN(unlimited_queue_takes_everything);
     return check_done();
 }

@@ -40,7 +40,7 @@ struct serve_sched {
     pthread_mutex_t mu; /* guards the queue and the flags below */
     pthread_cond_t cv;
     serve_req **queue;
-    int n_queue;
+    int n_queue, cap_queue; /* cap grows when max_queue is 0 (no limit) */
     bool stop;
     double step_s; /* recent time per engine step, for Retry-After */
 
@@ -342,7 +342,8 @@ serve_sched *sched_new(kiln_model *model, const kiln_tokenizer *tok, serve_metri
     s->vocab = cfg->vocab_size;
     s->total_blocks = kiln_ctx_total_blocks(s->ctx);
     s->pc = prefix_cache_new(s->o.max_batch);
-    s->queue = calloc((size_t)(s->o.max_queue > 0 ? s->o.max_queue : 1), sizeof *s->queue);
+    s->cap_queue = s->o.max_queue > 0 ? s->o.max_queue : 64;
+    s->queue = calloc((size_t)s->cap_queue, sizeof *s->queue);
     s->run = calloc((size_t)s->o.max_batch, sizeof *s->run);
     s->logits = malloc((size_t)s->o.max_batch * (size_t)s->vocab * sizeof *s->logits);
     s->b_seq = malloc((size_t)s->o.max_batch * sizeof *s->b_seq);
@@ -365,9 +366,18 @@ fail:
 
 int sched_submit(serve_sched *s, serve_req *r) {
     pthread_mutex_lock(&s->mu);
-    if (s->stop || s->n_queue >= s->o.max_queue) {
+    if (s->stop || (s->o.max_queue > 0 && s->n_queue >= s->o.max_queue)) {
         pthread_mutex_unlock(&s->mu);
         return -1;
+    }
+    if (s->n_queue == s->cap_queue) { /* no queue limit: grow (HTTP's connection limit still bounds it) */
+        serve_req **q = realloc(s->queue, (size_t)s->cap_queue * 2 * sizeof *q);
+        if (!q) {
+            pthread_mutex_unlock(&s->mu);
+            return -1;
+        }
+        s->queue = q;
+        s->cap_queue *= 2;
     }
     pthread_mutex_lock(&r->mu);
     r->refs++;

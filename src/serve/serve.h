@@ -146,7 +146,7 @@ const int32_t *output_ids(const req_output *o, size_t *n);
 typedef struct serve_sched serve_sched;
 typedef struct serve_sched_opts {
     int max_batch;    /* sequences decoded together */
-    int max_queue;    /* requests waiting for admission before 429 */
+    int max_queue;    /* requests waiting for admission before 429; 0: no limit */
     int kv_cache_mb;  /* 0: the engine's default (every slot can hold a full context) */
     int n_ctx;        /* 0: the engine's default */
     int prefill_chunk;/* prompt tokens per step across all prefills */

@@ -71,7 +71,8 @@ void kiln_server_opts_default(kiln_server_opts *o) {
                             .max_queue = 64,
                             .max_body_kb = 1024,
                             .max_connections = 256,
-                            .request_timeout_s = 600};
+                            .request_timeout_s = 600,
+                            .dtype = -1};
 }
 
 /* Thinking models: the chat template knows about <think> blocks (Qwen3, DeepSeek-R1 distills). */
@@ -105,6 +106,7 @@ kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
     kiln_model_opts_default(&mo);
     mo.quiet = true;
     mo.threads = o->threads;
+    mo.dtype = o->dtype;
     if (!(s->model = kiln_model_open(o->model_dir, &mo, err))) goto fail;
     if (!(s->tok = kiln_tokenizer_open(o->model_dir, err))) goto fail;
     if (!(s->metrics = metrics_new())) {
