@@ -9,7 +9,7 @@
 #
 # Load: `kiln bench serve` (streamed /v1/completions, --prompt-tokens random ids, exactly --gen-tokens new
 # tokens each with ignore_eos). Per format and round: kiln serve at 1 stream (2 requests) and at 8 streams
-# (8 requests), then llama-server at 8 streams (8 requests), each server started fresh with $THREADS
+# (8 requests), then the same two loads against llama-server --parallel 8, each server started fresh with $THREADS
 # threads; rounds interleave the engines so both see the same background noise; medians are reported.
 # Figures: "out tok/s" = generated tokens / wall time of the whole level (prefill included), "decode tok/s"
 # = streams / median time-per-output-token (the decode rate the streams saw together).
@@ -49,21 +49,22 @@ wait_health() { # url -> 0 once /health answers 200
     done
     return 1
 }
-start_kiln() { # fmt -> URL
+# start_kiln / start_llama FMT: set URL and SERVER_PID (not in a subshell: the caller needs the pid).
+start_kiln() {
     local port; port=$(free_port)
     ./build/kiln serve --model "$MODEL" --dtype "$(kiln_dtype "$1")" --threads "$THREADS" --max-batch "$STREAMS" \
-        --ctx $((2 * (PROMPT + GEN) + 64)) --port "$port" 2>"$work/server.log" &
+        --ctx $((2 * (PROMPT + GEN) + 64)) --port "$port" >"$work/server.log" 2>&1 &
     SERVER_PID=$!
-    wait_health "http://127.0.0.1:$port" || { cat "$work/server.log" >&2; exit 1; }
-    echo "http://127.0.0.1:$port"
+    URL="http://127.0.0.1:$port"
+    wait_health "$URL" || { cat "$work/server.log" >&2; exit 1; }
 }
-start_llama() { # fmt -> URL
+start_llama() {
     local port; port=$(free_port)
     "$LLAMA_BIN/llama-server" -m "$MODEL-$1.gguf" -t "$THREADS" -tb "$THREADS" --parallel "$STREAMS" \
         -c $((STREAMS * (PROMPT + GEN + 64))) --host 127.0.0.1 --port "$port" >"$work/server.log" 2>&1 &
     SERVER_PID=$!
-    wait_health "http://127.0.0.1:$port" || { tail -20 "$work/server.log" >&2; exit 1; }
-    echo "http://127.0.0.1:$port"
+    URL="http://127.0.0.1:$port"
+    wait_health "$URL" || { tail -20 "$work/server.log" >&2; exit 1; }
 }
 load() { # url concurrency requests -> "out_tok_s decode_tok_s errors"
     ./build/kiln bench serve --url "$1" --concurrency "$2" --requests "$3" --prompt-tokens "$PROMPT" \
@@ -78,14 +79,15 @@ printf "%-5s %-6s %-22s %12s %14s %7s\n" round format engine "out tok/s" "decode
 : >"$work/rows"
 for round in $(seq 1 "$ROUNDS"); do
     for f in $FORMATS; do
-        url=$(start_kiln "$f")
-        k1=$(load "$url" 1 2)
-        k8=$(load "$url" "$STREAMS" "$STREAMS")
+        start_kiln "$f"
+        k1=$(load "$URL" 1 2)
+        k8=$(load "$URL" "$STREAMS" "$STREAMS")
         stop_server
-        url=$(start_llama "$f")
-        l8=$(load "$url" "$STREAMS" "$STREAMS")
+        start_llama "$f"
+        l1=$(load "$URL" 1 2)
+        l8=$(load "$URL" "$STREAMS" "$STREAMS")
         stop_server
-        for row in "kiln-1:$k1" "kiln-$STREAMS:$k8" "llama.cpp-$STREAMS:$l8"; do
+        for row in "kiln-1:$k1" "kiln-$STREAMS:$k8" "llama.cpp-1:$l1" "llama.cpp-$STREAMS:$l8"; do
             set -- ${row#*:}
             printf "%-5s %-6s %-22s %12s %14s %7s\n" "$round" "$f" "${row%%:*}" "$1" "$2" "$3"
             echo "$f ${row%%:*} $1 $2 $3" >>"$work/rows"
@@ -104,8 +106,10 @@ med = lambda f, e, i: st.median(float(r[i]) for r in rows if r[0] == f and r[1] 
 for f in fmts:
     k1o, k1d = med(f, "kiln-1", 2), med(f, "kiln-1", 3)
     k8o, k8d = med(f, f"kiln-{n}", 2), med(f, f"kiln-{n}", 3)
+    l1o, l1d = med(f, "llama.cpp-1", 2), med(f, "llama.cpp-1", 3)
     l8o, l8d = med(f, f"llama.cpp-{n}", 2), med(f, f"llama.cpp-{n}", 3)
     print(f"{f}: kiln 1 stream {k1o:.1f} out / {k1d:.1f} decode tok/s; kiln {n} streams {k8o:.1f} / {k8d:.1f} "
-          f"(x{k8o / k1o:.2f} / x{k8d / k1d:.2f} of 1 stream); llama-server --parallel {n} {l8o:.1f} / {l8d:.1f} "
+          f"(x{k8o / k1o:.2f} / x{k8d / k1d:.2f} of 1 stream); llama-server 1 stream {l1o:.1f} / {l1d:.1f}, "
+          f"--parallel {n} {l8o:.1f} / {l8d:.1f} "
           f"(kiln/llama.cpp x{k8o / l8o:.2f} / x{k8d / l8d:.2f})")
 EOF
