@@ -10,10 +10,15 @@
 static void usage(void) {
     printf("usage: kiln serve --model DIR [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--max-batch N]\n"
            "                  [--kv-cache-mb M] [--ctx N] [--max-queue Q] [--max-body-kb B] [--max-connections C]\n"
-           "                  [--timeout S] [--drain S] [--threads T] [--served-model-name NAME]\n\n"
+           "                  [--timeout S] [--drain S] [--threads T] [--dtype f32|f16|bf16|q8_0|q4_0]\n"
+           "                  [--served-model-name NAME]\n\n"
            "OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,\n"
            "GET /health, GET /metrics (Prometheus). --port 0 picks a free port. --timeout limits each request\n"
-           "(seconds, default 600); on SIGTERM/SIGINT in-flight requests get --drain seconds (default 30).\n");
+           "(seconds, default 600); on SIGTERM/SIGINT in-flight requests get --drain seconds (default 30).\n\n"
+           "Capacity: --max-batch sequences decode together (default 8); further requests wait in a queue of\n"
+           "--max-queue (default 64; 0 = no limit, bounded only by --max-connections, default 256) and are\n"
+           "answered 429 with Retry-After when it is full. --kv-cache-mb sizes the paged KV cache (default:\n"
+           "every batch slot can hold a full --ctx context).\n");
 }
 
 int cmd_serve(int argc, char **argv) {
@@ -43,6 +48,11 @@ int cmd_serve(int argc, char **argv) {
         else if (cli_opt(argc, argv, &i, "--drain", &v)) drain = cli_double("--drain", v, 0, 3600);
         else if (cli_opt(argc, argv, &i, "--threads", &v)) o.threads = (int)cli_long("--threads", v, 0, 1024);
         else if (cli_opt(argc, argv, &i, "--served-model-name", &v)) o.model_name = v;
+        else if (cli_opt(argc, argv, &i, "--dtype", &v)) {
+            kiln_dtype dt;
+            if (kiln_dtype_parse(v, &dt)) cli_fail(2, "--dtype: unknown type '%s'", v);
+            o.dtype = (int)dt;
+        }
         else cli_fail(2, "unknown flag '%s' (kiln serve --help)", argv[i]);
     }
     if (!model) cli_fail(2, "--model DIR is required");

@@ -240,7 +240,8 @@ typedef struct kiln_gen_params {
     int n_stop;
     int32_t eos_ids[KILN_GEN_MAX_EOS]; /* generation ends (finish "eos") on any of these */
     int n_eos;
-    int32_t think_end_id; /* "</think>" id for the thinking split; -1: the tokenizer's "</think>" if any */
+    int32_t think_end_id; /* "</think>" id for the thinking split; -1: the tokenizer's "</think>" if any;
+                           * any other negative value: no split (think tags stay ordinary text) */
 } kiln_gen_params;
 
 /* transformers' GenerationConfig defaults (greedy, 20 new tokens, no EOS ids, no stop strings). */
@@ -348,11 +349,12 @@ typedef struct kiln_server_opts {
     int max_batch;            /* sequences decoded together (default 8) */
     int kv_cache_mb;          /* 0: enough for max_batch full contexts */
     int n_ctx;                /* 0: the engine's default */
-    int max_queue;            /* requests waiting for admission before 429 (default 64) */
+    int max_queue;            /* requests waiting for admission before 429 (default 64; 0: no limit) */
     int max_body_kb;          /* request body limit (default 1024) */
     int max_connections;      /* concurrent HTTP connections (default 256) */
     double request_timeout_s; /* wall-clock limit per request (default 600) */
     int threads;              /* engine threads (0: default) */
+    int dtype;                /* weights: -1 keeps the checkpoint's type (default); else a kiln_dtype */
 } kiln_server_opts;
 void kiln_server_opts_default(kiln_server_opts *o);
 

@@ -1,5 +1,6 @@
 /* test_serve.c — the server's pieces without HTTP: metrics text, error bodies, the prefix cache over a
- * real paged KV cache, and request output (stop strings, <think> split, sampling) with real tokenizers.
+ * real paged KV cache, and request output (stop strings, <think> split, sampling, tool calls) with real
+ * tokenizers.
  * The HTTP end-to-end tests live in tests/cli/serve.sh. */
 #include <jansson.h>
 #include <math.h>
@@ -130,124 +131,283 @@ TEST(prefix_cache_fork_matches_fresh_prefill) {
     kiln_model_free(m);
 }
 
-/* Feeds the ids of `text` one at a time into a request's output. */
-static serve_finish feed(req_output *o, serve_req *r, const kiln_tokenizer *t, const char *text) {
+/* A request as the HTTP side builds it: openai_parse over a JSON body, against a model's tokenizer
+ * (tiny-qwen3: a chat template with thinking and tools) and its generation_config.json defaults. */
+typedef struct fixture {
+    kiln_tokenizer *tok;
+    serve_model_info mi;
+} fixture;
+
+static bool fixture_open(fixture *f, const char *model) {
+    kiln_err err = {{0}};
+    memset(f, 0, sizeof *f);
+    f->tok = kiln_tokenizer_open(model_path(model), &err);
+    if (!f->tok) return fprintf(stderr, "%s\n", err.msg), false;
+    f->mi = (serve_model_info){.name = model, .tok = f->tok, .n_ctx = 4096, .thinking = true};
+    kiln_gen_params_default(&f->mi.defaults);
+    f->mi.defaults.top_k = 0;
+    f->mi.defaults.max_new_tokens = 0;
+    if (kiln_gen_params_load(&f->mi.defaults, model_path(model), &err)) return fprintf(stderr, "%s\n", err.msg), false;
+    return true;
+}
+
+static serve_req *request(fixture *f, serve_kind kind, const char *body) {
+    serve_req *r = serve_req_new();
+    char msg[256], param[64];
+    snprintf(r->id, sizeof r->id, "chatcmpl-test");
+    if (openai_parse(&f->mi, kind, body, strlen(body), r, msg, sizeof msg, param, sizeof param)) {
+        fprintf(stderr, "parse: %s\n", msg);
+        serve_req_unref(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Forces the ids of `text` (then `tail` ids, e.g. EOS) through a request's output, one at a time, as the
+ * scheduler would; after each token, the SSE chunk a streaming client would get is appended to sse. */
+static serve_finish feed(fixture *f, req_output *o, serve_req *r, const char *text, const int32_t *tail, int n_tail,
+                         sbuf *sse) {
     int32_t *ids;
     size_t n;
     kiln_err err;
-    if (kiln_encode(t, text, strlen(text), false, &ids, &n, &err)) return FIN_ERROR;
-    serve_finish f = FIN_NONE;
-    for (size_t i = 0; i < n && f == FIN_NONE; i++) f = output_push(o, r, ids[i], NULL);
+    if (kiln_encode(f->tok, text, strlen(text), false, &ids, &n, &err)) return FIN_ERROR;
+    serve_cursor cur = {0};
+    serve_finish fin = FIN_NONE;
+    for (size_t i = 0; i < n + (size_t)n_tail && fin == FIN_NONE; i++) {
+        kiln_gen_step st;
+        if (output_force(o, i < n ? ids[i] : tail[i - n], &st)) break;
+        fin = output_push(o, r, &st, NULL);
+        if (fin != FIN_NONE) r->done = true, r->finish = fin;
+        char *c = sse ? openai_stream_chunk(&f->mi, r, &cur) : NULL;
+        if (c) sbuf_puts(sse, c);
+        free(c);
+    }
     free(ids);
-    return f;
+    return fin;
+}
+
+static req_output *output(fixture *f, serve_req *r) {
+    kiln_err err = {{0}};
+    req_output *o = output_new(r, f->tok, (int)kiln_tokenizer_vocab_size(f->tok), &err);
+    if (!o) fprintf(stderr, "%s\n", err.msg);
+    return o;
 }
 
 TEST(output_stop_strings_and_thinking) {
-    kiln_err err = {{0}};
-    kiln_tokenizer *t = kiln_tokenizer_open(model_path("tiny-qwen3"), &err);
-    REQUIRE(t, "%s", err.msg);
-    int32_t eos = kiln_token_id(t, "<|im_end|>");
+    fixture f;
+    REQUIRE(fixture_open(&f, "tiny-qwen3"), "fixture");
+    int32_t eos = kiln_token_id(f.tok, "<|im_end|>");
 
-    serve_req *r = serve_req_new();
-    r->max_tokens = 1000;
-    r->split_thinking = true;
-    req_output *o = output_new(r, t, &eos, 1);
-    CHECK(feed(o, r, t, "<think>\nLet me see.\n</think>\n\nThe answer is 4.") == FIN_NONE, "finished early");
-    CHECK(output_push(o, r, eos, NULL) == FIN_STOP, "eos");
-    output_flush(o, r);
-    CHECK(r->reasoning.p && !strcmp(r->reasoning.p, "\nLet me see.\n"), "reasoning '%s'", r->reasoning.p);
+    serve_req *r = request(&f, REQ_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"2+2?\"}]}");
+    REQUIRE(r && r->split_thinking && r->gen.do_sample && r->gen.top_k == 20, "generation_config defaults");
+    req_output *o = output(&f, r);
+    CHECK(feed(&f, o, r, "<think>\nLet me see.\n</think>\n\nThe answer is 4.", &eos, 1, NULL) == FIN_STOP, "eos");
+    CHECK(r->reasoning.p && !strcmp(r->reasoning.p, "Let me see."), "reasoning '%s'", r->reasoning.p);
     CHECK(r->content.p && !strcmp(r->content.p, "The answer is 4."), "content '%s'", r->content.p);
     output_free(o);
     serve_req_unref(r);
 
-    r = serve_req_new();
-    r->max_tokens = 1000;
-    r->n_stop = 1;
-    r->stop = malloc(sizeof *r->stop);
-    r->stop[0] = strdup("END");
-    o = output_new(r, t, &eos, 1);
-    CHECK(feed(o, r, t, "one two ENDthree") == FIN_STOP, "stop string not seen");
-    output_flush(o, r);
-    CHECK(r->content.p && !strcmp(r->content.p, "one two "), "content '%s'", r->content.p);
+    /* Without the split (completions), the tags are ordinary text. */
+    r = request(&f, REQ_COMPLETION, "{\"prompt\":\"x\",\"stop\":\"END\",\"temperature\":0}");
+    REQUIRE(r && !r->gen.do_sample && r->gen.n_stop == 1, "parse");
+    o = output(&f, r);
+    CHECK(feed(&f, o, r, "<think>one</think> two ENDthree", NULL, 0, NULL) == FIN_STOP, "stop string not seen");
+    CHECK(r->content.p && !strcmp(r->content.p, "<think>one</think> two "), "content '%s'", r->content.p);
     output_free(o);
     serve_req_unref(r);
 
-    r = serve_req_new();
-    r->max_tokens = 3;
-    o = output_new(r, t, &eos, 1);
-    CHECK(feed(o, r, t, "a b c d e f") == FIN_LENGTH && r->n_gen == 3, "max_tokens: n_gen %d", r->n_gen);
+    r = request(&f, REQ_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":3,\"ignore_eos\":true}");
+    REQUIRE(r && r->gen.n_eos == 0 && r->gen.max_new_tokens == 3, "parse");
+    o = output(&f, r);
+    CHECK(feed(&f, o, r, "a b c d e f", NULL, 0, NULL) == FIN_LENGTH && r->n_gen == 3, "max_tokens: n_gen %d", r->n_gen);
     output_free(o);
     serve_req_unref(r);
-    kiln_tokenizer_free(t);
+    kiln_tokenizer_free(f.tok);
 }
 
 TEST(sampling_is_seeded_and_respects_top_k) {
     enum { V = 50 };
-    float logits[V];
+    float logits[V], work[V];
     for (int i = 0; i < V; i++) logits[i] = (float)(i % 7);
-    kiln_err err = {{0}};
-    kiln_tokenizer *t = kiln_tokenizer_open(model_path("stories260K"), &err);
-    REQUIRE(t, "%s", err.msg);
+    fixture f;
+    REQUIRE(fixture_open(&f, "stories260K"), "fixture");
     int32_t draws[2][32];
     for (int pass = 0; pass < 2; pass++) {
-        serve_req *r = serve_req_new();
-        r->max_tokens = 100;
-        r->temperature = 1.0f;
-        r->top_p = 1.0f;
-        r->top_k = 3;
-        r->has_seed = true;
-        r->seed = 42;
-        req_output *o = output_new(r, t, NULL, 0);
+        serve_req *r = request(&f, REQ_COMPLETION, "{\"prompt\":\"a\",\"temperature\":1,\"top_p\":1,\"top_k\":3,\"seed\":42}");
+        REQUIRE(r, "parse");
+        kiln_err err = {{0}};
+        req_output *o = output_new(r, f.tok, V, &err);
+        REQUIRE(o, "%s", err.msg);
         for (int i = 0; i < 32; i++) {
-            draws[pass][i] = output_sample(o, logits, V, NULL);
-            /* top-3 of logits i%7: the three ids with value 6 (6, 13, 20, ... : only the first three count). */
-            CHECK(draws[pass][i] == 6 || draws[pass][i] == 13 || draws[pass][i] == 20, "id %d outside top-3",
-                  draws[pass][i]);
+            kiln_gen_step st;
+            memcpy(work, logits, sizeof work);
+            CHECK(output_sample(o, r, work, &st, NULL) == 0, "sample");
+            draws[pass][i] = st.token;
+            /* top-3 of i % 7 keeps every id tied at the threshold (value 6), as transformers does. */
+            CHECK(st.token % 7 == 6, "id %d outside the top-k", st.token);
         }
         output_free(o);
         serve_req_unref(r);
     }
     CHECK(!memcmp(draws[0], draws[1], sizeof draws[0]), "same seed, different draws");
-    serve_req *r = serve_req_new();
-    r->temperature = 0;
-    req_output *o = output_new(r, t, NULL, 0);
-    serve_logprob lp = {.n_top = 2};
+    bool varied = false;
+    for (int i = 1; i < 32; i++) varied |= draws[0][i] != draws[0][0];
+    CHECK(varied, "sampling always drew %d", draws[0][0]);
+
+    serve_req *r = request(&f, REQ_COMPLETION, "{\"prompt\":\"a\",\"temperature\":0,\"logprobs\":2}");
+    REQUIRE(r, "parse");
+    kiln_err err = {{0}};
+    req_output *o = output_new(r, f.tok, V, &err);
+    REQUIRE(o, "%s", err.msg);
+    serve_logprob lp = {0};
+    kiln_gen_step st;
     logits[31] = 100;
-    CHECK(output_sample(o, logits, V, &lp) == 31 && lp.top_id[0] == 31 && fabsf(lp.logprob) < 1e-3f, "greedy");
+    memcpy(work, logits, sizeof work);
+    CHECK(output_sample(o, r, work, &st, &lp) == 0 && st.token == 31 && lp.n_top == 2 && lp.top_id[0] == 31 &&
+          fabsf(lp.logprob) < 1e-3f, "greedy: token %d top %d lp %g", st.token, lp.top_id[0], lp.logprob);
     output_free(o);
     serve_req_unref(r);
-    kiln_tokenizer_free(t);
+    kiln_tokenizer_free(f.tok);
 }
 
-TEST(tool_calls_become_openai_tool_calls) {
-    serve_model_info mi = {.name = "m", .n_ctx = 100};
-    serve_req *r = serve_req_new();
-    r->kind = REQ_CHAT;
-    r->has_tools = true;
-    r->finish = FIN_STOP;
-    snprintf(r->id, sizeof r->id, "chatcmpl-1");
-    sbuf_puts(&r->content, "Let me check.\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"tz\": \"UTC\"}}\n</tool_call>");
-    char *s = openai_response_json(&mi, r);
-    json_t *o = json_loads(s, 0, NULL);
-    json_t *c = json_array_get(json_object_get(o, "choices"), 0);
-    json_t *call = json_array_get(json_object_get(json_object_get(c, "message"), "tool_calls"), 0);
-    json_t *fn = json_object_get(call, "function");
-    CHECK(fn && !strcmp(json_string_value(json_object_get(fn, "name")), "get_time"), "%s", s);
-    CHECK(fn && !strcmp(json_string_value(json_object_get(fn, "arguments")), "{\"tz\":\"UTC\"}"), "%s", s);
-    CHECK(!strcmp(json_string_value(json_object_get(c, "finish_reason")), "tool_calls"), "%s", s);
-    CHECK(!strcmp(json_string_value(json_object_get(json_object_get(c, "message"), "content")), "Let me check."), "%s", s);
-    json_decref(o);
-    free(s);
-    serve_req_unref(r);
+/* Collects a stream's deltas: content text, tool calls (name + arguments), the last finish_reason. */
+typedef struct streamed {
+    sbuf content;
+    char names[4][32], args[4][64];
+    int n_calls;
+    char finish[16];
+    bool leaked; /* a tool-call tag reached the content */
+} streamed;
+
+static void parse_sse(const char *sse, streamed *out) {
+    memset(out, 0, sizeof *out);
+    for (const char *p = strstr(sse, "data: "); p; p = strstr(p + 1, "data: ")) {
+        const char *end = strstr(p, "\n\n");
+        json_t *o = json_loadb(p + 6, (size_t)(end - p - 6), 0, NULL);
+        json_t *c = json_array_get(json_object_get(o, "choices"), 0), *d = json_object_get(c, "delta");
+        const char *text = json_string_value(json_object_get(d, "content"));
+        if (text) sbuf_puts(&out->content, text);
+        if (text && strstr(text, "tool_call")) out->leaked = true;
+        json_t *calls = json_object_get(d, "tool_calls");
+        for (size_t i = 0; i < json_array_size(calls) && out->n_calls < 4; i++) {
+            json_t *fn = json_object_get(json_array_get(calls, i), "function");
+            snprintf(out->names[out->n_calls], 32, "%s", json_string_value(json_object_get(fn, "name")));
+            snprintf(out->args[out->n_calls++], 64, "%s", json_string_value(json_object_get(fn, "arguments")));
+        }
+        const char *fin = json_string_value(json_object_get(c, "finish_reason"));
+        if (fin) snprintf(out->finish, sizeof out->finish, "%s", fin);
+        json_decref(o);
+    }
+}
+
+/* Tool calls: streamed as delta.tool_calls (never as raw text) and finish "tool_calls"; the whole
+ * response carries the same calls. The model's output is forced: tiny models cannot produce one. */
+TEST(tool_calls_stream_as_tool_calls) {
+    fixture f;
+    REQUIRE(fixture_open(&f, "tiny-qwen3"), "fixture");
+    int32_t eos = kiln_token_id(f.tok, "<|im_end|>");
+    const char *body = "{\"messages\":[{\"role\":\"user\",\"content\":\"time?\"}],\"stream\":true,"
+                       "\"chat_template_kwargs\":{\"enable_thinking\":false},\"tools\":[{\"type\":\"function\","
+                       "\"function\":{\"name\":\"get_time\",\"parameters\":{\"type\":\"object\"}}}]}";
+    static const struct {
+        const char *out, *content, *name, *args, *finish;
+    } cases[] = {
+        {"Let me check.\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"tz\": \"UTC\"}}\n</tool_call>",
+         "Let me check.", "get_time", "{\"tz\":\"UTC\"}", "tool_calls"},
+        /* Llama-3.1 style: the whole answer is the call */
+        {"{\"name\": \"get_time\", \"parameters\": {\"tz\": \"CET\"}}", "", "get_time", "{\"tz\":\"CET\"}", "tool_calls"},
+        /* JSON that is not a call of an offered tool, and a malformed call, stay text */
+        {"{\"name\": \"launch\", \"parameters\": {}}", "{\"name\": \"launch\", \"parameters\": {}}", NULL, NULL, "stop"},
+        {"A <tool_call>not json</tool_call> B", "A <tool_call>not json</tool_call> B", NULL, NULL, "stop"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        serve_req *r = request(&f, REQ_CHAT, body);
+        REQUIRE(r && r->has_tools && r->n_tools == 1, "parse");
+        req_output *o = output(&f, r);
+        sbuf sse = {0};
+        CHECK(feed(&f, o, r, cases[k].out, &eos, 1, &sse) == FIN_STOP, "case %zu: not stopped", k);
+        streamed got;
+        parse_sse(sse.p ? sse.p : "", &got);
+        const char *content = got.content.p ? got.content.p : "";
+        if (cases[k].name) {
+            CHECK(!got.leaked && !strcmp(content, cases[k].content), "case %zu: streamed content '%s'", k, content);
+            CHECK(got.n_calls == 1 && !strcmp(got.names[0], cases[k].name) && !strcmp(got.args[0], cases[k].args),
+                  "case %zu: %d calls, '%s' '%s'", k, got.n_calls, got.names[0], got.args[0]);
+        } else {
+            CHECK(got.n_calls == 0 && !strcmp(content, cases[k].content), "case %zu: '%s', %d calls", k, content,
+                  got.n_calls);
+        }
+        CHECK(!strcmp(got.finish, cases[k].finish), "case %zu: finish '%s'", k, got.finish);
+        /* The non-streaming response agrees. */
+        char *s = openai_response_json(&f.mi, r);
+        json_t *j = json_loads(s, 0, NULL);
+        json_t *c = json_array_get(json_object_get(j, "choices"), 0), *m = json_object_get(c, "message");
+        json_t *calls = json_object_get(m, "tool_calls");
+        CHECK(json_array_size(calls) == (size_t)got.n_calls &&
+                  !strcmp(json_string_value(json_object_get(c, "finish_reason")), cases[k].finish),
+              "case %zu: %s", k, s);
+        CHECK(*cases[k].content ? !strcmp(json_string_value(json_object_get(m, "content")), cases[k].content)
+                                : json_is_null(json_object_get(m, "content")),
+              "case %zu: %s", k, s);
+        json_decref(j);
+        free(s);
+        sbuf_free(&sse);
+        sbuf_free(&got.content);
+        output_free(o);
+        serve_req_unref(r);
+    }
+    kiln_tokenizer_free(f.tok);
+}
+
+/* --max-queue 0 means no queue limit: 100 requests submitted at once to one batch slot all wait and
+ * all finish (none turned away), each with its max_tokens. */
+TEST(unlimited_queue_takes_everything) {
+    fixture f;
+    REQUIRE(fixture_open(&f, "stories260K"), "fixture");
+    kiln_err err = {{0}};
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    mo.quiet = true;
+    mo.threads = 1;
+    kiln_model *m = kiln_model_open(model_path("stories260K"), &mo, &err);
+    REQUIRE(m, "%s", err.msg);
+    serve_metrics *met = metrics_new();
+    serve_sched_opts so = {.max_batch = 1, .max_queue = 0, .n_ctx = 64, .prefill_chunk = 64};
+    serve_sched *s = sched_new(m, f.tok, met, &so, &err);
+    REQUIRE(s, "%s", err.msg);
+    enum { N = 100 };
+    serve_req *rs[N];
+    int refused = 0;
+    for (int i = 0; i < N; i++) {
+        rs[i] = request(&f, REQ_COMPLETION, "{\"prompt\":[1,403,407],\"max_tokens\":3,\"ignore_eos\":true}");
+        REQUIRE(rs[i], "parse");
+        rs[i]->timeout_s = 600;
+        refused += sched_submit(s, rs[i]) != 0;
+    }
+    CHECK(refused == 0, "%d of %d refused", refused, N);
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_mutex_lock(&rs[i]->mu);
+        while (!rs[i]->done) pthread_cond_wait(&rs[i]->cv, &rs[i]->mu);
+        ok += rs[i]->finish == FIN_LENGTH && rs[i]->n_gen == 3;
+        pthread_mutex_unlock(&rs[i]->mu);
+    }
+    CHECK(ok == N, "%d of %d finished with 3 tokens", ok, N);
+    sched_free(s);
+    for (int i = 0; i < N; i++) serve_req_unref(rs[i]);
+    metrics_free(met);
+    kiln_model_free(m);
+    kiln_tokenizer_free(f.tok);
 }
 
 int main(void) {
-    RUN(tool_calls_become_openai_tool_calls);
     RUN(metrics_histograms_are_cumulative);
     RUN(error_bodies_follow_openai);
     RUN(block_hashes_chain);
     RUN(prefix_cache_fork_matches_fresh_prefill);
     RUN(output_stop_strings_and_thinking);
     RUN(sampling_is_seeded_and_respects_top_k);
+    RUN(tool_calls_stream_as_tool_calls);
+    RUN(unlimited_queue_takes_everything);
     return check_done();
 }

@@ -79,31 +79,46 @@ static int get_stop(json_t *o, serve_req *r, perr *e) {
     return 0;
 }
 
-/* The parameters both endpoints share. */
+/* A seed for requests that give none: differs per request, still a kiln_gen_params seed. */
+static uint64_t fresh_seed(serve_req *r) {
+    static uint64_t counter;
+    uint64_t t = (uint64_t)(kiln_now() * 1e9);
+    return t ^ ((uint64_t)(uintptr_t)r << 16) ^ (__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) * 0x9e3779b97f4a7c15ULL);
+}
+
+/* The parameters both endpoints share, mapped onto kiln_gen_params (what kiln_gen_seq runs on). A field
+ * the request omits keeps the model's default (mi->defaults: generation_config.json as vLLM applies it). */
 static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, perr *e) {
     json_t *model = json_object_get(o, "model");
     if (model && !json_is_null(model) && !json_is_string(model)) return bad(e, "model", "'model' must be a string");
-    long long n = 1, mt = -1, topk = -1, seed = 0;
-    double temp = 1.0, top_p = 1.0, min_p = 0.0, pen = 0;
+    kiln_gen_params *g = &r->gen;
+    *g = mi->defaults;
+    long long n = 1, mt = -1, topk = g->top_k, seed = 0, min_tokens = g->min_new_tokens;
+    double temp = g->temperature, top_p = g->top_p, min_p = g->min_p, rep = g->repetition_penalty, pen = 0;
+    bool ignore_eos = false;
     int st;
     if ((st = get_int(o, "n", 1, 128, &n, e))) return st;
     if (n != 1) return bad(e, "n", "'n' must be 1: this server returns one choice per request");
     if ((st = get_int(o, "max_tokens", 1, 1 << 30, &mt, e))) return st;
     if ((st = get_int(o, "max_completion_tokens", 1, 1 << 30, &mt, e))) return st;
+    if ((st = get_int(o, "min_tokens", 0, 1 << 30, &min_tokens, e))) return st;
     if ((st = get_number(o, "temperature", 0, 2, &temp, e))) return st;
     if ((st = get_number(o, "top_p", 0, 1, &top_p, e))) return st;
     if (top_p <= 0) return bad(e, "top_p", "'top_p' must be in (0, 1]");
     if ((st = get_int(o, "top_k", -1, 1 << 30, &topk, e))) return st;
     if ((st = get_number(o, "min_p", 0, 1, &min_p, e))) return st;
+    if ((st = get_number(o, "repetition_penalty", 0, 100, &rep, e))) return st;
+    if (rep <= 0) return bad(e, "repetition_penalty", "'repetition_penalty' must be > 0");
     if ((st = get_number(o, "presence_penalty", -2, 2, &pen, e))) return st;
     if ((st = get_number(o, "frequency_penalty", -2, 2, &pen, e))) return st;
     if (json_object_get(o, "seed") && !json_is_null(json_object_get(o, "seed"))) {
         if ((st = get_int(o, "seed", -(1LL << 62), 1LL << 62, &seed, e))) return st;
-        r->has_seed = true;
-        r->seed = (uint64_t)seed;
+        g->seed = (uint64_t)seed;
+    } else {
+        g->seed = fresh_seed(r);
     }
     if ((st = get_bool(o, "stream", &r->stream, e))) return st;
-    if ((st = get_bool(o, "ignore_eos", &r->ignore_eos, e))) return st;
+    if ((st = get_bool(o, "ignore_eos", &ignore_eos, e))) return st;
     if ((st = get_bool(o, "return_token_ids", &r->return_token_ids, e))) return st;
     json_t *so = json_object_get(o, "stream_options");
     if (so && !json_is_null(so)) {
@@ -112,12 +127,19 @@ static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, per
         if ((st = get_bool(so, "include_usage", &r->include_usage, e))) return st;
     }
     if ((st = get_stop(o, r, e))) return st;
-    r->max_tokens = (int)mt;
-    r->temperature = (float)temp;
-    r->top_p = (float)top_p;
-    r->top_k = (int)(topk < 0 ? 0 : topk);
-    r->min_p = (float)min_p;
-    (void)mi;
+    if (mt >= 0 && min_tokens > mt) return bad(e, "min_tokens", "'min_tokens' %lld is above 'max_tokens' %lld", min_tokens, mt);
+    r->max_tokens = (int)mt; /* -1: settled against the context once the prompt is known */
+    g->do_sample = temp > 0; /* OpenAI's convention: temperature 0 is greedy */
+    g->temperature = (float)temp;
+    g->top_p = (float)top_p;
+    g->top_k = (int)(topk < 0 ? 0 : topk);
+    g->min_p = (float)min_p;
+    g->repetition_penalty = (float)rep;
+    g->min_new_tokens = (int)min_tokens;
+    if (ignore_eos) g->n_eos = 0;
+    for (int i = 0; i < r->n_stop; i++) g->stop[i] = r->stop[i];
+    g->n_stop = r->n_stop;
+    g->think_end_id = -2; /* no thinking split unless a chat request on a thinking model asks for it */
     return 0;
 }
 
@@ -171,8 +193,14 @@ static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr 
     }
     json_t *tools = json_object_get(o, "tools");
     if (tools && !json_is_null(tools) && !json_is_array(tools)) return bad(e, "tools", "'tools' must be a list");
-    for (size_t i = 0; json_is_array(tools) && i < json_array_size(tools); i++)
-        if (!json_is_object(json_array_get(tools, i))) return bad(e, "tools", "'tools' entries must be objects");
+    size_t n_tools = json_is_array(tools) ? json_array_size(tools) : 0;
+    r->tools = calloc(n_tools ? n_tools : 1, sizeof *r->tools);
+    if (!r->tools) return bad(e, "tools", "out of memory");
+    for (size_t i = 0; i < n_tools; i++) {
+        json_t *t = json_array_get(tools, i), *name = json_object_get(json_object_get(t, "function"), "name");
+        if (!json_is_object(t)) return bad(e, "tools", "'tools' entries must be objects");
+        if (json_is_string(name)) r->tools[r->n_tools++] = strdup(json_string_value(name));
+    }
     bool logprobs = false;
     long long top = 0;
     int st;
@@ -201,6 +229,7 @@ static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr 
     }
     json_t *think = json_object_get(vars, "enable_thinking");
     r->split_thinking = mi->thinking && !json_is_false(think);
+    if (r->split_thinking) r->gen.think_end_id = -1; /* the tokenizer's </think> */
     char *vj = json_dumps(vars, JSON_COMPACT);
     json_decref(vars);
     if (!vj) return bad(e, "messages", "out of memory");
@@ -209,8 +238,6 @@ static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr 
     char *text = kiln_chat_render(mi->tok, vj, &len, &err);
     free(vj);
     if (!text) return bad(e, "messages", "chat template failed: %s", err.msg);
-    /* Templates that open the thinking block themselves (generation starts inside it). */
-    if (r->split_thinking && len >= 8 && strstr(text + (len > 16 ? len - 16 : 0), "<think>")) r->thinking_open = true;
     int32_t *ids = NULL;
     size_t n = 0;
     int rc = kiln_encode(mi->tok, text, len, false, &ids, &n, &err);
@@ -281,12 +308,16 @@ int openai_parse(const serve_model_info *mi, serve_kind kind, const char *body, 
         return bad(&e, kind == REQ_CHAT ? "messages" : "prompt",
                    "This model's maximum context length is %d tokens. However, your prompt has %d tokens.",
                    mi->n_ctx, r->n_prompt);
-    if (r->max_tokens < 0) r->max_tokens = mi->n_ctx - r->n_prompt;
-    else if (r->n_prompt + r->max_tokens > mi->n_ctx)
+    if (r->max_tokens < 0) { /* generation_config's max_new_tokens if any (vLLM), else the context */
+        int left = mi->n_ctx - r->n_prompt, dflt = mi->defaults.max_new_tokens;
+        r->max_tokens = dflt > 0 && dflt < left ? dflt : left;
+        if (r->gen.min_new_tokens > r->max_tokens) r->gen.min_new_tokens = r->max_tokens;
+    } else if (r->n_prompt + r->max_tokens > mi->n_ctx)
         return bad(&e, "max_tokens",
                    "This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the "
                    "prompt, %d for the completion).",
                    mi->n_ctx, r->n_prompt + r->max_tokens, r->n_prompt, r->max_tokens);
+    r->gen.max_new_tokens = r->max_tokens;
     return 0;
 }
 
@@ -393,41 +424,23 @@ static json_t *finish_json(serve_req *r) {
     }
 }
 
-/* Tool calls in the Hermes / Qwen format the chat templates teach: <tool_call>{"name":...,
- * "arguments":{...}}</tool_call>. Returns the OpenAI tool_calls list (NULL if there is none) and sets
- * *rest to the text outside the calls (malloc'd). A call that is not valid JSON stays text. */
-static json_t *extract_tool_calls(serve_req *r, char **rest) {
-    const char *p = r->content.p ? r->content.p : "";
-    sbuf out = {0};
-    json_t *calls = json_array();
-    for (;;) {
-        const char *a = strstr(p, "<tool_call>"), *b = a ? strstr(a, "</tool_call>") : NULL;
-        if (!b) break;
-        json_t *o = json_loadb(a + 11, (size_t)(b - a - 11), 0, NULL);
-        json_t *name = json_object_get(o, "name"), *args = json_object_get(o, "arguments");
-        if (json_is_string(name)) {
-            sbuf_put(&out, p, (size_t)(a - p));
-            char *as = args ? (json_is_string(args) ? strdup(json_string_value(args)) : json_dumps(args, JSON_COMPACT))
-                            : strdup("{}");
-            char id[64];
-            snprintf(id, sizeof id, "call_%s_%zu", r->id, json_array_size(calls));
-            json_array_append_new(calls, json_pack("{s:s, s:s, s:{s:o, s:s}}", "id", id, "type", "function",
-                                                   "function", "name", json_copy(name), "arguments", as ? as : "{}"));
-            free(as);
-        } else {
-            sbuf_put(&out, p, (size_t)(b + 12 - p));
-        }
-        json_decref(o);
-        p = b + 12;
+/* Tool calls [from, to) as OpenAI's list; stream: with the index each delta entry carries. */
+static json_t *tool_calls_json(serve_req *r, int from, int to, bool stream) {
+    json_t *a = json_array();
+    for (int i = from; i < to; i++) {
+        char id[80];
+        snprintf(id, sizeof id, "call_%s_%d", r->id, i);
+        json_t *c = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name",
+                              r->calls[i].name, "arguments", r->calls[i].arguments);
+        if (stream) json_object_set_new(c, "index", json_integer(i));
+        json_array_append_new(a, c);
     }
-    sbuf_puts(&out, p);
-    if (!json_array_size(calls)) {
-        json_decref(calls);
-        sbuf_free(&out);
-        return NULL;
-    }
-    *rest = out.p;
-    return calls;
+    return a;
+}
+
+/* "tool_calls" when the answer ended on its own after calling tools. */
+static json_t *chat_finish_json(serve_req *r) {
+    return r->n_calls && r->finish == FIN_STOP ? json_string("tool_calls") : finish_json(r);
 }
 
 static json_t *envelope(const serve_model_info *mi, serve_req *r, const char *object) {
@@ -454,24 +467,18 @@ char *openai_response_json(const serve_model_info *mi, serve_req *r) {
     json_t *text = json_stringn(r->content.p ? r->content.p : "", r->content.len);
     if (r->kind == REQ_CHAT) {
         o = envelope(mi, r, "chat.completion");
-        char *rest = NULL;
-        json_t *calls = r->has_tools ? extract_tool_calls(r, &rest) : NULL;
-        if (calls) {
-            size_t n = strlen(rest), a = 0;
-            while (a < n && strchr(" \n", rest[a])) a++;
-            while (n > a && strchr(" \n", rest[n - 1])) n--;
+        if (r->n_calls && !r->content.len) {
             json_decref(text);
-            text = n > a ? json_stringn(rest + a, n - a) : json_null();
-            free(rest);
+            text = json_null();
         }
         json_t *msg = json_pack("{s:s, s:o}", "role", "assistant", "content", text);
-        if (calls) json_object_set_new(msg, "tool_calls", calls);
+        if (r->n_calls) json_object_set_new(msg, "tool_calls", tool_calls_json(r, 0, r->n_calls, false));
         if (r->split_thinking)
             json_object_set_new(msg, "reasoning_content",
                                 r->reasoning.len ? json_stringn(r->reasoning.p, r->reasoning.len) : json_null());
         choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "message", msg, "logprobs",
                            r->logprobs ? chat_logprobs(mi, r, 0, r->n_lp) : json_null(), "finish_reason",
-                           calls && r->finish == FIN_STOP ? json_string("tool_calls") : finish_json(r));
+                           chat_finish_json(r));
     } else {
         o = envelope(mi, r, "text_completion");
         if (r->echo) {
@@ -512,7 +519,8 @@ static char *sse(json_t *o) {
 }
 
 char *openai_stream_chunk(const serve_model_info *mi, serve_req *r, serve_cursor *cur) {
-    bool more = r->content.len > cur->content || r->reasoning.len > cur->reasoning || r->n_lp > cur->lp;
+    bool more = r->content.len > cur->content || r->reasoning.len > cur->reasoning || r->n_lp > cur->lp ||
+                r->n_calls > cur->calls;
     bool fin = r->done && !cur->sent_finish;
     if (!more && !fin && cur->sent_role) return NULL;
     json_t *choice;
@@ -530,8 +538,10 @@ char *openai_stream_chunk(const serve_model_info *mi, serve_req *r, serve_cursor
                                 json_stringn(r->reasoning.p + cur->reasoning, r->reasoning.len - cur->reasoning));
         if (r->content.len > cur->content || !cur->sent_role) json_object_set(delta, "content", text);
         json_decref(text);
+        if (r->n_calls > cur->calls)
+            json_object_set_new(delta, "tool_calls", tool_calls_json(r, cur->calls, r->n_calls, true));
         choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "logprobs", lp, "finish_reason",
-                           r->done ? finish_json(r) : json_null());
+                           r->done ? chat_finish_json(r) : json_null());
     } else {
         o = envelope(mi, r, "text_completion");
         if (!cur->sent_role && r->echo) {
@@ -552,6 +562,7 @@ char *openai_stream_chunk(const serve_model_info *mi, serve_req *r, serve_cursor
     cur->content = r->content.len;
     cur->reasoning = r->reasoning.len;
     cur->lp = r->n_lp;
+    cur->calls = r->n_calls;
     cur->sent_role = true;
     if (r->done) cur->sent_finish = true;
     return sse(o);

@@ -22,8 +22,7 @@ typedef struct running {
     req_output *out;
     int seq;
     int n_prompt_done; /* prompt tokens already in the KV cache */
-    int32_t *toks;     /* prompt + generated ids: the prefix cache's key when the request ends */
-    int n_toks, cap_toks;
+    int32_t last;      /* the last generated token: the next decode step's input */
     int budget_blocks; /* KV blocks this request may grow to */
 } running;
 
@@ -35,15 +34,13 @@ struct serve_sched {
     serve_sched_opts o;
     prefix_cache *pc;
     int n_ctx, vocab, total_blocks;
-    int32_t eos[16];
-    int n_eos;
 
     pthread_t thread;
     bool thread_started;
     pthread_mutex_t mu; /* guards the queue and the flags below */
     pthread_cond_t cv;
     serve_req **queue;
-    int n_queue;
+    int n_queue, cap_queue; /* cap grows when max_queue is 0 (no limit) */
     bool stop;
     double step_s; /* recent time per engine step, for Retry-After */
 
@@ -76,22 +73,28 @@ static void retire(serve_sched *s, int i, serve_finish f, int status, const char
     running *x = &s->run[i];
     serve_req *r = x->r;
     pthread_mutex_lock(&r->mu);
-    if (f == FIN_STOP || f == FIN_LENGTH || f == FIN_TIMEOUT) output_flush(x->out, r);
+    if (f == FIN_TIMEOUT) output_flush(x->out, r); /* stop / length: output_push released everything */
     double now = kiln_now();
     int n_gen = r->n_gen;
     if (n_gen > 0) metrics_e2e(s->metrics, now - r->t_submit);
     if (n_gen > 1) metrics_tpot(s->metrics, (r->t_last - r->t_first) / (n_gen - 1));
     pthread_mutex_unlock(&r->mu);
     metrics_tokens(s->metrics, 0, n_gen, 0);
-    if (f == FIN_STOP || f == FIN_LENGTH) {
-        int in_kv = kiln_seq_len(s->ctx, x->seq);
-        prefix_cache_insert(s->pc, s->ctx, x->seq, x->toks, in_kv < x->n_toks ? in_kv : x->n_toks);
+    /* A request that ended normally leaves prompt + answer to the prefix cache (keyed by those ids). */
+    size_t n_ids = 0;
+    const int32_t *ids = output_ids(x->out, &n_ids);
+    int32_t *toks = f == FIN_STOP || f == FIN_LENGTH ? malloc((r->n_prompt + n_ids) * sizeof *toks) : NULL;
+    if (toks) {
+        memcpy(toks, r->prompt, (size_t)r->n_prompt * sizeof *toks);
+        memcpy(toks + r->n_prompt, ids, n_ids * sizeof *toks);
+        int n = r->n_prompt + (int)n_ids, in_kv = kiln_seq_len(s->ctx, x->seq);
+        prefix_cache_insert(s->pc, s->ctx, x->seq, toks, in_kv < n ? in_kv : n);
+        free(toks);
     } else {
         kiln_seq_free(s->ctx, x->seq);
     }
     finish(r, f, status, msg);
     output_free(x->out);
-    free(x->toks);
     serve_req_unref(r);
     s->run[i] = s->run[--s->n_run];
 }
@@ -132,18 +135,11 @@ static int admit(serve_sched *s, serve_req *r) {
         }
         running *x = &s->run[s->n_run];
         *x = (running){.r = r, .seq = seq, .n_prompt_done = n_match, .budget_blocks = budget};
-        x->out = output_new(r, s->tok, s->eos, s->n_eos);
-        x->cap_toks = r->n_prompt + 16;
-        x->toks = malloc((size_t)x->cap_toks * sizeof *x->toks);
-        if (!x->out || !x->toks) {
-            output_free(x->out);
-            free(x->toks);
+        if (!(x->out = output_new(r, s->tok, s->vocab, &err))) {
             kiln_seq_free(s->ctx, seq);
-            finish(r, FIN_ERROR, 500, "out of memory");
+            finish(r, FIN_ERROR, 500, err.msg);
             return -1;
         }
-        memcpy(x->toks, r->prompt, (size_t)r->n_prompt * sizeof *x->toks);
-        x->n_toks = r->n_prompt;
         s->n_run++;
         pthread_mutex_lock(&r->mu);
         r->n_cached = n_match;
@@ -206,7 +202,7 @@ static void step(serve_sched *s) {
         if (x->n_prompt_done < x->r->n_prompt) continue;
         s->b_seq[nb] = x->seq;
         s->b_n[nb] = 1;
-        s->b_tok[nt++] = x->toks[x->n_toks - 1];
+        s->b_tok[nt++] = x->last;
         which[nb++] = i;
         budget--;
     }
@@ -250,25 +246,24 @@ static void step(serve_sched *s) {
             x->n_prompt_done += s->b_n[k];
             if (x->n_prompt_done < r->n_prompt) continue; /* more prompt to go */
         }
-        serve_logprob lp = {.n_top = r->top_logprobs};
-        int32_t id = output_sample(x->out, s->logits + (size_t)k * s->vocab, s->vocab, r->logprobs ? &lp : NULL);
-        if (x->n_toks == x->cap_toks) {
-            int32_t *t = realloc(x->toks, (size_t)(x->cap_toks *= 2) * sizeof *t);
-            if (!t) {
-                retire(s, which[k], FIN_ERROR, 500, "out of memory");
-                continue;
-            }
-            x->toks = t;
+        serve_logprob lp = {0};
+        kiln_gen_step st;
+        if (output_sample(x->out, r, s->logits + (size_t)k * s->vocab, &st, &lp)) {
+            retire(s, which[k], FIN_ERROR, 500, "out of memory");
+            continue;
         }
-        x->toks[x->n_toks++] = id;
+        x->last = st.token;
         pthread_mutex_lock(&r->mu);
         if (r->n_gen == 0) {
             r->t_first = now;
             metrics_ttft(s->metrics, now - r->t_submit);
         }
         r->t_last = now;
-        serve_finish f = output_push(x->out, r, id, r->logprobs ? &lp : NULL);
-        if (f == FIN_NONE && x->n_toks >= s->n_ctx) f = FIN_LENGTH;
+        serve_finish f = output_push(x->out, r, &st, r->logprobs ? &lp : NULL);
+        if (f == FIN_NONE && r->n_prompt + r->n_gen >= s->n_ctx) {
+            f = FIN_LENGTH;
+            output_flush(x->out, r);
+        }
         pthread_cond_broadcast(&r->cv);
         pthread_mutex_unlock(&r->mu);
         if (f != FIN_NONE) retire(s, which[k], f, 0, NULL);
@@ -346,11 +341,9 @@ serve_sched *sched_new(kiln_model *model, const kiln_tokenizer *tok, serve_metri
     s->n_ctx = kiln_ctx_n_ctx(s->ctx);
     s->vocab = cfg->vocab_size;
     s->total_blocks = kiln_ctx_total_blocks(s->ctx);
-    for (int i = 0; i < cfg->n_eos_token_ids && s->n_eos < 15; i++) s->eos[s->n_eos++] = cfg->eos_token_ids[i];
-    const kiln_special_tokens *sp = kiln_tokenizer_specials(tok);
-    if (sp && sp->eos_id >= 0) s->eos[s->n_eos++] = sp->eos_id;
     s->pc = prefix_cache_new(s->o.max_batch);
-    s->queue = calloc((size_t)(s->o.max_queue > 0 ? s->o.max_queue : 1), sizeof *s->queue);
+    s->cap_queue = s->o.max_queue > 0 ? s->o.max_queue : 64;
+    s->queue = calloc((size_t)s->cap_queue, sizeof *s->queue);
     s->run = calloc((size_t)s->o.max_batch, sizeof *s->run);
     s->logits = malloc((size_t)s->o.max_batch * (size_t)s->vocab * sizeof *s->logits);
     s->b_seq = malloc((size_t)s->o.max_batch * sizeof *s->b_seq);
@@ -373,9 +366,18 @@ fail:
 
 int sched_submit(serve_sched *s, serve_req *r) {
     pthread_mutex_lock(&s->mu);
-    if (s->stop || s->n_queue >= s->o.max_queue) {
+    if (s->stop || (s->o.max_queue > 0 && s->n_queue >= s->o.max_queue)) {
         pthread_mutex_unlock(&s->mu);
         return -1;
+    }
+    if (s->n_queue == s->cap_queue) { /* no queue limit: grow (HTTP's connection limit still bounds it) */
+        serve_req **q = realloc(s->queue, (size_t)s->cap_queue * 2 * sizeof *q);
+        if (!q) {
+            pthread_mutex_unlock(&s->mu);
+            return -1;
+        }
+        s->queue = q;
+        s->cap_queue *= 2;
     }
     pthread_mutex_lock(&r->mu);
     r->refs++;

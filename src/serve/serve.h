@@ -38,27 +38,29 @@ typedef struct serve_logprob {
     float top_lp[SERVE_MAX_TOP_LOGPROBS];
 } serve_logprob;
 
+/* One function call the model made (OpenAI's tool_calls entry): arguments as JSON text. */
+typedef struct serve_tool_call {
+    char *name, *arguments;
+} serve_tool_call;
+
 typedef struct serve_req {
     /* --- input: written by the HTTP thread before submit, read-only afterwards --- */
     serve_kind kind;
     int32_t *prompt; /* token ids */
     int n_prompt;
     int max_tokens; /* -1: up to the context */
-    float temperature, top_p, min_p;
-    int top_k;
-    uint64_t seed;
-    bool has_seed;
-    char **stop; /* stop strings */
+    kiln_gen_params gen; /* sampling, stop strings, EOS ids, thinking split: what kiln_gen_seq runs on */
+    char **stop;         /* storage for gen.stop */
     int n_stop;
-    bool ignore_eos;
     bool stream, include_usage;
     bool logprobs;
     int top_logprobs;
     bool split_thinking;   /* route text inside <think>...</think> to reasoning_content */
-    bool thinking_open;    /* the prompt already opened <think> (generation starts inside it) */
     bool echo;             /* completions: prepend the prompt text */
     bool return_token_ids; /* vLLM's extension: token_ids / prompt_token_ids in the choice */
-    bool has_tools;        /* chat with tools: <tool_call>{json}</tool_call> in the answer becomes tool_calls */
+    bool has_tools;        /* chat with tools: tool calls in the answer become tool_calls */
+    char **tools;          /* names of the functions offered (a bare JSON call must name one of them) */
+    int n_tools;
     double timeout_s;      /* wall-clock limit from submit */
     char id[48];
     long created;
@@ -68,6 +70,8 @@ typedef struct serve_req {
     pthread_cond_t cv;
     sbuf content;   /* answer text so far */
     sbuf reasoning; /* thinking text so far (split_thinking) */
+    serve_tool_call *calls; /* complete tool calls parsed from the answer so far */
+    int n_calls, cap_calls;
     serve_logprob *lp; /* one per generated token when logprobs */
     int n_lp, cap_lp;
     int n_gen;         /* generated tokens */
@@ -118,25 +122,31 @@ int prefix_cache_count(const prefix_cache *pc);
 uint64_t prefix_block_hash(uint64_t prev, const int32_t *tokens); /* one block's chained hash */
 
 /* ---------- request_output.c: from logits to the text a request sees ---------- */
-/* Per-request state: the sampler (temperature / top-k / top-p / min-p, seeded), incremental
- * detokenization, stop strings (text that could still become a stop string is held back), end-of-sequence
- * ids, and the <think> split. */
+/* Per-request state around the library's kiln_gen_seq (sampling, stop strings, EOS, incremental
+ * detokenization and the <think> split all live there): adds what only the API needs — logprobs,
+ * routing text to content / reasoning_content (chat trims the newlines around each part as
+ * kiln_gen_seq_result does), and tool calls pulled out of the content as they complete. */
 typedef struct req_output req_output;
-req_output *output_new(serve_req *r, const kiln_tokenizer *tok, const int32_t *eos, int n_eos);
+req_output *output_new(serve_req *r, const kiln_tokenizer *tok, int vocab, kiln_err *err);
 void output_free(req_output *o);
-/* Picks the next token from logits[vocab]; fills lp when the request asked for logprobs. */
-int32_t output_sample(req_output *o, const float *logits, int vocab, serve_logprob *lp);
-/* Adds token id: appends newly final text to r->content / r->reasoning (caller holds r->mu). Returns
- * FIN_STOP (EOS or a stop string), FIN_LENGTH (max_tokens reached) or FIN_NONE. */
-serve_finish output_push(req_output *o, serve_req *r, int32_t id, const serve_logprob *lp);
-/* At the end: releases held-back text (caller holds r->mu). */
+/* Picks the next token from logits[vocab] (modified in place); fills lp when the request asked for
+ * logprobs (raw model log-probabilities, as vLLM reports them). No lock needed. */
+int output_sample(req_output *o, serve_req *r, float *logits, kiln_gen_step *step, serve_logprob *lp);
+/* Same bookkeeping for a token chosen elsewhere (tests). */
+int output_force(req_output *o, int32_t token, kiln_gen_step *step);
+/* Publishes the step to r (caller holds r->mu): token count, ids, logprob, text. Returns FIN_STOP (EOS or
+ * a stop string), FIN_LENGTH (max_tokens) or FIN_NONE. At FIN_STOP / FIN_LENGTH everything held back is
+ * released; output_flush does the same for a request that ends otherwise (timeout). */
+serve_finish output_push(req_output *o, serve_req *r, const kiln_gen_step *step, const serve_logprob *lp);
 void output_flush(req_output *o, serve_req *r);
+/* Generated ids so far (EOS included). */
+const int32_t *output_ids(const req_output *o, size_t *n);
 
 /* ---------- scheduler.c: continuous batching on one engine thread ---------- */
 typedef struct serve_sched serve_sched;
 typedef struct serve_sched_opts {
     int max_batch;    /* sequences decoded together */
-    int max_queue;    /* requests waiting for admission before 429 */
+    int max_queue;    /* requests waiting for admission before 429; 0: no limit */
     int kv_cache_mb;  /* 0: the engine's default (every slot can hold a full context) */
     int n_ctx;        /* 0: the engine's default */
     int prefill_chunk;/* prompt tokens per step across all prefills */
@@ -160,8 +170,7 @@ typedef struct serve_model_info {
     const kiln_tokenizer *tok;
     int n_ctx;
     bool thinking;        /* the chat template knows enable_thinking / <think> */
-    int32_t eos_ids[8];
-    int n_eos;
+    kiln_gen_params defaults; /* generation_config.json as vLLM applies it: what a request omits */
 } serve_model_info;
 
 /* Parses a /v1/chat/completions or /v1/completions body into r. On failure returns the HTTP status
@@ -176,7 +185,7 @@ char *openai_response_json(const serve_model_info *mi, serve_req *r);
  * nothing new. first: include the role delta. */
 typedef struct serve_cursor {
     size_t content, reasoning;
-    int lp;
+    int lp, calls;
     bool sent_role, sent_finish;
 } serve_cursor;
 char *openai_stream_chunk(const serve_model_info *mi, serve_req *r, serve_cursor *cur);

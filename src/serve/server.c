@@ -46,6 +46,10 @@ void serve_req_unref(serve_req *r) {
     free(r->prompt);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->stop);
+    for (int i = 0; i < r->n_tools; i++) free(r->tools[i]);
+    free(r->tools);
+    for (int i = 0; i < r->n_calls; i++) free(r->calls[i].name), free(r->calls[i].arguments);
+    free(r->calls);
     sbuf_free(&r->content);
     sbuf_free(&r->reasoning);
     free(r->lp);
@@ -67,13 +71,28 @@ void kiln_server_opts_default(kiln_server_opts *o) {
                             .max_queue = 64,
                             .max_body_kb = 1024,
                             .max_connections = 256,
-                            .request_timeout_s = 600};
+                            .request_timeout_s = 600,
+                            .dtype = -1};
 }
 
 /* Thinking models: the chat template knows about <think> blocks (Qwen3, DeepSeek-R1 distills). */
 static bool template_thinks(const kiln_tokenizer *t) {
     const char *tmpl = kiln_tokenizer_chat_template(t, NULL);
     return tmpl && strstr(tmpl, "<think>");
+}
+
+/* What a request that omits a field gets, as vLLM applies generation_config.json: its temperature,
+ * top_p, top_k, min_p, repetition_penalty and max_new_tokens become the defaults; without them OpenAI's
+ * (temperature 1, no top-k: transformers' top_k 50 is a generate() default, not the model's). EOS ids
+ * from config.json, generation_config.json and the tokenizer, as `kiln run` uses. */
+static int load_defaults(kiln_gen_params *p, const char *dir, const kiln_tokenizer *tok, kiln_err *err) {
+    kiln_gen_params_default(p);
+    p->top_k = 0;
+    p->max_new_tokens = 0; /* 0 after loading: up to the context */
+    if (kiln_gen_params_load(p, dir, err)) return -1;
+    const kiln_special_tokens *sp = kiln_tokenizer_specials(tok);
+    if (sp && sp->eos_id >= 0) kiln_gen_params_add_eos(p, sp->eos_id);
+    return 0;
 }
 
 kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
@@ -87,6 +106,7 @@ kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
     kiln_model_opts_default(&mo);
     mo.quiet = true;
     mo.threads = o->threads;
+    mo.dtype = o->dtype;
     if (!(s->model = kiln_model_open(o->model_dir, &mo, err))) goto fail;
     if (!(s->tok = kiln_tokenizer_open(o->model_dir, err))) goto fail;
     if (!(s->metrics = metrics_new())) {
@@ -114,6 +134,7 @@ kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
     s->mi.tok = s->tok;
     s->mi.n_ctx = sched_n_ctx(s->sched);
     s->mi.thinking = template_thinks(s->tok);
+    if (load_defaults(&s->mi.defaults, o->model_dir, s->tok, err)) goto fail;
     if (http_start(s, err)) goto fail;
     return s;
 fail:

@@ -42,6 +42,11 @@ for p in "${prompts[@]}"; do
     sep=","
 done
 echo "]" >>"$TMP/expected.json"
+# The same through `kiln run --greedy` (chat template, generation_config.json, EOS ids, text): the server
+# must give exactly this for a chat request (tiny-qwen3) and a text completion (stories260K).
+"$KILN" run --model "$QWEN" --greedy --json --max-new-tokens 24 --threads 1 --prompt "Hello there!" >"$TMP/run_chat.json" 2>"$TMP/gen.err" &&
+    "$KILN" run --model "$STORIES" --greedy --json --max-new-tokens 40 --threads 1 --prompt "Once upon a time" >"$TMP/run_text.json" 2>>"$TMP/gen.err" ||
+    { fail serve_expected_run "kiln run: $(cat "$TMP/gen.err")"; exit 0; }
 
 start STORIES "$STORIES" --threads 1 --api-key sekrit --max-body-kb 64 --max-batch 8 --max-queue 128
 start QWEN "$QWEN" --threads 1 --max-batch 2 --max-queue 2 --ctx 4096
@@ -51,20 +56,20 @@ if [ -z "$URL_STORIES" ] || [ -z "$URL_QWEN" ]; then
 fi
 pass serve_start_port0
 
-STORIES_URL=$URL_STORIES STORIES_PID=$PID_STORIES QWEN_URL=$URL_QWEN EXPECTED=$TMP/expected.json MAX_TOKENS=$MAX_TOKENS \
-    timeout 120 node "$ROOT/tests/serve/serve.test.mjs"
+STORIES_URL=$URL_STORIES STORIES_PID=$PID_STORIES QWEN_URL=$URL_QWEN EXPECTED=$TMP/expected.json RUN_CHAT=$TMP/run_chat.json RUN_TEXT=$TMP/run_text.json MAX_TOKENS=$MAX_TOKENS \
+    timeout 600 node "$ROOT/tests/serve/serve.test.mjs"
 rc=$?
 [ $rc -eq 0 ] || [ $rc -eq 1 ] || fail serve_client_run "node exited $rc"
 
 # The stories server got SIGTERM at the end of the client run: it must exit 0 within the drain window.
 st=124
-for _ in $(seq 1 100); do kill -0 "$PID_STORIES" 2>/dev/null || { wait "$PID_STORIES"; st=$?; break; }; sleep 0.1; done
+for _ in $(seq 1 600); do kill -0 "$PID_STORIES" 2>/dev/null || { wait "$PID_STORIES"; st=$?; break; }; sleep 0.1; done
 check sigterm_exit_0 [ "$st" -eq 0 ]
 grep -q "draining" "$TMP/STORIES.log" || fail sigterm_message "$(tail -3 "$TMP/STORIES.log")"
 
 kill -INT "$PID_QWEN"
 st=124
-for _ in $(seq 1 100); do kill -0 "$PID_QWEN" 2>/dev/null || { wait "$PID_QWEN"; st=$?; break; }; sleep 0.1; done
+for _ in $(seq 1 600); do kill -0 "$PID_QWEN" 2>/dev/null || { wait "$PID_QWEN"; st=$?; break; }; sleep 0.1; done
 check sigint_exit_0 [ "$st" -eq 0 ]
 if [ "$st" -ne 0 ]; then tail -20 "$TMP/QWEN.log"; fi
 

@@ -4,6 +4,8 @@
 //   STORIES_URL, STORIES_PID  server on stories260K, started with --api-key sekrit --max-body-kb 64
 //   QWEN_URL                  server on tiny-qwen3, started with --max-batch 2 --max-queue 2
 //   EXPECTED                  JSON file: [{prompt:[ids], ids:[greedy ids from kiln generate]}]
+//   RUN_CHAT, RUN_TEXT        `kiln run --greedy --json` output: "Hello there!" on tiny-qwen3 (24 tokens),
+//                             "Once upon a time" on stories260K (40 tokens)
 //   MAX_TOKENS                tokens asked in the greedy comparisons
 import OpenAI from 'openai';
 import { readFileSync } from 'node:fs';
@@ -14,14 +16,14 @@ const fail = (n, why) => { console.log(`FAIL ${n}: ${why}`); results.push(false)
 const check = (n, ok, why) => (ok ? pass(n) : fail(n, why));
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function step(name, fn) { // every check bounded in time; an exception is a failure, not a crash
-  try { await Promise.race([fn(), sleep(40000).then(() => { throw new Error('timed out after 40s'); })]); }
+  try { await Promise.race([fn(), sleep(150000).then(() => { throw new Error('timed out after 150s'); })]); }
   catch (e) { fail(name, e?.message ?? String(e)); }
 }
 
 const S = process.env.STORIES_URL, Q = process.env.QWEN_URL;
 const KEY = 'sekrit';
-const stories = new OpenAI({ baseURL: `${S}/v1`, apiKey: KEY, maxRetries: 0, timeout: 30000 });
-const qwen = new OpenAI({ baseURL: `${Q}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 30000 });
+const stories = new OpenAI({ baseURL: `${S}/v1`, apiKey: KEY, maxRetries: 0, timeout: 120000 });
+const qwen = new OpenAI({ baseURL: `${Q}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120000 });
 const expected = JSON.parse(readFileSync(process.env.EXPECTED, 'utf8'));
 const N = Number(process.env.MAX_TOKENS);
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
@@ -126,6 +128,25 @@ await step('64_concurrent_clients', async () => {
   check('64_concurrent_clients', bad.length === 0, bad.slice(0, 5).join(','));
 });
 
+await step('greedy_equals_kiln_run', async () => {
+  // Same generation code as `kiln run --greedy` (kiln_gen_seq): same ids and text, alone or batched.
+  const chat = JSON.parse(readFileSync(process.env.RUN_CHAT, 'utf8')), text = JSON.parse(readFileSync(process.env.RUN_TEXT, 'utf8'));
+  const askChat = () => qwen.chat.completions.create({ model: 'q', messages: [{ role: 'user', content: 'Hello there!' }],
+    max_tokens: 24, temperature: 0, return_token_ids: true });
+  const askText = () => stories.completions.create({ model: 's', prompt: 'Once upon a time', max_tokens: 40, temperature: 0, return_token_ids: true });
+  const rs = await Promise.all([askChat(), askText(), askChat(), askText(), askText()]);
+  const bad = [];
+  for (const r of rs) {
+    const c = r.choices[0], want = r.object === 'chat.completion' ? chat : text;
+    const got = r.object === 'chat.completion' ? c.message.content : c.text;
+    if (!same(c.token_ids, want.ids)) bad.push(`${r.object} ids ${c.token_ids} want ${want.ids}`);
+    if (got !== want.text) bad.push(`${r.object} text ${JSON.stringify(got)} want ${JSON.stringify(want.text)}`);
+    if (r.object === 'chat.completion' && (c.message.reasoning_content ?? '') !== want.thinking) bad.push(`thinking ${c.message.reasoning_content}`);
+    if (c.finish_reason !== want.finish_reason.replace('eos', 'stop')) bad.push(`finish ${c.finish_reason} want ${want.finish_reason}`);
+  }
+  check('greedy_equals_kiln_run', bad.length === 0, bad.join('; '));
+});
+
 // ---- errors ----
 async function status(url, path, { method = 'POST', body, key = KEY, raw } = {}) {
   const headers = { 'Content-Type': 'application/json' };
@@ -211,7 +232,7 @@ await step('chat_streaming_matches_whole', async () => {
 
 await step('queue_full_429', async () => {
   // --max-batch 2 --max-queue 2: of 8 simultaneous long requests some must be turned away with Retry-After.
-  const body = { messages: [{ role: 'user', content: 'go' }], max_tokens: 60, ignore_eos: true };
+  const body = { messages: [{ role: 'user', content: 'go' }], max_tokens: 300, ignore_eos: true };
   const rs = await Promise.all(Array.from({ length: 8 }, () => status(Q, '/v1/chat/completions', { body })));
   const n429 = rs.filter((r) => r.code === 429 && Number(r.headers.get('retry-after')) >= 1 && r.err.type === 'rate_limit_exceeded').length;
   const n200 = rs.filter((r) => r.code === 200).length;
@@ -219,7 +240,7 @@ await step('queue_full_429', async () => {
 });
 
 await step('disconnect_frees_kv', async () => {
-  const idle = async () => { for (let i = 0; i < 100; i++) { const m = await metrics(Q); if (m.get('kiln_running_sequences') === 0 && m.get('kiln_queue_depth') === 0) return m; await sleep(50); } throw new Error('server never idle'); };
+  const idle = async () => { for (let i = 0; i < 600; i++) { const m = await metrics(Q); if (m.get('kiln_running_sequences') === 0 && m.get('kiln_queue_depth') === 0) return m; await sleep(50); } throw new Error('server never idle'); };
   const base = (await idle()).get('kiln_kv_blocks_used');
   const ac = new AbortController();
   const stream = await qwen.chat.completions.create({ model: 'q', messages: [{ role: 'user', content: 'a long one' }], max_tokens: 3000,
