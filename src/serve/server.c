@@ -84,9 +84,12 @@ kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
     pthread_cond_init(&s->idle, NULL);
     s->started = (long)time(NULL);
     kiln_model_opts mo;
-    kiln_model_opts_default(&mo);
-    mo.quiet = true;
-    mo.threads = o->threads;
+    if (o->model_opts) mo = *o->model_opts;
+    else {
+        kiln_model_opts_default(&mo);
+        mo.quiet = true;
+    }
+    if (o->threads) mo.threads = o->threads;
     if (!(s->model = kiln_model_open(o->model_dir, &mo, err))) goto fail;
     if (!(s->tok = kiln_tokenizer_open(o->model_dir, err))) goto fail;
     if (!(s->metrics = metrics_new())) {
