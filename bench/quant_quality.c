@@ -8,7 +8,7 @@
  * own next tokens, and top-1 agreement restricted to positions whose ref top1-top2 logit gap exceeds
  * --margin. Token streams: --golden golden.json (every prompt position of every case) or --text FILE
  * (tokenized with the model's tokenizer, split as llama-perplexity does: --ctx N tokens per chunk, first
- * token replaced by BOS, positions N/2 .. N-2 scored) or --stories golden.json (stories260K: each case's
+ * token replaced by BOS, positions N/2 .. N-2 scored) or --ids FILE (the same, from token ids) or --stories golden.json (stories260K: each case's
  * prompt + greedy text, every position scored).
  *
  *   cc -O2 -D_GNU_SOURCE -Iinclude -Isrc bench/quant_quality.c build/libkiln.a $(pkg-config --libs jansson \
@@ -71,13 +71,23 @@ static void load_golden(stream *st, const char *path, const char *dir, bool stor
     json_decref(g);
 }
 
-static void load_text(stream *st, const char *path, const char *dir, int ctx, int max_chunks) {
+/* --text: tokenized here; --ids: ids as another engine tokenized the text (e.g. llama-tokenize --ids
+ * output "[1, 2, ...]"), so both engines score exactly the same token stream. */
+static void load_text(stream *st, const char *path, bool is_ids, const char *dir, int ctx, int max_chunks) {
     kiln_err err;
-    size_t len, n;
+    size_t len, n = 0;
     char *text = kiln_read_file(path, &len, &err);
     kiln_tokenizer *t = kiln_tokenizer_open(dir, &err);
-    int32_t *ids;
-    if (!text || !t || kiln_encode(t, text, len, true, &ids, &n, &err)) die("cannot tokenize ", path);
+    int32_t *ids = NULL;
+    if (!text || !t) die("cannot read ", path);
+    if (is_ids) {
+        ids = malloc(sizeof(int32_t) * (len / 2 + 1));
+        for (char *p = text, *e; *p; p = e) {
+            long v = strtol(p, &e, 10);
+            if (e == p) e = p + 1;
+            else ids[n++] = (int32_t)v;
+        }
+    } else if (kiln_encode(t, text, len, true, &ids, &n, &err)) die("cannot tokenize ", path);
     const kiln_special_tokens *sp = kiln_tokenizer_specials(t);
     int bos = sp && sp->bos_id >= 0 ? sp->bos_id : ids[0];
     for (size_t s = 0; s + (size_t)ctx <= n && st->n < max_chunks; s += (size_t)ctx) {
@@ -189,7 +199,7 @@ static float *run_mode(const char *dir, const char *mode, const stream *st, int 
 }
 
 int main(int argc, char **argv) {
-    const char *dir = NULL, *golden = NULL, *text = NULL, *stories = NULL, *modes = "ref,q8_0,q8_0w,q4_0,q4_0w";
+    const char *dir = NULL, *golden = NULL, *text = NULL, *idsf = NULL, *stories = NULL, *modes = "ref,q8_0,q8_0w,q4_0,q4_0w";
     int ctx = 128, chunks = 1 << 30, threads = 0, flips = 0;
     double margin = 0.05;
     for (int i = 1; i < argc; i++) {
@@ -200,6 +210,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--golden")) golden = v, i++;
         else if (!strcmp(a, "--stories")) stories = v, i++;
         else if (!strcmp(a, "--text")) text = v, i++;
+        else if (!strcmp(a, "--ids")) idsf = v, i++;
         else if (!strcmp(a, "--ctx")) ctx = atoi(v), i++;
         else if (!strcmp(a, "--chunks")) chunks = atoi(v), i++;
         else if (!strcmp(a, "--threads")) threads = atoi(v), i++;
@@ -207,10 +218,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--margin")) margin = atof(v), i++;
         else die("unknown flag ", a);
     }
-    if (!dir || !!golden + !!text + !!stories != 1) die("need --model DIR and one of --golden/--text/--stories", NULL);
+    if (!dir || !!golden + !!text + !!idsf + !!stories != 1)
+        die("need --model DIR and one of --golden/--text/--ids/--stories", NULL);
     stream st = {0};
     if (golden || stories) load_golden(&st, golden ? golden : stories, dir, stories != NULL);
-    else load_text(&st, text, dir, ctx, chunks);
+    else load_text(&st, text ? text : idsf, idsf != NULL, dir, ctx, chunks);
     int V;
     size_t np;
     float *ref = run_mode(dir, "ref", &st, threads, &V, &np);

@@ -243,7 +243,11 @@ static int convert_all(kiln_model *m, const char *dir, const kiln_model_opts *o,
     int n = rc ? 0 : list_mats(m, mats);
     size_t total = 0;
     for (int i = 0; i < n; i++) {
-        want[i] = (kiln_mat){NULL, target_dtype(quant, dtype, mats[i]->cols), mats[i]->rows, mats[i]->cols};
+        /* Q4_0 keeps the output projection (lm_head, or the embedding it is tied to) in Q8_0: every logit
+         * goes through it, and llama-quantize likewise keeps it at Q6_K (Q8_0 when rows are not 256-wide). */
+        bool head = mats[i] == &m->lm_head || (tied && mats[i] == &m->embed);
+        int q = quant == KILN_DT_Q4_0 && head ? KILN_DT_Q8_0 : quant;
+        want[i] = (kiln_mat){NULL, target_dtype(q, dtype, mats[i]->cols), mats[i]->rows, mats[i]->cols};
         offs[i] = total;
         total += mat_bytes(&want[i]);
     }
