@@ -60,6 +60,12 @@ llama_kl() { # base.gguf quant.gguf text ctx chunks
 import re, sys
 t = open(sys.argv[1]).read()
 kl = re.search(r"Mean\s+KLD:\s+([-0-9.eE+]+)", t); top = re.search(r"Same top p:\s+([0-9.]+)", t)
+if not (kl and top):
+    # llama.cpp's logger runs on its own thread and can lose the summary at exit; the last per-chunk row
+    # holds the same running means: chunk PPL±e ln±e KLD±e dp±e% same-top±e%
+    rows = re.findall(r"^\s*\d+\s+[0-9.]+ ±\s+[0-9.]+\s+[-0-9.]+ ±\s+[0-9.]+\s+([0-9.]+) ±\s+[0-9.]+\s+[0-9.]+ ±\s+[0-9.]+ %\s+([0-9.]+) ±", t, re.M)
+    if rows: print(rows[-1][0], float(rows[-1][1]) / 100); sys.exit()
+    sys.stderr.write("llama-perplexity gave no KL:\n" + t[-600:])
 print(kl.group(1) if kl else "nan", float(top.group(1)) / 100 if top else "nan")
 PYEOF
 }
