@@ -112,6 +112,7 @@ typedef struct kiln_model_opts {
     /* Weight formats, chosen at load. dtype: -1 keeps the checkpoint's storage type (zero-copy mmap), else
      * KILN_DT_F32/F16/BF16 to convert every matrix to. quant: -1 none, else KILN_DT_Q8_0/Q4_0 block-quantises
      * every matrix whose rows are whole 32-value blocks; the others get dtype (f32 when dtype is -1).
+     * Q4_0 keeps the output projection (lm_head or the tied embedding) in Q8_0, as llama-quantize does.
      * dtype = Q8_0/Q4_0 is accepted as an alias for quant (older callers). */
     int dtype;
     int quant;
