@@ -265,7 +265,9 @@ int cmd_bench(int argc, char **argv) {
 
     bench_report rep;
     memset(&rep, 0, sizeof rep);
-    bench_env_collect(&rep.env, o.model, cli_weight_format(&o.mo) ? cli_weight_format(&o.mo) : kiln_dtype_name(kiln_model_config(e.m)->torch_dtype), o.threads);
+    const char *fmt = cli_weight_format(&o.mo);
+    bench_env_collect(&rep.env, o.model, fmt ? fmt : kiln_dtype_name(kiln_model_config(e.m)->torch_dtype),
+                      kiln_model_threads(e.m));
     rep.limits = o.lim, rep.runs = o.runs, rep.warmup = o.warmup;
     rep.n_sc = o.n_max_new * o.n_sample * o.n_batch;
     rep.sc = calloc((size_t)rep.n_sc, sizeof *rep.sc);

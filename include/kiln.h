@@ -135,6 +135,8 @@ void kiln_model_opts_default(kiln_model_opts *o);
 kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_err *err);
 void kiln_model_free(kiln_model *m);
 const kiln_config *kiln_model_config(const kiln_model *m);
+/* Worker threads the model's kernels run on (the resolved --threads: physical cores by default). */
+int kiln_model_threads(const kiln_model *m);
 size_t kiln_model_weight_bytes(const kiln_model *m); /* bytes of weights in the compute format */
 size_t kiln_model_param_count(const kiln_model *m);
 /* Where the converted weights of this load live: the cache file path when weight_cache was set, else NULL;

@@ -387,6 +387,7 @@ void kiln_model_free(kiln_model *m) {
 }
 
 const kiln_config *kiln_model_config(const kiln_model *m) { return &m->cfg; }
+int kiln_model_threads(const kiln_model *m) { return kiln_pool_size(m->pool); }
 size_t kiln_model_weight_bytes(const kiln_model *m) { return m->weight_bytes; }
 size_t kiln_model_param_count(const kiln_model *m) { return m->params; }
 

@@ -17,6 +17,7 @@ assert len(sc) == 4, len(sc)                      # 2 max-new-tokens x 2 sample
 assert {s["name"] for s in sc} == {"max6-sample_off-b1", "max6-sample_on-b1", "max4-sample_off-b1", "max4-sample_on-b1"}
 for k in ("cpu_model", "cpu_flags", "threads", "mem_total_bytes", "kiln_version", "git_commit", "model", "dtype", "date"):
     assert k in d["env"], k
+assert d["env"]["threads"] >= 1, d["env"]["threads"]  # the resolved count, not the 0 "default" sentinel
 for s in sc:
     assert len(s["runs"]) == 3
     for r in s["runs"]:
