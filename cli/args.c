@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -98,4 +99,55 @@ const char *cli_model_dir(const char *arg) {
     if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode)) return arg;
     const char *d = kiln_hub_resolve_model(arg);
     return d ? d : arg; /* the loader reports the missing directory with its path */
+}
+
+/* ---- weight formats: --dtype / --quant / --quant-cache, shared by every command that loads weights ---- */
+
+int cli_weight_flag(int argc, char **argv, int *i, kiln_model_opts *mo) {
+    const char *v;
+    kiln_dtype dt;
+    if (cli_opt(argc, argv, i, "--dtype", &v)) {
+        if (kiln_dtype_parse(v, &dt)) cli_fail(2, "--dtype: unknown format '%s' (want f32, f16 or bf16)", v);
+        if (dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0) mo->quant = (int)dt; /* older spelling of --quant */
+        else mo->dtype = (int)dt;
+    } else if (cli_opt(argc, argv, i, "--quant", &v)) {
+        if (kiln_dtype_parse(v, &dt) || (dt != KILN_DT_Q8_0 && dt != KILN_DT_Q4_0))
+            cli_fail(2, "--quant: unknown format '%s' (want q8_0 or q4_0)", v);
+        mo->quant = (int)dt;
+    } else if (!strcmp(argv[*i], "--quant-cache")) mo->weight_cache = true;
+    else return 0;
+    return 1;
+}
+
+const char *cli_weight_format(const kiln_model_opts *mo) {
+    static char s[32];
+    if (mo->quant >= 0 && mo->dtype >= 0)
+        snprintf(s, sizeof s, "%s+%s", kiln_dtype_name((kiln_dtype)mo->quant), kiln_dtype_name((kiln_dtype)mo->dtype));
+    else if (mo->quant >= 0 || mo->dtype >= 0) snprintf(s, sizeof s, "%s", kiln_dtype_name((kiln_dtype)(mo->quant >= 0 ? mo->quant : mo->dtype)));
+    else return NULL;
+    return s;
+}
+
+/* A one-line bar redrawn in place; only on a terminal (logs and pipes stay clean). */
+static void weight_progress(void *ud, size_t done, size_t total) {
+    (void)ud;
+    static int last = -1;
+    int pct = total ? (int)(100.0 * (double)done / (double)total) : 100, w = 30, fill = pct * w / 100;
+    if (pct == last) return; /* redraw only when the figure moves */
+    last = pct;
+    fprintf(stderr, "\rkiln %s: converting weights [%.*s%*s] %3d%% %zu/%zu MiB", cli_cmd_name, fill,
+            "##############################", w - fill, "", pct, done >> 20, total >> 20);
+    if (done >= total) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static void weight_warn(void *ud, const char *msg) {
+    (void)ud;
+    fprintf(stderr, "kiln %s: warning: %s\n", cli_cmd_name, msg);
+}
+
+void cli_weight_callbacks(kiln_model_opts *mo) {
+    mo->quiet = !isatty(STDERR_FILENO);
+    mo->progress = weight_progress;
+    mo->warn = weight_warn;
 }

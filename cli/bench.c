@@ -2,7 +2,7 @@
  *
  *   kiln bench --model DIR [--prompt TEXT | --prompt-tokens N] [--chat] --runs 5 --warmup 1
  *              --max-new-tokens 256,128,64 [--min-new-tokens 32 | --ignore-eos] --sample off,on --batch 1,2
- *              [--threads N] [--dtype D] [--quant Q] [--seed S] [--temperature T]
+ *              [--threads N] [--dtype D] [--quant Q] [--quant-cache] [--seed S] [--temperature T]
  *              [--max-range 0.10] [--target-tps LO:HI]
  *              [--json [FILE]] [--csv FILE] [--markdown] [--html FILE]
  *   kiln bench --model DIR --prompt-tokens 512 --gen-tokens 128 [--json]     (llama-bench style: pp512, tg128)
@@ -28,7 +28,8 @@
 #define MAXV 16
 
 typedef struct opts {
-    const char *model, *prompt, *dtype, *json, *csv, *html;
+    const char *model, *prompt, *json, *csv, *html;
+    kiln_model_opts mo;
     int prompt_tokens, gen_tokens, chat, runs, warmup, min_new, ignore_eos, markdown, threads;
     int max_new[MAXV], n_max_new, sample[2], n_sample, batch[MAXV], n_batch;
     unsigned long long seed;
@@ -51,7 +52,7 @@ static int parse_list(const char *flag, const char *s, int *out, long lo, long h
 static void usage_fail(const char *arg) {
     cli_fail(2, "unknown argument '%s' (usage: kiln bench --model DIR [--prompt TEXT | --prompt-tokens N] "
                 "[--runs 5] [--warmup 1] [--max-new-tokens 256,128,64] [--min-new-tokens N | --ignore-eos] "
-                "[--sample off,on] [--batch 1,2] [--gen-tokens N] [--threads N] [--dtype D] [--quant Q] "
+                "[--sample off,on] [--batch 1,2] [--gen-tokens N] [--threads N] " CLI_WEIGHT_USAGE " "
                 "[--max-range 0.10] [--target-tps LO:HI] [--json [FILE]] [--csv FILE] [--markdown] [--html FILE]; "
                 "kiln bench compare A.json B.json; kiln bench serve ...)", arg);
 }
@@ -61,10 +62,12 @@ static void parse(int argc, char **argv, opts *o) {
     o->runs = 5, o->warmup = 1, o->min_new = -1, o->seed = 1234, o->temperature = 0;
     o->max_new[0] = 128, o->n_max_new = 1, o->n_sample = 1, o->batch[0] = 1, o->n_batch = 1;
     o->lim.max_range = 0.10;
+    kiln_model_opts_default(&o->mo);
+    cli_weight_callbacks(&o->mo);
     const char *v;
     for (int i = 1; i < argc; i++) {
         if (cli_opt(argc, argv, &i, "--model", &o->model) || cli_opt(argc, argv, &i, "--prompt", &o->prompt) ||
-            cli_opt(argc, argv, &i, "--dtype", &o->dtype) || cli_opt(argc, argv, &i, "--quant", &o->dtype) ||
+            cli_weight_flag(argc, argv, &i, &o->mo) ||
             cli_opt(argc, argv, &i, "--csv", &o->csv) || cli_opt(argc, argv, &i, "--html", &o->html))
             continue;
         if (cli_opt(argc, argv, &i, "--prompt-tokens", &v)) o->prompt_tokens = (int)cli_long("--prompt-tokens", v, 1, 1 << 20);
@@ -215,15 +218,8 @@ static int cmd_bench_compare(int argc, char **argv) {
 
 static void load(engine *e, const opts *o, int max_new) {
     kiln_err err;
-    kiln_model_opts mo;
-    kiln_model_opts_default(&mo);
-    mo.quiet = !isatty(STDERR_FILENO);
+    kiln_model_opts mo = o->mo;
     if (o->threads) mo.threads = o->threads;
-    if (o->dtype) {
-        kiln_dtype dt;
-        if (kiln_dtype_parse(o->dtype, &dt)) cli_fail(2, "--dtype/--quant: unknown format '%s'", o->dtype);
-        mo.dtype = dt;
-    }
     const char *dir = cli_model_dir(o->model);
     if (!(e->m = kiln_model_open(dir, &mo, &err))) cli_fail(1, "%s", err.msg);
     const kiln_config *cfg = kiln_model_config(e->m);
@@ -269,7 +265,8 @@ int cmd_bench(int argc, char **argv) {
 
     bench_report rep;
     memset(&rep, 0, sizeof rep);
-    bench_env_collect(&rep.env, o.model, o.dtype ? o.dtype : kiln_dtype_name(kiln_model_config(e.m)->torch_dtype),
+    const char *fmt = cli_weight_format(&o.mo);
+    bench_env_collect(&rep.env, o.model, fmt ? fmt : kiln_dtype_name(kiln_model_config(e.m)->torch_dtype),
                       kiln_model_threads(e.m));
     rep.limits = o.lim, rep.runs = o.runs, rep.warmup = o.warmup;
     rep.n_sc = o.n_max_new * o.n_sample * o.n_batch;

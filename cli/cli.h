@@ -24,6 +24,16 @@ const char *cli_model_dir(const char *arg);
 
 extern const char *cli_cmd_name;
 
+/* Weight-format flags every weight-loading command takes: --dtype f32|f16|bf16 (float format; q8_0/q4_0
+ * still accepted as the older spelling of --quant), --quant q8_0|q4_0, --quant-cache (keep the converted
+ * weights on disk and map them on later loads). Returns 1 if argv[*i] was one (advancing *i). */
+int cli_weight_flag(int argc, char **argv, int *i, kiln_model_opts *mo);
+#define CLI_WEIGHT_USAGE "[--dtype f32|f16|bf16] [--quant q8_0|q4_0] [--quant-cache]"
+/* Conversion progress bar (stderr, TTY only) and load warnings on stderr. */
+void cli_weight_callbacks(kiln_model_opts *mo);
+/* "q8_0", "bf16", "q4_0+bf16", or NULL when the checkpoint's own format is kept (static buffer). */
+const char *cli_weight_format(const kiln_model_opts *mo);
+
 
 #define CLI_COMMANDS(X)                                                                  \
     X(logits, "top logits per position for token ids (JSON lines)")                      \

@@ -13,7 +13,7 @@ void gen_cli_init(gen_cli *g) {
     memset(g, 0, sizeof *g);
     g->show_thinking = true;
     kiln_model_opts_default(&g->mopts);
-    g->mopts.quiet = true;
+    cli_weight_callbacks(&g->mopts);
     kiln_gen_params_default(&g->flags);
 }
 
@@ -51,11 +51,8 @@ int gen_cli_flag(gen_cli *g, int argc, char **argv, int *i) {
     } else if (cli_opt(argc, argv, i, "--max-input-tokens", &v))
         g->max_input_tokens = (int)cli_long("--max-input-tokens", v, 1, 1 << 24);
     else if (cli_opt(argc, argv, i, "--threads", &v)) g->mopts.threads = (int)cli_long("--threads", v, 1, 1024);
-    else if (cli_opt(argc, argv, i, "--dtype", &v)) {
-        kiln_dtype dt;
-        if (kiln_dtype_parse(v, &dt)) cli_fail(2, "--dtype: unknown type '%s'", v);
-        g->mopts.dtype = (int)dt;
-    } else if (!strcmp(argv[*i], "--greedy")) g->greedy_flag = true;
+    else if (cli_weight_flag(argc, argv, i, &g->mopts)) return 1;
+    else if (!strcmp(argv[*i], "--greedy")) g->greedy_flag = true;
     else if (!strcmp(argv[*i], "--do-sample")) g->sample_flag = true;
     else return 0;
     return 1;

@@ -22,7 +22,8 @@ typedef struct gen_cli {
 #define GEN_CLI_HELP                                                                                   \
     "  --model DIR  --system TEXT  --max-new-tokens N  --min-new-tokens N  --do-sample | --greedy\n"   \
     "  --temperature T  --top-k K  --top-p P  --min-p P  --repetition-penalty R  --seed S  --stop STR\n" \
-    "  --think on|off  --thinking show|hide  --max-input-tokens N  --threads N  --dtype f32|bf16|q8_0\n"
+    "  --think on|off  --thinking show|hide  --max-input-tokens N  --threads N\n"                                      \
+    "  --dtype f32|f16|bf16  --quant q8_0|q4_0  --quant-cache\n"
 
 void gen_cli_init(gen_cli *g);
 /* Consumes one shared flag at argv[*i]; returns 0 if it is not one of them. */

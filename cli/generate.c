@@ -1,5 +1,5 @@
 /* generate.c — `kiln generate --model DIR --ids 1,2,3 --max-new-tokens N [--stop-at-eos] [--threads N]
- * [--dtype D]`: greedy continuation, printed as {"ids":[...]} (generated ids only). */
+ * [--dtype D] [--quant Q] [--quant-cache]`: greedy continuation, printed as {"ids":[...]} (generated ids only). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,19 +14,21 @@ static int argmax(const float *v, int n) {
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *ids_s = NULL, *max_s = NULL, *threads_s = NULL, *dtype_s = NULL;
+    const char *model = NULL, *ids_s = NULL, *max_s = NULL, *threads_s = NULL;
     int stop_at_eos = 0;
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    cli_weight_callbacks(&mo);
     for (int i = 1; i < argc; i++) {
-        if (cli_opt(argc, argv, &i, "--model", &model) || cli_opt(argc, argv, &i, "--ids", &ids_s) ||
-            cli_opt(argc, argv, &i, "--max-new-tokens", &max_s) || cli_opt(argc, argv, &i, "--threads", &threads_s) ||
-            cli_opt(argc, argv, &i, "--dtype", &dtype_s))
+        if (cli_weight_flag(argc, argv, &i, &mo) || cli_opt(argc, argv, &i, "--model", &model) || cli_opt(argc, argv, &i, "--ids", &ids_s) ||
+            cli_opt(argc, argv, &i, "--max-new-tokens", &max_s) || cli_opt(argc, argv, &i, "--threads", &threads_s))
             continue;
         if (strcmp(argv[i], "--stop-at-eos") == 0) {
             stop_at_eos = 1;
             continue;
         }
         cli_fail(2, "unknown argument '%s' (usage: kiln generate --model DIR --ids 1,2,3 --max-new-tokens N "
-                    "[--stop-at-eos] [--threads N] [--dtype f32|f16|bf16])", argv[i]);
+                    "[--stop-at-eos] [--threads N] " CLI_WEIGHT_USAGE ")", argv[i]);
     }
     if (!model || !ids_s || !max_s) cli_fail(2, "--model, --ids and --max-new-tokens are required");
     int max_new = (int)cli_long("--max-new-tokens", max_s, 0, 1 << 24);
@@ -34,14 +36,7 @@ int cmd_generate(int argc, char **argv) {
     int32_t *ids;
     size_t n;
     if (cli_parse_ids(ids_s, &ids, &n, &err)) cli_fail(2, "--ids: %s", err.msg);
-    kiln_model_opts mo;
-    kiln_model_opts_default(&mo);
     if (threads_s) mo.threads = (int)cli_long("--threads", threads_s, 1, 1024);
-    if (dtype_s) {
-        kiln_dtype dt;
-        if (kiln_dtype_parse(dtype_s, &dt)) cli_fail(2, "--dtype: unknown format '%s'", dtype_s);
-        mo.dtype = dt;
-    }
     kiln_model *m = kiln_model_open(cli_model_dir(model), &mo, &err);
     if (!m) cli_fail(1, "%s", err.msg);
     const kiln_config *cfg = kiln_model_config(m);

@@ -1,4 +1,4 @@
-/* logits.c — `kiln logits --model DIR --ids 1,2,3 [--top K] [--all-logits FILE] [--threads N] [--dtype D]`:
+/* logits.c — `kiln logits --model DIR --ids 1,2,3 [--top K] [--all-logits FILE] [--threads N] [--dtype D] [--quant Q] [--quant-cache]`:
  * [--stats]: one JSON line per prompt position, {"pos":P,"top":[[id,logit],...]} sorted by logit descending. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,19 +44,22 @@ static void write_atomic(FILE *f, char *tmp, const char *path, const float *v, s
 }
 
 int cmd_logits(int argc, char **argv) {
-    const char *model = NULL, *ids_s = NULL, *top_s = NULL, *all = NULL, *threads_s = NULL, *dtype_s = NULL;
+    const char *model = NULL, *ids_s = NULL, *top_s = NULL, *all = NULL, *threads_s = NULL;
     int stats = 0;
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    cli_weight_callbacks(&mo);
     for (int i = 1; i < argc; i++) {
-        if (cli_opt(argc, argv, &i, "--model", &model) || cli_opt(argc, argv, &i, "--ids", &ids_s) ||
+        if (cli_weight_flag(argc, argv, &i, &mo) || cli_opt(argc, argv, &i, "--model", &model) || cli_opt(argc, argv, &i, "--ids", &ids_s) ||
             cli_opt(argc, argv, &i, "--top", &top_s) || cli_opt(argc, argv, &i, "--all-logits", &all) ||
-            cli_opt(argc, argv, &i, "--threads", &threads_s) || cli_opt(argc, argv, &i, "--dtype", &dtype_s))
+            cli_opt(argc, argv, &i, "--threads", &threads_s))
             continue;
         if (strcmp(argv[i], "--stats") == 0) {
             stats = 1;
             continue;
         }
         cli_fail(2, "unknown argument '%s' (usage: kiln logits --model DIR --ids 1,2,3 [--top K] "
-                    "[--all-logits FILE] [--threads N] [--dtype f32|f16|bf16] [--stats])", argv[i]);
+                    "[--all-logits FILE] [--threads N] " CLI_WEIGHT_USAGE " [--stats])", argv[i]);
     }
     if (!model || !ids_s) cli_fail(2, "--model and --ids are required");
     int k = top_s ? (int)cli_long("--top", top_s, 1, 1 << 20) : 20;
@@ -64,14 +67,7 @@ int cmd_logits(int argc, char **argv) {
     int32_t *ids;
     size_t n;
     if (cli_parse_ids(ids_s, &ids, &n, &err)) cli_fail(2, "--ids: %s", err.msg);
-    kiln_model_opts mo;
-    kiln_model_opts_default(&mo);
     if (threads_s) mo.threads = (int)cli_long("--threads", threads_s, 1, 1024);
-    if (dtype_s) {
-        kiln_dtype dt;
-        if (kiln_dtype_parse(dtype_s, &dt)) cli_fail(2, "--dtype: unknown format '%s'", dtype_s);
-        mo.dtype = dt;
-    }
     char *all_tmp = NULL;
     FILE *all_f = all ? open_temp(all, &all_tmp) : NULL;
     kiln_model *m = kiln_model_open(cli_model_dir(model), &mo, &err);

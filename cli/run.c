@@ -4,7 +4,7 @@
  *            [--max-new-tokens N] [--min-new-tokens N] [--do-sample | --greedy] [--temperature T]
  *            [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S] [--stop STR]...
  *            [--think on|off] [--thinking show|hide] [--max-input-tokens N] [--batch-file F.jsonl]
- *            [--json] [--threads N] [--dtype T]
+ *            [--json] [--threads N] [--dtype T] [--quant Q] [--quant-cache]
  *
  * Defaults come from the model's generation_config.json as transformers applies them; flags win. */
 #include <jansson.h>

@@ -10,8 +10,8 @@
 static void usage(void) {
     printf("usage: kiln serve --model DIR [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--max-batch N]\n"
            "                  [--kv-cache-mb M] [--ctx N] [--max-queue Q] [--max-body-kb B] [--max-connections C]\n"
-           "                  [--timeout S] [--drain S] [--threads T] [--dtype f32|f16|bf16|q8_0|q4_0]\n"
-           "                  [--served-model-name NAME]\n\n"
+           "                  [--timeout S] [--drain S] [--threads T] [--served-model-name NAME]\n"
+           "                  " CLI_WEIGHT_USAGE "\n\n"
            "OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,\n"
            "GET /health, GET /metrics (Prometheus). --port 0 picks a free port. --timeout limits each request\n"
            "(seconds, default 600); on SIGTERM/SIGINT in-flight requests get --drain seconds (default 30).\n\n"
@@ -26,11 +26,16 @@ int cmd_serve(int argc, char **argv) {
     kiln_server_opts_default(&o);
     const char *model = NULL, *v;
     double drain = 30;
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    cli_weight_callbacks(&mo);
+    o.model_opts = &mo;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage();
             return 0;
         }
+        if (cli_weight_flag(argc, argv, &i, &mo)) continue;
         if (cli_opt(argc, argv, &i, "--model", &v)) model = v;
         else if (cli_opt(argc, argv, &i, "--host", &v)) o.host = v;
         else if (cli_opt(argc, argv, &i, "--port", &v)) o.port = (int)cli_long("--port", v, 0, 65535);
@@ -48,11 +53,6 @@ int cmd_serve(int argc, char **argv) {
         else if (cli_opt(argc, argv, &i, "--drain", &v)) drain = cli_double("--drain", v, 0, 3600);
         else if (cli_opt(argc, argv, &i, "--threads", &v)) o.threads = (int)cli_long("--threads", v, 0, 1024);
         else if (cli_opt(argc, argv, &i, "--served-model-name", &v)) o.model_name = v;
-        else if (cli_opt(argc, argv, &i, "--dtype", &v)) {
-            kiln_dtype dt;
-            if (kiln_dtype_parse(v, &dt)) cli_fail(2, "--dtype: unknown type '%s'", v);
-            o.dtype = (int)dt;
-        }
         else cli_fail(2, "unknown flag '%s' (kiln serve --help)", argv[i]);
     }
     if (!model) cli_fail(2, "--model DIR is required");

@@ -109,9 +109,24 @@ int kiln_config_load(const char *dir, kiln_config *cfg, kiln_err *err);
 typedef struct kiln_model kiln_model;
 
 typedef struct kiln_model_opts {
-    int dtype;   /* -1: keep the checkpoint's storage type (zero-copy mmap); else a kiln_dtype to convert to */
+    /* Weight formats, chosen at load. dtype: -1 keeps the checkpoint's storage type (zero-copy mmap), else
+     * KILN_DT_F32/F16/BF16 to convert every matrix to. quant: -1 none, else KILN_DT_Q8_0/Q4_0 block-quantises
+     * every matrix whose rows are whole 32-value blocks; the others get dtype (f32 when dtype is -1).
+     * Q4_0 keeps the output projection (lm_head or the tied embedding) in Q8_0, as llama-quantize does.
+     * dtype = Q8_0/Q4_0 is accepted as an alias for quant (older callers). */
+    int dtype;
+    int quant;
+    /* Converted weights are cached on disk (one file next to the model, or under the hub cache root when
+     * the model directory is read-only) and memory-mapped by later loads; a stale or corrupt cache is
+     * reported through warn and rebuilt. */
+    bool weight_cache;
     int threads; /* 0: default (physical cores) */
-    bool quiet;  /* no progress output */
+    bool quiet;  /* no progress callbacks */
+    /* Optional callbacks: conversion progress (bytes of converted weights done / total) and one-line
+     * warnings (e.g. a cache that was rejected). */
+    void (*progress)(void *ud, size_t done, size_t total);
+    void (*warn)(void *ud, const char *msg);
+    void *cb_ud;
 } kiln_model_opts;
 void kiln_model_opts_default(kiln_model_opts *o);
 
@@ -124,6 +139,9 @@ const kiln_config *kiln_model_config(const kiln_model *m);
 int kiln_model_threads(const kiln_model *m);
 size_t kiln_model_weight_bytes(const kiln_model *m); /* bytes of weights in the compute format */
 size_t kiln_model_param_count(const kiln_model *m);
+/* Where the converted weights of this load live: the cache file path when weight_cache was set, else NULL;
+ * *reused tells whether the cache was read (true) or written/rebuilt (false). */
+const char *kiln_model_weight_cache(const kiln_model *m, bool *reused);
 
 /* ===================================================================================================
  * Inference context: forward pass over a paged KV cache (src/engine/)
@@ -354,7 +372,7 @@ typedef struct kiln_server_opts {
     int max_connections;      /* concurrent HTTP connections (default 256) */
     double request_timeout_s; /* wall-clock limit per request (default 600) */
     int threads;              /* engine threads (0: default) */
-    int dtype;                /* weights: -1 keeps the checkpoint's type (default); else a kiln_dtype */
+    const kiln_model_opts *model_opts; /* weight formats / cache (NULL: defaults); threads above wins */
 } kiln_server_opts;
 void kiln_server_opts_default(kiln_server_opts *o);
 

@@ -3,17 +3,20 @@
  *
  * Zero-copy by default: matrices stay in the read-only mappings in their stored dtype and the matmul
  * kernels read them in place, so the page cache holds the only copy. */
+#include <errno.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "model/model.h"
+#include "model/weight_cache.h"
 
 void kiln_model_opts_default(kiln_model_opts *o) {
-    o->dtype = -1;
-    o->threads = 0;
-    o->quiet = false;
+    *o = (kiln_model_opts){.dtype = -1, .quant = -1};
 }
 
 /* The safetensors files: model.safetensors, or the shards named by model.safetensors.index.json. */
@@ -177,25 +180,12 @@ static int bind_layer(kiln_model *m, int l, kiln_err *err) {
     return 0;
 }
 
-/* The format a matrix gets when the model is converted to dt: Q8_0/Q4_0 need whole 32-value blocks per
- * row, so narrower-blocked matrices (e.g. stories260K's 172-wide w_down) stay f32, as llama.cpp keeps
- * such tensors unquantised. */
-static kiln_dtype target_dtype(kiln_dtype dt, int cols) {
-    return (dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0) && cols % 32 ? KILN_DT_F32 : dt;
-}
-
-int model_convert_matrix(kiln_mat *dst, void *dst_buf, const kiln_mat *src, kiln_dtype dt, kiln_err *err) {
-    dt = target_dtype(dt, src->cols);
-    size_t in_rb = kern_row_bytes(src->dt, src->cols), out_rb = kern_row_bytes(dt, src->cols);
-    float *row = malloc((size_t)src->cols * sizeof(float));
-    if (!row) return kiln_err_set(err, "out of memory");
-    for (int r = 0; r < src->rows; r++) {
-        kern_row_to_f32(row, (const char *)src->data + (size_t)r * in_rb, src->dt, src->cols);
-        kern_row_from_f32((char *)dst_buf + (size_t)r * out_rb, dt, row, src->cols);
-    }
-    free(row);
-    *dst = (kiln_mat){dst_buf, dt, src->rows, src->cols};
-    return 0;
+/* The format a matrix gets at load: Q8_0/Q4_0 need whole 32-value blocks per row, so narrower-blocked
+ * matrices (e.g. stories260K's 172-wide w_down) get the float format instead (f32 unless --dtype names
+ * one), as llama.cpp keeps such tensors unquantised. */
+static kiln_dtype target_dtype(int quant, int dtype, int cols) {
+    if (quant >= 0 && cols % 32 == 0) return (kiln_dtype)quant;
+    return dtype >= 0 ? (kiln_dtype)dtype : KILN_DT_F32;
 }
 
 /* Every distinct matrix of the model (lm_head only when untied), for conversion and accounting. */
@@ -211,28 +201,102 @@ static int list_mats(kiln_model *m, kiln_mat **out) {
     return n;
 }
 
-/* Converts every matrix into one owned buffer, then drops the mappings (nothing points into them). */
-static int convert_all(kiln_model *m, kiln_dtype dt, kiln_err *err) {
-    bool tied = m->lm_head.data == m->embed.data;
-    kiln_mat **mats = malloc((size_t)(2 + 7 * m->cfg.n_layers) * sizeof *mats);
-    if (!mats) return kiln_err_set(err, "out of memory");
-    int n = list_mats(m, mats);
-    size_t total = 0;
-    for (int i = 0; i < n; i++) total += kern_row_bytes(target_dtype(dt, mats[i]->cols), mats[i]->cols) * (size_t)mats[i]->rows;
-    m->owned = malloc(total ? total : 1);
-    int rc = m->owned ? 0 : kiln_err_set(err, "out of memory converting weights to %s", kiln_dtype_name(dt));
-    size_t off = 0;
-    for (int i = 0; i < n && rc == 0; i++) {
-        kiln_mat src = *mats[i];
-        rc = model_convert_matrix(mats[i], (char *)m->owned + off, &src, dt, err);
-        off += kern_row_bytes(mats[i]->dt, src.cols) * (size_t)src.rows;
+static size_t mat_bytes(const kiln_mat *m) { return kern_row_bytes(m->dt, m->cols) * (size_t)m->rows; }
+
+static void warn(const kiln_model_opts *o, const char *fmt, ...) {
+    if (!o->warn) return;
+    char msg[1600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    o->warn(o->cb_ud, msg);
+}
+
+/* "q8_0", "q4_0-bf16" (quantised, float matrices in bf16), "bf16": names the cache file. */
+static void format_tag(char *tag, size_t n, int quant, int dtype) {
+    if (quant >= 0) snprintf(tag, n, "%s%s%s", kiln_dtype_name((kiln_dtype)quant), dtype >= 0 ? "-" : "",
+                             dtype >= 0 ? kiln_dtype_name((kiln_dtype)dtype) : "");
+    else snprintf(tag, n, "%s", kiln_dtype_name((kiln_dtype)dtype));
+}
+
+/* The source files' identity (size, mtime) for the weight cache header. */
+static int source_identity(const kiln_model *m, wc_file *out, kiln_err *err) {
+    for (int i = 0; i < m->n_files; i++) {
+        struct stat st;
+        if (stat(m->files[i].path, &st)) return kiln_err_set(err, "%s: %s", m->files[i].path, strerror(errno));
+        out[i] = (wc_file){(uint64_t)st.st_size, (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
     }
-    free(mats);
+    return 0;
+}
+
+/* Converts every matrix into one owned buffer (or maps it from the weight cache), then drops the
+ * safetensors mappings (nothing points into them any more). */
+static int convert_all(kiln_model *m, const char *dir, const kiln_model_opts *o, int quant, int dtype, kiln_err *err) {
+    bool tied = m->lm_head.data == m->embed.data;
+    int cap = 2 + 7 * m->cfg.n_layers;
+    kiln_mat **mats = malloc((size_t)cap * sizeof *mats);
+    kiln_mat *want = malloc((size_t)cap * sizeof *want);
+    size_t *offs = malloc((size_t)cap * sizeof *offs);
+    wc_file *ident = malloc((size_t)(m->n_files + 1) * sizeof *ident);
+    int rc = mats && want && offs && ident ? 0 : kiln_err_set(err, "out of memory");
+    int n = rc ? 0 : list_mats(m, mats);
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        /* Q4_0 keeps the output projection (lm_head, or the embedding it is tied to) in Q8_0: every logit
+         * goes through it, and llama-quantize likewise keeps it at Q6_K (Q8_0 when rows are not 256-wide). */
+        bool head = mats[i] == &m->lm_head || (tied && mats[i] == &m->embed);
+        int q = quant == KILN_DT_Q4_0 && head ? KILN_DT_Q8_0 : quant;
+        want[i] = (kiln_mat){NULL, target_dtype(q, dtype, mats[i]->cols), mats[i]->rows, mats[i]->cols};
+        offs[i] = total;
+        total += mat_bytes(&want[i]);
+    }
+    wc_want key = {ident, m->n_files, want, n, quant, dtype};
+    bool cached = false;
+    if (!rc && o->weight_cache && source_identity(m, ident, err) == 0) {
+        char tag[64];
+        format_tag(tag, sizeof tag, quant, dtype);
+        m->cache_path = wcache_path(dir, tag);
+        kiln_err why = {{0}};
+        int lr = m->cache_path ? wcache_load(m->cache_path, &key, &m->cache_map, &m->cache_len, offs, &why) : 1;
+        cached = lr == 0;
+        if (lr < 0) warn(o, "weight cache %s: %s; rebuilding it", m->cache_path, why.msg);
+    }
+    if (!rc && !cached) {
+        m->owned = malloc(total ? total : 1);
+        if (!m->owned) rc = kiln_err_set(err, "out of memory converting weights (%zu MiB)", total >> 20);
+    }
+    char *base = cached ? m->cache_map : m->owned;
+    size_t done = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        if (!cached && kern_convert_mat(m->pool, base + offs[i], want[i].dt, mats[i]->data, mats[i]->dt,
+                                        mats[i]->rows, mats[i]->cols))
+            rc = kiln_err_set(err, "out of memory converting weights");
+        *mats[i] = want[i];
+        mats[i]->data = want[i].data = base + offs[i];
+        done += mat_bytes(&want[i]);
+        if (!cached && !o->quiet && o->progress) o->progress(o->cb_ud, done, total);
+    }
+    if (!rc && m->cache_path && !cached) {
+        kiln_err why = {{0}};
+        if (wcache_save(m->cache_path, &key, &why)) warn(o, "weight cache not written: %s", why.msg);
+    }
+    m->cache_reused = cached;
+    free(mats), free(want), free(offs), free(ident);
     if (rc) return -1;
     if (tied) m->lm_head = m->embed;
     for (int i = 0; i < m->n_files; i++) st_close(&m->files[i]);
     m->n_files = 0;
     return 0;
+}
+
+/* True when every matrix already has the requested float format: nothing to convert, stay zero-copy. */
+static bool already_in(kiln_model *m, int dtype) {
+    kiln_mat **mats = malloc((size_t)(2 + 7 * m->cfg.n_layers) * sizeof *mats);
+    bool same = mats != NULL;
+    for (int i = 0, n = mats ? list_mats(m, mats) : 0; i < n; i++) same &= (int)mats[i]->dt == dtype;
+    free(mats);
+    return same;
 }
 
 kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_err *err) {
@@ -241,8 +305,22 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
         kiln_model_opts_default(&def);
         opts = &def;
     }
-    if (opts->dtype >= KILN_DT_COUNT || opts->dtype < -1) {
-        kiln_err_set(err, "bad dtype %d", opts->dtype);
+    /* dtype = Q8_0/Q4_0 is the older spelling of quant. */
+    int quant = opts->quant, dtype = opts->dtype;
+    if (dtype == KILN_DT_Q8_0 || dtype == KILN_DT_Q4_0) {
+        if (quant >= 0 && quant != dtype) {
+            kiln_err_set(err, "dtype %s contradicts quant %s", kiln_dtype_name((kiln_dtype)dtype),
+                         kiln_dtype_name((kiln_dtype)quant));
+            return NULL;
+        }
+        quant = dtype, dtype = -1;
+    }
+    if (dtype >= KILN_DT_Q8_0 || dtype < -1) {
+        kiln_err_set(err, "bad dtype %d (want f32, f16 or bf16)", dtype);
+        return NULL;
+    }
+    if (quant != -1 && quant != KILN_DT_Q8_0 && quant != KILN_DT_Q4_0) {
+        kiln_err_set(err, "bad quant %d (want q8_0 or q4_0)", quant);
         return NULL;
     }
     kiln_model *m = calloc(1, sizeof *m);
@@ -266,7 +344,14 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
     if (!c->tie_word_embeddings && find(m, "lm_head.weight", &f)) {
         if (bind_mat(m, &m->lm_head, "lm_head.weight", c->vocab_size, c->hidden_size, err)) goto fail;
     } else m->lm_head = m->embed;
-    if (opts->dtype >= 0 && convert_all(m, (kiln_dtype)opts->dtype, err)) goto fail;
+    kern_init();
+    m->pool = kiln_pool_new(opts->threads);
+    if (!m->pool) {
+        kiln_err_set(err, "cannot start %d threads", opts->threads);
+        goto fail;
+    }
+    if ((quant >= 0 || (dtype >= 0 && !already_in(m, dtype))) && convert_all(m, dir, opts, quant, dtype, err))
+        goto fail;
     kiln_mat **mats = malloc((size_t)(2 + 7 * c->n_layers) * sizeof *mats);
     if (!mats) {
         kiln_err_set(err, "out of memory");
@@ -275,12 +360,6 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
     int n = list_mats(m, mats);
     for (int i = 0; i < n; i++) m->weight_bytes += kern_row_bytes(mats[i]->dt, mats[i]->cols) * (size_t)mats[i]->rows;
     free(mats);
-    kern_init();
-    m->pool = kiln_pool_new(opts->threads);
-    if (!m->pool) {
-        kiln_err_set(err, "cannot start %d threads", opts->threads);
-        goto fail;
-    }
     return m;
 fail:
     kiln_model_free(m);
@@ -301,6 +380,8 @@ void kiln_model_free(kiln_model *m) {
     free(m->files);
     free(m->source);
     free(m->owned);
+    if (m->cache_map) munmap(m->cache_map, m->cache_len);
+    free(m->cache_path);
     if (m->pool) kiln_pool_free(m->pool);
     free(m);
 }
@@ -309,3 +390,8 @@ const kiln_config *kiln_model_config(const kiln_model *m) { return &m->cfg; }
 int kiln_model_threads(const kiln_model *m) { return kiln_pool_size(m->pool); }
 size_t kiln_model_weight_bytes(const kiln_model *m) { return m->weight_bytes; }
 size_t kiln_model_param_count(const kiln_model *m) { return m->params; }
+
+const char *kiln_model_weight_cache(const kiln_model *m, bool *reused) {
+    if (reused) *reused = m->cache_reused;
+    return m->cache_path;
+}

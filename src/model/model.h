@@ -23,14 +23,13 @@ struct kiln_model {
     kiln_mat embed, lm_head; /* lm_head == embed when tied */
     float *final_norm;
     kiln_layer *layers;
-    void *owned; /* converted matrices (opts.dtype), NULL when zero-copy */
+    void *owned; /* converted matrices (opts.dtype / opts.quant), NULL when zero-copy or cached */
+    void *cache_map; /* the mapped weight cache the matrices point into, or NULL */
+    size_t cache_len;
+    char *cache_path; /* opts.weight_cache: the cache file */
+    bool cache_reused;
     size_t weight_bytes, params;
     kiln_pool *pool;
 };
-
-/* Converts one matrix to dt into dst_buf (kern_row_bytes(dt, cols) * rows bytes) and points dst at it.
- * Q8_0/Q4_0 apply to matrices whose cols are a multiple of 32; others are stored f32 (dst->dt says
- * which; size dst_buf for the wider case). */
-int model_convert_matrix(kiln_mat *dst, void *dst_buf, const kiln_mat *src, kiln_dtype dt, kiln_err *err);
 
 #endif

@@ -71,8 +71,7 @@ void kiln_server_opts_default(kiln_server_opts *o) {
                             .max_queue = 64,
                             .max_body_kb = 1024,
                             .max_connections = 256,
-                            .request_timeout_s = 600,
-                            .dtype = -1};
+                            .request_timeout_s = 600};
 }
 
 /* Thinking models: the chat template knows about <think> blocks (Qwen3, DeepSeek-R1 distills). */
@@ -103,10 +102,12 @@ kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
     pthread_cond_init(&s->idle, NULL);
     s->started = (long)time(NULL);
     kiln_model_opts mo;
-    kiln_model_opts_default(&mo);
-    mo.quiet = true;
-    mo.threads = o->threads;
-    mo.dtype = o->dtype;
+    if (o->model_opts) mo = *o->model_opts;
+    else {
+        kiln_model_opts_default(&mo);
+        mo.quiet = true;
+    }
+    if (o->threads) mo.threads = o->threads;
     if (!(s->model = kiln_model_open(o->model_dir, &mo, err))) goto fail;
     if (!(s->tok = kiln_tokenizer_open(o->model_dir, err))) goto fail;
     if (!(s->metrics = metrics_new())) {
