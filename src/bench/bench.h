@@ -28,6 +28,8 @@ typedef struct bench_run {
     double ttft_s;       /* time to first token: prefill + first sample */
     double prefill_tps;  /* prompt tokens / prefill time */
     double decode_tps;   /* (gen_tokens - 1) / decode time, or gen_tokens / total when only one */
+    double tg_tps;       /* pp/tg mode: decode tok/s of a separate run from a 1-token prompt (llama-bench's
+                          * tg: no long context to attend over); 0 otherwise */
     int prompt_tokens, gen_tokens;
     size_t rss_bytes, peak_rss_bytes;
     double *itl_s; /* inter-token latencies of the decode steps (malloc'd), n_itl of them */

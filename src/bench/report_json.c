@@ -1,7 +1,7 @@
 /* report_json.c — the machine-readable report (`--json`). Shape:
  * {"kiln_version","env":{...},"config":{...},["pp_tokens","tg_tokens","pp_tok_s","tg_tok_s"],
  *  "scenarios":[{"name","max_new_tokens","min_new_tokens","sample","batch","prompt_tokens",
- *                "runs":[{"total_s","ttft_s","prefill_tok_s","decode_tok_s","prompt_tokens","gen_tokens",
+ *                "runs":[{"total_s","ttft_s","prefill_tok_s","decode_tok_s","prompt_tokens","gen_tokens",[tg_tok_s],
  *                         "rss_bytes","peak_rss_bytes"}],
  *                "stats":{"total_s":{...},"ttft_s":{...},"prefill_tok_s":{...},"decode_tok_s":{...},
  *                         "itl_s":{...}}, "verdict":"PASS"|"FAIL", "why":"..."}]} */
@@ -27,6 +27,7 @@ static json_t *scenario_json(const bench_scenario *sc) {
                                               r->decode_tps, "prompt_tokens", r->prompt_tokens, "gen_tokens",
                                               r->gen_tokens, "rss_bytes", (json_int_t)r->rss_bytes,
                                               "peak_rss_bytes", (json_int_t)r->peak_rss_bytes));
+        if (r->tg_tps > 0) json_object_set_new(json_array_get(runs, (size_t)i), "tg_tok_s", json_real(r->tg_tps));
     }
     json_t *st = json_pack("{s:o,s:o,s:o,s:o,s:o}", "total_s", stats_json(&sc->total), "ttft_s",
                            stats_json(&sc->ttft), "prefill_tok_s", stats_json(&sc->prefill), "decode_tok_s",

@@ -72,27 +72,33 @@ struct attn_job {
     int layer;
 };
 
-/* Thread ith handles a contiguous range of the batch's tokens; each token attends over its own
- * sequence's positions 0..pos (causal: later tokens of the same batch are not visible yet). */
+/* Work is split over (token, head) pairs so a single decoding token still keeps every thread busy;
+ * each token attends over its own sequence's positions 0..pos (causal: later tokens of the same batch
+ * are not visible yet). */
 static void attn_part(void *arg, int ith, int nth) {
     const struct attn_job *j = arg;
     kiln_ctx *c = j->c;
     const kiln_config *g = &c->m->cfg;
+    const int H = g->n_heads;
     int T = 0;
     for (int i = 0; i < j->b->n_seqs; i++) T += j->b->n_tokens[i];
     int lo, hi;
-    kiln_split_range(T, ith, nth, &lo, &hi);
+    kiln_split_range(T * H, ith, nth, &lo, &hi);
     float *scores = c->scores + (size_t)ith * c->n_ctx;
-    size_t qd = (size_t)g->n_heads * g->head_dim;
+    size_t qd = (size_t)H * g->head_dim;
     int t = 0;
-    for (int i = 0; i < j->b->n_seqs && t < hi; i++) {
+    for (int i = 0; i < j->b->n_seqs && t * H < hi; i++) {
         const kv_seq *s = &c->seqs[j->b->seq[i]];
         kern_kv_view kv = {kv_k(c, 0, j->layer), kv_k(c, 0, j->layer) + KILN_KV_BLOCK * (size_t)c->kv_dim, s->table,
                            KILN_KV_BLOCK, (size_t)g->n_layers * 2 * KILN_KV_BLOCK * c->kv_dim, (size_t)c->kv_dim};
-        for (int n = 0; n < j->b->n_tokens[i]; n++, t++)
-            if (t >= lo && t < hi)
-                kern_attention(c->att + t * qd, c->q + t * qd, g->n_heads, g->n_kv_heads, g->head_dim, c->pos[t] + 1,
-                               &kv, scores);
+        for (int n = 0; n < j->b->n_tokens[i]; n++, t++) {
+            int h0 = lo - t * H, h1 = hi - t * H;
+            if (h0 < 0) h0 = 0;
+            if (h1 > H) h1 = H;
+            if (h0 < h1)
+                kern_attention(c->att + t * qd, c->q + t * qd, H, g->n_kv_heads, g->head_dim, c->pos[t] + 1, &kv,
+                               scores, h0, h1);
+        }
     }
 }
 

@@ -1,33 +1,49 @@
-/* attention.c — scaled dot-product attention of one query over a paged KV cache (scalar reference). */
+/* attention.c — scaled dot-product attention of one query over a paged KV cache (portable C).
+ *
+ * The cache is a list of blocks of `block` positions (kv->table maps a sequence's block index to a
+ * physical block), so positions are walked block by block instead of dividing per position. Dot
+ * products keep 8 independent partial sums: a single running sum is a chain of dependent adds (one
+ * add latency per element), 8 lanes break it and let the compiler use SIMD. */
 #include <math.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
 
-static inline size_t kv_off(const kern_kv_view *kv, int p) {
-    return (size_t)kv->table[p / kv->block] * kv->block_stride + (size_t)(p % kv->block) * kv->row_stride;
+enum { LANES = 8 };
+
+static inline float dot(const float *a, const float *b, int n) {
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) acc[l] += a[i + l] * b[i + l];
+    float s = 0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
 }
 
 void kern_attention(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
-                    const kern_kv_view *kv, float *scratch) {
-    int group = n_heads / n_kv_heads;
-    float scale = 1.0f / sqrtf((float)head_dim);
-    for (int h = 0; h < n_heads; h++) {
+                    const kern_kv_view *kv, float *scratch, int h0, int h1) {
+    const int group = n_heads / n_kv_heads;
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    for (int h = h0; h < h1; h++) {
         const float *qh = q + (size_t)h * head_dim;
-        size_t hoff = (size_t)(h / group) * head_dim;
-        for (int p = 0; p < n_pos; p++) {
-            const float *k = kv->k + kv_off(kv, p) + hoff;
-            float s = 0;
-            for (int i = 0; i < head_dim; i++) s += qh[i] * k[i];
-            scratch[p] = s * scale;
+        const size_t hoff = (size_t)(h / group) * head_dim;
+        for (int p0 = 0; p0 < n_pos; p0 += kv->block) {
+            const float *k = kv->k + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
+            const int np = n_pos - p0 < kv->block ? n_pos - p0 : kv->block;
+            for (int p = 0; p < np; p++) scratch[p0 + p] = dot(qh, k + (size_t)p * kv->row_stride, head_dim) * scale;
         }
         kern_softmax(scratch, n_pos);
         float *o = out + (size_t)h * head_dim;
         memset(o, 0, (size_t)head_dim * sizeof *o);
-        for (int p = 0; p < n_pos; p++) {
-            const float *v = kv->v + kv_off(kv, p) + hoff;
-            float w = scratch[p];
-            for (int i = 0; i < head_dim; i++) o[i] += w * v[i];
+        for (int p0 = 0; p0 < n_pos; p0 += kv->block) {
+            const float *v = kv->v + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
+            const int np = n_pos - p0 < kv->block ? n_pos - p0 : kv->block;
+            for (int p = 0; p < np; p++) {
+                const float w = scratch[p0 + p], *vp = v + (size_t)p * kv->row_stride;
+                for (int i = 0; i < head_dim; i++) o[i] += w * vp[i];
+            }
         }
     }
 }

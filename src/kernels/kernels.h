@@ -71,7 +71,8 @@ typedef struct kern_kv_view {
     int block;
     size_t block_stride, row_stride;
 } kern_kv_view;
+/* Heads [h0, h1) of one query token attending over positions 0..n_pos-1 (scratch: n_pos floats). */
 void kern_attention(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
-                    const kern_kv_view *kv, float *scratch);
+                    const kern_kv_view *kv, float *scratch, int h0, int h1);
 
 #endif
