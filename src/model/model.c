@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +231,17 @@ static int source_identity(const kiln_model *m, wc_file *out, kiln_err *err) {
     return 0;
 }
 
+/* A converted matrix's source pages are not read again: dropping them from this process keeps peak RSS
+ * near the converted size plus one matrix, instead of both full copies. Only pages wholly inside a
+ * safetensors mapping (file-backed and read-only: anything touching them again re-reads the page cache). */
+static void drop_source_pages(const kiln_model *m, const void *p, size_t n) {
+    const uintptr_t pg = 4096, a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n) & ~(pg - 1);
+    for (int i = 0; i < m->n_files; i++) {
+        const uintptr_t lo = (uintptr_t)m->files[i].map, hi = lo + m->files[i].size;
+        if (m->files[i].map && a >= lo && b <= hi && a < b) madvise((void *)a, b - a, MADV_DONTNEED);
+    }
+}
+
 /* Converts every matrix into one owned buffer (or maps it from the weight cache), then drops the
  * safetensors mappings (nothing points into them any more). */
 static int convert_all(kiln_model *m, const char *dir, const kiln_model_opts *o, int quant, int dtype, kiln_err *err) {
@@ -272,6 +284,7 @@ static int convert_all(kiln_model *m, const char *dir, const kiln_model_opts *o,
         if (!cached && kern_convert_mat(m->pool, base + offs[i], want[i].dt, mats[i]->data, mats[i]->dt,
                                         mats[i]->rows, mats[i]->cols))
             rc = kiln_err_set(err, "out of memory converting weights");
+        if (!cached && !rc) drop_source_pages(m, mats[i]->data, kern_row_bytes(mats[i]->dt, mats[i]->cols) * (size_t)mats[i]->rows);
         *mats[i] = want[i];
         mats[i]->data = want[i].data = base + offs[i];
         done += mat_bytes(&want[i]);
