@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "model/model.h"
 #include "model/weight_cache.h"
@@ -235,7 +236,8 @@ static int source_identity(const kiln_model *m, wc_file *out, kiln_err *err) {
  * near the converted size plus one matrix, instead of both full copies. Only pages wholly inside a
  * safetensors mapping (file-backed and read-only: anything touching them again re-reads the page cache). */
 static void drop_source_pages(const kiln_model *m, const void *p, size_t n) {
-    const uintptr_t pg = 4096, a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n) & ~(pg - 1);
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n) & ~(pg - 1);
     for (int i = 0; i < m->n_files; i++) {
         const uintptr_t lo = (uintptr_t)m->files[i].map, hi = lo + m->files[i].size;
         if (m->files[i].map && a >= lo && b <= hi && a < b) madvise((void *)a, b - a, MADV_DONTNEED);
@@ -284,7 +286,7 @@ static int convert_all(kiln_model *m, const char *dir, const kiln_model_opts *o,
         if (!cached && kern_convert_mat(m->pool, base + offs[i], want[i].dt, mats[i]->data, mats[i]->dt,
                                         mats[i]->rows, mats[i]->cols))
             rc = kiln_err_set(err, "out of memory converting weights");
-        if (!cached && !rc) drop_source_pages(m, mats[i]->data, kern_row_bytes(mats[i]->dt, mats[i]->cols) * (size_t)mats[i]->rows);
+        if (!cached && !rc) drop_source_pages(m, mats[i]->data, mat_bytes(mats[i]));
         *mats[i] = want[i];
         mats[i]->data = want[i].data = base + offs[i];
         done += mat_bytes(&want[i]);
@@ -371,7 +373,7 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
         goto fail;
     }
     int n = list_mats(m, mats);
-    for (int i = 0; i < n; i++) m->weight_bytes += kern_row_bytes(mats[i]->dt, mats[i]->cols) * (size_t)mats[i]->rows;
+    for (int i = 0; i < n; i++) m->weight_bytes += mat_bytes(mats[i]);
     free(mats);
     return m;
 fail:
