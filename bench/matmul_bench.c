@@ -8,6 +8,7 @@
  *   cc -O2 -D_GNU_SOURCE -Iinclude -Isrc bench/matmul_bench.c build/libkiln.a -lm -pthread -o /tmp/matmul_bench
  *   /tmp/matmul_bench q8_0 2 [n_prompt=512] [n_gen=32]
  *   /tmp/matmul_bench bw 2        (read bandwidth only) */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,13 +74,22 @@ int main(int argc, char **argv) {
     for (int i = 0; i < LAYERS * 7 + 1; i++) {
         int rows = i < LAYERS * 7 ? shapes[i % 7][0] : VOCAB, cols = i < LAYERS * 7 ? shapes[i % 7][1] : H;
         size_t rb = kern_row_bytes(dt, cols);
-        char *w = malloc(rb * rows);
+        char *w = malloc(rb * rows), *one = malloc(rb);
         for (int c = 0; c < cols; c++) row[c] = (float)((c * 7919 + i) % 255 - 127) / 512.0f;
+        kern_row_from_f32(one, dt, row, cols);
+        /* quantised matrices get the loader's row interleave (kernels.h) */
+        bool q = dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0;
+        mats[i] = (kiln_mat){w, dt, rows, cols, q ? KERN_QUANT_IL : 1};
         for (int r = 0; r < rows; r++) {
-            if (r < 64) kern_row_from_f32(w + rb * r, dt, row, cols);
-            else memcpy(w + rb * r, w + rb * (r % 64), rb);
+            if (!q) {
+                memcpy(w + rb * r, one, rb);
+                continue;
+            }
+            size_t bstep, bsz = rb / (size_t)(cols / 32);
+            char *dst = (char *)kern_qrow(&mats[i], r, &bstep);
+            for (int b = 0; b < cols / 32; b++) memcpy(dst + b * bstep, one + b * bsz, bsz);
         }
-        mats[i] = (kiln_mat){w, dt, rows, cols};
+        free(one);
         bytes += rb * rows;
     }
     float *x = malloc(sizeof(float) * (size_t)np * FF), *y = malloc(sizeof(float) * (size_t)np * VOCAB);

@@ -127,7 +127,7 @@ static void **patch_weights_only(kiln_model *m, kiln_dtype qt, int *n_out) {
             kern_row_to_f32(row, q, qt, w->cols);
         }
         free(q);
-        *w = (kiln_mat){out, KILN_DT_F32, w->rows, w->cols};
+        *w = (kiln_mat){out, KILN_DT_F32, w->rows, w->cols, 1};
         bufs[i] = out;
     }
     if (tied) m->lm_head = m->embed;

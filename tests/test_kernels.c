@@ -1,6 +1,7 @@
 /* test_kernels.c — every SIMD matmul against the scalar reference, quantisation against llama.cpp's
  * arithmetic, the ISA switch, and the thread pool. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,21 +33,43 @@ static void *make_weights(kiln_dtype dt, int rows, int cols, float *f32_out) {
     return w;
 }
 
+/* A copy of plain quantised rows with row interleave il, placed by the layout's definition (kernels.h)
+ * written out independently of kern_qrow: groups of il rows alternate blocks, the ragged tail is plain. */
+static void *interleave_copy(const void *plain, kiln_dtype dt, int rows, int cols, int il) {
+    size_t rb = kern_row_bytes(dt, cols), bsz = rb / (size_t)(cols / 32);
+    char *out = malloc(rb * rows);
+    int grouped = rows / il * il;
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < cols / 32; b++) {
+            size_t off = r < grouped ? (size_t)(r / il) * il * rb + ((size_t)b * il + r % il) * bsz : r * rb + b * bsz;
+            memcpy(out + off, (const char *)plain + r * rb + b * bsz, bsz);
+        }
+    return out;
+}
+
 static const char *isas[] = {"avx2", "avx512"};
 
 /* Runs one shape through every supported SIMD ISA and thread count and compares with scalar.
  * Tolerance: relative to sum |w||x| (the size of the rounding in any summation order). */
-static int compare_shape(kiln_dtype dt, int rows, int cols, int n, kiln_pool **pools, int with_bias) {
+static int compare_shape_il(kiln_dtype dt, int rows, int cols, int n, kiln_pool **pools, int with_bias, int il) {
     float *wf = malloc(sizeof(float) * rows * cols);
-    void *w = make_weights(dt, rows, cols, wf);
+    void *w = make_weights(dt, rows, cols, wf), *wi = il > 1 ? interleave_copy(w, dt, rows, cols, il) : NULL;
     float *x = malloc(sizeof(float) * n * cols), *bias = malloc(sizeof(float) * rows);
     for (int i = 0; i < n * cols; i++) x[i] = frand();
     for (int i = 0; i < rows; i++) bias[i] = frand();
     float *ref = malloc(sizeof(float) * n * rows), *got = malloc(sizeof(float) * n * rows);
-    kiln_mat m = {w, dt, rows, cols};
+    kiln_mat m = {w, dt, rows, cols, 1};
     kern_set_isa("scalar");
     kern_matmul(pools[0], ref, x, n, &m, with_bias ? bias : NULL);
     int bad = 0;
+    if (wi) { /* the scalar reference reads the interleaved copy to the same bits */
+        m = (kiln_mat){wi, dt, rows, cols, il};
+        kern_matmul(pools[1], got, x, n, &m, with_bias ? bias : NULL);
+        if (memcmp(ref, got, sizeof(float) * n * rows) != 0) {
+            CHECK(0, "scalar dt=%s rows=%d cols=%d il=%d: interleaved result differs", kiln_dtype_name(dt), rows, cols, il);
+            bad++;
+        }
+    }
     for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {
         if (kern_set_isa(isas[s]) != 0) continue;
         for (int p = 0; p < 3; p++) {
@@ -58,16 +81,20 @@ static int compare_shape(kiln_dtype dt, int rows, int cols, int n, kiln_pool **p
                     for (int c = 0; c < cols; c++) mag += fabs(wf[(size_t)r * cols + c] * x[(size_t)t * cols + c]);
                     float a = ref[(size_t)t * rows + r], b = got[(size_t)t * rows + r];
                     if (!(fabs(a - b) <= 2e-5 * mag + 1e-6)) {
-                        CHECK(0, "%s dt=%s rows=%d cols=%d n=%d threads=%d: y[%d][%d] scalar %g simd %g", isas[s],
-                              kiln_dtype_name(dt), rows, cols, n, p + 1, t, r, a, b);
+                        CHECK(0, "%s dt=%s rows=%d cols=%d n=%d il=%d threads=%d: y[%d][%d] scalar %g simd %g",
+                              isas[s], kiln_dtype_name(dt), rows, cols, n, il, p + 1, t, r, a, b);
                         bad++;
                     }
                 }
         }
     }
     kern_set_isa(kern_best_isa());
-    free(wf), free(w), free(x), free(bias), free(ref), free(got);
+    free(wf), free(w), free(wi), free(x), free(bias), free(ref), free(got);
     return bad;
+}
+
+static int compare_shape(kiln_dtype dt, int rows, int cols, int n, kiln_pool **pools, int with_bias) {
+    return compare_shape_il(dt, rows, cols, n, pools, with_bias, 1);
 }
 
 static kiln_pool *pools[3];
@@ -81,13 +108,58 @@ TEST(simd_matmul_matches_scalar_float) {
                     if (compare_shape(dt, rows[a], cols[b], n, pools, (a + b) & 1)) return;
 }
 
+/* Plain rows, the loader's 4-row interleave, and interleaves the SIMD tiles do not divide (3: no whole
+ * 4-row tile, 2-row tiles ragged; 8: two tiles per group), with ragged tails (rows % il != 0). */
 TEST(simd_matmul_matches_scalar_quant) {
-    const int rows[] = {1, 3, 16, 37}, cols[] = {32, 96, 320};
+    const int rows[] = {1, 3, 16, 37}, cols[] = {32, 96, 320}, ils[] = {1, KERN_QUANT_IL, 3, 8};
     for (int dt = KILN_DT_Q8_0; dt <= KILN_DT_Q4_0; dt++)
         for (int a = 0; a < 4; a++)
             for (int b = 0; b < 3; b++)
                 for (int n = 1; n <= 17; n += (n < 6 ? 1 : 5))
-                    if (compare_shape(dt, rows[a], cols[b], n, pools, (a + b) & 1)) return;
+                    for (int k = 0; k < 4; k++)
+                        if (compare_shape_il(dt, rows[a], cols[b], n, pools, (a + b) & 1, ils[k])) return;
+}
+
+/* A kernel called on a row range that starts inside an interleave group (the pool only hands out
+ * multiples of 16, but the kernel contract is any [r0, r1)). */
+TEST(quant_gemm_ragged_row_range) {
+    enum { R = 23, K = 128, N = 5 };
+    for (int dt = KILN_DT_Q8_0; dt <= KILN_DT_Q4_0; dt++) {
+        void *w = make_weights(dt, R, K, NULL), *wi = interleave_copy(w, dt, R, K, 4);
+        float x[N * K], ref[N * R], got[N * R];
+        act_q8 xq[N * K / 32];
+        for (int i = 0; i < N * K; i++) x[i] = frand();
+        for (int t = 0; t < N; t++) quantize_act_ref(x + t * K, xq + t * K / 32, K, quant_weight_offset(dt));
+        kiln_mat plain = {w, dt, R, K, 1}, inter = {wi, dt, R, K, 4};
+        kern_isa_scalar.gemm[dt](ref, xq, N, &plain, 0, R);
+        for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {
+            if (kern_set_isa(isas[s]) != 0) continue;
+            for (int i = 0; i < N * R; i++) got[i] = NAN;
+            kern_active_isa()->gemm[dt](got, xq, N, &inter, 1, R - 2);
+            for (int t = 0; t < N; t++)
+                for (int r = 1; r < R - 2; r++)
+                    CHECK(fabsf(got[t * R + r] - ref[t * R + r]) <= 1e-4f * (1 + fabsf(ref[t * R + r])),
+                          "%s %s y[%d][%d] %g vs %g", isas[s], kiln_dtype_name(dt), t, r, got[t * R + r], ref[t * R + r]);
+            CHECK(isnan(got[0]) && isnan(got[R - 1]), "%s wrote outside [1, %d)", isas[s], R - 2);
+        }
+        kern_set_isa(kern_best_isa());
+        free(w), free(wi);
+    }
+}
+
+/* Embedding lookup from an interleaved matrix returns the same rows as from the plain one. */
+TEST(get_rows_interleaved) {
+    enum { R = 11, K = 64 };
+    for (int dt = KILN_DT_Q8_0; dt <= KILN_DT_Q4_0; dt++) {
+        void *w = make_weights(dt, R, K, NULL), *wi = interleave_copy(w, dt, R, K, 4);
+        kiln_mat plain = {w, dt, R, K, 1}, inter = {wi, dt, R, K, 4};
+        int32_t ids[] = {0, 3, 4, 7, 8, 10, 5};
+        float a[7 * K], b[7 * K];
+        kern_get_rows(a, &plain, ids, 7);
+        kern_get_rows(b, &inter, ids, 7);
+        CHECK(memcmp(a, b, sizeof a) == 0, "%s interleaved rows differ", kiln_dtype_name(dt));
+        free(w), free(wi);
+    }
 }
 
 TEST(simd_matmul_large_shapes) {
@@ -161,7 +233,7 @@ TEST(quant_matmul_close_to_dequantised_f32) {
         float wf[R * K], x[K], y[R];
         void *w = make_weights(dt, R, K, wf);
         for (int i = 0; i < K; i++) x[i] = frand();
-        kiln_mat m = {w, dt, R, K};
+        kiln_mat m = {w, dt, R, K, 1};
         kern_matmul(pools[1], y, x, 1, &m, NULL);
         for (int r = 0; r < R; r++) {
             double ref = 0, mag = 0;
@@ -181,9 +253,79 @@ TEST(convert_mat_matches_rowwise) {
         size_t rb = kern_row_bytes(dt, K);
         char *a = malloc(rb * R), *b = malloc(rb * R);
         for (int r = 0; r < R; r++) kern_row_from_f32(a + rb * r, dt, src + r * K, K);
-        CHECK(kern_convert_mat(pools[2], b, dt, src, KILN_DT_F32, R, K) == 0, "convert to %s", kiln_dtype_name(dt));
+        CHECK(kern_convert_mat(pools[2], b, dt, src, KILN_DT_F32, R, K, 1) == 0, "convert to %s", kiln_dtype_name(dt));
         CHECK(memcmp(a, b, rb * R) == 0, "threaded conversion to %s differs", kiln_dtype_name(dt));
-        free(a), free(b);
+        /* with the loader's interleave: quantised formats come out interleaved, float ones plain */
+        bool q = dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0;
+        char *c = q ? interleave_copy(a, dt, R, K, KERN_QUANT_IL) : NULL;
+        CHECK(kern_convert_mat(pools[2], b, dt, src, KILN_DT_F32, R, K, KERN_QUANT_IL) == 0, "convert il");
+        CHECK(memcmp(q ? c : a, b, rb * R) == 0, "interleaved conversion to %s differs", kiln_dtype_name(dt));
+        free(a), free(b), free(c);
+    }
+}
+
+/* Every SIMD attention against the portable reference: head sizes with masked tails, the register
+ * specialisations (64, 128), the generic path and the wide-head fallback; position counts around the
+ * 16-wide score tiles; a paged cache whose blocks are out of order; GQA; a head sub-range. */
+TEST(simd_attention_matches_reference) {
+    enum { BLOCK = 16, NBLK = 24, HQ = 8, HKV = 2 };
+    const int dims[] = {8, 24, 64, 128, 144, 272}, npos[] = {1, 5, 16, 17, 100, NBLK * BLOCK};
+    int table[NBLK];
+    for (int i = 0; i < NBLK; i++) table[i] = (i * 7 + 3) % NBLK; /* a permutation: 7 is coprime to 24 */
+    for (int d = 0; d < 6; d++) {
+        const int hd = dims[d], kvd = HKV * hd;
+        const size_t row = (size_t)kvd, bstride = (size_t)2 * BLOCK * kvd; /* k block then v block */
+        float *cache = malloc(sizeof(float) * bstride * NBLK), *q = malloc(sizeof(float) * HQ * hd);
+        float *ref = malloc(sizeof(float) * HQ * hd), *got = malloc(sizeof(float) * HQ * hd);
+        float *scratch = malloc(sizeof(float) * NBLK * BLOCK);
+        for (size_t i = 0; i < bstride * NBLK; i++) cache[i] = frand();
+        for (int i = 0; i < HQ * hd; i++) q[i] = frand() * 2;
+        kern_kv_view kv = {cache, cache + (size_t)BLOCK * kvd, table, BLOCK, bstride, row};
+        for (int p = 0; p < 6; p++) {
+            kern_attention_ref(ref, q, HQ, HKV, hd, npos[p], &kv, scratch, 0, HQ);
+            for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {
+                if (kern_set_isa(isas[s]) != 0) continue;
+                for (int i = 0; i < HQ * hd; i++) got[i] = NAN;
+                kern_attention(got, q, HQ, HKV, hd, npos[p], &kv, scratch, 1, HQ - 2);
+                for (int i = 0; i < HQ * hd; i++) {
+                    bool in = i >= hd && i < (HQ - 2) * hd;
+                    if (in ? !(fabsf(got[i] - ref[i]) <= 2e-5f) : !isnan(got[i])) {
+                        CHECK(0, "%s head_dim=%d n_pos=%d out[%d]: %g vs reference %g", isas[s], hd, npos[p], i, got[i],
+                              ref[i]);
+                        break;
+                    }
+                }
+            }
+            kern_set_isa(kern_best_isa());
+        }
+        free(cache), free(q), free(ref), free(got), free(scratch);
+    }
+}
+
+/* Activation quantisation: every ISA's version is bit-identical to the reference, on random blocks,
+ * an all-zero block, and blocks whose scaled values land exactly on .5 (roundf rounds away from 0). */
+TEST(quantize_act_bit_exact) {
+    enum { K = 32 * 40 };
+    float x[K];
+    for (int i = 0; i < K; i++) x[i] = frand() * (1 + i % 7) * 10;
+    for (int i = 32; i < 64; i++) x[i] = 0;
+    for (int i = 64; i < 96; i++) x[i] = (float)((i % 2 ? -1 : 1) * ((i - 64) * 2 + 1)) * 0.5f; /* k + 0.5: ties once d = 1 */
+    x[64] = 127.0f;
+    for (int i = 96; i < 128; i++) x[i] = ((i % 5) - 2) * 2.5f; /* ties at +-2.5, +-5 after scaling */
+    x[96] = 127.0f;
+    for (int c = 8; c <= 128; c += 120) {
+        act_q8 ref[K / 32], got[K / 32];
+        quantize_act_ref(x, ref, K, c);
+        for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {
+            if (kern_set_isa(isas[s]) != 0) continue;
+            memset(got, 0x55, sizeof got);
+            kern_active_isa()->quantize_act(x, got, K, c);
+            for (int b = 0; b < K / 32; b++)
+                CHECK(ref[b].d == got[b].d && ref[b].corr == got[b].corr && !memcmp(ref[b].qs, got[b].qs, 32),
+                      "%s c=%d block %d differs (d %g/%g corr %d/%d)", isas[s], c, b, ref[b].d, got[b].d, ref[b].corr,
+                      got[b].corr);
+        }
+        kern_set_isa(kern_best_isa());
     }
 }
 
@@ -255,7 +397,11 @@ int main(int argc, char **argv) {
     RUN(convert_mat_matches_rowwise);
     RUN(simd_matmul_matches_scalar_float);
     RUN(simd_matmul_matches_scalar_quant);
+    RUN(quant_gemm_ragged_row_range);
+    RUN(get_rows_interleaved);
     RUN(simd_matmul_large_shapes);
+    RUN(simd_attention_matches_reference);
+    RUN(quantize_act_bit_exact);
     RUN(thread_pool_runs_every_thread_every_time);
     for (int i = 0; i < 3; i++) kiln_pool_free(pools[i]);
     return check_done();

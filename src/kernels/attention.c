@@ -1,4 +1,5 @@
-/* attention.c — scaled dot-product attention of one query over a paged KV cache (portable C).
+/* attention.c — scaled dot-product attention of one query over a paged KV cache: the portable
+ * reference (kern_attention_ref) and the entry point that picks the ISA's version.
  *
  * The cache is a list of blocks of `block` positions (kv->table maps a sequence's block index to a
  * physical block), so positions are walked block by block instead of dividing per position. Dot
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/matmul.h"
 
 enum { LANES = 8 };
 
@@ -22,8 +24,8 @@ static inline float dot(const float *a, const float *b, int n) {
     return s;
 }
 
-void kern_attention(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
-                    const kern_kv_view *kv, float *scratch, int h0, int h1) {
+void kern_attention_ref(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
+                        const kern_kv_view *kv, float *scratch, int h0, int h1) {
     const int group = n_heads / n_kv_heads;
     const float scale = 1.0f / sqrtf((float)head_dim);
     for (int h = h0; h < h1; h++) {
@@ -46,4 +48,9 @@ void kern_attention(float *out, const float *q, int n_heads, int n_kv_heads, int
             }
         }
     }
+}
+
+void kern_attention(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
+                    const kern_kv_view *kv, float *scratch, int h0, int h1) {
+    kern_active_isa()->attention(out, q, n_heads, n_kv_heads, head_dim, n_pos, kv, scratch, h0, h1);
 }

@@ -123,9 +123,9 @@ static void gemm_float_scalar(float *y, const void *xv, int n, const kiln_mat *m
 static void gemm_quant_scalar(float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1) {
     const act_q8 *x = xv;
     const int nb = m->cols / QK;
-    size_t rb = kern_row_bytes(m->dt, m->cols);
     for (int r = r0; r < r1; r++) {
-        const char *w = (const char *)m->data + (size_t)r * rb;
+        size_t bstep;
+        const char *w = kern_qrow(m, r, &bstep);
         for (int t = 0; t < n; t++) {
             const act_q8 *xt = x + (size_t)t * nb;
             float s = 0;
@@ -133,11 +133,11 @@ static void gemm_quant_scalar(float *y, const void *xv, int n, const kiln_mat *m
                 int isum = 0;
                 float dw;
                 if (m->dt == KILN_DT_Q8_0) {
-                    const block_q8_0 *wb = (const block_q8_0 *)w + b;
+                    const block_q8_0 *wb = (const block_q8_0 *)(w + b * bstep);
                     dw = kern_f16_to_f32(wb->d);
                     for (int i = 0; i < QK; i++) isum += wb->qs[i] * xt[b].qs[i];
                 } else {
-                    const block_q4_0 *wb = (const block_q4_0 *)w + b;
+                    const block_q4_0 *wb = (const block_q4_0 *)(w + b * bstep);
                     dw = kern_f16_to_f32(wb->d);
                     for (int i = 0; i < QK / 2; i++)
                         isum += ((wb->qs[i] & 0x0f) - 8) * xt[b].qs[i] + ((wb->qs[i] >> 4) - 8) * xt[b].qs[i + QK / 2];
@@ -152,12 +152,22 @@ static void gemm_quant_scalar(float *y, const void *xv, int n, const kiln_mat *m
 const kern_isa kern_isa_scalar = {
     "scalar",
     {gemm_float_scalar, gemm_float_scalar, gemm_float_scalar, gemm_quant_scalar, gemm_quant_scalar},
+    kern_attention_ref,
+    quantize_act_ref,
 };
 
 void kern_get_rows(float *out, const kiln_mat *m, const int32_t *ids, int n) {
     size_t rb = kern_row_bytes(m->dt, m->cols);
-    for (int i = 0; i < n; i++)
-        kern_row_to_f32(out + (size_t)i * m->cols, (const char *)m->data + (size_t)ids[i] * rb, m->dt, m->cols);
+    for (int i = 0; i < n; i++) {
+        float *o = out + (size_t)i * m->cols;
+        if (m->il <= 1) {
+            kern_row_to_f32(o, (const char *)m->data + (size_t)ids[i] * rb, m->dt, m->cols);
+            continue;
+        }
+        size_t bstep; /* interleaved: gather the row block by block */
+        const char *w = kern_qrow(m, ids[i], &bstep);
+        for (int b = 0; b < m->cols / QK; b++) kern_row_to_f32(o + b * QK, w + b * bstep, m->dt, QK);
+    }
 }
 
 /* ---- elementwise ---- */

@@ -76,7 +76,7 @@ static void quantize_part(void *arg, int ith, int nth) {
     struct mm_job *j = arg;
     int lo, hi, nb = j->m->cols / QK, c = quant_weight_offset(j->m->dt);
     kiln_split_range(j->n, ith, nth, &lo, &hi);
-    for (int t = lo; t < hi; t++) quantize_act_ref(j->x + (size_t)t * j->m->cols, j->xq + (size_t)t * nb, j->m->cols, c);
+    for (int t = lo; t < hi; t++) j->isa->quantize_act(j->x + (size_t)t * j->m->cols, j->xq + (size_t)t * nb, j->m->cols, c);
 }
 
 static void matmul_part(void *arg, int ith, int nth) {

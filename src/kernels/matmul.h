@@ -1,4 +1,4 @@
-/* matmul.h — the per-ISA kernel table behind kern_matmul (internal to src/kernels).
+/* matmul.h — the per-ISA kernel table behind kern_matmul and kern_attention (internal to src/kernels).
  *
  * A gemm function computes y[t][r] = dot(row r of m, token t of x) for t in [0, n) and rows r in
  * [r0, r1); y has m->rows columns per token. For F32/F16/BF16 weights x is float[n][cols]; for Q8_0 /
@@ -12,10 +12,23 @@
 
 typedef void (*kern_gemm_fn)(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1);
 
+typedef void (*kern_attn_fn)(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
+                             const kern_kv_view *kv, float *scratch, int h0, int h1);
+
 typedef struct kern_isa {
     const char *name;
     kern_gemm_fn gemm[KILN_DT_COUNT]; /* indexed by weight dtype */
+    kern_attn_fn attention;           /* kern_attention's contract (kernels.h) */
+    void (*quantize_act)(const float *x, act_q8 *y, int k, int c); /* quantize_act_ref's contract */
 } kern_isa;
+
+void quantize_act_avx512(const float *x, act_q8 *y, int k, int c);
+
+/* Attention: the portable reference (attention.c) and the AVX-512 version (attention_avx512.c). */
+void kern_attention_ref(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
+                        const kern_kv_view *kv, float *scratch, int h0, int h1);
+void kern_attention_avx512(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
+                           const kern_kv_view *kv, float *scratch, int h0, int h1);
 
 extern const kern_isa kern_isa_scalar, kern_isa_avx2, kern_isa_avx512;
 

@@ -5,6 +5,7 @@
  * sign trick (|w| times x*sign(w), at most 2*127*127) and Q4_0 feeds the raw nibble (w+8, <= 15) with
  * the activation block's corr = -8*sum(x) added to the int32 lanes. */
 #include <immintrin.h>
+#include <stdbool.h>
 
 #include "kernels/matmul.h"
 
@@ -88,18 +89,18 @@ static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0,
 
 /* ---- quantised weights ---- */
 
-INL __m256i load_wq(int dt, const char *row, int b) {
-    if (dt == KILN_DT_Q8_0) return _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)row + b)->qs);
-    const __m128i q = _mm_loadu_si128((const __m128i *)((const block_q4_0 *)row + b)->qs), lo4 = _mm_set1_epi8(0x0f);
+/* Quantised rows are addressed as (row start, bytes between its blocks): plain or interleaved (kernels.h). */
+INL __m256i load_wq(int dt, const char *blk) {
+    if (dt == KILN_DT_Q8_0) return _mm256_loadu_si256((const __m256i *)((const block_q8_0 *)blk)->qs);
+    const __m128i q = _mm_loadu_si128((const __m128i *)((const block_q4_0 *)blk)->qs), lo4 = _mm_set1_epi8(0x0f);
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), lo4), _mm_and_si128(q, lo4));
 }
 
-INL float wscale(int dt, const char *row, int b) {
-    uint16_t d = dt == KILN_DT_Q8_0 ? ((const block_q8_0 *)row)[b].d : ((const block_q4_0 *)row)[b].d;
-    return _cvtsh_ss(d);
-}
+/* Both block types start with the f16 scale. */
+INL float wscale(const char *blk) { return _cvtsh_ss(*(const uint16_t *)blk); }
 
-INL void micro_q(int dt, int R, int T, const char *w, size_t rb, const act_q8 *x, int nb, float *y, int M) {
+INL void micro_q(int dt, int R, int T, const char *w, size_t rstep, size_t bstep, const act_q8 *x, int nb, float *y,
+                 int M) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[2][4];
 #pragma GCC unroll 4
@@ -111,9 +112,9 @@ INL void micro_q(int dt, int R, int T, const char *w, size_t rb, const act_q8 *x
         __m256 dw[2];
 #pragma GCC unroll 2
         for (int i = 0; i < R; i++) {
-            wv[i] = load_wq(dt, w + i * rb, b);
+            wv[i] = load_wq(dt, w + i * rstep + b * bstep);
             if (dt == KILN_DT_Q8_0) wabs[i] = _mm256_sign_epi8(wv[i], wv[i]);
-            dw[i] = _mm256_set1_ps(wscale(dt, w + i * rb, b));
+            dw[i] = _mm256_set1_ps(wscale(w + i * rstep + b * bstep));
         }
 #pragma GCC unroll 4
         for (int j = 0; j < T; j++) {
@@ -139,25 +140,30 @@ INL void micro_q(int dt, int R, int T, const char *w, size_t rb, const act_q8 *x
         for (int j = 0; j < T; j++) y[(size_t)j * M + i] = hsum256(acc[i][j]);
 }
 
+/* Tiles of 2 rows x 4 tokens; a 2-row tile must share one addressing pattern (two rows of one
+ * interleave group, or two plain rows), other rows go one at a time. */
 INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1) {
-    const int nb = m->cols / QK, M = m->rows;
+    const int nb = m->cols / QK, M = m->rows, il = m->il > 1 ? m->il : 1, grouped = M / il * il;
     const size_t rb = kern_row_bytes(dt, m->cols);
     int tb = (int)((512u << 10) / ((size_t)nb * sizeof(act_q8)));
     tb = tb < 4 ? 4 : tb > 128 ? 128 : tb & ~3;
     for (int t0 = 0; t0 < n; t0 += tb) {
         const int t1 = MIN(n, t0 + tb);
-        int r = r0;
-        for (; r + 2 <= r1; r += 2) {
-            const char *w = (const char *)m->data + (size_t)r * rb;
+        for (int r = r0; r < r1;) {
+            size_t bstep;
+            const char *w = kern_qrow(m, r, &bstep);
+            const bool two = r + 2 <= r1 && (il == 1 || r >= grouped || r % il + 2 <= il);
+            const size_t rstep = il == 1 || r >= grouped ? rb : bstep / (size_t)il;
             int t = t0;
-            for (; t + 4 <= t1; t += 4) micro_q(dt, 2, 4, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
-            for (; t < t1; t++) micro_q(dt, 2, 1, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
-        }
-        for (; r < r1; r++) {
-            const char *w = (const char *)m->data + (size_t)r * rb;
-            int t = t0;
-            for (; t + 4 <= t1; t += 4) micro_q(dt, 1, 4, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
-            for (; t < t1; t++) micro_q(dt, 1, 1, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+            if (two) {
+                for (; t + 4 <= t1; t += 4) micro_q(dt, 2, 4, w, rstep, bstep, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+                for (; t < t1; t++) micro_q(dt, 2, 1, w, rstep, bstep, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+                r += 2;
+            } else {
+                for (; t + 4 <= t1; t += 4) micro_q(dt, 1, 4, w, rstep, bstep, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+                for (; t < t1; t++) micro_q(dt, 1, 1, w, rstep, bstep, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+                r += 1;
+            }
         }
     }
 }
@@ -165,4 +171,4 @@ INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int
 static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1); }
 static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1); }
 
-const kern_isa kern_isa_avx2 = {"avx2", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}};
+const kern_isa kern_isa_avx2 = {"avx2", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}, kern_attention_ref, quantize_act_ref};

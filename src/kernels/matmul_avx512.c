@@ -13,6 +13,7 @@
  * in L2; for each 4-row weight tile every token of the block is visited, so in decode (n=1) each
  * weight byte is read once and in prefill a weight tile is reused from L1 by all tokens of a block. */
 #include <immintrin.h>
+#include <stdbool.h>
 
 #include "kernels/matmul.h"
 
@@ -98,20 +99,19 @@ static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0,
 
 /* ---- quantised weights ---- */
 
-INL __m256i load_wq(int dt, const char *row, int b) {
+/* Quantised rows are addressed as (row start, bytes between its blocks): plain or interleaved (kernels.h). */
+INL __m256i load_wq(int dt, const char *blk) {
     if (dt == KILN_DT_Q8_0) {
-        const block_q8_0 *bl = (const block_q8_0 *)row + b;
+        const block_q8_0 *bl = (const block_q8_0 *)blk;
         return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)bl->qs), _mm256_set1_epi8((char)0x80));
     }
-    const block_q4_0 *bl = (const block_q4_0 *)row + b;
+    const block_q4_0 *bl = (const block_q4_0 *)blk;
     const __m128i q = _mm_loadu_si128((const __m128i *)bl->qs), lo4 = _mm_set1_epi8(0x0f);
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), lo4), _mm_and_si128(q, lo4));
 }
 
-INL float wscale(int dt, const char *row, int b) {
-    uint16_t d = dt == KILN_DT_Q8_0 ? ((const block_q8_0 *)row)[b].d : ((const block_q4_0 *)row)[b].d;
-    return _cvtsh_ss(d);
-}
+/* Both block types start with the f16 scale. */
+INL float wscale(const char *blk) { return _cvtsh_ss(*(const uint16_t *)blk); }
 
 INL float hsum256(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -120,7 +120,8 @@ INL float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-INL void micro_q(int dt, int R, int T, const char *w, size_t rb, const act_q8 *x, int nb, float *y, int M) {
+INL void micro_q(int dt, int R, int T, const char *w, size_t rstep, size_t bstep, const act_q8 *x, int nb, float *y,
+                 int M) {
     __m256 acc[4][4];
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
@@ -131,8 +132,8 @@ INL void micro_q(int dt, int R, int T, const char *w, size_t rb, const act_q8 *x
         __m256 dw[4];
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) {
-            wv[i] = load_wq(dt, w + i * rb, b);
-            dw[i] = _mm256_set1_ps(wscale(dt, w + i * rb, b));
+            wv[i] = load_wq(dt, w + i * rstep + b * bstep);
+            dw[i] = _mm256_set1_ps(wscale(w + i * rstep + b * bstep));
         }
 #pragma GCC unroll 4
         for (int j = 0; j < T; j++) {
@@ -156,26 +157,22 @@ INL void micro_q(int dt, int R, int T, const char *w, size_t rb, const act_q8 *x
 
 /* Two blocks per zmm halve the dpbusd / convert / FMA count per weight byte, which is what limits
  * a GEMV here (the loads alone would run at memory speed) and the GEMM's int8 throughput. */
-INL __m512i load_wq2(int dt, const char *row, int b) {
+INL __m512i load_wq2(int dt, const char *b0, const char *b1) {
     if (dt == KILN_DT_Q8_0) {
-        const block_q8_0 *bl = (const block_q8_0 *)row + b;
-        __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)bl[0].qs)),
-                                       _mm256_loadu_si256((const __m256i *)bl[1].qs), 1);
+        __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b0 + 2))),
+                                       _mm256_loadu_si256((const __m256i *)(b1 + 2)), 1);
         return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
     }
-    const block_q4_0 *bl = (const block_q4_0 *)row + b;
-    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)bl[0].qs)),
-                                        _mm_loadu_si128((const __m128i *)bl[1].qs), 1);
+    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2))),
+                                        _mm_loadu_si128((const __m128i *)(b1 + 2)), 1);
     /* lo0 lo1 hi0 hi1 (16 values each): block order is restored on the activation side (pair_x), once
      * per token instead of once per weight row */
     __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
     return _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
 }
 
-INL __m512 wscale2(int dt, const char *row, int b) {
-    uint16_t d0, d1;
-    if (dt == KILN_DT_Q8_0) d0 = ((const block_q8_0 *)row)[b].d, d1 = ((const block_q8_0 *)row)[b + 1].d;
-    else d0 = ((const block_q4_0 *)row)[b].d, d1 = ((const block_q4_0 *)row)[b + 1].d;
+INL __m512 wscale2(int dt, const char *b0, const char *b1) {
+    const uint16_t d0 = *(const uint16_t *)b0, d1 = *(const uint16_t *)b1;
     __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(d0 | ((uint32_t)d1 << 16))));
     return _mm512_permutexvar_ps(dt == KILN_DT_Q8_0 ? _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
                                                     : _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0),
@@ -196,7 +193,8 @@ INL void pair_x(int dt, const act_q8 *a, __m512i *xv, __m512i *c0, __m512 *dx) {
 }
 
 /* R rows x T tokens, two blocks per zmm; an odd last block goes through micro_q. */
-INL void micro_q2(int dt, int R, int T, const char *w, size_t rb, const act_q8 *x, int nb, float *y, int M) {
+INL void micro_q2(int dt, int R, int T, const char *w, size_t rstep, size_t bstep, const act_q8 *x, int nb, float *y,
+                  int M) {
     __m512 acc[4][4];
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
@@ -208,8 +206,9 @@ INL void micro_q2(int dt, int R, int T, const char *w, size_t rb, const act_q8 *
         __m512 dw[4];
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) {
-            if (T == 1) _mm_prefetch(w + i * rb + (size_t)(b + PF_VALUES / QK) * (dt == KILN_DT_Q8_0 ? 34 : 18), _MM_HINT_T0);
-            wv[i] = load_wq2(dt, w + i * rb, b), dw[i] = wscale2(dt, w + i * rb, b);
+            const char *b0 = w + i * rstep + b * bstep;
+            if (T == 1) _mm_prefetch(b0 + (size_t)(PF_VALUES / QK) * bstep, _MM_HINT_T0);
+            wv[i] = load_wq2(dt, b0, b0 + bstep), dw[i] = wscale2(dt, b0, b0 + bstep);
         }
 #pragma GCC unroll 4
         for (int j = 0; j < T; j++) {
@@ -224,35 +223,41 @@ INL void micro_q2(int dt, int R, int T, const char *w, size_t rb, const act_q8 *
         }
     }
     float tail[4][4] = {{0}};
-    const size_t bsz = dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
     if (b < nb)
 #pragma GCC unroll 4
-        for (int j = 0; j < T; j++) micro_q(dt, R, 1, w + b * bsz, rb, x + (size_t)j * nb + b, nb - b, &tail[j][0], 1);
+        for (int j = 0; j < T; j++)
+            micro_q(dt, R, 1, w + b * bstep, rstep, bstep, x + (size_t)j * nb + b, nb - b, &tail[j][0], 1);
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 4
         for (int j = 0; j < T; j++) y[(size_t)j * M + i] = _mm512_reduce_add_ps(acc[i][j]) + tail[j][i];
 }
 
+/* Tiles of 4 rows x 4 tokens. A 4-row tile must share one addressing pattern: the 4 rows of one
+ * interleave group, or 4 plain rows; other rows (an interleaved matrix's ragged start or plain tail)
+ * go one at a time. */
 INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1) {
-    const int nb = m->cols / QK, M = m->rows;
+    const int nb = m->cols / QK, M = m->rows, il = m->il > 1 ? m->il : 1, grouped = M / il * il;
     const size_t rb = kern_row_bytes(dt, m->cols);
     int tb = (int)((512u << 10) / ((size_t)nb * sizeof(act_q8)));
     tb = tb < 4 ? 4 : tb > 128 ? 128 : tb & ~3;
     for (int t0 = 0; t0 < n; t0 += tb) {
         const int t1 = MIN(n, t0 + tb);
-        int r = r0;
-        for (; r + 4 <= r1; r += 4) {
-            const char *w = (const char *)m->data + (size_t)r * rb;
+        for (int r = r0; r < r1;) {
+            size_t bstep;
+            const char *w = kern_qrow(m, r, &bstep);
+            const bool four = r + 4 <= r1 && (il == 1 || r >= grouped || r % il + 4 <= il);
+            const size_t rstep = il == 1 || r >= grouped ? rb : bstep / (size_t)il;
             int t = t0;
-            for (; t + 4 <= t1; t += 4) micro_q2(dt, 4, 4, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
-            for (; t < t1; t++) micro_q2(dt, 4, 1, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
-        }
-        for (; r < r1; r++) {
-            const char *w = (const char *)m->data + (size_t)r * rb;
-            int t = t0;
-            for (; t + 4 <= t1; t += 4) micro_q2(dt, 1, 4, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
-            for (; t < t1; t++) micro_q2(dt, 1, 1, w, rb, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+            if (four) {
+                for (; t + 4 <= t1; t += 4) micro_q2(dt, 4, 4, w, rstep, bstep, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+                for (; t < t1; t++) micro_q2(dt, 4, 1, w, rstep, bstep, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+                r += 4;
+            } else {
+                for (; t + 4 <= t1; t += 4) micro_q2(dt, 1, 4, w, rstep, bstep, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+                for (; t < t1; t++) micro_q2(dt, 1, 1, w, rstep, bstep, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+                r += 1;
+            }
         }
     }
 }
@@ -260,4 +265,4 @@ INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int
 static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1); }
 static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1); }
 
-const kern_isa kern_isa_avx512 = {"avx512", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}};
+const kern_isa kern_isa_avx512 = {"avx512", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}, kern_attention_avx512, quantize_act_avx512};

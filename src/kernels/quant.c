@@ -91,7 +91,7 @@ struct convert_job {
     void *dst;
     const void *src;
     kiln_dtype dst_dt, src_dt;
-    int rows, cols;
+    int rows, cols, il;
     int failed[64 * 16]; /* one flag per thread, a cache line apart */
 };
 
@@ -105,18 +105,30 @@ static void convert_part(void *arg, int ith, int nth) {
         return;
     }
     size_t sb = kern_row_bytes(j->src_dt, j->cols), db = kern_row_bytes(j->dst_dt, j->cols);
-    for (int r = lo; r < hi; r++) {
+    const kiln_mat dst = {j->dst, j->dst_dt, j->rows, j->cols, j->il};
+    char *plain = j->il > 1 ? malloc(db) : NULL; /* one quantised row, then scattered into its group */
+    if (j->il > 1 && !plain) j->failed[(ith % 64) * 16] = 1;
+    for (int r = lo; r < hi && (j->il <= 1 || plain); r++) {
         kern_row_to_f32(tmp, (const char *)j->src + sb * r, j->src_dt, j->cols);
-        kern_row_from_f32((char *)j->dst + db * r, j->dst_dt, tmp, j->cols);
+        if (!plain) {
+            kern_row_from_f32((char *)j->dst + db * r, j->dst_dt, tmp, j->cols);
+            continue;
+        }
+        kern_row_from_f32(plain, j->dst_dt, tmp, j->cols);
+        size_t bstep, bsz = db / (size_t)(j->cols / QK);
+        char *w = (char *)kern_qrow(&dst, r, &bstep);
+        for (int b = 0; b < j->cols / QK; b++) memcpy(w + b * bstep, plain + b * bsz, bsz);
     }
+    free(plain);
     free(tmp);
 }
 
 int kern_convert_mat(kiln_pool *pool, void *dst, kiln_dtype dst_dt, const void *src, kiln_dtype src_dt, int rows,
-                     int cols) {
+                     int cols, int il) {
     struct convert_job *j = calloc(1, sizeof *j);
     if (!j) return -1;
-    *j = (struct convert_job){.dst = dst, .src = src, .dst_dt = dst_dt, .src_dt = src_dt, .rows = rows, .cols = cols};
+    *j = (struct convert_job){.dst = dst, .src = src, .dst_dt = dst_dt, .src_dt = src_dt, .rows = rows, .cols = cols,
+                               .il = dst_dt == KILN_DT_Q8_0 || dst_dt == KILN_DT_Q4_0 ? il : 1};
     kiln_pool_run(pool, convert_part, j);
     int failed = 0;
     for (int i = 0; i < 64; i++) failed |= j->failed[i * 16];

@@ -140,7 +140,7 @@ static const st_tensor *need(kiln_model *m, const char *name, int64_t d0, int64_
 static int bind_mat(kiln_model *m, kiln_mat *out, const char *name, int rows, int cols, kiln_err *err) {
     const st_tensor *t = need(m, name, rows, cols, err);
     if (!t) return -1;
-    *out = (kiln_mat){t->data, t->dt, rows, cols};
+    *out = (kiln_mat){t->data, t->dt, rows, cols, 1};
     return 0;
 }
 
@@ -261,7 +261,9 @@ static int convert_all(kiln_model *m, const char *dir, const kiln_model_opts *o,
          * goes through it, and llama-quantize likewise keeps it at Q6_K (Q8_0 when rows are not 256-wide). */
         bool head = mats[i] == &m->lm_head || (tied && mats[i] == &m->embed);
         int q = quant == KILN_DT_Q4_0 && head ? KILN_DT_Q8_0 : quant;
-        want[i] = (kiln_mat){NULL, target_dtype(q, dtype, mats[i]->cols), mats[i]->rows, mats[i]->cols};
+        kiln_dtype dt = target_dtype(q, dtype, mats[i]->cols);
+        int il = dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0 ? KERN_QUANT_IL : 1;
+        want[i] = (kiln_mat){NULL, dt, mats[i]->rows, mats[i]->cols, il};
         offs[i] = total;
         total += mat_bytes(&want[i]);
     }
@@ -284,7 +286,7 @@ static int convert_all(kiln_model *m, const char *dir, const kiln_model_opts *o,
     size_t done = 0;
     for (int i = 0; i < n && !rc; i++) {
         if (!cached && kern_convert_mat(m->pool, base + offs[i], want[i].dt, mats[i]->data, mats[i]->dt,
-                                        mats[i]->rows, mats[i]->cols))
+                                        mats[i]->rows, mats[i]->cols, want[i].il))
             rc = kiln_err_set(err, "out of memory converting weights");
         if (!cached && !rc) drop_source_pages(m, mats[i]->data, mat_bytes(mats[i]));
         *mats[i] = want[i];

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #define WC_MAGIC "KILNWC\0\0"
-#define WC_VERSION 1u /* bump when the layout or any conversion's rounding changes */
+#define WC_VERSION 2u /* bump when the layout or any conversion's rounding changes */
 #define WC_ALIGN 64   /* each matrix starts on a cache line */
 #define WC_PAGE 4096
 
@@ -24,7 +24,7 @@ typedef struct wc_header {
 } wc_header;
 
 typedef struct wc_mat {
-    int32_t dt, rows, cols, pad;
+    int32_t dt, rows, cols, il; /* il: row interleave of Q8_0/Q4_0 data (kernels.h) */
     uint64_t off; /* from data_off */
 } wc_mat;
 
@@ -72,7 +72,7 @@ static void layout(const wc_want *w, wc_header *h, wc_mat *recs) {
     size_t off = 0;
     for (int i = 0; i < w->n_mats; i++) {
         const kiln_mat *m = &w->mats[i];
-        recs[i] = (wc_mat){(int32_t)m->dt, m->rows, m->cols, 0, off};
+        recs[i] = (wc_mat){(int32_t)m->dt, m->rows, m->cols, m->il > 1 ? m->il : 1, off};
         off = align_up(off + kern_row_bytes(m->dt, m->cols) * (size_t)m->rows, WC_ALIGN);
     }
     h->data_bytes = off;
