@@ -131,11 +131,11 @@ TEST(quant_gemm_ragged_row_range) {
         for (int i = 0; i < N * K; i++) x[i] = frand();
         for (int t = 0; t < N; t++) quantize_act_ref(x + t * K, xq + t * K / 32, K, quant_weight_offset(dt));
         kiln_mat plain = {w, dt, R, K, 1}, inter = {wi, dt, R, K, 4};
-        kern_isa_scalar.gemm[dt](ref, xq, N, &plain, 0, R);
+        kern_isa_scalar.gemm[dt](ref, xq, N, &plain, 0, R, NULL);
         for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {
             if (kern_set_isa(isas[s]) != 0) continue;
             for (int i = 0; i < N * R; i++) got[i] = NAN;
-            kern_active_isa()->gemm[dt](got, xq, N, &inter, 1, R - 2);
+            kern_active_isa()->gemm[dt](got, xq, N, &inter, 1, R - 2, NULL);
             for (int t = 0; t < N; t++)
                 for (int r = 1; r < R - 2; r++)
                     CHECK(fabsf(got[t * R + r] - ref[t * R + r]) <= 1e-4f * (1 + fabsf(ref[t * R + r])),

@@ -72,9 +72,11 @@ struct attn_job {
     int layer;
 };
 
-/* Work is split over (token, head) pairs so a single decoding token still keeps every thread busy;
- * each token attends over its own sequence's positions 0..pos (causal: later tokens of the same batch
- * are not visible yet). */
+/* Work is split over (head, token) pairs, head-major, so a single decoding token still keeps every thread
+ * busy; each token attends over its own sequence's positions 0..pos (causal: later tokens of the same
+ * batch are not visible yet). Head-major matters for prefill: a causal prompt's later tokens cost more,
+ * so a token-major split gave the second thread ~3/4 of the work, and walking all tokens of one head
+ * keeps that head's keys and values in L2 (consecutive query heads share a KV head under GQA). */
 static void attn_part(void *arg, int ith, int nth) {
     const struct attn_job *j = arg;
     kiln_ctx *c = j->c;
@@ -86,18 +88,17 @@ static void attn_part(void *arg, int ith, int nth) {
     kiln_split_range(T * H, ith, nth, &lo, &hi);
     float *scores = c->scores + (size_t)ith * c->n_ctx;
     size_t qd = (size_t)H * g->head_dim;
-    int t = 0;
-    for (int i = 0; i < j->b->n_seqs && t * H < hi; i++) {
-        const kv_seq *s = &c->seqs[j->b->seq[i]];
-        kern_kv_view kv = {kv_k(c, 0, j->layer), kv_k(c, 0, j->layer) + KILN_KV_BLOCK * (size_t)c->kv_dim, s->table,
-                           KILN_KV_BLOCK, (size_t)g->n_layers * 2 * KILN_KV_BLOCK * c->kv_dim, (size_t)c->kv_dim};
-        for (int n = 0; n < j->b->n_tokens[i]; n++, t++) {
-            int h0 = lo - t * H, h1 = hi - t * H;
-            if (h0 < 0) h0 = 0;
-            if (h1 > H) h1 = H;
-            if (h0 < h1)
-                kern_attention(c->att + t * qd, c->q + t * qd, H, g->n_kv_heads, g->head_dim, c->pos[t] + 1, &kv,
-                               scores, h0, h1);
+    for (int h = lo / T; h < H && h * T < hi; h++) {
+        const int t0 = lo > h * T ? lo - h * T : 0, t1 = hi - h * T < T ? hi - h * T : T;
+        int t = 0;
+        for (int i = 0; i < j->b->n_seqs && t < t1; i++) {
+            const kv_seq *s = &c->seqs[j->b->seq[i]];
+            kern_kv_view kv = {kv_k(c, 0, j->layer), kv_k(c, 0, j->layer) + KILN_KV_BLOCK * (size_t)c->kv_dim, s->table,
+                               KILN_KV_BLOCK, (size_t)g->n_layers * 2 * KILN_KV_BLOCK * c->kv_dim, (size_t)c->kv_dim};
+            for (int n = 0; n < j->b->n_tokens[i]; n++, t++)
+                if (t >= t0 && t < t1)
+                    kern_attention(c->att + t * qd, c->q + t * qd, H, g->n_kv_heads, g->head_dim, c->pos[t] + 1, &kv,
+                                   scores, h, h + 1);
         }
     }
 }

@@ -99,7 +99,8 @@ void kern_row_to_f32(float *out, const void *row, kiln_dtype dt, int cols) {
  * Q8_0/Q4_0: llama.cpp's semantics: the activations arrive quantised to int8 blocks (act_q8), each
  * block pair is an exact integer dot, scaled by d_w * d_x and summed in f32. */
 
-static void gemm_float_scalar(float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1) {
+static void gemm_float_scalar(float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1, void *scratch) {
+    (void)scratch;
     const float *x = xv;
     size_t rb = kern_row_bytes(m->dt, m->cols);
     float stackrow[1024];
@@ -120,7 +121,8 @@ static void gemm_float_scalar(float *y, const void *xv, int n, const kiln_mat *m
     }
 }
 
-static void gemm_quant_scalar(float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1) {
+static void gemm_quant_scalar(float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1, void *scratch) {
+    (void)scratch;
     const act_q8 *x = xv;
     const int nb = m->cols / QK;
     for (int r = r0; r < r1; r++) {
@@ -152,6 +154,7 @@ static void gemm_quant_scalar(float *y, const void *xv, int n, const kiln_mat *m
 const kern_isa kern_isa_scalar = {
     "scalar",
     {gemm_float_scalar, gemm_float_scalar, gemm_float_scalar, gemm_quant_scalar, gemm_quant_scalar},
+    NULL,
     kern_attention_ref,
     quantize_act_ref,
 };

@@ -69,6 +69,8 @@ struct mm_job {
     const float *bias;
     const kern_isa *isa;
     int chunk_rows, n_chunks;
+    char *scratch; /* nth slices of scratch_bytes, one per thread (gemm_scratch), or NULL */
+    size_t scratch_bytes;
     atomic_int next;
 };
 
@@ -80,16 +82,17 @@ static void quantize_part(void *arg, int ith, int nth) {
 }
 
 static void matmul_part(void *arg, int ith, int nth) {
-    (void)ith, (void)nth;
+    (void)nth;
     struct mm_job *j = arg;
     const kiln_mat *m = j->m;
     kern_gemm_fn gemm = j->isa->gemm[m->dt];
     const void *x = j->xq ? (const void *)j->xq : (const void *)j->x;
+    void *scratch = j->scratch ? j->scratch + (size_t)ith * j->scratch_bytes : NULL;
     for (;;) {
         int c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (c >= j->n_chunks) break;
         int r0 = c * j->chunk_rows, r1 = r0 + j->chunk_rows < m->rows ? r0 + j->chunk_rows : m->rows;
-        gemm(j->y, x, j->n, m, r0, r1);
+        gemm(j->y, x, j->n, m, r0, r1, scratch);
         if (j->bias)
             for (int t = 0; t < j->n; t++)
                 for (int r = r0; r < r1; r++) j->y[(size_t)t * m->rows + r] += j->bias[r];
@@ -119,8 +122,14 @@ static void run(kiln_pool *pool, struct mm_job *j) {
     j->chunk_rows = chunk_rows_for(j->m, j->n, nth);
     j->n_chunks = (j->m->rows + j->chunk_rows - 1) / j->chunk_rows;
     atomic_init(&j->next, 0);
+    /* per-thread kernel scratch (packed weight panels for a GEMM): one allocation per call; without it
+     * the kernel takes its scratch-free path */
+    size_t sb = j->isa->gemm_scratch ? j->isa->gemm_scratch(j->m, j->n) : 0;
+    j->scratch_bytes = (sb + 63) & ~(size_t)63;
+    j->scratch = sb ? aligned_alloc(64, j->scratch_bytes * (size_t)nth) : NULL;
     if (nth == 1 || j->n_chunks == 1) matmul_part(j, 0, 1);
     else kiln_pool_run(pool, matmul_part, j);
+    free(j->scratch);
 }
 
 void kern_matmul(kiln_pool *pool, float *y, const float *x, int n, const kiln_mat *m, const float *bias) {

@@ -83,9 +83,9 @@ INL void gemm_f(int dt, float *y, const float *x, int n, const kiln_mat *m, int 
     }
 }
 
-static void gemm_f32(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_F32, y, x, n, m, r0, r1); }
-static void gemm_f16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_F16, y, x, n, m, r0, r1); }
-static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_BF16, y, x, n, m, r0, r1); }
+static void gemm_f32(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) { (void)scratch, gemm_f(KILN_DT_F32, y, x, n, m, r0, r1); }
+static void gemm_f16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) { (void)scratch, gemm_f(KILN_DT_F16, y, x, n, m, r0, r1); }
+static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) { (void)scratch, gemm_f(KILN_DT_BF16, y, x, n, m, r0, r1); }
 
 /* ---- quantised weights ---- */
 
@@ -168,7 +168,7 @@ INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int
     }
 }
 
-static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1); }
-static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1); }
+static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) { (void)scratch, gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1); }
+static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) { (void)scratch, gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1); }
 
-const kern_isa kern_isa_avx2 = {"avx2", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}, kern_attention_ref, quantize_act_ref};
+const kern_isa kern_isa_avx2 = {"avx2", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}, NULL, kern_attention_ref, quantize_act_ref};

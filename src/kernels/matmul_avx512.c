@@ -93,9 +93,9 @@ INL void gemm_f(int dt, float *y, const float *x, int n, const kiln_mat *m, int 
     }
 }
 
-static void gemm_f32(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_F32, y, x, n, m, r0, r1); }
-static void gemm_f16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_F16, y, x, n, m, r0, r1); }
-static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_BF16, y, x, n, m, r0, r1); }
+static void gemm_f32(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) { (void)scratch, gemm_f(KILN_DT_F32, y, x, n, m, r0, r1); }
+static void gemm_f16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) { (void)scratch, gemm_f(KILN_DT_F16, y, x, n, m, r0, r1); }
+static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) { (void)scratch, gemm_f(KILN_DT_BF16, y, x, n, m, r0, r1); }
 
 /* ---- quantised weights ---- */
 
@@ -233,10 +233,131 @@ INL void micro_q2(int dt, int R, int T, const char *w, size_t rstep, size_t bste
         for (int j = 0; j < T; j++) y[(size_t)j * M + i] = _mm512_reduce_add_ps(acc[i][j]) + tail[j][i];
 }
 
+/* ---- quantised GEMM over packed 16-row panels (prefill, batched decode) ----
+ *
+ * The GEMV layout above spends most instructions assembling operands (block pairs, scales, corrections)
+ * per 4x4 tile; with many tokens that overhead, not the dot products, bounds it. So for n >= PANEL_MIN_N
+ * each 16-row panel is first repacked (once per call, into per-thread scratch) in the layout vpdpbusd
+ * wants for broadcast activations:
+ *
+ *   per block b: f32 dw[16] (64 B), then for s = 0..7: u8 w[16 rows][4] (64 B) = values 4s..4s+3 of each
+ *   row, unsigned (q8: w ^ 0x80, q4: the raw nibble) — 576 bytes per block.
+ *
+ * A token then costs per block 8 vpdpbusd with a 4-byte broadcast of its own activation bytes (memory
+ * operand), one seed (its corr), one convert and two float ops, for 16 rows at once; y gets 16 contiguous
+ * outputs per token. The int32 block sums are exact, and each lane accumulates its row's blocks in order,
+ * as the scalar reference does. */
+#define PANEL 16
+typedef int32_t i32_alias __attribute__((may_alias)); /* 4 activation bytes read as one broadcast dword */
+#define PANEL_MIN_N 5 /* measured: below 5 tokens the per-call packing costs more than it saves */
+#define PANEL_TOKENS 8
+#define PANEL_BLOCK_BYTES (PANEL * 4 + PANEL * QK)
+
+static size_t gemm_q_scratch(const kiln_mat *m, int n) {
+    return n >= PANEL_MIN_N && m->rows >= PANEL ? (size_t)(m->cols / QK) * PANEL_BLOCK_BYTES : 0;
+}
+
+/* One block of 16 rows as 8 zmm of their 32 unsigned bytes, row i and i+8 in the halves of z[i]. */
+INL void panel_load_block(int dt, const char *const *w, const size_t *bstep, int b, __m512i z[8]) {
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        const char *lo = w[i] + (size_t)b * bstep[i] + 2, *hi = w[i + 8] + (size_t)b * bstep[i + 8] + 2;
+        if (dt == KILN_DT_Q8_0) {
+            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)lo)),
+                                           _mm256_loadu_si256((const __m256i *)hi), 1);
+            z[i] = _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
+        } else { /* nibbles: low = values 0..15, high = 16..31 */
+            __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)lo)),
+                                                _mm_loadu_si128((const __m128i *)hi), 1);
+            __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+            q = _mm512_and_si512(q, _mm512_set1_epi8(0x0f)); /* lo_i lo_i+8 hi_i hi_i+8 */
+            z[i] = _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(3, 1, 2, 0));
+        }
+    }
+}
+
+/* 16 rows x 8 dwords -> 8 x (dword s of rows 0..15): an 8x8 dword transpose in each 256-bit half
+ * (rows 0-7 low, 8-15 high), then qword permutes put rows 0-3,4-7 | 8-11,12-15 in order. */
+INL void panel_transpose_store(__m512i z[8], char *out) {
+    __m512i t[8], u[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(z[2 * i], z[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(z[2 * i], z[2 * i + 1]);
+    }
+#pragma GCC unroll 8
+    for (int h = 0; h < 2; h++) { /* h = 0: rows 0-3 (and 8-11), h = 1: rows 4-7 (and 12-15) */
+        u[4 * h + 0] = _mm512_unpacklo_epi64(t[4 * h], t[4 * h + 2]);     /* dwords 0 | 4 */
+        u[4 * h + 1] = _mm512_unpackhi_epi64(t[4 * h], t[4 * h + 2]);     /* 1 | 5 */
+        u[4 * h + 2] = _mm512_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]); /* 2 | 6 */
+        u[4 * h + 3] = _mm512_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]); /* 3 | 7 */
+    }
+    const __m512i first = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0), second = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+#pragma GCC unroll 8
+    for (int s = 0; s < 4; s++) {
+        _mm512_store_si512((__m512i *)(out + s * 64), _mm512_permutex2var_epi64(u[s], first, u[s + 4]));
+        _mm512_store_si512((__m512i *)(out + (s + 4) * 64), _mm512_permutex2var_epi64(u[s], second, u[s + 4]));
+    }
+}
+
+/* Rows r..r+15 (any addressing, kern_qrow) into the panel layout above; out is 64-byte aligned. */
+INL void panel_pack(int dt, const kiln_mat *m, int r, char *out) {
+    const char *w[PANEL];
+    size_t bstep[PANEL];
+    for (int i = 0; i < PANEL; i++) w[i] = kern_qrow(m, r + i, &bstep[i]);
+    const int nb = m->cols / QK;
+    for (int b = 0; b < nb; b++, out += PANEL_BLOCK_BYTES) {
+        uint16_t d[PANEL];
+        for (int i = 0; i < PANEL; i++) d[i] = *(const uint16_t *)(w[i] + (size_t)b * bstep[i]);
+        _mm512_store_ps((float *)out, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d)));
+        __m512i z[8];
+        panel_load_block(dt, w, bstep, b, z);
+        panel_transpose_store(z, out + PANEL * 4);
+    }
+}
+
+/* 16 packed rows x T tokens (T <= PANEL_TOKENS), all nb blocks; writes y[t][0..16) for each token. */
+INL void panel_tile(int T, const char *p, const act_q8 *x, int nb, float *y, int M) {
+    __m512 facc[PANEL_TOKENS];
+    const act_q8 *xt[PANEL_TOKENS];
+#pragma GCC unroll 8
+    for (int j = 0; j < T; j++) facc[j] = _mm512_setzero_ps(), xt[j] = x + (size_t)j * nb;
+    for (int b = 0; b < nb; b++, p += PANEL_BLOCK_BYTES) {
+        __m512i acc[PANEL_TOKENS];
+#pragma GCC unroll 8
+        for (int j = 0; j < T; j++) acc[j] = _mm512_set1_epi32(xt[j][b].corr);
+#pragma GCC unroll 8
+        for (int s = 0; s < 8; s++) {
+            const __m512i w = _mm512_load_si512((const __m512i *)(p + PANEL * 4 + s * 64));
+#pragma GCC unroll 8
+            for (int j = 0; j < T; j++)
+                acc[j] = _mm512_dpbusd_epi32(acc[j], w, _mm512_set1_epi32(*(const i32_alias *)&xt[j][b].qs[4 * s]));
+        }
+        const __m512 dw = _mm512_load_ps((const float *)p);
+#pragma GCC unroll 8
+        for (int j = 0; j < T; j++)
+            facc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[j]), _mm512_mul_ps(dw, _mm512_set1_ps(xt[j][b].d)), facc[j]);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < T; j++) _mm512_storeu_ps(y + (size_t)j * M, facc[j]);
+}
+
+static void panel_tokens(const char *p, const act_q8 *x, int n, int nb, float *y, int M) {
+    int t = 0;
+    for (; t + PANEL_TOKENS <= n; t += PANEL_TOKENS) panel_tile(PANEL_TOKENS, p, x + (size_t)t * nb, nb, y + (size_t)t * M, M);
+    x += (size_t)t * nb, y += (size_t)t * M;
+    switch (n - t) { /* constant T: the compiler keeps accumulators in registers */
+#define TAIL(T) case T: panel_tile(T, p, x, nb, y, M); break;
+    TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7)
+#undef TAIL
+    default: break;
+    }
+}
+
 /* Tiles of 4 rows x 4 tokens. A 4-row tile must share one addressing pattern: the 4 rows of one
  * interleave group, or 4 plain rows; other rows (an interleaved matrix's ragged start or plain tail)
  * go one at a time. */
-INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1) {
+INL void gemm_q_tiles(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1) {
     const int nb = m->cols / QK, M = m->rows, il = m->il > 1 ? m->il : 1, grouped = M / il * il;
     const size_t rb = kern_row_bytes(dt, m->cols);
     int tb = (int)((512u << 10) / ((size_t)nb * sizeof(act_q8)));
@@ -262,7 +383,20 @@ INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int
     }
 }
 
-static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1); }
-static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1); }
+/* Whole 16-row panels through the packed path when there is scratch for it; the rest (a matrix's last
+ * rows < 16, or no scratch) through the tiles. */
+INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) {
+    if (scratch && n >= PANEL_MIN_N) {
+        const int nb = m->cols / QK;
+        for (; r0 + PANEL <= r1; r0 += PANEL) {
+            panel_pack(dt, m, r0, scratch);
+            panel_tokens(scratch, x, n, nb, y + r0, m->rows);
+        }
+    }
+    if (r0 < r1) gemm_q_tiles(dt, y, x, n, m, r0, r1);
+}
 
-const kern_isa kern_isa_avx512 = {"avx512", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}, kern_attention_avx512, quantize_act_avx512};
+static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1, scratch); }
+static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1, scratch); }
+
+const kern_isa kern_isa_avx512 = {"avx512", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}, gemm_q_scratch, kern_attention_avx512, quantize_act_avx512};
