@@ -272,15 +272,16 @@ TEST(simd_attention_matches_reference) {
     const int dims[] = {8, 24, 64, 128, 144, 272}, npos[] = {1, 5, 16, 17, 100, NBLK * BLOCK};
     int table[NBLK];
     for (int i = 0; i < NBLK; i++) table[i] = (i * 7 + 3) % NBLK; /* a permutation: 7 is coprime to 24 */
-    for (int d = 0; d < 6; d++) {
-        const int hd = dims[d], kvd = HKV * hd;
-        const size_t row = (size_t)kvd, bstride = (size_t)2 * BLOCK * kvd; /* k block then v block */
+    for (int d = 0; d < 12; d++) { /* each head size position-major (rows of kv_dim), then head-major */
+        const int hd = dims[d % 6], kvd = HKV * hd, head_major = d >= 6;
+        const size_t row = head_major ? (size_t)hd : (size_t)kvd, bstride = (size_t)2 * BLOCK * kvd; /* k then v */
+        const size_t hstride = head_major ? (size_t)BLOCK * hd : (size_t)hd;
         float *cache = malloc(sizeof(float) * bstride * NBLK), *q = malloc(sizeof(float) * HQ * hd);
         float *ref = malloc(sizeof(float) * HQ * hd), *got = malloc(sizeof(float) * HQ * hd);
         float *scratch = malloc(sizeof(float) * NBLK * BLOCK);
         for (size_t i = 0; i < bstride * NBLK; i++) cache[i] = frand();
         for (int i = 0; i < HQ * hd; i++) q[i] = frand() * 2;
-        kern_kv_view kv = {cache, cache + (size_t)BLOCK * kvd, table, BLOCK, bstride, row};
+        kern_kv_view kv = {cache, cache + (size_t)BLOCK * kvd, table, BLOCK, bstride, row, hstride};
         for (int p = 0; p < 6; p++) {
             kern_attention_ref(ref, q, HQ, HKV, hd, npos[p], &kv, scratch, 0, HQ);
             for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {

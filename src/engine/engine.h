@@ -1,7 +1,10 @@
 /* engine.h — the inference context (internal): paged KV cache plus forward-pass scratch.
  *
- * KV layout: block b, layer l holds KILN_KV_BLOCK rows of K then the same of V, each row
- * n_kv_heads * head_dim floats: k(b, l, slot) = kv + ((b * n_layers + l) * 2 * BLOCK + slot) * kv_dim. */
+ * KV layout: block b, layer l holds K then V, each [n_kv_heads][KILN_KV_BLOCK][head_dim] floats:
+ * k(b, l) = kv + (b * n_layers + l) * 2 * BLOCK * kv_dim, v(b, l) = k(b, l) + BLOCK * kv_dim, and head h
+ * of slot s at + (h * BLOCK + s) * head_dim. Head-major, so one head's keys are contiguous: attention
+ * walks one head over many positions, and a position-major row (kv_dim floats apart) put every head
+ * slice 2 KiB apart, which the caches and prefetcher handled badly (see forward.c attn_part). */
 #ifndef KILN_ENGINE_H
 #define KILN_ENGINE_H
 

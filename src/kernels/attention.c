@@ -30,7 +30,7 @@ void kern_attention_ref(float *out, const float *q, int n_heads, int n_kv_heads,
     const float scale = 1.0f / sqrtf((float)head_dim);
     for (int h = h0; h < h1; h++) {
         const float *qh = q + (size_t)h * head_dim;
-        const size_t hoff = (size_t)(h / group) * head_dim;
+        const size_t hoff = (size_t)(h / group) * kv->head_stride;
         for (int p0 = 0; p0 < n_pos; p0 += kv->block) {
             const float *k = kv->k + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
             const int np = n_pos - p0 < kv->block ? n_pos - p0 : kv->block;

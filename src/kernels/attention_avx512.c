@@ -143,7 +143,7 @@ void kern_attention_avx512(float *out, const float *q, int n_heads, int n_kv_hea
     for (int h = h0; h < h1; h++) {
         const float *qh = q + (size_t)h * head_dim;
         float *o = out + (size_t)h * head_dim;
-        const size_t hoff = (size_t)(h / group) * head_dim;
+        const size_t hoff = (size_t)(h / group) * kv->head_stride;
         switch (nv) { /* the common head sizes get their register count at compile time */
         case 4: attend_head(4, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
         case 8: attend_head(8, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;

@@ -88,14 +88,14 @@ int kern_convert_mat(kiln_pool *pool, void *dst, kiln_dtype dst_dt, const void *
 void kern_rope(float *x, int n_heads, int head_dim, const float *cos, const float *sin);
 
 /* Causal attention of one query token over n_pos cached positions (0..n_pos-1) of a paged KV cache.
- * Key/value of position p, kv head h: k + table[p / block] * block_stride + (p % block) * row_stride + h * head_dim
- * (same for v). q and out are [n_heads][head_dim]; query head i uses kv head i / (n_heads / n_kv_heads).
+ * Key/value of position p, kv head h: k + table[p / block] * block_stride + (p % block) * row_stride
+ * + h * head_stride (same for v). q and out are [n_heads][head_dim]; query head i uses kv head i / (n_heads / n_kv_heads).
  * scratch holds n_pos floats. */
 typedef struct kern_kv_view {
     const float *k, *v;
     const int *table;
     int block;
-    size_t block_stride, row_stride;
+    size_t block_stride, row_stride, head_stride;
 } kern_kv_view;
 /* Heads [h0, h1) of one query token attending over positions 0..n_pos-1 (scratch: n_pos floats). */
 void kern_attention(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
