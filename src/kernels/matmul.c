@@ -8,6 +8,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,9 +103,9 @@ static void matmul_part(void *arg, int ith, int nth) {
 /* Rows per work unit: enough units for load balance (~8 per thread), few enough that per-unit
  * overhead stays small, and for prefill small enough that a unit's weights stay in L2 while every
  * token block passes over them. */
-static int chunk_rows_for(const kiln_mat *m, int n, int nth) {
+static int chunk_rows_for(const kiln_mat *m, int n, int nth, bool packs) {
     int rows = (m->rows + nth * 8 - 1) / (nth * 8);
-    if (n > 1) {
+    if (n > 1 && !packs) { /* a packing kernel keeps its panel in scratch, and prefetches within a chunk */
         size_t rb = kern_row_bytes(m->dt, m->cols);
         int l2_rows = (int)((256u << 10) / (rb ? rb : 1));
         if (rows > l2_rows) rows = l2_rows;
@@ -119,12 +120,12 @@ static void run(kiln_pool *pool, struct mm_job *j) {
         if (j->n == 1 || nth == 1) quantize_part(j, 0, 1);
         else kiln_pool_run(pool, quantize_part, j);
     }
-    j->chunk_rows = chunk_rows_for(j->m, j->n, nth);
-    j->n_chunks = (j->m->rows + j->chunk_rows - 1) / j->chunk_rows;
-    atomic_init(&j->next, 0);
     /* per-thread kernel scratch (packed weight panels for a GEMM): one allocation per call; without it
      * the kernel takes its scratch-free path */
     size_t sb = j->isa->gemm_scratch ? j->isa->gemm_scratch(j->m, j->n) : 0;
+    j->chunk_rows = chunk_rows_for(j->m, j->n, nth, sb > 0);
+    j->n_chunks = (j->m->rows + j->chunk_rows - 1) / j->chunk_rows;
+    atomic_init(&j->next, 0);
     j->scratch_bytes = (sb + 63) & ~(size_t)63;
     j->scratch = sb ? aligned_alloc(64, j->scratch_bytes * (size_t)nth) : NULL;
     if (nth == 1 || j->n_chunks == 1) matmul_part(j, 0, 1);

@@ -317,13 +317,15 @@ INL void panel_pack(int dt, const kiln_mat *m, int r, char *out) {
 }
 
 /* 16 packed rows x T tokens (T <= PANEL_TOKENS), all nb blocks; writes y[t][0..16) for each token. */
-INL void panel_tile(int T, const char *p, const act_q8 *x, int nb, float *y, int M) {
+INL void panel_tile(int T, const char *p, const act_q8 *x, int nb, float *y, int M, const char *pf, size_t pf_step) {
     __m512 facc[PANEL_TOKENS];
     const act_q8 *xt[PANEL_TOKENS];
 #pragma GCC unroll 8
     for (int j = 0; j < T; j++) facc[j] = _mm512_setzero_ps(), xt[j] = x + (size_t)j * nb;
     for (int b = 0; b < nb; b++, p += PANEL_BLOCK_BYTES) {
         __m512i acc[PANEL_TOKENS];
+        if (pf) /* the next panel's weights, 1/nb of them per block: memory works while this panel computes */
+            for (size_t o = 0; o < pf_step; o += 64) _mm_prefetch(pf + b * pf_step + o, _MM_HINT_T1);
 #pragma GCC unroll 8
         for (int j = 0; j < T; j++) acc[j] = _mm512_set1_epi32(xt[j][b].corr);
 #pragma GCC unroll 8
@@ -342,12 +344,14 @@ INL void panel_tile(int T, const char *p, const act_q8 *x, int nb, float *y, int
     for (int j = 0; j < T; j++) _mm512_storeu_ps(y + (size_t)j * M, facc[j]);
 }
 
-static void panel_tokens(const char *p, const act_q8 *x, int n, int nb, float *y, int M) {
+/* All n tokens over one packed panel. pf/pf_step: see panel_tile (only the first token tile prefetches). */
+static void panel_tokens(const char *p, const act_q8 *x, int n, int nb, float *y, int M, const char *pf, size_t pf_step) {
     int t = 0;
-    for (; t + PANEL_TOKENS <= n; t += PANEL_TOKENS) panel_tile(PANEL_TOKENS, p, x + (size_t)t * nb, nb, y + (size_t)t * M, M);
+    for (; t + PANEL_TOKENS <= n; t += PANEL_TOKENS, pf = NULL)
+        panel_tile(PANEL_TOKENS, p, x + (size_t)t * nb, nb, y + (size_t)t * M, M, pf, pf_step);
     x += (size_t)t * nb, y += (size_t)t * M;
     switch (n - t) { /* constant T: the compiler keeps accumulators in registers */
-#define TAIL(T) case T: panel_tile(T, p, x, nb, y, M); break;
+#define TAIL(T) case T: panel_tile(T, p, x, nb, y, M, pf, pf_step); break;
     TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7)
 #undef TAIL
     default: break;
@@ -388,9 +392,12 @@ INL void gemm_q_tiles(int dt, float *y, const act_q8 *x, int n, const kiln_mat *
 INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) {
     if (scratch && n >= PANEL_MIN_N) {
         const int nb = m->cols / QK;
+        /* rows are 16 row-lengths of bytes apart whatever the interleave (a group fills il plain rows) */
+        const size_t rb = kern_row_bytes(dt, m->cols);
         for (; r0 + PANEL <= r1; r0 += PANEL) {
             panel_pack(dt, m, r0, scratch);
-            panel_tokens(scratch, x, n, nb, y + r0, m->rows);
+            const char *next = r0 + 2 * PANEL <= r1 ? (const char *)m->data + (size_t)(r0 + PANEL) * rb : NULL;
+            panel_tokens(scratch, x, n, nb, y + r0, m->rows, next, PANEL * rb / (size_t)nb);
         }
     }
     if (r0 < r1) gemm_q_tiles(dt, y, x, n, m, r0, r1);
