@@ -240,8 +240,9 @@ INL void micro_q2(int dt, int R, int T, const char *w, size_t rstep, size_t bste
  * each 16-row panel is first repacked (once per call, into per-thread scratch) in the layout vpdpbusd
  * wants for broadcast activations:
  *
- *   per block b: f32 dw[16] (64 B), then for s = 0..7: u8 w[16 rows][4] (64 B) = values 4s..4s+3 of each
- *   row, unsigned (q8: w ^ 0x80, q4: the raw nibble) — 576 bytes per block.
+ *   per block b: f16 dw[16] (32 B, then 32 B unused to keep the rest aligned), then for s = 0..7:
+ *   u8 w[16 rows][4] (64 B) = values 4s..4s+3 of each row, unsigned (q8: w ^ 0x80, q4: the raw nibble)
+ *   — 576 bytes per block.
  *
  * A token then costs per block 8 vpdpbusd with a 4-byte broadcast of its own activation bytes (memory
  * operand), one seed (its corr), one convert and two float ops, for 16 rows at once; y gets 16 contiguous
@@ -304,12 +305,18 @@ INL void panel_transpose_store(__m512i z[8], char *out) {
 INL void panel_pack(int dt, const kiln_mat *m, int r, char *out) {
     const char *w[PANEL];
     size_t bstep[PANEL];
-    for (int i = 0; i < PANEL; i++) w[i] = kern_qrow(m, r + i, &bstep[i]);
+    int32_t off[PANEL], step[PANEL];
+    for (int i = 0; i < PANEL; i++) {
+        w[i] = kern_qrow(m, r + i, &bstep[i]);
+        off[i] = (int32_t)(w[i] - w[0]), step[i] = (int32_t)bstep[i]; /* rows ascend: 0 <= off < 16 rows */
+    }
+    /* the 16 scales of a block by one gather (4 bytes from each block start, f16 in the low half): 16
+     * scalar stores read back as one vector would stall on store forwarding */
+    __m512i idx = _mm512_loadu_si512(off);
+    const __m512i stepv = _mm512_loadu_si512(step);
     const int nb = m->cols / QK;
-    for (int b = 0; b < nb; b++, out += PANEL_BLOCK_BYTES) {
-        uint16_t d[PANEL];
-        for (int i = 0; i < PANEL; i++) d[i] = *(const uint16_t *)(w[i] + (size_t)b * bstep[i]);
-        _mm512_store_ps((float *)out, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)d)));
+    for (int b = 0; b < nb; b++, out += PANEL_BLOCK_BYTES, idx = _mm512_add_epi32(idx, stepv)) {
+        _mm256_store_si256((__m256i *)out, _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(idx, w[0], 1)));
         __m512i z[8];
         panel_load_block(dt, w, bstep, b, z);
         panel_transpose_store(z, out + PANEL * 4);
@@ -335,7 +342,7 @@ INL void panel_tile(int T, const char *p, const act_q8 *x, int nb, float *y, int
             for (int j = 0; j < T; j++)
                 acc[j] = _mm512_dpbusd_epi32(acc[j], w, _mm512_set1_epi32(*(const i32_alias *)&xt[j][b].qs[4 * s]));
         }
-        const __m512 dw = _mm512_load_ps((const float *)p);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)p));
 #pragma GCC unroll 8
         for (int j = 0; j < T; j++)
             facc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[j]), _mm512_mul_ps(dw, _mm512_set1_ps(xt[j][b].d)), facc[j]);
