@@ -4,9 +4,10 @@
 # Builds llama.cpp (../shared/tools/baseline/build_llamacpp.sh, once, into $BASELINE), makes the checkpoint
 # (make_tiny_model.py --preset llama3.2-1b, once, into $MODEL), converts it to F16/Q8_0/Q4_0 GGUF, then for
 # each format runs llama-bench and kiln interleaved for $ROUNDS rounds at $THREADS threads and prints the
-# medians, the kiln/llama.cpp ratios for pp and tg, and kiln's decode as % of the measured read bandwidth
-# (bytes of weights per token x tok/s / bandwidth). Interleaving puts both engines under the same noise
-# (other processes on the machine); medians drop outliers.
+# medians, the kiln/llama.cpp ratios for pp and tg, and each engine's decode as % of the measured read
+# bandwidth (bytes of weights per token x tok/s / best bandwidth probe of the run; probed every round).
+# Interleaving puts both engines under the same noise (other processes on the machine); medians drop
+# outliers.
 #
 # kiln side: `kiln bench --prompt-tokens N --gen-tokens M --json FILE` when this build has it; otherwise
 # bench/matmul_bench.c (the model's matmuls only: no attention/norm/rope, so it flatters kiln slightly) —
@@ -61,8 +62,10 @@ run_kiln() { # fmt -> "pp tg"
     fi
 }
 
-BW=$("$work/matmul_bench" bw "$THREADS" | $PY -c 'import sys,json; print(json.load(sys.stdin)["read_bw_gb_s"])')
-echo "read bandwidth ($THREADS threads, best of 5 over 1 GiB): $BW GB/s" >&2
+# The machine's read bandwidth swings by more than 1.5x between minutes (shared host), so it is probed in
+# every round, next to the decodes it is compared with, and the roofline is the best probe of the run.
+probe_bw() { "$work/matmul_bench" bw "$THREADS" | $PY -c 'import sys,json; print(json.load(sys.stdin)["read_bw_gb_s"])' >>"$work/bw"; }
+: >"$work/bw"; probe_bw
 for fmt in $FORMATS; do
     [ -f "$MODEL-$fmt.gguf" ] || { echo "missing $MODEL-$fmt.gguf" >&2; exit 1; }
     wbytes=$("$work/matmul_bench" "$(kiln_dtype "$fmt")" 1 1 1 | $PY -c 'import sys,json; print(json.load(sys.stdin)["weights_mib"]*1048576)')
@@ -70,19 +73,23 @@ for fmt in $FORMATS; do
     [ "$fmt" = Q4_0 ] && wbytes=$($PY -c "print($wbytes + 128256 * 2048 // 32 * 16)")
     : >"$work/$fmt.l"; : >"$work/$fmt.k"
     for r in $(seq "$ROUNDS"); do
-        l=$(run_llama "$fmt"); k=$(run_kiln "$fmt")
+        l=$(run_llama "$fmt"); probe_bw; k=$(run_kiln "$fmt")
         echo "$l" >>"$work/$fmt.l"; echo "$k" >>"$work/$fmt.k"
-        echo "  $fmt round $r: llama.cpp pp/tg $l   kiln pp/tg $k" >&2
+        echo "  $fmt round $r: llama.cpp pp/tg $l   kiln pp/tg $k   read bandwidth $(tail -1 "$work/bw") GB/s" >&2
     done
-    $PY - "$fmt" "$work/$fmt.l" "$work/$fmt.k" "$BW" "$wbytes" "$PP" "$TG" "$KILN_MODE" <<'PYEOF'
+    BW=$(sort -g "$work/bw" | tail -1)
+    lbytes=$(stat -c %s "$MODEL-$fmt.gguf") # llama.cpp reads about its whole file per token (tied output included)
+    $PY - "$fmt" "$work/$fmt.l" "$work/$fmt.k" "$BW" "$wbytes" "$PP" "$TG" "$KILN_MODE" "$lbytes" <<'PYEOF'
 import sys, statistics as st
-fmt, lf, kf, bw, wb, pp, tg, mode = sys.argv[1:]
+fmt, lf, kf, bw, wb, pp, tg, mode, lb = sys.argv[1:]
 L = [list(map(float, l.split())) for l in open(lf)]; K = [list(map(float, l.split())) for l in open(kf)]
 lp, lt = st.median(x[0] for x in L), st.median(x[1] for x in L)
 kp, kt = st.median(x[0] for x in K), st.median(x[1] for x in K)
 pct = 100 * float(wb) * kt / 1e9 / float(bw)
+lpct = 100 * float(lb) * lt / 1e9 / float(bw)
 print(f"{fmt:5s} pp{pp}: llama.cpp {lp:8.2f}  kiln {kp:8.2f} tok/s  ratio {kp/lp:5.2f}x | "
       f"tg{tg}: llama.cpp {lt:6.2f}  kiln {kt:6.2f} tok/s  ratio {kt/lt:5.2f}x | "
-      f"kiln decode {pct:5.1f}% of {float(bw):.1f} GB/s ({float(wb)/1e9:.2f} GB/token) [{mode}]")
+      f"decode vs best read bandwidth {float(bw):.1f} GB/s: kiln {pct:5.1f}% ({float(wb)/1e9:.2f} GB/token), "
+      f"llama.cpp {lpct:5.1f}% ({float(lb)/1e9:.2f} GB/token) [{mode}]")
 PYEOF
 done
