@@ -5,7 +5,7 @@
 # (make_tiny_model.py --preset llama3.2-1b, once, into $MODEL), converts it to F16/Q8_0/Q4_0 GGUF, then for
 # each format runs llama-bench and kiln interleaved for $ROUNDS rounds at $THREADS threads and prints the
 # medians, the kiln/llama.cpp ratios for pp and tg, and each engine's decode as % of the measured read
-# bandwidth (bytes of weights per token x tok/s / best bandwidth probe of the run; probed every round).
+# bandwidth (bytes of weights per token x tok/s / that round's bandwidth probe; median over rounds).
 # Interleaving puts both engines under the same noise (other processes on the machine); medians drop
 # outliers.
 #
@@ -62,34 +62,34 @@ run_kiln() { # fmt -> "pp tg"
     fi
 }
 
-# The machine's read bandwidth swings by more than 1.5x between minutes (shared host), so it is probed in
-# every round, next to the decodes it is compared with, and the roofline is the best probe of the run.
-probe_bw() { "$work/matmul_bench" bw "$THREADS" | $PY -c 'import sys,json; print(json.load(sys.stdin)["read_bw_gb_s"])' >>"$work/bw"; }
-: >"$work/bw"; probe_bw
+# The machine's read bandwidth swings by up to 1.5x between minutes here (shared host), so it is probed in
+# every round between the two engines' runs, and each round's decode is divided by its own probe; the
+# medians of those per-round shares are reported.
+probe_bw() { "$work/matmul_bench" bw "$THREADS" | $PY -c 'import sys,json; print(json.load(sys.stdin)["read_bw_gb_s"])' >>"$1"; }
 for fmt in $FORMATS; do
     [ -f "$MODEL-$fmt.gguf" ] || { echo "missing $MODEL-$fmt.gguf" >&2; exit 1; }
     wbytes=$("$work/matmul_bench" "$(kiln_dtype "$fmt")" 1 1 1 | $PY -c 'import sys,json; print(json.load(sys.stdin)["weights_mib"]*1048576)')
     # kiln's Q4_0 keeps the output projection (128256 x 2048) in Q8_0: 34 instead of 18 bytes per 32 weights
     [ "$fmt" = Q4_0 ] && wbytes=$($PY -c "print($wbytes + 128256 * 2048 // 32 * 16)")
-    : >"$work/$fmt.l"; : >"$work/$fmt.k"
+    : >"$work/$fmt.l"; : >"$work/$fmt.k"; : >"$work/$fmt.bw"
     for r in $(seq "$ROUNDS"); do
-        l=$(run_llama "$fmt"); probe_bw; k=$(run_kiln "$fmt")
+        l=$(run_llama "$fmt"); probe_bw "$work/$fmt.bw"; k=$(run_kiln "$fmt")
         echo "$l" >>"$work/$fmt.l"; echo "$k" >>"$work/$fmt.k"
-        echo "  $fmt round $r: llama.cpp pp/tg $l   kiln pp/tg $k   read bandwidth $(tail -1 "$work/bw") GB/s" >&2
+        echo "  $fmt round $r: llama.cpp pp/tg $l   kiln pp/tg $k   read bandwidth $(tail -1 "$work/$fmt.bw") GB/s" >&2
     done
-    BW=$(sort -g "$work/bw" | tail -1)
     lbytes=$(stat -c %s "$MODEL-$fmt.gguf") # llama.cpp reads about its whole file per token (tied output included)
-    $PY - "$fmt" "$work/$fmt.l" "$work/$fmt.k" "$BW" "$wbytes" "$PP" "$TG" "$KILN_MODE" "$lbytes" <<'PYEOF'
+    $PY - "$fmt" "$work/$fmt.l" "$work/$fmt.k" "$work/$fmt.bw" "$wbytes" "$PP" "$TG" "$KILN_MODE" "$lbytes" <<'PYEOF'
 import sys, statistics as st
-fmt, lf, kf, bw, wb, pp, tg, mode, lb = sys.argv[1:]
+fmt, lf, kf, bwf, wb, pp, tg, mode, lb = sys.argv[1:]
+B = [float(l) for l in open(bwf)]
 L = [list(map(float, l.split())) for l in open(lf)]; K = [list(map(float, l.split())) for l in open(kf)]
 lp, lt = st.median(x[0] for x in L), st.median(x[1] for x in L)
 kp, kt = st.median(x[0] for x in K), st.median(x[1] for x in K)
-pct = 100 * float(wb) * kt / 1e9 / float(bw)
-lpct = 100 * float(lb) * lt / 1e9 / float(bw)
+pct = st.median(100 * float(wb) * k[1] / 1e9 / b for k, b in zip(K, B))
+lpct = st.median(100 * float(lb) * l[1] / 1e9 / b for l, b in zip(L, B))
 print(f"{fmt:5s} pp{pp}: llama.cpp {lp:8.2f}  kiln {kp:8.2f} tok/s  ratio {kp/lp:5.2f}x | "
       f"tg{tg}: llama.cpp {lt:6.2f}  kiln {kt:6.2f} tok/s  ratio {kt/lt:5.2f}x | "
-      f"decode vs best read bandwidth {float(bw):.1f} GB/s: kiln {pct:5.1f}% ({float(wb)/1e9:.2f} GB/token), "
+      f"decode / read bandwidth of its round ({min(B):.1f}-{max(B):.1f} GB/s), median: kiln {pct:5.1f}% ({float(wb)/1e9:.2f} GB/token), "
       f"llama.cpp {lpct:5.1f}% ({float(lb)/1e9:.2f} GB/token) [{mode}]")
 PYEOF
 done

@@ -70,11 +70,39 @@ INL void micro_f(int dt, int R, int T, const char *w, size_t rb, const float *x,
         for (int j = 0; j < T; j++) y[(size_t)j * M + i] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
+/* One row against one token with four accumulators. Used when there are too few tokens for the 4x4
+ * tiles (decode): row after row is then one sequential stream through the matrix, which this machine's
+ * prefetcher serves faster than the 4 row streams of a 4-row tile (as for the quantised rows, kernels.h). */
+INL float dot_row_f(int dt, const char *row, const float *x, int K) {
+    const size_t es = dt == KILN_DT_F32 ? 4 : 2;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int k = 0;
+    for (; k + 64 <= K; k += 64) {
+        _mm_prefetch(row + (size_t)(k + PF_VALUES) * es, _MM_HINT_T0);
+        if (es == 4) _mm_prefetch(row + (size_t)(k + PF_VALUES) * es + 128, _MM_HINT_T0);
+        a0 = _mm512_fmadd_ps(load_w(dt, row, k, 0xffff), _mm512_loadu_ps(x + k), a0);
+        a1 = _mm512_fmadd_ps(load_w(dt, row, k + 16, 0xffff), _mm512_loadu_ps(x + k + 16), a1);
+        a2 = _mm512_fmadd_ps(load_w(dt, row, k + 32, 0xffff), _mm512_loadu_ps(x + k + 32), a2);
+        a3 = _mm512_fmadd_ps(load_w(dt, row, k + 48, 0xffff), _mm512_loadu_ps(x + k + 48), a3);
+    }
+    for (; k < K; k += 16) {
+        const __mmask16 mk = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+        a0 = _mm512_fmadd_ps(load_w(dt, row, k, mk), _mm512_maskz_loadu_ps(mk, x + k), a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
 INL void gemm_f(int dt, float *y, const float *x, int n, const kiln_mat *m, int r0, int r1) {
     const int K = m->cols, M = m->rows;
     const size_t rb = kern_row_bytes(dt, K);
     int tb = (int)((256u << 10) / ((size_t)K * 4)); /* a token block of x stays in L2 */
     tb = tb < 4 ? 4 : tb > 64 ? 64 : tb & ~3;
+    if (n < 4) {
+        for (int r = r0; r < r1; r++)
+            for (int t = 0; t < n; t++)
+                y[(size_t)t * M + r] = dot_row_f(dt, (const char *)m->data + (size_t)r * rb, x + (size_t)t * K, K);
+        return;
+    }
     for (int t0 = 0; t0 < n; t0 += tb) {
         const int t1 = MIN(n, t0 + tb);
         int r = r0;
