@@ -88,17 +88,16 @@ int main(int argc, char **argv) {
         char *w = malloc(rb * rows), *one = malloc(rb);
         for (int c = 0; c < cols; c++) row[c] = (float)((c * 7919 + i) % 255 - 127) / 512.0f;
         kern_row_from_f32(one, dt, row, cols);
-        /* quantised matrices get the loader's row interleave (kernels.h) */
+        /* quantised matrices get the loader's panel layout (kernels.h) */
         bool q = dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0;
-        mats[i] = (kiln_mat){w, dt, rows, cols, q ? KERN_QUANT_IL : 1};
+        mats[i] = (kiln_mat){w, dt, rows, cols, q ? KERN_PANEL : 1};
         for (int r = 0; r < rows; r++) {
             if (!q) {
                 memcpy(w + rb * r, one, rb);
                 continue;
             }
-            size_t bstep, bsz = rb / (size_t)(cols / 32);
-            char *dst = (char *)kern_qrow(&mats[i], r, &bstep);
-            for (int b = 0; b < cols / 32; b++) memcpy(dst + b * bstep, one + b * bsz, bsz);
+            size_t bsz = rb / (size_t)(cols / 32);
+            for (int b = 0; b < cols / 32; b++) kern_qblock_put(&mats[i], r, b, one + b * bsz);
         }
         free(one);
         bytes += rb * rows;

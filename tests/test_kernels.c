@@ -33,16 +33,23 @@ static void *make_weights(kiln_dtype dt, int rows, int cols, float *f32_out) {
     return w;
 }
 
-/* A copy of plain quantised rows with row interleave il, placed by the layout's definition (kernels.h)
- * written out independently of kern_qrow: groups of il rows alternate blocks, the ragged tail is plain. */
-static void *interleave_copy(const void *plain, kiln_dtype dt, int rows, int cols, int il) {
-    size_t rb = kern_row_bytes(dt, cols), bsz = rb / (size_t)(cols / 32);
+/* A copy of plain quantised rows in the panel layout, placed by the layout's definition (kernels.h)
+ * written out independently of kern_qblock_put: per 16-row panel and block, the 16 f16 scales, then
+ * 4-byte groups of the 16 rows' quant bytes; rows after the last whole panel plain. */
+static void *panel_copy(const void *plain, kiln_dtype dt, int rows, int cols) {
+    size_t rb = kern_row_bytes(dt, cols), bsz = rb / (size_t)(cols / 32), pbb = 16 * bsz;
     char *out = malloc(rb * rows);
-    int grouped = rows / il * il;
+    const char *in = plain;
     for (int r = 0; r < rows; r++)
         for (int b = 0; b < cols / 32; b++) {
-            size_t off = r < grouped ? (size_t)(r / il) * il * rb + ((size_t)b * il + r % il) * bsz : r * rb + b * bsz;
-            memcpy(out + off, (const char *)plain + r * rb + b * bsz, bsz);
+            const char *blk = in + r * rb + b * bsz;
+            if (r >= rows / 16 * 16) {
+                memcpy(out + r * rb + b * bsz, blk, bsz);
+                continue;
+            }
+            char *pb = out + (size_t)(r / 16) * 16 * rb + (size_t)b * pbb;
+            memcpy(pb + 2 * (r % 16), blk, 2);
+            for (size_t g = 0; g < (bsz - 2) / 4; g++) memcpy(pb + 32 + 64 * g + 4 * (r % 16), blk + 2 + 4 * g, 4);
         }
     return out;
 }
@@ -53,7 +60,7 @@ static const char *isas[] = {"avx2", "avx512"};
  * Tolerance: relative to sum |w||x| (the size of the rounding in any summation order). */
 static int compare_shape_il(kiln_dtype dt, int rows, int cols, int n, kiln_pool **pools, int with_bias, int il) {
     float *wf = malloc(sizeof(float) * rows * cols);
-    void *w = make_weights(dt, rows, cols, wf), *wi = il > 1 ? interleave_copy(w, dt, rows, cols, il) : NULL;
+    void *w = make_weights(dt, rows, cols, wf), *wi = il == KERN_PANEL ? panel_copy(w, dt, rows, cols) : NULL;
     float *x = malloc(sizeof(float) * n * cols), *bias = malloc(sizeof(float) * rows);
     for (int i = 0; i < n * cols; i++) x[i] = frand();
     for (int i = 0; i < rows; i++) bias[i] = frand();
@@ -62,11 +69,11 @@ static int compare_shape_il(kiln_dtype dt, int rows, int cols, int n, kiln_pool 
     kern_set_isa("scalar");
     kern_matmul(pools[0], ref, x, n, &m, with_bias ? bias : NULL);
     int bad = 0;
-    if (wi) { /* the scalar reference reads the interleaved copy to the same bits */
+    if (wi) { /* the scalar reference reads the panel copy to the same bits */
         m = (kiln_mat){wi, dt, rows, cols, il};
         kern_matmul(pools[1], got, x, n, &m, with_bias ? bias : NULL);
         if (memcmp(ref, got, sizeof(float) * n * rows) != 0) {
-            CHECK(0, "scalar dt=%s rows=%d cols=%d il=%d: interleaved result differs", kiln_dtype_name(dt), rows, cols, il);
+            CHECK(0, "scalar dt=%s rows=%d cols=%d il=%d: panel result differs", kiln_dtype_name(dt), rows, cols, il);
             bad++;
         }
     }
@@ -108,34 +115,34 @@ TEST(simd_matmul_matches_scalar_float) {
                     if (compare_shape(dt, rows[a], cols[b], n, pools, (a + b) & 1)) return;
 }
 
-/* Plain rows, the loader's 4-row interleave, and interleaves the SIMD tiles do not divide (3: no whole
- * 4-row tile, 2-row tiles ragged; 8: two tiles per group), with ragged tails (rows % il != 0). */
+/* Plain rows and the loader's panels: fewer rows than a panel (all plain), one panel, panels with a
+ * plain tail (37), several panels; token counts below, at and above the 8-token tile, with tails. */
 TEST(simd_matmul_matches_scalar_quant) {
-    const int rows[] = {1, 3, 16, 37}, cols[] = {32, 96, 320}, ils[] = {1, KERN_QUANT_IL, 3, 8};
+    const int rows[] = {1, 3, 16, 37, 64}, cols[] = {32, 96, 320}, ils[] = {1, KERN_PANEL};
     for (int dt = KILN_DT_Q8_0; dt <= KILN_DT_Q4_0; dt++)
-        for (int a = 0; a < 4; a++)
+        for (int a = 0; a < 5; a++)
             for (int b = 0; b < 3; b++)
                 for (int n = 1; n <= 17; n += (n < 6 ? 1 : 5))
-                    for (int k = 0; k < 4; k++)
+                    for (int k = 0; k < 2; k++)
                         if (compare_shape_il(dt, rows[a], cols[b], n, pools, (a + b) & 1, ils[k])) return;
 }
 
-/* A kernel called on a row range that starts inside an interleave group (the pool only hands out
- * multiples of 16, but the kernel contract is any [r0, r1)). */
+/* A kernel called on a row range that starts inside a panel (the pool only hands out multiples of 16,
+ * but the kernel contract is any [r0, r1)): rows 1..15 of the panel, then plain rows 16..20. */
 TEST(quant_gemm_ragged_row_range) {
     enum { R = 23, K = 128, N = 5 };
     for (int dt = KILN_DT_Q8_0; dt <= KILN_DT_Q4_0; dt++) {
-        void *w = make_weights(dt, R, K, NULL), *wi = interleave_copy(w, dt, R, K, 4);
+        void *w = make_weights(dt, R, K, NULL), *wi = panel_copy(w, dt, R, K);
         float x[N * K], ref[N * R], got[N * R];
         act_q8 xq[N * K / 32];
         for (int i = 0; i < N * K; i++) x[i] = frand();
         for (int t = 0; t < N; t++) quantize_act_ref(x + t * K, xq + t * K / 32, K, quant_weight_offset(dt));
-        kiln_mat plain = {w, dt, R, K, 1}, inter = {wi, dt, R, K, 4};
-        kern_isa_scalar.gemm[dt](ref, xq, N, &plain, 0, R, NULL);
+        kiln_mat plain = {w, dt, R, K, 1}, inter = {wi, dt, R, K, KERN_PANEL};
+        kern_isa_scalar.gemm[dt](ref, xq, N, &plain, 0, R);
         for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {
             if (kern_set_isa(isas[s]) != 0) continue;
             for (int i = 0; i < N * R; i++) got[i] = NAN;
-            kern_active_isa()->gemm[dt](got, xq, N, &inter, 1, R - 2, NULL);
+            kern_active_isa()->gemm[dt](got, xq, N, &inter, 1, R - 2);
             for (int t = 0; t < N; t++)
                 for (int r = 1; r < R - 2; r++)
                     CHECK(fabsf(got[t * R + r] - ref[t * R + r]) <= 1e-4f * (1 + fabsf(ref[t * R + r])),
@@ -147,17 +154,17 @@ TEST(quant_gemm_ragged_row_range) {
     }
 }
 
-/* Embedding lookup from an interleaved matrix returns the same rows as from the plain one. */
-TEST(get_rows_interleaved) {
-    enum { R = 11, K = 64 };
+/* Embedding lookup from a panel matrix returns the same rows as from the plain one. */
+TEST(get_rows_panels) {
+    enum { R = 37, K = 64 };
     for (int dt = KILN_DT_Q8_0; dt <= KILN_DT_Q4_0; dt++) {
-        void *w = make_weights(dt, R, K, NULL), *wi = interleave_copy(w, dt, R, K, 4);
-        kiln_mat plain = {w, dt, R, K, 1}, inter = {wi, dt, R, K, 4};
-        int32_t ids[] = {0, 3, 4, 7, 8, 10, 5};
+        void *w = make_weights(dt, R, K, NULL), *wi = panel_copy(w, dt, R, K);
+        kiln_mat plain = {w, dt, R, K, 1}, inter = {wi, dt, R, K, KERN_PANEL};
+        int32_t ids[] = {0, 3, 15, 16, 31, 36, 33}; /* panel rows, then the plain tail */
         float a[7 * K], b[7 * K];
         kern_get_rows(a, &plain, ids, 7);
         kern_get_rows(b, &inter, ids, 7);
-        CHECK(memcmp(a, b, sizeof a) == 0, "%s interleaved rows differ", kiln_dtype_name(dt));
+        CHECK(memcmp(a, b, sizeof a) == 0, "%s panel rows differ", kiln_dtype_name(dt));
         free(w), free(wi);
     }
 }
@@ -166,6 +173,9 @@ TEST(simd_matmul_large_shapes) {
     for (int dt = 0; dt < KILN_DT_COUNT; dt++) {
         if (compare_shape(dt, 131, 2048, 1, pools, 0)) return;
         if (compare_shape(dt, 67, 1024, 13, pools, 1)) return;
+        if ((dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0) && (compare_shape_il(dt, 131, 2048, 1, pools, 0, KERN_PANEL) ||
+                                                          compare_shape_il(dt, 67, 1024, 13, pools, 1, KERN_PANEL)))
+            return;
     }
 }
 
@@ -255,11 +265,11 @@ TEST(convert_mat_matches_rowwise) {
         for (int r = 0; r < R; r++) kern_row_from_f32(a + rb * r, dt, src + r * K, K);
         CHECK(kern_convert_mat(pools[2], b, dt, src, KILN_DT_F32, R, K, 1) == 0, "convert to %s", kiln_dtype_name(dt));
         CHECK(memcmp(a, b, rb * R) == 0, "threaded conversion to %s differs", kiln_dtype_name(dt));
-        /* with the loader's interleave: quantised formats come out interleaved, float ones plain */
+        /* with the loader's layout: quantised formats come out in panels, float ones plain */
         bool q = dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0;
-        char *c = q ? interleave_copy(a, dt, R, K, KERN_QUANT_IL) : NULL;
-        CHECK(kern_convert_mat(pools[2], b, dt, src, KILN_DT_F32, R, K, KERN_QUANT_IL) == 0, "convert il");
-        CHECK(memcmp(q ? c : a, b, rb * R) == 0, "interleaved conversion to %s differs", kiln_dtype_name(dt));
+        char *c = q ? panel_copy(a, dt, R, K) : NULL;
+        CHECK(kern_convert_mat(pools[2], b, dt, src, KILN_DT_F32, R, K, KERN_PANEL) == 0, "convert to panels");
+        CHECK(memcmp(q ? c : a, b, rb * R) == 0, "panel conversion to %s differs", kiln_dtype_name(dt));
         free(a), free(b), free(c);
     }
 }
@@ -399,7 +409,7 @@ int main(int argc, char **argv) {
     RUN(simd_matmul_matches_scalar_float);
     RUN(simd_matmul_matches_scalar_quant);
     RUN(quant_gemm_ragged_row_range);
-    RUN(get_rows_interleaved);
+    RUN(get_rows_panels);
     RUN(simd_matmul_large_shapes);
     RUN(simd_attention_matches_reference);
     RUN(quantize_act_bit_exact);

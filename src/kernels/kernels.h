@@ -8,13 +8,19 @@
  * nn.Linear weights). Q8_0 / Q4_0 rows are cols/32 blocks laid out exactly as llama.cpp's block_q8_0 /
  * block_q4_0 (f16 scale then 32 int8 / 16 bytes of nibbles). Activations are f32.
  *
- * Row interleaving (Q8_0 / Q4_0 only, kiln_mat.il > 1): rows come in groups of il whose blocks alternate,
- * block b of row g*il + i at group start + (b*il + i) * block bytes; rows after the last whole group are
- * plain. Each group still occupies il plain rows' bytes. Why: a GEMV computes il rows at once for
- * instruction-level parallelism, and il separate row streams defeat the hardware prefetcher (measured on
- * this Zen 5: 4 interleaved 2176-byte rows read at ~18 GB/s per core against ~33 GB/s sequential);
- * interleaved, the same work is one sequential stream. Blocks themselves stay llama.cpp's, so a GGUF
- * tensor maps as il = 1 and llama.cpp's repacking does the same thing for its own kernels. */
+ * Panels (Q8_0 / Q4_0 only, kiln_mat.il == KERN_PANEL): the first rows/16*16 rows are stored in panels
+ * of 16 rows; rows after the last whole panel are plain. Panel P fills the bytes of plain rows
+ * 16P..16P+15 with its nb panel blocks in order; panel block b holds block b of the 16 rows:
+ *   - their 16 f16 scales (32 bytes), then
+ *   - their quant bytes in 4-byte groups: for g = 0..G-1, 16 rows x 4 bytes (64 bytes) = bytes
+ *     4g..4g+3 of each row's llama.cpp qs (Q8_0: G = 8, int8 values 4g..4g+3; Q4_0: G = 4, nibble bytes,
+ *     so values 4g..4g+3 in the low nibbles and 16+4g..16+4g+3 in the high ones)
+ * = 544 (Q8_0) / 288 (Q4_0) bytes, the size of 16 blocks. Why: vpdpbusd multiplies 64 weight bytes by a
+ * broadcast 4-byte group of one token's activations, so one instruction covers 4 values of 16 rows and the
+ * 16 outputs come out as one vector (no horizontal sums, no per-row scale shuffles), and a GEMV reads
+ * the matrix as one sequential stream (this Zen 5's prefetcher serves that ~1.8x faster per core than
+ * 4 row streams side by side). Bytes within a block are llama.cpp's; llama.cpp's own CPU backend
+ * repacks Q4_0 into interleaved rows for the same reasons. kern_qblock_get/put translate. */
 #ifndef KILN_KERNELS_H
 #define KILN_KERNELS_H
 
@@ -28,23 +34,31 @@ typedef struct kiln_mat {
     const void *data;
     kiln_dtype dt;
     int rows, cols;
-    int il; /* row interleave (see above); 0 or 1 = plain rows */
+    int il; /* quantised layout: KERN_PANEL = panels (see above); 0 or 1 = plain rows */
 } kiln_mat;
 
-/* The interleave the loader gives Q8_0 / Q4_0 matrices (matches the 4-row tiles of the SIMD kernels). */
-#define KERN_QUANT_IL 4
+/* The layout the loader gives Q8_0 / Q4_0 matrices. */
+#define KERN_PANEL 16
 
-/* Where row r of a quantised matrix starts and how far apart its consecutive blocks are (bytes). */
-static inline const char *kern_qrow(const kiln_mat *m, int r, size_t *bstep) {
-    const size_t bsz = m->dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0), rb = bsz * (size_t)(m->cols / 32);
-    const int il = m->il > 1 ? m->il : 1;
-    if (il == 1 || r >= m->rows / il * il) {
-        *bstep = bsz;
-        return (const char *)m->data + (size_t)r * rb;
-    }
-    *bstep = bsz * (size_t)il;
-    return (const char *)m->data + (size_t)(r / il) * il * rb + (size_t)(r % il) * bsz;
+/* How many leading rows are in panels (0 for plain matrices). */
+static inline int kern_panel_rows(const kiln_mat *m) {
+    return m->il == KERN_PANEL && (m->dt == KILN_DT_Q8_0 || m->dt == KILN_DT_Q4_0) ? m->rows / KERN_PANEL * KERN_PANEL : 0;
 }
+/* Where plain quantised row r starts (r >= kern_panel_rows(m); a panel fills 16 plain rows' bytes). */
+static inline const char *kern_qrow(const kiln_mat *m, int r) {
+    const size_t bsz = m->dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    return (const char *)m->data + (size_t)r * bsz * (size_t)(m->cols / 32);
+}
+/* Where panel block b of the panel holding row r starts (r < kern_panel_rows(m)). */
+static inline const char *kern_panel_block(const kiln_mat *m, int r, int b) {
+    const size_t bsz = m->dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    return (const char *)m->data + ((size_t)(r / KERN_PANEL) * (size_t)(m->cols / 32) + (size_t)b) * KERN_PANEL * bsz;
+}
+/* Row r's block b as a llama.cpp block (34 / 18 bytes), whatever the layout; and the reverse. */
+void kern_qblock_get(const kiln_mat *m, int r, int b, void *blk);
+void kern_qblock_put(const kiln_mat *m, int r, int b, const void *blk);
+/* Row r as plain llama.cpp blocks: m's own bytes when the row is plain, else gathered into buf (one row). */
+const char *kern_qrow_plain(const kiln_mat *m, int r, char *buf);
 
 /* Bytes of one row of `cols` values in format dt (cols must be a multiple of 32 for Q8_0/Q4_0). */
 size_t kern_row_bytes(kiln_dtype dt, int cols);
@@ -75,7 +89,7 @@ void kern_row_to_f32(float *out, const void *row, kiln_dtype dt, int cols);
 void kern_row_from_f32(void *dst, kiln_dtype dt, const float *src, int cols);
 /* Converts a plain rows x cols matrix from src_dt to dst_dt (through f32, row by row) split over the
  * pool: the load-time path behind --dtype / --quant. cols % 32 == 0 when dst_dt is Q8_0/Q4_0, and then
- * dst gets row interleave il (1 = plain; float formats are always plain). Returns 0, or -1 when out of
+ * dst gets layout il (KERN_PANEL or 1 = plain; float formats are always plain). Returns 0, or -1 when out of
  * memory (dst is then incomplete). */
 int kern_convert_mat(kiln_pool *pool, void *dst, kiln_dtype dst_dt, const void *src, kiln_dtype src_dt, int rows,
                      int cols, int il);

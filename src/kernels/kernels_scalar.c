@@ -1,5 +1,6 @@
 /* kernels_scalar.c — the portable reference kernels. Every SIMD kernel is tested against these. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -99,8 +100,7 @@ void kern_row_to_f32(float *out, const void *row, kiln_dtype dt, int cols) {
  * Q8_0/Q4_0: llama.cpp's semantics: the activations arrive quantised to int8 blocks (act_q8), each
  * block pair is an exact integer dot, scaled by d_w * d_x and summed in f32. */
 
-static void gemm_float_scalar(float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1, void *scratch) {
-    (void)scratch;
+static void gemm_float_scalar(float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1) {
     const float *x = xv;
     size_t rb = kern_row_bytes(m->dt, m->cols);
     float stackrow[1024];
@@ -121,13 +121,18 @@ static void gemm_float_scalar(float *y, const void *xv, int n, const kiln_mat *m
     }
 }
 
-static void gemm_quant_scalar(float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1, void *scratch) {
-    (void)scratch;
+static void gemm_quant_scalar(float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1) {
     const act_q8 *x = xv;
     const int nb = m->cols / QK;
+    const size_t bsz = m->dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    char *buf = malloc(bsz * (size_t)nb); /* a panel row, gathered (kern_qrow_plain) */
+    if (!buf) { /* the reference has no fallback: no result rather than a wrong one */
+        for (int t = 0; t < n; t++)
+            for (int r = r0; r < r1; r++) y[(size_t)t * m->rows + r] = NAN;
+        return;
+    }
     for (int r = r0; r < r1; r++) {
-        size_t bstep;
-        const char *w = kern_qrow(m, r, &bstep);
+        const char *w = kern_qrow_plain(m, r, buf);
         for (int t = 0; t < n; t++) {
             const act_q8 *xt = x + (size_t)t * nb;
             float s = 0;
@@ -135,11 +140,11 @@ static void gemm_quant_scalar(float *y, const void *xv, int n, const kiln_mat *m
                 int isum = 0;
                 float dw;
                 if (m->dt == KILN_DT_Q8_0) {
-                    const block_q8_0 *wb = (const block_q8_0 *)(w + b * bstep);
+                    const block_q8_0 *wb = (const block_q8_0 *)(w + b * bsz);
                     dw = kern_f16_to_f32(wb->d);
                     for (int i = 0; i < QK; i++) isum += wb->qs[i] * xt[b].qs[i];
                 } else {
-                    const block_q4_0 *wb = (const block_q4_0 *)(w + b * bstep);
+                    const block_q4_0 *wb = (const block_q4_0 *)(w + b * bsz);
                     dw = kern_f16_to_f32(wb->d);
                     for (int i = 0; i < QK / 2; i++)
                         isum += ((wb->qs[i] & 0x0f) - 8) * xt[b].qs[i] + ((wb->qs[i] >> 4) - 8) * xt[b].qs[i + QK / 2];
@@ -149,12 +154,12 @@ static void gemm_quant_scalar(float *y, const void *xv, int n, const kiln_mat *m
             y[(size_t)t * m->rows + r] = s;
         }
     }
+    free(buf);
 }
 
 const kern_isa kern_isa_scalar = {
     "scalar",
     {gemm_float_scalar, gemm_float_scalar, gemm_float_scalar, gemm_quant_scalar, gemm_quant_scalar},
-    NULL,
     kern_attention_ref,
     quantize_act_ref,
 };
@@ -163,13 +168,15 @@ void kern_get_rows(float *out, const kiln_mat *m, const int32_t *ids, int n) {
     size_t rb = kern_row_bytes(m->dt, m->cols);
     for (int i = 0; i < n; i++) {
         float *o = out + (size_t)i * m->cols;
-        if (m->il <= 1) {
+        if (ids[i] >= kern_panel_rows(m)) {
             kern_row_to_f32(o, (const char *)m->data + (size_t)ids[i] * rb, m->dt, m->cols);
             continue;
         }
-        size_t bstep; /* interleaved: gather the row block by block */
-        const char *w = kern_qrow(m, ids[i], &bstep);
-        for (int b = 0; b < m->cols / QK; b++) kern_row_to_f32(o + b * QK, w + b * bstep, m->dt, QK);
+        char blk[sizeof(block_q8_0)]; /* a panel row: block by block */
+        for (int b = 0; b < m->cols / QK; b++) {
+            kern_qblock_get(m, ids[i], b, blk);
+            kern_row_to_f32(o + b * QK, blk, m->dt, QK);
+        }
     }
 }
 

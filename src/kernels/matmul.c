@@ -8,7 +8,6 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,8 +69,6 @@ struct mm_job {
     const float *bias;
     const kern_isa *isa;
     int chunk_rows, n_chunks;
-    char *scratch; /* nth slices of scratch_bytes, one per thread (gemm_scratch), or NULL */
-    size_t scratch_bytes;
     atomic_int next;
 };
 
@@ -83,17 +80,16 @@ static void quantize_part(void *arg, int ith, int nth) {
 }
 
 static void matmul_part(void *arg, int ith, int nth) {
-    (void)nth;
+    (void)ith, (void)nth;
     struct mm_job *j = arg;
     const kiln_mat *m = j->m;
     kern_gemm_fn gemm = j->isa->gemm[m->dt];
     const void *x = j->xq ? (const void *)j->xq : (const void *)j->x;
-    void *scratch = j->scratch ? j->scratch + (size_t)ith * j->scratch_bytes : NULL;
     for (;;) {
         int c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (c >= j->n_chunks) break;
         int r0 = c * j->chunk_rows, r1 = r0 + j->chunk_rows < m->rows ? r0 + j->chunk_rows : m->rows;
-        gemm(j->y, x, j->n, m, r0, r1, scratch);
+        gemm(j->y, x, j->n, m, r0, r1);
         if (j->bias)
             for (int t = 0; t < j->n; t++)
                 for (int r = r0; r < r1; r++) j->y[(size_t)t * m->rows + r] += j->bias[r];
@@ -103,9 +99,9 @@ static void matmul_part(void *arg, int ith, int nth) {
 /* Rows per work unit: enough units for load balance (~8 per thread), few enough that per-unit
  * overhead stays small, and for prefill small enough that a unit's weights stay in L2 while every
  * token block passes over them. */
-static int chunk_rows_for(const kiln_mat *m, int n, int nth, bool packs) {
+static int chunk_rows_for(const kiln_mat *m, int n, int nth) {
     int rows = (m->rows + nth * 8 - 1) / (nth * 8);
-    if (n > 1 && !packs) { /* a packing kernel keeps its panel in scratch, and prefetches within a chunk */
+    if (n > 1 && kern_panel_rows(m) == 0) { /* a panel (<= 16 x 8192 x 34 bytes) already stays in L2 */
         size_t rb = kern_row_bytes(m->dt, m->cols);
         int l2_rows = (int)((256u << 10) / (rb ? rb : 1));
         if (rows > l2_rows) rows = l2_rows;
@@ -120,17 +116,11 @@ static void run(kiln_pool *pool, struct mm_job *j) {
         if (j->n == 1 || nth == 1) quantize_part(j, 0, 1);
         else kiln_pool_run(pool, quantize_part, j);
     }
-    /* per-thread kernel scratch (packed weight panels for a GEMM): one allocation per call; without it
-     * the kernel takes its scratch-free path */
-    size_t sb = j->isa->gemm_scratch ? j->isa->gemm_scratch(j->m, j->n) : 0;
-    j->chunk_rows = chunk_rows_for(j->m, j->n, nth, sb > 0);
+    j->chunk_rows = chunk_rows_for(j->m, j->n, nth);
     j->n_chunks = (j->m->rows + j->chunk_rows - 1) / j->chunk_rows;
     atomic_init(&j->next, 0);
-    j->scratch_bytes = (sb + 63) & ~(size_t)63;
-    j->scratch = sb ? aligned_alloc(64, j->scratch_bytes * (size_t)nth) : NULL;
     if (nth == 1 || j->n_chunks == 1) matmul_part(j, 0, 1);
     else kiln_pool_run(pool, matmul_part, j);
-    free(j->scratch);
 }
 
 void kern_matmul(kiln_pool *pool, float *y, const float *x, int n, const kiln_mat *m, const float *bias) {

@@ -3,16 +3,14 @@
  * A gemm function computes y[t][r] = dot(row r of m, token t of x) for t in [0, n) and rows r in
  * [r0, r1); y has m->rows columns per token. For F32/F16/BF16 weights x is float[n][cols]; for Q8_0 /
  * Q4_0 weights x is act_q8[n][cols/32], quantised with the offset quant_weight_offset(m->dt). Bias is
- * added by the caller. scratch is this thread's gemm_scratch(m, n) bytes (64-byte aligned), or NULL when
- * the ISA asks for none or it could not be allocated (the kernel must then work without it). Each ISA
- * file fills one table; kern_init picks one. */
+ * added by the caller. Each ISA file fills one table; kern_init picks one. */
 #ifndef KILN_MATMUL_H
 #define KILN_MATMUL_H
 
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 
-typedef void (*kern_gemm_fn)(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch);
+typedef void (*kern_gemm_fn)(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1);
 
 typedef void (*kern_attn_fn)(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
                              const kern_kv_view *kv, float *scratch, int h0, int h1);
@@ -20,7 +18,6 @@ typedef void (*kern_attn_fn)(float *out, const float *q, int n_heads, int n_kv_h
 typedef struct kern_isa {
     const char *name;
     kern_gemm_fn gemm[KILN_DT_COUNT]; /* indexed by weight dtype */
-    size_t (*gemm_scratch)(const kiln_mat *m, int n); /* per-thread scratch bytes; NULL = none */
     kern_attn_fn attention;           /* kern_attention's contract (kernels.h) */
     void (*quantize_act)(const float *x, act_q8 *y, int k, int c); /* quantize_act_ref's contract */
 } kern_isa;

@@ -13,7 +13,9 @@
  * in L2; for each 4-row weight tile every token of the block is visited, so in decode (n=1) each
  * weight byte is read once and in prefill a weight tile is reused from L1 by all tokens of a block. */
 #include <immintrin.h>
+#include <math.h>
 #include <stdbool.h>
+#include <stdlib.h>
 
 #include "kernels/matmul.h"
 
@@ -121,9 +123,9 @@ INL void gemm_f(int dt, float *y, const float *x, int n, const kiln_mat *m, int 
     }
 }
 
-static void gemm_f32(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) { (void)scratch, gemm_f(KILN_DT_F32, y, x, n, m, r0, r1); }
-static void gemm_f16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) { (void)scratch, gemm_f(KILN_DT_F16, y, x, n, m, r0, r1); }
-static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) { (void)scratch, gemm_f(KILN_DT_BF16, y, x, n, m, r0, r1); }
+static void gemm_f32(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_F32, y, x, n, m, r0, r1); }
+static void gemm_f16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_F16, y, x, n, m, r0, r1); }
+static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_BF16, y, x, n, m, r0, r1); }
 
 /* ---- quantised weights ---- */
 
@@ -261,116 +263,91 @@ INL void micro_q2(int dt, int R, int T, const char *w, size_t rstep, size_t bste
         for (int j = 0; j < T; j++) y[(size_t)j * M + i] = _mm512_reduce_add_ps(acc[i][j]) + tail[j][i];
 }
 
-/* ---- quantised GEMM over packed 16-row panels (prefill, batched decode) ----
- *
- * The GEMV layout above spends most instructions assembling operands (block pairs, scales, corrections)
- * per 4x4 tile; with many tokens that overhead, not the dot products, bounds it. So for n >= PANEL_MIN_N
- * each 16-row panel is first repacked (once per call, into per-thread scratch) in the layout vpdpbusd
- * wants for broadcast activations:
- *
- *   per block b: f16 dw[16] (32 B, then 32 B unused to keep the rest aligned), then for s = 0..7:
- *   u8 w[16 rows][4] (64 B) = values 4s..4s+3 of each row, unsigned (q8: w ^ 0x80, q4: the raw nibble)
- *   — 576 bytes per block.
- *
- * A token then costs per block 8 vpdpbusd with a 4-byte broadcast of its own activation bytes (memory
- * operand), one seed (its corr), one convert and two float ops, for 16 rows at once; y gets 16 contiguous
- * outputs per token. The int32 block sums are exact, and each lane accumulates its row's blocks in order,
- * as the scalar reference does. */
-#define PANEL 16
-typedef int32_t i32_alias __attribute__((may_alias)); /* 4 activation bytes read as one broadcast dword */
-#define PANEL_MIN_N 5 /* measured: below 5 tokens the per-call packing costs more than it saves */
-#define PANEL_TOKENS 8
-#define PANEL_BLOCK_BYTES (PANEL * 4 + PANEL * QK)
-
-static size_t gemm_q_scratch(const kiln_mat *m, int n) {
-    return n >= PANEL_MIN_N && m->rows >= PANEL ? (size_t)(m->cols / QK) * PANEL_BLOCK_BYTES : 0;
-}
-
-/* One block of 16 rows as 8 zmm of their 32 unsigned bytes, row i and i+8 in the halves of z[i]. */
-INL void panel_load_block(int dt, const char *const *w, const size_t *bstep, int b, __m512i z[8]) {
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        const char *lo = w[i] + (size_t)b * bstep[i] + 2, *hi = w[i + 8] + (size_t)b * bstep[i + 8] + 2;
-        if (dt == KILN_DT_Q8_0) {
-            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)lo)),
-                                           _mm256_loadu_si256((const __m256i *)hi), 1);
-            z[i] = _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
-        } else { /* nibbles: low = values 0..15, high = 16..31 */
-            __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)lo)),
-                                                _mm_loadu_si128((const __m128i *)hi), 1);
-            __m512i q = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
-            q = _mm512_and_si512(q, _mm512_set1_epi8(0x0f)); /* lo_i lo_i+8 hi_i hi_i+8 */
-            z[i] = _mm512_shuffle_i64x2(q, q, _MM_SHUFFLE(3, 1, 2, 0));
+/* Plain rows w[0..rows) (rb bytes apart) x n tokens in tiles of 4 rows x 4 tokens; y is row 0's column.
+ * Serves the rows after a matrix's last whole panel, plain (il = 1) matrices, and gathered panel rows. */
+INL void tiles_q(int dt, float *y, int M, const act_q8 *x, int n, const char *w, int rows, int nb) {
+    const size_t bsz = dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0), rb = bsz * (size_t)nb;
+    int tb = (int)((512u << 10) / ((size_t)nb * sizeof(act_q8)));
+    tb = tb < 4 ? 4 : tb > 128 ? 128 : tb & ~3;
+    for (int t0 = 0; t0 < n; t0 += tb) {
+        const int t1 = MIN(n, t0 + tb);
+        int r = 0;
+        for (; r + 4 <= rows; r += 4) {
+            int t = t0;
+            for (; t + 4 <= t1; t += 4) micro_q2(dt, 4, 4, w + r * rb, rb, bsz, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+            for (; t < t1; t++) micro_q2(dt, 4, 1, w + r * rb, rb, bsz, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+        }
+        for (; r < rows; r++) {
+            int t = t0;
+            for (; t + 4 <= t1; t += 4) micro_q2(dt, 1, 4, w + r * rb, rb, bsz, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
+            for (; t < t1; t++) micro_q2(dt, 1, 1, w + r * rb, rb, bsz, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
         }
     }
 }
 
-/* 16 rows x 8 dwords -> 8 x (dword s of rows 0..15): an 8x8 dword transpose in each 256-bit half
- * (rows 0-7 low, 8-15 high), then qword permutes put rows 0-3,4-7 | 8-11,12-15 in order. */
-INL void panel_transpose_store(__m512i z[8], char *out) {
-    __m512i t[8], u[8];
-#pragma GCC unroll 8
-    for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm512_unpacklo_epi32(z[2 * i], z[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_epi32(z[2 * i], z[2 * i + 1]);
-    }
-#pragma GCC unroll 8
-    for (int h = 0; h < 2; h++) { /* h = 0: rows 0-3 (and 8-11), h = 1: rows 4-7 (and 12-15) */
-        u[4 * h + 0] = _mm512_unpacklo_epi64(t[4 * h], t[4 * h + 2]);     /* dwords 0 | 4 */
-        u[4 * h + 1] = _mm512_unpackhi_epi64(t[4 * h], t[4 * h + 2]);     /* 1 | 5 */
-        u[4 * h + 2] = _mm512_unpacklo_epi64(t[4 * h + 1], t[4 * h + 3]); /* 2 | 6 */
-        u[4 * h + 3] = _mm512_unpackhi_epi64(t[4 * h + 1], t[4 * h + 3]); /* 3 | 7 */
-    }
-    const __m512i first = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0), second = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
-#pragma GCC unroll 8
-    for (int s = 0; s < 4; s++) {
-        _mm512_store_si512((__m512i *)(out + s * 64), _mm512_permutex2var_epi64(u[s], first, u[s + 4]));
-        _mm512_store_si512((__m512i *)(out + (s + 4) * 64), _mm512_permutex2var_epi64(u[s], second, u[s + 4]));
-    }
-}
+/* ---- quantised weights in panels (kernels.h): prefill, batched and single-token decode ----
+ *
+ * Per panel block and token: a seed (the token's corr), then for each 64-byte group of 16 rows x 4
+ * weights one vpdpbusd against a broadcast of the token's 4 matching activation bytes (Q8_0: 8 groups,
+ * made unsigned by xor 0x80; Q4_0: 4 loads, each giving the low-nibble and the high-nibble group), one
+ * convert and two float ops; the 16 rows' results are one vector, stored to y[t][r..r+16). Weight
+ * vectors are loaded once per block for up to PANEL_TOKENS tokens. The int32 block sums are exact and
+ * each lane accumulates its row's blocks in order, as the scalar reference does. */
+#define PANEL_TOKENS 8
+/* Many tokens re-read each panel from L2 once per 8-token tile: then it pays to prepare it once into an
+ * aligned scratch copy with the weights already unsigned (and Q4_0's nibbles split), 576 bytes a block:
+ * f16 scales, 32 bytes unused, 8 x 64 bytes in the groups' value order. PANEL_PREPARED stands for that
+ * format where a dtype is expected. */
+#define PANEL_PREP_N 128 /* measured crossover (bench/matmul_bench.c, n = 32..512) */
+#define PANEL_PREPARED (-1)
+#define PREP_BLOCK_BYTES (64 + 8 * 64)
+#define PANEL_PF_BLOCKS 24 /* software prefetch distance, in panel blocks (~13 KB Q8_0, ~7 KB Q4_0) */
+typedef int32_t i32_alias __attribute__((may_alias)); /* 4 activation bytes read as one broadcast dword */
 
-/* Rows r..r+15 (any addressing, kern_qrow) into the panel layout above; out is 64-byte aligned. */
-INL void panel_pack(int dt, const kiln_mat *m, int r, char *out) {
-    const char *w[PANEL];
-    size_t bstep[PANEL];
-    int32_t off[PANEL], step[PANEL];
-    for (int i = 0; i < PANEL; i++) {
-        w[i] = kern_qrow(m, r + i, &bstep[i]);
-        off[i] = (int32_t)(w[i] - w[0]), step[i] = (int32_t)bstep[i]; /* rows ascend: 0 <= off < 16 rows */
-    }
-    /* the 16 scales of a block by one gather (4 bytes from each block start, f16 in the low half): 16
-     * scalar stores read back as one vector would stall on store forwarding */
-    __m512i idx = _mm512_loadu_si512(off);
-    const __m512i stepv = _mm512_loadu_si512(step);
-    const int nb = m->cols / QK;
-    for (int b = 0; b < nb; b++, out += PANEL_BLOCK_BYTES, idx = _mm512_add_epi32(idx, stepv)) {
-        _mm256_store_si256((__m256i *)out, _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(idx, w[0], 1)));
-        __m512i z[8];
-        panel_load_block(dt, w, bstep, b, z);
-        panel_transpose_store(z, out + PANEL * 4);
-    }
-}
+INL __m512i bcast4(const act_q8 *a, int i) { return _mm512_set1_epi32(*(const i32_alias *)&a->qs[i]); }
 
-/* 16 packed rows x T tokens (T <= PANEL_TOKENS), all nb blocks; writes y[t][0..16) for each token. */
-INL void panel_tile(int T, const char *p, const act_q8 *x, int nb, float *y, int M, const char *pf, size_t pf_step) {
+/* One panel (its nb blocks from p) x T tokens (T <= PANEL_TOKENS); writes y[t][0..16) for each token. */
+INL void panel_tile(int dt, int T, const char *p, const act_q8 *x, int nb, float *y, int M, bool pf) {
+    const size_t pbb = dt == PANEL_PREPARED ? PREP_BLOCK_BYTES
+                                            : KERN_PANEL * (dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0));
     __m512 facc[PANEL_TOKENS];
     const act_q8 *xt[PANEL_TOKENS];
 #pragma GCC unroll 8
     for (int j = 0; j < T; j++) facc[j] = _mm512_setzero_ps(), xt[j] = x + (size_t)j * nb;
-    for (int b = 0; b < nb; b++, p += PANEL_BLOCK_BYTES) {
+    for (int b = 0; b < nb; b++, p += pbb) {
+        if (pf && dt != PANEL_PREPARED) /* a first pass streams the panel from memory: ask ahead */
+            for (size_t o = 0; o < pbb; o += 64) _mm_prefetch(p + PANEL_PF_BLOCKS * pbb + o, _MM_HINT_T0);
         __m512i acc[PANEL_TOKENS];
-        if (pf) /* the next panel's weights, 1/nb of them per block: memory works while this panel computes */
-            for (size_t o = 0; o < pf_step; o += 64) _mm_prefetch(pf + b * pf_step + o, _MM_HINT_T1);
 #pragma GCC unroll 8
         for (int j = 0; j < T; j++) acc[j] = _mm512_set1_epi32(xt[j][b].corr);
+        const char *q = p + 2 * KERN_PANEL;
+        if (dt == PANEL_PREPARED) {
 #pragma GCC unroll 8
-        for (int s = 0; s < 8; s++) {
-            const __m512i w = _mm512_load_si512((const __m512i *)(p + PANEL * 4 + s * 64));
+            for (int g = 0; g < 8; g++) {
+                const __m512i w = _mm512_load_si512(p + 64 + 64 * g);
 #pragma GCC unroll 8
-            for (int j = 0; j < T; j++)
-                acc[j] = _mm512_dpbusd_epi32(acc[j], w, _mm512_set1_epi32(*(const i32_alias *)&xt[j][b].qs[4 * s]));
+                for (int j = 0; j < T; j++) acc[j] = _mm512_dpbusd_epi32(acc[j], w, bcast4(&xt[j][b], 4 * g));
+            }
+        } else if (dt == KILN_DT_Q8_0) {
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                const __m512i w = _mm512_xor_si512(_mm512_loadu_si512(q + 64 * g), _mm512_set1_epi8((char)0x80));
+#pragma GCC unroll 8
+                for (int j = 0; j < T; j++) acc[j] = _mm512_dpbusd_epi32(acc[j], w, bcast4(&xt[j][b], 4 * g));
+            }
+        } else {
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                const __m512i raw = _mm512_loadu_si512(q + 64 * g), lo4 = _mm512_set1_epi8(0x0f);
+                const __m512i lo = _mm512_and_si512(raw, lo4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), lo4);
+#pragma GCC unroll 8
+                for (int j = 0; j < T; j++) {
+                    acc[j] = _mm512_dpbusd_epi32(acc[j], lo, bcast4(&xt[j][b], 4 * g));
+                    acc[j] = _mm512_dpbusd_epi32(acc[j], hi, bcast4(&xt[j][b], QK / 2 + 4 * g));
+                }
+            }
         }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)p));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 #pragma GCC unroll 8
         for (int j = 0; j < T; j++)
             facc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[j]), _mm512_mul_ps(dw, _mm512_set1_ps(xt[j][b].d)), facc[j]);
@@ -379,66 +356,68 @@ INL void panel_tile(int T, const char *p, const act_q8 *x, int nb, float *y, int
     for (int j = 0; j < T; j++) _mm512_storeu_ps(y + (size_t)j * M, facc[j]);
 }
 
-/* All n tokens over one packed panel. pf/pf_step: see panel_tile (only the first token tile prefetches). */
-static void panel_tokens(const char *p, const act_q8 *x, int n, int nb, float *y, int M, const char *pf, size_t pf_step) {
+/* A panel's nb blocks from storage p into the PANEL_PREPARED format at out (64-byte aligned). */
+INL void panel_prepare(int dt, const char *p, int nb, char *out) {
+    const size_t pbb = KERN_PANEL * (dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0));
+    for (int b = 0; b < nb; b++, p += pbb, out += PREP_BLOCK_BYTES) {
+        _mm256_store_si256((__m256i *)out, _mm256_loadu_si256((const __m256i *)p));
+        const char *q = p + 2 * KERN_PANEL;
+        if (dt == KILN_DT_Q8_0) {
+            for (int g = 0; g < 8; g++)
+                _mm512_store_si512(out + 64 + 64 * g,
+                                   _mm512_xor_si512(_mm512_loadu_si512(q + 64 * g), _mm512_set1_epi8((char)0x80)));
+        } else {
+            const __m512i lo4 = _mm512_set1_epi8(0x0f);
+            for (int g = 0; g < 4; g++) {
+                const __m512i raw = _mm512_loadu_si512(q + 64 * g);
+                _mm512_store_si512(out + 64 + 64 * g, _mm512_and_si512(raw, lo4));
+                _mm512_store_si512(out + 64 + 64 * (g + 4), _mm512_and_si512(_mm512_srli_epi16(raw, 4), lo4));
+            }
+        }
+    }
+}
+
+/* All n tokens over one panel. */
+INL void panel_tokens(int dt, const char *p, const act_q8 *x, int n, int nb, float *y, int M) {
     int t = 0;
-    for (; t + PANEL_TOKENS <= n; t += PANEL_TOKENS, pf = NULL)
-        panel_tile(PANEL_TOKENS, p, x + (size_t)t * nb, nb, y + (size_t)t * M, M, pf, pf_step);
+    for (; t + PANEL_TOKENS <= n; t += PANEL_TOKENS)
+        panel_tile(dt, PANEL_TOKENS, p, x + (size_t)t * nb, nb, y + (size_t)t * M, M, t == 0);
     x += (size_t)t * nb, y += (size_t)t * M;
     switch (n - t) { /* constant T: the compiler keeps accumulators in registers */
-#define TAIL(T) case T: panel_tile(T, p, x, nb, y, M, pf, pf_step); break;
+#define TAIL(T) case T: panel_tile(dt, T, p, x, nb, y, M, t == 0); break;
     TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7)
 #undef TAIL
     default: break;
     }
 }
 
-/* Tiles of 4 rows x 4 tokens. A 4-row tile must share one addressing pattern: the 4 rows of one
- * interleave group, or 4 plain rows; other rows (an interleaved matrix's ragged start or plain tail)
- * go one at a time. */
-INL void gemm_q_tiles(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1) {
-    const int nb = m->cols / QK, M = m->rows, il = m->il > 1 ? m->il : 1, grouped = M / il * il;
-    const size_t rb = kern_row_bytes(dt, m->cols);
-    int tb = (int)((512u << 10) / ((size_t)nb * sizeof(act_q8)));
-    tb = tb < 4 ? 4 : tb > 128 ? 128 : tb & ~3;
-    for (int t0 = 0; t0 < n; t0 += tb) {
-        const int t1 = MIN(n, t0 + tb);
-        for (int r = r0; r < r1;) {
-            size_t bstep;
-            const char *w = kern_qrow(m, r, &bstep);
-            const bool four = r + 4 <= r1 && (il == 1 || r >= grouped || r % il + 4 <= il);
-            const size_t rstep = il == 1 || r >= grouped ? rb : bstep / (size_t)il;
-            int t = t0;
-            if (four) {
-                for (; t + 4 <= t1; t += 4) micro_q2(dt, 4, 4, w, rstep, bstep, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
-                for (; t < t1; t++) micro_q2(dt, 4, 1, w, rstep, bstep, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
-                r += 4;
-            } else {
-                for (; t + 4 <= t1; t += 4) micro_q2(dt, 1, 4, w, rstep, bstep, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
-                for (; t < t1; t++) micro_q2(dt, 1, 1, w, rstep, bstep, x + (size_t)t * nb, nb, y + (size_t)t * M + r, M);
-                r += 1;
-            }
+/* Whole panels straight from the weights; a panel row outside a whole-panel range (only a direct caller's
+ * ragged range: the pool hands out multiples of 16) is gathered into plain form; plain rows go to tiles. */
+INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1) {
+    const int nb = m->cols / QK, pr = kern_panel_rows(m), M = m->rows;
+    char *buf = NULL, *prep = n >= PANEL_PREP_N && r0 < pr ? aligned_alloc(64, (size_t)nb * PREP_BLOCK_BYTES) : NULL;
+    int r = r0;
+    while (r < r1 && r < pr) {
+        if (r % KERN_PANEL == 0 && r + KERN_PANEL <= r1) {
+            const char *p = kern_panel_block(m, r, 0);
+            if (prep) { /* (two calls, not a ?: argument: each must see a constant format) */
+                panel_prepare(dt, p, nb, prep);
+                panel_tokens(PANEL_PREPARED, prep, x, n, nb, y + r, M);
+            } else
+                panel_tokens(dt, p, x, n, nb, y + r, M);
+            r += KERN_PANEL;
+            continue;
         }
+        if (!buf && !(buf = malloc(kern_row_bytes(dt, m->cols)))) { /* no result rather than a wrong one */
+            for (int t = 0; t < n; t++) y[(size_t)t * M + r] = NAN;
+        } else tiles_q(dt, y + r, M, x, n, kern_qrow_plain(m, r, buf), 1, nb);
+        r++;
     }
+    free(buf), free(prep);
+    if (r < r1) tiles_q(dt, y + r, M, x, n, kern_qrow(m, r), r1 - r, nb);
 }
 
-/* Whole 16-row panels through the packed path when there is scratch for it; the rest (a matrix's last
- * rows < 16, or no scratch) through the tiles. */
-INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) {
-    if (scratch && n >= PANEL_MIN_N) {
-        const int nb = m->cols / QK;
-        /* rows are 16 row-lengths of bytes apart whatever the interleave (a group fills il plain rows) */
-        const size_t rb = kern_row_bytes(dt, m->cols);
-        for (; r0 + PANEL <= r1; r0 += PANEL) {
-            panel_pack(dt, m, r0, scratch);
-            const char *next = r0 + 2 * PANEL <= r1 ? (const char *)m->data + (size_t)(r0 + PANEL) * rb : NULL;
-            panel_tokens(scratch, x, n, nb, y + r0, m->rows, next, PANEL * rb / (size_t)nb);
-        }
-    }
-    if (r0 < r1) gemm_q_tiles(dt, y, x, n, m, r0, r1);
-}
+static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1); }
+static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1); }
 
-static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1, scratch); }
-static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *scratch) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1, scratch); }
-
-const kern_isa kern_isa_avx512 = {"avx512", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}, gemm_q_scratch, kern_attention_avx512, quantize_act_avx512};
+const kern_isa kern_isa_avx512 = {"avx512", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}, kern_attention_avx512, quantize_act_avx512};

@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -95,6 +96,40 @@ struct convert_job {
     int failed[64 * 16]; /* one flag per thread, a cache line apart */
 };
 
+/* ---- the panel layout (kernels.h) ---- */
+
+/* One block's bytes inside a panel block: the scale at 2*i, quant group g of row i at 32 + 64*g + 4*i. */
+static void panel_copy(kiln_dtype dt, char *panel_blk, int i, char *blk, bool to_panel) {
+    const int groups = dt == KILN_DT_Q8_0 ? QK / 4 : QK / 8;
+    char *d = panel_blk + 2 * i;
+    if (to_panel) memcpy(d, blk, 2);
+    else memcpy(blk, d, 2);
+    for (int g = 0; g < groups; g++) {
+        char *q = panel_blk + 2 * KERN_PANEL + 64 * g + 4 * i;
+        if (to_panel) memcpy(q, blk + 2 + 4 * g, 4);
+        else memcpy(blk + 2 + 4 * g, q, 4);
+    }
+}
+
+void kern_qblock_get(const kiln_mat *m, int r, int b, void *blk) {
+    const size_t bsz = m->dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    if (r >= kern_panel_rows(m)) memcpy(blk, kern_qrow(m, r) + (size_t)b * bsz, bsz);
+    else panel_copy(m->dt, (char *)kern_panel_block(m, r, b), r % KERN_PANEL, blk, false);
+}
+
+void kern_qblock_put(const kiln_mat *m, int r, int b, const void *blk) {
+    const size_t bsz = m->dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    if (r >= kern_panel_rows(m)) memcpy((char *)kern_qrow(m, r) + (size_t)b * bsz, blk, bsz);
+    else panel_copy(m->dt, (char *)kern_panel_block(m, r, b), r % KERN_PANEL, (char *)blk, true);
+}
+
+const char *kern_qrow_plain(const kiln_mat *m, int r, char *buf) {
+    if (r >= kern_panel_rows(m)) return kern_qrow(m, r);
+    const size_t bsz = m->dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    for (int b = 0; b < m->cols / QK; b++) kern_qblock_get(m, r, b, buf + (size_t)b * bsz);
+    return buf;
+}
+
 static void convert_part(void *arg, int ith, int nth) {
     struct convert_job *j = arg;
     int lo, hi;
@@ -106,18 +141,18 @@ static void convert_part(void *arg, int ith, int nth) {
     }
     size_t sb = kern_row_bytes(j->src_dt, j->cols), db = kern_row_bytes(j->dst_dt, j->cols);
     const kiln_mat dst = {j->dst, j->dst_dt, j->rows, j->cols, j->il};
-    char *plain = j->il > 1 ? malloc(db) : NULL; /* one quantised row, then scattered into its group */
-    if (j->il > 1 && !plain) j->failed[(ith % 64) * 16] = 1;
-    for (int r = lo; r < hi && (j->il <= 1 || plain); r++) {
+    const int panel_rows = kern_panel_rows(&dst);
+    char *plain = panel_rows ? malloc(db) : NULL; /* one quantised row, then spread over its panel */
+    if (panel_rows && !plain) j->failed[(ith % 64) * 16] = 1;
+    for (int r = lo; r < hi && (!panel_rows || plain); r++) {
         kern_row_to_f32(tmp, (const char *)j->src + sb * r, j->src_dt, j->cols);
-        if (!plain) {
+        if (r >= panel_rows) {
             kern_row_from_f32((char *)j->dst + db * r, j->dst_dt, tmp, j->cols);
             continue;
         }
         kern_row_from_f32(plain, j->dst_dt, tmp, j->cols);
-        size_t bstep, bsz = db / (size_t)(j->cols / QK);
-        char *w = (char *)kern_qrow(&dst, r, &bstep);
-        for (int b = 0; b < j->cols / QK; b++) memcpy(w + b * bstep, plain + b * bsz, bsz);
+        size_t bsz = db / (size_t)(j->cols / QK);
+        for (int b = 0; b < j->cols / QK; b++) kern_qblock_put(&dst, r, b, plain + b * bsz);
     }
     free(plain);
     free(tmp);

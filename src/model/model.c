@@ -262,7 +262,7 @@ static int convert_all(kiln_model *m, const char *dir, const kiln_model_opts *o,
         bool head = mats[i] == &m->lm_head || (tied && mats[i] == &m->embed);
         int q = quant == KILN_DT_Q4_0 && head ? KILN_DT_Q8_0 : quant;
         kiln_dtype dt = target_dtype(q, dtype, mats[i]->cols);
-        int il = dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0 ? KERN_QUANT_IL : 1;
+        int il = dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0 ? KERN_PANEL : 1;
         want[i] = (kiln_mat){NULL, dt, mats[i]->rows, mats[i]->cols, il};
         offs[i] = total;
         total += mat_bytes(&want[i]);

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #define WC_MAGIC "KILNWC\0\0"
-#define WC_VERSION 2u /* bump when the layout or any conversion's rounding changes */
+#define WC_VERSION 3u /* bump when the layout or any conversion's rounding changes */
 #define WC_ALIGN 64   /* each matrix starts on a cache line */
 #define WC_PAGE 4096
 
@@ -24,7 +24,7 @@ typedef struct wc_header {
 } wc_header;
 
 typedef struct wc_mat {
-    int32_t dt, rows, cols, il; /* il: row interleave of Q8_0/Q4_0 data (kernels.h) */
+    int32_t dt, rows, cols, il; /* il: layout of Q8_0/Q4_0 data (kiln_mat.il, kernels.h) */
     uint64_t off; /* from data_off */
 } wc_mat;
 
