@@ -104,6 +104,19 @@ static void attn_part(void *arg, int ith, int nth) {
     }
 }
 
+/* SwiGLU's elementwise step over the pool in 16-float units (no two threads share a cache line). */
+struct silu_job {
+    float *gate;
+    const float *up;
+    size_t n;
+};
+
+static void silu_part(void *arg, int ith, int nth) {
+    const struct silu_job *j = arg;
+    const size_t units = (j->n + 15) / 16, lo = units * ith / nth * 16, hi = units * (ith + 1) / nth * 16;
+    if (lo < j->n) kern_silu_mul(j->gate + lo, j->up + lo, (int)((hi < j->n ? hi : j->n) - lo));
+}
+
 /* Per-head RMSNorm (Qwen3) then RoPE on q and k of every token; k and v then go into the cache. */
 static void qk_rope_store(kiln_ctx *c, const kiln_batch *b, const kiln_layer *L, int layer, int T) {
     const kiln_config *g = &c->m->cfg;
@@ -166,7 +179,8 @@ int kiln_forward(kiln_ctx *c, const kiln_batch *b, kiln_err *err) {
         for (int t = 0; t < T; t++) kern_rmsnorm(c->h + (size_t)t * H, c->x + (size_t)t * H, L->ffn_norm, H, g->rms_norm_eps);
         kern_matmul(m->pool, c->gate, c->h, T, &L->w_gate, NULL);
         kern_matmul(m->pool, c->up, c->h, T, &L->w_up, NULL);
-        kern_silu_mul(c->gate, c->up, T * g->intermediate_size);
+        struct silu_job sj = {c->gate, c->up, (size_t)T * g->intermediate_size};
+        kiln_pool_run(m->pool, silu_part, &sj);
         kern_matmul(m->pool, c->h, c->gate, T, &L->w_down, NULL);
         for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
     }

@@ -162,6 +162,7 @@ const kern_isa kern_isa_scalar = {
     {gemm_float_scalar, gemm_float_scalar, gemm_float_scalar, gemm_quant_scalar, gemm_quant_scalar},
     kern_attention_ref,
     quantize_act_ref,
+    kern_silu_mul_ref,
 };
 
 void kern_get_rows(float *out, const kiln_mat *m, const int32_t *ids, int n) {
@@ -189,7 +190,9 @@ void kern_rmsnorm(float *y, const float *x, const float *w, int dim, float eps) 
     for (int i = 0; i < dim; i++) y[i] = w[i] * (x[i] * inv);
 }
 
-void kern_silu_mul(float *gate, const float *up, int n) {
+void kern_silu_mul(float *gate, const float *up, int n) { kern_active_isa()->silu_mul(gate, up, n); }
+
+void kern_silu_mul_ref(float *gate, const float *up, int n) {
     for (int i = 0; i < n; i++) {
         float g = gate[i];
         gate[i] = g / (1.0f + expf(-g)) * up[i];

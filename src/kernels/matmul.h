@@ -20,9 +20,12 @@ typedef struct kern_isa {
     kern_gemm_fn gemm[KILN_DT_COUNT]; /* indexed by weight dtype */
     kern_attn_fn attention;           /* kern_attention's contract (kernels.h) */
     void (*quantize_act)(const float *x, act_q8 *y, int k, int c); /* quantize_act_ref's contract */
+    void (*silu_mul)(float *gate, const float *up, int n);         /* kern_silu_mul's contract */
 } kern_isa;
 
 void quantize_act_avx512(const float *x, act_q8 *y, int k, int c);
+void kern_silu_mul_ref(float *gate, const float *up, int n);
+void silu_mul_avx512(float *gate, const float *up, int n);
 
 /* Attention: the portable reference (attention.c) and the AVX-512 version (attention_avx512.c). */
 void kern_attention_ref(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,

@@ -1,17 +1,16 @@
 /* matmul_avx512.c — AVX-512 (F/BW/VL/VNNI) matmul kernels.
  *
  * Float weights (F32/F16/BF16): widened to f32 in registers and multiplied with f32 FMA, so results
- * match the scalar reference to rounding order (the engine's f32 goldens hold). A 4-row x 4-token
- * micro-kernel keeps 16 zmm accumulators; K is walked 16 values at a time with a masked tail.
+ * match the scalar reference to rounding order (the engine's f32 goldens hold). With 4+ tokens a 4-row x
+ * 4-token micro-kernel keeps 16 zmm accumulators over token blocks sized to stay in L2; with fewer, one
+ * row at a time (a sequential stream). K is walked 16 values at a time with a masked tail.
  *
- * Q8_0 / Q4_0 weights: int8 dot products with vpdpbusd on ymm (one 32-value block per register).
- * vpdpbusd multiplies UNSIGNED by signed bytes, so weights go in unsigned (Q8: w ^ 0x80 = w+128;
- * Q4: the stored nibble = w+8) and the activation block's precomputed corr = -c*sum(x) seeds the
- * accumulator (quant.h). Each block's int32 lanes are scaled by d_w*d_x into f32 accumulators.
- *
- * Tiling (both): a thread owns a chunk of rows [r0,r1); tokens are processed in blocks sized to stay
- * in L2; for each 4-row weight tile every token of the block is visited, so in decode (n=1) each
- * weight byte is read once and in prefill a weight tile is reused from L1 by all tokens of a block. */
+ * Q8_0 / Q4_0 weights: int8 dot products with vpdpbusd. vpdpbusd multiplies UNSIGNED by signed bytes, so
+ * weights go in unsigned (Q8: w ^ 0x80 = w+128; Q4: the stored nibble = w+8) and the activation block's
+ * precomputed corr = -c*sum(x) seeds the accumulator (quant.h); each block's int32 sums are scaled by
+ * d_w*d_x into f32 accumulators. Matrices in 16-row panels (kernels.h, what the loader makes) go through
+ * panel_tile for any token count; plain rows (a matrix's last rows < 16, plain matrices) through 4-row x
+ * 4-token tiles with two blocks per zmm. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdbool.h>
@@ -129,7 +128,7 @@ static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0,
 
 /* ---- quantised weights ---- */
 
-/* Quantised rows are addressed as (row start, bytes between its blocks): plain or interleaved (kernels.h). */
+/* Quantised rows are addressed as (first row's start, bytes between rows, bytes between blocks). */
 INL __m256i load_wq(int dt, const char *blk) {
     if (dt == KILN_DT_Q8_0) {
         const block_q8_0 *bl = (const block_q8_0 *)blk;
@@ -420,4 +419,5 @@ INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int
 static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1); }
 static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1); }
 
-const kern_isa kern_isa_avx512 = {"avx512", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}, kern_attention_avx512, quantize_act_avx512};
+const kern_isa kern_isa_avx512 = {"avx512", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}, kern_attention_avx512, quantize_act_avx512,
+                                   silu_mul_avx512};
