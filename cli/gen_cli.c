@@ -7,7 +7,7 @@
 #include "gen_cli.h"
 
 enum { SET_MAXNEW = 1, SET_MINNEW = 2, SET_TEMP = 4, SET_TOPK = 8, SET_TOPP = 16, SET_MINP = 32,
-       SET_REP = 64, SET_SEED = 128 };
+       SET_REP = 64, SET_SEED = 128, SET_PRES = 256, SET_FREQ = 512 };
 
 void gen_cli_init(gen_cli *g) {
     memset(g, 0, sizeof *g);
@@ -36,6 +36,10 @@ int gen_cli_flag(gen_cli *g, int argc, char **argv, int *i) {
         f->min_p = (float)cli_double("--min-p", v, 0, 1), g->set |= SET_MINP;
     else if (cli_opt(argc, argv, i, "--repetition-penalty", &v))
         f->repetition_penalty = (float)cli_double("--repetition-penalty", v, 1e-6, 1e6), g->set |= SET_REP;
+    else if (cli_opt(argc, argv, i, "--presence-penalty", &v))
+        f->presence_penalty = (float)cli_double("--presence-penalty", v, -2, 2), g->set |= SET_PRES;
+    else if (cli_opt(argc, argv, i, "--frequency-penalty", &v))
+        f->frequency_penalty = (float)cli_double("--frequency-penalty", v, -2, 2), g->set |= SET_FREQ;
     else if (cli_opt(argc, argv, i, "--seed", &v))
         f->seed = (uint64_t)cli_long("--seed", v, 0, __LONG_MAX__), g->set |= SET_SEED;
     else if (cli_opt(argc, argv, i, "--stop", &v)) {
@@ -77,6 +81,8 @@ void gen_cli_open(gen_cli *g) {
     if (g->set & SET_TOPP) p->top_p = f->top_p;
     if (g->set & SET_MINP) p->min_p = f->min_p;
     if (g->set & SET_REP) p->repetition_penalty = f->repetition_penalty;
+    if (g->set & SET_PRES) p->presence_penalty = f->presence_penalty;
+    if (g->set & SET_FREQ) p->frequency_penalty = f->frequency_penalty;
     if (g->set & SET_SEED) p->seed = f->seed;
     if (g->sample_flag) p->do_sample = true;
     if (g->greedy_flag || ((g->set & SET_TEMP) && f->temperature == 0)) p->do_sample = false;

@@ -22,6 +22,7 @@ typedef struct gen_cli {
 #define GEN_CLI_HELP                                                                                   \
     "  --model DIR  --system TEXT  --max-new-tokens N  --min-new-tokens N  --do-sample | --greedy\n"   \
     "  --temperature T  --top-k K  --top-p P  --min-p P  --repetition-penalty R  --seed S  --stop STR\n" \
+    "  --presence-penalty P  --frequency-penalty F  (OpenAI's, -2..2, over the generated tokens)\n"     \
     "  --think on|off  --thinking show|hide  --max-input-tokens N  --threads N\n"                                      \
     "  --dtype f32|f16|bf16  --quant q8_0|q4_0  --quant-cache\n"
 

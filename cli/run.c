@@ -2,7 +2,8 @@
  *
  *   kiln run --model DIR [--prompt TEXT | --prompt-file F | stdin] [--system TEXT] [--raw] [--ids 1,2,3]
  *            [--max-new-tokens N] [--min-new-tokens N] [--do-sample | --greedy] [--temperature T]
- *            [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S] [--stop STR]...
+ *            [--top-k K] [--top-p P] [--min-p P] [--repetition-penalty R] [--presence-penalty P]
+ *            [--frequency-penalty F] [--seed S] [--stop STR]...
  *            [--think on|off] [--thinking show|hide] [--max-input-tokens N] [--batch-file F.jsonl]
  *            [--json] [--threads N] [--dtype T] [--quant Q] [--quant-cache]
  *

@@ -253,6 +253,8 @@ typedef struct kiln_gen_params {
     float top_p;              /* 1.0 disables */
     float min_p;              /* 0 disables */
     float repetition_penalty; /* 1.0 disables (CTRL-style, over prompt + generated ids) */
+    float presence_penalty;   /* 0 disables (OpenAI / vLLM: over generated ids only, once per distinct id) */
+    float frequency_penalty;  /* 0 disables (OpenAI / vLLM: over generated ids only, per occurrence) */
     uint64_t seed;            /* same seed, same output */
     const char *stop[KILN_GEN_MAX_STOP]; /* stop strings (caller-owned), may span tokens, never emitted */
     int n_stop;
@@ -275,6 +277,10 @@ void kiln_gen_params_add_eos(kiln_gen_params *p, int32_t id);
  * RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper and
  * MinPLogitsWarper (min_tokens_to_keep = 1 as generate() uses; ties at the top-k threshold are kept). */
 void kiln_logits_repetition_penalty(float *logits, int n, const int32_t *ids, size_t n_ids, float penalty);
+/* OpenAI's presence / frequency penalties (vLLM's semantics): logit[id] -= frequency * count(id) +
+ * presence * (count(id) > 0), counting ids[0..n_ids) (the generated ids, not the prompt). */
+void kiln_logits_presence_frequency(float *logits, int n, const int32_t *ids, size_t n_ids, float presence,
+                                    float frequency);
 void kiln_logits_temperature(float *logits, int n, float temperature);
 void kiln_logits_top_k(float *logits, int n, int k, int min_keep);
 void kiln_logits_top_p(float *logits, int n, float top_p, int min_keep);
@@ -283,13 +289,15 @@ void kiln_logits_min_p(float *logits, int n, float min_p, int min_keep);
 void kiln_softmax(const float *logits, float *probs, int n);
 int32_t kiln_argmax(const float *logits, int n); /* first maximum, as torch.argmax */
 
-/* The sampler: processors in transformers' order (repetition penalty; then, when sampling, temperature,
- * top-k, top-p, min-p), then argmax or a draw from a seeded xoshiro256** generator. */
+/* The sampler: processors in transformers' order (repetition penalty, then the presence / frequency
+ * penalties as vLLM places them; then, when sampling, temperature, top-k, top-p, min-p), then argmax or a
+ * draw from a seeded xoshiro256** generator. */
 typedef struct kiln_sampler kiln_sampler;
 kiln_sampler *kiln_sampler_new(const kiln_gen_params *p, int vocab_size, kiln_err *err);
 void kiln_sampler_free(kiln_sampler *s);
-/* Picks the next token; logits are modified in place. history = prompt + generated ids so far. */
-int32_t kiln_sampler_sample(kiln_sampler *s, float *logits, const int32_t *history, size_t n_history);
+/* Picks the next token; logits are modified in place. history = prompt + generated ids so far, the
+ * first n_prompt of them the prompt. */
+int32_t kiln_sampler_sample(kiln_sampler *s, float *logits, const int32_t *history, size_t n_history, size_t n_prompt);
 
 /* Per-sequence generation state: feed it the logits of each step, get the next token, the newly
  * streamable text and whether the sequence finished. Usable by any scheduler (the run loop, the server). */

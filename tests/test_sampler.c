@@ -214,10 +214,41 @@ TEST(processor_order) {
     kiln_err err = {0};
     kiln_sampler *s = kiln_sampler_new(&p, 5, &err);
     REQUIRE(s, "%s", err.msg);
-    int32_t tok = kiln_sampler_sample(s, l, hist, 3);
+    int32_t tok = kiln_sampler_sample(s, l, hist, 3, 3);
     double want[5] = {1 / 17., 0, 16 / 17., 0, 0};
     check_probs("chain", l, want, 5);
     CHECK(tok == 0 || tok == 2, "sampled a removed token %d", tok);
+    kiln_sampler_free(s);
+}
+
+/* OpenAI's presence / frequency penalties, worked by hand: prompt {3}, generated {1, 1, 2}, presence 0.3,
+ * frequency 0.2: id 1 (twice) 0.5 - 2*0.2 - 0.3 = -0.2; id 2 (once) 0.2 - 0.2 - 0.3 = -0.3; id 3 was only in
+ * the prompt and id 0 never appeared: unchanged. Greedy still applies them (vLLM does). Then a case where the
+ * penalty moves the argmax, and a negative one (encouraging repeats) that moves it back. */
+TEST(presence_frequency_penalties) {
+    float l[4] = {1.0f, 0.5f, 0.2f, 0.0f};
+    int32_t hist[4] = {3, 1, 1, 2};
+    kiln_logits_presence_frequency(l, 4, hist + 1, 3, 0.3f, 0.2f);
+    CHECK(l[0] == 1.0f && fabsf(l[1] + 0.2f) < 1e-6f && fabsf(l[2] + 0.3f) < 1e-6f && l[3] == 0.0f,
+          "penalised logits %g %g %g %g", l[0], l[1], l[2], l[3]);
+    kiln_gen_params p;
+    kiln_gen_params_default(&p);
+    p.presence_penalty = 0.2f;
+    kiln_err err = {0};
+    kiln_sampler *s = kiln_sampler_new(&p, 2, &err);
+    REQUIRE(s, "%s", err.msg);
+    float g[2] = {1.0f, 0.9f};
+    int32_t h[2] = {1, 0}; /* prompt {1}, generated {0} */
+    CHECK(kiln_sampler_sample(s, g, h, 2, 1) == 1, "presence 0.2 should move the argmax off the repeated id 0");
+    float g2[2] = {1.0f, 0.9f};
+    CHECK(kiln_sampler_sample(s, g2, h, 2, 2) == 0, "prompt ids must not be penalised");
+    kiln_sampler_free(s);
+    p.presence_penalty = 0, p.frequency_penalty = -0.5f;
+    s = kiln_sampler_new(&p, 2, &err);
+    REQUIRE(s, "%s", err.msg);
+    float g3[2] = {1.0f, 0.9f};
+    int32_t h3[3] = {0, 1, 1}; /* prompt {0}, generated {1, 1}: 0.9 + 2 * 0.5 = 1.9 */
+    CHECK(kiln_sampler_sample(s, g3, h3, 3, 1) == 1 && fabsf(g3[1] - 1.9f) < 1e-6f, "negative frequency: %g", g3[1]);
     kiln_sampler_free(s);
 }
 
@@ -234,7 +265,7 @@ TEST(greedy_applies_penalty_only) {
     REQUIRE(s, "%s", err.msg);
     float l[3] = {2, 1.5f, -1};
     int32_t hist[1] = {0};
-    CHECK(kiln_sampler_sample(s, l, hist, 1) == 1, "greedy with penalty");
+    CHECK(kiln_sampler_sample(s, l, hist, 1, 1) == 1, "greedy with penalty");
     CHECK(l[0] == 1 && l[1] == 1.5f && l[2] == -1, "no warper applied: %g %g %g", l[0], l[1], l[2]);
     kiln_sampler_free(s);
 }
@@ -250,7 +281,7 @@ TEST(temperature_zero_is_greedy) {
     REQUIRE(s, "%s", err.msg);
     for (int k = 0; k < 50; k++) {
         float l[4] = {1, 1.2f, 1.1f, 0.9f};
-        CHECK(kiln_sampler_sample(s, l, NULL, 0) == 1, "draw %d not the argmax", k);
+        CHECK(kiln_sampler_sample(s, l, NULL, 0, 0) == 1, "draw %d not the argmax", k);
     }
     kiln_sampler_free(s);
 }
@@ -266,7 +297,7 @@ static void draws(uint64_t seed, int vocab, int n, int32_t *out) {
     float *l = malloc((size_t)vocab * sizeof *l);
     for (int k = 0; k < n; k++) {
         for (int i = 0; i < vocab; i++) l[i] = 0; /* flat: every token equally likely */
-        out[k] = s && l ? kiln_sampler_sample(s, l, NULL, 0) : -1;
+        out[k] = s && l ? kiln_sampler_sample(s, l, NULL, 0, 0) : -1;
     }
     free(l);
     kiln_sampler_free(s);
@@ -308,7 +339,7 @@ TEST(draw_frequencies) {
     for (int k = 0; k < N; k++) {
         float l[4];
         pow2_logits(l, e, 4);
-        int32_t t = kiln_sampler_sample(s, l, NULL, 0);
+        int32_t t = kiln_sampler_sample(s, l, NULL, 0, 0);
         if (t >= 0 && t < 4) count[t]++;
     }
     for (int i = 0; i < 4; i++)
@@ -325,6 +356,7 @@ int main(void) {
     RUN(top_p);
     RUN(min_p);
     RUN(processor_order);
+    RUN(presence_frequency_penalties);
     RUN(greedy_applies_penalty_only);
     RUN(temperature_zero_is_greedy);
     RUN(seed_reproduces_and_differs);

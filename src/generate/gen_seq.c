@@ -222,7 +222,7 @@ int kiln_gen_seq_step(kiln_gen_seq *g, float *logits, kiln_gen_step *out) {
     if (n_gen(g) < (size_t)g->p.min_new_tokens)
         for (int i = 0; i < g->p.n_eos; i++) /* MinNewTokensLengthLogitsProcessor */
             if (g->p.eos_ids[i] >= 0 && g->p.eos_ids[i] < g->vocab) logits[g->p.eos_ids[i]] = -INFINITY;
-    int32_t tok = kiln_sampler_sample(g->sampler, logits, g->hist, g->n_hist);
+    int32_t tok = kiln_sampler_sample(g->sampler, logits, g->hist, g->n_hist, g->n_prompt);
     return kiln_gen_seq_push(g, tok, out);
 }
 

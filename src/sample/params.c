@@ -15,6 +15,7 @@ void kiln_gen_params_default(kiln_gen_params *p) {
     p->top_p = 1.0f;
     p->min_p = 0.0f;
     p->repetition_penalty = 1.0f;
+    p->presence_penalty = p->frequency_penalty = 0.0f;
     p->seed = 0;
     p->think_end_id = -1;
 }

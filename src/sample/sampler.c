@@ -3,6 +3,9 @@
  * Each processor is written from its transformers definition so that, for the same logits, the same
  * tokens survive with the same probabilities:
  *   RepetitionPenaltyLogitsProcessor: for every id seen (prompt + generated), s<0 ? s*p : s/p.
+ *   presence / frequency penalties:   OpenAI's (not in transformers), applied where vLLM applies them,
+ *                                     right after the repetition penalty, greedy included: over the
+ *                                     generated ids only, s -= frequency * count + presence * (count > 0).
  *   TemperatureLogitsWarper:          s / T.
  *   TopKLogitsWarper:                 remove s < (k-th largest s), so ties with the k-th are kept.
  *   TopPLogitsWarper:                 sort ascending, cumsum of softmax, remove where cumsum <= 1-p,
@@ -27,6 +30,20 @@ void kiln_logits_repetition_penalty(float *logits, int n, const int32_t *ids, si
         seen[id] = 1;
         float s = logits[id];
         logits[id] = s < 0 ? s * penalty : s / penalty;
+    }
+    free(seen);
+}
+
+void kiln_logits_presence_frequency(float *logits, int n, const int32_t *ids, size_t n_ids, float presence,
+                                    float frequency) {
+    if ((presence == 0 && frequency == 0) || n_ids == 0) return;
+    unsigned char *seen = presence != 0 ? calloc((size_t)n, 1) : NULL;
+    if (presence != 0 && !seen) return;
+    for (size_t i = 0; i < n_ids; i++) {
+        int32_t id = ids[i];
+        if (id < 0 || id >= n) continue;
+        logits[id] -= frequency; /* once per occurrence: frequency * count */
+        if (seen && !seen[id]) seen[id] = 1, logits[id] -= presence;
     }
     free(seen);
 }
@@ -190,10 +207,13 @@ void kiln_sampler_free(kiln_sampler *s) {
     free(s);
 }
 
-int32_t kiln_sampler_sample(kiln_sampler *s, float *logits, const int32_t *history, size_t n_history) {
+int32_t kiln_sampler_sample(kiln_sampler *s, float *logits, const int32_t *history, size_t n_history, size_t n_prompt) {
     const kiln_gen_params *p = &s->p;
     int n = s->vocab;
     kiln_logits_repetition_penalty(logits, n, history, n_history, p->repetition_penalty);
+    if (n_prompt < n_history)
+        kiln_logits_presence_frequency(logits, n, history + n_prompt, n_history - n_prompt, p->presence_penalty,
+                                       p->frequency_penalty);
     bool sample = p->do_sample && p->temperature > 0;
     if (!sample) return kiln_argmax(logits, n);
     kiln_logits_temperature(logits, n, p->temperature);

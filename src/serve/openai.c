@@ -94,7 +94,8 @@ static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, per
     kiln_gen_params *g = &r->gen;
     *g = mi->defaults;
     long long n = 1, mt = -1, topk = g->top_k, seed = 0, min_tokens = g->min_new_tokens;
-    double temp = g->temperature, top_p = g->top_p, min_p = g->min_p, rep = g->repetition_penalty, pen = 0;
+    double temp = g->temperature, top_p = g->top_p, min_p = g->min_p, rep = g->repetition_penalty;
+    double presence = g->presence_penalty, frequency = g->frequency_penalty;
     bool ignore_eos = false;
     int st;
     if ((st = get_int(o, "n", 1, 128, &n, e))) return st;
@@ -109,8 +110,8 @@ static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, per
     if ((st = get_number(o, "min_p", 0, 1, &min_p, e))) return st;
     if ((st = get_number(o, "repetition_penalty", 0, 100, &rep, e))) return st;
     if (rep <= 0) return bad(e, "repetition_penalty", "'repetition_penalty' must be > 0");
-    if ((st = get_number(o, "presence_penalty", -2, 2, &pen, e))) return st;
-    if ((st = get_number(o, "frequency_penalty", -2, 2, &pen, e))) return st;
+    if ((st = get_number(o, "presence_penalty", -2, 2, &presence, e))) return st;
+    if ((st = get_number(o, "frequency_penalty", -2, 2, &frequency, e))) return st;
     if (json_object_get(o, "seed") && !json_is_null(json_object_get(o, "seed"))) {
         if ((st = get_int(o, "seed", -(1LL << 62), 1LL << 62, &seed, e))) return st;
         g->seed = (uint64_t)seed;
@@ -135,6 +136,7 @@ static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, per
     g->top_k = (int)(topk < 0 ? 0 : topk);
     g->min_p = (float)min_p;
     g->repetition_penalty = (float)rep;
+    g->presence_penalty = (float)presence, g->frequency_penalty = (float)frequency;
     g->min_new_tokens = (int)min_tokens;
     if (ignore_eos) g->n_eos = 0;
     for (int i = 0; i < r->n_stop; i++) g->stop[i] = r->stop[i];

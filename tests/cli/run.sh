@@ -78,6 +78,15 @@ b=$("$KILN" run --model "$M" --raw --do-sample --temperature 1 --seed 7 --max-ne
 c=$("$KILN" run --model "$M" --raw --do-sample --temperature 1 --seed 8 --max-new-tokens 30 --json --prompt "Once" 2>/dev/null | jq -c .ids)
 check seed_reproduces test "$a" = "$b"
 check seed_differs test "$a" != "$c"
+# OpenAI's penalties: a strong frequency penalty changes the greedy story and repeats its most common
+# token less (which ids count is unit-tested in tests/test_sampler.c); out of range is a usage error
+p0=$("$KILN" run --model "$M" --raw --greedy --max-new-tokens 60 --min-new-tokens 60 --json --prompt "Once upon a time" 2>/dev/null | jq -c .ids)
+p1=$("$KILN" run --model "$M" --raw --greedy --max-new-tokens 60 --min-new-tokens 60 --json --frequency-penalty 2 --prompt "Once upon a time" 2>/dev/null | jq -c .ids)
+maxrep() { jq '[group_by(.)[]|length]|max' <<<"$1"; }
+check frequency_penalty_changes_story test "$p0" != "$p1"
+check frequency_penalty_fewer_repeats test "$(maxrep "$p1")" -lt "$(maxrep "$p0")"
+"$KILN" run --model "$M" --presence-penalty 3 --prompt x >/dev/null 2>&1
+check presence_penalty_range test $? = 2
 # stdin prompt
 out=$(echo -n "Once upon a time" | "$KILN" run --model "$M" --raw --greedy --max-new-tokens 5 --json 2>/dev/null | jq -c .ids)
 want=$("$KILN" run --model "$M" --raw --greedy --max-new-tokens 5 --json --prompt "Once upon a time" 2>/dev/null | jq -c .ids)

@@ -113,6 +113,15 @@ await step('seeded_sampling_reproducible', async () => {
   check('seeded_sampling_reproducible', a.choices[0].text === b.choices[0].text && a.choices[0].text.length > 0, `${a.choices[0].text} | ${b.choices[0].text}`);
 });
 
+await step('presence_frequency_penalties', async () => {
+  const ask = (extra) => stories.completions.create({ model: 'x', prompt: 'Once upon a time', max_tokens: 60, temperature: 0, ignore_eos: true, ...extra });
+  const [plain, again, pen] = [await ask({}), await ask({}), await ask({ frequency_penalty: 2, presence_penalty: 0.5 })];
+  let range = false;
+  try { await ask({ presence_penalty: 3 }); } catch (e) { range = e instanceof OpenAI.BadRequestError; }
+  check('presence_frequency_penalties', plain.choices[0].text === again.choices[0].text && pen.choices[0].text !== plain.choices[0].text && range,
+        `plain ${JSON.stringify(plain.choices[0].text)} penalised ${JSON.stringify(pen.choices[0].text)} range400 ${range}`);
+});
+
 await step('logprobs', async () => {
   const r = await stories.completions.create({ model: 'x', prompt: 'Once upon a time', max_tokens: 4, temperature: 0, logprobs: 3 });
   const lp = r.choices[0].logprobs;
