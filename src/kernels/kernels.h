@@ -70,7 +70,7 @@ const char *kern_isa_name(void);
 
 /* y[n][m->rows] = x[n][m->cols] · m^T (+ bias[m->rows] when bias != NULL), split over the pool. */
 void kern_matmul(kiln_pool *pool, float *y, const float *x, int n, const kiln_mat *m, const float *bias);
-/* out[i][0..cols) = row ids[i] of m, converted to f32 (embedding lookup; any interleave). */
+/* out[i][0..cols) = row ids[i] of m, converted to f32 (embedding lookup; any layout). */
 void kern_get_rows(float *out, const kiln_mat *m, const int32_t *ids, int n);
 /* y = x / sqrt(mean(x^2) + eps) * w; y may alias x. */
 void kern_rmsnorm(float *y, const float *x, const float *w, int dim, float eps);

@@ -5,8 +5,8 @@
 #include "kernels/quant.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
