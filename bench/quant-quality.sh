@@ -23,6 +23,10 @@ CTX_S=${CTX_S:-64} CTX_1B=${CTX_1B:-128} CHUNKS_1B=${CHUNKS_1B:-4}
 PY=/usr/bin/python3
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 . "$BASELINE/env.sh"
+# the baseline build script makes llama-bench / llama-server; the KL side needs llama-perplexity too
+for t in llama-perplexity llama-tokenize; do
+    [ -x "$LLAMA_BIN/$t" ] || cmake --build "$LLAMA_BIN/.." --target "$t" -j2 >&2
+done
 make -j2 >/dev/null
 cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude -Isrc bench/quant_quality.c build/libkiln.a \
     $(pkg-config --libs jansson libpcre2-8 libcurl libmicrohttpd libedit icu-uc) -lcrypto -lm -pthread -o "$work/qq"
