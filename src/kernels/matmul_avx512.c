@@ -305,6 +305,17 @@ typedef int32_t i32_alias __attribute__((may_alias)); /* 4 activation bytes read
 
 INL __m512i bcast4(const act_q8 *a, int i) { return _mm512_set1_epi32(*(const i32_alias *)&a->qs[i]); }
 
+/* Value group g (0..7: values 4g..4g+3 of the 16 rows) of the panel block at p, as unsigned bytes: from
+ * storage (Q8_0: group g, xor 0x80; Q4_0: group g % 4, its low nibbles for g < 4, high ones after) or
+ * from the PANEL_PREPARED copy. (A Q4_0 group pair shares one load: the compiler merges the two.) */
+INL __m512i panel_group(int dt, const char *p, int g) {
+    if (dt == PANEL_PREPARED) return _mm512_load_si512(p + 64 + 64 * g);
+    const char *q = p + 2 * KERN_PANEL;
+    if (dt == KILN_DT_Q8_0) return _mm512_xor_si512(_mm512_loadu_si512(q + 64 * g), _mm512_set1_epi8((char)0x80));
+    const __m512i raw = _mm512_loadu_si512(q + 64 * (g & 3));
+    return _mm512_and_si512(g < 4 ? raw : _mm512_srli_epi16(raw, 4), _mm512_set1_epi8(0x0f));
+}
+
 /* One panel (its nb blocks from p) x T tokens (T <= PANEL_TOKENS); writes y[t][0..16) for each token. */
 INL void panel_tile(int dt, int T, const char *p, const act_q8 *x, int nb, float *y, int M, bool pf) {
     const size_t pbb = dt == PANEL_PREPARED ? PREP_BLOCK_BYTES
@@ -319,32 +330,11 @@ INL void panel_tile(int dt, int T, const char *p, const act_q8 *x, int nb, float
         __m512i acc[PANEL_TOKENS];
 #pragma GCC unroll 8
         for (int j = 0; j < T; j++) acc[j] = _mm512_set1_epi32(xt[j][b].corr);
-        const char *q = p + 2 * KERN_PANEL;
-        if (dt == PANEL_PREPARED) {
 #pragma GCC unroll 8
-            for (int g = 0; g < 8; g++) {
-                const __m512i w = _mm512_load_si512(p + 64 + 64 * g);
+        for (int g = 0; g < 8; g++) {
+            const __m512i w = panel_group(dt, p, g);
 #pragma GCC unroll 8
-                for (int j = 0; j < T; j++) acc[j] = _mm512_dpbusd_epi32(acc[j], w, bcast4(&xt[j][b], 4 * g));
-            }
-        } else if (dt == KILN_DT_Q8_0) {
-#pragma GCC unroll 8
-            for (int g = 0; g < 8; g++) {
-                const __m512i w = _mm512_xor_si512(_mm512_loadu_si512(q + 64 * g), _mm512_set1_epi8((char)0x80));
-#pragma GCC unroll 8
-                for (int j = 0; j < T; j++) acc[j] = _mm512_dpbusd_epi32(acc[j], w, bcast4(&xt[j][b], 4 * g));
-            }
-        } else {
-#pragma GCC unroll 4
-            for (int g = 0; g < 4; g++) {
-                const __m512i raw = _mm512_loadu_si512(q + 64 * g), lo4 = _mm512_set1_epi8(0x0f);
-                const __m512i lo = _mm512_and_si512(raw, lo4), hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), lo4);
-#pragma GCC unroll 8
-                for (int j = 0; j < T; j++) {
-                    acc[j] = _mm512_dpbusd_epi32(acc[j], lo, bcast4(&xt[j][b], 4 * g));
-                    acc[j] = _mm512_dpbusd_epi32(acc[j], hi, bcast4(&xt[j][b], QK / 2 + 4 * g));
-                }
-            }
+            for (int j = 0; j < T; j++) acc[j] = _mm512_dpbusd_epi32(acc[j], w, bcast4(&xt[j][b], 4 * g));
         }
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 #pragma GCC unroll 8
@@ -360,19 +350,8 @@ INL void panel_prepare(int dt, const char *p, int nb, char *out) {
     const size_t pbb = KERN_PANEL * (dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0));
     for (int b = 0; b < nb; b++, p += pbb, out += PREP_BLOCK_BYTES) {
         _mm256_store_si256((__m256i *)out, _mm256_loadu_si256((const __m256i *)p));
-        const char *q = p + 2 * KERN_PANEL;
-        if (dt == KILN_DT_Q8_0) {
-            for (int g = 0; g < 8; g++)
-                _mm512_store_si512(out + 64 + 64 * g,
-                                   _mm512_xor_si512(_mm512_loadu_si512(q + 64 * g), _mm512_set1_epi8((char)0x80)));
-        } else {
-            const __m512i lo4 = _mm512_set1_epi8(0x0f);
-            for (int g = 0; g < 4; g++) {
-                const __m512i raw = _mm512_loadu_si512(q + 64 * g);
-                _mm512_store_si512(out + 64 + 64 * g, _mm512_and_si512(raw, lo4));
-                _mm512_store_si512(out + 64 + 64 * (g + 4), _mm512_and_si512(_mm512_srli_epi16(raw, 4), lo4));
-            }
-        }
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) _mm512_store_si512(out + 64 + 64 * g, panel_group(dt, p, g));
     }
 }
 
