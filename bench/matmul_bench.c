@@ -111,7 +111,8 @@ int main(int argc, char **argv) {
         t = now();
         for (int i = 0; i < LAYERS * 7; i++) kern_matmul(pool, y, x, np, &mats[i], NULL);
         kern_matmul(pool, y, x, 1, &mats[LAYERS * 7], NULL);
-        if (now() - t < pp) pp = now() - t;
+        double d = now() - t;
+        if (d < pp) pp = d;
     }
     t = now();
     for (int g = 0; g < ng; g++)

@@ -23,15 +23,15 @@ enum { MAXV = 16 }; /* head_dim <= 16 * MAXV */
 /* r[i] = sum of v[i]'s 16 lanes, for i in 0..15. */
 INL __m512 hsum16(const __m512 v[16]) {
     __m512 a[8], b[4], c[2];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 8; i++) /* 256-bit halves: [v0.q0+v0.q2, v0.q1+v0.q3, v1.q0+v1.q2, v1.q1+v1.q3] */
         a[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
                              _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 4; i++) /* one 128-bit quarter per source vector: v(4i), v(4i+1), v(4i+2), v(4i+3) */
         b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
                              _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int i = 0; i < 2; i++) /* two floats per source vector inside each quarter */
         c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
                              _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
@@ -51,7 +51,7 @@ INL void attend_head(const int NV, int nv, float *out, const float *qh, int head
     const __mmask16 tail = first(head_dim - 16 * (nv - 1));
     const __m512 scale = _mm512_set1_ps(1.0f / sqrtf((float)head_dim));
     __m512 qv[MAXV];
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int c = 0; c < nv; c++) qv[c] = _mm512_maskz_loadu_ps(c == nv - 1 ? tail : 0xffff, qh + 16 * c);
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int p0 = 0; p0 < n_pos; p0 += kv->block) {
@@ -60,12 +60,12 @@ INL void attend_head(const int NV, int nv, float *out, const float *qh, int head
         for (int p = 0; p < np; p += 16) {
             const int m = np - p < 16 ? np - p : 16;
             __m512 acc[16];
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int i = 0; i < 16; i++) {
                 acc[i] = _mm512_setzero_ps();
                 if (i >= m) continue;
                 const float *kp = k + (size_t)(p + i) * kv->row_stride;
-                #pragma GCC unroll 16
+#pragma GCC unroll 16
                 for (int c = 0; c < nv; c++)
                     acc[i] = _mm512_fmadd_ps(qv[c], _mm512_maskz_loadu_ps(c == nv - 1 ? tail : 0xffff, kp + 16 * c), acc[i]);
             }
@@ -84,8 +84,9 @@ INL void attend_head(const int NV, int nv, float *out, const float *qh, int head
     }
     /* values: two accumulator sets so consecutive positions' FMAs do not wait on each other */
     __m512 o0[MAXV], o1[MAXV];
-    #pragma GCC unroll 16
-    for (int c = 0; c < MAXV; c++) o0[c] = o1[c] = _mm512_setzero_ps(); /* all of them: keeps -Wmaybe-uninitialized quiet once unrolled */
+#pragma GCC unroll 16
+    for (int c = 0; c < MAXV; c++) /* all MAXV: once unrolled, GCC cannot tell the unused ones are unread */
+        o0[c] = o1[c] = _mm512_setzero_ps();
     for (int p0 = 0; p0 < n_pos; p0 += kv->block) {
         const float *v = kv->v + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
         const int np = n_pos - p0 < kv->block ? n_pos - p0 : kv->block;
@@ -93,7 +94,7 @@ INL void attend_head(const int NV, int nv, float *out, const float *qh, int head
         for (; p + 2 <= np; p += 2) {
             const __m512 w0 = _mm512_set1_ps(scratch[p0 + p]), w1 = _mm512_set1_ps(scratch[p0 + p + 1]);
             const float *v0 = v + (size_t)p * kv->row_stride, *v1 = v0 + kv->row_stride;
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int c = 0; c < nv; c++) {
                 const __mmask16 mk = c == nv - 1 ? tail : 0xffff;
                 o0[c] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(mk, v0 + 16 * c), o0[c]);
@@ -103,13 +104,13 @@ INL void attend_head(const int NV, int nv, float *out, const float *qh, int head
         if (p < np) {
             const __m512 w0 = _mm512_set1_ps(scratch[p0 + p]);
             const float *v0 = v + (size_t)p * kv->row_stride;
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int c = 0; c < nv; c++)
                 o0[c] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(c == nv - 1 ? tail : 0xffff, v0 + 16 * c), o0[c]);
         }
     }
     const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
-    #pragma GCC unroll 16
+#pragma GCC unroll 16
     for (int c = 0; c < nv; c++)
         _mm512_mask_storeu_ps(out + 16 * c, c == nv - 1 ? tail : 0xffff, _mm512_mul_ps(_mm512_add_ps(o0[c], o1[c]), inv));
 }
