@@ -1,6 +1,7 @@
 # kiln build. `make` builds build/kiln (release); `make debug` and `make asan` build variants under
 # build/debug and build/asan; `make test` builds release + asan and runs every test in both.
 # Sources are found by wildcard: one concern per file, no list to keep in sync.
+.DEFAULT_GOAL := all
 CC      ?= gcc
 SHARED  ?= ../shared
 MODE    ?= release
@@ -31,6 +32,11 @@ LIBS = $(PKG_LIBS) -lm
 # The commit is baked into one object (kiln_build_commit: kiln --version, bench reports), so nothing else rebuilds.
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 $(OUT)/obj/src/common/version.o: CFLAGS += -DKILN_GIT_COMMIT='"$(GIT_COMMIT)"'
+# ... and rebuilt when the commit changes: it depends on a stamp file named after the commit.
+COMMIT_STAMP := $(OUT)/commit-$(GIT_COMMIT).stamp
+$(COMMIT_STAMP):
+	@mkdir -p $(dir $@) && rm -f $(OUT)/commit-*.stamp && touch $@
+$(OUT)/obj/src/common/version.o: $(COMMIT_STAMP)
 
 # Kernel files named *_avx512.c / *_avx2.c get their ISA flags; callers pick them at run time from CPUID.
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512bf16 -mavx512dq -mfma -mf16c -mavx2

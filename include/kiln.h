@@ -366,7 +366,6 @@ typedef struct kiln_bench_stats {
 } kiln_bench_stats;
 
 void kiln_bench_stats_compute(const double *x, int n, kiln_bench_stats *s);
-double kiln_bench_percentile(const double *sorted, int n, double p); /* linear interpolation, p in 0..100 */
 
 typedef struct kiln_bench_run {
     double total_s;      /* wall time of the whole generation */
@@ -438,7 +437,6 @@ typedef struct kiln_bench_cmp {
     char text[160];
 } kiln_bench_cmp;
 int kiln_bench_compare_files(const char *a, const char *b, kiln_bench_cmp **out, int *n, kiln_err *err);
-void kiln_bench_compare_one(const char *name, const double *a, int na, const double *b, int nb, kiln_bench_cmp *c);
 
 /* ===================================================================================================
  * Server (src/serve/)

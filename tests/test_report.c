@@ -6,6 +6,7 @@
 
 #include "check.h"
 #include "kiln.h"
+#include "report/report.h"
 
 #define NEAR(a, b) (fabs((a) - (b)) < 1e-9)
 
@@ -87,16 +88,16 @@ TEST(verdict_range_and_band) {
 TEST(compare_self_and_halved) {
     double a[] = {1.0, 1.05, 1.1}, half[] = {0.5, 0.525, 0.55}, dbl[] = {2.0, 2.1, 2.2};
     kiln_bench_cmp c;
-    kiln_bench_compare_one("s", a, 3, a, 3, &c);
+    report_compare_one("s", a, 3, a, 3, &c);
     CHECK(!c.outside_noise && NEAR(c.ratio, 1) && strstr(c.text, "within noise"), "%s", c.text);
-    kiln_bench_compare_one("s", a, 3, half, 3, &c);
+    report_compare_one("s", a, 3, half, 3, &c);
     CHECK(c.outside_noise && NEAR(c.ratio, 2) && !strcmp(c.text, "2.00\xc3\x97 faster, outside the noise"), "%s",
           c.text);
-    kiln_bench_compare_one("s", a, 3, dbl, 3, &c);
+    report_compare_one("s", a, 3, dbl, 3, &c);
     CHECK(c.outside_noise && strstr(c.text, "2.00\xc3\x97 slower"), "%s", c.text);
     /* 3% faster but the runs overlap: noise. */
     double close[] = {0.97, 1.02, 1.07};
-    kiln_bench_compare_one("s", a, 3, close, 3, &c);
+    report_compare_one("s", a, 3, close, 3, &c);
     CHECK(!c.outside_noise && strstr(c.text, "within noise"), "%s", c.text);
 }
 

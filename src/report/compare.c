@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kiln.h"
+#include "report/report.h"
 
-void kiln_bench_compare_one(const char *name, const double *a, int na, const double *b, int nb, kiln_bench_cmp *c) {
+void report_compare_one(const char *name, const double *a, int na, const double *b, int nb, kiln_bench_cmp *c) {
     kiln_bench_stats sa, sb;
     kiln_bench_stats_compute(a, na, &sa);
     kiln_bench_stats_compute(b, nb, &sb);
@@ -89,7 +89,7 @@ int kiln_bench_compare_files(const char *pa, const char *pb, kiln_bench_cmp **ou
         int na, nb;
         if (run_times(a, pa, &ta, &na, err)) goto done;
         if (run_times(match, pb, &tb, &nb, err)) { free(ta); goto done; }
-        kiln_bench_compare_one(name, ta, na, tb, nb, &(*out)[(*n)++]);
+        report_compare_one(name, ta, na, tb, nb, &(*out)[(*n)++]);
         free(ta);
         free(tb);
     }

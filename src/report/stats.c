@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "kiln.h"
+#include "report/report.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -12,7 +12,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* numpy.percentile default ("linear"): position p/100*(n-1) between the two closest sorted samples. */
-double kiln_bench_percentile(const double *sorted, int n, double p) {
+double report_percentile(const double *sorted, int n, double p) {
     if (n <= 0) return 0;
     double pos = p / 100.0 * (n - 1);
     int lo = (int)floor(pos);
@@ -39,12 +39,12 @@ void kiln_bench_stats_compute(const double *x, int n, kiln_bench_stats *s) {
     s->min = v[0];
     s->max = v[n - 1];
     s->range = s->max - s->min;
-    s->median = kiln_bench_percentile(v, n, 50);
+    s->median = report_percentile(v, n, 50);
     s->cv = s->mean != 0 ? s->stddev / s->mean : 0;
     s->has_p90 = n >= 10;
     s->has_p99 = n >= 100;
-    if (s->has_p90) s->p90 = kiln_bench_percentile(v, n, 90);
-    if (s->has_p99) s->p99 = kiln_bench_percentile(v, n, 99);
+    if (s->has_p90) s->p90 = report_percentile(v, n, 90);
+    if (s->has_p99) s->p99 = report_percentile(v, n, 99);
     free(v);
 }
 

@@ -57,5 +57,5 @@ check help_unknown_command_fails bash -c '! "$1" help frobnicate 2>/dev/null' _ 
 ver=$("$KILN" --version)
 check version_names_commit grep -Eq '^kiln [0-9]+\.[0-9]+\.[0-9]+ \(commit ([0-9a-f]{7,}|unknown)\)$' <<<"$ver"
 if git rev-parse --git-dir >/dev/null 2>&1; then
-    check version_commit_is_hex grep -Eq '\(commit [0-9a-f]{7,}\)' <<<"$ver"
+    check version_commit_is_head grep -qF "(commit $(git rev-parse --short HEAD))" <<<"$ver"
 fi
