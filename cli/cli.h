@@ -1,6 +1,7 @@
 /* cli.h — shared pieces of the thin command-line layer. Each subcommand lives in cli/<name>.c and
- * exposes `int cmd_<name>(int argc, char **argv)` (argv[0] is the subcommand name); it parses flags,
- * calls the library and prints. Errors: one line on stderr via cli_fail, non-zero exit. */
+ * exposes `int cmd_<name>(int argc, char **argv)` (argv[0] is the subcommand name); it parses its flags
+ * with its one flag table (cli_parse below), calls the library (kiln.h only) and prints. Errors: one line
+ * on stderr via cli_fail, non-zero exit. */
 #ifndef KILN_CLI_H
 #define KILN_CLI_H
 
