@@ -39,6 +39,9 @@ TEST_SRC := $(wildcard tests/test_*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(OUT)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(OUT)/tests/%)
+# The fuzz suite (tests/fuzz/, issue 19) is one test binary made of several files.
+FUZZ_SRC := $(wildcard tests/fuzz/*.c)
+TEST_BIN += $(OUT)/tests/test_fuzz
 
 all: $(OUT)/kiln $(TEST_BIN)
 
@@ -52,6 +55,10 @@ $(OUT)/kiln: $(CLI_OBJ) $(OUT)/libkiln.a
 $(OUT)/tests/%: tests/%.c tests/check.h $(OUT)/libkiln.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(OUT)/libkiln.a $(LIBS)
+
+$(OUT)/tests/test_fuzz: $(FUZZ_SRC) tests/fuzz/fuzz.h $(OUT)/libkiln.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -o $@ $(FUZZ_SRC) $(OUT)/libkiln.a $(LIBS)
 
 $(OUT)/obj/%_avx512.o: %_avx512.c
 	@mkdir -p $(dir $@)
