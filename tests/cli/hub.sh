@@ -87,6 +87,10 @@ checkc local_dir_not_symlinks '[ ! -L "$TMP/local/model.safetensors" ] && [ -f "
 before=$(count ' /cdn/')
 $KILN pull kiln-test/stories260K --endpoint "$EP" --local-dir "$TMP/local" --quiet >/dev/null
 check local_dir_second_pull_downloads_nothing [ "$(count ' /cdn/')" -eq "$before" ]
+# A file of the local dir changed underneath at the same size is found (git blob sha1) and fetched again.
+python3 -c 'import sys; p=sys.argv[1]; d=bytearray(open(p,"rb").read()); d[10]^=1; open(p,"wb").write(d)' "$TMP/local/config.json"
+$KILN pull kiln-test/stories260K --endpoint "$EP" --local-dir "$TMP/local" --quiet >/dev/null
+check local_dir_changed_file_repaired cmp -s "$MODELS/stories260K/config.json" "$TMP/local/config.json"
 
 # ---- errors: 404 repo, 404 revision, 401 without a token ---------------------------------------------
 $KILN pull kiln-test/no-such-model --endpoint "$EP" --quiet >/dev/null 2>"$TMP/err"; rc=$?

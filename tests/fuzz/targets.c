@@ -328,21 +328,8 @@ static fuzz_outcome check_tokenizer(const kiln_tokenizer *t, char *why, size_t w
     return out;
 }
 
-static fuzz_outcome run_tokenizer(const char *dir, char *why, size_t why_cap) {
-    kiln_err e = {{0}};
-    kiln_tokenizer *t = kiln_tokenizer_open(dir, &e);
-    if (!t) return rejected(&e, why, why_cap);
-    fuzz_outcome out = check_tokenizer(t, why, why_cap);
-    kiln_tokenizer_free(t);
-    return out;
-}
-
-/* tokenizer_config.json: the tokenizer, then its chat template on a conversation with every role. */
-static fuzz_outcome run_tokenizer_config(const char *dir, char *why, size_t why_cap) {
-    kiln_err e = {{0}};
-    kiln_tokenizer *t = kiln_tokenizer_open(dir, &e);
-    if (!t) return rejected(&e, why, why_cap);
-    fuzz_outcome out = check_tokenizer(t, why, why_cap);
+/* The tokenizer's chat template on two conversations (every role, tools, tool calls). */
+static fuzz_outcome render_chats(const kiln_tokenizer *t, char *why, size_t why_cap) {
     static const char *const convs[] = {
         "{\"messages\":[{\"role\":\"system\",\"content\":\"You are kiln.\"},{\"role\":\"user\",\"content\":"
         "\"Hi <|im_end|> there\"},{\"role\":\"assistant\",\"content\":\"<think>x</think>Hello\",\"tool_calls\":"
@@ -351,14 +338,34 @@ static fuzz_outcome run_tokenizer_config(const char *dir, char *why, size_t why_
         "\"function\":{\"name\":\"f\",\"description\":\"d\",\"parameters\":{\"type\":\"object\",\"properties\":"
         "{\"x\":{\"type\":\"integer\"}}}}}],\"add_generation_prompt\":true,\"enable_thinking\":false}",
         "{\"messages\":[{\"role\":\"user\",\"content\":\"Once upon a time\"}],\"add_generation_prompt\":false}"};
+    fuzz_outcome out = FUZZ_ACCEPTED;
     for (size_t i = 0; out == FUZZ_ACCEPTED && kiln_tokenizer_chat_template(t, NULL) && i < 2; i++) {
         size_t len = 0;
+        kiln_err e = {{0}};
         char *s = kiln_chat_render(t, convs[i], &len, &e);
         if (!s && !e.msg[0]) out = INVALID("chat render failed without an error message");
         free(s);
     }
+    return out;
+}
+
+/* tokenizer.json / tokenizer_config.json: the tokenizer (and with chat, its template) from dir. */
+static fuzz_outcome open_tokenizer(const char *dir, bool chat, char *why, size_t why_cap) {
+    kiln_err e = {{0}};
+    kiln_tokenizer *t = kiln_tokenizer_open(dir, &e);
+    if (!t) return rejected(&e, why, why_cap);
+    fuzz_outcome out = check_tokenizer(t, why, why_cap);
+    if (chat && out == FUZZ_ACCEPTED) out = render_chats(t, why, why_cap);
     kiln_tokenizer_free(t);
     return out;
+}
+
+static fuzz_outcome run_tokenizer(const char *dir, char *why, size_t why_cap) {
+    return open_tokenizer(dir, false, why, why_cap);
+}
+
+static fuzz_outcome run_tokenizer_config(const char *dir, char *why, size_t why_cap) {
+    return open_tokenizer(dir, true, why, why_cap);
 }
 
 static fuzz_outcome run_model(const char *dir, char *why, size_t why_cap) {
@@ -379,23 +386,17 @@ static fuzz_outcome run_model(const char *dir, char *why, size_t why_cap) {
 
 #define SEEDS(...) (const fuzz_seed[]){__VA_ARGS__}, sizeof((const fuzz_seed[]){__VA_ARGS__}) / sizeof(fuzz_seed)
 
+/* The seed sets: the four models of $SHARED/models; stories260K's tokenizer and the three cut ones. */
+#define MODELS(f) {"models/stories260K", f}, {"models/tiny-llama3", f}, {"models/tiny-qwen2", f}, {"models/tiny-qwen3", f}
+#define TOKENIZERS(f) {"models/stories260K", f}, {"@qwen3", f}, {"@llama3", f}, {"@llama2", f}
+
 const fuzz_target fuzz_targets[] = {
-    {"tokenizer.json",
-     SEEDS({"models/stories260K", "tokenizer.json"}, {"@qwen3", "tokenizer.json"}, {"@llama3", "tokenizer.json"},
-           {"@llama2", "tokenizer.json"}),
-     1200, mutate_json_file, tokenizer_ids_excluded, run_tokenizer},
-    {"tokenizer_config.json",
-     SEEDS({"models/stories260K", "tokenizer_config.json"}, {"@qwen3", "tokenizer_config.json"},
-           {"@llama3", "tokenizer_config.json"}, {"@llama2", "tokenizer_config.json"}),
-     1200, mutate_tokenizer_config, template_limits_excluded, run_tokenizer_config},
-    {"config.json",
-     SEEDS({"models/stories260K", "config.json"}, {"models/tiny-llama3", "config.json"},
-           {"models/tiny-qwen2", "config.json"}, {"models/tiny-qwen3", "config.json"}),
-     1000, mutate_json_file, NULL, run_config},
-    {"generation_config.json",
-     SEEDS({"models/stories260K", "generation_config.json"}, {"models/tiny-llama3", "generation_config.json"},
-           {"models/tiny-qwen2", "generation_config.json"}, {"models/tiny-qwen3", "generation_config.json"}),
-     800, mutate_json_file, gen_ranges_excluded, run_gen},
+    {"tokenizer.json", SEEDS(TOKENIZERS("tokenizer.json")), 1200, mutate_json_file, tokenizer_ids_excluded, run_tokenizer},
+    {"tokenizer_config.json", SEEDS(TOKENIZERS("tokenizer_config.json")), 1200, mutate_tokenizer_config,
+     template_limits_excluded, run_tokenizer_config},
+    {"config.json", SEEDS(MODELS("config.json")), 1000, mutate_json_file, NULL, run_config},
+    {"generation_config.json", SEEDS(MODELS("generation_config.json")), 800, mutate_json_file, gen_ranges_excluded,
+     run_gen},
     {"safetensors",
      SEEDS({"models/tiny-qwen2", "model-00002-of-00002.safetensors"}, {"models/stories260K", "model.safetensors"},
            {"models/tiny-qwen2", "model.safetensors.index.json"}),
