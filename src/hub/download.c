@@ -250,6 +250,7 @@ static int fetch(dl_ctx *ctx, const hub_file *f, const char *url, const char *pa
             if (ftruncate(fileno(x.fp), 0) != 0) x.io_error = errno;
             x.have = 0;
         }
+        bool resumed = x.have > 0; /* bytes from an earlier attempt or run: they may be the bad ones */
         x.reported = reported;
         count_bytes(&x); /* what the partial file already holds counts as done */
         struct curl_slist *hdrs;
@@ -304,6 +305,7 @@ static int fetch(dl_ctx *ctx, const hub_file *f, const char *url, const char *pa
         }
         if (verify_file(ctx, f, part, err) != 0) {
             unlink(part); /* a corrupt download must not be resumed either */
+            if (resumed && attempt < MAX_ATTEMPTS) continue; /* once more, all of it from the server */
             return -1;
         }
         return 0;

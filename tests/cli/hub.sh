@@ -157,6 +157,13 @@ for mode in range-from-zero range-shifted; do
     checkc "resume_${mode//-/_}_not_appended" '[ "$rc" -eq 0 ] && same_tree "$S260" "$d" && grep -q " 206 bytes=300000-" "$LOG"'
 done
 
+# A partial file left by an earlier run whose bytes are wrong: the resume fails its hash, the pull then
+# fetches the whole file and succeeds.
+C="$TMP/cbadpart"; mkdir -p "$C/models--kiln-test--stories260K/blobs"
+head -c 300000 /dev/zero >"$C/models--kiln-test--stories260K/blobs/$lfs.incomplete"
+d=$($KILN pull kiln-test/stories260K --endpoint "$MAIN_EP" --cache-dir "$C" --include model.safetensors --quiet 2>"$TMP/err"); rc=$?
+checkc bad_partial_file_refetched '[ "$rc" -eq 0 ] && cmp -s "$S260/model.safetensors" "$d/model.safetensors"'
+
 # A Content-Length of 10^12 (and a body without end) is refused at once against the listed size.
 start_hub huge --misbehave huge-length=stories260K/config.json
 t0=$SECONDS
