@@ -271,7 +271,9 @@ static const char *template_limits_excluded(const char *data, size_t n) {
 
 /* A refusal must say why. */
 static fuzz_outcome rejected(const kiln_err *e, char *why, size_t why_cap) {
-    return e->msg[0] ? FUZZ_REJECTED : INVALID("refused without an error message");
+    if (!e->msg[0]) return INVALID("refused without an error message");
+    if (strchr(e->msg, '\n')) return INVALID("the error is not one line: %.200s", e->msg);
+    return FUZZ_REJECTED;
 }
 
 static fuzz_outcome run_config(const char *dir, char *why, size_t why_cap) {
@@ -325,6 +327,20 @@ static fuzz_outcome check_tokenizer(const kiln_tokenizer *t, char *why, size_t w
         free(dec);
     }
     free(ids);
+    /* Every id decodes (alone and all together, special tokens kept or skipped) without a crash. */
+    size_t n_all = vocab < 4096 ? vocab : 4096;
+    int32_t *all = out == FUZZ_ACCEPTED ? malloc(n_all * sizeof *all) : NULL;
+    for (size_t i = 0; all && i < n_all; i++) {
+        all[i] = i + 1 < n_all ? (int32_t)i : (int32_t)(vocab - 1);
+        kiln_token_str(t, all[i]);
+        kiln_token_is_special(t, all[i]);
+    }
+    for (int skip = 0; all && skip < 2; skip++) {
+        char *dec = kiln_decode(t, all, n_all, skip, NULL);
+        if (!dec) out = INVALID("decode of ids 0..%zu failed", n_all - 1);
+        free(dec);
+    }
+    free(all);
     return out;
 }
 
@@ -344,6 +360,7 @@ static fuzz_outcome render_chats(const kiln_tokenizer *t, char *why, size_t why_
         kiln_err e = {{0}};
         char *s = kiln_chat_render(t, convs[i], &len, &e);
         if (!s && !e.msg[0]) out = INVALID("chat render failed without an error message");
+        if (!s && strchr(e.msg, '\n')) out = INVALID("the chat render error is not one line: %.200s", e.msg);
         free(s);
     }
     return out;
