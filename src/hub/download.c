@@ -235,50 +235,65 @@ static int refused_answer(const xfer *x, const char *what, kiln_err *err) {
     return 0;
 }
 
+/* What one transfer attempt came to. */
+typedef struct attempt {
+    CURLcode cc;
+    long code;
+    bool complete_already; /* the partial file already had the listed size: nothing was asked */
+    bool resumed;          /* it started from bytes of an earlier attempt or run: they may be the bad ones */
+} attempt;
+
+/* One attempt: GET url appended to `part` from where it stops (Range), through the callbacks into x
+ * (which the caller set up). On return the file is closed; -1 only when it cannot be opened (errno). */
+static int transfer(xfer *x, const char *url, const char *part, attempt *a) {
+    const hub_file *f = x->f;
+    x->fp = fopen(part, "a+b");
+    if (!x->fp) return -1;
+    x->have = file_size(part);
+    /* A partial file longer than the listed size cannot be the start of it. */
+    if (f->size >= 0 && x->have > f->size) {
+        if (ftruncate(fileno(x->fp), 0) != 0) x->io_error = errno;
+        x->have = 0;
+    }
+    *a = (attempt){.cc = CURLE_FAILED_INIT, .resumed = x->have > 0};
+    a->complete_already = f->size >= 0 && x->have == f->size && x->have > 0;
+    count_bytes(x); /* what the partial file already holds counts as done */
+    struct curl_slist *hdrs;
+    x->c = hub_curl_new(url, x->ctx->token, &hdrs);
+    if (x->c && !a->complete_already && !x->io_error) {
+        char range[64];
+        if (x->have > 0) {
+            snprintf(range, sizeof range, "%lld-", (long long)x->have);
+            curl_easy_setopt(x->c, CURLOPT_RANGE, range);
+        }
+        curl_easy_setopt(x->c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(x->c, CURLOPT_WRITEDATA, x);
+        curl_easy_setopt(x->c, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(x->c, CURLOPT_HEADERDATA, x);
+        a->cc = curl_easy_perform(x->c);
+        curl_easy_getinfo(x->c, CURLINFO_RESPONSE_CODE, &a->code);
+    }
+    if (x->c) curl_easy_cleanup(x->c);
+    curl_slist_free_all(hdrs);
+    if (fflush(x->fp) != 0 && !x->io_error) x->io_error = errno;
+    fclose(x->fp);
+    pthread_mutex_lock(&x->ctx->mu);
+    x->ctx->bytes_downloaded += x->written;
+    pthread_mutex_unlock(&x->ctx->mu);
+    return 0;
+}
+
 /* GET url into `part` (resuming), then verify. On success `part` holds the complete, verified file. */
 static int fetch(dl_ctx *ctx, const hub_file *f, const char *url, const char *part, kiln_err *err) {
     char what[1024];
     snprintf(what, sizeof what, "%s: %s", ctx->repo_id, f->path);
     int64_t reported = 0; /* bytes of this file counted in the progress so far, across attempts */
-    for (int attempt = 1;; attempt++) {
-        xfer x = {.ctx = ctx, .f = f, .range_start = -1, .bad_length = -1};
-        x.fp = fopen(part, "a+b");
-        if (!x.fp) return kiln_err_set(err, "%s: cannot write %s: %s", what, part, strerror(errno));
-        x.have = file_size(part);
-        /* A partial file longer than the listed size cannot be the start of it. */
-        if (f->size >= 0 && x.have > f->size) {
-            if (ftruncate(fileno(x.fp), 0) != 0) x.io_error = errno;
-            x.have = 0;
-        }
-        bool resumed = x.have > 0; /* bytes from an earlier attempt or run: they may be the bad ones */
-        x.reported = reported;
-        count_bytes(&x); /* what the partial file already holds counts as done */
-        struct curl_slist *hdrs;
-        x.c = hub_curl_new(url, ctx->token, &hdrs);
-        CURLcode cc = CURLE_FAILED_INIT;
-        long code = 0;
-        bool complete_already = f->size >= 0 && x.have == f->size && x.have > 0;
-        if (x.c && !complete_already && !x.io_error) {
-            char range[64];
-            if (x.have > 0) {
-                snprintf(range, sizeof range, "%lld-", (long long)x.have);
-                curl_easy_setopt(x.c, CURLOPT_RANGE, range);
-            }
-            curl_easy_setopt(x.c, CURLOPT_WRITEFUNCTION, on_body);
-            curl_easy_setopt(x.c, CURLOPT_WRITEDATA, &x);
-            curl_easy_setopt(x.c, CURLOPT_HEADERFUNCTION, on_header);
-            curl_easy_setopt(x.c, CURLOPT_HEADERDATA, &x);
-            cc = curl_easy_perform(x.c);
-            curl_easy_getinfo(x.c, CURLINFO_RESPONSE_CODE, &code);
-        }
-        if (x.c) curl_easy_cleanup(x.c);
-        curl_slist_free_all(hdrs);
+    for (int tries = 1;; tries++) {
+        xfer x = {.ctx = ctx, .f = f, .range_start = -1, .bad_length = -1, .reported = reported};
+        attempt a;
+        if (transfer(&x, url, part, &a) != 0)
+            return kiln_err_set(err, "%s: cannot write %s: %s", what, part, strerror(errno));
         reported = x.reported;
-        if (fflush(x.fp) != 0 && !x.io_error) x.io_error = errno;
-        fclose(x.fp);
-        pthread_mutex_lock(&ctx->mu);
-        ctx->bytes_downloaded += x.written;
-        pthread_mutex_unlock(&ctx->mu);
         if (x.io_error) return kiln_err_set(err, "%s: cannot write %s: %s", what, part, strerror(x.io_error));
         if (refused_answer(&x, what, err) != 0) {
             unlink(part); /* a lying answer must not be resumed either */
@@ -286,26 +301,26 @@ static int fetch(dl_ctx *ctx, const hub_file *f, const char *url, const char *pa
         }
         if (x.restart) {
             unlink(part); /* the next attempt asks for the whole file */
-            if (attempt < MAX_ATTEMPTS) continue;
+            if (tries < MAX_ATTEMPTS) continue;
             return kiln_err_set(err, "%s: the server's ranged answers never continued the file (Content-Range)", what);
         }
         /* 416: we asked for bytes past the end, i.e. the partial file is already whole. */
-        bool done = complete_already || (cc == CURLE_OK && (code == 200 || code == 206)) ||
-                    (cc == CURLE_OK && code == 416 && x.have > 0);
+        bool done = a.complete_already || (a.cc == CURLE_OK && (a.code == 200 || a.code == 206)) ||
+                    (a.cc == CURLE_OK && a.code == 416 && a.resumed);
         if (!done) {
-            if (transient(cc, code) && attempt < MAX_ATTEMPTS) {
-                usleep(200000u * (unsigned)attempt);
+            if (transient(a.cc, a.code) && tries < MAX_ATTEMPTS) {
+                usleep(200000u * (unsigned)tries);
                 continue;
             }
-            if (cc != CURLE_OK)
+            if (a.cc != CURLE_OK)
                 return kiln_err_set(err, "%s: download failed after %d attempts: %s (partial file kept for resume: %s)",
-                                    what, attempt, curl_easy_strerror(cc), part);
-            if (code >= 400) unlink(part);
-            return hub_http_error(err, code, what, url, x.xcode);
+                                    what, tries, curl_easy_strerror(a.cc), part);
+            if (a.code >= 400) unlink(part);
+            return hub_http_error(err, a.code, what, url, x.xcode);
         }
         if (verify_file(ctx, f, part, err) != 0) {
             unlink(part); /* a corrupt download must not be resumed either */
-            if (resumed && attempt < MAX_ATTEMPTS) continue; /* once more, all of it from the server */
+            if (a.resumed && tries < MAX_ATTEMPTS) continue; /* once more, all of it from the server */
             return -1;
         }
         return 0;
