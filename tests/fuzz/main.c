@@ -2,8 +2,9 @@
  * (targets.c) are loaded in-process by the library's own loaders, a batch of cases per child process, so
  * that a crash, a sanitizer report, a leak or a hang is caught by the parent, pinned to its case and
  * reported with the input kept for reproduction; the run goes on after it. Each child is memory-bound
- * (RLIMIT_AS in plain builds; under ASan, whose shadow memory rules RLIMIT_AS out, the allocator's own
- * limits below) and each case time-bound (the parent kills a child whose current case overruns).
+ * (the parent stops a child past 3 GiB resident; plain builds also get RLIMIT_AS, which ASan's shadow
+ * memory rules out, and under ASan one allocation over 2 GiB fails) and each case time-bound (the parent
+ * kills a child whose current case overruns).
  *
  *   test_fuzz                          every target, its default number of cases (the suite)
  *   test_fuzz --target NAME [--cases N] [--seed S]
@@ -30,12 +31,10 @@
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
-/* Memory bound under ASan: an allocation over 2 GiB fails (returns NULL, which the library must handle)
- * and a child whose RSS passes 3 GiB is stopped with a report. */
+/* Memory bound under ASan: an allocation over 2 GiB fails (returns NULL, which the library must handle);
+ * the parent's RSS watch (run_batch) bounds the rest. */
 const char *__asan_default_options(void);
-const char *__asan_default_options(void) {
-    return "allocator_may_return_null=1:max_allocation_size_mb=2048:hard_rss_limit_mb=3072";
-}
+const char *__asan_default_options(void) { return "allocator_may_return_null=1:max_allocation_size_mb=2048"; }
 #else
 #define UNDER_ASAN 0
 #endif
@@ -43,6 +42,7 @@ const char *__asan_default_options(void) {
 #define BATCH 200
 #define CASE_SECONDS (UNDER_ASAN ? 20.0 : 10.0) /* a case slower than this is a hang */
 #define MAX_INVALID 16
+#define MAX_RSS_BYTES (3ull << 30) /* a child past this is stopped: the case wants too much memory */
 
 /* What the children report to the parent (a shared mapping). */
 typedef struct shared_state {
@@ -180,38 +180,53 @@ static void child(int ti, int from, int to, const char *dir, shared_state *sh) {
 }
 
 typedef struct batch_result {
-    int status;  /* from waitpid */
-    bool hung;   /* killed by the parent: the case overran */
+    int status;    /* from waitpid */
+    bool hung;     /* killed by the parent: the case overran its time */
+    bool too_big;  /* killed by the parent: the child's memory passed MAX_RSS_BYTES */
 } batch_result;
+
+/* Resident bytes of process pid (0 if unknown). */
+static unsigned long long rss_of(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/statm", (int)pid);
+    FILE *f = fopen(path, "r");
+    unsigned long long size = 0, resident = 0;
+    if (f && fscanf(f, "%llu %llu", &size, &resident) != 2) resident = 0;
+    if (f) fclose(f);
+    return resident * (unsigned long long)sysconf(_SC_PAGESIZE);
+}
 
 static batch_result run_batch(int ti, int from, int to, const char *dir, shared_state *sh) {
     sh->cur = from;
     sh->done = from;
     sh->t0 = now();
     fflush(NULL);
-    batch_result br = {0, false};
+    batch_result br = {0, false, false};
     pid_t pid = fork();
     if (pid == 0) child(ti, from, to, dir, sh);
     if (pid < 0) {
         br.status = -1;
         return br;
     }
-    for (;;) {
+    for (int tick = 0;; tick++) {
         pid_t w = waitpid(pid, &br.status, WNOHANG);
         if (w == pid || (w < 0 && errno != EINTR)) break;
-        if (now() - sh->t0 > CASE_SECONDS && !br.hung) {
-            br.hung = true;
-            kill(pid, SIGKILL);
-        }
+        bool killed = br.hung || br.too_big;
+        if (!killed && now() - sh->t0 > CASE_SECONDS) br.hung = true;
+        else if (!killed && tick % 16 == 0 && rss_of(pid) > MAX_RSS_BYTES) br.too_big = true;
+        if (!killed && (br.hung || br.too_big)) kill(pid, SIGKILL);
         usleep(2000);
     }
     return br;
 }
 
-static bool batch_ok(const batch_result *br) { return !br->hung && WIFEXITED(br->status) && WEXITSTATUS(br->status) == 0; }
+static bool batch_ok(const batch_result *br) {
+    return !br->hung && !br->too_big && WIFEXITED(br->status) && WEXITSTATUS(br->status) == 0;
+}
 
 static void describe(const batch_result *br, char *out, size_t cap) {
     if (br->hung) snprintf(out, cap, "hang (over %.0f s)", CASE_SECONDS);
+    else if (br->too_big) snprintf(out, cap, "memory over %llu GiB", MAX_RSS_BYTES >> 30);
     else if (WIFSIGNALED(br->status)) snprintf(out, cap, "crash (signal %d)", WTERMSIG(br->status));
     else snprintf(out, cap, "exit %d (a sanitizer report above, or a leak)", WEXITSTATUS(br->status));
 }
