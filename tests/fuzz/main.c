@@ -353,8 +353,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "FAIL fuzz: no target %s\n", only);
         return 1;
     }
+    /* Next to the binary, but not named test_*: tests/run.sh runs every build/tests/test_* it finds. */
     char keep_default[4096];
-    snprintf(keep_default, sizeof keep_default, "%.4000s-failures", argv[0]); /* next to the binary */
+    const char *slash = strrchr(argv[0], '/');
+    snprintf(keep_default, sizeof keep_default, "%.*sfuzz-failures", slash ? (int)(slash - argv[0] + 1) : 0, argv[0]);
     if (!g_keep) g_keep = keep_default;
     char work[] = "/tmp/kiln-fuzz-XXXXXX";
     if (!mkdtemp(work)) {
