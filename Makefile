@@ -49,6 +49,9 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(OUT)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(OUT)/tests/%)
 BENCH_BIN := $(patsubst bench/%.c,$(OUT)/bench/%,$(wildcard bench/*.c))
+# The fuzz suite (tests/fuzz/, issue 19) is one test binary made of several files.
+FUZZ_SRC := $(wildcard tests/fuzz/*.c)
+TEST_BIN += $(OUT)/tests/test_fuzz
 
 all: $(OUT)/kiln $(TEST_BIN)
 
@@ -67,6 +70,10 @@ $(OUT)/tests/%: tests/%.c tests/check.h $(OUT)/libkiln.a | deps
 $(OUT)/bench/%: bench/%.c $(OUT)/libkiln.a | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(OUT)/libkiln.a $(LIBS)
+
+$(OUT)/tests/test_fuzz: $(FUZZ_SRC) tests/fuzz/fuzz.h $(OUT)/libkiln.a | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -o $@ $(FUZZ_SRC) $(OUT)/libkiln.a $(LIBS)
 
 $(OUT)/obj/%_avx512.o: %_avx512.c | deps
 	@mkdir -p $(dir $@)

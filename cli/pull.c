@@ -85,6 +85,10 @@ int cmd_pull(int argc, char **argv) {
     int rc = kiln_hub_pull(repo, &o, &res, &err);
     if (o.progress) fputc('\n', stderr);
     if (rc != 0) cli_fail(1, "%s", err.msg);
+    /* Not silenced by --quiet: a file nobody could check is something the user must know about. */
+    if (res.n_unverified)
+        fprintf(stderr, "kiln pull: warning: %d file%s could not be verified (the hub gave no hash; size checked only): %s\n",
+                res.n_unverified, res.n_unverified == 1 ? "" : "s", res.unverified);
     if (!quiet) {
         char got[32];
         human_bytes(got, sizeof got, (double)res.bytes_downloaded);

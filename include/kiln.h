@@ -512,11 +512,14 @@ typedef struct kiln_hub_result {
     int n_files;           /* files in the selection */
     int n_downloaded;      /* files that needed a transfer */
     int64_t bytes_downloaded;
+    int n_unverified;      /* files the hub gave no hash for: checked by size only */
+    char unverified[1024]; /* their names, comma-separated (cut short at the end of the buffer) */
 } kiln_hub_result;
 
 /* Downloads (the selected files of) repo_id at a revision. Files already in the cache are not fetched
- * again; interrupted downloads resume with HTTP Range; LFS files are checked against their sha256 and
- * arrive in the snapshot only when complete and verified. repo_id is ORG/NAME (or ORG%2FNAME, sent as
+ * again but re-verified; interrupted downloads resume with HTTP Range (Content-Range checked); every file
+ * is checked against the hash the hub gives (sha256 for LFS files, the git blob id for small ones) and its
+ * listed size, and arrives in the snapshot only when complete and verified. repo_id is ORG/NAME (or ORG%2FNAME, sent as
  * given, for mirrors that want it). */
 int kiln_hub_pull(const char *repo_id, const kiln_hub_opts *o, kiln_hub_result *res, kiln_err *err);
 
