@@ -110,7 +110,7 @@ static int load_merges(tk_bpe *b, json_t *merges, kiln_err *err) {
     b->mkeys = calloc(b->mcap, sizeof *b->mkeys), b->mranks = calloc(b->mcap, sizeof *b->mranks);
     if (!b->merge_to || !b->mkeys || !b->mranks) return kiln_err_set(err, TK_OOM);
     for (size_t r = 0; r < nm; r++) {
-        uint64_t key;
+        uint64_t key = 0;
         if (parse_merge(b, json_array_get(merges, r), r, &key, &b->merge_to[r], err)) return -1;
         size_t slot = merge_slot(b, key);
         if (!b->mkeys[slot]) b->mkeys[slot] = key, b->mranks[slot] = (int32_t)r; /* first rank wins */
