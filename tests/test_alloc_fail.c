@@ -100,18 +100,20 @@ static bool should_fail(void) {
     return n == atomic_load(&fail_at);
 }
 
-void *__wrap_malloc(size_t n) {
-    if (should_fail()) return NULL;
-    void *p = __real_malloc(n);
-    set_add(p);
-    return p;
-}
-void *__wrap_calloc(size_t k, size_t n) {
-    if (should_fail()) return NULL;
-    void *p = __real_calloc(k, n);
-    set_add(p);
-    return p;
-}
+/* Fails when it is this allocation's turn, else allocates through the real function and records it. */
+#define COUNTED(real_call)                  \
+    do {                                    \
+        if (should_fail()) return NULL;     \
+        void *p_ = (real_call);             \
+        set_add(p_);                        \
+        return p_;                          \
+    } while (0)
+
+void *__wrap_malloc(size_t n) { COUNTED(__real_malloc(n)); }
+void *__wrap_calloc(size_t k, size_t n) { COUNTED(__real_calloc(k, n)); }
+char *__wrap_strdup(const char *s) { COUNTED(__real_strdup(s)); }
+char *__wrap_strndup(const char *s, size_t n) { COUNTED(__real_strndup(s, n)); }
+void *__wrap_aligned_alloc(size_t a, size_t n) { COUNTED(__real_aligned_alloc(a, n)); }
 void *__wrap_realloc(void *p, size_t n) {
     if (should_fail()) return NULL; /* p stays valid, as realloc leaves it */
     void *q = __real_realloc(p, n);
@@ -122,29 +124,11 @@ void __wrap_free(void *p) {
     set_del(p);
     __real_free(p);
 }
-char *__wrap_strdup(const char *s) {
-    if (should_fail()) return NULL;
-    char *p = __real_strdup(s);
-    set_add(p);
-    return p;
-}
-char *__wrap_strndup(const char *s, size_t n) {
-    if (should_fail()) return NULL;
-    char *p = __real_strndup(s, n);
-    set_add(p);
-    return p;
-}
 int __wrap_posix_memalign(void **out, size_t a, size_t n) {
     if (should_fail()) return ENOMEM;
     int rc = __real_posix_memalign(out, a, n);
     if (!rc) set_add(*out);
     return rc;
-}
-void *__wrap_aligned_alloc(size_t a, size_t n) {
-    if (should_fail()) return NULL;
-    void *p = __real_aligned_alloc(a, n);
-    set_add(p);
-    return p;
 }
 /* jansson's allocations fail like kiln's, except inside its parser: jansson 2.14's lexer ignores a
  * failed append to its token buffer (lex_save) and then copies the string token past the end of its

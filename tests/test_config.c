@@ -1,8 +1,5 @@
 /* test_config.c — config.json parsing: the fixtures, every architecture, rope_scaling spellings,
  * eos lists, and one-line errors for what we refuse. */
-#include <signal.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -109,20 +106,15 @@ TEST(errors_are_one_line_and_named) {
 
 /* ---- hostile files (issue 19): each in a forked child with an alarm, so a crash or hang is a FAIL ---- */
 
-static void write_file(const char *name, const char *body) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    unlink(path), rmdir(path);
-    FILE *f = fopen(path, "w");
-    if (f) fputs(body, f), fclose(f);
-}
+static void write_file(const char *name, const char *body) { write_test_file(dir, name, body); }
 
 typedef struct {
     bool gen; /* kiln_gen_params_load, else kiln_config_load */
     const char *want;
 } refusal;
 
-static bool refused(const refusal *r) {
+static bool refused(const void *arg) {
+    const refusal *r = arg;
     kiln_err err = {0};
     kiln_config c;
     kiln_gen_params p;
@@ -134,17 +126,8 @@ static bool refused(const refusal *r) {
 }
 
 static bool refused_in_child(bool gen, const char *want) {
-    fflush(stdout), fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        alarm(10);
-        refusal r = {gen, want};
-        _exit(refused(&r) ? 0 : 1);
-    }
-    int st = 0;
-    waitpid(pid, &st, 0);
-    if (WIFSIGNALED(st)) fprintf(stderr, "  child died of signal %d%s\n", WTERMSIG(st), WTERMSIG(st) == SIGALRM ? " (hang)" : "");
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    refusal r = {gen, want};
+    return in_child(refused, &r);
 }
 
 TEST(config_must_be_a_regular_file) {

@@ -1,11 +1,7 @@
 /* test_tokenizer.c — golden ids/decodes from Python transformers for llama3, qwen3, llama2 and
  * stories260K; chat renders re-encoded; pathological speed; incremental detokenization; edge cases. */
 #include <jansson.h>
-#include <signal.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "check.h"
 #include "kiln.h"
@@ -319,13 +315,7 @@ TEST(pathological_1mb) {
 
 static char hostile_dir[] = "/tmp/kiln_test_tok_XXXXXX";
 
-static void write_text(const char *name, const char *body) {
-    char path[256];
-    snprintf(path, sizeof path, "%s/%s", hostile_dir, name);
-    unlink(path), rmdir(path);
-    FILE *f = fopen(path, "w");
-    if (f) fputs(body, f), fclose(f);
-}
+static void write_text(const char *name, const char *body) { write_test_file(hostile_dir, name, body); }
 
 /* A tokenizer.json around the given vocab / added_tokens / post_processor members. */
 static void write_tokenizer(const char *vocab, const char *added, const char *post) {
@@ -335,20 +325,6 @@ static void write_tokenizer(const char *vocab, const char *added, const char *po
              "\"normalizer\":null,\"pre_tokenizer\":null,\"decoder\":null,\"post_processor\":%s}",
              vocab, added ? added : "[]", post ? post : "null");
     write_text("tokenizer.json", body);
-}
-
-/* Runs fn in a child (10 s alarm): true if it exited 0. */
-static bool in_child(bool (*fn)(const void *), const void *arg) {
-    fflush(stdout), fflush(stderr);
-    pid_t pid = fork();
-    if (pid == 0) {
-        alarm(10);
-        _exit(fn(arg) ? 0 : 1);
-    }
-    int st = 0;
-    waitpid(pid, &st, 0);
-    if (WIFSIGNALED(st)) fprintf(stderr, "  child died of signal %d%s\n", WTERMSIG(st), WTERMSIG(st) == SIGALRM ? " (hang)" : "");
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
 /* The open must fail with a one-line error that contains want. */
