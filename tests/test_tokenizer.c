@@ -400,6 +400,38 @@ TEST(hostile_pipeline_members) {
     CHECK(in_child(open_refused, "'start'"), "Strip with a negative start");
 }
 
+/* A Replace normalizer with a 100 KB content over 2,000 characters would make 200 MB (3 GB reported
+ * with more): encode refuses once the text grows past 16 times. */
+static bool replace_bounded(const void *unused) {
+    (void)unused;
+    kiln_err err = {0};
+    kiln_tokenizer *t = kiln_tokenizer_open(hostile_dir, &err);
+    if (!t) return fprintf(stderr, "  open: %s\n", err.msg), false;
+    char text[2001];
+    memset(text, 'a', 2000), text[2000] = 0;
+    int32_t *ids = NULL;
+    size_t n;
+    int rc = kiln_encode(t, text, 2000, false, &ids, &n, &err);
+    bool ok = rc != 0 && strstr(err.msg, "normalizer") && !ids;
+    if (!ok) fprintf(stderr, "  encode rc %d: '%s'\n", rc, err.msg);
+    rc = kiln_encode(t, "b", 1, false, &ids, &n, &err); /* text it does not touch still encodes */
+    ok = ok && rc == 0 && n == 1 && ids[0] == 1;
+    free(ids);
+    kiln_tokenizer_free(t);
+    return ok;
+}
+
+TEST(normalizer_growth_bounded) {
+    size_t big = 100 * 1024;
+    char *content = malloc(big + 1), *body = malloc(big + 512);
+    memset(content, 'b', big), content[big] = 0;
+    sprintf(body, "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[]},\"normalizer\":"
+                  "{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\"},\"content\":\"%s\"}}", content);
+    write_text("tokenizer.json", body);
+    free(content), free(body);
+    CHECK(in_child(replace_bounded, NULL), "Replace normalizer growth not bounded");
+}
+
 /* Only regular files are read: a directory or a FIFO in tokenizer.json's place is a one-line error, and
  * a FIFO never blocks the open. */
 TEST(tokenizer_files_must_be_regular) {
@@ -425,6 +457,7 @@ int main(void) {
     RUN(hostile_added_and_post_ids);
     RUN(vocab_holes_within_bound);
     RUN(hostile_pipeline_members);
+    RUN(normalizer_growth_bounded);
     RUN(tokenizer_files_must_be_regular);
     write_text("tokenizer.json", ""), write_text("tokenizer_config.json", "");
     char p[256];

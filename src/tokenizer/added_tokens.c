@@ -41,7 +41,8 @@ int tk_split_added(const kiln_tokenizer *t, const char *s, size_t n, tk_seg_fn f
         size_t end = i, after = i + a->len;
         if (a->lstrip) while (end > seg && is_ws((unsigned char)s[end - 1])) end--;
         if (a->rstrip) while (after < n && is_ws((unsigned char)s[after])) after++;
-        if ((end > seg && fn(ctx, s + seg, end - seg, -1)) || fn(ctx, s + i, a->len, a->id)) return -1;
+        int rc;
+        if ((end > seg && (rc = fn(ctx, s + seg, end - seg, -1))) || (rc = fn(ctx, s + i, a->len, a->id))) return rc;
         seg = i = after;
     }
     return n > seg ? fn(ctx, s + seg, n - seg, -1) : 0;

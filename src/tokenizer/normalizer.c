@@ -76,15 +76,22 @@ tk_normalizer *tk_normalizer_load(json_t *j, kiln_err *err) {
     return n;
 }
 
-static int replace_all(const char *s, size_t len, const char *pat, const char *rep, strbuf *out) {
+/* Appends n bytes unless out would then pass limit. */
+static int put_bounded(strbuf *out, const char *s, size_t n, size_t limit) {
+    if (n > limit || out->len > limit - n) return TK_TOO_LONG;
+    return strbuf_put(out, s, n);
+}
+
+static int replace_all(const char *s, size_t len, const char *pat, const char *rep, size_t limit, strbuf *out) {
     size_t pn = strlen(pat), rn = strlen(rep), i = 0;
     while (i < len) {
         const char *hit = pn <= len - i ? memmem(s + i, len - i, pat, pn) : NULL;
         if (!hit) break;
-        if (strbuf_put(out, s + i, (size_t)(hit - s) - i) || strbuf_put(out, rep, rn)) return -1;
+        int rc = put_bounded(out, s + i, (size_t)(hit - s) - i, limit);
+        if (rc || (rc = put_bounded(out, rep, rn, limit))) return rc;
         i = (size_t)(hit - s) + pn;
     }
-    return strbuf_put(out, s + i, len - i);
+    return put_bounded(out, s + i, len - i, limit);
 }
 
 /* UTF-8 → UTF-16 → normal form → UTF-8 through ICU; ICU's own failures (text it cannot convert) leave
@@ -122,27 +129,26 @@ done:
     return rc;
 }
 
-static int normalize_seq(const tk_normalizer *n, const char *s, size_t len, strbuf *out) {
+static int normalize_seq(const tk_normalizer *n, const char *s, size_t len, size_t limit, strbuf *out) {
     strbuf cur = {0}, nxt = {0};
     int rc = strbuf_put(&cur, s, len);
     for (size_t i = 0; !rc && i < n->n_kids; i++) {
         strbuf_clear(&nxt);
-        rc = tk_normalize(n->kids[i], cur.p, cur.len, &nxt);
+        rc = tk_normalize(n->kids[i], cur.p, cur.len, limit, &nxt);
         strbuf t = cur;
         cur = nxt, nxt = t;
     }
-    if (!rc) rc = strbuf_put(out, cur.p, cur.len);
+    if (!rc) rc = put_bounded(out, cur.p, cur.len, limit);
     strbuf_free(&cur), strbuf_free(&nxt);
     return rc;
 }
 
-int tk_normalize(const tk_normalizer *n, const char *s, size_t len, strbuf *out) {
-    if (!n) return strbuf_put(out, s, len);
+static int normalize_one(const tk_normalizer *n, const char *s, size_t len, size_t limit, strbuf *out) {
     switch (n->kind) {
-    case N_SEQ: return normalize_seq(n, s, len, out);
+    case N_SEQ: return normalize_seq(n, s, len, limit, out);
     case N_PREPEND: /* HF prepends only to non-empty text */
         return (len && strbuf_puts(out, n->a)) || strbuf_put(out, s, len) ? -1 : 0;
-    case N_REPLACE: return replace_all(s, len, n->a, n->b, out);
+    case N_REPLACE: return replace_all(s, len, n->a, n->b, limit, out);
     case N_UNICODE: return unicode_normalize(n->icu, s, len, out);
     case N_LOWER:
         if (strbuf_reserve(out, len)) return -1;
@@ -150,4 +156,10 @@ int tk_normalize(const tk_normalizer *n, const char *s, size_t len, strbuf *out)
         return 0;
     }
     return 0;
+}
+
+int tk_normalize(const tk_normalizer *n, const char *s, size_t len, size_t limit, strbuf *out) {
+    if (!n) return strbuf_put(out, s, len);
+    int rc = normalize_one(n, s, len, limit, out);
+    return rc ? rc : out->len > limit ? TK_TOO_LONG : 0;
 }

@@ -14,6 +14,7 @@
 /* Out of memory is an error like any other here: every function that allocates returns 0, or -1 when
  * an allocation failed (loaders: NULL with err set), and leaves what it was given freeable. */
 #define TK_OOM "out of memory"
+#define TK_TOO_LONG (-2) /* encode: the normalizer grew the text past its bound (below) */
 
 /* A growable id list. */
 typedef struct {
@@ -44,7 +45,11 @@ size_t tk_utf8_incomplete_tail(const char *s, size_t n);
 typedef struct tk_normalizer tk_normalizer;
 tk_normalizer *tk_normalizer_load(json_t *j, kiln_err *err); /* j may be null → NULL, no error */
 void tk_normalizer_free(tk_normalizer *n);
-int tk_normalize(const tk_normalizer *n, const char *s, size_t len, strbuf *out);
+/* Appends the normal form of s to out; TK_TOO_LONG once out would hold more than `limit` bytes (a
+ * Replace normalizer with a huge content would otherwise multiply the text without bound). */
+int tk_normalize(const tk_normalizer *n, const char *s, size_t len, size_t limit, strbuf *out);
+#define TK_NORM_GROWTH 16    /* the limit: this many times the text + TK_NORM_SLACK bytes */
+#define TK_NORM_SLACK 65536
 
 /* ---- pretokenizer.c ---- */
 typedef struct tk_pretok tk_pretok;
@@ -109,7 +114,7 @@ struct kiln_tokenizer {
 };
 
 /* Splits text on added tokens: calls fn(ctx, s, n, id) for each segment; id >= 0 for an added token. */
-typedef int (*tk_seg_fn)(void *ctx, const char *s, size_t n, int32_t id); /* non-zero stops */
+typedef int (*tk_seg_fn)(void *ctx, const char *s, size_t n, int32_t id); /* non-zero stops, returned */
 int tk_split_added(const kiln_tokenizer *t, const char *s, size_t n, tk_seg_fn fn, void *ctx);
 const tk_added *tk_added_by_id(const kiln_tokenizer *t, int32_t id);
 

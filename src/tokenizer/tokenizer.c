@@ -169,7 +169,9 @@ static int on_segment(void *c, const char *s, size_t n, int32_t id) {
     enc_ctx *e = c;
     if (id >= 0) return tk_ids_add(e->ids, id);
     strbuf_clear(&e->norm);
-    if (tk_normalize(e->t->norm, s, n, &e->norm)) return -1;
+    size_t limit = n > (SIZE_MAX - TK_NORM_SLACK) / TK_NORM_GROWTH ? SIZE_MAX : n * TK_NORM_GROWTH + TK_NORM_SLACK;
+    int rc = tk_normalize(e->t->norm, s, n, limit, &e->norm);
+    if (rc) return rc;
     return e->norm.len ? tk_pretokenize(e->t->pre, e->norm.p, e->norm.len, on_piece, e) : 0;
 }
 
@@ -192,7 +194,11 @@ int kiln_encode(const kiln_tokenizer *t, const char *text, size_t len, bool add_
     if (!add_special) out = raw, raw = (tk_ids){0};
     free(raw.p);
     if (!rc && !out.p && !(out.p = malloc(sizeof(int32_t)))) rc = -1;
-    if (rc) return free(out.p), kiln_err_set(err, "encode: " TK_OOM);
+    free(rc ? out.p : NULL);
+    if (rc == TK_TOO_LONG)
+        return kiln_err_set(err, "encode: the tokenizer's normalizer makes the text more than %d times longer",
+                            TK_NORM_GROWTH);
+    if (rc) return kiln_err_set(err, "encode: " TK_OOM);
     *ids = out.p, *n_ids = out.n;
     return 0;
 }
