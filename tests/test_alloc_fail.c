@@ -62,8 +62,10 @@ static void set_rehash(void) { /* drops the tombstones: re-inserts in place thro
         }
 }
 
+static bool tracking; /* on in the sweeping children only: the parent's fixture building is big */
+
 static void set_add(void *p) {
-    if (!p) return;
+    if (!p || !tracking) return;
     pthread_mutex_lock(&set_mu);
     if (set_used + 1 > SET_CAP / 2) set_rehash();
     if (set_live + 1 > SET_CAP / 2) { /* a test this small never gets here */
@@ -207,8 +209,47 @@ static bool make_chat_dir(void) {
     return ok;
 }
 
+/* A byte-level tokenizer with Qwen3's whole pipeline (NFC, regex Split, ByteLevel both ways) but only
+ * its first 1,100 ids and the merges among them, plus two added tokens: the regex / byte-level paths at
+ * a size a sweep can afford. Written to tmpdir/bl. */
+#define BL_IDS 1100
+static bool make_bytelevel_dir(void) {
+    kiln_err err = {0};
+    size_t n;
+    char *text = kiln_read_file(shared_path("tokenizers/qwen3/tokenizer.json"), &n, &err);
+    json_t *full = text ? json_loadb(text, n, 0, NULL) : NULL;
+    free(text);
+    json_t *model = json_object_get(full, "model"), *vocab = json_object(), *merges = json_array();
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_object_get(model, "vocab"), key, v)
+        if (json_integer_value(v) < BL_IDS) json_object_set(vocab, key, v);
+    size_t i;
+    json_array_foreach(json_object_get(model, "merges"), i, v) {
+        const char *a = json_string_value(json_array_get(v, 0)), *b = json_string_value(json_array_get(v, 1));
+        char ab[256];
+        if (!a || !b || snprintf(ab, sizeof ab, "%s%s", a, b) >= (int)sizeof ab) continue;
+        if (json_object_get(vocab, a) && json_object_get(vocab, b) && json_object_get(vocab, ab)) json_array_append(merges, v);
+    }
+    json_t *mini = json_pack("{s:{s:s, s:o, s:o}, s:[{s:i, s:s, s:b}, {s:i, s:s, s:b}], s:O, s:O, s:O, s:O}",
+                             "model", "type", "BPE", "vocab", vocab, "merges", merges, "added_tokens", "id", BL_IDS,
+                             "content", "<|im_start|>", "special", 1, "id", BL_IDS + 1, "content", "<|im_end|>",
+                             "special", 1, "normalizer", json_object_get(full, "normalizer"), "pre_tokenizer",
+                             json_object_get(full, "pre_tokenizer"), "decoder", json_object_get(full, "decoder"),
+                             "post_processor", json_object_get(full, "post_processor"));
+    char path[600];
+    snprintf(path, sizeof path, "%s/bl", tmpdir);
+    bool ok = mini && json_array_size(merges) > 500 && mkdir(path, 0700) == 0;
+    snprintf(path, sizeof path, "%s/bl/tokenizer.json", tmpdir);
+    ok = ok && json_dump_file(mini, path, 0) == 0;
+    json_decref(mini), json_decref(full);
+    return ok;
+}
+
 static void remove_chat_dir(void) {
-    char path[512];
+    char path[600];
+    snprintf(path, sizeof path, "%s/bl/tokenizer.json", tmpdir), unlink(path);
+    snprintf(path, sizeof path, "%s/bl", tmpdir), rmdir(path);
     snprintf(path, sizeof path, "%s/tokenizer.json", tmpdir), unlink(path);
     snprintf(path, sizeof path, "%s/tokenizer_config.json", tmpdir), unlink(path);
     rmdir(tmpdir);
@@ -225,7 +266,7 @@ static kiln_model *open_model(int quant, kiln_err *err) {
  * On success each folds what it produced into `digest`: a call that recovers from a failed allocation
  * must give what the unfailed call gave (no silently skipped step, no NaN logits). */
 typedef struct {
-    kiln_tokenizer *tok, *chat_tok;
+    kiln_tokenizer *tok, *chat_tok, *bl_tok;
     kiln_model *model, *model_q8;
 } fixtures;
 static fixtures fx;
@@ -242,13 +283,42 @@ static int ep_tokenizer_open(kiln_err *err) {
     return t ? 0 : -1;
 }
 
-static int ep_encode(kiln_err *err) {
+static char bl_dir[600];
+
+static int ep_tokenizer_open_bl(kiln_err *err) {
+    kiln_tokenizer *t = kiln_tokenizer_open(bl_dir, err);
+    kiln_tokenizer_free(t);
+    return t ? 0 : -1;
+}
+
+static int encode_with(const kiln_tokenizer *t, kiln_err *err) {
     int32_t *ids = NULL;
     size_t n = 0;
-    int rc = kiln_encode(fx.tok, TEXT, strlen(TEXT), true, &ids, &n, err);
+    int rc = kiln_encode(t, TEXT, strlen(TEXT), true, &ids, &n, err);
     if (!rc) fold(ids, n * sizeof *ids);
     free(ids);
     return rc;
+}
+static int ep_encode(kiln_err *err) { return encode_with(fx.tok, err); }
+
+/* byte-level: encode (regex split), then decode and stream back what it gave */
+static int ep_encode_decode_bl(kiln_err *err) {
+    static const char text[] = "<|im_start|>user\nHello, wörld! 12345 🙂\n\n  x<|im_end|>";
+    int32_t *ids = NULL;
+    size_t n = 0, len;
+    if (kiln_encode(fx.bl_tok, text, sizeof text - 1, false, &ids, &n, err)) return -1;
+    fold(ids, n * sizeof *ids);
+    char *s = kiln_decode(fx.bl_tok, ids, n, false, &len);
+    kiln_detok *d = s ? kiln_detok_new(fx.bl_tok, false) : NULL;
+    int rc = d ? 0 : -1;
+    for (size_t i = 0; !rc && i < n; i++) {
+        const char *piece = kiln_detok_push(d, ids[i], &len);
+        if (piece) fold(piece, len);
+        else rc = -1;
+    }
+    if (s) fold(s, strlen(s));
+    free(s), free(ids), kiln_detok_free(d);
+    return rc ? kiln_err_set(err, "decode: out of memory") : 0;
 }
 
 /* decode and the streaming detokenizer (what generation uses) over ids with byte-fallback runs */
@@ -369,6 +439,8 @@ typedef struct {
 static const entry ENTRIES[] = {
     {"kiln_tokenizer_open", "oom_tokenizer_open", ep_tokenizer_open, NULL},
     {"kiln_encode", "oom_encode", ep_encode, NULL},
+    {"kiln_tokenizer_open (byte-level)", "oom_tokenizer_open_bytelevel", ep_tokenizer_open_bl, NULL},
+    {"kiln_encode + kiln_decode + kiln_detok (byte-level)", "oom_encode_decode_bytelevel", ep_encode_decode_bl, NULL},
     {"kiln_decode + kiln_detok", "oom_decode_detok", ep_decode, NULL},
     {"kiln_config_load + kiln_gen_params_load", "oom_config_load", ep_config_load, NULL},
     {"kiln_model_open", "oom_model_open", ep_model_open, NULL},
@@ -440,9 +512,10 @@ static void setup_fixtures(void) {
     kiln_err err = {0};
     fx.tok = kiln_tokenizer_open(shared_path("models/stories260K"), &err);
     fx.chat_tok = have_chat_dir ? kiln_tokenizer_open(tmpdir, &err) : NULL;
+    fx.bl_tok = fx.chat_tok ? kiln_tokenizer_open(bl_dir, &err) : NULL;
     fx.model = open_model(-1, &err);
     fx.model_q8 = fx.model ? open_model(KILN_DT_Q8_0, &err) : NULL;
-    if (!fx.tok || !fx.chat_tok || !fx.model || !fx.model_q8 || !qwen3_template) {
+    if (!fx.tok || !fx.chat_tok || !fx.bl_tok || !fx.model || !fx.model_q8 || !qwen3_template) {
         fprintf(stderr, "  fixtures: %s\n", err.msg[0] ? err.msg : "missing template or temp dir");
         exit(2);
     }
@@ -450,7 +523,7 @@ static void setup_fixtures(void) {
 
 static void free_fixtures(void) {
     kiln_tokenizer_free(fx.tok), kiln_tokenizer_free(fx.chat_tok), kiln_model_free(fx.model);
-    kiln_model_free(fx.model_q8);
+    kiln_model_free(fx.model_q8), kiln_tokenizer_free(fx.bl_tok);
 }
 
 /* A crash in the child names where: the top frames (ASan reports its own SEGVs; abort() it does not). */
@@ -472,6 +545,7 @@ static int run_entry(const entry *e, progress *pr) {
     pid_t pid = fork();
     if (pid == 0) {
         signal(SIGABRT, on_crash), signal(SIGBUS, on_crash), signal(SIGFPE, on_crash);
+        tracking = true;
         setup_fixtures();
         sweep(e, pr);
         free_fixtures();
@@ -517,7 +591,8 @@ int main(void) {
     all_enabled = a && *a == '1';
     shared_progress = mmap(NULL, sizeof(progress), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     qwen3_template = read_template();
-    have_chat_dir = make_chat_dir();
+    have_chat_dir = make_chat_dir() && make_bytelevel_dir();
+    snprintf(bl_dir, sizeof bl_dir, "%s/bl", tmpdir);
     if (shared_progress == MAP_FAILED || !qwen3_template || !have_chat_dir) {
         printf("FAIL setup: %s\n", !qwen3_template ? "cannot read tokenizers/qwen3/tokenizer_config.json"
                                    : !have_chat_dir ? "cannot make the tokenizer directory" : "mmap");
