@@ -432,6 +432,32 @@ TEST(normalizer_growth_bounded) {
     CHECK(in_child(replace_bounded, NULL), "Replace normalizer growth not bounded");
 }
 
+/* A regex PCRE2 gives up on (catastrophic backtracking past its match limit) is an encode error, not
+ * "no match" (which silently encoded the text unsplit). */
+static bool regex_limit(const void *unused) {
+    (void)unused;
+    kiln_err err = {0};
+    kiln_tokenizer *t = kiln_tokenizer_open(hostile_dir, &err);
+    if (!t) return fprintf(stderr, "  open: %s\n", err.msg), false;
+    char text[64];
+    memset(text, 'a', 40), text[40] = 0;
+    int32_t *ids = NULL;
+    size_t n;
+    int rc = kiln_encode(t, text, 40, false, &ids, &n, &err);
+    bool ok = rc != 0 && strstr(err.msg, "regex");
+    if (!ok) fprintf(stderr, "  encode rc %d (%zu ids): '%s'\n", rc, n, err.msg);
+    free(ids);
+    kiln_tokenizer_free(t);
+    return ok;
+}
+
+TEST(pretokenizer_regex_limit_is_an_error) {
+    write_text("tokenizer.json", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[]},"
+                                 "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(a+)+[^a]\"},"
+                                 "\"behavior\":\"Isolated\"}}");
+    CHECK(in_child(regex_limit, NULL), "a regex over PCRE2's match limit was taken as no match");
+}
+
 /* Only regular files are read: a directory or a FIFO in tokenizer.json's place is a one-line error, and
  * a FIFO never blocks the open. */
 TEST(tokenizer_files_must_be_regular) {
@@ -458,6 +484,7 @@ int main(void) {
     RUN(vocab_holes_within_bound);
     RUN(hostile_pipeline_members);
     RUN(normalizer_growth_bounded);
+    RUN(pretokenizer_regex_limit_is_an_error);
     RUN(tokenizer_files_must_be_regular);
     write_text("tokenizer.json", ""), write_text("tokenizer_config.json", "");
     char p[256];

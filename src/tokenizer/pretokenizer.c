@@ -152,8 +152,8 @@ static int pieces_add(pieces *ps, const char *s, size_t n) {
 
 static void pieces_free(pieces *ps) { strbuf_free(&ps->data), free(ps->off), free(ps->len); }
 
-/* Finds the next match in s[from..n): 1 and [*ms, *me), 0 if none, -1 on a matching error (PCRE2 out
- * of memory or over its limits). */
+/* Finds the next match in s[from..n): 1 and [*ms, *me), 0 if none, TK_REGEX_FAILED when PCRE2 gives up
+ * (its match limit or its own memory): an error, never "no match". */
 static int next_match(const tk_pretok *p, pcre2_match_data *md, const char *s, size_t n, size_t from, size_t *ms, size_t *me) {
     if (p->literal) {
         size_t ln = strlen(p->literal);
@@ -164,7 +164,7 @@ static int next_match(const tk_pretok *p, pcre2_match_data *md, const char *s, s
     }
     int rc = pcre2_match(p->re, (PCRE2_SPTR)s, n, from, PCRE2_NO_UTF_CHECK, md, NULL);
     if (rc == PCRE2_ERROR_NOMATCH) return 0;
-    if (rc < 0) return -1;
+    if (rc < 0) return TK_REGEX_FAILED;
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
     *ms = ov[0], *me = ov[1];
     return 1;
@@ -213,7 +213,7 @@ static int split_piece(const tk_pretok *p, pcre2_match_data *md, const char *s, 
     size_t from = 0, ms, me;
     int found;
     while (from <= n && (found = next_match(p, md, s, n, from, &ms, &me)) != 0) {
-        if (found < 0) return -1;
+        if (found < 0) return found;
         if (me == ms) { /* empty match: advance one character */
             from = ms + (ms < n ? (size_t)tk_utf8_len((unsigned char)s[ms]) : 1);
             if (from > n) break;
@@ -245,11 +245,11 @@ static int bytelevel_map(const char *s, size_t n, pieces *out) {
 static int apply_bytelevel(const tk_pretok *p, const char *s, size_t n, pieces *out, pcre2_match_data *md) {
     strbuf tmp = {0};
     pieces sub = {0};
-    int rc = (p->add_prefix_space && !(n && s[0] == ' ') && strbuf_putc(&tmp, ' ')) || strbuf_put(&tmp, s, n);
+    int rc = (p->add_prefix_space && !(n && s[0] == ' ') && strbuf_putc(&tmp, ' ')) || strbuf_put(&tmp, s, n) ? -1 : 0;
     if (!rc) rc = p->use_regex ? split_piece(p, md, tmp.p, tmp.len, &sub) : pieces_add(&sub, tmp.p, tmp.len);
     for (size_t k = 0; !rc && k < sub.n; k++) rc = bytelevel_map(sub.data.p + sub.off[k], sub.len[k], out);
     pieces_free(&sub), strbuf_free(&tmp);
-    return rc ? -1 : 0;
+    return rc;
 }
 
 /* first: this piece starts the text (prepend_scheme "first"). */
@@ -282,16 +282,16 @@ static int apply(const tk_pretok *p, pieces *in, pieces *out, pcre2_match_data *
         case P_BYTELEVEL: rc = apply_bytelevel(p, s, n, out, md); break;
         case P_METASPACE: rc = apply_metaspace(p, s, n, i == 0 && in->off[0] == 0, out, md); break;
         }
-        if (rc) return -1;
+        if (rc) return rc;
     }
     return 0;
 }
 
 static int run(const tk_pretok *p, pieces *ps, pcre2_match_data *md) {
     if (p->kind == P_SEQ) {
-        for (size_t k = 0; k < p->n_kids; k++)
-            if (run(p->kids[k], ps, md)) return -1;
-        return 0;
+        int rc = 0;
+        for (size_t k = 0; !rc && k < p->n_kids; k++) rc = run(p->kids[k], ps, md);
+        return rc;
     }
     pieces out = {0};
     int rc = apply(p, ps, &out, md);
@@ -304,10 +304,10 @@ int tk_pretokenize(const tk_pretok *p, const char *s, size_t n, tk_piece_fn fn, 
     if (!p) return fn(ctx, s, n);
     pieces ps = {0};
     pcre2_match_data *md = pcre2_match_data_create(4, NULL);
-    int rc = !md || pieces_add(&ps, s, n) || run(p, &ps, md) ? -1 : 0;
+    int rc = !md || pieces_add(&ps, s, n) ? -1 : run(p, &ps, md);
     pcre2_match_data_free(md);
     for (size_t i = 0; !rc && i < ps.n; i++)
         if (ps.len[i]) rc = fn(ctx, ps.data.p + ps.off[i], ps.len[i]);
     pieces_free(&ps);
-    return rc ? -1 : 0;
+    return rc;
 }

@@ -14,7 +14,8 @@
 /* Out of memory is an error like any other here: every function that allocates returns 0, or -1 when
  * an allocation failed (loaders: NULL with err set), and leaves what it was given freeable. */
 #define TK_OOM "out of memory"
-#define TK_TOO_LONG (-2) /* encode: the normalizer grew the text past its bound (below) */
+#define TK_TOO_LONG (-2)     /* encode: the normalizer grew the text past its bound (below) */
+#define TK_REGEX_FAILED (-3) /* encode: PCRE2 gave up on a pre-tokenizer regex (match limit) */
 
 /* A growable id list. */
 typedef struct {
@@ -56,7 +57,7 @@ typedef struct tk_pretok tk_pretok;
 tk_pretok *tk_pretok_load(json_t *j, kiln_err *err);
 void tk_pretok_free(tk_pretok *p);
 /* Calls fn for each pre-token (already byte-level mapped where the pre-tokenizer says). */
-typedef int (*tk_piece_fn)(void *ctx, const char *s, size_t n); /* non-zero stops (error) */
+typedef int (*tk_piece_fn)(void *ctx, const char *s, size_t n); /* non-zero stops, returned */
 int tk_pretokenize(const tk_pretok *p, const char *s, size_t n, tk_piece_fn fn, void *ctx);
 /* GPT-2 byte ↔ unicode map. */
 extern const char *tk_byte_to_unicode[256]; /* UTF-8 of the char byte b maps to */

@@ -198,6 +198,7 @@ int kiln_encode(const kiln_tokenizer *t, const char *text, size_t len, bool add_
     if (rc == TK_TOO_LONG)
         return kiln_err_set(err, "encode: the tokenizer's normalizer makes the text more than %d times longer",
                             TK_NORM_GROWTH);
+    if (rc == TK_REGEX_FAILED) return kiln_err_set(err, "encode: the pre-tokenizer's regex failed (PCRE2 match limit)");
     if (rc) return kiln_err_set(err, "encode: " TK_OOM);
     *ids = out.p, *n_ids = out.n;
     return 0;
