@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "common/fileio.h"
 #include "kiln.h"
 
 /* ---- the allocation wrappers ---- */

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/fileio.h"
 #include "common/strbuf.h"
 #include "kiln.h"
 
