@@ -64,7 +64,12 @@ $(OUT)/kiln: $(CLI_OBJ) $(OUT)/libkiln.a
 
 $(OUT)/tests/%: tests/%.c tests/check.h $(OUT)/libkiln.a | deps
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests -o $@ $< $(OUT)/libkiln.a $(LIBS)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(OUT)/libkiln.a $(LIBS) $(TEST_LDFLAGS)
+
+# The allocation-failure test sees every allocation libkiln.a makes: the linker sends them (and JSON
+# parses) to its __wrap_* functions, which count them and fail the N-th.
+$(OUT)/tests/test_alloc_fail: TEST_LDFLAGS := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free \
+    -Wl,--wrap=strdup,--wrap=strndup,--wrap=posix_memalign,--wrap=aligned_alloc,--wrap=json_loadb,--wrap=json_loads -rdynamic
 
 # Benchmark programs (bench/*.c; the bench/*.sh scripts build and run them): build/bench/<name>.
 $(OUT)/bench/%: bench/%.c $(OUT)/libkiln.a | deps

@@ -197,7 +197,8 @@ void kiln_tokenizer_free(kiln_tokenizer *t);
  * (post-processor, add_bos_token). *ids is malloc'd. */
 int kiln_encode(const kiln_tokenizer *t, const char *text, size_t len, bool add_special, int32_t **ids,
                 size_t *n_ids, kiln_err *err);
-/* Decodes ids to UTF-8 text (malloc'd, NUL-terminated, length in *out_len if non-NULL). */
+/* Decodes ids to UTF-8 text (malloc'd, NUL-terminated, length in *out_len if non-NULL); NULL when out of
+ * memory. */
 char *kiln_decode(const kiln_tokenizer *t, const int32_t *ids, size_t n, bool skip_special, size_t *out_len);
 
 size_t kiln_tokenizer_vocab_size(const kiln_tokenizer *t); /* highest id + 1, added tokens included */
@@ -218,7 +219,8 @@ const char *kiln_tokenizer_chat_template(const kiln_tokenizer *t, const char *na
 typedef struct kiln_detok kiln_detok;
 kiln_detok *kiln_detok_new(const kiln_tokenizer *t, bool skip_special);
 void kiln_detok_free(kiln_detok *d);
-/* Returns the newly completed text after adding id (valid until the next call; length in *len). */
+/* Returns the newly completed text after adding id (valid until the next call; length in *len). Both
+ * return NULL when out of memory (push: as if id had not been pushed). */
 const char *kiln_detok_push(kiln_detok *d, int32_t id, size_t *len);
 /* Returns whatever is still held back at the end (incomplete UTF-8 becomes U+FFFD as HF does). */
 const char *kiln_detok_flush(kiln_detok *d, size_t *len);
@@ -270,16 +272,18 @@ void kiln_gen_params_add_eos(kiln_gen_params *p, int32_t id);
 
 /* Logits processors, in place over n logits; removed tokens become -INFINITY. Exactly transformers'
  * RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper and
- * MinPLogitsWarper (min_tokens_to_keep = 1 as generate() uses; ties at the top-k threshold are kept). */
-void kiln_logits_repetition_penalty(float *logits, int n, const int32_t *ids, size_t n_ids, float penalty);
+ * MinPLogitsWarper (min_tokens_to_keep = 1 as generate() uses; ties at the top-k threshold are kept).
+ * Those returning int give -1 (logits untouched) when their working memory cannot be allocated; the
+ * sampler below allocates it once, so kiln_sampler_sample never does. */
+int kiln_logits_repetition_penalty(float *logits, int n, const int32_t *ids, size_t n_ids, float penalty);
 /* OpenAI's presence / frequency penalties (vLLM's semantics): logit[id] -= frequency * count(id) +
  * presence * (count(id) > 0), counting ids[0..n_ids) (the generated ids, not the prompt). */
-void kiln_logits_presence_frequency(float *logits, int n, const int32_t *ids, size_t n_ids, float presence,
-                                    float frequency);
+int kiln_logits_presence_frequency(float *logits, int n, const int32_t *ids, size_t n_ids, float presence,
+                                   float frequency);
 void kiln_logits_temperature(float *logits, int n, float temperature);
-void kiln_logits_top_k(float *logits, int n, int k, int min_keep);
-void kiln_logits_top_p(float *logits, int n, float top_p, int min_keep);
-void kiln_logits_min_p(float *logits, int n, float min_p, int min_keep);
+int kiln_logits_top_k(float *logits, int n, int k, int min_keep);
+int kiln_logits_top_p(float *logits, int n, float top_p, int min_keep);
+int kiln_logits_min_p(float *logits, int n, float min_p, int min_keep);
 /* Softmax into probs (may equal logits); -INFINITY gives probability 0. */
 void kiln_softmax(const float *logits, float *probs, int n);
 int32_t kiln_argmax(const float *logits, int n); /* first maximum, as torch.argmax */

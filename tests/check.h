@@ -12,7 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int check_failures, tests_passed, tests_failed;
 
@@ -64,6 +68,32 @@ static inline const char *shared_path(const char *rel) {
 static inline int path_exists(const char *p) {
     struct stat st;
     return stat(p, &st) == 0;
+}
+
+/* Writes dir/name (replacing a file or an empty directory there). */
+static inline void write_test_file(const char *dir, const char *name, const char *body) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    unlink(path), rmdir(path);
+    FILE *f = fopen(path, "w");
+    if (f) fputs(body, f), fclose(f);
+}
+
+/* Runs fn(arg) in a forked child with a 10 s alarm: true if it returned true. A crash or a hang (the
+ * alarm) is false with a line on stderr, so hostile-input cases fail one by one instead of ending the
+ * test binary. */
+static inline bool in_child(bool (*fn)(const void *), const void *arg) {
+    fflush(stdout), fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(10);
+        _exit(fn(arg) ? 0 : 1);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    if (WIFSIGNALED(st))
+        fprintf(stderr, "  child died of signal %d%s\n", WTERMSIG(st), WTERMSIG(st) == SIGALRM ? " (hang)" : "");
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 }
 
 #endif

@@ -103,8 +103,102 @@ TEST(errors_are_one_line_and_named) {
           "missing dir: %s", err.msg);
 }
 
+
+/* ---- hostile files (issue 19): each in a forked child with an alarm, so a crash or hang is a FAIL ---- */
+
+static void write_file(const char *name, const char *body) { write_test_file(dir, name, body); }
+
+typedef struct {
+    bool gen; /* kiln_gen_params_load, else kiln_config_load */
+    const char *want;
+} refusal;
+
+static bool refused(const void *arg) {
+    const refusal *r = arg;
+    kiln_err err = {0};
+    kiln_config c;
+    kiln_gen_params p;
+    kiln_gen_params_default(&p);
+    int rc = r->gen ? kiln_gen_params_load(&p, dir, &err) : kiln_config_load(dir, &c, &err);
+    bool ok = rc != 0 && strstr(err.msg, r->want) && !strchr(err.msg, '\n');
+    if (!ok) fprintf(stderr, "  rc %d, error '%s', want '%s'\n", rc, err.msg, r->want);
+    return ok;
+}
+
+static bool refused_in_child(bool gen, const char *want) {
+    refusal r = {gen, want};
+    return in_child(refused, &r);
+}
+
+TEST(config_must_be_a_regular_file) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    REQUIRE(mkfifo(path, 0600) == 0, "mkfifo");
+    CHECK(refused_in_child(false, "not a regular file"), "FIFO as config.json");
+    CHECK(refused_in_child(true, "not a regular file"), "FIFO as config.json (generation params)");
+    unlink(path);
+    REQUIRE(symlink("/dev/zero", path) == 0, "symlink");
+    CHECK(refused_in_child(false, "not a regular file"), "config.json → /dev/zero");
+    unlink(path);
+    REQUIRE(mkdir(path, 0700) == 0, "mkdir");
+    CHECK(refused_in_child(false, "not a regular file"), "directory as config.json");
+    rmdir(path);
+}
+
+TEST(config_ids_range_checked) {
+    write_file("config.json", "{\"architectures\":[\"LlamaForCausalLM\"],\"eos_token_id\":-1," BASE "}");
+    CHECK(refused_in_child(false, "'eos_token_id'"), "eos_token_id -1");
+    write_file("config.json", "{\"architectures\":[\"LlamaForCausalLM\"],\"eos_token_id\":[2,-7]," BASE "}");
+    CHECK(refused_in_child(false, "eos_token_id[1]"), "eos_token_id [2,-7]");
+    write_file("config.json", "{\"architectures\":[\"LlamaForCausalLM\"],\"bos_token_id\":\"x\"," BASE "}");
+    CHECK(refused_in_child(false, "'bos_token_id'"), "bos_token_id \"x\"");
+    write_file("config.json", "{\"architectures\":[\"LlamaForCausalLM\"],\"bos_token_id\":4294967301," BASE "}");
+    CHECK(refused_in_child(false, "'bos_token_id'"), "bos_token_id 2^32+5");
+}
+
+TEST(generation_config_values_checked) {
+    write_file("config.json", "{\"architectures\":[\"LlamaForCausalLM\"],\"eos_token_id\":2," BASE "}");
+    struct {
+        const char *body, *want;
+    } cases[] = {
+        {"{\"temperature\":-1}", "'temperature'"},
+        {"{\"top_p\":2}", "'top_p'"},
+        {"{\"do_sample\":\"x\"}", "'do_sample'"},
+        {"{\"top_k\":-5}", "'top_k'"},
+        {"{\"top_k\":3.5}", "'top_k'"},
+        {"{\"min_p\":1.5}", "'min_p'"},
+        {"{\"repetition_penalty\":0}", "'repetition_penalty'"},
+        {"{\"max_new_tokens\":-3}", "'max_new_tokens'"},
+        {"{\"eos_token_id\":-1}", "'eos_token_id'"},
+        {"{\"eos_token_id\":[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]}", "more than 16"},
+        {"[1]", "not a JSON object"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_file("generation_config.json", cases[i].body);
+        CHECK(refused_in_child(true, cases[i].want) && refused_in_child(true, "generation_config.json"),
+              "generation_config.json %s not refused naming %s", cases[i].body, cases[i].want);
+    }
+    /* the values a real file has are taken, and its eos list replaces config.json's */
+    write_file("generation_config.json", "{\"do_sample\":true,\"temperature\":0.6,\"top_p\":0.95,\"top_k\":20,"
+                                         "\"eos_token_id\":[7,8],\"max_new_tokens\":64}");
+    kiln_gen_params p;
+    kiln_gen_params_default(&p);
+    kiln_err err = {0};
+    REQUIRE(kiln_gen_params_load(&p, dir, &err) == 0, "%s", err.msg);
+    CHECK(p.do_sample && p.temperature == 0.6f && p.top_p == 0.95f && p.top_k == 20 && p.max_new_tokens == 64,
+          "values: %d %g %g %d %d", p.do_sample, p.temperature, p.top_p, p.top_k, p.max_new_tokens);
+    CHECK(p.n_eos == 2 && p.eos_ids[0] == 7 && p.eos_ids[1] == 8, "eos %d", p.n_eos);
+    char path[256];
+    snprintf(path, sizeof path, "%s/generation_config.json", dir);
+    unlink(path);
+}
+
 int main(void) {
     if (!mkdtemp(dir)) return 1;
+    RUN(config_must_be_a_regular_file);
+    RUN(config_ids_range_checked);
+    RUN(generation_config_values_checked);
     RUN(fixtures);
     RUN(architectures_and_defaults);
     RUN(rope_scaling_spellings);

@@ -309,7 +309,177 @@ TEST(pathological_1mb) {
     free(noSpace), free(same);
 }
 
+
+/* ---- hostile tokenizer files (issue 19): each case runs in a forked child with an alarm, so a crash
+ * or a hang is a FAIL of that case, not the end of the binary ---- */
+
+static char hostile_dir[] = "/tmp/kiln_test_tok_XXXXXX";
+
+static void write_text(const char *name, const char *body) { write_test_file(hostile_dir, name, body); }
+
+/* A tokenizer.json around the given vocab / added_tokens / post_processor members. */
+static void write_tokenizer(const char *vocab, const char *added, const char *post) {
+    char body[4096];
+    snprintf(body, sizeof body,
+             "{\"model\":{\"type\":\"BPE\",\"vocab\":%s,\"merges\":[\"a b\"]},\"added_tokens\":%s,"
+             "\"normalizer\":null,\"pre_tokenizer\":null,\"decoder\":null,\"post_processor\":%s}",
+             vocab, added ? added : "[]", post ? post : "null");
+    write_text("tokenizer.json", body);
+}
+
+/* The open must fail with a one-line error that contains want. */
+static bool open_refused(const void *want) {
+    kiln_err err = {0};
+    kiln_tokenizer *t = kiln_tokenizer_open(hostile_dir, &err);
+    bool ok = !t && strstr(err.msg, want) && !strchr(err.msg, '\n');
+    if (!ok) fprintf(stderr, "  open: %s, error '%s', want '%s'\n", t ? "accepted" : "refused", err.msg, (const char *)want);
+    kiln_tokenizer_free(t);
+    return ok;
+}
+
+static void refuse_vocab(const char *vocab, const char *added, const char *post, const char *want) {
+    write_tokenizer(vocab, added, post);
+    CHECK(in_child(open_refused, want), "vocab %s added %s post %s: not refused with '%s'", vocab, added ? added : "[]",
+          post ? post : "null", want);
+}
+
+TEST(hostile_vocab_ids) {
+    refuse_vocab("{\"a\":0,\"b\":1,\"ab\":4294967301}", NULL, NULL, "model.vocab id"); /* 2^32 + 5 */
+    refuse_vocab("{\"a\":0,\"b\":1,\"ab\":2147483647}", NULL, NULL, "model.vocab id"); /* 2^31 - 1 */
+    refuse_vocab("{\"a\":0,\"b\":1,\"ab\":2147483648}", NULL, NULL, "model.vocab id"); /* 2^31 */
+    refuse_vocab("{\"a\":0,\"b\":1,\"ab\":-1}", NULL, NULL, "model.vocab id");
+    refuse_vocab("{\"a\":0,\"b\":1,\"ab\":\"2\"}", NULL, NULL, "model.vocab id");
+    refuse_vocab("{\"a\":0,\"b\":1,\"ab\":2.5}", NULL, NULL, "model.vocab id");
+    refuse_vocab("{\"a\":0,\"b\":1,\"ab\":1}", NULL, NULL, "given twice");
+    /* 3 strings + 1 added token: ids in [0, 4); a hole past that is refused */
+    refuse_vocab("{\"a\":0,\"b\":1,\"ab\":4}", "[{\"id\":3,\"content\":\"<s>\"}]", NULL, "[0, 4)");
+}
+
+TEST(hostile_added_and_post_ids) {
+    const char *v = "{\"a\":0,\"b\":1,\"ab\":2}";
+    refuse_vocab(v, "[{\"id\":100000,\"content\":\"<s>\"}]", NULL, "added_tokens[0]");
+    refuse_vocab(v, "[{\"id\":-1,\"content\":\"<s>\"}]", NULL, "added_tokens[0]");
+    refuse_vocab(v, "[{\"content\":\"<s>\"}]", NULL, "added_tokens[0]");
+    refuse_vocab(v, "[{\"id\":\"3\",\"content\":\"<s>\"}]", NULL, "added_tokens[0]");
+    refuse_vocab(v, NULL, "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<s>\"}},"
+                 "{\"Sequence\":{\"id\":\"A\"}}],\"special_tokens\":{\"<s>\":{\"ids\":[99999]}}}", "post_processor <s> id");
+    refuse_vocab(v, NULL, "{\"type\":\"BertProcessing\",\"cls\":[\"a\",-5],\"sep\":[\"b\",1]}", "post_processor cls id");
+}
+
+/* Holes inside [0, n + added) are fine (ids kept free for added tokens), and the vocab size counts them. */
+static bool holes_ok(const void *unused) {
+    (void)unused;
+    kiln_err err = {0};
+    kiln_tokenizer *t = kiln_tokenizer_open(hostile_dir, &err);
+    if (!t) return fprintf(stderr, "  open: %s\n", err.msg), false;
+    int32_t *ids;
+    size_t n;
+    bool ok = kiln_encode(t, "ab<s>", 5, false, &ids, &n, &err) == 0 && n == 2 && ids[0] == 4 && ids[1] == 3 &&
+              kiln_tokenizer_vocab_size(t) == 5 && kiln_token_str(t, 2) == NULL;
+    if (!ok) fprintf(stderr, "  holes: n=%zu vocab=%zu\n", n, kiln_tokenizer_vocab_size(t)), dump_ids("ids", ids, n);
+    free(ids);
+    kiln_tokenizer_free(t);
+    return ok;
+}
+
+TEST(vocab_holes_within_bound) {
+    /* 3 strings + 2 added tokens: ids in [0, 5); 2 is nobody's */
+    write_tokenizer("{\"a\":0,\"b\":1,\"ab\":4}",
+                    "[{\"id\":3,\"content\":\"<s>\",\"special\":true},{\"id\":0,\"content\":\"<unk>\"}]", NULL);
+    CHECK(in_child(holes_ok, NULL), "a vocab with a hole for added tokens should load");
+}
+
+TEST(hostile_pipeline_members) {
+    const char *base = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},%s}";
+    char body[512];
+    snprintf(body, sizeof body, base, "\"normalizer\":{\"type\":\"Prepend\"}"); /* crashed in encode */
+    write_text("tokenizer.json", body);
+    CHECK(in_child(open_refused, "Prepend"), "Prepend without a string");
+    snprintf(body, sizeof body, base, "\"decoder\":{\"type\":\"Strip\",\"content\":\" \",\"start\":-3,\"stop\":0}");
+    write_text("tokenizer.json", body);
+    CHECK(in_child(open_refused, "'start'"), "Strip with a negative start");
+}
+
+/* Encoding text with the tokenizer in hostile_dir must fail with a one-line error containing want. */
+typedef struct {
+    char text[2048];
+    const char *want;
+} encode_case;
+
+static bool encode_refused(const void *arg) {
+    const encode_case *c = arg;
+    kiln_err err = {0};
+    kiln_tokenizer *t = kiln_tokenizer_open(hostile_dir, &err);
+    if (!t) return fprintf(stderr, "  open: %s\n", err.msg), false;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    int rc = kiln_encode(t, c->text, strlen(c->text), false, &ids, &n, &err);
+    bool ok = rc != 0 && strstr(err.msg, c->want) && !strchr(err.msg, '\n') && !ids;
+    if (!ok) fprintf(stderr, "  encode rc %d (%zu ids): '%s', want '%s'\n", rc, n, err.msg, c->want);
+    free(ids);
+    kiln_tokenizer_free(t);
+    return ok;
+}
+
+/* A Replace normalizer with a 100 KB content over 2,000 characters would make 200 MB (3 GB reported
+ * with more): encode refuses once the text grows past 16 times. */
+TEST(normalizer_growth_bounded) {
+    size_t big = 100 * 1024;
+    char *content = malloc(big + 1), *body = malloc(big + 512);
+    memset(content, 'b', big), content[big] = 0;
+    sprintf(body, "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[]},\"normalizer\":"
+                  "{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\"},\"content\":\"%s\"}}", content);
+    write_text("tokenizer.json", body);
+    free(content), free(body);
+    encode_case c = {.want = "normalizer"};
+    memset(c.text, 'a', 2000);
+    CHECK(in_child(encode_refused, &c), "Replace normalizer growth not bounded");
+}
+
+/* A regex PCRE2 gives up on (catastrophic backtracking past its match limit) is an encode error, not
+ * "no match" (which silently encoded the text unsplit). */
+TEST(pretokenizer_regex_limit_is_an_error) {
+    write_text("tokenizer.json", "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[]},"
+                                 "\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(a+)+[^a]\"},"
+                                 "\"behavior\":\"Isolated\"}}");
+    encode_case c = {.want = "regex"};
+    memset(c.text, 'a', 40);
+    CHECK(in_child(encode_refused, &c), "a regex over PCRE2's match limit was taken as no match");
+}
+
+/* Only regular files are read: a directory or a FIFO in tokenizer.json's place is a one-line error, and
+ * a FIFO never blocks the open. */
+TEST(tokenizer_files_must_be_regular) {
+    char path[256];
+    snprintf(path, sizeof path, "%s/tokenizer.json", hostile_dir);
+    unlink(path);
+    REQUIRE(mkdir(path, 0700) == 0, "mkdir %s", path);
+    CHECK(in_child(open_refused, "not a regular file"), "directory as tokenizer.json");
+    rmdir(path);
+    REQUIRE(mkfifo(path, 0600) == 0, "mkfifo %s", path);
+    CHECK(in_child(open_refused, "not a regular file"), "FIFO as tokenizer.json");
+    unlink(path);
+    write_tokenizer("{\"a\":0,\"b\":1,\"ab\":2}", NULL, NULL);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", hostile_dir);
+    REQUIRE(mkfifo(path, 0600) == 0, "mkfifo %s", path);
+    CHECK(in_child(open_refused, "tokenizer_config.json: not a regular file"), "FIFO as tokenizer_config.json");
+    unlink(path);
+}
+
 int main(void) {
+    if (!mkdtemp(hostile_dir)) return printf("FAIL mkdtemp\n"), 1;
+    RUN(hostile_vocab_ids);
+    RUN(hostile_added_and_post_ids);
+    RUN(vocab_holes_within_bound);
+    RUN(hostile_pipeline_members);
+    RUN(normalizer_growth_bounded);
+    RUN(pretokenizer_regex_limit_is_an_error);
+    RUN(tokenizer_files_must_be_regular);
+    write_text("tokenizer.json", ""), write_text("tokenizer_config.json", "");
+    char p[256];
+    snprintf(p, sizeof p, "%s/tokenizer.json", hostile_dir), unlink(p);
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", hostile_dir), unlink(p);
+    rmdir(hostile_dir);
     RUN(golden_llama3);
     RUN(golden_qwen3);
     RUN(golden_llama2);

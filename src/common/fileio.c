@@ -6,11 +6,14 @@
 #include "common/fileio.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 char *kiln_path_join(const char *dir, const char *name) {
     size_t a = strlen(dir), b = strlen(name);
@@ -61,44 +64,58 @@ char *kiln_resolve_path(const char *path) {
     return cur;
 }
 
+/* Opens path for reading only if it is a regular file: O_NONBLOCK so that a FIFO cannot block the
+ * open, then fstat on what was opened (no race with a rename). -1 with err set otherwise. */
+static int open_regular(const char *path, const char *shown, off_t *size, kiln_err *err) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return kiln_err_set(err, "%s: %s", shown, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        kiln_err_set(err, "%s: %s", shown, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        kiln_err_set(err, "%s: not a regular file (%s)", shown, S_ISDIR(st.st_mode) ? "a directory"
+                     : S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISCHR(st.st_mode) ? "a character device" : "special file");
+        close(fd);
+        return -1;
+    }
+    *size = st.st_size;
+    return fd;
+}
+
 char *kiln_read_file(const char *path, size_t *len, kiln_err *err) {
     char *real = kiln_resolve_path(path);
     if (!real) {
         kiln_err_set(err, "%s: out of memory", path);
         return NULL;
     }
-    FILE *f = fopen(real, "rb");
-    if (!f) {
-        kiln_err_set(err, "%s: %s", path, strerror(errno));
-        free(real);
-        return NULL;
-    }
+    off_t size = 0;
+    int fd = open_regular(real, path, &size, err);
     free(real);
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n + 65536 + 1 > cap) {
-            cap = cap ? cap * 2 : 1 << 20;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                kiln_err_set(err, "%s: out of memory", path);
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        kiln_err_set(err, "%s: read error", path);
+    if (fd < 0) return NULL;
+    /* Bounded by the size fstat gave: a file that grows while it is read is cut there. */
+    char *buf = (uint64_t)size < SIZE_MAX ? malloc((size_t)size + 1) : NULL;
+    if (!buf) {
+        close(fd);
+        kiln_err_set(err, "%s: out of memory (%lld bytes)", path, (long long)size);
         return NULL;
     }
+    size_t n = 0;
+    while (n < (size_t)size) {
+        ssize_t r = read(fd, buf + n, (size_t)size - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            kiln_err_set(err, "%s: read error: %s", path, strerror(errno));
+            free(buf);
+            close(fd);
+            return NULL;
+        }
+        if (r == 0) break; /* it shrank: what is there */
+        n += (size_t)r;
+    }
+    close(fd);
     buf[n] = 0;
     if (len) *len = n;
     return buf;

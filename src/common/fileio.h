@@ -8,7 +8,8 @@
 
 /* Reads a whole file into a NUL-terminated malloc'd buffer. If the file is a git "symlink stored as text"
  * (a short file whose whole content is a relative path to an existing file, as checkouts with
- * core.symlinks=false leave them), the target is read instead. */
+ * core.symlinks=false leave them), the target is read instead. Only a regular file is read (a directory,
+ * FIFO or device is a one-line error, never a hang), and no more than the size it had when opened. */
 char *kiln_read_file(const char *path, size_t *len, kiln_err *err);
 /* dir + "/" + name, malloc'd. */
 char *kiln_path_join(const char *dir, const char *name);

@@ -8,27 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/strbuf.h"
 #include "kiln.h"
-
-typedef struct {
-    char *p;
-    size_t n, cap;
-} buf;
-
-static int buf_add(buf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) return -1;
-        b->p = np;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-    return 0;
-}
 
 struct kiln_gen_seq {
     const kiln_tokenizer *tok;
@@ -41,10 +22,10 @@ struct kiln_gen_seq {
     int32_t think_start_id, think_end_id;
     bool in_think;
     kiln_finish finish;
-    buf hold;     /* text not yet emitted (possible start of a stop string) */
-    buf emitted;  /* everything emitted, both parts, tags excluded */
-    size_t split; /* emitted.n when the last </think> arrived */
-    buf step;     /* this step's text */
+    strbuf hold;    /* text not yet emitted (possible start of a stop string) */
+    strbuf emitted; /* everything emitted, both parts, tags excluded */
+    size_t split;   /* emitted.len when the last </think> arrived */
+    strbuf step;    /* this step's text */
 };
 
 const char *kiln_finish_name(kiln_finish f) {
@@ -75,10 +56,8 @@ kiln_gen_seq *kiln_gen_seq_new(const kiln_tokenizer *t, const kiln_gen_params *p
     g->vocab = vocab_size;
     g->cap_hist = n_prompt + (size_t)(p->max_new_tokens > 0 ? p->max_new_tokens : 0) + 1;
     g->hist = malloc(g->cap_hist * sizeof *g->hist);
-    g->sampler = kiln_sampler_new(p, vocab_size, err);
-    g->detok = t ? kiln_detok_new(t, true) : NULL;
-    if (!g->hist || !g->sampler || (t && !g->detok)) {
-        if (g->hist && g->sampler) kiln_err_set(err, "out of memory");
+    if (!g->hist || !(g->sampler = kiln_sampler_new(p, vocab_size, err)) || (t && !(g->detok = kiln_detok_new(t, true)))) {
+        if (!g->hist || g->sampler) kiln_err_set(err, "out of memory"); /* else the sampler said why */
         kiln_gen_seq_free(g);
         return NULL;
     }
@@ -103,9 +82,9 @@ void kiln_gen_seq_free(kiln_gen_seq *g) {
     kiln_sampler_free(g->sampler);
     if (g->detok) kiln_detok_free(g->detok);
     free(g->hist);
-    free(g->hold.p);
-    free(g->emitted.p);
-    free(g->step.p);
+    strbuf_free(&g->hold);
+    strbuf_free(&g->emitted);
+    strbuf_free(&g->step);
     free(g);
 }
 
@@ -113,14 +92,14 @@ static size_t n_gen(const kiln_gen_seq *g) { return g->n_hist - g->n_prompt; }
 static bool stops_active(const kiln_gen_seq *g) { return n_gen(g) >= (size_t)g->p.min_new_tokens; }
 
 static int emit(kiln_gen_seq *g, const char *s, size_t n) {
-    return buf_add(&g->step, s, n) || buf_add(&g->emitted, s, n) ? -1 : 0;
+    return strbuf_put(&g->step, s, n) || strbuf_put(&g->emitted, s, n) ? -1 : 0;
 }
 
 /* Moves what is certain out of hold: up to a stop string (then finish), else all but a tail that is
  * a prefix of some stop string. final: the sequence ends, so the tail goes out too. */
 static int drain_hold(kiln_gen_seq *g, bool final) {
-    buf *h = &g->hold;
-    if (h->n == 0) return 0;
+    strbuf *h = &g->hold;
+    if (h->len == 0) return 0;
     size_t keep = 0;
     /* While --min-new-tokens suppresses stops, possible starts of a stop string are still held back,
      * so that one which completes on or after the min-th token stops the sequence unprinted. */
@@ -129,12 +108,12 @@ static int drain_hold(kiln_gen_seq *g, bool final) {
         for (int i = 0; i < g->p.n_stop; i++) {
             const char *s = g->p.stop[i];
             if (!s || !*s) continue;
-            const char *at = memmem(h->p, h->n, s, strlen(s));
+            const char *at = memmem(h->p, h->len, s, strlen(s));
             if (at && (size_t)(at - h->p) < first) first = (size_t)(at - h->p);
         }
         if (first != SIZE_MAX) {
             int rc = emit(g, h->p, first);
-            h->n = 0;
+            strbuf_clear(h);
             g->finish = KILN_FINISH_STOP;
             return rc;
         }
@@ -144,15 +123,16 @@ static int drain_hold(kiln_gen_seq *g, bool final) {
             const char *s = g->p.stop[i];
             size_t ls = s ? strlen(s) : 0;
             for (size_t k = ls > 0 ? ls - 1 : 0; k > keep; k--)
-                if (k <= h->n && memcmp(h->p + h->n - k, s, k) == 0) {
+                if (k <= h->len && memcmp(h->p + h->len - k, s, k) == 0) {
                     keep = k;
                     break;
                 }
         }
-    size_t out = h->n - keep;
+    size_t out = h->len - keep;
     if (emit(g, h->p, out)) return -1;
     memmove(h->p, h->p + out, keep);
-    h->n = keep;
+    h->len = keep;
+    h->p[keep] = 0;
     return 0;
 }
 
@@ -160,16 +140,18 @@ static int flush_detok(kiln_gen_seq *g) {
     if (!g->detok) return 0;
     size_t n = 0;
     const char *s = kiln_detok_flush(g->detok, &n);
-    if (n && buf_add(&g->hold, s, n)) return -1;
+    if (!s || strbuf_put(&g->hold, s, n)) return -1;
+    kiln_detok *fresh = kiln_detok_new(g->tok, true);
+    if (!fresh) return -1;
     kiln_detok_free(g->detok);
-    g->detok = kiln_detok_new(g->tok, true);
-    return g->detok ? 0 : -1;
+    g->detok = fresh;
+    return 0;
 }
 
 int kiln_gen_seq_push(kiln_gen_seq *g, int32_t tok, kiln_gen_step *out) {
     memset(out, 0, sizeof *out);
     out->token = tok;
-    g->step.n = 0;
+    strbuf_clear(&g->step);
     if (g->finish != KILN_FINISH_NONE) {
         out->finish = g->finish;
         out->text = "";
@@ -194,14 +176,14 @@ int kiln_gen_seq_push(kiln_gen_seq *g, int32_t tok, kiln_gen_step *out) {
         rc = flush_detok(g) || drain_hold(g, true);
         if (tok == g->think_end_id) {
             g->in_think = false;
-            g->split = g->emitted.n;
+            g->split = g->emitted.len;
         } else {
             g->in_think = true;
         }
     } else if (g->detok) {
         size_t n = 0;
         const char *s = kiln_detok_push(g->detok, tok, &n);
-        if (n) rc = buf_add(&g->hold, s, n);
+        rc = !s || strbuf_put(&g->hold, s, n) ? -1 : 0;
     }
     if (!rc && g->finish == KILN_FINISH_NONE && g->p.max_new_tokens > 0 &&
         n_gen(g) >= (size_t)g->p.max_new_tokens)
@@ -210,11 +192,11 @@ int kiln_gen_seq_push(kiln_gen_seq *g, int32_t tok, kiln_gen_step *out) {
         bool final = g->finish != KILN_FINISH_NONE;
         if (final) rc = flush_detok(g);
         if (!rc) rc = drain_hold(g, final);
-        if (!rc && g->finish == KILN_FINISH_STOP) g->hold.n = 0;
+        if (!rc && g->finish == KILN_FINISH_STOP) strbuf_clear(&g->hold);
     }
     out->finish = g->finish;
     out->text = g->step.p ? g->step.p : "";
-    out->text_len = g->step.n;
+    out->text_len = g->step.len;
     return rc;
 }
 
@@ -247,7 +229,7 @@ static char *trimmed_copy(const char *s, size_t n) {
 int kiln_gen_seq_result(const kiln_gen_seq *g, char **content, char **thinking, kiln_err *err) {
     const char *e = g->emitted.p ? g->emitted.p : "";
     *thinking = trimmed_copy(e, g->split);
-    *content = trimmed_copy(e + g->split, g->emitted.n - g->split);
+    *content = trimmed_copy(e + g->split, g->emitted.len - g->split);
     if (!*thinking || !*content) {
         free(*thinking);
         free(*content);

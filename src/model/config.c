@@ -2,6 +2,8 @@
  *
  * Only the fields the forward pass needs are read; each is validated so that a bad config fails here,
  * with the field named, rather than as a shape mismatch or a crash later. */
+#include <float.h>
+#include <limits.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +11,7 @@
 #include <string.h>
 
 #include "common/fileio.h"
+#include "common/json_get.h"
 #include "kiln.h"
 
 static const struct {
@@ -21,45 +24,34 @@ static const struct {
     {"Qwen3ForCausalLM", KILN_ARCH_QWEN3},
 };
 
-/* Integer field: required (def < 0 means required) and within [lo, hi]. */
+/* The json_get getters, with the file's path in front of their "'key' must be ..." and a default or
+ * "missing field" for an absent key. def REQUIRED (integers) or NaN (numbers) means required. */
+#define REQUIRED LONG_MIN
 static int get_int(json_t *o, const char *key, long def, long lo, long hi, int *out, const char *path,
                    kiln_err *err) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) {
-        if (def < 0) return kiln_err_set(err, "%s: missing field '%s'", path, key);
-        *out = (int)def;
-        return 0;
-    }
-    if (!json_is_integer(v)) return kiln_err_set(err, "%s: field '%s' is not an integer", path, key);
-    json_int_t x = json_integer_value(v);
-    if (x < lo || x > hi) return kiln_err_set(err, "%s: field '%s' = %lld out of range [%ld, %ld]", path, key, (long long)x, lo, hi);
+    long long x = def;
+    kiln_err e;
+    int rc = json_get_int(o, key, lo, hi, &x, &e);
+    if (rc < 0) return kiln_err_set(err, "%s: %s", path, e.msg);
+    if (rc == 0 && def == REQUIRED) return kiln_err_set(err, "%s: missing field '%s'", path, key);
     *out = (int)x;
     return 0;
 }
 
-/* Number field (integer or real), optional with default. */
 static int get_num(json_t *o, const char *key, double def, double *out, const char *path, kiln_err *err) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) {
-        if (isnan(def)) return kiln_err_set(err, "%s: missing field '%s'", path, key);
-        *out = def;
-        return 0;
-    }
-    if (!json_is_number(v)) return kiln_err_set(err, "%s: field '%s' is not a number", path, key);
-    *out = json_number_value(v);
-    if (!isfinite(*out)) return kiln_err_set(err, "%s: field '%s' is not finite", path, key);
+    double x = def;
+    kiln_err e;
+    int rc = json_get_num(o, key, -DBL_MAX, DBL_MAX, &x, &e);
+    if (rc < 0) return kiln_err_set(err, "%s: %s", path, e.msg);
+    if (rc == 0 && isnan(def)) return kiln_err_set(err, "%s: missing field '%s'", path, key);
+    *out = x;
     return 0;
 }
 
 static int get_bool(json_t *o, const char *key, bool def, bool *out, const char *path, kiln_err *err) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) {
-        *out = def;
-        return 0;
-    }
-    if (!json_is_boolean(v)) return kiln_err_set(err, "%s: field '%s' is not a boolean", path, key);
-    *out = json_is_true(v);
-    return 0;
+    kiln_err e;
+    *out = def;
+    return json_get_bool(o, key, out, &e) < 0 ? kiln_err_set(err, "%s: %s", path, e.msg) : 0;
 }
 
 static int parse_rope_scaling(json_t *rs, kiln_config *c, const char *path, kiln_err *err) {
@@ -83,7 +75,7 @@ static int parse_rope_scaling(json_t *rs, kiln_config *c, const char *path, kiln
         c->rope_type = KILN_ROPE_LLAMA3;
         if (get_num(rs, "low_freq_factor", NAN, &c->rope_low_freq_factor, path, err) ||
             get_num(rs, "high_freq_factor", NAN, &c->rope_high_freq_factor, path, err) ||
-            get_int(rs, "original_max_position_embeddings", -1, 1, 1L << 30, &c->rope_original_max_pos, path, err))
+            get_int(rs, "original_max_position_embeddings", REQUIRED, 1, 1L << 30, &c->rope_original_max_pos, path, err))
             return -1;
         if (!(c->rope_high_freq_factor > c->rope_low_freq_factor) || c->rope_low_freq_factor <= 0)
             return kiln_err_set(err, "%s: rope_scaling needs 0 < low_freq_factor < high_freq_factor", path);
@@ -92,21 +84,24 @@ static int parse_rope_scaling(json_t *rs, kiln_config *c, const char *path, kiln
     return kiln_err_set(err, "%s: rope_scaling type '%s' not supported (default, linear, llama3)", path, type);
 }
 
+#define MAX_TOKEN_ID (1L << 30) /* ids index the logits: above any vocab_size we accept (1 << 28) */
+
 static int parse_eos(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
     json_t *v = json_object_get(o, "eos_token_id");
     c->n_eos_token_ids = 0;
     if (!v || json_is_null(v)) return 0;
-    if (json_is_integer(v)) {
-        c->eos_token_ids[c->n_eos_token_ids++] = (int)json_integer_value(v);
-        return 0;
+    if (!json_is_array(v)) {
+        c->n_eos_token_ids = 1;
+        return get_int(o, "eos_token_id", REQUIRED, 0, MAX_TOKEN_ID, &c->eos_token_ids[0], path, err);
     }
-    if (!json_is_array(v)) return kiln_err_set(err, "%s: eos_token_id is neither an integer nor a list", path);
     size_t i;
     json_t *e;
     json_array_foreach(v, i, e) {
-        if (!json_is_integer(e)) return kiln_err_set(err, "%s: eos_token_id[%zu] is not an integer", path, i);
+        long long id;
+        if (json_int_value(e, 0, MAX_TOKEN_ID, &id))
+            return kiln_err_set(err, "%s: eos_token_id[%zu] must be an integer between 0 and %ld", path, i, MAX_TOKEN_ID);
         if (c->n_eos_token_ids == 8) return kiln_err_set(err, "%s: more than 8 eos_token_id values", path);
-        c->eos_token_ids[c->n_eos_token_ids++] = (int)json_integer_value(e);
+        c->eos_token_ids[c->n_eos_token_ids++] = (int)id;
     }
     return 0;
 }
@@ -143,19 +138,17 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
     snprintf(c->model_type, sizeof c->model_type, "%s", json_is_string(mt) ? json_string_value(mt) : "");
 
     const long BIG = 1L << 24;
-    if (get_int(o, "hidden_size", -1, 1, BIG, &c->hidden_size, path, err) ||
-        get_int(o, "intermediate_size", -1, 1, BIG, &c->intermediate_size, path, err) ||
-        get_int(o, "num_hidden_layers", -1, 1, 4096, &c->n_layers, path, err) ||
-        get_int(o, "num_attention_heads", -1, 1, 4096, &c->n_heads, path, err) ||
+    if (get_int(o, "hidden_size", REQUIRED, 1, BIG, &c->hidden_size, path, err) ||
+        get_int(o, "intermediate_size", REQUIRED, 1, BIG, &c->intermediate_size, path, err) ||
+        get_int(o, "num_hidden_layers", REQUIRED, 1, 4096, &c->n_layers, path, err) ||
+        get_int(o, "num_attention_heads", REQUIRED, 1, 4096, &c->n_heads, path, err) ||
         get_int(o, "num_key_value_heads", c->n_heads, 1, 4096, &c->n_kv_heads, path, err) ||
-        get_int(o, "vocab_size", -1, 1, 1L << 28, &c->vocab_size, path, err) ||
+        get_int(o, "vocab_size", REQUIRED, 1, 1L << 28, &c->vocab_size, path, err) ||
         get_int(o, "max_position_embeddings", 2048, 1, 1L << 28, &c->max_position_embeddings, path, err))
         return -1;
-    c->bos_token_id = -1; /* none unless given */
-    if (json_is_integer(json_object_get(o, "bos_token_id")) && get_int(o, "bos_token_id", 0, 0, 1L << 30, &c->bos_token_id, path, err))
-        return -1;
+    if (get_int(o, "bos_token_id", -1, 0, MAX_TOKEN_ID, &c->bos_token_id, path, err)) return -1;
     /* head_dim: explicit (Qwen3: 128 with hidden 1024 / 16 heads) or derived. */
-    if (c->hidden_size % c->n_heads && !json_is_integer(json_object_get(o, "head_dim")))
+    if (c->hidden_size % c->n_heads && !json_is_number(json_object_get(o, "head_dim")))
         return kiln_err_set(err, "%s: hidden_size %d not divisible by num_attention_heads %d and no head_dim", path,
                             c->hidden_size, c->n_heads);
     if (get_int(o, "head_dim", c->hidden_size / c->n_heads, 2, 65536, &c->head_dim, path, err)) return -1;

@@ -1,9 +1,13 @@
 /* params.c — generation parameters: transformers' GenerationConfig defaults and generation_config.json. */
+#include <errno.h>
 #include <jansson.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <sys/stat.h>
 
 #include "common/fileio.h"
+#include "common/json_get.h"
 #include "kiln.h"
 
 void kiln_gen_params_default(kiln_gen_params *p) {
@@ -21,36 +25,89 @@ void kiln_gen_params_default(kiln_gen_params *p) {
     p->think_end_id = -1;
 }
 
-void kiln_gen_params_add_eos(kiln_gen_params *p, int32_t id) {
-    if (id < 0) return;
+static bool has_eos(const kiln_gen_params *p, int32_t id) {
     for (int i = 0; i < p->n_eos; i++)
-        if (p->eos_ids[i] == id) return;
-    if (p->n_eos < KILN_GEN_MAX_EOS) p->eos_ids[p->n_eos++] = id;
+        if (p->eos_ids[i] == id) return true;
+    return false;
 }
 
-/* eos_token_id: an int or a list of ints (null: none). */
-static int add_eos_json(kiln_gen_params *p, json_t *v, const char *file, kiln_err *err) {
-    if (!v || json_is_null(v)) return 0;
-    if (json_is_integer(v)) {
-        kiln_gen_params_add_eos(p, (int32_t)json_integer_value(v));
-        return 0;
+void kiln_gen_params_add_eos(kiln_gen_params *p, int32_t id) {
+    if (id >= 0 && !has_eos(p, id) && p->n_eos < KILN_GEN_MAX_EOS) p->eos_ids[p->n_eos++] = id;
+}
+
+#define MAX_TOKEN_ID (1LL << 30) /* as config.json's ids (src/model/config.c) */
+
+static int add_eos_id(kiln_gen_params *p, long long id, const char *file, kiln_err *err) {
+    if (!has_eos(p, (int32_t)id) && p->n_eos == KILN_GEN_MAX_EOS)
+        return kiln_err_set(err, "%s: more than %d eos_token_id values", file, KILN_GEN_MAX_EOS);
+    kiln_gen_params_add_eos(p, (int32_t)id);
+    return 0;
+}
+
+/* eos_token_id: an int or a list of ints (null: none), each in [0, MAX_TOKEN_ID]. */
+static int add_eos_json(kiln_gen_params *p, json_t *root, const char *file, kiln_err *err) {
+    json_t *v = json_object_get(root, "eos_token_id");
+    if (!json_is_array(v)) {
+        long long id;
+        kiln_err e;
+        int rc = json_get_int(root, "eos_token_id", 0, MAX_TOKEN_ID, &id, &e);
+        if (rc < 0) return kiln_err_set(err, "%s: %s (or a list of them)", file, e.msg);
+        return rc ? add_eos_id(p, id, file, err) : 0;
     }
-    if (!json_is_array(v)) return kiln_err_set(err, "%s: eos_token_id must be an integer or a list", file);
     size_t i;
     json_t *x;
     json_array_foreach(v, i, x) {
-        if (!json_is_integer(x)) return kiln_err_set(err, "%s: eos_token_id[%zu] is not an integer", file, i);
-        kiln_gen_params_add_eos(p, (int32_t)json_integer_value(x));
+        long long id;
+        if (json_int_value(x, 0, MAX_TOKEN_ID, &id))
+            return kiln_err_set(err, "%s: eos_token_id[%zu] must be an integer between 0 and %lld", file, i, MAX_TOKEN_ID);
+        if (add_eos_id(p, id, file, err)) return -1;
     }
     return 0;
 }
 
-static int get_num(json_t *o, const char *key, double *out, const char *file, kiln_err *err) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_number(v)) return kiln_err_set(err, "%s: %s must be a number", file, key);
-    *out = json_number_value(v);
-    return 1;
+/* GenerationConfig fields, with the ranges transformers' processors accept; only those present change p. */
+static int load_generation(kiln_gen_params *p, json_t *o, kiln_err *e) {
+    double temperature = p->temperature, top_p = p->top_p, min_p = p->min_p, rep = p->repetition_penalty;
+    long long top_k = p->top_k, max_new = p->max_new_tokens, min_new = p->min_new_tokens;
+    if (json_get_bool(o, "do_sample", &p->do_sample, e) < 0 ||
+        json_get_num(o, "temperature", 0, 1e6, &temperature, e) < 0 || json_get_int(o, "top_k", 0, INT_MAX, &top_k, e) < 0 ||
+        json_get_num(o, "top_p", 0, 1, &top_p, e) < 0 || json_get_num(o, "min_p", 0, 1, &min_p, e) < 0 ||
+        json_get_num(o, "repetition_penalty", 0, 1e6, &rep, e) < 0 ||
+        json_get_int(o, "max_new_tokens", 0, INT_MAX, &max_new, e) < 0 ||
+        json_get_int(o, "min_new_tokens", 0, INT_MAX, &min_new, e) < 0)
+        return -1;
+    if (rep <= 0) return kiln_err_set(e, "'repetition_penalty' must be > 0, got %g", rep);
+    p->temperature = (float)temperature, p->top_p = (float)top_p, p->min_p = (float)min_p;
+    p->repetition_penalty = (float)rep, p->top_k = (int)top_k;
+    p->max_new_tokens = (int)max_new, p->min_new_tokens = (int)min_new;
+    return 0;
+}
+
+/* path as a JSON object; NULL without an error when the file is absent. */
+static json_t *load_optional(const char *path, kiln_err *err) {
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT) return NULL;
+    size_t len;
+    char *text = kiln_read_file(path, &len, err);
+    json_error_t je;
+    json_t *root = text ? json_loadb(text, len, 0, &je) : NULL;
+    if (text && !json_is_object(root)) kiln_err_set(err, "%s: %s", path, root ? "not a JSON object" : je.text);
+    if (!json_is_object(root)) json_decref(root), root = NULL;
+    free(text);
+    return root;
+}
+
+/* One of the two files; config.json (gen false) gives only its eos_token_id. */
+static int load_file(kiln_gen_params *p, const char *path, bool gen, kiln_err *err) {
+    kiln_err e = {0};
+    json_t *root = load_optional(path, &e);
+    if (!root) return e.msg[0] ? kiln_err_set(err, "%s", e.msg) : 0; /* both optional here */
+    int rc = gen ? load_generation(p, root, &e) : 0;
+    if (rc) kiln_err_set(err, "%s: %s", path, e.msg);
+    if (!rc && gen && json_object_get(root, "eos_token_id")) p->n_eos = 0; /* generation_config wins */
+    if (!rc) rc = add_eos_json(p, root, path, err);
+    json_decref(root);
+    return rc;
 }
 
 int kiln_gen_params_load(kiln_gen_params *p, const char *model_dir, kiln_err *err) {
@@ -58,39 +115,9 @@ int kiln_gen_params_load(kiln_gen_params *p, const char *model_dir, kiln_err *er
     const char *names[2] = {"config.json", "generation_config.json"};
     for (int f = 0; f < 2; f++) {
         char *path = kiln_path_join(model_dir, names[f]);
-        char *real = kiln_resolve_path(path);
+        if (!path) return kiln_err_set(err, "%s: out of memory", model_dir);
+        int rc = load_file(p, path, f == 1, err);
         free(path);
-        if (!real || access(real, R_OK) != 0) {
-            free(real);
-            continue; /* both optional here: the model loader insists on config.json */
-        }
-        json_error_t je;
-        json_t *root = json_load_file(real, 0, &je);
-        if (!root || !json_is_object(root)) {
-            kiln_err_set(err, "%s: %s", real, root ? "not a JSON object" : je.text);
-            json_decref(root);
-            free(real);
-            return -1;
-        }
-        int rc = 0;
-        if (f == 1) { /* GenerationConfig fields; only those present change p */
-            double x;
-            json_t *ds = json_object_get(root, "do_sample");
-            if (ds && json_is_boolean(ds)) p->do_sample = json_is_true(ds);
-            if ((rc = get_num(root, "temperature", &x, real, err)) > 0) p->temperature = (float)x;
-            if (rc >= 0 && (rc = get_num(root, "top_k", &x, real, err)) > 0) p->top_k = (int)x;
-            if (rc >= 0 && (rc = get_num(root, "top_p", &x, real, err)) > 0) p->top_p = (float)x;
-            if (rc >= 0 && (rc = get_num(root, "min_p", &x, real, err)) > 0) p->min_p = (float)x;
-            if (rc >= 0 && (rc = get_num(root, "repetition_penalty", &x, real, err)) > 0)
-                p->repetition_penalty = (float)x;
-            if (rc >= 0 && (rc = get_num(root, "max_new_tokens", &x, real, err)) > 0) p->max_new_tokens = (int)x;
-            if (rc >= 0 && (rc = get_num(root, "min_new_tokens", &x, real, err)) > 0) p->min_new_tokens = (int)x;
-            if (rc > 0) rc = 0;
-            if (rc == 0 && json_object_get(root, "eos_token_id")) p->n_eos = 0; /* generation_config wins */
-        }
-        if (rc == 0) rc = add_eos_json(p, json_object_get(root, "eos_token_id"), real, err);
-        json_decref(root);
-        free(real);
         if (rc) return -1;
     }
     return 0;

@@ -18,34 +18,52 @@
 
 #include "kiln.h"
 
-void kiln_logits_repetition_penalty(float *logits, int n, const int32_t *ids, size_t n_ids, float penalty) {
+/* The processors' working memory, n entries each: the sampler owns one for its vocabulary (allocated
+ * with it, so sampling never allocates); the public one-off calls make one per call. */
+typedef struct {
+    unsigned char *seen;
+    float *probs, *sorted;
+    int *idx;
+} scratch;
+
+static void scratch_free(scratch *sc) {
+    free(sc->seen), free(sc->probs), free(sc->sorted), free(sc->idx);
+    memset(sc, 0, sizeof *sc);
+}
+
+static int scratch_init(scratch *sc, int n) {
+    size_t m = n > 0 ? (size_t)n : 1;
+    sc->seen = malloc(m), sc->probs = malloc(m * sizeof(float)), sc->sorted = malloc(m * sizeof(float));
+    sc->idx = malloc(m * sizeof(int));
+    if (sc->seen && sc->probs && sc->sorted && sc->idx) return 0;
+    scratch_free(sc);
+    return -1;
+}
+
+static void repetition_penalty(float *logits, int n, const int32_t *ids, size_t n_ids, float penalty, scratch *sc) {
     if (penalty == 1.0f || n_ids == 0) return;
     /* transformers gathers all scores first, then scatters: an id that appears twice is penalised once.
      * A seen-bitmap gives the same result. */
-    unsigned char *seen = calloc((size_t)n, 1);
-    if (!seen) return;
+    memset(sc->seen, 0, (size_t)n);
     for (size_t i = 0; i < n_ids; i++) {
         int32_t id = ids[i];
-        if (id < 0 || id >= n || seen[id]) continue;
-        seen[id] = 1;
+        if (id < 0 || id >= n || sc->seen[id]) continue;
+        sc->seen[id] = 1;
         float s = logits[id];
         logits[id] = s < 0 ? s * penalty : s / penalty;
     }
-    free(seen);
 }
 
-void kiln_logits_presence_frequency(float *logits, int n, const int32_t *ids, size_t n_ids, float presence,
-                                    float frequency) {
+static void presence_frequency(float *logits, int n, const int32_t *ids, size_t n_ids, float presence,
+                               float frequency, scratch *sc) {
     if ((presence == 0 && frequency == 0) || n_ids == 0) return;
-    unsigned char *seen = presence != 0 ? calloc((size_t)n, 1) : NULL;
-    if (presence != 0 && !seen) return;
+    memset(sc->seen, 0, (size_t)n);
     for (size_t i = 0; i < n_ids; i++) {
         int32_t id = ids[i];
         if (id < 0 || id >= n) continue;
         logits[id] -= frequency; /* once per occurrence: frequency * count */
-        if (seen && !seen[id]) seen[id] = 1, logits[id] -= presence;
+        if (!sc->seen[id]) sc->seen[id] = 1, logits[id] -= presence;
     }
-    free(seen);
 }
 
 void kiln_logits_temperature(float *logits, int n, float temperature) {
@@ -58,16 +76,13 @@ static int cmp_float_desc(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
-void kiln_logits_top_k(float *logits, int n, int k, int min_keep) {
+static void top_k(float *logits, int n, int k, int min_keep, scratch *sc) {
     if (k <= 0) return;
     if (k < min_keep) k = min_keep;
     if (k >= n) return;
-    float *tmp = malloc((size_t)n * sizeof *tmp);
-    if (!tmp) return;
-    memcpy(tmp, logits, (size_t)n * sizeof *tmp);
-    qsort(tmp, (size_t)n, sizeof *tmp, cmp_float_desc);
-    float kth = tmp[k - 1];
-    free(tmp);
+    memcpy(sc->sorted, logits, (size_t)n * sizeof *sc->sorted);
+    qsort(sc->sorted, (size_t)n, sizeof *sc->sorted, cmp_float_desc);
+    float kth = sc->sorted[k - 1];
     for (int i = 0; i < n; i++)
         if (logits[i] < kth) logits[i] = -INFINITY;
 }
@@ -107,52 +122,58 @@ static int cmp_idx_asc(const void *a, const void *b, void *keys) {
     return (i > j) - (i < j);
 }
 
-static int *sorted_ascending(const float *logits, int n) {
-    int *idx = malloc((size_t)n * sizeof *idx);
-    if (!idx) return NULL;
+static void sort_ascending(const float *logits, int n, int *idx) {
     for (int i = 0; i < n; i++) idx[i] = i;
     qsort_r(idx, (size_t)n, sizeof *idx, cmp_idx_asc, (void *)logits);
-    return idx;
 }
 
-void kiln_logits_top_p(float *logits, int n, float top_p, int min_keep) {
-    if (top_p >= 1.0f || n <= 0) return;
-    int *idx = sorted_ascending(logits, n);
-    float *probs = malloc((size_t)n * sizeof *probs);
-    float *sorted = malloc((size_t)n * sizeof *sorted);
-    if (!idx || !probs || !sorted) goto done;
-    for (int i = 0; i < n; i++) sorted[i] = logits[idx[i]];
-    kiln_softmax(sorted, probs, n);
-    float cum = 0, thresh = 1.0f - top_p;
+static void top_p(float *logits, int n, float p, int min_keep, scratch *sc) {
+    if (p >= 1.0f || n <= 0) return;
+    sort_ascending(logits, n, sc->idx);
+    for (int i = 0; i < n; i++) sc->sorted[i] = logits[sc->idx[i]];
+    kiln_softmax(sc->sorted, sc->probs, n);
+    float cum = 0, thresh = 1.0f - p;
     for (int i = 0; i < n; i++) {
-        cum += probs[i]; /* float32 running sum, in ascending order, as torch.cumsum */
-        if (cum <= thresh && i < n - min_keep) logits[idx[i]] = -INFINITY;
+        cum += sc->probs[i]; /* float32 running sum, in ascending order, as torch.cumsum */
+        if (cum <= thresh && i < n - min_keep) logits[sc->idx[i]] = -INFINITY;
     }
-done:
-    free(idx);
-    free(probs);
-    free(sorted);
 }
 
-void kiln_logits_min_p(float *logits, int n, float min_p, int min_keep) {
-    if (min_p <= 0 || n <= 0) return;
-    float *probs = malloc((size_t)n * sizeof *probs);
-    int *idx = sorted_ascending(logits, n);
-    if (!probs || !idx) goto done;
-    kiln_softmax(logits, probs, n);
+static void min_p(float *logits, int n, float p, int min_keep, scratch *sc) {
+    if (p <= 0 || n <= 0) return;
+    sort_ascending(logits, n, sc->idx);
+    kiln_softmax(logits, sc->probs, n);
     float top = 0;
     for (int i = 0; i < n; i++)
-        if (probs[i] > top) top = probs[i];
-    float scaled = min_p * top;
+        if (sc->probs[i] > top) top = sc->probs[i];
+    float scaled = p * top;
     /* the min_keep most likely tokens (the end of the ascending order) always survive */
     for (int r = 0; r < n - min_keep; r++) {
-        int i = idx[r];
-        if (probs[i] < scaled) logits[i] = -INFINITY;
+        int i = sc->idx[r];
+        if (sc->probs[i] < scaled) logits[i] = -INFINITY;
     }
-done:
-    free(probs);
-    free(idx);
 }
+
+/* The public one-off processors: their own scratch, -1 (logits untouched) when it cannot be had. */
+#define WITH_SCRATCH(n, call)              \
+    do {                                   \
+        scratch sc_;                       \
+        if (scratch_init(&sc_, n)) return -1; \
+        call;                              \
+        scratch_free(&sc_);                \
+        return 0;                          \
+    } while (0)
+
+int kiln_logits_repetition_penalty(float *logits, int n, const int32_t *ids, size_t n_ids, float penalty) {
+    WITH_SCRATCH(n, repetition_penalty(logits, n, ids, n_ids, penalty, &sc_));
+}
+int kiln_logits_presence_frequency(float *logits, int n, const int32_t *ids, size_t n_ids, float presence,
+                                   float frequency) {
+    WITH_SCRATCH(n, presence_frequency(logits, n, ids, n_ids, presence, frequency, &sc_));
+}
+int kiln_logits_top_k(float *logits, int n, int k, int min_keep) { WITH_SCRATCH(n, top_k(logits, n, k, min_keep, &sc_)); }
+int kiln_logits_top_p(float *logits, int n, float p, int min_keep) { WITH_SCRATCH(n, top_p(logits, n, p, min_keep, &sc_)); }
+int kiln_logits_min_p(float *logits, int n, float p, int min_keep) { WITH_SCRATCH(n, min_p(logits, n, p, min_keep, &sc_)); }
 
 /* ---- seeded RNG: xoshiro256** seeded through splitmix64 (same seed, same stream, any platform) ---- */
 struct kiln_sampler {
@@ -160,6 +181,7 @@ struct kiln_sampler {
     int vocab;
     uint64_t s[4];
     float *probs;
+    scratch sc;
 };
 
 static uint64_t splitmix64(uint64_t *x) {
@@ -189,8 +211,8 @@ kiln_sampler *kiln_sampler_new(const kiln_gen_params *p, int vocab_size, kiln_er
     }
     kiln_sampler *s = calloc(1, sizeof *s);
     if (s) s->probs = malloc((size_t)vocab_size * sizeof *s->probs);
-    if (!s || !s->probs) {
-        if (s) free(s);
+    if (!s || !s->probs || scratch_init(&s->sc, vocab_size)) {
+        if (s) free(s->probs), free(s);
         kiln_err_set(err, "sampler: out of memory");
         return NULL;
     }
@@ -204,22 +226,23 @@ kiln_sampler *kiln_sampler_new(const kiln_gen_params *p, int vocab_size, kiln_er
 void kiln_sampler_free(kiln_sampler *s) {
     if (!s) return;
     free(s->probs);
+    scratch_free(&s->sc);
     free(s);
 }
 
 int32_t kiln_sampler_sample(kiln_sampler *s, float *logits, const int32_t *history, size_t n_history, size_t n_prompt) {
     const kiln_gen_params *p = &s->p;
     int n = s->vocab;
-    kiln_logits_repetition_penalty(logits, n, history, n_history, p->repetition_penalty);
+    repetition_penalty(logits, n, history, n_history, p->repetition_penalty, &s->sc);
     if (n_prompt < n_history)
-        kiln_logits_presence_frequency(logits, n, history + n_prompt, n_history - n_prompt, p->presence_penalty,
-                                       p->frequency_penalty);
+        presence_frequency(logits, n, history + n_prompt, n_history - n_prompt, p->presence_penalty,
+                           p->frequency_penalty, &s->sc);
     bool sample = p->do_sample && p->temperature > 0;
     if (!sample) return kiln_argmax(logits, n);
     kiln_logits_temperature(logits, n, p->temperature);
-    kiln_logits_top_k(logits, n, p->top_k, 1);
-    kiln_logits_top_p(logits, n, p->top_p, 1);
-    kiln_logits_min_p(logits, n, p->min_p, 1);
+    top_k(logits, n, p->top_k, 1, &s->sc);
+    top_p(logits, n, p->top_p, 1, &s->sc);
+    min_p(logits, n, p->min_p, 1, &s->sc);
     kiln_softmax(logits, s->probs, n);
     /* u in [0,1) with 53 random bits; walk the cumulative distribution (torch.multinomial's meaning). */
     double u = (double)(xoshiro_next(s->s) >> 11) * (1.0 / 9007199254740992.0);

@@ -29,7 +29,7 @@ static const tk_added *match_at(const kiln_tokenizer *t, const char *s, size_t n
     return best;
 }
 
-void tk_split_added(const kiln_tokenizer *t, const char *s, size_t n, tk_seg_fn fn, void *ctx) {
+int tk_split_added(const kiln_tokenizer *t, const char *s, size_t n, tk_seg_fn fn, void *ctx) {
     size_t seg = 0, i = 0;
     /* first-byte filter keeps the scan cheap: most bytes cannot start an added token */
     bool first[256] = {0};
@@ -41,9 +41,9 @@ void tk_split_added(const kiln_tokenizer *t, const char *s, size_t n, tk_seg_fn 
         size_t end = i, after = i + a->len;
         if (a->lstrip) while (end > seg && is_ws((unsigned char)s[end - 1])) end--;
         if (a->rstrip) while (after < n && is_ws((unsigned char)s[after])) after++;
-        if (end > seg) fn(ctx, s + seg, end - seg, -1);
-        fn(ctx, s + i, a->len, a->id);
+        int rc;
+        if ((end > seg && (rc = fn(ctx, s + seg, end - seg, -1))) || (rc = fn(ctx, s + i, a->len, a->id))) return rc;
         seg = i = after;
     }
-    if (n > seg) fn(ctx, s + seg, n - seg, -1);
+    return n > seg ? fn(ctx, s + seg, n - seg, -1) : 0;
 }

@@ -1,6 +1,7 @@
 /* bpe.c — the BPE model: vocab, ranked merges, and the merge loop. Merging uses a doubly linked list
  * of symbols and a binary heap of candidate pairs (lowest rank, then leftmost, as tokenizers does), so a
  * word of n symbols costs O(n log n) — no quadratic blow-up on long words without spaces. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,27 +45,88 @@ static int32_t merge_rank(const tk_bpe *b, int32_t a, int32_t c) {
     return b->mkeys[i] ? b->mranks[i] : -1;
 }
 
-tk_bpe *tk_bpe_load(json_t *model, kiln_err *err) {
+/* Vocab ids as the tokenizers crate reads them (u32), bounded as transformers' vocabularies are: a
+ * vocab of n strings plus n_added added tokens uses ids in [0, n + n_added), each id at most once. The
+ * table id → string is then at most that long, whatever the file claims. */
+static int load_vocab(tk_bpe *b, json_t *vocab, size_t n_added, kiln_err *err) {
+    size_t n = json_object_size(vocab);
+    if (n_added > (size_t)INT32_MAX || n > (size_t)INT32_MAX - n_added) return kiln_err_set(err, "tokenizer.json: model.vocab has too many entries");
+    long long bound = (long long)(n + n_added);
+    const char *key;
+    json_t *val;
+    long long max_id = -1;
+    json_object_foreach(vocab, key, val) {
+        long long id = json_is_integer(val) ? json_integer_value(val) : -1;
+        if (id < 0 || id >= bound)
+            return kiln_err_set(err, "tokenizer.json: model.vocab id of \"%s\" must be an integer in [0, %lld) "
+                                     "(%zu vocab + %zu added tokens)", key, bound, n, n_added);
+        if (id > max_id) max_id = id;
+    }
+    b->id_to_str = calloc((size_t)max_id + 2, sizeof *b->id_to_str);
+    if (!b->id_to_str) return kiln_err_set(err, TK_OOM);
+    b->n_ids = (size_t)(max_id + 1);
+    json_object_foreach(vocab, key, val) {
+        int32_t id = (int32_t)json_integer_value(val);
+        if (b->id_to_str[id])
+            return kiln_err_set(err, "tokenizer.json: model.vocab id %d given twice (\"%s\", \"%s\")", id,
+                                b->id_to_str[id], key);
+        if (!(b->id_to_str[id] = strdup(key)) || tk_map_put(&b->vocab, key, strlen(key), id))
+            return kiln_err_set(err, TK_OOM);
+    }
+    return 0;
+}
+
+/* One merge "a b" or ["a", "b"] → its pair key and merged id. */
+static int parse_merge(const tk_bpe *b, json_t *m, size_t r, uint64_t *key, int32_t *to, kiln_err *err) {
+    const char *l, *rt;
+    size_t ln, rn;
+    if (json_is_string(m)) { /* "a b" */
+        const char *s = json_string_value(m), *sp = strchr(s, ' ');
+        if (!sp) return kiln_err_set(err, "tokenizer.json: merge %zu \"%s\" has no space", r, s);
+        l = s, ln = (size_t)(sp - s), rt = sp + 1, rn = strlen(rt);
+    } else if (json_array_size(m) == 2) { /* ["a", "b"] */
+        l = json_string_value(json_array_get(m, 0)), rt = json_string_value(json_array_get(m, 1));
+        if (!l || !rt) return kiln_err_set(err, "tokenizer.json: merge %zu is not two strings", r);
+        ln = strlen(l), rn = strlen(rt);
+    } else {
+        return kiln_err_set(err, "tokenizer.json: merge %zu is malformed", r);
+    }
+    int32_t a = lookup(b, l, ln), c = lookup(b, rt, rn);
+    char *both = malloc(ln + rn + 1);
+    if (!both) return kiln_err_set(err, TK_OOM);
+    memcpy(both, l, ln), memcpy(both + ln, rt, rn);
+    *to = lookup(b, both, ln + rn);
+    free(both);
+    if (a < 0 || c < 0 || *to < 0) return kiln_err_set(err, "tokenizer.json: merge %zu uses a token not in the vocab", r);
+    *key = pair_key(a, c);
+    return 0;
+}
+
+static int load_merges(tk_bpe *b, json_t *merges, kiln_err *err) {
+    size_t nm = json_array_size(merges);
+    if (nm > (size_t)INT32_MAX) return kiln_err_set(err, "tokenizer.json: too many merges");
+    for (b->mcap = 16; b->mcap < nm * 2; b->mcap *= 2) {}
+    b->merge_to = malloc((nm + 1) * sizeof *b->merge_to);
+    b->mkeys = calloc(b->mcap, sizeof *b->mkeys), b->mranks = calloc(b->mcap, sizeof *b->mranks);
+    if (!b->merge_to || !b->mkeys || !b->mranks) return kiln_err_set(err, TK_OOM);
+    for (size_t r = 0; r < nm; r++) {
+        uint64_t key = 0;
+        if (parse_merge(b, json_array_get(merges, r), r, &key, &b->merge_to[r], err)) return -1;
+        size_t slot = merge_slot(b, key);
+        if (!b->mkeys[slot]) b->mkeys[slot] = key, b->mranks[slot] = (int32_t)r; /* first rank wins */
+    }
+    return 0;
+}
+
+tk_bpe *tk_bpe_load(json_t *model, size_t n_added, kiln_err *err) {
     const char *type = json_string_value(json_object_get(model, "type"));
     if (type && strcmp(type, "BPE"))
         return kiln_err_set(err, "tokenizer.json: unsupported model type \"%s\" (only BPE)", type), NULL;
-    json_t *vocab = json_object_get(model, "vocab"), *merges = json_object_get(model, "merges");
+    json_t *vocab = json_object_get(model, "vocab");
     if (!json_is_object(vocab)) return kiln_err_set(err, "tokenizer.json: model.vocab missing"), NULL;
     tk_bpe *b = calloc(1, sizeof *b);
-    const char *key;
-    json_t *val;
-    int32_t max_id = -1;
-    json_object_foreach(vocab, key, val) if (json_integer_value(val) > max_id) max_id = (int32_t)json_integer_value(val);
-    b->n_ids = (size_t)(max_id + 1);
-    b->id_to_str = calloc(b->n_ids + 1, sizeof *b->id_to_str);
-    json_object_foreach(vocab, key, val) {
-        int32_t id = (int32_t)json_integer_value(val);
-        size_t kn = strlen(key);
-        if (id < 0) continue;
-        tk_map_put(&b->vocab, key, kn, id);
-        free(b->id_to_str[id]);
-        b->id_to_str[id] = strdup(key);
-    }
+    if (!b) return kiln_err_set(err, TK_OOM), NULL;
+    if (load_vocab(b, vocab, n_added, err)) return tk_bpe_free(b), NULL;
     b->byte_fallback = json_is_true(json_object_get(model, "byte_fallback"));
     b->fuse_unk = json_is_true(json_object_get(model, "fuse_unk"));
     b->ignore_merges = json_is_true(json_object_get(model, "ignore_merges"));
@@ -75,36 +137,7 @@ tk_bpe *tk_bpe_load(json_t *model, kiln_err *err) {
         snprintf(t, sizeof t, "<0x%02X>", i);
         b->byte_ids[i] = lookup(b, t, 6);
     }
-    size_t nm = json_array_size(merges);
-    b->merge_to = malloc((nm + 1) * sizeof *b->merge_to);
-    for (b->mcap = 16; b->mcap < nm * 2; b->mcap *= 2) {}
-    b->mkeys = calloc(b->mcap, sizeof *b->mkeys), b->mranks = calloc(b->mcap, sizeof *b->mranks);
-    for (size_t r = 0; r < nm; r++) {
-        json_t *m = json_array_get(merges, r);
-        const char *l, *rt;
-        char *own = NULL;
-        size_t ln, rn;
-        if (json_is_string(m)) { /* "a b" */
-            const char *s = json_string_value(m), *sp = strchr(s, ' ');
-            if (!sp) return tk_bpe_free(b), kiln_err_set(err, "tokenizer.json: merge %zu \"%s\" has no space", r, s), NULL;
-            l = s, ln = (size_t)(sp - s), rt = sp + 1, rn = strlen(rt);
-        } else if (json_array_size(m) == 2) { /* ["a", "b"] */
-            l = json_string_value(json_array_get(m, 0)), rt = json_string_value(json_array_get(m, 1));
-            if (!l || !rt) return tk_bpe_free(b), kiln_err_set(err, "tokenizer.json: merge %zu is not two strings", r), NULL;
-            ln = strlen(l), rn = strlen(rt);
-        } else {
-            return tk_bpe_free(b), kiln_err_set(err, "tokenizer.json: merge %zu is malformed", r), NULL;
-        }
-        int32_t a = lookup(b, l, ln), c = lookup(b, rt, rn);
-        own = malloc(ln + rn + 1);
-        memcpy(own, l, ln), memcpy(own + ln, rt, rn);
-        int32_t to = lookup(b, own, ln + rn);
-        free(own);
-        if (a < 0 || c < 0 || to < 0) return tk_bpe_free(b), kiln_err_set(err, "tokenizer.json: merge %zu uses a token not in the vocab", r), NULL;
-        size_t slot = merge_slot(b, pair_key(a, c));
-        if (!b->mkeys[slot]) b->mkeys[slot] = pair_key(a, c), b->mranks[slot] = (int32_t)r; /* first rank wins */
-        b->merge_to[r] = to;
-    }
+    if (load_merges(b, json_object_get(model, "merges"), err)) return tk_bpe_free(b), NULL;
     return b;
 }
 
@@ -134,11 +167,17 @@ static void sift_down(cand *h, size_t n, size_t i, cand x) {
     h[i] = x;
 }
 
-static void heap_push(cand **h, size_t *n, size_t *cap, cand c) {
-    if (*n == *cap) *cap = *cap ? *cap * 2 : 64, *h = realloc(*h, *cap * sizeof **h);
+static int heap_push(cand **h, size_t *n, size_t *cap, cand c) {
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        cand *p = realloc(*h, nc * sizeof *p);
+        if (!p) return -1;
+        *h = p, *cap = nc;
+    }
     size_t i = (*n)++;
     while (i && c < (*h)[(i - 1) / 4]) (*h)[i] = (*h)[(i - 1) / 4], i = (i - 1) / 4;
     (*h)[i] = c;
+    return 0;
 }
 
 static cand heap_pop(cand *h, size_t *n) {
@@ -147,20 +186,15 @@ static cand heap_pop(cand *h, size_t *n) {
     return top;
 }
 
-static void push_pair(const tk_bpe *b, const sym *s, int32_t i, cand **h, size_t *n, size_t *cap) {
+static int push_pair(const tk_bpe *b, const sym *s, int32_t i, cand **h, size_t *n, size_t *cap) {
     int32_t j = s[i].next;
-    if (j < 0) return;
+    if (j < 0) return 0;
     int32_t r = merge_rank(b, s[i].id, s[j].id);
-    if (r >= 0) heap_push(h, n, cap, (uint64_t)r << 32 | (uint32_t)i);
+    return r >= 0 ? heap_push(h, n, cap, (uint64_t)r << 32 | (uint32_t)i) : 0;
 }
 
-void tk_bpe_encode(const tk_bpe *b, const char *s, size_t n, tk_ids *out) {
-    if (!n) return;
-    if (b->ignore_merges) {
-        int32_t id = lookup(b, s, n);
-        if (id >= 0) return tk_ids_add(out, id);
-    }
-    sym *sy = malloc(n * 4 * sizeof *sy); /* byte fallback may give one symbol per byte */
+/* The word's symbols: one per character of the vocab, else its bytes (byte fallback), else unk. */
+static int32_t initial_symbols(const tk_bpe *b, const char *s, size_t n, sym *sy) {
     int32_t ns = 0;
     for (size_t i = 0; i < n;) {
         size_t cl = (size_t)tk_utf8_len((unsigned char)s[i]);
@@ -176,9 +210,14 @@ void tk_bpe_encode(const tk_bpe *b, const char *s, size_t n, tk_ids *out) {
         i += cl;
     }
     for (int32_t i = 0; i < ns; i++) sy[i].prev = i - 1, sy[i].next = i + 1 < ns ? i + 1 : -1;
-    cand *h = NULL;
-    size_t hn = 0, hcap = 0;
-    hcap = (size_t)ns + 16, h = malloc(hcap * sizeof *h);
+    return ns;
+}
+
+/* Applies merges, lowest rank first, until none is left. */
+static int merge_all(const tk_bpe *b, sym *sy, int32_t ns) {
+    size_t hn = 0, hcap = (size_t)ns + 16;
+    cand *h = malloc(hcap * sizeof *h);
+    if (!h) return -1;
     for (int32_t i = 0; i + 1 < ns; i++) { /* all initial pairs, then heapify in O(n) */
         int32_t r = merge_rank(b, sy[i].id, sy[i + 1].id);
         if (r >= 0) h[hn++] = (uint64_t)r << 32 | (uint32_t)i;
@@ -193,9 +232,25 @@ void tk_bpe_encode(const tk_bpe *b, const char *s, size_t n, tk_ids *out) {
         sy[i].next = sy[j].next;
         if (sy[j].next >= 0) sy[sy[j].next].prev = i;
         sy[j].id = -1; /* dead */
-        if (sy[i].prev >= 0) push_pair(b, sy, sy[i].prev, &h, &hn, &hcap);
-        push_pair(b, sy, i, &h, &hn, &hcap);
+        if ((sy[i].prev >= 0 && push_pair(b, sy, sy[i].prev, &h, &hn, &hcap)) || push_pair(b, sy, i, &h, &hn, &hcap))
+            return free(h), -1;
     }
-    for (int32_t i = ns ? 0 : -1; i >= 0; i = sy[i].next) tk_ids_add(out, sy[i].id);
-    free(h), free(sy);
+    free(h);
+    return 0;
+}
+
+int tk_bpe_encode(const tk_bpe *b, const char *s, size_t n, tk_ids *out) {
+    if (!n) return 0;
+    if (b->ignore_merges) {
+        int32_t id = lookup(b, s, n);
+        if (id >= 0) return tk_ids_add(out, id);
+    }
+    if (n > (size_t)INT32_MAX) return -1; /* symbol positions are int32 */
+    sym *sy = malloc(n * sizeof *sy); /* at most one symbol per byte (byte fallback) */
+    if (!sy) return -1;
+    int32_t ns = initial_symbols(b, s, n, sy);
+    int rc = merge_all(b, sy, ns);
+    for (int32_t i = ns ? 0 : -1; !rc && i >= 0; i = sy[i].next) rc = tk_ids_add(out, sy[i].id);
+    free(sy);
+    return rc;
 }

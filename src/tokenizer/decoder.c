@@ -1,8 +1,10 @@
 /* decoder.c — HF decoders: ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence.
  * Each works on a list of token strings (decode_chain), as the tokenizers crate does. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json_get.h"
 #include "tokenizer/tok_internal.h"
 
 typedef enum { D_SEQ, D_BYTELEVEL, D_REPLACE, D_BYTEFALLBACK, D_FUSE, D_STRIP, D_METASPACE } d_kind;
@@ -28,10 +30,12 @@ tk_decoder *tk_decoder_load(json_t *j, kiln_err *err) {
     const char *type = json_string_value(json_object_get(j, "type"));
     if (!type) return kiln_err_set(err, "tokenizer.json: decoder without a type"), NULL;
     tk_decoder *d = calloc(1, sizeof *d);
+    if (!d) return kiln_err_set(err, TK_OOM), NULL;
     if (!strcmp(type, "Sequence")) {
         json_t *arr = json_object_get(j, "decoders");
         d->kind = D_SEQ;
         d->kids = calloc(json_array_size(arr) + 1, sizeof *d->kids);
+        if (!d->kids) return tk_decoder_free(d), kiln_err_set(err, TK_OOM), NULL;
         for (size_t i = 0; i < json_array_size(arr); i++) {
             kiln_err e = {0};
             tk_decoder *k = tk_decoder_load(json_array_get(arr, i), &e);
@@ -52,8 +56,12 @@ tk_decoder *tk_decoder_load(json_t *j, kiln_err *err) {
     } else if (!strcmp(type, "Strip")) {
         const char *c = json_string_value(json_object_get(j, "content"));
         d->kind = D_STRIP, d->a = strdup(c ? c : " ");
-        d->start = (int)json_integer_value(json_object_get(j, "start"));
-        d->stop = (int)json_integer_value(json_object_get(j, "stop"));
+        long long start = 0, stop = 0; /* usize in tokenizers; more than a token's length strips it all */
+        if (json_int_value(json_object_get(j, "start"), 0, INT_MAX, &start) && json_object_get(j, "start"))
+            return tk_decoder_free(d), kiln_err_set(err, "tokenizer.json: Strip decoder: 'start' must be a non-negative integer"), NULL;
+        if (json_int_value(json_object_get(j, "stop"), 0, INT_MAX, &stop) && json_object_get(j, "stop"))
+            return tk_decoder_free(d), kiln_err_set(err, "tokenizer.json: Strip decoder: 'stop' must be a non-negative integer"), NULL;
+        d->start = (int)start, d->stop = (int)stop;
     } else if (!strcmp(type, "Metaspace")) {
         const char *rep = json_string_value(json_object_get(j, "replacement"));
         const char *scheme = json_string_value(json_object_get(j, "prepend_scheme"));
@@ -65,22 +73,34 @@ tk_decoder *tk_decoder_load(json_t *j, kiln_err *err) {
         kiln_err_set(err, "tokenizer.json: unsupported decoder type \"%s\"", type);
         return NULL;
     }
+    bool needs_a = d->kind == D_REPLACE || d->kind == D_STRIP || d->kind == D_METASPACE;
+    if ((needs_a && !d->a) || (d->kind == D_REPLACE && !d->b)) return tk_decoder_free(d), kiln_err_set(err, TK_OOM), NULL;
     return d;
 }
 
-/* A token list: each token a tk_buf. */
+/* A token list: each token a strbuf. */
 typedef struct {
-    tk_buf *t;
+    strbuf *t;
     size_t n;
 } toklist;
 
 static void tl_free(toklist *l) {
-    for (size_t i = 0; i < l->n; i++) free(l->t[i].p);
+    for (size_t i = 0; i < l->n; i++) strbuf_free(&l->t[i]);
     free(l->t);
+    l->t = NULL, l->n = 0;
 }
 
-static int byte_token(const tk_buf *t) { /* "<0xAB>" → 0xAB, else -1 */
-    if (t->n != 6 || memcmp(t->p, "<0x", 3) || t->p[5] != '>') return -1;
+/* Replaces the whole list by one token (ByteLevel, Fuse); on failure `all` is freed, l kept. */
+static int tl_set_one(toklist *l, strbuf *all) {
+    strbuf *t = calloc(1, sizeof *t);
+    if (!t || (!all->p && strbuf_put(all, "", 0))) return free(t), strbuf_free(all), -1;
+    tl_free(l);
+    l->t = t, l->n = 1, l->t[0] = *all;
+    return 0;
+}
+
+static int byte_token(const strbuf *t) { /* "<0xAB>" → 0xAB, else -1 */
+    if (t->len != 6 || memcmp(t->p, "<0x", 3) || t->p[5] != '>') return -1;
     int v = 0;
     for (int i = 3; i < 5; i++) {
         char c = t->p[i];
@@ -91,119 +111,137 @@ static int byte_token(const tk_buf *t) { /* "<0xAB>" → 0xAB, else -1 */
     return v;
 }
 
-static bool valid_utf8(const char *s, size_t n) {
-    tk_buf b = {0};
-    tk_utf8_lossy(&b, s, n);
-    bool ok = b.n == n && (n == 0 || !memcmp(b.p, s, n));
-    free(b.p);
+/* 1 valid, 0 not, -1 out of memory. */
+static int valid_utf8(const char *s, size_t n) {
+    strbuf b = {0};
+    if (tk_utf8_lossy(&b, s, n)) return strbuf_free(&b), -1;
+    int ok = b.len == n && (n == 0 || !memcmp(b.p, s, n));
+    strbuf_free(&b);
     return ok;
 }
 
-static void run(const tk_decoder *d, toklist *l, bool stream) {
-    switch (d->kind) {
-    case D_SEQ:
-        for (size_t i = 0; i < d->n_kids; i++) run(d->kids[i], l, stream);
-        return;
-    case D_BYTELEVEL: { /* all tokens → bytes, fused (lossy conversion happens at the very end) */
-        tk_buf all = {0};
-        for (size_t i = 0; i < l->n; i++) {
-            const unsigned char *s = (const unsigned char *)l->t[i].p;
-            for (size_t k = 0; k < l->t[i].n;) {
-                uint32_t cp;
-                int cl = tk_utf8_len(s[k]);
-                if (cl == 2 && k + 1 < l->t[i].n) cp = ((s[k] & 0x1Fu) << 6) | (s[k + 1] & 0x3Fu);
-                else cp = s[k], cl = cl == 1 ? 1 : cl;
-                int b = cl <= 2 ? tk_unicode_to_byte(cp) : -1;
-                if (b >= 0) tk_buf_addc(&all, (char)b);
-                else tk_buf_add(&all, s + k, (size_t)cl); /* not in the map: keep as is */
-                k += (size_t)cl;
+/* All tokens → bytes, fused (the lossy conversion happens at the very end). */
+static int run_bytelevel(toklist *l) {
+    strbuf all = {0};
+    for (size_t i = 0; i < l->n; i++) {
+        const unsigned char *s = (const unsigned char *)l->t[i].p;
+        for (size_t k = 0; k < l->t[i].len;) {
+            uint32_t cp;
+            int cl = tk_utf8_len(s[k]);
+            if ((size_t)cl > l->t[i].len - k) cl = (int)(l->t[i].len - k); /* a cut sequence: its bytes */
+            if (cl == 2 && k + 1 < l->t[i].len) cp = ((s[k] & 0x1Fu) << 6) | (s[k + 1] & 0x3Fu);
+            else cp = s[k];
+            int b = cl <= 2 ? tk_unicode_to_byte(cp) : -1;
+            /* not in the map: kept as is */
+            if (b >= 0 ? strbuf_putc(&all, (char)b) : strbuf_put(&all, s + k, (size_t)cl)) return strbuf_free(&all), -1;
+            k += (size_t)cl;
+        }
+    }
+    return tl_set_one(l, &all);
+}
+
+/* Each token: every occurrence of `pat` → `rep`; Metaspace is this with ' ' (none at the very start
+ * when it prepends). */
+static int replace_tokens(toklist *l, const char *pat, const char *rep, bool skip_first) {
+    size_t pn = strlen(pat), rn = strlen(rep);
+    for (size_t i = 0; i < l->n; i++) {
+        strbuf o = {0};
+        int rc = strbuf_put(&o, "", 0);
+        for (size_t j = 0; !rc && j < l->t[i].len;) {
+            if (j + pn <= l->t[i].len && !memcmp(l->t[i].p + j, pat, pn)) {
+                if (!(skip_first && i == 0 && j == 0)) rc = strbuf_put(&o, rep, rn);
+                j += pn;
+            } else {
+                rc = strbuf_putc(&o, l->t[i].p[j++]);
             }
         }
-        tl_free(l);
-        l->t = calloc(1, sizeof *l->t), l->n = 1, l->t[0] = all;
-        if (!all.p) tk_buf_add(&l->t[0], "", 0);
-        return;
+        if (rc) return strbuf_free(&o), -1;
+        strbuf_free(&l->t[i]), l->t[i] = o;
     }
-    case D_REPLACE:
-        for (size_t i = 0; i < l->n; i++) {
-            tk_buf o = {0};
-            size_t pn = strlen(d->a), j = 0;
-            while (j < l->t[i].n) {
-                if (j + pn <= l->t[i].n && !memcmp(l->t[i].p + j, d->a, pn)) tk_buf_add(&o, d->b, strlen(d->b)), j += pn;
-                else tk_buf_addc(&o, l->t[i].p[j++]);
-            }
-            if (!o.p) tk_buf_add(&o, "", 0);
-            free(l->t[i].p), l->t[i] = o;
+    return 0;
+}
+
+/* A run of <0xXX> tokens [i, j) → one token of those bytes if they are valid UTF-8 (or, streaming, a
+ * valid prefix cut at the end), else one U+FFFD per byte as tokenizers does. */
+static int fallback_run(const toklist *l, size_t i, size_t j, bool stream, toklist *o) {
+    strbuf bytes = {0};
+    for (size_t k = i; k < j; k++)
+        if (strbuf_putc(&bytes, (char)byte_token(&l->t[k]))) return strbuf_free(&bytes), -1;
+    int ok = valid_utf8(bytes.p, bytes.len);
+    if (ok == 0 && stream && j == l->n)
+        ok = valid_utf8(bytes.p, bytes.len - tk_utf8_incomplete_tail(bytes.p, bytes.len));
+    if (ok < 0) return strbuf_free(&bytes), -1;
+    if (ok) {
+        o->t[o->n++] = bytes;
+        return 0;
+    }
+    strbuf_free(&bytes);
+    for (size_t k = i; k < j; k++) {
+        o->t[o->n] = (strbuf){0};
+        if (strbuf_put(&o->t[o->n++], "\xEF\xBF\xBD", 3)) return -1;
+    }
+    return 0;
+}
+
+static int run_bytefallback(toklist *l, bool stream) {
+    toklist o = {calloc(l->n + 1, sizeof(strbuf)), 0};
+    if (!o.t) return -1;
+    for (size_t i = 0; i < l->n;) {
+        if (byte_token(&l->t[i]) < 0) {
+            o.t[o.n++] = l->t[i], l->t[i] = (strbuf){0}, i++;
+            continue;
         }
-        return;
-    case D_BYTEFALLBACK: {
-        toklist o = {calloc(l->n + 1, sizeof(tk_buf)), 0};
-        for (size_t i = 0; i < l->n;) {
-            if (byte_token(&l->t[i]) < 0) {
-                o.t[o.n++] = l->t[i], l->t[i].p = NULL, i++;
-                continue;
-            }
-            tk_buf bytes = {0};
-            size_t j = i;
-            while (j < l->n && byte_token(&l->t[j]) >= 0) tk_buf_addc(&bytes, (char)byte_token(&l->t[j++]));
-            bool at_end = j == l->n;
-            if (valid_utf8(bytes.p, bytes.n) ||
-                (stream && at_end && valid_utf8(bytes.p, bytes.n - tk_utf8_incomplete_tail(bytes.p, bytes.n)))) {
-                o.t[o.n++] = bytes;
-            } else { /* tokenizers: each byte of an invalid run becomes U+FFFD */
-                for (size_t k = i; k < j; k++) {
-                    o.t[o.n] = (tk_buf){0};
-                    tk_buf_add(&o.t[o.n++], "\xEF\xBF\xBD", 3);
-                }
-                free(bytes.p);
-            }
-            i = j;
-        }
-        tl_free(l);
-        *l = o;
-        return;
+        size_t j = i;
+        while (j < l->n && byte_token(&l->t[j]) >= 0) j++;
+        if (fallback_run(l, i, j, stream, &o)) return tl_free(&o), -1;
+        i = j;
     }
-    case D_FUSE: {
-        tk_buf all = {0};
-        for (size_t i = 0; i < l->n; i++) tk_buf_add(&all, l->t[i].p, l->t[i].n);
-        if (!all.p) tk_buf_add(&all, "", 0);
-        tl_free(l);
-        l->t = calloc(1, sizeof *l->t), l->n = 1, l->t[0] = all;
-        return;
-    }
-    case D_STRIP: { /* per token: drop up to `start` leading and `stop` trailing copies of content (one char) */
-        size_t cn = strlen(d->a);
-        for (size_t i = 0; i < l->n; i++) {
-            tk_buf *t = &l->t[i];
-            size_t s = 0, e = t->n;
-            for (int k = 0; k < d->start && s + cn <= e && !memcmp(t->p + s, d->a, cn); k++) s += cn;
-            for (int k = 0; k < d->stop && e >= s + cn && !memcmp(t->p + e - cn, d->a, cn); k++) e -= cn;
-            memmove(t->p, t->p + s, e - s), t->n = e - s, t->p[t->n] = 0;
-        }
-        return;
-    }
-    case D_METASPACE: {
-        size_t rn = strlen(d->a);
-        for (size_t i = 0; i < l->n; i++) {
-            tk_buf o = {0};
-            for (size_t j = 0; j < l->t[i].n;) {
-                if (j + rn <= l->t[i].n && !memcmp(l->t[i].p + j, d->a, rn)) {
-                    if (!(i == 0 && j == 0 && d->prepend)) tk_buf_addc(&o, ' ');
-                    j += rn;
-                } else tk_buf_addc(&o, l->t[i].p[j++]);
-            }
-            if (!o.p) tk_buf_add(&o, "", 0);
-            free(l->t[i].p), l->t[i] = o;
-        }
-        return;
-    }
+    tl_free(l);
+    *l = o;
+    return 0;
+}
+
+static int run_fuse(toklist *l) {
+    strbuf all = {0};
+    for (size_t i = 0; i < l->n; i++)
+        if (strbuf_put(&all, l->t[i].p, l->t[i].len)) return strbuf_free(&all), -1;
+    return tl_set_one(l, &all);
+}
+
+/* Per token: drop up to `start` leading and `stop` trailing copies of content (one char). */
+static void run_strip(const tk_decoder *d, toklist *l) {
+    size_t cn = strlen(d->a);
+    for (size_t i = 0; i < l->n; i++) {
+        strbuf *t = &l->t[i];
+        size_t s = 0, e = t->len;
+        for (int k = 0; k < d->start && s + cn <= e && !memcmp(t->p + s, d->a, cn); k++) s += cn;
+        for (int k = 0; k < d->stop && e >= s + cn && !memcmp(t->p + e - cn, d->a, cn); k++) e -= cn;
+        if (t->p) memmove(t->p, t->p + s, e - s), t->len = e - s, t->p[t->len] = 0;
     }
 }
 
-void tk_decode_tokens(const tk_decoder *d, const char **toks, size_t n, bool stream, tk_buf *out) {
-    toklist l = {calloc(n + 1, sizeof(tk_buf)), n};
-    for (size_t i = 0; i < n; i++) tk_buf_add(&l.t[i], toks[i], strlen(toks[i]));
-    if (d) run(d, &l, stream);
-    for (size_t i = 0; i < l.n; i++) tk_buf_add(out, l.t[i].p, l.t[i].n);
-    tl_free(&l);
+static int run(const tk_decoder *d, toklist *l, bool stream) {
+    switch (d->kind) {
+    case D_SEQ:
+        for (size_t i = 0; i < d->n_kids; i++)
+            if (run(d->kids[i], l, stream)) return -1;
+        return 0;
+    case D_BYTELEVEL: return run_bytelevel(l);
+    case D_REPLACE: return replace_tokens(l, d->a, d->b, false);
+    case D_BYTEFALLBACK: return run_bytefallback(l, stream);
+    case D_FUSE: return run_fuse(l);
+    case D_STRIP: run_strip(d, l); return 0;
+    case D_METASPACE: return replace_tokens(l, d->a, " ", d->prepend);
+    }
+    return 0;
+}
+
+int tk_decode_tokens(const tk_decoder *d, const char **toks, size_t n, bool stream, strbuf *out) {
+    toklist l = {calloc(n + 1, sizeof(strbuf)), n};
+    int rc = l.t ? 0 : -1;
+    for (size_t i = 0; !rc && i < n; i++) rc = strbuf_puts(&l.t[i], toks[i]);
+    if (!rc && d) rc = run(d, &l, stream);
+    for (size_t i = 0; !rc && i < l.n; i++) rc = strbuf_put(out, l.t[i].p, l.t[i].len);
+    if (l.t) tl_free(&l);
+    return rc ? -1 : 0;
 }

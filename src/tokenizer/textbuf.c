@@ -1,33 +1,20 @@
-/* textbuf.c — byte buffers, id lists, a string hash map and UTF-8 helpers for the tokenizer. */
+/* textbuf.c — id lists, a string hash map and UTF-8 helpers for the tokenizer. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tokenizer/tok_internal.h"
 
-static void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) abort(); /* out of memory: nothing sensible left to do */
-    return q;
-}
-
-void tk_buf_add(tk_buf *b, const void *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2;
-        b->p = xrealloc(b->p, b->cap);
-    }
-    if (n) memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-
-void tk_buf_addc(tk_buf *b, char c) { tk_buf_add(b, &c, 1); }
-
-void tk_ids_add(tk_ids *v, int32_t id) {
+int tk_ids_add(tk_ids *v, int32_t id) {
     if (v->n == v->cap) {
-        v->cap = v->cap ? v->cap * 2 : 16;
-        v->p = xrealloc(v->p, v->cap * sizeof *v->p);
+        size_t cap = v->cap ? v->cap * 2 : 16;
+        if (cap > SIZE_MAX / sizeof *v->p) return -1;
+        int32_t *p = realloc(v->p, cap * sizeof *p);
+        if (!p) return -1;
+        v->p = p, v->cap = cap;
     }
     v->p[v->n++] = id;
+    return 0;
 }
 
 static uint64_t hash_bytes(const char *s, size_t n) { /* FNV-1a */
@@ -42,32 +29,38 @@ static size_t map_slot(const tk_map *m, const char *k, size_t kn) {
     return i;
 }
 
-void tk_map_put(tk_map *m, const char *k, size_t kn, int32_t v) {
-    if ((m->n + 1) * 2 > m->cap) { /* grow to keep load under 1/2 */
-        tk_map old = *m;
-        m->cap = old.cap ? old.cap * 2 : 1024;
-        m->keys = calloc(m->cap, sizeof *m->keys);
-        m->klen = calloc(m->cap, sizeof *m->klen);
-        m->vals = calloc(m->cap, sizeof *m->vals);
-        if (!m->keys || !m->klen || !m->vals) abort();
-        m->n = 0;
-        for (size_t i = 0; i < old.cap; i++)
-            if (old.keys[i]) {
-                size_t j = map_slot(m, old.keys[i], old.klen[i]);
-                m->keys[j] = old.keys[i], m->klen[j] = old.klen[i], m->vals[j] = old.vals[i];
-                m->n++;
-            }
-        free(old.keys), free(old.klen), free(old.vals);
-    }
+/* Doubles the table (load kept under 1/2); the old one stays intact when memory runs out. */
+static int map_grow(tk_map *m) {
+    tk_map old = *m;
+    size_t cap = old.cap ? old.cap * 2 : 1024;
+    char **keys = calloc(cap, sizeof *keys);
+    uint32_t *klen = calloc(cap, sizeof *klen);
+    int32_t *vals = calloc(cap, sizeof *vals);
+    if (!keys || !klen || !vals) return free(keys), free(klen), free(vals), -1;
+    m->keys = keys, m->klen = klen, m->vals = vals, m->cap = cap;
+    for (size_t i = 0; i < old.cap; i++)
+        if (old.keys[i]) {
+            size_t j = map_slot(m, old.keys[i], old.klen[i]);
+            m->keys[j] = old.keys[i], m->klen[j] = old.klen[i], m->vals[j] = old.vals[i];
+        }
+    free(old.keys), free(old.klen), free(old.vals);
+    return 0;
+}
+
+int tk_map_put(tk_map *m, const char *k, size_t kn, int32_t v) {
+    if (kn > UINT32_MAX) return -1;
+    if ((m->n + 1) * 2 > m->cap && map_grow(m)) return -1;
     size_t i = map_slot(m, k, kn);
     if (!m->keys[i]) {
-        m->keys[i] = xrealloc(NULL, kn + 1);
-        memcpy(m->keys[i], k, kn);
-        m->keys[i][kn] = 0;
-        m->klen[i] = (uint32_t)kn;
+        char *key = malloc(kn + 1);
+        if (!key) return -1;
+        memcpy(key, k, kn);
+        key[kn] = 0;
+        m->keys[i] = key, m->klen[i] = (uint32_t)kn;
         m->n++;
     }
     m->vals[i] = v;
+    return 0;
 }
 
 int32_t tk_map_get(const tk_map *m, const char *k, size_t kn) {
@@ -109,21 +102,24 @@ static int utf8_check(const unsigned char *s, size_t n) {
     return len;
 }
 
-void tk_utf8_lossy(tk_buf *out, const char *s, size_t n) {
+int tk_utf8_lossy(strbuf *out, const char *s, size_t n) {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
         int r = utf8_check(u + i, n - i);
         if (r > 0) {
-            tk_buf_add(out, s + i, (size_t)r);
-            i += (size_t)r;
+            size_t run = (size_t)r; /* valid sequences go out in one append */
+            while (i + run < n && (r = utf8_check(u + i + run, n - i - run)) > 0) run += (size_t)r;
+            if (strbuf_put(out, s + i, run)) return -1;
+            i += run;
         } else {
             /* maximal invalid subpart: the lead plus the continuation bytes that were still valid */
             size_t skip = r == 0 ? 1 : r <= -100 ? (size_t)(-r - 100) : (size_t)-r;
-            tk_buf_add(out, "\xEF\xBF\xBD", 3);
+            if (strbuf_put(out, "\xEF\xBF\xBD", 3)) return -1;
             i += skip;
         }
     }
+    return 0;
 }
 
 size_t tk_utf8_incomplete_tail(const char *s, size_t n) {
