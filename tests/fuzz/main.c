@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fileio.h"
 #include "fuzz/fuzz.h"
 #include "kiln.h"
 
