@@ -1,6 +1,8 @@
 /* builtins.c — jinja2's filters and tests, Python's str/dict/list methods, and the globals transformers
  * provides (range, namespace, raise_exception, strftime_now, dict). Each takes evaluated arguments. */
 #include <ctype.h>
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +35,8 @@ static jstr *need_str(ev *E, jnode *at, jval v, const char *what) {
     if (v.t == V_UNDEF) ev_undefined_error(E, at, v);
     j_fail(E->c, at->line, at->col, "%s expects a string, got %s", what, jv_typename(v));
 }
+
+static jval as_str(ev *E, jval v) { return (jval){.t = V_STR, .s = jv_to_str(E->c, v)}; }
 
 static jval strip(ev *E, jnode *at, jstr *s, jval *chars, bool left, bool right) {
     const char *set = PY_WS;
@@ -99,29 +103,29 @@ static jval split(ev *E, jnode *at, jstr *s, jval *sepv, jval *maxv) {
 }
 
 static jval replace(ev *E, jstr *s, jstr *old, jstr *new, long long count) {
-    jbuf b = JBUF(E->c);
+    jbuf *b = jb_open(E->c);
     size_t i = 0;
     long long done = 0;
     if (!old->n) { /* Python inserts between every code point */
         for (;;) {
-            if (count < 0 || done < count) jb_put(&b, new->s, new->n), done++;
+            if (count < 0 || done < count) jb_put(b, new->s, new->n), done++;
             if (i >= s->n) break;
             size_t w = cp_len(s->s, s->n, i);
-            jb_put(&b, s->s + i, w);
+            jb_put(b, s->s + i, w);
             i += w;
         }
     } else {
         while (i <= s->n) {
             const char *hit = (count >= 0 && done >= count) ? NULL : memmem(s->s + i, s->n - i, old->s, old->n);
             if (!hit) break;
-            jb_put(&b, s->s + i, (size_t)(hit - (s->s + i)));
-            jb_put(&b, new->s, new->n);
+            jb_put(b, s->s + i, (size_t)(hit - (s->s + i)));
+            jb_put(b, new->s, new->n);
             i = (size_t)(hit - s->s) + old->n;
             done++;
         }
-        jb_put(&b, s->s + i, s->n - i);
+        jb_put(b, s->s + i, s->n - i);
     }
-    return jv_str(E->c, b.p ? b.p : "", b.n);
+    return jb_val(b);
 }
 
 /* Case mapping is ASCII-only; other characters pass through unchanged. */
@@ -150,12 +154,12 @@ static jval change_case(ev *E, jstr *s, int mode) {
 }
 
 static jval str_format(ev *E, jnode *at, jstr *fmt, jargs *A) {
-    jbuf b = JBUF(E->c);
+    jbuf *b = jb_open(E->c);
     size_t auto_i = 0;
     for (size_t i = 0; i < fmt->n; i++) {
         char ch = fmt->s[i];
         if ((ch == '{' || ch == '}') && i + 1 < fmt->n && fmt->s[i + 1] == ch) {
-            jb_putc(&b, ch);
+            jb_putc(b, ch);
             i++;
         } else if (ch == '{') {
             const char *end = memchr(fmt->s + i, '}', fmt->n - i);
@@ -171,11 +175,11 @@ static jval str_format(ev *E, jnode *at, jstr *fmt, jargs *A) {
                 v = jargs_get(A, (size_t)-1, name);
             }
             if (!v) j_fail(E->c, at->line, at->col, "format: missing argument for '{%.*s}'", (int)fl, field);
-            jv_print(E->c, &b, *v, false);
+            jv_print(E->c, b, *v, false);
             i += fl + 1;
-        } else jb_putc(&b, ch);
+        } else jb_putc(b, ch);
     }
-    return jv_str(E->c, b.p ? b.p : "", b.n);
+    return jb_val(b);
 }
 
 static long long count_sub(jstr *s, jstr *sub) {
@@ -190,92 +194,126 @@ static long long count_sub(jstr *s, jstr *sub) {
     return k;
 }
 
+/* startswith/endswith: a string or a tuple of strings (a tuple's items are not searched further). */
 static bool affix_match(ev *E, jnode *at, jstr *s, jval arg, bool start) {
-    if (arg.t == V_LIST) {
-        for (size_t i = 0; i < arg.l->n; i++)
-            if (affix_match(E, at, s, arg.l->v[i], start)) return true;
-        return false;
+    const char *what = start ? "startswith" : "endswith";
+    size_t n = arg.t == V_LIST ? arg.l->n : 1;
+    for (size_t i = 0; i < n; i++) {
+        jstr *p = need_str(E, at, arg.t == V_LIST ? arg.l->v[i] : arg, what);
+        if (p->n <= s->n && memcmp(start ? s->s : s->s + s->n - p->n, p->s, p->n) == 0) return true;
     }
-    jstr *p = need_str(E, at, arg, start ? "startswith" : "endswith");
-    if (p->n > s->n) return false;
-    return memcmp(start ? s->s : s->s + s->n - p->n, p->s, p->n) == 0;
+    return false;
 }
 
-static jval str_method(ev *E, jnode *at, jstr *s, const char *m, jargs *A) {
-    jval *a0 = jargs_get(A, 0, NULL), *a1 = jargs_get(A, 1, NULL);
-    if (!strcmp(m, "startswith") || !strcmp(m, "endswith")) {
-        if (!a0) j_fail(E->c, at->line, at->col, "%s() takes at least 1 argument", m);
-        return jv_bool(affix_match(E, at, s, *a0, m[0] == 's'));
-    }
-    if (!strcmp(m, "split")) return split(E, at, s, jargs_get(A, 0, "sep"), jargs_get(A, 1, "maxsplit"));
-    if (!strcmp(m, "strip")) return strip(E, at, s, a0, true, true);
-    if (!strcmp(m, "lstrip")) return strip(E, at, s, a0, true, false);
-    if (!strcmp(m, "rstrip")) return strip(E, at, s, a0, false, true);
-    if (!strcmp(m, "replace")) {
-        if (!a0 || !a1) j_fail(E->c, at->line, at->col, "replace() takes at least 2 arguments");
-        jval *cnt = jargs_get(A, 2, "count");
-        return replace(E, s, need_str(E, at, *a0, "replace"), need_str(E, at, *a1, "replace"),
-                       cnt && cnt->t == V_INT ? cnt->i : -1);
-    }
-    if (!strcmp(m, "upper")) return change_case(E, s, CASE_UPPER);
-    if (!strcmp(m, "lower")) return change_case(E, s, CASE_LOWER);
-    if (!strcmp(m, "title")) return change_case(E, s, CASE_TITLE_PY);
-    if (!strcmp(m, "capitalize")) return change_case(E, s, CASE_CAPITALIZE);
-    if (!strcmp(m, "find") || !strcmp(m, "rfind")) {
-        if (!a0) j_fail(E->c, at->line, at->col, "%s() takes at least 1 argument", m);
-        jstr *sub = need_str(E, at, *a0, m);
-        const char *hit = NULL;
-        if (m[0] == 'f') hit = memmem(s->s, s->n, sub->s, sub->n);
-        else
-            for (size_t i = s->n + 1; i-- > 0 && !hit;)
-                if (i + sub->n <= s->n && memcmp(s->s + i, sub->s, sub->n) == 0) hit = s->s + i;
-        return jv_int(hit ? (long long)ju_len(s->s, (size_t)(hit - s->s)) : -1);
-    }
-    if (!strcmp(m, "count")) {
-        if (!a0) j_fail(E->c, at->line, at->col, "count() takes at least 1 argument");
-        return jv_int(count_sub(s, need_str(E, at, *a0, "count")));
-    }
-    if (!strcmp(m, "format")) return str_format(E, at, s, A);
-    if (!strcmp(m, "join")) {
-        if (!a0) j_fail(E->c, at->line, at->col, "join() takes exactly one argument");
-        jlist *l = ev_iterable(E, at, *a0);
-        jbuf b = JBUF(E->c);
-        for (size_t i = 0; i < l->n; i++) {
-            if (i) jb_put(&b, s->s, s->n);
-            jstr *x = need_str(E, at, l->v[i], "join");
-            jb_put(&b, x->s, x->n);
-        }
-        return jv_str(E->c, b.p ? b.p : "", b.n);
-    }
-    if (!strcmp(m, "splitlines")) {
-        jlist *l = jl_new(E->c, 4);
-        size_t i = 0;
-        while (i < s->n) {
-            size_t j = i;
-            while (j < s->n && s->s[j] != '\n' && s->s[j] != '\r') j++;
-            jl_push(E->c, l, jv_str(E->c, s->s + i, j - i));
-            if (j < s->n && s->s[j] == '\r' && j + 1 < s->n && s->s[j + 1] == '\n') j++;
-            i = j + 1;
-        }
-        return (jval){.t = V_LIST, .l = l};
-    }
-    if (!strncmp(m, "is", 2)) {
-        bool ok = s->n > 0, any_cased = false;
-        for (size_t i = 0; i < s->n; i++) {
-            unsigned char ch = (unsigned char)s->s[i];
-            if (!strcmp(m, "isdigit")) ok &= isdigit(ch) != 0;
-            else if (!strcmp(m, "isalpha")) ok &= isalpha(ch) != 0;
-            else if (!strcmp(m, "isalnum")) ok &= isalnum(ch) != 0;
-            else if (!strcmp(m, "isspace")) ok &= isspace(ch) != 0;
-            else if (!strcmp(m, "isupper")) ok &= !islower(ch), any_cased |= isupper(ch) != 0;
-            else if (!strcmp(m, "islower")) ok &= !isupper(ch), any_cased |= islower(ch) != 0;
-        }
-        if (!strcmp(m, "isupper") || !strcmp(m, "islower")) ok &= any_cased;
-        return jv_bool(ok);
-    }
-    j_fail(E->c, at->line, at->col, "str has no method '%s'", m);
+/* ---- str methods: self is a string ---- */
+static jval *need_arg(ev *E, jnode *at, jargs *A, size_t pos, const char *name, const char *what) {
+    jval *v = jargs_get(A, pos, name);
+    if (!v) j_fail(E->c, at->line, at->col, "%s() is missing an argument", what);
+    return v;
 }
 
+static jval m_startswith(ev *E, jnode *at, jval self, jargs *A) {
+    return jv_bool(affix_match(E, at, self.s, *need_arg(E, at, A, 0, NULL, "startswith"), true));
+}
+static jval m_endswith(ev *E, jnode *at, jval self, jargs *A) {
+    return jv_bool(affix_match(E, at, self.s, *need_arg(E, at, A, 0, NULL, "endswith"), false));
+}
+static jval m_split(ev *E, jnode *at, jval self, jargs *A) {
+    return split(E, at, self.s, jargs_get(A, 0, "sep"), jargs_get(A, 1, "maxsplit"));
+}
+static jval m_strip(ev *E, jnode *at, jval self, jargs *A) { return strip(E, at, self.s, jargs_get(A, 0, NULL), true, true); }
+static jval m_lstrip(ev *E, jnode *at, jval self, jargs *A) { return strip(E, at, self.s, jargs_get(A, 0, NULL), true, false); }
+static jval m_rstrip(ev *E, jnode *at, jval self, jargs *A) { return strip(E, at, self.s, jargs_get(A, 0, NULL), false, true); }
+static jval m_replace(ev *E, jnode *at, jval self, jargs *A) {
+    jval *old = need_arg(E, at, A, 0, NULL, "replace"), *new = need_arg(E, at, A, 1, NULL, "replace");
+    jval *cnt = jargs_get(A, 2, "count");
+    return replace(E, self.s, need_str(E, at, *old, "replace"), need_str(E, at, *new, "replace"),
+                   cnt && cnt->t == V_INT ? cnt->i : -1);
+}
+static jval m_upper(ev *E, jnode *at, jval self, jargs *A) { (void)at, (void)A; return change_case(E, self.s, CASE_UPPER); }
+static jval m_lower(ev *E, jnode *at, jval self, jargs *A) { (void)at, (void)A; return change_case(E, self.s, CASE_LOWER); }
+static jval m_title(ev *E, jnode *at, jval self, jargs *A) { (void)at, (void)A; return change_case(E, self.s, CASE_TITLE_PY); }
+static jval m_capitalize(ev *E, jnode *at, jval self, jargs *A) {
+    (void)at, (void)A;
+    return change_case(E, self.s, CASE_CAPITALIZE);
+}
+/* find / rfind: the code point index of the first / last occurrence, or -1. */
+static jval find_sub(ev *E, jnode *at, jstr *s, jargs *A, bool last) {
+    jstr *sub = need_str(E, at, *need_arg(E, at, A, 0, NULL, last ? "rfind" : "find"), last ? "rfind" : "find");
+    const char *hit = NULL;
+    if (!last) hit = memmem(s->s, s->n, sub->s, sub->n);
+    else
+        for (size_t i = s->n + 1; i-- > 0 && !hit;)
+            if (i + sub->n <= s->n && memcmp(s->s + i, sub->s, sub->n) == 0) hit = s->s + i;
+    return jv_int(hit ? (long long)ju_len(s->s, (size_t)(hit - s->s)) : -1);
+}
+static jval m_find(ev *E, jnode *at, jval self, jargs *A) { return find_sub(E, at, self.s, A, false); }
+static jval m_rfind(ev *E, jnode *at, jval self, jargs *A) { return find_sub(E, at, self.s, A, true); }
+static jval m_str_count(ev *E, jnode *at, jval self, jargs *A) {
+    return jv_int(count_sub(self.s, need_str(E, at, *need_arg(E, at, A, 0, NULL, "count"), "count")));
+}
+static jval m_format(ev *E, jnode *at, jval self, jargs *A) { return str_format(E, at, self.s, A); }
+static jval m_join(ev *E, jnode *at, jval self, jargs *A) {
+    jlist *l = ev_iterable(E, at, *need_arg(E, at, A, 0, NULL, "join"));
+    jbuf *b = jb_open(E->c);
+    for (size_t i = 0; i < l->n; i++) {
+        if (i) jb_put(b, self.s->s, self.s->n);
+        jstr *x = need_str(E, at, l->v[i], "join");
+        jb_put(b, x->s, x->n);
+    }
+    return jb_val(b);
+}
+static jval m_splitlines(ev *E, jnode *at, jval self, jargs *A) {
+    (void)at, (void)A;
+    jstr *s = self.s;
+    jlist *l = jl_new(E->c, 4);
+    size_t i = 0;
+    while (i < s->n) {
+        size_t j = i;
+        while (j < s->n && s->s[j] != '\n' && s->s[j] != '\r') j++;
+        jl_push(E->c, l, jv_str(E->c, s->s + i, j - i));
+        if (j < s->n && s->s[j] == '\r' && j + 1 < s->n && s->s[j + 1] == '\n') j++;
+        i = j + 1;
+    }
+    return (jval){.t = V_LIST, .l = l};
+}
+/* str.isdigit() and friends (ASCII classes): true if s is non-empty and every byte is in the class. */
+static bool all_of(const jstr *s, int (*is)(int)) {
+    bool ok = s->n > 0;
+    for (size_t i = 0; ok && i < s->n; i++) ok = is((unsigned char)s->s[i]) != 0;
+    return ok;
+}
+/* isupper / islower: no character of the other case, and at least one cased. */
+static bool cased_as(const jstr *s, int (*is)(int), int (*other)(int)) {
+    bool any = false;
+    for (size_t i = 0; i < s->n; i++) {
+        if (other((unsigned char)s->s[i])) return false;
+        any |= is((unsigned char)s->s[i]) != 0;
+    }
+    return any;
+}
+static jval m_isdigit(ev *E, jnode *at, jval self, jargs *A) { (void)E, (void)at, (void)A; return jv_bool(all_of(self.s, isdigit)); }
+static jval m_isalpha(ev *E, jnode *at, jval self, jargs *A) { (void)E, (void)at, (void)A; return jv_bool(all_of(self.s, isalpha)); }
+static jval m_isalnum(ev *E, jnode *at, jval self, jargs *A) { (void)E, (void)at, (void)A; return jv_bool(all_of(self.s, isalnum)); }
+static jval m_isspace(ev *E, jnode *at, jval self, jargs *A) { (void)E, (void)at, (void)A; return jv_bool(all_of(self.s, isspace)); }
+static jval m_isupper(ev *E, jnode *at, jval self, jargs *A) {
+    (void)E, (void)at, (void)A;
+    return jv_bool(cased_as(self.s, isupper, islower));
+}
+static jval m_islower(ev *E, jnode *at, jval self, jargs *A) {
+    (void)E, (void)at, (void)A;
+    return jv_bool(cased_as(self.s, islower, isupper));
+}
+
+static const struct jbuiltin_method str_methods[] = {
+    {"startswith", m_startswith}, {"endswith", m_endswith}, {"split", m_split},     {"strip", m_strip},
+    {"lstrip", m_lstrip},         {"rstrip", m_rstrip},     {"replace", m_replace}, {"upper", m_upper},
+    {"lower", m_lower},           {"title", m_title},       {"capitalize", m_capitalize}, {"find", m_find},
+    {"rfind", m_rfind},           {"count", m_str_count},   {"format", m_format},   {"join", m_join},
+    {"isdigit", m_isdigit},       {"isalpha", m_isalpha},   {"isalnum", m_isalnum}, {"isspace", m_isspace},
+    {"isupper", m_isupper},       {"islower", m_islower},   {"splitlines", m_splitlines}, {NULL, NULL}};
+
+/* ---- dict methods ---- */
 static jval items_of(ev *E, jdict *d) {
     jlist *l = jl_new(E->c, d->n);
     for (size_t i = 0; i < d->n; i++) {
@@ -286,224 +324,317 @@ static jval items_of(ev *E, jdict *d) {
     }
     return (jval){.t = V_LIST, .l = l};
 }
-
-jval ev_call_method(ev *E, jnode *at, jval self, const char *m, jargs *A) {
+static jval m_items(ev *E, jnode *at, jval self, jargs *A) { (void)at, (void)A; return items_of(E, self.d); }
+static jval keys_or_values(ev *E, jdict *d, bool keys) {
+    jlist *l = jl_new(E->c, d->n);
+    for (size_t i = 0; i < d->n; i++) jl_push(E->c, l, keys ? d->k[i] : d->v[i]);
+    return (jval){.t = V_LIST, .l = l};
+}
+static jval m_keys(ev *E, jnode *at, jval self, jargs *A) { (void)at, (void)A; return keys_or_values(E, self.d, true); }
+static jval m_values(ev *E, jnode *at, jval self, jargs *A) { (void)at, (void)A; return keys_or_values(E, self.d, false); }
+static jval m_get(ev *E, jnode *at, jval self, jargs *A) {
+    jval *v = jd_find_key(E->c, self.d, *need_arg(E, at, A, 0, NULL, "get")), *dflt = jargs_get(A, 1, NULL);
+    return v ? *v : dflt ? *dflt : jv_none();
+}
+static jval m_setdefault(ev *E, jnode *at, jval self, jargs *A) {
+    jval key = *need_arg(E, at, A, 0, NULL, "setdefault"), *dflt = jargs_get(A, 1, NULL);
+    jval *v = jd_find_key(E->c, self.d, key);
+    if (v) return *v;
+    jd_set(E->c, self.d, key, dflt ? *dflt : jv_none());
+    return dflt ? *dflt : jv_none();
+}
+static jval m_dict_pop(ev *E, jnode *at, jval self, jargs *A) {
+    jdict *d = self.d;
+    jval *v = jd_find_key(E->c, d, *need_arg(E, at, A, 0, NULL, "pop")), *dflt = jargs_get(A, 1, NULL);
+    if (!v) {
+        if (!dflt) j_fail(E->c, at->line, at->col, "KeyError in pop()");
+        return *dflt;
+    }
+    jval r = *v;
+    size_t k = (size_t)(v - d->v); /* remove, keeping order */
+    memmove(d->k + k, d->k + k + 1, (d->n - k - 1) * sizeof(jval));
+    memmove(d->v + k, d->v + k + 1, (d->n - k - 1) * sizeof(jval));
+    d->n--;
+    return r;
+}
+static jval m_update(ev *E, jnode *at, jval self, jargs *A) {
+    (void)at;
     jval *a0 = jargs_get(A, 0, NULL);
-    if (self.t == V_STR) return str_method(E, at, self.s, m, A);
-    if (self.t == V_DICT) {
-        jdict *d = self.d;
-        if (!strcmp(m, "items")) return items_of(E, d);
-        if (!strcmp(m, "keys") || !strcmp(m, "values")) {
-            jlist *l = jl_new(E->c, d->n);
-            for (size_t i = 0; i < d->n; i++) jl_push(E->c, l, m[0] == 'k' ? d->k[i] : d->v[i]);
-            return (jval){.t = V_LIST, .l = l};
-        }
-        if (!strcmp(m, "get") || !strcmp(m, "setdefault") || !strcmp(m, "pop")) {
-            if (!a0) j_fail(E->c, at->line, at->col, "%s() takes at least 1 argument", m);
-            jval *v = jd_find(d, *a0), *dflt = jargs_get(A, 1, NULL);
-            jval r = v ? *v : dflt ? *dflt : jv_none();
-            if (!v && m[0] == 's') jd_set(E->c, d, *a0, r);
-            if (m[0] == 'p') {
-                if (!v && !dflt) j_fail(E->c, at->line, at->col, "KeyError in pop()");
-                if (v) { /* remove, keeping order */
-                    size_t k = (size_t)(v - d->v);
-                    memmove(d->k + k, d->k + k + 1, (d->n - k - 1) * sizeof(jval));
-                    memmove(d->v + k, d->v + k + 1, (d->n - k - 1) * sizeof(jval));
-                    d->n--;
-                }
-            }
-            return r;
-        }
-        if (!strcmp(m, "update")) {
-            if (a0 && a0->t == V_DICT)
-                for (size_t i = 0; i < a0->d->n; i++) jd_set(E->c, d, a0->d->k[i], a0->d->v[i]);
-            for (size_t i = 0; i < A->n; i++)
-                if (A->kw[i]) jd_set(E->c, d, jv_cstr(E->c, A->kw[i]), A->v[i]);
-            return jv_none();
-        }
-        if (!strcmp(m, "copy")) {
-            jdict *c = jd_new(E->c);
-            for (size_t i = 0; i < d->n; i++) jd_set(E->c, c, d->k[i], d->v[i]);
-            return (jval){.t = V_DICT, .d = c};
-        }
+    if (a0 && a0->t == V_DICT)
+        for (size_t i = 0; i < a0->d->n; i++) jd_set(E->c, self.d, a0->d->k[i], a0->d->v[i]);
+    for (size_t i = 0; i < A->n; i++)
+        if (A->kw[i]) jd_set(E->c, self.d, jv_cstr(E->c, A->kw[i]), A->v[i]);
+    return jv_none();
+}
+static jval m_dict_copy(ev *E, jnode *at, jval self, jargs *A) {
+    (void)at, (void)A;
+    jdict *c = jd_new(E->c);
+    for (size_t i = 0; i < self.d->n; i++) jd_set(E->c, c, self.d->k[i], self.d->v[i]);
+    return (jval){.t = V_DICT, .d = c};
+}
+
+static const struct jbuiltin_method dict_methods[] = {
+    {"items", m_items}, {"keys", m_keys},     {"values", m_values},         {"get", m_get},
+    {"pop", m_dict_pop}, {"update", m_update}, {"copy", m_dict_copy}, {"setdefault", m_setdefault}, {NULL, NULL}};
+
+/* ---- list methods ---- */
+static jval m_append(ev *E, jnode *at, jval self, jargs *A) {
+    jl_push(E->c, self.l, *need_arg(E, at, A, 0, NULL, "append"));
+    return jv_none();
+}
+static jval m_extend(ev *E, jnode *at, jval self, jargs *A) {
+    jlist *x = ev_iterable(E, at, *need_arg(E, at, A, 0, NULL, "extend"));
+    size_t n = x->n; /* l.extend(l) adds each item once */
+    for (size_t i = 0; i < n; i++) jl_push(E->c, self.l, x->v[i]);
+    return jv_none();
+}
+static jval m_list_pop(ev *E, jnode *at, jval self, jargs *A) {
+    jlist *l = self.l;
+    jval *a0 = jargs_get(A, 0, NULL);
+    long long i = a0 && a0->t == V_INT ? a0->i : -1;
+    if (i < 0) i += (long long)l->n;
+    if (i < 0 || i >= (long long)l->n) j_fail(E->c, at->line, at->col, "pop index out of range");
+    jval r = l->v[i];
+    memmove(l->v + i, l->v + i + 1, (l->n - (size_t)i - 1) * sizeof(jval));
+    l->n--;
+    return r;
+}
+static jval m_insert(ev *E, jnode *at, jval self, jargs *A) {
+    jlist *l = self.l;
+    jval *a0 = jargs_get(A, 0, NULL), *a1 = jargs_get(A, 1, NULL);
+    if (!a0 || !a1 || a0->t != V_INT) j_fail(E->c, at->line, at->col, "insert() takes an index and a value");
+    long long i = a0->i < 0 ? a0->i + (long long)l->n : a0->i;
+    i = i < 0 ? 0 : i > (long long)l->n ? (long long)l->n : i;
+    jl_push(E->c, l, jv_none());
+    memmove(l->v + i + 1, l->v + i, (l->n - (size_t)i - 1) * sizeof(jval));
+    l->v[i] = *a1;
+    return jv_none();
+}
+/* The position of the first item equal to x, or -1. */
+static long long list_find(ev *E, jlist *l, jval x) {
+    for (size_t i = 0; i < l->n; i++) {
+        j_step(E->c);
+        if (jv_equal(E->c, l->v[i], x)) return (long long)i;
     }
-    if (self.t == V_LIST) {
-        jlist *l = self.l;
-        if (!strcmp(m, "append")) {
-            if (!a0) j_fail(E->c, at->line, at->col, "append() takes exactly one argument");
-            jl_push(E->c, l, *a0);
-            return jv_none();
-        }
-        if (!strcmp(m, "extend")) {
-            jlist *x = ev_iterable(E, at, a0 ? *a0 : jv_undef(NULL));
-            size_t n = x->n;
-            for (size_t i = 0; i < n; i++) jl_push(E->c, l, x->v[i]);
-            return jv_none();
-        }
-        if (!strcmp(m, "pop")) {
-            long long i = a0 && a0->t == V_INT ? a0->i : -1;
-            if (i < 0) i += (long long)l->n;
-            if (i < 0 || i >= (long long)l->n) j_fail(E->c, at->line, at->col, "pop index out of range");
-            jval r = l->v[i];
-            memmove(l->v + i, l->v + i + 1, (l->n - (size_t)i - 1) * sizeof(jval));
-            l->n--;
-            return r;
-        }
-        if (!strcmp(m, "insert")) {
-            jval *a1 = jargs_get(A, 1, NULL);
-            if (!a0 || !a1 || a0->t != V_INT) j_fail(E->c, at->line, at->col, "insert() takes an index and a value");
-            long long i = a0->i < 0 ? a0->i + (long long)l->n : a0->i;
-            i = i < 0 ? 0 : i > (long long)l->n ? (long long)l->n : i;
-            jl_push(E->c, l, jv_none());
-            memmove(l->v + i + 1, l->v + i, (l->n - (size_t)i - 1) * sizeof(jval));
-            l->v[i] = *a1;
-            return jv_none();
-        }
-        if (!strcmp(m, "index") || !strcmp(m, "count")) {
-            long long k = 0;
-            for (size_t i = 0; i < l->n; i++)
-                if (a0 && jv_equal(l->v[i], *a0)) {
-                    if (m[0] == 'i') return jv_int((long long)i);
-                    k++;
-                }
-            if (m[0] == 'i') j_fail(E->c, at->line, at->col, "index(): value is not in list");
-            return jv_int(k);
-        }
-        if (!strcmp(m, "remove")) {
-            for (size_t i = 0; i < l->n; i++)
-                if (a0 && jv_equal(l->v[i], *a0)) {
-                    memmove(l->v + i, l->v + i + 1, (l->n - i - 1) * sizeof(jval));
-                    l->n--;
-                    return jv_none();
-                }
-            j_fail(E->c, at->line, at->col, "remove(): value is not in list");
-        }
-        if (!strcmp(m, "reverse")) {
-            for (size_t i = 0; i < l->n / 2; i++) {
-                jval t = l->v[i];
-                l->v[i] = l->v[l->n - 1 - i];
-                l->v[l->n - 1 - i] = t;
-            }
-            return jv_none();
-        }
-        if (!strcmp(m, "copy")) {
-            jlist *c = jl_new(E->c, l->n);
-            for (size_t i = 0; i < l->n; i++) jl_push(E->c, c, l->v[i]);
-            return (jval){.t = V_LIST, .l = c};
-        }
+    return -1;
+}
+static jval m_index(ev *E, jnode *at, jval self, jargs *A) {
+    long long i = list_find(E, self.l, *need_arg(E, at, A, 0, NULL, "index"));
+    if (i < 0) j_fail(E->c, at->line, at->col, "index(): value is not in list");
+    return jv_int(i);
+}
+static jval m_list_count(ev *E, jnode *at, jval self, jargs *A) {
+    jval x = *need_arg(E, at, A, 0, NULL, "count");
+    long long k = 0;
+    for (size_t i = 0; i < self.l->n; i++) {
+        j_step(E->c);
+        k += jv_equal(E->c, self.l->v[i], x);
     }
-    if (self.t == V_LOOP && !strcmp(m, "cycle")) {
-        if (!A->n) j_fail(E->c, at->line, at->col, "no items for cycling given");
-        return A->v[self.lp->i % A->n];
+    return jv_int(k);
+}
+static jval m_remove(ev *E, jnode *at, jval self, jargs *A) {
+    jlist *l = self.l;
+    long long i = list_find(E, l, *need_arg(E, at, A, 0, NULL, "remove"));
+    if (i < 0) j_fail(E->c, at->line, at->col, "remove(): value is not in list");
+    memmove(l->v + i, l->v + i + 1, (l->n - (size_t)i - 1) * sizeof(jval));
+    l->n--;
+    return jv_none();
+}
+static jval m_reverse(ev *E, jnode *at, jval self, jargs *A) {
+    (void)E, (void)at, (void)A;
+    jlist *l = self.l;
+    for (size_t i = 0; i < l->n / 2; i++) {
+        jval t = l->v[i];
+        l->v[i] = l->v[l->n - 1 - i];
+        l->v[l->n - 1 - i] = t;
     }
-    j_fail(E->c, at->line, at->col, "%s has no method '%s'", jv_typename(self), m);
+    return jv_none();
+}
+static jval copy_list(ev *E, const jlist *src, bool reversed) {
+    jlist *l = jl_new(E->c, src->n);
+    for (size_t i = 0; i < src->n; i++) jl_push(E->c, l, src->v[reversed ? src->n - 1 - i : i]);
+    return (jval){.t = V_LIST, .l = l};
+}
+static jval m_list_copy(ev *E, jnode *at, jval self, jargs *A) { (void)at, (void)A; return copy_list(E, self.l, false); }
+
+static const struct jbuiltin_method list_methods[] = {
+    {"append", m_append}, {"pop", m_list_pop},   {"index", m_index},     {"count", m_list_count}, {"extend", m_extend},
+    {"insert", m_insert}, {"remove", m_remove}, {"reverse", m_reverse}, {"copy", m_list_copy},  {NULL, NULL}};
+
+/* ---- loop methods ---- */
+static jval m_cycle(ev *E, jnode *at, jval self, jargs *A) {
+    if (!A->n) j_fail(E->c, at->line, at->col, "no items for cycling given");
+    return A->v[self.lp->i % A->n];
+}
+static const struct jbuiltin_method loop_methods[] = {{"cycle", m_cycle}, {NULL, NULL}};
+
+const struct jbuiltin_method *ev_method_find(jval self, const char *name) {
+    const struct jbuiltin_method *m = self.t == V_STR                     ? str_methods
+                                      : self.t == V_DICT && !self.d->is_ns ? dict_methods
+                                      : self.t == V_LIST                    ? list_methods
+                                      : self.t == V_LOOP                    ? loop_methods
+                                                                            : NULL;
+    for (; m && m->name; m++)
+        if (!strcmp(m->name, name)) return m;
+    return NULL;
 }
 
 /* ---- globals ---- */
-jval ev_call_global(ev *E, jnode *at, int fn, jargs *A) {
+/* range(): the count is computed in unsigned 64-bit arithmetic, so no bounds overflow it past the cap. */
+static jval g_range(ev *E, jnode *at, jargs *A) {
+    long long lo = 0, hi, step = 1;
+    for (size_t i = 0; i < A->n; i++)
+        if (A->v[i].t != V_INT || A->kw[i]) j_fail(E->c, at->line, at->col, "range() takes integer arguments");
+    if (A->n == 1) hi = A->v[0].i;
+    else if (A->n == 2 || A->n == 3) {
+        lo = A->v[0].i;
+        hi = A->v[1].i;
+        if (A->n == 3) step = A->v[2].i;
+    } else j_fail(E->c, at->line, at->col, "range() takes 1 to 3 arguments");
+    if (step == 0) j_fail(E->c, at->line, at->col, "range() step must not be zero");
+    unsigned long long span = 0, ustep = step > 0 ? (unsigned long long)step : 0ull - (unsigned long long)step;
+    if (step > 0 ? lo < hi : lo > hi)
+        span = step > 0 ? (unsigned long long)hi - (unsigned long long)lo : (unsigned long long)lo - (unsigned long long)hi;
+    unsigned long long count = span ? (span - 1) / ustep + 1 : 0;
+    if (count > 100000) j_fail(E->c, at->line, at->col, "range too big (%llu items; the limit is 100000)", count);
+    jlist *l = jl_new(E->c, count ? (size_t)count : 1);
+    for (unsigned long long k = 0; k < count; k++) /* lo + k*step, in range by construction */
+        jl_push(E->c, l, jv_int((long long)((unsigned long long)lo + k * (unsigned long long)step)));
+    return (jval){.t = V_LIST, .l = l};
+}
+/* namespace(...) and dict(...): a mapping from a dict argument and keyword arguments. */
+static jval make_mapping(ev *E, jargs *A, bool is_ns) {
     jval *a0 = jargs_get(A, 0, NULL);
-    switch (fn) {
-    case 0: { /* range */
-        long long lo = 0, hi, step = 1;
-        for (size_t i = 0; i < A->n; i++)
-            if (A->v[i].t != V_INT) j_fail(E->c, at->line, at->col, "range() takes integer arguments");
-        if (A->n == 1) hi = A->v[0].i;
-        else if (A->n == 2 || A->n == 3) {
-            lo = A->v[0].i;
-            hi = A->v[1].i;
-            if (A->n == 3) step = A->v[2].i;
-        } else j_fail(E->c, at->line, at->col, "range() takes 1 to 3 arguments");
-        if (step == 0) j_fail(E->c, at->line, at->col, "range() step must not be zero");
-        long long count = step > 0 ? (hi - lo + step - 1) / step : (lo - hi - step - 1) / -step;
-        if (count > 100000) j_fail(E->c, at->line, at->col, "range too big (%lld items; the limit is 100000)", count);
-        jlist *l = jl_new(E->c, count > 0 ? (size_t)count : 1);
-        for (long long i = lo; step > 0 ? i < hi : i > hi; i += step) jl_push(E->c, l, jv_int(i));
-        return (jval){.t = V_LIST, .l = l};
-    }
-    case 1:   /* namespace(...) */
-    case 4: { /* dict(...) */
-        jdict *d = jd_new(E->c);
-        d->is_ns = fn == 1;
-        if (a0 && a0->t == V_DICT)
-            for (size_t i = 0; i < a0->d->n; i++) jd_set(E->c, d, a0->d->k[i], a0->d->v[i]);
-        for (size_t i = 0; i < A->n; i++)
-            if (A->kw[i]) jd_set(E->c, d, jv_cstr(E->c, A->kw[i]), A->v[i]);
-        return (jval){.t = V_DICT, .d = d};
-    }
-    case 2: { /* raise_exception(message) */
-        jstr *msg = a0 ? jv_to_str(E->c, *a0) : js_new(E->c, "", 0);
-        j_fail(E->c, at->line, at->col, "raise_exception: %s", msg->s);
-    }
-    case 3: { /* strftime_now(format) */
-        jstr *fmt = need_str(E, at, a0 ? *a0 : jv_undef("format"), "strftime_now");
-        time_t now = time(NULL);
-        struct tm tm;
-        localtime_r(&now, &tm);
-        char buf[256];
-        size_t n = strftime(buf, sizeof buf, fmt->s, &tm);
-        return jv_str(E->c, buf, n);
-    }
-    }
-    j_fail(E->c, at->line, at->col, "internal: unknown global function");
+    jdict *d = jd_new(E->c);
+    d->is_ns = is_ns;
+    if (a0 && a0->t == V_DICT)
+        for (size_t i = 0; i < a0->d->n; i++) jd_set(E->c, d, a0->d->k[i], a0->d->v[i]);
+    for (size_t i = 0; i < A->n; i++)
+        if (A->kw[i]) jd_set(E->c, d, jv_cstr(E->c, A->kw[i]), A->v[i]);
+    return (jval){.t = V_DICT, .d = d};
+}
+static jval g_namespace(ev *E, jnode *at, jargs *A) { (void)at; return make_mapping(E, A, true); }
+static jval g_dict(ev *E, jnode *at, jargs *A) { (void)at; return make_mapping(E, A, false); }
+static jval g_raise_exception(ev *E, jnode *at, jargs *A) {
+    jval *a0 = jargs_get(A, 0, NULL);
+    jstr *msg = a0 ? jv_to_str(E->c, *a0) : js_new(E->c, "", 0);
+    j_fail(E->c, at->line, at->col, "raise_exception: %s", msg->s);
+}
+static jval g_strftime_now(ev *E, jnode *at, jargs *A) {
+    jval *a0 = jargs_get(A, 0, NULL);
+    jstr *fmt = need_str(E, at, a0 ? *a0 : jv_undef("format"), "strftime_now");
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    char buf[256];
+    size_t n = strftime(buf, sizeof buf, fmt->s, &tm);
+    return jv_str(E->c, buf, n);
 }
 
-/* ---- tests ---- */
-bool ev_test(ev *E, jnode *at, const char *t, jval v, jargs *A) {
+static const struct jglobal globals[] = {{"range", g_range},
+                                         {"namespace", g_namespace},
+                                         {"raise_exception", g_raise_exception},
+                                         {"strftime_now", g_strftime_now},
+                                         {"dict", g_dict},
+                                         {NULL, NULL}};
+
+const struct jglobal *ev_global_find(const char *name) {
+    for (const struct jglobal *g = globals; g->name; g++)
+        if (!strcmp(g->name, name)) return g;
+    return NULL;
+}
+
+/* ---- tests: `v is name(args)` ---- */
+typedef bool (*jtest_fn)(ev *E, jnode *at, jval v, jargs *A);
+
+#define TYPE_TEST(fname, cond)                             \
+    static bool fname(ev *E, jnode *at, jval v, jargs *A) { \
+        (void)E, (void)at, (void)A;                         \
+        return cond;                                        \
+    }
+TYPE_TEST(t_defined, v.t != V_UNDEF)
+TYPE_TEST(t_undefined, v.t == V_UNDEF)
+TYPE_TEST(t_none, v.t == V_NONE)
+TYPE_TEST(t_string, v.t == V_STR)
+TYPE_TEST(t_mapping, v.t == V_DICT)
+TYPE_TEST(t_sequence, v.t == V_LIST || v.t == V_STR || v.t == V_DICT)
+TYPE_TEST(t_iterable, v.t == V_LIST || v.t == V_STR || v.t == V_DICT || v.t == V_UNDEF)
+TYPE_TEST(t_number, v.t == V_INT || v.t == V_FLOAT || v.t == V_BOOL)
+TYPE_TEST(t_integer, v.t == V_INT)
+TYPE_TEST(t_float, v.t == V_FLOAT)
+TYPE_TEST(t_boolean, v.t == V_BOOL)
+TYPE_TEST(t_true, v.t == V_BOOL && v.b)
+TYPE_TEST(t_false, v.t == V_BOOL && !v.b)
+TYPE_TEST(t_callable, v.t == V_MACRO || v.t == V_FUNC || v.t == V_METHOD)
+#undef TYPE_TEST
+
+static bool t_lower(ev *E, jnode *at, jval v, jargs *A) { return jv_truthy(m_islower(E, at, as_str(E, v), A)); }
+static bool t_upper(ev *E, jnode *at, jval v, jargs *A) { return jv_truthy(m_isupper(E, at, as_str(E, v), A)); }
+
+static long long need_int(ev *E, jnode *at, jval v, const char *test) {
+    if (v.t != V_INT) j_fail(E->c, at->line, at->col, "test '%s' needs an integer", test);
+    return v.i;
+}
+static bool t_odd(ev *E, jnode *at, jval v, jargs *A) { (void)A; return (need_int(E, at, v, "odd") & 1) != 0; }
+static bool t_even(ev *E, jnode *at, jval v, jargs *A) { (void)A; return (need_int(E, at, v, "even") & 1) == 0; }
+static bool t_divisibleby(ev *E, jnode *at, jval v, jargs *A) {
+    long long x = need_int(E, at, v, "divisibleby");
+    jval *d = jargs_get(A, 0, NULL);
+    if (!d || d->t != V_INT || d->i == 0) j_fail(E->c, at->line, at->col, "divisibleby needs a non-zero integer");
+    return d->i == -1 || x % d->i == 0; /* LLONG_MIN % -1 traps in C */
+}
+
+static jval *test_arg(ev *E, jnode *at, jargs *A) {
     jval *a0 = jargs_get(A, 0, NULL);
-    if (!strcmp(t, "defined")) return v.t != V_UNDEF;
-    if (!strcmp(t, "undefined")) return v.t == V_UNDEF;
-    if (!strcmp(t, "none")) return v.t == V_NONE;
-    if (!strcmp(t, "string")) return v.t == V_STR;
-    if (!strcmp(t, "mapping")) return v.t == V_DICT;
-    if (!strcmp(t, "sequence")) return v.t == V_LIST || v.t == V_STR || v.t == V_DICT;
-    if (!strcmp(t, "iterable")) return v.t == V_LIST || v.t == V_STR || v.t == V_DICT || v.t == V_UNDEF;
-    if (!strcmp(t, "number")) return v.t == V_INT || v.t == V_FLOAT || v.t == V_BOOL;
-    if (!strcmp(t, "integer")) return v.t == V_INT;
-    if (!strcmp(t, "float")) return v.t == V_FLOAT;
-    if (!strcmp(t, "boolean")) return v.t == V_BOOL;
-    if (!strcmp(t, "true")) return v.t == V_BOOL && v.b;
-    if (!strcmp(t, "false")) return v.t == V_BOOL && !v.b;
-    if (!strcmp(t, "callable")) return v.t == V_MACRO || v.t == V_FUNC || v.t == V_METHOD;
-    if (!strcmp(t, "lower") || !strcmp(t, "upper")) {
-        jstr *s = jv_to_str(E->c, v);
-        jargs none = {0};
-        return jv_truthy(str_method(E, at, s, t[0] == 'l' ? "islower" : "isupper", &none));
-    }
-    if (!strcmp(t, "odd") || !strcmp(t, "even") || !strcmp(t, "divisibleby")) {
-        if (v.t != V_INT) j_fail(E->c, at->line, at->col, "test '%s' needs an integer", t);
-        if (t[0] == 'o') return (v.i & 1) != 0;
-        if (t[0] == 'e') return (v.i & 1) == 0;
-        if (!a0 || a0->t != V_INT || a0->i == 0) j_fail(E->c, at->line, at->col, "divisibleby needs a non-zero integer");
-        return v.i % a0->i == 0;
-    }
-    static const char *const cmp[][2] = {{"eq", "=="}, {"equalto", "=="}, {"==", "=="}, {"ne", "!="}, {"!=", "!="},
-                                         {"lt", "<"},  {"lessthan", "<"}, {"<", "<"},   {"le", "<="}, {"<=", "<="},
-                                         {"gt", ">"},  {"greaterthan", ">"}, {">", ">"}, {"ge", ">="}, {">=", ">="}};
-    for (size_t i = 0; i < sizeof cmp / sizeof *cmp; i++) {
-        if (strcmp(t, cmp[i][0])) continue;
-        if (!a0) j_fail(E->c, at->line, at->col, "test '%s' needs an argument", t);
-        const char *op = cmp[i][1];
-        if (op[0] == '=') return jv_equal(v, *a0);
-        if (op[0] == '!') return !jv_equal(v, *a0);
-        jnode fake = *at;
-        fake.k = E_BIN;
-        snprintf(fake.op, sizeof fake.op, "%s", op);
-        fake.a = &(jnode){.k = E_CONST, .val = v};
-        fake.b = &(jnode){.k = E_CONST, .val = *a0};
-        return jv_truthy(ev_expr(E, &fake));
-    }
-    if (!strcmp(t, "in")) {
-        if (!a0) j_fail(E->c, at->line, at->col, "test 'in' needs an argument");
-        return ev_contains(E, at, *a0, v);
-    }
-    if (!strcmp(t, "sameas")) {
-        if (!a0) j_fail(E->c, at->line, at->col, "test 'sameas' needs an argument");
-        if (v.t != a0->t) return false;
-        if (v.t == V_LIST) return v.l == a0->l;
-        if (v.t == V_DICT) return v.d == a0->d;
-        return jv_equal(v, *a0);
-    }
-    j_fail(E->c, at->line, at->col, "no test named '%s'", t);
+    if (!a0) j_fail(E->c, at->line, at->col, "test '%s' needs an argument", at->name);
+    return a0;
+}
+/* The ordering tests evaluate the operator itself, so they compare (and fail) exactly as `<` does. */
+static bool compare_as(ev *E, jnode *at, jval v, jargs *A, const char *op) {
+    jnode cmp = *at;
+    cmp.k = E_BIN;
+    snprintf(cmp.op, sizeof cmp.op, "%s", op);
+    cmp.a = &(jnode){.k = E_CONST, .val = v};
+    cmp.b = &(jnode){.k = E_CONST, .val = *test_arg(E, at, A)};
+    return jv_truthy(ev_expr(E, &cmp));
+}
+static bool t_eq(ev *E, jnode *at, jval v, jargs *A) { return jv_equal(E->c, v, *test_arg(E, at, A)); }
+static bool t_ne(ev *E, jnode *at, jval v, jargs *A) { return !jv_equal(E->c, v, *test_arg(E, at, A)); }
+static bool t_lt(ev *E, jnode *at, jval v, jargs *A) { return compare_as(E, at, v, A, "<"); }
+static bool t_le(ev *E, jnode *at, jval v, jargs *A) { return compare_as(E, at, v, A, "<="); }
+static bool t_gt(ev *E, jnode *at, jval v, jargs *A) { return compare_as(E, at, v, A, ">"); }
+static bool t_ge(ev *E, jnode *at, jval v, jargs *A) { return compare_as(E, at, v, A, ">="); }
+static bool t_in(ev *E, jnode *at, jval v, jargs *A) { return ev_contains(E, at, *test_arg(E, at, A), v); }
+static bool t_sameas(ev *E, jnode *at, jval v, jargs *A) {
+    jval *o = test_arg(E, at, A);
+    if (v.t != o->t) return false;
+    if (v.t == V_LIST) return v.l == o->l;
+    if (v.t == V_DICT) return v.d == o->d;
+    return jv_equal(E->c, v, *o);
+}
+
+static const struct {
+    const char *name;
+    jtest_fn fn;
+} tests[] = {{"defined", t_defined},   {"undefined", t_undefined}, {"none", t_none},         {"string", t_string},
+             {"mapping", t_mapping},   {"sequence", t_sequence},   {"iterable", t_iterable}, {"number", t_number},
+             {"integer", t_integer},   {"float", t_float},         {"boolean", t_boolean},   {"true", t_true},
+             {"false", t_false},       {"callable", t_callable},   {"lower", t_lower},       {"upper", t_upper},
+             {"odd", t_odd},           {"even", t_even},           {"divisibleby", t_divisibleby},
+             {"eq", t_eq},             {"equalto", t_eq},          {"==", t_eq},             {"ne", t_ne},
+             {"!=", t_ne},             {"lt", t_lt},               {"lessthan", t_lt},       {"<", t_lt},
+             {"le", t_le},             {"<=", t_le},               {"gt", t_gt},             {"greaterthan", t_gt},
+             {">", t_gt},              {"ge", t_ge},               {">=", t_ge},             {"in", t_in},
+             {"sameas", t_sameas}};
+
+bool ev_test(ev *E, jnode *at, const char *name, jval v, jargs *A) {
+    for (size_t i = 0; i < sizeof tests / sizeof *tests; i++)
+        if (!strcmp(tests[i].name, name)) {
+            jnode named = *at; /* test_arg's message names the test */
+            named.name = tests[i].name;
+            return tests[i].fn(E, &named, v, A);
+        }
+    j_fail(E->c, at->line, at->col, "no test named '%s'", name);
 }
 
 /* ---- filters ---- */
@@ -548,21 +679,33 @@ static jval filter_select(ev *E, jnode *at, const char *name, jval v, jargs *A) 
     return (jval){.t = V_LIST, .l = out};
 }
 
-static jval to_number(ev *E, jval v, bool want_float, jval dflt) {
-    (void)E;
-    if (v.t == V_INT || v.t == V_BOOL) return want_float ? (jval){.t = V_FLOAT, .f = (double)(v.t == V_INT ? v.i : v.b)} : jv_int(v.t == V_INT ? v.i : v.b);
-    if (v.t == V_FLOAT) return want_float ? v : jv_int((long long)v.f);
+/* float → int as Python's int() truncates; outside 64 bits a template error, not undefined behaviour. */
+static long long float_to_int(ev *E, jnode *at, double f) {
+    if (!(f >= -0x1p63 && f < 0x1p63)) j_fail(E->c, at->line, at->col, "int: %g is outside the 64-bit range", f);
+    return (long long)f;
+}
+
+static jval to_number(ev *E, jnode *at, jval v, bool want_float, jval dflt) {
+    if (v.t == V_INT || v.t == V_BOOL) {
+        long long i = v.t == V_INT ? v.i : v.b;
+        return want_float ? (jval){.t = V_FLOAT, .f = (double)i} : jv_int(i);
+    }
+    if (v.t == V_FLOAT) return want_float ? v : jv_int(float_to_int(E, at, v.f));
     if (v.t == V_STR) {
         char *end;
         const char *s = v.s->s;
         if (!want_float) {
+            errno = 0;
             long long i = strtoll(s, &end, 10);
             while (*end && isspace((unsigned char)*end)) end++;
-            if (end != s && !*end) return jv_int(i);
+            if (end != s && !*end) {
+                if (errno == ERANGE) j_fail(E->c, at->line, at->col, "int: '%.40s' is outside the 64-bit range", s);
+                return jv_int(i);
+            }
         }
         double f = strtod(s, &end);
         while (*end && isspace((unsigned char)*end)) end++;
-        if (end != s && !*end) return want_float ? (jval){.t = V_FLOAT, .f = f} : jv_int((long long)f);
+        if (end != s && !*end) return want_float ? (jval){.t = V_FLOAT, .f = f} : jv_int(float_to_int(E, at, f));
     }
     return dflt;
 }
@@ -577,174 +720,217 @@ static size_t length_of(ev *E, jnode *at, jval v) {
     }
 }
 
-jval ev_filter(ev *E, jnode *at, const char *f, jval v, jargs *A) {
-    jval *a0 = jargs_get(A, 0, NULL);
-    if (!strcmp(f, "tojson")) {
-        jval *ind = jargs_get(A, 0, "indent"), *seps = jargs_get(A, (size_t)-1, "separators"),
-             *sk = jargs_get(A, (size_t)-1, "sort_keys");
-        int indent = ind && ind->t == V_INT ? (int)ind->i : -1;
-        const char *isep = indent >= 0 ? "," : ", ", *ksep = ": ";
-        if (seps && seps->t == V_LIST && seps->l->n == 2 && seps->l->v[0].t == V_STR && seps->l->v[1].t == V_STR) {
-            isep = seps->l->v[0].s->s;
-            ksep = seps->l->v[1].s->s;
+typedef jval (*jfilter_fn)(ev *E, jnode *at, jval v, jargs *A);
+
+static jval f_tojson(ev *E, jnode *at, jval v, jargs *A) {
+    jval *ind = jargs_get(A, 0, "indent"), *seps = jargs_get(A, (size_t)-1, "separators"),
+         *sk = jargs_get(A, (size_t)-1, "sort_keys");
+    long long indent = ind && ind->t == V_INT ? ind->i : -1;
+    const char *isep = indent >= 0 ? "," : ", ", *ksep = ": ";
+    if (seps && seps->t == V_LIST && seps->l->n == 2 && seps->l->v[0].t == V_STR && seps->l->v[1].t == V_STR) {
+        isep = seps->l->v[0].s->s;
+        ksep = seps->l->v[1].s->s;
+    }
+    jbuf *b = jb_open(E->c);
+    jv_tojson(E->c, b, v, indent, isep, ksep, sk && jv_truthy(*sk), 0, at->line, at->col);
+    return jb_val(b);
+}
+static jval f_trim(ev *E, jnode *at, jval v, jargs *A) {
+    return strip(E, at, jv_to_str(E->c, v), jargs_get(A, 0, "chars"), true, true);
+}
+static jval f_length(ev *E, jnode *at, jval v, jargs *A) { (void)A; return jv_int((long long)length_of(E, at, v)); }
+static jval f_default(ev *E, jnode *at, jval v, jargs *A) {
+    (void)at;
+    jval *dflt = jargs_get(A, 0, "default_value"), *b = jargs_get(A, 1, "boolean");
+    bool use = v.t == V_UNDEF || (b && jv_truthy(*b) && !jv_truthy(v));
+    return use ? (dflt ? *dflt : jv_str(E->c, "", 0)) : v;
+}
+static jval f_join(ev *E, jnode *at, jval v, jargs *A) {
+    jval *sep = jargs_get(A, 0, "d"), *attr = jargs_get(A, 1, "attribute");
+    jstr *s = sep ? jv_to_str(E->c, *sep) : js_new(E->c, "", 0);
+    jlist *l = ev_iterable(E, at, v);
+    jbuf *b = jb_open(E->c);
+    for (size_t i = 0; i < l->n; i++) {
+        if (i) jb_put(b, s->s, s->n);
+        jval x = attr ? attr_path(E, at, l->v[i], jv_to_str(E->c, *attr)) : l->v[i];
+        jv_print(E->c, b, x, false);
+    }
+    return jb_val(b);
+}
+static jval f_upper(ev *E, jnode *at, jval v, jargs *A) { (void)at, (void)A; return change_case(E, jv_to_str(E->c, v), CASE_UPPER); }
+static jval f_lower(ev *E, jnode *at, jval v, jargs *A) { (void)at, (void)A; return change_case(E, jv_to_str(E->c, v), CASE_LOWER); }
+static jval f_title(ev *E, jnode *at, jval v, jargs *A) {
+    (void)at, (void)A;
+    return change_case(E, jv_to_str(E->c, v), CASE_TITLE_JINJA);
+}
+static jval f_capitalize(ev *E, jnode *at, jval v, jargs *A) {
+    (void)at, (void)A;
+    return change_case(E, jv_to_str(E->c, v), CASE_CAPITALIZE);
+}
+static jval f_items(ev *E, jnode *at, jval v, jargs *A) {
+    (void)A;
+    if (v.t == V_UNDEF) return (jval){.t = V_LIST, .l = jl_new(E->c, 1)};
+    if (v.t != V_DICT) j_fail(E->c, at->line, at->col, "items filter expects a mapping, got %s", jv_typename(v));
+    return items_of(E, v.d);
+}
+static jval f_list(ev *E, jnode *at, jval v, jargs *A) { (void)A; return copy_list(E, ev_iterable(E, at, v), false); }
+static jval f_first(ev *E, jnode *at, jval v, jargs *A) {
+    (void)A;
+    jlist *l = ev_iterable(E, at, v);
+    return l->n ? l->v[0] : jv_undef("first");
+}
+static jval f_last(ev *E, jnode *at, jval v, jargs *A) {
+    (void)A;
+    jlist *l = ev_iterable(E, at, v);
+    return l->n ? l->v[l->n - 1] : jv_undef("last");
+}
+static jval f_reverse(ev *E, jnode *at, jval v, jargs *A) {
+    (void)A;
+    jlist *items = ev_iterable(E, at, v); /* a string's code points */
+    if (v.t != V_STR) return copy_list(E, items, true);
+    jbuf *b = jb_open(E->c);
+    for (size_t i = items->n; i-- > 0;) jb_put(b, items->v[i].s->s, items->v[i].s->n);
+    return jb_val(b);
+}
+static jval f_map(ev *E, jnode *at, jval v, jargs *A) {
+    jlist *src = ev_iterable(E, at, v), *l = jl_new(E->c, src->n);
+    jval *a0 = jargs_get(A, 0, NULL), *attr = jargs_get(A, (size_t)-1, "attribute"),
+         *dflt = jargs_get(A, (size_t)-1, "default");
+    if (!attr && (!a0 || a0->t != V_STR)) j_fail(E->c, at->line, at->col, "map needs a filter name or attribute=");
+    jargs rest = {0};
+    for (size_t i = 0, p = 0; i < A->n; i++)
+        if (!A->kw[i] && p++ > 0) rest.v[rest.n++] = A->v[i];
+    for (size_t i = 0; i < src->n; i++) {
+        jval x;
+        if (attr) {
+            x = attr_path(E, at, src->v[i], jv_to_str(E->c, *attr));
+            if (x.t == V_UNDEF && dflt) x = *dflt;
+        } else x = ev_filter(E, at, a0->s->s, src->v[i], &rest);
+        jl_push(E->c, l, x);
+    }
+    return (jval){.t = V_LIST, .l = l};
+}
+static jval f_select(ev *E, jnode *at, jval v, jargs *A) { return filter_select(E, at, "select", v, A); }
+static jval f_reject(ev *E, jnode *at, jval v, jargs *A) { return filter_select(E, at, "reject", v, A); }
+static jval f_selectattr(ev *E, jnode *at, jval v, jargs *A) { return filter_select(E, at, "selectattr", v, A); }
+static jval f_rejectattr(ev *E, jnode *at, jval v, jargs *A) { return filter_select(E, at, "rejectattr", v, A); }
+static jval f_replace(ev *E, jnode *at, jval v, jargs *A) {
+    jval *old = jargs_get(A, 0, "old"), *new = jargs_get(A, 1, "new"), *cnt = jargs_get(A, 2, "count");
+    if (!old || !new) j_fail(E->c, at->line, at->col, "replace needs old and new strings");
+    return replace(E, jv_to_str(E->c, v), jv_to_str(E->c, *old), jv_to_str(E->c, *new),
+                   cnt && cnt->t == V_INT ? cnt->i : -1);
+}
+static jval f_string(ev *E, jnode *at, jval v, jargs *A) { (void)at, (void)A; return as_str(E, v); }
+static jval f_safe(ev *E, jnode *at, jval v, jargs *A) { (void)E, (void)at, (void)A; return v; }
+static jval f_escape(ev *E, jnode *at, jval v, jargs *A) {
+    (void)at, (void)A;
+    jstr *s = jv_to_str(E->c, v);
+    jbuf *b = jb_open(E->c);
+    for (size_t i = 0; i < s->n; i++) {
+        switch (s->s[i]) {
+        case '&': jb_put(b, "&amp;", 5); break;
+        case '<': jb_put(b, "&lt;", 4); break;
+        case '>': jb_put(b, "&gt;", 4); break;
+        case '"': jb_put(b, "&#34;", 5); break;
+        case '\'': jb_put(b, "&#39;", 5); break;
+        default: jb_putc(b, s->s[i]);
         }
-        jbuf b = JBUF(E->c);
-        jv_tojson(E->c, &b, v, indent, isep, ksep, sk && jv_truthy(*sk), 0, at->line, at->col);
-        return jv_str(E->c, b.p, b.n);
     }
-    if (!strcmp(f, "trim")) return strip(E, at, jv_to_str(E->c, v), jargs_get(A, 0, "chars"), true, true);
-    if (!strcmp(f, "length") || !strcmp(f, "count")) return jv_int((long long)length_of(E, at, v));
-    if (!strcmp(f, "default") || !strcmp(f, "d")) {
-        jval *b = jargs_get(A, 1, "boolean");
-        bool use = v.t == V_UNDEF || (b && jv_truthy(*b) && !jv_truthy(v));
-        return use ? (a0 ? *a0 : jv_str(E->c, "", 0)) : v;
+    return jb_val(b);
+}
+static jval f_int(ev *E, jnode *at, jval v, jargs *A) {
+    jval *dflt = jargs_get(A, 0, "default");
+    return to_number(E, at, v, false, dflt ? *dflt : jv_int(0));
+}
+static jval f_float(ev *E, jnode *at, jval v, jargs *A) {
+    jval *dflt = jargs_get(A, 0, "default");
+    return to_number(E, at, v, true, dflt ? *dflt : (jval){.t = V_FLOAT, .f = 0});
+}
+static jval f_abs(ev *E, jnode *at, jval v, jargs *A) {
+    (void)A;
+    if (v.t == V_INT) {
+        if (v.i == LLONG_MIN) j_fail(E->c, at->line, at->col, "integer overflow in 'abs' (template integers are 64-bit)");
+        return jv_int(v.i < 0 ? -v.i : v.i);
     }
-    if (!strcmp(f, "join")) {
-        jval *sep = jargs_get(A, 0, "d"), *attr = jargs_get(A, 1, "attribute");
-        jstr *s = sep ? jv_to_str(E->c, *sep) : js_new(E->c, "", 0);
-        jlist *l = ev_iterable(E, at, v);
-        jbuf b = JBUF(E->c);
-        for (size_t i = 0; i < l->n; i++) {
-            if (i) jb_put(&b, s->s, s->n);
-            jval x = attr ? attr_path(E, at, l->v[i], jv_to_str(E->c, *attr)) : l->v[i];
-            jv_print(E->c, &b, x, false);
+    if (v.t == V_FLOAT) return (jval){.t = V_FLOAT, .f = fabs(v.f)};
+    j_fail(E->c, at->line, at->col, "bad operand type for abs(): '%s'", jv_typename(v));
+}
+static jval f_round(ev *E, jnode *at, jval v, jargs *A) {
+    jval *prec = jargs_get(A, 0, "precision"), *method = jargs_get(A, 1, "method");
+    if (v.t != V_INT && v.t != V_FLOAT) j_fail(E->c, at->line, at->col, "round expects a number");
+    double x = v.t == V_INT ? (double)v.i : v.f, scale = pow(10, prec && prec->t == V_INT ? (double)prec->i : 0);
+    const char *m = method && method->t == V_STR ? method->s->s : "common";
+    double r = !strcmp(m, "floor") ? floor(x * scale) : !strcmp(m, "ceil") ? ceil(x * scale) : nearbyint(x * scale);
+    return (jval){.t = V_FLOAT, .f = r / scale};
+}
+/* indent(width=4, first=False, blank=False); width may be a string. The padding is checked against the
+ * output limit before it is written. */
+static jval f_indent(ev *E, jnode *at, jval v, jargs *A) {
+    (void)at;
+    jval *w = jargs_get(A, 0, "width"), *first = jargs_get(A, 1, "first"), *blank = jargs_get(A, 2, "blank");
+    jstr *pad = w && w->t == V_STR ? w->s : NULL;
+    long long width = w && w->t == V_INT ? w->i : 4;
+    jstr *s = jv_to_str(E->c, v);
+    jbuf *b = jb_open(E->c);
+    bool line_start = first && jv_truthy(*first);
+    for (size_t i = 0; i <= s->n; i++) {
+        if (line_start && i < s->n && (s->s[i] != '\n' || (blank && jv_truthy(*blank)))) {
+            if (pad) jb_put(b, pad->s, pad->n);
+            else if (width > 0) jb_fill(b, ' ', (size_t)width);
         }
-        return jv_str(E->c, b.p ? b.p : "", b.n);
+        if (i == s->n) break;
+        jb_putc(b, s->s[i]);
+        line_start = s->s[i] == '\n';
     }
-    if (!strcmp(f, "upper")) return change_case(E, jv_to_str(E->c, v), CASE_UPPER);
-    if (!strcmp(f, "lower")) return change_case(E, jv_to_str(E->c, v), CASE_LOWER);
-    if (!strcmp(f, "title")) return change_case(E, jv_to_str(E->c, v), CASE_TITLE_JINJA);
-    if (!strcmp(f, "capitalize")) return change_case(E, jv_to_str(E->c, v), CASE_CAPITALIZE);
-    if (!strcmp(f, "items")) {
-        if (v.t == V_UNDEF) return (jval){.t = V_LIST, .l = jl_new(E->c, 1)};
-        if (v.t != V_DICT) j_fail(E->c, at->line, at->col, "items filter expects a mapping, got %s", jv_typename(v));
-        return items_of(E, v.d);
+    return jb_val(b);
+}
+static jval f_unique(ev *E, jnode *at, jval v, jargs *A) {
+    jlist *src = ev_iterable(E, at, v), *l = jl_new(E->c, src->n), *keys = jl_new(E->c, src->n);
+    jval *cs = jargs_get(A, 0, "case_sensitive");
+    for (size_t i = 0; i < src->n; i++) {
+        jval k = src->v[i];
+        if (k.t == V_STR && !(cs && jv_truthy(*cs))) k = change_case(E, k.s, CASE_LOWER);
+        if (list_find(E, keys, k) < 0) jl_push(E->c, keys, k), jl_push(E->c, l, src->v[i]);
     }
-    if (!strcmp(f, "list")) {
-        jlist *src = ev_iterable(E, at, v), *l = jl_new(E->c, src->n);
-        for (size_t i = 0; i < src->n; i++) jl_push(E->c, l, src->v[i]);
-        return (jval){.t = V_LIST, .l = l};
+    return (jval){.t = V_LIST, .l = l};
+}
+/* sum: the `+` operator over the items, so it overflows (and fails) exactly as `+` does. */
+static jval f_sum(ev *E, jnode *at, jval v, jargs *A) {
+    jval *attr = jargs_get(A, (size_t)-1, "attribute"), *start = jargs_get(A, 1, "start");
+    jlist *src = ev_iterable(E, at, v);
+    jval acc = start ? *start : jv_int(0);
+    jnode plus = *at;
+    plus.k = E_BIN;
+    snprintf(plus.op, sizeof plus.op, "+");
+    for (size_t i = 0; i < src->n; i++) {
+        jval x = attr ? attr_path(E, at, src->v[i], jv_to_str(E->c, *attr)) : src->v[i];
+        plus.a = &(jnode){.k = E_CONST, .val = acc};
+        plus.b = &(jnode){.k = E_CONST, .val = x};
+        acc = ev_expr(E, &plus);
     }
-    if (!strcmp(f, "first") || !strcmp(f, "last")) {
-        jlist *l = ev_iterable(E, at, v);
-        if (!l->n) return jv_undef(f);
-        return f[0] == 'f' ? l->v[0] : l->v[l->n - 1];
-    }
-    if (!strcmp(f, "reverse")) {
-        if (v.t == V_STR) {
-            jlist *cs = ev_iterable(E, at, v);
-            jbuf b = JBUF(E->c);
-            for (size_t i = cs->n; i-- > 0;) jb_put(&b, cs->v[i].s->s, cs->v[i].s->n);
-            return jv_str(E->c, b.p ? b.p : "", b.n);
-        }
-        jlist *src = ev_iterable(E, at, v), *l = jl_new(E->c, src->n);
-        for (size_t i = src->n; i-- > 0;) jl_push(E->c, l, src->v[i]);
-        return (jval){.t = V_LIST, .l = l};
-    }
-    if (!strcmp(f, "map")) {
-        jlist *src = ev_iterable(E, at, v), *l = jl_new(E->c, src->n);
-        jval *attr = jargs_get(A, (size_t)-1, "attribute"), *dflt = jargs_get(A, (size_t)-1, "default");
-        if (!attr && (!a0 || a0->t != V_STR)) j_fail(E->c, at->line, at->col, "map needs a filter name or attribute=");
-        jargs rest = {0};
-        for (size_t i = 0, p = 0; i < A->n; i++)
-            if (!A->kw[i] && p++ > 0) rest.v[rest.n++] = A->v[i];
-        for (size_t i = 0; i < src->n; i++) {
-            jval x;
-            if (attr) {
-                x = attr_path(E, at, src->v[i], jv_to_str(E->c, *attr));
-                if (x.t == V_UNDEF && dflt) x = *dflt;
-            } else x = ev_filter(E, at, a0->s->s, src->v[i], &rest);
-            jl_push(E->c, l, x);
-        }
-        return (jval){.t = V_LIST, .l = l};
-    }
-    if (!strcmp(f, "select") || !strcmp(f, "reject") || !strcmp(f, "selectattr") || !strcmp(f, "rejectattr"))
-        return filter_select(E, at, f, v, A);
-    if (!strcmp(f, "replace")) {
-        jval *a1 = jargs_get(A, 1, "new"), *cnt = jargs_get(A, 2, "count");
-        jval *old = jargs_get(A, 0, "old");
-        if (!old || !a1) j_fail(E->c, at->line, at->col, "replace needs old and new strings");
-        return replace(E, jv_to_str(E->c, v), jv_to_str(E->c, *old), jv_to_str(E->c, *a1),
-                       cnt && cnt->t == V_INT ? cnt->i : -1);
-    }
-    if (!strcmp(f, "string")) return (jval){.t = V_STR, .s = jv_to_str(E->c, v)};
-    if (!strcmp(f, "safe") || !strcmp(f, "e") || !strcmp(f, "escape") || !strcmp(f, "forceescape")) {
-        if (f[0] == 's') return v;
-        jstr *s = jv_to_str(E->c, v);
-        jbuf b = JBUF(E->c);
-        for (size_t i = 0; i < s->n; i++) {
-            switch (s->s[i]) {
-            case '&': jb_put(&b, "&amp;", 5); break;
-            case '<': jb_put(&b, "&lt;", 4); break;
-            case '>': jb_put(&b, "&gt;", 4); break;
-            case '"': jb_put(&b, "&#34;", 5); break;
-            case '\'': jb_put(&b, "&#39;", 5); break;
-            default: jb_putc(&b, s->s[i]);
-            }
-        }
-        return jv_str(E->c, b.p ? b.p : "", b.n);
-    }
-    if (!strcmp(f, "int")) return to_number(E, v, false, a0 ? *a0 : jv_int(0));
-    if (!strcmp(f, "float")) return to_number(E, v, true, a0 ? *a0 : (jval){.t = V_FLOAT, .f = 0});
-    if (!strcmp(f, "abs")) {
-        if (v.t == V_INT) return jv_int(v.i < 0 ? -v.i : v.i);
-        if (v.t == V_FLOAT) return (jval){.t = V_FLOAT, .f = fabs(v.f)};
-        j_fail(E->c, at->line, at->col, "bad operand type for abs(): '%s'", jv_typename(v));
-    }
-    if (!strcmp(f, "round")) {
-        jval *prec = jargs_get(A, 0, "precision"), *method = jargs_get(A, 1, "method");
-        if (v.t != V_INT && v.t != V_FLOAT) j_fail(E->c, at->line, at->col, "round expects a number");
-        double x = v.t == V_INT ? (double)v.i : v.f, scale = pow(10, prec && prec->t == V_INT ? (double)prec->i : 0);
-        const char *m = method && method->t == V_STR ? method->s->s : "common";
-        double r = !strcmp(m, "floor") ? floor(x * scale) : !strcmp(m, "ceil") ? ceil(x * scale) : nearbyint(x * scale);
-        return (jval){.t = V_FLOAT, .f = r / scale};
-    }
-    if (!strcmp(f, "indent")) {
-        jval *w = jargs_get(A, 0, "width"), *first = jargs_get(A, 1, "first"), *blank = jargs_get(A, 2, "blank");
-        jstr *pad = w && w->t == V_STR ? w->s : NULL;
-        long long width = w && w->t == V_INT ? w->i : 4;
-        jstr *s = jv_to_str(E->c, v);
-        jbuf b = JBUF(E->c);
-        bool line_start = first && jv_truthy(*first);
-        for (size_t i = 0; i <= s->n; i++) {
-            if (line_start && i < s->n && (s->s[i] != '\n' || (blank && jv_truthy(*blank)))) {
-                if (pad) jb_put(&b, pad->s, pad->n);
-                else
-                    for (long long k = 0; k < width; k++) jb_putc(&b, ' ');
-            }
-            if (i == s->n) break;
-            jb_putc(&b, s->s[i]);
-            line_start = s->s[i] == '\n';
-        }
-        return jv_str(E->c, b.p ? b.p : "", b.n);
-    }
-    if (!strcmp(f, "unique")) {
-        jlist *src = ev_iterable(E, at, v), *l = jl_new(E->c, src->n), *keys = jl_new(E->c, src->n);
-        jval *cs = jargs_get(A, 0, "case_sensitive");
-        for (size_t i = 0; i < src->n; i++) {
-            jval k = src->v[i];
-            if (k.t == V_STR && !(cs && jv_truthy(*cs))) k = change_case(E, k.s, CASE_LOWER);
-            bool seen = false;
-            for (size_t j = 0; j < keys->n && !seen; j++) seen = jv_equal(keys->v[j], k);
-            if (!seen) jl_push(E->c, keys, k), jl_push(E->c, l, src->v[i]);
-        }
-        return (jval){.t = V_LIST, .l = l};
-    }
-    if (!strcmp(f, "sum")) {
-        jval *attr = jargs_get(A, (size_t)-1, "attribute"), *start = jargs_get(A, 1, "start");
-        jlist *src = ev_iterable(E, at, v);
-        jval acc = start ? *start : jv_int(0);
-        jnode plus = *at;
-        plus.k = E_BIN;
-        snprintf(plus.op, sizeof plus.op, "+");
-        for (size_t i = 0; i < src->n; i++) {
-            jval x = attr ? attr_path(E, at, src->v[i], jv_to_str(E->c, *attr)) : src->v[i];
-            plus.a = &(jnode){.k = E_CONST, .val = acc};
-            plus.b = &(jnode){.k = E_CONST, .val = x};
-            acc = ev_expr(E, &plus);
-        }
-        return acc;
-    }
-    if (!strcmp(f, "wordcount")) return jv_int((long long)split(E, at, jv_to_str(E->c, v), NULL, NULL).l->n);
-    j_fail(E->c, at->line, at->col, "no filter named '%s'", f);
+    return acc;
+}
+static jval f_wordcount(ev *E, jnode *at, jval v, jargs *A) {
+    (void)A;
+    return jv_int((long long)split(E, at, jv_to_str(E->c, v), NULL, NULL).l->n);
+}
+
+static const struct {
+    const char *name;
+    jfilter_fn fn;
+} filters[] = {{"tojson", f_tojson},         {"trim", f_trim},       {"length", f_length},   {"count", f_length},
+               {"default", f_default},       {"d", f_default},       {"join", f_join},       {"upper", f_upper},
+               {"lower", f_lower},           {"title", f_title},     {"capitalize", f_capitalize},
+               {"items", f_items},           {"list", f_list},       {"first", f_first},     {"last", f_last},
+               {"reverse", f_reverse},       {"map", f_map},         {"select", f_select},   {"reject", f_reject},
+               {"selectattr", f_selectattr}, {"rejectattr", f_rejectattr},                   {"replace", f_replace},
+               {"string", f_string},         {"safe", f_safe},       {"e", f_escape},       {"escape", f_escape},
+               {"forceescape", f_escape},    {"int", f_int},         {"float", f_float},     {"abs", f_abs},
+               {"round", f_round},           {"indent", f_indent},   {"unique", f_unique},   {"sum", f_sum},
+               {"wordcount", f_wordcount}};
+
+jval ev_filter(ev *E, jnode *at, const char *name, jval v, jargs *A) {
+    for (size_t i = 0; i < sizeof filters / sizeof *filters; i++)
+        if (!strcmp(filters[i].name, name)) return filters[i].fn(E, at, v, A);
+    j_fail(E->c, at->line, at->col, "no filter named '%s'", name);
 }
