@@ -16,7 +16,7 @@ struct jmacro {
 
 static jval lookup(ev *E, const char *name) {
     for (jframe *f = E->f; f; f = f->parent) {
-        jval *v = jd_get(f->vars, name, strlen(name));
+        jval *v = jd_get(E->c, f->vars, name, strlen(name));
         if (v) return *v;
     }
     const struct jglobal *g = ev_global_find(name);
@@ -24,7 +24,7 @@ static jval lookup(ev *E, const char *name) {
 }
 
 static void assign(ev *E, const char *name, jval v) {
-    jval *old = jd_get(E->f->vars, name, strlen(name)); /* a loop variable: no new key per iteration */
+    jval *old = jd_get(E->c, E->f->vars, name, strlen(name)); /* a loop variable: no new key per iteration */
     if (old) *old = v;
     else jd_set(E->c, E->f->vars, jv_cstr(E->c, name), v);
 }
@@ -54,7 +54,7 @@ jval ev_getattr(ev *E, jnode *at, jval obj, const char *name) {
     const struct jbuiltin_method *method = ev_method_find(obj, name);
     if (method) return bound_method(E, obj, method);
     if (obj.t == V_DICT) {
-        jval *v = jd_get(obj.d, name, strlen(name));
+        jval *v = jd_get(E->c, obj.d, name, strlen(name));
         return v ? *v : jv_undef(name);
     }
     if (obj.t == V_LOOP) {

@@ -97,6 +97,7 @@ struct jctx {
     kiln_template_limits lim;   /* every field set (defaults filled in) */
     size_t mem_used;            /* bytes allocated so far: arena blocks + buffer growth (never decreases) */
     uint64_t steps;             /* loop iterations, macro calls, container items compared/searched/printed */
+    size_t keys_scanned;        /* dict keys compared since the last step charged for them */
     unsigned depth;             /* current nesting: parse levels, expressions, statements, printed values */
     jbuf *open, *spare;         /* buffers in use (freed by j_ctx_free after a failure); closed ones for reuse */
     int line, col;              /* where evaluation is, for errors raised below it (allocation, limits) */
@@ -134,7 +135,9 @@ jstr *js_cat(jctx *c, const jstr *a, const jstr *b);
 jlist *jl_new(jctx *c, size_t cap);
 void jl_push(jctx *c, jlist *l, jval v);
 jdict *jd_new(jctx *c);
-jval *jd_get(const jdict *d, const char *key, size_t n);
+/* Dict lookups scan the keys; every 64 keys scanned count as one step, so a template that builds a huge
+ * dict and searches it in a loop runs into max_steps instead of quadratic time. */
+jval *jd_get(jctx *c, const jdict *d, const char *key, size_t n);
 void jd_set(jctx *c, jdict *d, jval key, jval v);
 jval *jd_find_key(jctx *c, const jdict *d, jval key); /* by value equality (counts steps) */
 jval jv_str(jctx *c, const char *s, size_t n);

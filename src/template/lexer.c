@@ -81,7 +81,9 @@ static void after_tag(lexer *L, char sign, bool is_block) {
 static jstr *lex_string(lexer *L) {
     char q = *L->p++;
     const char *start = L->p - 1;
-    char *buf = j_alloc(L->c, (size_t)(L->end - L->p) + 1);
+    const char *close = L->p; /* the decoded text is never longer than the literal as written */
+    while (close < L->end && *close != q) close += *close == '\\' && close + 1 < L->end ? 2 : 1;
+    char *buf = j_alloc(L->c, (size_t)(close - L->p) + 1);
     size_t n = 0;
     while (L->p < L->end && *L->p != q) {
         char ch = *L->p++;

@@ -188,13 +188,20 @@ jdict *jd_new(jctx *c) {
     jdict *d = j_alloc(c, sizeof *d);
     return d;
 }
-jval *jd_get(const jdict *d, const char *key, size_t n) {
+static void charge_scan(jctx *c, size_t keys) {
+    c->keys_scanned += keys;
+    for (; c->keys_scanned >= 64; c->keys_scanned -= 64) j_step(c);
+}
+
+jval *jd_get(jctx *c, const jdict *d, const char *key, size_t n) {
+    charge_scan(c, d->n);
     for (size_t i = 0; i < d->n; i++)
         if (d->k[i].t == V_STR && d->k[i].s->n == n && memcmp(d->k[i].s->s, key, n) == 0) return &d->v[i];
     return NULL;
 }
 jval *jd_find_key(jctx *c, const jdict *d, jval key) {
-    if (key.t == V_STR) return jd_get(d, key.s->s, key.s->n);
+    if (key.t == V_STR) return jd_get(c, d, key.s->s, key.s->n);
+    charge_scan(c, d->n);
     for (size_t i = 0; i < d->n; i++)
         if (jv_equal(c, d->k[i], key)) return &d->v[i];
     return NULL;
