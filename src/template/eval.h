@@ -1,4 +1,4 @@
-/* eval.h — the evaluator's state, shared by eval.c (expressions, statements) and builtins.c (filters,
+/* eval.h — the evaluator's state, shared by eval.c (expressions, statements) and the built-ins (filters,
  * tests, methods and global functions). */
 #ifndef KILN_TEMPLATE_EVAL_H
 #define KILN_TEMPLATE_EVAL_H
@@ -38,8 +38,8 @@ jlist *ev_iterable(ev *E, jnode *at, jval v);
 bool ev_contains(ev *E, jnode *n, jval hay, jval needle);
 _Noreturn void ev_undefined_error(ev *E, jnode *at, jval u);
 
-/* builtins.c: each kind of built-in is one {name, fn} table there, read both to find a name and to call
- * it (no second list of names anywhere). */
+/* The built-ins: each kind is one {name, fn} table (globals.c, methods.c per type, filters.c, predicates.c),
+ * read both to find a name and to call it (no second list of names anywhere). */
 typedef jval (*jglobal_fn)(ev *E, jnode *at, jargs *A);
 typedef jval (*jmethod_fn)(ev *E, jnode *at, jval self, jargs *A);
 struct jglobal {
