@@ -237,10 +237,12 @@ const char *kiln_detok_flush(kiln_detok *d, size_t *len);
 typedef struct kiln_template_limits {
     size_t max_output_bytes; /* longest string the render may build, the output included */
     size_t max_memory_bytes; /* bytes the interpreter may allocate over the render (values, syntax tree, text) */
-    uint64_t max_steps;      /* loop iterations + macro calls + container items compared, searched or printed */
-    unsigned max_depth;      /* nesting of parsing, expressions, statements, macro calls and printed values */
+    uint64_t max_steps;      /* loop iterations + macro calls + container items compared, searched or printed
+                              * + 1 per 4 KB of text scanned (searching, comparing, counting characters) */
+    unsigned max_depth;      /* nesting of parsing, expressions, statements, macro calls and printed values
+                              * (each level costs C stack: raise it only where the thread's stack allows) */
 } kiln_template_limits;
-#define KILN_TEMPLATE_MAX_OUTPUT_BYTES ((size_t)16 << 20)
+#define KILN_TEMPLATE_MAX_OUTPUT_BYTES ((size_t)4 << 20)
 #define KILN_TEMPLATE_MAX_MEMORY_BYTES ((size_t)64 << 20)
 #define KILN_TEMPLATE_MAX_STEPS 250000u
 #define KILN_TEMPLATE_MAX_DEPTH 500u

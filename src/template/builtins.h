@@ -13,7 +13,7 @@ jval py_replace(ev *E, jstr *s, jstr *old, jstr *new, long long count);
 enum { CASE_UPPER, CASE_LOWER, CASE_TITLE_PY, CASE_TITLE_JINJA, CASE_CAPITALIZE };
 jval py_change_case(ev *E, jstr *s, int mode); /* ASCII case mapping; other characters pass through */
 jval py_format(ev *E, jnode *at, jstr *fmt, jargs *A);
-long long py_count(jstr *s, jstr *sub);
+long long py_count(ev *E, jstr *s, jstr *sub);
 bool py_affix_match(ev *E, jnode *at, jstr *s, jval arg, bool start);
 bool py_cased(const jstr *s, int (*is)(int), int (*other)(int)); /* str.isupper()/islower() */
 

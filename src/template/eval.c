@@ -93,9 +93,9 @@ jval ev_getitem(ev *E, jnode *at, jval obj, jval key) {
             if (i >= 0) return obj.l->v[i];
         } else {
             const jstr *s = obj.s;
-            long long i = py_index(k, ju_len(s->s, s->n));
+            long long i = py_index(k, ju_len(E->c, s->s, s->n));
             if (i >= 0) {
-                size_t a = ju_offset(s->s, s->n, (size_t)i), b = ju_offset(s->s, s->n, (size_t)i + 1);
+                size_t a = ju_offset(E->c, s->s, s->n, (size_t)i), b = ju_offset(E->c, s->s, s->n, (size_t)i + 1);
                 return jv_str(E->c, s->s + a, b - a);
             }
         }
@@ -119,7 +119,7 @@ static jval slice(ev *E, jnode *n, jval obj) {
     if (step == 0) j_fail(E->c, n->line, n->col, "slice step cannot be zero");
     size_t len;
     if (obj.t == V_LIST) len = obj.l->n;
-    else if (obj.t == V_STR) len = ju_len(obj.s->s, obj.s->n);
+    else if (obj.t == V_STR) len = ju_len(E->c, obj.s->s, obj.s->n);
     else j_fail(E->c, n->line, n->col, "'%s' object is not subscriptable", jv_typename(obj));
     long long L = (long long)len;
     if (step > L) step = L + 1; /* the same items as the step asked, and i += step cannot overflow */
@@ -137,15 +137,18 @@ static jval slice(ev *E, jnode *n, jval obj) {
     }
     if (obj.t == V_STR && step == 1) {
         if (b < a) b = a;
-        size_t x = ju_offset(obj.s->s, obj.s->n, (size_t)a), y = ju_offset(obj.s->s, obj.s->n, (size_t)b);
+        size_t x = ju_offset(E->c, obj.s->s, obj.s->n, (size_t)a), y = ju_offset(E->c, obj.s->s, obj.s->n, (size_t)b);
         return jv_str(E->c, obj.s->s + x, y - x);
     }
     jlist *out = jl_new(E->c, 4);
     jbuf *sb = obj.t == V_STR ? jb_open(E->c) : NULL;
     size_t *offs = NULL;
-    if (obj.t == V_STR) { /* code point offsets, once */
+    if (obj.t == V_STR) { /* code point offsets, in one pass */
         offs = j_alloc(E->c, (len + 1) * sizeof *offs);
-        for (size_t i = 0; i <= len; i++) offs[i] = i ? ju_offset(obj.s->s, obj.s->n, i) : 0;
+        size_t k = 0;
+        for (size_t i = 0; i < obj.s->n; i++)
+            if (((unsigned char)obj.s->s[i] & 0xC0) != 0x80) offs[k++] = i;
+        offs[len] = obj.s->n;
     }
     for (long long i = a; step > 0 ? i < b : i > b; i += step) {
         if (obj.t == V_LIST) jl_push(E->c, out, obj.l->v[i]);
@@ -196,6 +199,7 @@ static int compare(ev *E, jnode *n, jval a, jval b) {
     }
     if (a.t == V_STR && b.t == V_STR) {
         size_t m = a.s->n < b.s->n ? a.s->n : b.s->n;
+        j_work(E->c, m);
         int r = memcmp(a.s->s, b.s->s, m);
         return r ? (r > 0) - (r < 0) : (a.s->n > b.s->n) - (a.s->n < b.s->n);
     }
@@ -209,6 +213,7 @@ bool ev_contains(ev *E, jnode *n, jval hay, jval needle) {
         if (needle.t != V_STR)
             j_fail(E->c, n->line, n->col, "'in <string>' requires string as left operand, not %s",
                    jv_typename(needle));
+        j_work(E->c, hay.s->n);
         return needle.s->n == 0 || memmem(hay.s->s, hay.s->n, needle.s->s, needle.s->n) != NULL;
     case V_LIST:
         for (size_t i = 0; i < hay.l->n; i++) {
@@ -293,15 +298,16 @@ static jval float_arith(ev *E, jnode *n, double x, double y) {
     return (jval){.t = V_FLOAT, .f = r};
 }
 
-/* str * int: the length is checked before anything is built. */
+/* str * int: the length is checked before anything is built, then built in place. */
 static jval repeat_str(ev *E, const jstr *s, long long k) {
     size_t total;
-    if (k <= 0) return jv_str(E->c, "", 0);
+    if (k <= 0 || !s->n) return jv_str(E->c, "", 0);
     if (__builtin_mul_overflow(s->n, (unsigned long long)k, &total)) total = (size_t)-1;
     j_check_len(E->c, total, "string repetition");
-    jbuf *buf = jb_open(E->c);
-    for (long long i = 0; i < k; i++) jb_put(buf, s->s, s->n);
-    return jb_val(buf);
+    jstr *r = j_alloc(E->c, sizeof *r + total + 1);
+    r->n = total;
+    for (size_t at = 0; at < total; at += s->n) memcpy(r->s + at, s->s, s->n);
+    return (jval){.t = V_STR, .s = r};
 }
 
 static jval arith(ev *E, jnode *n, jval a, jval b) {

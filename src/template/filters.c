@@ -85,7 +85,7 @@ static jval to_number(ev *E, jnode *at, jval v, bool want_float, jval dflt) {
 
 static size_t length_of(ev *E, jnode *at, jval v) {
     switch (v.t) {
-    case V_STR: return ju_len(v.s->s, v.s->n);
+    case V_STR: return ju_len(E->c, v.s->s, v.s->n);
     case V_LIST: return v.l->n;
     case V_DICT: return v.d->n;
     case V_UNDEF: return 0;

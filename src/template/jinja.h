@@ -97,7 +97,7 @@ struct jctx {
     kiln_template_limits lim;   /* every field set (defaults filled in) */
     size_t mem_used;            /* bytes allocated so far: arena blocks + buffer growth (never decreases) */
     uint64_t steps;             /* loop iterations, macro calls, container items compared/searched/printed */
-    size_t keys_scanned;        /* dict keys compared since the last step charged for them */
+    size_t work;                /* scanning not yet charged as a step (J_WORK_PER_STEP units make one) */
     unsigned depth;             /* current nesting: parse levels, expressions, statements, printed values */
     jbuf *open, *spare;         /* buffers in use (freed by j_ctx_free after a failure); closed ones for reuse */
     int line, col;              /* where evaluation is, for errors raised below it (allocation, limits) */
@@ -116,6 +116,13 @@ static inline void j_leave(jctx *c) { c->depth--; }
 /* One unit of work against lim.max_steps: a loop iteration, a macro call, or an item visited by a walk over
  * a container (comparison, search, printing, tojson), so no template does unbounded work without output. */
 void j_step(jctx *c);
+/* Scanning that allocates nothing (searching, comparing, counting code points): bytes scanned, or 64 per
+ * dict key compared; every J_WORK_PER_STEP of them count as one step, so `'x' in s` on a long string in a
+ * loop runs into max_steps instead of running for minutes. */
+#define J_WORK_PER_STEP 4096
+#define J_WORK_PER_KEY 64
+#define J_WORK_PER_CHAR 4 /* a byte looked at one by one in C (memchr/memcmp-speed scans count 1) */
+void j_work(jctx *c, size_t units);
 /* Fails unless a string of n bytes is within lim.max_output_bytes (what names the operation). */
 void j_check_len(jctx *c, size_t n, const char *what);
 
@@ -135,8 +142,8 @@ jstr *js_cat(jctx *c, const jstr *a, const jstr *b);
 jlist *jl_new(jctx *c, size_t cap);
 void jl_push(jctx *c, jlist *l, jval v);
 jdict *jd_new(jctx *c);
-/* Dict lookups scan the keys; every 64 keys scanned count as one step, so a template that builds a huge
- * dict and searches it in a loop runs into max_steps instead of quadratic time. */
+/* Dict lookups scan the keys, charged as j_work, so a template that builds a huge dict and searches it in
+ * a loop runs into max_steps instead of quadratic time. */
 jval *jd_get(jctx *c, const jdict *d, const char *key, size_t n);
 void jd_set(jctx *c, jdict *d, jval key, jval v);
 jval *jd_find_key(jctx *c, const jdict *d, jval key); /* by value equality (counts steps) */
@@ -174,7 +181,7 @@ void jv_tojson(jctx *c, jbuf *b, jval v, long long indent, const char *item_sep,
 /* JSON text (jansson) → value. */
 jval jv_from_json(jctx *c, const void *json_t_ptr);
 /* UTF-8 helpers: code points in s; byte offset of code point i. */
-size_t ju_len(const char *s, size_t n);
-size_t ju_offset(const char *s, size_t n, size_t cp);
+size_t ju_len(jctx *c, const char *s, size_t n);
+size_t ju_offset(jctx *c, const char *s, size_t n, size_t cp);
 
 #endif

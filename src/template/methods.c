@@ -45,20 +45,30 @@ static jval m_capitalize(ev *E, jnode *at, jval self, jargs *A) {
     (void)at, (void)A;
     return py_change_case(E, self.s, CASE_CAPITALIZE);
 }
+/* Backwards: each place that starts with sub's first byte is compared (charged as it goes). */
+static const char *last_occurrence(ev *E, jstr *s, jstr *sub) {
+    if (sub->n > s->n) return NULL;
+    if (!sub->n) return s->s + s->n;
+    size_t end = s->n - sub->n + 1; /* candidates start below end */
+    for (const char *p; end && (p = memrchr(s->s, sub->s[0], end));) {
+        j_work(E->c, sub->n);
+        if (!memcmp(p, sub->s, sub->n)) return p;
+        end = (size_t)(p - s->s);
+    }
+    return NULL;
+}
+
 /* find / rfind: the code point index of the first / last occurrence, or -1. */
 static jval find_sub(ev *E, jnode *at, jstr *s, jargs *A, bool last) {
     jstr *sub = ev_need_str(E, at, *need_arg(E, at, A, 0, NULL, last ? "rfind" : "find"), last ? "rfind" : "find");
-    const char *hit = NULL;
-    if (!last) hit = memmem(s->s, s->n, sub->s, sub->n);
-    else
-        for (size_t i = s->n + 1; i-- > 0 && !hit;)
-            if (i + sub->n <= s->n && memcmp(s->s + i, sub->s, sub->n) == 0) hit = s->s + i;
-    return jv_int(hit ? (long long)ju_len(s->s, (size_t)(hit - s->s)) : -1);
+    j_work(E->c, s->n);
+    const char *hit = last ? last_occurrence(E, s, sub) : memmem(s->s, s->n, sub->s, sub->n);
+    return jv_int(hit ? (long long)ju_len(E->c, s->s, (size_t)(hit - s->s)) : -1);
 }
 static jval m_find(ev *E, jnode *at, jval self, jargs *A) { return find_sub(E, at, self.s, A, false); }
 static jval m_rfind(ev *E, jnode *at, jval self, jargs *A) { return find_sub(E, at, self.s, A, true); }
 static jval m_str_count(ev *E, jnode *at, jval self, jargs *A) {
-    return jv_int(py_count(self.s, ev_need_str(E, at, *need_arg(E, at, A, 0, NULL, "count"), "count")));
+    return jv_int(py_count(E, self.s, ev_need_str(E, at, *need_arg(E, at, A, 0, NULL, "count"), "count")));
 }
 static jval m_format(ev *E, jnode *at, jval self, jargs *A) { return py_format(E, at, self.s, A); }
 static jval m_join(ev *E, jnode *at, jval self, jargs *A) {

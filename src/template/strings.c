@@ -42,6 +42,9 @@ jval py_strip(ev *E, jnode *at, jstr *s, jval *chars, bool left, bool right) {
         set = cs->s;
         setn = cs->n;
     }
+    /* each code point is looked up in the set: n * |set| at worst */
+    size_t per_char = J_WORK_PER_CHAR * (1 + setn / 8);
+    j_work(E->c, s->n > SIZE_MAX / per_char ? SIZE_MAX : s->n * per_char);
     size_t a = 0, b = s->n;
     while (left && a < b && in_set(set, setn, s->s + a, cp_len(s->s, b, a))) a += cp_len(s->s, b, a);
     while (right && b > a) {
@@ -60,6 +63,7 @@ static bool is_py_space(const char *s, size_t n, size_t i, size_t *len) {
 jval py_split(ev *E, jnode *at, jstr *s, jval *sepv, jval *maxv) {
     long long maxsplit = maxv && maxv->t == V_INT ? maxv->i : -1;
     jlist *l = jl_new(E->c, 4);
+    j_work(E->c, s->n * J_WORK_PER_CHAR);
     if (!sepv || sepv->t == V_NONE) { /* runs of whitespace, no empty strings */
         size_t i = 0, n = s->n, w;
         for (;;) {
@@ -99,6 +103,7 @@ jval py_split(ev *E, jnode *at, jstr *s, jval *sepv, jval *maxv) {
 }
 
 jval py_replace(ev *E, jstr *s, jstr *old, jstr *new, long long count) {
+    j_work(E->c, s->n);
     jbuf *b = jb_open(E->c);
     size_t i = 0;
     long long done = 0;
@@ -177,8 +182,9 @@ jval py_format(ev *E, jnode *at, jstr *fmt, jargs *A) {
     return jb_val(b);
 }
 
-long long py_count(jstr *s, jstr *sub) {
-    if (!sub->n) return (long long)ju_len(s->s, s->n) + 1;
+long long py_count(ev *E, jstr *s, jstr *sub) {
+    if (!sub->n) return (long long)ju_len(E->c, s->s, s->n) + 1;
+    j_work(E->c, s->n);
     long long k = 0;
     for (size_t i = 0; i + sub->n <= s->n;) {
         const char *hit = memmem(s->s + i, s->n - i, sub->s, sub->n);
@@ -195,6 +201,7 @@ bool py_affix_match(ev *E, jnode *at, jstr *s, jval arg, bool start) {
     size_t n = arg.t == V_LIST ? arg.l->n : 1;
     for (size_t i = 0; i < n; i++) {
         jstr *p = ev_need_str(E, at, arg.t == V_LIST ? arg.l->v[i] : arg, what);
+        j_work(E->c, p->n);
         if (p->n <= s->n && memcmp(start ? s->s : s->s + s->n - p->n, p->s, p->n) == 0) return true;
     }
     return false;

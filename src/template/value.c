@@ -82,10 +82,19 @@ void j_enter(jctx *c) {
         j_fail(c, 0, 0, "nesting too deep (max_depth %u levels of calls, expressions and values)", c->lim.max_depth);
 }
 
-void j_step(jctx *c) {
-    if (++c->steps > c->lim.max_steps)
+static void add_steps(jctx *c, uint64_t n) {
+    c->steps += n;
+    if (c->steps > c->lim.max_steps)
         j_fail(c, 0, 0, "step limit exceeded (max_steps %llu loop iterations, macro calls and items visited)",
                (unsigned long long)c->lim.max_steps);
+}
+void j_step(jctx *c) { add_steps(c, 1); }
+void j_work(jctx *c, size_t units) {
+    c->work += units;
+    if (c->work < J_WORK_PER_STEP) return;
+    uint64_t n = c->work / J_WORK_PER_STEP;
+    c->work %= J_WORK_PER_STEP;
+    add_steps(c, n);
 }
 
 void j_check_len(jctx *c, size_t n, const char *what) {
@@ -188,20 +197,18 @@ jdict *jd_new(jctx *c) {
     jdict *d = j_alloc(c, sizeof *d);
     return d;
 }
-static void charge_scan(jctx *c, size_t keys) {
-    c->keys_scanned += keys;
-    for (; c->keys_scanned >= 64; c->keys_scanned -= 64) j_step(c);
-}
-
 jval *jd_get(jctx *c, const jdict *d, const char *key, size_t n) {
-    charge_scan(c, d->n);
+    j_work(c, d->n * J_WORK_PER_KEY);
     for (size_t i = 0; i < d->n; i++)
-        if (d->k[i].t == V_STR && d->k[i].s->n == n && memcmp(d->k[i].s->s, key, n) == 0) return &d->v[i];
+        if (d->k[i].t == V_STR && d->k[i].s->n == n) {
+            j_work(c, n);
+            if (memcmp(d->k[i].s->s, key, n) == 0) return &d->v[i];
+        }
     return NULL;
 }
 jval *jd_find_key(jctx *c, const jdict *d, jval key) {
     if (key.t == V_STR) return jd_get(c, d, key.s->s, key.s->n);
-    charge_scan(c, d->n);
+    j_work(c, d->n * J_WORK_PER_KEY);
     for (size_t i = 0; i < d->n; i++)
         if (jv_equal(c, d->k[i], key)) return &d->v[i];
     return NULL;
@@ -261,7 +268,10 @@ bool jv_equal(jctx *c, jval a, jval b) {
     switch (a.t) {
     case V_UNDEF:
     case V_NONE: return true;
-    case V_STR: return a.s->n == b.s->n && memcmp(a.s->s, b.s->s, a.s->n) == 0;
+    case V_STR:
+        if (a.s->n != b.s->n) return false;
+        j_work(c, a.s->n);
+        return memcmp(a.s->s, b.s->s, a.s->n) == 0;
     case V_LIST:
     case V_DICT: return equal_containers(c, a, b);
     case V_LOOP: return a.lp == b.lp;
@@ -547,18 +557,20 @@ jval jv_from_json(jctx *c, const void *p) {
     return jv_none();
 }
 
-size_t ju_len(const char *s, size_t n) {
+size_t ju_len(jctx *c, const char *s, size_t n) {
+    j_work(c, n * J_WORK_PER_CHAR);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xC0) != 0x80;
     return k;
 }
-size_t ju_offset(const char *s, size_t n, size_t cp) {
+size_t ju_offset(jctx *c, const char *s, size_t n, size_t cp) {
     size_t i = 0, k = 0;
     for (; i < n; i++) {
         if (((unsigned char)s[i] & 0xC0) != 0x80) {
-            if (k == cp) return i;
+            if (k == cp) break;
             k++;
         }
     }
-    return n;
+    j_work(c, i * J_WORK_PER_CHAR);
+    return i;
 }
