@@ -57,6 +57,7 @@ all: $(OUT)/kiln $(TEST_BIN)
 
 $(OUT)/libkiln.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
+	@rm -f $@ # rebuilt whole: a removed source must not leave its object behind in the archive
 	ar rcs $@ $^
 
 $(OUT)/kiln: $(CLI_OBJ) $(OUT)/libkiln.a

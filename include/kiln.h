@@ -228,11 +228,33 @@ const char *kiln_detok_flush(kiln_detok *d, size_t *len);
 /* ===================================================================================================
  * Chat templates (src/template/): a Jinja interpreter for the templates models publish
  * =================================================================================================== */
+/* What one render may make the interpreter do, so that a hostile template is an error, never a crash,
+ * a hang or an exhausted machine. A template that breaks a limit fails with a one-line error naming it.
+ * A field left 0 takes its default; the defaults are far above what published templates need. */
+typedef struct kiln_template_limits {
+    size_t max_output_bytes; /* longest string the render may build, the output included */
+    size_t max_memory_bytes; /* bytes the interpreter may allocate over the render (values, syntax tree, text) */
+    uint64_t max_steps;      /* loop iterations + macro calls + container items compared, searched or printed
+                              * + 1 per 4 KB of text scanned (searching, comparing, counting characters) */
+    unsigned max_depth;      /* nesting of parsing, expressions, statements, macro calls and printed values
+                              * (each level costs C stack: raise it only where the thread's stack allows) */
+} kiln_template_limits;
+#define KILN_TEMPLATE_MAX_OUTPUT_BYTES ((size_t)4 << 20)
+#define KILN_TEMPLATE_MAX_MEMORY_BYTES ((size_t)64 << 20)
+#define KILN_TEMPLATE_MAX_STEPS 250000u
+#define KILN_TEMPLATE_MAX_DEPTH 500u
+
 /* Renders template source with variables given as a JSON object (messages, tools, add_generation_prompt,
- * enable_thinking, bos_token, ...). Errors name the template line and column. Result malloc'd. */
+ * enable_thinking, bos_token, ...) under lim (NULL: the defaults). Errors name the template line and
+ * column. Result malloc'd. */
+char *kiln_template_render_limited(const char *tmpl, const char *vars_json, const kiln_template_limits *lim,
+                                   size_t *out_len, kiln_err *err);
+/* kiln_template_render_limited with the default limits. */
 char *kiln_template_render(const char *tmpl, const char *vars_json, size_t *out_len, kiln_err *err);
 /* Renders the tokenizer's chat template as apply_chat_template does: vars_json's variables plus the
- * tokenizer's special tokens (bos_token, eos_token, ...) unless vars_json sets them. */
+ * tokenizer's special tokens (bos_token, eos_token, ...) unless vars_json sets them; lim as above. */
+char *kiln_chat_render_limited(const kiln_tokenizer *t, const char *vars_json, const kiln_template_limits *lim,
+                               size_t *out_len, kiln_err *err);
 char *kiln_chat_render(const kiln_tokenizer *t, const char *vars_json, size_t *out_len, kiln_err *err);
 
 /* ===================================================================================================

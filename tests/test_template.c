@@ -2,8 +2,11 @@
  * golden ids), each construct against hand-written Python jinja2 results, errors name line and column,
  * real published templates (tests/fixtures/templates/) render as transformers renders them. */
 #include <jansson.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check.h"
 #include "common/fileio.h"
@@ -234,8 +237,295 @@ TEST(long_conversation_is_linear) {
     CHECK(t[1] < 5.0 && t[1] < 12 * t[0] + 0.05, "4x the messages took %.3fs vs %.3fs", t[1], t[0]);
 }
 
+/* ---- hostile templates: each renders in a forked child, so a crash or a hang is a FAIL of this test, not
+ * the end of the test binary. The child reports "ok:<output>" or "err:<message>" through a pipe. ---- */
+typedef struct {
+    bool exited;      /* the child exited normally, status 0 (no signal, no sanitizer report, no alarm) */
+    bool ok;          /* it rendered */
+    char text[1200];  /* the output's start, or the error message */
+    double seconds;   /* the render's time in the child */
+    int status;
+} child_result;
+
+static child_result render_in_child(const char *tmpl, const char *vars, const kiln_template_limits *lim) {
+    child_result r = {0};
+    int fd[2];
+    if (pipe(fd)) {
+        snprintf(r.text, sizeof r.text, "pipe failed");
+        return r;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        alarm(20); /* a hang is a failure, not a stuck test run */
+        kiln_err err = {{0}};
+        size_t n = 0;
+        double t0 = kiln_now();
+        char *out = kiln_template_render_limited(tmpl, vars, lim, &n, &err);
+        double dt = kiln_now() - t0;
+        char msg[1300];
+        int len = snprintf(msg, sizeof msg, "%.6f %s:%.1100s", dt, out ? "ok" : "err", out ? out : err.msg);
+        free(out);
+        ssize_t w = write(fd[1], msg, (size_t)(len < (int)sizeof msg ? len : (int)sizeof msg - 1));
+        close(fd[1]);
+        exit(w > 0 ? 0 : 3); /* exit(): LeakSanitizer checks the child too */
+    }
+    close(fd[1]);
+    char buf[1300] = {0};
+    size_t got = 0;
+    ssize_t k;
+    while (got < sizeof buf - 1 && (k = read(fd[0], buf + got, sizeof buf - 1 - got)) > 0) got += (size_t)k;
+    close(fd[0]);
+    waitpid(pid, &r.status, 0);
+    r.exited = WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0;
+    char *sp = strchr(buf, ' '), *colon = sp ? strchr(sp, ':') : NULL;
+    if (colon) {
+        r.seconds = atof(buf);
+        r.ok = !strncmp(sp + 1, "ok:", 3);
+        snprintf(r.text, sizeof r.text, "%s", colon + 1);
+    }
+    if (getenv("TEMPLATE_TIMES")) fprintf(stderr, "%.3fs %.60s\n", r.seconds, tmpl);
+    return r;
+}
+
+static const char *how_it_ended(const child_result *r) {
+    static char buf[64];
+    if (WIFSIGNALED(r->status)) snprintf(buf, sizeof buf, "killed by signal %d", WTERMSIG(r->status));
+    else snprintf(buf, sizeof buf, "exit status %d", WEXITSTATUS(r->status));
+    return buf;
+}
+
+/* A limit test finishes in well under a second (measured at most 0.25 s in the release build, 0.6 s under
+ * ASan); the bound leaves room for a loaded machine. */
+#ifdef __SANITIZE_ADDRESS__
+#define LIMIT_SECONDS 4.0
+#else
+#define LIMIT_SECONDS 1.0
+#endif
+
+/* A hostile template must end as a clean one-line error containing substr, in well under a second. */
+static void expect_clean_error(const char *tmpl, const kiln_template_limits *lim, const char *substr, int line) {
+    child_result r = render_in_child(tmpl, "{}", lim);
+    CHECK(r.exited && !r.ok && strstr(r.text, substr) && !strchr(r.text, '\n') && r.seconds < LIMIT_SECONDS,
+          "case at line %d: template %.80s: want a clean error with '%s'; got %s, %s [%.300s] in %.3fs", line, tmpl,
+          substr, how_it_ended(&r), r.ok ? "rendered" : "error", r.text, r.seconds);
+}
+#define EXPECT_CLEAN_ERROR(t, s) expect_clean_error(t, NULL, s, __LINE__)
+
+/* ... and one that is only unusual must render exactly want, also in a child. */
+static void expect_in_child(const char *tmpl, const char *want, int line) {
+    child_result r = render_in_child(tmpl, "{}", NULL);
+    CHECK(r.exited && r.ok && !strcmp(r.text, want), "case at line %d: template %.80s: want [%s]; got %s, %s [%.300s]",
+          line, tmpl, want, how_it_ended(&r), r.ok ? "rendered" : "error", r.text);
+}
+#define EXPECT_IN_CHILD(t, w) expect_in_child(t, w, __LINE__)
+
+/* n copies of s between pre and post (malloc'd). */
+static char *repeated(const char *pre, const char *s, size_t n, const char *post) {
+    size_t a = strlen(pre), b = strlen(s), c = strlen(post);
+    char *r = malloc(a + n * b + c + 1), *p = r;
+    memcpy(p, pre, a), p += a;
+    for (size_t i = 0; i < n; i++) memcpy(p, s, b), p += b;
+    memcpy(p, post, c + 1);
+    return r;
+}
+
+TEST(hostile_recursion_is_an_error) {
+    EXPECT_CLEAN_ERROR("{% macro f(n) %}{{ f(n+1) }}{% endmacro %}{{ f(0) }}", "nesting too deep (max_depth 500");
+    char *parens = repeated("{{ ", "(", 30000, "1");
+    char *closed = repeated(parens, ")", 30000, " }}");
+    EXPECT_CLEAN_ERROR(closed, "nesting too deep");
+    free(parens);
+    free(closed);
+    char *ifs = repeated("", "{% if true %}", 30000, "x");
+    EXPECT_CLEAN_ERROR(ifs, "nesting too deep");
+    free(ifs);
+    char *nots = repeated("{{ ", "not ", 30000, "1 }}");
+    EXPECT_CLEAN_ERROR(nots, "nesting too deep");
+    free(nots);
+    char *negs = repeated("{{ ", "- ", 30000, "1 }}");
+    EXPECT_CLEAN_ERROR(negs, "nesting too deep");
+    free(negs);
+    char *sum = repeated("{{ 0", " + 1", 30000, " }}"); /* parsed in a loop, but evaluated as a deep tree */
+    EXPECT_CLEAN_ERROR(sum, "nesting too deep");
+    free(sum);
+    char *elifs = repeated("{% if false %}", "{% elif false %}", 30000, "{% else %}e{% endif %}");
+    EXPECT_IN_CHILD(elifs, "e"); /* a long elif chain is not nesting: built and walked in a loop */
+    free(elifs);
+    const char *self_list = "{% set a = [1] %}{% do a.append(a) %}";
+    char t[256];
+    snprintf(t, sizeof t, "%s{{ a }}", self_list);
+    EXPECT_CLEAN_ERROR(t, "nesting too deep");
+    snprintf(t, sizeof t, "%s{{ a|tojson }}", self_list);
+    EXPECT_CLEAN_ERROR(t, "nesting too deep");
+    snprintf(t, sizeof t, "%s{{ a == a }} {{ a != a }}", self_list); /* Python: the same object is equal */
+    EXPECT_IN_CHILD(t, "True False");
+    snprintf(t, sizeof t, "%s{%% set b = [1] %%}{%% do b.append(b) %%}{{ a == b }}", self_list);
+    EXPECT_CLEAN_ERROR(t, "nesting too deep");
+    EXPECT_CLEAN_ERROR("{% set d = {} %}{% do d.update({'k': d}) %}{{ d }}", "nesting too deep");
+    snprintf(t, sizeof t, "%s{{ 'x'.startswith(a) }}", self_list); /* a tuple's items are not searched further */
+    EXPECT_CLEAN_ERROR(t, "startswith expects a string");
+}
+
+TEST(hostile_arithmetic_overflow_is_an_error) {
+    EXPECT_CLEAN_ERROR("{{ (-9223372036854775807-1) // -1 }}", "integer overflow in '//'");
+    EXPECT_CLEAN_ERROR("{{ 2**64 }}", "integer overflow in '**'");
+    EXPECT_CLEAN_ERROR("{{ 2**63 }}", "integer overflow in '**'");
+    EXPECT_CLEAN_ERROR("{{ 9223372036854775807 + 1 }}", "integer overflow in '+'");
+    EXPECT_CLEAN_ERROR("{{ (-9223372036854775807-1) - 1 }}", "integer overflow in '-'");
+    EXPECT_CLEAN_ERROR("{{ 4611686018427387904 * 2 }}", "integer overflow in '*'");
+    EXPECT_CLEAN_ERROR("{{ [9223372036854775807, 1]|sum }}", "integer overflow in '+'");
+    EXPECT_CLEAN_ERROR("{{ (-9223372036854775807-1)|abs }}", "integer overflow in 'abs'");
+    EXPECT_CLEAN_ERROR("{{ -(-9223372036854775807-1) }}", "integer overflow in 'unary -'");
+    EXPECT_CLEAN_ERROR("{{ 9223372036854775808 }}", "outside the 64-bit range");
+    EXPECT_CLEAN_ERROR("{{ 1e300|int }}", "outside the 64-bit range");
+    EXPECT_CLEAN_ERROR("{{ '99999999999999999999'|int }}", "outside the 64-bit range");
+    /* what fits in 64 bits is exact, as Python */
+    EXPECT_IN_CHILD("{{ (-9223372036854775807-1) % -1 }} {{ (-9223372036854775807-1) // 1 }} {{ (-2)**63 }} {{ 2**62 }}",
+                    "0 -9223372036854775808 -9223372036854775808 4611686018427387904");
+    EXPECT_IN_CHILD("{{ 1 ** 9223372036854775807 }} {{ 0 ** 9223372036854775807 }} {{ (-1) ** 9223372036854775807 }}",
+                    "1 0 -1"); /* by squaring: 63 steps, not 2^63 */
+    EXPECT_IN_CHILD("{{ (-9223372036854775807-1) is divisibleby(-1) }} {{ 7 % -3 }} {{ -7 // 2 }}", "True -2 -4");
+    EXPECT_IN_CHILD("{{ [1, 2, 3][::9223372036854775807] }} {{ [1, 2, 3][::-9223372036854775807-1] }} "
+                    "{{ 'abc'[1::9223372036854775807] }}",
+                    "[1] [3] b");
+}
+
+TEST(hostile_range_counts_without_overflow) {
+    EXPECT_CLEAN_ERROR("{{ range(-9223372036854775807-1, 9223372036854775807)|length }}", "range too big");
+    EXPECT_CLEAN_ERROR("{{ range(9223372036854775807, -9223372036854775807-1, -1)|length }}", "range too big");
+    EXPECT_IN_CHILD("{{ range(9223372036854775800, 9223372036854775807, 5)|list }}",
+                    "[9223372036854775800, 9223372036854775805]");
+    EXPECT_IN_CHILD("{{ range(0, -9223372036854775807-1, -9223372036854775807-1)|list }} {{ range(5, 0, -2)|list }}",
+                    "[0] [5, 3, 1]");
+}
+
+TEST(hostile_growth_stops_at_the_budget) {
+    EXPECT_CLEAN_ERROR("{{ 'a' * 10**12 }}", "string repetition: result longer than the output limit (max_output_bytes");
+    EXPECT_CLEAN_ERROR("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+                       "step limit exceeded (max_steps 250000");
+    EXPECT_CLEAN_ERROR("{{ 'a\nb'|indent(10**12) }}", "longer than the output limit");
+    EXPECT_CLEAN_ERROR("{{ [1]|tojson(indent=10**9) }}", "longer than the output limit");
+    EXPECT_CLEAN_ERROR("{% macro d(s) %}{{ d(s ~ s) }}{% endmacro %}{{ d('a') }}", "longer than the output limit");
+    EXPECT_CLEAN_ERROR("{% set ns = namespace(s='a') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}"
+                       "{% endfor %}{{ ns.s|length }}",
+                       "string concatenation: result longer than the output limit");
+    /* exponential work with no output: 2^40 macro calls */
+    EXPECT_CLEAN_ERROR("{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}",
+                       "step limit exceeded");
+    /* two distinct 60-level DAGs: 2^60 comparisons, small memory */
+    EXPECT_CLEAN_ERROR("{% set ns = namespace(a=[0], b=[0]) %}{% for i in range(60) %}{% set ns.a = [ns.a, ns.a] %}"
+                       "{% set ns.b = [ns.b, ns.b] %}{% endfor %}{{ ns.a == ns.b }}",
+                       "step limit exceeded");
+    EXPECT_CLEAN_ERROR("{% set ns = namespace(a=[0]) %}{% for i in range(60) %}{% set ns.a = [ns.a, ns.a] %}"
+                       "{% endfor %}{{ ns.a }}",
+                       "step limit exceeded"); /* items printed are steps too */
+    /* a dict built key by key and searched each time: quadratic scans run into the step limit */
+    EXPECT_CLEAN_ERROR("{% set d = {} %}{% for i in range(100000) %}{% do d.update({i|string: i}) %}{% endfor %}",
+                       "step limit exceeded");
+    /* many string literals: each takes the memory of its own text, not of the rest of the source */
+    char *literals = repeated("", "{{ 'ab' }}", 20000, "");
+    child_result r = render_in_child(literals, "{}", NULL);
+    CHECK(r.exited && r.ok && !strncmp(r.text, "abababab", 8), "20000 literals: %s [%.200s]", how_it_ended(&r), r.text);
+    free(literals);
+    /* a list that doubles: 2^40 items */
+    EXPECT_CLEAN_ERROR("{% set l = [1] %}{% for i in range(40) %}{% do l.extend(l) %}{% endfor %}",
+                       "memory limit exceeded (max_memory_bytes 67108864)");
+}
+
+/* Running out of memory at any point of a render (here: the memory budget, which fails exactly where an
+ * allocation would) is a clean error that frees everything the render held (LeakSanitizer checks in the ASan
+ * build); between failures and success the output is always the exact one. */
+TEST(memory_failure_anywhere_frees_everything) {
+    kiln_err err = {{0}};
+    kiln_tokenizer *qwen3 = kiln_tokenizer_open(shared_path("tokenizers/qwen3"), &err);
+    REQUIRE(qwen3, "qwen3 tokenizer: %s", err.msg);
+    const char *vars = "{\"messages\": [{\"role\": \"system\", \"content\": \"sys\"}, {\"role\": \"user\", "
+                       "\"content\": \"hi <think>x</think>\"}], \"tools\": [{\"type\": \"function\", \"function\": "
+                       "{\"name\": \"f\", \"parameters\": {\"type\": \"object\"}}}], \"add_generation_prompt\": true}";
+    size_t want_n = 0;
+    char *want = kiln_chat_render(qwen3, vars, &want_n, &err);
+    REQUIRE(want, "qwen3 render: %s", err.msg);
+    int failures = 0, successes = 0;
+    for (size_t budget = 1024; budget < (1u << 20); budget += budget / 16) {
+        kiln_template_limits lim = {.max_memory_bytes = budget};
+        size_t n = 0;
+        char *got = kiln_chat_render_limited(qwen3, vars, &lim, &n, &err);
+        if (got) {
+            successes++;
+            CHECK(n == want_n && !memcmp(got, want, n), "budget %zu: output differs", budget);
+        } else {
+            failures++;
+            CHECK(strstr(err.msg, "memory limit exceeded") && !strchr(err.msg, '\n'), "budget %zu: [%s]", budget,
+                  err.msg);
+        }
+        free(got);
+    }
+    CHECK(failures > 10 && successes > 3, "%d failures, %d successes: the budgets missed the render", failures,
+          successes);
+    free(want);
+    kiln_tokenizer_free(qwen3);
+}
+
+/* Work that allocates nothing (searching, comparing, counting characters of a long string in a loop) is
+ * charged to the step budget too: each of these ran for minutes (or hours: a 2 MB reversed slice was
+ * quadratic) inside every other limit. A small step budget keeps each case short. */
+TEST(hostile_scans_count_as_steps) {
+    kiln_template_limits lim = {.max_steps = 20000};
+    const char *loops[] = {"{{ 'b' in s }}", "{{ s|length }}", "{{ s[-1] }}", "{{ s.rfind('b') }}", "{{ s.count('b') }}",
+                           "{{ s == t }}",   "{{ s < t }}",   "{{ s.strip() }}", "{{ s.startswith(t) }}",
+                           "{{ s.split('b')|length }}", "{{ s.replace('b', 'c')|length }}", "{{ s.find('b') }}"};
+    for (size_t i = 0; i < sizeof loops / sizeof *loops; i++) {
+        char t[300];
+        snprintf(t, sizeof t, "{%% set s = ' ' * 1000000 %%}{%% set t = ' ' * 1000000 %%}"
+                              "{%% for i in range(100000) %%}%s{%% endfor %%}", loops[i]);
+        expect_clean_error(t, &lim, "step limit exceeded (max_steps 20000", __LINE__);
+    }
+    EXPECT_IN_CHILD("{{ ('ab' * 1000000)[::-1]|length }} {{ ('ab' * 1000000)[1::2]|length }} {{ 'héllo'[::-2] }}", "2000000 1000000 olh");
+}
+
+/* Every limit is configurable and named in its error; 0 keeps a field's default. */
+TEST(template_limits_are_configurable) {
+    kiln_template_limits steps = {.max_steps = 10};
+    const char *loop = "{% for i in range(N) %}{{ i }}{% endfor %}";
+    char t[128];
+    snprintf(t, sizeof t, "%s", loop);
+    t[strstr(t, "N") - t] = '9'; /* 9 iterations: within 10 */
+    kiln_err err = {{0}};
+    size_t n;
+    char *out = kiln_template_render_limited(t, "{}", &steps, &n, &err);
+    CHECK(out && !strcmp(out, "012345678"), "9 iterations under max_steps 10: [%s]", out ? out : err.msg);
+    free(out);
+    expect_clean_error("{% for i in range(11) %}{% endfor %}", &steps, "step limit exceeded (max_steps 10 ", __LINE__);
+    kiln_template_limits output = {.max_output_bytes = 8};
+    out = kiln_template_render_limited("12345678", "{}", &output, &n, &err);
+    CHECK(out && n == 8, "8 bytes under max_output_bytes 8: [%s]", out ? out : err.msg);
+    free(out);
+    expect_clean_error("123456789", &output, "longer than the output limit (max_output_bytes 8)", __LINE__);
+    kiln_template_limits memory = {.max_memory_bytes = 1 << 20};
+    expect_clean_error("{{ range(100000)|list|length }}", &memory, "memory limit exceeded (max_memory_bytes 1048576)",
+                       __LINE__);
+    kiln_template_limits depth = {.max_depth = 30};
+    expect_clean_error("{{ ((((((((((((((((((((((((((((((1)))))))))))))))))))))))))))))) }}", &depth,
+                       "nesting too deep (max_depth 30", __LINE__);
+    out = kiln_template_render_limited("{{ (((1))) }}", "{}", &depth, &n, &err);
+    CHECK(out && !strcmp(out, "1"), "shallow nesting under max_depth 30: [%s]", out ? out : err.msg);
+    free(out);
+    /* the error names the line and column where the limit broke */
+    expect_clean_error("a\n{% for i in range(20) %}{{ i }}{% endfor %}", &steps, "template line 2 column", __LINE__);
+}
+
 /* ---- goldens: ../shared/golden/tokenizers/<tok>.chat.jsonl ---- */
-static void golden_chat(const char *name) {
+/* Limits a hundredth of the defaults (depth a tenth): every published template and golden conversation must
+ * render within them, which shows the defaults' headroom (measured at the most: 35 steps, 22 levels, 1 KB
+ * strings, 200 KB of memory). */
+static const kiln_template_limits tight = {.max_output_bytes = KILN_TEMPLATE_MAX_OUTPUT_BYTES / 100,
+                                           .max_memory_bytes = KILN_TEMPLATE_MAX_MEMORY_BYTES / 100,
+                                           .max_steps = KILN_TEMPLATE_MAX_STEPS / 100,
+                                           .max_depth = KILN_TEMPLATE_MAX_DEPTH / 10};
+
+static void golden_chat(const char *name, const kiln_template_limits *lim) {
     char dir[8192], file[8192];
     snprintf(dir, sizeof dir, "%s", shared_path("tokenizers/"));
     strncat(dir, name, sizeof dir - strlen(dir) - 1);
@@ -261,7 +551,7 @@ static void golden_chat(const char *name) {
         json_object_del(vars, "error");
         char *vs = json_dumps(vars, JSON_COMPACT | JSON_PRESERVE_ORDER);
         size_t n = 0;
-        char *got = kiln_chat_render(t, vs, &n, &err);
+        char *got = lim ? kiln_chat_render_limited(t, vs, lim, &n, &err) : kiln_chat_render(t, vs, &n, &err);
         if (want_err && !json_is_null(want_err)) {
             CHECK(!got, "%s line %d: expected error '%s', rendered", name, lines, json_string_value(want_err));
         } else {
@@ -291,7 +581,7 @@ static void golden_chat(const char *name) {
 
 /* Published templates (tests/fixtures/templates/<name>.jinja; "qwen3" is the shared tokenizer's) against the
  * renders in cases.jsonl, each checked by reading the template with Python jinja2 semantics. */
-TEST(published_templates) {
+static void published_templates_under(const kiln_template_limits *lim) {
     FILE *f = fopen("tests/fixtures/templates/cases.jsonl", "r");
     REQUIRE(f, "missing tests/fixtures/templates/cases.jsonl");
     kiln_err err = {{0}};
@@ -319,7 +609,7 @@ TEST(published_templates) {
         }
         CHECK(tmpl, "case %d: template %s not found", lines, name);
         char *vars = json_dumps(json_object_get(j, "vars"), JSON_COMPACT | JSON_PRESERVE_ORDER);
-        char *got = tmpl ? render(tmpl, vars, &err) : NULL;
+        char *got = tmpl ? kiln_template_render_limited(tmpl, vars, lim, NULL, &err) : NULL;
         json_t *want = json_object_get(j, "rendered"), *want_err = json_object_get(j, "error");
         if (json_is_string(want))
             CHECK(got && !strcmp(got, json_string_value(want)), "case %d (%s):\n    want [%s]\n    got  [%s]", lines,
@@ -338,8 +628,14 @@ TEST(published_templates) {
     kiln_tokenizer_free(qwen3);
 }
 
-TEST(golden_chat_llama3) { golden_chat("llama3"); }
-TEST(golden_chat_qwen3) { golden_chat("qwen3"); }
+TEST(published_templates) { published_templates_under(NULL); }
+TEST(golden_chat_llama3) { golden_chat("llama3", NULL); }
+TEST(golden_chat_qwen3) { golden_chat("qwen3", NULL); }
+TEST(real_templates_far_inside_the_limits) {
+    published_templates_under(&tight);
+    golden_chat("llama3", &tight);
+    golden_chat("qwen3", &tight);
+}
 
 int main(void) {
     RUN(text_and_output);
@@ -360,5 +656,13 @@ int main(void) {
     RUN(published_templates);
     RUN(golden_chat_llama3);
     RUN(golden_chat_qwen3);
+    RUN(real_templates_far_inside_the_limits);
+    RUN(hostile_recursion_is_an_error);
+    RUN(hostile_arithmetic_overflow_is_an_error);
+    RUN(hostile_range_counts_without_overflow);
+    RUN(hostile_growth_stops_at_the_budget);
+    RUN(hostile_scans_count_as_steps);
+    RUN(template_limits_are_configurable);
+    RUN(memory_failure_anywhere_frees_everything);
     return check_done();
 }

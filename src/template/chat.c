@@ -5,7 +5,8 @@
 
 #include "kiln.h"
 
-char *kiln_chat_render(const kiln_tokenizer *t, const char *vars_json, size_t *out_len, kiln_err *err) {
+char *kiln_chat_render_limited(const kiln_tokenizer *t, const char *vars_json, const kiln_template_limits *lim,
+                               size_t *out_len, kiln_err *err) {
     const char *tmpl = kiln_tokenizer_chat_template(t, NULL);
     if (!tmpl) {
         kiln_err_set(err, "the tokenizer has no chat template (tokenizer_config.json chat_template)");
@@ -29,7 +30,11 @@ char *kiln_chat_render(const kiln_tokenizer *t, const char *vars_json, size_t *o
         kiln_err_set(err, "chat variables: cannot serialise");
         return NULL;
     }
-    char *out = kiln_template_render(tmpl, text, out_len, err);
+    char *out = kiln_template_render_limited(tmpl, text, lim, out_len, err);
     free(text);
     return out;
+}
+
+char *kiln_chat_render(const kiln_tokenizer *t, const char *vars_json, size_t *out_len, kiln_err *err) {
+    return kiln_chat_render_limited(t, vars_json, NULL, out_len, err);
 }

@@ -1,6 +1,7 @@
 /* eval.c — walks the AST with Python jinja2 semantics: scoping (for loops and macros get their own frame,
  * so `set` inside a loop does not leak out; namespace() objects carry state across), Undefined that prints
  * as "" and iterates as empty but fails on attribute access or arithmetic, Python operators. */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,19 +16,21 @@ struct jmacro {
 
 static jval lookup(ev *E, const char *name) {
     for (jframe *f = E->f; f; f = f->parent) {
-        jval *v = jd_get(f->vars, name, strlen(name));
+        jval *v = jd_get(E->c, f->vars, name, strlen(name));
         if (v) return *v;
     }
-    static const char *const funcs[] = {"range", "namespace", "raise_exception", "strftime_now", "dict", NULL};
-    for (int i = 0; funcs[i]; i++)
-        if (!strcmp(name, funcs[i])) return (jval){.t = V_FUNC, .fn = i};
-    return jv_undef(name);
+    const struct jglobal *g = ev_global_find(name);
+    return g ? (jval){.t = V_FUNC, .fn = g} : jv_undef(name);
 }
 
-static void assign(ev *E, const char *name, jval v) { jd_set(E->c, E->f->vars, jv_cstr(E->c, name), v); }
+static void assign(ev *E, const char *name, jval v) {
+    jval *old = jd_get(E->c, E->f->vars, name, strlen(name)); /* a loop variable: no new key per iteration */
+    if (old) *old = v;
+    else jd_set(E->c, E->f->vars, jv_cstr(E->c, name), v);
+}
 
 static jframe *frame_new(ev *E, jframe *parent) {
-    jframe *f = ja_alloc(&E->c->arena, sizeof *f);
+    jframe *f = j_alloc(E->c, sizeof *f);
     f->vars = jd_new(E->c);
     f->parent = parent;
     return f;
@@ -39,32 +42,19 @@ _Noreturn void ev_undefined_error(ev *E, jnode *at, jval u) {
 }
 
 /* ---- attribute and item access (jinja2's getattr / getitem) ---- */
-static bool has_method(jval obj, const char *name) {
-    static const char *const dict_m[] = {"items", "keys", "values", "get", "pop", "update", "copy", "setdefault", NULL};
-    static const char *const list_m[] = {"append", "pop", "index", "count", "extend", "insert", "remove", "reverse",
-                                         "copy", NULL};
-    static const char *const str_m[] = {"startswith", "endswith", "split", "rsplit", "strip", "lstrip", "rstrip",
-                                        "replace", "upper", "lower", "title", "capitalize", "find", "rfind", "count",
-                                        "format", "join", "isdigit", "isalpha", "isalnum", "isspace", "isupper",
-                                        "islower", "splitlines", NULL};
-    const char *const *m = obj.t == V_DICT && !obj.d->is_ns ? dict_m : obj.t == V_LIST ? list_m
-                           : obj.t == V_STR                   ? str_m
-                                                              : NULL;
-    for (; m && *m; m++)
-        if (!strcmp(*m, name)) return true;
-    return false;
+static jval bound_method(ev *E, jval obj, const struct jbuiltin_method *def) {
+    jmethod *m = j_alloc(E->c, sizeof *m);
+    m->self = obj;
+    m->def = def;
+    return (jval){.t = V_METHOD, .bm = m};
 }
 
 jval ev_getattr(ev *E, jnode *at, jval obj, const char *name) {
     if (obj.t == V_UNDEF) ev_undefined_error(E, at, obj);
-    if (has_method(obj, name)) {
-        jmethod *m = ja_alloc(&E->c->arena, sizeof *m);
-        m->self = obj;
-        m->name = name;
-        return (jval){.t = V_METHOD, .bm = m};
-    }
+    const struct jbuiltin_method *method = ev_method_find(obj, name);
+    if (method) return bound_method(E, obj, method);
     if (obj.t == V_DICT) {
-        jval *v = jd_get(obj.d, name, strlen(name));
+        jval *v = jd_get(E->c, obj.d, name, strlen(name));
         return v ? *v : jv_undef(name);
     }
     if (obj.t == V_LOOP) {
@@ -81,12 +71,6 @@ jval ev_getattr(ev *E, jnode *at, jval obj, const char *name) {
         if (!strcmp(name, "depth0")) return jv_int(0);
         if (!strcmp(name, "previtem")) return i > 0 ? l->items->v[i - 1] : jv_undef("previtem");
         if (!strcmp(name, "nextitem")) return i + 1 < n ? l->items->v[i + 1] : jv_undef("nextitem");
-        if (!strcmp(name, "cycle")) {
-            jmethod *m = ja_alloc(&E->c->arena, sizeof *m);
-            m->self = obj;
-            m->name = "cycle";
-            return (jval){.t = V_METHOD, .bm = m};
-        }
     }
     return jv_undef(name);
 }
@@ -100,7 +84,7 @@ static long long py_index(long long i, size_t n) {
 jval ev_getitem(ev *E, jnode *at, jval obj, jval key) {
     if (obj.t == V_UNDEF) ev_undefined_error(E, at, obj);
     if (obj.t == V_DICT) {
-        jval *v = jd_find(obj.d, key);
+        jval *v = jd_find_key(E->c, obj.d, key);
         if (v) return *v;
     } else if ((obj.t == V_LIST || obj.t == V_STR) && (key.t == V_INT || key.t == V_BOOL)) {
         long long k = key.t == V_INT ? key.i : key.b;
@@ -109,14 +93,14 @@ jval ev_getitem(ev *E, jnode *at, jval obj, jval key) {
             if (i >= 0) return obj.l->v[i];
         } else {
             const jstr *s = obj.s;
-            long long i = py_index(k, ju_len(s->s, s->n));
+            long long i = py_index(k, ju_len(E->c, s->s, s->n));
             if (i >= 0) {
-                size_t a = ju_offset(s->s, s->n, (size_t)i), b = ju_offset(s->s, s->n, (size_t)i + 1);
+                size_t a = ju_offset(E->c, s->s, s->n, (size_t)i), b = ju_offset(E->c, s->s, s->n, (size_t)i + 1);
                 return jv_str(E->c, s->s + a, b - a);
             }
         }
     } else if (obj.t == V_LOOP && key.t == V_STR) return ev_getattr(E, at, obj, key.s->s);
-    if (key.t == V_STR && has_method(obj, key.s->s)) return ev_getattr(E, at, obj, key.s->s);
+    if (key.t == V_STR && ev_method_find(obj, key.s->s)) return ev_getattr(E, at, obj, key.s->s);
     return key.t == V_STR ? jv_undef(key.s->s) : jv_undef(NULL);
 }
 
@@ -135,9 +119,11 @@ static jval slice(ev *E, jnode *n, jval obj) {
     if (step == 0) j_fail(E->c, n->line, n->col, "slice step cannot be zero");
     size_t len;
     if (obj.t == V_LIST) len = obj.l->n;
-    else if (obj.t == V_STR) len = ju_len(obj.s->s, obj.s->n);
+    else if (obj.t == V_STR) len = ju_len(E->c, obj.s->s, obj.s->n);
     else j_fail(E->c, n->line, n->col, "'%s' object is not subscriptable", jv_typename(obj));
     long long L = (long long)len;
+    if (step > L) step = L + 1; /* the same items as the step asked, and i += step cannot overflow */
+    if (step < -L) step = -L - 1;
     long long a = slice_int(E, n->b, lo, step > 0 ? 0 : L - 1), b = slice_int(E, n->c, hi, step > 0 ? L : -L - 1);
     /* clamp as Python's PySlice_AdjustIndices */
     if (a < 0) a += L;
@@ -151,22 +137,25 @@ static jval slice(ev *E, jnode *n, jval obj) {
     }
     if (obj.t == V_STR && step == 1) {
         if (b < a) b = a;
-        size_t x = ju_offset(obj.s->s, obj.s->n, (size_t)a), y = ju_offset(obj.s->s, obj.s->n, (size_t)b);
+        size_t x = ju_offset(E->c, obj.s->s, obj.s->n, (size_t)a), y = ju_offset(E->c, obj.s->s, obj.s->n, (size_t)b);
         return jv_str(E->c, obj.s->s + x, y - x);
     }
     jlist *out = jl_new(E->c, 4);
-    jbuf sb = JBUF(E->c);
+    jbuf *sb = obj.t == V_STR ? jb_open(E->c) : NULL;
     size_t *offs = NULL;
-    if (obj.t == V_STR) { /* code point offsets, once */
-        offs = ja_alloc(&E->c->arena, (len + 1) * sizeof *offs);
-        for (size_t i = 0; i <= len; i++) offs[i] = i ? ju_offset(obj.s->s, obj.s->n, i) : 0;
+    if (obj.t == V_STR) { /* code point offsets, in one pass */
+        offs = j_alloc(E->c, (len + 1) * sizeof *offs);
+        size_t k = 0;
+        for (size_t i = 0; i < obj.s->n; i++)
+            if (((unsigned char)obj.s->s[i] & 0xC0) != 0x80) offs[k++] = i;
+        offs[len] = obj.s->n;
     }
     for (long long i = a; step > 0 ? i < b : i > b; i += step) {
         if (obj.t == V_LIST) jl_push(E->c, out, obj.l->v[i]);
-        else jb_put(&sb, obj.s->s + offs[i], offs[i + 1] - offs[i]);
+        else jb_put(sb, obj.s->s + offs[i], offs[i + 1] - offs[i]);
     }
     if (obj.t == V_LIST) return (jval){.t = V_LIST, .l = out};
-    return jv_str(E->c, sb.p ? sb.p : "", sb.n);
+    return jb_val(sb);
 }
 
 /* ---- iteration: lists as is, dicts by key, strings by character, Undefined as empty ---- */
@@ -210,6 +199,7 @@ static int compare(ev *E, jnode *n, jval a, jval b) {
     }
     if (a.t == V_STR && b.t == V_STR) {
         size_t m = a.s->n < b.s->n ? a.s->n : b.s->n;
+        j_work(E->c, m);
         int r = memcmp(a.s->s, b.s->s, m);
         return r ? (r > 0) - (r < 0) : (a.s->n > b.s->n) - (a.s->n < b.s->n);
     }
@@ -223,14 +213,101 @@ bool ev_contains(ev *E, jnode *n, jval hay, jval needle) {
         if (needle.t != V_STR)
             j_fail(E->c, n->line, n->col, "'in <string>' requires string as left operand, not %s",
                    jv_typename(needle));
+        j_work(E->c, hay.s->n);
         return needle.s->n == 0 || memmem(hay.s->s, hay.s->n, needle.s->s, needle.s->n) != NULL;
     case V_LIST:
-        for (size_t i = 0; i < hay.l->n; i++)
-            if (jv_equal(hay.l->v[i], needle)) return true;
+        for (size_t i = 0; i < hay.l->n; i++) {
+            j_step(E->c);
+            if (jv_equal(E->c, hay.l->v[i], needle)) return true;
+        }
         return false;
-    case V_DICT: return jd_find(hay.d, needle) != NULL;
+    case V_DICT: return jd_find_key(E->c, hay.d, needle) != NULL;
     default: j_fail(E->c, n->line, n->col, "argument of type '%s' is not iterable", jv_typename(hay));
     }
+}
+
+static _Noreturn void overflow(ev *E, jnode *n, const char *op) {
+    j_fail(E->c, n->line, n->col, "integer overflow in '%s' (template integers are 64-bit)", op);
+}
+
+/* x ** y for y >= 0 by squaring: log2(y) steps, each product checked. */
+static long long int_pow(ev *E, jnode *n, long long x, long long y) {
+    long long r = 1;
+    while (y) {
+        if ((y & 1) && __builtin_mul_overflow(r, x, &r)) overflow(E, n, "**");
+        y >>= 1;
+        if (y && __builtin_mul_overflow(x, x, &x)) {
+            if (r == 0) return 0;
+            overflow(E, n, "**");
+        }
+    }
+    return r;
+}
+
+/* Python's floor division and modulo on 64-bit integers (y != 0). */
+static long long int_floordiv(ev *E, jnode *n, long long x, long long y) {
+    if (y == -1) {
+        if (x == LLONG_MIN) overflow(E, n, "//");
+        return -x;
+    }
+    return x / y - ((x % y != 0) && ((x < 0) != (y < 0)));
+}
+static long long int_mod(long long x, long long y) {
+    if (y == -1) return 0; /* LLONG_MIN % -1 traps in C; the answer is 0 */
+    long long r = x % y;
+    return r && ((r < 0) != (y < 0)) ? r + y : r;
+}
+
+static jval int_arith(ev *E, jnode *n, long long x, long long y) {
+    long long r = 0;
+    bool over = false;
+    switch (n->op[0]) {
+    case '+': over = __builtin_add_overflow(x, y, &r); break;
+    case '-': over = __builtin_sub_overflow(x, y, &r); break;
+    case '*':
+        if (n->op[1] == '*') return y >= 0 ? jv_int(int_pow(E, n, x, y)) : (jval){.t = V_FLOAT, .f = pow((double)x, (double)y)};
+        over = __builtin_mul_overflow(x, y, &r);
+        break;
+    case '/':
+        if (y == 0) j_fail(E->c, n->line, n->col, "division by zero");
+        if (n->op[1] == '/') return jv_int(int_floordiv(E, n, x, y));
+        return (jval){.t = V_FLOAT, .f = (double)x / (double)y};
+    case '%':
+        if (y == 0) j_fail(E->c, n->line, n->col, "modulo by zero");
+        return jv_int(int_mod(x, y));
+    }
+    if (over) overflow(E, n, n->op);
+    return jv_int(r);
+}
+
+static jval float_arith(ev *E, jnode *n, double x, double y) {
+    double r;
+    switch (n->op[0]) {
+    case '+': r = x + y; break;
+    case '-': r = x - y; break;
+    case '*': r = n->op[1] == '*' ? pow(x, y) : x * y; break;
+    case '/':
+        if (y == 0) j_fail(E->c, n->line, n->col, "division by zero");
+        r = n->op[1] == '/' ? floor(x / y) : x / y;
+        break;
+    default: /* % */
+        if (y == 0) j_fail(E->c, n->line, n->col, "modulo by zero");
+        r = fmod(x, y);
+        if (r && ((r < 0) != (y < 0))) r += y;
+    }
+    return (jval){.t = V_FLOAT, .f = r};
+}
+
+/* str * int: the length is checked before anything is built, then built in place. */
+static jval repeat_str(ev *E, const jstr *s, long long k) {
+    size_t total;
+    if (k <= 0 || !s->n) return jv_str(E->c, "", 0);
+    if (__builtin_mul_overflow(s->n, (unsigned long long)k, &total)) total = (size_t)-1;
+    j_check_len(E->c, total, "string repetition");
+    jstr *r = j_alloc(E->c, sizeof *r + total + 1);
+    r->n = total;
+    for (size_t at = 0; at < total; at += s->n) memcpy(r->s + at, s->s, s->n);
+    return (jval){.t = V_STR, .s = r};
 }
 
 static jval arith(ev *E, jnode *n, jval a, jval b) {
@@ -242,55 +319,18 @@ static jval arith(ev *E, jnode *n, jval a, jval b) {
         for (size_t i = 0; i < b.l->n; i++) jl_push(E->c, l, b.l->v[i]);
         return (jval){.t = V_LIST, .l = l};
     }
-    if (op[0] == '*' && !op[1] && ((a.t == V_STR && b.t == V_INT) || (a.t == V_INT && b.t == V_STR))) {
-        jstr *s = a.t == V_STR ? a.s : b.s;
-        long long k = a.t == V_INT ? a.i : b.i;
-        jbuf buf = JBUF(E->c);
-        for (long long i = 0; i < k; i++) jb_put(&buf, s->s, s->n);
-        return jv_str(E->c, buf.p ? buf.p : "", buf.n);
-    }
+    if (op[0] == '*' && !op[1] && ((a.t == V_STR && b.t == V_INT) || (a.t == V_INT && b.t == V_STR)))
+        return repeat_str(E, a.t == V_STR ? a.s : b.s, a.t == V_INT ? a.i : b.i);
     if (!is_num(a) || !is_num(b)) bad_operands(E, n, a, b);
-    bool ints = a.t != V_FLOAT && b.t != V_FLOAT;
-    long long x = inum(a), y = inum(b);
-    double fx = num(a), fy = num(b);
-    switch (op[0]) {
-    case '+': return ints ? jv_int(x + y) : (jval){.t = V_FLOAT, .f = fx + fy};
-    case '-': return ints ? jv_int(x - y) : (jval){.t = V_FLOAT, .f = fx - fy};
-    case '*':
-        if (op[1] == '*') {
-            if (ints && y >= 0) {
-                long long r = 1;
-                for (long long i = 0; i < y; i++) r *= x;
-                return jv_int(r);
-            }
-            return (jval){.t = V_FLOAT, .f = pow(fx, fy)};
-        }
-        return ints ? jv_int(x * y) : (jval){.t = V_FLOAT, .f = fx * fy};
-    case '/':
-        if (ints ? y == 0 : fy == 0) j_fail(E->c, n->line, n->col, "division by zero");
-        if (op[1] == '/') {
-            if (ints) return jv_int(x / y - ((x % y != 0) && ((x < 0) != (y < 0))));
-            return (jval){.t = V_FLOAT, .f = floor(fx / fy)};
-        }
-        return (jval){.t = V_FLOAT, .f = fx / fy};
-    case '%':
-        if (ints ? y == 0 : fy == 0) j_fail(E->c, n->line, n->col, "modulo by zero");
-        if (ints) {
-            long long r = x % y;
-            return jv_int(r && ((r < 0) != (y < 0)) ? r + y : r);
-        } else {
-            double r = fmod(fx, fy);
-            return (jval){.t = V_FLOAT, .f = r && ((r < 0) != (fy < 0)) ? r + fy : r};
-        }
-    }
-    bad_operands(E, n, a, b);
+    if (a.t != V_FLOAT && b.t != V_FLOAT) return int_arith(E, n, inum(a), inum(b));
+    return float_arith(E, n, num(a), num(b));
 }
 
 static jval binary(ev *E, jnode *n) {
     jval a = ev_expr(E, n->a), b = ev_expr(E, n->b);
     const char *op = n->op;
-    if (!strcmp(op, "==")) return jv_bool(jv_equal(a, b));
-    if (!strcmp(op, "!=")) return jv_bool(!jv_equal(a, b));
+    if (!strcmp(op, "==")) return jv_bool(jv_equal(E->c, a, b));
+    if (!strcmp(op, "!=")) return jv_bool(!jv_equal(E->c, a, b));
     if (!strcmp(op, "<")) return jv_bool(compare(E, n, a, b) < 0);
     if (!strcmp(op, ">")) return jv_bool(compare(E, n, a, b) > 0);
     if (!strcmp(op, "<=")) return jv_bool(compare(E, n, a, b) <= 0);
@@ -321,15 +361,16 @@ jval *jargs_get(jargs *A, size_t pos, const char *name) {
 }
 
 static jval render_body_to_str(ev *E, jnode *body) {
-    jbuf *saved = E->out, buf = JBUF(E->c);
-    E->out = &buf;
+    jbuf *saved = E->out, *buf = jb_open(E->c);
+    E->out = buf;
     ev_stmt(E, body);
     E->out = saved;
-    return jv_str(E->c, buf.p ? buf.p : "", buf.n);
+    return jb_val(buf);
 }
 
 static jval call_macro(ev *E, jnode *at, jmacro *m, jargs *A, jmacro *caller) {
     jnode *def = m->def;
+    j_step(E->c);
     jframe *saved = E->f;
     jframe *f = frame_new(E, m->closure);
     E->f = f;
@@ -360,14 +401,26 @@ static jval call(ev *E, jnode *n, jmacro *caller) {
     ev_args(E, n, &A);
     switch (fn.t) {
     case V_MACRO: return call_macro(E, n, fn.m, &A, caller);
-    case V_FUNC: return ev_call_global(E, n, fn.fn, &A);
-    case V_METHOD: return ev_call_method(E, n, fn.bm->self, fn.bm->name, &A);
+    case V_FUNC: return fn.fn->fn(E, n, &A);
+    case V_METHOD: return fn.bm->def->fn(E, n, fn.bm->self, &A);
     case V_UNDEF: ev_undefined_error(E, n, fn);
     default: j_fail(E->c, n->line, n->col, "'%s' object is not callable", jv_typename(fn));
     }
 }
 
-jval ev_expr(ev *E, jnode *n) {
+static jval negate(ev *E, jnode *n, jval v) {
+    if (v.t == V_INT || v.t == V_BOOL) {
+        long long x = inum(v);
+        if (n->k == E_POS) return jv_int(x);
+        if (x == LLONG_MIN) overflow(E, n, "unary -");
+        return jv_int(-x);
+    }
+    if (v.t == V_FLOAT) return (jval){.t = V_FLOAT, .f = n->k == E_NEG ? -v.f : v.f};
+    if (v.t == V_UNDEF) ev_undefined_error(E, n, v);
+    j_fail(E->c, n->line, n->col, "bad operand type for unary %c: '%s'", n->k == E_NEG ? '-' : '+', jv_typename(v));
+}
+
+static jval eval_node(ev *E, jnode *n) {
     switch (n->k) {
     case E_CONST: return n->val;
     case E_NAME: return lookup(E, n->name);
@@ -393,14 +446,7 @@ jval ev_expr(ev *E, jnode *n) {
     case E_BIN: return binary(E, n);
     case E_NOT: return jv_bool(!jv_truthy(ev_expr(E, n->a)));
     case E_NEG:
-    case E_POS: {
-        jval v = ev_expr(E, n->a);
-        if (v.t == V_INT || v.t == V_BOOL) return jv_int(n->k == E_NEG ? -inum(v) : inum(v));
-        if (v.t == V_FLOAT) return (jval){.t = V_FLOAT, .f = n->k == E_NEG ? -v.f : v.f};
-        if (v.t == V_UNDEF) ev_undefined_error(E, n, v);
-        j_fail(E->c, n->line, n->col, "bad operand type for unary %c: '%s'", n->k == E_NEG ? '-' : '+',
-               jv_typename(v));
-    }
+    case E_POS: return negate(E, n, ev_expr(E, n->a));
     case E_AND: {
         jval a = ev_expr(E, n->a);
         return jv_truthy(a) ? ev_expr(E, n->b) : a;
@@ -430,6 +476,15 @@ jval ev_expr(ev *E, jnode *n) {
     }
 }
 
+/* Every expression passes here: the depth guard, and the position that errors from below report. */
+jval ev_expr(ev *E, jnode *n) {
+    j_enter(E->c);
+    E->c->line = n->line, E->c->col = n->col;
+    jval v = eval_node(E, n);
+    j_leave(E->c);
+    return v;
+}
+
 /* ---- statements ---- */
 static void unpack(ev *E, jnode *at, const char **targets, size_t n, jval v) {
     if (n == 1) {
@@ -448,14 +503,16 @@ static void run_for(ev *E, jnode *n) {
     if (n->d) { /* `for x in xs if cond`: filter first, so loop.length/last count only kept items */
         jlist *kept = jl_new(E->c, items->n);
         for (size_t i = 0; i < items->n; i++) {
+            j_step(E->c);
             unpack(E, n, n->targets, n->n_targets, items->v[i]);
             if (jv_truthy(ev_expr(E, n->d))) jl_push(E->c, kept, items->v[i]);
         }
         items = kept;
     }
-    jloop *lp = ja_alloc(&E->c->arena, sizeof *lp);
+    jloop *lp = j_alloc(E->c, sizeof *lp);
     lp->items = items;
     for (size_t i = 0; i < items->n; i++) {
+        j_step(E->c);
         lp->i = i;
         assign(E, "loop", (jval){.t = V_LOOP, .lp = lp});
         unpack(E, n, n->targets, n->n_targets, items->v[i]);
@@ -482,30 +539,38 @@ static void run_set(ev *E, jnode *n) {
     unpack(E, n, n->targets, n->n_targets, v);
 }
 
-void ev_stmt(ev *E, jnode *n) {
+static void exec_node(ev *E, jnode *n) {
     switch (n->k) {
     case N_BODY:
         for (size_t i = 0; i < n->n && !E->ctl; i++) ev_stmt(E, n->kids[i]);
         return;
     case N_TEXT: jb_put(E->out, n->val.s->s, n->val.s->n); return;
     case N_OUT: jv_print(E->c, E->out, ev_expr(E, n->a), false); return;
-    case N_IF:
-        if (jv_truthy(ev_expr(E, n->a))) ev_stmt(E, n->b);
-        else if (n->c) ev_stmt(E, n->c);
-        return;
+    case N_IF: /* an elif chain (c is an N_IF) is walked here, not nested; an else body is an N_BODY */
+        for (;;) {
+            if (jv_truthy(ev_expr(E, n->a))) {
+                ev_stmt(E, n->b);
+                return;
+            }
+            if (!(n = n->c)) return;
+            if (n->k != N_IF) {
+                ev_stmt(E, n);
+                return;
+            }
+        }
     case N_FOR: run_for(E, n); return;
     case N_SET: run_set(E, n); return;
     case N_SETBLOCK: assign(E, n->targets[0], render_body_to_str(E, n->b)); return;
     case N_MACRO: {
-        jmacro *m = ja_alloc(&E->c->arena, sizeof *m);
+        jmacro *m = j_alloc(E->c, sizeof *m);
         m->def = n;
         m->closure = E->f;
         assign(E, n->name, (jval){.t = V_MACRO, .m = m});
         return;
     }
     case N_CALLBLOCK: {
-        jmacro *caller = ja_alloc(&E->c->arena, sizeof *caller);
-        jnode *def = ja_alloc(&E->c->arena, sizeof *def);
+        jmacro *caller = j_alloc(E->c, sizeof *caller);
+        jnode *def = j_alloc(E->c, sizeof *def);
         def->k = N_MACRO;
         def->name = "caller";
         def->b = n->b;
@@ -533,15 +598,18 @@ void ev_stmt(ev *E, jnode *n) {
     }
 }
 
-void j_render(jctx *c, jnode *root, jdict *vars, char **out, size_t *out_len) {
-    jbuf buf = JBUF(c);
+void ev_stmt(ev *E, jnode *n) {
+    j_enter(E->c);
+    E->c->line = n->line, E->c->col = n->col;
+    exec_node(E, n);
+    j_leave(E->c);
+}
+
+char *j_render(jctx *c, jnode *root, jdict *vars, size_t *out_len) {
+    jbuf *buf = jb_open(c);
     jframe globals = {.vars = vars};
-    ev E = {.c = c, .out = &buf};
+    ev E = {.c = c, .out = buf};
     E.f = frame_new(&E, &globals);
     ev_stmt(&E, root);
-    *out = malloc(buf.n + 1);
-    if (!*out) abort();
-    if (buf.n) memcpy(*out, buf.p, buf.n);
-    (*out)[buf.n] = 0;
-    *out_len = buf.n;
+    return jb_take(buf, out_len);
 }

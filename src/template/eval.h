@@ -1,4 +1,4 @@
-/* eval.h — the evaluator's state, shared by eval.c (expressions, statements) and builtins.c (filters,
+/* eval.h — the evaluator's state, shared by eval.c (expressions, statements) and the built-ins (filters,
  * tests, methods and global functions). */
 #ifndef KILN_TEMPLATE_EVAL_H
 #define KILN_TEMPLATE_EVAL_H
@@ -38,10 +38,21 @@ jlist *ev_iterable(ev *E, jnode *at, jval v);
 bool ev_contains(ev *E, jnode *n, jval hay, jval needle);
 _Noreturn void ev_undefined_error(ev *E, jnode *at, jval u);
 
-/* builtins.c */
+/* The built-ins: each kind is one {name, fn} table (globals.c, methods.c per type, filters.c, predicates.c),
+ * read both to find a name and to call it (no second list of names anywhere). */
+typedef jval (*jglobal_fn)(ev *E, jnode *at, jargs *A);
+typedef jval (*jmethod_fn)(ev *E, jnode *at, jval self, jargs *A);
+struct jglobal {
+    const char *name;
+    jglobal_fn fn;
+};
+struct jbuiltin_method {
+    const char *name;
+    jmethod_fn fn;
+};
+const struct jglobal *ev_global_find(const char *name);                       /* NULL if none */
+const struct jbuiltin_method *ev_method_find(jval self, const char *name);    /* NULL if self's type has none */
 jval ev_filter(ev *E, jnode *at, const char *name, jval v, jargs *A);
 bool ev_test(ev *E, jnode *at, const char *name, jval v, jargs *A);
-jval ev_call_method(ev *E, jnode *at, jval self, const char *name, jargs *A);
-jval ev_call_global(ev *E, jnode *at, int fn, jargs *A); /* fn: index into lookup()'s table */
 
 #endif

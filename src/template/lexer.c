@@ -3,6 +3,7 @@
  * block/comment tag that starts its line), `-` on either side of a tag (strip all whitespace on that side),
  * `+` (disable lstrip/trim for that tag), keep_trailing_newline=False (one trailing newline is dropped). */
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,7 +35,7 @@ static void pos_of(lexer *L, const char *at, int *line, int *col) {
 static jtok *emit(lexer *L, ttype t, const char *s, size_t n) {
     if (L->n == L->cap) {
         size_t cap = L->cap ? 2 * L->cap : 256;
-        jtok *nt = ja_alloc(&L->c->arena, cap * sizeof *nt);
+        jtok *nt = j_alloc(L->c, cap * sizeof *nt);
         if (L->n) memcpy(nt, L->t, L->n * sizeof *nt);
         L->t = nt;
         L->cap = cap;
@@ -80,7 +81,9 @@ static void after_tag(lexer *L, char sign, bool is_block) {
 static jstr *lex_string(lexer *L) {
     char q = *L->p++;
     const char *start = L->p - 1;
-    char *buf = ja_alloc(&L->c->arena, (size_t)(L->end - L->p) + 1);
+    const char *close = L->p; /* the decoded text is never longer than the literal as written */
+    while (close < L->end && *close != q) close += *close == '\\' && close + 1 < L->end ? 2 : 1;
+    char *buf = j_alloc(L->c, (size_t)(close - L->p) + 1);
     size_t n = 0;
     while (L->p < L->end && *L->p != q) {
         char ch = *L->p++;
@@ -133,7 +136,7 @@ static jstr *lex_string(lexer *L) {
         j_fail(L->c, line, col, "unterminated or malformed string literal");
     }
     L->p++;
-    jstr *s = ja_alloc(&L->c->arena, sizeof *s + n + 1);
+    jstr *s = j_alloc(L->c, sizeof *s + n + 1);
     s->n = n;
     memcpy(s->s, buf, n);
     return s;
@@ -188,7 +191,12 @@ static char lex_tag(lexer *L, bool is_block) {
             num[k] = 0;
             jtok *t = emit(L, is_float ? T_FLOAT : T_INT, p, (size_t)(L->p - p));
             if (is_float) t->fv = strtod(num, NULL);
-            else t->iv = strtoll(num, NULL, 10);
+            else {
+                errno = 0;
+                t->iv = strtoll(num, NULL, 10);
+                if (errno == ERANGE || k == sizeof num - 1)
+                    j_fail(L->c, t->line, t->col, "integer literal %.30s is outside the 64-bit range", num);
+            }
         } else if (*p == '\'' || *p == '"') {
             jstr *s = lex_string(L);
             emit(L, T_STRING, p, (size_t)(L->p - p))->str = s;

@@ -38,7 +38,7 @@ static void expect_op(parser *P, const char *op) {
 }
 
 static const char *tok_name(parser *P, const jtok *t) {
-    char *s = ja_alloc(&P->c->arena, t->n + 1);
+    char *s = j_alloc(P->c, t->n + 1);
     memcpy(s, t->s, t->n);
     return s;
 }
@@ -49,7 +49,7 @@ static const char *expect_name(parser *P) {
 }
 
 static jnode *node(parser *P, nkind k, const jtok *at) {
-    jnode *n = ja_alloc(&P->c->arena, sizeof *n);
+    jnode *n = j_alloc(P->c, sizeof *n);
     n->k = k;
     n->line = at->line;
     n->col = at->col;
@@ -60,8 +60,8 @@ static void add_kid(parser *P, jnode *n, jnode *kid, const char *kw) {
     /* grow by doubling in the arena */
     if ((n->n & (n->n - 1)) == 0) {
         size_t cap = n->n ? 2 * n->n : 1;
-        jnode **nk = ja_alloc(&P->c->arena, cap * sizeof *nk);
-        const char **nw = ja_alloc(&P->c->arena, cap * sizeof *nw);
+        jnode **nk = j_alloc(P->c, cap * sizeof *nk);
+        const char **nw = j_alloc(P->c, cap * sizeof *nw);
         if (n->n) {
             memcpy(nk, n->kids, n->n * sizeof *nk);
             memcpy(nw, n->kw, n->n * sizeof *nw);
@@ -71,6 +71,12 @@ static void add_kid(parser *P, jnode *n, jnode *kid, const char *kw) {
     }
     n->kids[n->n] = kid;
     n->kw[n->n++] = kw;
+}
+
+/* The depth guard, with the error placed at the token where nesting went too deep. */
+static void enter(parser *P, const jtok *t) {
+    P->c->line = t->line, P->c->col = t->col;
+    j_enter(P->c);
 }
 
 static jnode *parse_expr(parser *P);
@@ -245,7 +251,7 @@ static jnode *parse_filters(parser *P, jnode *n) {
             if (is_name(nt, "none") || is_name(nt, "true") || is_name(nt, "false") || is_name(nt, "None") ||
                 is_name(nt, "True") || is_name(nt, "False")) {
                 next(P);
-                char *lower = ja_alloc(&P->c->arena, nt->n + 1);
+                char *lower = j_alloc(P->c, nt->n + 1);
                 for (size_t i = 0; i < nt->n; i++) lower[i] = (char)(nt->s[i] | 0x20);
                 f->name = lower;
             } else f->name = expect_name(P);
@@ -259,11 +265,13 @@ static jnode *parse_filters(parser *P, jnode *n) {
 static jnode *parse_unary(parser *P, bool with_filter) {
     jtok *t = peek(P);
     jnode *n;
+    enter(P, t);
     if (is_op(t, "-") || is_op(t, "+")) {
         next(P);
         n = node(P, is_op(t, "-") ? E_NEG : E_POS, t);
         n->a = parse_unary(P, false);
     } else n = parse_postfix(P, parse_primary(P));
+    j_leave(P->c);
     return with_filter ? parse_filters(P, n) : n;
 }
 
@@ -343,12 +351,12 @@ static jnode *parse_compare(parser *P) {
 }
 
 static jnode *parse_not(parser *P) {
-    if (is_name(peek(P), "not")) {
-        jnode *n = node(P, E_NOT, next(P));
-        n->a = parse_not(P);
-        return n;
-    }
-    return parse_compare(P);
+    if (!is_name(peek(P), "not")) return parse_compare(P);
+    enter(P, peek(P));
+    jnode *n = node(P, E_NOT, next(P));
+    n->a = parse_not(P);
+    j_leave(P->c);
+    return n;
 }
 
 static jnode *parse_and(parser *P) {
@@ -373,7 +381,9 @@ static jnode *parse_or(parser *P) {
     return n;
 }
 
+/* Every nested expression passes here (parentheses, brackets, arguments, conditionals). */
 static jnode *parse_expr(parser *P) {
+    enter(P, peek(P));
     jnode *n = parse_or(P);
     while (is_name(peek(P), "if")) {
         jnode *c = node(P, E_COND, next(P));
@@ -385,6 +395,7 @@ static jnode *parse_expr(parser *P) {
         }
         n = c;
     }
+    j_leave(P->c);
     return n;
 }
 
@@ -418,31 +429,36 @@ static void parse_targets(parser *P, jnode *n) {
         names[k++] = expect_name(P);
     } while (is_op(peek(P), ","));
     if (paren) expect_op(P, ")");
-    n->targets = ja_alloc(&P->c->arena, k * sizeof *n->targets);
+    n->targets = j_alloc(P->c, k * sizeof *n->targets);
     memcpy(n->targets, names, k * sizeof *names);
     n->n_targets = k;
 }
 
 static jnode *parse_body(parser *P, const char *const *ends, const char **which);
+static jnode *parse_body_at(parser *P, const char *const *ends, const char **which);
 
+/* if / elif... / else: an elif chain is built in a loop (each elif the c of the one before), so its length
+ * costs no stack here or in the evaluator. */
 static jnode *parse_if(parser *P, const jtok *at) {
-    jnode *n = node(P, N_IF, at);
-    n->a = parse_tuple_expr(P);
-    expect_block_end(P);
+    static const char *const ends[] = {"elif", "else", "endif", NULL}, *const end[] = {"endif", NULL};
+    jnode *first = NULL, **link = &first;
     const char *which;
-    static const char *const ends[] = {"elif", "else", "endif", NULL};
-    n->b = parse_body(P, ends, &which);
-    if (!strcmp(which, "elif")) {
-        n->c = parse_if(P, &P->t[P->i - 1]);
-        return n;
-    }
-    if (!strcmp(which, "else")) {
+    for (;;) {
+        jnode *n = *link = node(P, N_IF, at);
+        n->a = parse_tuple_expr(P);
         expect_block_end(P);
-        static const char *const end[] = {"endif", NULL};
-        n->c = parse_body(P, end, &which);
+        n->b = parse_body(P, ends, &which);
+        if (strcmp(which, "elif")) {
+            if (!strcmp(which, "else")) {
+                expect_block_end(P);
+                n->c = parse_body(P, end, &which);
+            }
+            expect_block_end(P);
+            return first;
+        }
+        at = &P->t[P->i - 1];
+        link = &n->c;
     }
-    expect_block_end(P);
-    return n;
 }
 
 static jnode *parse_statement(parser *P) {
@@ -566,6 +582,12 @@ static jnode *parse_statement(parser *P) {
 /* Statements until a block tag whose name is in ends (NULL: until end of template). Leaves P just after
  * that tag's name and sets *which to it. */
 static jnode *parse_body(parser *P, const char *const *ends, const char **which) {
+    enter(P, peek(P)); /* statements nested in statements */
+    jnode *body = parse_body_at(P, ends, which);
+    j_leave(P->c);
+    return body;
+}
+static jnode *parse_body_at(parser *P, const char *const *ends, const char **which) {
     jnode *body = node(P, N_BODY, peek(P));
     for (;;) {
         jtok *t = peek(P);

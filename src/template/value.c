@@ -15,29 +15,24 @@ struct jarena_blk {
     _Alignas(16) char data[];
 };
 
-void *ja_alloc(jarena *a, size_t n) {
-    n = (n + 15) & ~(size_t)15;
-    jarena_blk *b = a->head;
-    if (!b || b->cap - b->used < n) {
-        size_t cap = n > 65536 ? n : 65536;
-        b = malloc(sizeof *b + cap);
-        if (!b) abort(); /* out of memory: nothing sensible left to do */
-        b->next = a->head;
-        b->used = 0;
-        b->cap = cap;
-        a->head = b;
-    }
-    void *p = b->data + b->used;
-    b->used += n;
-    memset(p, 0, n);
-    return p;
+void j_ctx_init(jctx *c, const kiln_template_limits *lim, kiln_err *err) {
+    memset(c, 0, sizeof *c);
+    c->err = err;
+    if (lim) c->lim = *lim;
+    if (!c->lim.max_output_bytes) c->lim.max_output_bytes = KILN_TEMPLATE_MAX_OUTPUT_BYTES;
+    if (!c->lim.max_memory_bytes) c->lim.max_memory_bytes = KILN_TEMPLATE_MAX_MEMORY_BYTES;
+    if (!c->lim.max_steps) c->lim.max_steps = KILN_TEMPLATE_MAX_STEPS;
+    if (!c->lim.max_depth) c->lim.max_depth = KILN_TEMPLATE_MAX_DEPTH;
 }
 
-void ja_free(jarena *a) {
-    while (a->head) {
-        jarena_blk *n = a->head->next;
-        free(a->head);
-        a->head = n;
+void j_ctx_free(jctx *c) {
+    for (jbuf *lists[2] = {c->open, c->spare}, **l = lists; l < lists + 2; l++)
+        for (jbuf *b = *l; b; b = b->next) strbuf_free(&b->sb);
+    c->open = c->spare = NULL;
+    while (c->arena.head) {
+        jarena_blk *n = c->arena.head->next;
+        free(c->arena.head);
+        c->arena.head = n;
     }
 }
 
@@ -47,6 +42,7 @@ _Noreturn void j_fail(jctx *c, int line, int col, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (line <= 0) line = c->line, col = c->col; /* raised below the evaluator: where it was */
     if (line > 0)
         kiln_err_set(c->err, "template line %d column %d: %s", line, col, msg);
     else
@@ -54,45 +50,143 @@ _Noreturn void j_fail(jctx *c, int line, int col, const char *fmt, ...) {
     longjmp(c->fail, 1);
 }
 
-/* ---- buffers: doubling inside the arena, so the waste is at most the final size ---- */
-void jb_put(jbuf *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = ja_alloc(b->a, cap);
-        if (b->n) memcpy(p, b->p, b->n);
-        b->p = p;
+/* Counts n more bytes against the memory budget. */
+static void charge_memory(jctx *c, size_t n) {
+    if (n > c->lim.max_memory_bytes - c->mem_used)
+        j_fail(c, 0, 0, "memory limit exceeded (max_memory_bytes %zu)", c->lim.max_memory_bytes);
+    c->mem_used += n;
+}
+
+void *j_alloc(jctx *c, size_t n) {
+    if (n > c->lim.max_memory_bytes) charge_memory(c, n); /* fails; keeps the rounding below from wrapping */
+    n = (n + 15) & ~(size_t)15;
+    jarena_blk *b = c->arena.head;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > 65536 ? n : 65536;
+        charge_memory(c, sizeof *b + cap);
+        b = malloc(sizeof *b + cap);
+        if (!b) j_fail(c, 0, 0, "out of memory");
+        b->next = c->arena.head;
+        b->used = 0;
         b->cap = cap;
+        c->arena.head = b;
     }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
+    void *p = b->data + b->used;
+    b->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+void j_enter(jctx *c) {
+    if (++c->depth > c->lim.max_depth)
+        j_fail(c, 0, 0, "nesting too deep (max_depth %u levels of calls, expressions and values)", c->lim.max_depth);
+}
+
+static void add_steps(jctx *c, uint64_t n) {
+    c->steps += n;
+    if (c->steps > c->lim.max_steps)
+        j_fail(c, 0, 0, "step limit exceeded (max_steps %llu loop iterations, macro calls and items visited)",
+               (unsigned long long)c->lim.max_steps);
+}
+void j_step(jctx *c) { add_steps(c, 1); }
+void j_work(jctx *c, size_t units) {
+    c->work += units;
+    if (c->work < J_WORK_PER_STEP) return;
+    uint64_t n = c->work / J_WORK_PER_STEP;
+    c->work %= J_WORK_PER_STEP;
+    add_steps(c, n);
+}
+
+void j_check_len(jctx *c, size_t n, const char *what) {
+    if (n > c->lim.max_output_bytes)
+        j_fail(c, 0, 0, "%s: result longer than the output limit (max_output_bytes %zu)", what,
+               c->lim.max_output_bytes);
+}
+
+/* ---- buffers: strbufs that the render owns until closed ---- */
+static void unlink_buf(jbuf **list, jbuf *b) {
+    if (b->prev) b->prev->next = b->next;
+    else *list = b->next;
+    if (b->next) b->next->prev = b->prev;
+    b->prev = b->next = NULL;
+}
+static void push_buf(jbuf **list, jbuf *b) {
+    b->next = *list;
+    if (*list) (*list)->prev = b;
+    *list = b;
+}
+
+jbuf *jb_open(jctx *c) {
+    jbuf *b = c->spare;
+    if (b) unlink_buf(&c->spare, b);
+    else {
+        b = j_alloc(c, sizeof *b);
+        b->c = c;
+    }
+    push_buf(&c->open, b);
+    return b;
+}
+
+static void jb_close(jbuf *b) {
+    unlink_buf(&b->c->open, b);
+    strbuf_clear(&b->sb); /* keeps its memory for the next jb_open */
+    push_buf(&b->c->spare, b);
+}
+
+void jb_put(jbuf *b, const char *s, size_t n) {
+    jctx *c = b->c;
+    if (n > c->lim.max_output_bytes - b->sb.len) j_check_len(c, b->sb.len + n, "text");
+    size_t cap = b->sb.cap;
+    if (strbuf_put(&b->sb, s, n)) j_fail(c, 0, 0, "out of memory");
+    if (b->sb.cap > cap) charge_memory(c, b->sb.cap - cap);
 }
 void jb_putc(jbuf *b, char ch) { jb_put(b, &ch, 1); }
+void jb_fill(jbuf *b, char ch, size_t n) {
+    if (n > b->c->lim.max_output_bytes - b->sb.len) j_check_len(b->c, (size_t)-1, "padding");
+    char chunk[256];
+    memset(chunk, ch, sizeof chunk);
+    for (size_t k; n; n -= k) jb_put(b, chunk, k = n < sizeof chunk ? n : sizeof chunk);
+}
+
+jstr *jb_str(jbuf *b) {
+    jstr *s = js_new(b->c, b->sb.p ? b->sb.p : "", b->sb.len);
+    jb_close(b);
+    return s;
+}
+jval jb_val(jbuf *b) { return (jval){.t = V_STR, .s = jb_str(b)}; }
+
+char *jb_take(jbuf *b, size_t *n) {
+    char *p = strbuf_take(&b->sb, n);
+    if (!p) j_fail(b->c, 0, 0, "out of memory");
+    jb_close(b);
+    return p;
+}
 
 /* ---- constructors ---- */
 jstr *js_new(jctx *c, const char *s, size_t n) {
-    jstr *r = ja_alloc(&c->arena, sizeof *r + n + 1);
+    jstr *r = j_alloc(c, sizeof *r + n + 1);
     r->n = n;
     if (n) memcpy(r->s, s, n);
     return r;
 }
 jstr *js_cat(jctx *c, const jstr *a, const jstr *b) {
-    jstr *r = ja_alloc(&c->arena, sizeof *r + a->n + b->n + 1);
+    if (b->n > c->lim.max_output_bytes - (a->n < c->lim.max_output_bytes ? a->n : c->lim.max_output_bytes))
+        j_check_len(c, (size_t)-1, "string concatenation");
+    jstr *r = j_alloc(c, sizeof *r + a->n + b->n + 1);
     r->n = a->n + b->n;
     memcpy(r->s, a->s, a->n);
     memcpy(r->s + a->n, b->s, b->n);
     return r;
 }
 jlist *jl_new(jctx *c, size_t cap) {
-    jlist *l = ja_alloc(&c->arena, sizeof *l);
+    jlist *l = j_alloc(c, sizeof *l);
     l->cap = cap ? cap : 4;
-    l->v = ja_alloc(&c->arena, l->cap * sizeof(jval));
+    l->v = j_alloc(c, l->cap * sizeof(jval));
     return l;
 }
 void jl_push(jctx *c, jlist *l, jval v) {
     if (l->n == l->cap) {
-        jval *nv = ja_alloc(&c->arena, 2 * l->cap * sizeof(jval));
+        jval *nv = j_alloc(c, 2 * l->cap * sizeof(jval));
         memcpy(nv, l->v, l->n * sizeof(jval));
         l->v = nv;
         l->cap *= 2;
@@ -100,28 +194,34 @@ void jl_push(jctx *c, jlist *l, jval v) {
     l->v[l->n++] = v;
 }
 jdict *jd_new(jctx *c) {
-    jdict *d = ja_alloc(&c->arena, sizeof *d);
+    jdict *d = j_alloc(c, sizeof *d);
     return d;
 }
-jval *jd_get(const jdict *d, const char *key, size_t n) {
+jval *jd_get(jctx *c, const jdict *d, const char *key, size_t n) {
+    j_work(c, d->n * J_WORK_PER_KEY);
     for (size_t i = 0; i < d->n; i++)
-        if (d->k[i].t == V_STR && d->k[i].s->n == n && memcmp(d->k[i].s->s, key, n) == 0) return &d->v[i];
+        if (d->k[i].t == V_STR && d->k[i].s->n == n) {
+            j_work(c, n);
+            if (memcmp(d->k[i].s->s, key, n) == 0) return &d->v[i];
+        }
     return NULL;
 }
-jval *jd_find(const jdict *d, jval key) {
+jval *jd_find_key(jctx *c, const jdict *d, jval key) {
+    if (key.t == V_STR) return jd_get(c, d, key.s->s, key.s->n);
+    j_work(c, d->n * J_WORK_PER_KEY);
     for (size_t i = 0; i < d->n; i++)
-        if (jv_equal(d->k[i], key)) return &d->v[i];
+        if (jv_equal(c, d->k[i], key)) return &d->v[i];
     return NULL;
 }
 void jd_set(jctx *c, jdict *d, jval key, jval v) {
-    jval *old = jd_find(d, key);
+    jval *old = jd_find_key(c, d, key);
     if (old) {
         *old = v;
         return;
     }
     if (d->n == d->cap) {
-        size_t cap = d->cap ? 2 * d->cap : 8;
-        jval *nk = ja_alloc(&c->arena, cap * sizeof(jval)), *nv = ja_alloc(&c->arena, cap * sizeof(jval));
+        size_t cap = d->cap ? 2 * d->cap : 2;
+        jval *nk = j_alloc(c, cap * sizeof(jval)), *nv = j_alloc(c, cap * sizeof(jval));
         if (d->n) {
             memcpy(nk, d->k, d->n * sizeof(jval));
             memcpy(nv, d->v, d->n * sizeof(jval));
@@ -157,7 +257,9 @@ bool jv_truthy(jval v) {
 static bool is_num(jval v) { return v.t == V_INT || v.t == V_FLOAT || v.t == V_BOOL; }
 static double num(jval v) { return v.t == V_FLOAT ? v.f : v.t == V_INT ? (double)v.i : (double)v.b; }
 
-bool jv_equal(jval a, jval b) {
+static bool equal_containers(jctx *c, jval a, jval b);
+
+bool jv_equal(jctx *c, jval a, jval b) {
     if (is_num(a) && is_num(b)) {
         if (a.t != V_FLOAT && b.t != V_FLOAT) return (a.t == V_INT ? a.i : a.b) == (b.t == V_INT ? b.i : b.b);
         return num(a) == num(b);
@@ -166,24 +268,41 @@ bool jv_equal(jval a, jval b) {
     switch (a.t) {
     case V_UNDEF:
     case V_NONE: return true;
-    case V_STR: return a.s->n == b.s->n && memcmp(a.s->s, b.s->s, a.s->n) == 0;
+    case V_STR:
+        if (a.s->n != b.s->n) return false;
+        j_work(c, a.s->n);
+        return memcmp(a.s->s, b.s->s, a.s->n) == 0;
     case V_LIST:
-        if (a.l->n != b.l->n) return false;
-        for (size_t i = 0; i < a.l->n; i++)
-            if (!jv_equal(a.l->v[i], b.l->v[i])) return false;
-        return true;
-    case V_DICT:
-        if (a.d->n != b.d->n) return false;
-        for (size_t i = 0; i < a.d->n; i++) {
-            jval *o = jd_find(b.d, a.d->k[i]);
-            if (!o || !jv_equal(a.d->v[i], *o)) return false;
-        }
-        return true;
+    case V_DICT: return equal_containers(c, a, b);
     case V_LOOP: return a.lp == b.lp;
     case V_MACRO: return a.m == b.m;
     case V_FUNC: return a.fn == b.fn;
     default: return false;
     }
+}
+
+/* Element by element; the same object is equal to itself without a look inside, as Python's list and dict
+ * comparison (which also makes a list that contains itself comparable). */
+static bool equal_containers(jctx *c, jval a, jval b) {
+    if (a.t == V_LIST ? a.l == b.l : a.d == b.d) return true;
+    bool same = true;
+    j_enter(c);
+    if (a.t == V_LIST) {
+        same = a.l->n == b.l->n;
+        for (size_t i = 0; same && i < a.l->n; i++) {
+            j_step(c);
+            same = jv_equal(c, a.l->v[i], b.l->v[i]);
+        }
+    } else {
+        same = a.d->n == b.d->n;
+        for (size_t i = 0; same && i < a.d->n; i++) {
+            j_step(c);
+            jval *o = jd_find_key(c, b.d, a.d->k[i]);
+            same = o && jv_equal(c, a.d->v[i], *o);
+        }
+    }
+    j_leave(c);
+    return same;
 }
 
 const char *jv_typename(jval v) {
@@ -267,6 +386,7 @@ static void print_repr_str(jbuf *b, const jstr *s) {
 
 void jv_print(jctx *c, jbuf *b, jval v, bool repr) {
     char tmp[64];
+    j_enter(c);
     switch (v.t) {
     case V_UNDEF: break;
     case V_NONE: jb_put(b, "None", 4); break;
@@ -277,6 +397,7 @@ void jv_print(jctx *c, jbuf *b, jval v, bool repr) {
     case V_LIST:
         jb_putc(b, '[');
         for (size_t i = 0; i < v.l->n; i++) {
+            j_step(c);
             if (i) jb_put(b, ", ", 2);
             jv_print(c, b, v.l->v[i], true);
         }
@@ -289,6 +410,7 @@ void jv_print(jctx *c, jbuf *b, jval v, bool repr) {
         }
         jb_putc(b, '{');
         for (size_t i = 0; i < v.d->n; i++) {
+            j_step(c);
             if (i) jb_put(b, ", ", 2);
             jv_print(c, b, v.d->k[i], true);
             jb_put(b, ": ", 2);
@@ -301,13 +423,14 @@ void jv_print(jctx *c, jbuf *b, jval v, bool repr) {
     case V_FUNC:
     case V_METHOD: jb_put(b, "<function>", 10); break;
     }
+    j_leave(c);
 }
 
 jstr *jv_to_str(jctx *c, jval v) {
     if (v.t == V_STR) return v.s;
-    jbuf b = JBUF(c);
-    jv_print(c, &b, v, false);
-    return js_new(c, b.p ? b.p : "", b.n);
+    jbuf *b = jb_open(c);
+    jv_print(c, b, v, false);
+    return jb_str(b);
 }
 
 static void json_str(jbuf *b, const char *s, size_t n) {
@@ -333,9 +456,9 @@ static void json_str(jbuf *b, const char *s, size_t n) {
     jb_putc(b, '"');
 }
 
-static void json_nl(jbuf *b, int indent, int depth) {
+static void json_nl(jbuf *b, long long indent, int depth) {
     jb_putc(b, '\n');
-    for (int i = 0; i < indent * depth; i++) jb_putc(b, ' ');
+    for (int i = 0; i < depth; i++) jb_fill(b, ' ', (size_t)indent);
 }
 
 static int key_cmp(const void *a, const void *b) {
@@ -345,10 +468,11 @@ static int key_cmp(const void *a, const void *b) {
     return r ? r : (x->s->n > y->s->n) - (x->s->n < y->s->n);
 }
 
-void jv_tojson(jctx *c, jbuf *b, jval v, int indent, const char *isep, const char *ksep, bool sort_keys, int depth,
-               int line, int col) {
+void jv_tojson(jctx *c, jbuf *b, jval v, long long indent, const char *isep, const char *ksep, bool sort_keys,
+               int depth, int line, int col) {
     char tmp[64];
     if (depth > 200) j_fail(c, line, col, "tojson: nesting too deep");
+    j_enter(c);
     switch (v.t) {
     case V_NONE: jb_put(b, "null", 4); break;
     case V_BOOL: v.b ? jb_put(b, "true", 4) : jb_put(b, "false", 5); break;
@@ -369,6 +493,7 @@ void jv_tojson(jctx *c, jbuf *b, jval v, int indent, const char *isep, const cha
         }
         jb_putc(b, '[');
         for (size_t i = 0; i < v.l->n; i++) {
+            j_step(c);
             if (i) jb_put(b, isep, strlen(isep));
             if (indent >= 0) json_nl(b, indent, depth + 1);
             jv_tojson(c, b, v.l->v[i], indent, isep, ksep, sort_keys, depth + 1, line, col);
@@ -382,7 +507,7 @@ void jv_tojson(jctx *c, jbuf *b, jval v, int indent, const char *isep, const cha
             break;
         }
         size_t n = v.d->n;
-        const jval **order = ja_alloc(&c->arena, n * sizeof *order);
+        const jval **order = j_alloc(c, n * sizeof *order);
         for (size_t i = 0; i < n; i++) {
             if (v.d->k[i].t != V_STR) j_fail(c, line, col, "tojson: only string keys are supported");
             order[i] = &v.d->k[i];
@@ -390,6 +515,7 @@ void jv_tojson(jctx *c, jbuf *b, jval v, int indent, const char *isep, const cha
         if (sort_keys) qsort(order, n, sizeof *order, key_cmp);
         jb_putc(b, '{');
         for (size_t i = 0; i < n; i++) {
+            j_step(c);
             size_t k = (size_t)(order[i] - v.d->k);
             if (i) jb_put(b, isep, strlen(isep));
             if (indent >= 0) json_nl(b, indent, depth + 1);
@@ -403,6 +529,7 @@ void jv_tojson(jctx *c, jbuf *b, jval v, int indent, const char *isep, const cha
     }
     default: j_fail(c, line, col, "Object of type %s is not JSON serializable", jv_typename(v));
     }
+    j_leave(c);
 }
 
 jval jv_from_json(jctx *c, const void *p) {
@@ -430,18 +557,20 @@ jval jv_from_json(jctx *c, const void *p) {
     return jv_none();
 }
 
-size_t ju_len(const char *s, size_t n) {
+size_t ju_len(jctx *c, const char *s, size_t n) {
+    j_work(c, n * J_WORK_PER_CHAR);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xC0) != 0x80;
     return k;
 }
-size_t ju_offset(const char *s, size_t n, size_t cp) {
+size_t ju_offset(jctx *c, const char *s, size_t n, size_t cp) {
     size_t i = 0, k = 0;
     for (; i < n; i++) {
         if (((unsigned char)s[i] & 0xC0) != 0x80) {
-            if (k == cp) return i;
+            if (k == cp) break;
             k++;
         }
     }
-    return n;
+    j_work(c, i * J_WORK_PER_CHAR);
+    return i;
 }
