@@ -82,6 +82,8 @@ struct kiln_grammar_vocab {
     uint32_t *len;    /* [n] 0: never allowed (special token or no bytes) */
     int32_t *order;   /* [n_order] allowed-able ids sorted by their bytes */
     uint32_t *lcp;    /* [n_order] bytes shared with the previous id in order */
+    char *sorted;     /* the bytes again in that order (the mask walk reads them sequentially) */
+    size_t *sorted_off; /* [n_order + 1] order[i]'s bytes are sorted[sorted_off[i] .. sorted_off[i+1]) */
     int n_order;
     uint32_t max_len;
 };

@@ -30,7 +30,6 @@ typedef struct {
 typedef struct {
     int32_t off, n; /* node ids in the pool */
     bool accept;
-    int32_t *next;  /* [256] lazily: state after a byte, DEAD or UNKNOWN */
     uint64_t *mask; /* lazily: allowed token ids */
 } gstate;
 
@@ -50,6 +49,7 @@ struct kiln_grammar_matcher {
     ivec exp;  /* expansions' node ids */
     ivec pool; /* states' node ids */
     gstate *states;
+    int32_t *next; /* [cap_states][256] the state after a byte: a state, DEAD or UNKNOWN (one array: one load) */
     size_t n_states, cap_states;
     int32_t *state_ht;
     size_t state_ht_cap;
@@ -140,8 +140,11 @@ static int expand_at(kiln_grammar_matcher *m, int32_t pos, int32_t parent, ivec 
         if (parent < 0) return *accept = true, 0;
         return expand_node(m, parent, out, accept);
     }
-    int32_t ret = intern_node(m, pos + 1, parent);
-    if (ret < 0) return -1;
+    /* A reference last in its alternative returns straight to the parent (a tail call), so right
+     * recursion such as `r ::= x r | ""` keeps the stack flat and its states repeat. */
+    gkind after = m->g->el[pos + 1].kind;
+    int32_t ret = after == G_END || after == G_ALT ? parent : intern_node(m, pos + 1, parent);
+    if (ret < 0 && !(after == G_END || after == G_ALT)) return -1;
     for (int32_t a = m->alt_off[e.arg]; a < m->alt_off[e.arg + 1]; a++)
         if (expand_at(m, m->alts[a], ret, out, accept)) return -1;
     return 0;
@@ -211,14 +214,17 @@ static int32_t intern_state(kiln_grammar_matcher *m, const int32_t *p, size_t n,
     if (m->n_states == m->cap_states) {
         size_t cap = m->cap_states ? m->cap_states * 2 : 64;
         gstate *s = realloc(m->states, cap * sizeof *s);
-        if (!s) return oom(m), FAILED;
-        m->states = s, m->cap_states = cap;
+        if (s) m->states = s;
+        int32_t *nx = s ? realloc(m->next, cap * 256 * sizeof *nx) : NULL;
+        if (!nx) return oom(m), FAILED;
+        m->next = nx, m->cap_states = cap;
     }
     size_t off = m->pool.n;
     for (size_t i = 0; i < n; i++)
         if (ivec_push(&m->pool, p[i])) return oom(m), FAILED;
     int32_t id = (int32_t)m->n_states++;
-    m->states[id] = (gstate){(int32_t)off, (int32_t)n, accept, NULL, NULL};
+    m->states[id] = (gstate){(int32_t)off, (int32_t)n, accept, NULL};
+    for (int c = 0; c < 256; c++) m->next[(size_t)id * 256 + c] = UNKNOWN;
     if (m->n_states * 2 > m->state_ht_cap) {
         if (rehash(&m->state_ht, &m->state_ht_cap, m->n_states, state_hash, m)) return oom(m), FAILED;
     } else {
@@ -245,16 +251,10 @@ static int32_t advance(kiln_grammar_matcher *m, int32_t s, unsigned c) {
 
 /* The DFA transition: cached, computed on first use. */
 static inline int32_t step(kiln_grammar_matcher *m, int32_t s, unsigned char c) {
-    if (!m->states[s].next) {
-        int32_t *t = malloc(256 * sizeof *t);
-        if (!t) return oom(m), FAILED;
-        for (int i = 0; i < 256; i++) t[i] = UNKNOWN;
-        m->states[s].next = t;
-    }
-    int32_t r = m->states[s].next[c];
+    int32_t r = m->next[(size_t)s * 256 + c];
     if (r != UNKNOWN) return r;
     r = advance(m, s, c);
-    if (r != FAILED) m->states[s].next[c] = r; /* states may have moved: index again */
+    if (r != FAILED) m->next[(size_t)s * 256 + c] = r; /* m->next may have moved: index again */
     return r;
 }
 
@@ -299,8 +299,8 @@ kiln_grammar_matcher *kiln_grammar_matcher_new(const kiln_grammar *g, const kiln
 
 void kiln_grammar_matcher_free(kiln_grammar_matcher *m) {
     if (!m) return;
-    for (size_t i = 0; i < m->n_states; i++) free(m->states[i].next), free(m->states[i].mask);
-    free(m->states), free(m->state_ht), free(m->nodes), free(m->node_ht);
+    for (size_t i = 0; i < m->n_states; i++) free(m->states[i].mask);
+    free(m->states), free(m->next), free(m->state_ht), free(m->nodes), free(m->node_ht);
     free(m->exp.p), free(m->pool.p), free(m->tmp.p), free(m->alt_off), free(m->alts), free(m->walk);
     free(m);
 }
@@ -331,9 +331,8 @@ static int compute_mask(kiln_grammar_matcher *m, int32_t s, uint64_t *mask) {
         if (l >= dead) continue; /* starts with the dead prefix */
         dead = UINT32_MAX;
         if (valid > l) valid = l;
-        int32_t id = v->order[i];
-        const unsigned char *b = (const unsigned char *)v->bytes + v->off[id];
-        uint32_t d = valid, len = v->len[id];
+        const unsigned char *b = (const unsigned char *)v->sorted + v->sorted_off[i];
+        uint32_t d = valid, len = (uint32_t)(v->sorted_off[i + 1] - v->sorted_off[i]);
         for (; d < len; d++) {
             int32_t ns = step(m, st[d], b[d]);
             if (ns == FAILED) return -1;
@@ -344,7 +343,7 @@ static int compute_mask(kiln_grammar_matcher *m, int32_t s, uint64_t *mask) {
             st[d + 1] = ns;
         }
         valid = d;
-        if (d == len) mask[id >> 6] |= 1ull << (id & 63);
+        if (d == len) mask[v->order[i] >> 6] |= 1ull << (v->order[i] & 63);
     }
     return 0;
 }

@@ -49,7 +49,10 @@ static int cmp_bytes(const void *a, const void *b, void *vocab) {
 static int sort_and_link(kiln_grammar_vocab *v) {
     v->order = malloc(((size_t)v->n + 1) * sizeof *v->order);
     v->lcp = malloc(((size_t)v->n + 1) * sizeof *v->lcp);
-    if (!v->order || !v->lcp) return -1;
+    v->sorted_off = malloc(((size_t)v->n + 1) * sizeof *v->sorted_off);
+    size_t total = v->n ? v->off[v->n - 1] + v->len[v->n - 1] : 0;
+    v->sorted = malloc(total + 1);
+    if (!v->order || !v->lcp || !v->sorted_off || !v->sorted) return -1;
     for (int i = 0; i < v->n; i++)
         if (v->len[i]) v->order[v->n_order++] = i;
     qsort_r(v->order, (size_t)v->n_order, sizeof *v->order, cmp_bytes, v);
@@ -62,6 +65,14 @@ static int sort_and_link(kiln_grammar_vocab *v) {
         }
         v->lcp[i] = l;
     }
+    size_t at = 0;
+    for (int i = 0; i < v->n_order; i++) {
+        int32_t id = v->order[i];
+        v->sorted_off[i] = at;
+        memcpy(v->sorted + at, v->bytes + v->off[id], v->len[id]);
+        at += v->len[id];
+    }
+    v->sorted_off[v->n_order] = at;
     return 0;
 }
 
@@ -102,7 +113,8 @@ kiln_grammar_vocab *kiln_grammar_vocab_new(const kiln_tokenizer *t, kiln_err *er
 
 void kiln_grammar_vocab_free(kiln_grammar_vocab *v) {
     if (!v) return;
-    free(v->bytes), free(v->off), free(v->len), free(v->order), free(v->lcp), free(v);
+    free(v->bytes), free(v->off), free(v->len), free(v->order), free(v->lcp), free(v->sorted), free(v->sorted_off);
+    free(v);
 }
 
 const char *kiln_grammar_vocab_bytes(const kiln_grammar_vocab *v, int32_t id, size_t *len) {
