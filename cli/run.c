@@ -6,6 +6,7 @@
  *            [--frequency-penalty F] [--seed S] [--stop STR]...
  *            [--think on|off] [--thinking show|hide] [--max-input-tokens N] [--batch-file F.jsonl]
  *            [--json] [--threads N] [--dtype T] [--quant Q] [--quant-cache]
+ *            [--json-schema FILE | --regex RE | --grammar FILE | --choice A,B] [--logit-bias ID=BIAS,...]
  *
  * Defaults come from the model's generation_config.json as transformers applies them; flags win. */
 #include <jansson.h>
@@ -16,6 +17,7 @@
 
 #include "cli.h"
 #include "gen_cli.h"
+#include "grammar_cli.h"
 
 static char *read_stream(FILE *f, size_t *len) {
     size_t cap = 4096, n = 0;
@@ -88,10 +90,11 @@ static void run_batch(gen_cli *g, const char *path) {
 int cmd_run(int argc, char **argv) {
     gen_cli g;
     const char *prompt = NULL, *prompt_file = NULL, *batch = NULL, *ids_arg = NULL;
+    grammar_cli gc = {0};
     gen_cli_init(&g);
     for (int i = 1; i < argc; i++) {
         const char *v;
-        if (gen_cli_flag(&g, argc, argv, &i)) continue;
+        if (gen_cli_flag(&g, argc, argv, &i) || grammar_cli_flag(&gc, argc, argv, &i)) continue;
         else if (cli_opt(argc, argv, &i, "--prompt", &v)) prompt = v;
         else if (cli_opt(argc, argv, &i, "--prompt-file", &v)) prompt_file = v;
         else if (cli_opt(argc, argv, &i, "--batch-file", &v)) batch = v;
@@ -100,15 +103,17 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(argv[i], "--json")) g.json = true;
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: kiln run --model DIR [--prompt TEXT | --prompt-file F | stdin | --ids 1,2,3 |"
-                   " --batch-file F.jsonl]\n%s", GEN_CLI_HELP "  --raw  --json\n");
+                   " --batch-file F.jsonl]\n%s", GEN_CLI_HELP GRAMMAR_CLI_HELP "  --raw  --json\n");
             return 0;
         } else cli_fail(2, "unknown flag '%s' (kiln run --help)", argv[i]);
     }
     if (!!prompt + !!prompt_file + !!batch + !!ids_arg > 1)
         cli_fail(2, "give one of --prompt, --prompt-file, --batch-file, --ids");
     gen_cli_open(&g);
+    grammar_cli_apply(&gc, g.tok, &g.params);
     if (batch) {
         run_batch(&g, batch);
+        grammar_cli_free(&gc);
         gen_cli_close(&g);
         return 0;
     }
@@ -144,6 +149,7 @@ int cmd_run(int argc, char **argv) {
     }
     kiln_gen_output_free(&out);
     free(ids);
+    grammar_cli_free(&gc);
     gen_cli_close(&g);
     return 0;
 }

@@ -1,0 +1,28 @@
+/* grammar_cli.h — `kiln run`'s constrained-decoding and logit-bias flags:
+ *   --json-schema FILE | --regex RE | --grammar FILE (GBNF) | --choice A,B,...   (at most one)
+ *   --logit-bias ID=BIAS,...                                                      (OpenAI's, -100..100) */
+#ifndef KILN_GRAMMAR_CLI_H
+#define KILN_GRAMMAR_CLI_H
+
+#include "cli.h"
+
+typedef struct grammar_cli {
+    const char *kind, *arg; /* the one grammar flag given ("--regex", its value), or NULL */
+    const char *bias_arg;
+    kiln_grammar *grammar;
+    kiln_grammar_vocab *vocab;
+    kiln_logit_bias *bias;
+    int n_bias;
+} grammar_cli;
+
+#define GRAMMAR_CLI_HELP                                                                              \
+    "  --json-schema FILE | --regex RE | --grammar FILE (GBNF) | --choice A,B,...  (constrain the output)\n" \
+    "  --logit-bias ID=BIAS,...  (added to the token's logit, -100..100; -100 bans it)\n"
+
+/* Consumes one of the flags at argv[*i] (usage errors exit 2); returns 0 if it is not one of them. */
+int grammar_cli_flag(grammar_cli *c, int argc, char **argv, int *i);
+/* Compiles the grammar against the tokenizer and points p at it (and at the bias list); exits on error. */
+void grammar_cli_apply(grammar_cli *c, const kiln_tokenizer *t, kiln_gen_params *p);
+void grammar_cli_free(grammar_cli *c);
+
+#endif
