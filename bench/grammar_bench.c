@@ -2,26 +2,35 @@
  *
  *   grammar_bench TOKENIZER_DIR [RUNS]
  *
- * For a JSON schema (an object with strings, an integer, an enum and an array) it times, per token,
+ * For two JSON schemas (an object with strings, an integer, an enum and an array) it times, per token,
  * kiln_grammar_matcher_mask over vocabulary-sized logits plus kiln_grammar_matcher_accept_token, with a
  * fresh matcher each run (cold caches: what one request sees). Two token streams: the tokenization of a
  * valid document, and a random walk that picks uniformly among the allowed tokens (what a random-weight
- * model does, and the worst case for the caches). Prints one JSON line per stream: the median over RUNS
- * of the mean µs per token, and the vocabulary build time. */
+ * model does, and the worst case for the caches). Prints one JSON line per schema and stream: the median
+ * over RUNS of the mean µs per token, and the vocabulary build time. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kiln.h"
 
-static const char SCHEMA[] =
-    "{\"type\":\"object\",\"properties\":{"
-    "\"name\":{\"type\":\"string\",\"maxLength\":40},"
-    "\"age\":{\"type\":\"integer\"},"
-    "\"role\":{\"enum\":[\"admin\",\"user\",\"guest\"]},"
-    "\"email\":{\"type\":\"string\",\"format\":\"email\"},"
-    "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":20},\"maxItems\":4}},"
-    "\"required\":[\"name\",\"age\",\"role\",\"tags\"]}";
+/* "typical": what OpenAI-style structured outputs send (no length limits); "bounded": every string has a
+ * maxLength, so each character position is a new matcher state (the worst case for the mask cache). */
+static const char *const SCHEMAS[][2] = {
+    {"typical", "{\"type\":\"object\",\"properties\":{"
+                "\"name\":{\"type\":\"string\"},"
+                "\"age\":{\"type\":\"integer\"},"
+                "\"role\":{\"enum\":[\"admin\",\"user\",\"guest\"]},"
+                "\"email\":{\"type\":\"string\",\"format\":\"email\"},"
+                "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"maxItems\":4}},"
+                "\"required\":[\"name\",\"age\",\"role\",\"tags\"]}"},
+    {"bounded", "{\"type\":\"object\",\"properties\":{"
+                "\"name\":{\"type\":\"string\",\"maxLength\":40},"
+                "\"age\":{\"type\":\"integer\"},"
+                "\"role\":{\"enum\":[\"admin\",\"user\",\"guest\"]},"
+                "\"email\":{\"type\":\"string\",\"format\":\"email\"},"
+                "\"tags\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":20},\"maxItems\":4}},"
+                "\"required\":[\"name\",\"age\",\"role\",\"tags\"]}"}};
 static const char DOC[] = "{\"name\": \"Ada Lovelace\", \"age\": 36, \"role\": \"admin\", "
                           "\"email\": \"ada@example.org\", \"tags\": [\"math\", \"engines\", \"poetry\"]}";
 
@@ -83,26 +92,29 @@ int main(int argc, char **argv) {
     kiln_grammar_vocab *v = kiln_grammar_vocab_new(t, &e);
     if (!v) die("vocab", &e);
     double vocab_ms = (kiln_now() - t0) * 1e3;
-    kiln_grammar *g = kiln_grammar_from_json_schema(SCHEMA, &e);
-    if (!g) die("schema", &e);
     int n_vocab = (int)kiln_tokenizer_vocab_size(t);
     int32_t eos = kiln_tokenizer_specials(t)->eos_id;
     int32_t *ids;
     size_t n_ids;
     if (kiln_encode(t, DOC, strlen(DOC), false, &ids, &n_ids, &e)) die("encode", &e);
     double *us = malloc((size_t)runs * sizeof *us);
-    for (int stream = 0; stream < 2; stream++) {
-        int n_tok = 0;
-        for (int r = 0; r < runs; r++)
-            us[r] = run_once(g, v, n_vocab, eos, stream ? NULL : ids, n_ids, 1234 + (uint64_t)r, 200, &n_tok);
-        qsort(us, (size_t)runs, sizeof *us, cmp_d);
-        printf("{\"tokenizer\":\"%s\",\"vocab\":%d,\"stream\":\"%s\",\"tokens\":%d,\"runs\":%d,"
-               "\"us_per_token_median\":%.1f,\"us_per_token_min\":%.1f,\"us_per_token_max\":%.1f,\"vocab_build_ms\":%.1f}\n",
-               argv[1], n_vocab, stream ? "random_walk" : "document", n_tok, runs, us[runs / 2], us[0], us[runs - 1],
-               vocab_ms);
+    for (size_t sc = 0; sc < sizeof SCHEMAS / sizeof *SCHEMAS; sc++) {
+        kiln_grammar *g = kiln_grammar_from_json_schema(SCHEMAS[sc][1], &e);
+        if (!g) die("schema", &e);
+        for (int stream = 0; stream < 2; stream++) {
+            int n_tok = 0;
+            for (int r = 0; r < runs; r++)
+                us[r] = run_once(g, v, n_vocab, eos, stream ? NULL : ids, n_ids, 1234 + (uint64_t)r, 200, &n_tok);
+            qsort(us, (size_t)runs, sizeof *us, cmp_d);
+            printf("{\"tokenizer\":\"%s\",\"vocab\":%d,\"schema\":\"%s\",\"stream\":\"%s\",\"tokens\":%d,\"runs\":%d,"
+                   "\"us_per_token_median\":%.1f,\"us_per_token_min\":%.1f,\"us_per_token_max\":%.1f,"
+                   "\"vocab_build_ms\":%.1f}\n",
+                   argv[1], n_vocab, SCHEMAS[sc][0], stream ? "random_walk" : "document", n_tok, runs, us[runs / 2], us[0],
+                   us[runs - 1], vocab_ms);
+        }
+        kiln_grammar_free(g);
     }
     free(us), free(ids);
-    kiln_grammar_free(g);
     kiln_grammar_vocab_free(v);
     kiln_tokenizer_free(t);
     return 0;
