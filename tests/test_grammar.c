@@ -50,15 +50,24 @@ TEST(gbnf_language) {
     kiln_grammar_free(g);
 }
 
+/* Each source must fail with an error that names the problem. */
+static void check_errors(kiln_grammar *(*compile)(const char *, kiln_err *), const char *const (*cases)[2]) {
+    for (int i = 0; cases[i][0]; i++) {
+        kiln_err e = {{0}};
+        check_error(compile(cases[i][0], &e), &e, cases[i][1]);
+    }
+}
+
 TEST(gbnf_errors) {
-    kiln_err e = {{0}};
-    check_error(kiln_grammar_from_gbnf("root ::= item\n", &e), &e, "'item' is used but never defined");
-    check_error(kiln_grammar_from_gbnf("root ::= root \"a\" | \"b\"\n", &e), &e, "left-recursive");
-    check_error(kiln_grammar_from_gbnf("start ::= \"a\"\n", &e), &e, "no 'root'");
-    check_error(kiln_grammar_from_gbnf("root ::= \"a\n", &e), &e, "line 1");
-    check_error(kiln_grammar_from_gbnf("root ::= \"a\"\nroot ::= \"b\"\n", &e), &e, "defined twice");
-    check_error(kiln_grammar_from_gbnf("root ::= [b-a]\n", &e), &e, "out of order");
-    check_error(kiln_grammar_from_gbnf("root ::= * \"a\"\n", &e), &e, "repetition operator");
+    static const char *const cases[][2] = {{"root ::= item\n", "'item' is used but never defined"},
+                                           {"root ::= root \"a\" | \"b\"\n", "left-recursive"},
+                                           {"start ::= \"a\"\n", "no 'root'"},
+                                           {"root ::= \"a\n", "line 1"},
+                                           {"root ::= \"a\"\nroot ::= \"b\"\n", "defined twice"},
+                                           {"root ::= [b-a]\n", "out of order"},
+                                           {"root ::= * \"a\"\n", "repetition operator"},
+                                           {NULL, NULL}};
+    check_errors(kiln_grammar_from_gbnf, cases);
 }
 
 TEST(regex_language) {
@@ -72,11 +81,9 @@ TEST(regex_language) {
     REQUIRE(g, "%s", e.msg);
     check_language(g, (const char *[]){"ab!c", "\xC3\xA9\xC3\xA9-zz", NULL}, (const char *[]){"a1!c", "ab!", "abc\n", NULL});
     kiln_grammar_free(g);
-    check_error(kiln_grammar_from_regex("(a)\\1", &e), &e, "backreferences");
-    check_error(kiln_grammar_from_regex("a(?=b)", &e), &e, "lookaround");
-    check_error(kiln_grammar_from_regex("a\\bc", &e), &e, "word boundaries");
-    check_error(kiln_grammar_from_regex("(ab", &e), &e, "missing ')'");
-    check_error(kiln_grammar_from_regex("a++", &e), &e, "possessive");
+    static const char *const bad[][2] = {{"(a)\\1", "backreferences"}, {"a(?=b)", "lookaround"}, {"a\\bc", "word boundaries"},
+                                         {"(ab", "missing ')'"}, {"a++", "possessive"}, {NULL, NULL}};
+    check_errors(kiln_grammar_from_regex, bad);
 }
 
 TEST(choice_language) {
@@ -139,16 +146,18 @@ TEST(json_schema_language) {
 }
 
 TEST(json_schema_errors) {
-    kiln_err e = {{0}};
-    check_error(kiln_grammar_from_json_schema("{\"type\":\"integer\",\"minimum\":0}", &e), &e, "unsupported keyword 'minimum'");
-    check_error(kiln_grammar_from_json_schema("{\"allOf\":[]}", &e), &e, "'allOf'");
-    check_error(kiln_grammar_from_json_schema("{\"type\":\"string\",\"format\":\"hostname\"}", &e), &e, "format 'hostname'");
-    check_error(kiln_grammar_from_json_schema("{\"$ref\":\"#/$defs/missing\"}", &e), &e, "not found");
-    check_error(kiln_grammar_from_json_schema("{\"type\":\"string\",\"pattern\":\"(a\"}", &e), &e, "pattern");
-    check_error(kiln_grammar_from_json_schema("{\"type\":\"object\",\"properties\":{},\"required\":[\"x\"]}", &e), &e, "'x'");
-    check_error(kiln_grammar_from_json_schema("{\"type\":\"array\",\"minItems\":3,\"maxItems\":1}", &e), &e, "maxItems");
-    check_error(kiln_grammar_from_json_schema("{\"type\":\"strin\"}", &e), &e, "unknown type 'strin'");
-    check_error(kiln_grammar_from_json_schema("{not json", &e), &e, "not JSON");
+    static const char *const cases[][2] = {
+        {"{\"type\":\"integer\",\"minimum\":0}", "unsupported keyword 'minimum'"},
+        {"{\"allOf\":[]}", "'allOf'"},
+        {"{\"type\":\"string\",\"format\":\"hostname\"}", "format 'hostname'"},
+        {"{\"$ref\":\"#/$defs/missing\"}", "not found"},
+        {"{\"type\":\"string\",\"pattern\":\"(a\"}", "pattern"},
+        {"{\"type\":\"object\",\"properties\":{},\"required\":[\"x\"]}", "'x'"},
+        {"{\"type\":\"array\",\"minItems\":3,\"maxItems\":1}", "maxItems"},
+        {"{\"type\":\"strin\"}", "unknown type 'strin'"},
+        {"{not json", "not JSON"},
+        {NULL, NULL}};
+    check_errors(kiln_grammar_from_json_schema, cases);
 }
 
 static kiln_tokenizer *open_tok(const char *rel) {
