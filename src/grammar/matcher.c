@@ -20,6 +20,7 @@
 #define FAILED (-3)
 #define MAX_STACKS 20000    /* stacks in one state: more means a hopelessly ambiguous grammar */
 #define MAX_NODES 20000000 /* interned stack nodes in one matcher */
+#define MAX_MASK_BYTES (32u << 20) /* cached masks per matcher; past it the cache starts over */
 
 typedef struct {
     int32_t pos, parent;
@@ -56,7 +57,8 @@ struct kiln_grammar_matcher {
     ivec tmp;
     int32_t *walk; /* [max_len + 1] states along the mask walk */
     int32_t cur;
-    bool ended; /* an EOS was accepted */
+    size_t mask_bytes; /* held by cached masks */
+    bool ended;        /* an EOS was accepted */
     kiln_err err;
 };
 
@@ -354,8 +356,14 @@ int kiln_grammar_matcher_mask(kiln_grammar_matcher *m, float *logits, int n, con
     if (m->ended) return kiln_err_set(err, "grammar: the output has already ended");
     gstate *s = &m->states[m->cur];
     if (!s->mask) {
-        uint64_t *mask = calloc(((size_t)m->v->n + 63) / 64, sizeof *mask);
+        size_t bytes = ((size_t)m->v->n + 63) / 64 * sizeof(uint64_t);
+        if (m->mask_bytes + bytes > MAX_MASK_BYTES) { /* a long output of ever new states: bound the memory */
+            for (size_t i = 0; i < m->n_states; i++) free(m->states[i].mask), m->states[i].mask = NULL;
+            m->mask_bytes = 0;
+        }
+        uint64_t *mask = calloc(bytes, 1);
         if (!mask) return kiln_err_set(err, "grammar: out of memory");
+        m->mask_bytes += bytes;
         if (compute_mask(m, m->cur, mask)) {
             free(mask);
             return kiln_err_set(err, "%s", m->err.msg);
@@ -367,10 +375,14 @@ int kiln_grammar_matcher_mask(kiln_grammar_matcher *m, float *logits, int n, con
     int n_keep = s->accept ? (n_eos < KILN_GEN_MAX_EOS ? n_eos : KILN_GEN_MAX_EOS) : 0;
     for (int k = 0; k < n_keep; k++) eos_logit[k] = eos_ids[k] >= 0 && eos_ids[k] < n ? logits[eos_ids[k]] : 0;
     int n_ok = 0;
-    for (int i = 0; i < n; i++) {
-        bool ok = i < m->v->n && ((s->mask[i >> 6] >> (i & 63)) & 1);
-        if (!ok) logits[i] = -INFINITY;
-        n_ok += ok;
+    for (int base = 0; base < n; base += 64) { /* a word of the mask at a time: most are all 0 or all 1 */
+        uint64_t bits = base < m->v->n ? s->mask[base >> 6] : 0; /* ids >= v->n: zero bits */
+        int end = base + 64 < n ? base + 64 : n;
+        if (end - base < 64) bits &= (1ull << (end - base)) - 1;
+        n_ok += __builtin_popcountll(bits);
+        if (bits == ~0ull) continue;
+        for (int i = base; i < end; i++)
+            if (!((bits >> (i - base)) & 1)) logits[i] = -INFINITY;
     }
     for (int k = 0; k < n_keep; k++) /* EOS: only once the output is complete */
         if (eos_ids[k] >= 0 && eos_ids[k] < n) logits[eos_ids[k]] = eos_logit[k], n_ok++;
