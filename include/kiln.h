@@ -384,7 +384,7 @@ kiln_grammar *kiln_grammar_from_gbnf(const char *gbnf, kiln_err *err);
 /* A JSON Schema (the schema's JSON text). Supported: type (or a list of types), properties, required,
  * additionalProperties (absent: no extra keys once properties are given, as llama.cpp), items,
  * minItems, maxItems, enum, const, minLength, maxLength, pattern, format (date, time, date-time, uuid,
- * email), anyOf, oneOf (as anyOf), $ref to #/$defs/... or #/definitions/...; annotations (title,
+ * email), minimum / maximum / exclusiveMinimum / exclusiveMaximum on integers, anyOf, oneOf (as anyOf), $ref to #/$defs/... or #/definitions/...; annotations (title,
  * description, default, examples, $schema, $id, $comment) are ignored by design. Any other keyword is
  * an error naming it. "{}" or {"type":"object"} is any JSON value / object (json_object mode).
  * Output whitespace: at most one space where JSON allows it. */

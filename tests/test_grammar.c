@@ -145,9 +145,36 @@ TEST(json_schema_language) {
     kiln_grammar_free(g);
 }
 
+/* minimum / maximum (inclusive and exclusive) on integers, checked against every integer in -1500..1500. */
+TEST(json_schema_integer_ranges) {
+    static const struct {
+        const char *schema;
+        long lo, hi;
+    } cases[] = {{"{\"type\":\"integer\",\"minimum\":0}", 0, 1500},
+                 {"{\"type\":\"integer\",\"minimum\":17,\"maximum\":342}", 17, 342},
+                 {"{\"type\":\"integer\",\"minimum\":-25,\"exclusiveMaximum\":7}", -25, 6},
+                 {"{\"type\":\"integer\",\"maximum\":-3}", -1500, -3},
+                 {"{\"type\":\"integer\",\"exclusiveMinimum\":99,\"maximum\":1000}", 100, 1000}};
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        kiln_err e = {{0}};
+        kiln_grammar *g = kiln_grammar_from_json_schema(cases[k].schema, &e);
+        REQUIRE(g, "%s: %s", cases[k].schema, e.msg);
+        int wrong = 0;
+        for (long x = -1500; x <= 1500; x++) {
+            char s[16];
+            snprintf(s, sizeof s, "%ld", x);
+            wrong += acc(g, s) != (x >= cases[k].lo && x <= cases[k].hi);
+        }
+        CHECK(wrong == 0 && !acc(g, "007") && !acc(g, "-0"), "%s: %d integers misjudged", cases[k].schema, wrong);
+        kiln_grammar_free(g);
+    }
+}
+
 TEST(json_schema_errors) {
     static const char *const cases[][2] = {
-        {"{\"type\":\"integer\",\"minimum\":0}", "unsupported keyword 'minimum'"},
+        {"{\"type\":\"integer\",\"multipleOf\":2}", "unsupported keyword 'multipleOf'"},
+        {"{\"type\":\"number\",\"minimum\":0.5}", "not supported"},
+        {"{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}", "range is empty"},
         {"{\"allOf\":[]}", "'allOf'"},
         {"{\"type\":\"string\",\"format\":\"hostname\"}", "format 'hostname'"},
         {"{\"$ref\":\"#/$defs/missing\"}", "not found"},
@@ -420,6 +447,7 @@ int main(void) {
     RUN(regex_language);
     RUN(choice_language);
     RUN(json_schema_language);
+    RUN(json_schema_integer_ranges);
     RUN(json_schema_errors);
     RUN(vocab_bytes);
     RUN(mask_over_vocab);

@@ -37,6 +37,7 @@ static const char *const FORMATS[][2] = {
 static const char *const KEYWORDS[] = {
     "type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "enum", "const",
     "minLength", "maxLength", "pattern", "format", "anyOf", "oneOf", "$ref", "$defs", "definitions",
+    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
     "title", "description", "default", "examples", "$schema", "$id", "$comment"};
 
 typedef struct {
@@ -265,7 +266,80 @@ static int gen_object(jsc *c, json_t *s, strbuf *out) {
     return add_rule(c, &body, out);
 }
 
+/* ---- integer ranges: digit-by-digit alternatives (as regex range generators do) ---- */
+#define MAX_DIGITS 16 /* jint's limit: numbers of up to 16 digits */
+
+/* Non-negative integers from lo to hi, both of n digits (decimal strings). */
+static int digits_same_len(strbuf *o, const char *lo, const char *hi, int n) {
+    if (n == 0) return 0;
+    if (lo[0] == hi[0]) return strbuf_printf(o, "\"%c\" ", lo[0]) || digits_same_len(o, lo + 1, hi + 1, n - 1);
+    char nines[MAX_DIGITS + 1], zeros[MAX_DIGITS + 1];
+    memset(nines, '9', (size_t)n - 1), memset(zeros, '0', (size_t)n - 1);
+    nines[n - 1] = zeros[n - 1] = 0;
+    int rc = strbuf_printf(o, "( \"%c\" ", lo[0]) || digits_same_len(o, lo + 1, nines, n - 1);
+    if (!rc && lo[0] + 1 <= hi[0] - 1) rc = strbuf_printf(o, "| [%c-%c] ", lo[0] + 1, hi[0] - 1) || (n > 1 && strbuf_printf(o, "[0-9]{%d} ", n - 1));
+    return rc || strbuf_printf(o, "| \"%c\" ", hi[0]) || digits_same_len(o, zeros, hi + 1, n - 1) || strbuf_puts(o, ") ");
+}
+
+/* Non-negative integers in [lo, hi] (hi < 0: no upper bound below 10^MAX_DIGITS) as one group. */
+static int uint_range(strbuf *o, long long lo, long long hi) {
+    char a[32], b[32];
+    int la = snprintf(a, sizeof a, "%lld", lo), rc = strbuf_puts(o, "( ");
+    int lb = hi < 0 ? MAX_DIGITS : snprintf(b, sizeof b, "%lld", hi);
+    for (int len = la; !rc && len <= lb; len++) { /* one alternative per digit count */
+        char from[32], to[32];
+        if (len == la) strcpy(from, a);
+        else from[0] = '1', memset(from + 1, '0', (size_t)len - 1), from[len] = 0;
+        if (hi >= 0 && len == lb) strcpy(to, b);
+        else memset(to, '9', (size_t)len), to[len] = 0;
+        rc = (len > la && strbuf_puts(o, "| ")) || digits_same_len(o, from, to, len);
+    }
+    return rc || strbuf_puts(o, ")");
+}
+
+static int get_bound(jsc *c, json_t *s, const char *kw, bool *has, long long *out) {
+    json_t *v = json_object_get(s, kw);
+    if (!v) return 0;
+    if (!json_is_integer(v) && !(json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v)))
+        return js_fail(c, "%s must be an integer here (bounds on numbers are not supported)", kw);
+    long long x = json_is_integer(v) ? json_integer_value(v) : (long long)json_real_value(v);
+    if (x < -999999999999999LL || x > 999999999999999LL) return js_fail(c, "%s is beyond 15 digits", kw);
+    *has = true, *out = x;
+    return 0;
+}
+
+/* An integer with minimum / maximum (exclusive ones too), as "-"? digits alternatives. */
+static int gen_int_range(jsc *c, json_t *s, strbuf *out) {
+    bool has_lo = false, has_hi = false, xlo = false, xhi = false;
+    long long lo = 0, hi = 0, xl = 0, xh = 0;
+    if (get_bound(c, s, "minimum", &has_lo, &lo) || get_bound(c, s, "maximum", &has_hi, &hi) ||
+        get_bound(c, s, "exclusiveMinimum", &xlo, &xl) || get_bound(c, s, "exclusiveMaximum", &xhi, &xh))
+        return -1;
+    if (xlo && (!has_lo || xl + 1 > lo)) lo = xl + 1, has_lo = true;
+    if (xhi && (!has_hi || xh - 1 < hi)) hi = xh - 1, has_hi = true;
+    if (has_lo && has_hi && lo > hi) return js_fail(c, "%s", "the integer range is empty");
+    strbuf b = {0};
+    int rc = strbuf_puts(&b, "( ");
+    bool any = false;
+    if (!has_lo || lo < 0) { /* the negative part: -1 down to lo */
+        long long nhi = has_lo ? -lo : -1, nlo = has_hi && hi < 0 ? -hi : 1;
+        rc = rc || strbuf_puts(&b, "\"-\" ") || uint_range(&b, nlo, nhi);
+        any = true;
+    }
+    if (!has_hi || hi >= 0) rc = rc || (any && strbuf_puts(&b, " | ")) || uint_range(&b, has_lo && lo > 0 ? lo : 0, has_hi ? hi : -1);
+    rc = rc || strbuf_puts(&b, " )");
+    if (!rc) rc = strbuf_puts(out, b.p);
+    strbuf_free(&b);
+    return rc ? js_oom(c) : 0;
+}
+
 static int gen_type(jsc *c, json_t *s, const char *type, strbuf *out) {
+    static const char *const bounds[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
+    bool bounded = false;
+    for (int i = 0; i < 4; i++) bounded |= json_object_get(s, bounds[i]) != NULL;
+    if (bounded && !strcmp(type, "integer")) return gen_int_range(c, s, out);
+    if (bounded && !strcmp(type, "number"))
+        return js_fail(c, "%s", "minimum / maximum on \"number\" are not supported (use \"integer\")");
     static const char *const simple[][2] = {{"integer", "jint"}, {"number", "jnum"}, {"boolean", "jbool"}, {"null", "jnull"}};
     for (size_t i = 0; i < sizeof simple / sizeof *simple; i++)
         if (!strcmp(type, simple[i][0])) return strbuf_puts(out, simple[i][1]) ? js_oom(c) : 0;

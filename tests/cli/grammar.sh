@@ -41,6 +41,6 @@ usage() { local name=$1; shift
 usage two_grammars --regex a --choice a,b
 usage bad_regex --regex '(a'
 usage bad_schema --json-schema "$TMP/g.gbnf"
-usage unsupported_keyword --json-schema <(echo '{"type":"integer","minimum":1}')
+usage unsupported_keyword --json-schema <(echo '{"type":"integer","multipleOf":2}')
 usage bad_bias --logit-bias 5=200
 usage bias_syntax --logit-bias 5
