@@ -396,6 +396,13 @@ char *kiln_json_schema_to_gbnf(const char *schema_json, kiln_err *err);
 kiln_grammar *kiln_grammar_from_regex(const char *regex, kiln_err *err);
 /* Exactly one of n strings. */
 kiln_grammar *kiln_grammar_from_choice(const char *const *choices, int n, kiln_err *err);
+/* Tool calls (tool_choice "required" or a named function): one to max_calls calls, each call_open +
+ * {"name": NAME, "arguments": ARGS} + call_close, separated by separator, NAME one of names[] and ARGS
+ * valid against parameters[i] (a JSON Schema; NULL or parameters NULL: any object). For Hermes / Qwen
+ * templates: "<tool_call>\n", "\n</tool_call>", "\n". */
+kiln_grammar *kiln_grammar_from_tools(const char *const *names, const char *const *parameters, int n_tools,
+                                      const char *call_open, const char *call_close, const char *separator,
+                                      int max_calls, kiln_err *err);
 void kiln_grammar_free(kiln_grammar *g);
 /* Whether the whole of s[0..n) is derived by the grammar. */
 bool kiln_grammar_accepts(const kiln_grammar *g, const char *s, size_t n);

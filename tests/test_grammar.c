@@ -187,6 +187,31 @@ TEST(json_schema_errors) {
     check_errors(kiln_grammar_from_json_schema, cases);
 }
 
+static const char *const TOOL_NAMES[] = {"get_weather", "add"};
+static const char *const TOOL_PARAMS[] = {
+    "{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\",\"maxLength\":10},"
+    "\"unit\":{\"enum\":[\"C\",\"F\"]}},\"required\":[\"city\"]}",
+    "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":99},"
+    "\"b\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":99}},\"required\":[\"a\",\"b\"]}"};
+
+TEST(tools_language) {
+    kiln_err e = {{0}};
+    kiln_grammar *g = kiln_grammar_from_tools(TOOL_NAMES, TOOL_PARAMS, 2, "<tool_call>\n", "\n</tool_call>", "\n", 2, &e);
+    REQUIRE(g, "%s", e.msg);
+    check_language(g,
+                   (const char *[]){"<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",
+                                    "<tool_call>\n{\"name\":\"add\",\"arguments\":{\"a\":1,\"b\":99}}\n</tool_call>\n"
+                                    "<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":\"\",\"unit\":\"F\"}}\n</tool_call>",
+                                    NULL},
+                   (const char *[]){"<tool_call>\n{\"name\":\"add\",\"arguments\":{\"a\":1}}\n</tool_call>",       /* b missing */
+                                    "<tool_call>\n{\"name\":\"sub\",\"arguments\":{\"a\":1,\"b\":2}}\n</tool_call>", /* no such tool */
+                                    "<tool_call>\n{\"name\":\"add\",\"arguments\":{\"a\":100,\"b\":2}}\n</tool_call>",
+                                    "{\"name\":\"add\",\"arguments\":{\"a\":1,\"b\":2}}", NULL});
+    kiln_grammar_free(g);
+    const char *bad[] = {"{\"type\":\"object\",\"patternProperties\":{}}"};
+    check_error(kiln_grammar_from_tools(TOOL_NAMES, bad, 1, "", "", "", 1, &e), &e, "tool 'get_weather' parameters");
+}
+
 static kiln_tokenizer *open_tok(const char *rel) {
     kiln_err e = {{0}};
     kiln_tokenizer *t = kiln_tokenizer_open(shared_path(rel), &e);
@@ -410,6 +435,40 @@ TEST(generate_regex_choice_gbnf) {
     env_close(&env);
 }
 
+/* A forced tool call (tool_choice "required"): the named tool exists and its arguments validate. */
+TEST(generate_tool_call) {
+    gen_env env;
+    REQUIRE(env_open(&env), "tiny-qwen3");
+    kiln_err e = {{0}};
+    kiln_grammar *g = kiln_grammar_from_tools(TOOL_NAMES, TOOL_PARAMS, 2, "<tool_call>\n", "\n</tool_call>", "\n", 1, &e);
+    REQUIRE(g, "%s", e.msg);
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        char *text = sample(&env, g, seed, 200);
+        size_t n = text ? strlen(text) : 0;
+        const char *open = "<tool_call>\n", *close = "\n</tool_call>";
+        bool framed = n > 25 && !strncmp(text, open, strlen(open)) && !strcmp(text + n - strlen(close), close);
+        CHECK(framed, "seed %llu: not one framed call: %s", (unsigned long long)seed, text ? text : "(none)");
+        json_t *call = framed ? json_loadb(text + strlen(open), n - strlen(open) - strlen(close), 0, NULL) : NULL;
+        const char *name = json_string_value(json_object_get(call, "name"));
+        json_t *args = json_object_get(call, "arguments");
+        bool ok = false;
+        if (name && !strcmp(name, "get_weather")) {
+            json_t *city = json_object_get(args, "city"), *unit = json_object_get(args, "unit");
+            ok = json_is_string(city) && utf8_chars(json_string_value(city)) <= 10 &&
+                 (!unit || (json_is_string(unit) && strlen(json_string_value(unit)) == 1 && strchr("CF", json_string_value(unit)[0])));
+        } else if (name && !strcmp(name, "add")) {
+            json_t *a = json_object_get(args, "a"), *b = json_object_get(args, "b");
+            ok = json_is_integer(a) && json_is_integer(b) && json_integer_value(a) >= 0 && json_integer_value(a) <= 99 &&
+                 json_integer_value(b) >= 0 && json_integer_value(b) <= 99 && json_object_size(args) == 2;
+        }
+        CHECK(ok, "seed %llu: invalid call: %s", (unsigned long long)seed, text ? text : "(none)");
+        json_decref(call);
+        free(text);
+    }
+    kiln_grammar_free(g);
+    env_close(&env);
+}
+
 /* logit_bias: +100 forces a token into the greedy answer, -100 bans the greedy one; bad ids refused. */
 TEST(logit_bias) {
     gen_env env;
@@ -449,10 +508,12 @@ int main(void) {
     RUN(json_schema_language);
     RUN(json_schema_integer_ranges);
     RUN(json_schema_errors);
+    RUN(tools_language);
     RUN(vocab_bytes);
     RUN(mask_over_vocab);
     RUN(generate_json_schema);
     RUN(generate_regex_choice_gbnf);
+    RUN(generate_tool_call);
     RUN(logit_bias);
     return check_done();
 }

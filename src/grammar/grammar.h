@@ -93,6 +93,11 @@ struct kiln_grammar_vocab {
  * parenthesised expression. in_json_string: the matched text sits inside a JSON string, so `"`, `\`
  * and control characters are written escaped. */
 int regex_to_gbnf(const char *re, bool in_json_string, strbuf *out, kiln_err *err);
+/* Appends `name ::= ...` and the helper rules for a JSON Schema (helpers named j<N>, N counting on from
+ * *counter, so several schemas can share one grammar); json_schema_primitives adds the rules they all
+ * use (ws, jstring, jvalue, ...), once. */
+int json_schema_rules(const char *schema_json, const char *name, int *counter, strbuf *out, kiln_err *err);
+int json_schema_primitives(strbuf *out);
 /* Compiles the GBNF text in s and frees s; errors are prefixed with what (the front end's name). */
 kiln_grammar *gbnf_compile_buf(strbuf *s, const char *what, kiln_err *err);
 /* Appends a GBNF string literal ("...") matching s exactly. */

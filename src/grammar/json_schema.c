@@ -380,25 +380,36 @@ static int gen(jsc *c, json_t *s, strbuf *out) {
     return rc;
 }
 
-char *kiln_json_schema_to_gbnf(const char *schema_json, kiln_err *err) {
+int json_schema_rules(const char *schema_json, const char *name, int *counter, strbuf *out, kiln_err *err) {
     json_error_t je;
     json_t *root = json_loads(schema_json, JSON_DECODE_ANY, &je);
-    if (!root) return kiln_err_set(err, "json schema: not JSON: %s (line %d)", je.text, je.line), NULL;
-    jsc c = {.root = root, .err = err};
+    if (!root) return kiln_err_set(err, "json schema: not JSON: %s (line %d)", je.text, je.line);
+    jsc c = {.root = root, .err = err, .n_rules = *counter};
     strbuf top = {0};
     int rc = gen(&c, root, &top);
-    strbuf all = {0};
-    if (!rc && (strbuf_printf(&all, "root ::= %s\n", top.p) || strbuf_puts(&all, c.rules.p ? c.rules.p : "") ||
-                strbuf_puts(&all, PRIMITIVES)))
+    if (!rc && (strbuf_printf(out, "%s ::= %s\n", name, top.p) || strbuf_puts(out, c.rules.p ? c.rules.p : "")))
         rc = js_oom(&c);
+    *counter = c.n_rules;
     for (int i = 0; i < c.n_refs; i++) free(c.refs[i].ref);
     free(c.refs);
     strbuf_free(&top);
     strbuf_free(&c.rules);
     json_decref(root);
-    if (rc) {
+    return rc;
+}
+
+int json_schema_primitives(strbuf *out) { return strbuf_puts(out, PRIMITIVES); }
+
+char *kiln_json_schema_to_gbnf(const char *schema_json, kiln_err *err) {
+    strbuf all = {0};
+    int counter = 0;
+    if (json_schema_rules(schema_json, "root", &counter, &all, err)) {
         strbuf_free(&all);
         return NULL;
+    }
+    if (json_schema_primitives(&all)) {
+        strbuf_free(&all);
+        return kiln_err_set(err, "json schema: out of memory"), NULL;
     }
     return strbuf_take(&all, NULL);
 }
