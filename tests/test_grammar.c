@@ -174,6 +174,7 @@ TEST(json_schema_errors) {
     static const char *const cases[][2] = {
         {"{\"type\":\"integer\",\"multipleOf\":2}", "unsupported keyword 'multipleOf'"},
         {"{\"type\":\"number\",\"minimum\":0.5}", "not supported"},
+        {"{\"type\":\"integer\",\"format\":\"int32\"}", "format on type 'integer'"},
         {"{\"type\":\"integer\",\"minimum\":5,\"maximum\":4}", "range is empty"},
         {"{\"allOf\":[]}", "'allOf'"},
         {"{\"type\":\"string\",\"format\":\"hostname\"}", "format 'hostname'"},

@@ -337,6 +337,8 @@ static int gen_type(jsc *c, json_t *s, const char *type, strbuf *out) {
     static const char *const bounds[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
     bool bounded = false;
     for (int i = 0; i < 4; i++) bounded |= json_object_get(s, bounds[i]) != NULL;
+    if (json_object_get(s, "format") && strcmp(type, "string"))
+        return js_fail(c, "format on type '%s' is not supported (formats apply to strings)", type);
     if (bounded && !strcmp(type, "integer")) return gen_int_range(c, s, out);
     if (bounded && !strcmp(type, "number"))
         return js_fail(c, "%s", "minimum / maximum on \"number\" are not supported (use \"integer\")");
