@@ -161,7 +161,7 @@ TEST(json_schema_integer_ranges) {
         REQUIRE(g, "%s: %s", cases[k].schema, e.msg);
         int wrong = 0;
         for (long x = -1500; x <= 1500; x++) {
-            char s[16];
+            char s[24];
             snprintf(s, sizeof s, "%ld", x);
             wrong += acc(g, s) != (x >= cases[k].lo && x <= cases[k].hi);
         }
