@@ -389,7 +389,7 @@ TEST(generate_json_schema) {
     kiln_err e = {{0}};
     kiln_grammar *g = kiln_grammar_from_json_schema(PERSON, &e);
     REQUIRE(g, "%s", e.msg);
-    for (uint64_t seed = 1; seed <= 4; seed++) {
+    for (uint64_t seed = 1; seed <= 3; seed++) {
         char *text = sample(&env, g, seed, 400);
         CHECK(text, "seed %llu: no complete output", (unsigned long long)seed);
         const char *why = text ? person_invalid(text) : NULL;
@@ -401,7 +401,7 @@ TEST(generate_json_schema) {
                                       "{\"$ref\":\"#/$defs/n\"}},\"required\":[\"x\"]}],\"$defs\":{\"n\":{\"type\":\"number\"}}}",
                                       &e);
     REQUIRE(g, "%s", e.msg);
-    for (uint64_t seed = 10; seed <= 12; seed++) {
+    for (uint64_t seed = 10; seed <= 11; seed++) {
         char *text = sample(&env, g, seed, 200);
         json_t *o = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
         CHECK(json_is_null(o) || (json_is_object(o) && json_object_size(o) == 1 && json_is_number(json_object_get(o, "x"))),
@@ -423,7 +423,7 @@ TEST(generate_regex_choice_gbnf) {
     kiln_grammar *gb = kiln_grammar_from_gbnf("root ::= greet \", \" name \"!\"\ngreet ::= \"hello\" | \"hi\"\n"
                                               "name ::= [a-z]{1,5}\n", &e);
     REQUIRE(re && ch && gb, "%s", e.msg);
-    for (uint64_t seed = 1; seed <= 3; seed++) {
+    for (uint64_t seed = 1; seed <= 2; seed++) {
         char *a = sample(&env, re, seed, 100), *b = sample(&env, ch, seed, 100), *c = sample(&env, gb, seed, 100);
         CHECK(a && posix_match("^[A-Z][a-z]{2,6} [0-9]{1,3}(\\.[0-9])?$", a), "regex seed %llu: %s", (unsigned long long)seed, a);
         bool one = false;
@@ -443,7 +443,7 @@ TEST(generate_tool_call) {
     kiln_err e = {{0}};
     kiln_grammar *g = kiln_grammar_from_tools(TOOL_NAMES, TOOL_PARAMS, 2, "<tool_call>\n", "\n</tool_call>", "\n", 1, &e);
     REQUIRE(g, "%s", e.msg);
-    for (uint64_t seed = 1; seed <= 3; seed++) {
+    for (uint64_t seed = 1; seed <= 2; seed++) {
         char *text = sample(&env, g, seed, 200);
         size_t n = text ? strlen(text) : 0;
         const char *open = "<tool_call>\n", *close = "\n</tool_call>";
