@@ -142,3 +142,29 @@ void cli_weight_callbacks(kiln_model_opts *mo) {
     mo->progress = weight_progress;
     mo->warn = weight_warn;
 }
+
+char *cli_read_stream(FILE *f, size_t *len) {
+    size_t cap = 4096, n = 0;
+    char *s = malloc(cap);
+    size_t r;
+    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (n + 1 == cap) {
+            char *ns = realloc(s, cap *= 2);
+            if (!ns) free(s);
+            s = ns;
+        }
+    }
+    if (!s) cli_fail(1, "out of memory");
+    s[n] = 0;
+    *len = n;
+    return s;
+}
+
+char *cli_read_file(const char *flag, const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb"); /* any readable file: a pipe (<(...)) or a FIFO too */
+    if (!f) cli_fail(1, "%s %s: cannot open (%s)", flag, path, strerror(errno));
+    char *s = cli_read_stream(f, len);
+    fclose(f);
+    return s;
+}

@@ -85,6 +85,9 @@ void cli_quant_cache_flag(void *mo, const char *flag, const char *v);
 
 /* Parses "1,2,3" into a malloc'd id list; returns -1 with a message on bad input. */
 int cli_parse_ids(const char *s, int32_t **ids, size_t *n, kiln_err *err);
+/* The whole of a stream / a file named by flag (pipes and FIFOs too), NUL-terminated; exits on failure. */
+char *cli_read_stream(FILE *f, size_t *len);
+char *cli_read_file(const char *flag, const char *path, size_t *len);
 /* Strict number parsing: the whole string must be a number in range, else exit 2 naming the flag. */
 long cli_long(const char *flag, const char *s, long lo, long hi);
 double cli_double(const char *flag, const char *s, double lo, double hi);

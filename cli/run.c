@@ -6,6 +6,7 @@
  *            [--frequency-penalty F] [--seed S] [--stop STR]...
  *            [--think on|off] [--thinking show|hide] [--max-input-tokens N] [--batch-file F.jsonl]
  *            [--json] [--threads N] [--dtype T] [--quant Q] [--quant-cache]
+ *            [--json-schema FILE | --regex RE | --grammar FILE | --choice A,B] [--logit-bias ID=BIAS,...]
  *
  * Defaults come from the model's generation_config.json as transformers applies them; flags win. */
 #include <jansson.h>
@@ -16,31 +17,11 @@
 
 #include "cli.h"
 #include "gen_cli.h"
-
-static char *read_stream(FILE *f, size_t *len) {
-    size_t cap = 4096, n = 0;
-    char *s = malloc(cap);
-    size_t r;
-    while (s && (r = fread(s + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (n + 1 == cap) {
-            char *ns = realloc(s, cap *= 2);
-            if (!ns) free(s);
-            s = ns;
-        }
-    }
-    if (!s) cli_fail(1, "out of memory");
-    s[n] = 0;
-    *len = n;
-    return s;
-}
+#include "grammar_cli.h"
 
 static void run_batch(gen_cli *g, const char *path) {
     size_t len;
-    FILE *f = fopen(path, "rb");
-    if (!f) cli_fail(1, "--batch-file %s: cannot open", path);
-    char *all = read_stream(f, &len);
-    fclose(f);
+    char *all = cli_read_file("--batch-file", path, &len);
     int cap = 16, n = 0;
     int32_t **ids = malloc((size_t)cap * sizeof *ids);
     size_t *nids = malloc((size_t)cap * sizeof *nids);
@@ -88,9 +69,11 @@ static void run_batch(gen_cli *g, const char *path) {
 int cmd_run(int argc, char **argv) {
     gen_cli g;
     const char *prompt = NULL, *prompt_file = NULL, *batch = NULL, *ids_arg = NULL;
+    grammar_cli gc = {0};
     gen_cli_init(&g);
-    cli_flag flags[GEN_CLI_N_FLAGS + 7];
+    cli_flag flags[GEN_CLI_N_FLAGS + GRAMMAR_CLI_N_FLAGS + 7];
     int nf = gen_cli_flags(&g, flags);
+    nf += grammar_cli_flags(&gc, flags + nf);
     const cli_flag own[] = {
         {"--prompt", "-p", "TEXT", "the prompt (else --prompt-file, --ids, --batch-file or stdin)", CLI_STR_TO(&prompt)},
         {"--prompt-file", NULL, "FILE", "read the prompt from FILE", CLI_STR_TO(&prompt_file)},
@@ -111,8 +94,10 @@ int cmd_run(int argc, char **argv) {
     if (!!prompt + !!prompt_file + !!batch + !!ids_arg > 1)
         cli_fail(2, "give one of --prompt, --prompt-file, --batch-file, --ids");
     gen_cli_open(&g);
+    grammar_cli_apply(&gc, g.tok, &g.params);
     if (batch) {
         run_batch(&g, batch);
+        grammar_cli_free(&gc);
         gen_cli_close(&g);
         return 0;
     }
@@ -126,14 +111,10 @@ int cmd_run(int argc, char **argv) {
         char *text;
         size_t len;
         if (prompt) text = strdup(prompt), len = strlen(prompt);
-        else if (prompt_file) {
-            FILE *f = fopen(prompt_file, "rb");
-            if (!f) cli_fail(1, "--prompt-file: cannot open %s", prompt_file);
-            text = read_stream(f, &len);
-            fclose(f);
-        } else {
+        else if (prompt_file) text = cli_read_file("--prompt-file", prompt_file, &len);
+        else {
             if (isatty(STDIN_FILENO)) fprintf(stderr, "(reading the prompt from stdin; end with Ctrl-D)\n");
-            text = read_stream(stdin, &len);
+            text = cli_read_stream(stdin, &len);
         }
         gen_cli_prompt(&g, text, len, g.system, &ids, &n_ids);
         free(text);
@@ -150,6 +131,7 @@ int cmd_run(int argc, char **argv) {
     }
     kiln_gen_output_free(&out);
     free(ids);
+    grammar_cli_free(&gc);
     gen_cli_close(&g);
     return 0;
 }

@@ -263,6 +263,10 @@ char *kiln_chat_render(const kiln_tokenizer *t, const char *vars_json, size_t *o
 /* Generation parameters, with transformers' names and semantics (GenerationConfig). */
 #define KILN_GEN_MAX_STOP 16
 #define KILN_GEN_MAX_EOS 16
+typedef struct kiln_logit_bias {
+    int32_t token;
+    float bias; /* OpenAI's range -100..100; -100 effectively bans the token, 100 all but forces it */
+} kiln_logit_bias;
 typedef struct kiln_gen_params {
     int max_new_tokens;       /* default 20 (GenerationConfig.max_length 20 with an empty prompt) */
     int min_new_tokens;       /* EOS and stop strings are suppressed until this many tokens (default 0) */
@@ -281,6 +285,16 @@ typedef struct kiln_gen_params {
     int n_eos;
     int32_t think_end_id; /* "</think>" id for the thinking split; -1: the tokenizer's "</think>" if any;
                            * any other negative value: no split (think tags stay ordinary text) */
+    /* OpenAI's logit_bias (caller-owned): added to the logits before every other processor; the sampler
+     * refuses ids outside the vocabulary and biases outside -100..100. */
+    const kiln_logit_bias *logit_bias;
+    int n_logit_bias;
+    /* Constrained decoding (see "Constrained decoding" below; both caller-owned, NULL: none): tokens that
+     * cannot continue the grammar are masked before sampling, EOS only once it is complete, and the
+     * sequence ends (finish "eos") as soon as the output is complete and nothing may follow. grammar_vocab
+     * NULL: each sequence builds its own from the tokenizer (share one when generating many). */
+    const struct kiln_grammar *grammar;
+    const struct kiln_grammar_vocab *grammar_vocab;
 } kiln_gen_params;
 
 /* transformers' GenerationConfig defaults (greedy, 20 new tokens, no EOS ids, no stop strings). */
@@ -310,7 +324,7 @@ int kiln_logits_min_p(float *logits, int n, float min_p, int min_keep);
 void kiln_softmax(const float *logits, float *probs, int n);
 int32_t kiln_argmax(const float *logits, int n); /* first maximum, as torch.argmax */
 
-/* The sampler: processors in transformers' order (repetition penalty, then the presence / frequency
+/* The sampler: logit_bias first, then processors in transformers' order (repetition penalty, then the presence / frequency
  * penalties as vLLM places them; then, when sampling, temperature, top-k, top-p, min-p), then argmax or a
  * draw from a seeded xoshiro256** generator. */
 typedef struct kiln_sampler kiln_sampler;
@@ -343,6 +357,8 @@ int kiln_gen_seq_step(kiln_gen_seq *g, float *logits, kiln_gen_step *out);
 /* Forces a token instead of sampling (used by tests and by prompt-lookup schemes); same bookkeeping. */
 int kiln_gen_seq_push(kiln_gen_seq *g, int32_t token, kiln_gen_step *out);
 kiln_finish kiln_gen_seq_finish(const kiln_gen_seq *g);
+/* Why the last kiln_gen_seq_step / _push failed (a token the grammar does not allow, out of memory). */
+const char *kiln_gen_seq_error(const kiln_gen_seq *g);
 const int32_t *kiln_gen_seq_ids(const kiln_gen_seq *g, size_t *n); /* generated ids (incl. eos) */
 /* Final text split at the LAST </think>, as the Qwen3 recipe: thinking and content, both without the
  * think tags, stop string removed, trimmed of surrounding newlines; malloc'd. */
@@ -374,6 +390,65 @@ typedef int (*kiln_gen_callback)(void *user, int index, const kiln_gen_step *ste
 int kiln_generate(kiln_model *m, const kiln_tokenizer *t, const kiln_gen_params *p, int n,
                   const int32_t *const *prompts, const size_t *n_prompts, kiln_gen_callback cb, void *user,
                   kiln_gen_output *out, kiln_err *err);
+
+/* ===================================================================================================
+ * Constrained decoding (src/grammar/)
+ *
+ * A grammar limits generation to the outputs it derives: at each step every token that cannot continue
+ * a valid output is masked to -INFINITY, and EOS is allowed only once the output is complete. All front
+ * ends compile to one byte-level grammar (llama.cpp's GBNF semantics); masks are computed over each
+ * token's bytes, cached per matcher state, so a state seen before costs one pass over the logits.
+ * =================================================================================================== */
+typedef struct kiln_grammar kiln_grammar;
+/* llama.cpp's GBNF text (`root ::= ...`, literals, [classes], groups, * + ? {m,n}, # comments). */
+kiln_grammar *kiln_grammar_from_gbnf(const char *gbnf, kiln_err *err);
+/* A JSON Schema (the schema's JSON text). Supported: type (or a list of types), properties, required,
+ * additionalProperties (absent: no extra keys once properties are given, as llama.cpp), items,
+ * minItems, maxItems, enum, const, minLength, maxLength, pattern, format (date, time, date-time, uuid,
+ * email), minimum / maximum / exclusiveMinimum / exclusiveMaximum on integers, anyOf, oneOf (as anyOf), $ref to #/$defs/... or #/definitions/...; annotations (title,
+ * description, default, examples, $schema, $id, $comment) are ignored by design. Any other keyword is
+ * an error naming it. "{}" or {"type":"object"} is any JSON value / object (json_object mode).
+ * Output whitespace: at most one space where JSON allows it. */
+kiln_grammar *kiln_grammar_from_json_schema(const char *schema_json, kiln_err *err);
+/* The GBNF the schema compiles to (malloc'd), for inspection. */
+char *kiln_json_schema_to_gbnf(const char *schema_json, kiln_err *err);
+/* A regular expression matched against the whole output: literals, . [classes] \d \w \s (and negations),
+ * groups (?:...), |, * + ? {m} {m,} {m,n} (lazy forms match the same); ^ and $ only at the ends. */
+kiln_grammar *kiln_grammar_from_regex(const char *regex, kiln_err *err);
+/* Exactly one of n strings. */
+kiln_grammar *kiln_grammar_from_choice(const char *const *choices, int n, kiln_err *err);
+/* Tool calls (tool_choice "required" or a named function): one to max_calls calls, each call_open +
+ * {"name": NAME, "arguments": ARGS} + call_close, separated by separator, NAME one of names[] and ARGS
+ * valid against parameters[i] (a JSON Schema; NULL or parameters NULL: any object). For Hermes / Qwen
+ * templates: "<tool_call>\n", "\n</tool_call>", "\n". */
+kiln_grammar *kiln_grammar_from_tools(const char *const *names, const char *const *parameters, int n_tools,
+                                      const char *call_open, const char *call_close, const char *separator,
+                                      int max_calls, kiln_err *err);
+void kiln_grammar_free(kiln_grammar *g);
+/* Whether the whole of s[0..n) is derived by the grammar. */
+bool kiln_grammar_accepts(const kiln_grammar *g, const char *s, size_t n);
+
+/* Every token's output bytes, sorted for the mask walk: build once per tokenizer (about 0.1 s for a 150k
+ * vocabulary) and share it between matchers (read-only). Special tokens are never allowed. */
+typedef struct kiln_grammar_vocab kiln_grammar_vocab;
+kiln_grammar_vocab *kiln_grammar_vocab_new(const kiln_tokenizer *t, kiln_err *err);
+void kiln_grammar_vocab_free(kiln_grammar_vocab *v);
+const char *kiln_grammar_vocab_bytes(const kiln_grammar_vocab *v, int32_t id, size_t *len); /* NULL: out of range */
+
+/* One sequence's position in the grammar. v may be NULL for byte-only use (accept_bytes, complete).
+ * Both g and v are borrowed and must outlive the matcher. Not thread-safe; one per sequence. */
+typedef struct kiln_grammar_matcher kiln_grammar_matcher;
+kiln_grammar_matcher *kiln_grammar_matcher_new(const kiln_grammar *g, const kiln_grammar_vocab *v, kiln_err *err);
+void kiln_grammar_matcher_free(kiln_grammar_matcher *m);
+/* Sets logits[i] = -INFINITY for every id in [0, n) that cannot come next; the eos ids keep their logit
+ * only when the output is complete. -1 (err) when no token at all can come next. */
+int kiln_grammar_matcher_mask(kiln_grammar_matcher *m, float *logits, int n, const int32_t *eos_ids, int n_eos,
+                              kiln_err *err);
+int kiln_grammar_matcher_accept_token(kiln_grammar_matcher *m, int32_t id, kiln_err *err); /* -1: not allowed */
+int kiln_grammar_matcher_accept_bytes(kiln_grammar_matcher *m, const char *s, size_t n, kiln_err *err);
+int kiln_grammar_matcher_accept_eos(kiln_grammar_matcher *m, kiln_err *err); /* -1: not complete yet */
+bool kiln_grammar_matcher_complete(const kiln_grammar_matcher *m);     /* the output so far is valid */
+bool kiln_grammar_matcher_can_continue(const kiln_grammar_matcher *m); /* some byte may still follow */
 
 /* ===================================================================================================
  * Benchmark reports (src/report/): the statistics, stability verdict, report writers and compare of

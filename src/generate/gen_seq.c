@@ -26,6 +26,9 @@ struct kiln_gen_seq {
     strbuf emitted; /* everything emitted, both parts, tags excluded */
     size_t split;   /* emitted.len when the last </think> arrived */
     strbuf step;    /* this step's text */
+    kiln_grammar_matcher *grammar; /* NULL: unconstrained */
+    kiln_grammar_vocab *own_vocab; /* built here when the params brought none */
+    kiln_err err;                  /* why the last step failed */
 };
 
 const char *kiln_finish_name(kiln_finish f) {
@@ -44,6 +47,26 @@ size_t kiln_think_split(const int32_t *ids, size_t n, int32_t think_end_id) {
     return 0;
 }
 
+static int grammar_start(kiln_gen_seq *g, const kiln_tokenizer *t, const kiln_gen_params *p, kiln_err *err) {
+    const kiln_grammar_vocab *v = p->grammar_vocab;
+    if (!v && !t) return kiln_err_set(err, "grammar: constrained decoding needs the tokenizer");
+    if (!v && !(v = g->own_vocab = kiln_grammar_vocab_new(t, err))) return -1;
+    g->grammar = kiln_grammar_matcher_new(p->grammar, v, err);
+    return g->grammar ? 0 : -1;
+}
+
+/* Moves the grammar past the chosen token; the sequence ends once nothing more may follow. */
+static int grammar_advance(kiln_gen_seq *g, int32_t tok, bool is_eos) {
+    if (is_eos) {
+        if (kiln_grammar_matcher_accept_eos(g->grammar, &g->err)) return -1;
+        g->finish = KILN_FINISH_EOS;
+        return 0;
+    }
+    if (kiln_grammar_matcher_accept_token(g->grammar, tok, &g->err)) return -1;
+    if (!kiln_grammar_matcher_can_continue(g->grammar)) g->finish = KILN_FINISH_EOS;
+    return 0;
+}
+
 kiln_gen_seq *kiln_gen_seq_new(const kiln_tokenizer *t, const kiln_gen_params *p, const int32_t *prompt,
                                size_t n_prompt, int vocab_size, kiln_err *err) {
     kiln_gen_seq *g = calloc(1, sizeof *g);
@@ -58,6 +81,10 @@ kiln_gen_seq *kiln_gen_seq_new(const kiln_tokenizer *t, const kiln_gen_params *p
     g->hist = malloc(g->cap_hist * sizeof *g->hist);
     if (!g->hist || !(g->sampler = kiln_sampler_new(p, vocab_size, err)) || (t && !(g->detok = kiln_detok_new(t, true)))) {
         if (!g->hist || g->sampler) kiln_err_set(err, "out of memory"); /* else the sampler said why */
+        kiln_gen_seq_free(g);
+        return NULL;
+    }
+    if (p->grammar && grammar_start(g, t, p, err)) {
         kiln_gen_seq_free(g);
         return NULL;
     }
@@ -80,6 +107,8 @@ kiln_gen_seq *kiln_gen_seq_new(const kiln_tokenizer *t, const kiln_gen_params *p
 void kiln_gen_seq_free(kiln_gen_seq *g) {
     if (!g) return;
     kiln_sampler_free(g->sampler);
+    kiln_grammar_matcher_free(g->grammar);
+    kiln_grammar_vocab_free(g->own_vocab);
     if (g->detok) kiln_detok_free(g->detok);
     free(g->hist);
     strbuf_free(&g->hold);
@@ -169,6 +198,7 @@ int kiln_gen_seq_push(kiln_gen_seq *g, int32_t tok, kiln_gen_step *out) {
     bool is_eos = false;
     for (int i = 0; i < g->p.n_eos; i++)
         if (g->p.eos_ids[i] == tok) is_eos = true;
+    if (g->grammar && grammar_advance(g, tok, is_eos)) return -1;
     int rc = 0;
     if (is_eos && n_gen(g) > (size_t)g->p.min_new_tokens) { /* counted after appending */
         g->finish = KILN_FINISH_EOS;
@@ -204,11 +234,15 @@ int kiln_gen_seq_step(kiln_gen_seq *g, float *logits, kiln_gen_step *out) {
     if (n_gen(g) < (size_t)g->p.min_new_tokens)
         for (int i = 0; i < g->p.n_eos; i++) /* MinNewTokensLengthLogitsProcessor */
             if (g->p.eos_ids[i] >= 0 && g->p.eos_ids[i] < g->vocab) logits[g->p.eos_ids[i]] = -INFINITY;
+    if (g->grammar && kiln_grammar_matcher_mask(g->grammar, logits, g->vocab, g->p.eos_ids, g->p.n_eos, &g->err))
+        return -1;
     int32_t tok = kiln_sampler_sample(g->sampler, logits, g->hist, g->n_hist, g->n_prompt);
     return kiln_gen_seq_push(g, tok, out);
 }
 
 kiln_finish kiln_gen_seq_finish(const kiln_gen_seq *g) { return g->finish; }
+
+const char *kiln_gen_seq_error(const kiln_gen_seq *g) { return g->err.msg[0] ? g->err.msg : "out of memory"; }
 
 const int32_t *kiln_gen_seq_ids(const kiln_gen_seq *g, size_t *n) {
     *n = n_gen(g);

@@ -74,7 +74,7 @@ int kiln_generate(kiln_model *m, const kiln_tokenizer *t, const kiln_gen_params 
             int i = who[j];
             kiln_gen_step st;
             if (kiln_gen_seq_step(gs[i], logits + (size_t)j * V, &st)) {
-                kiln_err_set(err, "generate: out of memory");
+                kiln_err_set(err, "generate: %s", kiln_gen_seq_error(gs[i]));
                 goto done;
             }
             if (step == 0) out[i].stats.ttft_ms = (now - t0) * 1e3;

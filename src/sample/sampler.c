@@ -209,6 +209,14 @@ kiln_sampler *kiln_sampler_new(const kiln_gen_params *p, int vocab_size, kiln_er
         kiln_err_set(err, "sampler: vocab size %d", vocab_size);
         return NULL;
     }
+    for (int i = 0; i < p->n_logit_bias; i++) {
+        const kiln_logit_bias *b = &p->logit_bias[i];
+        if (b->token < 0 || b->token >= vocab_size)
+            return kiln_err_set(err, "logit_bias: token id %d is outside the vocabulary (0..%d)", (int)b->token,
+                                vocab_size - 1), NULL;
+        if (!(b->bias >= -100 && b->bias <= 100))
+            return kiln_err_set(err, "logit_bias: bias %g for token %d is outside -100..100", b->bias, (int)b->token), NULL;
+    }
     kiln_sampler *s = calloc(1, sizeof *s);
     if (s) s->probs = malloc((size_t)vocab_size * sizeof *s->probs);
     if (!s || !s->probs || scratch_init(&s->sc, vocab_size)) {
@@ -233,6 +241,7 @@ void kiln_sampler_free(kiln_sampler *s) {
 int32_t kiln_sampler_sample(kiln_sampler *s, float *logits, const int32_t *history, size_t n_history, size_t n_prompt) {
     const kiln_gen_params *p = &s->p;
     int n = s->vocab;
+    for (int i = 0; i < p->n_logit_bias; i++) logits[p->logit_bias[i].token] += p->logit_bias[i].bias;
     repetition_penalty(logits, n, history, n_history, p->repetition_penalty, &s->sc);
     if (n_prompt < n_history)
         presence_frequency(logits, n, history + n_prompt, n_history - n_prompt, p->presence_penalty,
