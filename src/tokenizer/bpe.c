@@ -193,6 +193,14 @@ static int push_pair(const tk_bpe *b, const sym *s, int32_t i, cand **h, size_t 
     return r >= 0 ? heap_push(h, n, cap, (uint64_t)r << 32 | (uint32_t)i) : 0;
 }
 
+/* Byte fallback applies only when every byte of the character has its <0xNN> piece (else unk, as
+ * tokenizers' BPE does: a missing piece must not become id -1). */
+static bool all_bytes_known(const tk_bpe *b, const char *s, size_t n) {
+    for (size_t k = 0; k < n; k++)
+        if (b->byte_ids[(unsigned char)s[k]] < 0) return false;
+    return true;
+}
+
 /* The word's symbols: one per character of the vocab, else its bytes (byte fallback), else unk. */
 static int32_t initial_symbols(const tk_bpe *b, const char *s, size_t n, sym *sy) {
     int32_t ns = 0;
@@ -202,7 +210,7 @@ static int32_t initial_symbols(const tk_bpe *b, const char *s, size_t n, sym *sy
         int32_t id = lookup(b, s + i, cl);
         if (id >= 0) {
             sy[ns++].id = id;
-        } else if (b->byte_fallback && b->byte_ids[(unsigned char)s[i]] >= 0) {
+        } else if (b->byte_fallback && all_bytes_known(b, s + i, cl)) {
             for (size_t k = 0; k < cl; k++) sy[ns++].id = b->byte_ids[(unsigned char)s[i + k]];
         } else if (b->unk_id >= 0) {
             if (!(b->fuse_unk && ns && sy[ns - 1].id == b->unk_id)) sy[ns++].id = b->unk_id;
