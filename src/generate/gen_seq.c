@@ -84,6 +84,7 @@ kiln_gen_seq *kiln_gen_seq_new(const kiln_tokenizer *t, const kiln_gen_params *p
     }
     if (n_prompt) memcpy(g->hist, prompt, n_prompt * sizeof *prompt);
     g->n_prompt = g->n_hist = n_prompt;
+    if (g->detok) kiln_detok_prime(g->detok, prompt, n_prompt); /* the continuation's text in context */
     g->think_end_id = p->think_end_id;
     if (g->think_end_id == -1 && t) g->think_end_id = kiln_token_id(t, "</think>");
     g->think_start_id = (g->think_end_id >= 0 && t) ? kiln_token_id(t, "<think>") : -1;
@@ -163,6 +164,7 @@ static int flush_detok(kiln_gen_seq *g) {
     if (n && buf_add(&g->hold, s, n)) return -1;
     kiln_detok_free(g->detok);
     g->detok = kiln_detok_new(g->tok, true);
+    if (g->detok) kiln_detok_prime(g->detok, g->hist, g->n_hist);
     return g->detok ? 0 : -1;
 }
 

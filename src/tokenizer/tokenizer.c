@@ -264,6 +264,18 @@ static void window_new(kiln_detok *d, bool stream, tk_buf *fresh) {
     free(prev.p), free(cur.p);
 }
 
+/* Context ids (a prompt) the next pushes decode against, emitting nothing for them. Only the last few
+ * are kept: enough for the decoders that look at a neighbour (Metaspace's leading space, Strip), as
+ * vLLM's incremental detokenizer starts 5 tokens back. */
+#define DETOK_CONTEXT 6
+void kiln_detok_prime(kiln_detok *d, const int32_t *ids, size_t n) {
+    size_t from = n > DETOK_CONTEXT ? n - DETOK_CONTEXT : 0;
+    d->ids.n = 0;
+    for (size_t i = from; i < n; i++) tk_ids_add(&d->ids, ids[i]);
+    d->prefix = 0;
+    d->read = d->ids.n;
+}
+
 const char *kiln_detok_push(kiln_detok *d, int32_t id, size_t *len) {
     tk_ids_add(&d->ids, id);
     tk_buf fresh = {0};
