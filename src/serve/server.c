@@ -97,15 +97,20 @@ static int load_defaults(kiln_gen_params *p, const char *dir, const kiln_tokeniz
     return 0;
 }
 
-/* Splits s (commas) into strdup'd parts (at most max). */
+/* Splits list (commas; empty parts skipped) into strdup'd parts: 0, -1 out of memory, -2 more than max. */
 static int split_list(const char *list, char **out, int max, int *n) {
     *n = 0;
     for (const char *p = list; p && *p;) {
         size_t len = strcspn(p, ",");
-        if (len && *n < max && !(out[(*n)++] = strndup(p, len))) return -1;
+        if (len && *n == max) return -2;
+        if (len && !(out[(*n)++] = strndup(p, len))) return (*n)--, -1;
         p += len + (p[len] == ',');
     }
     return 0;
+}
+
+static int list_error(int rc, const char *what, kiln_err *err) {
+    return rc == -2 ? kiln_err_set(err, "%s: at most %d entries", what, SERVE_MAX_NAMES) : kiln_err_set(err, "out of memory");
 }
 
 /* The ids requests may name: --served-model-name's list, else the model directory's last component. */
@@ -121,10 +126,10 @@ static int split_names(kiln_server *s, kiln_err *err) {
         list = base;
     }
     char *parts[SERVE_MAX_NAMES];
-    int n = 0;
-    if (split_list(list, parts, SERVE_MAX_NAMES, &n) || n == 0) {
+    int n = 0, rc = split_list(list, parts, SERVE_MAX_NAMES, &n);
+    if (rc || n == 0) {
         for (int i = 0; i < n; i++) free(parts[i]);
-        return kiln_err_set(err, n ? "out of memory" : "--served-model-name: no name given");
+        return rc ? list_error(rc, "--served-model-name", err) : kiln_err_set(err, "--served-model-name: no name given");
     }
     /* one allocation holds them all (names[] points into it) */
     size_t total = 0;
@@ -180,8 +185,9 @@ kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
     s->mi.thinking = template_thinks(s->tok);
     if (load_defaults(&s->mi.defaults, o->model_dir, s->tok, err)) goto fail;
     s->origins = calloc(SERVE_MAX_NAMES, sizeof *s->origins);
-    if (!s->origins || split_list(o->allowed_origins, s->origins, SERVE_MAX_NAMES, &s->n_origins)) {
-        kiln_err_set(err, "out of memory");
+    int rc = s->origins ? split_list(o->allowed_origins, s->origins, SERVE_MAX_NAMES, &s->n_origins) : -1;
+    if (rc) {
+        list_error(rc, "--allowed-origins", err);
         goto fail;
     }
     if (http_start(s, err)) goto fail;
