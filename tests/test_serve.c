@@ -482,35 +482,6 @@ static void force_text(fixture *f, req_output *o, serve_req *r, const char *cont
     sbuf_free(&text);
 }
 
-TEST(completion_text_echo_and_offsets_in_context) {
-    fixture f;
-    REQUIRE(fixture_open(&f, "stories260K"), "fixture");
-    serve_req *r = request(&f, REQ_COMPLETION, "{\"prompt\":\"Once upon\",\"echo\":true,\"logprobs\":0,\"max_tokens\":8}");
-    REQUIRE(r, "parse");
-    req_output *o = output(&f, r);
-    REQUIRE(o, "output");
-    force_text(&f, o, r, " a time,");
-    CHECK(r->content.p && !strcmp(r->content.p, " a time,"), "continuation '%s'", r->content.p);
-    char *js = openai_response_json(&f.mi, r);
-    json_t *j = json_loads(js, 0, NULL), *c = json_array_get(json_object_get(j, "choices"), 0);
-    json_t *lp = json_object_get(c, "logprobs");
-    CHECK(!strcmp(json_string_value(json_object_get(c, "text")), "Once upon a time,"), "echo: %s", js);
-    json_t *toks = json_object_get(lp, "tokens"), *offs = json_object_get(lp, "text_offset");
-    CHECK(json_array_size(toks) == 3 && !strcmp(json_string_value(json_array_get(toks, 0)), " a") &&
-              !strcmp(json_string_value(json_array_get(toks, 1)), " time"),
-          "tokens: %s", js);
-    CHECK(json_integer_value(json_array_get(offs, 0)) == 9 && json_integer_value(json_array_get(offs, 1)) == 11 &&
-              json_integer_value(json_array_get(offs, 2)) == 16,
-          "text_offset: %s", js);
-    json_decref(j);
-    free(js);
-    output_free(o);
-    serve_req_unref(r);
-    kiln_tokenizer_free(f.tok);
-}
-
-/* ---- the parameter contract (issue 17 items 2 and 6) ---- */
-
 static int parse_status(fixture *f, serve_kind kind, const char *body, char *param, size_t param_size) {
     serve_req *r = serve_req_new();
     char msg[512];
@@ -519,6 +490,54 @@ static int parse_status(fixture *f, serve_kind kind, const char *body, char *par
     serve_req_unref(r);
     return st;
 }
+
+/* One completion of "Once upon" forced to continue with " a time,": the response's JSON. */
+static json_t *once_upon(fixture *f, const char *extra) {
+    char body[256];
+    snprintf(body, sizeof body, "{\"prompt\":\"Once upon\",\"max_tokens\":8%s}", extra);
+    serve_req *r = request(f, REQ_COMPLETION, body);
+    req_output *o = r ? output(f, r) : NULL;
+    json_t *j = NULL;
+    if (o) {
+        force_text(f, o, r, " a time,");
+        char *js = openai_response_json(&f->mi, r);
+        j = json_loads(js, 0, NULL);
+        free(js);
+    }
+    output_free(o);
+    serve_req_unref(r);
+    return json_array_get(json_object_get(j, "choices"), 0) ? j : (json_decref(j), NULL);
+}
+
+TEST(completion_text_echo_and_offsets_in_context) {
+    fixture f;
+    REQUIRE(fixture_open(&f, "stories260K"), "fixture");
+    json_t *j = once_upon(&f, ",\"logprobs\":0");
+    REQUIRE(j, "completion");
+    json_t *c = json_array_get(json_object_get(j, "choices"), 0), *lp = json_object_get(c, "logprobs");
+    CHECK(!strcmp(json_string_value(json_object_get(c, "text")), " a time,"), "continuation keeps its space");
+    json_t *toks = json_object_get(lp, "tokens"), *offs = json_object_get(lp, "text_offset");
+    CHECK(json_array_size(toks) == 3 && !strcmp(json_string_value(json_array_get(toks, 0)), " a") &&
+              !strcmp(json_string_value(json_array_get(toks, 1)), " time"),
+          "tokens in context");
+    CHECK(json_integer_value(json_array_get(offs, 0)) == 0 && json_integer_value(json_array_get(offs, 1)) == 2 &&
+              json_integer_value(json_array_get(offs, 2)) == 7,
+          "text_offset");
+    json_decref(j);
+    j = once_upon(&f, ",\"echo\":true");
+    REQUIRE(j, "echo");
+    c = json_array_get(json_object_get(j, "choices"), 0);
+    CHECK(!strcmp(json_string_value(json_object_get(c, "text")), "Once upon a time,"), "echo: '%s'",
+          json_string_value(json_object_get(c, "text")));
+    json_decref(j);
+    char param[64] = "";
+    CHECK(parse_status(&f, REQ_COMPLETION, "{\"prompt\":\"a\",\"echo\":true,\"logprobs\":1}", param, sizeof param) == 400 &&
+              !strcmp(param, "echo"),
+          "echo with logprobs would need prompt logprobs: refused");
+    kiln_tokenizer_free(f.tok);
+}
+
+/* ---- the parameter contract (issue 17 items 2 and 6) ---- */
 
 TEST(unimplemented_parameters_are_refused_by_name) {
     fixture f;

@@ -491,6 +491,8 @@ static int parse_completion(const serve_model_info *mi, json_t *o, serve_req *r,
     if ((st = get_bool(o, "echo", &r->echo, e))) return st;
     if (json_is_string(json_object_get(o, "suffix")) && json_string_length(json_object_get(o, "suffix")))
         return bad(e, "suffix", "'suffix' is not supported");
+    if (lp >= 0 && r->echo) /* OpenAI then lists the prompt's tokens and logprobs too */
+        return bad(e, "echo", "'echo' with 'logprobs' is not supported: prompt logprobs are not implemented");
     if (lp >= 0) r->logprobs = true, r->top_logprobs = (int)lp;
     return 0;
 }
