@@ -551,6 +551,7 @@ TEST(unimplemented_parameters_are_refused_by_name) {
         {"\"best_of\":2", "best_of", 400},
         {"\"guided_json\":{}", "guided_json", 400},
         {"\"no_such_thing\":1", "no_such_thing", 400},
+        {"\"stream\":true,\"stream_options\":{\"continuous_usage_stats\":true}", "stream_options", 400},
         {"\"messages\":[]", "messages", 400}, /* a chat parameter on /v1/completions */
         {"\"model\":\"gpt-4\"", "model", 404},
         {"\"user\":\"u1\",\"metadata\":{\"a\":\"b\"},\"logit_bias\":{},\"best_of\":1", "", 0},

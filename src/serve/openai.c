@@ -235,6 +235,10 @@ static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, per
         if (!json_is_object(so)) return bad(e, "stream_options", "'stream_options' must be an object");
         if (!r->stream) return bad(e, "stream_options", "'stream_options' is only allowed when 'stream' is true");
         if ((st = get_bool(so, "include_usage", &r->include_usage, e))) return st;
+        const char *key;
+        json_t *v;
+        json_object_foreach(so, key, v) if (strcmp(key, "include_usage")) /* e.g. vLLM's continuous_usage_stats */
+            return bad(e, "stream_options", "'stream_options.%s' is not supported (only include_usage)", key);
     }
     if ((st = get_stop(o, r, e))) return st;
     if (mt >= 0 && min_tokens > mt) return bad(e, "min_tokens", "'min_tokens' %lld is above 'max_tokens' %lld", min_tokens, mt);
