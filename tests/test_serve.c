@@ -549,12 +549,13 @@ TEST(unimplemented_parameters_are_refused_by_name) {
         {"\"response_format\":{\"type\":\"json_object\"}", "response_format", 400},
         {"\"logit_bias\":{\"5\":10}", "logit_bias", 400},
         {"\"best_of\":2", "best_of", 400},
+        {"\"store\":true", "store", 400},
         {"\"guided_json\":{}", "guided_json", 400},
         {"\"no_such_thing\":1", "no_such_thing", 400},
         {"\"stream\":true,\"stream_options\":{\"continuous_usage_stats\":true}", "stream_options", 400},
         {"\"messages\":[]", "messages", 400}, /* a chat parameter on /v1/completions */
         {"\"model\":\"gpt-4\"", "model", 404},
-        {"\"user\":\"u1\",\"metadata\":{\"a\":\"b\"},\"logit_bias\":{},\"best_of\":1", "", 0},
+        {"\"user\":\"u1\",\"metadata\":{\"a\":\"b\"},\"store\":false,\"logit_bias\":{},\"best_of\":1", "", 0},
         {"\"model\":\"stories260K\"", "", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {

@@ -100,6 +100,7 @@ static bool harmless(const char *name, json_t *v) {
     if (!strcmp(name, "logit_bias")) return json_is_object(v) && json_object_size(v) == 0;
     if (!strcmp(name, "tool_choice")) return json_is_string(v) && !strcmp(json_string_value(v), "auto");
     if (!strcmp(name, "parallel_tool_calls")) return json_is_true(v); /* several calls are parsed anyway */
+    if (!strcmp(name, "store")) return json_is_false(v);
     return false;
 }
 
@@ -139,9 +140,9 @@ static const struct param {
     /* Ignored by design: they ask for nothing that changes the answer. */
     {"user", ON_BOTH, P_IGNORED, "an end-user id for abuse monitoring: kiln keeps no per-user state"},
     {"metadata", ON_BOTH, P_IGNORED, "tags for stored completions: kiln stores nothing"},
-    {"store", ON_BOTH, P_IGNORED, "kiln stores no completions"},
     {"service_tier", ON_BOTH, P_IGNORED, "kiln has one tier"},
     /* Not implemented (yet): refused by name unless the value is harmless (see harmless()). */
+    {"store", ON_BOTH, P_REFUSED, "kiln stores no completions (only false)"},
     {"response_format", ON_BOTH, P_REFUSED, "structured outputs are not implemented yet"},
     {"tool_choice", ON_CHAT, P_REFUSED, "only \"auto\" is implemented"},
     {"parallel_tool_calls", ON_CHAT, P_REFUSED, "only true (the default) is implemented"},
@@ -312,14 +313,10 @@ static json_t *tools_as_text(json_t *msgs) {
         json_t *m = json_array_get(msgs, i), *calls = json_object_get(m, "tool_calls");
         const char *role = json_string_value(json_object_get(m, "role"));
         sbuf text = {0};
-        sbuf_puts(&text, json_string_value(json_object_get(m, "content")));
         bool tool = !strcmp(role, "tool");
-        if (tool) {
-            sbuf_free(&text);
-            sbuf_puts(&text, "<tool_response>\n");
-            sbuf_puts(&text, json_string_value(json_object_get(m, "content")));
-            sbuf_puts(&text, "\n</tool_response>");
-        }
+        if (tool) sbuf_puts(&text, "<tool_response>\n");
+        sbuf_puts(&text, json_string_value(json_object_get(m, "content")));
+        if (tool) sbuf_puts(&text, "\n</tool_response>");
         for (size_t k = 0; k < json_array_size(calls); k++) {
             json_t *fn = json_object_get(json_array_get(calls, k), "function");
             json_t *call = json_pack("{s:O, s:O?}", "name", json_object_get(fn, "name"), "arguments",
