@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "hub/hub.h"
 #include "kiln.h"
 
 TEST(repo_folder_names) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "common/fileio.h"
 #include "serve/serve.h"
 
 static const char *shared(void) {

@@ -6,7 +6,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/fileio.h"
 #include "kiln.h"
+
+/* Pure pieces (tests/test_hub.c checks them directly). */
+char *kiln_hub_repo_folder(const char *repo_id); /* "org/name" or "org%2Fname" → "models--org--name" */
+bool kiln_hub_glob_match(const char *const *globs, int n, const char *path); /* n == 0 → true */
+/* {endpoint}/{repo}/resolve/{rev}/{file}, with rev and file percent-encoded (file keeps its '/'). */
+char *kiln_hub_file_url(const char *endpoint, const char *repo_id, const char *rev, const char *file);
+/* {endpoint}/api/models/{repo}/revision/{rev} */
+char *kiln_hub_api_url(const char *endpoint, const char *repo_id, const char *rev);
 
 /* One file of a repo at a commit, as the API lists it. */
 typedef struct hub_file {

@@ -5,6 +5,7 @@
 #ifndef KILN_MODEL_H
 #define KILN_MODEL_H
 
+#include "common/fileio.h"
 #include "kernels/kernels.h"
 #include "model/safetensors.h"
 

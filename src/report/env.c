@@ -4,17 +4,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench/bench.h"
-
-#ifndef KILN_GIT_COMMIT
-#define KILN_GIT_COMMIT "unknown"
-#endif
+#include "kiln.h"
 
 /* Only the flags that decide which kernels run; the full list is hundreds of entries. */
 static const char *const simd_flags[] = {"sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw",
                                          "avx512vl", "avx512_vnni", "avx512_bf16", "amx_tile", "neon", NULL};
 
-static void cpu_info(bench_env *e) {
+static void cpu_info(kiln_bench_env *e) {
     FILE *f = fopen("/proc/cpuinfo", "r");
     if (!f) return;
     char line[8192];
@@ -43,7 +39,7 @@ static void cpu_info(bench_env *e) {
     fclose(f);
 }
 
-void bench_env_collect(bench_env *e, const char *model, const char *dtype, int threads) {
+void kiln_bench_env_collect(kiln_bench_env *e, const char *model, const char *dtype, int threads) {
     memset(e, 0, sizeof *e);
     snprintf(e->cpu_model, sizeof e->cpu_model, "unknown");
     cpu_info(e);
@@ -51,7 +47,7 @@ void bench_env_collect(bench_env *e, const char *model, const char *dtype, int t
     e->threads = threads;
     e->mem_total_bytes = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
     snprintf(e->version, sizeof e->version, "%s", KILN_VERSION);
-    snprintf(e->commit, sizeof e->commit, "%s", KILN_GIT_COMMIT);
+    snprintf(e->commit, sizeof e->commit, "%s", kiln_build_commit());
     snprintf(e->model, sizeof e->model, "%s", model ? model : "");
     snprintf(e->dtype, sizeof e->dtype, "%s", dtype ? dtype : "auto");
     time_t t = time(NULL);
