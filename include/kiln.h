@@ -219,6 +219,10 @@ const char *kiln_tokenizer_chat_template(const kiln_tokenizer *t, const char *na
 typedef struct kiln_detok kiln_detok;
 kiln_detok *kiln_detok_new(const kiln_tokenizer *t, bool skip_special);
 void kiln_detok_free(kiln_detok *d);
+/* Decodes what follows ids[0..n) (a prompt) in their context, emitting nothing for them: SentencePiece's
+ * " a" after "Once upon" keeps its space, so prompt text + pushed text = the decode of both. 0, or -1
+ * when out of memory (then d has no context). */
+int kiln_detok_prime(kiln_detok *d, const int32_t *ids, size_t n);
 /* Returns the newly completed text after adding id (valid until the next call; length in *len). Both
  * return NULL when out of memory (push: as if id had not been pushed). */
 const char *kiln_detok_push(kiln_detok *d, int32_t id, size_t *len);
@@ -547,28 +551,67 @@ int kiln_bench_compare_files(const char *a, const char *b, kiln_bench_cmp **out,
  * kiln_server_shutdown. Signals are the caller's business (the CLI waits for SIGTERM/SIGINT). */
 typedef struct kiln_server kiln_server;
 
+/* One answered request, for an access log (the library never prints: the caller's callback does). */
+typedef struct kiln_server_request_log {
+    const char *id;            /* the response id (chatcmpl-..., cmpl-...), "" for other routes */
+    const char *method, *path; /* path as requested: at most 200 bytes, control characters as '?' */
+    const char *client;        /* the peer's address */
+    int status;                /* 499: the client went away before the answer was complete */
+    int prompt_tokens, completion_tokens, cached_tokens;
+    double ttft_ms;  /* arrival to the first token; -1 when none was generated */
+    double total_ms; /* arrival to the last byte sent */
+    const char *error; /* the error message of a status >= 400, else NULL */
+} kiln_server_request_log;
+/* Called from the connection threads (concurrently) once per request, after its last byte. */
+typedef void (*kiln_server_log_fn)(void *user, const kiln_server_request_log *e);
+
 typedef struct kiln_server_opts {
     const char *model_dir;
-    const char *model_name;   /* id in /v1/models and responses (default: the directory's last component) */
+    const char *model_name;   /* comma-separated ids requests may name: the first is the one responses report
+                               * (default: the directory's last component); another name is a 404 */
     const char *host;         /* default "127.0.0.1" */
     int port;                 /* 0: any free port (kiln_server_port tells which) */
-    const char *api_key;      /* NULL: no authentication */
+    const char *api_key;      /* NULL: no authentication; else every route but OPTIONS needs it */
+    bool health_public;       /* GET /health without the API key */
+    const char *allowed_origins; /* CORS: comma-separated origins, or "*"; NULL: none (no CORS headers) */
     int max_batch;            /* sequences decoded together (default 8) */
     int kv_cache_mb;          /* 0: enough for max_batch full contexts */
     int n_ctx;                /* 0: the engine's default */
     int max_queue;            /* requests waiting for admission before 429 (default 64; 0: no limit) */
     int max_body_kb;          /* request body limit (default 1024) */
     int max_connections;      /* concurrent HTTP connections (default 256) */
+    int max_connections_per_ip; /* from one client address (default 128) */
+    double read_timeout_s;    /* a request's headers and body must arrive within this many seconds from the
+                               * connection (or the previous answer, plus 5 s of keep-alive idling),
+                               * however slowly they trickle; the connection is closed otherwise (default 30) */
     double request_timeout_s; /* wall-clock limit per request (default 600) */
     int threads;              /* engine threads (0: default) */
     const kiln_model_opts *model_opts; /* weight formats / cache (NULL: defaults); threads above wins */
+    kiln_server_log_fn log;   /* NULL: no access log */
+    void *log_user;
 } kiln_server_opts;
 void kiln_server_opts_default(kiln_server_opts *o);
 
 kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err);
 int kiln_server_port(const kiln_server *s);
-/* Stops accepting connections, lets in-flight requests finish for up to grace_s seconds, cancels the
- * rest, and stops every thread. Idempotent. */
+
+/* What the server runs with, for a start-up summary. Strings belong to the server. */
+typedef struct kiln_server_info {
+    const char *model_name;   /* the id responses report */
+    const char *architecture; /* config.json's, e.g. "Qwen3ForCausalLM" */
+    const char *stored_dtype; /* the checkpoint's torch_dtype */
+    size_t weight_bytes;      /* weights in the compute format */
+    int n_ctx, max_batch, kv_blocks, kv_block_tokens, threads;
+    bool chat_template; /* the tokenizer has one (else /v1/chat/completions is a 400) */
+    bool thinking;      /* it knows <think> (reasoning_content is split off) */
+    const char *host;
+    int port;
+    bool api_key;
+} kiln_server_info;
+void kiln_server_get_info(const kiln_server *s, kiln_server_info *out);
+/* Stops taking new work (requests are answered 503 while in-flight ones finish for up to grace_s
+ * seconds), cancels the rest (streams still end with an error event and [DONE]), and stops every thread.
+ * Idempotent. */
 void kiln_server_shutdown(kiln_server *s, double grace_s);
 void kiln_server_free(kiln_server *s); /* shuts down (grace 0) if still running */
 

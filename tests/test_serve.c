@@ -4,8 +4,10 @@
  * The HTTP end-to-end tests live in tests/cli/serve.sh. */
 #include <jansson.h>
 #include <math.h>
+#include <unistd.h>
 
 #include "check.h"
+#include "common/fileio.h"
 #include "serve/serve.h"
 
 static const char *shared(void) {
@@ -143,7 +145,9 @@ static bool fixture_open(fixture *f, const char *model) {
     memset(f, 0, sizeof *f);
     f->tok = kiln_tokenizer_open(model_path(model), &err);
     if (!f->tok) return fprintf(stderr, "%s\n", err.msg), false;
-    f->mi = (serve_model_info){.name = model, .tok = f->tok, .n_ctx = 4096, .thinking = true};
+    static const char *names[1];
+    names[0] = model;
+    f->mi = (serve_model_info){.name = model, .names = names, .n_names = 1, .tok = f->tok, .n_ctx = 4096, .thinking = true};
     kiln_gen_params_default(&f->mi.defaults);
     f->mi.defaults.top_k = 0;
     f->mi.defaults.max_new_tokens = 0;
@@ -400,6 +404,281 @@ TEST(unlimited_queue_takes_everything) {
     kiln_tokenizer_free(f.tok);
 }
 
+/* ---- detokenization against context (issue 17 item 4) ---- */
+
+static kiln_tokenizer *tokenizer(const char *name) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s/%s", shared(), strcmp(name, "stories260K") ? "tokenizers" : "models", name);
+    kiln_err err = {{0}};
+    kiln_tokenizer *t = kiln_tokenizer_open(p, &err);
+    if (!t) fprintf(stderr, "%s: %s\n", p, err.msg);
+    return t;
+}
+
+/* Prompt text + the continuation streamed by a detokenizer primed with the prompt = the decode of all,
+ * at every split where the prompt is whole text (a prompt ending inside a character has no text to add
+ * the rest of it to). */
+static void context_roundtrip(const char *name, const char *text) {
+    kiln_tokenizer *t = tokenizer(name);
+    REQUIRE(t, "%s", name);
+    int32_t *ids;
+    size_t n;
+    kiln_err err = {{0}};
+    REQUIRE(!kiln_encode(t, text, strlen(text), true, &ids, &n, &err), "%s", err.msg);
+    size_t full_n;
+    char *full = kiln_decode(t, ids, n, true, &full_n);
+    for (size_t k = 1; k < n; k++) {
+        size_t pn, len;
+        char *prompt = kiln_decode(t, ids, k, true, &pn);
+        if (strstr(prompt, "\xef\xbf\xbd")) {
+            free(prompt);
+            continue;
+        }
+        sbuf got = {0};
+        sbuf_put(&got, prompt, pn);
+        kiln_detok *d = kiln_detok_new(t, true);
+        kiln_detok_prime(d, ids, k);
+        for (size_t i = k; i < n; i++) {
+            const char *s = kiln_detok_push(d, ids[i], &len);
+            sbuf_put(&got, s, len);
+        }
+        const char *s = kiln_detok_flush(d, &len);
+        sbuf_put(&got, s, len);
+        CHECK(got.len == full_n && !memcmp(got.p, full, full_n), "%s split at %zu: \"%s\" != \"%s\"", name, k, got.p, full);
+        kiln_detok_free(d);
+        sbuf_free(&got);
+        free(prompt);
+    }
+    free(full);
+    free(ids);
+    kiln_tokenizer_free(t);
+}
+
+TEST(detok_continues_in_context) {
+    context_roundtrip("stories260K", "Once upon a time, there was a cat.");
+    context_roundtrip("llama2-sp", "Once upon a time 世界 🙂 done");
+    context_roundtrip("llama2", "Hello world, again");
+    context_roundtrip("llama3", "Once upon a time 世界 🙂");
+    context_roundtrip("qwen3", "Once upon a time 思考 🇨🇳");
+}
+
+/* Forces `cont`'s ids after the request's prompt, with a logprob entry per token. */
+static void force_text(fixture *f, req_output *o, serve_req *r, const char *cont) {
+    int32_t *all;
+    size_t n;
+    kiln_err err = {{0}};
+    sbuf text = {0};
+    sbuf_put(&text, r->prompt_text.p, r->prompt_text.len);
+    sbuf_puts(&text, cont);
+    if (kiln_encode(f->tok, text.p, text.len, true, &all, &n, &err)) return;
+    for (size_t i = (size_t)r->n_prompt; i < n; i++) {
+        kiln_gen_step st;
+        serve_logprob lp = {.id = all[i], .logprob = -1};
+        if (output_force(o, all[i], &st)) break;
+        output_push(o, r, &st, &lp);
+    }
+    r->done = true;
+    r->finish = FIN_LENGTH;
+    free(all);
+    sbuf_free(&text);
+}
+
+static int parse_status(fixture *f, serve_kind kind, const char *body, char *param, size_t param_size) {
+    serve_req *r = serve_req_new();
+    char msg[512];
+    int st = openai_parse(&f->mi, kind, body, strlen(body), r, msg, sizeof msg, param, param_size);
+    if (!st && kind == REQ_COMPLETION && r->max_tokens != 16 && !strstr(body, "max_tokens")) st = -16;
+    serve_req_unref(r);
+    return st;
+}
+
+/* One completion of "Once upon" forced to continue with " a time,": the response's JSON. */
+static json_t *once_upon(fixture *f, const char *extra) {
+    char body[256];
+    snprintf(body, sizeof body, "{\"prompt\":\"Once upon\",\"max_tokens\":8%s}", extra);
+    serve_req *r = request(f, REQ_COMPLETION, body);
+    req_output *o = r ? output(f, r) : NULL;
+    json_t *j = NULL;
+    if (o) {
+        force_text(f, o, r, " a time,");
+        char *js = openai_response_json(&f->mi, r);
+        j = json_loads(js, 0, NULL);
+        free(js);
+    }
+    output_free(o);
+    serve_req_unref(r);
+    return json_array_get(json_object_get(j, "choices"), 0) ? j : (json_decref(j), NULL);
+}
+
+TEST(completion_text_echo_and_offsets_in_context) {
+    fixture f;
+    REQUIRE(fixture_open(&f, "stories260K"), "fixture");
+    json_t *j = once_upon(&f, ",\"logprobs\":0");
+    REQUIRE(j, "completion");
+    json_t *c = json_array_get(json_object_get(j, "choices"), 0), *lp = json_object_get(c, "logprobs");
+    CHECK(!strcmp(json_string_value(json_object_get(c, "text")), " a time,"), "continuation keeps its space");
+    json_t *toks = json_object_get(lp, "tokens"), *offs = json_object_get(lp, "text_offset");
+    CHECK(json_array_size(toks) == 3 && !strcmp(json_string_value(json_array_get(toks, 0)), " a") &&
+              !strcmp(json_string_value(json_array_get(toks, 1)), " time"),
+          "tokens in context");
+    CHECK(json_integer_value(json_array_get(offs, 0)) == 0 && json_integer_value(json_array_get(offs, 1)) == 2 &&
+              json_integer_value(json_array_get(offs, 2)) == 7,
+          "text_offset");
+    json_decref(j);
+    j = once_upon(&f, ",\"echo\":true");
+    REQUIRE(j, "echo");
+    c = json_array_get(json_object_get(j, "choices"), 0);
+    CHECK(!strcmp(json_string_value(json_object_get(c, "text")), "Once upon a time,"), "echo: '%s'",
+          json_string_value(json_object_get(c, "text")));
+    json_decref(j);
+    char param[64] = "";
+    CHECK(parse_status(&f, REQ_COMPLETION, "{\"prompt\":\"a\",\"echo\":true,\"logprobs\":1}", param, sizeof param) == 400 &&
+              !strcmp(param, "echo"),
+          "echo with logprobs would need prompt logprobs: refused");
+    kiln_tokenizer_free(f.tok);
+}
+
+/* ---- the parameter contract (issue 17 items 2 and 6) ---- */
+
+TEST(unimplemented_parameters_are_refused_by_name) {
+    fixture f;
+    REQUIRE(fixture_open(&f, "stories260K"), "fixture");
+    static const struct {
+        const char *extra, *param;
+        int status;
+    } cases[] = {
+        {"\"response_format\":{\"type\":\"json_object\"}", "response_format", 400},
+        {"\"logit_bias\":{\"5\":10}", "logit_bias", 400},
+        {"\"best_of\":2", "best_of", 400},
+        {"\"store\":true", "store", 400},
+        {"\"guided_json\":{}", "guided_json", 400},
+        {"\"no_such_thing\":1", "no_such_thing", 400},
+        {"\"stream\":true,\"stream_options\":{\"continuous_usage_stats\":true}", "stream_options", 400},
+        {"\"messages\":[]", "messages", 400}, /* a chat parameter on /v1/completions */
+        {"\"model\":\"gpt-4\"", "model", 404},
+        {"\"user\":\"u1\",\"metadata\":{\"a\":\"b\"},\"store\":false,\"logit_bias\":{},\"best_of\":1", "", 0},
+        {"\"model\":\"stories260K\"", "", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char body[256], param[64] = "";
+        snprintf(body, sizeof body, "{\"prompt\":\"a\",%s}", cases[i].extra);
+        int st = parse_status(&f, REQ_COMPLETION, body, param, sizeof param);
+        CHECK(st == cases[i].status && !strcmp(param, cases[i].param), "%s: status %d param '%s'", body, st, param);
+    }
+    kiln_tokenizer_free(f.tok);
+    REQUIRE(fixture_open(&f, "tiny-qwen3"), "fixture");
+    const char *chat[][2] = {
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"required\"}", "tool_choice"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"parallel_tool_calls\":false}", "parallel_tool_calls"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"echo\":true}", "echo"},
+    };
+    for (size_t i = 0; i < sizeof chat / sizeof *chat; i++) {
+        char param[64] = "";
+        int st = parse_status(&f, REQ_CHAT, chat[i][0], param, sizeof param);
+        CHECK(st == 400 && !strcmp(param, chat[i][1]), "%s: status %d param '%s'", chat[i][0], st, param);
+    }
+    char param[64];
+    CHECK(parse_status(&f, REQ_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"auto\"}", param,
+                       sizeof param) == 0, "tool_choice auto: %s", param);
+    kiln_tokenizer_free(f.tok);
+    char *e = openai_error_json(401, "no", NULL);
+    CHECK(strstr(e, "\"code\":401"), "one code type (the HTTP status): %s", e);
+    free(e);
+}
+
+/* ---- tool round trips in every shipped template family (issue 17 item 3) ---- */
+
+static char *read_text(const char *path) {
+    kiln_err err = {{0}};
+    size_t n;
+    char *s = kiln_read_file(path, &n, &err);
+    if (!s) fprintf(stderr, "%s\n", err.msg);
+    return s;
+}
+
+TEST(tool_results_render_in_every_template) {
+    const char *msgs = "[{\"role\":\"user\",\"content\":\"Weather in Paris?\"},"
+                       "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"call_1\",\"type\":\"function\","
+                       "\"function\":{\"name\":\"get_weather\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]},"
+                       "{\"role\":\"tool\",\"tool_call_id\":\"call_1\",\"content\":\"18C and sunny\"}]";
+    const char *tools = "[{\"type\":\"function\",\"function\":{\"name\":\"get_weather\",\"description\":\"weather\","
+                        "\"parameters\":{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}}}}}]";
+    const char *files[] = {"llama-3.2-instruct", "qwen2.5-instruct", "chatml", "mistral-7b-instruct-v0.2"};
+    const char *toks[] = {"qwen3", "llama3"};
+    for (size_t i = 0; i < 6; i++) {
+        char *tmpl = NULL, path[512];
+        kiln_tokenizer *t = NULL;
+        if (i < 4) {
+            snprintf(path, sizeof path, "tests/fixtures/templates/%s.jinja", files[i]);
+            tmpl = read_text(path);
+        } else if ((t = tokenizer(toks[i - 4]))) {
+            tmpl = strdup(kiln_tokenizer_chat_template(t, NULL));
+        }
+        const char *name = i < 4 ? files[i] : toks[i - 4];
+        REQUIRE(tmpl, "%s: no template", name);
+        json_t *m = json_loads(msgs, 0, NULL), *out = NULL;
+        char msg[512], param[64];
+        CHECK(!openai_chat_messages(m, tmpl, &out, msg, sizeof msg, param, sizeof param), "%s: %s", name, msg);
+        json_t *vars = json_pack("{s:O, s:o, s:b, s:s, s:s, s:s}", "messages", out ? out : m, "tools",
+                                 json_loads(tools, 0, NULL), "add_generation_prompt", 1, "bos_token", "<s>",
+                                 "eos_token", "</s>", "date_string", "26 Jul 2024");
+        char *vj = json_dumps(vars, 0);
+        kiln_err err = {{0}};
+        size_t len;
+        char *text = kiln_template_render(tmpl, vj, &len, &err);
+        CHECK(text && strstr(text, "18C and sunny") && strstr(text, "Paris"), "%s: %s", name, text ? text : err.msg);
+        free(text);
+        free(vj);
+        json_decref(vars);
+        json_decref(out);
+        json_decref(m);
+        free(tmpl);
+        kiln_tokenizer_free(t);
+    }
+    /* and through the request path on tiny-qwen3 (Qwen3's template failed on content null) */
+    fixture f;
+    REQUIRE(fixture_open(&f, "tiny-qwen3"), "fixture");
+    char body[2048], param[64];
+    snprintf(body, sizeof body, "{\"messages\":%s,\"tools\":%s}", msgs, tools);
+    CHECK(parse_status(&f, REQ_CHAT, body, param, sizeof param) == 0, "qwen3 request: %s", param);
+    kiln_tokenizer_free(f.tok);
+}
+
+/* ---- the model files watched underneath (issue 19 item 4) ---- */
+
+TEST(model_watch_notices_files_changed_in_place) {
+    char dir[] = "/tmp/kiln_watch_XXXXXX";
+    REQUIRE(mkdtemp(dir), "mkdtemp");
+    char path[256], other[256];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(other, sizeof other, "%s/new.tmp", dir);
+    FILE *fp = fopen(path, "w");
+    REQUIRE(fp, "create");
+    fputs("0123456789", fp);
+    fclose(fp);
+    kiln_err err = {{0}};
+    model_watch *w = model_watch_new(dir, NULL, &err);
+    REQUIRE(w && model_watch_count(w) == 1, "%s", err.msg);
+    CHECK(model_watch_check(w, &err) == 0, "unchanged: %s", err.msg);
+    /* replaced by a rename: a new inode, the mapping keeps the old one: harmless */
+    fp = fopen(other, "w");
+    fputs("abcdefghijXYZ", fp);
+    fclose(fp);
+    rename(other, path);
+    CHECK(model_watch_check(w, &err) == 0, "renamed over: %s", err.msg);
+    model_watch_free(w);
+    w = model_watch_new(dir, NULL, &err);
+    REQUIRE(w, "%s", err.msg);
+    fp = fopen(path, "r+"); /* truncated in place */
+    REQUIRE(fp, "open");
+    CHECK(ftruncate(fileno(fp), 3) == 0, "truncate");
+    fclose(fp);
+    CHECK(model_watch_check(w, &err) == -1 && strstr(err.msg, path) && strstr(err.msg, "size"), "truncated: %s", err.msg);
+    model_watch_free(w);
+    remove(path);
+    rmdir(dir);
+}
+
 int main(void) {
     RUN(metrics_histograms_are_cumulative);
     RUN(error_bodies_follow_openai);
@@ -409,5 +688,10 @@ int main(void) {
     RUN(sampling_is_seeded_and_respects_top_k);
     RUN(tool_calls_stream_as_tool_calls);
     RUN(unlimited_queue_takes_everything);
+    RUN(detok_continues_in_context);
+    RUN(completion_text_echo_and_offsets_in_context);
+    RUN(unimplemented_parameters_are_refused_by_name);
+    RUN(tool_results_render_in_every_template);
+    RUN(model_watch_notices_files_changed_in_place);
     return check_done();
 }

@@ -90,6 +90,11 @@ kiln_gen_seq *kiln_gen_seq_new(const kiln_tokenizer *t, const kiln_gen_params *p
     }
     if (n_prompt) memcpy(g->hist, prompt, n_prompt * sizeof *prompt);
     g->n_prompt = g->n_hist = n_prompt;
+    if (g->detok && kiln_detok_prime(g->detok, prompt, n_prompt)) { /* the continuation's text in context */
+        kiln_err_set(err, "generation: out of memory");
+        kiln_gen_seq_free(g);
+        return NULL;
+    }
     g->think_end_id = p->think_end_id;
     if (g->think_end_id == -1 && t) g->think_end_id = kiln_token_id(t, "</think>");
     g->think_start_id = (g->think_end_id >= 0 && t) ? kiln_token_id(t, "<think>") : -1;
@@ -174,7 +179,7 @@ static int flush_detok(kiln_gen_seq *g) {
     if (!fresh) return -1;
     kiln_detok_free(g->detok);
     g->detok = fresh;
-    return 0;
+    return kiln_detok_prime(g->detok, g->hist, g->n_hist);
 }
 
 int kiln_gen_seq_push(kiln_gen_seq *g, int32_t tok, kiln_gen_step *out) {

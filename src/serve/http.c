@@ -1,9 +1,16 @@
-/* http.c — the HTTP layer on libmicrohttpd: routing, limits, authentication, and the two ways a
- * generation reaches the client (one JSON body, or server-sent events as tokens arrive).
+/* http.c — the HTTP layer on libmicrohttpd: routing, limits, authentication, CORS, the access log, and
+ * the two ways a generation reaches the client (one JSON body, or server-sent events as tokens arrive).
  *
  * MHD runs one thread per connection, so a handler may block: it waits on its request's condition
- * variable (with a short timeout, to notice a client that hung up: poll() on the socket for
- * POLLRDHUP) and the engine thread never waits for a slow client. */
+ * variable (with a short timeout, to notice a client whose socket broke) and the engine thread never
+ * waits for a slow client.
+ *
+ * Slow clients: MHD's own timeout is an idle timeout (every byte resets it), so a client trickling a
+ * byte every few seconds would hold its connection (and thread) forever. Each connection therefore has
+ * an absolute read deadline — from its start, or from the previous answer on a kept-alive connection —
+ * by which the whole request (headers and body) must have arrived; a watchdog thread shuts down the
+ * sockets that miss it. Connections per client address are capped too, so one address cannot take every
+ * connection while the deadline runs. */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <poll.h>
@@ -11,52 +18,184 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "serve/serve.h"
 
+#define KEEPALIVE_IDLE_S 5.0 /* a kept-alive connection's extra time before its next request starts */
+
+/* ---- the route table: the only metric labels there are ---- */
+
+typedef enum { RT_HEALTH, RT_METRICS, RT_MODELS, RT_MODEL, RT_CHAT, RT_COMPLETIONS, RT_TOKENIZE, RT_DETOKENIZE, RT_OTHER } route_id;
+static const struct route {
+    const char *path;  /* exact, or a prefix when it ends in '/' */
+    const char *label; /* the metric label and log name */
+    bool post;
+} ROUTES[] = {
+    [RT_HEALTH] = {"/health", "/health", false},
+    [RT_METRICS] = {"/metrics", "/metrics", false},
+    [RT_MODELS] = {"/v1/models", "/v1/models", false},
+    [RT_MODEL] = {"/v1/models/", "/v1/models/{id}", false},
+    [RT_CHAT] = {"/v1/chat/completions", "/v1/chat/completions", true},
+    [RT_COMPLETIONS] = {"/v1/completions", "/v1/completions", true},
+    [RT_TOKENIZE] = {"/tokenize", "/tokenize", true},
+    [RT_DETOKENIZE] = {"/detokenize", "/detokenize", true},
+    [RT_OTHER] = {NULL, "other", false},
+};
+
+static route_id find_route(const char *url) {
+    for (int i = 0; i < RT_OTHER; i++) {
+        size_t n = strlen(ROUTES[i].path);
+        bool prefix = ROUTES[i].path[n - 1] == '/';
+        if (prefix ? !strncmp(url, ROUTES[i].path, n) && url[n] && !strchr(url + n, '/') : !strcmp(url, ROUTES[i].path))
+            return (route_id)i;
+    }
+    return RT_OTHER;
+}
+
+/* ---- per connection: the read deadline ---- */
+
+struct conn_watch {
+    conn_watch *prev, *next;
+    int fd;
+    double deadline; /* 0: not reading a request (answering one) */
+    bool cut;        /* the watchdog shut the socket down */
+};
+
+static void watch_set(kiln_server *s, struct MHD_Connection *c, double deadline) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    conn_watch *w = ci ? ci->socket_context : NULL;
+    if (!w) return;
+    pthread_mutex_lock(&s->watch_mu);
+    w->deadline = deadline;
+    pthread_mutex_unlock(&s->watch_mu);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code) {
+    kiln_server *s = cls;
+    conn_watch *w = *socket_context;
+    pthread_mutex_lock(&s->watch_mu);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci && (w = calloc(1, sizeof *w))) { /* without one the connection has MHD's idle timeout only */
+            *w = (conn_watch){.fd = ci->connect_fd, .deadline = kiln_now() + s->o.read_timeout_s, .next = s->watches};
+            if (s->watches) s->watches->prev = w;
+            s->watches = w;
+            *socket_context = w;
+        }
+    } else if (w) { /* closed: MHD closes the fd after this returns, so the watchdog never sees it reused */
+        if (w->prev) w->prev->next = w->next;
+        else s->watches = w->next;
+        if (w->next) w->next->prev = w->prev;
+        free(w);
+        *socket_context = NULL;
+    }
+    pthread_mutex_unlock(&s->watch_mu);
+}
+
+static void *watchdog_main(void *arg) {
+    kiln_server *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->watch_mu);
+        bool stop = s->watchdog_stop;
+        double now = kiln_now();
+        for (conn_watch *w = s->watches; w && !stop; w = w->next)
+            if (w->deadline > 0 && now > w->deadline && !w->cut) {
+                shutdown(w->fd, SHUT_RDWR); /* MHD's thread sees the socket end and closes it */
+                w->cut = true;
+            }
+        pthread_mutex_unlock(&s->watch_mu);
+        if (stop) return NULL;
+        usleep(100 * 1000);
+    }
+}
+
+/* ---- per request ---- */
+
 typedef struct conn_state {
+    kiln_server *s;
+    struct MHD_Connection *c;
+    route_id rt;
+    char method[16];
+    char path[201];
+    char client[64];
+    double t_start;
     sbuf body;
     bool too_big;
+    int status;          /* of the response queued */
+    char err[512];       /* its error message */
+    serve_req *r;        /* a generation request (a reference), for the log */
+    const char *origin;  /* the CORS origin to allow in responses, NULL: none */
+    atomic_int refs;     /* MHD's (until on_completed) + a stream's (until its response is freed) */
 } conn_state;
+
+static void log_request(conn_state *cs);
+
+/* The last of MHD and the stream to let go writes the access log line (the status is final then). */
+static void conn_release(conn_state *cs) {
+    if (atomic_fetch_sub(&cs->refs, 1) != 1) return;
+    metrics_request(cs->s->metrics, ROUTES[cs->rt].label, cs->status);
+    log_request(cs);
+    serve_req_unref(cs->r);
+    sbuf_free(&cs->body);
+    free(cs);
+}
 
 /* ---- responses ---- */
 
-static enum MHD_Result send_body(struct MHD_Connection *c, int status, const char *type, char *body,
-                                 const char *retry_after) {
+static enum MHD_Result respond(conn_state *cs, int status, const char *type, char *body) {
     const char *b = body ? body : "{}";
     struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(b), (void *)b, MHD_RESPMEM_MUST_COPY);
     free(body);
     if (!resp) return MHD_NO;
-    MHD_add_response_header(resp, "Content-Type", type);
-    if (retry_after) MHD_add_response_header(resp, "Retry-After", retry_after);
-    if (status == 405) MHD_add_response_header(resp, "Allow", "GET, POST");
-    enum MHD_Result ret = MHD_queue_response(c, (unsigned)status, resp);
+    cs->status = status;
+    if (type) MHD_add_response_header(resp, "Content-Type", type);
+    if (cs->origin) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", cs->origin);
+        MHD_add_response_header(resp, "Vary", "Origin");
+    }
+    if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (status == 405) MHD_add_response_header(resp, "Allow", ROUTES[cs->rt].post ? "POST, OPTIONS" : "GET, OPTIONS");
+    char retry[32];
+    if (status == 429 || status == 503) {
+        snprintf(retry, sizeof retry, "%d", status == 429 ? (int)(sched_retry_after(cs->s->sched) + 0.999) : 5);
+        MHD_add_response_header(resp, "Retry-After", retry);
+    }
+    if (status == 204) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        const char *h = MHD_lookup_connection_value(cs->c, MHD_HEADER_KIND, "Access-Control-Request-Headers");
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers", h ? h : "Authorization, Content-Type");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    }
+    enum MHD_Result ret = MHD_queue_response(cs->c, (unsigned)status, resp);
     MHD_destroy_response(resp);
     return ret;
 }
 
-static enum MHD_Result send_json(kiln_server *s, struct MHD_Connection *c, const char *ep, int status, char *json) {
-    metrics_request(s->metrics, ep, status);
-    return send_body(c, status, "application/json", json, NULL);
+static enum MHD_Result send_json(conn_state *cs, int status, char *json) {
+    if (!json) return respond(cs, 500, "application/json", openai_error_json(500, "out of memory", NULL));
+    return respond(cs, status, "application/json", json);
 }
 
-static enum MHD_Result send_error(kiln_server *s, struct MHD_Connection *c, const char *ep, int status,
-                                  const char *msg, const char *param) {
-    metrics_request(s->metrics, ep, status);
-    char retry[32];
-    if (status == 429) snprintf(retry, sizeof retry, "%d", (int)(sched_retry_after(s->sched) + 0.999));
-    return send_body(c, status, "application/json", openai_error_json(status, msg, param),
-                     status == 429 ? retry : NULL);
+static enum MHD_Result send_error(conn_state *cs, int status, const char *msg, const char *param) {
+    snprintf(cs->err, sizeof cs->err, "%s", msg);
+    return respond(cs, status, "application/json", openai_error_json(status, msg, param));
 }
 
 /* ---- waiting for the engine ---- */
 
+/* A client whose socket broke (reset, error). A FIN alone is not it: a client may half-close after
+ * sending its request and still read the answer; a client that closed fully is noticed when its
+ * stream is written (non-streaming requests run to their bounded end). */
 static bool client_gone(struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (!ci) return false;
-    struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+    struct pollfd p = {.fd = ci->connect_fd, .events = 0};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR));
 }
 
 /* Waits (r->mu held) until pred changes or 50 ms pass. */
@@ -81,12 +220,19 @@ static void request_done(kiln_server *s) {
     pthread_mutex_unlock(&s->mu);
 }
 
-static enum MHD_Result finish_blocking(kiln_server *s, struct MHD_Connection *c, const char *ep, serve_req *r) {
+/* The message a request the engine did not complete ends with (r->mu held). */
+static const char *unfinished_message(const serve_req *r, int *status) {
+    *status = r->finish == FIN_ERROR ? (r->err_status ? r->err_status : 500) : 503;
+    return r->finish == FIN_ERROR ? r->err_msg : "the server shut down before the answer was complete";
+}
+
+static enum MHD_Result finish_blocking(conn_state *cs, serve_req *r) {
+    kiln_server *s = cs->s;
     pthread_mutex_lock(&r->mu);
     bool gone = false;
     while (!r->done) {
         wait_a_little(r);
-        if (!gone && !r->cancelled && client_gone(c)) {
+        if (!gone && !r->cancelled && client_gone(cs->c)) {
             gone = true;
             r->cancelled = true;
             pthread_mutex_unlock(&r->mu);
@@ -97,20 +243,19 @@ static enum MHD_Result finish_blocking(kiln_server *s, struct MHD_Connection *c,
     enum MHD_Result ret;
     if (gone) {
         pthread_mutex_unlock(&r->mu);
-        metrics_request(s->metrics, ep, 499);
+        cs->status = 499;
         ret = MHD_NO; /* nobody to answer */
     } else if (r->finish == FIN_ERROR || r->finish == FIN_CANCELLED) {
-        int st = r->finish == FIN_ERROR ? (r->err_status ? r->err_status : 500) : 503;
+        int st;
         char msg[256];
-        snprintf(msg, sizeof msg, "%s", r->finish == FIN_ERROR ? r->err_msg : "the server is shutting down");
+        snprintf(msg, sizeof msg, "%s", unfinished_message(r, &st));
         pthread_mutex_unlock(&r->mu);
-        ret = send_error(s, c, ep, st, msg, NULL);
+        ret = send_error(cs, st, msg, NULL);
     } else {
         char *json = openai_response_json(&s->mi, r);
         pthread_mutex_unlock(&r->mu);
-        ret = send_json(s, c, ep, 200, json);
+        ret = send_json(cs, 200, json);
     }
-    serve_req_unref(r);
     request_done(s);
     return ret;
 }
@@ -118,14 +263,35 @@ static enum MHD_Result finish_blocking(kiln_server *s, struct MHD_Connection *c,
 /* ---- streaming: MHD pulls bytes from stream_read as the client can take them ---- */
 
 typedef struct stream_state {
-    kiln_server *s;
+    conn_state *cs;
     serve_req *r;
-    struct MHD_Connection *c;
     serve_cursor cur;
     sbuf pending;
     size_t sent;
     bool ended; /* [DONE] queued */
 } stream_state;
+
+/* After the last chunk: the error event of a request that did not complete, usage, [DONE] (r->mu held). */
+static void stream_epilogue(stream_state *st) {
+    serve_req *r = st->r;
+    if (r->finish == FIN_ERROR || r->finish == FIN_CANCELLED) {
+        int status;
+        const char *msg = unfinished_message(r, &status);
+        char *e = openai_error_json(status, msg, NULL);
+        snprintf(st->cs->err, sizeof st->cs->err, "%s", msg);
+        sbuf_puts(&st->pending, "data: ");
+        sbuf_puts(&st->pending, e ? e : "{}");
+        sbuf_puts(&st->pending, "\n\n");
+        free(e);
+    }
+    if (r->include_usage) {
+        char *u = openai_usage_chunk(&st->cs->s->mi, r);
+        if (u) sbuf_puts(&st->pending, u);
+        free(u);
+    }
+    sbuf_puts(&st->pending, "data: [DONE]\n\n");
+    st->ended = true;
+}
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
@@ -135,33 +301,18 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
         if (st->ended) return MHD_CONTENT_READER_END_OF_STREAM;
         st->pending.len = st->sent = 0;
         pthread_mutex_lock(&r->mu);
-        char *chunk = openai_stream_chunk(&st->s->mi, r, &st->cur);
+        char *chunk = openai_stream_chunk(&st->cs->s->mi, r, &st->cur);
         while (!chunk && !r->done) {
             wait_a_little(r);
-            if (client_gone(st->c)) {
+            if (client_gone(st->cs->c)) {
                 pthread_mutex_unlock(&r->mu);
                 return MHD_CONTENT_READER_END_WITH_ERROR;
             }
-            chunk = openai_stream_chunk(&st->s->mi, r, &st->cur);
+            chunk = openai_stream_chunk(&st->cs->s->mi, r, &st->cur);
         }
         if (chunk) sbuf_puts(&st->pending, chunk);
         free(chunk);
-        if (r->done && st->cur.sent_finish) {
-            if (r->finish == FIN_ERROR) {
-                char *e = openai_error_json(r->err_status ? r->err_status : 500, r->err_msg, NULL);
-                sbuf_puts(&st->pending, "data: ");
-                sbuf_puts(&st->pending, e ? e : "{}");
-                sbuf_puts(&st->pending, "\n\n");
-                free(e);
-            }
-            if (r->include_usage) {
-                char *u = openai_usage_chunk(&st->s->mi, r);
-                if (u) sbuf_puts(&st->pending, u);
-                free(u);
-            }
-            sbuf_puts(&st->pending, "data: [DONE]\n\n");
-            st->ended = true;
-        }
+        if (r->done && st->cur.sent_finish) stream_epilogue(st);
         pthread_mutex_unlock(&r->mu);
     }
     size_t n = st->pending.len - st->sent;
@@ -176,24 +327,23 @@ static void stream_free(void *cls) {
     pthread_mutex_lock(&st->r->mu);
     bool unfinished = !st->r->done;
     pthread_mutex_unlock(&st->r->mu);
-    if (unfinished) cancel(st->s, st->r); /* the client went away mid-stream: free its KV now */
-    metrics_request(st->s->metrics, st->r->kind == REQ_CHAT ? "/v1/chat/completions" : "/v1/completions",
-                    unfinished ? 499 : 200);
-    serve_req_unref(st->r);
+    if (unfinished || !st->ended) st->cs->status = 499;
+    if (unfinished) cancel(st->cs->s, st->r); /* the client went away mid-stream: free its KV now */
     sbuf_free(&st->pending);
-    request_done(st->s);
+    request_done(st->cs->s);
+    conn_release(st->cs);
     free(st);
 }
 
-static enum MHD_Result start_stream(kiln_server *s, struct MHD_Connection *c, serve_req *r) {
+static enum MHD_Result start_stream(conn_state *cs, serve_req *r) {
     stream_state *st = calloc(1, sizeof *st);
     if (!st) {
-        cancel(s, r);
-        serve_req_unref(r);
-        request_done(s);
-        return MHD_NO;
+        cancel(cs->s, r);
+        request_done(cs->s);
+        return send_error(cs, 500, "out of memory", NULL);
     }
-    *st = (stream_state){.s = s, .r = r, .c = c};
+    *st = (stream_state){.cs = cs, .r = r};
+    atomic_fetch_add(&cs->refs, 1);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_free);
     if (!resp) {
         stream_free(st);
@@ -201,31 +351,34 @@ static enum MHD_Result start_stream(kiln_server *s, struct MHD_Connection *c, se
     }
     MHD_add_response_header(resp, "Content-Type", "text/event-stream");
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
-    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, resp);
+    if (cs->origin) MHD_add_response_header(resp, "Access-Control-Allow-Origin", cs->origin);
+    cs->status = 200;
+    enum MHD_Result ret = MHD_queue_response(cs->c, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     return ret;
 }
 
-/* ---- generation endpoints ---- */
+/* ---- endpoints ---- */
 
-static enum MHD_Result generate(kiln_server *s, struct MHD_Connection *c, const char *ep, serve_kind kind,
-                                const sbuf *body) {
+static enum MHD_Result generate(conn_state *cs, serve_kind kind) {
+    kiln_server *s = cs->s;
     pthread_mutex_lock(&s->mu);
     bool draining = s->draining;
     if (!draining) s->active++;
     pthread_mutex_unlock(&s->mu);
-    if (draining) return send_error(s, c, ep, 503, "the server is shutting down", NULL);
+    if (draining) return send_error(cs, 503, "the server is shutting down", NULL);
     serve_req *r = serve_req_new();
     if (!r) {
         request_done(s);
-        return send_error(s, c, ep, 500, "out of memory", NULL);
+        return send_error(cs, 500, "out of memory", NULL);
     }
+    cs->r = r; /* conn_state's reference: freed after the log line */
     char msg[512], param[64];
-    int st = openai_parse(&s->mi, kind, body->p ? body->p : "", body->len, r, msg, sizeof msg, param, sizeof param);
+    int st = openai_parse(&s->mi, kind, cs->body.p ? cs->body.p : "", cs->body.len, r, msg, sizeof msg, param,
+                          sizeof param);
     if (st) {
-        serve_req_unref(r);
         request_done(s);
-        return send_error(s, c, ep, st, msg, param);
+        return send_error(cs, st, msg, param);
     }
     static atomic_ulong counter;
     snprintf(r->id, sizeof r->id, "%s-%lx%06lx", kind == REQ_CHAT ? "chatcmpl" : "cmpl", (unsigned long)time(NULL),
@@ -233,55 +386,127 @@ static enum MHD_Result generate(kiln_server *s, struct MHD_Connection *c, const 
     r->created = (long)time(NULL);
     r->timeout_s = s->o.request_timeout_s > 0 ? s->o.request_timeout_s : 600;
     if (sched_submit(s->sched, r)) {
-        serve_req_unref(r);
         request_done(s);
-        return send_error(s, c, ep, 429, "too many requests are waiting: retry later", NULL);
+        return send_error(cs, 429, "too many requests are waiting: retry later", NULL);
     }
-    return r->stream ? start_stream(s, c, r) : finish_blocking(s, c, ep, r);
+    return r->stream ? start_stream(cs, r) : finish_blocking(cs, r);
+}
+
+typedef int (*body_handler)(const serve_model_info *mi, const char *body, size_t len, char **out, char *msg,
+                            size_t msg_size, char *param, size_t param_size);
+
+static enum MHD_Result answer_body(conn_state *cs, body_handler fn) {
+    char msg[512], param[64], *out = NULL;
+    int st = fn(&cs->s->mi, cs->body.p ? cs->body.p : "", cs->body.len, &out, msg, sizeof msg, param, sizeof param);
+    return st ? send_error(cs, st, msg, param) : send_json(cs, 200, out);
+}
+
+static enum MHD_Result model_card(conn_state *cs, const char *url) {
+    const char *id = url + strlen(ROUTES[RT_MODEL].path);
+    char *json = openai_model_json(&cs->s->mi, id, cs->s->started);
+    if (json) return send_json(cs, 200, json);
+    char m[300];
+    snprintf(m, sizeof m, "The model `%.200s` does not exist.", id);
+    return send_error(cs, 404, m, "model");
+}
+
+/* ---- authentication and CORS ---- */
+
+/* Compares in time that depends on the presented key's length only, never on where it differs. */
+static bool same_secret(const char *given, const char *key) {
+    size_t gn = strlen(given), kn = strlen(key);
+    unsigned char diff = gn != kn;
+    for (size_t i = 0; i < gn; i++) diff |= (unsigned char)given[i] ^ (unsigned char)key[kn ? i % kn : 0];
+    return kn && !diff;
+}
+
+static bool authorised(conn_state *cs) {
+    const char *key = cs->s->o.api_key;
+    if (!key || !*key) return true;
+    if (cs->rt == RT_HEALTH && cs->s->o.health_public) return true;
+    const char *h = MHD_lookup_connection_value(cs->c, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncasecmp(h, "Bearer", 6) || (h[6] != ' ' && h[6] != '\t')) return false; /* RFC 7235: any case */
+    h += 6;
+    while (*h == ' ' || *h == '\t') h++;
+    return same_secret(h, key);
+}
+
+/* The Origin header when --allowed-origins admits it ("*" admits any, answered as "*"). */
+static const char *allowed_origin(kiln_server *s, struct MHD_Connection *c) {
+    const char *o = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (!o) return NULL;
+    for (int i = 0; i < s->n_origins; i++) {
+        if (!strcmp(s->origins[i], "*")) return "*";
+        if (!strcmp(s->origins[i], o)) return o;
+    }
+    return NULL;
 }
 
 /* ---- routing ---- */
 
-static bool authorised(kiln_server *s, struct MHD_Connection *c) {
-    if (!s->o.api_key || !*s->o.api_key) return true;
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    return h && !strncmp(h, "Bearer ", 7) && !strcmp(h + 7, s->o.api_key);
+static bool is_draining(kiln_server *s) {
+    pthread_mutex_lock(&s->mu);
+    bool d = s->draining;
+    pthread_mutex_unlock(&s->mu);
+    return d;
 }
 
-static enum MHD_Result route(kiln_server *s, struct MHD_Connection *c, const char *url, const char *method,
-                             const sbuf *body) {
-    bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
-    if (!strcmp(url, "/health")) {
-        if (!get) return send_error(s, c, url, 405, "use GET /health", NULL);
-        pthread_mutex_lock(&s->mu);
-        bool draining = s->draining;
-        pthread_mutex_unlock(&s->mu);
-        return send_json(s, c, url, draining ? 503 : 200,
-                         strdup(draining ? "{\"status\":\"draining\"}" : "{\"status\":\"ok\"}"));
+static enum MHD_Result route(conn_state *cs, const char *url) {
+    kiln_server *s = cs->s;
+    if (cs->rt == RT_OTHER) {
+        char m[300];
+        snprintf(m, sizeof m, "no route for %s %s", cs->method, cs->path);
+        return send_error(cs, 404, m, NULL);
     }
-    if (!strcmp(url, "/metrics")) {
-        if (!get) return send_error(s, c, url, 405, "use GET /metrics", NULL);
-        metrics_request(s->metrics, url, 200);
-        return send_body(c, 200, "text/plain; version=0.0.4", metrics_render(s->metrics), NULL);
+    if (!strcmp(cs->method, "OPTIONS")) { /* CORS preflight: browsers send it without credentials */
+        if (MHD_lookup_connection_value(cs->c, MHD_HEADER_KIND, "Origin") && !cs->origin)
+            return send_error(cs, 403, "this origin is not allowed (kiln serve --allowed-origins)", NULL);
+        return respond(cs, 204, NULL, strdup(""));
     }
-    static const struct {
-        const char *path;
-        bool post;
-    } api[] = {{"/v1/models", false}, {"/v1/chat/completions", true}, {"/v1/completions", true}};
-    for (size_t i = 0; i < sizeof api / sizeof *api; i++) {
-        if (strcmp(url, api[i].path)) continue;
-        if (!authorised(s, c)) return send_error(s, c, url, 401, "invalid or missing API key", NULL);
-        if (api[i].post ? !post : !get) {
-            char m[96];
-            snprintf(m, sizeof m, "use %s %s", api[i].post ? "POST" : "GET", url);
-            return send_error(s, c, url, 405, m, NULL);
-        }
-        if (i == 0) return send_json(s, c, url, 200, openai_models_json(&s->mi, s->started));
-        return generate(s, c, url, i == 1 ? REQ_CHAT : REQ_COMPLETION, body);
+    if (!authorised(cs)) return send_error(cs, 401, "invalid or missing API key", NULL);
+    if (strcmp(cs->method, ROUTES[cs->rt].post ? "POST" : "GET")) {
+        char m[96];
+        snprintf(m, sizeof m, "use %s %s", ROUTES[cs->rt].post ? "POST" : "GET", ROUTES[cs->rt].label);
+        return send_error(cs, 405, m, NULL);
     }
-    char m[160];
-    snprintf(m, sizeof m, "no route for %s %.100s", method, url);
-    return send_error(s, c, "other", 404, m, NULL);
+    bool draining = is_draining(s);
+    char why[512];
+    bool broken = sched_broken(s->sched, why, sizeof why);
+    switch (cs->rt) {
+    case RT_HEALTH:
+        if (broken) return send_error(cs, 503, why, NULL);
+        return send_json(cs, draining ? 503 : 200, strdup(draining ? "{\"status\":\"draining\"}" : "{\"status\":\"ok\"}"));
+    case RT_METRICS: return respond(cs, 200, "text/plain; version=0.0.4", metrics_render(s->metrics));
+    default: break;
+    }
+    if (draining) return send_error(cs, 503, "the server is shutting down", NULL);
+    if (broken && (cs->rt == RT_CHAT || cs->rt == RT_COMPLETIONS)) return send_error(cs, 503, why, NULL);
+    switch (cs->rt) {
+    case RT_MODELS: return send_json(cs, 200, openai_models_json(&s->mi, s->started));
+    case RT_MODEL: return model_card(cs, url);
+    case RT_CHAT: return generate(cs, REQ_CHAT);
+    case RT_COMPLETIONS: return generate(cs, REQ_COMPLETION);
+    case RT_TOKENIZE: return answer_body(cs, openai_tokenize);
+    case RT_DETOKENIZE: return answer_body(cs, openai_detokenize);
+    default: return send_error(cs, 404, "no route", NULL);
+    }
+}
+
+/* The start of a request (headers read): its state, route and log fields. */
+static conn_state *request_start(kiln_server *s, struct MHD_Connection *c, const char *url, const char *method) {
+    conn_state *cs = calloc(1, sizeof *cs);
+    if (!cs) return NULL;
+    *cs = (conn_state){.s = s, .c = c, .rt = find_route(url), .t_start = kiln_now()};
+    snprintf(cs->method, sizeof cs->method, "%s", method);
+    atomic_init(&cs->refs, 1);
+    size_t i = 0;
+    for (; url[i] && i < sizeof cs->path - 1; i++) cs->path[i] = (unsigned char)url[i] < 0x20 || url[i] == 0x7f ? '?' : url[i];
+    cs->path[i] = 0;
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr_in *sa = ci ? (const struct sockaddr_in *)ci->client_addr : NULL;
+    if (!sa || !inet_ntop(AF_INET, &sa->sin_addr, cs->client, sizeof cs->client)) snprintf(cs->client, sizeof cs->client, "?");
+    cs->origin = allowed_origin(s, c);
+    return cs;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -291,33 +516,49 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     size_t limit = (size_t)(s->o.max_body_kb > 0 ? s->o.max_body_kb : 1024) * 1024;
     conn_state *cs = *con_cls;
     if (!cs) { /* first call: headers only */
-        if (!(cs = calloc(1, sizeof *cs))) return MHD_NO;
-        *con_cls = cs;
+        if (!(cs = *con_cls = request_start(s, c, url, method))) return MHD_NO;
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > limit) cs->too_big = true;
-        return MHD_YES;
-    }
-    if (*upload_size) { /* a piece of the body */
+        if (!cs->too_big) return MHD_YES;
+    } else if (*upload_size) { /* a piece of the body */
         if (!cs->too_big && cs->body.len + *upload_size > limit) cs->too_big = true;
         if (!cs->too_big && sbuf_put(&cs->body, upload, *upload_size)) cs->too_big = true;
         *upload_size = 0;
         return MHD_YES;
     }
-    if (cs->too_big) {
+    watch_set(s, c, 0); /* the request is in: no read deadline while it is answered */
+    if (cs->too_big) { /* answered before the body (no "100 Continue" for a body we would refuse) */
         char m[96];
         snprintf(m, sizeof m, "request body larger than %zu KiB", limit / 1024);
-        return send_error(s, c, url, 413, m, NULL);
+        return send_error(cs, 413, m, NULL);
     }
-    return route(s, c, url, method, &cs->body);
+    return route(cs, url);
+}
+
+static void log_request(conn_state *cs) {
+    kiln_server *s = cs->s;
+    kiln_server_request_log e = {.id = "", .method = cs->method, .path = cs->path, .client = cs->client,
+                                 .status = cs->status, .ttft_ms = -1, .total_ms = (kiln_now() - cs->t_start) * 1e3,
+                                 .error = cs->status >= 400 && cs->err[0] ? cs->err : NULL};
+    serve_req *r = cs->r;
+    if (r) {
+        pthread_mutex_lock(&r->mu);
+        e.id = r->id;
+        e.prompt_tokens = r->n_prompt, e.completion_tokens = r->n_gen, e.cached_tokens = r->n_cached;
+        if (r->n_gen > 0) e.ttft_ms = (r->t_first - cs->t_start) * 1e3;
+        pthread_mutex_unlock(&r->mu);
+    }
+    if (s->o.log) s->o.log(s->o.log_user, &e);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)cls, (void)c, (void)toe;
+    kiln_server *s = cls;
     conn_state *cs = *con_cls;
     if (!cs) return;
-    sbuf_free(&cs->body);
-    free(cs);
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && (cs->status == 0 || cs->status == 200)) cs->status = 499;
+    watch_set(s, c, kiln_now() + s->o.read_timeout_s + KEEPALIVE_IDLE_S); /* for the next request */
     *con_cls = NULL;
+    conn_release(cs);
 }
 
 int http_start(kiln_server *s, kiln_err *err) {
@@ -325,24 +566,35 @@ int http_start(kiln_server *s, kiln_err *err) {
     const char *host = s->o.host && strcmp(s->o.host, "localhost") ? s->o.host : "127.0.0.1";
     if (inet_pton(AF_INET, host, &addr.sin_addr) != 1)
         return kiln_err_set(err, "--host: '%s' is not an IPv4 address", host);
+    if (!(s->o.read_timeout_s > 0)) s->o.read_timeout_s = 30;
+    /* MHD's idle timeout stays above the read deadline: it also runs while an answer is written */
+    unsigned idle = (unsigned)(s->o.read_timeout_s + KEEPALIVE_IDLE_S) + 120;
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_POLL;
-    s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &addr,
-                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
-                                 (unsigned)(s->o.max_connections > 0 ? s->o.max_connections : 256),
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-                                 (unsigned)1, MHD_OPTION_END);
+    s->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(s->o.max_connections > 0 ? s->o.max_connections : 256), MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned)(s->o.max_connections_per_ip > 0 ? s->o.max_connections_per_ip : 128), MHD_OPTION_CONNECTION_TIMEOUT,
+        idle, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (!s->daemon) return kiln_err_set(err, "cannot listen on %s:%d (address in use or not allowed?)", host, s->o.port);
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
     s->port = di ? di->port : s->o.port;
+    if (pthread_create(&s->watchdog, NULL, watchdog_main, s)) {
+        http_stop(s);
+        return kiln_err_set(err, "cannot start the connection watchdog thread");
+    }
+    s->watchdog_started = true;
     return 0;
 }
 
-void http_quiesce(kiln_server *s) {
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET) close(fd);
-}
-
 void http_stop(kiln_server *s) {
-    MHD_stop_daemon(s->daemon);
+    if (s->watchdog_started) {
+        pthread_mutex_lock(&s->watch_mu);
+        s->watchdog_stop = true;
+        pthread_mutex_unlock(&s->watch_mu);
+        pthread_join(s->watchdog, NULL);
+        s->watchdog_started = false;
+    }
+    if (s->daemon) MHD_stop_daemon(s->daemon);
     s->daemon = NULL;
 }

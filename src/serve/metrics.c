@@ -16,8 +16,9 @@ typedef struct histo {
     double sum;
 } histo;
 
-/* Requests by endpoint and status code; a small fixed table is enough for our handful of routes. */
-#define MAX_SERIES 64
+/* Requests by endpoint and status code. Endpoints are the route table's labels (http.c: never a URL a
+ * client sent) and statuses the dozen the server answers, so the series cannot outgrow this table. */
+#define MAX_SERIES 192
 typedef struct series {
     char endpoint[32];
     int status;

@@ -1,14 +1,16 @@
 /* openai.c — the OpenAI API's request and response shapes (jansson), nothing else: no sockets, no engine.
  *
  * Validation follows what api.openai.com and vLLM answer: a wrong type or range is a 400 naming the
- * parameter; unknown keys are ignored (clients send extras); things we do not do (n > 1, several prompts
- * in one completion request) are a clear 400 rather than a silent partial answer. */
+ * parameter. Every top-level parameter is looked up in PARAMS below: used, ignored by design (with the
+ * reason: the README cites this table), or refused with a 400 naming it (not implemented yet); a key the
+ * table does not know is a 400 too, as api.openai.com answers "Unrecognized request argument". */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json_get.h"
 #include "serve/serve.h"
 
 typedef struct perr {
@@ -86,11 +88,119 @@ static uint64_t fresh_seed(serve_req *r) {
     return t ^ ((uint64_t)(uintptr_t)r << 16) ^ (__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) * 0x9e3779b97f4a7c15ULL);
 }
 
+/* ---- the parameter table: what kiln does with each top-level request key ---- */
+
+typedef enum { P_USED, P_IGNORED, P_REFUSED } param_use;
+enum { ON_CHAT = 1, ON_COMPLETION = 2, ON_BOTH = 3 };
+
+/* A refused parameter with this value asks for nothing beyond what kiln does (null always does). */
+static bool harmless(const char *name, json_t *v) {
+    if (json_is_null(v)) return true;
+    if (!strcmp(name, "best_of")) return json_is_integer(v) && json_integer_value(v) == 1;
+    if (!strcmp(name, "logit_bias")) return json_is_object(v) && json_object_size(v) == 0;
+    if (!strcmp(name, "tool_choice")) return json_is_string(v) && !strcmp(json_string_value(v), "auto");
+    if (!strcmp(name, "parallel_tool_calls")) return json_is_true(v); /* several calls are parsed anyway */
+    if (!strcmp(name, "store")) return json_is_false(v);
+    return false;
+}
+
+static const struct param {
+    const char *name;
+    int on; /* ON_CHAT / ON_COMPLETION */
+    param_use use;
+    const char *why; /* ignored / refused: the reason given */
+} PARAMS[] = {
+    {"model", ON_BOTH, P_USED, NULL},
+    {"messages", ON_CHAT, P_USED, NULL},
+    {"prompt", ON_COMPLETION, P_USED, NULL},
+    {"max_tokens", ON_BOTH, P_USED, NULL},
+    {"max_completion_tokens", ON_BOTH, P_USED, NULL},
+    {"min_tokens", ON_BOTH, P_USED, NULL},
+    {"temperature", ON_BOTH, P_USED, NULL},
+    {"top_p", ON_BOTH, P_USED, NULL},
+    {"top_k", ON_BOTH, P_USED, NULL},
+    {"min_p", ON_BOTH, P_USED, NULL},
+    {"repetition_penalty", ON_BOTH, P_USED, NULL},
+    {"presence_penalty", ON_BOTH, P_USED, NULL},
+    {"frequency_penalty", ON_BOTH, P_USED, NULL},
+    {"seed", ON_BOTH, P_USED, NULL},
+    {"stream", ON_BOTH, P_USED, NULL},
+    {"stream_options", ON_BOTH, P_USED, NULL},
+    {"stop", ON_BOTH, P_USED, NULL},
+    {"ignore_eos", ON_BOTH, P_USED, NULL},
+    {"return_token_ids", ON_BOTH, P_USED, NULL},
+    {"n", ON_BOTH, P_USED, NULL}, /* 1 only: checked in parse_common */
+    {"logprobs", ON_BOTH, P_USED, NULL},
+    {"top_logprobs", ON_CHAT, P_USED, NULL},
+    {"tools", ON_CHAT, P_USED, NULL},
+    {"chat_template_kwargs", ON_CHAT, P_USED, NULL},
+    {"add_generation_prompt", ON_CHAT, P_USED, NULL}, /* vLLM's extension (default true) */
+    {"echo", ON_COMPLETION, P_USED, NULL},
+    {"suffix", ON_COMPLETION, P_USED, NULL}, /* empty only: checked in parse_completion */
+    /* Ignored by design: they ask for nothing that changes the answer. */
+    {"user", ON_BOTH, P_IGNORED, "an end-user id for abuse monitoring: kiln keeps no per-user state"},
+    {"metadata", ON_BOTH, P_IGNORED, "tags for stored completions: kiln stores nothing"},
+    {"service_tier", ON_BOTH, P_IGNORED, "kiln has one tier"},
+    /* Not implemented (yet): refused by name unless the value is harmless (see harmless()). */
+    {"store", ON_BOTH, P_REFUSED, "kiln stores no completions (only false)"},
+    {"response_format", ON_BOTH, P_REFUSED, "structured outputs are not implemented yet"},
+    {"tool_choice", ON_CHAT, P_REFUSED, "only \"auto\" is implemented"},
+    {"parallel_tool_calls", ON_CHAT, P_REFUSED, "only true (the default) is implemented"},
+    {"logit_bias", ON_BOTH, P_REFUSED, "logit_bias is not implemented yet"},
+    {"best_of", ON_COMPLETION, P_REFUSED, "only 1 is implemented"},
+    {"guided_json", ON_BOTH, P_REFUSED, "guided decoding is not implemented yet"},
+    {"guided_regex", ON_BOTH, P_REFUSED, "guided decoding is not implemented yet"},
+    {"guided_choice", ON_BOTH, P_REFUSED, "guided decoding is not implemented yet"},
+    {"guided_grammar", ON_BOTH, P_REFUSED, "guided decoding is not implemented yet"},
+    {"grammar", ON_BOTH, P_REFUSED, "grammars are not implemented yet"},
+    {"json_schema", ON_BOTH, P_REFUSED, "structured outputs are not implemented yet"},
+    {"functions", ON_CHAT, P_REFUSED, "the deprecated functions API is not implemented: use tools"},
+    {"function_call", ON_CHAT, P_REFUSED, "the deprecated functions API is not implemented: use tool_choice"},
+    {"prompt_logprobs", ON_BOTH, P_REFUSED, "prompt logprobs are not implemented"},
+    {"reasoning_effort", ON_CHAT, P_REFUSED, "reasoning effort is not implemented: use chat_template_kwargs"},
+    {"modalities", ON_CHAT, P_REFUSED, "only text is implemented"},
+    {"audio", ON_CHAT, P_REFUSED, "audio output is not implemented"},
+    {"prediction", ON_CHAT, P_REFUSED, "predicted outputs are not implemented"},
+    {"web_search_options", ON_CHAT, P_REFUSED, "web search is not implemented"},
+};
+
+/* Every key of the body against PARAMS: unknown or refused keys are a 400 naming them. */
+static int check_params(json_t *o, serve_kind kind, perr *e) {
+    int on = kind == REQ_CHAT ? ON_CHAT : ON_COMPLETION;
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v) {
+        const struct param *p = NULL;
+        for (size_t i = 0; i < sizeof PARAMS / sizeof *PARAMS && !p; i++)
+            if (!strcmp(PARAMS[i].name, key)) p = &PARAMS[i];
+        if (!p || !(p->on & on))
+            return bad(e, key, "Unrecognized request argument supplied: '%s'%s", key,
+                       p ? (kind == REQ_CHAT ? " (a /v1/completions parameter)" : " (a /v1/chat/completions parameter)")
+                         : "");
+        if (p->use == P_REFUSED && !harmless(key, v)) return bad(e, key, "'%s' is not supported: %s", key, p->why);
+    }
+    return 0;
+}
+
+/* The model a request names must be one this server answers to (vLLM: 404 naming it). */
+static int check_model(const serve_model_info *mi, json_t *o, perr *e) {
+    json_t *model = json_object_get(o, "model");
+    if (!model || json_is_null(model)) return 0;
+    if (!json_is_string(model)) return bad(e, "model", "'model' must be a string");
+    if (openai_model_known(mi, json_string_value(model))) return 0;
+    bad(e, "model", "The model `%s` does not exist.", json_string_value(model));
+    return 404;
+}
+
+bool openai_model_known(const serve_model_info *mi, const char *name) {
+    for (int i = 0; i < mi->n_names; i++)
+        if (!strcmp(mi->names[i], name)) return true;
+    return false;
+}
+
 /* The parameters both endpoints share, mapped onto kiln_gen_params (what kiln_gen_seq runs on). A field
  * the request omits keeps the model's default (mi->defaults: generation_config.json as vLLM applies it). */
 static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, perr *e) {
-    json_t *model = json_object_get(o, "model");
-    if (model && !json_is_null(model) && !json_is_string(model)) return bad(e, "model", "'model' must be a string");
     kiln_gen_params *g = &r->gen;
     *g = mi->defaults;
     long long n = 1, mt = -1, topk = g->top_k, seed = 0, min_tokens = g->min_new_tokens;
@@ -126,6 +236,10 @@ static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, per
         if (!json_is_object(so)) return bad(e, "stream_options", "'stream_options' must be an object");
         if (!r->stream) return bad(e, "stream_options", "'stream_options' is only allowed when 'stream' is true");
         if ((st = get_bool(so, "include_usage", &r->include_usage, e))) return st;
+        const char *key;
+        json_t *v;
+        json_object_foreach(so, key, v) if (strcmp(key, "include_usage")) /* e.g. vLLM's continuous_usage_stats */
+            return bad(e, "stream_options", "'stream_options.%s' is not supported (only include_usage)", key);
     }
     if ((st = get_stop(o, r, e))) return st;
     if (mt >= 0 && min_tokens > mt) return bad(e, "min_tokens", "'min_tokens' %lld is above 'max_tokens' %lld", min_tokens, mt);
@@ -171,28 +285,105 @@ static int normalise_content(json_t *msg, size_t i, perr *e) {
     return 0;
 }
 
-static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr *e) {
-    json_t *msgs = json_object_get(o, "messages");
-    if (!msgs) return bad(e, "messages", "'messages' is required");
+/* An assistant's tool calls as the templates want them: "arguments" given as JSON text (OpenAI's wire
+ * form, what kiln returns) become the object (vLLM does the same: templates apply tojson to them). */
+static int normalise_tool_calls(json_t *m, const char *param, perr *e) {
+    json_t *calls = json_object_get(m, "tool_calls");
+    if (!calls || json_is_null(calls)) return 0;
+    if (!json_is_array(calls)) return bad(e, param, "'%s.tool_calls' must be a list", param);
+    for (size_t k = 0; k < json_array_size(calls); k++) {
+        json_t *fn = json_object_get(json_array_get(calls, k), "function");
+        if (!json_is_object(fn) || !json_is_string(json_object_get(fn, "name")))
+            return bad(e, param, "'%s.tool_calls[%zu]' must be {\"type\":\"function\",\"function\":{\"name\",\"arguments\"}}",
+                       param, k);
+        json_t *args = json_object_get(fn, "arguments");
+        json_t *obj = json_is_string(args) ? json_loadb(json_string_value(args), json_string_length(args), 0, NULL) : NULL;
+        if (json_is_object(obj)) json_object_set(fn, "arguments", obj);
+        json_decref(obj);
+    }
+    return 0;
+}
+
+/* For a template that cannot show tool calls (it never mentions tool_calls: ChatML, Mistral), calls and
+ * results become text in the Hermes format kiln parses (<tool_call> / <tool_response>) on assistant and
+ * user turns, consecutive user turns merged (templates that enforce alternation accept the result). */
+static json_t *tools_as_text(json_t *msgs) {
+    json_t *out = json_array();
+    for (size_t i = 0; i < json_array_size(msgs); i++) {
+        json_t *m = json_array_get(msgs, i), *calls = json_object_get(m, "tool_calls");
+        const char *role = json_string_value(json_object_get(m, "role"));
+        sbuf text = {0};
+        bool tool = !strcmp(role, "tool");
+        if (tool) sbuf_puts(&text, "<tool_response>\n");
+        sbuf_puts(&text, json_string_value(json_object_get(m, "content")));
+        if (tool) sbuf_puts(&text, "\n</tool_response>");
+        for (size_t k = 0; k < json_array_size(calls); k++) {
+            json_t *fn = json_object_get(json_array_get(calls, k), "function");
+            json_t *call = json_pack("{s:O, s:O?}", "name", json_object_get(fn, "name"), "arguments",
+                                     json_object_get(fn, "arguments"));
+            char *js = call ? json_dumps(call, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+            sbuf_puts(&text, text.len ? "\n<tool_call>\n" : "<tool_call>\n");
+            sbuf_puts(&text, js ? js : "{}");
+            sbuf_puts(&text, "\n</tool_call>");
+            free(js);
+            json_decref(call);
+        }
+        json_t *prev = json_array_size(out) ? json_array_get(out, json_array_size(out) - 1) : NULL;
+        const char *as = tool ? "user" : role;
+        if (prev && !strcmp(as, "user") && !strcmp(json_string_value(json_object_get(prev, "role")), "user")) {
+            sbuf merged = {0};
+            sbuf_puts(&merged, json_string_value(json_object_get(prev, "content")));
+            sbuf_puts(&merged, "\n");
+            sbuf_put(&merged, text.p ? text.p : "", text.len);
+            json_object_set_new(prev, "content", json_stringn(merged.p ? merged.p : "", merged.len));
+            sbuf_free(&merged);
+        } else {
+            json_array_append_new(out, json_pack("{s:s, s:s%}", "role", as, "content", text.p ? text.p : "", text.len));
+        }
+        sbuf_free(&text);
+    }
+    return out;
+}
+
+int openai_chat_messages(json_t *msgs, const char *tmpl, json_t **out, char *msg, size_t msg_size, char *param,
+                         size_t param_size) {
+    perr e = {msg, msg_size, param, param_size};
+    *out = NULL;
     if (!json_is_array(msgs) || json_array_size(msgs) == 0)
-        return bad(e, "messages", "'messages' must be a non-empty list");
+        return bad(&e, "messages", "'messages' must be a non-empty list");
     static const char *roles[] = {"system", "developer", "user", "assistant", "tool"};
+    bool has_tools = false;
     for (size_t i = 0; i < json_array_size(msgs); i++) {
         json_t *m = json_array_get(msgs, i);
-        char param[48];
-        snprintf(param, sizeof param, "messages[%zu]", i);
-        if (!json_is_object(m)) return bad(e, param, "'%s' must be an object", param);
+        char p[48];
+        snprintf(p, sizeof p, "messages[%zu]", i);
+        if (!json_is_object(m)) return bad(&e, p, "'%s' must be an object", p);
         json_t *role = json_object_get(m, "role");
         bool ok = false;
         for (size_t k = 0; json_is_string(role) && k < sizeof roles / sizeof *roles; k++)
             ok |= !strcmp(json_string_value(role), roles[k]);
-        if (!ok) return bad(e, param, "'%s.role' must be one of system, developer, user, assistant, tool", param);
-        int st = normalise_content(m, i, e);
+        if (!ok) return bad(&e, p, "'%s.role' must be one of system, developer, user, assistant, tool", p);
+        int st = normalise_content(m, i, &e);
         if (st) return st;
+        bool assistant = !strcmp(json_string_value(role), "assistant"), tool = !strcmp(json_string_value(role), "tool");
         json_t *c = json_object_get(m, "content");
-        if ((!c || json_is_null(c)) && strcmp(json_string_value(role), "assistant"))
-            return bad(e, param, "'%s.content' is required", param);
+        if (!c || json_is_null(c)) {
+            if (!assistant) return bad(&e, p, "'%s.content' is required", p);
+            json_object_set_new(m, "content", json_string("")); /* what transformers users pass: "" */
+        }
+        json_t *id = json_object_get(m, "tool_call_id");
+        if (tool && id && !json_is_null(id) && !json_is_string(id))
+            return bad(&e, p, "'%s.tool_call_id' must be a string", p);
+        if ((st = normalise_tool_calls(m, p, &e))) return st;
+        has_tools |= tool || json_array_size(json_object_get(m, "tool_calls")) > 0;
     }
+    *out = has_tools && tmpl && !strstr(tmpl, "tool_calls") ? tools_as_text(msgs) : json_incref(msgs);
+    return *out ? 0 : bad(&e, "messages", "out of memory");
+}
+
+static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr *e) {
+    json_t *given = json_object_get(o, "messages"), *msgs;
+    if (!given) return bad(e, "messages", "'messages' is required");
     json_t *tools = json_object_get(o, "tools");
     if (tools && !json_is_null(tools) && !json_is_array(tools)) return bad(e, "tools", "'tools' must be a list");
     size_t n_tools = json_is_array(tools) ? json_array_size(tools) : 0;
@@ -212,23 +403,33 @@ static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr 
     r->logprobs = logprobs;
     r->top_logprobs = (int)top;
 
-    /* The template's variables: messages, tools, add_generation_prompt, plus chat_template_kwargs
-     * (vLLM's way to pass e.g. enable_thinking). */
+    if ((st = openai_chat_messages(given, kiln_tokenizer_chat_template(mi->tok, NULL), &msgs, e->msg, e->msg_size,
+                                   e->param, e->param_size)))
+        return st;
+    /* The template's variables: chat_template_kwargs (vLLM's way to pass e.g. enable_thinking), then
+     * messages, tools and add_generation_prompt, which the kwargs cannot replace. */
     json_t *vars = json_object();
-    json_object_set(vars, "messages", msgs);
-    if (json_is_array(tools) && json_array_size(tools)) {
-        json_object_set(vars, "tools", tools);
-        r->has_tools = true;
-    }
-    json_object_set_new(vars, "add_generation_prompt", json_true());
     json_t *kw = json_object_get(o, "chat_template_kwargs");
     if (kw && !json_is_null(kw)) {
         if (!json_is_object(kw)) {
             json_decref(vars);
+            json_decref(msgs);
             return bad(e, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
         }
         json_object_update(vars, kw);
     }
+    json_object_set_new(vars, "messages", msgs);
+    json_object_del(vars, "tools");
+    if (json_is_array(tools) && json_array_size(tools)) {
+        json_object_set(vars, "tools", tools);
+        r->has_tools = true;
+    }
+    bool gen_prompt = true;
+    if ((st = get_bool(o, "add_generation_prompt", &gen_prompt, e))) {
+        json_decref(vars);
+        return st;
+    }
+    json_object_set_new(vars, "add_generation_prompt", json_boolean(gen_prompt));
     json_t *think = json_object_get(vars, "enable_thinking");
     r->split_thinking = mi->thinking && !json_is_false(think);
     if (r->split_thinking) r->gen.think_end_id = -1; /* the tokenizer's </think> */
@@ -265,6 +466,9 @@ static int parse_completion(const serve_model_info *mi, json_t *o, serve_req *r,
         if (kiln_encode(mi->tok, json_string_value(p), json_string_length(p), true, &r->prompt, &n, &err))
             return bad(e, "prompt", "tokenizing the prompt failed: %s", err.msg);
         r->n_prompt = (int)n;
+        /* echo returns the prompt as sent (api.openai.com, vLLM), not a decode that shows "<s>" */
+        if (sbuf_put(&r->prompt_text, json_string_value(p), json_string_length(p)))
+            return bad(e, "prompt", "out of memory");
     } else if (json_is_array(p)) {
         size_t n = json_array_size(p);
         r->prompt = malloc((n ? n : 1) * sizeof *r->prompt);
@@ -288,6 +492,8 @@ static int parse_completion(const serve_model_info *mi, json_t *o, serve_req *r,
     if ((st = get_bool(o, "echo", &r->echo, e))) return st;
     if (json_is_string(json_object_get(o, "suffix")) && json_string_length(json_object_get(o, "suffix")))
         return bad(e, "suffix", "'suffix' is not supported");
+    if (lp >= 0 && r->echo) /* OpenAI then lists the prompt's tokens and logprobs too */
+        return bad(e, "echo", "'echo' with 'logprobs' is not supported: prompt logprobs are not implemented");
     if (lp >= 0) r->logprobs = true, r->top_logprobs = (int)lp;
     return 0;
 }
@@ -296,12 +502,14 @@ int openai_parse(const serve_model_info *mi, serve_kind kind, const char *body, 
                  char *msg, size_t msg_size, char *param, size_t param_size) {
     perr e = {msg, msg_size, param, param_size};
     json_error_t je;
-    json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
     if (!o) return bad(&e, NULL, "malformed JSON body: %s (line %d, column %d)", je.text, je.line, je.column);
     int st = 0;
     if (!json_is_object(o)) st = bad(&e, NULL, "the request body must be a JSON object");
     r->kind = kind;
     r->max_tokens = -1;
+    if (!st) st = check_params(o, kind, &e);
+    if (!st) st = check_model(mi, o, &e);
     if (!st) st = parse_common(mi, o, r, &e);
     if (!st) st = kind == REQ_CHAT ? parse_chat(mi, o, r, &e) : parse_completion(mi, o, r, &e);
     json_decref(o);
@@ -310,8 +518,9 @@ int openai_parse(const serve_model_info *mi, serve_kind kind, const char *body, 
         return bad(&e, kind == REQ_CHAT ? "messages" : "prompt",
                    "This model's maximum context length is %d tokens. However, your prompt has %d tokens.",
                    mi->n_ctx, r->n_prompt);
-    if (r->max_tokens < 0) { /* generation_config's max_new_tokens if any (vLLM), else the context */
-        int left = mi->n_ctx - r->n_prompt, dflt = mi->defaults.max_new_tokens;
+    if (r->max_tokens < 0) { /* completions: OpenAI's 16; chat: generation_config's max_new_tokens if any
+                              * (vLLM), else the context */
+        int left = mi->n_ctx - r->n_prompt, dflt = kind == REQ_COMPLETION ? 16 : mi->defaults.max_new_tokens;
         r->max_tokens = dflt > 0 && dflt < left ? dflt : left;
         if (r->gen.min_new_tokens > r->max_tokens) r->gen.min_new_tokens = r->max_tokens;
     } else if (r->n_prompt + r->max_tokens > mi->n_ctx)
@@ -329,6 +538,7 @@ static const char *error_type(int status) {
     switch (status) {
     case 400: return "invalid_request_error";
     case 401: return "authentication_error";
+    case 403: return "permission_error";
     case 404: return "not_found_error";
     case 405: return "method_not_allowed";
     case 413: return "request_too_large";
@@ -342,7 +552,7 @@ static const char *error_type(int status) {
 char *openai_error_json(int status, const char *msg, const char *param) {
     json_t *o = json_pack("{s:{s:s, s:s, s:o, s:o}}", "error", "message", msg, "type", error_type(status), "param",
                           param && *param ? json_string(param) : json_null(), "code",
-                          status == 401 ? json_string("invalid_api_key") : json_integer(status));
+                          json_integer(status)); /* vLLM's ErrorResponse: the HTTP status, always */
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     return s;
@@ -365,15 +575,41 @@ static json_t *token_bytes(const char *s, size_t n) {
     return a;
 }
 
-/* A token's text for logprobs: decoded on its own (may be a partial UTF-8 sequence; JSON needs valid
- * text, so invalid bytes become U+FFFD via the decoder's own handling). */
-static json_t *token_text(const kiln_tokenizer *t, int32_t id, json_t **bytes) {
-    size_t n = 0;
-    char *s = kiln_decode(t, &id, 1, false, &n);
-    json_t *j = s ? json_stringn(s, n) : NULL;
+/* A token's text for logprobs, decoded after the ids before it (the prompt's tail, then the earlier
+ * generated tokens) as the streamed text is, so SentencePiece's "▁a" after "upon" reads " a" and the
+ * strings add up to the text. Special tokens show as themselves. Bytes of an incomplete UTF-8 sequence
+ * become U+FFFD (JSON needs valid text). at: the logprob entry's index. */
+static json_t *token_text(const serve_model_info *mi, const serve_req *r, int at, int32_t id, json_t **bytes) {
+    sbuf text = {0};
+    if (kiln_token_is_special(mi->tok, id)) {
+        size_t n = 0;
+        char *s = kiln_decode(mi->tok, &id, 1, false, &n);
+        if (s) sbuf_put(&text, s, n);
+        free(s);
+    } else {
+        int32_t ctx[8];
+        int n = 0;
+        for (int i = at - 1; i >= 0 && n < 8; i--) ctx[n++] = r->lp[i].id;
+        for (int i = r->n_prompt - 1; i >= 0 && n < 8; i--) ctx[n++] = r->prompt[i];
+        for (int i = 0; i < n / 2; i++) {
+            int32_t t = ctx[i];
+            ctx[i] = ctx[n - 1 - i], ctx[n - 1 - i] = t;
+        }
+        kiln_detok *d = kiln_detok_new(mi->tok, true);
+        if (d) {
+            size_t len = 0;
+            kiln_detok_prime(d, ctx, (size_t)n);
+            const char *s = kiln_detok_push(d, id, &len);
+            sbuf_put(&text, s, len);
+            s = kiln_detok_flush(d, &len);
+            sbuf_put(&text, s, len);
+            kiln_detok_free(d);
+        }
+    }
+    json_t *j = json_stringn(text.p ? text.p : "", text.len);
     if (!j) j = json_string("\xef\xbf\xbd");
-    if (bytes) *bytes = token_bytes(s ? s : "", s ? n : 0);
-    free(s);
+    if (bytes) *bytes = token_bytes(text.p ? text.p : "", text.len);
+    sbuf_free(&text);
     return j;
 }
 
@@ -382,10 +618,10 @@ static json_t *chat_logprobs(const serve_model_info *mi, serve_req *r, int from,
     json_t *content = json_array();
     for (int i = from; i < to; i++) {
         serve_logprob *l = &r->lp[i];
-        json_t *bytes, *tok = token_text(mi->tok, l->id, &bytes);
+        json_t *bytes, *tok = token_text(mi, r, i, l->id, &bytes);
         json_t *top = json_array();
         for (int k = 0; k < l->n_top; k++) {
-            json_t *tb, *tt = token_text(mi->tok, l->top_id[k], &tb);
+            json_t *tb, *tt = token_text(mi, r, i, l->top_id[k], &tb);
             json_array_append_new(top, json_pack("{s:o, s:f, s:o}", "token", tt, "logprob", (double)l->top_lp[k],
                                                  "bytes", tb));
         }
@@ -395,19 +631,20 @@ static json_t *chat_logprobs(const serve_model_info *mi, serve_req *r, int from,
     return json_pack("{s:o}", "content", content);
 }
 
-/* Completions logprobs: parallel lists tokens / token_logprobs / top_logprobs / text_offset. */
-static json_t *completion_logprobs(const serve_model_info *mi, serve_req *r, int from, int to, size_t offset) {
+/* Completions logprobs: parallel lists tokens / token_logprobs / top_logprobs / text_offset; *offset is
+ * where entry `from` starts in the choice's text (echo: after the prompt) and moves past `to`. */
+static json_t *completion_logprobs(const serve_model_info *mi, serve_req *r, int from, int to, size_t *offset) {
     json_t *tokens = json_array(), *lps = json_array(), *tops = json_array(), *offs = json_array();
     for (int i = from; i < to; i++) {
         serve_logprob *l = &r->lp[i];
-        json_t *tok = token_text(mi->tok, l->id, NULL);
-        json_array_append_new(offs, json_integer((json_int_t)offset));
-        offset += json_string_length(tok);
+        json_t *tok = token_text(mi, r, i, l->id, NULL);
+        json_array_append_new(offs, json_integer((json_int_t)*offset));
+        *offset += json_string_length(tok);
         json_array_append_new(tokens, tok);
         json_array_append_new(lps, json_real(l->logprob));
         json_t *top = json_object();
         for (int k = 0; k < l->n_top; k++) {
-            json_t *tt = token_text(mi->tok, l->top_id[k], NULL);
+            json_t *tt = token_text(mi, r, i, l->top_id[k], NULL);
             json_object_set_new(top, json_string_value(tt), json_real(l->top_lp[k]));
             json_decref(tt);
         }
@@ -456,12 +693,28 @@ static char *dump(json_t *o) {
     return s;
 }
 
-static json_t *prompt_text(const serve_model_info *mi, serve_req *r) {
+/* echo: the prompt as sent, or for token ids their decode (special tokens skipped, as the completion's
+ * text is), so echo + completion = the decode of prompt + completion ids. */
+static void prompt_text(const serve_model_info *mi, serve_req *r, sbuf *out) {
+    if (r->prompt_text.p) {
+        sbuf_put(out, r->prompt_text.p, r->prompt_text.len);
+        return;
+    }
     size_t n = 0;
-    char *s = kiln_decode(mi->tok, r->prompt, (size_t)r->n_prompt, false, &n);
-    json_t *j = s ? json_stringn(s, n) : json_string("");
+    char *s = kiln_decode(mi->tok, r->prompt, (size_t)r->n_prompt, true, &n);
+    if (s) sbuf_put(out, s, n);
     free(s);
-    return j ? j : json_string("");
+}
+
+/* The choice's text: [prompt +] content from `from`. *prompt_len: the echoed prompt's length. */
+static json_t *completion_text(const serve_model_info *mi, serve_req *r, bool echo, size_t from, size_t *prompt_len) {
+    sbuf b = {0};
+    if (echo) prompt_text(mi, r, &b);
+    *prompt_len = b.len;
+    sbuf_put(&b, r->content.p ? r->content.p + from : "", r->content.len - from);
+    json_t *j = json_stringn(b.p ? b.p : "", b.len);
+    sbuf_free(&b);
+    return j;
 }
 
 char *openai_response_json(const serve_model_info *mi, serve_req *r) {
@@ -483,19 +736,12 @@ char *openai_response_json(const serve_model_info *mi, serve_req *r) {
                            chat_finish_json(r));
     } else {
         o = envelope(mi, r, "text_completion");
-        if (r->echo) {
-            json_t *p = prompt_text(mi, r);
-            sbuf b = {0};
-            sbuf_put(&b, json_string_value(p), json_string_length(p));
-            sbuf_put(&b, json_string_value(text), json_string_length(text));
-            json_decref(text);
-            text = json_stringn(b.p ? b.p : "", b.len);
-            sbuf_free(&b);
-            json_decref(p);
-        }
+        size_t offset = 0;
+        json_decref(text);
+        text = completion_text(mi, r, r->echo, 0, &offset);
         choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "text", text, "logprobs",
-                           r->logprobs ? completion_logprobs(mi, r, 0, r->n_lp, 0) : json_null(), "finish_reason",
-                           finish_json(r));
+                           r->logprobs ? completion_logprobs(mi, r, 0, r->n_lp, &offset) : json_null(),
+                           "finish_reason", finish_json(r));
     }
     if (r->return_token_ids) {
         json_object_set_new(choice, "token_ids", ids_json(r->gen_ids, r->n_gen));
@@ -525,13 +771,10 @@ char *openai_stream_chunk(const serve_model_info *mi, serve_req *r, serve_cursor
                 r->n_calls > cur->calls;
     bool fin = r->done && !cur->sent_finish;
     if (!more && !fin && cur->sent_role) return NULL;
-    json_t *choice;
-    json_t *text = json_stringn(r->content.p ? r->content.p + cur->content : "", r->content.len - cur->content);
-    json_t *lp = r->logprobs ? (r->kind == REQ_CHAT ? chat_logprobs(mi, r, cur->lp, r->n_lp)
-                                                    : completion_logprobs(mi, r, cur->lp, r->n_lp, cur->content))
-                             : json_null();
-    json_t *o;
+    json_t *choice, *o, *lp;
     if (r->kind == REQ_CHAT) {
+        json_t *text = json_stringn(r->content.p ? r->content.p + cur->content : "", r->content.len - cur->content);
+        lp = r->logprobs ? chat_logprobs(mi, r, cur->lp, r->n_lp) : json_null();
         o = envelope(mi, r, "chat.completion.chunk");
         json_t *delta = json_object();
         if (!cur->sent_role) json_object_set_new(delta, "role", json_string("assistant"));
@@ -546,16 +789,10 @@ char *openai_stream_chunk(const serve_model_info *mi, serve_req *r, serve_cursor
                            r->done ? chat_finish_json(r) : json_null());
     } else {
         o = envelope(mi, r, "text_completion");
-        if (!cur->sent_role && r->echo) {
-            json_t *p = prompt_text(mi, r);
-            sbuf b = {0};
-            sbuf_put(&b, json_string_value(p), json_string_length(p));
-            sbuf_put(&b, json_string_value(text), json_string_length(text));
-            json_decref(text);
-            json_decref(p);
-            text = json_stringn(b.p ? b.p : "", b.len);
-            sbuf_free(&b);
-        }
+        size_t prompt_len = 0;
+        json_t *text = completion_text(mi, r, !cur->sent_role && r->echo, cur->content, &prompt_len);
+        cur->text_offset += prompt_len; /* the echoed prompt comes first */
+        lp = r->logprobs ? completion_logprobs(mi, r, cur->lp, r->n_lp, &cur->text_offset) : json_null();
         choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "text", text, "logprobs", lp, "finish_reason",
                            r->done ? finish_json(r) : json_null());
     }
@@ -577,7 +814,117 @@ char *openai_usage_chunk(const serve_model_info *mi, serve_req *r) {
     return sse(o);
 }
 
+static json_t *model_card(const serve_model_info *mi, const char *id, long created) {
+    return json_pack("{s:s, s:s, s:i, s:s, s:i}", "id", id, "object", "model", "created", (json_int_t)created,
+                     "owned_by", "kiln", "max_model_len", mi->n_ctx);
+}
+
+char *openai_model_json(const serve_model_info *mi, const char *id, long created) {
+    return openai_model_known(mi, id) ? dump(model_card(mi, id, created)) : NULL;
+}
+
 char *openai_models_json(const serve_model_info *mi, long created) {
-    return dump(json_pack("{s:s, s:[{s:s, s:s, s:i, s:s, s:i}]}", "object", "list", "data", "id", mi->name, "object",
-                          "model", "created", (json_int_t)created, "owned_by", "kiln", "max_model_len", mi->n_ctx));
+    json_t *data = json_array();
+    for (int i = 0; i < mi->n_names; i++) json_array_append_new(data, model_card(mi, mi->names[i], created));
+    return dump(json_pack("{s:s, s:o}", "object", "list", "data", data));
+}
+
+/* ---- /tokenize and /detokenize (vLLM's shapes) ---- */
+
+static int only_keys(json_t *o, const char *const *keys, perr *e) {
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v) {
+        bool ok = false;
+        for (const char *const *k = keys; *k && !ok; k++) ok = !strcmp(*k, key);
+        if (!ok) return bad(e, key, "Unrecognized request argument supplied: '%s'", key);
+    }
+    return 0;
+}
+
+static json_t *load_object(const char *body, size_t len, perr *e, int *st) {
+    json_error_t je;
+    json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
+    if (!o) *st = bad(e, NULL, "malformed JSON body: %s (line %d, column %d)", je.text, je.line, je.column);
+    else if (!json_is_object(o)) *st = bad(e, NULL, "the request body must be a JSON object");
+    else *st = 0;
+    if (*st) json_decref(o);
+    return *st ? NULL : o;
+}
+
+/* {"prompt", "add_special_tokens"} or {"messages", "add_generation_prompt", ...} → {"count",
+ * "max_model_len", "tokens", "token_strs"}. */
+int openai_tokenize(const serve_model_info *mi, const char *body, size_t len, char **out, char *msg, size_t msg_size,
+                    char *param, size_t param_size) {
+    perr e = {msg, msg_size, param, param_size};
+    static const char *const keys[] = {"model", "prompt", "messages", "add_special_tokens", "return_token_strs",
+                                       "add_generation_prompt", "chat_template_kwargs", "tools", NULL};
+    int st;
+    json_t *o = load_object(body, len, &e, &st);
+    if (!o) return st;
+    serve_req *r = serve_req_new();
+    bool strs = false, special = !json_object_get(o, "messages");
+    if (!r) st = bad(&e, NULL, "out of memory");
+    if (!st) st = only_keys(o, keys, &e);
+    if (!st) st = check_model(mi, o, &e);
+    if (!st) st = get_bool(o, "return_token_strs", &strs, &e);
+    if (!st) st = get_bool(o, "add_special_tokens", &special, &e);
+    if (!st && special && json_object_get(o, "messages")) /* the template writes them itself */
+        st = bad(&e, "add_special_tokens", "'add_special_tokens' with 'messages' is not supported");
+    if (!st && json_object_get(o, "messages")) st = parse_chat(mi, o, r, &e);
+    else if (!st) {
+        const char *text = NULL;
+        kiln_err err = {{0}};
+        size_t n = 0;
+        if (json_get_str(o, "prompt", &text, &err) <= 0) st = bad(&e, "prompt", "'prompt' (a string) or 'messages' is required");
+        else if (kiln_encode(mi->tok, text, json_string_length(json_object_get(o, "prompt")), special, &r->prompt, &n, &err))
+            st = bad(&e, "prompt", "tokenizing the prompt failed: %s", err.msg);
+        r->n_prompt = (int)n;
+    }
+    json_decref(o);
+    if (!st) {
+        json_t *strs_j = strs ? json_array() : json_null();
+        for (int i = 0; strs && i < r->n_prompt; i++) {
+            const char *t = kiln_token_str(mi->tok, r->prompt[i]);
+            json_array_append_new(strs_j, json_string(t ? t : ""));
+        }
+        *out = dump(json_pack("{s:i, s:i, s:o, s:o}", "count", r->n_prompt, "max_model_len", mi->n_ctx, "tokens",
+                              ids_json(r->prompt, r->n_prompt), "token_strs", strs_j));
+        if (!*out) st = bad(&e, NULL, "out of memory");
+    }
+    serve_req_unref(r);
+    return st;
+}
+
+/* {"tokens": [ids]} → {"prompt": text} (special tokens kept, as vLLM's tokenizer.decode). */
+int openai_detokenize(const serve_model_info *mi, const char *body, size_t len, char **out, char *msg,
+                      size_t msg_size, char *param, size_t param_size) {
+    perr e = {msg, msg_size, param, param_size};
+    static const char *const keys[] = {"model", "tokens", NULL};
+    int st;
+    json_t *o = load_object(body, len, &e, &st);
+    if (!o) return st;
+    json_t *toks = json_object_get(o, "tokens");
+    size_t n = json_array_size(toks), vocab = kiln_tokenizer_vocab_size(mi->tok);
+    int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids) st = bad(&e, NULL, "out of memory");
+    if (!st) st = only_keys(o, keys, &e);
+    if (!st) st = check_model(mi, o, &e);
+    if (!st && !json_is_array(toks)) st = bad(&e, "tokens", "'tokens' (a list of token ids) is required");
+    for (size_t i = 0; !st && i < n; i++) {
+        long long id;
+        if (json_int_value(json_array_get(toks, i), 0, (long long)vocab - 1, &id))
+            st = bad(&e, "tokens", "'tokens[%zu]' must be a token id in [0, %zu)", i, vocab);
+        else ids[i] = (int32_t)id;
+    }
+    json_decref(o);
+    if (!st) {
+        size_t tn = 0;
+        char *text = kiln_decode(mi->tok, ids, n, false, &tn);
+        *out = text ? dump(json_pack("{s:s%}", "prompt", text, tn)) : NULL;
+        free(text);
+        if (!*out) st = bad(&e, NULL, "out of memory");
+    }
+    free(ids);
+    return st;
 }

@@ -42,6 +42,7 @@ struct serve_sched {
     serve_req **queue;
     int n_queue, cap_queue; /* cap grows when max_queue is 0 (no limit) */
     bool stop;
+    char broken[512]; /* why the engine stopped running forward passes ("" while it runs) */
     double step_s; /* recent time per engine step, for Retry-After */
 
     /* engine thread only */
@@ -278,6 +279,31 @@ static void publish_gauges(serve_sched *s) {
                    prefix_cache_count(s->pc));
 }
 
+/* Before each step: are the mapped weights still what was loaded? Once not, nothing touches them again
+ * and every request, queued or running, ends with a 503 naming the file. */
+static bool engine_broken(serve_sched *s) {
+    kiln_err err = {{0}};
+    pthread_mutex_lock(&s->mu);
+    bool broken = s->broken[0];
+    pthread_mutex_unlock(&s->mu);
+    if (!broken && model_watch_check(s->o.watch, &err)) {
+        pthread_mutex_lock(&s->mu);
+        snprintf(s->broken, sizeof s->broken, "%.500s", err.msg);
+        pthread_mutex_unlock(&s->mu);
+        broken = true;
+    }
+    if (!broken) return false;
+    while (s->n_run) retire(s, s->n_run - 1, FIN_ERROR, 503, s->broken);
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->n_queue; i++) {
+        finish(s->queue[i], FIN_ERROR, 503, s->broken);
+        serve_req_unref(s->queue[i]);
+    }
+    s->n_queue = 0;
+    pthread_mutex_unlock(&s->mu);
+    return true;
+}
+
 static void *engine_main(void *arg) {
     serve_sched *s = arg;
     for (;;) {
@@ -287,6 +313,7 @@ static void *engine_main(void *arg) {
         pthread_mutex_unlock(&s->mu);
         if (stop) break;
         reap(s);
+        if (engine_broken(s)) continue;
         admit_queued(s);
         publish_gauges(s);
         step(s);
@@ -364,6 +391,14 @@ fail:
     return NULL;
 }
 
+bool sched_broken(serve_sched *s, char *why, size_t size) {
+    pthread_mutex_lock(&s->mu);
+    bool broken = s->broken[0];
+    if (broken) snprintf(why, size, "%s", s->broken);
+    pthread_mutex_unlock(&s->mu);
+    return broken;
+}
+
 int sched_submit(serve_sched *s, serve_req *r) {
     pthread_mutex_lock(&s->mu);
     if (s->stop || (s->o.max_queue > 0 && s->n_queue >= s->o.max_queue)) {
@@ -396,6 +431,7 @@ void sched_poke(serve_sched *s) {
 }
 
 int sched_n_ctx(const serve_sched *s) { return s->n_ctx; }
+int sched_total_blocks(const serve_sched *s) { return s->total_blocks; }
 
 double sched_retry_after(serve_sched *s) {
     pthread_mutex_lock(&s->mu);

@@ -9,6 +9,7 @@
 #ifndef KILN_SERVE_H
 #define KILN_SERVE_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -48,6 +49,7 @@ typedef struct serve_req {
     serve_kind kind;
     int32_t *prompt; /* token ids */
     int n_prompt;
+    sbuf prompt_text; /* completions: the prompt string as sent (what echo returns); empty for ids */
     int max_tokens; /* -1: up to the context */
     kiln_gen_params gen; /* sampling, stop strings, EOS ids, thinking split: what kiln_gen_seq runs on */
     char **stop;         /* storage for gen.stop */
@@ -142,6 +144,16 @@ void output_flush(req_output *o, serve_req *r);
 /* Generated ids so far (EOS included). */
 const int32_t *output_ids(const req_output *o, size_t *n);
 
+/* ---------- model_watch.c: the mapped weight files changed underneath? ---------- */
+typedef struct model_watch model_watch;
+/* Records every *.safetensors in dir and cache_path (the quant cache; NULL: none) as they are now. */
+model_watch *model_watch_new(const char *dir, const char *cache_path, kiln_err *err);
+/* 0 while each file is as recorded (or replaced by a new inode: harmless); -1 with err naming the file
+ * when one changed size or content in place. NULL w: always 0. */
+int model_watch_check(const model_watch *w, kiln_err *err);
+int model_watch_count(const model_watch *w);
+void model_watch_free(model_watch *w);
+
 /* ---------- scheduler.c: continuous batching on one engine thread ---------- */
 typedef struct serve_sched serve_sched;
 typedef struct serve_sched_opts {
@@ -150,14 +162,18 @@ typedef struct serve_sched_opts {
     int kv_cache_mb;  /* 0: the engine's default (every slot can hold a full context) */
     int n_ctx;        /* 0: the engine's default */
     int prefill_chunk;/* prompt tokens per step across all prefills */
+    const model_watch *watch; /* checked before every step (NULL: none) */
 } serve_sched_opts;
 serve_sched *sched_new(kiln_model *model, const kiln_tokenizer *tok, serve_metrics *metrics,
                        const serve_sched_opts *o, kiln_err *err);
 /* Queues r (taking a reference). Returns 0, or -1 when the queue is full (caller answers 429). */
 int sched_submit(serve_sched *s, serve_req *r);
+/* Whether the engine stopped because the model files changed (why: the message). */
+bool sched_broken(serve_sched *s, char *why, size_t size);
 /* Wakes the engine so it notices r->cancelled promptly. */
 void sched_poke(serve_sched *s);
 int sched_n_ctx(const serve_sched *s);
+int sched_total_blocks(const serve_sched *s);
 double sched_retry_after(serve_sched *s); /* seconds a rejected client should wait */
 /* Stops the engine thread: finishes whatever is still queued or running as cancelled (waking its
  * waiters) and joins. Afterwards submit fails and poke does nothing; sched_free releases the memory. */
@@ -166,7 +182,9 @@ void sched_free(serve_sched *s);
 
 /* ---------- openai.c: request parsing and response shapes ---------- */
 typedef struct serve_model_info {
-    const char *name;     /* the id /v1/models lists and responses echo */
+    const char *name;     /* the id responses echo (names[0]) */
+    const char *const *names; /* every id a request may name (--served-model-name aliases) */
+    int n_names;
     const kiln_tokenizer *tok;
     int n_ctx;
     bool thinking;        /* the chat template knows enable_thinking / <think> */
@@ -179,12 +197,26 @@ int openai_parse(const serve_model_info *mi, serve_kind kind, const char *body, 
                  char *msg, size_t msg_size, char *param, size_t param_size);
 /* An OpenAI error body: {"error":{"message","type","param","code"}}. malloc'd. */
 char *openai_error_json(int status, const char *msg, const char *param);
+/* Whether a request's "model" names this server's model (one of mi->names). */
+bool openai_model_known(const serve_model_info *mi, const char *name);
+/* Checks and normalises chat messages in place for template tmpl: content parts joined, content null on
+ * an assistant turn rendered as "", tool-call arguments given as JSON text parsed into objects; for a
+ * template that cannot show tool calls, calls and results rewritten as Hermes-style text. *out: the
+ * messages to render (a new reference). 0, or 400 with msg / param. */
+int openai_chat_messages(json_t *msgs, const char *tmpl, json_t **out, char *msg, size_t msg_size, char *param,
+                         size_t param_size);
+/* POST /tokenize and /detokenize bodies (vLLM's shapes) → *out (malloc'd JSON); 0 or the HTTP status. */
+int openai_tokenize(const serve_model_info *mi, const char *body, size_t len, char **out, char *msg, size_t msg_size,
+                    char *param, size_t param_size);
+int openai_detokenize(const serve_model_info *mi, const char *body, size_t len, char **out, char *msg,
+                      size_t msg_size, char *param, size_t param_size);
 /* Full non-streaming response for a finished request (caller holds r->mu). malloc'd. */
 char *openai_response_json(const serve_model_info *mi, serve_req *r);
 /* One SSE event "data: {...}\n\n" with everything new since the cursors (caller holds r->mu); NULL if
  * nothing new. first: include the role delta. */
 typedef struct serve_cursor {
     size_t content, reasoning;
+    size_t text_offset; /* completions logprobs: where the next entry starts in the streamed text */
     int lp, calls;
     bool sent_role, sent_finish;
 } serve_cursor;
@@ -192,9 +224,12 @@ char *openai_stream_chunk(const serve_model_info *mi, serve_req *r, serve_cursor
 /* The final usage-only chunk (stream_options.include_usage). */
 char *openai_usage_chunk(const serve_model_info *mi, serve_req *r);
 char *openai_models_json(const serve_model_info *mi, long created);
+char *openai_model_json(const serve_model_info *mi, const char *id, long created); /* NULL: unknown id */
 
 
 /* ---------- server.c / http.c ---------- */
+#define SERVE_MAX_NAMES 16
+typedef struct conn_watch conn_watch; /* http.c: one per connection, for the read deadline */
 struct kiln_server {
     kiln_server_opts o;
     kiln_model *model;
@@ -202,7 +237,11 @@ struct kiln_server {
     serve_sched *sched;
     serve_metrics *metrics;
     serve_model_info mi;
-    char model_name[256];
+    model_watch *watch;
+    char *names_buf; /* o.model_name split at commas */
+    const char *names[SERVE_MAX_NAMES];
+    char **origins; /* o.allowed_origins split at commas ("*" allowed) */
+    int n_origins;
     struct MHD_Daemon *daemon;
     int port;
     long started; /* unix time, for /v1/models */
@@ -210,10 +249,14 @@ struct kiln_server {
     pthread_cond_t idle;  /* signalled when active drops to 0 */
     int active;           /* generation requests between parse and last byte */
     bool draining, stopped;
+    /* http.c's read-deadline watchdog */
+    pthread_mutex_t watch_mu;
+    conn_watch *watches;
+    pthread_t watchdog;
+    bool watchdog_started, watchdog_stop;
 };
 /* http.c: starts / stops the libmicrohttpd daemon on s->o.host:s->o.port (sets s->port). */
 int http_start(kiln_server *s, kiln_err *err);
-void http_quiesce(kiln_server *s); /* stop accepting new connections */
 void http_stop(kiln_server *s);
 
 #endif

@@ -44,6 +44,7 @@ void serve_req_unref(serve_req *r) {
     pthread_mutex_unlock(&r->mu);
     if (left) return;
     free(r->prompt);
+    sbuf_free(&r->prompt_text);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->stop);
     for (int i = 0; i < r->n_tools; i++) free(r->tools[i]);
@@ -71,6 +72,8 @@ void kiln_server_opts_default(kiln_server_opts *o) {
                             .max_queue = 64,
                             .max_body_kb = 1024,
                             .max_connections = 256,
+                            .max_connections_per_ip = 128,
+                            .read_timeout_s = 30,
                             .request_timeout_s = 600};
 }
 
@@ -94,12 +97,62 @@ static int load_defaults(kiln_gen_params *p, const char *dir, const kiln_tokeniz
     return 0;
 }
 
+/* Splits list (commas; empty parts skipped) into strdup'd parts: 0, -1 out of memory, -2 more than max. */
+static int split_list(const char *list, char **out, int max, int *n) {
+    *n = 0;
+    for (const char *p = list; p && *p;) {
+        size_t len = strcspn(p, ",");
+        if (len && *n == max) return -2;
+        if (len && !(out[(*n)++] = strndup(p, len))) return (*n)--, -1;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
+static int list_error(int rc, const char *what, kiln_err *err) {
+    return rc == -2 ? kiln_err_set(err, "%s: at most %d entries", what, SERVE_MAX_NAMES) : kiln_err_set(err, "out of memory");
+}
+
+/* The ids requests may name: --served-model-name's list, else the model directory's last component. */
+static int split_names(kiln_server *s, kiln_err *err) {
+    const char *list = s->o.model_name;
+    char base[256];
+    if (!list || !*list) {
+        size_t n = strlen(s->o.model_dir);
+        while (n > 1 && s->o.model_dir[n - 1] == '/') n--;
+        size_t b = n;
+        while (b > 0 && s->o.model_dir[b - 1] != '/') b--;
+        snprintf(base, sizeof base, "%.*s", (int)(n - b), s->o.model_dir + b);
+        list = base;
+    }
+    char *parts[SERVE_MAX_NAMES];
+    int n = 0, rc = split_list(list, parts, SERVE_MAX_NAMES, &n);
+    if (rc || n == 0) {
+        for (int i = 0; i < n; i++) free(parts[i]);
+        return rc ? list_error(rc, "--served-model-name", err) : kiln_err_set(err, "--served-model-name: no name given");
+    }
+    /* one allocation holds them all (names[] points into it) */
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += strlen(parts[i]) + 1;
+    s->names_buf = malloc(total);
+    for (int i = 0, off = 0; s->names_buf && i < n; i++) {
+        strcpy(s->names_buf + off, parts[i]);
+        s->names[i] = s->names_buf + off;
+        off += (int)strlen(parts[i]) + 1;
+    }
+    for (int i = 0; i < n; i++) free(parts[i]);
+    if (!s->names_buf) return kiln_err_set(err, "out of memory");
+    s->mi.n_names = n;
+    return 0;
+}
+
 kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
     kiln_server *s = calloc(1, sizeof *s);
     if (!s) return kiln_err_set(err, "out of memory"), NULL;
     s->o = *o;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->idle, NULL);
+    pthread_mutex_init(&s->watch_mu, NULL);
     s->started = (long)time(NULL);
     kiln_model_opts mo;
     if (o->model_opts) mo = *o->model_opts;
@@ -119,23 +172,24 @@ kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
                            .kv_cache_mb = o->kv_cache_mb,
                            .n_ctx = o->n_ctx,
                            .prefill_chunk = 512};
+    bool reused;
+    if (!(s->watch = model_watch_new(o->model_dir, kiln_model_weight_cache(s->model, &reused), err))) goto fail;
+    so.watch = s->watch;
     if (!(s->sched = sched_new(s->model, s->tok, s->metrics, &so, err))) goto fail;
 
-    const char *name = o->model_name;
-    if (!name) {
-        size_t n = strlen(o->model_dir);
-        while (n > 1 && o->model_dir[n - 1] == '/') n--;
-        size_t b = n;
-        while (b > 0 && o->model_dir[b - 1] != '/') b--;
-        snprintf(s->model_name, sizeof s->model_name, "%.*s", (int)(n - b), o->model_dir + b);
-    } else {
-        snprintf(s->model_name, sizeof s->model_name, "%s", name);
-    }
-    s->mi.name = s->model_name;
+    if (split_names(s, err)) goto fail;
+    s->mi.name = s->names[0];
+    s->mi.names = s->names;
     s->mi.tok = s->tok;
     s->mi.n_ctx = sched_n_ctx(s->sched);
     s->mi.thinking = template_thinks(s->tok);
     if (load_defaults(&s->mi.defaults, o->model_dir, s->tok, err)) goto fail;
+    s->origins = calloc(SERVE_MAX_NAMES, sizeof *s->origins);
+    int rc = s->origins ? split_list(o->allowed_origins, s->origins, SERVE_MAX_NAMES, &s->n_origins) : -1;
+    if (rc) {
+        list_error(rc, "--allowed-origins", err);
+        goto fail;
+    }
     if (http_start(s, err)) goto fail;
     return s;
 fail:
@@ -145,15 +199,27 @@ fail:
 
 int kiln_server_port(const kiln_server *s) { return s->port; }
 
-void kiln_server_shutdown(kiln_server *s, double grace_s) {
-    pthread_mutex_lock(&s->mu);
-    bool first = !s->draining;
-    s->draining = true;
-    pthread_mutex_unlock(&s->mu);
-    if (!first) return;
-    if (s->daemon) http_quiesce(s);
-    /* Let in-flight requests finish (bounded), then cancel what is left. */
-    double until = kiln_now() + grace_s;
+void kiln_server_get_info(const kiln_server *s, kiln_server_info *out) {
+    const kiln_config *cfg = kiln_model_config(s->model);
+    *out = (kiln_server_info){.model_name = s->mi.name,
+                              .architecture = cfg->architecture,
+                              .stored_dtype = kiln_dtype_name(cfg->torch_dtype),
+                              .weight_bytes = kiln_model_weight_bytes(s->model),
+                              .n_ctx = s->mi.n_ctx,
+                              .max_batch = s->o.max_batch > 0 ? s->o.max_batch : 8,
+                              .kv_blocks = sched_total_blocks(s->sched),
+                              .kv_block_tokens = KILN_KV_BLOCK,
+                              .threads = kiln_model_threads(s->model),
+                              .chat_template = kiln_tokenizer_chat_template(s->tok, NULL) != NULL,
+                              .thinking = s->mi.thinking,
+                              .host = s->o.host ? s->o.host : "127.0.0.1",
+                              .port = s->port,
+                              .api_key = s->o.api_key && *s->o.api_key};
+}
+
+/* Waits (bounded) until no generation request is in flight. */
+static void wait_idle(kiln_server *s, double seconds) {
+    double until = kiln_now() + seconds;
     pthread_mutex_lock(&s->mu);
     while (s->active > 0 && kiln_now() < until) {
         struct timespec ts;
@@ -163,7 +229,20 @@ void kiln_server_shutdown(kiln_server *s, double grace_s) {
         pthread_cond_timedwait(&s->idle, &s->mu, &ts);
     }
     pthread_mutex_unlock(&s->mu);
+}
+
+/* The drain: the daemon keeps listening and answers new work 503 (a refused connection tells a client
+ * nothing); in-flight requests get grace_s, then what is left is cancelled and every stream still gets
+ * its error event and [DONE] (a few seconds for the writers) before the sockets close. */
+void kiln_server_shutdown(kiln_server *s, double grace_s) {
+    pthread_mutex_lock(&s->mu);
+    bool first = !s->draining;
+    s->draining = true;
+    pthread_mutex_unlock(&s->mu);
+    if (!first) return;
+    wait_idle(s, grace_s);
     if (s->sched) sched_stop(s->sched); /* wakes any waiter left with a cancelled result */
+    wait_idle(s, 5);
     if (s->daemon) http_stop(s);       /* joins the connection threads */
     s->stopped = true;
 }
@@ -172,9 +251,14 @@ void kiln_server_free(kiln_server *s) {
     if (!s) return;
     kiln_server_shutdown(s, 0);
     sched_free(s->sched);
+    model_watch_free(s->watch);
     metrics_free(s->metrics);
     kiln_tokenizer_free(s->tok);
     kiln_model_free(s->model);
+    free(s->names_buf);
+    for (int i = 0; i < s->n_origins; i++) free(s->origins[i]);
+    free(s->origins);
+    pthread_mutex_destroy(&s->watch_mu);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->idle);
     free(s);

@@ -310,6 +310,23 @@ static int window_new(kiln_detok *d, bool stream, strbuf *fresh) {
     return rc ? -1 : 0;
 }
 
+/* Context ids (a prompt) the next pushes decode against, emitting nothing for them. Only the last few
+ * are kept: enough for the decoders that look at a neighbour (Metaspace's leading space, Strip), as
+ * vLLM's incremental detokenizer starts 5 tokens back. */
+#define DETOK_CONTEXT 6
+int kiln_detok_prime(kiln_detok *d, const int32_t *ids, size_t n) {
+    size_t from = n > DETOK_CONTEXT ? n - DETOK_CONTEXT : 0;
+    d->ids.n = 0;
+    for (size_t i = from; i < n; i++)
+        if (tk_ids_add(&d->ids, ids[i])) {
+            d->ids.n = 0; /* out of memory: no context (as a fresh detokenizer) */
+            break;
+        }
+    d->prefix = 0;
+    d->read = d->ids.n;
+    return d->ids.n == n - from ? 0 : -1;
+}
+
 const char *kiln_detok_push(kiln_detok *d, int32_t id, size_t *len) {
     *len = 0;
     if (tk_ids_add(&d->ids, id)) return NULL;

@@ -48,15 +48,17 @@ echo "]" >>"$TMP/expected.json"
     "$KILN" run --model "$STORIES" --greedy --json --max-new-tokens 40 --threads 1 --prompt "Once upon a time" >"$TMP/run_text.json" 2>>"$TMP/gen.err" ||
     { fail serve_expected_run "kiln run: $(cat "$TMP/gen.err")"; exit 0; }
 
-start STORIES "$STORIES" --threads 1 --api-key sekrit --max-body-kb 64 --max-batch 8 --max-queue 128
-start QWEN "$QWEN" --threads 1 --max-batch 2 --max-queue 2 --ctx 4096
+start STORIES "$STORIES" --threads 1 --api-key sekrit --max-body-kb 64 --max-batch 8 --max-queue 128 \
+    --served-model-name stories260K,stories --allowed-origins http://app.example
+start QWEN "$QWEN" --threads 1 --max-batch 2 --max-queue 2 --ctx 4096 --api-key sekrit --health-public \
+    --read-timeout 2 --max-connections-per-ip 16 --drain 1 --log-format json
 if [ -z "$URL_STORIES" ] || [ -z "$URL_QWEN" ]; then
     fail serve_start "$(cat "$TMP/STORIES.log" "$TMP/QWEN.log")"
     exit 0
 fi
 pass serve_start_port0
 
-STORIES_URL=$URL_STORIES STORIES_PID=$PID_STORIES QWEN_URL=$URL_QWEN EXPECTED=$TMP/expected.json RUN_CHAT=$TMP/run_chat.json RUN_TEXT=$TMP/run_text.json MAX_TOKENS=$MAX_TOKENS \
+STORIES_URL=$URL_STORIES STORIES_PID=$PID_STORIES QWEN_URL=$URL_QWEN QWEN_PID=$PID_QWEN EXPECTED=$TMP/expected.json RUN_CHAT=$TMP/run_chat.json RUN_TEXT=$TMP/run_text.json MAX_TOKENS=$MAX_TOKENS \
     timeout 600 node "$ROOT/tests/serve/serve.test.mjs"
 rc=$?
 [ $rc -eq 0 ] || [ $rc -eq 1 ] || fail serve_client_run "node exited $rc"
@@ -67,13 +69,55 @@ for _ in $(seq 1 600); do kill -0 "$PID_STORIES" 2>/dev/null || { wait "$PID_STO
 check sigterm_exit_0 [ "$st" -eq 0 ]
 grep -q "draining" "$TMP/STORIES.log" || fail sigterm_message "$(tail -3 "$TMP/STORIES.log")"
 
-kill -INT "$PID_QWEN"
+# The qwen server got SIGINT during a stream (drain 1 s): it must exit 0 too.
 st=124
 for _ in $(seq 1 600); do kill -0 "$PID_QWEN" 2>/dev/null || { wait "$PID_QWEN"; st=$?; break; }; sleep 0.1; done
 check sigint_exit_0 [ "$st" -eq 0 ]
 if [ "$st" -ne 0 ]; then tail -20 "$TMP/QWEN.log"; fi
 
+# Operability: the start-up summary and one access-log line per request (text on stories, JSON on qwen).
+grep -q "context 512, batch 8, KV blocks [0-9]* x 16 tokens, threads 1, chat template none" "$TMP/STORIES.log" &&
+    grep -q "LlamaForCausalLM, weights f32 (as stored)" "$TMP/STORIES.log"
+check serve_startup_summary [ $? -eq 0 ]
+grep -Eq '"POST /v1/completions" 200 prompt=[1-9][0-9]* completion=[1-9][0-9]* cached=[0-9]+ ttft=[0-9.]+ms total=[0-9.]+ms id=cmpl-' "$TMP/STORIES.log"
+check serve_access_log_text [ $? -eq 0 ]
+grep -q '"POST /v1/completions" 400 .* error: .*logit_bias' "$TMP/STORIES.log"
+check serve_access_log_error [ $? -eq 0 ]
+python3 - "$TMP/QWEN.log" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+start = [l for l in lines if l.get("event") == "start"]
+reqs = [l for l in lines if l.get("path") == "/v1/chat/completions" and l.get("status") == 200]
+ok = start and start[0]["chat_template"] and start[0]["thinking"] and start[0]["address"].startswith("http://127.0.0.1:") \
+    and reqs and all(k in reqs[0] for k in ("prompt_tokens", "completion_tokens", "ttft_ms", "total_ms", "id", "client"))
+sys.exit(0 if ok else 1)
+PY
+check serve_access_log_json [ $? -eq 0 ]
+
+# The model file truncated underneath a running server: requests fail with a 503 that says why, the
+# server stays up (no SIGBUS), and still stops cleanly.
+mkdir -p "$TMP/copy" && cp "$STORIES"/* "$TMP/copy/" && chmod u+w "$TMP/copy"/*
+start COPY "$TMP/copy" --threads 1
+if [ -n "$URL_COPY" ]; then
+    before=$(curl -s -o /dev/null -w '%{http_code}' "$URL_COPY/v1/completions" -d '{"prompt":"Once","max_tokens":4}')
+    truncate -s 4096 "$TMP/copy/model.safetensors"
+    after=$(curl -s "$URL_COPY/v1/completions" -d '{"prompt":"Once upon","max_tokens":4}')
+    health=$(curl -s -o /dev/null -w '%{http_code}' "$URL_COPY/health")
+    ok=0
+    [ "$before" = 200 ] && [ "$health" = 503 ] && grep -q '"code":503' <<<"$after" && grep -q 'changed size on disk' <<<"$after" && ok=1
+    check serve_model_truncated_503 [ $ok -eq 1 ]
+    [ $ok -eq 1 ] || echo "before $before health $health after $after"
+    check serve_model_truncated_alive kill -0 "$PID_COPY"
+    kill -TERM "$PID_COPY"
+    st=124
+    for _ in $(seq 1 300); do kill -0 "$PID_COPY" 2>/dev/null || { wait "$PID_COPY"; st=$?; break; }; sleep 0.1; done
+    check serve_model_truncated_exit_0 [ "$st" -eq 0 ]
+else
+    fail serve_model_truncated "$(cat "$TMP/COPY.log")"
+fi
+
 # Bad command lines fail cleanly.
 "$KILN" serve 2>"$TMP/e" >/dev/null; check serve_needs_model [ $? -eq 2 ]
+"$KILN" serve --model "$STORIES" --log-format xml 2>"$TMP/e" >/dev/null; check serve_bad_log_format [ $? -eq 2 ]
 "$KILN" serve --model "$TMP/nope" --port 0 2>"$TMP/e" >/dev/null
 rc=$?; check serve_bad_model [ $rc -ne 0 ] && check serve_bad_model_message grep -q nope "$TMP/e"

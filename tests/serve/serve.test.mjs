@@ -2,13 +2,16 @@
 // malformed requests a client library would refuse to send). Prints one "PASS name" / "FAIL name: why"
 // line per check. Environment (set by tests/cli/serve.sh):
 //   STORIES_URL, STORIES_PID  server on stories260K, started with --api-key sekrit --max-body-kb 64
-//   QWEN_URL                  server on tiny-qwen3, started with --max-batch 2 --max-queue 2
+//                             --served-model-name stories260K,stories --allowed-origins http://app.example
+//   QWEN_URL, QWEN_PID        server on tiny-qwen3, started with --max-batch 2 --max-queue 2 --api-key sekrit
+//                             --health-public --read-timeout 2 --max-connections-per-ip 16 --drain 1
 //   EXPECTED                  JSON file: [{prompt:[ids], ids:[greedy ids from kiln generate]}]
 //   RUN_CHAT, RUN_TEXT        `kiln run --greedy --json` output: "Hello there!" on tiny-qwen3 (24 tokens),
 //                             "Once upon a time" on stories260K (40 tokens)
 //   MAX_TOKENS                tokens asked in the greedy comparisons
 import OpenAI from 'openai';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 
 const results = [];
 const pass = (n) => { console.log(`PASS ${n}`); results.push(true); };
@@ -23,13 +26,13 @@ async function step(name, fn) { // every check bounded in time; an exception is 
 const S = process.env.STORIES_URL, Q = process.env.QWEN_URL;
 const KEY = 'sekrit';
 const stories = new OpenAI({ baseURL: `${S}/v1`, apiKey: KEY, maxRetries: 0, timeout: 120000 });
-const qwen = new OpenAI({ baseURL: `${Q}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 120000 });
+const qwen = new OpenAI({ baseURL: `${Q}/v1`, apiKey: KEY, maxRetries: 0, timeout: 120000 });
 const expected = JSON.parse(readFileSync(process.env.EXPECTED, 'utf8'));
 const N = Number(process.env.MAX_TOKENS);
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
 async function metrics(url) {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  const text = await (await fetch(`${url}/metrics`, { headers: { Authorization: `Bearer ${KEY}` } })).text();
   const get = (name) => { const m = text.match(new RegExp(`^${name} (\\S+)$`, 'm')); return m ? Number(m[1]) : NaN; };
   return { text, get };
 }
@@ -41,7 +44,7 @@ const greedy = (prompt) => stories.completions.create({
 
 await step('models_list', async () => {
   const list = await stories.models.list();
-  check('models_list', list.data.length === 1 && list.data[0].id === 'stories260K', JSON.stringify(list.data));
+  check('models_list', list.data.length === 2 && list.data[0].id === 'stories260K' && list.data[1].id === 'stories', JSON.stringify(list.data));
 });
 
 await step('greedy_alone_equals_kiln_generate', async () => {
@@ -99,22 +102,22 @@ await step('sse_wire_format', async () => {
 });
 
 await step('text_prompt_and_stop', async () => {
-  const a = await stories.completions.create({ model: 'x', prompt: 'Once upon a time', max_tokens: 40, temperature: 0 });
+  const a = await stories.completions.create({ model: 'stories', prompt: 'Once upon a time', max_tokens: 40, temperature: 0 });
   const full = a.choices[0].text;
   const stop = full.slice(8, 11);
-  const b = await stories.completions.create({ model: 'x', prompt: 'Once upon a time', max_tokens: 40, temperature: 0, stop: [stop] });
+  const b = await stories.completions.create({ model: 'stories', prompt: 'Once upon a time', max_tokens: 40, temperature: 0, stop: [stop] });
   check('text_prompt_and_stop', full.length > 10 && b.choices[0].text === full.slice(0, full.indexOf(stop)) &&
         b.choices[0].finish_reason === 'stop', `full ${JSON.stringify(full)} stop ${JSON.stringify(stop)} got ${JSON.stringify(b.choices[0].text)}`);
 });
 
 await step('seeded_sampling_reproducible', async () => {
-  const ask = () => stories.completions.create({ model: 'x', prompt: 'Once upon a time', max_tokens: 20, temperature: 1, top_p: 0.9, top_k: 40, seed: 7 });
+  const ask = () => stories.completions.create({ model: 'stories', prompt: 'Once upon a time', max_tokens: 20, temperature: 1, top_p: 0.9, top_k: 40, seed: 7 });
   const [a, b] = [await ask(), await ask()];
   check('seeded_sampling_reproducible', a.choices[0].text === b.choices[0].text && a.choices[0].text.length > 0, `${a.choices[0].text} | ${b.choices[0].text}`);
 });
 
 await step('presence_frequency_penalties', async () => {
-  const ask = (extra) => stories.completions.create({ model: 'x', prompt: 'Once upon a time', max_tokens: 60, temperature: 0, ignore_eos: true, ...extra });
+  const ask = (extra) => stories.completions.create({ model: 'stories', prompt: 'Once upon a time', max_tokens: 60, temperature: 0, ignore_eos: true, ...extra });
   const [plain, again, pen] = [await ask({}), await ask({}), await ask({ frequency_penalty: 2, presence_penalty: 0.5 })];
   let range = false;
   try { await ask({ presence_penalty: 3 }); } catch (e) { range = e instanceof OpenAI.BadRequestError; }
@@ -123,7 +126,7 @@ await step('presence_frequency_penalties', async () => {
 });
 
 await step('logprobs', async () => {
-  const r = await stories.completions.create({ model: 'x', prompt: 'Once upon a time', max_tokens: 4, temperature: 0, logprobs: 3 });
+  const r = await stories.completions.create({ model: 'stories', prompt: 'Once upon a time', max_tokens: 4, temperature: 0, logprobs: 3 });
   const lp = r.choices[0].logprobs;
   const ok = lp.tokens.length === 4 && lp.token_logprobs.every((x) => x <= 0) &&
     lp.top_logprobs.every((t, i) => Object.keys(t).length >= 1 && Math.abs(Math.max(...Object.values(t)) - lp.token_logprobs[i]) < 1e-4);
@@ -140,9 +143,9 @@ await step('64_concurrent_clients', async () => {
 await step('greedy_equals_kiln_run', async () => {
   // Same generation code as `kiln run --greedy` (kiln_gen_seq): same ids and text, alone or batched.
   const chat = JSON.parse(readFileSync(process.env.RUN_CHAT, 'utf8')), text = JSON.parse(readFileSync(process.env.RUN_TEXT, 'utf8'));
-  const askChat = () => qwen.chat.completions.create({ model: 'q', messages: [{ role: 'user', content: 'Hello there!' }],
+  const askChat = () => qwen.chat.completions.create({ model: 'tiny-qwen3', messages: [{ role: 'user', content: 'Hello there!' }],
     max_tokens: 24, temperature: 0, return_token_ids: true });
-  const askText = () => stories.completions.create({ model: 's', prompt: 'Once upon a time', max_tokens: 40, temperature: 0, return_token_ids: true });
+  const askText = () => stories.completions.create({ model: 'stories260K', prompt: 'Once upon a time', max_tokens: 40, temperature: 0, return_token_ids: true });
   const rs = await Promise.all([askChat(), askText(), askChat(), askText(), askText()]);
   const bad = [];
   for (const r of rs) {
@@ -206,9 +209,9 @@ await step('malformed_inputs', async () => {
     if (r.code !== want || !r.err || typeof r.err.message !== 'string') bad.push(`${name}: ${r.code} ${JSON.stringify(r.err)}`);
   }
   // The client library surfaces them as typed errors too.
-  try { await stories.completions.create({ model: 'x', prompt: 'a', n: 2 }); bad.push('client n=2 accepted'); }
+  try { await stories.completions.create({ model: 'stories', prompt: 'a', n: 2 }); bad.push('client n=2 accepted'); }
   catch (e) { if (!(e instanceof OpenAI.BadRequestError) || !/'n'/.test(e.message)) bad.push(`client: ${e}`); }
-  const h = await (await fetch(`${S}/health`)).json();
+  const h = await (await fetch(`${S}/health`, { headers: { Authorization: `Bearer ${KEY}` } })).json();
   if (h.status !== 'ok') bad.push('health after errors');
   check('malformed_inputs', bad.length === 0, bad.join('; '));
 });
@@ -252,7 +255,7 @@ await step('disconnect_frees_kv', async () => {
   const idle = async () => { for (let i = 0; i < 600; i++) { const m = await metrics(Q); if (m.get('kiln_running_sequences') === 0 && m.get('kiln_queue_depth') === 0) return m; await sleep(50); } throw new Error('server never idle'); };
   const base = (await idle()).get('kiln_kv_blocks_used');
   const ac = new AbortController();
-  const stream = await qwen.chat.completions.create({ model: 'q', messages: [{ role: 'user', content: 'a long one' }], max_tokens: 3000,
+  const stream = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: [{ role: 'user', content: 'a long one' }], max_tokens: 3000,
     ignore_eos: true, stream: true, logprobs: true }, { signal: ac.signal }); // logprobs: a chunk per token
   let chunks = 0, during = 0;
   try {
@@ -274,10 +277,192 @@ await step('metrics_exposition', async () => {
         `missing ${missing}`);
 });
 
+// ---- detokenization against context (issue 17 item 4) ----
+await step('once_upon_continues_with_space', async () => {
+  const ask = (extra) => stories.completions.create({ model: 'stories260K', prompt: 'Once upon', max_tokens: 6, temperature: 0,
+    ignore_eos: true, return_token_ids: true, ...extra });
+  const plain = await ask({ logprobs: 1 }), echo = await ask({ echo: true });
+  const text = plain.choices[0].text, lp = plain.choices[0].logprobs;
+  let streamed = '';
+  for await (const c of await ask({ stream: true })) streamed += c.choices[0]?.text ?? '';
+  const ids = [...plain.choices[0].prompt_token_ids.slice(1), ...plain.choices[0].token_ids]; // without <s>
+  const de = await status(S, '/detokenize', { body: { tokens: ids } });
+  const whole = (await (await fetch(`${S}/detokenize`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}` }, body: JSON.stringify({ tokens: ids }) })).json()).prompt;
+  let off = 0;
+  const offsets_ok = lp.tokens.every((t, i) => { const ok = lp.text_offset[i] === off; off += t.length; return ok; });
+  check('once_upon_continues_with_space', text.startsWith(' a time') && echo.choices[0].text === `Once upon${text}` &&
+        streamed === text && lp.tokens.join('') === text && offsets_ok && de.code === 200 && whole === `Once upon${text}`,
+        `text ${JSON.stringify(text)} echo ${JSON.stringify(echo.choices[0].text)} streamed ${JSON.stringify(streamed)} tokens ${JSON.stringify(lp.tokens)} offsets ${lp.text_offset} decode ${JSON.stringify(whole)}`);
+});
+
+// ---- the parameter contract (issue 17 items 2 and 6) ----
+await step('completions_default_max_tokens_16', async () => {
+  const r = await stories.completions.create({ model: 'stories260K', prompt: 'Once upon a time', ignore_eos: true });
+  check('completions_default_max_tokens_16', r.usage.completion_tokens === 16 && r.choices[0].finish_reason === 'length', JSON.stringify(r.usage));
+});
+
+await step('unimplemented_parameters_400', async () => {
+  const msgs = [{ role: 'user', content: 'hi' }];
+  const cases = [
+    [qwen, 'chat', { response_format: { type: 'json_object' } }, 'response_format'],
+    [qwen, 'chat', { tool_choice: 'required', tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }] }, 'tool_choice'],
+    [stories, 'text', { logit_bias: { 5: 10 } }, 'logit_bias'],
+    [stories, 'text', { best_of: 2 }, 'best_of'],
+    [stories, 'text', { no_such_parameter: 1 }, 'no_such_parameter'],
+  ];
+  const bad = [];
+  for (const [client, kind, extra, param] of cases) {
+    try {
+      if (kind === 'chat') await client.chat.completions.create({ model: 'tiny-qwen3', messages: msgs, max_tokens: 2, ...extra });
+      else await client.completions.create({ model: 'stories260K', prompt: 'a', max_tokens: 2, ...extra });
+      bad.push(`${param} accepted`);
+    } catch (e) { if (!(e instanceof OpenAI.BadRequestError) || e.param !== param || !e.message.includes(param)) bad.push(`${param}: ${e}`); }
+  }
+  const ok = await stories.completions.create({ model: 'stories260K', prompt: 'a', max_tokens: 2, user: 'u1', logit_bias: {}, best_of: 1 });
+  if (ok.choices.length !== 1) bad.push('ignored-by-design user refused');
+  check('unimplemented_parameters_400', bad.length === 0, bad.join('; '));
+});
+
+await step('model_names_as_vllm', async () => {
+  const bad = [];
+  try { await stories.completions.create({ model: 'gpt-4o', prompt: 'a', max_tokens: 2 }); bad.push('unknown model accepted'); }
+  catch (e) { if (!(e instanceof OpenAI.NotFoundError) || !e.message.includes('gpt-4o')) bad.push(`unknown: ${e}`); }
+  const alias = await stories.completions.create({ model: 'stories', prompt: 'a', max_tokens: 2 });
+  if (alias.model !== 'stories260K') bad.push(`alias answered as ${alias.model}`);
+  const card = await stories.models.retrieve('stories260K');
+  if (card.id !== 'stories260K' || card.max_model_len !== 512) bad.push(`card ${JSON.stringify(card)}`);
+  try { await stories.models.retrieve('nope'); bad.push('unknown card'); } catch (e) { if (!(e instanceof OpenAI.NotFoundError)) bad.push(`card: ${e}`); }
+  check('model_names_as_vllm', bad.length === 0, bad.join('; '));
+});
+
+await step('auth_and_error_codes', async () => {
+  const bad = [];
+  const no = await status(S, '/v1/models', { method: 'GET', key: null });
+  if (no.code !== 401 || no.err.code !== 401 || no.headers.get('www-authenticate') !== 'Bearer') bad.push(`401 ${JSON.stringify(no.err)} ${no.headers.get('www-authenticate')}`);
+  const nf = await status(S, '/v1/nothing', {});
+  if (typeof nf.err.code !== typeof no.err.code) bad.push('code types differ');
+  for (const k of ['sekritX', 'sekri', 'Sekrit', ' ']) if ((await status(S, '/v1/models', { method: 'GET', key: k })).code !== 401) bad.push(`key ${k} accepted`);
+  const lower = await fetch(`${S}/v1/models`, { headers: { Authorization: `bearer ${KEY}` } });
+  if (lower.status !== 200) bad.push(`lower-case scheme ${lower.status}`);
+  for (const [url, path, want] of [[S, '/metrics', 401], [S, '/health', 401], [Q, '/metrics', 401], [Q, '/health', 200]]) {
+    const r = await fetch(`${url}${path}`);
+    if (r.status !== want) bad.push(`${path} without key on ${url === S ? 'stories' : 'qwen (--health-public)'}: ${r.status}`);
+  }
+  check('auth_and_error_codes', bad.length === 0, bad.join('; '));
+});
+
+await step('cors_preflight', async () => {
+  const pre = (url, origin) => fetch(`${url}/v1/chat/completions`, { method: 'OPTIONS', headers: { Origin: origin,
+    'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'authorization,content-type' } });
+  const ok = await pre(S, 'http://app.example'), other = await pre(S, 'http://evil.example'), none = await pre(Q, 'http://app.example');
+  const post = await fetch(`${S}/v1/models`, { headers: { Origin: 'http://app.example', Authorization: `Bearer ${KEY}` } });
+  check('cors_preflight', ok.status === 204 && ok.headers.get('access-control-allow-origin') === 'http://app.example' &&
+        /authorization/i.test(ok.headers.get('access-control-allow-headers')) && /POST/.test(ok.headers.get('access-control-allow-methods')) &&
+        post.headers.get('access-control-allow-origin') === 'http://app.example' &&
+        other.status === 403 && !other.headers.get('access-control-allow-origin') && none.status === 403,
+        `allowed ${ok.status} ${ok.headers.get('access-control-allow-origin')}, other ${other.status}, none ${none.status}, post ${post.headers.get('access-control-allow-origin')}`);
+});
+
+await step('tokenize_detokenize', async () => {
+  const t = await status(S, '/tokenize', { body: { prompt: 'Once upon' } });
+  const tj = await (await fetch(`${S}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}` }, body: JSON.stringify({ model: 'stories260K', prompt: 'Once upon', return_token_strs: true }) })).json();
+  const d = await (await fetch(`${S}/detokenize`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}` }, body: JSON.stringify({ tokens: tj.tokens.slice(1) }) })).json();
+  const chat = await (await fetch(`${Q}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}` }, body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }) })).json();
+  const badId = await status(S, '/detokenize', { body: { tokens: [1, 99999] } });
+  check('tokenize_detokenize', t.code === 200 && tj.count === 3 && tj.tokens[0] === 1 && tj.max_model_len === 512 && tj.token_strs[1] === '▁Once' &&
+        d.prompt === 'Once upon' && chat.count > 3 && badId.code === 400, `${JSON.stringify(tj)} ${JSON.stringify(d)} ${JSON.stringify(chat)} ${badId.code}`);
+});
+
+// ---- round trips (issue 17 item 3) ----
+await step('tool_round_trip_content_null', async () => {
+  const tools = [{ type: 'function', function: { name: 'get_weather', description: 'weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+  const r = await qwen.chat.completions.create({ model: 'tiny-qwen3', max_tokens: 4, tools, messages: [
+    { role: 'user', content: 'Weather in Paris?' },
+    { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] },
+    { role: 'tool', tool_call_id: 'call_1', content: '18C' }] });
+  const withKw = await qwen.chat.completions.create({ model: 'tiny-qwen3', max_tokens: 1, messages: [{ role: 'user', content: 'hello' }],
+    chat_template_kwargs: { messages: [{ role: 'user', content: 'a much longer message that replaces the validated one' }] } });
+  const without = await qwen.chat.completions.create({ model: 'tiny-qwen3', max_tokens: 1, messages: [{ role: 'user', content: 'hello' }] });
+  check('tool_round_trip_content_null', r.choices.length === 1 && r.usage.prompt_tokens > 20 && withKw.usage.prompt_tokens === without.usage.prompt_tokens,
+        `${JSON.stringify(r.usage)} kwargs ${withKw.usage.prompt_tokens} vs ${without.usage.prompt_tokens}`);
+});
+
+// ---- hostile clients (issue 19 item 4) ----
+// A raw HTTP exchange on one socket: sends `head` (+ body), optionally half-closes, returns what came back.
+function raw(url, text, { halfClose = false, localAddress, timeoutMs = 20000 } = {}) {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: hostname, port: Number(port), localAddress, allowHalfOpen: true });
+    let got = '';
+    const done = () => { clearTimeout(timer); resolve(got); };
+    const timer = setTimeout(() => { sock.destroy(); done(); }, timeoutMs);
+    sock.on('connect', () => { sock.write(text); if (halfClose) sock.end(); });
+    sock.on('data', (d) => { got += d.toString(); });
+    sock.on('end', () => { sock.end(); });
+    sock.on('close', done);
+    sock.on('error', done);
+  });
+}
+const post = (path, body, extra = '') => `POST ${path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\n` +
+  `Content-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+
+await step('half_closed_request_answered', async () => {
+  const body = JSON.stringify({ model: 'stories260K', prompt: 'Once upon', max_tokens: 3 });
+  const [plain, streamed] = await Promise.all([raw(S, post('/v1/completions', body), { halfClose: true }),
+    raw(S, post('/v1/completions', JSON.stringify({ prompt: 'Once', max_tokens: 3, stream: true })), { halfClose: true })]);
+  check('half_closed_request_answered', plain.startsWith('HTTP/1.1 200') && plain.includes('"text_completion"') &&
+        streamed.startsWith('HTTP/1.1 200') && streamed.includes('[DONE]'), `${plain.slice(0, 200)} | ${streamed.slice(0, 200)}`);
+});
+
+await step('expect_100_oversize_is_413', async () => {
+  const got = await raw(S, `POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nExpect: 100-continue\r\nContent-Length: 100000000\r\n\r\n`, { timeoutMs: 5000 });
+  check('expect_100_oversize_is_413', got.startsWith('HTTP/1.1 413'), got.slice(0, 120));
+});
+
+await step('nul_in_json_string', async () => {
+  const r = await status(S, '/v1/completions', { raw: '{"prompt":"Once\\u0000upon","max_tokens":2}' });
+  check('nul_in_json_string', r.code === 200, `${r.code} ${JSON.stringify(r.err)}`);
+});
+
+await step('metric_labels_from_route_table', async () => {
+  // 413s on 70 distinct crafted URLs (one tries to inject a line), then a new series must still appear.
+  const big = 'x'.repeat(70 * 1024);
+  for (let i = 0; i < 70; i++) await status(S, `/v1/evil${i}%22%7D%201%0Akiln_injected%7Ba%3D%22${i}`, { raw: big });
+  await status(S, '/tokenize', { body: { prompt: 'a', model: 'not-this-one' } }); // a first 404 on /tokenize
+  const m = await metrics(S);
+  check('metric_labels_from_route_table', !/kiln_injected|evil/.test(m.text) && /endpoint="other",status="413"\} 70/.test(m.text) &&
+        /endpoint="\/tokenize",status="404"\} 1/.test(m.text), m.text.split('\n').filter((l) => l.startsWith('kiln_requests_total')).join(' | '));
+});
+
+await step('slow_clients_dropped_others_served', async () => {
+  // From 127.0.0.2: 24 connections trickling a header byte every 300 ms. The qwen server allows 16 per
+  // address (the rest are refused at once) and drops each trickler at its 2 s read deadline, while a
+  // client from 127.0.0.1 is served meanwhile. Bounded: every loop stops after 8 s.
+  const t0 = Date.now();
+  const closedAt = [];
+  const socks = Array.from({ length: 24 }, (_, i) => new Promise((resolve) => {
+    const { hostname, port } = new URL(Q);
+    const sock = net.connect({ host: hostname, port: Number(port), localAddress: '127.0.0.2' });
+    let n = 0;
+    const header = `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow-${i}: ${'a'.repeat(200)}`;
+    const tick = setInterval(() => { if (n < header.length && Date.now() - t0 < 8000) sock.write(header[n++]); else { clearInterval(tick); sock.destroy(); } }, 300);
+    const end = () => { clearInterval(tick); closedAt.push(Date.now() - t0); resolve(); };
+    sock.on('close', end);
+    sock.on('error', () => {});
+  }));
+  await sleep(500);
+  const served = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
+  await Promise.all(socks);
+  closedAt.sort((a, b) => a - b);
+  const early = closedAt.filter((t) => t < 1000).length, late = closedAt.at(-1);
+  check('slow_clients_dropped_others_served', served.choices.length === 1 && early >= 8 && late < 6000,
+        `refused at once ${early}, last closed at ${late} ms, all ${closedAt.join(',')}`);
+});
+
 // ---- last: SIGTERM drains the stories server ----
 await step('sigterm_drains', async () => {
   // SIGTERM while a stream is running: the stream must still complete, then the port closes.
-  const stream = await stories.completions.create({ model: 'x', prompt: [1, 40], max_tokens: 400, ignore_eos: true,
+  const stream = await stories.completions.create({ model: 'stories', prompt: [1, 40], max_tokens: 400, ignore_eos: true,
     temperature: 0, stream: true, stream_options: { include_usage: true } });
   let usage = null, chunks = 0;
   for await (const c of stream) {
@@ -288,6 +473,30 @@ await step('sigterm_drains', async () => {
   let refused = false;
   try { await fetch(`${S}/health`, { signal: AbortSignal.timeout(2000) }); } catch { refused = true; }
   check('sigterm_drains', usage?.completion_tokens === 400 && refused, `usage ${JSON.stringify(usage)}, refused ${refused}`);
+});
+
+await step('drain_timeout_ends_streams_properly', async () => {
+  // --drain 1 on the qwen server: new requests during the drain are answered 503 (not refused); a stream
+  // still running when the drain time runs out ends with an error event, its final chunk and [DONE].
+  const res = await fetch(`${Q}/v1/completions`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ prompt: 'go', max_tokens: 3000, ignore_eos: true, stream: true }) });
+  const reader = res.body.getReader();
+  let body = '', during = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    body += new TextDecoder().decode(value);
+    if (!during) {
+      process.kill(Number(process.env.QWEN_PID), 'SIGINT');
+      await sleep(200);
+      during = await status(Q, '/v1/completions', { body: { prompt: 'a', max_tokens: 2 } });
+    }
+  }
+  const events = body.split('\n\n').filter((x) => x);
+  const err = events.find((e) => e.includes('"error"'));
+  check('drain_timeout_ends_streams_properly', body.endsWith('data: [DONE]\n\n') && err && JSON.parse(err.slice(6)).error.code === 503 &&
+        events.some((e) => e.includes('"finish_reason":"abort"')) && during?.code === 503 && during.headers.get('retry-after'),
+        `during the drain ${during?.code}; ${body.slice(-400)}`);
 });
 
 process.exit(results.every(Boolean) ? 0 : 1);
