@@ -10,15 +10,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kernels/format.h"
+
 /* Largest header the reference implementation accepts (100 MB). */
 #define ST_MAX_HEADER (100u * 1000 * 1000)
 
+/* The formats safetensors can hold (kern_formats[].st_name), one value per block. */
 static int parse_dtype(const char *s, kiln_dtype *dt, size_t *esize) {
-    if (strcmp(s, "F32") == 0) *dt = KILN_DT_F32, *esize = 4;
-    else if (strcmp(s, "F16") == 0) *dt = KILN_DT_F16, *esize = 2;
-    else if (strcmp(s, "BF16") == 0) *dt = KILN_DT_BF16, *esize = 2;
-    else return -1;
-    return 0;
+    for (int i = 0; i < KILN_DT_COUNT; i++)
+        if (kern_formats[i].st_name && strcmp(s, kern_formats[i].st_name) == 0) {
+            *dt = (kiln_dtype)i, *esize = kern_formats[i].block_bytes;
+            return 0;
+        }
+    return -1;
 }
 
 static int cmp_by_offset(const void *a, const void *b) {

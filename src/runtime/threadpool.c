@@ -12,12 +12,12 @@
  * counters sit on their own cache lines so spinning readers do not slow the writers. */
 #include "runtime/threadpool.h"
 
+#include "runtime/cpu.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define SPIN_ITERS (1 << 11) /* x ~65-cycle pause: ~40 us */
 
@@ -74,32 +74,6 @@ static void *worker(void *a) {
             pthread_mutex_unlock(&p->mu);
         }
     }
-}
-
-int kiln_physical_cores(void) {
-    /* Count distinct (physical id, core id) pairs; fall back to online CPUs. */
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    int seen[1024][2], ns = 0, phys = 0, core = -1;
-    char line[512];
-    if (f) {
-        while (fgets(line, sizeof line, f)) {
-            if (sscanf(line, "physical id : %d", &phys) == 1) continue;
-            if (sscanf(line, "core id : %d", &core) == 1) {
-                int dup = 0;
-                for (int i = 0; i < ns; i++)
-                    if (seen[i][0] == phys && seen[i][1] == core) dup = 1;
-                if (!dup && ns < 1024) {
-                    seen[ns][0] = phys;
-                    seen[ns][1] = core;
-                    ns++;
-                }
-            }
-        }
-        fclose(f);
-    }
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    if (ns <= 0 || ns > online) ns = online > 0 ? (int)online : 1;
-    return ns;
 }
 
 kiln_pool *kiln_pool_new(int n_threads) {
