@@ -2,6 +2,7 @@
 #include "model/shards.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -63,9 +64,12 @@ int st_set_open(st_set *s, const char *dir, kiln_err *err) {
     char *idx = kiln_path_join(dir, "model.safetensors.index.json");
     char *idx_real = idx ? kiln_resolve_path(idx) : NULL;
     struct stat st;
-    int present = idx_real && stat(idx_real, &st) == 0;
+    const bool oom = !idx_real, present = !oom && stat(idx_real, &st) == 0;
     free(idx_real);
-    if (!idx) return kiln_err_set(err, "out of memory");
+    if (oom) {
+        free(idx);
+        return kiln_err_set(err, "out of memory");
+    }
     if (!present) {
         free(idx);
         return open_single(s, dir, err);

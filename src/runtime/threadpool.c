@@ -92,9 +92,10 @@ kiln_pool *kiln_pool_new(int n_threads) {
     }
     for (int i = 1; i < n_threads; i++) {
         struct worker_arg *wa = malloc(sizeof *wa);
-        if (!wa) {
+        if (!wa) { /* out of memory: no pool (the caller reports it) rather than a silently smaller one */
             p->n = i;
-            break;
+            kiln_pool_free(p);
+            return NULL;
         }
         wa->p = p;
         wa->ith = i;
