@@ -5,6 +5,18 @@
 
 #include "kernels/kernels.h"
 
+/* An f32's bits and back (memcpy: the defined way to reinterpret). */
+static inline uint32_t to_bits(float f) {
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    return x;
+}
+static inline float from_bits(uint32_t x) {
+    float f;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
+
 float kern_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
     if (exp == 0) {
@@ -19,14 +31,11 @@ float kern_f16_to_f32(uint16_t h) {
         }
     } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
     else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
+    return from_bits(bits);
 }
 
 uint16_t kern_f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
+    const uint32_t x = to_bits(f);
     uint32_t sign = (x >> 16) & 0x8000;
     int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
     uint32_t man = x & 0x7fffff;
@@ -46,16 +55,10 @@ uint16_t kern_f32_to_f16(float f) {
     return (uint16_t)(sign | r);
 }
 
-float kern_bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
+float kern_bf16_to_f32(uint16_t h) { return from_bits((uint32_t)h << 16); }
 
 uint16_t kern_f32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
+    uint32_t x = to_bits(f);
     if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
     x += 0x7fff + ((x >> 16) & 1);
     return (uint16_t)(x >> 16);
@@ -66,23 +69,18 @@ uint16_t kern_f32_to_bf16(float f) {
 void kern_f32_row_to_f32(float *out, const void *row, int n) { memcpy(out, row, (size_t)n * sizeof(float)); }
 void kern_f32_row_from_f32(void *dst, const float *src, int n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
 
-void kern_f16_row_to_f32(float *out, const void *row, int n) {
-    const uint16_t *h = row;
-    for (int i = 0; i < n; i++) out[i] = kern_f16_to_f32(h[i]);
+/* 16-bit formats: each value through its scalar conversion (inlined: cv is a constant at every call). */
+static inline void widen16(float *out, const uint16_t *h, int n, float (*cv)(uint16_t)) {
+    for (int i = 0; i < n; i++) out[i] = cv(h[i]);
 }
-void kern_f16_row_from_f32(void *dst, const float *src, int n) {
-    uint16_t *h = dst;
-    for (int i = 0; i < n; i++) h[i] = kern_f32_to_f16(src[i]);
+static inline void narrow16(uint16_t *h, const float *src, int n, uint16_t (*cv)(float)) {
+    for (int i = 0; i < n; i++) h[i] = cv(src[i]);
 }
 
-void kern_bf16_row_to_f32(float *out, const void *row, int n) {
-    const uint16_t *h = row;
-    for (int i = 0; i < n; i++) out[i] = kern_bf16_to_f32(h[i]);
-}
-void kern_bf16_row_from_f32(void *dst, const float *src, int n) {
-    uint16_t *h = dst;
-    for (int i = 0; i < n; i++) h[i] = kern_f32_to_bf16(src[i]);
-}
+void kern_f16_row_to_f32(float *out, const void *row, int n) { widen16(out, row, n, kern_f16_to_f32); }
+void kern_f16_row_from_f32(void *dst, const float *src, int n) { narrow16(dst, src, n, kern_f32_to_f16); }
+void kern_bf16_row_to_f32(float *out, const void *row, int n) { widen16(out, row, n, kern_bf16_to_f32); }
+void kern_bf16_row_from_f32(void *dst, const float *src, int n) { narrow16(dst, src, n, kern_f32_to_bf16); }
 
 void kern_q8_0_row_to_f32(float *out, const void *row, int n) { dequantize_row_q8_0(row, out, n); }
 void kern_q8_0_row_from_f32(void *dst, const float *src, int n) { quantize_row_q8_0_ref(src, dst, n); }
