@@ -13,6 +13,7 @@
  * 4-token tiles with two blocks per zmm. */
 #include <immintrin.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "kernels/matmul.h"
 
@@ -186,14 +187,23 @@ INL void micro_q(int dt, int R, int T, const char *w, size_t rstep, size_t bstep
 
 /* Two blocks per zmm halve the dpbusd / convert / FMA count per weight byte, which is what limits
  * a GEMV here (the loads alone would run at memory speed) and the GEMM's int8 throughput. */
+/* How a block pair shares a zmm: Q8_0 keeps each block in a 256-bit half; Q4_0's nibble split interleaves
+ * 128-bit quarters (lo0 lo1 hi0 hi1, 16 values each). Every lane pattern of a pair follows from this. */
+#define PAIR_QUARTERS(dt) ((dt) == KILN_DT_Q4_0)
+/* Lanes of block 1 in a pair, and the first of them. */
+#define PAIR_MASK(dt) ((__mmask16)(PAIR_QUARTERS(dt) ? 0xf0f0 : 0xff00))
+#define PAIR_FIRST1(dt) ((__mmask16)(PAIR_MASK(dt) & -PAIR_MASK(dt)))
+
 INL __m512i load_wq2(int dt, const char *b0, const char *b1) {
-    if (dt == KILN_DT_Q8_0) {
-        __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b0 + 2))),
-                                       _mm256_loadu_si256((const __m256i *)(b1 + 2)), 1);
+    if (!PAIR_QUARTERS(dt)) {
+        const size_t q = offsetof(block_q8_0, qs);
+        __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b0 + q))),
+                                       _mm256_loadu_si256((const __m256i *)(b1 + q)), 1);
         return _mm512_xor_si512(v, _mm512_set1_epi8(Q8_UNSIGNED));
     }
-    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2))),
-                                        _mm_loadu_si128((const __m128i *)(b1 + 2)), 1);
+    const size_t q = offsetof(block_q4_0, qs);
+    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + q))),
+                                        _mm_loadu_si128((const __m128i *)(b1 + q)), 1);
     /* lo0 lo1 hi0 hi1 (16 values each): block order is restored on the activation side (pair_x), once
      * per token instead of once per weight row */
     __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
@@ -203,21 +213,19 @@ INL __m512i load_wq2(int dt, const char *b0, const char *b1) {
 INL __m512 wscale2(int dt, const char *b0, const char *b1) {
     const uint16_t d0 = *(const uint16_t *)b0, d1 = *(const uint16_t *)b1;
     __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(d0 | ((uint32_t)d1 << 16))));
-    return _mm512_permutexvar_ps(dt == KILN_DT_Q8_0 ? _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
-                                                    : _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0),
+    /* lane i takes scale 1 where PAIR_MASK has bit i */
+    return _mm512_permutexvar_ps(PAIR_QUARTERS(dt) ? _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0)
+                                                   : _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
                                  _mm512_castps128_ps512(f));
 }
-
-/* Lanes of block 1 in a zmm pair: Q8_0 keeps blocks in 256-bit halves, Q4_0 interleaves 128-bit quarters
- * (x0[0:16] x1[0:16] x0[16:32] x1[16:32]) to match the nibble order of load_wq2. */
-#define PAIR_MASK(dt) ((__mmask16)((dt) == KILN_DT_Q8_0 ? 0xff00 : 0xf0f0))
 
 /* The activation side of a block pair: bytes, scales d_x, corrections (in lane 0 of each block). */
 INL void pair_x(int dt, const act_q8 *a, __m512i *xv, __m512i *c0, __m512 *dx) {
     __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[0].qs)),
                                    _mm256_loadu_si256((const __m256i *)a[1].qs), 1);
-    *xv = dt == KILN_DT_Q8_0 ? v : _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
-    *c0 = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(1, a[0].corr), dt == KILN_DT_Q8_0 ? 0x100 : 0x10, a[1].corr);
+    /* quarters: x0[0:16] x1[0:16] x0[16:32] x1[16:32], the nibble order of load_wq2 */
+    *xv = PAIR_QUARTERS(dt) ? _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0)) : v;
+    *c0 = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(1, a[0].corr), PAIR_FIRST1(dt), a[1].corr);
     *dx = _mm512_mask_mov_ps(_mm512_set1_ps(a[0].d), PAIR_MASK(dt), _mm512_set1_ps(a[1].d));
 }
 
