@@ -60,9 +60,9 @@ static kern_scratch ks; /* kern_matmul's scratch, reserved in main for every sha
 
 /* Runs one shape through every supported SIMD ISA and thread count and compares with scalar.
  * Tolerance: relative to sum |w||x| (the size of the rounding in any summation order). */
-static int compare_shape_il(kiln_dtype dt, int rows, int cols, int n, kiln_pool **pools, int with_bias, kern_layout il) {
+static int compare_shape_in(kiln_dtype dt, int rows, int cols, int n, kiln_pool **pools, int with_bias, kern_layout lay) {
     float *wf = malloc(sizeof(float) * rows * cols);
-    void *w = make_weights(dt, rows, cols, wf), *wi = il == KERN_LAYOUT_PANEL16 ? panel_copy(w, dt, rows, cols) : NULL;
+    void *w = make_weights(dt, rows, cols, wf), *wi = lay == KERN_LAYOUT_PANEL16 ? panel_copy(w, dt, rows, cols) : NULL;
     float *x = malloc(sizeof(float) * n * cols), *bias = malloc(sizeof(float) * rows);
     for (int i = 0; i < n * cols; i++) x[i] = frand();
     for (int i = 0; i < rows; i++) bias[i] = frand();
@@ -72,10 +72,10 @@ static int compare_shape_il(kiln_dtype dt, int rows, int cols, int n, kiln_pool 
     kern_matmul(pools[0], &ks, ref, x, n, &m, with_bias ? bias : NULL);
     int bad = 0;
     if (wi) { /* the scalar reference reads the panel copy to the same bits */
-        m = (kiln_mat){wi, dt, rows, cols, il};
+        m = (kiln_mat){wi, dt, rows, cols, lay};
         kern_matmul(pools[1], &ks, got, x, n, &m, with_bias ? bias : NULL);
         if (memcmp(ref, got, sizeof(float) * n * rows) != 0) {
-            CHECK(0, "scalar dt=%s rows=%d cols=%d il=%d: panel result differs", kiln_dtype_name(dt), rows, cols, il);
+            CHECK(0, "scalar dt=%s rows=%d cols=%d layout=%d: panel result differs", kiln_dtype_name(dt), rows, cols, lay);
             bad++;
         }
     }
@@ -90,8 +90,8 @@ static int compare_shape_il(kiln_dtype dt, int rows, int cols, int n, kiln_pool 
                     for (int c = 0; c < cols; c++) mag += fabs(wf[(size_t)r * cols + c] * x[(size_t)t * cols + c]);
                     float a = ref[(size_t)t * rows + r], b = got[(size_t)t * rows + r];
                     if (!(fabs(a - b) <= 2e-5 * mag + 1e-6)) {
-                        CHECK(0, "%s dt=%s rows=%d cols=%d n=%d il=%d threads=%d: y[%d][%d] scalar %g simd %g",
-                              isas[s], kiln_dtype_name(dt), rows, cols, n, il, p + 1, t, r, a, b);
+                        CHECK(0, "%s dt=%s rows=%d cols=%d n=%d layout=%d threads=%d: y[%d][%d] scalar %g simd %g",
+                              isas[s], kiln_dtype_name(dt), rows, cols, n, lay, p + 1, t, r, a, b);
                         bad++;
                     }
                 }
@@ -103,7 +103,7 @@ static int compare_shape_il(kiln_dtype dt, int rows, int cols, int n, kiln_pool 
 }
 
 static int compare_shape(kiln_dtype dt, int rows, int cols, int n, kiln_pool **pools, int with_bias) {
-    return compare_shape_il(dt, rows, cols, n, pools, with_bias, KERN_LAYOUT_PLAIN);
+    return compare_shape_in(dt, rows, cols, n, pools, with_bias, KERN_LAYOUT_PLAIN);
 }
 
 
@@ -119,13 +119,13 @@ TEST(simd_matmul_matches_scalar_float) {
 /* Plain rows and the loader's panels: fewer rows than a panel (all plain), one panel, panels with a
  * plain tail (37), several panels; token counts below, at and above the 8-token tile, with tails. */
 TEST(simd_matmul_matches_scalar_quant) {
-    const int rows[] = {1, 3, 16, 37, 64}, cols[] = {32, 96, 320}, ils[] = {KERN_LAYOUT_PLAIN, KERN_LAYOUT_PANEL16};
+    const int rows[] = {1, 3, 16, 37, 64}, cols[] = {32, 96, 320}, lays[] = {KERN_LAYOUT_PLAIN, KERN_LAYOUT_PANEL16};
     for (int dt = KILN_DT_Q8_0; dt <= KILN_DT_Q4_0; dt++)
         for (int a = 0; a < 5; a++)
             for (int b = 0; b < 3; b++)
                 for (int n = 1; n <= 17; n += (n < 6 ? 1 : 5))
                     for (int k = 0; k < 2; k++)
-                        if (compare_shape_il(dt, rows[a], cols[b], n, pools, (a + b) & 1, ils[k])) return;
+                        if (compare_shape_in(dt, rows[a], cols[b], n, pools, (a + b) & 1, lays[k])) return;
 }
 
 /* A kernel called on a row range that starts inside a panel (the pool only hands out multiples of 16,
@@ -174,8 +174,8 @@ TEST(simd_matmul_large_shapes) {
     for (int dt = 0; dt < KILN_DT_COUNT; dt++) {
         if (compare_shape(dt, 131, 2048, 1, pools, 0)) return;
         if (compare_shape(dt, 67, 1024, 13, pools, 1)) return;
-        if (kern_is_quantised(dt) && (compare_shape_il(dt, 131, 2048, 1, pools, 0, KERN_LAYOUT_PANEL16) ||
-                                                          compare_shape_il(dt, 67, 1024, 13, pools, 1, KERN_LAYOUT_PANEL16)))
+        if (kern_is_quantised(dt) && (compare_shape_in(dt, 131, 2048, 1, pools, 0, KERN_LAYOUT_PANEL16) ||
+                                                          compare_shape_in(dt, 67, 1024, 13, pools, 1, KERN_LAYOUT_PANEL16)))
             return;
     }
 }

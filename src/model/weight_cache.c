@@ -102,10 +102,14 @@ static int reject(kiln_err *err, void *map, size_t len, const char *why) {
 }
 
 int wcache_load(const char *path, const wc_want *w, void **map_out, size_t *len_out, size_t *offs, kiln_err *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* (a FIFO must not hang the load) */
     if (fd < 0) return errno == ENOENT ? 1 : kiln_err_set(err, "cannot open: %s", strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) || (size_t)st.st_size < sizeof(wc_header)) {
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return reject(err, NULL, 0, "not a regular file");
+    }
+    if ((size_t)st.st_size < sizeof(wc_header)) {
         close(fd);
         return reject(err, NULL, 0, "truncated (shorter than its header)");
     }
