@@ -15,14 +15,24 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/quant.h"
 #include "kiln.h"
+
+/* Scalar conversions (the reference everybody agrees on). */
+float kern_f16_to_f32(uint16_t h);
+uint16_t kern_f32_to_f16(float f);
+float kern_bf16_to_f32(uint16_t h);
+uint16_t kern_f32_to_bf16(float f); /* round to nearest even, as torch does */
 
 /* Row conversions: n values (a multiple of block_values). from_f32 is the reference rounding (torch's
  * round-to-nearest-even for f16/bf16, llama.cpp's quantize_row_*_ref for Q8_0/Q4_0). */
 typedef void (*kern_to_f32_fn)(float *out, const void *row, int n);
 typedef void (*kern_from_f32_fn)(void *dst, const float *src, int n);
+/* Quantised formats: the exact integer dot of one weight block (its quants, without the scale) with one
+ * block of int8 activations: the reference the int8 matmul kernels are tested against. */
+typedef int32_t (*kern_block_dot_fn)(const void *wblk, const int8_t *x);
 
 void kern_f32_row_to_f32(float *out, const void *row, int n);
 void kern_f16_row_to_f32(float *out, const void *row, int n);
@@ -34,6 +44,8 @@ void kern_f16_row_from_f32(void *dst, const float *src, int n);
 void kern_bf16_row_from_f32(void *dst, const float *src, int n);
 void kern_q8_0_row_from_f32(void *dst, const float *src, int n);
 void kern_q4_0_row_from_f32(void *dst, const float *src, int n);
+int32_t kern_q8_0_block_dot(const void *wblk, const int8_t *x);
+int32_t kern_q4_0_block_dot(const void *wblk, const int8_t *x);
 
 typedef struct kern_format {
     const char *name;        /* as flags, JSON and weight-cache tags spell it: "f32", "q4_0", ... */
@@ -41,12 +53,14 @@ typedef struct kern_format {
     int gguf_type;           /* ggml_type id in GGUF files */
     int block_values;        /* values per block (1 for the float formats) */
     size_t block_bytes;      /* bytes per block */
-    bool quantised;          /* block-quantised: f16 scale + quants, int8 matmul path, 16-row panels */
+    bool quantised;          /* block-quantised: each block starts with its f16 scale, then its quants;
+                                int8 matmul path, 16-row panels */
     int weight_offset;       /* quantised: added to a weight to make it unsigned for vpdpbusd / pmaddubsw
                                 (Q8_0: w ^ 0x80 = w + 128; Q4_0: the stored nibble = w + 8); quant.h */
     int panel_groups;        /* quantised: 4-byte quant groups per block in a panel (kernels.h) */
     kern_to_f32_fn to_f32;
     kern_from_f32_fn from_f32;
+    kern_block_dot_fn block_dot; /* quantised only */
 } kern_format;
 
 static const kern_format kern_formats[KILN_DT_COUNT] = {
@@ -58,10 +72,12 @@ static const kern_format kern_formats[KILN_DT_COUNT] = {
                       .to_f32 = kern_bf16_row_to_f32, .from_f32 = kern_bf16_row_from_f32},
     [KILN_DT_Q8_0] = {.name = "q8_0", .gguf_type = 8, .block_values = QK, .block_bytes = sizeof(block_q8_0),
                       .quantised = true, .weight_offset = 128, .panel_groups = QK / 4,
-                      .to_f32 = kern_q8_0_row_to_f32, .from_f32 = kern_q8_0_row_from_f32},
+                      .to_f32 = kern_q8_0_row_to_f32, .from_f32 = kern_q8_0_row_from_f32,
+                      .block_dot = kern_q8_0_block_dot},
     [KILN_DT_Q4_0] = {.name = "q4_0", .gguf_type = 2, .block_values = QK, .block_bytes = sizeof(block_q4_0),
                       .quantised = true, .weight_offset = 8, .panel_groups = QK / 8,
-                      .to_f32 = kern_q4_0_row_to_f32, .from_f32 = kern_q4_0_row_from_f32},
+                      .to_f32 = kern_q4_0_row_to_f32, .from_f32 = kern_q4_0_row_from_f32,
+                      .block_dot = kern_q4_0_block_dot},
 };
 
 /* The largest block of any format (stack buffers for one block; the row scratch of a gathered row). */
@@ -77,13 +93,14 @@ static inline size_t kern_row_bytes(kiln_dtype dt, int cols) {
     if (!kern_dtype_valid((int)dt)) return 0;
     return (size_t)(cols / kern_formats[dt].block_values) * kern_formats[dt].block_bytes;
 }
+/* A quantised block's scale (every quantised block starts with it). */
+static inline float kern_block_scale(const void *blk) {
+    uint16_t d;
+    memcpy(&d, blk, sizeof d);
+    return kern_f16_to_f32(d);
+}
 /* Whether rows of `cols` values can be stored in format dt (whole blocks). */
 static inline bool kern_row_fits(kiln_dtype dt, int cols) { return cols % kern_formats[dt].block_values == 0; }
 
-/* Scalar conversions (the reference everybody agrees on). */
-float kern_f16_to_f32(uint16_t h);
-uint16_t kern_f32_to_f16(float f);
-float kern_bf16_to_f32(uint16_t h);
-uint16_t kern_f32_to_bf16(float f); /* round to nearest even, as torch does */
 
 #endif

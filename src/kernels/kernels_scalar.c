@@ -35,7 +35,8 @@ static void gemm_float_scalar(float *y, const void *xv, int n, const kiln_mat *m
 static void gemm_quant_scalar(float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
     const act_q8 *x = xv;
     const int nb = m->cols / QK;
-    const size_t bsz = kern_formats[m->dt].block_bytes;
+    const kern_format *f = &kern_formats[m->dt];
+    const size_t bsz = f->block_bytes;
     char *buf = kern_tmp_row(tmp, m->cols); /* a panel row, gathered (kern_qrow_plain) */
     for (int r = r0; r < r1; r++) {
         const char *w = kern_qrow_plain(m, r, buf);
@@ -43,19 +44,8 @@ static void gemm_quant_scalar(float *y, const void *xv, int n, const kiln_mat *m
             const act_q8 *xt = x + (size_t)t * nb;
             float s = 0;
             for (int b = 0; b < nb; b++) {
-                int isum = 0;
-                float dw;
-                if (m->dt == KILN_DT_Q8_0) {
-                    const block_q8_0 *wb = (const block_q8_0 *)(w + b * bsz);
-                    dw = kern_f16_to_f32(wb->d);
-                    for (int i = 0; i < QK; i++) isum += wb->qs[i] * xt[b].qs[i];
-                } else {
-                    const block_q4_0 *wb = (const block_q4_0 *)(w + b * bsz);
-                    dw = kern_f16_to_f32(wb->d);
-                    for (int i = 0; i < QK / 2; i++)
-                        isum += ((wb->qs[i] & 0x0f) - 8) * xt[b].qs[i] + ((wb->qs[i] >> 4) - 8) * xt[b].qs[i + QK / 2];
-                }
-                s += dw * xt[b].d * (float)isum;
+                const char *wb = w + b * bsz;
+                s += kern_block_scale(wb) * xt[b].d * (float)f->block_dot(wb, xt[b].qs);
             }
             y[(size_t)t * m->rows + r] = s;
         }

@@ -56,6 +56,20 @@ void dequantize_row_q4_0(const block_q4_0 *x, float *y, int k) {
     }
 }
 
+int32_t kern_q8_0_block_dot(const void *wblk, const int8_t *x) {
+    const block_q8_0 *w = wblk;
+    int32_t isum = 0;
+    for (int i = 0; i < QK; i++) isum += w->qs[i] * x[i];
+    return isum;
+}
+
+int32_t kern_q4_0_block_dot(const void *wblk, const int8_t *x) {
+    const block_q4_0 *w = wblk;
+    int32_t isum = 0;
+    for (int i = 0; i < QK / 2; i++) isum += ((w->qs[i] & 0x0f) - 8) * x[i] + ((w->qs[i] >> 4) - 8) * x[i + QK / 2];
+    return isum;
+}
+
 void quantize_act_ref(const float *x, act_q8 *y, int k, int c) {
     for (int i = 0; i < k / QK; i++, x += QK) {
         float amax = 0.0f;
