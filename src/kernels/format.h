@@ -85,7 +85,6 @@ static const kern_format kern_formats[KILN_DT_COUNT] = {
 _Static_assert(sizeof(block_q4_0) <= KERN_MAX_BLOCK_BYTES, "KERN_MAX_BLOCK_BYTES covers every block");
 
 static inline bool kern_dtype_valid(int dt) { return dt >= 0 && dt < KILN_DT_COUNT; }
-static inline const kern_format *kern_format_of(kiln_dtype dt) { return &kern_formats[dt]; }
 static inline bool kern_is_quantised(kiln_dtype dt) { return kern_dtype_valid((int)dt) && kern_formats[dt].quantised; }
 
 /* Bytes of one row of `cols` values in format dt (cols a multiple of block_values; 0 for an unknown dt). */

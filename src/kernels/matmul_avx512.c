@@ -16,9 +16,8 @@
 #include <stddef.h>
 
 #include "kernels/matmul.h"
+#include "kernels/simd_x86.h"
 
-#define INL static inline __attribute__((always_inline))
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PF_VALUES 512 /* software prefetch distance in weight values */
 /* Q8_0 weights made unsigned: xor 0x80 adds kern_formats[KILN_DT_Q8_0].weight_offset (128) to an int8. */
 #define Q8_UNSIGNED ((char)kern_formats[KILN_DT_Q8_0].weight_offset)
@@ -142,13 +141,6 @@ INL __m256i load_wq(int dt, const char *blk) {
 
 /* Both block types start with the f16 scale. */
 INL float wscale(const char *blk) { return _cvtsh_ss(*(const uint16_t *)blk); }
-
-INL float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 INL void micro_q(int dt, int R, int T, const char *w, size_t rstep, size_t bstep, const act_q8 *x, int nb, float *y,
                  int M) {
