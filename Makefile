@@ -1,33 +1,42 @@
 # kiln build. `make` builds build/kiln (release); `make debug` and `make asan` build variants under
 # build/debug and build/asan; `make test` builds release + asan and runs every test in both.
 # Sources are found by wildcard: one concern per file, no list to keep in sync.
+.DEFAULT_GOAL := all
 CC      ?= gcc
 SHARED  ?= ../shared
 MODE    ?= release
-PKGS    := jansson libpcre2-8 libcurl libmicrohttpd libedit icu-uc
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# The libraries are the pkg-config modules of deps/debian-packages.txt (the one list of what kiln needs).
+# deps/install.sh runs before anything is compiled (it installs what is missing, or says how), so their
+# flags are asked for lazily, on first use, once: after the install, not when the Makefile is read.
+PKGS    := $(shell awk '$$1 == "build" && $$2 == "pc" {print $$3}' deps/debian-packages.txt)
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PKGS) 2>/dev/null))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $(PKGS) 2>/dev/null))$(PKG_LIBS)
 
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -Isrc $(PKG_CFLAGS) -pthread -MMD -MP
+BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -Isrc $(PKG_CFLAGS) -pthread -MMD -MP
 ifeq ($(MODE),release)
   OUT     := build
-  CFLAGS  := $(BASE_CFLAGS) -O2 -g
+  CFLAGS   = $(BASE_CFLAGS) -O2 -g
   LDFLAGS := -pthread
 else ifeq ($(MODE),debug)
   OUT     := build/debug
-  CFLAGS  := $(BASE_CFLAGS) -O0 -g -Werror
+  CFLAGS   = $(BASE_CFLAGS) -O0 -g -Werror
   LDFLAGS := -pthread
 else ifeq ($(MODE),asan)
   OUT     := build/asan
   SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-  CFLAGS  := $(BASE_CFLAGS) -O1 -g -Werror $(SAN)
+  CFLAGS   = $(BASE_CFLAGS) -O1 -g -Werror $(SAN)
   LDFLAGS := -pthread $(SAN)
 endif
-LIBS := $(PKG_LIBS) -lcrypto -lm
+LIBS = $(PKG_LIBS) -lm
 
-# The commit is baked into the bench/env reports (only env.o sees it, so other objects don't rebuild).
+# The commit is baked into one object (kiln_build_commit: kiln --version, bench reports), so nothing else rebuilds.
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-$(OUT)/obj/src/bench/env.o: CFLAGS += -DKILN_GIT_COMMIT='"$(GIT_COMMIT)"'
+$(OUT)/obj/src/common/version.o: CFLAGS += -DKILN_GIT_COMMIT='"$(GIT_COMMIT)"'
+# ... and rebuilt when the commit changes: it depends on a stamp file named after the commit.
+COMMIT_STAMP := $(OUT)/commit-$(GIT_COMMIT).stamp
+$(COMMIT_STAMP):
+	@mkdir -p $(dir $@) && rm -f $(OUT)/commit-*.stamp && touch $@
+$(OUT)/obj/src/common/version.o: $(COMMIT_STAMP)
 
 # Kernel files named *_avx512.c / *_avx2.c get their ISA flags; callers pick them at run time from CPUID.
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512bf16 -mavx512dq -mfma -mf16c -mavx2
@@ -39,6 +48,10 @@ TEST_SRC := $(wildcard tests/test_*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(OUT)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(OUT)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(OUT)/tests/%)
+BENCH_BIN := $(patsubst bench/%.c,$(OUT)/bench/%,$(wildcard bench/*.c))
+# The fuzz suite (tests/fuzz/, issue 19) is one test binary made of several files.
+FUZZ_SRC := $(wildcard tests/fuzz/*.c)
+TEST_BIN += $(OUT)/tests/test_fuzz
 
 all: $(OUT)/kiln $(TEST_BIN)
 
@@ -49,19 +62,28 @@ $(OUT)/libkiln.a: $(LIB_OBJ)
 $(OUT)/kiln: $(CLI_OBJ) $(OUT)/libkiln.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(OUT)/libkiln.a $(LIBS)
 
-$(OUT)/tests/%: tests/%.c tests/check.h $(OUT)/libkiln.a
+$(OUT)/tests/%: tests/%.c tests/check.h $(OUT)/libkiln.a | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(OUT)/libkiln.a $(LIBS)
 
-$(OUT)/obj/%_avx512.o: %_avx512.c
+# Benchmark programs (bench/*.c; the bench/*.sh scripts build and run them): build/bench/<name>.
+$(OUT)/bench/%: bench/%.c $(OUT)/libkiln.a | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(OUT)/libkiln.a $(LIBS)
+
+$(OUT)/tests/test_fuzz: $(FUZZ_SRC) tests/fuzz/fuzz.h $(OUT)/libkiln.a | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests -o $@ $(FUZZ_SRC) $(OUT)/libkiln.a $(LIBS)
+
+$(OUT)/obj/%_avx512.o: %_avx512.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(AVX512_FLAGS) -c $< -o $@
 
-$(OUT)/obj/%_avx2.o: %_avx2.c
+$(OUT)/obj/%_avx2.o: %_avx2.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(AVX2_FLAGS) -c $< -o $@
 
-$(OUT)/obj/%.o: %.c
+$(OUT)/obj/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
@@ -70,26 +92,36 @@ debug:
 asan:
 	$(MAKE) MODE=asan
 
+# What the build needs (deps/debian-packages.txt): installed as root, else the apt-get line to run.
+# Costs a few pkg-config / command -v probes when everything is there.
+deps:
+	@deps/install.sh build
+# ... and what the tests need on top: python3 + numpy, node + npm, and the serve tests' OpenAI client.
+deps-test:
+	@deps/install.sh test
+	@[ -d tests/serve/node_modules ] || npm ci --prefix tests/serve --silent --no-audit --no-fund
+
 # The whole suite, twice: optimised, then under AddressSanitizer + UBSan + LeakSanitizer.
-test:
+test: deps-test
 	$(MAKE) MODE=release
 	$(MAKE) MODE=asan
 	SHARED=$(SHARED) tests/run.sh build build/asan
 
 # Quick loop while developing: release build only.
-test-fast:
+test-fast: deps-test
 	$(MAKE) MODE=release
 	SHARED=$(SHARED) tests/run.sh build
 
 # The README's main job: a greedy story from the real trained stories260K model.
-demo: all
+demo: deps
+	$(MAKE) MODE=release
 	./build/kiln run --model $(SHARED)/models/stories260K --raw --greedy --prompt "Once upon a time" --max-new-tokens 200
 
-bench: all
-	bench/run.sh
+# Builds the benchmark programs; the bench/*.sh scripts run them (benchmarks are not tests).
+bench: $(BENCH_BIN)
 
 clean:
 	rm -rf build
 
-.PHONY: all debug asan test test-fast demo bench clean
+.PHONY: all deps deps-test debug asan test test-fast demo bench clean
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

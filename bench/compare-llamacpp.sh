@@ -30,8 +30,8 @@ sh "$SHARED/tools/baseline/build_llamacpp.sh" "$BASELINE" >&2
     --tokenizer "$SHARED/tokenizers/llama3" --out "$MODEL" >&2
 sh "$SHARED/tools/baseline/to_gguf.sh" "$MODEL" "$MODEL" "$BASELINE" >&2
 . "$BASELINE/env.sh"
-make -j2 >/dev/null
-cc -O2 -D_GNU_SOURCE -Iinclude -Isrc bench/matmul_bench.c build/libkiln.a -lm -pthread -o "$work/matmul_bench"
+make -j2 all bench >/dev/null
+cp build/bench/matmul_bench "$work/matmul_bench"
 
 # (kiln bench prints its usage with exit 2: capture it first, or pipefail would read that as "absent")
 kiln_help=$(./build/kiln bench --help 2>&1 || true)

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fileio.h"
 #include "kiln.h"
 
 static int cmp(const void *a, const void *b) {

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # bench/tokenizer_speed.sh — encode MB/s for English, Chinese and code text with each golden tokenizer.
-# Builds bench/tokenizer_speed.c against build/libkiln.a (run `make` first). Corpora (~1 MB each) are
+# Builds bench/tokenizer_speed.c (make bench: build/bench/tokenizer_speed). Corpora (~1 MB each) are
 # made from the golden texts and this repository's C sources. Prints one JSON line per (tokenizer, text).
 set -eu
 cd "$(dirname "$0")/.."
 SHARED="${SHARED:-../shared}"
 RUNS="${RUNS:-5}"
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude bench/tokenizer_speed.c build/libkiln.a \
-    $(pkg-config --libs jansson libpcre2-8 icu-uc) -lcrypto -lm -pthread -o "$T/speed"
+make -j2 bench >/dev/null
+cp build/bench/tokenizer_speed "$T/speed"
 python3 - "$SHARED" "$T" <<'PY'
 import json, sys, glob, re
 shared, out = sys.argv[1], sys.argv[2]

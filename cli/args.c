@@ -22,20 +22,6 @@ void cli_fail(int code, const char *fmt, ...) {
     exit(code);
 }
 
-int cli_opt(int argc, char **argv, int *i, const char *name, const char **val) {
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0) return 0;
-    if (a[n] == '=') {
-        *val = a + n + 1;
-        return 1;
-    }
-    if (a[n] != 0) return 0;
-    if (*i + 1 >= argc) cli_fail(2, "%s needs a value", name);
-    *val = argv[++*i];
-    return 1;
-}
-
 int cli_parse_ids(const char *s, int32_t **ids, size_t *n, kiln_err *err) {
     size_t cap = 16, cnt = 0;
     int32_t *v = malloc(cap * sizeof *v);
@@ -103,20 +89,25 @@ const char *cli_model_dir(const char *arg) {
 
 /* ---- weight formats: --dtype / --quant / --quant-cache, shared by every command that loads weights ---- */
 
-int cli_weight_flag(int argc, char **argv, int *i, kiln_model_opts *mo) {
-    const char *v;
+void cli_dtype_flag(void *mo_, const char *flag, const char *v) {
+    kiln_model_opts *mo = mo_;
     kiln_dtype dt;
-    if (cli_opt(argc, argv, i, "--dtype", &v)) {
-        if (kiln_dtype_parse(v, &dt)) cli_fail(2, "--dtype: unknown format '%s' (want f32, f16 or bf16)", v);
-        if (dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0) mo->quant = (int)dt; /* older spelling of --quant */
-        else mo->dtype = (int)dt;
-    } else if (cli_opt(argc, argv, i, "--quant", &v)) {
-        if (kiln_dtype_parse(v, &dt) || (dt != KILN_DT_Q8_0 && dt != KILN_DT_Q4_0))
-            cli_fail(2, "--quant: unknown format '%s' (want q8_0 or q4_0)", v);
-        mo->quant = (int)dt;
-    } else if (!strcmp(argv[*i], "--quant-cache")) mo->weight_cache = true;
-    else return 0;
-    return 1;
+    if (kiln_dtype_parse(v, &dt)) cli_fail(2, "%s: unknown format '%s' (want f32, f16 or bf16)", flag, v);
+    if (dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0) mo->quant = (int)dt; /* older spelling of --quant */
+    else mo->dtype = (int)dt;
+}
+
+void cli_quant_flag(void *mo_, const char *flag, const char *v) {
+    kiln_model_opts *mo = mo_;
+    kiln_dtype dt;
+    if (kiln_dtype_parse(v, &dt) || (dt != KILN_DT_Q8_0 && dt != KILN_DT_Q4_0))
+        cli_fail(2, "%s: unknown format '%s' (want q8_0 or q4_0)", flag, v);
+    mo->quant = (int)dt;
+}
+
+void cli_quant_cache_flag(void *mo, const char *flag, const char *v) {
+    (void)flag, (void)v;
+    ((kiln_model_opts *)mo)->weight_cache = true;
 }
 
 const char *cli_weight_format(const kiln_model_opts *mo) {

@@ -22,97 +22,115 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "bench/bench.h"
 #include "cli.h"
 
 #define MAXV 16
 
+/* A comma-separated list flag's values (--max-new-tokens 256,128,64): integers in [lo, hi], or with
+ * names, each value the index of its name (--sample off,on). */
+typedef struct int_list {
+    int v[MAXV], n;
+    long lo, hi;
+    const char *const *names; /* NULL-terminated, or NULL for integers */
+} int_list;
+
+static const char *const off_on[] = {"off", "on", NULL};
+
 typedef struct opts {
     const char *model, *prompt, *json, *csv, *html;
     kiln_model_opts mo;
-    int prompt_tokens, gen_tokens, chat, runs, warmup, min_new, ignore_eos, markdown, threads;
-    int max_new[MAXV], n_max_new, sample[2], n_sample, batch[MAXV], n_batch;
-    unsigned long long seed;
+    int prompt_tokens, gen_tokens, runs, warmup, min_new, threads;
+    bool chat, ignore_eos, markdown;
+    int_list max_new, sample, batch; /* sample: 0 off, 1 on */
+    uint64_t seed;
     double temperature;
-    bench_limits lim;
+    kiln_bench_limits lim;
 } opts;
 
-static int parse_list(const char *flag, const char *s, int *out, long lo, long hi) {
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", s);
-    int n = 0;
-    for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (n == MAXV) cli_fail(2, "%s: at most %d values", flag, MAXV);
-        out[n++] = (int)cli_long(flag, t, lo, hi);
-    }
-    if (!n) cli_fail(2, "%s: empty list", flag);
-    return n;
+static int list_value(const int_list *l, const char *flag, const char *t, const char *all) {
+    if (!l->names) return (int)cli_long(flag, t, l->lo, l->hi);
+    for (int k = 0; l->names[k]; k++)
+        if (!strcmp(t, l->names[k])) return k;
+    cli_fail(2, "%s: expected a list of %s,%s, got '%s'", flag, l->names[0], l->names[1], all);
 }
 
-static void usage_fail(const char *arg) {
-    cli_fail(2, "unknown argument '%s' (usage: kiln bench --model DIR [--prompt TEXT | --prompt-tokens N] "
-                "[--runs 5] [--warmup 1] [--max-new-tokens 256,128,64] [--min-new-tokens N | --ignore-eos] "
-                "[--sample off,on] [--batch 1,2] [--gen-tokens N] [--threads N] " CLI_WEIGHT_USAGE " "
-                "[--max-range 0.10] [--target-tps LO:HI] [--json [FILE]] [--csv FILE] [--markdown] [--html FILE]; "
-                "kiln bench compare A.json B.json; kiln bench serve ...)", arg);
+static void list_flag(void *list, const char *flag, const char *s) {
+    int_list *l = list;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    l->n = 0;
+    for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (l->n == (l->names ? 2 : MAXV)) cli_fail(2, "%s: at most %d values", flag, l->names ? 2 : MAXV);
+        l->v[l->n++] = list_value(l, flag, t, s);
+    }
+    if (!l->n) cli_fail(2, "%s: empty list", flag);
+}
+
+static void target_tps_flag(void *limits, const char *flag, const char *v) {
+    kiln_bench_limits *lim = limits;
+    char *colon = strchr(v, ':');
+    if (!colon) cli_fail(2, "%s: expected LO:HI, got '%s'", flag, v);
+    char lo[64];
+    snprintf(lo, sizeof lo, "%.*s", (int)(colon - v), v);
+    lim->tps_lo = cli_double(flag, lo, 0, 1e12);
+    lim->tps_hi = cli_double(flag, colon + 1, lim->tps_lo, 1e12);
+    lim->has_tps = 1;
 }
 
 static void parse(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->runs = 5, o->warmup = 1, o->min_new = -1, o->seed = 1234, o->temperature = 0;
-    o->max_new[0] = 128, o->n_max_new = 1, o->n_sample = 1, o->batch[0] = 1, o->n_batch = 1;
+    o->max_new = (int_list){{128}, 1, 1, 1 << 20, NULL};
+    o->sample = (int_list){{0}, 1, 0, 1, off_on};
+    o->batch = (int_list){{1}, 1, 1, 256, NULL};
     o->lim.max_range = 0.10;
     kiln_model_opts_default(&o->mo);
     cli_weight_callbacks(&o->mo);
-    const char *v;
-    for (int i = 1; i < argc; i++) {
-        if (cli_opt(argc, argv, &i, "--model", &o->model) || cli_opt(argc, argv, &i, "--prompt", &o->prompt) ||
-            cli_weight_flag(argc, argv, &i, &o->mo) ||
-            cli_opt(argc, argv, &i, "--csv", &o->csv) || cli_opt(argc, argv, &i, "--html", &o->html))
-            continue;
-        if (cli_opt(argc, argv, &i, "--prompt-tokens", &v)) o->prompt_tokens = (int)cli_long("--prompt-tokens", v, 1, 1 << 20);
-        else if (cli_opt(argc, argv, &i, "--gen-tokens", &v)) o->gen_tokens = (int)cli_long("--gen-tokens", v, 1, 1 << 20);
-        else if (cli_opt(argc, argv, &i, "--runs", &v)) o->runs = (int)cli_long("--runs", v, 1, 100000);
-        else if (cli_opt(argc, argv, &i, "--warmup", &v)) o->warmup = (int)cli_long("--warmup", v, 0, 1000);
-        else if (cli_opt(argc, argv, &i, "--min-new-tokens", &v)) o->min_new = (int)cli_long("--min-new-tokens", v, 0, 1 << 20);
-        else if (cli_opt(argc, argv, &i, "--threads", &v)) o->threads = (int)cli_long("--threads", v, 1, 1024);
-        else if (cli_opt(argc, argv, &i, "--seed", &v)) o->seed = (unsigned long long)cli_long("--seed", v, 0, 1L << 62);
-        else if (cli_opt(argc, argv, &i, "--temperature", &v)) o->temperature = cli_double("--temperature", v, 1e-6, 100);
-        else if (cli_opt(argc, argv, &i, "--max-range", &v)) o->lim.max_range = cli_double("--max-range", v, 0, 1e9);
-        else if (cli_opt(argc, argv, &i, "--max-new-tokens", &v)) o->n_max_new = parse_list("--max-new-tokens", v, o->max_new, 1, 1 << 20);
-        else if (cli_opt(argc, argv, &i, "--batch", &v)) o->n_batch = parse_list("--batch", v, o->batch, 1, 256);
-        else if (cli_opt(argc, argv, &i, "--sample", &v)) {
-            char buf[64];
-            snprintf(buf, sizeof buf, "%s", v);
-            o->n_sample = 0;
-            for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-                if (o->n_sample == 2 || (strcmp(t, "on") && strcmp(t, "off")))
-                    cli_fail(2, "--sample: expected a list of off,on, got '%s'", v);
-                o->sample[o->n_sample++] = !strcmp(t, "on");
-            }
-            if (!o->n_sample) cli_fail(2, "--sample: empty list");
-        } else if (cli_opt(argc, argv, &i, "--target-tps", &v)) {
-            char *colon = strchr(v, ':');
-            if (!colon) cli_fail(2, "--target-tps: expected LO:HI, got '%s'", v);
-            char lo[64];
-            snprintf(lo, sizeof lo, "%.*s", (int)(colon - v), v);
-            o->lim.tps_lo = cli_double("--target-tps", lo, 0, 1e12);
-            o->lim.tps_hi = cli_double("--target-tps", colon + 1, o->lim.tps_lo, 1e12);
-            o->lim.has_tps = 1;
-        } else if (!strcmp(argv[i], "--json")) {
-            /* Optional value: "--json FILE", or bare "--json" / "--json -" for stdout. */
-            o->json = (i + 1 < argc && strncmp(argv[i + 1], "--", 2)) ? argv[++i] : "-";
-        } else if (!strncmp(argv[i], "--json=", 7)) o->json = argv[i] + 7;
-        else if (!strcmp(argv[i], "--chat")) o->chat = 1;
-        else if (!strcmp(argv[i], "--markdown")) o->markdown = 1;
-        else if (!strcmp(argv[i], "--ignore-eos")) o->ignore_eos = 1;
-        else usage_fail(argv[i]);
-    }
+    const cli_flag flags[] = {
+        CLI_MODEL_FLAG(&o->model),
+        {"--prompt", "-p", "TEXT", "the prompt (default: --prompt-tokens of synthetic ids)", CLI_STR_TO(&o->prompt)},
+        {"--prompt-tokens", NULL, "N", "a synthetic prompt of N ids (default 32; 512 with --gen-tokens)",
+         CLI_INT_TO(&o->prompt_tokens, 1, 1 << 20)},
+        {"--chat", NULL, NULL, "send --prompt through the chat template as one user turn", CLI_SWITCH_TO(&o->chat)},
+        {"--runs", NULL, "N", "measured runs per scenario (default 5)", CLI_INT_TO(&o->runs, 1, 100000)},
+        {"--warmup", NULL, "N", "unmeasured runs first (default 1)", CLI_INT_TO(&o->warmup, 0, 1000)},
+        {"--max-new-tokens", "-n", "N,N,...", "scenarios: tokens to generate at most (default 128)",
+         CLI_FN_TO(list_flag, &o->max_new)},
+        {"--min-new-tokens", NULL, "N", "EOS is ignored before this many tokens", CLI_INT_TO(&o->min_new, 0, 1 << 20)},
+        {"--ignore-eos", NULL, NULL, "every run generates exactly max-new-tokens", CLI_SWITCH_TO(&o->ignore_eos)},
+        {"--sample", NULL, "off,on", "scenarios: greedy and/or sampled with the model's settings",
+         CLI_FN_TO(list_flag, &o->sample)},
+        {"--batch", NULL, "N,N,...", "scenarios: copies of the prompt decoded together (default 1)",
+         CLI_FN_TO(list_flag, &o->batch)},
+        {"--gen-tokens", NULL, "N", "llama-bench style pp/tg: exactly N generated tokens per run",
+         CLI_INT_TO(&o->gen_tokens, 1, 1 << 20)},
+        CLI_THREADS_FLAG(&o->threads, 1),
+        CLI_WEIGHT_FLAGS(&o->mo),
+        {"--seed", "-s", "S", "sampled runs use seed S + run index (default 1234)", CLI_U64_TO(&o->seed, 0, 0x1p62)},
+        {"--temperature", NULL, "T", "sampling temperature (default: the model's)", CLI_DOUBLE_TO(&o->temperature, 1e-6, 100)},
+        {"--max-range", NULL, "X", "PASS needs (max - min) / mean of the run times <= X (default 0.10)",
+         CLI_DOUBLE_TO(&o->lim.max_range, 0, 1e9)},
+        {"--target-tps", NULL, "LO:HI", "PASS also needs decode tok/s within [LO, HI]", CLI_FN_TO(target_tps_flag, &o->lim)},
+        {"--json", NULL, "FILE", "the report as JSON (no FILE or -: stdout, the table goes to stderr)",
+         CLI_STR_TO(&o->json), .optional_value = true},
+        {"--csv", NULL, "FILE", "one CSV row per run", CLI_STR_TO(&o->csv)},
+        {"--markdown", NULL, NULL, "also a Markdown table of the scenarios", CLI_SWITCH_TO(&o->markdown)},
+        {"--html", NULL, "FILE", "an HTML report with charts", CLI_STR_TO(&o->html)},
+        {0},
+    };
+    const cli_spec spec = {
+        .name = "bench", .usage = "--model DIR [flags]",
+        .about = "Repeated, measured generation over every combination of --max-new-tokens x --sample x --batch;\n"
+        "reports latency, throughput and memory per scenario with a stability verdict.",
+        .flags = flags,
+        .subcommands = "  serve     load-test a running OpenAI-compatible server (kiln bench serve --url URL)\n"
+        "  compare   compare two --json reports (kiln bench compare A.json B.json)\n"};
+    cli_parse(argc, argv, &spec);
     if (!o->model) cli_fail(2, "--model is required");
     if (o->prompt && o->prompt_tokens) cli_fail(2, "--prompt and --prompt-tokens are exclusive");
     if (o->chat && !o->prompt) cli_fail(2, "--chat needs --prompt");
     if (o->gen_tokens) { /* llama-bench: exactly N generated tokens per run */
-        o->max_new[0] = o->gen_tokens, o->n_max_new = 1, o->ignore_eos = 1;
+        o->max_new.v[0] = o->gen_tokens, o->max_new.n = 1, o->ignore_eos = 1;
         if (!o->prompt && !o->prompt_tokens) o->prompt_tokens = 512;
     }
     if (!o->prompt && !o->prompt_tokens) o->prompt_tokens = 32;
@@ -133,7 +151,7 @@ typedef struct engine {
 typedef struct timing {
     double t0, first, prev;
     int last_index;
-    bench_run *r;
+    kiln_bench_run *r;
 } timing;
 
 static int on_token(void *user, int index, const kiln_gen_step *step) {
@@ -164,13 +182,13 @@ static double tg_once(engine *e, const kiln_gen_params *p) {
     return n > 0 ? n / dt : 0;
 }
 
-static void run_once(engine *e, const opts *o, const bench_scenario *sc, int run_idx, bench_run *r) {
+static void run_once(engine *e, const opts *o, const kiln_bench_scenario *sc, int run_idx, kiln_bench_run *r) {
     int B = sc->batch, max_new = sc->max_new_tokens;
     kiln_gen_params p = e->base;
     p.max_new_tokens = max_new;
     p.min_new_tokens = o->ignore_eos ? max_new : (sc->min_new_tokens > max_new ? max_new : sc->min_new_tokens);
     p.do_sample = sc->sample;
-    p.seed = o->seed + (unsigned long long)run_idx;
+    p.seed = o->seed + (uint64_t)run_idx;
     if (o->temperature > 0) p.temperature = (float)o->temperature;
     const int32_t *prompts[256];
     size_t lens[256];
@@ -223,11 +241,19 @@ static void close_out(FILE *f, const char *path) {
 }
 
 static int cmd_bench_compare(int argc, char **argv) {
-    if (argc != 3) cli_fail(2, "usage: kiln bench compare A.json B.json");
-    bench_cmp *c;
+    const char *files[2];
+    int n_files = 0;
+    const cli_flag flags[] = {{0}};
+    const cli_spec spec = {.name = "bench compare", .usage = "A.json B.json",
+                           .about = "Compares two `kiln bench --json` reports: one line per scenario in both, with the ratio of\n"
+                           "median run times (> 1: B is faster) and whether it is outside the noise.",
+                           .flags = flags, .pos = files, .max_pos = 2, .n_pos = &n_files};
+    cli_parse(argc, argv, &spec);
+    if (n_files != 2) cli_fail(2, "usage: kiln bench compare A.json B.json");
+    kiln_bench_cmp *c;
     int n;
     kiln_err err;
-    if (bench_compare_files(argv[1], argv[2], &c, &n, &err)) cli_fail(1, "%s", err.msg);
+    if (kiln_bench_compare_files(files[0], files[1], &c, &n, &err)) cli_fail(1, "%s", err.msg);
     for (int i = 0; i < n; i++) printf("%-28s %s\n", c[i].name, c[i].text);
     free(c);
     return fflush(stdout) ? 1 : 0;
@@ -276,26 +302,26 @@ int cmd_bench(int argc, char **argv) {
     opts o;
     parse(argc, argv, &o);
     int max_new = 0;
-    for (int i = 0; i < o.n_max_new; i++) max_new = o.max_new[i] > max_new ? o.max_new[i] : max_new;
+    for (int i = 0; i < o.max_new.n; i++) max_new = o.max_new.v[i] > max_new ? o.max_new.v[i] : max_new;
     engine e = {0};
     load(&e, &o, max_new);
 
-    bench_report rep;
+    kiln_bench_report rep;
     memset(&rep, 0, sizeof rep);
     const char *fmt = cli_weight_format(&o.mo);
-    bench_env_collect(&rep.env, o.model, fmt ? fmt : kiln_dtype_name(kiln_model_config(e.m)->torch_dtype),
+    kiln_bench_env_collect(&rep.env, o.model, fmt ? fmt : kiln_dtype_name(kiln_model_config(e.m)->torch_dtype),
                       kiln_model_threads(e.m));
     rep.limits = o.lim, rep.runs = o.runs, rep.warmup = o.warmup;
-    rep.n_sc = o.n_max_new * o.n_sample * o.n_batch;
+    rep.n_sc = o.max_new.n * o.sample.n * o.batch.n;
     rep.sc = calloc((size_t)rep.n_sc, sizeof *rep.sc);
     if (!rep.sc) cli_fail(1, "out of memory");
     int k = 0;
-    for (int a = 0; a < o.n_max_new; a++)
-        for (int s = 0; s < o.n_sample; s++)
-            for (int b = 0; b < o.n_batch; b++, k++) {
-                bench_scenario *sc = &rep.sc[k];
-                sc->max_new_tokens = o.max_new[a], sc->sample = o.sample[s], sc->batch = o.batch[b];
-                sc->min_new_tokens = o.ignore_eos ? o.max_new[a] : (o.min_new < 0 ? 0 : o.min_new);
+    for (int a = 0; a < o.max_new.n; a++)
+        for (int s = 0; s < o.sample.n; s++)
+            for (int b = 0; b < o.batch.n; b++, k++) {
+                kiln_bench_scenario *sc = &rep.sc[k];
+                sc->max_new_tokens = o.max_new.v[a], sc->sample = o.sample.v[s], sc->batch = o.batch.v[b];
+                sc->min_new_tokens = o.ignore_eos ? o.max_new.v[a] : (o.min_new < 0 ? 0 : o.min_new);
                 sc->prompt_tokens = e.n_prompt;
                 if (o.gen_tokens)
                     snprintf(sc->name, sizeof sc->name, "pp%d+tg%d-%s-b%d", e.n_prompt, o.gen_tokens,
@@ -313,10 +339,10 @@ int cmd_bench(int argc, char **argv) {
     fprintf(human, "%-28s %4s %9s %6s %9s %9s %9s %9s\n", "scenario", "run", "seconds", "tokens", "tok/s",
             "ttft ms", "rss MiB", "peak MiB");
     for (int s = 0; s < rep.n_sc; s++) {
-        bench_scenario *sc = &rep.sc[s];
+        kiln_bench_scenario *sc = &rep.sc[s];
         for (int j = 0; j < o.warmup + o.runs; j++) {
             progress(s + 1, rep.n_sc, j + 1, o.warmup + o.runs, t_start, done, total);
-            bench_run r;
+            kiln_bench_run r;
             int measured = j >= o.warmup;
             run_once(&e, &o, sc, measured ? j - o.warmup : j, &r);
             done++;
@@ -327,7 +353,7 @@ int cmd_bench(int argc, char **argv) {
                     r.gen_tokens, r.decode_tps, r.ttft_s * 1e3, r.rss_bytes / 1048576.0, r.peak_rss_bytes / 1048576.0);
             fflush(human);
         }
-        bench_scenario_finish(sc, &o.lim);
+        kiln_bench_scenario_finish(sc, &o.lim);
     }
     if (o.gen_tokens) {
         /* pp/tg: medians over every measured run of every scenario (one scenario unless lists were given). */
@@ -338,29 +364,29 @@ int cmd_bench(int argc, char **argv) {
         n = 0;
         for (int s = 0; s < rep.n_sc; s++)
             for (int i = 0; i < rep.sc[s].n_runs; i++, n++) pp[n] = rep.sc[s].runs[i].prefill_tps, tg[n] = rep.sc[s].runs[i].tg_tps;
-        bench_stats st;
-        bench_stats_compute(pp, n, &st);
+        kiln_bench_stats st;
+        kiln_bench_stats_compute(pp, n, &st);
         rep.pp_tok_s = st.median;
-        bench_stats_compute(tg, n, &st);
+        kiln_bench_stats_compute(tg, n, &st);
         rep.tg_tok_s = st.median;
         rep.pp_tokens = e.n_prompt, rep.tg_tokens = o.gen_tokens;
         free(pp);
         free(tg);
     }
-    bench_write_table(&rep, human);
-    if (o.markdown) { fputc('\n', human); bench_write_markdown(&rep, human); }
+    kiln_bench_write_table(&rep, human);
+    if (o.markdown) { fputc('\n', human); kiln_bench_write_markdown(&rep, human); }
     kiln_err err;
     if (o.json) {
         FILE *f = strcmp(o.json, "-") ? open_out(o.json, "--json") : stdout;
-        if (bench_write_json(&rep, f, &err)) cli_fail(1, "%s", err.msg);
+        if (kiln_bench_write_json(&rep, f, &err)) cli_fail(1, "%s", err.msg);
         if (f != stdout) close_out(f, o.json);
     }
-    if (o.csv) { FILE *f = open_out(o.csv, "--csv"); bench_write_csv(&rep, f); close_out(f, o.csv); }
-    if (o.html) { FILE *f = open_out(o.html, "--html"); bench_write_html(&rep, f); close_out(f, o.html); }
+    if (o.csv) { FILE *f = open_out(o.csv, "--csv"); kiln_bench_write_csv(&rep, f); close_out(f, o.csv); }
+    if (o.html) { FILE *f = open_out(o.html, "--html"); kiln_bench_write_html(&rep, f); close_out(f, o.html); }
     int all_pass = 1;
     for (int s = 0; s < rep.n_sc; s++) {
         all_pass &= rep.sc[s].pass;
-        bench_scenario_free(&rep.sc[s]);
+        kiln_bench_scenario_free(&rep.sc[s]);
     }
     free(rep.sc);
     free(e.prompt);

@@ -207,27 +207,28 @@ static char *fetch_model(const char *url, const char *api_key) {
 }
 
 int cmd_bench_serve(int argc, char **argv) {
-    const char *url = NULL, *conc = "1,4,16", *model = NULL, *api_key = NULL, *v;
+    const char *url = NULL, *conc = "1,4,16", *model = NULL, *api_key = NULL;
     int n_req = 32, p_tok = 128, g_tok = 64;
     double rate = 0;
     bool json_out = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: kiln bench serve --url URL [--concurrency 1,4,16] [--requests N] [--rate R]\n"
-                   "                        [--prompt-tokens P] [--gen-tokens G] [--model NAME] [--api-key K] [--json]\n");
-            return 0;
-        }
-        if (cli_opt(argc, argv, &i, "--url", &v)) url = v;
-        else if (cli_opt(argc, argv, &i, "--concurrency", &v)) conc = v;
-        else if (cli_opt(argc, argv, &i, "--requests", &v)) n_req = (int)cli_long("--requests", v, 1, 1000000);
-        else if (cli_opt(argc, argv, &i, "--rate", &v)) rate = cli_double("--rate", v, 0, 1e6);
-        else if (cli_opt(argc, argv, &i, "--prompt-tokens", &v)) p_tok = (int)cli_long("--prompt-tokens", v, 1, 1 << 20);
-        else if (cli_opt(argc, argv, &i, "--gen-tokens", &v)) g_tok = (int)cli_long("--gen-tokens", v, 1, 1 << 20);
-        else if (cli_opt(argc, argv, &i, "--model", &v)) model = v;
-        else if (cli_opt(argc, argv, &i, "--api-key", &v)) api_key = v;
-        else if (!strcmp(argv[i], "--json")) json_out = true;
-        else cli_fail(2, "unknown flag '%s' (kiln bench serve --help)", argv[i]);
-    }
+    const cli_flag flags[] = {
+        {"--url", NULL, "URL", "the server (e.g. http://127.0.0.1:8080); required", CLI_STR_TO(&url)},
+        {"--concurrency", NULL, "1,4,16", "levels of concurrent clients, one run each", CLI_STR_TO(&conc)},
+        {"--requests", NULL, "N", "requests per level (default 32)", CLI_INT_TO(&n_req, 1, 1000000)},
+        {"--rate", NULL, "R", "requests per second, Poisson arrivals (0: as fast as the clients go)",
+         CLI_DOUBLE_TO(&rate, 0, 1e6)},
+        {"--prompt-tokens", NULL, "N", "prompt length (default 128)", CLI_INT_TO(&p_tok, 1, 1 << 20)},
+        {"--gen-tokens", NULL, "N", "tokens generated per request (default 64)", CLI_INT_TO(&g_tok, 1, 1 << 20)},
+        {"--model", "-m", "NAME", "model name sent in requests (default: the first of /v1/models)", CLI_STR_TO(&model)},
+        {"--api-key", NULL, "KEY", "bearer token for the server", CLI_STR_TO(&api_key)},
+        {"--json", NULL, NULL, "the report as JSON on stdout", CLI_SWITCH_TO(&json_out)},
+        {0},
+    };
+    const cli_spec spec = {.name = "bench serve", .usage = "--url URL [flags]",
+                           .about = "Load-tests a running OpenAI-compatible server: request rate, output tokens/s, TTFT, TPOT and\n"
+                           "inter-token latency per concurrency level.",
+                           .flags = flags};
+    cli_parse(argc, argv, &spec);
     if (!url) cli_fail(2, "--url URL is required (e.g. http://127.0.0.1:8080)");
     int32_t *levels;
     size_t n_levels;

@@ -223,14 +223,15 @@ static char *read_line(chat *c) {
 int cmd_chat(int argc, char **argv) {
     chat c = {0};
     gen_cli_init(&c.g);
-    for (int i = 1; i < argc; i++) {
-        if (gen_cli_flag(&c.g, argc, argv, &i)) continue;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: kiln chat --model DIR [flags]\n%scommands:\n%s", GEN_CLI_HELP, HELP);
-            return 0;
-        }
-        cli_fail(2, "unknown flag '%s' (kiln chat --help)", argv[i]);
-    }
+    cli_flag flags[GEN_CLI_N_FLAGS + 1];
+    flags[gen_cli_flags(&c.g, flags)] = (cli_flag){0};
+    char notes[sizeof HELP + 32];
+    snprintf(notes, sizeof notes, "commands:\n%s", HELP);
+    const cli_spec spec = {.name = "chat", .usage = "--model DIR [flags]",
+                           .about = "An interactive multi-turn chat through the model's chat template; the generation flags\n"
+                           "are those of kiln run.",
+                           .flags = flags, .notes = notes};
+    cli_parse(argc, argv, &spec);
     gen_cli_open(&c.g);
     if (!kiln_tokenizer_chat_template(c.g.tok, NULL))
         cli_fail(1, "%s has no chat template: use kiln run --raw to continue text", c.g.model_dir);

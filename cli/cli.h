@@ -1,17 +1,88 @@
 /* cli.h — shared pieces of the thin command-line layer. Each subcommand lives in cli/<name>.c and
- * exposes `int cmd_<name>(int argc, char **argv)` (argv[0] is the subcommand name); it parses flags,
- * calls the library and prints. Errors: one line on stderr via cli_fail, non-zero exit. */
+ * exposes `int cmd_<name>(int argc, char **argv)` (argv[0] is the subcommand name); it parses its flags
+ * with its one flag table (cli_parse below), calls the library (kiln.h only) and prints. Errors: one line
+ * on stderr via cli_fail, non-zero exit. */
 #ifndef KILN_CLI_H
 #define KILN_CLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "kiln.h"
 
-/* "--name VALUE" or "--name=VALUE" at argv[*i]: sets *val, advances *i past the value, returns 1.
- * Returns 0 if argv[*i] is another flag. A missing value is a usage error (exit 2). */
-int cli_opt(int argc, char **argv, int *i, const char *name, const char **val);
+/* ---- flags: ONE table per command, read by both the parser and the help ------------------------------
+ * Each command lists its flags once, as cli_flag rows (name, llama-cli alias, value placeholder, help,
+ * where the value goes); cli_parse walks argv with that table and `--help` prints it, so the help always
+ * lists exactly the flags the parser accepts. "--name VALUE" and "--name=VALUE" both work. */
+typedef enum {
+    CLI_SWITCH, /* no value: *(bool *)dst = true */
+    CLI_STR,    /* *(const char **)dst = value (the last one given wins) */
+    CLI_INT,    /* *(int *)dst, in [lo, hi] */
+    CLI_U64,    /* *(uint64_t *)dst, in [lo, hi] */
+    CLI_FLOAT,  /* *(float *)dst, in [lo, hi] */
+    CLI_DOUBLE, /* *(double *)dst, in [lo, hi] */
+    CLI_FN,     /* fn(dst, flag, value) for each occurrence: lists, repeatable and enum flags */
+} cli_kind;
+
+typedef struct cli_flag {
+    const char *name;  /* "--model" */
+    const char *alias; /* "-m" (llama-cli's spelling), or NULL */
+    const char *arg;   /* value placeholder in the help ("DIR"); NULL for a switch */
+    const char *help;
+    cli_kind kind;
+    void *dst;
+    double lo, hi;
+    void (*fn)(void *dst, const char *flag, const char *value);
+    bool *seen;          /* optional: set to true when the flag is given */
+    bool optional_value; /* the value may be left out ("--json" alone, or before another flag): "-" */
+} cli_flag;
+
+/* Row helpers: {"--name", "-a", "ARG", "help", CLI_INT_TO(&x, 1, 100)} */
+#define CLI_SWITCH_TO(p) .kind = CLI_SWITCH, .dst = (bool *)(p)
+#define CLI_STR_TO(p) .kind = CLI_STR, .dst = (const char **)(p)
+#define CLI_INT_TO(p, l, h) .kind = CLI_INT, .dst = (int *)(p), .lo = (l), .hi = (h)
+#define CLI_U64_TO(p, l, h) .kind = CLI_U64, .dst = (uint64_t *)(p), .lo = (l), .hi = (h)
+#define CLI_FLOAT_TO(p, l, h) .kind = CLI_FLOAT, .dst = (float *)(p), .lo = (l), .hi = (h)
+#define CLI_DOUBLE_TO(p, l, h) .kind = CLI_DOUBLE, .dst = (double *)(p), .lo = (l), .hi = (h)
+#define CLI_FN_TO(f, p) .kind = CLI_FN, .fn = (f), .dst = (p)
+
+typedef struct cli_spec {
+    const char *name;        /* "generate", "bench serve" */
+    const char *usage;       /* after "usage: kiln NAME ": "--model DIR --ids 1,2,3 --max-new-tokens N" */
+    const char *about;       /* what the command does (printed under the usage line; may be NULL) */
+    const cli_flag *flags;   /* terminated by a row with name NULL */
+    const char *subcommands; /* "  serve    load-test a running server\n..." (help section), or NULL */
+    const char *notes;       /* printed after the flags (environment, REPL commands...), or NULL */
+    /* Positional arguments (not starting with '-'): up to max_pos of them into pos[], *n_pos counted. */
+    const char **pos;
+    int max_pos;
+    int *n_pos;
+} cli_spec;
+
+/* Parses argv[1..argc) (argv[0] is the command) into the table's destinations. -h / --help prints the
+ * help on stdout and exits 0; an unknown flag, a missing or bad value, or a stray argument is one line on
+ * stderr and exit 2. */
+void cli_parse(int argc, char **argv, const cli_spec *spec);
+void cli_help(FILE *f, const cli_spec *spec);
+/* Weight-format flags every weight-loading command takes, as three table rows over a kiln_model_opts:
+ * --dtype f32|f16|bf16 (float format; q8_0/q4_0 still accepted as the older spelling of --quant),
+ * --quant q8_0|q4_0, --quant-cache (keep the converted weights on disk and map them on later loads). */
+void cli_dtype_flag(void *mo, const char *flag, const char *v);
+void cli_quant_flag(void *mo, const char *flag, const char *v);
+void cli_quant_cache_flag(void *mo, const char *flag, const char *v);
+#define CLI_WEIGHT_FLAGS(mo)                                                                                  \
+    {"--dtype", NULL, "f32|f16|bf16", "convert the weights to this float format at load", CLI_FN_TO(cli_dtype_flag, mo)}, \
+    {"--quant", NULL, "q8_0|q4_0", "block-quantise the weights at load (llama.cpp's Q8_0 / Q4_0)",                    \
+     CLI_FN_TO(cli_quant_flag, mo)},                                                                          \
+    {"--quant-cache", NULL, NULL, "keep the converted weights on disk and map them on later loads",           \
+     CLI_FN_TO(cli_quant_cache_flag, mo)}
+/* The model directory flag (resolved with cli_model_dir) and the worker-thread flag, as most commands
+ * spell them. */
+#define CLI_MODEL_FLAG(p) {"--model", "-m", "DIR", "model directory, or ORG/NAME from the hub cache", CLI_STR_TO(p)}
+#define CLI_THREADS_FLAG(p, lo) {"--threads", "-t", "N", "worker threads (default: physical cores)", CLI_INT_TO(p, lo, 1024)}
+
 /* Parses "1,2,3" into a malloc'd id list; returns -1 with a message on bad input. */
 int cli_parse_ids(const char *s, int32_t **ids, size_t *n, kiln_err *err);
 /* Strict number parsing: the whole string must be a number in range, else exit 2 naming the flag. */
@@ -24,11 +95,6 @@ const char *cli_model_dir(const char *arg);
 
 extern const char *cli_cmd_name;
 
-/* Weight-format flags every weight-loading command takes: --dtype f32|f16|bf16 (float format; q8_0/q4_0
- * still accepted as the older spelling of --quant), --quant q8_0|q4_0, --quant-cache (keep the converted
- * weights on disk and map them on later loads). Returns 1 if argv[*i] was one (advancing *i). */
-int cli_weight_flag(int argc, char **argv, int *i, kiln_model_opts *mo);
-#define CLI_WEIGHT_USAGE "[--dtype f32|f16|bf16] [--quant q8_0|q4_0] [--quant-cache]"
 /* Conversion progress bar (stderr, TTY only) and load warnings on stderr. */
 void cli_weight_callbacks(kiln_model_opts *mo);
 /* "q8_0", "bf16", "q4_0+bf16", or NULL when the checkpoint's own format is kept (static buffer). */

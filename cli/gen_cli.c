@@ -6,9 +6,6 @@
 
 #include "gen_cli.h"
 
-enum { SET_MAXNEW = 1, SET_MINNEW = 2, SET_TEMP = 4, SET_TOPK = 8, SET_TOPP = 16, SET_MINP = 32,
-       SET_REP = 64, SET_SEED = 128, SET_PRES = 256, SET_FREQ = 512 };
-
 void gen_cli_init(gen_cli *g) {
     memset(g, 0, sizeof *g);
     g->show_thinking = true;
@@ -17,54 +14,70 @@ void gen_cli_init(gen_cli *g) {
     kiln_gen_params_default(&g->flags);
 }
 
-int gen_cli_flag(gen_cli *g, int argc, char **argv, int *i) {
-    const char *v;
+static void stop_flag(void *params, const char *flag, const char *v) {
+    kiln_gen_params *f = params;
+    if (!*v) cli_fail(2, "%s: empty string", flag);
+    if (f->n_stop == KILN_GEN_MAX_STOP) cli_fail(2, "%s: at most %d stop strings", flag, KILN_GEN_MAX_STOP);
+    f->stop[f->n_stop++] = v;
+}
+
+static void think_flag(void *think, const char *flag, const char *v) {
+    if (strcmp(v, "on") && strcmp(v, "off")) cli_fail(2, "%s: want on or off, not '%s'", flag, v);
+    *(const char **)think = v;
+}
+
+static void thinking_flag(void *show, const char *flag, const char *v) {
+    if (strcmp(v, "show") && strcmp(v, "hide")) cli_fail(2, "%s: want show or hide, not '%s'", flag, v);
+    *(bool *)show = !strcmp(v, "show");
+}
+
+int gen_cli_flags(gen_cli *g, cli_flag *rows) {
     kiln_gen_params *f = &g->flags;
-    if (cli_opt(argc, argv, i, "--model", &v)) g->model_dir = cli_model_dir(v);
-    else if (cli_opt(argc, argv, i, "--system", &v)) g->system = v;
-    else if (cli_opt(argc, argv, i, "--max-new-tokens", &v))
-        f->max_new_tokens = (int)cli_long("--max-new-tokens", v, 1, 1 << 24), g->set |= SET_MAXNEW;
-    else if (cli_opt(argc, argv, i, "--min-new-tokens", &v))
-        f->min_new_tokens = (int)cli_long("--min-new-tokens", v, 0, 1 << 24), g->set |= SET_MINNEW;
-    else if (cli_opt(argc, argv, i, "--temperature", &v))
-        f->temperature = (float)cli_double("--temperature", v, 0, 100), g->set |= SET_TEMP;
-    else if (cli_opt(argc, argv, i, "--top-k", &v))
-        f->top_k = (int)cli_long("--top-k", v, 0, 1 << 30), g->set |= SET_TOPK;
-    else if (cli_opt(argc, argv, i, "--top-p", &v))
-        f->top_p = (float)cli_double("--top-p", v, 0, 1), g->set |= SET_TOPP;
-    else if (cli_opt(argc, argv, i, "--min-p", &v))
-        f->min_p = (float)cli_double("--min-p", v, 0, 1), g->set |= SET_MINP;
-    else if (cli_opt(argc, argv, i, "--repetition-penalty", &v))
-        f->repetition_penalty = (float)cli_double("--repetition-penalty", v, 1e-6, 1e6), g->set |= SET_REP;
-    else if (cli_opt(argc, argv, i, "--presence-penalty", &v))
-        f->presence_penalty = (float)cli_double("--presence-penalty", v, -2, 2), g->set |= SET_PRES;
-    else if (cli_opt(argc, argv, i, "--frequency-penalty", &v))
-        f->frequency_penalty = (float)cli_double("--frequency-penalty", v, -2, 2), g->set |= SET_FREQ;
-    else if (cli_opt(argc, argv, i, "--seed", &v))
-        f->seed = (uint64_t)cli_long("--seed", v, 0, __LONG_MAX__), g->set |= SET_SEED;
-    else if (cli_opt(argc, argv, i, "--stop", &v)) {
-        if (!*v) cli_fail(2, "--stop: empty string");
-        if (f->n_stop == KILN_GEN_MAX_STOP) cli_fail(2, "--stop: at most %d stop strings", KILN_GEN_MAX_STOP);
-        f->stop[f->n_stop++] = v;
-    } else if (cli_opt(argc, argv, i, "--think", &v)) {
-        if (strcmp(v, "on") && strcmp(v, "off")) cli_fail(2, "--think: want on or off, not '%s'", v);
-        g->think = v;
-    } else if (cli_opt(argc, argv, i, "--thinking", &v)) {
-        if (strcmp(v, "show") && strcmp(v, "hide")) cli_fail(2, "--thinking: want show or hide, not '%s'", v);
-        g->show_thinking = !strcmp(v, "show");
-    } else if (cli_opt(argc, argv, i, "--max-input-tokens", &v))
-        g->max_input_tokens = (int)cli_long("--max-input-tokens", v, 1, 1 << 24);
-    else if (cli_opt(argc, argv, i, "--threads", &v)) g->mopts.threads = (int)cli_long("--threads", v, 1, 1024);
-    else if (cli_weight_flag(argc, argv, i, &g->mopts)) return 1;
-    else if (!strcmp(argv[*i], "--greedy")) g->greedy_flag = true;
-    else if (!strcmp(argv[*i], "--do-sample")) g->sample_flag = true;
-    else return 0;
-    return 1;
+    const cli_flag shared[] = {
+        CLI_MODEL_FLAG(&g->model_dir),
+        {"--system", NULL, "TEXT", "system prompt (through the chat template)", CLI_STR_TO(&g->system)},
+        {"--max-new-tokens", "-n", "N", "tokens to generate at most (default: generation_config.json, else 256)",
+         CLI_INT_TO(&f->max_new_tokens, 1, 1 << 24), .seen = &g->set.max_new},
+        {"--min-new-tokens", NULL, "N", "EOS and stop strings are ignored before this many tokens",
+         CLI_INT_TO(&f->min_new_tokens, 0, 1 << 24), .seen = &g->set.min_new},
+        {"--do-sample", NULL, NULL, "sample (the model's generation_config.json may already say so)",
+         CLI_SWITCH_TO(&g->sample_flag)},
+        {"--greedy", NULL, NULL, "always take the most likely token", CLI_SWITCH_TO(&g->greedy_flag)},
+        {"--temperature", NULL, "T", "sampling temperature (0: greedy)", CLI_FLOAT_TO(&f->temperature, 0, 100),
+         .seen = &g->set.temperature},
+        {"--top-k", NULL, "K", "keep the K most likely tokens (0: off)", CLI_INT_TO(&f->top_k, 0, 1 << 30),
+         .seen = &g->set.top_k},
+        {"--top-p", NULL, "P", "nucleus sampling: keep the smallest set with probability >= P (1: off)",
+         CLI_FLOAT_TO(&f->top_p, 0, 1), .seen = &g->set.top_p},
+        {"--min-p", NULL, "P", "drop tokens below P x the top probability (0: off)", CLI_FLOAT_TO(&f->min_p, 0, 1),
+         .seen = &g->set.min_p},
+        {"--repetition-penalty", NULL, "R", "CTRL-style penalty over prompt + generated tokens (1: off)",
+         CLI_FLOAT_TO(&f->repetition_penalty, 1e-6, 1e6), .seen = &g->set.repetition},
+        {"--presence-penalty", NULL, "P", "OpenAI's presence penalty, -2..2, over the generated tokens",
+         CLI_FLOAT_TO(&f->presence_penalty, -2, 2), .seen = &g->set.presence},
+        {"--frequency-penalty", NULL, "F", "OpenAI's frequency penalty, -2..2, over the generated tokens",
+         CLI_FLOAT_TO(&f->frequency_penalty, -2, 2), .seen = &g->set.frequency},
+        {"--seed", "-s", "S", "sampling seed (same seed, same output)", CLI_U64_TO(&f->seed, 0, (double)__LONG_MAX__),
+         .seen = &g->set.seed},
+        {"--stop", NULL, "STR", "stop before this string (repeatable, up to 16)", CLI_FN_TO(stop_flag, f)},
+        {"--think", NULL, "on|off", "enable_thinking for templates that have it", CLI_FN_TO(think_flag, &g->think)},
+        {"--thinking", NULL, "show|hide", "show the thinking part (on stderr) or hide it",
+         CLI_FN_TO(thinking_flag, &g->show_thinking)},
+        {"--max-input-tokens", NULL, "N", "truncate the prompt (drop the oldest turns) to N tokens",
+         CLI_INT_TO(&g->max_input_tokens, 1, 1 << 24)},
+        CLI_THREADS_FLAG(&g->mopts.threads, 1),
+        CLI_WEIGHT_FLAGS(&g->mopts),
+    };
+    int n = (int)(sizeof shared / sizeof shared[0]);
+    _Static_assert(sizeof shared / sizeof shared[0] <= GEN_CLI_N_FLAGS, "GEN_CLI_N_FLAGS too small");
+    memcpy(rows, shared, sizeof shared);
+    return n;
 }
 
 void gen_cli_open(gen_cli *g) {
     kiln_err err = {0};
     if (!g->model_dir) cli_fail(2, "--model DIR is required");
+    g->model_dir = cli_model_dir(g->model_dir);
     if (g->greedy_flag && g->sample_flag) cli_fail(2, "--greedy and --do-sample contradict each other");
     if (!(g->model = kiln_model_open(g->model_dir, &g->mopts, &err))) cli_fail(1, "%s", err.msg);
     if (!(g->tok = kiln_tokenizer_open(g->model_dir, &err))) cli_fail(1, "%s", err.msg);
@@ -74,18 +87,18 @@ void gen_cli_open(gen_cli *g) {
     if (kiln_gen_params_load(p, g->model_dir, &err)) cli_fail(1, "%s", err.msg);
     const kiln_special_tokens *sp = kiln_tokenizer_specials(g->tok);
     if (sp && sp->eos_id >= 0) kiln_gen_params_add_eos(p, sp->eos_id);
-    if (g->set & SET_MAXNEW) p->max_new_tokens = f->max_new_tokens;
-    if (g->set & SET_MINNEW) p->min_new_tokens = f->min_new_tokens;
-    if (g->set & SET_TEMP) p->temperature = f->temperature;
-    if (g->set & SET_TOPK) p->top_k = f->top_k;
-    if (g->set & SET_TOPP) p->top_p = f->top_p;
-    if (g->set & SET_MINP) p->min_p = f->min_p;
-    if (g->set & SET_REP) p->repetition_penalty = f->repetition_penalty;
-    if (g->set & SET_PRES) p->presence_penalty = f->presence_penalty;
-    if (g->set & SET_FREQ) p->frequency_penalty = f->frequency_penalty;
-    if (g->set & SET_SEED) p->seed = f->seed;
+    if (g->set.max_new) p->max_new_tokens = f->max_new_tokens;
+    if (g->set.min_new) p->min_new_tokens = f->min_new_tokens;
+    if (g->set.temperature) p->temperature = f->temperature;
+    if (g->set.top_k) p->top_k = f->top_k;
+    if (g->set.top_p) p->top_p = f->top_p;
+    if (g->set.min_p) p->min_p = f->min_p;
+    if (g->set.repetition) p->repetition_penalty = f->repetition_penalty;
+    if (g->set.presence) p->presence_penalty = f->presence_penalty;
+    if (g->set.frequency) p->frequency_penalty = f->frequency_penalty;
+    if (g->set.seed) p->seed = f->seed;
     if (g->sample_flag) p->do_sample = true;
-    if (g->greedy_flag || ((g->set & SET_TEMP) && f->temperature == 0)) p->do_sample = false;
+    if (g->greedy_flag || ((g->set.temperature) && f->temperature == 0)) p->do_sample = false;
     memcpy(p->stop, f->stop, sizeof p->stop);
     p->n_stop = f->n_stop;
     if (p->min_new_tokens > p->max_new_tokens)

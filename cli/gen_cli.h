@@ -14,21 +14,18 @@ typedef struct gen_cli {
     int max_input_tokens; /* 0: no truncation */
     kiln_model_opts mopts;
     kiln_gen_params params, flags; /* flags: what the user set explicitly (applied over the model's) */
-    unsigned set;                   /* bitmask of explicitly set fields in flags */
+    struct { /* which fields of flags the user gave */
+        bool max_new, min_new, temperature, top_k, top_p, min_p, repetition, presence, frequency, seed;
+    } set;
     kiln_model *model;
     kiln_tokenizer *tok;
 } gen_cli;
 
-#define GEN_CLI_HELP                                                                                   \
-    "  --model DIR  --system TEXT  --max-new-tokens N  --min-new-tokens N  --do-sample | --greedy\n"   \
-    "  --temperature T  --top-k K  --top-p P  --min-p P  --repetition-penalty R  --seed S  --stop STR\n" \
-    "  --presence-penalty P  --frequency-penalty F  (OpenAI's, -2..2, over the generated tokens)\n"     \
-    "  --think on|off  --thinking show|hide  --max-input-tokens N  --threads N\n"                                      \
-    "  --dtype f32|f16|bf16  --quant q8_0|q4_0  --quant-cache\n"
-
 void gen_cli_init(gen_cli *g);
-/* Consumes one shared flag at argv[*i]; returns 0 if it is not one of them. */
-int gen_cli_flag(gen_cli *g, int argc, char **argv, int *i);
+/* The flags `kiln run` and `kiln chat` share, as rows of the command's flag table: writes them to
+ * rows[0..GEN_CLI_N_FLAGS) and returns how many it wrote; the command appends its own and the {0} end. */
+enum { GEN_CLI_N_FLAGS = 25 };
+int gen_cli_flags(gen_cli *g, cli_flag *rows);
 /* Opens model + tokenizer and settles the parameters (generation_config.json, then flags). */
 void gen_cli_open(gen_cli *g);
 void gen_cli_close(gen_cli *g);

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "cli.h"
-#include "kernels/kernels.h"
 
 #define BW_BYTES (256u << 20)
 #define MM_ROWS 1024
@@ -90,15 +89,18 @@ static void print_text(json_t *j) {
 
 int cmd_info(int argc, char **argv) {
     bool as_json = false;
-    const char *model = NULL, *v;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json")) as_json = true;
-        else if (cli_opt(argc, argv, &i, "--model", &v)) model = v;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: kiln info [--json] [--model DIR|ORG/NAME]\n");
-            return 0;
-        } else cli_fail(2, "unknown argument %s (kiln info --help)", argv[i]);
-    }
+    const char *model = NULL;
+    const cli_flag flags[] = {
+        {"--json", NULL, NULL, "the report as one JSON object", CLI_SWITCH_TO(&as_json)},
+        {"--model", "-m", "DIR", "also what decoding this model costs (DIR or ORG/NAME; no weights read)",
+         CLI_STR_TO(&model)},
+        {0},
+    };
+    const cli_spec spec = {.name = "info", .usage = "[--json] [--model DIR|ORG/NAME]",
+                           .about = "Describes this machine: CPU, SIMD features and the kernels kiln picks, memory, huge pages,\n"
+                           "a quick bandwidth and matmul figure; with --model, the model's memory traffic and roofline.",
+                           .flags = flags};
+    cli_parse(argc, argv, &spec);
     kiln_model_stats st;
     kiln_err err;
     const char *dir = model ? cli_model_dir(model) : NULL;
@@ -106,7 +108,7 @@ int cmd_info(int argc, char **argv) {
 
     kiln_machine m;
     kiln_machine_probe(&m);
-    kern_init();
+    const char *kernels = kiln_kernel_set(); /* picked before the matmul figure, which uses it */
     double t0 = kiln_now();
     double bw = kiln_measure_read_bw(BW_BYTES, m.threads, 0.7);
     double gf = kiln_measure_matmul_gflops(MM_ROWS, MM_COLS, MM_TOKENS, 0, 0.4);
@@ -116,7 +118,7 @@ int cmd_info(int argc, char **argv) {
         "{s:{s:s, s:i, s:i, s:o, s:o, s:b, s:s}, s:{s:I, s:I, s:s, s:I, s:I}, s:{s:f, s:f, s:s, s:i, s:f}}", "cpu",
         "model", m.cpu_model, "cores", m.cores, "threads", m.threads, "features", word_list(m.features),
         "cpuinfo_features", word_list(m.cpuinfo_features), "features_match_cpuinfo", !strcmp(m.features, m.cpuinfo_features),
-        "kernels", kern_isa_name(), "memory", "total_bytes", (json_int_t)m.mem_total, "available_bytes",
+        "kernels", kernels, "memory", "total_bytes", (json_int_t)m.mem_total, "available_bytes",
         (json_int_t)m.mem_available, "transparent_hugepages", m.thp[0] ? m.thp : "unavailable", "hugepages_total",
         (json_int_t)m.hugepages_total, "hugepage_size_bytes", (json_int_t)m.hugepage_size, "measured",
         "read_bandwidth_gbs", bw / 1e9, "matmul_gflops", gf, "matmul_shape", "f32 1024x1024 x 16 tokens", "threads",

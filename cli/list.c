@@ -7,16 +7,16 @@
 #include "cli.h"
 
 int cmd_list(int argc, char **argv) {
-    const char *dir = NULL, *v;
+    const char *dir = NULL;
     bool json = false;
-    for (int i = 1; i < argc; i++) {
-        if (cli_opt(argc, argv, &i, "--cache-dir", &v)) dir = v;
-        else if (!strcmp(argv[i], "--json")) json = true;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: kiln list [--cache-dir D] [--json]\n");
-            return 0;
-        } else cli_fail(2, "unknown argument %s (kiln list --help)", argv[i]);
-    }
+    const cli_flag flags[] = {
+        {"--cache-dir", NULL, "DIR", "the hub cache (default: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub)",
+         CLI_STR_TO(&dir)},
+        {"--json", NULL, NULL, "one JSON object per model", CLI_SWITCH_TO(&json)},
+        {0},
+    };
+    const cli_spec spec = {.name = "list", .usage = "[--cache-dir DIR] [--json]", .about = "Lists the models in the hub cache.", .flags = flags};
+    cli_parse(argc, argv, &spec);
     kiln_hub_entry *e;
     size_t n;
     kiln_err err;

@@ -1,5 +1,5 @@
-/* logits.c — `kiln logits --model DIR --ids 1,2,3 [--top K] [--all-logits FILE] [--threads N] [--dtype D] [--quant Q] [--quant-cache]`:
- * [--stats]: one JSON line per prompt position, {"pos":P,"top":[[id,logit],...]} sorted by logit descending. */
+/* logits.c — `kiln logits --model DIR --ids 1,2,3 [--top K] [--all-logits FILE] [--stats] [weight flags]`:
+ * one JSON line per prompt position, {"pos":P,"top":[[id,logit],...]} sorted by logit descending. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,30 +44,31 @@ static void write_atomic(FILE *f, char *tmp, const char *path, const float *v, s
 }
 
 int cmd_logits(int argc, char **argv) {
-    const char *model = NULL, *ids_s = NULL, *top_s = NULL, *all = NULL, *threads_s = NULL;
-    int stats = 0;
+    const char *model = NULL, *ids_s = NULL, *all = NULL;
+    int k = 20;
+    bool stats = false;
     kiln_model_opts mo;
     kiln_model_opts_default(&mo);
     cli_weight_callbacks(&mo);
-    for (int i = 1; i < argc; i++) {
-        if (cli_weight_flag(argc, argv, &i, &mo) || cli_opt(argc, argv, &i, "--model", &model) || cli_opt(argc, argv, &i, "--ids", &ids_s) ||
-            cli_opt(argc, argv, &i, "--top", &top_s) || cli_opt(argc, argv, &i, "--all-logits", &all) ||
-            cli_opt(argc, argv, &i, "--threads", &threads_s))
-            continue;
-        if (strcmp(argv[i], "--stats") == 0) {
-            stats = 1;
-            continue;
-        }
-        cli_fail(2, "unknown argument '%s' (usage: kiln logits --model DIR --ids 1,2,3 [--top K] "
-                    "[--all-logits FILE] [--threads N] " CLI_WEIGHT_USAGE " [--stats])", argv[i]);
-    }
+    const cli_flag flags[] = {
+        CLI_MODEL_FLAG(&model),
+        {"--ids", NULL, "1,2,3", "token ids, one output line per position", CLI_STR_TO(&ids_s)},
+        {"--top", NULL, "K", "logits per position, largest first (default 20)", CLI_INT_TO(&k, 1, 1 << 20)},
+        {"--all-logits", NULL, "FILE", "also write the last position's full logits (f32, little-endian)", CLI_STR_TO(&all)},
+        {"--stats", NULL, NULL, "memory figures as one JSON line on stderr", CLI_SWITCH_TO(&stats)},
+        CLI_THREADS_FLAG(&mo.threads, 1),
+        CLI_WEIGHT_FLAGS(&mo),
+        {0},
+    };
+    const cli_spec spec = {.name = "logits", .usage = "--model DIR --ids 1,2,3 [flags]",
+                           .about = "Top logits at every prompt position, one JSON line each: {\"pos\":P,\"top\":[[id,logit],...]}.",
+                           .flags = flags};
+    cli_parse(argc, argv, &spec);
     if (!model || !ids_s) cli_fail(2, "--model and --ids are required");
-    int k = top_s ? (int)cli_long("--top", top_s, 1, 1 << 20) : 20;
     kiln_err err;
     int32_t *ids;
     size_t n;
     if (cli_parse_ids(ids_s, &ids, &n, &err)) cli_fail(2, "--ids: %s", err.msg);
-    if (threads_s) mo.threads = (int)cli_long("--threads", threads_s, 1, 1024);
     char *all_tmp = NULL;
     FILE *all_f = all ? open_temp(all, &all_tmp) : NULL;
     kiln_model *m = kiln_model_open(cli_model_dir(model), &mo, &err);

@@ -8,12 +8,6 @@
 
 #include "cli.h"
 
-static void usage(void) {
-    fprintf(stderr, "usage: kiln pull ORG/NAME [--revision R] [--include GLOB]... [--cache-dir D | --local-dir D]\n"
-                    "                 [--endpoint URL] [--parallel N] [--quiet]\n"
-                    "env: HF_ENDPOINT, HF_TOKEN, HF_HOME / HF_HUB_CACHE, HF_HUB_OFFLINE=1\n");
-}
-
 static void human_bytes(char *buf, size_t n, double b) {
     const char *u[] = {"B", "KB", "MB", "GB", "TB"};
     int i = 0;
@@ -43,34 +37,44 @@ static void draw(void *ud, const kiln_hub_progress *p) {
     fflush(stderr);
 }
 
+typedef struct globs {
+    const char *v[64];
+    int n;
+} globs;
+
+static void include_flag(void *globs_, const char *flag, const char *v) {
+    globs *g = globs_;
+    if (g->n == 64) cli_fail(2, "too many %s patterns (64 at most)", flag);
+    g->v[g->n++] = v;
+}
+
 int cmd_pull(int argc, char **argv) {
     kiln_hub_opts o = {0};
-    const char *includes[64];
-    const char *repo = NULL, *v;
+    globs inc = {{0}, 0};
+    const char *repo = NULL;
+    int n_pos = 0;
     bool quiet = false;
-    for (int i = 1; i < argc; i++) {
-        if (cli_opt(argc, argv, &i, "--revision", &v)) o.revision = v;
-        else if (cli_opt(argc, argv, &i, "--include", &v)) {
-            if (o.n_include == 64) cli_fail(2, "too many --include patterns (64 at most)");
-            includes[o.n_include++] = v;
-        } else if (cli_opt(argc, argv, &i, "--cache-dir", &v)) o.cache_dir = v;
-        else if (cli_opt(argc, argv, &i, "--local-dir", &v)) o.local_dir = v;
-        else if (cli_opt(argc, argv, &i, "--endpoint", &v)) o.endpoint = v;
-        else if (cli_opt(argc, argv, &i, "--parallel", &v)) o.parallel = (int)cli_long("--parallel", v, 1, 64);
-        else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) quiet = true;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage();
-            return 0;
-        } else if (argv[i][0] == '-') cli_fail(2, "unknown flag %s (kiln pull --help)", argv[i]);
-        else if (repo) cli_fail(2, "one repo at a time (got %s and %s)", repo, argv[i]);
-        else repo = argv[i];
-    }
-    if (!repo) {
-        usage();
-        cli_fail(2, "which repo? (kiln pull ORG/NAME)");
-    }
+    const cli_flag flags[] = {
+        {"--revision", NULL, "REV", "branch, tag or commit (default main)", CLI_STR_TO(&o.revision)},
+        {"--include", NULL, "GLOB", "fetch only files matching GLOB (repeatable, up to 64)", CLI_FN_TO(include_flag, &inc)},
+        {"--cache-dir", NULL, "DIR", "the hub cache (default: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub)",
+         CLI_STR_TO(&o.cache_dir)},
+        {"--local-dir", NULL, "DIR", "plain files in DIR instead of the cache", CLI_STR_TO(&o.local_dir)},
+        {"--endpoint", NULL, "URL", "hub or mirror (default: $HF_ENDPOINT, else https://huggingface.co)",
+         CLI_STR_TO(&o.endpoint)},
+        {"--parallel", NULL, "N", "concurrent downloads (default 4)", CLI_INT_TO(&o.parallel, 1, 64)},
+        {"--quiet", "-q", NULL, "no progress and no summary on stderr", CLI_SWITCH_TO(&quiet)},
+        {0},
+    };
+    const cli_spec spec = {.name = "pull", .usage = "ORG/NAME [flags]",
+                           .about = "Downloads a model the way huggingface_hub does (same cache layout) and prints the snapshot\n"
+                           "directory on stdout, so `kiln run --model \"$(kiln pull X)\"` works.",
+                           .flags = flags, .notes = "environment: HF_ENDPOINT, HF_TOKEN, HF_HOME / HF_HUB_CACHE, HF_HUB_OFFLINE=1\n",
+                           .pos = &repo, .max_pos = 1, .n_pos = &n_pos};
+    cli_parse(argc, argv, &spec);
+    if (!repo) cli_fail(2, "which repo? (kiln pull ORG/NAME)");
+    o.include = inc.v, o.n_include = inc.n;
     if (o.cache_dir && o.local_dir) cli_fail(2, "--cache-dir and --local-dir exclude each other");
-    o.include = includes;
     struct bar b = {kiln_now()};
     if (!quiet && isatty(2)) {
         o.progress = draw;
@@ -81,6 +85,10 @@ int cmd_pull(int argc, char **argv) {
     int rc = kiln_hub_pull(repo, &o, &res, &err);
     if (o.progress) fputc('\n', stderr);
     if (rc != 0) cli_fail(1, "%s", err.msg);
+    /* Not silenced by --quiet: a file nobody could check is something the user must know about. */
+    if (res.n_unverified)
+        fprintf(stderr, "kiln pull: warning: %d file%s could not be verified (the hub gave no hash; size checked only): %s\n",
+                res.n_unverified, res.n_unverified == 1 ? "" : "s", res.unverified);
     if (!quiet) {
         char got[32];
         human_bytes(got, sizeof got, (double)res.bytes_downloaded);

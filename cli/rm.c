@@ -5,16 +5,15 @@
 #include "cli.h"
 
 int cmd_rm(int argc, char **argv) {
-    const char *dir = NULL, *repo = NULL, *v;
-    for (int i = 1; i < argc; i++) {
-        if (cli_opt(argc, argv, &i, "--cache-dir", &v)) dir = v;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: kiln rm ORG/NAME [--cache-dir D]\n");
-            return 0;
-        } else if (argv[i][0] == '-') cli_fail(2, "unknown flag %s (kiln rm --help)", argv[i]);
-        else if (repo) cli_fail(2, "one repo at a time");
-        else repo = argv[i];
-    }
+    const char *dir = NULL, *repo = NULL;
+    int n_pos = 0;
+    const cli_flag flags[] = {
+        {"--cache-dir", NULL, "DIR", "the hub cache (default: as kiln list)", CLI_STR_TO(&dir)},
+        {0},
+    };
+    const cli_spec spec = {.name = "rm", .usage = "ORG/NAME [--cache-dir DIR]", .about = "Removes a model from the hub cache.", .flags = flags,
+                           .pos = &repo, .max_pos = 1, .n_pos = &n_pos};
+    cli_parse(argc, argv, &spec);
     if (!repo) cli_fail(2, "which repo? (kiln rm ORG/NAME)");
     kiln_err err;
     if (kiln_hub_remove(dir, repo, &err) != 0) cli_fail(1, "%s", err.msg);

@@ -89,21 +89,25 @@ int cmd_run(int argc, char **argv) {
     gen_cli g;
     const char *prompt = NULL, *prompt_file = NULL, *batch = NULL, *ids_arg = NULL;
     gen_cli_init(&g);
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        if (gen_cli_flag(&g, argc, argv, &i)) continue;
-        else if (cli_opt(argc, argv, &i, "--prompt", &v)) prompt = v;
-        else if (cli_opt(argc, argv, &i, "--prompt-file", &v)) prompt_file = v;
-        else if (cli_opt(argc, argv, &i, "--batch-file", &v)) batch = v;
-        else if (cli_opt(argc, argv, &i, "--ids", &v)) ids_arg = v;
-        else if (!strcmp(argv[i], "--raw")) g.raw = true;
-        else if (!strcmp(argv[i], "--json")) g.json = true;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: kiln run --model DIR [--prompt TEXT | --prompt-file F | stdin | --ids 1,2,3 |"
-                   " --batch-file F.jsonl]\n%s", GEN_CLI_HELP "  --raw  --json\n");
-            return 0;
-        } else cli_fail(2, "unknown flag '%s' (kiln run --help)", argv[i]);
-    }
+    cli_flag flags[GEN_CLI_N_FLAGS + 7];
+    int nf = gen_cli_flags(&g, flags);
+    const cli_flag own[] = {
+        {"--prompt", "-p", "TEXT", "the prompt (else --prompt-file, --ids, --batch-file or stdin)", CLI_STR_TO(&prompt)},
+        {"--prompt-file", NULL, "FILE", "read the prompt from FILE", CLI_STR_TO(&prompt_file)},
+        {"--ids", NULL, "1,2,3", "prompt token ids as they are (no template)", CLI_STR_TO(&ids_arg)},
+        {"--batch-file", NULL, "F.jsonl", "one {\"prompt\":...,\"system\":...} per line, generated together; JSON out",
+         CLI_STR_TO(&batch)},
+        {"--raw", NULL, NULL, "no chat template: continue the text as it is", CLI_SWITCH_TO(&g.raw)},
+        {"--json", NULL, NULL, "one JSON object (text, thinking, ids, finish_reason, stats) instead of a stream",
+         CLI_SWITCH_TO(&g.json)},
+        {0},
+    };
+    memcpy(flags + nf, own, sizeof own);
+    const cli_spec spec = {.name = "run", .usage = "--model DIR [--prompt TEXT | --prompt-file F | --ids 1,2,3 | --batch-file F.jsonl | stdin] [flags]",
+                           .about = "Generates text from a prompt, streamed to stdout (thinking on stderr). Defaults come from\n"
+                           "the model's generation_config.json as transformers applies them; flags win.",
+                           .flags = flags};
+    cli_parse(argc, argv, &spec);
     if (!!prompt + !!prompt_file + !!batch + !!ids_arg > 1)
         cli_fail(2, "give one of --prompt, --prompt-file, --batch-file, --ids");
     gen_cli_open(&g);
@@ -123,8 +127,10 @@ int cmd_run(int argc, char **argv) {
         size_t len;
         if (prompt) text = strdup(prompt), len = strlen(prompt);
         else if (prompt_file) {
-            text = kiln_read_file(prompt_file, &len, &err);
-            if (!text) cli_fail(1, "--prompt-file: %s", err.msg);
+            FILE *f = fopen(prompt_file, "rb");
+            if (!f) cli_fail(1, "--prompt-file: cannot open %s", prompt_file);
+            text = read_stream(f, &len);
+            fclose(f);
         } else {
             if (isatty(STDIN_FILENO)) fprintf(stderr, "(reading the prompt from stdin; end with Ctrl-D)\n");
             text = read_stream(stdin, &len);

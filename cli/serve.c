@@ -7,54 +7,48 @@
 
 #include "cli.h"
 
-static void usage(void) {
-    printf("usage: kiln serve --model DIR [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--max-batch N]\n"
-           "                  [--kv-cache-mb M] [--ctx N] [--max-queue Q] [--max-body-kb B] [--max-connections C]\n"
-           "                  [--timeout S] [--drain S] [--threads T] [--served-model-name NAME]\n"
-           "                  " CLI_WEIGHT_USAGE "\n\n"
-           "OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,\n"
-           "GET /health, GET /metrics (Prometheus). --port 0 picks a free port. --timeout limits each request\n"
-           "(seconds, default 600); on SIGTERM/SIGINT in-flight requests get --drain seconds (default 30).\n\n"
-           "Capacity: --max-batch sequences decode together (default 8); further requests wait in a queue of\n"
-           "--max-queue (default 64; 0 = no limit, bounded only by --max-connections, default 256) and are\n"
-           "answered 429 with Retry-After when it is full. --kv-cache-mb sizes the paged KV cache (default:\n"
-           "every batch slot can hold a full --ctx context).\n");
-}
+static const char ABOUT[] =
+    "OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,\n"
+    "GET /health, GET /metrics (Prometheus). --port 0 picks a free port. --timeout limits each request\n"
+    "(seconds, default 600); on SIGTERM/SIGINT in-flight requests get --drain seconds (default 30).\n\n"
+    "Capacity: --max-batch sequences decode together (default 8); further requests wait in a queue of\n"
+    "--max-queue (default 64; 0 = no limit, bounded only by --max-connections, default 256) and are\n"
+    "answered 429 with Retry-After when it is full. --kv-cache-mb sizes the paged KV cache (default:\n"
+    "every batch slot can hold a full --ctx context).";
 
 int cmd_serve(int argc, char **argv) {
     kiln_server_opts o;
     kiln_server_opts_default(&o);
-    const char *model = NULL, *v;
+    const char *model = NULL;
     double drain = 30;
     kiln_model_opts mo;
     kiln_model_opts_default(&mo);
     cli_weight_callbacks(&mo);
     o.model_opts = &mo;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage();
-            return 0;
-        }
-        if (cli_weight_flag(argc, argv, &i, &mo)) continue;
-        if (cli_opt(argc, argv, &i, "--model", &v)) model = v;
-        else if (cli_opt(argc, argv, &i, "--host", &v)) o.host = v;
-        else if (cli_opt(argc, argv, &i, "--port", &v)) o.port = (int)cli_long("--port", v, 0, 65535);
-        else if (cli_opt(argc, argv, &i, "--api-key", &v)) o.api_key = v;
-        else if (cli_opt(argc, argv, &i, "--max-batch", &v)) o.max_batch = (int)cli_long("--max-batch", v, 1, 1024);
-        else if (cli_opt(argc, argv, &i, "--kv-cache-mb", &v))
-            o.kv_cache_mb = (int)cli_long("--kv-cache-mb", v, 1, 1 << 20);
-        else if (cli_opt(argc, argv, &i, "--ctx", &v)) o.n_ctx = (int)cli_long("--ctx", v, 16, 1 << 20);
-        else if (cli_opt(argc, argv, &i, "--max-queue", &v)) o.max_queue = (int)cli_long("--max-queue", v, 0, 1 << 20);
-        else if (cli_opt(argc, argv, &i, "--max-body-kb", &v))
-            o.max_body_kb = (int)cli_long("--max-body-kb", v, 1, 1 << 20);
-        else if (cli_opt(argc, argv, &i, "--max-connections", &v))
-            o.max_connections = (int)cli_long("--max-connections", v, 1, 65536);
-        else if (cli_opt(argc, argv, &i, "--timeout", &v)) o.request_timeout_s = cli_double("--timeout", v, 0.001, 1e7);
-        else if (cli_opt(argc, argv, &i, "--drain", &v)) drain = cli_double("--drain", v, 0, 3600);
-        else if (cli_opt(argc, argv, &i, "--threads", &v)) o.threads = (int)cli_long("--threads", v, 0, 1024);
-        else if (cli_opt(argc, argv, &i, "--served-model-name", &v)) o.model_name = v;
-        else cli_fail(2, "unknown flag '%s' (kiln serve --help)", argv[i]);
-    }
+    const cli_flag flags[] = {
+        CLI_MODEL_FLAG(&model),
+        {"--host", NULL, "ADDR", "address to listen on (default 127.0.0.1)", CLI_STR_TO(&o.host)},
+        {"--port", NULL, "PORT", "port to listen on (default 8080; 0: any free port)", CLI_INT_TO(&o.port, 0, 65535)},
+        {"--api-key", NULL, "KEY", "require Authorization: Bearer KEY", CLI_STR_TO(&o.api_key)},
+        {"--max-batch", NULL, "N", "sequences decoded together (default 8)", CLI_INT_TO(&o.max_batch, 1, 1024)},
+        {"--kv-cache-mb", NULL, "MB", "size of the paged KV cache", CLI_INT_TO(&o.kv_cache_mb, 1, 1 << 20)},
+        {"--ctx", NULL, "N", "context length per sequence", CLI_INT_TO(&o.n_ctx, 16, 1 << 20)},
+        {"--max-queue", NULL, "N", "requests waiting before 429 (default 64; 0: no limit)", CLI_INT_TO(&o.max_queue, 0, 1 << 20)},
+        {"--max-body-kb", NULL, "KB", "request body limit (default 1024)", CLI_INT_TO(&o.max_body_kb, 1, 1 << 20)},
+        {"--max-connections", NULL, "N", "concurrent HTTP connections (default 256)",
+         CLI_INT_TO(&o.max_connections, 1, 65536)},
+        {"--timeout", NULL, "SECONDS", "wall-clock limit per request (default 600)",
+         CLI_DOUBLE_TO(&o.request_timeout_s, 0.001, 1e7)},
+        {"--drain", NULL, "SECONDS", "grace for in-flight requests on SIGTERM/SIGINT (default 30)",
+         CLI_DOUBLE_TO(&drain, 0, 3600)},
+        CLI_THREADS_FLAG(&o.threads, 0),
+        {"--served-model-name", NULL, "NAME", "model id in /v1/models and responses (default: the directory name)",
+         CLI_STR_TO(&o.model_name)},
+        CLI_WEIGHT_FLAGS(&mo),
+        {0},
+    };
+    const cli_spec spec = {.name = "serve", .usage = "--model DIR [flags]", .about = ABOUT, .flags = flags};
+    cli_parse(argc, argv, &spec);
     if (!model) cli_fail(2, "--model DIR is required");
     o.model_dir = cli_model_dir(model);
 

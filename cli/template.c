@@ -61,17 +61,13 @@ static int render_line(const kiln_tokenizer *tok, const char *line) {
 
 int cmd_template(int argc, char **argv) {
     const char *model = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (cli_opt(argc, argv, &i, "--model", &model)) continue;
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("usage: kiln template --model DIR < requests.jsonl\n"
-                   "  reads one JSON object per line (messages, add_generation_prompt, enable_thinking, tools, ...)\n"
-                   "  writes {\"rendered\":\"...\",\"ids\":[...]} per line, or {\"error\":\"...\"} if the template "
-                   "fails\n");
-            return 0;
-        }
-        cli_fail(2, "unknown argument '%s' (see --help)", argv[i]);
-    }
+    const cli_flag flags[] = {CLI_MODEL_FLAG(&model), {0}};
+    const cli_spec spec = {.name = "template", .usage = "--model DIR < requests.jsonl",
+                           .about = "Renders the model's chat template for each JSON object on stdin (messages,\n"
+                           "add_generation_prompt, enable_thinking, tools, ...): {\"rendered\":\"...\",\"ids\":[...]} per line,\n"
+                           "or {\"error\":\"...\"} if the template fails.",
+                           .flags = flags};
+    cli_parse(argc, argv, &spec);
     if (!model) cli_fail(2, "--model DIR is required");
     kiln_err err = {0};
     kiln_tokenizer *tok = kiln_tokenizer_open(cli_model_dir(model), &err);

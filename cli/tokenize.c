@@ -86,17 +86,17 @@ static bool one_line(const kiln_tokenizer *t, const char *line, size_t len, bool
 int cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *text = NULL;
     bool special = false;
-    for (int i = 1; i < argc; i++) {
-        if (cli_opt(argc, argv, &i, "--model", &model) || cli_opt(argc, argv, &i, "--text", &text)) continue;
-        if (!strcmp(argv[i], "--special")) special = true;
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            puts("usage: kiln tokenize --model DIR [--special] [--text TEXT]\n"
-                 "  stdin: one JSON string per line → {\"ids\":[...],\"decoded\":\"...\"} per line\n"
-                 "  --special  add special tokens as the tokenizer's post-processor says (BOS...)\n"
-                 "  --text     tokenize TEXT and show ids and token pieces");
-            return 0;
-        } else cli_fail(2, "unknown argument '%s' (see --help)", argv[i]);
-    }
+    const cli_flag flags[] = {
+        CLI_MODEL_FLAG(&model),
+        {"--special", NULL, NULL, "add special tokens as the tokenizer's post-processor says (BOS...)", CLI_SWITCH_TO(&special)},
+        {"--text", NULL, "TEXT", "tokenize TEXT and show ids and token pieces, for humans", CLI_STR_TO(&text)},
+        {0},
+    };
+    const cli_spec spec = {.name = "tokenize", .usage = "--model DIR [--special] [--text TEXT]",
+                           .about = "Encodes text with the model's tokenizer. stdin: one JSON string per line →\n"
+                           "{\"ids\":[...],\"decoded\":\"...\"} per line on stdout.",
+                           .flags = flags};
+    cli_parse(argc, argv, &spec);
     if (!model) cli_fail(2, "--model DIR is required");
     kiln_err err = {0};
     kiln_tokenizer *t = kiln_tokenizer_open(cli_model_dir(model), &err);

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,14 +41,8 @@ int kiln_err_set(kiln_err *err, const char *fmt, ...) __attribute__((format(prin
 /* ===================================================================================================
  * Common helpers used across the library (src/common/)
  * =================================================================================================== */
-/* Reads a whole file into a NUL-terminated malloc'd buffer. If the file is a git "symlink stored as text"
- * (a short file whose whole content is a relative path to an existing file, as checkouts with
- * core.symlinks=false leave them), the target is read instead. */
-char *kiln_read_file(const char *path, size_t *len, kiln_err *err);
-/* dir + "/" + name, malloc'd. */
-char *kiln_path_join(const char *dir, const char *name);
-/* Resolves a path that may be a git text-symlink (see kiln_read_file) to the real file; malloc'd. */
-char *kiln_resolve_path(const char *path);
+/* The git commit this library was built from (short hash; "unknown" outside a git checkout). */
+const char *kiln_build_commit(void);
 /* Peak resident set size of this process in bytes (VmHWM), and the current RSS (VmRSS). */
 size_t kiln_peak_rss_bytes(void);
 size_t kiln_rss_bytes(void);
@@ -349,14 +344,99 @@ void kiln_gen_output_free(kiln_gen_output *o);
  * now (finish "stop" for those not yet finished; e.g. Ctrl-C). */
 typedef int (*kiln_gen_callback)(void *user, int index, const kiln_gen_step *step);
 /* Generates for n prompts. out[n] are filled (free each with kiln_gen_output_free). n_ctx 0: the
- * longest prompt + max_new_tokens. */
+ * longest prompt + max_new_tokens. t may be NULL: ids in, ids out (no text, stop strings or thinking). */
 int kiln_generate(kiln_model *m, const kiln_tokenizer *t, const kiln_gen_params *p, int n,
                   const int32_t *const *prompts, const size_t *n_prompts, kiln_gen_callback cb, void *user,
                   kiln_gen_output *out, kiln_err *err);
 
 /* ===================================================================================================
- * Benchmarks (src/bench/)
+ * Benchmark reports (src/report/): the statistics, stability verdict, report writers and compare of
+ * `kiln bench`. The CLI fills kiln_bench_scenario / kiln_bench_run; everything here is pure data in, text
+ * out, so it is unit-tested on injected timings (tests/test_report.c).
  * =================================================================================================== */
+/* Summary of n samples. Variance is the POPULATION variance (divide by n): a bench reports the spread of
+ * the runs it made, it does not estimate a wider population. Percentiles use linear interpolation between
+ * closest ranks (numpy.percentile's default): rank = p/100 * (n-1) over the sorted samples. p90 is
+ * reported only with n >= 10 samples and p99 with n >= 100 — below that they are just the max. */
+typedef struct kiln_bench_stats {
+    int n;
+    double mean, var, stddev, min, max, range, median, cv; /* cv = stddev / mean (0 when mean is 0) */
+    double p90, p99;
+    int has_p90, has_p99;
+} kiln_bench_stats;
+
+void kiln_bench_stats_compute(const double *x, int n, kiln_bench_stats *s);
+
+typedef struct kiln_bench_run {
+    double total_s;      /* wall time of the whole generation */
+    double ttft_s;       /* time to first token: prefill + first sample */
+    double prefill_tps;  /* prompt tokens / prefill time */
+    double decode_tps;   /* (gen_tokens - 1) / decode time, or gen_tokens / total when only one */
+    double tg_tps;       /* pp/tg mode: decode tok/s of a separate run from a 1-token prompt (llama-bench's
+                          * tg: no long context to attend over); 0 otherwise */
+    int prompt_tokens, gen_tokens;
+    size_t rss_bytes, peak_rss_bytes;
+    double *itl_s; /* inter-token latencies of the decode steps (malloc'd), n_itl of them */
+    int n_itl;
+} kiln_bench_run;
+
+typedef struct kiln_bench_scenario {
+    char name[128];
+    int max_new_tokens, min_new_tokens, sample, batch, prompt_tokens;
+    int n_runs;
+    kiln_bench_run *runs; /* [n_runs] */
+    /* filled by kiln_bench_scenario_finish */
+    kiln_bench_stats total, ttft, prefill, decode, itl;
+    int pass;
+    char why[256]; /* failed conditions, "" on PASS */
+} kiln_bench_scenario;
+
+typedef struct kiln_bench_limits {
+    double max_range;        /* max (max-min)/mean of total_s, e.g. 0.10 */
+    double tps_lo, tps_hi;   /* decode tok/s band; has_tps = 0 when not given */
+    int has_tps;
+} kiln_bench_limits;
+
+/* Computes the stats and the verdict for one scenario. */
+void kiln_bench_scenario_finish(kiln_bench_scenario *sc, const kiln_bench_limits *lim);
+void kiln_bench_scenario_free(kiln_bench_scenario *sc);
+
+/* The environment recorded with every report. */
+typedef struct kiln_bench_env {
+    char cpu_model[256];
+    char cpu_flags[512]; /* SIMD-relevant flags only */
+    int threads, n_cpus;
+    size_t mem_total_bytes;
+    char version[32], commit[48];
+    char model[1024], dtype[32], date[40];
+} kiln_bench_env;
+void kiln_bench_env_collect(kiln_bench_env *e, const char *model, const char *dtype, int threads);
+
+typedef struct kiln_bench_report {
+    kiln_bench_env env;
+    kiln_bench_limits limits;
+    int runs, warmup;
+    kiln_bench_scenario *sc;
+    int n_sc;
+    /* llama-bench style mode (pp/tg), or pp_tokens == 0 */
+    int pp_tokens, tg_tokens;
+    double pp_tok_s, tg_tok_s; /* medians over the runs */
+} kiln_bench_report;
+
+int kiln_bench_write_json(const kiln_bench_report *r, FILE *f, kiln_err *err);
+void kiln_bench_write_csv(const kiln_bench_report *r, FILE *f);
+void kiln_bench_write_markdown(const kiln_bench_report *r, FILE *f);
+void kiln_bench_write_html(const kiln_bench_report *r, FILE *f);
+void kiln_bench_write_table(const kiln_bench_report *r, FILE *f); /* the human summary */
+
+/* `bench compare`: writes one line per scenario present in both files. Returns 0, or -1 with err. */
+typedef struct kiln_bench_cmp {
+    char name[128];
+    double ratio;    /* median total_s of A / median total_s of B: > 1 means B is faster */
+    int outside_noise;
+    char text[160];
+} kiln_bench_cmp;
+int kiln_bench_compare_files(const char *a, const char *b, kiln_bench_cmp **out, int *n, kiln_err *err);
 
 /* ===================================================================================================
  * Server (src/serve/)
@@ -432,11 +512,14 @@ typedef struct kiln_hub_result {
     int n_files;           /* files in the selection */
     int n_downloaded;      /* files that needed a transfer */
     int64_t bytes_downloaded;
+    int n_unverified;      /* files the hub gave no hash for: checked by size only */
+    char unverified[1024]; /* their names, comma-separated (cut short at the end of the buffer) */
 } kiln_hub_result;
 
 /* Downloads (the selected files of) repo_id at a revision. Files already in the cache are not fetched
- * again; interrupted downloads resume with HTTP Range; LFS files are checked against their sha256 and
- * arrive in the snapshot only when complete and verified. repo_id is ORG/NAME (or ORG%2FNAME, sent as
+ * again but re-verified; interrupted downloads resume with HTTP Range (Content-Range checked); every file
+ * is checked against the hash the hub gives (sha256 for LFS files, the git blob id for small ones) and its
+ * listed size, and arrives in the snapshot only when complete and verified. repo_id is ORG/NAME (or ORG%2FNAME, sent as
  * given, for mirrors that want it). */
 int kiln_hub_pull(const char *repo_id, const kiln_hub_opts *o, kiln_hub_result *res, kiln_err *err);
 
@@ -453,14 +536,6 @@ int kiln_hub_list(const char *cache_dir, kiln_hub_entry **out, size_t *n, kiln_e
 /* Removes a cached model (its whole models--ORG--NAME folder and its .locks/ entry). */
 int kiln_hub_remove(const char *cache_dir, const char *repo_id, kiln_err *err);
 
-/* Pure pieces, exposed for tests. */
-char *kiln_hub_repo_folder(const char *repo_id); /* "org/name" or "org%2Fname" → "models--org--name" */
-bool kiln_hub_glob_match(const char *const *globs, int n, const char *path); /* n == 0 → true */
-/* {endpoint}/{repo}/resolve/{rev}/{file}, with rev and file percent-encoded (file keeps its '/'). */
-char *kiln_hub_file_url(const char *endpoint, const char *repo_id, const char *rev, const char *file);
-/* {endpoint}/api/models/{repo}/revision/{rev} */
-char *kiln_hub_api_url(const char *endpoint, const char *repo_id, const char *rev);
-
 /* Machine description for `kiln info` (src/info/). */
 typedef struct kiln_machine {
     char cpu_model[128];
@@ -472,6 +547,8 @@ typedef struct kiln_machine {
     int64_t hugepages_total, hugepage_size;
 } kiln_machine;
 void kiln_machine_probe(kiln_machine *m);
+/* The kernel set kiln runs here, chosen once from CPUID ("avx512", "avx2", "scalar", ...). */
+const char *kiln_kernel_set(void);
 /* Memory read bandwidth in bytes/s: sums a buffer of `bytes` with n_threads threads, best pass, within
  * about `seconds` in all (setup included; at least one pass). */
 double kiln_measure_read_bw(size_t bytes, int n_threads, double seconds);

@@ -1,5 +1,6 @@
 /* test_common.c — error buffer, file reading, git text-symlinks, path joining. */
 #include "check.h"
+#include "common/fileio.h"
 #include "kiln.h"
 
 TEST(err_is_one_line) {

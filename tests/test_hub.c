@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "hub/hub.h"
 #include "kiln.h"
 
 TEST(repo_folder_names) {
@@ -57,6 +58,35 @@ TEST(urls) {
     u = kiln_hub_api_url("http://m", "org%2Fname", "v1.0");
     CHECK(u && !strcmp(u, "http://m/api/models/org%2Fname/revision/v1.0"), "%s", u);
     free(u);
+}
+
+/* ETags, blob ids, revisions and listed names become paths: only safe components pass. */
+TEST(safe_path_components) {
+    const char *good[] = {"config.json", "abc123", "v1.0", "a..b", "...", "-x", "model-00001-of-00002.safetensors"};
+    const char *bad[] = {"", ".", "..", "a/b", "a\\b", "\x01x", "x\x7f"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) CHECK(hub_safe_component(good[i]), "'%s' is safe", good[i]);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) CHECK(!hub_safe_component(bad[i]), "'%s' is refused", bad[i]);
+    char longname[300];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = 0;
+    CHECK(!hub_safe_component(longname), "a 299-byte component is refused");
+    const char *good_paths[] = {"config.json", "sub/dir/x.json", "refs/pr/1", "main"};
+    const char *bad_paths[] = {"", "/etc/passwd", "../x", "a/../b", "a/./b", "a//b", "a/", "../../..", "a\\..\\b", "..\\x"};
+    for (size_t i = 0; i < sizeof good_paths / sizeof *good_paths; i++)
+        CHECK(hub_safe_path(good_paths[i]), "'%s' is safe", good_paths[i]);
+    for (size_t i = 0; i < sizeof bad_paths / sizeof *bad_paths; i++)
+        CHECK(!hub_safe_path(bad_paths[i]), "'%s' is refused", bad_paths[i]);
+}
+
+/* An unsafe revision never reaches the file system, online or offline. */
+TEST(unsafe_revision_refused) {
+    kiln_hub_opts o = {.revision = "../../../escaped", .endpoint = "http://127.0.0.1:1", .cache_dir = "/tmp/kiln-none"};
+    kiln_hub_result res;
+    kiln_err e;
+    CHECK(kiln_hub_pull("org/name", &o, &res, &e) == -1 && strstr(e.msg, "not a safe revision"), "%s", e.msg);
+    o.offline = true;
+    CHECK(kiln_hub_pull("org/name", &o, &res, &e) == -1 && strstr(e.msg, "not a safe revision"), "offline: %s", e.msg);
+    CHECK(kiln_hub_resolve_model("org/name@../../x") == NULL, "resolve refuses it too");
 }
 
 static void write_file(const char *path, const char *text) {
@@ -114,6 +144,8 @@ int main(void) {
     RUN(cache_root_precedence);
     RUN(include_globs);
     RUN(urls);
+    RUN(safe_path_components);
+    RUN(unsafe_revision_refused);
     RUN(resolve_offline_from_cache);
     return check_done();
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "check.h"
+#include "common/fileio.h"
 #include "kiln.h"
 
 /* Renders tmpl with vars; returns the malloc'd output or NULL with err filled. */

@@ -3,7 +3,7 @@
  * Hugging Face caches and our shared fixtures use symlinks for tokenizer files. A git checkout made with
  * core.symlinks=false turns each symlink into a short text file holding the relative target path; we
  * follow those transparently so such checkouts load like real ones. */
-#include "kiln.h"
+#include "common/fileio.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -79,17 +79,52 @@ static size_t error_code_header(char *p, size_t sz, size_t n, void *ud) {
     return len;
 }
 
-/* A relative path with no empty, "." or ".." component. */
-static bool hub_safe_path(const char *p) {
-    if (!*p || *p == '/') return false;
-    for (const char *c = p; *c;) {
-        size_t n = strcspn(c, "/");
-        if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.')) return false;
-        c += n;
-        if (*c == '/') c++;
-        if (*c == 0 && c[-1] == '/') return false;
-    }
+bool hub_safe_component(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 255 || !strcmp(s, ".") || !strcmp(s, "..")) return false;
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+        if (*c == '/' || *c == '\\' || *c < 0x20 || *c == 0x7f) return false;
     return true;
+}
+
+bool hub_safe_path(const char *p) {
+    if (!*p || strlen(p) > 1024) return false;
+    char buf[1025];
+    snprintf(buf, sizeof buf, "%s", p);
+    for (char *c = buf;;) {
+        char *slash = strchr(c, '/');
+        if (slash) *slash = 0;
+        if (!hub_safe_component(c)) return false;
+        if (!slash) return true;
+        c = slash + 1;
+    }
+}
+
+static bool is_hex(const char *s, size_t n) { return strlen(s) == n && strspn(s, "0123456789abcdef") == n; }
+
+/* One sibling of the listing into f. The name and blob id become paths: refused unless safe. */
+static int parse_sibling(json_t *s, const char *what, hub_file *f, kiln_err *err) {
+    const char *name = json_string_value(json_object_get(s, "rfilename"));
+    /* A hostile listing must not write outside the snapshot. */
+    if (!name || !hub_safe_path(name))
+        return kiln_err_set(err, "%s: the API lists an unsafe file name '%s'", what, name ? name : "(none)");
+    f->path = strdup(name);
+    json_t *sz = json_object_get(s, "size");
+    f->size = json_is_integer(sz) && json_integer_value(sz) >= 0 ? json_integer_value(sz) : -1;
+    const char *blob = json_string_value(json_object_get(s, "blobId"));
+    json_t *lfs = json_object_get(s, "lfs");
+    const char *sha256 = json_string_value(json_object_get(lfs, "sha256"));
+    if (sha256 && is_hex(sha256, 64)) {
+        snprintf(f->sha256, sizeof f->sha256, "%s", sha256);
+        blob = sha256; /* LFS blobs are cached under their sha256 (the X-Linked-Etag) */
+        json_t *lsz = json_object_get(lfs, "size");
+        if (json_is_integer(lsz) && json_integer_value(lsz) >= 0) f->size = json_integer_value(lsz);
+    } else if (blob && is_hex(blob, 40)) snprintf(f->sha1, sizeof f->sha1, "%s", blob);
+    if (blob && *blob && !hub_safe_component(blob))
+        return kiln_err_set(err, "%s: the API lists an unsafe blob id '%s' for %s", what, blob, name);
+    f->blob = blob && *blob ? strdup(blob) : NULL;
+    if (!f->path || (blob && *blob && !f->blob)) return kiln_err_set(err, "out of memory");
+    return 0;
 }
 
 static int parse_repo(const char *body, const char *what, hub_repo *r, kiln_err *err) {
@@ -102,46 +137,20 @@ static int parse_repo(const char *body, const char *what, hub_repo *r, kiln_err 
     }
     const char *sha = json_string_value(json_object_get(root, "sha"));
     json_t *sib = json_object_get(root, "siblings");
-    if (!sha || !hub_is_sha(sha) || !json_is_array(sib)) {
-        json_decref(root);
-        return kiln_err_set(err, "%s: the API answer lacks a commit \"sha\" or a \"siblings\" list", what);
-    }
-    snprintf(r->sha, sizeof r->sha, "%s", sha);
-    size_t n = json_array_size(sib);
-    r->files = calloc(n ? n : 1, sizeof *r->files);
-    if (!r->files) {
-        json_decref(root);
-        return kiln_err_set(err, "out of memory");
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *s = json_array_get(sib, i);
-        const char *name = json_string_value(json_object_get(s, "rfilename"));
-        /* A hostile listing must not write outside the snapshot. */
-        if (!name || !hub_safe_path(name)) {
-            json_decref(root);
-            return kiln_err_set(err, "%s: the API lists an unsafe file name '%s'", what, name ? name : "(none)");
-        }
-        hub_file *f = &r->files[r->n++];
-        f->path = strdup(name);
-        json_t *sz = json_object_get(s, "size");
-        f->size = json_is_integer(sz) ? json_integer_value(sz) : -1;
-        const char *blob = json_string_value(json_object_get(s, "blobId"));
-        json_t *lfs = json_object_get(s, "lfs");
-        const char *sha256 = json_string_value(json_object_get(lfs, "sha256"));
-        if (sha256 && strlen(sha256) == 64) {
-            snprintf(f->sha256, sizeof f->sha256, "%s", sha256);
-            blob = sha256; /* LFS blobs are cached under their sha256 (the X-Linked-Etag) */
-            json_t *lsz = json_object_get(lfs, "size");
-            if (json_is_integer(lsz)) f->size = json_integer_value(lsz);
-        }
-        f->blob = blob && *blob && !strchr(blob, '/') ? strdup(blob) : NULL;
-        if (!f->path) {
-            json_decref(root);
-            return kiln_err_set(err, "out of memory");
-        }
+    int rc = 0;
+    if (!sha || !hub_is_sha(sha) || !json_is_array(sib))
+        rc = kiln_err_set(err, "%s: the API answer lacks a commit \"sha\" or a \"siblings\" list", what);
+    else {
+        snprintf(r->sha, sizeof r->sha, "%s", sha);
+        size_t n = json_array_size(sib);
+        r->files = calloc(n ? n : 1, sizeof *r->files);
+        if (!r->files) rc = kiln_err_set(err, "out of memory");
+        /* The error messages quote the listing's strings: it is freed only after the loop. */
+        for (size_t i = 0; rc == 0 && i < n; i++)
+            rc = parse_sibling(json_array_get(sib, i), what, &r->files[r->n++], err);
     }
     json_decref(root);
-    return 0;
+    return rc;
 }
 
 int hub_fetch_repo(const char *endpoint, const char *repo_id, const char *rev, const char *token, hub_repo *r,

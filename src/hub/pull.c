@@ -48,6 +48,8 @@ int kiln_hub_pull(const char *repo_id, const kiln_hub_opts *o, kiln_hub_result *
     const char *endpoint = o->endpoint ? o->endpoint : env_or("HF_ENDPOINT", NULL);
     if (!endpoint) endpoint = "https://huggingface.co";
     const char *rev = o->revision && *o->revision ? o->revision : "main";
+    /* The revision names refs/<rev> in the cache: "refs/pr/1" nests, "../x" must not climb out. */
+    if (!hub_safe_path(rev)) return kiln_err_set(err, "'%s' is not a safe revision name (a branch, tag or commit)", rev);
     kiln_hub_opts opts = *o;
     if (!opts.token) opts.token = env_or("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN");
     char *root = hub_root(o->cache_dir);

@@ -10,6 +10,7 @@
 #include "hub/hub.h"
 
 char *hub_cached_snapshot(const char *root, const char *repo_id, const char *rev, char sha[65]) {
+    if (!hub_safe_path(rev)) return NULL; /* refs/<rev> must stay inside the repo folder */
     char *folder = kiln_hub_repo_folder(repo_id);
     char *repo_dir = folder ? kiln_path_join(root, folder) : NULL;
     free(folder);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fileio.h"
 #include "kiln.h"
 
 static const struct {
@@ -166,7 +167,8 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
     double eps, theta;
     if (get_num(o, "rms_norm_eps", 1e-6, &eps, path, err) || get_num(o, "rope_theta", 10000.0, &theta, path, err))
         return -1;
-    if (eps <= 0 || theta <= 0) return kiln_err_set(err, "%s: rms_norm_eps and rope_theta must be > 0", path);
+    if (!((float)eps > 0) || !isfinite((float)eps) || !(theta > 0) || !isfinite(theta)) /* 1e-320 is 0 as a float */
+        return kiln_err_set(err, "%s: rms_norm_eps and rope_theta must be finite and > 0 (as float32 for eps)", path);
     c->rms_norm_eps = (float)eps;
     c->rope_theta = theta;
     if (parse_rope_scaling(json_object_get(o, "rope_scaling"), c, path, err)) return -1;

@@ -7,6 +7,7 @@
 #ifndef KILN_MODEL_H
 #define KILN_MODEL_H
 
+#include "common/fileio.h"
 #include "kernels/kernels.h"
 #include "model/shards.h"
 #include "model/weight_format.h"

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/fileio.h"
+
 static const char *base_name(const char *path) {
     const char *p = strrchr(path, '/');
     return p ? p + 1 : path;

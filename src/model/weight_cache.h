@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/fileio.h"
 #include "kernels/kernels.h"
 
 typedef struct wc_file {

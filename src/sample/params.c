@@ -3,6 +3,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/fileio.h"
 #include "kiln.h"
 
 void kiln_gen_params_default(kiln_gen_params *p) {

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/fileio.h"
 #include "kiln.h"
 
 /* A growable byte string. */

@@ -87,6 +87,10 @@ checkc local_dir_not_symlinks '[ ! -L "$TMP/local/model.safetensors" ] && [ -f "
 before=$(count ' /cdn/')
 $KILN pull kiln-test/stories260K --endpoint "$EP" --local-dir "$TMP/local" --quiet >/dev/null
 check local_dir_second_pull_downloads_nothing [ "$(count ' /cdn/')" -eq "$before" ]
+# A file of the local dir changed underneath at the same size is found (git blob sha1) and fetched again.
+python3 -c 'import sys; p=sys.argv[1]; d=bytearray(open(p,"rb").read()); d[10]^=1; open(p,"wb").write(d)' "$TMP/local/config.json"
+$KILN pull kiln-test/stories260K --endpoint "$EP" --local-dir "$TMP/local" --quiet >/dev/null
+check local_dir_changed_file_repaired cmp -s "$MODELS/stories260K/config.json" "$TMP/local/config.json"
 
 # ---- errors: 404 repo, 404 revision, 401 without a token ---------------------------------------------
 $KILN pull kiln-test/no-such-model --endpoint "$EP" --quiet >/dev/null 2>"$TMP/err"; rc=$?
@@ -120,6 +124,84 @@ $KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/cbare" --qui
 checkc bare_listing_verifies_sha256_from_head '[ "$rc" -ne 0 ] && grep -q "sha256 mismatch" "$TMP/err" && grep -q "^HEAD " "$LOG"'
 d=$($KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/cbare" --quiet)
 checkc bare_listing_pull_works 'same_tree "$MODELS/stories260K" "$d" && [ -e "$TMP/cbare/models--kiln-test--stories260K/blobs/$lfs" ]'
+EP=$MAIN_EP LOG=$MAIN_LOG
+
+# ---- hubs that lie (issue 19): each --misbehave mode gets its own hub and its own cache -------------------
+MAIN_EP=$EP MAIN_LOG=$LOG
+git_blob() { python3 -c 'import hashlib,sys; d=open(sys.argv[1],"rb").read(); print(hashlib.sha1(b"blob %d\0" % len(d) + d).hexdigest())' "$1"; }
+flip_byte() { python3 -c 'import sys; p=sys.argv[1]; d=bytearray(open(p,"rb").read()); d[len(d)//2]^=1; open(p,"wb").write(d)' "$1"; }
+S260="$MODELS/stories260K"
+
+# A small file corrupted at the same size fails its git blob sha1, and never enters the snapshot.
+start_hub small --corrupt stories260K/config.json
+C="$TMP/csmall"; R="$C/models--kiln-test--stories260K"
+$KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$C" --include config.json --include model.safetensors --quiet >/dev/null 2>"$TMP/err"; rc=$?
+checkc small_file_sha1_mismatch_fails '[ "$rc" -ne 0 ] && grep -q "config.json: git blob sha1 mismatch" "$TMP/err" && [ "$(wc -l <"$TMP/err")" -eq 1 ]'
+checkc small_file_failure_not_in_snapshot '[ -z "$(find "$R/snapshots" -name config.json 2>/dev/null)" ] && [ ! -e "$R/refs/main" ] && [ ! -e "$R/blobs/$(git_blob "$S260/config.json")" ]'
+d=$($KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$C" --include config.json --include model.safetensors --quiet 2>"$TMP/err")
+checkc small_file_second_pull_repairs 'cmp -s "$S260/config.json" "$d/config.json" && cmp -s "$S260/model.safetensors" "$d/model.safetensors" && [ ! -s "$TMP/err" ]'
+# Blobs corrupted in the cache at the same size (a small one and an LFS one) are found and fetched again.
+flip_byte "$R/blobs/$(git_blob "$S260/config.json")"
+flip_byte "$R/blobs/$(sha256sum <"$S260/model.safetensors" | cut -c1-64)"
+gets=$(count '^GET .*config.json 200')
+d=$($KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$C" --include config.json --include model.safetensors --quiet 2>"$TMP/err"); rc=$?
+checkc cached_bad_blobs_repaired '[ "$rc" -eq 0 ] && cmp -s "$S260/config.json" "$d/config.json" && cmp -s "$S260/model.safetensors" "$d/model.safetensors" && [ "$(count "^GET .*config.json 200")" -gt "$gets" ]'
+
+# A resume whose 206 starts elsewhere than asked is not appended: the pull falls back to a full download.
+lfs=$(sha256sum <"$S260/model.safetensors" | cut -c1-64)
+for mode in range-from-zero range-shifted; do
+    start_hub "$mode" --misbehave "$mode=stories260K/model.safetensors"
+    C="$TMP/c$mode"; mkdir -p "$C/models--kiln-test--stories260K/blobs"
+    head -c 300000 "$S260/model.safetensors" >"$C/models--kiln-test--stories260K/blobs/$lfs.incomplete"
+    d=$($KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$C" --quiet 2>"$TMP/err"); rc=$?
+    checkc "resume_${mode//-/_}_not_appended" '[ "$rc" -eq 0 ] && same_tree "$S260" "$d" && grep -q " 206 bytes=300000-" "$LOG"'
+done
+
+# A partial file left by an earlier run whose bytes are wrong: the resume fails its hash, the pull then
+# fetches the whole file and succeeds.
+C="$TMP/cbadpart"; mkdir -p "$C/models--kiln-test--stories260K/blobs"
+head -c 300000 /dev/zero >"$C/models--kiln-test--stories260K/blobs/$lfs.incomplete"
+d=$($KILN pull kiln-test/stories260K --endpoint "$MAIN_EP" --cache-dir "$C" --include model.safetensors --quiet 2>"$TMP/err"); rc=$?
+checkc bad_partial_file_refetched '[ "$rc" -eq 0 ] && cmp -s "$S260/model.safetensors" "$d/model.safetensors"'
+
+# A Content-Length of 10^12 (and a body without end) is refused at once against the listed size.
+start_hub huge --misbehave huge-length=stories260K/config.json
+t0=$SECONDS
+timeout 60 $KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/chuge" --include config.json --quiet >/dev/null 2>"$TMP/err"; rc=$?
+checkc huge_content_length_refused '[ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "Content-Length 1000000000000 does not fit the listed size" "$TMP/err" && [ $((SECONDS - t0)) -lt 20 ] && [ -z "$(find "$TMP/chuge" -type f -size +1M)" ]'
+
+# A names-only mirror whose body is longer than the file: the ETag (the git blob id) catches it.
+start_hub long --bare-listing --misbehave long-body=stories260K/config.json
+$KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/clong" --include config.json --quiet >/dev/null 2>"$TMP/err"; rc=$?
+checkc bare_listing_long_body_refused '[ "$rc" -ne 0 ] && grep -q "config.json: git blob sha1 mismatch" "$TMP/err" && [ -z "$(find "$TMP/clong" -path "*snapshots*" -name config.json)" ]'
+
+# A mirror that gives no hash at all: sizes are still checked, and the pull says what it could not verify.
+start_hub opaque --misbehave opaque --misbehave long-body=stories260K/tokenizer.json
+$KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/copaque" --include tokenizer.json --quiet >/dev/null 2>"$TMP/err"; rc=$?
+checkc opaque_mirror_size_checked '[ "$rc" -ne 0 ] && grep -q "tokenizer.json: the server.s Content-Length [0-9]* does not fit the listed size" "$TMP/err"'
+$KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/copaque" --include config.json --include model.safetensors --quiet >"$TMP/out" 2>"$TMP/err"; rc=$?
+checkc opaque_mirror_says_unverified '[ "$rc" -eq 0 ] && grep -q "warning: 2 files could not be verified" "$TMP/err" && grep -q "config.json" "$TMP/err" && grep -q "model.safetensors" "$TMP/err" && cmp -s "$S260/config.json" "$(cat "$TMP/out")/config.json"'
+
+# An ETag of ".." is refused as a file name (it made every snapshot entry point at the repo directory).
+start_hub dotdot --bare-listing --misbehave etag=..
+$KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/cdot" --include config.json --quiet >/dev/null 2>"$TMP/err"; rc=$?
+checkc etag_dotdot_refused '[ "$rc" -ne 0 ] && grep -q "unsafe ETag" "$TMP/err" && [ -z "$(find "$TMP/cdot" -type l 2>/dev/null)" ]'
+
+# Revisions are path components under refs/: "../../../escaped" must not write outside the cache.
+start_hub anyrev --misbehave any-revision
+$KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/crev/c" --revision ../../../escaped --include config.json --quiet >/dev/null 2>"$TMP/err"; rc=$?
+checkc revision_escape_refused '[ "$rc" -ne 0 ] && grep -q "not a safe revision" "$TMP/err" && [ ! -e "$TMP/crev/escaped" ] && [ ! -e "$TMP/escaped" ] && ! grep -q "^GET" <(grep escaped "$LOG")'
+d=$($KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/crev/c" --revision refs/pr/1 --include config.json --quiet)
+checkc revision_with_slashes_still_works '[ -f "$TMP/crev/c/models--kiln-test--stories260K/refs/refs/pr/1" ] && cmp -s "$S260/config.json" "$d/config.json"'
+
+# Unsafe names in a listing are refused by name (the message was read from freed memory).
+i=0
+for name in '../evil' '/etc/evil' 'a\b' 'sub/../../evil' 'x/./y'; do
+    i=$((i + 1))
+    start_hub "evil$i" --misbehave "evil-name=$name"
+    $KILN pull kiln-test/stories260K --endpoint "$EP" --cache-dir "$TMP/cevil" --quiet >/dev/null 2>"$TMP/err"; rc=$?
+    checkc "unsafe_name_refused ($name)" '[ "$rc" -eq 1 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -qF "unsafe file name '\''$name'\''" "$TMP/err" && [ ! -e "$TMP/evil" ] && [ ! -e "$TMP/cevil" ]'
+done
 EP=$MAIN_EP LOG=$MAIN_LOG
 
 # ---- offline: HF_HUB_OFFLINE=1 never touches the network ------------------------------------------------

@@ -15,6 +15,16 @@ Switches: --token T (401 without `Authorization: Bearer T`; with --gated DIR onl
 --cut DIR/FILE (the first GET of that file's body stops half way and the connection closes),
 --corrupt DIR/FILE (the first GET of that file's body has one byte flipped), --bare-listing (the API
 lists file names only, as mirrors that ignore ?blobs=true do: etags must come from HEAD).
+--misbehave MODE[=ARG] (repeatable) makes the hub lie, one way per test:
+  range-from-zero=F  a Range request for F is answered 206 with the whole file (Content-Range bytes 0-)
+  range-shifted=F    a Range request for F is answered 206 from 100 bytes before the asked offset
+  huge-length=F      F is sent with Content-Length 10^12 and a body that repeats it without end
+  long-body=F        F is sent with 4096 bytes more than the listing says (Content-Length to match)
+  etag=VALUE         every file's ETag and X-Linked-Etag is VALUE (e.g. "..")
+  any-revision       every revision exists (it names the commit), "../x" included
+  evil-name=NAME     the listing also names a file NAME (e.g. "../evil")
+  opaque             the listing gives names and sizes only, ETags are no content hash (W/"<size>-<n>"),
+                     LFS files are served directly: nothing can be verified but the size
 Writes its port to --port-file, logs one line per request to --log, and exits by itself after
 --lifetime seconds (the test also kills it).
 """
@@ -56,6 +66,15 @@ class Repo:
         for n, f in self.files.items():
             h.update(n.encode() + b"\0" + f["blob"].encode())
         self.sha = h.hexdigest()
+
+
+def misbehave(args, mode, name=None):
+    """True (or the mode's argument) when --misbehave MODE[=ARG] is on (for file `name` if given)."""
+    for m in args.misbehave:
+        k, _, v = m.partition("=")
+        if k == mode and (name is None or v == name):
+            return v or True
+    return False
 
 
 class State:
@@ -118,12 +137,20 @@ def make_handler(args):
                 if name == args.corrupt and name not in State.corrupt_done and self.command == "GET":
                     State.corrupt_done.add(name)
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
+            if misbehave(args, "huge-length", name) and self.command == "GET":
+                return self.endless(data, headers)
+            if misbehave(args, "long-body", name):
+                data = data + b"\0" * 4096
             start, status = 0, 200
             rng = self.headers.get("Range")
             if rng and rng.startswith("bytes=") and rng.endswith("-"):
                 start = int(rng[6:-1])
                 if start >= len(data):
                     return self.send(416, b"", dict(headers, **{"Content-Range": "bytes */%d" % len(data)}))
+                if misbehave(args, "range-from-zero", name):
+                    start = 0
+                elif misbehave(args, "range-shifted", name):
+                    start = max(0, start - 100)
                 status = 206
                 headers = dict(headers, **{"Content-Range": "bytes %d-%d/%d" % (start, len(data) - 1, len(data))})
             part = data[start:]
@@ -149,6 +176,37 @@ def make_handler(args):
             except OSError:
                 pass
 
+        def endless(self, data, headers):
+            """Content-Length 10^12 and the data over and over until the client gives up (or 16 MB)."""
+            self.log("200-endless")
+            self.send_response(200)
+            for k, v in headers.items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(10**12))
+            self.end_headers()
+            self.close_connection = True
+            sent = 0
+            try:
+                while sent < 16 << 20:
+                    self.wfile.write(data)
+                    sent += len(data)
+            except OSError:
+                pass
+
+        def etags(self, h, f):
+            """The ETag headers for a file: its hashes, or what --misbehave says."""
+            blob, lfs = f["blob"], f["lfs"]
+            forced = misbehave(args, "etag")
+            if forced:
+                h.update({"ETag": '"%s"' % forced, "X-Linked-Etag": '"%s"' % forced})
+            elif misbehave(args, "opaque"):
+                h["ETag"] = 'W/"%x-%d"' % (len(f["data"]), int(f["blob"][:4], 16))
+            elif lfs:
+                h.update({"X-Linked-Etag": '"%s"' % lfs, "ETag": '"%s"' % blob})
+            else:
+                h["ETag"] = '"%s"' % blob
+            return h
+
         def do_HEAD(self):
             self.do_GET()
 
@@ -172,12 +230,18 @@ def make_handler(args):
                 repo = get_repo(args, repo_id)
                 if repo is None:
                     return self.error(404, "RepoNotFound", "Repository not found")
-                if rev not in ("main", "v1.0", repo.sha):
+                if rev not in ("main", "v1.0", repo.sha) and not misbehave(args, "any-revision"):
                     return self.error(404, "RevisionNotFound", "Invalid rev id: " + rev)
                 sib = []
+                evil = misbehave(args, "evil-name")
+                if evil:
+                    sib.append({"rfilename": evil, "size": 1, "blobId": "0" * 40})
                 for n, f in repo.files.items():
                     if args.bare_listing:  # an older mirror: names only, etags from HEAD
                         sib.append({"rfilename": n})
+                        continue
+                    if misbehave(args, "opaque"):  # names and sizes, no hash at all
+                        sib.append({"rfilename": n, "size": len(f["data"])})
                         continue
                     s = {"rfilename": n, "size": len(f["data"]), "blobId": f["blob"]}
                     if f["lfs"]:
@@ -194,21 +258,26 @@ def make_handler(args):
                     return self.error(404, "RepoNotFound", "Repository not found")
                 rev_q, file_q = rest.split("/", 1)
                 rev, name = urllib.parse.unquote(rev_q), urllib.parse.unquote(file_q)
-                if rev not in ("main", "v1.0", repo.sha):
+                if rev not in ("main", "v1.0", repo.sha) and not misbehave(args, "any-revision"):
                     return self.error(404, "RevisionNotFound", "Invalid rev id: " + rev)
                 f = repo.files.get(name)
                 if f is None:
                     return self.error(404, "EntryNotFound", "Entry not found")
-                h = {"X-Repo-Commit": repo.sha}
-                if f["lfs"]:
-                    h.update({"Location": "/cdn/%s" % f["lfs"], "X-Linked-Etag": '"%s"' % f["lfs"],
-                              "X-Linked-Size": str(len(f["data"])), "ETag": '"%s"' % f["blob"]})
+                h = self.etags({"X-Repo-Commit": repo.sha}, f)
+                if f["lfs"] and not misbehave(args, "opaque"):
+                    h.update({"Location": "/cdn/%s" % f["lfs"], "X-Linked-Size": str(len(f["data"]))})
                     return self.send(302, b"", h)
-                h["ETag"] = '"%s"' % f["blob"]
                 return self.body(f["data"], repo.name + "/" + name, h)
             return self.error(404, "RepoNotFound", "not found")
 
     return H
+
+
+class QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        """A client that hangs up on a lying answer is what the tests want: no traceback for that."""
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 def main():
@@ -221,9 +290,10 @@ def main():
     ap.add_argument("--bare-listing", action="store_true")
     ap.add_argument("--cut")
     ap.add_argument("--corrupt")
+    ap.add_argument("--misbehave", action="append", default=[])
     ap.add_argument("--lifetime", type=float, default=300)
     args = ap.parse_args()
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(args))
+    srv = QuietServer(("127.0.0.1", 0), make_handler(args))
     srv.daemon_threads = True
     tmp = args.port_file + ".tmp"
     with open(tmp, "w") as f:

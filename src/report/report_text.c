@@ -1,13 +1,13 @@
 /* report_text.c — the human summary on stdout and the `--markdown` table. */
-#include "bench/bench.h"
+#include "kiln.h"
 
 #define MIB(x) ((double)(x) / (1024.0 * 1024.0))
 
-void bench_write_table(const bench_report *r, FILE *f) {
+void kiln_bench_write_table(const kiln_bench_report *r, FILE *f) {
     fprintf(f, "\n%-28s %4s %9s %9s %7s %7s %9s %9s %9s  %s\n", "scenario", "runs", "mean s", "median s", "range%",
             "cv%", "tok/s", "ttft ms", "peak MiB", "verdict");
     for (int s = 0; s < r->n_sc; s++) {
-        const bench_scenario *sc = &r->sc[s];
+        const kiln_bench_scenario *sc = &r->sc[s];
         size_t peak = 0;
         for (int i = 0; i < sc->n_runs; i++)
             if (sc->runs[i].peak_rss_bytes > peak) peak = sc->runs[i].peak_rss_bytes;
@@ -28,14 +28,14 @@ void bench_write_table(const bench_report *r, FILE *f) {
                 r->tg_tokens, r->tg_tok_s, r->runs);
 }
 
-void bench_write_markdown(const bench_report *r, FILE *f) {
-    const bench_env *e = &r->env;
+void kiln_bench_write_markdown(const kiln_bench_report *r, FILE *f) {
+    const kiln_bench_env *e = &r->env;
     fprintf(f, "## kiln bench\n\n`%s` (%s), kiln %s (%s), %s, %d threads, %s\n\n", e->model, e->dtype, e->version,
             e->commit, e->cpu_model, e->threads, e->date);
     fprintf(f, "| scenario | runs | mean s | variance | min s | max s | range %% | median s | decode tok/s | "
                "TTFT ms | verdict |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for (int s = 0; s < r->n_sc; s++) {
-        const bench_scenario *sc = &r->sc[s];
+        const kiln_bench_scenario *sc = &r->sc[s];
         double rel = sc->total.mean > 0 ? sc->total.range / sc->total.mean * 100 : 0;
         fprintf(f, "| %s | %d | %.4f | %.3g | %.4f | %.4f | %.2f | %.4f | %.2f | %.2f | %s%s%s |\n", sc->name,
                 sc->n_runs, sc->total.mean, sc->total.var, sc->total.min, sc->total.max, rel, sc->total.median,

@@ -7,9 +7,9 @@
  *                         "itl_s":{...}}, "verdict":"PASS"|"FAIL", "why":"..."}]} */
 #include <jansson.h>
 
-#include "bench/bench.h"
+#include "kiln.h"
 
-static json_t *stats_json(const bench_stats *s) {
+static json_t *stats_json(const kiln_bench_stats *s) {
     json_t *o = json_pack("{s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "n", s->n, "mean", s->mean, "variance", s->var,
                           "stddev", s->stddev, "min", s->min, "max", s->max, "range", s->range, "median",
                           s->median, "cv", s->cv);
@@ -18,10 +18,10 @@ static json_t *stats_json(const bench_stats *s) {
     return o;
 }
 
-static json_t *scenario_json(const bench_scenario *sc) {
+static json_t *scenario_json(const kiln_bench_scenario *sc) {
     json_t *runs = json_array();
     for (int i = 0; i < sc->n_runs; i++) {
-        const bench_run *r = &sc->runs[i];
+        const kiln_bench_run *r = &sc->runs[i];
         json_array_append_new(runs, json_pack("{s:f,s:f,s:f,s:f,s:i,s:i,s:I,s:I}", "total_s", r->total_s, "ttft_s",
                                               r->ttft_s, "prefill_tok_s", r->prefill_tps, "decode_tok_s",
                                               r->decode_tps, "prompt_tokens", r->prompt_tokens, "gen_tokens",
@@ -38,8 +38,8 @@ static json_t *scenario_json(const bench_scenario *sc) {
                      sc->pass ? "PASS" : "FAIL", "why", sc->why);
 }
 
-int bench_write_json(const bench_report *r, FILE *f, kiln_err *err) {
-    const bench_env *e = &r->env;
+int kiln_bench_write_json(const kiln_bench_report *r, FILE *f, kiln_err *err) {
+    const kiln_bench_env *e = &r->env;
     json_t *env = json_pack("{s:s,s:s,s:i,s:i,s:I,s:s,s:s,s:s,s:s,s:s}", "cpu_model", e->cpu_model, "cpu_flags",
                             e->cpu_flags, "threads", e->threads, "n_cpus", e->n_cpus, "mem_total_bytes",
                             (json_int_t)e->mem_total_bytes, "kiln_version", e->version, "git_commit", e->commit,

@@ -4,14 +4,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench/bench.h"
+#include "kiln.h"
 #include "runtime/cpu.h"
 
-#ifndef KILN_GIT_COMMIT
-#define KILN_GIT_COMMIT "unknown"
-#endif
-
-void bench_env_collect(bench_env *e, const char *model, const char *dtype, int threads) {
+void kiln_bench_env_collect(kiln_bench_env *e, const char *model, const char *dtype, int threads) {
     memset(e, 0, sizeof *e);
     kiln_cpu_model(e->cpu_model, sizeof e->cpu_model);
     if (!e->cpu_model[0]) snprintf(e->cpu_model, sizeof e->cpu_model, "unknown");
@@ -20,7 +16,7 @@ void bench_env_collect(bench_env *e, const char *model, const char *dtype, int t
     e->threads = threads;
     e->mem_total_bytes = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
     snprintf(e->version, sizeof e->version, "%s", KILN_VERSION);
-    snprintf(e->commit, sizeof e->commit, "%s", KILN_GIT_COMMIT);
+    snprintf(e->commit, sizeof e->commit, "%s", kiln_build_commit());
     snprintf(e->model, sizeof e->model, "%s", model ? model : "");
     snprintf(e->dtype, sizeof e->dtype, "%s", dtype ? dtype : "auto");
     time_t t = time(NULL);

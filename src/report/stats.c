@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "bench/bench.h"
+#include "report/report.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -12,7 +12,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* numpy.percentile default ("linear"): position p/100*(n-1) between the two closest sorted samples. */
-double bench_percentile(const double *sorted, int n, double p) {
+double report_percentile(const double *sorted, int n, double p) {
     if (n <= 0) return 0;
     double pos = p / 100.0 * (n - 1);
     int lo = (int)floor(pos);
@@ -21,7 +21,7 @@ double bench_percentile(const double *sorted, int n, double p) {
     return sorted[lo] + frac * (sorted[lo + 1] - sorted[lo]);
 }
 
-void bench_stats_compute(const double *x, int n, bench_stats *s) {
+void kiln_bench_stats_compute(const double *x, int n, kiln_bench_stats *s) {
     memset(s, 0, sizeof *s);
     s->n = n;
     if (n <= 0) return;
@@ -39,28 +39,28 @@ void bench_stats_compute(const double *x, int n, bench_stats *s) {
     s->min = v[0];
     s->max = v[n - 1];
     s->range = s->max - s->min;
-    s->median = bench_percentile(v, n, 50);
+    s->median = report_percentile(v, n, 50);
     s->cv = s->mean != 0 ? s->stddev / s->mean : 0;
     s->has_p90 = n >= 10;
     s->has_p99 = n >= 100;
-    if (s->has_p90) s->p90 = bench_percentile(v, n, 90);
-    if (s->has_p99) s->p99 = bench_percentile(v, n, 99);
+    if (s->has_p90) s->p90 = report_percentile(v, n, 90);
+    if (s->has_p99) s->p99 = report_percentile(v, n, 99);
     free(v);
 }
 
-static void field_stats(const bench_scenario *sc, size_t off, bench_stats *out) {
+static void field_stats(const kiln_bench_scenario *sc, size_t off, kiln_bench_stats *out) {
     double *v = malloc((size_t)(sc->n_runs ? sc->n_runs : 1) * sizeof *v);
     if (!v) return;
     for (int i = 0; i < sc->n_runs; i++) v[i] = *(const double *)((const char *)&sc->runs[i] + off);
-    bench_stats_compute(v, sc->n_runs, out);
+    kiln_bench_stats_compute(v, sc->n_runs, out);
     free(v);
 }
 
-void bench_scenario_finish(bench_scenario *sc, const bench_limits *lim) {
-    field_stats(sc, offsetof(bench_run, total_s), &sc->total);
-    field_stats(sc, offsetof(bench_run, ttft_s), &sc->ttft);
-    field_stats(sc, offsetof(bench_run, prefill_tps), &sc->prefill);
-    field_stats(sc, offsetof(bench_run, decode_tps), &sc->decode);
+void kiln_bench_scenario_finish(kiln_bench_scenario *sc, const kiln_bench_limits *lim) {
+    field_stats(sc, offsetof(kiln_bench_run, total_s), &sc->total);
+    field_stats(sc, offsetof(kiln_bench_run, ttft_s), &sc->ttft);
+    field_stats(sc, offsetof(kiln_bench_run, prefill_tps), &sc->prefill);
+    field_stats(sc, offsetof(kiln_bench_run, decode_tps), &sc->decode);
     /* Inter-token latencies of all runs pooled: the distribution a user of the scenario sees. */
     int n = 0;
     for (int i = 0; i < sc->n_runs; i++) n += sc->runs[i].n_itl;
@@ -69,7 +69,7 @@ void bench_scenario_finish(bench_scenario *sc, const bench_limits *lim) {
         int k = 0;
         for (int i = 0; i < sc->n_runs; i++)
             for (int j = 0; j < sc->runs[i].n_itl; j++) all[k++] = sc->runs[i].itl_s[j];
-        bench_stats_compute(all, n, &sc->itl);
+        kiln_bench_stats_compute(all, n, &sc->itl);
         free(all);
     }
 
@@ -99,7 +99,7 @@ void bench_scenario_finish(bench_scenario *sc, const bench_limits *lim) {
     }
 }
 
-void bench_scenario_free(bench_scenario *sc) {
+void kiln_bench_scenario_free(kiln_bench_scenario *sc) {
     for (int i = 0; i < sc->n_runs; i++) free(sc->runs[i].itl_s);
     free(sc->runs);
     sc->runs = NULL;

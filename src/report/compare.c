@@ -10,12 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench/bench.h"
+#include "report/report.h"
 
-void bench_compare_one(const char *name, const double *a, int na, const double *b, int nb, bench_cmp *c) {
-    bench_stats sa, sb;
-    bench_stats_compute(a, na, &sa);
-    bench_stats_compute(b, nb, &sb);
+void report_compare_one(const char *name, const double *a, int na, const double *b, int nb, kiln_bench_cmp *c) {
+    kiln_bench_stats sa, sb;
+    kiln_bench_stats_compute(a, na, &sa);
+    kiln_bench_stats_compute(b, nb, &sb);
     memset(c, 0, sizeof *c);
     snprintf(c->name, sizeof c->name, "%s", name);
     c->ratio = sb.median > 0 ? sa.median / sb.median : 0;
@@ -64,7 +64,7 @@ static int run_times(json_t *sc, const char *path, double **out, int *n, kiln_er
     return 0;
 }
 
-int bench_compare_files(const char *pa, const char *pb, bench_cmp **out, int *n, kiln_err *err) {
+int kiln_bench_compare_files(const char *pa, const char *pb, kiln_bench_cmp **out, int *n, kiln_err *err) {
     *out = NULL;
     *n = 0;
     json_t *ja = load(pa, err), *jb = ja ? load(pb, err) : NULL;
@@ -89,7 +89,7 @@ int bench_compare_files(const char *pa, const char *pb, bench_cmp **out, int *n,
         int na, nb;
         if (run_times(a, pa, &ta, &na, err)) goto done;
         if (run_times(match, pb, &tb, &nb, err)) { free(ta); goto done; }
-        bench_compare_one(name, ta, na, tb, nb, &(*out)[(*n)++]);
+        report_compare_one(name, ta, na, tb, nb, &(*out)[(*n)++]);
         free(ta);
         free(tb);
     }

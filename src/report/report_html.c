@@ -4,7 +4,7 @@
  * is both readable and checkable by a parser. */
 #include <string.h>
 
-#include "bench/bench.h"
+#include "kiln.h"
 
 #define W 760
 #define H 260
@@ -12,10 +12,10 @@
 #define PADB 60
 #define PADT 30
 
-typedef double (*run_metric)(const bench_run *);
-static double m_total(const bench_run *r) { return r->total_s; }
-static double m_ttft(const bench_run *r) { return r->ttft_s * 1e3; }
-static double m_mem(const bench_run *r) { return (double)r->peak_rss_bytes / (1024.0 * 1024.0); }
+typedef double (*run_metric)(const kiln_bench_run *);
+static double m_total(const kiln_bench_run *r) { return r->total_s; }
+static double m_ttft(const kiln_bench_run *r) { return r->ttft_s * 1e3; }
+static double m_mem(const kiln_bench_run *r) { return (double)r->peak_rss_bytes / (1024.0 * 1024.0); }
 
 static void esc(FILE *f, const char *s) {
     for (; *s; s++) {
@@ -32,7 +32,7 @@ static void esc(FILE *f, const char *s) {
 static double y_of(double v, double ymax) { return PADT + (H - PADT - PADB) * (1 - (ymax > 0 ? v / ymax : 0)); }
 
 /* Axes, title, y ticks and a label per scenario group; returns the group width. */
-static double frame(FILE *f, const bench_report *r, const char *title, const char *unit, double ymax) {
+static double frame(FILE *f, const kiln_bench_report *r, const char *title, const char *unit, double ymax) {
     fprintf(f, "<h2>");
     esc(f, title);
     fprintf(f, "</h2>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\">\n",
@@ -57,7 +57,7 @@ static double frame(FILE *f, const bench_report *r, const char *title, const cha
     return gw;
 }
 
-static void per_run_chart(FILE *f, const bench_report *r, const char *title, const char *unit, const char *cls,
+static void per_run_chart(FILE *f, const kiln_bench_report *r, const char *title, const char *unit, const char *cls,
                           run_metric m) {
     double ymax = 0;
     for (int s = 0; s < r->n_sc; s++)
@@ -66,7 +66,7 @@ static void per_run_chart(FILE *f, const bench_report *r, const char *title, con
     ymax = ymax > 0 ? ymax * 1.15 : 1;
     double gw = frame(f, r, title, unit, ymax);
     for (int s = 0; s < r->n_sc; s++) {
-        const bench_scenario *sc = &r->sc[s];
+        const kiln_bench_scenario *sc = &r->sc[s];
         for (int i = 0; i < sc->n_runs; i++) {
             double x = PADL + gw * s + gw * (i + 1) / (sc->n_runs + 1), v = m(&sc->runs[i]);
             fprintf(f, "<circle class=\"%s\" cx=\"%.1f\" cy=\"%.1f\" r=\"4\" data-scenario=\"", cls, x, y_of(v, ymax));
@@ -79,14 +79,14 @@ static void per_run_chart(FILE *f, const bench_report *r, const char *title, con
     fprintf(f, "</svg>\n");
 }
 
-static void tps_chart(FILE *f, const bench_report *r) {
+static void tps_chart(FILE *f, const kiln_bench_report *r) {
     double ymax = 0;
     for (int s = 0; s < r->n_sc; s++)
         if (r->sc[s].decode.max > ymax) ymax = r->sc[s].decode.max;
     ymax = ymax > 0 ? ymax * 1.15 : 1;
     double gw = frame(f, r, "Decode tok/s per scenario (bar: median, whisker: min..max)", "tok/s", ymax);
     for (int s = 0; s < r->n_sc; s++) {
-        const bench_stats *d = &r->sc[s].decode;
+        const kiln_bench_stats *d = &r->sc[s].decode;
         double cx = PADL + gw * (s + 0.5), bw = gw * 0.4;
         fprintf(f, "<rect class=\"bar\" x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\"><title>median %.2f tok/s"
                    "</title></rect>\n", cx - bw / 2, y_of(d->median, ymax), bw, (H - PADB) - y_of(d->median, ymax),
@@ -97,8 +97,8 @@ static void tps_chart(FILE *f, const bench_report *r) {
     fprintf(f, "</svg>\n");
 }
 
-void bench_write_html(const bench_report *r, FILE *f) {
-    const bench_env *e = &r->env;
+void kiln_bench_write_html(const kiln_bench_report *r, FILE *f) {
+    const kiln_bench_env *e = &r->env;
     fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>kiln bench</title>\n"
                "<style>body{font-family:sans-serif;margin:2em;color:#222}svg{background:#fafafa;border:1px solid #ddd}"
                ".axis{stroke:#555}.tick{font-size:11px;fill:#444}circle{fill:#1f77b4;opacity:.8}.mem{fill:#2ca02c}"
@@ -115,7 +115,7 @@ void bench_write_html(const bench_report *r, FILE *f) {
     fprintf(f, "<table>\n<tr><th>scenario</th><th>mean s</th><th>median s</th><th>range %%</th><th>cv %%</th>"
                "<th>decode tok/s</th><th>TTFT ms</th><th>verdict</th></tr>\n");
     for (int s = 0; s < r->n_sc; s++) {
-        const bench_scenario *sc = &r->sc[s];
+        const kiln_bench_scenario *sc = &r->sc[s];
         fprintf(f, "<tr><td>");
         esc(f, sc->name);
         fprintf(f, "</td><td>%.4f</td><td>%.4f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td>"

@@ -1,0 +1,18 @@
+/* fileio.h — whole-file reading and path joining, internal to the library (tests may use them too). */
+#ifndef KILN_COMMON_FILEIO_H
+#define KILN_COMMON_FILEIO_H
+
+#include <stddef.h>
+
+#include "kiln.h"
+
+/* Reads a whole file into a NUL-terminated malloc'd buffer. If the file is a git "symlink stored as text"
+ * (a short file whose whole content is a relative path to an existing file, as checkouts with
+ * core.symlinks=false leave them), the target is read instead. */
+char *kiln_read_file(const char *path, size_t *len, kiln_err *err);
+/* dir + "/" + name, malloc'd. */
+char *kiln_path_join(const char *dir, const char *name);
+/* Resolves a path that may be a git text-symlink (see kiln_read_file) to the real file; malloc'd. */
+char *kiln_resolve_path(const char *path);
+
+#endif
