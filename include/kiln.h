@@ -3,10 +3,17 @@
  * Data flows one way: load (model, tokenizer) → tokenize → template → forward → sample → stream.
  * The CLI (cli/) and the server (src/serve/) use only this header.
  *
+ * The error contract (true of every function here)
+ * - The library never aborts, exits or prints (except through callbacks it is handed). Every failure,
+ *   out-of-memory included, returns to the caller: a status (0 ok, -1 failure; NULL for constructors)
+ *   plus a kiln_err buffer owned by the caller, filled with ONE line of text that names what failed
+ *   (file, tensor, field...). An allocation failure's message ends in "out of memory"
+ *   (kiln_err_is_nomem), so a server can answer 500 for it and 400 for bad input. A failed call leaves the
+ *   state it was given as it was (validate before changing state) and leaks nothing.
+ * - Kernels never allocate on the hot path: their scratch is sized when the context is created
+ *   (kiln_ctx_new), so kiln_forward fails cleanly rather than writing NaN.
+ *
  * Conventions
- * - Errors travel as a return status (0 ok, -1 failure; NULL for constructors) plus a kiln_err buffer
- *   owned by the caller, filled with ONE line of text that names what failed (file, tensor, field...).
- *   The library never calls exit() and never prints except through callbacks it is handed.
  * - Memory the library returns (char *, int32_t *) is malloc'd and freed by the caller with free().
  * - Token ids are int32_t.
  *
@@ -37,6 +44,8 @@ typedef struct kiln_err {
 /* printf-style: writes one line into err (if err is non-NULL) and returns -1, so a failing function
  * can `return kiln_err_set(err, "...")`. */
 int kiln_err_set(kiln_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Whether err reports an allocation failure (its message ends in "out of memory"). */
+bool kiln_err_is_nomem(const kiln_err *err);
 
 /* ===================================================================================================
  * Common helpers used across the library (src/common/)
