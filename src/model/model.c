@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "model/gguf_model.h"
 #include "model/model.h"
 
 void kiln_model_opts_default(kiln_model_opts *o) {
@@ -100,6 +101,14 @@ static bool already_in(const kiln_model *m, const weight_request *rq) {
     return same && rq->quant < 0;
 }
 
+/* Quantised matrices stored row after row (a GGUF's): the kernels read them in 16-row panels, so they
+ * are repacked once at load (convert.c). */
+static bool has_plain_quant(const kiln_model *m) {
+    for (int i = 0; i < m->n_mats; i++)
+        if (kern_is_quantised(m->mats[i]->dt) && m->mats[i]->layout == KERN_LAYOUT_PLAIN) return true;
+    return false;
+}
+
 kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_err *err) {
     kiln_model_opts def;
     if (!opts) {
@@ -120,7 +129,12 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
         kiln_err_set(err, "cannot start %d threads", opts->threads);
         goto fail;
     }
-    if (weight_request_converts(&rq) && !already_in(m, &rq) && model_convert(m, dir, opts, &rq, err)) goto fail;
+    const bool convert = (weight_request_converts(&rq) && !already_in(m, &rq)) || has_plain_quant(m);
+    if (convert && opts->weight_cache && gguf_source(dir)) {
+        kiln_err_set(err, "%s: the weight cache (--quant-cache) is not supported for GGUF files yet", dir);
+        goto fail;
+    }
+    if (convert && model_convert(m, dir, opts, &rq, err)) goto fail;
     account(m);
     return m;
 fail:

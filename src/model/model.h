@@ -47,6 +47,11 @@ static inline bool model_is_output(const struct kiln_model *m, const kiln_mat *m
 int model_find_tensor(const st_set *s, const tensor_desc *d, const char *name, int64_t rows, int64_t cols,
                       const st_tensor **out, kiln_err *err);
 
+/* A converted matrix's source pages are not read again: dropping them from this process keeps peak RSS
+ * near the converted size plus one matrix, instead of both full copies. Only pages wholly inside one of
+ * s's mappings (file-backed and read-only: anything touching them again re-reads the page cache). */
+void model_drop_source_pages(const st_set *s, const void *p, size_t n);
+
 /* convert.c: converts every matrix to the format weight_format gives it (or maps them from the weight
  * cache), then closes the checkpoint files. */
 int model_convert(struct kiln_model *m, const char *dir, const kiln_model_opts *o, const weight_request *rq,

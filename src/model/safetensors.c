@@ -173,6 +173,7 @@ int st_open(st_file *f, const char *path, kiln_err *err) {
 void st_close(st_file *f) {
     for (int i = 0; i < f->n_tensors; i++) free(f->tensors[i].name);
     free(f->tensors);
+    free(f->owned);
     free(f->path);
     if (f->map) munmap(f->map, f->size);
     memset(f, 0, sizeof *f);
