@@ -3,10 +3,12 @@
  * The container against llama.cpp's own files in $SHARED/gguf (every key and tensor where the README says),
  * and against generated truncations and byte flips of a small GGUF this test writes (each a one-line error,
  * never a crash; this binary also runs under ASan/UBSan). */
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 
 #include "check.h"
+#include "common/strbuf.h"
 #include "kernels/format.h"
 #include "kiln.h"
 #include "model/gguf.h"
@@ -241,12 +243,275 @@ TEST(unsupported_type_is_named) {
     kiln_model_free(m);
 }
 
+/* ---- a GGUF writer (for files llama.cpp's tools did not ship: split F32 parts, a Q4_0 file, hostile
+ * variants) ---- */
+
+typedef struct wtensor {
+    const char *name;
+    int type, n_dims;
+    int64_t ne[GGUF_MAX_DIMS];
+    const void *data;
+    size_t nbytes;
+} wtensor;
+
+static void put_u32(strbuf *b, uint32_t v) { strbuf_put(b, &v, 4); }
+static void put_u64(strbuf *b, uint64_t v) { strbuf_put(b, &v, 8); }
+static void put_str(strbuf *b, const char *s, size_t n) { put_u64(b, n), strbuf_put(b, s, n); }
+static void pad_to(strbuf *b, size_t align) {
+    while (b->len % align) strbuf_putc(b, 0);
+}
+
+/* A key copied from a parsed file, byte for byte. */
+static void put_kv(strbuf *b, const gguf_kv *kv) {
+    put_str(b, kv->key, strlen(kv->key));
+    put_u32(b, kv->type);
+    if (kv->type == GGUF_STRING) put_str(b, (const char *)kv->val, kv->str_len);
+    else if (kv->type != GGUF_ARRAY) strbuf_put(b, kv->val, gguf_vtype_size(kv->type));
+    else {
+        put_u32(b, kv->arr_type), put_u64(b, kv->arr_n);
+        size_t n = kv->arr_type == GGUF_STRING ? (size_t)(kv->arr_str[kv->arr_n] - kv->arr_str[0])
+                                               : kv->arr_n * gguf_vtype_size(kv->arr_type);
+        strbuf_put(b, kv->arr_type == GGUF_STRING ? (const void *)kv->arr_str[0] : kv->val, n);
+    }
+}
+
+static void put_kv_u32(strbuf *b, const char *key, uint32_t v) {
+    put_str(b, key, strlen(key)), put_u32(b, GGUF_UINT32), put_u32(b, v);
+}
+
+/* Writes path: meta's keys (if any) then split keys (split_count > 0), then the tensors. */
+static bool write_gguf(const char *path, const gguf_file *meta, int split_no, int split_count, const wtensor *t,
+                       int nt) {
+    strbuf b = {0};
+    strbuf_put(&b, "GGUF", 4);
+    put_u32(&b, 3), put_u64(&b, (uint64_t)nt);
+    put_u64(&b, (uint64_t)(meta ? meta->n_kv : 0) + (split_count ? 2 : 0));
+    for (int i = 0; meta && i < meta->n_kv; i++) put_kv(&b, &meta->kvs[i]);
+    if (split_count) put_kv_u32(&b, "split.no", (uint32_t)split_no), put_kv_u32(&b, "split.count", (uint32_t)split_count);
+    size_t off = 0;
+    for (int i = 0; i < nt; i++) {
+        put_str(&b, t[i].name, strlen(t[i].name));
+        put_u32(&b, (uint32_t)t[i].n_dims);
+        for (int d = 0; d < t[i].n_dims; d++) put_u64(&b, (uint64_t)t[i].ne[d]);
+        put_u32(&b, (uint32_t)t[i].type), put_u64(&b, off);
+        off += (t[i].nbytes + 31) / 32 * 32;
+    }
+    pad_to(&b, 32);
+    for (int i = 0; i < nt; i++) strbuf_put(&b, t[i].data, t[i].nbytes), pad_to(&b, 32);
+    FILE *f = fopen(path, "wb");
+    bool ok = f && b.len && fwrite(b.p, 1, b.len, f) == b.len;
+    if (f) ok &= fclose(f) == 0;
+    strbuf_free(&b);
+    return ok;
+}
+
+static wtensor as_w(const gguf_tensor *x) {
+    wtensor w = {x->name, x->type, x->n_dims, {1, 1, 1, 1}, x->data, x->nbytes};
+    memcpy(w.ne, x->ne, sizeof w.ne);
+    return w;
+}
+
+static char tmpdir[] = "/tmp/kiln_test_gguf_XXXXXX";
+
+static const char *tmp_path(const char *name) {
+    static char buf[2][512];
+    static int k;
+    k ^= 1;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
+    return buf[k];
+}
+
+/* Every position's logits of medium_20 (case 1) from the model at path (opts: quant or -1). */
+static float *medium_logits(const char *path, int quant, int *V) {
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    mo.threads = 1;
+    mo.quant = quant;
+    kiln_err err = {{0}};
+    kiln_model *m = kiln_model_open(path, &mo, &err);
+    CHECK(m, "%s", err.msg);
+    json_t *gj = golden("F32");
+    float *all = NULL;
+    int n;
+    if (m && gj) {
+        *V = kiln_model_config(m)->vocab_size;
+        run_case(m, json_array_get(json_object_get(gj, "cases"), 1), &all, &n, 0);
+    }
+    json_decref(gj);
+    kiln_model_free(m);
+    return all;
+}
+
+static double max_diff(const float *a, const float *b, size_t n) {
+    double d = 0;
+    for (size_t i = 0; a && b && i < n; i++) d = fmax(d, fabs(a[i] - b[i]));
+    return a && b ? d : INFINITY;
+}
+
+/* The F32 file cut into 3 parts (8 + 8 + 4 tensors, metadata in the first, as llama-gguf-split does):
+ * naming any part, or the directory holding them, gives exactly the unsplit file's logits. */
+TEST(split_parts_open_as_one) {
+    gguf_file g;
+    kiln_err err = {{0}};
+    REQUIRE(gguf_open(&g, shared_path(KQ512 "F32.gguf"), &err) == 0, "%s", err.msg);
+    REQUIRE(mkdir(tmp_path("split"), 0755) == 0, "mkdir");
+    const int cut[4] = {0, 8, 16, 20};
+    for (int p = 0; p < 3; p++) {
+        wtensor t[8];
+        for (int i = cut[p]; i < cut[p + 1]; i++) t[i - cut[p]] = as_w(&g.tensors[i]);
+        char name[64];
+        snprintf(name, sizeof name, "split/m-%05d-of-00003.gguf", p + 1);
+        gguf_file meta_only = g;
+        meta_only.n_kv = p ? 0 : g.n_kv;
+        CHECK(write_gguf(tmp_path(name), &meta_only, p, 3, t, cut[p + 1] - cut[p]), "write %s", name);
+    }
+    gguf_close(&g);
+    int V = 0;
+    float *whole = medium_logits(shared_path(KQ512 "F32.gguf"), -1, &V);
+    const char *names[] = {"split/m-00002-of-00003.gguf", "split/m-00003-of-00003.gguf", "split"};
+    for (int i = 0; i < 3; i++) {
+        float *part = medium_logits(tmp_path(names[i]), -1, &V);
+        CHECK(max_diff(whole, part, (size_t)20 * V) == 0, "%s: logits differ from the unsplit file", names[i]);
+        free(part);
+    }
+    /* a missing part is a one-line error naming it */
+    unlink(tmp_path("split/m-00003-of-00003.gguf"));
+    kiln_model *m = kiln_model_open(tmp_path("split/m-00001-of-00003.gguf"), NULL, &err);
+    CHECK(!m && strstr(err.msg, "m-00003-of-00003.gguf"), "missing part: %s", m ? "opened" : err.msg);
+    kiln_model_free(m);
+    free(whole);
+}
+
+/* llama-gguf-split's Q4_K_M parts: the config and tensor index of the three parts are the unsplit file's
+ * (the model itself opens once the K-quant types exist; until then the same type error). */
+TEST(llamacpp_split_matches_unsplit) {
+    kiln_config a, b;
+    kiln_err err = {{0}}, e2 = {{0}};
+    CHECK(kiln_config_load(shared_path(KQ512 "Q4_K_M.gguf"), &a, &err) == 0, "%s", err.msg);
+    CHECK(kiln_config_load(shared_path("gguf/kq-llama-512/split/kq-llama-512.Q4_K_M-00003-of-00003.gguf"), &b, &err) == 0,
+          "%s", err.msg);
+    CHECK(memcmp(&a, &b, sizeof a) == 0, "split config differs");
+    kiln_model *m1 = kiln_model_open(shared_path(KQ512 "Q4_K_M.gguf"), NULL, &err);
+    kiln_model *m2 = kiln_model_open(shared_path("gguf/kq-llama-512/split"), NULL, &e2);
+    CHECK(!m1 && !m2 && strstr(err.msg, "Q6_K") && strstr(e2.msg, "Q6_K"), "%s / %s", err.msg, e2.msg);
+    kiln_model_free(m1), kiln_model_free(m2);
+}
+
+/* A Q4_0 GGUF written here from the F32 file (matrices Q4_0 by the reference rounding, llama.cpp's
+ * quantize_row_q4_0_ref; token_embd Q8_0) computes exactly what `--quant q4_0` makes of the F32 file:
+ * the Q4_0 blocks are repacked as they are and the q/k rows un-permuted as blocks. */
+TEST(q4_0_file_equals_load_time_q4_0) {
+    gguf_file g;
+    kiln_err err = {{0}};
+    REQUIRE(gguf_open(&g, shared_path(KQ512 "F32.gguf"), &err) == 0, "%s", err.msg);
+    wtensor t[32];
+    void *bufs[32] = {0};
+    for (int i = 0; i < g.n_tensors; i++) {
+        const gguf_tensor *x = &g.tensors[i];
+        t[i] = as_w(x);
+        if (x->n_dims != 2) continue;
+        kiln_dtype dt = strcmp(x->name, "token_embd.weight") ? KILN_DT_Q4_0 : KILN_DT_Q8_0;
+        size_t rb = kern_row_bytes(dt, (int)x->ne[0]);
+        char *q = bufs[i] = malloc(rb * (size_t)x->ne[1]);
+        for (int64_t r = 0; r < x->ne[1]; r++)
+            kern_formats[dt].from_f32(q + rb * (size_t)r, (const float *)x->data + r * x->ne[0], (int)x->ne[0]);
+        t[i].type = kern_formats[dt].gguf_type, t[i].data = q, t[i].nbytes = rb * (size_t)x->ne[1];
+    }
+    CHECK(write_gguf(tmp_path("q4_0.gguf"), &g, 0, 0, t, g.n_tensors), "write");
+    gguf_close(&g);
+    for (int i = 0; i < 32; i++) free(bufs[i]);
+    int V = 0;
+    float *mine = medium_logits(tmp_path("q4_0.gguf"), -1, &V), *ref = medium_logits(shared_path(KQ512 "F32.gguf"), KILN_DT_Q4_0, &V);
+    double d = max_diff(mine, ref, (size_t)20 * V);
+    CHECK(d <= 1e-6, "Q4_0 file vs --quant q4_0: max diff %g", d);
+    free(mine), free(ref);
+}
+
+/* ---- hostile files ---- */
+
+static bool one_line_naming(const kiln_err *e, const char *path) {
+    return e->msg[0] && !strchr(e->msg, '\n') && strstr(e->msg, path);
+}
+
+/* Every truncation of the F32 file's header and data boundary fails with a one-line error naming the
+ * file; a sample of the data area too (a tensor then runs past the end). */
+TEST(truncations_are_one_line_errors) {
+    FILE *f = fopen(shared_path(KQ512 "F32.gguf"), "rb");
+    REQUIRE(f, "open F32");
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    gguf_file g;
+    kiln_err err = {{0}};
+    int bad = 0;
+    for (size_t cut = 0; cut < n; cut += cut < 16384 ? 1 : 97) {
+        err.msg[0] = 0;
+        if (gguf_parse(&g, buf, cut, "trunc.gguf", &err) == 0) gguf_close(&g), bad++;
+        else if (!one_line_naming(&err, "trunc.gguf") && bad++ < 3) fprintf(stderr, "  cut %zu: %s\n", cut, err.msg);
+    }
+    CHECK(bad == 0, "%d truncations accepted or badly reported", bad);
+}
+
+/* Byte flips in the header (keys, tensor infos, counts): each either loads or is a one-line error naming
+ * the file, through the whole loader (config, tensors, binding). */
+TEST(header_byte_flips_never_crash) {
+    FILE *in = fopen(shared_path(KQ512 "F32.gguf"), "rb");
+    REQUIRE(in, "open F32");
+    const char *path = tmp_path("flip.gguf");
+    FILE *out = fopen(path, "wb");
+    static char chunk[1 << 16];
+    size_t k, header = 0;
+    while ((k = fread(chunk, 1, sizeof chunk, in)) > 0) fwrite(chunk, 1, k, out);
+    fclose(in), fclose(out);
+    gguf_file g;
+    kiln_err err = {{0}};
+    REQUIRE(gguf_open(&g, path, &err) == 0, "%s", err.msg);
+    header = g.data_offset;
+    gguf_close(&g);
+    int fd = open(path, O_RDWR);
+    REQUIRE(fd >= 0, "open copy");
+    uint64_t rng = 12345;
+    int bad = 0, rejected = 0;
+    const int cases = 300;
+    for (int c = 0; c < cases; c++) {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        /* the first 512 bytes hold the counts, the architecture and hyperparameter keys: flip there often */
+        size_t at = (size_t)(rng >> 33) % (c % 2 ? 512 : header);
+        unsigned char orig, flipped;
+        REQUIRE(pread(fd, &orig, 1, (off_t)at) == 1, "pread");
+        flipped = orig ^ (unsigned char)(1u << ((rng >> 20) % 8));
+        if (c % 3 == 0) flipped = (unsigned char)(rng >> 40); /* or any byte */
+        REQUIRE(pwrite(fd, &flipped, 1, (off_t)at) == 1, "pwrite");
+        err.msg[0] = 0;
+        kiln_model_opts mo;
+        kiln_model_opts_default(&mo);
+        mo.threads = 1;
+        kiln_model *m = kiln_model_open(path, &mo, &err);
+        if (!m && (rejected++, !one_line_naming(&err, "flip.gguf")) && bad++ < 3)
+            fprintf(stderr, "  flip at %zu: %s\n", at, err.msg);
+        kiln_model_free(m);
+        REQUIRE(pwrite(fd, &orig, 1, (off_t)at) == 1, "restore");
+    }
+    close(fd);
+    printf("  %d of %d header flips rejected, the others loaded\n", rejected, cases);
+    CHECK(bad == 0 && rejected > cases / 4, "%d badly reported, %d rejected", bad, rejected);
+}
+
 int main(void) {
+    if (!mkdtemp(tmpdir)) return 1;
     RUN(container_reads_llamacpp_f32);
     RUN(format_table_agrees_with_ggml_types);
     RUN(container_reads_quantised_types);
     RUN(f32_matches_llamacpp);
     RUN(q8_0_matches_llamacpp);
     RUN(unsupported_type_is_named);
+    RUN(split_parts_open_as_one);
+    RUN(llamacpp_split_matches_unsplit);
+    RUN(q4_0_file_equals_load_time_q4_0);
+    RUN(truncations_are_one_line_errors);
+    RUN(header_byte_flips_never_crash);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd)) return 1;
     return check_done();
 }

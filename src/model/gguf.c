@@ -52,6 +52,8 @@ static const char *const vtype_names[GGUF_VTYPE_COUNT] = {
     "int64", "float64",
 };
 
+size_t gguf_vtype_size(gguf_vtype t) { return (unsigned)t < GGUF_VTYPE_COUNT ? vtype_size[t] : 0; }
+
 const char *gguf_vtype_name(gguf_vtype t) { return (unsigned)t < GGUF_VTYPE_COUNT ? vtype_names[t] : "unknown"; }
 
 /* ---- the reader: a cursor that never reads past size ---- */
@@ -455,8 +457,8 @@ int gguf_get_str(const gguf_file *g, const char *key, const char **out, size_t *
 }
 
 int gguf_get_strdup(const gguf_file *g, const char *key, char **out, kiln_err *err) {
-    const char *s;
-    size_t n;
+    const char *s = NULL;
+    size_t n = 0;
     *out = NULL;
     int rc = gguf_get_str(g, key, &s, &n, err);
     if (rc != 1) return rc;

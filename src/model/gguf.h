@@ -91,6 +91,8 @@ int gguf_type_block(int type, int *block_values, size_t *block_bytes);
 /* Keys. */
 const gguf_kv *gguf_find_kv(const gguf_file *g, const char *key);
 const char *gguf_vtype_name(gguf_vtype t);
+/* Bytes of one fixed-size value of type t (0 for strings, arrays and unknown types). */
+size_t gguf_vtype_size(gguf_vtype t);
 
 /* Typed scalar getters: 1 with *out set when the key exists with a compatible type, 0 when absent
  * (*out untouched), -1 (err: file, key, what is wrong) when present with another type or a value out of
