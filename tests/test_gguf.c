@@ -279,15 +279,17 @@ static void put_kv_u32(strbuf *b, const char *key, uint32_t v) {
     put_str(b, key, strlen(key)), put_u32(b, GGUF_UINT32), put_u32(b, v);
 }
 
-/* Writes path: meta's keys (if any) then split keys (split_count > 0), then the tensors. */
-static bool write_gguf(const char *path, const gguf_file *meta, int split_no, int split_count, const wtensor *t,
-                       int nt) {
+/* Writes path: meta's keys (if any), then split keys (split_count > 0), then n_extra keys already
+ * serialised in extra, then the tensors. */
+static bool write_gguf_kv(const char *path, const gguf_file *meta, int split_no, int split_count, const strbuf *extra,
+                          int n_extra, const wtensor *t, int nt) {
     strbuf b = {0};
     strbuf_put(&b, "GGUF", 4);
     put_u32(&b, 3), put_u64(&b, (uint64_t)nt);
-    put_u64(&b, (uint64_t)(meta ? meta->n_kv : 0) + (split_count ? 2 : 0));
+    put_u64(&b, (uint64_t)(meta ? meta->n_kv : 0) + (split_count ? 2 : 0) + (uint64_t)n_extra);
     for (int i = 0; meta && i < meta->n_kv; i++) put_kv(&b, &meta->kvs[i]);
     if (split_count) put_kv_u32(&b, "split.no", (uint32_t)split_no), put_kv_u32(&b, "split.count", (uint32_t)split_count);
+    if (n_extra) strbuf_put(&b, extra->p, extra->len);
     size_t off = 0;
     for (int i = 0; i < nt; i++) {
         put_str(&b, t[i].name, strlen(t[i].name));
@@ -303,6 +305,11 @@ static bool write_gguf(const char *path, const gguf_file *meta, int split_no, in
     if (f) ok &= fclose(f) == 0;
     strbuf_free(&b);
     return ok;
+}
+
+static bool write_gguf(const char *path, const gguf_file *meta, int split_no, int split_count, const wtensor *t,
+                       int nt) {
+    return write_gguf_kv(path, meta, split_no, split_count, NULL, 0, t, nt);
 }
 
 static wtensor as_w(const gguf_tensor *x) {
@@ -427,6 +434,35 @@ TEST(q4_0_file_equals_load_time_q4_0) {
     free(mine), free(ref);
 }
 
+/* Llama 3's RoPE scaling as llama.cpp stores it, a rope_freqs tensor of per-frequency divisors: all 2.0
+ * computes exactly what linear scaling by 2 ({arch}.rope.scaling.type/factor) computes, and differs from
+ * no scaling. */
+TEST(rope_freqs_divide_the_frequencies) {
+    gguf_file g;
+    kiln_err err = {{0}};
+    REQUIRE(gguf_open(&g, shared_path(KQ512 "F32.gguf"), &err) == 0, "%s", err.msg);
+    wtensor t[32];
+    for (int i = 0; i < g.n_tensors; i++) t[i] = as_w(&g.tensors[i]);
+    float twos[32];
+    for (int i = 0; i < 32; i++) twos[i] = 2.0f;
+    t[g.n_tensors] = (wtensor){"rope_freqs.weight", 0, 1, {32, 1, 1, 1}, twos, sizeof twos};
+    CHECK(write_gguf(tmp_path("freqs.gguf"), &g, 0, 0, t, g.n_tensors + 1), "write freqs");
+    strbuf kv = {0};
+    const char *type_key = "llama.rope.scaling.type", *factor_key = "llama.rope.scaling.factor";
+    put_str(&kv, type_key, strlen(type_key)), put_u32(&kv, GGUF_STRING), put_str(&kv, "linear", 6);
+    float two = 2.0f;
+    put_str(&kv, factor_key, strlen(factor_key)), put_u32(&kv, GGUF_FLOAT32), strbuf_put(&kv, &two, 4);
+    CHECK(write_gguf_kv(tmp_path("linear.gguf"), &g, 0, 0, &kv, 2, t, g.n_tensors), "write linear");
+    strbuf_free(&kv);
+    gguf_close(&g);
+    int V = 0;
+    float *freqs = medium_logits(tmp_path("freqs.gguf"), -1, &V), *linear = medium_logits(tmp_path("linear.gguf"), -1, &V),
+          *plain = medium_logits(shared_path(KQ512 "F32.gguf"), -1, &V);
+    CHECK(max_diff(freqs, linear, (size_t)20 * V) == 0, "rope_freqs 2.0 vs linear 2: %g", max_diff(freqs, linear, (size_t)20 * V));
+    CHECK(max_diff(freqs, plain, (size_t)20 * V) > 1e-3, "rope_freqs changed nothing");
+    free(freqs), free(linear), free(plain);
+}
+
 /* ---- hostile files ---- */
 
 static bool one_line_naming(const kiln_err *e, const char *path) {
@@ -508,6 +544,7 @@ int main(void) {
     RUN(split_parts_open_as_one);
     RUN(llamacpp_split_matches_unsplit);
     RUN(q4_0_file_equals_load_time_q4_0);
+    RUN(rope_freqs_divide_the_frequencies);
     RUN(truncations_are_one_line_errors);
     RUN(header_byte_flips_never_crash);
     char cmd[600];

@@ -278,8 +278,6 @@ static int read_rope(const gguf_parts *p, const char *arch, kiln_config *c, kiln
     c->rope_theta = theta;
     c->rope_type = KILN_ROPE_DEFAULT;
     c->rope_factor = 1.0;
-    if (parts_find(p, "rope_freqs.weight"))
-        return kiln_err_set(err, "%s: GGUF rope_freqs.weight (Llama 3 RoPE scaling factors) not supported yet", g->path);
     char key[128];
     snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
     const char *t;

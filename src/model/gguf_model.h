@@ -19,6 +19,10 @@
 #include "kiln.h"
 #include "model/shards.h"
 
+/* llama.cpp's per-frequency RoPE divisors (Llama 3 scaling): [head_dim / 2] f32, outside the layer tables
+ * because Hugging Face checkpoints have no such tensor (they compute it from rope_scaling). */
+#define GGUF_ROPE_FREQS "rope_freqs.weight"
+
 /* Whether path names a GGUF source (above). */
 bool gguf_source(const char *path);
 /* The file holding a GGUF source's metadata (the model's only file, or part 1 of a split): malloc'd, or

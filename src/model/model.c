@@ -4,6 +4,7 @@
  *
  * Zero-copy by default: matrices stay in the read-only mappings in their stored dtype and the matmul
  * kernels read them in place, so the page cache holds the only copy. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,23 @@ static int count_mats(void *ud, const tensor_desc *d, int layer, const char *nam
     return 0;
 }
 
+/* A GGUF's rope_freqs tensor: f32, one positive divisor per frequency. */
+static int bind_rope_freqs(kiln_model *m, kiln_err *err) {
+    const st_file *f;
+    const st_tensor *t = st_set_find(&m->shards, GGUF_ROPE_FREQS, &f);
+    if (!t) return 0;
+    const int n = m->cfg.head_dim / 2;
+    if (t->ndim != 1 || t->shape[0] != n || t->dt != KILN_DT_F32)
+        return kiln_err_set(err, "%s: tensor '%s' must be %d f32 values (head_dim / 2)", f->path, GGUF_ROPE_FREQS, n);
+    if (!(m->rope_freq_factors = malloc((size_t)n * sizeof(float)))) return kiln_err_set(err, "out of memory");
+    memcpy(m->rope_freq_factors, t->data, (size_t)n * sizeof(float));
+    for (int i = 0; i < n; i++)
+        if (!(m->rope_freq_factors[i] > 0) || !isfinite(m->rope_freq_factors[i]))
+            return kiln_err_set(err, "%s: tensor '%s'[%d] is %g, want a finite value > 0", f->path, GGUF_ROPE_FREQS, i,
+                                m->rope_freq_factors[i]);
+    return 0;
+}
+
 static int bind_all(kiln_model *m, kiln_err *err) {
     int cap = 0;
     tensors_each(&m->cfg, count_mats, &cap, err);
@@ -80,7 +98,7 @@ static int bind_all(kiln_model *m, kiln_err *err) {
     if (!m->layers || !m->mats) return kiln_err_set(err, "out of memory");
     if (tensors_each(&m->cfg, bind, m, err)) return -1;
     if (!m->lm_head.data) m->lm_head = m->embed;
-    return 0;
+    return bind_rope_freqs(m, err);
 }
 
 /* The figures the rest of the library reads off a loaded model. */
@@ -159,6 +177,7 @@ void kiln_model_free(kiln_model *m) {
     tensors_each(&m->cfg, free_vector, m, NULL);
     free(m->layers);
     free(m->mats);
+    free(m->rope_freq_factors);
     st_set_close(&m->shards);
     free(m->owned);
     if (m->cache_map) munmap(m->cache_map, m->cache_len);

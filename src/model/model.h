@@ -24,6 +24,7 @@ struct kiln_model {
     st_set shards; /* the checkpoint's files (closed once every matrix is converted) */
     kiln_mat embed, lm_head; /* lm_head == embed when tied */
     float *final_norm;
+    float *rope_freq_factors; /* [head_dim / 2] divisors of RoPE's frequencies (a GGUF's rope_freqs), or NULL */
     kiln_layer *layers;
     kiln_mat **mats; /* every distinct matrix (the embedding, lm_head when untied, the layers'), load order */
     int n_mats;
