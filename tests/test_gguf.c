@@ -12,6 +12,8 @@
 #include "kernels/format.h"
 #include "kiln.h"
 #include "model/gguf.h"
+#include "model/shards.h"
+#include "model/tensors.h"
 
 #define KQ512 "gguf/kq-llama-512/kq-llama-512."
 
@@ -463,6 +465,80 @@ TEST(rope_freqs_divide_the_frequencies) {
     free(freqs), free(linear), free(plain);
 }
 
+/* ---- Qwen checkpoints converted here (the converter writes them unpermuted: llama.cpp runs them with
+ * rotate-half RoPE) ---- */
+
+typedef struct conv {
+    const st_set *s;
+    wtensor t[64];
+    char names[64][64];
+    int n;
+} conv;
+
+static int add_tensor(void *ud, const tensor_desc *d, int layer, const char *name, int64_t rows, int64_t cols,
+                      kiln_err *err) {
+    (void)rows, (void)cols, (void)err;
+    conv *c = ud;
+    const st_tensor *x = st_set_find(c->s, name, NULL);
+    if (!x || c->n == 64) return 0;
+    tensor_name(d, true, layer, c->names[c->n], sizeof c->names[c->n]);
+    wtensor *w = &c->t[c->n];
+    *w = (wtensor){c->names[c->n], kern_formats[x->dt].gguf_type, x->ndim, {1, 1, 1, 1}, x->data, x->nbytes};
+    for (int i = 0; i < x->ndim; i++) w->ne[i] = x->shape[x->ndim - 1 - i];
+    c->n++;
+    return 0;
+}
+
+static void put_kv_f32(strbuf *b, const char *key, float v) {
+    put_str(b, key, strlen(key)), put_u32(b, GGUF_FLOAT32), strbuf_put(b, &v, 4);
+}
+
+/* model (a safetensors checkpoint in $SHARED/models) as a GGUF of architecture arch; its logits on a
+ * prompt must equal the checkpoint's exactly (same bytes, same config). */
+static void check_converted(const char *model, const char *arch) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "models/%s", model);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", shared_path(rel));
+    kiln_config cfg;
+    st_set s;
+    kiln_err err = {{0}};
+    REQUIRE(kiln_config_load(dir, &cfg, &err) == 0 && st_set_open(&s, dir, &err) == 0, "%s", err.msg);
+    conv c = {.s = &s};
+    tensors_each(&cfg, add_tensor, &c, &err);
+    strbuf kv = {0};
+    put_str(&kv, "general.architecture", 20), put_u32(&kv, GGUF_STRING), put_str(&kv, arch, strlen(arch));
+    const struct {
+        const char *k;
+        int v;
+    } ints[] = {{"embedding_length", cfg.hidden_size}, {"feed_forward_length", cfg.intermediate_size},
+                {"block_count", cfg.n_layers},         {"attention.head_count", cfg.n_heads},
+                {"attention.head_count_kv", cfg.n_kv_heads}, {"attention.key_length", cfg.head_dim},
+                {"attention.value_length", cfg.head_dim},    {"context_length", cfg.max_position_embeddings}};
+    char key[128];
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        snprintf(key, sizeof key, "%s.%s", arch, ints[i].k), put_kv_u32(&kv, key, (uint32_t)ints[i].v);
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch), put_kv_f32(&kv, key, cfg.rms_norm_eps);
+    snprintf(key, sizeof key, "%s.rope.freq_base", arch), put_kv_f32(&kv, key, (float)cfg.rope_theta);
+    snprintf(rel, sizeof rel, "%s.gguf", model);
+    CHECK(write_gguf_kv(tmp_path(rel), NULL, 0, 0, &kv, 11, c.t, c.n), "write %s", rel);
+    strbuf_free(&kv);
+    st_set_close(&s);
+    kiln_config gc;
+    CHECK(kiln_config_load(tmp_path(rel), &gc, &err) == 0, "%s", err.msg);
+    CHECK(gc.arch == cfg.arch && gc.attention_bias == cfg.attention_bias && gc.qk_norm == cfg.qk_norm &&
+              gc.tie_word_embeddings == cfg.tie_word_embeddings && gc.vocab_size == cfg.vocab_size,
+          "%s: config differs", model);
+    int V = 0;
+    float *a = medium_logits(tmp_path(rel), -1, &V), *b = medium_logits(dir, -1, &V);
+    CHECK(max_diff(a, b, (size_t)20 * V) == 0, "%s: GGUF vs safetensors logits differ by %g", model,
+          max_diff(a, b, (size_t)20 * V));
+    free(a), free(b);
+}
+
+TEST(qwen2_gguf_equals_safetensors) { check_converted("tiny-qwen2", "qwen2"); }
+TEST(qwen3_gguf_equals_safetensors) { check_converted("tiny-qwen3", "qwen3"); }
+
 /* ---- hostile files ---- */
 
 static bool one_line_naming(const kiln_err *e, const char *path) {
@@ -545,6 +621,8 @@ int main(void) {
     RUN(llamacpp_split_matches_unsplit);
     RUN(q4_0_file_equals_load_time_q4_0);
     RUN(rope_freqs_divide_the_frequencies);
+    RUN(qwen2_gguf_equals_safetensors);
+    RUN(qwen3_gguf_equals_safetensors);
     RUN(truncations_are_one_line_errors);
     RUN(header_byte_flips_never_crash);
     char cmd[600];
