@@ -133,59 +133,16 @@ static int run_case(kiln_model *m, json_t *cs, float **all, int *n_out, int step
     float *last = malloc((size_t)V * sizeof *last);
     if (rc == 0) memcpy(last, *all + (size_t)(n - 1) * V, (size_t)V * sizeof *last);
     for (int s = 0; rc == 0 && s < steps; s++) {
-        int best = 0;
-        for (int i = 1; i < V; i++)
-            if (last[i] > last[best]) best = i;
-        if (best != json_integer_value(json_array_get(g, (size_t)s))) break;
-        match++;
-        int32_t tok = best;
-        nt = 1;
+        int32_t tok = 0; /* the argmax */
+        for (int i = 1; i < V; i++) tok = last[i] > last[tok] ? i : tok;
+        if (tok != json_integer_value(json_array_get(g, (size_t)s))) break;
+        match++, nt = 1;
         kiln_batch d = {1, &seq, &nt, &tok, false, last};
         rc = kiln_forward(c, &d, &err);
     }
     free(last), free(ids);
     kiln_ctx_free(c);
     return match;
-}
-
-/* The F32 file: logits within 1e-3 of llama.cpp's top-20 at every position of every prompt and of its
- * full logits file, greedy identical for every step the golden calls safe. */
-TEST(f32_matches_llamacpp) {
-    kiln_err err = {{0}};
-    kiln_model *m = open_gguf("F32", &err);
-    REQUIRE(m, "%s", err.msg);
-    json_t *gj = golden("F32");
-    REQUIRE(gj, "cannot read the F32 golden");
-    const int V = kiln_model_config(m)->vocab_size;
-    CHECK(V == 512 && kiln_model_config(m)->tie_word_embeddings, "vocab %d, tied", V);
-    json_t *cases = json_object_get(gj, "cases");
-    for (size_t ci = 0; ci < json_array_size(cases); ci++) {
-        json_t *cs = json_array_get(cases, ci);
-        int safe = (int)json_integer_value(json_object_get(cs, "greedy_safe_steps")), n;
-        float *all;
-        int match = run_case(m, cs, &all, &n, safe);
-        CHECK(match == safe, "%s: greedy %d of %d safe steps", json_string_value(json_object_get(cs, "name")), match, safe);
-        json_t *tids = json_object_get(cs, "topk_ids"), *tl = json_object_get(cs, "topk_logits");
-        double md = 0;
-        for (int p = 0; p < n; p++)
-            for (int k = 0; k < 20; k++) {
-                int id = (int)json_integer_value(json_array_get(json_array_get(tids, (size_t)p), (size_t)k));
-                double ref = json_number_value(json_array_get(json_array_get(tl, (size_t)p), (size_t)k));
-                md = fmax(md, fabs(all[(size_t)p * V + id] - ref));
-            }
-        CHECK(md <= 1e-3, "%s: top-20 logits max diff %g", json_string_value(json_object_get(cs, "name")), md);
-        if (json_is_string(json_object_get(cs, "full_logits_file"))) {
-            float *ref = read_logits("F32", (size_t)n * V);
-            CHECK(ref, "cannot read the F32 logits file");
-            double fd = 0;
-            for (size_t i = 0; ref && i < (size_t)n * V; i++) fd = fmax(fd, fabs(all[i] - ref[i]));
-            CHECK(fd <= 1e-3, "full logits max diff %g", fd);
-            free(ref);
-        }
-        free(all);
-    }
-    json_decref(gj);
-    kiln_model_free(m);
 }
 
 /* KL(p || q) of two logit rows, softmax in double. */
@@ -200,40 +157,70 @@ static double kl_rows(const float *p, const float *q, int V) {
     return kl;
 }
 
-/* A quantised file: mean KL(llama.cpp || kiln) over medium_20 within the golden's bound, greedy identical
- * for the safe steps of every prompt. */
-static void check_quantised(const char *fmt) {
+/* The largest difference between the logits at the golden's top-20 ids and its values, over positions. */
+static double topk_diff(json_t *cs, const float *all, int n, int V) {
+    json_t *tids = json_object_get(cs, "topk_ids"), *tl = json_object_get(cs, "topk_logits");
+    double md = 0;
+    for (int p = 0; p < n; p++)
+        for (int k = 0; k < 20; k++) {
+            int id = (int)json_integer_value(json_array_get(json_array_get(tids, (size_t)p), (size_t)k));
+            double ref = json_number_value(json_array_get(json_array_get(tl, (size_t)p), (size_t)k));
+            md = fmax(md, fabs(all[(size_t)p * V + id] - ref));
+        }
+    return md;
+}
+
+/* One format's file against llama.cpp's numbers for it. Every prompt: greedy identical for every step
+ * the golden calls safe. F32: logits within 1e-3 of the top-20 at every position and of the full logits
+ * file. Quantised: mean KL(llama.cpp || kiln) over medium_20 within the golden's bound. */
+static void check_format(const char *fmt) {
+    const bool f32 = strcmp(fmt, "F32") == 0;
     kiln_err err = {{0}};
     kiln_model *m = open_gguf(fmt, &err);
     REQUIRE(m, "%s: %s", fmt, err.msg);
     json_t *gj = golden(fmt);
     REQUIRE(gj, "cannot read the %s golden", fmt);
     const int V = kiln_model_config(m)->vocab_size;
+    CHECK(V == 512 && kiln_model_config(m)->tie_word_embeddings, "vocab %d, tied", V);
     const double bound = json_number_value(json_object_get(json_object_get(gj, "kl"), "test_bound_kl_llamacpp_to_engine"));
     json_t *cases = json_object_get(gj, "cases");
     for (size_t ci = 0; ci < json_array_size(cases); ci++) {
         json_t *cs = json_array_get(cases, ci);
+        const char *name = json_string_value(json_object_get(cs, "name"));
         int safe = (int)json_integer_value(json_object_get(cs, "greedy_safe_steps")), n;
         float *all;
         int match = run_case(m, cs, &all, &n, safe);
-        CHECK(match == safe, "%s %s: greedy %d of %d safe steps", fmt, json_string_value(json_object_get(cs, "name")),
-              match, safe);
-        if (json_is_string(json_object_get(cs, "full_logits_file"))) {
-            float *ref = read_logits(fmt, (size_t)n * V);
-            REQUIRE(ref, "cannot read the %s logits file", fmt);
-            double kl = 0;
-            for (int p = 0; p < n; p++) kl += kl_rows(ref + (size_t)p * V, all + (size_t)p * V, V) / n;
-            printf("  %s: mean KL(llama.cpp || kiln) %.6f, bound %.6f\n", fmt, kl, bound);
-            CHECK(kl <= bound, "%s: mean KL %g > bound %g", fmt, kl, bound);
-            free(ref);
-        }
-        free(all);
+        CHECK(match == safe, "%s %s: greedy %d of %d safe steps", fmt, name, match, safe);
+        if (f32) CHECK(topk_diff(cs, all, n, V) <= 1e-3, "%s: top-20 logits max diff %g", name, topk_diff(cs, all, n, V));
+        float *ref = json_is_string(json_object_get(cs, "full_logits_file")) ? read_logits(fmt, (size_t)n * V) : NULL;
+        CHECK(ref || !json_is_string(json_object_get(cs, "full_logits_file")), "cannot read the %s logits file", fmt);
+        double fd = 0, kl = 0;
+        for (size_t i = 0; f32 && ref && i < (size_t)n * V; i++) fd = fmax(fd, fabs(all[i] - ref[i]));
+        for (int p = 0; !f32 && ref && p < n; p++) kl += kl_rows(ref + (size_t)p * V, all + (size_t)p * V, V) / n;
+        if (ref && !f32) printf("  %s: mean KL(llama.cpp || kiln) %.6f, bound %.6f\n", fmt, kl, bound);
+        CHECK(fd <= 1e-3 && kl <= bound, "%s %s: full logits max diff %g, mean KL %g (bound %g)", fmt, name, fd, kl, bound);
+        free(ref), free(all);
     }
     json_decref(gj);
     kiln_model_free(m);
 }
 
-TEST(q8_0_matches_llamacpp) { check_quantised("Q8_0"); }
+TEST(f32_matches_llamacpp) { check_format("F32"); }
+/* BOS / EOS come from tokenizer.ggml.* (the stories260K tokenizer: 1 and 2), for the config and the
+ * generation parameters. */
+TEST(special_ids_from_metadata) {
+    kiln_config c;
+    kiln_err err = {{0}};
+    REQUIRE(kiln_config_load(shared_path(KQ512 "F32.gguf"), &c, &err) == 0, "%s", err.msg);
+    CHECK(c.bos_token_id == 1 && c.n_eos_token_ids == 1 && c.eos_token_ids[0] == 2, "bos %d, eos %d x%d",
+          c.bos_token_id, c.eos_token_ids[0], c.n_eos_token_ids);
+    kiln_gen_params p;
+    kiln_gen_params_default(&p);
+    CHECK(kiln_gen_params_load(&p, shared_path(KQ512 "F32.gguf"), &err) == 0 && p.n_eos == 1 && p.eos_ids[0] == 2,
+          "gen params: %s", err.msg);
+}
+
+TEST(q8_0_matches_llamacpp) { check_format("Q8_0"); }
 
 /* A tensor type kiln does not compute yet is a one-line error naming the tensor and the type (the Q4_K_M
  * file's token_embd is Q6_K). */
@@ -318,6 +305,14 @@ static wtensor as_w(const gguf_tensor *x) {
     wtensor w = {x->name, x->type, x->n_dims, {1, 1, 1, 1}, x->data, x->nbytes};
     memcpy(w.ne, x->ne, sizeof w.ne);
     return w;
+}
+
+/* The F32 file opened, its tensors as they are in t (room for 32). */
+static bool f32_tensors(gguf_file *g, wtensor *t) {
+    kiln_err err = {{0}};
+    if (gguf_open(g, shared_path(KQ512 "F32.gguf"), &err)) return fprintf(stderr, "  %s\n", err.msg), false;
+    for (int i = 0; i < g->n_tensors && i < 32; i++) t[i] = as_w(&g->tensors[i]);
+    return g->n_tensors < 32;
 }
 
 static char tmpdir[] = "/tmp/kiln_test_gguf_XXXXXX";
@@ -411,13 +406,11 @@ TEST(llamacpp_split_matches_unsplit) {
  * the Q4_0 blocks are repacked as they are and the q/k rows un-permuted as blocks. */
 TEST(q4_0_file_equals_load_time_q4_0) {
     gguf_file g;
-    kiln_err err = {{0}};
-    REQUIRE(gguf_open(&g, shared_path(KQ512 "F32.gguf"), &err) == 0, "%s", err.msg);
     wtensor t[32];
+    REQUIRE(f32_tensors(&g, t), "the F32 file");
     void *bufs[32] = {0};
     for (int i = 0; i < g.n_tensors; i++) {
         const gguf_tensor *x = &g.tensors[i];
-        t[i] = as_w(x);
         if (x->n_dims != 2) continue;
         kiln_dtype dt = strcmp(x->name, "token_embd.weight") ? KILN_DT_Q4_0 : KILN_DT_Q8_0;
         size_t rb = kern_row_bytes(dt, (int)x->ne[0]);
@@ -441,10 +434,8 @@ TEST(q4_0_file_equals_load_time_q4_0) {
  * no scaling. */
 TEST(rope_freqs_divide_the_frequencies) {
     gguf_file g;
-    kiln_err err = {{0}};
-    REQUIRE(gguf_open(&g, shared_path(KQ512 "F32.gguf"), &err) == 0, "%s", err.msg);
     wtensor t[32];
-    for (int i = 0; i < g.n_tensors; i++) t[i] = as_w(&g.tensors[i]);
+    REQUIRE(f32_tensors(&g, t), "the F32 file");
     float twos[32];
     for (int i = 0; i < 32; i++) twos[i] = 2.0f;
     t[g.n_tensors] = (wtensor){"rope_freqs.weight", 0, 1, {32, 1, 1, 1}, twos, sizeof twos};
@@ -615,6 +606,7 @@ int main(void) {
     RUN(format_table_agrees_with_ggml_types);
     RUN(container_reads_quantised_types);
     RUN(f32_matches_llamacpp);
+    RUN(special_ids_from_metadata);
     RUN(q8_0_matches_llamacpp);
     RUN(unsupported_type_is_named);
     RUN(split_parts_open_as_one);

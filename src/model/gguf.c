@@ -1,13 +1,11 @@
 /* gguf.c — mmap and validation of GGUF container files (see gguf.h). */
 #include "model/gguf.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+
+#include "common/fileio.h"
 
 #define GGUF_DEFAULT_ALIGNMENT 32
 /* Longest key / tensor name accepted (ggml's GGML_MAX_NAME is 64; keys are longer in practice). */
@@ -317,18 +315,9 @@ fail:
 
 int gguf_open(gguf_file *g, const char *path, kiln_err *err) {
     memset(g, 0, sizeof *g);
-    /* O_NONBLOCK: a FIFO in a model's place fails the regular-file check below instead of hanging here */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return kiln_err_set(err, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return kiln_err_set(err, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)st.st_size;
-    void *map = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-    close(fd);
-    if (size && map == MAP_FAILED) return kiln_err_set(err, "%s: mmap failed: %s", path, strerror(errno));
+    void *map;
+    size_t size;
+    if (kiln_map_file(path, &map, &size, err)) return -1;
     if (gguf_parse(g, map, size, path, err)) {
         if (map) munmap(map, size);
         return -1;

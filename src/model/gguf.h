@@ -26,20 +26,9 @@
 
 /* Metadata value types (gguf.md's gguf_metadata_value_type). */
 typedef enum {
-    GGUF_UINT8 = 0,
-    GGUF_INT8 = 1,
-    GGUF_UINT16 = 2,
-    GGUF_INT16 = 3,
-    GGUF_UINT32 = 4,
-    GGUF_INT32 = 5,
-    GGUF_FLOAT32 = 6,
-    GGUF_BOOL = 7,
-    GGUF_STRING = 8,
-    GGUF_ARRAY = 9,
-    GGUF_UINT64 = 10,
-    GGUF_INT64 = 11,
-    GGUF_FLOAT64 = 12,
-    GGUF_VTYPE_COUNT
+    GGUF_UINT8 = 0, GGUF_INT8 = 1, GGUF_UINT16 = 2, GGUF_INT16 = 3, GGUF_UINT32 = 4, GGUF_INT32 = 5,
+    GGUF_FLOAT32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9, GGUF_UINT64 = 10, GGUF_INT64 = 11,
+    GGUF_FLOAT64 = 12, GGUF_VTYPE_COUNT
 } gguf_vtype;
 
 typedef struct gguf_kv {

@@ -196,15 +196,19 @@ char *gguf_model_file(const char *path, kiln_err *err) {
 
 /* ---- the config ---- */
 
+/* The getter's result for "{arch}.suffix" (in key): -1 also when a required key is absent. */
+static int arch_got(const gguf_file *g, const char *key, int rc, bool required, kiln_err *err) {
+    if (rc == 0 && required) return kiln_err_set(err, "%s: GGUF key '%s' missing", g->path, key);
+    return rc < 0 ? -1 : 0;
+}
+
 /* "{arch}.suffix" as an integer in [lo, hi]; def when absent (required: absent is an error). */
 static int arch_int(const gguf_file *g, const char *arch, const char *suffix, bool required, uint32_t def,
                     uint32_t lo, uint32_t hi, int *out, kiln_err *err) {
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     uint32_t v = def;
-    int rc = gguf_get_u32(g, key, &v, err);
-    if (rc < 0) return -1;
-    if (rc == 0 && required) return kiln_err_set(err, "%s: GGUF key '%s' missing", g->path, key);
+    if (arch_got(g, key, gguf_get_u32(g, key, &v, err), required, err)) return -1;
     if (v < lo || v > hi)
         return kiln_err_set(err, "%s: GGUF key '%s' is %u, want %u..%u", g->path, key, v, lo, hi);
     *out = (int)v;
@@ -216,9 +220,7 @@ static int arch_f32(const gguf_file *g, const char *arch, const char *suffix, bo
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     float v = def;
-    int rc = gguf_get_f32(g, key, &v, err);
-    if (rc < 0) return -1;
-    if (rc == 0 && required) return kiln_err_set(err, "%s: GGUF key '%s' missing", g->path, key);
+    if (arch_got(g, key, gguf_get_f32(g, key, &v, err), required, err)) return -1;
     if (!(v > 0) || !isfinite(v)) return kiln_err_set(err, "%s: GGUF key '%s' is %g, want a finite value > 0", g->path, key, v);
     *out = v;
     return 0;
