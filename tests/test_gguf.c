@@ -536,6 +536,36 @@ static bool one_line_naming(const kiln_err *e, const char *path) {
     return e->msg[0] && !strchr(e->msg, '\n') && strstr(e->msg, path);
 }
 
+/* Structural faults a byte flip rarely makes: an architecture kiln does not run, a tensor twice,
+ * overlapping tensors. Each a one-line error naming the file and the fault. */
+TEST(structural_faults_are_named) {
+    strbuf kv = {0};
+    put_str(&kv, "general.architecture", 20), put_u32(&kv, GGUF_STRING), put_str(&kv, "gpt2", 4);
+    float data[64] = {0};
+    wtensor two[2] = {{"a.weight", 0, 1, {32, 1, 1, 1}, data, 128}, {"a.weight", 0, 1, {32, 1, 1, 1}, data, 128}};
+    CHECK(write_gguf_kv(tmp_path("arch.gguf"), NULL, 0, 0, &kv, 1, two, 1), "write");
+    CHECK(write_gguf_kv(tmp_path("twice.gguf"), NULL, 0, 0, &kv, 1, two, 2), "write");
+    strbuf_free(&kv);
+    kiln_config c;
+    kiln_err err = {{0}};
+    CHECK(kiln_config_load(tmp_path("arch.gguf"), &c, &err) < 0 && strstr(err.msg, "architecture 'gpt2' not supported") &&
+              one_line_naming(&err, "arch.gguf"), "%s", err.msg);
+    gguf_file g;
+    CHECK(gguf_open(&g, tmp_path("twice.gguf"), &err) < 0 && strstr(err.msg, "tensor 'a.weight' appears twice"), "%s", err.msg);
+    /* overlap: the second tensor's offset (the last 8 bytes of its info) pointed at the first's data */
+    FILE *f = fopen(tmp_path("twice.gguf"), "rb");
+    static char buf[4096];
+    size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
+    if (f) fclose(f);
+    char *second = memmem(buf + 40, n - 40, "a.weight", 8);
+    second = second ? memmem(second + 8, n - (size_t)(second + 8 - buf), "a.weight", 8) : NULL;
+    REQUIRE(second, "second tensor info");
+    second[0] = 'b';
+    memset(second + 8 + 4 + 8 + 4, 0, 8); /* name, n_dims, dim, type, then the offset */
+    CHECK(gguf_parse(&g, buf, n, "overlap.gguf", &err) < 0 && strstr(err.msg, "overlaps") &&
+              one_line_naming(&err, "overlap.gguf"), "%s", err.msg);
+}
+
 /* Every truncation of the F32 file's header and data boundary fails with a one-line error naming the
  * file; a sample of the data area too (a tensor then runs past the end). */
 TEST(truncations_are_one_line_errors) {
@@ -615,6 +645,7 @@ int main(void) {
     RUN(rope_freqs_divide_the_frequencies);
     RUN(qwen2_gguf_equals_safetensors);
     RUN(qwen3_gguf_equals_safetensors);
+    RUN(structural_faults_are_named);
     RUN(truncations_are_one_line_errors);
     RUN(header_byte_flips_never_crash);
     char cmd[600];

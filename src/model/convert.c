@@ -49,6 +49,9 @@ void model_drop_source_pages(const st_set *s, const void *p, size_t n) {
     for (int i = 0; i < s->n_files; i++) {
         const uintptr_t lo = (uintptr_t)s->files[i].map, hi = lo + s->files[i].size;
         if (s->files[i].map && a >= lo && b <= hi && a < b) madvise((void *)a, b - a, MADV_DONTNEED);
+        /* the loader's rewritten copies (a GGUF's q/k): freed the same way, never read again either */
+        const uintptr_t olo = (uintptr_t)s->files[i].owned, ohi = olo + s->files[i].owned_len;
+        if (s->files[i].owned && a >= olo && b <= ohi && a < b) madvise((void *)a, b - a, MADV_DONTNEED);
     }
 }
 

@@ -232,16 +232,30 @@ static int place_tensors(gguf_file *g, const unsigned char *base, kiln_err *err)
     return rc;
 }
 
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* No name twice among n (sorted copies of the pointers: a hostile file may hold millions). */
+static int check_unique_names(const gguf_file *g, char **names, int n, const char *what, kiln_err *err) {
+    char **s = malloc((size_t)n * sizeof *s + 1);
+    if (!s) return kiln_err_set(err, "out of memory");
+    memcpy(s, names, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_name);
+    int rc = 0;
+    for (int i = 1; i < n && !rc; i++)
+        if (strcmp(s[i - 1], s[i]) == 0) rc = kiln_err_set(err, "%s: GGUF %s '%s' appears twice", g->path, what, s[i]);
+    free(s);
+    return rc;
+}
+
 static int check_unique(const gguf_file *g, kiln_err *err) {
-    for (int i = 1; i < g->n_kv; i++)
-        for (int j = 0; j < i; j++)
-            if (strcmp(g->kvs[i].key, g->kvs[j].key) == 0)
-                return kiln_err_set(err, "%s: GGUF key '%s' appears twice", g->path, g->kvs[i].key);
-    for (int i = 1; i < g->n_tensors; i++)
-        for (int j = 0; j < i; j++)
-            if (strcmp(g->tensors[i].name, g->tensors[j].name) == 0)
-                return kiln_err_set(err, "%s: GGUF tensor '%s' appears twice", g->path, g->tensors[i].name);
-    return 0;
+    char **names = malloc((size_t)(g->n_kv > g->n_tensors ? g->n_kv : g->n_tensors) * sizeof *names + 1);
+    if (!names) return kiln_err_set(err, "out of memory");
+    for (int i = 0; i < g->n_kv; i++) names[i] = g->kvs[i].key;
+    int rc = check_unique_names(g, names, g->n_kv, "key", err);
+    for (int i = 0; i < g->n_tensors; i++) names[i] = g->tensors[i].name;
+    if (!rc) rc = check_unique_names(g, names, g->n_tensors, "tensor", err);
+    free(names);
+    return rc;
 }
 
 /* general.alignment: a u32 power of two when present. */

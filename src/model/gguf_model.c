@@ -441,6 +441,7 @@ static int unpermute_all(naming *nm, kiln_err *err) {
     char *buf = malloc(total + 1);
     if (!buf) return kiln_err_set(err, "out of memory un-permuting q/k (%zu MiB)", total >> 20);
     nm->s->files[0].owned = buf;
+    nm->s->files[0].owned_len = total;
     for (int i = 0; i < nm->n_perm; i++) {
         st_tensor *t = nm->perm[i];
         unpermute_rows(buf, t->data, t->shape[0], t->nbytes / (size_t)t->shape[0], nm->perm_heads[i]);

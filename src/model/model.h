@@ -50,7 +50,8 @@ int model_find_tensor(const st_set *s, const tensor_desc *d, const char *name, i
 
 /* A converted matrix's source pages are not read again: dropping them from this process keeps peak RSS
  * near the converted size plus one matrix, instead of both full copies. Only pages wholly inside one of
- * s's mappings (file-backed and read-only: anything touching them again re-reads the page cache). */
+ * s's mappings (file-backed and read-only: anything touching them again re-reads the page cache) or of
+ * its files' owned copies (never read once converted). */
 void model_drop_source_pages(const st_set *s, const void *p, size_t n);
 
 /* convert.c: converts every matrix to the format weight_format gives it (or maps them from the weight
