@@ -104,7 +104,8 @@ typedef struct kiln_config {
     int n_eos_token_ids;
 } kiln_config;
 
-/* Parses DIR/config.json; validates every field the forward pass needs. */
+/* Parses DIR/config.json (or a GGUF model's {arch}.* keys, see kiln_model_open); validates every field the
+ * forward pass needs. */
 int kiln_config_load(const char *dir, kiln_config *cfg, kiln_err *err);
 
 /* ===================================================================================================
@@ -135,7 +136,9 @@ typedef struct kiln_model_opts {
 void kiln_model_opts_default(kiln_model_opts *o);
 
 /* Opens a Hugging Face checkpoint directory: config.json + model.safetensors or sharded
- * model.safetensors.index.json. Weights are memory-mapped; every tensor is validated. */
+ * model.safetensors.index.json; or a GGUF model: a .gguf file, any part of a split NAME-0000i-of-0000N.gguf
+ * set, or a directory (without config.json) holding one. Weights are memory-mapped; every tensor is
+ * validated. */
 kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_err *err);
 void kiln_model_free(kiln_model *m);
 const kiln_config *kiln_model_config(const kiln_model *m);

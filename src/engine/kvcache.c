@@ -65,6 +65,7 @@ kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err) 
             }
             f = fl;
         }
+        if (m->rope_freq_factors) f /= m->rope_freq_factors[i]; /* a GGUF's rope_freqs (llama.cpp: theta / factor) */
         c->inv_freq[i] = (float)f;
     }
     return c;

@@ -141,13 +141,17 @@ static void convert_part(void *arg, int ith, int nth) {
     const int panel_rows = kern_panel_rows(&dst);
     char *plain = panel_rows ? malloc(db) : NULL; /* one quantised row, then spread over its panel */
     if (panel_rows && !plain) j->failed[(ith % 64) * 16] = 1;
+    /* same format (a GGUF's quantised blocks into panels): the bytes move as they are */
+    const bool same = j->src_dt == j->dst_dt;
     for (int r = lo; r < hi && (!panel_rows || plain); r++) {
-        kern_row_to_f32(tmp, (const char *)j->src + sb * r, j->src_dt, j->cols);
-        if (r >= panel_rows) {
-            kern_row_from_f32((char *)j->dst + db * r, j->dst_dt, tmp, j->cols);
-            continue;
+        const char *src = (const char *)j->src + sb * r;
+        char *out = r >= panel_rows ? (char *)j->dst + db * r : plain;
+        if (same) memcpy(out, src, db);
+        else {
+            kern_row_to_f32(tmp, src, j->src_dt, j->cols);
+            kern_row_from_f32(out, j->dst_dt, tmp, j->cols);
         }
-        kern_row_from_f32(plain, j->dst_dt, tmp, j->cols);
+        if (r >= panel_rows) continue;
         const size_t bsz = kern_formats[j->dst_dt].block_bytes;
         for (int b = 0; b < j->cols / QK; b++) kern_qblock_put(&dst, r, b, plain + b * bsz);
     }

@@ -13,6 +13,7 @@
 #include "common/fileio.h"
 #include "common/json_get.h"
 #include "kiln.h"
+#include "model/gguf_model.h"
 
 static const struct {
     const char *name;
@@ -172,6 +173,7 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
 }
 
 int kiln_config_load(const char *dir, kiln_config *cfg, kiln_err *err) {
+    if (gguf_source(dir)) return gguf_config_load(dir, cfg, err);
     memset(cfg, 0, sizeof *cfg);
     char *path = kiln_path_join(dir, "config.json");
     if (!path) return kiln_err_set(err, "out of memory");

@@ -42,15 +42,16 @@ static int source_identity(const st_set *s, wc_file *out, kiln_err *err) {
     return 0;
 }
 
-/* A converted matrix's source pages are not read again: dropping them from this process keeps peak RSS
- * near the converted size plus one matrix, instead of both full copies. Only pages wholly inside a
- * safetensors mapping (file-backed and read-only: anything touching them again re-reads the page cache). */
-static void drop_source_pages(const st_set *s, const void *p, size_t n) {
+/* (model.h) */
+void model_drop_source_pages(const st_set *s, const void *p, size_t n) {
     const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
     const uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1), b = ((uintptr_t)p + n) & ~(pg - 1);
     for (int i = 0; i < s->n_files; i++) {
         const uintptr_t lo = (uintptr_t)s->files[i].map, hi = lo + s->files[i].size;
         if (s->files[i].map && a >= lo && b <= hi && a < b) madvise((void *)a, b - a, MADV_DONTNEED);
+        /* the loader's rewritten copies (a GGUF's q/k): freed the same way, never read again either */
+        const uintptr_t olo = (uintptr_t)s->files[i].owned, ohi = olo + s->files[i].owned_len;
+        if (s->files[i].owned && a >= olo && b <= ohi && a < b) madvise((void *)a, b - a, MADV_DONTNEED);
     }
 }
 
@@ -89,7 +90,7 @@ static int convert_into(kiln_model *m, const kiln_model_opts *o, kiln_mat *want,
             if (kern_convert_mat(m->pool, base + offs[i], want[i].dt, src->data, src->dt, src->rows, src->cols,
                                  want[i].layout))
                 return kiln_err_set(err, "out of memory converting weights");
-            drop_source_pages(&m->shards, src->data, mat_bytes(src));
+            model_drop_source_pages(&m->shards, src->data, mat_bytes(src));
         }
         *src = want[i];
         src->data = want[i].data = base + offs[i];

@@ -4,11 +4,13 @@
  *
  * Zero-copy by default: matrices stay in the read-only mappings in their stored dtype and the matmul
  * kernels read them in place, so the page cache holds the only copy. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "model/gguf_model.h"
 #include "model/model.h"
 
 void kiln_model_opts_default(kiln_model_opts *o) {
@@ -71,6 +73,23 @@ static int count_mats(void *ud, const tensor_desc *d, int layer, const char *nam
     return 0;
 }
 
+/* A GGUF's rope_freqs tensor: f32, one positive divisor per frequency. */
+static int bind_rope_freqs(kiln_model *m, kiln_err *err) {
+    const st_file *f;
+    const st_tensor *t = st_set_find(&m->shards, GGUF_ROPE_FREQS, &f);
+    if (!t) return 0;
+    const int n = m->cfg.head_dim / 2;
+    if (t->ndim != 1 || t->shape[0] != n || t->dt != KILN_DT_F32)
+        return kiln_err_set(err, "%s: tensor '%s' must be %d f32 values (head_dim / 2)", f->path, GGUF_ROPE_FREQS, n);
+    if (!(m->rope_freq_factors = malloc((size_t)n * sizeof(float)))) return kiln_err_set(err, "out of memory");
+    memcpy(m->rope_freq_factors, t->data, (size_t)n * sizeof(float));
+    for (int i = 0; i < n; i++)
+        if (!(m->rope_freq_factors[i] > 0) || !isfinite(m->rope_freq_factors[i]))
+            return kiln_err_set(err, "%s: tensor '%s'[%d] is %g, want a finite value > 0", f->path, GGUF_ROPE_FREQS, i,
+                                m->rope_freq_factors[i]);
+    return 0;
+}
+
 static int bind_all(kiln_model *m, kiln_err *err) {
     int cap = 0;
     tensors_each(&m->cfg, count_mats, &cap, err);
@@ -79,7 +98,7 @@ static int bind_all(kiln_model *m, kiln_err *err) {
     if (!m->layers || !m->mats) return kiln_err_set(err, "out of memory");
     if (tensors_each(&m->cfg, bind, m, err)) return -1;
     if (!m->lm_head.data) m->lm_head = m->embed;
-    return 0;
+    return bind_rope_freqs(m, err);
 }
 
 /* The figures the rest of the library reads off a loaded model. */
@@ -98,6 +117,14 @@ static bool already_in(const kiln_model *m, const weight_request *rq) {
         same &= m->mats[i]->dt == weight_format(rq, ROLE_MATRIX, model_is_output(m, m->mats[i]), m->mats[i]->dt,
                                                 m->mats[i]->cols);
     return same && rq->quant < 0;
+}
+
+/* Quantised matrices stored row after row (a GGUF's): the kernels read them in 16-row panels, so they
+ * are repacked once at load (convert.c). */
+static bool has_plain_quant(const kiln_model *m) {
+    for (int i = 0; i < m->n_mats; i++)
+        if (kern_is_quantised(m->mats[i]->dt) && m->mats[i]->layout == KERN_LAYOUT_PLAIN) return true;
+    return false;
 }
 
 kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_err *err) {
@@ -120,7 +147,12 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
         kiln_err_set(err, "cannot start %d threads", opts->threads);
         goto fail;
     }
-    if (weight_request_converts(&rq) && !already_in(m, &rq) && model_convert(m, dir, opts, &rq, err)) goto fail;
+    const bool convert = (weight_request_converts(&rq) && !already_in(m, &rq)) || has_plain_quant(m);
+    if (convert && opts->weight_cache && gguf_source(dir)) {
+        kiln_err_set(err, "%s: the weight cache (--quant-cache) is not supported for GGUF files yet", dir);
+        goto fail;
+    }
+    if (convert && model_convert(m, dir, opts, &rq, err)) goto fail;
     account(m);
     return m;
 fail:
@@ -145,6 +177,7 @@ void kiln_model_free(kiln_model *m) {
     tensors_each(&m->cfg, free_vector, m, NULL);
     free(m->layers);
     free(m->mats);
+    free(m->rope_freq_factors);
     st_set_close(&m->shards);
     free(m->owned);
     if (m->cache_map) munmap(m->cache_map, m->cache_len);

@@ -24,6 +24,7 @@ struct kiln_model {
     st_set shards; /* the checkpoint's files (closed once every matrix is converted) */
     kiln_mat embed, lm_head; /* lm_head == embed when tied */
     float *final_norm;
+    float *rope_freq_factors; /* [head_dim / 2] divisors of RoPE's frequencies (a GGUF's rope_freqs), or NULL */
     kiln_layer *layers;
     kiln_mat **mats; /* every distinct matrix (the embedding, lm_head when untied, the layers'), load order */
     int n_mats;
@@ -46,6 +47,12 @@ static inline bool model_is_output(const struct kiln_model *m, const kiln_mat *m
  * 0 with *out set, or with *out NULL when d is optional and absent; -1 (err) when missing or misshapen. */
 int model_find_tensor(const st_set *s, const tensor_desc *d, const char *name, int64_t rows, int64_t cols,
                       const st_tensor **out, kiln_err *err);
+
+/* A converted matrix's source pages are not read again: dropping them from this process keeps peak RSS
+ * near the converted size plus one matrix, instead of both full copies. Only pages wholly inside one of
+ * s's mappings (file-backed and read-only: anything touching them again re-reads the page cache) or of
+ * its files' owned copies (never read once converted). */
+void model_drop_source_pages(const st_set *s, const void *p, size_t n);
 
 /* convert.c: converts every matrix to the format weight_format gives it (or maps them from the weight
  * cache), then closes the checkpoint files. */

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fileio.h"
 #include "kernels/format.h"
 
 /* Largest header the reference implementation accepts (100 MB). */
@@ -149,18 +150,9 @@ fail:
 
 int st_open(st_file *f, const char *path, kiln_err *err) {
     memset(f, 0, sizeof *f);
-    /* O_NONBLOCK: a FIFO in a model's place fails the regular-file check below instead of hanging here */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return kiln_err_set(err, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return kiln_err_set(err, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)st.st_size;
-    void *map = size ? mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
-    close(fd);
-    if (size && map == MAP_FAILED) return kiln_err_set(err, "%s: mmap failed: %s", path, strerror(errno));
+    void *map;
+    size_t size;
+    if (kiln_map_file(path, &map, &size, err)) return -1;
     if (st_parse(f, map, size, path, err)) {
         if (map) munmap(map, size);
         return -1;
@@ -173,6 +165,7 @@ int st_open(st_file *f, const char *path, kiln_err *err) {
 void st_close(st_file *f) {
     for (int i = 0; i < f->n_tensors; i++) free(f->tensors[i].name);
     free(f->tensors);
+    free(f->owned);
     free(f->path);
     if (f->map) munmap(f->map, f->size);
     memset(f, 0, sizeof *f);

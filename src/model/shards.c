@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "common/fileio.h"
+#include "model/gguf_model.h"
 
 static const char *base_name(const char *path) {
     const char *p = strrchr(path, '/');
@@ -62,6 +63,7 @@ static int open_shards(st_set *s, const char *dir, json_t *wm, kiln_err *err) {
 }
 
 int st_set_open(st_set *s, const char *dir, kiln_err *err) {
+    if (gguf_source(dir)) return gguf_set_open(s, dir, err);
     memset(s, 0, sizeof *s);
     char *idx = kiln_path_join(dir, "model.safetensors.index.json");
     char *idx_real = idx ? kiln_resolve_path(idx) : NULL;

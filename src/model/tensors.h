@@ -1,6 +1,6 @@
 /* tensors.h — the tensors a checkpoint must hold, as data (internal).
  *
- * Each tensor is written once, in a table: its Hugging Face name ("%d" = the layer), its shape in terms of
+ * Each tensor is written once, in a table: its Hugging Face name (and llama.cpp's GGUF name) ("%d" = the layer), its shape in terms of
  * the config, its role (what the format policy and the accounting need to know), whether the config asks
  * for it, whether it may be absent, and where the loader keeps it. The loader binds from these tables and
  * `kiln info --model` counts from them, so both see the same tensors. A new architecture's tensors (fused
@@ -48,7 +48,11 @@ typedef struct tensor_desc {
     bool optional; /* may be absent (lm_head: then the embedding serves as output projection) */
     size_t offset; /* where the loader keeps it: a kiln_mat or a float * in kiln_layer (layer tensors)
                       or in struct kiln_model (the others) */
+    const char *gguf_name; /* llama.cpp's name for it in a GGUF file ("%d" = the layer) */
 } tensor_desc;
+
+/* d's full name for layer (ignored outside the layers): the Hugging Face one, or the GGUF one. */
+int tensor_name(const tensor_desc *d, bool gguf, int layer, char *out, size_t n);
 
 
 /* Called for each tensor the config asks for, in load order; layer is -1 outside the layers, name the

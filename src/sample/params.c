@@ -9,6 +9,7 @@
 #include "common/fileio.h"
 #include "common/json_get.h"
 #include "kiln.h"
+#include "model/gguf_model.h"
 
 void kiln_gen_params_default(kiln_gen_params *p) {
     memset(p, 0, sizeof *p);
@@ -101,6 +102,12 @@ static int load_file(kiln_gen_params *p, const char *path, bool gen, kiln_err *e
 }
 
 int kiln_gen_params_load(kiln_gen_params *p, const char *model_dir, kiln_err *err) {
+    if (gguf_source(model_dir)) { /* a GGUF has no generation_config: its EOS/EOT ids */
+        kiln_config c;
+        if (gguf_config_load(model_dir, &c, err)) return -1;
+        for (int i = 0; i < c.n_eos_token_ids; i++) kiln_gen_params_add_eos(p, c.eos_token_ids[i]);
+        return 0;
+    }
     /* config.json's eos_token_id first (transformers falls back to it), then generation_config.json. */
     const char *names[2] = {"config.json", "generation_config.json"};
     for (int f = 0; f < 2; f++) {
