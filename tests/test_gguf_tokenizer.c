@@ -187,6 +187,23 @@ TEST(directory_with_a_gguf) {
     free(src);
 }
 
+/* A split model's tokenizer from any part it is named by (only the first holds the metadata), or from
+ * the directory holding the parts. */
+TEST(split_file_any_part) {
+    const char *names[] = {"-00001-of-00003.gguf", "-00002-of-00003.gguf", "-00003-of-00003.gguf", ""};
+    for (int i = 0; i < 4; i++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "gguf/kq-llama-512/split%s%s", names[i][0] ? "/kq-llama-512.Q4_K_M" : "", names[i]);
+        kiln_err err = {0};
+        kiln_tokenizer *t = kiln_tokenizer_open(shared_path(rel), &err);
+        int32_t *ids = NULL;
+        size_t n = 0;
+        CHECK(t && kiln_encode(t, "Hello", 5, true, &ids, &n, &err) == 0 && n == 4 && ids[0] == 1 && ids[1] == 346,
+              "%s: %s", rel, err.msg);
+        free(ids), kiln_tokenizer_free(t);
+    }
+}
+
 int main(void) {
     if (!mkdtemp(tmp_dir)) return fprintf(stderr, "mkdtemp failed\n"), 1;
     RUN(golden_llama3);
@@ -201,6 +218,7 @@ int main(void) {
     RUN(unknown_model_is_an_error);
     RUN(truncated_file_is_an_error);
     RUN(directory_with_a_gguf);
+    RUN(split_file_any_part);
     const char *files[] = {"pre.gguf", "pre2.gguf", "m.gguf", "cut.gguf"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char p[4300];

@@ -202,16 +202,43 @@ static int read_vocab(const gguf_file *g, vocab_read *r, kiln_err *err) {
     return read_templates(g, r, err);
 }
 
-static kiln_tokenizer *open_file(const char *path, kiln_err *err) {
-    gguf_file g = {0};
-    if (gguf_open(&g, path, err)) return NULL;
+/* The tokenizer of an opened file; closes it. */
+static kiln_tokenizer *open_parsed(gguf_file *g, const char *path, kiln_err *err) {
     vocab_read r = {0};
     kiln_err e = {0};
     kiln_tokenizer *t = NULL;
-    if (read_vocab(&g, &r, &e)) kiln_err_set(err, "%s", e.msg);
+    if (read_vocab(g, &r, &e)) kiln_err_set(err, "%s", e.msg);
     else t = tk_tokenizer_from_vocab(&r.v, path, err);
     vocab_read_free(&r);
+    gguf_close(g);
+    return t;
+}
+
+/* A later part of a split file (NAME-0000k-of-0000N.gguf, split.no > 0): the first part, which alone
+ * holds the metadata, as a new path; NULL when path is no such part (or out of memory). */
+static char *first_split_part(const gguf_file *g, const char *path) {
+    uint32_t no = 0;
+    kiln_err e = {0};
+    const char *base = strrchr(path, '/'), *at = NULL;
+    base = base ? base + 1 : path;
+    if (gguf_get_u32(g, "split.no", &no, &e) != 1 || no == 0) return NULL;
+    for (const char *p = strstr(base, "-of-"); p; p = strstr(p + 1, "-of-")) at = p; /* the last one */
+    if (!at || at - base < 6 || at[-6] != '-') return NULL;
+    char *first = strdup(path);
+    if (first) memcpy(first + (at - 5 - path), "00001", 5);
+    return first;
+}
+
+static kiln_tokenizer *open_file(const char *path, kiln_err *err) {
+    gguf_file g = {0};
+    if (gguf_open(&g, path, err)) return NULL;
+    char *first = gguf_find_kv(&g, "tokenizer.ggml.model") ? NULL : first_split_part(&g, path);
+    if (!first) return open_parsed(&g, path, err);
     gguf_close(&g);
+    kiln_err e = {0};
+    kiln_tokenizer *t = gguf_open(&g, first, &e) ? NULL : open_parsed(&g, first, &e);
+    if (!t) kiln_err_set(err, "%s (the first part of %s)", e.msg, path);
+    free(first);
     return t;
 }
 

@@ -69,12 +69,12 @@ static int check_tokens(const tk_gguf_vocab *v, kiln_err *err) {
     return 0;
 }
 
-/* model.vocab: token → id. Unused slots ([PAD…] fillers) are left out, as transformers has no token
- * there; a string given twice keeps its first id. */
+/* model.vocab: token → id, every token (unused [PAD…] fillers too: no merge makes them, and the ids stay
+ * dense as the loader's id bound wants); a string given twice keeps its first id. */
 static json_t *vocab_json(const tk_gguf_vocab *v) {
     json_t *o = json_object();
     for (size_t i = 0; o && i < v->n_tokens; i++) {
-        if (type_is(v, i, TK_TYPE_UNUSED) || json_object_getn(o, v->tokens[i], v->token_len[i])) continue;
+        if (json_object_getn(o, v->tokens[i], v->token_len[i])) continue;
         if (json_object_setn_new(o, v->tokens[i], v->token_len[i], json_integer((json_int_t)i))) json_decref(o), o = NULL;
     }
     return o;
@@ -304,6 +304,5 @@ kiln_tokenizer *tk_tokenizer_from_vocab(const tk_gguf_vocab *v, const char *wher
     kiln_tokenizer *t = cfg ? tk_tokenizer_build(tj, cfg, where, err) : NULL;
     if (!cfg) kiln_err_set(err, "%s: %s", where, e.msg);
     json_decref(tj), json_decref(cfg);
-    if (t) t->max_id = (int32_t)v->n_tokens - 1; /* the file's vocabulary, unused slots included */
     return t;
 }
