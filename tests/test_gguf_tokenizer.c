@@ -14,11 +14,11 @@ static char *gguf_path(const char *name) {
 }
 
 static kiln_tokenizer *open_gguf(const char *name) {
-    char *p = gguf_path(name);
+    char rel[256];
+    snprintf(rel, sizeof rel, "gguf/tokenizers/%s.vocab.gguf", name);
     kiln_err err = {0};
-    kiln_tokenizer *t = kiln_tokenizer_open(p, &err);
-    if (!t) fprintf(stderr, "  open %s: %s\n", p, err.msg);
-    free(p);
+    kiln_tokenizer *t = kiln_tokenizer_open(shared_path(rel), &err);
+    if (!t) fprintf(stderr, "  open %s: %s\n", rel, err.msg);
     return t;
 }
 
