@@ -284,6 +284,12 @@ static int ep_tokenizer_open(kiln_err *err) {
     return t ? 0 : -1;
 }
 
+static int ep_tokenizer_open_gguf(kiln_err *err) {
+    kiln_tokenizer *t = kiln_tokenizer_open(shared_path("gguf/tokenizers/stories260K.vocab.gguf"), err);
+    kiln_tokenizer_free(t);
+    return t ? 0 : -1;
+}
+
 static char bl_dir[600];
 
 static int ep_tokenizer_open_bl(kiln_err *err) {
@@ -439,6 +445,7 @@ typedef struct {
 static const entry ENTRIES[] = {
     {"kiln_tokenizer_open", "oom_tokenizer_open", ep_tokenizer_open, NULL},
     {"kiln_encode", "oom_encode", ep_encode, NULL},
+    {"kiln_tokenizer_open (GGUF)", "oom_tokenizer_open_gguf", ep_tokenizer_open_gguf, NULL},
     {"kiln_tokenizer_open (byte-level)", "oom_tokenizer_open_bytelevel", ep_tokenizer_open_bl, NULL},
     {"kiln_encode + kiln_decode + kiln_detok (byte-level)", "oom_encode_decode_bytelevel", ep_encode_decode_bl, NULL},
     {"kiln_decode + kiln_detok", "oom_decode_detok", ep_decode, NULL},

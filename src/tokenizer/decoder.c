@@ -111,15 +111,6 @@ static int byte_token(const strbuf *t) { /* "<0xAB>" → 0xAB, else -1 */
     return v;
 }
 
-/* 1 valid, 0 not, -1 out of memory. */
-static int valid_utf8(const char *s, size_t n) {
-    strbuf b = {0};
-    if (tk_utf8_lossy(&b, s, n)) return strbuf_free(&b), -1;
-    int ok = b.len == n && (n == 0 || !memcmp(b.p, s, n));
-    strbuf_free(&b);
-    return ok;
-}
-
 /* All tokens → bytes, fused (the lossy conversion happens at the very end). */
 static int run_bytelevel(toklist *l) {
     strbuf all = {0};
@@ -167,10 +158,9 @@ static int fallback_run(const toklist *l, size_t i, size_t j, bool stream, tokli
     strbuf bytes = {0};
     for (size_t k = i; k < j; k++)
         if (strbuf_putc(&bytes, (char)byte_token(&l->t[k]))) return strbuf_free(&bytes), -1;
-    int ok = valid_utf8(bytes.p, bytes.len);
-    if (ok == 0 && stream && j == l->n)
-        ok = valid_utf8(bytes.p, bytes.len - tk_utf8_incomplete_tail(bytes.p, bytes.len));
-    if (ok < 0) return strbuf_free(&bytes), -1;
+    bool ok = tk_utf8_valid(bytes.p, bytes.len);
+    if (!ok && stream && j == l->n)
+        ok = tk_utf8_valid(bytes.p, bytes.len - tk_utf8_incomplete_tail(bytes.p, bytes.len));
     if (ok) {
         o->t[o->n++] = bytes;
         return 0;

@@ -130,3 +130,12 @@ size_t tk_utf8_incomplete_tail(const char *s, size_t n) {
     }
     return 0;
 }
+
+bool tk_utf8_valid(const char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        int r = utf8_check((const unsigned char *)s + i, n - i);
+        if (r <= 0) return false;
+        i += (size_t)r;
+    }
+    return true;
+}

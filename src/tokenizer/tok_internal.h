@@ -42,6 +42,7 @@ int tk_utf8_len(unsigned char c); /* length of the sequence started by c (1 for 
 int tk_utf8_lossy(strbuf *out, const char *s, size_t n);
 /* Bytes at the end of s[0..n) that are a valid but incomplete UTF-8 prefix (0..3). */
 size_t tk_utf8_incomplete_tail(const char *s, size_t n);
+bool tk_utf8_valid(const char *s, size_t n);
 
 /* ---- normalizer.c ---- */
 typedef struct tk_normalizer tk_normalizer;
@@ -119,5 +120,37 @@ struct kiln_tokenizer {
 typedef int (*tk_seg_fn)(void *ctx, const char *s, size_t n, int32_t id); /* non-zero stops, returned */
 int tk_split_added(const kiln_tokenizer *t, const char *s, size_t n, tk_seg_fn fn, void *ctx);
 const tk_added *tk_added_by_id(const kiln_tokenizer *t, int32_t id);
+
+/* ---- tokenizer.c ---- */
+/* A tokenizer from a parsed tokenizer.json (tj) and tokenizer_config.json (cfg, may be NULL); errors
+ * start with `where`. Every other source (GGUF) is turned into these two documents first, so that one
+ * loader builds every tokenizer. */
+kiln_tokenizer *tk_tokenizer_build(json_t *tj, json_t *cfg, const char *where, kiln_err *err);
+
+/* ---- gguf_vocab.c: a tokenizer from GGUF's tokenizer.ggml.* arrays ---- */
+enum { TK_TYPE_NORMAL = 1, TK_TYPE_UNKNOWN = 2, TK_TYPE_CONTROL = 3, TK_TYPE_USER = 4, TK_TYPE_UNUSED = 5, TK_TYPE_BYTE = 6 };
+typedef struct {
+    const char *model;           /* tokenizer.ggml.model: "gpt2" or "llama" */
+    const char *pre;             /* tokenizer.ggml.pre; NULL when absent */
+    size_t n_tokens;
+    const char **tokens;         /* n_tokens strings, token_len[i] bytes each (not NUL-terminated) */
+    const size_t *token_len;
+    const float *scores;         /* NULL: none */
+    const int32_t *types;        /* TK_TYPE_*; NULL: all normal */
+    size_t n_merges;
+    const char **merges;         /* "left right", merge_len[i] bytes */
+    const size_t *merge_len;
+    int32_t bos, eos, unk, pad;  /* -1: none */
+    bool add_bos, add_eos, add_space_prefix;
+    const char *chat_template;   /* NULL: none */
+    size_t n_named;              /* tokenizer.chat_template.NAME templates */
+    const char **named_names, **named_templates;
+} tk_gguf_vocab;
+kiln_tokenizer *tk_tokenizer_from_vocab(const tk_gguf_vocab *v, const char *where, kiln_err *err);
+
+/* ---- gguf_tokenizer.c: reading those arrays from a file ---- */
+/* path is a GGUF file, or a directory with no tokenizer.json that holds one. */
+bool tk_gguf_source(const char *path);
+kiln_tokenizer *tk_gguf_open(const char *path, kiln_err *err);
 
 #endif

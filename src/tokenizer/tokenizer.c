@@ -122,22 +122,30 @@ static int load_config(kiln_tokenizer *t, json_t *cfg, json_t *tj, kiln_err *e) 
     return t->post ? 0 : -1;
 }
 
-kiln_tokenizer *kiln_tokenizer_open(const char *dir, kiln_err *err) {
-    json_t *tj = load_json(dir, "tokenizer.json", true, 0, err);
-    if (!tj) return NULL;
-    kiln_err ce = {0};
-    json_t *cfg = load_json(dir, "tokenizer_config.json", false, JSON_DECODE_INT_AS_REAL, &ce);
-    if (!cfg && ce.msg[0]) return json_decref(tj), kiln_err_set(err, "%s", ce.msg), NULL;
+kiln_tokenizer *tk_tokenizer_build(json_t *tj, json_t *cfg, const char *where, kiln_err *err) {
     kiln_tokenizer *t = calloc(1, sizeof *t);
     kiln_err e = {0};
     if (!t) kiln_err_set(&e, TK_OOM);
     else t->max_id = -1;
     if (!t || load_pipeline(t, tj, &e) || load_config(t, cfg, tj, &e)) {
-        kiln_err_set(err, "%s/tokenizer.json: %s", dir, e.msg);
+        kiln_err_set(err, "%s: %s", where, e.msg);
         kiln_tokenizer_free(t);
         t = NULL;
     }
-    json_decref(tj), json_decref(cfg);
+    return t;
+}
+
+kiln_tokenizer *kiln_tokenizer_open(const char *dir, kiln_err *err) {
+    if (tk_gguf_source(dir)) return tk_gguf_open(dir, err);
+    json_t *tj = load_json(dir, "tokenizer.json", true, 0, err);
+    if (!tj) return NULL;
+    kiln_err ce = {0};
+    json_t *cfg = load_json(dir, "tokenizer_config.json", false, JSON_DECODE_INT_AS_REAL, &ce);
+    if (!cfg && ce.msg[0]) return json_decref(tj), kiln_err_set(err, "%s", ce.msg), NULL;
+    char *where = kiln_path_join(dir, "tokenizer.json");
+    kiln_tokenizer *t = where ? tk_tokenizer_build(tj, cfg, where, err) : NULL;
+    if (!where) kiln_err_set(err, "%s/tokenizer.json: " TK_OOM, dir);
+    free(where), json_decref(tj), json_decref(cfg);
     return t;
 }
 
