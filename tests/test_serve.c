@@ -170,7 +170,7 @@ static serve_req *request(fixture *f, serve_kind kind, const char *body) {
 /* Forces the ids of `text` (then `tail` ids, e.g. EOS) through a request's output, one at a time, as the
  * scheduler would; after each token, the SSE chunk a streaming client would get is appended to sse. */
 static serve_finish feed(fixture *f, req_output *o, serve_req *r, const char *text, const int32_t *tail, int n_tail,
-                         sbuf *sse) {
+                         strbuf *sse) {
     int32_t *ids;
     size_t n;
     kiln_err err;
@@ -183,7 +183,7 @@ static serve_finish feed(fixture *f, req_output *o, serve_req *r, const char *te
         fin = output_push(o, r, &st, NULL);
         if (fin != FIN_NONE) r->done = true, r->finish = fin;
         char *c = sse ? openai_stream_chunk(&f->mi, r, &cur) : NULL;
-        if (c) sbuf_puts(sse, c);
+        if (c) strbuf_puts(sse, c);
         free(c);
     }
     free(ids);
@@ -276,7 +276,7 @@ TEST(sampling_is_seeded_and_respects_top_k) {
 
 /* Collects a stream's deltas: content text, tool calls (name + arguments), the last finish_reason. */
 typedef struct streamed {
-    sbuf content;
+    strbuf content;
     char names[4][32], args[4][64];
     int n_calls;
     char finish[16];
@@ -290,7 +290,7 @@ static void parse_sse(const char *sse, streamed *out) {
         json_t *o = json_loadb(p + 6, (size_t)(end - p - 6), 0, NULL);
         json_t *c = json_array_get(json_object_get(o, "choices"), 0), *d = json_object_get(c, "delta");
         const char *text = json_string_value(json_object_get(d, "content"));
-        if (text) sbuf_puts(&out->content, text);
+        if (text) strbuf_puts(&out->content, text);
         if (text && strstr(text, "tool_call")) out->leaked = true;
         json_t *calls = json_object_get(d, "tool_calls");
         for (size_t i = 0; i < json_array_size(calls) && out->n_calls < 4; i++) {
@@ -328,7 +328,7 @@ TEST(tool_calls_stream_as_tool_calls) {
         serve_req *r = request(&f, REQ_CHAT, body);
         REQUIRE(r && r->has_tools && r->n_tools == 1, "parse");
         req_output *o = output(&f, r);
-        sbuf sse = {0};
+        strbuf sse = {0};
         CHECK(feed(&f, o, r, cases[k].out, &eos, 1, &sse) == FIN_STOP, "case %zu: not stopped", k);
         streamed got;
         parse_sse(sse.p ? sse.p : "", &got);
@@ -355,8 +355,8 @@ TEST(tool_calls_stream_as_tool_calls) {
               "case %zu: %s", k, s);
         json_decref(j);
         free(s);
-        sbuf_free(&sse);
-        sbuf_free(&got.content);
+        strbuf_free(&sse);
+        strbuf_free(&got.content);
         output_free(o);
         serve_req_unref(r);
     }
@@ -434,19 +434,19 @@ static void context_roundtrip(const char *name, const char *text) {
             free(prompt);
             continue;
         }
-        sbuf got = {0};
-        sbuf_put(&got, prompt, pn);
+        strbuf got = {0};
+        strbuf_put(&got, prompt, pn);
         kiln_detok *d = kiln_detok_new(t, true);
         kiln_detok_prime(d, ids, k);
         for (size_t i = k; i < n; i++) {
             const char *s = kiln_detok_push(d, ids[i], &len);
-            sbuf_put(&got, s, len);
+            strbuf_put(&got, s, len);
         }
         const char *s = kiln_detok_flush(d, &len);
-        sbuf_put(&got, s, len);
+        strbuf_put(&got, s, len);
         CHECK(got.len == full_n && !memcmp(got.p, full, full_n), "%s split at %zu: \"%s\" != \"%s\"", name, k, got.p, full);
         kiln_detok_free(d);
-        sbuf_free(&got);
+        strbuf_free(&got);
         free(prompt);
     }
     free(full);
@@ -467,9 +467,9 @@ static void force_text(fixture *f, req_output *o, serve_req *r, const char *cont
     int32_t *all;
     size_t n;
     kiln_err err = {{0}};
-    sbuf text = {0};
-    sbuf_put(&text, r->prompt_text.p, r->prompt_text.len);
-    sbuf_puts(&text, cont);
+    strbuf text = {0};
+    strbuf_put(&text, r->prompt_text.p, r->prompt_text.len);
+    strbuf_puts(&text, cont);
     if (kiln_encode(f->tok, text.p, text.len, true, &all, &n, &err)) return;
     for (size_t i = (size_t)r->n_prompt; i < n; i++) {
         kiln_gen_step st;
@@ -480,7 +480,7 @@ static void force_text(fixture *f, req_output *o, serve_req *r, const char *cont
     r->done = true;
     r->finish = FIN_LENGTH;
     free(all);
-    sbuf_free(&text);
+    strbuf_free(&text);
 }
 
 static int parse_status(fixture *f, serve_kind kind, const char *body, char *param, size_t param_size) {

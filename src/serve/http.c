@@ -124,7 +124,7 @@ typedef struct conn_state {
     char path[201];
     char client[64];
     double t_start;
-    sbuf body;
+    strbuf body;
     bool too_big;
     int status;          /* of the response queued */
     char err[512];       /* its error message */
@@ -141,7 +141,7 @@ static void conn_release(conn_state *cs) {
     metrics_request(cs->s->metrics, ROUTES[cs->rt].label, cs->status);
     log_request(cs);
     serve_req_unref(cs->r);
-    sbuf_free(&cs->body);
+    strbuf_free(&cs->body);
     free(cs);
 }
 
@@ -266,7 +266,7 @@ typedef struct stream_state {
     conn_state *cs;
     serve_req *r;
     serve_cursor cur;
-    sbuf pending;
+    strbuf pending;
     size_t sent;
     bool ended; /* [DONE] queued */
 } stream_state;
@@ -279,17 +279,17 @@ static void stream_epilogue(stream_state *st) {
         const char *msg = unfinished_message(r, &status);
         char *e = openai_error_json(status, msg, NULL);
         snprintf(st->cs->err, sizeof st->cs->err, "%s", msg);
-        sbuf_puts(&st->pending, "data: ");
-        sbuf_puts(&st->pending, e ? e : "{}");
-        sbuf_puts(&st->pending, "\n\n");
+        strbuf_puts(&st->pending, "data: ");
+        strbuf_puts(&st->pending, e ? e : "{}");
+        strbuf_puts(&st->pending, "\n\n");
         free(e);
     }
     if (r->include_usage) {
         char *u = openai_usage_chunk(&st->cs->s->mi, r);
-        if (u) sbuf_puts(&st->pending, u);
+        if (u) strbuf_puts(&st->pending, u);
         free(u);
     }
-    sbuf_puts(&st->pending, "data: [DONE]\n\n");
+    strbuf_puts(&st->pending, "data: [DONE]\n\n");
     st->ended = true;
 }
 
@@ -310,7 +310,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
             }
             chunk = openai_stream_chunk(&st->cs->s->mi, r, &st->cur);
         }
-        if (chunk) sbuf_puts(&st->pending, chunk);
+        if (chunk) strbuf_puts(&st->pending, chunk);
         free(chunk);
         if (r->done && st->cur.sent_finish) stream_epilogue(st);
         pthread_mutex_unlock(&r->mu);
@@ -329,7 +329,7 @@ static void stream_free(void *cls) {
     pthread_mutex_unlock(&st->r->mu);
     if (unfinished || !st->ended) st->cs->status = 499;
     if (unfinished) cancel(st->cs->s, st->r); /* the client went away mid-stream: free its KV now */
-    sbuf_free(&st->pending);
+    strbuf_free(&st->pending);
     request_done(st->cs->s);
     conn_release(st->cs);
     free(st);
@@ -522,7 +522,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!cs->too_big) return MHD_YES;
     } else if (*upload_size) { /* a piece of the body */
         if (!cs->too_big && cs->body.len + *upload_size > limit) cs->too_big = true;
-        if (!cs->too_big && sbuf_put(&cs->body, upload, *upload_size)) cs->too_big = true;
+        if (!cs->too_big && strbuf_put(&cs->body, upload, *upload_size)) cs->too_big = true;
         *upload_size = 0;
         return MHD_YES;
     }

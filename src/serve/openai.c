@@ -268,20 +268,20 @@ static int normalise_content(json_t *msg, size_t i, perr *e) {
     json_t *c = json_object_get(msg, "content");
     if (!c || json_is_null(c) || json_is_string(c)) return 0;
     if (!json_is_array(c)) return bad(e, param, "'%s' must be a string or a list of content parts", param);
-    sbuf text = {0};
+    strbuf text = {0};
     for (size_t k = 0; k < json_array_size(c); k++) {
         json_t *part = json_array_get(c, k);
         json_t *type = json_object_get(part, "type"), *t = json_object_get(part, "text");
         if (!json_is_object(part) || !json_is_string(type) || strcmp(json_string_value(type), "text") ||
             !json_is_string(t)) {
-            sbuf_free(&text);
+            strbuf_free(&text);
             return bad(e, param, "'%s' parts must be {\"type\":\"text\",\"text\":...} (only text is supported)",
                        param);
         }
-        sbuf_put(&text, json_string_value(t), json_string_length(t));
+        strbuf_put(&text, json_string_value(t), json_string_length(t));
     }
     json_object_set_new(msg, "content", json_stringn(text.p ? text.p : "", text.len));
-    sbuf_free(&text);
+    strbuf_free(&text);
     return 0;
 }
 
@@ -312,35 +312,35 @@ static json_t *tools_as_text(json_t *msgs) {
     for (size_t i = 0; i < json_array_size(msgs); i++) {
         json_t *m = json_array_get(msgs, i), *calls = json_object_get(m, "tool_calls");
         const char *role = json_string_value(json_object_get(m, "role"));
-        sbuf text = {0};
+        strbuf text = {0};
         bool tool = !strcmp(role, "tool");
-        if (tool) sbuf_puts(&text, "<tool_response>\n");
-        sbuf_puts(&text, json_string_value(json_object_get(m, "content")));
-        if (tool) sbuf_puts(&text, "\n</tool_response>");
+        if (tool) strbuf_puts(&text, "<tool_response>\n");
+        strbuf_puts(&text, json_string_value(json_object_get(m, "content")));
+        if (tool) strbuf_puts(&text, "\n</tool_response>");
         for (size_t k = 0; k < json_array_size(calls); k++) {
             json_t *fn = json_object_get(json_array_get(calls, k), "function");
             json_t *call = json_pack("{s:O, s:O?}", "name", json_object_get(fn, "name"), "arguments",
                                      json_object_get(fn, "arguments"));
             char *js = call ? json_dumps(call, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-            sbuf_puts(&text, text.len ? "\n<tool_call>\n" : "<tool_call>\n");
-            sbuf_puts(&text, js ? js : "{}");
-            sbuf_puts(&text, "\n</tool_call>");
+            strbuf_puts(&text, text.len ? "\n<tool_call>\n" : "<tool_call>\n");
+            strbuf_puts(&text, js ? js : "{}");
+            strbuf_puts(&text, "\n</tool_call>");
             free(js);
             json_decref(call);
         }
         json_t *prev = json_array_size(out) ? json_array_get(out, json_array_size(out) - 1) : NULL;
         const char *as = tool ? "user" : role;
         if (prev && !strcmp(as, "user") && !strcmp(json_string_value(json_object_get(prev, "role")), "user")) {
-            sbuf merged = {0};
-            sbuf_puts(&merged, json_string_value(json_object_get(prev, "content")));
-            sbuf_puts(&merged, "\n");
-            sbuf_put(&merged, text.p ? text.p : "", text.len);
+            strbuf merged = {0};
+            strbuf_puts(&merged, json_string_value(json_object_get(prev, "content")));
+            strbuf_puts(&merged, "\n");
+            strbuf_put(&merged, text.p ? text.p : "", text.len);
             json_object_set_new(prev, "content", json_stringn(merged.p ? merged.p : "", merged.len));
-            sbuf_free(&merged);
+            strbuf_free(&merged);
         } else {
             json_array_append_new(out, json_pack("{s:s, s:s%}", "role", as, "content", text.p ? text.p : "", text.len));
         }
-        sbuf_free(&text);
+        strbuf_free(&text);
     }
     return out;
 }
@@ -467,7 +467,7 @@ static int parse_completion(const serve_model_info *mi, json_t *o, serve_req *r,
             return bad(e, "prompt", "tokenizing the prompt failed: %s", err.msg);
         r->n_prompt = (int)n;
         /* echo returns the prompt as sent (api.openai.com, vLLM), not a decode that shows "<s>" */
-        if (sbuf_put(&r->prompt_text, json_string_value(p), json_string_length(p)))
+        if (strbuf_put(&r->prompt_text, json_string_value(p), json_string_length(p)))
             return bad(e, "prompt", "out of memory");
     } else if (json_is_array(p)) {
         size_t n = json_array_size(p);
@@ -580,11 +580,11 @@ static json_t *token_bytes(const char *s, size_t n) {
  * strings add up to the text. Special tokens show as themselves. Bytes of an incomplete UTF-8 sequence
  * become U+FFFD (JSON needs valid text). at: the logprob entry's index. */
 static json_t *token_text(const serve_model_info *mi, const serve_req *r, int at, int32_t id, json_t **bytes) {
-    sbuf text = {0};
+    strbuf text = {0};
     if (kiln_token_is_special(mi->tok, id)) {
         size_t n = 0;
         char *s = kiln_decode(mi->tok, &id, 1, false, &n);
-        if (s) sbuf_put(&text, s, n);
+        if (s) strbuf_put(&text, s, n);
         free(s);
     } else {
         int32_t ctx[8];
@@ -600,16 +600,16 @@ static json_t *token_text(const serve_model_info *mi, const serve_req *r, int at
             size_t len = 0;
             kiln_detok_prime(d, ctx, (size_t)n);
             const char *s = kiln_detok_push(d, id, &len);
-            sbuf_put(&text, s, len);
+            strbuf_put(&text, s, len);
             s = kiln_detok_flush(d, &len);
-            sbuf_put(&text, s, len);
+            strbuf_put(&text, s, len);
             kiln_detok_free(d);
         }
     }
     json_t *j = json_stringn(text.p ? text.p : "", text.len);
     if (!j) j = json_string("\xef\xbf\xbd");
     if (bytes) *bytes = token_bytes(text.p ? text.p : "", text.len);
-    sbuf_free(&text);
+    strbuf_free(&text);
     return j;
 }
 
@@ -695,25 +695,25 @@ static char *dump(json_t *o) {
 
 /* echo: the prompt as sent, or for token ids their decode (special tokens skipped, as the completion's
  * text is), so echo + completion = the decode of prompt + completion ids. */
-static void prompt_text(const serve_model_info *mi, serve_req *r, sbuf *out) {
+static void prompt_text(const serve_model_info *mi, serve_req *r, strbuf *out) {
     if (r->prompt_text.p) {
-        sbuf_put(out, r->prompt_text.p, r->prompt_text.len);
+        strbuf_put(out, r->prompt_text.p, r->prompt_text.len);
         return;
     }
     size_t n = 0;
     char *s = kiln_decode(mi->tok, r->prompt, (size_t)r->n_prompt, true, &n);
-    if (s) sbuf_put(out, s, n);
+    if (s) strbuf_put(out, s, n);
     free(s);
 }
 
 /* The choice's text: [prompt +] content from `from`. *prompt_len: the echoed prompt's length. */
 static json_t *completion_text(const serve_model_info *mi, serve_req *r, bool echo, size_t from, size_t *prompt_len) {
-    sbuf b = {0};
+    strbuf b = {0};
     if (echo) prompt_text(mi, r, &b);
     *prompt_len = b.len;
-    sbuf_put(&b, r->content.p ? r->content.p + from : "", r->content.len - from);
+    strbuf_put(&b, r->content.p ? r->content.p + from : "", r->content.len - from);
     json_t *j = json_stringn(b.p ? b.p : "", b.len);
-    sbuf_free(&b);
+    strbuf_free(&b);
     return j;
 }
 

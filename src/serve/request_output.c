@@ -37,7 +37,7 @@ struct req_output {
     bool tools;
     tools_mode mode;
     bool seen_text; /* content had a non-space character (bare JSON calls must start the answer) */
-    sbuf pending;   /* content held back by the tool-call parser */
+    strbuf pending;   /* content held back by the tool-call parser */
 };
 
 req_output *output_new(serve_req *r, const kiln_tokenizer *tok, int vocab, kiln_err *err) {
@@ -60,7 +60,7 @@ void output_free(req_output *o) {
     if (!o) return;
     kiln_gen_seq_free(o->gen);
     free(o->raw);
-    sbuf_free(&o->pending);
+    strbuf_free(&o->pending);
     free(o);
 }
 
@@ -105,9 +105,9 @@ int output_force(req_output *o, int32_t token, kiln_gen_step *step) { return kil
 
 /* ---- text routing ---- */
 
-static void part_put(part *p, sbuf *dst, const char *s, size_t n) {
+static void part_put(part *p, strbuf *dst, const char *s, size_t n) {
     if (!p->trim) {
-        sbuf_put(dst, s, n);
+        strbuf_put(dst, s, n);
         return;
     }
     if (!p->started)
@@ -115,8 +115,8 @@ static void part_put(part *p, sbuf *dst, const char *s, size_t n) {
     size_t body = n;
     while (body && s[body - 1] == '\n') body--;
     if (body) {
-        for (; p->held_nl; p->held_nl--) sbuf_put(dst, "\n", 1);
-        sbuf_put(dst, s, body);
+        for (; p->held_nl; p->held_nl--) strbuf_put(dst, "\n", 1);
+        strbuf_put(dst, s, body);
         p->started = true;
     }
     if (p->started) p->held_nl += (int)(n - body);
@@ -186,7 +186,7 @@ static void to_content(req_output *o, serve_req *r, const char *s, size_t n) {
 
 /* Runs the tool-call parser over o->pending; final: the answer is complete, release everything. */
 static void route_tools(req_output *o, serve_req *r, bool final) {
-    sbuf *b = &o->pending;
+    strbuf *b = &o->pending;
     for (;;) {
         char *p = b->p ? b->p : "";
         size_t len = b->len, used = 0;
@@ -241,7 +241,7 @@ static void route(req_output *o, serve_req *r, const kiln_gen_step *st) {
     if (st->thinking && r->split_thinking) {
         part_put(&o->reasoning, &r->reasoning, st->text, st->text_len);
     } else if (o->tools) {
-        sbuf_put(&o->pending, st->text, st->text_len);
+        strbuf_put(&o->pending, st->text, st->text_len);
         route_tools(o, r, false);
     } else {
         to_content(o, r, st->text, st->text_len);

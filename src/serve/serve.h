@@ -15,16 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/strbuf.h"
 #include "kiln.h"
-
-/* A growable byte buffer (always NUL-terminated). */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf;
-int sbuf_put(sbuf *b, const char *s, size_t n);
-int sbuf_puts(sbuf *b, const char *s);
-void sbuf_free(sbuf *b);
 
 typedef enum { REQ_CHAT, REQ_COMPLETION } serve_kind;
 typedef enum { FIN_NONE, FIN_STOP, FIN_LENGTH, FIN_ERROR, FIN_CANCELLED, FIN_TIMEOUT } serve_finish;
@@ -49,7 +41,7 @@ typedef struct serve_req {
     serve_kind kind;
     int32_t *prompt; /* token ids */
     int n_prompt;
-    sbuf prompt_text; /* completions: the prompt string as sent (what echo returns); empty for ids */
+    strbuf prompt_text; /* completions: the prompt string as sent (what echo returns); empty for ids */
     int max_tokens; /* -1: up to the context */
     kiln_gen_params gen; /* sampling, stop strings, EOS ids, thinking split: what kiln_gen_seq runs on */
     char **stop;         /* storage for gen.stop */
@@ -70,8 +62,8 @@ typedef struct serve_req {
     /* --- shared state: guarded by mu, signalled on cv --- */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    sbuf content;   /* answer text so far */
-    sbuf reasoning; /* thinking text so far (split_thinking) */
+    strbuf content;   /* answer text so far */
+    strbuf reasoning; /* thinking text so far (split_thinking) */
     serve_tool_call *calls; /* complete tool calls parsed from the answer so far */
     int n_calls, cap_calls;
     serve_logprob *lp; /* one per generated token when logprobs */

@@ -1,31 +1,11 @@
 /* server.c — the server's life cycle: load the model and tokenizer, start the engine thread and the
- * HTTP daemon; drain and stop them in the right order. Also the request object and byte buffer. */
+ * HTTP daemon; drain and stop them in the right order. Also the request object. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "serve/serve.h"
-
-int sbuf_put(sbuf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-    return 0;
-}
-int sbuf_puts(sbuf *b, const char *s) { return sbuf_put(b, s, strlen(s)); }
-void sbuf_free(sbuf *b) {
-    free(b->p);
-    *b = (sbuf){0};
-}
 
 serve_req *serve_req_new(void) {
     serve_req *r = calloc(1, sizeof *r);
@@ -44,15 +24,15 @@ void serve_req_unref(serve_req *r) {
     pthread_mutex_unlock(&r->mu);
     if (left) return;
     free(r->prompt);
-    sbuf_free(&r->prompt_text);
+    strbuf_free(&r->prompt_text);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->stop);
     for (int i = 0; i < r->n_tools; i++) free(r->tools[i]);
     free(r->tools);
     for (int i = 0; i < r->n_calls; i++) free(r->calls[i].name), free(r->calls[i].arguments);
     free(r->calls);
-    sbuf_free(&r->content);
-    sbuf_free(&r->reasoning);
+    strbuf_free(&r->content);
+    strbuf_free(&r->reasoning);
     free(r->lp);
     free(r->gen_ids);
     pthread_mutex_destroy(&r->mu);
