@@ -6,6 +6,7 @@
  * table does not know is a 400 too, as api.openai.com answers "Unrecognized request argument". */
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,14 +14,7 @@
 #include "common/json_get.h"
 #include "serve/serve.h"
 
-typedef struct perr {
-    char *msg;
-    size_t msg_size;
-    char *param;
-    size_t param_size;
-} perr;
-
-__attribute__((format(printf, 3, 4))) static int bad(perr *e, const char *param, const char *fmt, ...) {
+int perr_set(perr *e, const char *param, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e->msg, e->msg_size, fmt, ap);
@@ -34,9 +28,9 @@ __attribute__((format(printf, 3, 4))) static int bad(perr *e, const char *param,
 static int get_number(json_t *o, const char *key, double lo, double hi, double *out, perr *e) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return 0;
-    if (!json_is_number(v)) return bad(e, key, "'%s' must be a number", key);
+    if (!json_is_number(v)) return perr_set(e, key, "'%s' must be a number", key);
     double x = json_number_value(v);
-    if (!(x >= lo && x <= hi)) return bad(e, key, "'%s' must be between %g and %g, got %g", key, lo, hi, x);
+    if (!(x >= lo && x <= hi)) return perr_set(e, key, "'%s' must be between %g and %g, got %g", key, lo, hi, x);
     *out = x;
     return 0;
 }
@@ -49,8 +43,8 @@ static int get_int(json_t *o, const char *key, long long lo, long long hi, long 
     if (json_is_integer(v)) x = json_integer_value(v);
     else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) && fabs(json_real_value(v)) < 9e15)
         x = (long long)json_real_value(v);
-    else return bad(e, key, "'%s' must be an integer", key);
-    if (x < lo || x > hi) return bad(e, key, "'%s' must be between %lld and %lld, got %lld", key, lo, hi, x);
+    else return perr_set(e, key, "'%s' must be an integer", key);
+    if (x < lo || x > hi) return perr_set(e, key, "'%s' must be between %lld and %lld, got %lld", key, lo, hi, x);
     *out = x;
     return 0;
 }
@@ -58,7 +52,7 @@ static int get_int(json_t *o, const char *key, long long lo, long long hi, long 
 static int get_bool(json_t *o, const char *key, bool *out, perr *e) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return 0;
-    if (!json_is_boolean(v)) return bad(e, key, "'%s' must be a boolean", key);
+    if (!json_is_boolean(v)) return perr_set(e, key, "'%s' must be a boolean", key);
     *out = json_is_true(v);
     return 0;
 }
@@ -68,14 +62,14 @@ static int get_stop(json_t *o, serve_req *r, perr *e) {
     json_t *v = json_object_get(o, "stop");
     if (!v || json_is_null(v)) return 0;
     size_t n = json_is_string(v) ? 1 : json_is_array(v) ? json_array_size(v) : 0;
-    if (!json_is_string(v) && !json_is_array(v)) return bad(e, "stop", "'stop' must be a string or a list of strings");
-    if (n > 16) return bad(e, "stop", "'stop' takes at most 16 strings, got %zu", n);
+    if (!json_is_string(v) && !json_is_array(v)) return perr_set(e, "stop", "'stop' must be a string or a list of strings");
+    if (n > 16) return perr_set(e, "stop", "'stop' takes at most 16 strings, got %zu", n);
     r->stop = calloc(n ? n : 1, sizeof *r->stop);
-    if (!r->stop) return bad(e, "stop", "out of memory");
+    if (!r->stop) return perr_set(e, "stop", "out of memory");
     for (size_t i = 0; i < n; i++) {
         json_t *s = json_is_string(v) ? v : json_array_get(v, i);
-        if (!json_is_string(s)) return bad(e, "stop", "'stop' must be a string or a list of strings");
-        if (json_string_length(s) == 0) return bad(e, "stop", "'stop' strings must not be empty");
+        if (!json_is_string(s)) return perr_set(e, "stop", "'stop' must be a string or a list of strings");
+        if (json_string_length(s) == 0) return perr_set(e, "stop", "'stop' strings must not be empty");
         r->stop[r->n_stop++] = strndup(json_string_value(s), json_string_length(s));
     }
     return 0;
@@ -97,9 +91,6 @@ enum { ON_CHAT = 1, ON_COMPLETION = 2, ON_BOTH = 3 };
 static bool harmless(const char *name, json_t *v) {
     if (json_is_null(v)) return true;
     if (!strcmp(name, "best_of")) return json_is_integer(v) && json_integer_value(v) == 1;
-    if (!strcmp(name, "logit_bias")) return json_is_object(v) && json_object_size(v) == 0;
-    if (!strcmp(name, "tool_choice")) return json_is_string(v) && !strcmp(json_string_value(v), "auto");
-    if (!strcmp(name, "parallel_tool_calls")) return json_is_true(v); /* several calls are parsed anyway */
     if (!strcmp(name, "store")) return json_is_false(v);
     return false;
 }
@@ -142,18 +133,21 @@ static const struct param {
     {"metadata", ON_BOTH, P_IGNORED, "tags for stored completions: kiln stores nothing"},
     {"service_tier", ON_BOTH, P_IGNORED, "kiln has one tier"},
     /* Not implemented (yet): refused by name unless the value is harmless (see harmless()). */
+    /* Constrained decoding (constrain.c): at most one of these per request. response_format json_schema
+     * constrains with strict true or false alike. */
+    {"response_format", ON_BOTH, P_USED, NULL},
+    {"guided_json", ON_BOTH, P_USED, NULL},
+    {"guided_regex", ON_BOTH, P_USED, NULL},
+    {"guided_choice", ON_BOTH, P_USED, NULL},
+    {"guided_grammar", ON_BOTH, P_USED, NULL},
+    {"grammar", ON_BOTH, P_USED, NULL},     /* llama.cpp: GBNF */
+    {"json_schema", ON_BOTH, P_USED, NULL}, /* llama.cpp: a schema object */
+    {"tool_choice", ON_CHAT, P_USED, NULL}, /* required / a named function: a tool-call grammar */
+    {"parallel_tool_calls", ON_CHAT, P_USED, NULL}, /* with a forced call: up to 8 calls, else 1 */
+    {"logit_bias", ON_BOTH, P_USED, NULL},
+    /* Not implemented (yet): refused by name unless the value is harmless (see harmless()). */
     {"store", ON_BOTH, P_REFUSED, "kiln stores no completions (only false)"},
-    {"response_format", ON_BOTH, P_REFUSED, "structured outputs are not implemented yet"},
-    {"tool_choice", ON_CHAT, P_REFUSED, "only \"auto\" is implemented"},
-    {"parallel_tool_calls", ON_CHAT, P_REFUSED, "only true (the default) is implemented"},
-    {"logit_bias", ON_BOTH, P_REFUSED, "logit_bias is not implemented yet"},
     {"best_of", ON_COMPLETION, P_REFUSED, "only 1 is implemented"},
-    {"guided_json", ON_BOTH, P_REFUSED, "guided decoding is not implemented yet"},
-    {"guided_regex", ON_BOTH, P_REFUSED, "guided decoding is not implemented yet"},
-    {"guided_choice", ON_BOTH, P_REFUSED, "guided decoding is not implemented yet"},
-    {"guided_grammar", ON_BOTH, P_REFUSED, "guided decoding is not implemented yet"},
-    {"grammar", ON_BOTH, P_REFUSED, "grammars are not implemented yet"},
-    {"json_schema", ON_BOTH, P_REFUSED, "structured outputs are not implemented yet"},
     {"functions", ON_CHAT, P_REFUSED, "the deprecated functions API is not implemented: use tools"},
     {"function_call", ON_CHAT, P_REFUSED, "the deprecated functions API is not implemented: use tool_choice"},
     {"prompt_logprobs", ON_BOTH, P_REFUSED, "prompt logprobs are not implemented"},
@@ -174,10 +168,10 @@ static int check_params(json_t *o, serve_kind kind, perr *e) {
         for (size_t i = 0; i < sizeof PARAMS / sizeof *PARAMS && !p; i++)
             if (!strcmp(PARAMS[i].name, key)) p = &PARAMS[i];
         if (!p || !(p->on & on))
-            return bad(e, key, "Unrecognized request argument supplied: '%s'%s", key,
+            return perr_set(e, key, "Unrecognized request argument supplied: '%s'%s", key,
                        p ? (kind == REQ_CHAT ? " (a /v1/completions parameter)" : " (a /v1/chat/completions parameter)")
                          : "");
-        if (p->use == P_REFUSED && !harmless(key, v)) return bad(e, key, "'%s' is not supported: %s", key, p->why);
+        if (p->use == P_REFUSED && !harmless(key, v)) return perr_set(e, key, "'%s' is not supported: %s", key, p->why);
     }
     return 0;
 }
@@ -186,9 +180,9 @@ static int check_params(json_t *o, serve_kind kind, perr *e) {
 static int check_model(const serve_model_info *mi, json_t *o, perr *e) {
     json_t *model = json_object_get(o, "model");
     if (!model || json_is_null(model)) return 0;
-    if (!json_is_string(model)) return bad(e, "model", "'model' must be a string");
+    if (!json_is_string(model)) return perr_set(e, "model", "'model' must be a string");
     if (openai_model_known(mi, json_string_value(model))) return 0;
-    bad(e, "model", "The model `%s` does not exist.", json_string_value(model));
+    perr_set(e, "model", "The model `%s` does not exist.", json_string_value(model));
     return 404;
 }
 
@@ -209,17 +203,17 @@ static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, per
     bool ignore_eos = false;
     int st;
     if ((st = get_int(o, "n", 1, 128, &n, e))) return st;
-    if (n != 1) return bad(e, "n", "'n' must be 1: this server returns one choice per request");
+    if (n != 1) return perr_set(e, "n", "'n' must be 1: this server returns one choice per request");
     if ((st = get_int(o, "max_tokens", 1, 1 << 30, &mt, e))) return st;
     if ((st = get_int(o, "max_completion_tokens", 1, 1 << 30, &mt, e))) return st;
     if ((st = get_int(o, "min_tokens", 0, 1 << 30, &min_tokens, e))) return st;
     if ((st = get_number(o, "temperature", 0, 2, &temp, e))) return st;
     if ((st = get_number(o, "top_p", 0, 1, &top_p, e))) return st;
-    if (top_p <= 0) return bad(e, "top_p", "'top_p' must be in (0, 1]");
+    if (top_p <= 0) return perr_set(e, "top_p", "'top_p' must be in (0, 1]");
     if ((st = get_int(o, "top_k", -1, 1 << 30, &topk, e))) return st;
     if ((st = get_number(o, "min_p", 0, 1, &min_p, e))) return st;
     if ((st = get_number(o, "repetition_penalty", 0, 100, &rep, e))) return st;
-    if (rep <= 0) return bad(e, "repetition_penalty", "'repetition_penalty' must be > 0");
+    if (rep <= 0) return perr_set(e, "repetition_penalty", "'repetition_penalty' must be > 0");
     if ((st = get_number(o, "presence_penalty", -2, 2, &presence, e))) return st;
     if ((st = get_number(o, "frequency_penalty", -2, 2, &frequency, e))) return st;
     if (json_object_get(o, "seed") && !json_is_null(json_object_get(o, "seed"))) {
@@ -233,16 +227,16 @@ static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, per
     if ((st = get_bool(o, "return_token_ids", &r->return_token_ids, e))) return st;
     json_t *so = json_object_get(o, "stream_options");
     if (so && !json_is_null(so)) {
-        if (!json_is_object(so)) return bad(e, "stream_options", "'stream_options' must be an object");
-        if (!r->stream) return bad(e, "stream_options", "'stream_options' is only allowed when 'stream' is true");
+        if (!json_is_object(so)) return perr_set(e, "stream_options", "'stream_options' must be an object");
+        if (!r->stream) return perr_set(e, "stream_options", "'stream_options' is only allowed when 'stream' is true");
         if ((st = get_bool(so, "include_usage", &r->include_usage, e))) return st;
         const char *key;
         json_t *v;
         json_object_foreach(so, key, v) if (strcmp(key, "include_usage")) /* e.g. vLLM's continuous_usage_stats */
-            return bad(e, "stream_options", "'stream_options.%s' is not supported (only include_usage)", key);
+            return perr_set(e, "stream_options", "'stream_options.%s' is not supported (only include_usage)", key);
     }
     if ((st = get_stop(o, r, e))) return st;
-    if (mt >= 0 && min_tokens > mt) return bad(e, "min_tokens", "'min_tokens' %lld is above 'max_tokens' %lld", min_tokens, mt);
+    if (mt >= 0 && min_tokens > mt) return perr_set(e, "min_tokens", "'min_tokens' %lld is above 'max_tokens' %lld", min_tokens, mt);
     r->max_tokens = (int)mt; /* -1: settled against the context once the prompt is known */
     g->do_sample = temp > 0; /* OpenAI's convention: temperature 0 is greedy */
     g->temperature = (float)temp;
@@ -267,7 +261,7 @@ static int normalise_content(json_t *msg, size_t i, perr *e) {
     snprintf(param, sizeof param, "messages[%zu].content", i);
     json_t *c = json_object_get(msg, "content");
     if (!c || json_is_null(c) || json_is_string(c)) return 0;
-    if (!json_is_array(c)) return bad(e, param, "'%s' must be a string or a list of content parts", param);
+    if (!json_is_array(c)) return perr_set(e, param, "'%s' must be a string or a list of content parts", param);
     strbuf text = {0};
     for (size_t k = 0; k < json_array_size(c); k++) {
         json_t *part = json_array_get(c, k);
@@ -275,7 +269,7 @@ static int normalise_content(json_t *msg, size_t i, perr *e) {
         if (!json_is_object(part) || !json_is_string(type) || strcmp(json_string_value(type), "text") ||
             !json_is_string(t)) {
             strbuf_free(&text);
-            return bad(e, param, "'%s' parts must be {\"type\":\"text\",\"text\":...} (only text is supported)",
+            return perr_set(e, param, "'%s' parts must be {\"type\":\"text\",\"text\":...} (only text is supported)",
                        param);
         }
         strbuf_put(&text, json_string_value(t), json_string_length(t));
@@ -290,11 +284,11 @@ static int normalise_content(json_t *msg, size_t i, perr *e) {
 static int normalise_tool_calls(json_t *m, const char *param, perr *e) {
     json_t *calls = json_object_get(m, "tool_calls");
     if (!calls || json_is_null(calls)) return 0;
-    if (!json_is_array(calls)) return bad(e, param, "'%s.tool_calls' must be a list", param);
+    if (!json_is_array(calls)) return perr_set(e, param, "'%s.tool_calls' must be a list", param);
     for (size_t k = 0; k < json_array_size(calls); k++) {
         json_t *fn = json_object_get(json_array_get(calls, k), "function");
         if (!json_is_object(fn) || !json_is_string(json_object_get(fn, "name")))
-            return bad(e, param, "'%s.tool_calls[%zu]' must be {\"type\":\"function\",\"function\":{\"name\",\"arguments\"}}",
+            return perr_set(e, param, "'%s.tool_calls[%zu]' must be {\"type\":\"function\",\"function\":{\"name\",\"arguments\"}}",
                        param, k);
         json_t *args = json_object_get(fn, "arguments");
         json_t *obj = json_is_string(args) ? json_loadb(json_string_value(args), json_string_length(args), 0, NULL) : NULL;
@@ -350,48 +344,48 @@ int openai_chat_messages(json_t *msgs, const char *tmpl, json_t **out, char *msg
     perr e = {msg, msg_size, param, param_size};
     *out = NULL;
     if (!json_is_array(msgs) || json_array_size(msgs) == 0)
-        return bad(&e, "messages", "'messages' must be a non-empty list");
+        return perr_set(&e, "messages", "'messages' must be a non-empty list");
     static const char *roles[] = {"system", "developer", "user", "assistant", "tool"};
     bool has_tools = false;
     for (size_t i = 0; i < json_array_size(msgs); i++) {
         json_t *m = json_array_get(msgs, i);
         char p[48];
         snprintf(p, sizeof p, "messages[%zu]", i);
-        if (!json_is_object(m)) return bad(&e, p, "'%s' must be an object", p);
+        if (!json_is_object(m)) return perr_set(&e, p, "'%s' must be an object", p);
         json_t *role = json_object_get(m, "role");
         bool ok = false;
         for (size_t k = 0; json_is_string(role) && k < sizeof roles / sizeof *roles; k++)
             ok |= !strcmp(json_string_value(role), roles[k]);
-        if (!ok) return bad(&e, p, "'%s.role' must be one of system, developer, user, assistant, tool", p);
+        if (!ok) return perr_set(&e, p, "'%s.role' must be one of system, developer, user, assistant, tool", p);
         int st = normalise_content(m, i, &e);
         if (st) return st;
         bool assistant = !strcmp(json_string_value(role), "assistant"), tool = !strcmp(json_string_value(role), "tool");
         json_t *c = json_object_get(m, "content");
         if (!c || json_is_null(c)) {
-            if (!assistant) return bad(&e, p, "'%s.content' is required", p);
+            if (!assistant) return perr_set(&e, p, "'%s.content' is required", p);
             json_object_set_new(m, "content", json_string("")); /* what transformers users pass: "" */
         }
         json_t *id = json_object_get(m, "tool_call_id");
         if (tool && id && !json_is_null(id) && !json_is_string(id))
-            return bad(&e, p, "'%s.tool_call_id' must be a string", p);
+            return perr_set(&e, p, "'%s.tool_call_id' must be a string", p);
         if ((st = normalise_tool_calls(m, p, &e))) return st;
         has_tools |= tool || json_array_size(json_object_get(m, "tool_calls")) > 0;
     }
     *out = has_tools && tmpl && !strstr(tmpl, "tool_calls") ? tools_as_text(msgs) : json_incref(msgs);
-    return *out ? 0 : bad(&e, "messages", "out of memory");
+    return *out ? 0 : perr_set(&e, "messages", "out of memory");
 }
 
 static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr *e) {
     json_t *given = json_object_get(o, "messages"), *msgs;
-    if (!given) return bad(e, "messages", "'messages' is required");
+    if (!given) return perr_set(e, "messages", "'messages' is required");
     json_t *tools = json_object_get(o, "tools");
-    if (tools && !json_is_null(tools) && !json_is_array(tools)) return bad(e, "tools", "'tools' must be a list");
+    if (tools && !json_is_null(tools) && !json_is_array(tools)) return perr_set(e, "tools", "'tools' must be a list");
     size_t n_tools = json_is_array(tools) ? json_array_size(tools) : 0;
     r->tools = calloc(n_tools ? n_tools : 1, sizeof *r->tools);
-    if (!r->tools) return bad(e, "tools", "out of memory");
+    if (!r->tools) return perr_set(e, "tools", "out of memory");
     for (size_t i = 0; i < n_tools; i++) {
         json_t *t = json_array_get(tools, i), *name = json_object_get(json_object_get(t, "function"), "name");
-        if (!json_is_object(t)) return bad(e, "tools", "'tools' entries must be objects");
+        if (!json_is_object(t)) return perr_set(e, "tools", "'tools' entries must be objects");
         if (json_is_string(name)) r->tools[r->n_tools++] = strdup(json_string_value(name));
     }
     bool logprobs = false;
@@ -399,7 +393,7 @@ static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr 
     int st;
     if ((st = get_bool(o, "logprobs", &logprobs, e))) return st;
     if ((st = get_int(o, "top_logprobs", 0, SERVE_MAX_TOP_LOGPROBS, &top, e))) return st;
-    if (top > 0 && !logprobs) return bad(e, "top_logprobs", "'top_logprobs' requires 'logprobs': true");
+    if (top > 0 && !logprobs) return perr_set(e, "top_logprobs", "'top_logprobs' requires 'logprobs': true");
     r->logprobs = logprobs;
     r->top_logprobs = (int)top;
 
@@ -414,13 +408,18 @@ static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr 
         if (!json_is_object(kw)) {
             json_decref(vars);
             json_decref(msgs);
-            return bad(e, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+            return perr_set(e, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
         }
         json_object_update(vars, kw);
     }
     json_object_set_new(vars, "messages", msgs);
     json_object_del(vars, "tools");
-    if (json_is_array(tools) && json_array_size(tools)) {
+    bool offer = true;
+    if ((st = constrain_tools(o, json_is_array(tools) ? tools : NULL, r, &offer, e))) {
+        json_decref(vars);
+        return st;
+    }
+    if (offer && json_is_array(tools) && json_array_size(tools)) {
         json_object_set(vars, "tools", tools);
         r->has_tools = true;
     }
@@ -430,22 +429,25 @@ static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr 
         return st;
     }
     json_object_set_new(vars, "add_generation_prompt", json_boolean(gen_prompt));
+    /* A grammar never allows <think>: the template is told not to think (Qwen3 then writes an empty
+     * think block itself). */
+    if (r->grammar && mi->thinking) json_object_set_new(vars, "enable_thinking", json_false());
     json_t *think = json_object_get(vars, "enable_thinking");
     r->split_thinking = mi->thinking && !json_is_false(think);
     if (r->split_thinking) r->gen.think_end_id = -1; /* the tokenizer's </think> */
     char *vj = json_dumps(vars, JSON_COMPACT);
     json_decref(vars);
-    if (!vj) return bad(e, "messages", "out of memory");
+    if (!vj) return perr_set(e, "messages", "out of memory");
     kiln_err err = {{0}};
     size_t len = 0;
     char *text = kiln_chat_render(mi->tok, vj, &len, &err);
     free(vj);
-    if (!text) return bad(e, "messages", "chat template failed: %s", err.msg);
+    if (!text) return perr_set(e, "messages", "chat template failed: %s", err.msg);
     int32_t *ids = NULL;
     size_t n = 0;
     int rc = kiln_encode(mi->tok, text, len, false, &ids, &n, &err);
     free(text);
-    if (rc) return bad(e, "messages", "tokenizing the prompt failed: %s", err.msg);
+    if (rc) return perr_set(e, "messages", "tokenizing the prompt failed: %s", err.msg);
     r->prompt = ids;
     r->n_prompt = (int)n;
     return 0;
@@ -455,7 +457,7 @@ static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr 
 
 static int parse_completion(const serve_model_info *mi, json_t *o, serve_req *r, perr *e) {
     json_t *p = json_object_get(o, "prompt");
-    if (!p) return bad(e, "prompt", "'prompt' is required");
+    if (!p) return perr_set(e, "prompt", "'prompt' is required");
     /* ["one string"] is the same as "one string"; a list of prompts is batching we do not offer. */
     if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0))) p = json_array_get(p, 0);
     if (json_is_array(p) && json_array_size(p) == 1 && json_is_array(json_array_get(p, 0))) p = json_array_get(p, 0);
@@ -464,36 +466,36 @@ static int parse_completion(const serve_model_info *mi, json_t *o, serve_req *r,
         kiln_err err = {{0}};
         size_t n = 0;
         if (kiln_encode(mi->tok, json_string_value(p), json_string_length(p), true, &r->prompt, &n, &err))
-            return bad(e, "prompt", "tokenizing the prompt failed: %s", err.msg);
+            return perr_set(e, "prompt", "tokenizing the prompt failed: %s", err.msg);
         r->n_prompt = (int)n;
         /* echo returns the prompt as sent (api.openai.com, vLLM), not a decode that shows "<s>" */
         if (strbuf_put(&r->prompt_text, json_string_value(p), json_string_length(p)))
-            return bad(e, "prompt", "out of memory");
+            return perr_set(e, "prompt", "out of memory");
     } else if (json_is_array(p)) {
         size_t n = json_array_size(p);
         r->prompt = malloc((n ? n : 1) * sizeof *r->prompt);
-        if (!r->prompt) return bad(e, "prompt", "out of memory");
+        if (!r->prompt) return perr_set(e, "prompt", "out of memory");
         for (size_t i = 0; i < n; i++) {
             json_t *v = json_array_get(p, i);
             if (json_is_string(v) || json_is_array(v))
-                return bad(e, "prompt", "'prompt' with several prompts is not supported: send one per request");
+                return perr_set(e, "prompt", "'prompt' with several prompts is not supported: send one per request");
             if (!json_is_integer(v) || json_integer_value(v) < 0 || (size_t)json_integer_value(v) >= vocab)
-                return bad(e, "prompt", "'prompt[%zu]' must be a token id in [0, %zu)", i, vocab);
+                return perr_set(e, "prompt", "'prompt[%zu]' must be a token id in [0, %zu)", i, vocab);
             r->prompt[i] = (int32_t)json_integer_value(v);
         }
         r->n_prompt = (int)n;
     } else {
-        return bad(e, "prompt", "'prompt' must be a string or a list of token ids");
+        return perr_set(e, "prompt", "'prompt' must be a string or a list of token ids");
     }
-    if (r->n_prompt == 0) return bad(e, "prompt", "'prompt' must not be empty");
+    if (r->n_prompt == 0) return perr_set(e, "prompt", "'prompt' must not be empty");
     long long lp = -1;
     int st;
     if ((st = get_int(o, "logprobs", 0, 5, &lp, e))) return st;
     if ((st = get_bool(o, "echo", &r->echo, e))) return st;
     if (json_is_string(json_object_get(o, "suffix")) && json_string_length(json_object_get(o, "suffix")))
-        return bad(e, "suffix", "'suffix' is not supported");
+        return perr_set(e, "suffix", "'suffix' is not supported");
     if (lp >= 0 && r->echo) /* OpenAI then lists the prompt's tokens and logprobs too */
-        return bad(e, "echo", "'echo' with 'logprobs' is not supported: prompt logprobs are not implemented");
+        return perr_set(e, "echo", "'echo' with 'logprobs' is not supported: prompt logprobs are not implemented");
     if (lp >= 0) r->logprobs = true, r->top_logprobs = (int)lp;
     return 0;
 }
@@ -503,19 +505,20 @@ int openai_parse(const serve_model_info *mi, serve_kind kind, const char *body, 
     perr e = {msg, msg_size, param, param_size};
     json_error_t je;
     json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
-    if (!o) return bad(&e, NULL, "malformed JSON body: %s (line %d, column %d)", je.text, je.line, je.column);
+    if (!o) return perr_set(&e, NULL, "malformed JSON body: %s (line %d, column %d)", je.text, je.line, je.column);
     int st = 0;
-    if (!json_is_object(o)) st = bad(&e, NULL, "the request body must be a JSON object");
+    if (!json_is_object(o)) st = perr_set(&e, NULL, "the request body must be a JSON object");
     r->kind = kind;
     r->max_tokens = -1;
     if (!st) st = check_params(o, kind, &e);
     if (!st) st = check_model(mi, o, &e);
     if (!st) st = parse_common(mi, o, r, &e);
+    if (!st) st = constrain_parse(mi, o, r, &e);
     if (!st) st = kind == REQ_CHAT ? parse_chat(mi, o, r, &e) : parse_completion(mi, o, r, &e);
     json_decref(o);
     if (st) return st;
     if (r->n_prompt >= mi->n_ctx)
-        return bad(&e, kind == REQ_CHAT ? "messages" : "prompt",
+        return perr_set(&e, kind == REQ_CHAT ? "messages" : "prompt",
                    "This model's maximum context length is %d tokens. However, your prompt has %d tokens.",
                    mi->n_ctx, r->n_prompt);
     if (r->max_tokens < 0) { /* completions: OpenAI's 16; chat: generation_config's max_new_tokens if any
@@ -524,7 +527,7 @@ int openai_parse(const serve_model_info *mi, serve_kind kind, const char *body, 
         r->max_tokens = dflt > 0 && dflt < left ? dflt : left;
         if (r->gen.min_new_tokens > r->max_tokens) r->gen.min_new_tokens = r->max_tokens;
     } else if (r->n_prompt + r->max_tokens > mi->n_ctx)
-        return bad(&e, "max_tokens",
+        return perr_set(&e, "max_tokens",
                    "This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the "
                    "prompt, %d for the completion).",
                    mi->n_ctx, r->n_prompt + r->max_tokens, r->n_prompt, r->max_tokens);
@@ -837,7 +840,7 @@ static int only_keys(json_t *o, const char *const *keys, perr *e) {
     json_object_foreach(o, key, v) {
         bool ok = false;
         for (const char *const *k = keys; *k && !ok; k++) ok = !strcmp(*k, key);
-        if (!ok) return bad(e, key, "Unrecognized request argument supplied: '%s'", key);
+        if (!ok) return perr_set(e, key, "Unrecognized request argument supplied: '%s'", key);
     }
     return 0;
 }
@@ -845,8 +848,8 @@ static int only_keys(json_t *o, const char *const *keys, perr *e) {
 static json_t *load_object(const char *body, size_t len, perr *e, int *st) {
     json_error_t je;
     json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
-    if (!o) *st = bad(e, NULL, "malformed JSON body: %s (line %d, column %d)", je.text, je.line, je.column);
-    else if (!json_is_object(o)) *st = bad(e, NULL, "the request body must be a JSON object");
+    if (!o) *st = perr_set(e, NULL, "malformed JSON body: %s (line %d, column %d)", je.text, je.line, je.column);
+    else if (!json_is_object(o)) *st = perr_set(e, NULL, "the request body must be a JSON object");
     else *st = 0;
     if (*st) json_decref(o);
     return *st ? NULL : o;
@@ -864,21 +867,21 @@ int openai_tokenize(const serve_model_info *mi, const char *body, size_t len, ch
     if (!o) return st;
     serve_req *r = serve_req_new();
     bool strs = false, special = !json_object_get(o, "messages");
-    if (!r) st = bad(&e, NULL, "out of memory");
+    if (!r) st = perr_set(&e, NULL, "out of memory");
     if (!st) st = only_keys(o, keys, &e);
     if (!st) st = check_model(mi, o, &e);
     if (!st) st = get_bool(o, "return_token_strs", &strs, &e);
     if (!st) st = get_bool(o, "add_special_tokens", &special, &e);
     if (!st && special && json_object_get(o, "messages")) /* the template writes them itself */
-        st = bad(&e, "add_special_tokens", "'add_special_tokens' with 'messages' is not supported");
+        st = perr_set(&e, "add_special_tokens", "'add_special_tokens' with 'messages' is not supported");
     if (!st && json_object_get(o, "messages")) st = parse_chat(mi, o, r, &e);
     else if (!st) {
         const char *text = NULL;
         kiln_err err = {{0}};
         size_t n = 0;
-        if (json_get_str(o, "prompt", &text, &err) <= 0) st = bad(&e, "prompt", "'prompt' (a string) or 'messages' is required");
+        if (json_get_str(o, "prompt", &text, &err) <= 0) st = perr_set(&e, "prompt", "'prompt' (a string) or 'messages' is required");
         else if (kiln_encode(mi->tok, text, json_string_length(json_object_get(o, "prompt")), special, &r->prompt, &n, &err))
-            st = bad(&e, "prompt", "tokenizing the prompt failed: %s", err.msg);
+            st = perr_set(&e, "prompt", "tokenizing the prompt failed: %s", err.msg);
         r->n_prompt = (int)n;
     }
     json_decref(o);
@@ -890,7 +893,7 @@ int openai_tokenize(const serve_model_info *mi, const char *body, size_t len, ch
         }
         *out = dump(json_pack("{s:i, s:i, s:o, s:o}", "count", r->n_prompt, "max_model_len", mi->n_ctx, "tokens",
                               ids_json(r->prompt, r->n_prompt), "token_strs", strs_j));
-        if (!*out) st = bad(&e, NULL, "out of memory");
+        if (!*out) st = perr_set(&e, NULL, "out of memory");
     }
     serve_req_unref(r);
     return st;
@@ -907,14 +910,14 @@ int openai_detokenize(const serve_model_info *mi, const char *body, size_t len, 
     json_t *toks = json_object_get(o, "tokens");
     size_t n = json_array_size(toks), vocab = kiln_tokenizer_vocab_size(mi->tok);
     int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
-    if (!ids) st = bad(&e, NULL, "out of memory");
+    if (!ids) st = perr_set(&e, NULL, "out of memory");
     if (!st) st = only_keys(o, keys, &e);
     if (!st) st = check_model(mi, o, &e);
-    if (!st && !json_is_array(toks)) st = bad(&e, "tokens", "'tokens' (a list of token ids) is required");
+    if (!st && !json_is_array(toks)) st = perr_set(&e, "tokens", "'tokens' (a list of token ids) is required");
     for (size_t i = 0; !st && i < n; i++) {
         long long id;
         if (json_int_value(json_array_get(toks, i), 0, (long long)vocab - 1, &id))
-            st = bad(&e, "tokens", "'tokens[%zu]' must be a token id in [0, %zu)", i, vocab);
+            st = perr_set(&e, "tokens", "'tokens[%zu]' must be a token id in [0, %zu)", i, vocab);
         else ids[i] = (int32_t)id;
     }
     json_decref(o);
@@ -923,7 +926,7 @@ int openai_detokenize(const serve_model_info *mi, const char *body, size_t len, 
         char *text = kiln_decode(mi->tok, ids, n, false, &tn);
         *out = text ? dump(json_pack("{s:s%}", "prompt", text, tn)) : NULL;
         free(text);
-        if (!*out) st = bad(&e, NULL, "out of memory");
+        if (!*out) st = perr_set(&e, NULL, "out of memory");
     }
     free(ids);
     return st;

@@ -64,6 +64,8 @@ void output_free(req_output *o) {
     free(o);
 }
 
+const char *output_error(const req_output *o) { return kiln_gen_seq_error(o->gen); }
+
 const int32_t *output_ids(const req_output *o, size_t *n) { return kiln_gen_seq_ids(o->gen, n); }
 
 /* ---- sampling ---- */
@@ -254,7 +256,9 @@ serve_finish output_push(req_output *o, serve_req *r, const kiln_gen_step *st, c
         int32_t *g = realloc(r->gen_ids, (size_t)r->n_gen * sizeof *g);
         if (g) r->gen_ids = g, g[r->n_gen - 1] = st->token;
     }
-    if (lp && st->finish != KILN_FINISH_EOS) { /* the EOS token is neither text nor logprob */
+    bool eos = false; /* the EOS token is neither text nor logprob (a grammar's last token is both) */
+    for (int i = 0; i < r->gen.n_eos; i++) eos |= st->token == r->gen.eos_ids[i];
+    if (lp && !(eos && st->finish == KILN_FINISH_EOS)) {
         if (r->n_lp == r->cap_lp) {
             int cap = r->cap_lp ? 2 * r->cap_lp : 16;
             serve_logprob *p = realloc(r->lp, (size_t)cap * sizeof *p);

@@ -250,7 +250,7 @@ static void step(serve_sched *s) {
         serve_logprob lp = {0};
         kiln_gen_step st;
         if (output_sample(x->out, r, s->logits + (size_t)k * s->vocab, &st, &lp)) {
-            retire(s, which[k], FIN_ERROR, 500, "out of memory");
+            retire(s, which[k], FIN_ERROR, 500, output_error(x->out));
             continue;
         }
         x->last = st.token;

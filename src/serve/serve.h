@@ -18,6 +18,16 @@
 #include "common/strbuf.h"
 #include "kiln.h"
 
+/* Where a request parser reports a 400: the message and the offending parameter. */
+typedef struct perr {
+    char *msg;
+    size_t msg_size;
+    char *param;
+    size_t param_size;
+} perr;
+/* printf-style: fills e (param may be NULL) and returns 400, so a parser can `return perr_set(...)`. */
+int perr_set(perr *e, const char *param, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 typedef enum { REQ_CHAT, REQ_COMPLETION } serve_kind;
 typedef enum { FIN_NONE, FIN_STOP, FIN_LENGTH, FIN_ERROR, FIN_CANCELLED, FIN_TIMEOUT } serve_finish;
 
@@ -55,6 +65,9 @@ typedef struct serve_req {
     bool has_tools;        /* chat with tools: tool calls in the answer become tool_calls */
     char **tools;          /* names of the functions offered (a bare JSON call must name one of them) */
     int n_tools;
+    kiln_grammar *grammar;  /* constrained decoding (gen.grammar points here); freed with the request */
+    const char *grammar_field; /* the request field it came from (for "only one of" errors) */
+    kiln_logit_bias *bias;  /* storage for gen.logit_bias */
     double timeout_s;      /* wall-clock limit from submit */
     char id[48];
     long created;
@@ -126,6 +139,8 @@ void output_free(req_output *o);
 /* Picks the next token from logits[vocab] (modified in place); fills lp when the request asked for
  * logprobs (raw model log-probabilities, as vLLM reports them). No lock needed. */
 int output_sample(req_output *o, serve_req *r, float *logits, kiln_gen_step *step, serve_logprob *lp);
+/* Why output_sample failed (a grammar with no token left to allow, out of memory). */
+const char *output_error(const req_output *o);
 /* Same bookkeeping for a token chosen elsewhere (tests). */
 int output_force(req_output *o, int32_t token, kiln_gen_step *step);
 /* Publishes the step to r (caller holds r->mu): token count, ids, logprob, text. Returns FIN_STOP (EOS or
@@ -181,7 +196,19 @@ typedef struct serve_model_info {
     int n_ctx;
     bool thinking;        /* the chat template knows enable_thinking / <think> */
     kiln_gen_params defaults; /* generation_config.json as vLLM applies it: what a request omits */
+    const kiln_grammar_vocab *grammar_vocab; /* built once at load, shared read-only by every request */
+    int vocab;            /* the model's logits per token (logit_bias ids must be below it) */
 } serve_model_info;
+
+/* ---------- constrain.c: the request fields that constrain decoding ---------- */
+/* response_format, guided_json / guided_regex / guided_choice / guided_grammar (vLLM), grammar /
+ * json_schema (llama.cpp) and logit_bias → r->grammar / r->bias, wired into r->gen. At most one grammar
+ * field per request. 0, or 400 with e. */
+int constrain_parse(const serve_model_info *mi, json_t *o, serve_req *r, perr *e);
+/* tool_choice / parallel_tool_calls for a chat request offering tools (a list, possibly empty):
+ * "required" or a named function compiles a tool-call grammar; *offer is false for "none" (the tools stay
+ * out of the prompt). 0, or 400 with e. */
+int constrain_tools(json_t *o, json_t *tools, serve_req *r, bool *offer, perr *e);
 
 /* Parses a /v1/chat/completions or /v1/completions body into r. On failure returns the HTTP status
  * (400) and writes the message and the offending parameter into msg / param. */
@@ -229,6 +256,7 @@ struct kiln_server {
     serve_sched *sched;
     serve_metrics *metrics;
     serve_model_info mi;
+    kiln_grammar_vocab *grammar_vocab; /* mi.grammar_vocab */
     model_watch *watch;
     char *names_buf; /* o.model_name split at commas */
     const char *names[SERVE_MAX_NAMES];

@@ -29,6 +29,8 @@ void serve_req_unref(serve_req *r) {
     free(r->stop);
     for (int i = 0; i < r->n_tools; i++) free(r->tools[i]);
     free(r->tools);
+    kiln_grammar_free(r->grammar); /* the engine freed its kiln_gen_seq before its unref */
+    free(r->bias);
     for (int i = 0; i < r->n_calls; i++) free(r->calls[i].name), free(r->calls[i].arguments);
     free(r->calls);
     strbuf_free(&r->content);
@@ -163,6 +165,9 @@ kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
     s->mi.tok = s->tok;
     s->mi.n_ctx = sched_n_ctx(s->sched);
     s->mi.thinking = template_thinks(s->tok);
+    s->mi.vocab = kiln_model_config(s->model)->vocab_size;
+    if (!(s->grammar_vocab = kiln_grammar_vocab_new(s->tok, err))) goto fail;
+    s->mi.grammar_vocab = s->grammar_vocab;
     if (load_defaults(&s->mi.defaults, o->model_dir, s->tok, err)) goto fail;
     s->origins = calloc(SERVE_MAX_NAMES, sizeof *s->origins);
     int rc = s->origins ? split_list(o->allowed_origins, s->origins, SERVE_MAX_NAMES, &s->n_origins) : -1;
@@ -233,6 +238,7 @@ void kiln_server_free(kiln_server *s) {
     sched_free(s->sched);
     model_watch_free(s->watch);
     metrics_free(s->metrics);
+    kiln_grammar_vocab_free(s->grammar_vocab); /* after the engine: its sequences borrowed it */
     kiln_tokenizer_free(s->tok);
     kiln_model_free(s->model);
     free(s->names_buf);
