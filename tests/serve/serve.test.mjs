@@ -304,10 +304,11 @@ await step('completions_default_max_tokens_16', async () => {
 await step('unimplemented_parameters_400', async () => {
   const msgs = [{ role: 'user', content: 'hi' }];
   const cases = [
-    [qwen, 'chat', { response_format: { type: 'json_object' } }, 'response_format'],
-    [qwen, 'chat', { tool_choice: 'required', tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }] }, 'tool_choice'],
-    [stories, 'text', { logit_bias: { 5: 10 } }, 'logit_bias'],
+    [qwen, 'chat', { response_format: { type: 'xml' } }, 'response_format'],
+    [qwen, 'chat', { tool_choice: { type: 'function', function: { name: 'g' } }, tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }] }, 'tool_choice'],
+    [stories, 'text', { logit_bias: { abc: 10 } }, 'logit_bias'],
     [stories, 'text', { best_of: 2 }, 'best_of'],
+    [stories, 'text', { guided_regex: 'a+', guided_choice: ['b'] }, 'guided_choice'],
     [stories, 'text', { no_such_parameter: 1 }, 'no_such_parameter'],
   ];
   const bad = [];
@@ -321,6 +322,106 @@ await step('unimplemented_parameters_400', async () => {
   const ok = await stories.completions.create({ model: 'stories260K', prompt: 'a', max_tokens: 2, user: 'u1', logit_bias: {}, best_of: 1 });
   if (ok.choices.length !== 1) bad.push('ignored-by-design user refused');
   check('unimplemented_parameters_400', bad.length === 0, bad.join('; '));
+});
+
+// ---- structured outputs and forced tool calls (issue 17 item 1): a random-weight model must still
+// produce output that parses and validates. Schemas bound every string / array / number. ----
+const PERSON = {
+  type: 'object', additionalProperties: false, required: ['name', 'age', 'color', 'tags'],
+  properties: {
+    name: { type: 'string', maxLength: 12 }, age: { type: 'integer', minimum: 0, maximum: 120 },
+    color: { enum: ['red', 'green', 'blue'] }, tags: { type: 'array', items: { type: 'string', maxLength: 5 }, minItems: 1, maxItems: 3 },
+  },
+};
+function validPerson(v) {
+  const keys = v && typeof v === 'object' ? Object.keys(v).sort().join(',') : '';
+  return keys === 'age,color,name,tags' && typeof v.name === 'string' && [...v.name].length <= 12 && Number.isInteger(v.age) &&
+    v.age >= 0 && v.age <= 120 && ['red', 'green', 'blue'].includes(v.color) && Array.isArray(v.tags) && v.tags.length >= 1 &&
+    v.tags.length <= 3 && v.tags.every((t) => typeof t === 'string' && [...t].length <= 5);
+}
+const chatMsgs = [{ role: 'user', content: 'Describe a person.' }];
+
+await step('structured_json_schema_validates', async () => {
+  const bad = [];
+  for (const seed of [1, 2, 3]) {
+    const r = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 300, temperature: 1, seed,
+      response_format: { type: 'json_schema', json_schema: { name: 'person', strict: true, schema: PERSON } } });
+    const c = r.choices[0];
+    let v = null;
+    try { v = JSON.parse(c.message.content); } catch (e) { bad.push(`seed ${seed}: not JSON ${JSON.stringify(c.message.content)}`); continue; }
+    if (!validPerson(v) || c.finish_reason !== 'stop') bad.push(`seed ${seed}: ${c.message.content} (${c.finish_reason})`);
+  }
+  check('structured_json_schema_validates', bad.length === 0, bad.join('; '));
+});
+
+await step('structured_parse_helper', async () => {
+  // The SDK's .parse() with a plain (zod-free) json_schema: message.parsed is the object.
+  const r = await qwen.chat.completions.parse({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 300, temperature: 0,
+    response_format: { type: 'json_schema', json_schema: { name: 'person', strict: true, schema: PERSON } } });
+  const m = r.choices[0].message;
+  check('structured_parse_helper', validPerson(m.parsed) && !m.refusal, JSON.stringify(m));
+});
+
+await step('structured_streamed_json_object_and_guided', async () => {
+  const bad = [];
+  const stream = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 200, temperature: 1, seed: 7,
+    response_format: { type: 'json_object' }, stream: true });
+  let text = '', finish = null;
+  for await (const c of stream) { text += c.choices[0]?.delta?.content ?? ''; finish = c.choices[0]?.finish_reason ?? finish; }
+  try { const v = JSON.parse(text); if (typeof v !== 'object' || Array.isArray(v) || v === null) bad.push(`not an object: ${text}`); }
+  catch { if (finish !== 'length') bad.push(`json_object stream not JSON: ${JSON.stringify(text)} (${finish})`); }
+  const choice = await stories.completions.create({ model: 'stories260K', prompt: 'Once upon', max_tokens: 20, guided_choice: ['yes', 'no', 'maybe'] });
+  if (!['yes', 'no', 'maybe'].includes(choice.choices[0].text)) bad.push(`guided_choice ${JSON.stringify(choice.choices[0].text)}`);
+  const re = await stories.completions.create({ model: 'stories260K', prompt: 'Once upon', max_tokens: 20, temperature: 1, seed: 3, guided_regex: '[a-c]{2}-\\d{3}' });
+  if (!/^[a-c]{2}-\d{3}$/.test(re.choices[0].text) || re.choices[0].finish_reason !== 'stop') bad.push(`guided_regex ${JSON.stringify(re.choices[0])}`);
+  const gb = await stories.completions.create({ model: 'stories260K', prompt: 'Once upon', max_tokens: 20, grammar: 'root ::= ("ab" | "cd") [0-9]' });
+  if (!/^(ab|cd)[0-9]$/.test(gb.choices[0].text)) bad.push(`grammar ${JSON.stringify(gb.choices[0].text)}`);
+  check('structured_streamed_json_object_and_guided', bad.length === 0, bad.join('; '));
+});
+
+const TOOLS = [
+  { type: 'function', function: { name: 'get_weather', description: 'weather', parameters: { type: 'object', additionalProperties: false,
+    required: ['city', 'unit'], properties: { city: { type: 'string', maxLength: 10 }, unit: { enum: ['c', 'f'] } } } } },
+  { type: 'function', function: { name: 'add', parameters: { type: 'object', additionalProperties: false, required: ['a', 'b'],
+    properties: { a: { type: 'integer', minimum: -100, maximum: 100 }, b: { type: 'integer', minimum: -100, maximum: 100 } } } } },
+];
+function validCall(tc) {
+  let a;
+  try { a = JSON.parse(tc.function.arguments); } catch { return false; }
+  if (tc.function.name === 'get_weather') return Object.keys(a).sort().join() === 'city,unit' && typeof a.city === 'string' && [...a.city].length <= 10 && ['c', 'f'].includes(a.unit);
+  if (tc.function.name === 'add') return Object.keys(a).sort().join() === 'a,b' && Number.isInteger(a.a) && Number.isInteger(a.b) && Math.abs(a.a) <= 100 && Math.abs(a.b) <= 100;
+  return false;
+}
+
+await step('tool_choice_required_and_named', async () => {
+  const bad = [];
+  for (const seed of [1, 2]) {
+    const r = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 300, temperature: 1, seed, tools: TOOLS, tool_choice: 'required' });
+    const c = r.choices[0];
+    if (c.finish_reason !== 'tool_calls' || c.message.tool_calls?.length !== 1 || !validCall(c.message.tool_calls[0])) bad.push(`required seed ${seed}: ${JSON.stringify(c)}`);
+  }
+  const named = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 300, temperature: 1, seed: 5, tools: TOOLS,
+    tool_choice: { type: 'function', function: { name: 'add' } }, stream: true });
+  const calls = [];
+  let finish = null;
+  for await (const ch of named) { for (const tc of ch.choices[0]?.delta?.tool_calls ?? []) calls.push(tc); finish = ch.choices[0]?.finish_reason ?? finish; }
+  if (finish !== 'tool_calls' || calls.length !== 1 || calls[0].function.name !== 'add' || !validCall(calls[0])) bad.push(`named: ${JSON.stringify(calls)} ${finish}`);
+  const none = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 4, temperature: 0, tools: TOOLS, tool_choice: 'none' });
+  const plain = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 4, temperature: 0 });
+  if (none.usage.prompt_tokens !== plain.usage.prompt_tokens) bad.push(`tool_choice none still shows the tools: ${none.usage.prompt_tokens} vs ${plain.usage.prompt_tokens}`);
+  check('tool_choice_required_and_named', bad.length === 0, bad.join('; '));
+});
+
+await step('logit_bias_changes_greedy', async () => {
+  const ask = (extra) => stories.completions.create({ model: 'stories260K', prompt: 'Once upon', max_tokens: 4, temperature: 0,
+    ignore_eos: true, return_token_ids: true, ...extra });
+  const base = await ask({});
+  const first = base.choices[0].token_ids[0];
+  const banned = await ask({ logit_bias: { [first]: -100 } });
+  const forced = await ask({ logit_bias: { 300: 100 } });
+  check('logit_bias_changes_greedy', banned.choices[0].token_ids[0] !== first && !banned.choices[0].token_ids.includes(first) &&
+        forced.choices[0].token_ids.every((t) => t === 300),
+        `base ${base.choices[0].token_ids} banned ${banned.choices[0].token_ids} forced ${forced.choices[0].token_ids}`);
 });
 
 await step('model_names_as_vllm', async () => {
