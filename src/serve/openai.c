@@ -90,7 +90,6 @@ enum { ON_CHAT = 1, ON_COMPLETION = 2, ON_BOTH = 3 };
 /* A refused parameter with this value asks for nothing beyond what kiln does (null always does). */
 static bool harmless(const char *name, json_t *v) {
     if (json_is_null(v)) return true;
-    if (!strcmp(name, "best_of")) return json_is_integer(v) && json_integer_value(v) == 1;
     if (!strcmp(name, "store")) return json_is_false(v);
     return false;
 }
@@ -120,7 +119,8 @@ static const struct param {
     {"stop", ON_BOTH, P_USED, NULL},
     {"ignore_eos", ON_BOTH, P_USED, NULL},
     {"return_token_ids", ON_BOTH, P_USED, NULL},
-    {"n", ON_BOTH, P_USED, NULL}, /* 1 only: checked in parse_common */
+    {"n", ON_BOTH, P_USED, NULL},       /* choices forked from one prefill (http.c, scheduler.c) */
+    {"best_of", ON_COMPLETION, P_USED, NULL}, /* the n of best_of with the highest cumulative logprob */
     {"logprobs", ON_BOTH, P_USED, NULL},
     {"top_logprobs", ON_CHAT, P_USED, NULL},
     {"tools", ON_CHAT, P_USED, NULL},
@@ -147,7 +147,6 @@ static const struct param {
     {"logit_bias", ON_BOTH, P_USED, NULL},
     /* Not implemented (yet): refused by name unless the value is harmless (see harmless()). */
     {"store", ON_BOTH, P_REFUSED, "kiln stores no completions (only false)"},
-    {"best_of", ON_COMPLETION, P_REFUSED, "only 1 is implemented"},
     {"functions", ON_CHAT, P_REFUSED, "the deprecated functions API is not implemented: use tools"},
     {"function_call", ON_CHAT, P_REFUSED, "the deprecated functions API is not implemented: use tool_choice"},
     {"prompt_logprobs", ON_BOTH, P_REFUSED, "prompt logprobs are not implemented"},
@@ -202,8 +201,12 @@ static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, per
     double presence = g->presence_penalty, frequency = g->frequency_penalty;
     bool ignore_eos = false;
     int st;
-    if ((st = get_int(o, "n", 1, 128, &n, e))) return st;
-    if (n != 1) return perr_set(e, "n", "'n' must be 1: this server returns one choice per request");
+    long long best_of = -1;
+    if ((st = get_int(o, "n", 1, SERVE_MAX_CHOICES, &n, e))) return st;
+    if ((st = get_int(o, "best_of", 1, SERVE_MAX_CHOICES, &best_of, e))) return st;
+    if (best_of >= 0 && best_of < n) return perr_set(e, "best_of", "'best_of' %lld must be at least 'n' %lld", best_of, n);
+    r->n_choices = (int)n;
+    r->best_of = (int)(best_of < 0 ? n : best_of);
     if ((st = get_int(o, "max_tokens", 1, 1 << 30, &mt, e))) return st;
     if ((st = get_int(o, "max_completion_tokens", 1, 1 << 30, &mt, e))) return st;
     if ((st = get_int(o, "min_tokens", 0, 1 << 30, &min_tokens, e))) return st;
@@ -223,6 +226,8 @@ static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, per
         g->seed = fresh_seed(r);
     }
     if ((st = get_bool(o, "stream", &r->stream, e))) return st;
+    if (r->stream && r->best_of > r->n_choices) /* the best are known only at the end */
+        return perr_set(e, "best_of", "'best_of' above 'n' is not supported with 'stream'");
     if ((st = get_bool(o, "ignore_eos", &ignore_eos, e))) return st;
     if ((st = get_bool(o, "return_token_ids", &r->return_token_ids, e))) return st;
     json_t *so = json_object_get(o, "stream_options");
@@ -561,9 +566,17 @@ char *openai_error_json(int status, const char *msg, const char *param) {
     return s;
 }
 
+/* Prompt tokens once, completion tokens of every choice generated (best_of's discarded ones too, as
+ * api.openai.com bills them). Caller holds r->mu (the other choices are locked here). */
 static json_t *usage_json(serve_req *r) {
-    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", r->n_prompt, "completion_tokens", r->n_gen,
-                     "total_tokens", r->n_prompt + r->n_gen, "prompt_tokens_details", "cached_tokens", r->n_cached);
+    int gen = r->n_gen;
+    for (int i = 0; i < r->n_more; i++) {
+        pthread_mutex_lock(&r->more[i]->mu);
+        gen += r->more[i]->n_gen;
+        pthread_mutex_unlock(&r->more[i]->mu);
+    }
+    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", r->n_prompt, "completion_tokens", gen,
+                     "total_tokens", r->n_prompt + gen, "prompt_tokens_details", "cached_tokens", r->n_cached);
 }
 
 static json_t *ids_json(const int32_t *ids, int n) {
@@ -671,7 +684,8 @@ static json_t *tool_calls_json(serve_req *r, int from, int to, bool stream) {
     json_t *a = json_array();
     for (int i = from; i < to; i++) {
         char id[80];
-        snprintf(id, sizeof id, "call_%s_%d", r->id, i);
+        if (r->index) snprintf(id, sizeof id, "call_%s_%d_%d", r->id, r->index, i);
+        else snprintf(id, sizeof id, "call_%s_%d", r->id, i);
         json_t *c = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name",
                               r->calls[i].name, "arguments", r->calls[i].arguments);
         if (stream) json_object_set_new(c, "index", json_integer(i));
@@ -720,29 +734,23 @@ static json_t *completion_text(const serve_model_info *mi, serve_req *r, bool ec
     return j;
 }
 
-char *openai_response_json(const serve_model_info *mi, serve_req *r) {
-    json_t *o, *choice;
-    json_t *text = json_stringn(r->content.p ? r->content.p : "", r->content.len);
+/* One choice of a finished request: the answer of r, numbered index. */
+static json_t *choice_json(const serve_model_info *mi, serve_req *r, int index) {
+    json_t *choice;
     if (r->kind == REQ_CHAT) {
-        o = envelope(mi, r, "chat.completion");
-        if (r->n_calls && !r->content.len) {
-            json_decref(text);
-            text = json_null();
-        }
+        json_t *text = r->n_calls && !r->content.len ? json_null() : json_stringn(r->content.p ? r->content.p : "", r->content.len);
         json_t *msg = json_pack("{s:s, s:o}", "role", "assistant", "content", text);
         if (r->n_calls) json_object_set_new(msg, "tool_calls", tool_calls_json(r, 0, r->n_calls, false));
         if (r->split_thinking)
             json_object_set_new(msg, "reasoning_content",
                                 r->reasoning.len ? json_stringn(r->reasoning.p, r->reasoning.len) : json_null());
-        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "message", msg, "logprobs",
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", index, "message", msg, "logprobs",
                            r->logprobs ? chat_logprobs(mi, r, 0, r->n_lp) : json_null(), "finish_reason",
                            chat_finish_json(r));
     } else {
-        o = envelope(mi, r, "text_completion");
         size_t offset = 0;
-        json_decref(text);
-        text = completion_text(mi, r, r->echo, 0, &offset);
-        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "text", text, "logprobs",
+        json_t *text = completion_text(mi, r, r->echo, 0, &offset);
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", index, "text", text, "logprobs",
                            r->logprobs ? completion_logprobs(mi, r, 0, r->n_lp, &offset) : json_null(),
                            "finish_reason", finish_json(r));
     }
@@ -750,7 +758,35 @@ char *openai_response_json(const serve_model_info *mi, serve_req *r) {
         json_object_set_new(choice, "token_ids", ids_json(r->gen_ids, r->n_gen));
         json_object_set_new(choice, "prompt_token_ids", ids_json(r->prompt, r->n_prompt));
     }
-    json_object_set_new(o, "choices", json_pack("[o]", choice));
+    return choice;
+}
+
+/* best_of: the n_choices of the generated ones with the highest cumulative logprob, best first (stable:
+ * ties keep generation order); without best_of all of them in order. */
+static int rank_choices(serve_req *r, serve_req **out) {
+    int total = 1 + r->n_more, keep = r->best_of > r->n_choices ? r->n_choices : total;
+    for (int i = 0; i < total; i++) {
+        serve_req *c = i ? r->more[i - 1] : r;
+        int j = i;
+        if (r->best_of > r->n_choices)
+            for (; j > 0 && out[j - 1]->cum_logprob < c->cum_logprob; j--) out[j] = out[j - 1];
+        out[j] = c;
+    }
+    return keep < total ? keep : total;
+}
+
+char *openai_response_json(const serve_model_info *mi, serve_req *r) {
+    json_t *o = envelope(mi, r, r->kind == REQ_CHAT ? "chat.completion" : "text_completion");
+    json_t *choices = json_array();
+    serve_req *ranked[SERVE_MAX_CHOICES];
+    int n = rank_choices(r, ranked);
+    for (int i = 0; i < n; i++) {
+        serve_req *c = ranked[i];
+        if (c != r) pthread_mutex_lock(&c->mu);
+        json_array_append_new(choices, choice_json(mi, c, i));
+        if (c != r) pthread_mutex_unlock(&c->mu);
+    }
+    json_object_set_new(o, "choices", choices);
     json_object_set_new(o, "usage", usage_json(r));
     return dump(o);
 }
@@ -788,7 +824,7 @@ char *openai_stream_chunk(const serve_model_info *mi, serve_req *r, serve_cursor
         json_decref(text);
         if (r->n_calls > cur->calls)
             json_object_set_new(delta, "tool_calls", tool_calls_json(r, cur->calls, r->n_calls, true));
-        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "logprobs", lp, "finish_reason",
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", r->index, "delta", delta, "logprobs", lp, "finish_reason",
                            r->done ? chat_finish_json(r) : json_null());
     } else {
         o = envelope(mi, r, "text_completion");
@@ -796,7 +832,7 @@ char *openai_stream_chunk(const serve_model_info *mi, serve_req *r, serve_cursor
         json_t *text = completion_text(mi, r, !cur->sent_role && r->echo, cur->content, &prompt_len);
         cur->text_offset += prompt_len; /* the echoed prompt comes first */
         lp = r->logprobs ? completion_logprobs(mi, r, cur->lp, r->n_lp, &cur->text_offset) : json_null();
-        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "text", text, "logprobs", lp, "finish_reason",
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", r->index, "text", text, "logprobs", lp, "finish_reason",
                            r->done ? finish_json(r) : json_null());
     }
     json_object_set_new(o, "choices", json_pack("[o]", choice));

@@ -45,8 +45,8 @@ req_output *output_new(serve_req *r, const kiln_tokenizer *tok, int vocab, kiln_
     if (!o) return kiln_err_set(err, "out of memory"), NULL;
     o->vocab = vocab;
     o->gen = kiln_gen_seq_new(tok, &r->gen, r->prompt, (size_t)r->n_prompt, vocab, err);
-    if (r->logprobs) o->raw = malloc((size_t)vocab * sizeof *o->raw);
-    if (!o->gen || (r->logprobs && !o->raw)) {
+    if (r->logprobs || r->rank) o->raw = malloc((size_t)vocab * sizeof *o->raw);
+    if (!o->gen || ((r->logprobs || r->rank) && !o->raw)) {
         if (o->gen) kiln_err_set(err, "out of memory");
         output_free(o);
         return NULL;
@@ -94,9 +94,10 @@ static void fill_logprobs(const float *logits, int vocab, int32_t id, serve_logp
 }
 
 int output_sample(req_output *o, serve_req *r, float *logits, kiln_gen_step *step, serve_logprob *lp) {
-    if (r->logprobs) memcpy(o->raw, logits, (size_t)o->vocab * sizeof *logits);
+    bool want = r->logprobs || r->rank;
+    if (want) memcpy(o->raw, logits, (size_t)o->vocab * sizeof *logits);
     if (kiln_gen_seq_step(o->gen, logits, step)) return -1;
-    if (r->logprobs && lp) {
+    if (want && lp) {
         lp->n_top = r->top_logprobs;
         fill_logprobs(o->raw, o->vocab, step->token, lp);
     }
@@ -258,7 +259,8 @@ serve_finish output_push(req_output *o, serve_req *r, const kiln_gen_step *st, c
     }
     bool eos = false; /* the EOS token is neither text nor logprob (a grammar's last token is both) */
     for (int i = 0; i < r->gen.n_eos; i++) eos |= st->token == r->gen.eos_ids[i];
-    if (lp && !(eos && st->finish == KILN_FINISH_EOS)) {
+    if (lp) r->cum_logprob += lp->logprob; /* EOS included: it is part of the answer's probability */
+    if (lp && r->logprobs && !(eos && st->finish == KILN_FINISH_EOS)) {
         if (r->n_lp == r->cap_lp) {
             int cap = r->cap_lp ? 2 * r->cap_lp : 16;
             serve_logprob *p = realloc(r->lp, (size_t)cap * sizeof *p);

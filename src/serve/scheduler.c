@@ -112,9 +112,53 @@ static int growth_blocks(serve_sched *s) {
     return g;
 }
 
+/* Runs r on seq, whose KV already holds r's first n_done prompt tokens. 1, or -1 (r finished). */
+static int start_running(serve_sched *s, serve_req *r, int seq, int n_done, int budget) {
+    kiln_err err = {{0}};
+    running *x = &s->run[s->n_run];
+    *x = (running){.r = r, .seq = seq, .n_prompt_done = n_done, .budget_blocks = budget};
+    if (!(x->out = output_new(r, s->tok, s->vocab, &err))) {
+        kiln_seq_free(s->ctx, seq);
+        finish(r, FIN_ERROR, 500, err.msg);
+        return -1;
+    }
+    s->n_run++;
+    pthread_mutex_lock(&r->mu);
+    r->n_cached = n_done;
+    pthread_mutex_unlock(&r->mu);
+    metrics_tokens(s->metrics, r->n_prompt, 0, n_done);
+    return 1;
+}
+
+/* Choices 1.. of an n / best_of request fork choice 0's prefill (all but its last prompt token, whose
+ * logits each choice computes itself): 1 admitted, 0 wait (choice 0 is queued or still prefilling),
+ * -1 failed, 2 choice 0 is gone (admit the ordinary way: the prefix cache has its blocks). s->mu held. */
+static int admit_fork(serve_sched *s, serve_req *r, int budget) {
+    for (int i = 0; i < s->n_queue; i++)
+        if (s->queue[i] == r->fork_from) return 0;
+    running *src = NULL;
+    for (int i = 0; i < s->n_run && !src; i++)
+        if (s->run[i].r == r->fork_from) src = &s->run[i];
+    int shared = r->n_prompt - 1;
+    /* identity alone could be a new request at a freed address: the prompt must match too */
+    if (!src || src->r->n_prompt != r->n_prompt || memcmp(src->r->prompt, r->prompt, (size_t)shared * sizeof *r->prompt))
+        return 2;
+    if (src->n_prompt_done < r->n_prompt) return 0;
+    while (budget - shared / KILN_KV_BLOCK > kiln_ctx_free_blocks(s->ctx) - growth_blocks(s))
+        if (!prefix_cache_evict(s->pc, s->ctx)) return 0;
+    kiln_err err = {{0}};
+    int seq = shared > 0 ? kiln_seq_fork(s->ctx, src->seq, shared, &err) : kiln_seq_new(s->ctx, &err);
+    if (seq < 0) return prefix_cache_evict(s->pc, s->ctx) ? 0 : 2;
+    return start_running(s, r, seq, shared, budget);
+}
+
 /* Tries to start r. Returns 1 if admitted, 0 if it must wait, -1 if it failed (already finished). */
 static int admit(serve_sched *s, serve_req *r) {
     int budget = blocks_for(r->n_prompt + r->max_tokens < s->n_ctx ? r->n_prompt + r->max_tokens : s->n_ctx);
+    if (r->fork_from) {
+        int st = admit_fork(s, r, budget);
+        if (st != 2) return st;
+    }
     for (;;) {
         int n_match = 0;
         int src = prefix_cache_lookup(s->pc, r->prompt, r->n_prompt - 1, &n_match);
@@ -134,19 +178,7 @@ static int admit(serve_sched *s, serve_req *r) {
             finish(r, FIN_ERROR, 500, err.msg);
             return -1;
         }
-        running *x = &s->run[s->n_run];
-        *x = (running){.r = r, .seq = seq, .n_prompt_done = n_match, .budget_blocks = budget};
-        if (!(x->out = output_new(r, s->tok, s->vocab, &err))) {
-            kiln_seq_free(s->ctx, seq);
-            finish(r, FIN_ERROR, 500, err.msg);
-            return -1;
-        }
-        s->n_run++;
-        pthread_mutex_lock(&r->mu);
-        r->n_cached = n_match;
-        pthread_mutex_unlock(&r->mu);
-        metrics_tokens(s->metrics, r->n_prompt, 0, n_match);
-        return 1;
+        return start_running(s, r, seq, n_match, budget);
     }
 }
 
@@ -260,7 +292,7 @@ static void step(serve_sched *s) {
             metrics_ttft(s->metrics, now - r->t_submit);
         }
         r->t_last = now;
-        serve_finish f = output_push(x->out, r, &st, r->logprobs ? &lp : NULL);
+        serve_finish f = output_push(x->out, r, &st, r->logprobs || r->rank ? &lp : NULL);
         if (f == FIN_NONE && r->n_prompt + r->n_gen >= s->n_ctx) {
             f = FIN_LENGTH;
             output_flush(x->out, r);

@@ -33,6 +33,7 @@ typedef enum { FIN_NONE, FIN_STOP, FIN_LENGTH, FIN_ERROR, FIN_CANCELLED, FIN_TIM
 
 /* One generated token's log-probabilities (requested with logprobs). */
 #define SERVE_MAX_TOP_LOGPROBS 20
+#define SERVE_MAX_CHOICES 16 /* n and best_of */
 typedef struct serve_logprob {
     int32_t id;
     float logprob;
@@ -68,6 +69,13 @@ typedef struct serve_req {
     kiln_grammar *grammar;  /* constrained decoding (gen.grammar points here); freed with the request */
     const char *grammar_field; /* the request field it came from (for "only one of" errors) */
     kiln_logit_bias *bias;  /* storage for gen.logit_bias */
+    int n_choices, best_of;   /* n and best_of (>= n): best_of requests are generated, n answered */
+    int index;                /* this choice's index among them (0: the request the HTTP side parsed) */
+    const struct serve_req *fork_from; /* choices 1..: choice 0, whose prefill they fork (identity only:
+                                        * the scheduler compares it, never dereferences it) */
+    struct serve_req **more;  /* choice 0 only: references to choices 1 .. best_of-1 */
+    int n_more;
+    bool rank;                /* track cum_logprob (best_of > n) */
     double timeout_s;      /* wall-clock limit from submit */
     char id[48];
     long created;
@@ -82,6 +90,7 @@ typedef struct serve_req {
     serve_logprob *lp; /* one per generated token when logprobs */
     int n_lp, cap_lp;
     int n_gen;         /* generated tokens */
+    double cum_logprob; /* sum of the generated tokens' logprobs (rank, logprobs) */
     int32_t *gen_ids;  /* [n_gen] when return_token_ids */
     int n_cached;      /* prompt tokens served from the prefix cache */
     bool done;
@@ -229,7 +238,8 @@ int openai_tokenize(const serve_model_info *mi, const char *body, size_t len, ch
                     char *param, size_t param_size);
 int openai_detokenize(const serve_model_info *mi, const char *body, size_t len, char **out, char *msg,
                       size_t msg_size, char *param, size_t param_size);
-/* Full non-streaming response for a finished request (caller holds r->mu). malloc'd. */
+/* Full non-streaming response for a finished request (caller holds r->mu; r->more are locked in turn),
+ * one choice per answer (best_of: the n best). malloc'd. */
 char *openai_response_json(const serve_model_info *mi, serve_req *r);
 /* One SSE event "data: {...}\n\n" with everything new since the cursors (caller holds r->mu); NULL if
  * nothing new. first: include the role delta. */

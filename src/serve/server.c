@@ -29,6 +29,8 @@ void serve_req_unref(serve_req *r) {
     free(r->stop);
     for (int i = 0; i < r->n_tools; i++) free(r->tools[i]);
     free(r->tools);
+    for (int i = 0; i < r->n_more; i++) serve_req_unref(r->more[i]);
+    free(r->more);
     kiln_grammar_free(r->grammar); /* the engine freed its kiln_gen_seq before its unref */
     free(r->bias);
     for (int i = 0; i < r->n_calls; i++) free(r->calls[i].name), free(r->calls[i].arguments);

@@ -192,7 +192,8 @@ await step('malformed_inputs', async () => {
     ['seed_type', '/v1/completions', { body: { prompt: 'a', seed: 'x' } }, 400],
     ['stop_type', '/v1/completions', { body: { prompt: 'a', stop: 5 } }, 400],
     ['stream_type', '/v1/completions', { body: { prompt: 'a', stream: 'yes' } }, 400],
-    ['n_not_1', '/v1/completions', { body: { prompt: 'a', n: 2 } }, 400],
+    ['n_too_many', '/v1/completions', { body: { prompt: 'a', n: 17 } }, 400],
+    ['best_of_below_n', '/v1/completions', { body: { prompt: 'a', n: 3, best_of: 2 } }, 400],
     ['messages_missing', '/v1/chat/completions', { body: {} }, 400],
     ['messages_type', '/v1/chat/completions', { body: { messages: 'hi' } }, 400],
     ['role_bad', '/v1/chat/completions', { body: { messages: [{ role: 'wizard', content: 'x' }] } }, 400],
@@ -209,7 +210,7 @@ await step('malformed_inputs', async () => {
     if (r.code !== want || !r.err || typeof r.err.message !== 'string') bad.push(`${name}: ${r.code} ${JSON.stringify(r.err)}`);
   }
   // The client library surfaces them as typed errors too.
-  try { await stories.completions.create({ model: 'stories', prompt: 'a', n: 2 }); bad.push('client n=2 accepted'); }
+  try { await stories.completions.create({ model: 'stories', prompt: 'a', n: 0 }); bad.push('client n=0 accepted'); }
   catch (e) { if (!(e instanceof OpenAI.BadRequestError) || !/'n'/.test(e.message)) bad.push(`client: ${e}`); }
   const h = await (await fetch(`${S}/health`, { headers: { Authorization: `Bearer ${KEY}` } })).json();
   if (h.status !== 'ok') bad.push('health after errors');
@@ -307,7 +308,7 @@ await step('unimplemented_parameters_400', async () => {
     [qwen, 'chat', { response_format: { type: 'xml' } }, 'response_format'],
     [qwen, 'chat', { tool_choice: { type: 'function', function: { name: 'g' } }, tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }] }, 'tool_choice'],
     [stories, 'text', { logit_bias: { abc: 10 } }, 'logit_bias'],
-    [stories, 'text', { best_of: 2 }, 'best_of'],
+    [stories, 'text', { best_of: 3, n: 2, stream: true }, 'best_of'],
     [stories, 'text', { guided_regex: 'a+', guided_choice: ['b'] }, 'guided_choice'],
     [stories, 'text', { no_such_parameter: 1 }, 'no_such_parameter'],
   ];
@@ -410,6 +411,36 @@ await step('tool_choice_required_and_named', async () => {
   const plain = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 4, temperature: 0 });
   if (none.usage.prompt_tokens !== plain.usage.prompt_tokens) bad.push(`tool_choice none still shows the tools: ${none.usage.prompt_tokens} vs ${plain.usage.prompt_tokens}`);
   check('tool_choice_required_and_named', bad.length === 0, bad.join('; '));
+});
+
+await step('n_choices_fork_one_prefill', async () => {
+  const bad = [];
+  // Greedy: every choice is the greedy answer (forked KV must equal a fresh prefill).
+  const e = expected.find((x) => x.prompt.length > 16) ?? expected[0];
+  const before = (await metrics(S)).get('kiln_prefix_cache_hit_tokens_total');
+  const prompt = [...e.prompt.slice(0, -1), 13]; // unseen: nothing cached, so hits come from the fork
+  const g = await stories.completions.create({ model: 'stories260K', prompt, max_tokens: N, temperature: 0, ignore_eos: true, return_token_ids: true, n: 3 });
+  const after = (await metrics(S)).get('kiln_prefix_cache_hit_tokens_total');
+  const alone = await stories.completions.create({ model: 'stories260K', prompt, max_tokens: N, temperature: 0, ignore_eos: true, return_token_ids: true });
+  if (g.choices.length !== 3 || !g.choices.every((c, i) => c.index === i && same(c.token_ids, alone.choices[0].token_ids))) bad.push(`greedy n=3 ${JSON.stringify(g.choices)}`);
+  if (!(after - before >= 2 * (prompt.length - 1))) bad.push(`forks shared no KV: hit tokens ${before} -> ${after}`);
+  if (g.usage.completion_tokens !== 3 * N) bad.push(`usage ${JSON.stringify(g.usage)}`);
+  // Sampled chat: two choices, each its own seed stream (choice 1 of seed s = choice 0 of seed s+1).
+  const ask = (n, seed) => qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 8, temperature: 1, seed, n, ignore_eos: true });
+  const two = await ask(2, 40), next = await ask(1, 41);
+  if (two.choices.length !== 2 || two.choices[1].message.content !== next.choices[0].message.content ||
+      two.choices[0].message.content === two.choices[1].message.content) bad.push(`seeds ${JSON.stringify(two.choices.map((c) => c.message.content))} vs ${next.choices[0].message.content}`);
+  // Streamed: chunks carry their choice's index and every choice finishes.
+  const stream = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 8, temperature: 1, seed: 40, n: 2, ignore_eos: true, stream: true });
+  const texts = ['', ''], fins = [null, null];
+  for await (const c of stream) for (const ch of c.choices) { texts[ch.index] += ch.delta.content ?? ''; fins[ch.index] = ch.finish_reason ?? fins[ch.index]; }
+  if (texts[0] !== two.choices[0].message.content || texts[1] !== two.choices[1].message.content || fins.some((f) => f !== 'length'))
+    bad.push(`stream ${JSON.stringify(texts)} ${fins}`);
+  // best_of: n answers out of best_of, the most probable ones.
+  const bo = await stories.completions.create({ model: 'stories260K', prompt: 'Once upon', max_tokens: 6, temperature: 1, seed: 9, n: 2, best_of: 4, logprobs: 0 });
+  const sums = bo.choices.map((c) => c.logprobs.token_logprobs.reduce((a, b) => a + b, 0));
+  if (bo.choices.length !== 2 || sums[0] < sums[1] - 1e-4 || bo.usage.completion_tokens !== 24) bad.push(`best_of ${JSON.stringify(sums)} ${JSON.stringify(bo.usage)}`);
+  check('n_choices_fork_one_prefill', bad.length === 0, bad.join('; '));
 });
 
 await step('logit_bias_changes_greedy', async () => {
