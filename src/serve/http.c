@@ -29,7 +29,9 @@
 
 /* ---- the route table: the only metric labels there are ---- */
 
-typedef enum { RT_HEALTH, RT_METRICS, RT_MODELS, RT_MODEL, RT_CHAT, RT_COMPLETIONS, RT_TOKENIZE, RT_DETOKENIZE, RT_OTHER } route_id;
+typedef enum {
+    RT_HEALTH, RT_METRICS, RT_MODELS, RT_MODEL, RT_CHAT, RT_COMPLETIONS, RT_EMBEDDINGS, RT_TOKENIZE, RT_DETOKENIZE, RT_OTHER
+} route_id;
 static const struct route {
     const char *path;  /* exact, or a prefix when it ends in '/' */
     const char *label; /* the metric label and log name */
@@ -41,6 +43,7 @@ static const struct route {
     [RT_MODEL] = {"/v1/models/", "/v1/models/{id}", false},
     [RT_CHAT] = {"/v1/chat/completions", "/v1/chat/completions", true},
     [RT_COMPLETIONS] = {"/v1/completions", "/v1/completions", true},
+    [RT_EMBEDDINGS] = {"/v1/embeddings", "/v1/embeddings", true},
     [RT_TOKENIZE] = {"/tokenize", "/tokenize", true},
     [RT_DETOKENIZE] = {"/detokenize", "/detokenize", true},
     [RT_OTHER] = {NULL, "other", false},
@@ -299,8 +302,14 @@ static enum MHD_Result finish_blocking(conn_state *cs, serve_req *r) {
         pthread_mutex_unlock(&bad->mu);
         ret = send_error(cs, st, msg, NULL);
     } else {
-        char *json = openai_response_json(&s->mi, r);
         pthread_mutex_unlock(&r->mu);
+        char *json = NULL;
+        if (r->kind == REQ_EMBED) json = openai_embeddings_json(&s->mi, r);
+        else {
+            pthread_mutex_lock(&r->mu);
+            json = openai_response_json(&s->mi, r);
+            pthread_mutex_unlock(&r->mu);
+        }
         ret = send_json(cs, 200, json);
     }
     request_done(s);
@@ -466,14 +475,15 @@ static enum MHD_Result generate(conn_state *cs, serve_kind kind) {
     }
     cs->r = r; /* conn_state's reference: freed after the log line */
     char msg[512], param[64];
-    int st = openai_parse(&s->mi, kind, cs->body.p ? cs->body.p : "", cs->body.len, r, msg, sizeof msg, param,
-                          sizeof param);
+    const char *body = cs->body.p ? cs->body.p : "";
+    int st = kind == REQ_EMBED ? openai_embeddings_parse(&s->mi, body, cs->body.len, r, msg, sizeof msg, param, sizeof param)
+                               : openai_parse(&s->mi, kind, body, cs->body.len, r, msg, sizeof msg, param, sizeof param);
     if (st) {
         request_done(s);
         return send_error(cs, st, msg, param);
     }
     static atomic_ulong counter;
-    snprintf(r->id, sizeof r->id, "%s-%lx%06lx", kind == REQ_CHAT ? "chatcmpl" : "cmpl", (unsigned long)time(NULL),
+    snprintf(r->id, sizeof r->id, "%s-%lx%06lx", kind == REQ_CHAT ? "chatcmpl" : kind == REQ_EMBED ? "embd" : "cmpl", (unsigned long)time(NULL),
              atomic_fetch_add(&counter, 1) & 0xffffff);
     r->created = (long)time(NULL);
     r->timeout_s = s->o.request_timeout_s > 0 ? s->o.request_timeout_s : 600;
@@ -481,12 +491,13 @@ static enum MHD_Result generate(conn_state *cs, serve_kind kind) {
         request_done(s);
         return send_error(cs, st, msg, NULL);
     }
-    for (int i = 0; i <= r->n_more; i++)
-        if (sched_submit(s->sched, choice_at(r, i))) {
-            cancel(s, r); /* the ones already queued leave at the engine's next turn */
-            request_done(s);
-            return send_error(cs, 429, "too many requests are waiting: retry later", NULL);
-        }
+    serve_req *all[SERVE_MAX_INPUTS];
+    all[0] = r;
+    for (int i = 1; i <= r->n_more; i++) (all[i] = choice_at(r, i))->timeout_s = r->timeout_s;
+    if (sched_submit_all(s->sched, all, 1 + r->n_more)) {
+        request_done(s);
+        return send_error(cs, 429, "too many requests are waiting: retry later", NULL);
+    }
     return r->stream ? start_stream(cs, r) : finish_blocking(cs, r);
 }
 
@@ -578,12 +589,13 @@ static enum MHD_Result route(conn_state *cs, const char *url) {
     default: break;
     }
     if (draining) return send_error(cs, 503, "the server is shutting down", NULL);
-    if (broken && (cs->rt == RT_CHAT || cs->rt == RT_COMPLETIONS)) return send_error(cs, 503, why, NULL);
+    if (broken && (cs->rt == RT_CHAT || cs->rt == RT_COMPLETIONS || cs->rt == RT_EMBEDDINGS)) return send_error(cs, 503, why, NULL);
     switch (cs->rt) {
     case RT_MODELS: return send_json(cs, 200, openai_models_json(&s->mi, s->started));
     case RT_MODEL: return model_card(cs, url);
     case RT_CHAT: return generate(cs, REQ_CHAT);
     case RT_COMPLETIONS: return generate(cs, REQ_COMPLETION);
+    case RT_EMBEDDINGS: return generate(cs, REQ_EMBED);
     case RT_TOKENIZE: return answer_body(cs, openai_tokenize);
     case RT_DETOKENIZE: return answer_body(cs, openai_detokenize);
     default: return send_error(cs, 404, "no route", NULL);

@@ -967,3 +967,132 @@ int openai_detokenize(const serve_model_info *mi, const char *body, size_t len, 
     free(ids);
     return st;
 }
+
+/* ---- /v1/embeddings ---- */
+
+/* One input (a string, or a list of token ids) into r's prompt. */
+static int embed_input(const serve_model_info *mi, json_t *v, size_t at, serve_req *r, perr *e) {
+    size_t vocab = kiln_tokenizer_vocab_size(mi->tok);
+    if (json_is_string(v)) {
+        kiln_err err = {{0}};
+        size_t n = 0;
+        if (kiln_encode(mi->tok, json_string_value(v), json_string_length(v), true, &r->prompt, &n, &err))
+            return perr_set(e, "input", "tokenizing 'input[%zu]' failed: %s", at, err.msg);
+        r->n_prompt = (int)n;
+    } else {
+        size_t n = json_array_size(v);
+        if (!(r->prompt = malloc((n ? n : 1) * sizeof *r->prompt))) return perr_set(e, "input", "out of memory");
+        for (size_t i = 0; i < n; i++) {
+            long long id;
+            if (json_int_value(json_array_get(v, i), 0, (long long)vocab - 1, &id))
+                return perr_set(e, "input", "'input[%zu][%zu]' must be a token id in [0, %zu)", at, i, vocab);
+            r->prompt[i] = (int32_t)id;
+        }
+        r->n_prompt = (int)n;
+    }
+    if (r->n_prompt == 0) return perr_set(e, "input", "'input[%zu]' must not be empty", at);
+    if (r->n_prompt > mi->n_ctx)
+        return perr_set(e, "input", "'input[%zu]' has %d tokens, above this model's maximum context length of %d", at,
+                        r->n_prompt, mi->n_ctx);
+    r->kind = REQ_EMBED;
+    r->mean_pooling = mi->mean_pooling;
+    return 0;
+}
+
+/* input: a string, a list of strings, a list of token ids, or a list of such lists (OpenAI's four forms). */
+static int embed_inputs(const serve_model_info *mi, json_t *in, serve_req *r, perr *e) {
+    bool one = json_is_string(in) || (json_is_array(in) && json_array_size(in) && json_is_integer(json_array_get(in, 0)));
+    size_t n = one ? 1 : json_array_size(in);
+    if (!json_is_string(in) && !json_is_array(in))
+        return perr_set(e, "input", "'input' must be a string, a list of strings or a list of token id lists");
+    if (n == 0) return perr_set(e, "input", "'input' must not be empty");
+    if (n > SERVE_MAX_INPUTS) return perr_set(e, "input", "'input' takes at most %d items, got %zu", SERVE_MAX_INPUTS, n);
+    if (n > 1 && !(r->more = calloc(n - 1, sizeof *r->more))) return perr_set(e, "input", "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = one ? in : json_array_get(in, i);
+        if (!json_is_string(v) && !json_is_array(v))
+            return perr_set(e, "input", "'input[%zu]' must be a string or a list of token ids", i);
+        serve_req *c = i ? serve_req_new() : r;
+        if (!c) return perr_set(e, "input", "out of memory");
+        if (i) r->more[r->n_more++] = c;
+        c->index = (int)i;
+        int st = embed_input(mi, v, i, c, e);
+        if (st) return st;
+    }
+    return 0;
+}
+
+int openai_embeddings_parse(const serve_model_info *mi, const char *body, size_t len, serve_req *r, char *msg,
+                            size_t msg_size, char *param, size_t param_size) {
+    perr e = {msg, msg_size, param, param_size};
+    static const char *const keys[] = {"model", "input", "encoding_format", "dimensions", "user", NULL};
+    int st;
+    json_t *o = load_object(body, len, &e, &st);
+    if (!o) return st;
+    long long dims = 0;
+    const char *fmt = "float";
+    kiln_err err = {{0}};
+    st = only_keys(o, keys, &e);
+    if (!st) st = check_model(mi, o, &e);
+    if (!st) st = get_int(o, "dimensions", 1, mi->hidden, &dims, &e);
+    if (!st && json_get_str(o, "encoding_format", &fmt, &err) < 0) st = perr_set(&e, "encoding_format", "%s", err.msg);
+    if (!st && strcmp(fmt, "float") && strcmp(fmt, "base64"))
+        st = perr_set(&e, "encoding_format", "'encoding_format' must be float or base64, got '%s'", fmt);
+    if (!st && !json_object_get(o, "input")) st = perr_set(&e, "input", "'input' is required");
+    if (!st) st = embed_inputs(mi, json_object_get(o, "input"), r, &e);
+    r->dimensions = (int)dims;
+    r->base64 = !strcmp(fmt, "base64");
+    json_decref(o);
+    return st;
+}
+
+/* The first `dims` values renormalised to unit L2 norm (Matryoshka truncation), as JSON numbers or as
+ * base64 of little-endian float32 (OpenAI's encoding_format). */
+static json_t *embedding_json(const float *x, int dims, bool base64) {
+    double ss = 0;
+    for (int i = 0; i < dims; i++) ss += (double)x[i] * x[i];
+    float scale = ss > 0 ? (float)(1 / sqrt(ss)) : 0;
+    if (!base64) {
+        json_t *a = json_array();
+        for (int i = 0; i < dims; i++) json_array_append_new(a, json_real(x[i] * scale));
+        return a;
+    }
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = (size_t)dims * 4;
+    unsigned char *raw = malloc(n ? n : 1);
+    char *out = malloc(4 * ((n + 2) / 3) + 1);
+    json_t *j = NULL;
+    if (raw && out) {
+        for (int i = 0; i < dims; i++) {
+            float v = x[i] * scale;
+            uint32_t u;
+            memcpy(&u, &v, 4);
+            for (int k = 0; k < 4; k++) raw[4 * i + k] = (unsigned char)(u >> (8 * k));
+        }
+        size_t o = 0;
+        for (size_t i = 0; i < n; i += 3) {
+            uint32_t w = (uint32_t)raw[i] << 16 | (i + 1 < n ? (uint32_t)raw[i + 1] << 8 : 0) | (i + 2 < n ? raw[i + 2] : 0);
+            out[o++] = b64[w >> 18 & 63], out[o++] = b64[w >> 12 & 63];
+            out[o++] = i + 1 < n ? b64[w >> 6 & 63] : '=', out[o++] = i + 2 < n ? b64[w & 63] : '=';
+        }
+        j = json_stringn(out, o);
+    }
+    free(raw);
+    free(out);
+    return j;
+}
+
+char *openai_embeddings_json(const serve_model_info *mi, serve_req *r) {
+    json_t *data = json_array();
+    int tokens = 0, dims = r->dimensions > 0 ? r->dimensions : mi->hidden;
+    for (int i = 0; i <= r->n_more; i++) {
+        serve_req *c = i ? r->more[i - 1] : r;
+        pthread_mutex_lock(&c->mu);
+        json_t *emb = c->embedding ? embedding_json(c->embedding, dims, r->base64) : NULL;
+        tokens += c->n_prompt;
+        pthread_mutex_unlock(&c->mu);
+        json_array_append_new(data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index", i, "embedding", emb));
+    }
+    return dump(json_pack("{s:s, s:o, s:s, s:{s:i, s:i}}", "object", "list", "data", data, "model", mi->name, "usage",
+                          "prompt_tokens", tokens, "total_tokens", tokens));
+}

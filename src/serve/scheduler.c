@@ -182,6 +182,44 @@ static int admit(serve_sched *s, serve_req *r) {
     }
 }
 
+/* An embedding runs whole, here, between steps: its prompt in chunks (the step's token budget) with the
+ * final hidden states out, pooled (mean, or the last token's), its sequence freed at once. 0: wait for
+ * room; -1: finished (done or failed). Decodes stall for the length of one prefill, as with a prompt. */
+static int embed(serve_sched *s, serve_req *r) {
+    int need = blocks_for(r->n_prompt);
+    while (need > kiln_ctx_free_blocks(s->ctx) - growth_blocks(s))
+        if (!prefix_cache_evict(s->pc, s->ctx)) return 0;
+    kiln_err err = {{0}};
+    int seq;
+    while ((seq = kiln_seq_new(s->ctx, &err)) < 0)
+        if (!prefix_cache_evict(s->pc, s->ctx)) return s->n_run > 0 ? 0 : (finish(r, FIN_ERROR, 500, err.msg), -1);
+    const int H = kiln_model_config(s->model)->hidden_size, chunk = s->o.prefill_chunk;
+    float *pooled = calloc((size_t)H, sizeof *pooled), *hid = malloc((size_t)chunk * H * sizeof *hid);
+    int rc = pooled && hid ? 0 : kiln_err_set(&err, "out of memory");
+    for (int done = 0; !rc && done < r->n_prompt;) {
+        int n = r->n_prompt - done < chunk ? r->n_prompt - done : chunk;
+        kiln_batch b = {.n_seqs = 1, .seq = &seq, .n_tokens = &n, .tokens = r->prompt + done, .logits_all = r->mean_pooling};
+        rc = kiln_forward_hidden(s->ctx, &b, hid, &err);
+        for (int t = 0; !rc && t < (r->mean_pooling ? n : 1); t++)
+            for (int k = 0; k < H; k++) pooled[k] = r->mean_pooling ? pooled[k] + hid[(size_t)t * H + k] : hid[k];
+        done += n;
+    }
+    for (int k = 0; !rc && r->mean_pooling && k < H; k++) pooled[k] /= (float)r->n_prompt;
+    kiln_seq_free(s->ctx, seq);
+    free(hid);
+    metrics_tokens(s->metrics, r->n_prompt, 0, 0);
+    if (rc) {
+        free(pooled);
+        finish(r, FIN_ERROR, 500, err.msg);
+        return -1;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->embedding = pooled;
+    pthread_mutex_unlock(&r->mu);
+    finish(r, FIN_STOP, 0, NULL);
+    return -1;
+}
+
 /* Moves queued requests into the running set, in arrival order, while they fit. */
 static void admit_queued(serve_sched *s) {
     pthread_mutex_lock(&s->mu);
@@ -190,7 +228,7 @@ static void admit_queued(serve_sched *s) {
         pthread_mutex_lock(&r->mu);
         bool gone = r->cancelled;
         pthread_mutex_unlock(&r->mu);
-        int st = gone ? -1 : admit(s, r);
+        int st = gone ? -1 : r->kind == REQ_EMBED ? embed(s, r) : admit(s, r);
         if (st == 0) break;
         if (gone) finish(r, FIN_CANCELLED, 0, NULL);
         memmove(s->queue, s->queue + 1, (size_t)--s->n_queue * sizeof *s->queue);
@@ -431,13 +469,15 @@ bool sched_broken(serve_sched *s, char *why, size_t size) {
     return broken;
 }
 
-int sched_submit(serve_sched *s, serve_req *r) {
+int sched_submit(serve_sched *s, serve_req *r) { return sched_submit_all(s, &r, 1); }
+
+int sched_submit_all(serve_sched *s, serve_req *const *rs, int n) {
     pthread_mutex_lock(&s->mu);
     if (s->stop || (s->o.max_queue > 0 && s->n_queue >= s->o.max_queue)) {
         pthread_mutex_unlock(&s->mu);
         return -1;
     }
-    if (s->n_queue == s->cap_queue) { /* no queue limit: grow (HTTP's connection limit still bounds it) */
+    while (s->n_queue + n > s->cap_queue) { /* grows: the limit counts requests, not their choices */
         serve_req **q = realloc(s->queue, (size_t)s->cap_queue * 2 * sizeof *q);
         if (!q) {
             pthread_mutex_unlock(&s->mu);
@@ -446,11 +486,14 @@ int sched_submit(serve_sched *s, serve_req *r) {
         s->queue = q;
         s->cap_queue *= 2;
     }
-    pthread_mutex_lock(&r->mu);
-    r->refs++;
-    r->t_submit = kiln_now();
-    pthread_mutex_unlock(&r->mu);
-    s->queue[s->n_queue++] = r;
+    double now = kiln_now();
+    for (int i = 0; i < n; i++) {
+        pthread_mutex_lock(&rs[i]->mu);
+        rs[i]->refs++;
+        rs[i]->t_submit = now;
+        pthread_mutex_unlock(&rs[i]->mu);
+        s->queue[s->n_queue++] = rs[i];
+    }
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return 0;

@@ -28,12 +28,13 @@ typedef struct perr {
 /* printf-style: fills e (param may be NULL) and returns 400, so a parser can `return perr_set(...)`. */
 int perr_set(perr *e, const char *param, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-typedef enum { REQ_CHAT, REQ_COMPLETION } serve_kind;
+typedef enum { REQ_CHAT, REQ_COMPLETION, REQ_EMBED } serve_kind;
 typedef enum { FIN_NONE, FIN_STOP, FIN_LENGTH, FIN_ERROR, FIN_CANCELLED, FIN_TIMEOUT } serve_finish;
 
 /* One generated token's log-probabilities (requested with logprobs). */
 #define SERVE_MAX_TOP_LOGPROBS 20
 #define SERVE_MAX_CHOICES 16 /* n and best_of */
+#define SERVE_MAX_INPUTS 256 /* /v1/embeddings inputs per request */
 typedef struct serve_logprob {
     int32_t id;
     float logprob;
@@ -75,6 +76,9 @@ typedef struct serve_req {
                                         * the scheduler compares it, never dereferences it) */
     struct serve_req **more;  /* choice 0 only: references to choices 1 .. best_of-1 */
     int n_more;
+    bool mean_pooling;        /* REQ_EMBED: mean over the tokens, else the last token's state */
+    int dimensions;           /* REQ_EMBED: leading dimensions kept (0: all) */
+    bool base64;              /* REQ_EMBED: encoding_format "base64" */
     bool rank;                /* track cum_logprob (best_of > n) */
     double timeout_s;      /* wall-clock limit from submit */
     char id[48];
@@ -91,6 +95,7 @@ typedef struct serve_req {
     int n_lp, cap_lp;
     int n_gen;         /* generated tokens */
     double cum_logprob; /* sum of the generated tokens' logprobs (rank, logprobs) */
+    float *embedding;   /* REQ_EMBED: the pooled hidden state (hidden_size floats), not yet normalised */
     int32_t *gen_ids;  /* [n_gen] when return_token_ids */
     int n_cached;      /* prompt tokens served from the prefix cache */
     bool done;
@@ -184,6 +189,9 @@ serve_sched *sched_new(kiln_model *model, const kiln_tokenizer *tok, serve_metri
                        const serve_sched_opts *o, kiln_err *err);
 /* Queues r (taking a reference). Returns 0, or -1 when the queue is full (caller answers 429). */
 int sched_submit(serve_sched *s, serve_req *r);
+/* Queues rs[0..n) together: one request's choices (n, best_of) or inputs (embeddings), counted as one
+ * against max_queue. 0, or -1 (none queued). */
+int sched_submit_all(serve_sched *s, serve_req *const *rs, int n);
 /* Whether the engine stopped because the model files changed (why: the message). */
 bool sched_broken(serve_sched *s, char *why, size_t size);
 /* Wakes the engine so it notices r->cancelled promptly. */
@@ -207,6 +215,8 @@ typedef struct serve_model_info {
     kiln_gen_params defaults; /* generation_config.json as vLLM applies it: what a request omits */
     const kiln_grammar_vocab *grammar_vocab; /* built once at load, shared read-only by every request */
     int vocab;            /* the model's logits per token (logit_bias ids must be below it) */
+    int hidden;           /* hidden_size: an embedding's length */
+    bool mean_pooling;    /* --pooling mean */
 } serve_model_info;
 
 /* ---------- constrain.c: the request fields that constrain decoding ---------- */
@@ -238,6 +248,12 @@ int openai_tokenize(const serve_model_info *mi, const char *body, size_t len, ch
                     char *param, size_t param_size);
 int openai_detokenize(const serve_model_info *mi, const char *body, size_t len, char **out, char *msg,
                       size_t msg_size, char *param, size_t param_size);
+/* POST /v1/embeddings: input i becomes choice i of r (r itself, then r->more), kind REQ_EMBED. 0 or the
+ * HTTP status with msg / param. */
+int openai_embeddings_parse(const serve_model_info *mi, const char *body, size_t len, serve_req *r, char *msg,
+                            size_t msg_size, char *param, size_t param_size);
+/* The embeddings response once every input is done (no lock held). malloc'd. */
+char *openai_embeddings_json(const serve_model_info *mi, serve_req *r);
 /* Full non-streaming response for a finished request (caller holds r->mu; r->more are locked in turn),
  * one choice per answer (best_of: the n best). malloc'd. */
 char *openai_response_json(const serve_model_info *mi, serve_req *r);

@@ -31,6 +31,7 @@ void serve_req_unref(serve_req *r) {
     free(r->tools);
     for (int i = 0; i < r->n_more; i++) serve_req_unref(r->more[i]);
     free(r->more);
+    free(r->embedding);
     kiln_grammar_free(r->grammar); /* the engine freed its kiln_gen_seq before its unref */
     free(r->bias);
     for (int i = 0; i < r->n_calls; i++) free(r->calls[i].name), free(r->calls[i].arguments);
@@ -168,6 +169,12 @@ kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
     s->mi.n_ctx = sched_n_ctx(s->sched);
     s->mi.thinking = template_thinks(s->tok);
     s->mi.vocab = kiln_model_config(s->model)->vocab_size;
+    s->mi.hidden = kiln_model_config(s->model)->hidden_size;
+    if (o->pooling && strcmp(o->pooling, "last") && strcmp(o->pooling, "mean")) {
+        kiln_err_set(err, "--pooling: '%s' is not last or mean", o->pooling);
+        goto fail;
+    }
+    s->mi.mean_pooling = o->pooling && !strcmp(o->pooling, "mean");
     if (!(s->grammar_vocab = kiln_grammar_vocab_new(s->tok, err))) goto fail;
     s->mi.grammar_vocab = s->grammar_vocab;
     if (load_defaults(&s->mi.defaults, o->model_dir, s->tok, err)) goto fail;

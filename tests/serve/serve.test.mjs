@@ -443,6 +443,29 @@ await step('n_choices_fork_one_prefill', async () => {
   check('n_choices_fork_one_prefill', bad.length === 0, bad.join('; '));
 });
 
+await step('embeddings_hidden_size_unit_norm', async () => {
+  const bad = [];
+  const norm = (v) => Math.sqrt(v.reduce((a, x) => a + x * x, 0));
+  const r = await qwen.embeddings.create({ model: 'tiny-qwen3', input: ['The cat sat.', 'A dog ran.', 'The cat sat.'], encoding_format: 'float' });
+  const e = r.data.map((d) => d.embedding);
+  if (r.data.length !== 3 || !e.every((v) => v.length === 64 && Math.abs(norm(v) - 1) < 1e-4)) bad.push(`shape ${r.data.map((d) => d.embedding.length)} norms ${e.map(norm)}`);
+  if (!same(e[0], e[2]) || same(e[0], e[1]) || !r.data.every((d, i) => d.index === i)) bad.push('same text, same vector; different text, different vector');
+  // token ids embed as their text does; one input alone as in a batch; dimensions truncates then renormalises
+  const ids = (await (await fetch(`${Q}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}` }, body: JSON.stringify({ prompt: 'A dog ran.' }) })).json()).tokens;
+  const byIds = await qwen.embeddings.create({ model: 'tiny-qwen3', input: [ids], encoding_format: 'float' });
+  if (byIds.data[0].embedding.some((x, i) => Math.abs(x - e[1][i]) > 1e-5)) bad.push('token ids differ from text');
+  const small = await qwen.embeddings.create({ model: 'tiny-qwen3', input: 'A dog ran.', dimensions: 8, encoding_format: 'float' });
+  const head = e[1].slice(0, 8), hn = norm(head);
+  if (small.data[0].embedding.length !== 8 || small.data[0].embedding.some((x, i) => Math.abs(x - head[i] / hn) > 1e-5)) bad.push(`dimensions ${small.data[0].embedding}`);
+  // the SDK's default encoding is base64 (decoded client-side): the same vector
+  const b64 = await qwen.embeddings.create({ model: 'tiny-qwen3', input: 'A dog ran.' });
+  if (b64.data[0].embedding.some((x, i) => Math.abs(x - e[1][i]) > 1e-6)) bad.push('base64 differs');
+  try { await qwen.embeddings.create({ model: 'tiny-qwen3', input: 'x', dimensions: 65 }); bad.push('dimensions > hidden accepted'); }
+  catch (err) { if (!(err instanceof OpenAI.BadRequestError) || err.param !== 'dimensions') bad.push(`dimensions 65: ${err}`); }
+  if (r.usage.prompt_tokens < 6) bad.push(`usage ${JSON.stringify(r.usage)}`);
+  check('embeddings_hidden_size_unit_norm', bad.length === 0, bad.join('; '));
+});
+
 await step('logit_bias_changes_greedy', async () => {
   const ask = (extra) => stories.completions.create({ model: 'stories260K', prompt: 'Once upon', max_tokens: 4, temperature: 0,
     ignore_eos: true, return_token_ids: true, ...extra });
