@@ -30,7 +30,7 @@
 /* ---- the route table: the only metric labels there are ---- */
 
 typedef enum {
-    RT_HEALTH, RT_METRICS, RT_MODELS, RT_MODEL, RT_CHAT, RT_COMPLETIONS, RT_EMBEDDINGS, RT_TOKENIZE, RT_DETOKENIZE, RT_OTHER
+    RT_HEALTH, RT_METRICS, RT_MODELS, RT_MODEL, RT_CHAT, RT_COMPLETIONS, RT_EMBEDDINGS, RT_RESPONSES, RT_TOKENIZE, RT_DETOKENIZE, RT_OTHER
 } route_id;
 static const struct route {
     const char *path;  /* exact, or a prefix when it ends in '/' */
@@ -44,6 +44,7 @@ static const struct route {
     [RT_CHAT] = {"/v1/chat/completions", "/v1/chat/completions", true},
     [RT_COMPLETIONS] = {"/v1/completions", "/v1/completions", true},
     [RT_EMBEDDINGS] = {"/v1/embeddings", "/v1/embeddings", true},
+    [RT_RESPONSES] = {"/v1/responses", "/v1/responses", true},
     [RT_TOKENIZE] = {"/tokenize", "/tokenize", true},
     [RT_DETOKENIZE] = {"/detokenize", "/detokenize", true},
     [RT_OTHER] = {NULL, "other", false},
@@ -477,13 +478,14 @@ static enum MHD_Result generate(conn_state *cs, serve_kind kind) {
     char msg[512], param[64];
     const char *body = cs->body.p ? cs->body.p : "";
     int st = kind == REQ_EMBED ? openai_embeddings_parse(&s->mi, body, cs->body.len, r, msg, sizeof msg, param, sizeof param)
-                               : openai_parse(&s->mi, kind, body, cs->body.len, r, msg, sizeof msg, param, sizeof param);
+             : cs->rt == RT_RESPONSES ? openai_responses_parse(&s->mi, body, cs->body.len, r, msg, sizeof msg, param, sizeof param)
+                                      : openai_parse(&s->mi, kind, body, cs->body.len, r, msg, sizeof msg, param, sizeof param);
     if (st) {
         request_done(s);
         return send_error(cs, st, msg, param);
     }
     static atomic_ulong counter;
-    snprintf(r->id, sizeof r->id, "%s-%lx%06lx", kind == REQ_CHAT ? "chatcmpl" : kind == REQ_EMBED ? "embd" : "cmpl", (unsigned long)time(NULL),
+    snprintf(r->id, sizeof r->id, "%s-%lx%06lx", cs->rt == RT_RESPONSES ? "resp" : kind == REQ_CHAT ? "chatcmpl" : kind == REQ_EMBED ? "embd" : "cmpl", (unsigned long)time(NULL),
              atomic_fetch_add(&counter, 1) & 0xffffff);
     r->created = (long)time(NULL);
     r->timeout_s = s->o.request_timeout_s > 0 ? s->o.request_timeout_s : 600;
@@ -589,13 +591,14 @@ static enum MHD_Result route(conn_state *cs, const char *url) {
     default: break;
     }
     if (draining) return send_error(cs, 503, "the server is shutting down", NULL);
-    if (broken && (cs->rt == RT_CHAT || cs->rt == RT_COMPLETIONS || cs->rt == RT_EMBEDDINGS)) return send_error(cs, 503, why, NULL);
+    if (broken && (cs->rt == RT_CHAT || cs->rt == RT_COMPLETIONS || cs->rt == RT_EMBEDDINGS || cs->rt == RT_RESPONSES)) return send_error(cs, 503, why, NULL);
     switch (cs->rt) {
     case RT_MODELS: return send_json(cs, 200, openai_models_json(&s->mi, s->started));
     case RT_MODEL: return model_card(cs, url);
     case RT_CHAT: return generate(cs, REQ_CHAT);
     case RT_COMPLETIONS: return generate(cs, REQ_COMPLETION);
     case RT_EMBEDDINGS: return generate(cs, REQ_EMBED);
+    case RT_RESPONSES: return generate(cs, REQ_CHAT);
     case RT_TOKENIZE: return answer_body(cs, openai_tokenize);
     case RT_DETOKENIZE: return answer_body(cs, openai_detokenize);
     default: return send_error(cs, 404, "no route", NULL);

@@ -776,6 +776,7 @@ static int rank_choices(serve_req *r, serve_req **out) {
 }
 
 char *openai_response_json(const serve_model_info *mi, serve_req *r) {
+    if (r->responses) return responses_json(mi, r);
     json_t *o = envelope(mi, r, r->kind == REQ_CHAT ? "chat.completion" : "text_completion");
     json_t *choices = json_array();
     serve_req *ranked[SERVE_MAX_CHOICES];
@@ -806,6 +807,7 @@ static char *sse(json_t *o) {
 }
 
 char *openai_stream_chunk(const serve_model_info *mi, serve_req *r, serve_cursor *cur) {
+    if (r->responses) return responses_stream_events(mi, r, cur);
     bool more = r->content.len > cur->content || r->reasoning.len > cur->reasoning || r->n_lp > cur->lp ||
                 r->n_calls > cur->calls;
     bool fin = r->done && !cur->sent_finish;

@@ -79,6 +79,7 @@ typedef struct serve_req {
     bool mean_pooling;        /* REQ_EMBED: mean over the tokens, else the last token's state */
     int dimensions;           /* REQ_EMBED: leading dimensions kept (0: all) */
     bool base64;              /* REQ_EMBED: encoding_format "base64" */
+    bool responses;           /* asked through /v1/responses: answered in that API's shape */
     bool rank;                /* track cum_logprob (best_of > n) */
     double timeout_s;      /* wall-clock limit from submit */
     char id[48];
@@ -271,6 +272,14 @@ char *openai_usage_chunk(const serve_model_info *mi, serve_req *r);
 char *openai_models_json(const serve_model_info *mi, long created);
 char *openai_model_json(const serve_model_info *mi, const char *id, long created); /* NULL: unknown id */
 
+
+/* ---------- responses.c: a stateless /v1/responses over the chat path ---------- */
+/* Rewrites a Responses API body as the chat request it means and parses that into r (r->responses). */
+int openai_responses_parse(const serve_model_info *mi, const char *body, size_t len, serve_req *r, char *msg,
+                           size_t msg_size, char *param, size_t param_size);
+char *responses_json(const serve_model_info *mi, serve_req *r); /* caller holds r->mu */
+/* The SSE events new since cur (response.created, response.output_text.delta, ..., response.completed). */
+char *responses_stream_events(const serve_model_info *mi, serve_req *r, serve_cursor *cur);
 
 /* ---------- server.c / http.c ---------- */
 #define SERVE_MAX_NAMES 16

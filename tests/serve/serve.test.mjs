@@ -466,6 +466,31 @@ await step('embeddings_hidden_size_unit_norm', async () => {
   check('embeddings_hidden_size_unit_norm', bad.length === 0, bad.join('; '));
 });
 
+await step('responses_create_plain_streamed_tools', async () => {
+  const bad = [];
+  const ask = { model: 'tiny-qwen3', instructions: 'Be brief.', input: 'Hello!', max_output_tokens: 12, temperature: 0 };
+  const r = await qwen.responses.create(ask);
+  const chat = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello!' }],
+    max_tokens: 12, temperature: 0 });
+  if (r.object !== 'response' || typeof r.output_text !== 'string' || r.output_text !== chat.choices[0].message.content ||
+      r.usage.input_tokens !== chat.usage.prompt_tokens || !['completed', 'incomplete'].includes(r.status)) bad.push(`plain ${JSON.stringify(r)} vs ${JSON.stringify(chat.choices[0].message.content)}`);
+  const stream = await qwen.responses.create({ ...ask, stream: true });
+  let deltas = '', types = [], done = null;
+  for await (const ev of stream) { types.push(ev.type); if (ev.type === 'response.output_text.delta') deltas += ev.delta; if (ev.type === 'response.completed') done = ev.response; }
+  if (types[0] !== 'response.created' || deltas !== r.output_text || done?.output?.[0]?.content?.[0]?.text !== r.output_text) bad.push(`stream ${types} ${JSON.stringify(deltas)}`);
+  // message items, a function call and its output (the round trip), and a forced call out
+  const t = await qwen.responses.create({ model: 'tiny-qwen3', max_output_tokens: 200, temperature: 1, seed: 2, tool_choice: 'required',
+    tools: TOOLS.map((x) => ({ type: 'function', name: x.function.name, parameters: x.function.parameters })),
+    input: [{ role: 'user', content: [{ type: 'input_text', text: 'Weather?' }] },
+      { type: 'function_call', call_id: 'c1', name: 'get_weather', arguments: '{"city":"Paris","unit":"c"}' },
+      { type: 'function_call_output', call_id: 'c1', output: '{"temp":21}' }] });
+  const fc = t.output.find((o) => o.type === 'function_call');
+  if (!fc || !validCall({ function: { name: fc.name, arguments: fc.arguments } })) bad.push(`tool ${JSON.stringify(t.output)}`);
+  try { await qwen.responses.create({ model: 'tiny-qwen3', input: 'x', previous_response_id: 'resp_1' }); bad.push('previous_response_id accepted'); }
+  catch (e) { if (!(e instanceof OpenAI.BadRequestError) || e.param !== 'previous_response_id') bad.push(`previous_response_id: ${e}`); }
+  check('responses_create_plain_streamed_tools', bad.length === 0, bad.join('; '));
+});
+
 await step('logit_bias_changes_greedy', async () => {
   const ask = (extra) => stories.completions.create({ model: 'stories260K', prompt: 'Once upon', max_tokens: 4, temperature: 0,
     ignore_eos: true, return_token_ids: true, ...extra });
