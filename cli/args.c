@@ -82,7 +82,7 @@ double cli_double(const char *flag, const char *s, double lo, double hi) {
 
 const char *cli_model_dir(const char *arg) {
     struct stat st;
-    if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode)) return arg;
+    if (stat(arg, &st) == 0 && (S_ISDIR(st.st_mode) || S_ISREG(st.st_mode))) return arg; /* a directory or a GGUF file */
     const char *d = kiln_hub_resolve_model(arg);
     return d ? d : arg; /* the loader reports the missing directory with its path */
 }

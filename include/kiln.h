@@ -3,10 +3,17 @@
  * Data flows one way: load (model, tokenizer) → tokenize → template → forward → sample → stream.
  * The CLI (cli/) and the server (src/serve/) use only this header.
  *
+ * The error contract (true of every function here)
+ * - The library never aborts, exits or prints (except through callbacks it is handed). Every failure,
+ *   out-of-memory included, returns to the caller: a status (0 ok, -1 failure; NULL for constructors)
+ *   plus a kiln_err buffer owned by the caller, filled with ONE line of text that names what failed
+ *   (file, tensor, field...). An allocation failure's message ends in "out of memory"
+ *   (kiln_err_is_nomem), so a server can answer 500 for it and 400 for bad input. A failed call leaves the
+ *   state it was given as it was (validate before changing state) and leaks nothing.
+ * - Kernels never allocate on the hot path: their scratch is sized when the context is created
+ *   (kiln_ctx_new), so kiln_forward fails cleanly rather than writing NaN.
+ *
  * Conventions
- * - Errors travel as a return status (0 ok, -1 failure; NULL for constructors) plus a kiln_err buffer
- *   owned by the caller, filled with ONE line of text that names what failed (file, tensor, field...).
- *   The library never calls exit() and never prints except through callbacks it is handed.
  * - Memory the library returns (char *, int32_t *) is malloc'd and freed by the caller with free().
  * - Token ids are int32_t.
  *
@@ -37,6 +44,8 @@ typedef struct kiln_err {
 /* printf-style: writes one line into err (if err is non-NULL) and returns -1, so a failing function
  * can `return kiln_err_set(err, "...")`. */
 int kiln_err_set(kiln_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Whether err reports an allocation failure (its message ends in "out of memory"). */
+bool kiln_err_is_nomem(const kiln_err *err);
 
 /* ===================================================================================================
  * Common helpers used across the library (src/common/)
@@ -95,7 +104,8 @@ typedef struct kiln_config {
     int n_eos_token_ids;
 } kiln_config;
 
-/* Parses DIR/config.json; validates every field the forward pass needs. */
+/* Parses DIR/config.json (or a GGUF model's {arch}.* keys, see kiln_model_open); validates every field the
+ * forward pass needs. */
 int kiln_config_load(const char *dir, kiln_config *cfg, kiln_err *err);
 
 /* ===================================================================================================
@@ -126,7 +136,9 @@ typedef struct kiln_model_opts {
 void kiln_model_opts_default(kiln_model_opts *o);
 
 /* Opens a Hugging Face checkpoint directory: config.json + model.safetensors or sharded
- * model.safetensors.index.json. Weights are memory-mapped; every tensor is validated. */
+ * model.safetensors.index.json; or a GGUF model: a .gguf file, any part of a split NAME-0000i-of-0000N.gguf
+ * set, or a directory (without config.json) holding one. Weights are memory-mapped; every tensor is
+ * validated. */
 kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_err *err);
 void kiln_model_free(kiln_model *m);
 const kiln_config *kiln_model_config(const kiln_model *m);
@@ -707,15 +719,20 @@ double kiln_measure_read_bw(size_t bytes, int n_threads, double seconds);
 double kiln_measure_matmul_gflops(int rows, int cols, int n, int n_threads, double seconds);
 
 /* What decoding a model costs in memory traffic, from config.json and the safetensors headers alone
- * (no weights read). Per-token weight bytes count every weight read once per decoded token: all of
- * them except an untied input embedding, of which one row is read. */
+ * (no weights read; the loader's shard index, tensor list and format policy, so every figure is the bytes
+ * a load holds). Per-token weight bytes count every weight read once per decoded token: all of them
+ * except an untied input embedding, of which one row is read. */
 typedef struct kiln_model_stats {
     int64_t params;
     char checkpoint_dtype[16];          /* the storage type of most weights: "bf16", "f32", ... */
     int64_t checkpoint_bytes;           /* all tensors as stored */
-    int64_t checkpoint_bytes_per_token; /* weight bytes per decoded token as stored */
-    int64_t bytes_per_token[KILN_DT_COUNT]; /* the same if converted to each format (norms stay f32
-                                               for q8_0/q4_0: 34 and 18 bytes per 32 weights) */
+    int64_t checkpoint_bytes_per_token; /* weight bytes per decoded token of the default (zero-copy) load:
+                                           matrices as stored, norms and biases in f32 */
+    int64_t bytes_per_token[KILN_DT_COUNT]; /* the same for a load in each format (--dtype f32/f16/bf16,
+                                               --quant q8_0/q4_0), as kiln_model_weight_bytes counts it:
+                                               norms and biases stay f32, matrices whose rows are not
+                                               whole 32-blocks get f32 under q8_0/q4_0, and q4_0 keeps the
+                                               output projection in q8_0 */
     int64_t kv_bytes_per_token;         /* 2 × layers × kv_heads × head_dim × 4 (f32 K and V) */
     int n_layers, n_kv_heads, head_dim, max_position_embeddings;
 } kiln_model_stats;

@@ -45,8 +45,20 @@ TEST(rss_and_clock) {
     CHECK(b >= a, "monotonic");
 }
 
+/* Allocation failures are told apart from bad input. */
+TEST(err_nomem_flag) {
+    kiln_err err = {{0}};
+    kiln_err_set(&err, "tokenizer: out of memory");
+    CHECK(kiln_err_is_nomem(&err), "'%s' is an allocation failure", err.msg);
+    kiln_err_set(&err, "config.json: 'hidden_size' must be an integer");
+    CHECK(!kiln_err_is_nomem(&err), "'%s' is bad input", err.msg);
+    kiln_err_set(&err, "template: out of memory budget (64 MiB)");
+    CHECK(!kiln_err_is_nomem(&err), "a limit is bad input, not an allocation failure");
+}
+
 int main(void) {
     RUN(err_is_one_line);
+    RUN(err_nomem_flag);
     RUN(path_join);
     RUN(reads_through_text_symlink);
     RUN(missing_file_names_path);

@@ -16,3 +16,10 @@ int kiln_err_set(kiln_err *err, const char *fmt, ...) {
         if (*p == '\n' || *p == '\r') *p = ' ';
     return -1;
 }
+
+/* Every allocation failure in the library ends its message in these words: the one place that knows. */
+bool kiln_err_is_nomem(const kiln_err *err) {
+    static const char oom[] = "out of memory";
+    size_t n = err ? strlen(err->msg) : 0;
+    return n >= sizeof oom - 1 && strcmp(err->msg + n - (sizeof oom - 1), oom) == 0;
+}

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,4 +120,22 @@ char *kiln_read_file(const char *path, size_t *len, kiln_err *err) {
     buf[n] = 0;
     if (len) *len = n;
     return buf;
+}
+
+int kiln_map_file(const char *path, void **map, size_t *size, kiln_err *err) {
+    *map = NULL, *size = 0;
+    /* O_NONBLOCK: a FIFO in a model's place fails the regular-file check below instead of hanging here */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return kiln_err_set(err, "%s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return kiln_err_set(err, "%s: not a regular file", path);
+    }
+    size_t n = (size_t)st.st_size;
+    void *p = n ? mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+    close(fd);
+    if (n && p == MAP_FAILED) return kiln_err_set(err, "%s: mmap failed: %s", path, strerror(errno));
+    *map = p, *size = n;
+    return 0;
 }

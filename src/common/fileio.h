@@ -11,6 +11,9 @@
  * core.symlinks=false leave them), the target is read instead. Only a regular file is read (a directory,
  * FIFO or device is a one-line error, never a hang), and no more than the size it had when opened. */
 char *kiln_read_file(const char *path, size_t *len, kiln_err *err);
+/* Maps a regular file read-only (a directory, FIFO or device is a one-line error, never a hang): *map is
+ * NULL for an empty file. munmap(*map, *size) when done. */
+int kiln_map_file(const char *path, void **map, size_t *size, kiln_err *err);
 /* dir + "/" + name, malloc'd. */
 char *kiln_path_join(const char *dir, const char *name);
 /* Resolves a path that may be a git text-symlink (see kiln_read_file) to the real file; malloc'd. */

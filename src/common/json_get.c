@@ -50,3 +50,24 @@ int json_get_str(json_t *o, const char *key, const char **out, kiln_err *err) {
     *out = json_string_value(v);
     return 1;
 }
+
+int json_get_int_list(json_t *o, const char *key, long long lo, long long hi, long long *out, int max, int *n,
+                      kiln_err *err) {
+    json_t *v = json_object_get(o, key);
+    *n = 0;
+    if (!json_is_array(v)) {
+        int rc = json_get_int(o, key, lo, hi, out, err);
+        if (rc < 0) return kiln_err_set(err, "'%s' must be an integer between %lld and %lld (or a list of them)", key, lo, hi);
+        *n = rc;
+        return rc;
+    }
+    size_t i;
+    json_t *x;
+    json_array_foreach(v, i, x) {
+        if ((int)i == max) return kiln_err_set(err, "'%s' has more than %d values", key, max);
+        if (json_int_value(x, lo, hi, &out[i]))
+            return kiln_err_set(err, "'%s[%zu]' must be an integer between %lld and %lld", key, i, lo, hi);
+        (*n)++;
+    }
+    return 1;
+}

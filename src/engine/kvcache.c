@@ -65,6 +65,7 @@ kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err) 
             }
             f = fl;
         }
+        if (m->rope_freq_factors) f /= m->rope_freq_factors[i]; /* a GGUF's rope_freqs (llama.cpp: theta / factor) */
         c->inv_freq[i] = (float)f;
     }
     return c;
@@ -86,6 +87,7 @@ void kiln_ctx_free(kiln_ctx *c) {
     float *bufs[] = {c->x, c->h, c->q, c->k, c->v, c->att, c->gate, c->up, c->rope_cs, c->scores};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c->pos);
+    kern_scratch_free(&c->ks);
     free(c);
 }
 

@@ -13,6 +13,7 @@
 #include "common/fileio.h"
 #include "common/json_get.h"
 #include "kiln.h"
+#include "model/gguf_model.h"
 
 static const struct {
     const char *name;
@@ -84,25 +85,14 @@ static int parse_rope_scaling(json_t *rs, kiln_config *c, const char *path, kiln
     return kiln_err_set(err, "%s: rope_scaling type '%s' not supported (default, linear, llama3)", path, type);
 }
 
-#define MAX_TOKEN_ID (1L << 30) /* ids index the logits: above any vocab_size we accept (1 << 28) */
-
 static int parse_eos(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
-    json_t *v = json_object_get(o, "eos_token_id");
-    c->n_eos_token_ids = 0;
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_array(v)) {
-        c->n_eos_token_ids = 1;
-        return get_int(o, "eos_token_id", REQUIRED, 0, MAX_TOKEN_ID, &c->eos_token_ids[0], path, err);
-    }
-    size_t i;
-    json_t *e;
-    json_array_foreach(v, i, e) {
-        long long id;
-        if (json_int_value(e, 0, MAX_TOKEN_ID, &id))
-            return kiln_err_set(err, "%s: eos_token_id[%zu] must be an integer between 0 and %ld", path, i, MAX_TOKEN_ID);
-        if (c->n_eos_token_ids == 8) return kiln_err_set(err, "%s: more than 8 eos_token_id values", path);
-        c->eos_token_ids[c->n_eos_token_ids++] = (int)id;
-    }
+    long long ids[sizeof c->eos_token_ids / sizeof *c->eos_token_ids];
+    kiln_err e;
+    int n, max = (int)(sizeof ids / sizeof *ids);
+    if (json_get_int_list(o, "eos_token_id", 0, JSON_MAX_TOKEN_ID, ids, max, &n, &e) < 0)
+        return kiln_err_set(err, "%s: %s", path, e.msg);
+    for (int i = 0; i < n; i++) c->eos_token_ids[i] = (int)ids[i];
+    c->n_eos_token_ids = n;
     return 0;
 }
 
@@ -146,7 +136,7 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
         get_int(o, "vocab_size", REQUIRED, 1, 1L << 28, &c->vocab_size, path, err) ||
         get_int(o, "max_position_embeddings", 2048, 1, 1L << 28, &c->max_position_embeddings, path, err))
         return -1;
-    if (get_int(o, "bos_token_id", -1, 0, MAX_TOKEN_ID, &c->bos_token_id, path, err)) return -1;
+    if (get_int(o, "bos_token_id", -1, 0, JSON_MAX_TOKEN_ID, &c->bos_token_id, path, err)) return -1;
     /* head_dim: explicit (Qwen3: 128 with hidden 1024 / 16 heads) or derived. */
     if (c->hidden_size % c->n_heads && !json_is_number(json_object_get(o, "head_dim")))
         return kiln_err_set(err, "%s: hidden_size %d not divisible by num_attention_heads %d and no head_dim", path,
@@ -183,6 +173,7 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
 }
 
 int kiln_config_load(const char *dir, kiln_config *cfg, kiln_err *err) {
+    if (gguf_source(dir)) return gguf_config_load(dir, cfg, err);
     memset(cfg, 0, sizeof *cfg);
     char *path = kiln_path_join(dir, "config.json");
     if (!path) return kiln_err_set(err, "out of memory");

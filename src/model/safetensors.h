@@ -28,6 +28,8 @@ typedef struct st_file {
     size_t size;
     st_tensor *tensors;
     int n_tensors;
+    void *owned; /* tensors the loader rewrote (a GGUF's un-permuted q/k rows), freed with the file */
+    size_t owned_len;
 } st_file;
 
 /* Maps and validates path; on failure f is left empty (st_close is still safe). */

@@ -9,6 +9,7 @@
 #include "common/fileio.h"
 #include "common/json_get.h"
 #include "kiln.h"
+#include "model/gguf_model.h"
 
 void kiln_gen_params_default(kiln_gen_params *p) {
     memset(p, 0, sizeof *p);
@@ -35,7 +36,6 @@ void kiln_gen_params_add_eos(kiln_gen_params *p, int32_t id) {
     if (id >= 0 && !has_eos(p, id) && p->n_eos < KILN_GEN_MAX_EOS) p->eos_ids[p->n_eos++] = id;
 }
 
-#define MAX_TOKEN_ID (1LL << 30) /* as config.json's ids (src/model/config.c) */
 
 static int add_eos_id(kiln_gen_params *p, long long id, const char *file, kiln_err *err) {
     if (!has_eos(p, (int32_t)id) && p->n_eos == KILN_GEN_MAX_EOS)
@@ -44,24 +44,15 @@ static int add_eos_id(kiln_gen_params *p, long long id, const char *file, kiln_e
     return 0;
 }
 
-/* eos_token_id: an int or a list of ints (null: none), each in [0, MAX_TOKEN_ID]. */
+/* eos_token_id: an int or a list of ints (null: none), each a token id. */
 static int add_eos_json(kiln_gen_params *p, json_t *root, const char *file, kiln_err *err) {
-    json_t *v = json_object_get(root, "eos_token_id");
-    if (!json_is_array(v)) {
-        long long id;
-        kiln_err e;
-        int rc = json_get_int(root, "eos_token_id", 0, MAX_TOKEN_ID, &id, &e);
-        if (rc < 0) return kiln_err_set(err, "%s: %s (or a list of them)", file, e.msg);
-        return rc ? add_eos_id(p, id, file, err) : 0;
-    }
-    size_t i;
-    json_t *x;
-    json_array_foreach(v, i, x) {
-        long long id;
-        if (json_int_value(x, 0, MAX_TOKEN_ID, &id))
-            return kiln_err_set(err, "%s: eos_token_id[%zu] must be an integer between 0 and %lld", file, i, MAX_TOKEN_ID);
-        if (add_eos_id(p, id, file, err)) return -1;
-    }
+    long long ids[64];
+    kiln_err e;
+    int n;
+    if (json_get_int_list(root, "eos_token_id", 0, JSON_MAX_TOKEN_ID, ids, 64, &n, &e) < 0)
+        return kiln_err_set(err, "%s: %s", file, e.msg);
+    for (int i = 0; i < n; i++)
+        if (add_eos_id(p, ids[i], file, err)) return -1;
     return 0;
 }
 
@@ -111,6 +102,12 @@ static int load_file(kiln_gen_params *p, const char *path, bool gen, kiln_err *e
 }
 
 int kiln_gen_params_load(kiln_gen_params *p, const char *model_dir, kiln_err *err) {
+    if (gguf_source(model_dir)) { /* a GGUF has no generation_config: its EOS/EOT ids */
+        kiln_config c;
+        if (gguf_config_load(model_dir, &c, err)) return -1;
+        for (int i = 0; i < c.n_eos_token_ids; i++) kiln_gen_params_add_eos(p, c.eos_token_ids[i]);
+        return 0;
+    }
     /* config.json's eos_token_id first (transformers falls back to it), then generation_config.json. */
     const char *names[2] = {"config.json", "generation_config.json"};
     for (int f = 0; f < 2; f++) {

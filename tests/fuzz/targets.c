@@ -6,9 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "common/fileio.h"
 #include "fuzz/fuzz.h"
 #include "kiln.h"
+#include "model/gguf.h"
 
 /* ---- known failures, excluded until merge -------------------------------------------------------- */
 
@@ -180,6 +183,22 @@ static void mutate_safetensors(fuzz_rng *r, const char *seed, size_t n, strbuf *
         size_t at = (size_t)fuzz_below(r, n);
         strbuf_put(out, seed, at);
         snprintf(desc, cap, "safetensors: truncated at %zu of %zu", at, n);
+    }
+}
+
+/* GGUF: the header (keys, tensor infos) mutated as bytes, the data kept (mostly), or the file cut short. */
+static void mutate_gguf(fuzz_rng *r, const char *seed, size_t n, strbuf *out, char *desc, size_t cap) {
+    gguf_file g;
+    size_t header = n;
+    if (gguf_parse(&g, seed, n, "seed", NULL) == 0) header = g.data_offset, gguf_close(&g);
+    strbuf_clear(out);
+    if (fuzz_below(r, 8)) {
+        fuzz_mutate_bytes(r, seed, header, out, desc, cap);
+        strbuf_put(out, seed + header, n - header);
+    } else {
+        size_t at = (size_t)fuzz_below(r, n);
+        strbuf_put(out, seed, at);
+        snprintf(desc, cap, "gguf: truncated at %zu of %zu", at, n);
     }
 }
 
@@ -399,6 +418,16 @@ static fuzz_outcome run_model(const char *dir, char *why, size_t why_cap) {
     return out;
 }
 
+/* The mutated GGUF in dir (the seed directories hold other GGUFs too: the file is named). */
+static fuzz_outcome run_gguf(const char *dir, char *why, size_t why_cap) {
+    char *vocab = kiln_path_join(dir, "stories260K.vocab.gguf"), *model = kiln_path_join(dir, "kq-llama-512.Q8_0.gguf");
+    struct stat st;
+    const bool is_vocab = vocab && lstat(vocab, &st) == 0 && S_ISREG(st.st_mode);
+    fuzz_outcome out = vocab && model ? run_model(is_vocab ? vocab : model, why, why_cap) : INVALID("out of memory");
+    free(vocab), free(model);
+    return out;
+}
+
 /* ---- the table ---------------------------------------------------------------------------------- */
 
 #define SEEDS(...) (const fuzz_seed[]){__VA_ARGS__}, sizeof((const fuzz_seed[]){__VA_ARGS__}) / sizeof(fuzz_seed)
@@ -418,5 +447,7 @@ const fuzz_target fuzz_targets[] = {
      SEEDS({"models/tiny-qwen2", "model-00002-of-00002.safetensors"}, {"models/stories260K", "model.safetensors"},
            {"models/tiny-qwen2", "model.safetensors.index.json"}),
      1000, mutate_safetensors, NULL, run_model},
+    {"gguf", SEEDS({"gguf/kq-llama-512", "kq-llama-512.Q8_0.gguf"}, {"gguf/tokenizers", "stories260K.vocab.gguf"}),
+     200, mutate_gguf, NULL, run_gguf},
 };
 const int fuzz_n_targets = sizeof fuzz_targets / sizeof *fuzz_targets;

@@ -1,0 +1,486 @@
+/* gguf_model.c — GGUF files as a kiln checkpoint: path resolution (single, split, directory), the config
+ * from the `{arch}.*` keys, the tensors under their Hugging Face names (see gguf_model.h). */
+#include "model/gguf_model.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kernels/format.h"
+#include "model/gguf.h"
+#include "model/model.h"
+
+/* The architectures kiln runs, as GGUF's general.architecture names them. Mistral checkpoints convert to
+ * "llama". permuted: the converter permuted attn_q / attn_k rows (its LlamaModel does; Qwen's do not,
+ * llama.cpp runs them with NEOX, i.e. rotate-half, RoPE). */
+static const struct {
+    const char *name, *hf_name;
+    kiln_arch arch;
+    bool permuted;
+} gguf_archs[] = {
+    {"llama", "LlamaForCausalLM", KILN_ARCH_LLAMA, true},
+    {"qwen2", "Qwen2ForCausalLM", KILN_ARCH_QWEN2, false},
+    {"qwen3", "Qwen3ForCausalLM", KILN_ARCH_QWEN3, false},
+};
+#define N_ARCHS (sizeof gguf_archs / sizeof gguf_archs[0])
+
+/* ---- which files ---- */
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* "NAME-00002-of-00003.gguf": the prefix length (up to that '-'), part number and count. */
+#define SPLIT_SUFFIX_LEN 20 /* "-NNNNN-of-NNNNN.gguf" */
+static bool split_name(const char *path, size_t *prefix, int *no, int *count) {
+    size_t n = strlen(path);
+    if (n <= SPLIT_SUFFIX_LEN) return false;
+    const char *s = path + n - SPLIT_SUFFIX_LEN;
+    for (int i = 0; i < SPLIT_SUFFIX_LEN; i++) {
+        const bool digit = (i >= 1 && i <= 5) || (i >= 10 && i <= 14);
+        if (digit ? (s[i] < '0' || s[i] > '9') : s[i] != "-00000-of-00000.gguf"[i]) return false;
+    }
+    *prefix = n - SPLIT_SUFFIX_LEN;
+    *no = atoi(s + 1);
+    *count = atoi(s + 10);
+    return *no >= 1 && *count >= 1 && *no <= *count;
+}
+
+static bool has_magic(const char *path) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) return false;
+    struct stat st;
+    char buf[4];
+    bool yes = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && read(fd, buf, 4) == 4 && gguf_has_magic(buf, 4);
+    close(fd);
+    return yes;
+}
+
+/* The .gguf entries of dir (malloc'd names; *n of them). */
+static char **list_gguf(const char *dir, int *n) {
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) return NULL;
+    char **names = NULL;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!ends_with(e->d_name, ".gguf")) continue;
+        char **more = realloc(names, (size_t)(*n + 1) * sizeof *names);
+        char *copy = more ? strdup(e->d_name) : NULL;
+        if (more) names = more;
+        if (!copy) break;
+        names[(*n)++] = copy;
+    }
+    closedir(d);
+    return names;
+}
+
+static void free_names(char **names, int n) {
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+}
+
+/* Whether every name is a part of one split set (same prefix, same count). */
+static bool one_split_set(char **names, int n) {
+    size_t p0, p;
+    int no, c0, c;
+    if (!split_name(names[0], &p0, &no, &c0)) return false;
+    for (int i = 1; i < n; i++)
+        if (!split_name(names[i], &p, &no, &c) || p != p0 || c != c0 || strncmp(names[i], names[0], p)) return false;
+    return true;
+}
+
+bool gguf_source(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) return ends_with(path, ".gguf");
+    if (!S_ISDIR(st.st_mode)) return ends_with(path, ".gguf") || has_magic(path);
+    char *cfg = kiln_path_join(path, "config.json");
+    bool has_cfg = cfg && stat(cfg, &st) == 0;
+    free(cfg);
+    int n;
+    char **names = has_cfg ? NULL : list_gguf(path, &n);
+    bool yes = names && n > 0;
+    if (names) free_names(names, n);
+    return yes;
+}
+
+/* A directory's one GGUF model (its file, or any part of its one split set); else the path itself. */
+static char *resolve_file(const char *path, kiln_err *err) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        char *p = strdup(path);
+        if (!p) kiln_err_set(err, "out of memory");
+        return p;
+    }
+    int n;
+    char **names = list_gguf(path, &n);
+    char *file = NULL;
+    if (!names || n == 0) kiln_err_set(err, "%s: no .gguf file in the directory", path);
+    else if (n > 1 && !one_split_set(names, n))
+        kiln_err_set(err, "%s: the directory holds %d GGUF files that are not one split model; name one with --model",
+                     path, n);
+    else if (!(file = kiln_path_join(path, names[0]))) kiln_err_set(err, "out of memory");
+    if (names) free_names(names, n);
+    return file;
+}
+
+/* ---- opening the parts ---- */
+
+typedef struct gguf_parts {
+    gguf_file *g;
+    int n;
+} gguf_parts;
+
+static void parts_close(gguf_parts *p) {
+    for (int i = 0; p->g && i < p->n; i++) gguf_close(&p->g[i]);
+    free(p->g);
+    p->g = NULL, p->n = 0;
+}
+
+/* A part's split.no (0-based) and split.count agree with its file name. */
+static int check_split_keys(const gguf_file *g, int no, int count, kiln_err *err) {
+    uint32_t kno = 0, kcount = 1;
+    if (gguf_get_u32(g, "split.no", &kno, err) < 0 || gguf_get_u32(g, "split.count", &kcount, err) < 0) return -1;
+    if ((int)kcount != count || (count > 1 && (int)kno != no))
+        return kiln_err_set(err, "%s: GGUF split.no %u / split.count %u, but this is part %d of %d", g->path, kno,
+                            kcount, no + 1, count);
+    return 0;
+}
+
+static int parts_open(gguf_parts *p, const char *path, kiln_err *err) {
+    memset(p, 0, sizeof *p);
+    char *file = resolve_file(path, err);
+    if (!file) return -1;
+    size_t prefix;
+    int no, count = 1;
+    const bool split = split_name(file, &prefix, &no, &count);
+    int rc = 0;
+    p->g = calloc((size_t)count, sizeof *p->g);
+    if (!p->g) rc = kiln_err_set(err, "out of memory");
+    for (int i = 0; !rc && i < count; i++) {
+        char *name = split ? malloc(prefix + SPLIT_SUFFIX_LEN + 1) : NULL;
+        if (split && name) snprintf(name, prefix + SPLIT_SUFFIX_LEN + 1, "%.*s-%05d-of-%05d.gguf", (int)prefix, file,
+                                    i + 1, count);
+        const char *part = split ? name : file;
+        if (!part) rc = kiln_err_set(err, "out of memory");
+        else if (!(rc = gguf_open(&p->g[i], part, err))) p->n++, rc = check_split_keys(&p->g[i], i, count, err);
+        free(name);
+    }
+    free(file);
+    if (rc) parts_close(p);
+    return rc;
+}
+
+static const gguf_tensor *parts_find(const gguf_parts *p, const char *name) {
+    for (int i = 0; i < p->n; i++) {
+        const gguf_tensor *t = gguf_find_tensor(&p->g[i], name);
+        if (t) return t;
+    }
+    return NULL;
+}
+
+char *gguf_model_file(const char *path, kiln_err *err) {
+    gguf_parts p;
+    if (parts_open(&p, path, err)) return NULL;
+    char *file = strdup(p.g[0].path);
+    parts_close(&p);
+    if (!file) kiln_err_set(err, "out of memory");
+    return file;
+}
+
+/* ---- the config ---- */
+
+/* The getter's result for "{arch}.suffix" (in key): -1 also when a required key is absent. */
+static int arch_got(const gguf_file *g, const char *key, int rc, bool required, kiln_err *err) {
+    if (rc == 0 && required) return kiln_err_set(err, "%s: GGUF key '%s' missing", g->path, key);
+    return rc < 0 ? -1 : 0;
+}
+
+/* "{arch}.suffix" as an integer in [lo, hi]; def when absent (required: absent is an error). */
+static int arch_int(const gguf_file *g, const char *arch, const char *suffix, bool required, uint32_t def,
+                    uint32_t lo, uint32_t hi, int *out, kiln_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    uint32_t v = def;
+    if (arch_got(g, key, gguf_get_u32(g, key, &v, err), required, err)) return -1;
+    if (v < lo || v > hi)
+        return kiln_err_set(err, "%s: GGUF key '%s' is %u, want %u..%u", g->path, key, v, lo, hi);
+    *out = (int)v;
+    return 0;
+}
+
+static int arch_f32(const gguf_file *g, const char *arch, const char *suffix, bool required, float def, float *out,
+                    kiln_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    float v = def;
+    if (arch_got(g, key, gguf_get_f32(g, key, &v, err), required, err)) return -1;
+    if (!(v > 0) || !isfinite(v)) return kiln_err_set(err, "%s: GGUF key '%s' is %g, want a finite value > 0", g->path, key, v);
+    *out = v;
+    return 0;
+}
+
+static int read_arch(const gguf_file *g, kiln_config *c, int *which, kiln_err *err) {
+    const char *a;
+    size_t n;
+    int rc = gguf_get_str(g, "general.architecture", &a, &n, err);
+    if (rc < 0) return -1;
+    if (rc == 0) return kiln_err_set(err, "%s: GGUF key 'general.architecture' missing", g->path);
+    for (size_t i = 0; i < N_ARCHS; i++)
+        if (strlen(gguf_archs[i].name) == n && memcmp(a, gguf_archs[i].name, n) == 0) {
+            c->arch = gguf_archs[i].arch;
+            snprintf(c->architecture, sizeof c->architecture, "%s", gguf_archs[i].hf_name);
+            snprintf(c->model_type, sizeof c->model_type, "%s", gguf_archs[i].name);
+            *which = (int)i;
+            return 0;
+        }
+    return kiln_err_set(err, "%s: GGUF architecture '%.*s' not supported (llama, qwen2, qwen3)", g->path,
+                        (int)(n > 64 ? 64 : n), a);
+}
+
+static int read_shape(const gguf_file *g, const char *arch, kiln_config *c, kiln_err *err) {
+    const uint32_t BIG = 1u << 24;
+    if (arch_int(g, arch, "embedding_length", true, 0, 1, BIG, &c->hidden_size, err) ||
+        arch_int(g, arch, "feed_forward_length", true, 0, 1, BIG, &c->intermediate_size, err) ||
+        arch_int(g, arch, "block_count", true, 0, 1, 4096, &c->n_layers, err) ||
+        arch_int(g, arch, "attention.head_count", true, 0, 1, 4096, &c->n_heads, err) ||
+        arch_int(g, arch, "attention.head_count_kv", false, (uint32_t)c->n_heads, 1, 4096, &c->n_kv_heads, err) ||
+        arch_int(g, arch, "context_length", false, 2048, 1, 1u << 28, &c->max_position_embeddings, err))
+        return -1;
+    int experts = 0, vlen;
+    if (arch_int(g, arch, "expert_count", false, 0, 0, 1u << 16, &experts, err)) return -1;
+    if (experts) return kiln_err_set(err, "%s: GGUF %s.expert_count %d: mixture-of-experts models not supported", g->path, arch, experts);
+    if (arch_int(g, arch, "attention.key_length", false, (uint32_t)(c->hidden_size / c->n_heads), 2, 65536,
+                 &c->head_dim, err) ||
+        arch_int(g, arch, "attention.value_length", false, (uint32_t)c->head_dim, 1, 65536, &vlen, err))
+        return -1;
+    if (vlen != c->head_dim || c->head_dim % 2 || c->n_heads % c->n_kv_heads)
+        return kiln_err_set(err, "%s: GGUF heads: key_length %d, value_length %d (want equal and even), %d heads, %d KV "
+                                 "heads (want a multiple)", g->path, c->head_dim, vlen, c->n_heads, c->n_kv_heads);
+    int rot;
+    if (arch_int(g, arch, "rope.dimension_count", false, (uint32_t)c->head_dim, 1, 65536, &rot, err)) return -1;
+    if (rot != c->head_dim)
+        return kiln_err_set(err, "%s: GGUF %s.rope.dimension_count %d: partial rotary (head_dim %d) not supported", g->path,
+                            arch, rot, c->head_dim);
+    return 0;
+}
+
+static int read_rope(const gguf_parts *p, const char *arch, kiln_config *c, kiln_err *err) {
+    const gguf_file *g = &p->g[0];
+    float theta = 10000.0f, factor = 1.0f;
+    if (arch_f32(g, arch, "attention.layer_norm_rms_epsilon", true, 0, &c->rms_norm_eps, err) ||
+        arch_f32(g, arch, "rope.freq_base", false, 10000.0f, &theta, err))
+        return -1;
+    c->rope_theta = theta;
+    c->rope_type = KILN_ROPE_DEFAULT;
+    c->rope_factor = 1.0;
+    char key[128];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    const char *t;
+    size_t n;
+    int rc = gguf_get_str(g, key, &t, &n, err);
+    if (rc < 0) return -1;
+    if (rc == 0 || (n == 4 && !memcmp(t, "none", 4))) return 0;
+    if (n != 6 || memcmp(t, "linear", 6))
+        return kiln_err_set(err, "%s: GGUF %s '%.*s' not supported (none, linear)", g->path, key, (int)(n > 32 ? 32 : n), t);
+    if (arch_f32(g, arch, "rope.scaling.factor", true, 1.0f, &factor, err)) return -1;
+    c->rope_type = KILN_ROPE_LINEAR;
+    c->rope_factor = factor;
+    return 0;
+}
+
+#define MAX_TOKEN_ID (1u << 30)
+
+/* BOS and the end-of-generation ids (eos, eot, eom: what llama.cpp stops on) from tokenizer.ggml.*. */
+static int read_special(const gguf_file *g, kiln_config *c, kiln_err *err) {
+    uint32_t v;
+    c->bos_token_id = -1;
+    int rc = gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &v, err);
+    if (rc < 0) return -1;
+    if (rc == 1 && v < MAX_TOKEN_ID) c->bos_token_id = (int)v;
+    static const char *const eog[] = {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id",
+                                      "tokenizer.ggml.eom_token_id"};
+    c->n_eos_token_ids = 0;
+    for (size_t i = 0; i < sizeof eog / sizeof eog[0]; i++) {
+        if ((rc = gguf_get_u32(g, eog[i], &v, err)) < 0) return -1;
+        bool dup = false;
+        for (int j = 0; j < c->n_eos_token_ids; j++) dup |= c->eos_token_ids[j] == (int)v;
+        if (rc == 1 && v < MAX_TOKEN_ID && !dup) c->eos_token_ids[c->n_eos_token_ids++] = (int)v;
+    }
+    return 0;
+}
+
+static int config_from_parts(const gguf_parts *p, kiln_config *c, bool *permuted, kiln_err *err) {
+    memset(c, 0, sizeof *c);
+    const gguf_file *g = &p->g[0];
+    int which = 0;
+    if (read_arch(g, c, &which, err)) return -1;
+    const char *arch = gguf_archs[which].name;
+    *permuted = gguf_archs[which].permuted;
+    if (read_shape(g, arch, c, err) || read_rope(p, arch, c, err) || read_special(g, c, err)) return -1;
+    const gguf_tensor *e = parts_find(p, "token_embd.weight");
+    if (!e || e->n_dims != 2) return kiln_err_set(err, "%s: GGUF tensor 'token_embd.weight' missing or not 2-D", g->path);
+    if (arch_int(g, arch, "vocab_size", false, (uint32_t)e->ne[1], 1, 1u << 28, &c->vocab_size, err)) return -1;
+    c->tie_word_embeddings = !parts_find(p, "output.weight");
+    c->attention_bias = c->arch == KILN_ARCH_QWEN2 || parts_find(p, "blk.0.attn_q.bias");
+    c->qk_norm = c->arch == KILN_ARCH_QWEN3;
+    c->torch_dtype = e->type == kern_formats[KILN_DT_BF16].gguf_type  ? KILN_DT_BF16
+                     : e->type == kern_formats[KILN_DT_F16].gguf_type ? KILN_DT_F16
+                                                                       : KILN_DT_F32;
+    return 0;
+}
+
+int gguf_config_load(const char *path, kiln_config *cfg, kiln_err *err) {
+    gguf_parts p;
+    if (parts_open(&p, path, err)) return -1;
+    bool permuted;
+    int rc = config_from_parts(&p, cfg, &permuted, err);
+    parts_close(&p);
+    return rc;
+}
+
+/* ---- the tensors ---- */
+
+/* The kiln format a ggml type is computed in, or -1. */
+static int dtype_of(int ggml_type) {
+    for (int i = 0; i < KILN_DT_COUNT; i++)
+        if (kern_formats[i].gguf_type == ggml_type) return i;
+    return -1;
+}
+
+/* One part's tensors as an st_file (GGUF names for now, shapes outermost first); takes over g's mapping. */
+static int part_to_file(gguf_file *g, st_file *f, kiln_err *err) {
+    f->tensors = calloc((size_t)g->n_tensors + 1, sizeof *f->tensors);
+    if (!f->tensors) return kiln_err_set(err, "out of memory");
+    for (int i = 0; i < g->n_tensors; i++) {
+        const gguf_tensor *x = &g->tensors[i];
+        st_tensor *t = &f->tensors[i];
+        if (!(t->name = strdup(x->name))) return kiln_err_set(err, "out of memory");
+        f->n_tensors++;
+        /* a type kiln does not compute is kept as -1 - its ggml id, for the error if the model uses it */
+        int dt = dtype_of(x->type);
+        t->dt = (kiln_dtype)(dt >= 0 ? dt : -1 - x->type);
+        t->ndim = x->n_dims;
+        for (int d = 0; d < x->n_dims; d++) t->shape[d] = x->ne[x->n_dims - 1 - d];
+        t->data = x->data;
+        t->nbytes = x->nbytes;
+    }
+    f->path = g->path, f->map = g->map, f->size = g->size;
+    g->path = NULL, g->map = NULL;
+    return 0;
+}
+
+typedef struct naming {
+    st_set *s;
+    bool permuted;
+    const kiln_config *cfg;
+    st_tensor **perm; /* the tensors to un-permute and their head counts */
+    int *perm_heads, n_perm;
+} naming;
+
+/* The formats kiln computes, for the error naming a type it does not. */
+static void format_list(char *out, size_t n) {
+    size_t o = 0;
+    out[0] = 0;
+    for (int i = 0; i < KILN_DT_COUNT && o < n; i++)
+        o += (size_t)snprintf(out + o, n - o, "%s%s", i ? ", " : "", gguf_type_name(kern_formats[i].gguf_type));
+}
+
+/* Gives the tensor d describes its Hugging Face name, checks its type, and notes q/k for un-permuting. */
+static int name_tensor(void *ud, const tensor_desc *d, int layer, const char *name, int64_t rows, int64_t cols,
+                       kiln_err *err) {
+    (void)cols;
+    naming *nm = ud;
+    char gname[160];
+    tensor_name(d, true, layer, gname, sizeof gname);
+    const st_file *f;
+    st_tensor *t = (st_tensor *)st_set_find(nm->s, gname, &f);
+    if (!t) return 0; /* model_find_tensor reports it missing, under its GGUF name */
+    if ((int)t->dt < 0) {
+        char list[128];
+        format_list(list, sizeof list);
+        return kiln_err_set(err, "%s: GGUF tensor '%s' has type %s, which kiln does not compute yet (%s)", f->path,
+                            gname, gguf_type_name(-1 - (int)t->dt), list);
+    }
+    if ((uintptr_t)t->data % (kern_formats[t->dt].quantised ? 1 : kern_formats[t->dt].block_bytes))
+        return kiln_err_set(err, "%s: GGUF tensor '%s': data not aligned to its elements", f->path, gname);
+    char *hf = strdup(name);
+    if (!hf) return kiln_err_set(err, "out of memory");
+    free(t->name);
+    t->name = hf;
+    const bool q = d->offset == offsetof(kiln_layer, wq) || d->offset == offsetof(kiln_layer, bq);
+    const bool k = d->offset == offsetof(kiln_layer, wk) || d->offset == offsetof(kiln_layer, bk);
+    if (nm->permuted && layer >= 0 && (q || k) && t->shape[0] == rows) {
+        nm->perm[nm->n_perm] = t;
+        nm->perm_heads[nm->n_perm++] = q ? nm->cfg->n_heads : nm->cfg->n_kv_heads;
+    }
+    return 0;
+}
+
+/* Undoes the converter's per-head row permutation: its row h*D + 2i + j is Hugging Face's row
+ * h*D + j*D/2 + i (D rows per head, j in {0, 1}). Rows move whole: exact for every type. */
+static void unpermute_rows(char *dst, const char *src, int64_t rows, size_t row_bytes, int heads) {
+    const int64_t D = rows / heads, half = D / 2;
+    for (int64_t h = 0; h < heads; h++)
+        for (int64_t j = 0; j < 2; j++)
+            for (int64_t i = 0; i < half; i++)
+                memcpy(dst + (size_t)(h * D + j * half + i) * row_bytes, src + (size_t)(h * D + 2 * i + j) * row_bytes,
+                       row_bytes);
+}
+
+/* Copies every noted q/k tensor un-permuted into one buffer the first file owns; drops the source pages. */
+static int unpermute_all(naming *nm, kiln_err *err) {
+    size_t total = 0;
+    for (int i = 0; i < nm->n_perm; i++) total += nm->perm[i]->nbytes;
+    char *buf = malloc(total + 1);
+    if (!buf) return kiln_err_set(err, "out of memory un-permuting q/k (%zu MiB)", total >> 20);
+    nm->s->files[0].owned = buf;
+    nm->s->files[0].owned_len = total;
+    for (int i = 0; i < nm->n_perm; i++) {
+        st_tensor *t = nm->perm[i];
+        unpermute_rows(buf, t->data, t->shape[0], t->nbytes / (size_t)t->shape[0], nm->perm_heads[i]);
+        model_drop_source_pages(nm->s, t->data, t->nbytes);
+        t->data = buf;
+        buf += t->nbytes;
+    }
+    return 0;
+}
+
+static int name_all(st_set *s, const kiln_config *cfg, bool permuted, kiln_err *err) {
+    naming nm = {s, permuted, cfg, NULL, NULL, 0};
+    const size_t cap = (size_t)cfg->n_layers * 4 + 1;
+    nm.perm = malloc(cap * sizeof *nm.perm);
+    nm.perm_heads = malloc(cap * sizeof *nm.perm_heads);
+    int rc = nm.perm && nm.perm_heads ? tensors_each(cfg, name_tensor, &nm, err) : kiln_err_set(err, "out of memory");
+    if (!rc) rc = unpermute_all(&nm, err);
+    free(nm.perm), free(nm.perm_heads);
+    return rc;
+}
+
+int gguf_set_open(st_set *s, const char *path, kiln_err *err) {
+    memset(s, 0, sizeof *s);
+    gguf_parts p;
+    if (parts_open(&p, path, err)) return -1;
+    kiln_config cfg;
+    bool permuted;
+    int rc = config_from_parts(&p, &cfg, &permuted, err);
+    if (!rc && !(s->source = strdup(p.g[0].path))) rc = kiln_err_set(err, "out of memory");
+    if (!rc && !(s->files = calloc((size_t)p.n, sizeof *s->files))) rc = kiln_err_set(err, "out of memory");
+    for (int i = 0; !rc && i < p.n; i++) {
+        for (int j = 0; j < p.g[i].n_tensors && !rc; j++)
+            if (st_set_find(s, p.g[i].tensors[j].name, NULL))
+                rc = kiln_err_set(err, "%s: GGUF tensor '%s' is also in an earlier part", p.g[i].path,
+                                  p.g[i].tensors[j].name);
+        if (!rc) rc = part_to_file(&p.g[i], &s->files[i], err);
+        s->n_files++;
+    }
+    parts_close(&p);
+    if (!rc) rc = name_all(s, &cfg, permuted, err);
+    return rc;
+}

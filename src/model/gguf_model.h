@@ -1,0 +1,38 @@
+/* gguf_model.h — a GGUF model as the loader sees a checkpoint: its kiln_config from the `{arch}.*` keys
+ * and its tensors as an st_set under the Hugging Face names (internal).
+ *
+ * kiln_config_load and st_set_open hand a GGUF source to these, so every command that loads a model (and
+ * `kiln info`) opens GGUF files through the same path as safetensors checkpoints. A GGUF source is a
+ * .gguf file (or any file starting with the GGUF magic), one part of a split model
+ * (NAME-00001-of-0000N.gguf: any part may be named, all are opened), or a directory without config.json
+ * holding one GGUF model (a single file or one split set).
+ *
+ * llama.cpp's converter permutes the rows of attn_q / attn_k (and their biases) of llama-architecture
+ * models per head so that its adjacent-pair RoPE reproduces Hugging Face's rotate-half RoPE. The loader
+ * undoes that permutation once at load (rows are moved whole, so it is exact for every tensor type), and
+ * the forward pass stays the one rotate-half RoPE for every model. */
+#ifndef KILN_GGUF_MODEL_H
+#define KILN_GGUF_MODEL_H
+
+#include <stdbool.h>
+
+#include "kiln.h"
+#include "model/shards.h"
+
+/* llama.cpp's per-frequency RoPE divisors (Llama 3 scaling): [head_dim / 2] f32, outside the layer tables
+ * because Hugging Face checkpoints have no such tensor (they compute it from rope_scaling). */
+#define GGUF_ROPE_FREQS "rope_freqs.weight"
+
+/* Whether path names a GGUF source (above). */
+bool gguf_source(const char *path);
+/* The file holding a GGUF source's metadata (the model's only file, or part 1 of a split): malloc'd, or
+ * NULL with err set. The tokenizer (tokenizer.ggml.*) and template (tokenizer.chat_template) are read
+ * from this file. */
+char *gguf_model_file(const char *path, kiln_err *err);
+/* kiln_config from the GGUF's metadata (and tensor list: tied output, biases). */
+int gguf_config_load(const char *path, kiln_config *cfg, kiln_err *err);
+/* Opens every part; the set's tensors carry Hugging Face names and [rows, cols] shapes, q/k un-permuted.
+ * On failure s is left closable. */
+int gguf_set_open(st_set *s, const char *path, kiln_err *err);
+
+#endif

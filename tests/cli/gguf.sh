@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# GGUF files on the command line (issue 15): --model FILE.gguf, any part of a split set, a directory
+# holding one GGUF; llama.cpp's greedy ids from the F32 file; one-line errors for what kiln does not run.
+source "$(dirname "$0")/lib.bash"
+D="$SHARED/gguf/kq-llama-512"
+F="$D/kq-llama-512.F32.gguf"
+
+check generate_matches_llamacpp python3 -c '
+import json,sys,subprocess
+for c in json.load(open(sys.argv[2]))["cases"]:
+    ids=",".join(map(str,c["prompt_ids"]))
+    o=subprocess.run([sys.argv[1],"generate","--model",sys.argv[3],"--ids",ids,"-n","16","--threads","1"],capture_output=True,text=True,check=True)
+    assert json.loads(o.stdout)["ids"]==c["greedy_ids"], c["name"]
+' "$KILN" "$D/kq-llama-512.F32.golden.json" "$F"
+
+check logits_top1_matches_llamacpp python3 -c '
+import json,sys,subprocess
+c=json.load(open(sys.argv[2]))["cases"][0]
+o=subprocess.run([sys.argv[1],"logits","--model",sys.argv[3],"--ids",",".join(map(str,c["prompt_ids"])),"--top","5"],capture_output=True,text=True,check=True)
+for p,l in enumerate(o.stdout.splitlines()):
+    top=json.loads(l)["top"]
+    assert [i for i,_ in top]==c["topk_ids"][p][:5], p
+    assert max(abs(a-b) for (_,a),b in zip(top,c["topk_logits"][p]))<1e-3, p
+' "$KILN" "$D/kq-llama-512.F32.golden.json" "$F"
+
+mkdir -p "$TMP/one"
+ln -s "$(cd "$D" && pwd)/kq-llama-512.Q8_0.gguf" "$TMP/one/model.gguf"
+out=$("$KILN" generate --model "$TMP/one" --ids 1,2,3 -n 2 2>&1)
+check directory_with_one_gguf python3 -c 'import json,sys; assert len(json.loads(sys.argv[1])["ids"])==2' "$out"
+
+info=$("$KILN" info --model "$F" 2>&1)
+check info_counts_gguf grep -q "params     1705216" <<<"$info"
+
+err=$("$KILN" generate --model "$D/kq-llama-512.Q4_K_M.gguf" --ids 1 -n 1 2>&1)
+check unsupported_type_one_line python3 -c '
+import sys; e=sys.argv[1]; assert e.count("\n")==0 and "type Q6_K" in e and "token_embd.weight" in e, e' "$err"
+err=$("$KILN" generate --model "$D/split/kq-llama-512.Q4_K_M-00002-of-00003.gguf" --ids 1 -n 1 2>&1)
+check split_part_opens_the_set python3 -c 'import sys; e=sys.argv[1]; assert "type Q6_K" in e and "00001-of-00003" in e, e' "$err"
+
+head -c 1000 "$F" > "$TMP/cut.gguf"
+err=$("$KILN" logits --model "$TMP/cut.gguf" --ids 1 2>&1); rc=$?
+check truncated_file_one_line python3 -c '
+import sys; e=sys.argv[1]; assert sys.argv[2]!="0" and e.count("\n")==0 and "cut.gguf" in e, e' "$err" "$rc"
+err=$("$KILN" generate --model "$F" --ids 1 -n 1 --quant-cache --quant q8_0 2>&1); rc=$?
+check quant_cache_refused python3 -c 'import sys; assert sys.argv[2]!="0" and "weight cache" in sys.argv[1], sys.argv[1]' "$err" "$rc"
