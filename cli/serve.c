@@ -128,6 +128,8 @@ int cmd_serve(int argc, char **argv) {
          CLI_STR_TO(&o.model_name)},
         {"--allowed-origins", NULL, "ORIGINS", "CORS: comma-separated origins browsers may call from, or * (default none)",
          CLI_STR_TO(&o.allowed_origins)},
+        {"--pooling", NULL, "last|mean", "/v1/embeddings: the last token's hidden state (default) or the mean",
+         CLI_STR_TO(&o.pooling)},
         {"--log-format", NULL, "text|json", "start-up summary and access log format (default text)",
          CLI_FN_TO(log_format_flag, &log_json)},
         CLI_WEIGHT_FLAGS(&mo),

@@ -195,6 +195,10 @@ typedef struct kiln_batch {
 /* One forward step over a batch of sequences (prefill and decode may be mixed). Fails cleanly (no
  * partial state change) when a sequence would exceed n_ctx or the cache is out of blocks. */
 int kiln_forward(kiln_ctx *c, const kiln_batch *b, kiln_err *err);
+/* kiln_forward that returns, instead of logits (b->logits is ignored and may be NULL), the final hidden
+ * states after the final norm, [n_out][hidden_size] into hidden, for the same tokens: what embedding
+ * models pool. The KV cache advances as with kiln_forward. */
+int kiln_forward_hidden(kiln_ctx *c, const kiln_batch *b, float *hidden, kiln_err *err);
 
 /* ===================================================================================================
  * Tokenizer (src/tokenizer/): tokenizer.json + tokenizer_config.json, byte-exact with HF transformers
@@ -598,6 +602,8 @@ typedef struct kiln_server_opts {
                                * however slowly they trickle; the connection is closed otherwise (default 30) */
     double request_timeout_s; /* wall-clock limit per request (default 600) */
     int threads;              /* engine threads (0: default) */
+    const char *pooling;      /* /v1/embeddings: "last" (the last token's final hidden state, as decoder embedding
+                               * models such as Qwen3-Embedding; the default) or "mean"; L2-normalised */
     const kiln_model_opts *model_opts; /* weight formats / cache (NULL: defaults); threads above wins */
     kiln_server_log_fn log;   /* NULL: no access log */
     void *log_user;

@@ -147,7 +147,8 @@ static bool fixture_open(fixture *f, const char *model) {
     if (!f->tok) return fprintf(stderr, "%s\n", err.msg), false;
     static const char *names[1];
     names[0] = model;
-    f->mi = (serve_model_info){.name = model, .names = names, .n_names = 1, .tok = f->tok, .n_ctx = 4096, .thinking = true};
+    f->mi = (serve_model_info){.name = model, .names = names, .n_names = 1, .tok = f->tok, .n_ctx = 4096, .thinking = true,
+                              .vocab = (int)kiln_tokenizer_vocab_size(f->tok)};
     kiln_gen_params_default(&f->mi.defaults);
     f->mi.defaults.top_k = 0;
     f->mi.defaults.max_new_tokens = 0;
@@ -170,7 +171,7 @@ static serve_req *request(fixture *f, serve_kind kind, const char *body) {
 /* Forces the ids of `text` (then `tail` ids, e.g. EOS) through a request's output, one at a time, as the
  * scheduler would; after each token, the SSE chunk a streaming client would get is appended to sse. */
 static serve_finish feed(fixture *f, req_output *o, serve_req *r, const char *text, const int32_t *tail, int n_tail,
-                         sbuf *sse) {
+                         strbuf *sse) {
     int32_t *ids;
     size_t n;
     kiln_err err;
@@ -183,7 +184,7 @@ static serve_finish feed(fixture *f, req_output *o, serve_req *r, const char *te
         fin = output_push(o, r, &st, NULL);
         if (fin != FIN_NONE) r->done = true, r->finish = fin;
         char *c = sse ? openai_stream_chunk(&f->mi, r, &cur) : NULL;
-        if (c) sbuf_puts(sse, c);
+        if (c) strbuf_puts(sse, c);
         free(c);
     }
     free(ids);
@@ -276,7 +277,7 @@ TEST(sampling_is_seeded_and_respects_top_k) {
 
 /* Collects a stream's deltas: content text, tool calls (name + arguments), the last finish_reason. */
 typedef struct streamed {
-    sbuf content;
+    strbuf content;
     char names[4][32], args[4][64];
     int n_calls;
     char finish[16];
@@ -290,7 +291,7 @@ static void parse_sse(const char *sse, streamed *out) {
         json_t *o = json_loadb(p + 6, (size_t)(end - p - 6), 0, NULL);
         json_t *c = json_array_get(json_object_get(o, "choices"), 0), *d = json_object_get(c, "delta");
         const char *text = json_string_value(json_object_get(d, "content"));
-        if (text) sbuf_puts(&out->content, text);
+        if (text) strbuf_puts(&out->content, text);
         if (text && strstr(text, "tool_call")) out->leaked = true;
         json_t *calls = json_object_get(d, "tool_calls");
         for (size_t i = 0; i < json_array_size(calls) && out->n_calls < 4; i++) {
@@ -328,7 +329,7 @@ TEST(tool_calls_stream_as_tool_calls) {
         serve_req *r = request(&f, REQ_CHAT, body);
         REQUIRE(r && r->has_tools && r->n_tools == 1, "parse");
         req_output *o = output(&f, r);
-        sbuf sse = {0};
+        strbuf sse = {0};
         CHECK(feed(&f, o, r, cases[k].out, &eos, 1, &sse) == FIN_STOP, "case %zu: not stopped", k);
         streamed got;
         parse_sse(sse.p ? sse.p : "", &got);
@@ -355,8 +356,8 @@ TEST(tool_calls_stream_as_tool_calls) {
               "case %zu: %s", k, s);
         json_decref(j);
         free(s);
-        sbuf_free(&sse);
-        sbuf_free(&got.content);
+        strbuf_free(&sse);
+        strbuf_free(&got.content);
         output_free(o);
         serve_req_unref(r);
     }
@@ -434,19 +435,19 @@ static void context_roundtrip(const char *name, const char *text) {
             free(prompt);
             continue;
         }
-        sbuf got = {0};
-        sbuf_put(&got, prompt, pn);
+        strbuf got = {0};
+        strbuf_put(&got, prompt, pn);
         kiln_detok *d = kiln_detok_new(t, true);
         kiln_detok_prime(d, ids, k);
         for (size_t i = k; i < n; i++) {
             const char *s = kiln_detok_push(d, ids[i], &len);
-            sbuf_put(&got, s, len);
+            strbuf_put(&got, s, len);
         }
         const char *s = kiln_detok_flush(d, &len);
-        sbuf_put(&got, s, len);
+        strbuf_put(&got, s, len);
         CHECK(got.len == full_n && !memcmp(got.p, full, full_n), "%s split at %zu: \"%s\" != \"%s\"", name, k, got.p, full);
         kiln_detok_free(d);
-        sbuf_free(&got);
+        strbuf_free(&got);
         free(prompt);
     }
     free(full);
@@ -467,9 +468,9 @@ static void force_text(fixture *f, req_output *o, serve_req *r, const char *cont
     int32_t *all;
     size_t n;
     kiln_err err = {{0}};
-    sbuf text = {0};
-    sbuf_put(&text, r->prompt_text.p, r->prompt_text.len);
-    sbuf_puts(&text, cont);
+    strbuf text = {0};
+    strbuf_put(&text, r->prompt_text.p, r->prompt_text.len);
+    strbuf_puts(&text, cont);
     if (kiln_encode(f->tok, text.p, text.len, true, &all, &n, &err)) return;
     for (size_t i = (size_t)r->n_prompt; i < n; i++) {
         kiln_gen_step st;
@@ -480,7 +481,7 @@ static void force_text(fixture *f, req_output *o, serve_req *r, const char *cont
     r->done = true;
     r->finish = FIN_LENGTH;
     free(all);
-    sbuf_free(&text);
+    strbuf_free(&text);
 }
 
 static int parse_status(fixture *f, serve_kind kind, const char *body, char *param, size_t param_size) {
@@ -540,18 +541,37 @@ TEST(completion_text_echo_and_offsets_in_context) {
 
 /* ---- the parameter contract (issue 17 items 2 and 6) ---- */
 
-TEST(unimplemented_parameters_are_refused_by_name) {
+TEST(parameters_are_used_or_refused_by_name) {
     fixture f;
     REQUIRE(fixture_open(&f, "stories260K"), "fixture");
     static const struct {
         const char *extra, *param;
         int status;
     } cases[] = {
-        {"\"response_format\":{\"type\":\"json_object\"}", "response_format", 400},
-        {"\"logit_bias\":{\"5\":10}", "logit_bias", 400},
-        {"\"best_of\":2", "best_of", 400},
+        {"\"response_format\":{\"type\":\"json_object\"}", "", 0},
+        {"\"response_format\":{\"type\":\"text\"}", "", 0},
+        {"\"response_format\":{\"type\":\"xml\"}", "response_format", 400},
+        {"\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\"}}", "response_format", 400},
+        {"\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":{\"type\":\"bogus\"}}}", "response_format", 400},
+        {"\"logit_bias\":{\"5\":10}", "", 0},
+        {"\"logit_bias\":{\"five\":10}", "logit_bias", 400},
+        {"\"logit_bias\":{\"5\":-101}", "logit_bias", 400},
+        {"\"logit_bias\":{\"99999999\":1}", "logit_bias", 400},
+        {"\"best_of\":2", "", 0},
+        {"\"best_of\":2,\"n\":3", "best_of", 400},
+        {"\"best_of\":3,\"n\":2,\"stream\":true", "best_of", 400},
+        {"\"n\":17", "n", 400},
         {"\"store\":true", "store", 400},
-        {"\"guided_json\":{}", "guided_json", 400},
+        {"\"guided_json\":{}", "", 0},
+        {"\"guided_json\":\"{\\\"type\\\":\\\"integer\\\"}\"", "", 0},
+        {"\"guided_regex\":\"[a-z]+\"", "", 0},
+        {"\"guided_regex\":\"(\"", "guided_regex", 400},
+        {"\"guided_choice\":[\"yes\",\"no\"]", "", 0},
+        {"\"guided_choice\":[]", "guided_choice", 400},
+        {"\"guided_grammar\":\"root ::= \\\"x\\\"\"", "", 0},
+        {"\"grammar\":\"root ::= nothing\"", "grammar", 400},
+        {"\"json_schema\":{\"type\":\"integer\"}", "", 0},
+        {"\"guided_regex\":\"a\",\"guided_choice\":[\"b\"]", "guided_choice", 400}, /* two grammars */
         {"\"no_such_thing\":1", "no_such_thing", 400},
         {"\"stream\":true,\"stream_options\":{\"continuous_usage_stats\":true}", "stream_options", 400},
         {"\"messages\":[]", "messages", 400}, /* a chat parameter on /v1/completions */
@@ -571,6 +591,10 @@ TEST(unimplemented_parameters_are_refused_by_name) {
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"required\"}", "tool_choice"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"parallel_tool_calls\":false}", "parallel_tool_calls"},
         {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"echo\":true}", "echo"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"g\"}},"
+         "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}", "tool_choice"},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"required\",\"response_format\":{\"type\":\"json_object\"},"
+         "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]}", "tool_choice"},
     };
     for (size_t i = 0; i < sizeof chat / sizeof *chat; i++) {
         char param[64] = "";
@@ -584,6 +608,87 @@ TEST(unimplemented_parameters_are_refused_by_name) {
     char *e = openai_error_json(401, "no", NULL);
     CHECK(strstr(e, "\"code\":401"), "one code type (the HTTP status): %s", e);
     free(e);
+}
+
+/* Samples a request's answer from flat logits with one favoured id per step (a stand-in for a model that
+ * ignores the format): the grammar alone must keep the output valid. Returns the content (malloc'd). */
+static char *sample_answer(fixture *f, serve_req *r, int32_t favoured) {
+    req_output *o = output(f, r);
+    int vocab = (int)kiln_tokenizer_vocab_size(f->tok);
+    float *logits = malloc((size_t)vocab * sizeof *logits);
+    serve_finish fin = FIN_NONE;
+    for (int i = 0; o && logits && i < r->max_tokens && fin == FIN_NONE; i++) {
+        for (int k = 0; k < vocab; k++) logits[k] = (float)((k * 2654435761u + (unsigned)i * 40503u) % 1000) / 100.f;
+        logits[favoured] = 50;
+        kiln_gen_step st;
+        if (output_sample(o, r, logits, &st, NULL)) break;
+        fin = output_push(o, r, &st, NULL);
+    }
+    r->finish = fin;
+    free(logits);
+    output_free(o);
+    return strdup(r->content.p ? r->content.p : "");
+}
+
+TEST(grammar_fields_constrain_the_output) {
+    fixture f;
+    REQUIRE(fixture_open(&f, "tiny-qwen3"), "fixture");
+    int32_t junk = kiln_token_id(f.tok, "hello");
+    REQUIRE(junk >= 0, "token");
+    serve_req *r = request(&f, REQ_CHAT,
+                           "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":60,\"temperature\":0,"
+                           "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"n\",\"strict\":true,"
+                           "\"schema\":{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":0,"
+                           "\"maximum\":99},\"c\":{\"enum\":[\"red\",\"blue\"]}},\"required\":[\"n\",\"c\"]}}}}");
+    REQUIRE(r && r->grammar && !r->split_thinking, "parse (a grammar renders without thinking)");
+    char *text = kiln_decode(f.tok, r->prompt, (size_t)r->n_prompt, false, NULL);
+    CHECK(text && strstr(text, "<think>\n\n</think>"), "Qwen3 told not to think: %s", text);
+    free(text);
+    char *out = sample_answer(&f, r, junk);
+    json_t *j = json_loads(out, 0, NULL);
+    json_t *n = json_object_get(j, "n"), *c = json_object_get(j, "c");
+    CHECK(r->finish == FIN_STOP && json_is_integer(n) && json_integer_value(n) >= 0 && json_integer_value(n) <= 99 &&
+              json_is_string(c) && (!strcmp(json_string_value(c), "red") || !strcmp(json_string_value(c), "blue")) &&
+              json_object_size(j) == 2,
+          "schema-valid answer: '%s' (finish %d)", out, r->finish);
+    json_decref(j);
+    free(out);
+    serve_req_unref(r);
+
+    /* tool_choice naming a function: exactly one call to it, arguments valid against its parameters. */
+    r = request(&f, REQ_CHAT,
+                "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":80,\"temperature\":0,"
+                "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a\"}},{\"type\":\"function\",\"function\":"
+                "{\"name\":\"add\",\"parameters\":{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"integer\"}},"
+                "\"required\":[\"x\"]}}}],\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"add\"}}}");
+    REQUIRE(r && r->grammar && r->has_tools, "parse tool_choice");
+    out = sample_answer(&f, r, junk);
+    j = r->n_calls == 1 ? json_loads(r->calls[0].arguments, 0, NULL) : NULL;
+    CHECK(r->finish == FIN_STOP && r->n_calls == 1 && !strcmp(r->calls[0].name, "add") &&
+              json_is_integer(json_object_get(j, "x")) && json_object_size(j) == 1 && !*out,
+          "one call to add: %d calls, content '%s'", r->n_calls, out);
+    json_decref(j);
+    free(out);
+    serve_req_unref(r);
+
+    /* tool_choice none: the tools stay out of the prompt. */
+    r = request(&f, REQ_CHAT,
+                "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"tool_choice\":\"none\","
+                "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"secret_tool\"}}]}");
+    REQUIRE(r, "parse tool_choice none");
+    text = kiln_decode(f.tok, r->prompt, (size_t)r->n_prompt, false, NULL);
+    CHECK(text && !strstr(text, "secret_tool") && !r->has_tools && !r->grammar, "tools left out: %s", text);
+    free(text);
+    serve_req_unref(r);
+
+    /* logit_bias reaches the sampler: +100 on one id makes it the greedy answer. */
+    r = request(&f, REQ_COMPLETION, "{\"prompt\":\"x\",\"max_tokens\":1,\"temperature\":0,\"return_token_ids\":true,"
+                           "\"logit_bias\":{\"7\":100}}");
+    REQUIRE(r && r->gen.n_logit_bias == 1 && r->gen.logit_bias[0].token == 7, "parse logit_bias");
+    free(sample_answer(&f, r, junk));
+    CHECK(r->n_gen == 1 && r->gen_ids && r->gen_ids[0] == 7, "the biased id wins over the favoured one");
+    serve_req_unref(r);
+    kiln_tokenizer_free(f.tok);
 }
 
 /* ---- tool round trips in every shipped template family (issue 17 item 3) ---- */
@@ -690,7 +795,8 @@ int main(void) {
     RUN(unlimited_queue_takes_everything);
     RUN(detok_continues_in_context);
     RUN(completion_text_echo_and_offsets_in_context);
-    RUN(unimplemented_parameters_are_refused_by_name);
+    RUN(parameters_are_used_or_refused_by_name);
+    RUN(grammar_fields_constrain_the_output);
     RUN(tool_results_render_in_every_template);
     RUN(model_watch_notices_files_changed_in_place);
     return check_done();

@@ -42,8 +42,8 @@ static int ensure_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
 }
 
 /* Checks the whole batch before anything changes, so a failure leaves the cache as it was. */
-static int validate(const kiln_ctx *c, const kiln_batch *b, int *T, kiln_err *err) {
-    if (b->n_seqs <= 0 || !b->seq || !b->n_tokens || !b->tokens || !b->logits)
+static int validate(const kiln_ctx *c, const kiln_batch *b, const float *out, int *T, kiln_err *err) {
+    if (b->n_seqs <= 0 || !b->seq || !b->n_tokens || !b->tokens || !out)
         return kiln_err_set(err, "empty or incomplete batch");
     int total = 0, blocks = 0, V = c->m->cfg.vocab_size;
     for (int i = 0; i < b->n_seqs; i++) {
@@ -155,9 +155,10 @@ static int mm(kiln_ctx *c, float *y, const float *x, int n, const kiln_mat *w, c
     return kern_matmul(c->m->pool, &c->ks, y, x, n, w, bias);
 }
 
-int kiln_forward(kiln_ctx *c, const kiln_batch *b, kiln_err *err) {
+/* The forward pass; out gets the logits, or with hidden_only the normed hidden states. */
+static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_only, kiln_err *err) {
     int T = 0;
-    if (validate(c, b, &T, err) || ensure_scratch(c, (size_t)T, err)) return -1;
+    if (validate(c, b, out, &T, err) || ensure_scratch(c, (size_t)T, err)) return -1;
     kiln_model *m = c->m;
     const kiln_config *g = &m->cfg;
     int H = g->hidden_size, hd = g->head_dim, half = hd / 2;
@@ -193,13 +194,20 @@ int kiln_forward(kiln_ctx *c, const kiln_batch *b, kiln_err *err) {
         for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
     }
     for (int i = 0; i < b->n_seqs; i++) c->seqs[b->seq[i]].len += b->n_tokens[i];
-    /* Final norm of the tokens that need logits (packed into h), then one LM-head matmul. */
+    /* Final norm of the tokens that need output (packed into h), then one LM-head matmul (or h itself). */
     int n_out = 0;
     for (int i = 0, t = 0; i < b->n_seqs; i++) {
         t += b->n_tokens[i];
         for (int r = b->logits_all ? t - b->n_tokens[i] : t - 1; r < t; r++, n_out++)
             kern_rmsnorm(c->h + (size_t)n_out * H, c->x + (size_t)r * H, m->final_norm, H, g->rms_norm_eps);
     }
-    bad |= mm(c, b->logits, c->h, n_out, &m->lm_head, NULL);
+    if (hidden_only) memcpy(out, c->h, (size_t)n_out * H * sizeof(float));
+    else bad |= mm(c, out, c->h, n_out, &m->lm_head, NULL);
     return bad ? kiln_err_set(err, "internal error: matmul scratch smaller than the batch") : 0;
+}
+
+int kiln_forward(kiln_ctx *c, const kiln_batch *b, kiln_err *err) { return forward(c, b, b->logits, false, err); }
+
+int kiln_forward_hidden(kiln_ctx *c, const kiln_batch *b, float *hidden, kiln_err *err) {
+    return forward(c, b, hidden, true, err);
 }

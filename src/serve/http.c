@@ -29,7 +29,9 @@
 
 /* ---- the route table: the only metric labels there are ---- */
 
-typedef enum { RT_HEALTH, RT_METRICS, RT_MODELS, RT_MODEL, RT_CHAT, RT_COMPLETIONS, RT_TOKENIZE, RT_DETOKENIZE, RT_OTHER } route_id;
+typedef enum {
+    RT_HEALTH, RT_METRICS, RT_MODELS, RT_MODEL, RT_CHAT, RT_COMPLETIONS, RT_EMBEDDINGS, RT_RESPONSES, RT_TOKENIZE, RT_DETOKENIZE, RT_OTHER
+} route_id;
 static const struct route {
     const char *path;  /* exact, or a prefix when it ends in '/' */
     const char *label; /* the metric label and log name */
@@ -41,6 +43,8 @@ static const struct route {
     [RT_MODEL] = {"/v1/models/", "/v1/models/{id}", false},
     [RT_CHAT] = {"/v1/chat/completions", "/v1/chat/completions", true},
     [RT_COMPLETIONS] = {"/v1/completions", "/v1/completions", true},
+    [RT_EMBEDDINGS] = {"/v1/embeddings", "/v1/embeddings", true},
+    [RT_RESPONSES] = {"/v1/responses", "/v1/responses", true},
     [RT_TOKENIZE] = {"/tokenize", "/tokenize", true},
     [RT_DETOKENIZE] = {"/detokenize", "/detokenize", true},
     [RT_OTHER] = {NULL, "other", false},
@@ -124,7 +128,7 @@ typedef struct conn_state {
     char path[201];
     char client[64];
     double t_start;
-    sbuf body;
+    strbuf body;
     bool too_big;
     int status;          /* of the response queued */
     char err[512];       /* its error message */
@@ -141,7 +145,7 @@ static void conn_release(conn_state *cs) {
     metrics_request(cs->s->metrics, ROUTES[cs->rt].label, cs->status);
     log_request(cs);
     serve_req_unref(cs->r);
-    sbuf_free(&cs->body);
+    strbuf_free(&cs->body);
     free(cs);
 }
 
@@ -207,11 +211,53 @@ static void wait_a_little(serve_req *r) {
     pthread_cond_timedwait(&r->cv, &r->mu, &ts);
 }
 
+/* Choice i of a request (0: r itself; n / best_of add the others). */
+static serve_req *choice_at(serve_req *r, int i) { return i ? r->more[i - 1] : r; }
+
+/* Marks every choice of r cancelled (caller holds none of their locks). */
+static void cancel_choices(serve_req *r) {
+    for (int i = 0; i <= r->n_more; i++) {
+        serve_req *c = choice_at(r, i);
+        pthread_mutex_lock(&c->mu);
+        c->cancelled = true;
+        pthread_mutex_unlock(&c->mu);
+    }
+}
+
 static void cancel(kiln_server *s, serve_req *r) {
-    pthread_mutex_lock(&r->mu);
-    r->cancelled = true;
-    pthread_mutex_unlock(&r->mu);
+    cancel_choices(r);
     sched_poke(s->sched);
+}
+
+/* Waits until choices 1.. are done too (choice 0 is; none of their locks held). false: the client went
+ * away meanwhile (then all are cancelled). */
+static bool wait_other_choices(conn_state *cs, serve_req *r) {
+    for (int i = 1; i <= r->n_more; i++) {
+        serve_req *c = choice_at(r, i);
+        pthread_mutex_lock(&c->mu);
+        while (!c->done) {
+            wait_a_little(c);
+            if (!c->cancelled && client_gone(cs->c)) {
+                pthread_mutex_unlock(&c->mu);
+                cancel(cs->s, r);
+                return false;
+            }
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
+    return true;
+}
+
+/* The first choice that did not complete (FIN_ERROR / FIN_CANCELLED), or NULL; locks each in turn. */
+static serve_req *unfinished_choice(serve_req *r) {
+    for (int i = 0; i <= r->n_more; i++) {
+        serve_req *c = choice_at(r, i);
+        pthread_mutex_lock(&c->mu);
+        bool bad = c->finish == FIN_ERROR || c->finish == FIN_CANCELLED;
+        pthread_mutex_unlock(&c->mu);
+        if (bad) return c;
+    }
+    return NULL;
 }
 
 static void request_done(kiln_server *s) {
@@ -234,26 +280,37 @@ static enum MHD_Result finish_blocking(conn_state *cs, serve_req *r) {
         wait_a_little(r);
         if (!gone && !r->cancelled && client_gone(cs->c)) {
             gone = true;
-            r->cancelled = true;
             pthread_mutex_unlock(&r->mu);
-            sched_poke(s->sched);
+            cancel(s, r);
             pthread_mutex_lock(&r->mu);
         }
     }
+    pthread_mutex_unlock(&r->mu);
+    if (!gone) gone = !wait_other_choices(cs, r);
+    serve_req *bad = gone ? NULL : unfinished_choice(r);
+    pthread_mutex_lock(&r->mu);
     enum MHD_Result ret;
     if (gone) {
         pthread_mutex_unlock(&r->mu);
         cs->status = 499;
         ret = MHD_NO; /* nobody to answer */
-    } else if (r->finish == FIN_ERROR || r->finish == FIN_CANCELLED) {
+    } else if (bad) {
         int st;
         char msg[256];
-        snprintf(msg, sizeof msg, "%s", unfinished_message(r, &st));
         pthread_mutex_unlock(&r->mu);
+        pthread_mutex_lock(&bad->mu);
+        snprintf(msg, sizeof msg, "%s", unfinished_message(bad, &st));
+        pthread_mutex_unlock(&bad->mu);
         ret = send_error(cs, st, msg, NULL);
     } else {
-        char *json = openai_response_json(&s->mi, r);
         pthread_mutex_unlock(&r->mu);
+        char *json = NULL;
+        if (r->kind == REQ_EMBED) json = openai_embeddings_json(&s->mi, r);
+        else {
+            pthread_mutex_lock(&r->mu);
+            json = openai_response_json(&s->mi, r);
+            pthread_mutex_unlock(&r->mu);
+        }
         ret = send_json(cs, 200, json);
     }
     request_done(s);
@@ -265,55 +322,69 @@ static enum MHD_Result finish_blocking(conn_state *cs, serve_req *r) {
 typedef struct stream_state {
     conn_state *cs;
     serve_req *r;
-    serve_cursor cur;
-    sbuf pending;
+    serve_cursor cur[SERVE_MAX_CHOICES]; /* one per choice */
+    strbuf pending;
     size_t sent;
     bool ended; /* [DONE] queued */
 } stream_state;
 
-/* After the last chunk: the error event of a request that did not complete, usage, [DONE] (r->mu held). */
+/* After the last chunk: the error event of a request that did not complete, usage, [DONE]. */
 static void stream_epilogue(stream_state *st) {
-    serve_req *r = st->r;
-    if (r->finish == FIN_ERROR || r->finish == FIN_CANCELLED) {
+    serve_req *r = st->r, *bad = unfinished_choice(r);
+    if (bad) {
         int status;
-        const char *msg = unfinished_message(r, &status);
+        pthread_mutex_lock(&bad->mu);
+        const char *msg = unfinished_message(bad, &status);
         char *e = openai_error_json(status, msg, NULL);
         snprintf(st->cs->err, sizeof st->cs->err, "%s", msg);
-        sbuf_puts(&st->pending, "data: ");
-        sbuf_puts(&st->pending, e ? e : "{}");
-        sbuf_puts(&st->pending, "\n\n");
+        pthread_mutex_unlock(&bad->mu);
+        strbuf_puts(&st->pending, "data: ");
+        strbuf_puts(&st->pending, e ? e : "{}");
+        strbuf_puts(&st->pending, "\n\n");
         free(e);
     }
     if (r->include_usage) {
+        pthread_mutex_lock(&r->mu);
         char *u = openai_usage_chunk(&st->cs->s->mi, r);
-        if (u) sbuf_puts(&st->pending, u);
+        pthread_mutex_unlock(&r->mu);
+        if (u) strbuf_puts(&st->pending, u);
         free(u);
     }
-    sbuf_puts(&st->pending, "data: [DONE]\n\n");
+    strbuf_puts(&st->pending, "data: [DONE]\n\n");
     st->ended = true;
+}
+
+/* Appends what is new in every choice (each chunk names its index). Returns the first choice still
+ * running, or NULL when all are done and their last chunk is out. */
+static serve_req *stream_collect(stream_state *st) {
+    serve_req *r = st->r, *running = NULL;
+    for (int i = 0; i <= r->n_more; i++) {
+        serve_req *c = choice_at(r, i);
+        pthread_mutex_lock(&c->mu);
+        char *chunk = openai_stream_chunk(&st->cs->s->mi, c, &st->cur[i]);
+        if (chunk) strbuf_puts(&st->pending, chunk);
+        free(chunk);
+        if (!running && !(c->done && st->cur[i].sent_finish)) running = c;
+        pthread_mutex_unlock(&c->mu);
+    }
+    return running;
 }
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     stream_state *st = cls;
-    serve_req *r = st->r;
     while (st->sent == st->pending.len) {
         if (st->ended) return MHD_CONTENT_READER_END_OF_STREAM;
         st->pending.len = st->sent = 0;
-        pthread_mutex_lock(&r->mu);
-        char *chunk = openai_stream_chunk(&st->cs->s->mi, r, &st->cur);
-        while (!chunk && !r->done) {
-            wait_a_little(r);
-            if (client_gone(st->cs->c)) {
-                pthread_mutex_unlock(&r->mu);
-                return MHD_CONTENT_READER_END_WITH_ERROR;
-            }
-            chunk = openai_stream_chunk(&st->cs->s->mi, r, &st->cur);
+        serve_req *w = stream_collect(st);
+        while (w && !st->pending.len) { /* nothing new: wait on a choice still running */
+            pthread_mutex_lock(&w->mu);
+            if (!w->done) wait_a_little(w);
+            pthread_mutex_unlock(&w->mu);
+            if (client_gone(st->cs->c)) return MHD_CONTENT_READER_END_WITH_ERROR;
+            w = stream_collect(st);
         }
-        if (chunk) sbuf_puts(&st->pending, chunk);
-        free(chunk);
-        if (r->done && st->cur.sent_finish) stream_epilogue(st);
-        pthread_mutex_unlock(&r->mu);
+        if (!w) stream_epilogue(st);
     }
     size_t n = st->pending.len - st->sent;
     if (n > max) n = max;
@@ -324,12 +395,16 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void stream_free(void *cls) {
     stream_state *st = cls;
-    pthread_mutex_lock(&st->r->mu);
-    bool unfinished = !st->r->done;
-    pthread_mutex_unlock(&st->r->mu);
+    bool unfinished = false;
+    for (int i = 0; i <= st->r->n_more; i++) {
+        serve_req *c = choice_at(st->r, i);
+        pthread_mutex_lock(&c->mu);
+        unfinished |= !c->done;
+        pthread_mutex_unlock(&c->mu);
+    }
     if (unfinished || !st->ended) st->cs->status = 499;
     if (unfinished) cancel(st->cs->s, st->r); /* the client went away mid-stream: free its KV now */
-    sbuf_free(&st->pending);
+    strbuf_free(&st->pending);
     request_done(st->cs->s);
     conn_release(st->cs);
     free(st);
@@ -342,7 +417,7 @@ static enum MHD_Result start_stream(conn_state *cs, serve_req *r) {
         request_done(cs->s);
         return send_error(cs, 500, "out of memory", NULL);
     }
-    *st = (stream_state){.cs = cs, .r = r};
+    st->cs = cs, st->r = r;
     atomic_fetch_add(&cs->refs, 1);
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, st, stream_free);
     if (!resp) {
@@ -360,6 +435,33 @@ static enum MHD_Result start_stream(conn_state *cs, serve_req *r) {
 
 /* ---- endpoints ---- */
 
+/* n / best_of: choices 1.. are the same request parsed again (each owns its prompt, stop strings and
+ * grammar), numbered, on the seed stream seed+1, seed+2, ... and forking choice 0's prefill. 0 or an
+ * HTTP status with msg. */
+static int add_choices(kiln_server *s, conn_state *cs, serve_req *r, serve_kind kind, char *msg, size_t msg_size) {
+    if (r->best_of <= 1) return 0;
+    if (!(r->more = calloc((size_t)r->best_of - 1, sizeof *r->more))) return snprintf(msg, msg_size, "out of memory"), 500;
+    r->rank = r->best_of > r->n_choices;
+    for (int i = 1; i < r->best_of; i++) {
+        serve_req *c = serve_req_new();
+        char param[64];
+        int st = c ? openai_parse(&s->mi, kind, cs->body.p, cs->body.len, c, msg, msg_size, param, sizeof param) : 500;
+        if (st) {
+            if (!c) snprintf(msg, msg_size, "out of memory");
+            serve_req_unref(c);
+            return st;
+        }
+        c->index = i;
+        c->gen.seed = r->gen.seed + (uint64_t)i;
+        c->fork_from = r;
+        c->rank = r->rank;
+        c->created = r->created, c->timeout_s = r->timeout_s;
+        memcpy(c->id, r->id, sizeof c->id);
+        r->more[r->n_more++] = c;
+    }
+    return 0;
+}
+
 static enum MHD_Result generate(conn_state *cs, serve_kind kind) {
     kiln_server *s = cs->s;
     pthread_mutex_lock(&s->mu);
@@ -374,18 +476,27 @@ static enum MHD_Result generate(conn_state *cs, serve_kind kind) {
     }
     cs->r = r; /* conn_state's reference: freed after the log line */
     char msg[512], param[64];
-    int st = openai_parse(&s->mi, kind, cs->body.p ? cs->body.p : "", cs->body.len, r, msg, sizeof msg, param,
-                          sizeof param);
+    const char *body = cs->body.p ? cs->body.p : "";
+    int st = kind == REQ_EMBED ? openai_embeddings_parse(&s->mi, body, cs->body.len, r, msg, sizeof msg, param, sizeof param)
+             : cs->rt == RT_RESPONSES ? openai_responses_parse(&s->mi, body, cs->body.len, r, msg, sizeof msg, param, sizeof param)
+                                      : openai_parse(&s->mi, kind, body, cs->body.len, r, msg, sizeof msg, param, sizeof param);
     if (st) {
         request_done(s);
         return send_error(cs, st, msg, param);
     }
     static atomic_ulong counter;
-    snprintf(r->id, sizeof r->id, "%s-%lx%06lx", kind == REQ_CHAT ? "chatcmpl" : "cmpl", (unsigned long)time(NULL),
+    snprintf(r->id, sizeof r->id, "%s-%lx%06lx", cs->rt == RT_RESPONSES ? "resp" : kind == REQ_CHAT ? "chatcmpl" : kind == REQ_EMBED ? "embd" : "cmpl", (unsigned long)time(NULL),
              atomic_fetch_add(&counter, 1) & 0xffffff);
     r->created = (long)time(NULL);
     r->timeout_s = s->o.request_timeout_s > 0 ? s->o.request_timeout_s : 600;
-    if (sched_submit(s->sched, r)) {
+    if ((st = add_choices(s, cs, r, kind, msg, sizeof msg))) {
+        request_done(s);
+        return send_error(cs, st, msg, NULL);
+    }
+    serve_req *all[SERVE_MAX_INPUTS];
+    all[0] = r;
+    for (int i = 1; i <= r->n_more; i++) (all[i] = choice_at(r, i))->timeout_s = r->timeout_s;
+    if (sched_submit_all(s->sched, all, 1 + r->n_more)) {
         request_done(s);
         return send_error(cs, 429, "too many requests are waiting: retry later", NULL);
     }
@@ -480,12 +591,14 @@ static enum MHD_Result route(conn_state *cs, const char *url) {
     default: break;
     }
     if (draining) return send_error(cs, 503, "the server is shutting down", NULL);
-    if (broken && (cs->rt == RT_CHAT || cs->rt == RT_COMPLETIONS)) return send_error(cs, 503, why, NULL);
+    if (broken && (cs->rt == RT_CHAT || cs->rt == RT_COMPLETIONS || cs->rt == RT_EMBEDDINGS || cs->rt == RT_RESPONSES)) return send_error(cs, 503, why, NULL);
     switch (cs->rt) {
     case RT_MODELS: return send_json(cs, 200, openai_models_json(&s->mi, s->started));
     case RT_MODEL: return model_card(cs, url);
     case RT_CHAT: return generate(cs, REQ_CHAT);
     case RT_COMPLETIONS: return generate(cs, REQ_COMPLETION);
+    case RT_EMBEDDINGS: return generate(cs, REQ_EMBED);
+    case RT_RESPONSES: return generate(cs, REQ_CHAT);
     case RT_TOKENIZE: return answer_body(cs, openai_tokenize);
     case RT_DETOKENIZE: return answer_body(cs, openai_detokenize);
     default: return send_error(cs, 404, "no route", NULL);
@@ -522,7 +635,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!cs->too_big) return MHD_YES;
     } else if (*upload_size) { /* a piece of the body */
         if (!cs->too_big && cs->body.len + *upload_size > limit) cs->too_big = true;
-        if (!cs->too_big && sbuf_put(&cs->body, upload, *upload_size)) cs->too_big = true;
+        if (!cs->too_big && strbuf_put(&cs->body, upload, *upload_size)) cs->too_big = true;
         *upload_size = 0;
         return MHD_YES;
     }

@@ -90,37 +90,37 @@ void metrics_gauges(serve_metrics *m, int queued, int running, int kv_used, int 
     pthread_mutex_unlock(&m->mu);
 }
 
-static void put_histo(sbuf *b, const char *name, const char *help, const histo *h) {
+static void put_histo(strbuf *b, const char *name, const char *help, const histo *h) {
     char line[256];
     snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
-    sbuf_puts(b, line);
+    strbuf_puts(b, line);
     long cum = 0;
     for (int i = 0; i <= NB; i++) {
         cum += h->count[i];
         if (i < NB) snprintf(line, sizeof line, "%s_bucket{le=\"%g\"} %ld\n", name, BUCKETS[i], cum);
         else snprintf(line, sizeof line, "%s_bucket{le=\"+Inf\"} %ld\n", name, cum);
-        sbuf_puts(b, line);
+        strbuf_puts(b, line);
     }
     snprintf(line, sizeof line, "%s_sum %.6f\n%s_count %ld\n", name, h->sum, name, h->n);
-    sbuf_puts(b, line);
+    strbuf_puts(b, line);
 }
 
-static void put_value(sbuf *b, const char *name, const char *type, const char *help, long v) {
+static void put_value(strbuf *b, const char *name, const char *type, const char *help, long v) {
     char line[256];
     snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %ld\n", name, help, name, type, name, v);
-    sbuf_puts(b, line);
+    strbuf_puts(b, line);
 }
 
 char *metrics_render(serve_metrics *m) {
-    sbuf b = {0};
+    strbuf b = {0};
     char line[256];
     pthread_mutex_lock(&m->mu);
-    sbuf_puts(&b, "# HELP kiln_requests_total HTTP requests answered, by endpoint and status code.\n"
+    strbuf_puts(&b, "# HELP kiln_requests_total HTTP requests answered, by endpoint and status code.\n"
                   "# TYPE kiln_requests_total counter\n");
     for (int i = 0; i < m->n_req; i++) {
         snprintf(line, sizeof line, "kiln_requests_total{endpoint=\"%s\",status=\"%d\"} %ld\n", m->req[i].endpoint,
                  m->req[i].status, m->req[i].n);
-        sbuf_puts(&b, line);
+        strbuf_puts(&b, line);
     }
     put_value(&b, "kiln_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", m->prompt_tokens);
     put_value(&b, "kiln_generation_tokens_total", "counter", "Tokens generated.", m->generated_tokens);

@@ -6,6 +6,7 @@
  * table does not know is a 400 too, as api.openai.com answers "Unrecognized request argument". */
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,14 +14,7 @@
 #include "common/json_get.h"
 #include "serve/serve.h"
 
-typedef struct perr {
-    char *msg;
-    size_t msg_size;
-    char *param;
-    size_t param_size;
-} perr;
-
-__attribute__((format(printf, 3, 4))) static int bad(perr *e, const char *param, const char *fmt, ...) {
+int perr_set(perr *e, const char *param, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(e->msg, e->msg_size, fmt, ap);
@@ -34,9 +28,9 @@ __attribute__((format(printf, 3, 4))) static int bad(perr *e, const char *param,
 static int get_number(json_t *o, const char *key, double lo, double hi, double *out, perr *e) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return 0;
-    if (!json_is_number(v)) return bad(e, key, "'%s' must be a number", key);
+    if (!json_is_number(v)) return perr_set(e, key, "'%s' must be a number", key);
     double x = json_number_value(v);
-    if (!(x >= lo && x <= hi)) return bad(e, key, "'%s' must be between %g and %g, got %g", key, lo, hi, x);
+    if (!(x >= lo && x <= hi)) return perr_set(e, key, "'%s' must be between %g and %g, got %g", key, lo, hi, x);
     *out = x;
     return 0;
 }
@@ -49,8 +43,8 @@ static int get_int(json_t *o, const char *key, long long lo, long long hi, long 
     if (json_is_integer(v)) x = json_integer_value(v);
     else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) && fabs(json_real_value(v)) < 9e15)
         x = (long long)json_real_value(v);
-    else return bad(e, key, "'%s' must be an integer", key);
-    if (x < lo || x > hi) return bad(e, key, "'%s' must be between %lld and %lld, got %lld", key, lo, hi, x);
+    else return perr_set(e, key, "'%s' must be an integer", key);
+    if (x < lo || x > hi) return perr_set(e, key, "'%s' must be between %lld and %lld, got %lld", key, lo, hi, x);
     *out = x;
     return 0;
 }
@@ -58,7 +52,7 @@ static int get_int(json_t *o, const char *key, long long lo, long long hi, long 
 static int get_bool(json_t *o, const char *key, bool *out, perr *e) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) return 0;
-    if (!json_is_boolean(v)) return bad(e, key, "'%s' must be a boolean", key);
+    if (!json_is_boolean(v)) return perr_set(e, key, "'%s' must be a boolean", key);
     *out = json_is_true(v);
     return 0;
 }
@@ -68,14 +62,14 @@ static int get_stop(json_t *o, serve_req *r, perr *e) {
     json_t *v = json_object_get(o, "stop");
     if (!v || json_is_null(v)) return 0;
     size_t n = json_is_string(v) ? 1 : json_is_array(v) ? json_array_size(v) : 0;
-    if (!json_is_string(v) && !json_is_array(v)) return bad(e, "stop", "'stop' must be a string or a list of strings");
-    if (n > 16) return bad(e, "stop", "'stop' takes at most 16 strings, got %zu", n);
+    if (!json_is_string(v) && !json_is_array(v)) return perr_set(e, "stop", "'stop' must be a string or a list of strings");
+    if (n > 16) return perr_set(e, "stop", "'stop' takes at most 16 strings, got %zu", n);
     r->stop = calloc(n ? n : 1, sizeof *r->stop);
-    if (!r->stop) return bad(e, "stop", "out of memory");
+    if (!r->stop) return perr_set(e, "stop", "out of memory");
     for (size_t i = 0; i < n; i++) {
         json_t *s = json_is_string(v) ? v : json_array_get(v, i);
-        if (!json_is_string(s)) return bad(e, "stop", "'stop' must be a string or a list of strings");
-        if (json_string_length(s) == 0) return bad(e, "stop", "'stop' strings must not be empty");
+        if (!json_is_string(s)) return perr_set(e, "stop", "'stop' must be a string or a list of strings");
+        if (json_string_length(s) == 0) return perr_set(e, "stop", "'stop' strings must not be empty");
         r->stop[r->n_stop++] = strndup(json_string_value(s), json_string_length(s));
     }
     return 0;
@@ -96,10 +90,6 @@ enum { ON_CHAT = 1, ON_COMPLETION = 2, ON_BOTH = 3 };
 /* A refused parameter with this value asks for nothing beyond what kiln does (null always does). */
 static bool harmless(const char *name, json_t *v) {
     if (json_is_null(v)) return true;
-    if (!strcmp(name, "best_of")) return json_is_integer(v) && json_integer_value(v) == 1;
-    if (!strcmp(name, "logit_bias")) return json_is_object(v) && json_object_size(v) == 0;
-    if (!strcmp(name, "tool_choice")) return json_is_string(v) && !strcmp(json_string_value(v), "auto");
-    if (!strcmp(name, "parallel_tool_calls")) return json_is_true(v); /* several calls are parsed anyway */
     if (!strcmp(name, "store")) return json_is_false(v);
     return false;
 }
@@ -129,7 +119,8 @@ static const struct param {
     {"stop", ON_BOTH, P_USED, NULL},
     {"ignore_eos", ON_BOTH, P_USED, NULL},
     {"return_token_ids", ON_BOTH, P_USED, NULL},
-    {"n", ON_BOTH, P_USED, NULL}, /* 1 only: checked in parse_common */
+    {"n", ON_BOTH, P_USED, NULL},       /* choices forked from one prefill (http.c, scheduler.c) */
+    {"best_of", ON_COMPLETION, P_USED, NULL}, /* the n of best_of with the highest cumulative logprob */
     {"logprobs", ON_BOTH, P_USED, NULL},
     {"top_logprobs", ON_CHAT, P_USED, NULL},
     {"tools", ON_CHAT, P_USED, NULL},
@@ -142,18 +133,20 @@ static const struct param {
     {"metadata", ON_BOTH, P_IGNORED, "tags for stored completions: kiln stores nothing"},
     {"service_tier", ON_BOTH, P_IGNORED, "kiln has one tier"},
     /* Not implemented (yet): refused by name unless the value is harmless (see harmless()). */
+    /* Constrained decoding (constrain.c): at most one of these per request. response_format json_schema
+     * constrains with strict true or false alike. */
+    {"response_format", ON_BOTH, P_USED, NULL},
+    {"guided_json", ON_BOTH, P_USED, NULL},
+    {"guided_regex", ON_BOTH, P_USED, NULL},
+    {"guided_choice", ON_BOTH, P_USED, NULL},
+    {"guided_grammar", ON_BOTH, P_USED, NULL},
+    {"grammar", ON_BOTH, P_USED, NULL},     /* llama.cpp: GBNF */
+    {"json_schema", ON_BOTH, P_USED, NULL}, /* llama.cpp: a schema object */
+    {"tool_choice", ON_CHAT, P_USED, NULL}, /* required / a named function: a tool-call grammar */
+    {"parallel_tool_calls", ON_CHAT, P_USED, NULL}, /* with a forced call: up to 8 calls, else 1 */
+    {"logit_bias", ON_BOTH, P_USED, NULL},
+    /* Not implemented (yet): refused by name unless the value is harmless (see harmless()). */
     {"store", ON_BOTH, P_REFUSED, "kiln stores no completions (only false)"},
-    {"response_format", ON_BOTH, P_REFUSED, "structured outputs are not implemented yet"},
-    {"tool_choice", ON_CHAT, P_REFUSED, "only \"auto\" is implemented"},
-    {"parallel_tool_calls", ON_CHAT, P_REFUSED, "only true (the default) is implemented"},
-    {"logit_bias", ON_BOTH, P_REFUSED, "logit_bias is not implemented yet"},
-    {"best_of", ON_COMPLETION, P_REFUSED, "only 1 is implemented"},
-    {"guided_json", ON_BOTH, P_REFUSED, "guided decoding is not implemented yet"},
-    {"guided_regex", ON_BOTH, P_REFUSED, "guided decoding is not implemented yet"},
-    {"guided_choice", ON_BOTH, P_REFUSED, "guided decoding is not implemented yet"},
-    {"guided_grammar", ON_BOTH, P_REFUSED, "guided decoding is not implemented yet"},
-    {"grammar", ON_BOTH, P_REFUSED, "grammars are not implemented yet"},
-    {"json_schema", ON_BOTH, P_REFUSED, "structured outputs are not implemented yet"},
     {"functions", ON_CHAT, P_REFUSED, "the deprecated functions API is not implemented: use tools"},
     {"function_call", ON_CHAT, P_REFUSED, "the deprecated functions API is not implemented: use tool_choice"},
     {"prompt_logprobs", ON_BOTH, P_REFUSED, "prompt logprobs are not implemented"},
@@ -174,10 +167,10 @@ static int check_params(json_t *o, serve_kind kind, perr *e) {
         for (size_t i = 0; i < sizeof PARAMS / sizeof *PARAMS && !p; i++)
             if (!strcmp(PARAMS[i].name, key)) p = &PARAMS[i];
         if (!p || !(p->on & on))
-            return bad(e, key, "Unrecognized request argument supplied: '%s'%s", key,
+            return perr_set(e, key, "Unrecognized request argument supplied: '%s'%s", key,
                        p ? (kind == REQ_CHAT ? " (a /v1/completions parameter)" : " (a /v1/chat/completions parameter)")
                          : "");
-        if (p->use == P_REFUSED && !harmless(key, v)) return bad(e, key, "'%s' is not supported: %s", key, p->why);
+        if (p->use == P_REFUSED && !harmless(key, v)) return perr_set(e, key, "'%s' is not supported: %s", key, p->why);
     }
     return 0;
 }
@@ -186,9 +179,9 @@ static int check_params(json_t *o, serve_kind kind, perr *e) {
 static int check_model(const serve_model_info *mi, json_t *o, perr *e) {
     json_t *model = json_object_get(o, "model");
     if (!model || json_is_null(model)) return 0;
-    if (!json_is_string(model)) return bad(e, "model", "'model' must be a string");
+    if (!json_is_string(model)) return perr_set(e, "model", "'model' must be a string");
     if (openai_model_known(mi, json_string_value(model))) return 0;
-    bad(e, "model", "The model `%s` does not exist.", json_string_value(model));
+    perr_set(e, "model", "The model `%s` does not exist.", json_string_value(model));
     return 404;
 }
 
@@ -208,18 +201,22 @@ static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, per
     double presence = g->presence_penalty, frequency = g->frequency_penalty;
     bool ignore_eos = false;
     int st;
-    if ((st = get_int(o, "n", 1, 128, &n, e))) return st;
-    if (n != 1) return bad(e, "n", "'n' must be 1: this server returns one choice per request");
+    long long best_of = -1;
+    if ((st = get_int(o, "n", 1, SERVE_MAX_CHOICES, &n, e))) return st;
+    if ((st = get_int(o, "best_of", 1, SERVE_MAX_CHOICES, &best_of, e))) return st;
+    if (best_of >= 0 && best_of < n) return perr_set(e, "best_of", "'best_of' %lld must be at least 'n' %lld", best_of, n);
+    r->n_choices = (int)n;
+    r->best_of = (int)(best_of < 0 ? n : best_of);
     if ((st = get_int(o, "max_tokens", 1, 1 << 30, &mt, e))) return st;
     if ((st = get_int(o, "max_completion_tokens", 1, 1 << 30, &mt, e))) return st;
     if ((st = get_int(o, "min_tokens", 0, 1 << 30, &min_tokens, e))) return st;
     if ((st = get_number(o, "temperature", 0, 2, &temp, e))) return st;
     if ((st = get_number(o, "top_p", 0, 1, &top_p, e))) return st;
-    if (top_p <= 0) return bad(e, "top_p", "'top_p' must be in (0, 1]");
+    if (top_p <= 0) return perr_set(e, "top_p", "'top_p' must be in (0, 1]");
     if ((st = get_int(o, "top_k", -1, 1 << 30, &topk, e))) return st;
     if ((st = get_number(o, "min_p", 0, 1, &min_p, e))) return st;
     if ((st = get_number(o, "repetition_penalty", 0, 100, &rep, e))) return st;
-    if (rep <= 0) return bad(e, "repetition_penalty", "'repetition_penalty' must be > 0");
+    if (rep <= 0) return perr_set(e, "repetition_penalty", "'repetition_penalty' must be > 0");
     if ((st = get_number(o, "presence_penalty", -2, 2, &presence, e))) return st;
     if ((st = get_number(o, "frequency_penalty", -2, 2, &frequency, e))) return st;
     if (json_object_get(o, "seed") && !json_is_null(json_object_get(o, "seed"))) {
@@ -229,20 +226,22 @@ static int parse_common(const serve_model_info *mi, json_t *o, serve_req *r, per
         g->seed = fresh_seed(r);
     }
     if ((st = get_bool(o, "stream", &r->stream, e))) return st;
+    if (r->stream && r->best_of > r->n_choices) /* the best are known only at the end */
+        return perr_set(e, "best_of", "'best_of' above 'n' is not supported with 'stream'");
     if ((st = get_bool(o, "ignore_eos", &ignore_eos, e))) return st;
     if ((st = get_bool(o, "return_token_ids", &r->return_token_ids, e))) return st;
     json_t *so = json_object_get(o, "stream_options");
     if (so && !json_is_null(so)) {
-        if (!json_is_object(so)) return bad(e, "stream_options", "'stream_options' must be an object");
-        if (!r->stream) return bad(e, "stream_options", "'stream_options' is only allowed when 'stream' is true");
+        if (!json_is_object(so)) return perr_set(e, "stream_options", "'stream_options' must be an object");
+        if (!r->stream) return perr_set(e, "stream_options", "'stream_options' is only allowed when 'stream' is true");
         if ((st = get_bool(so, "include_usage", &r->include_usage, e))) return st;
         const char *key;
         json_t *v;
         json_object_foreach(so, key, v) if (strcmp(key, "include_usage")) /* e.g. vLLM's continuous_usage_stats */
-            return bad(e, "stream_options", "'stream_options.%s' is not supported (only include_usage)", key);
+            return perr_set(e, "stream_options", "'stream_options.%s' is not supported (only include_usage)", key);
     }
     if ((st = get_stop(o, r, e))) return st;
-    if (mt >= 0 && min_tokens > mt) return bad(e, "min_tokens", "'min_tokens' %lld is above 'max_tokens' %lld", min_tokens, mt);
+    if (mt >= 0 && min_tokens > mt) return perr_set(e, "min_tokens", "'min_tokens' %lld is above 'max_tokens' %lld", min_tokens, mt);
     r->max_tokens = (int)mt; /* -1: settled against the context once the prompt is known */
     g->do_sample = temp > 0; /* OpenAI's convention: temperature 0 is greedy */
     g->temperature = (float)temp;
@@ -267,21 +266,21 @@ static int normalise_content(json_t *msg, size_t i, perr *e) {
     snprintf(param, sizeof param, "messages[%zu].content", i);
     json_t *c = json_object_get(msg, "content");
     if (!c || json_is_null(c) || json_is_string(c)) return 0;
-    if (!json_is_array(c)) return bad(e, param, "'%s' must be a string or a list of content parts", param);
-    sbuf text = {0};
+    if (!json_is_array(c)) return perr_set(e, param, "'%s' must be a string or a list of content parts", param);
+    strbuf text = {0};
     for (size_t k = 0; k < json_array_size(c); k++) {
         json_t *part = json_array_get(c, k);
         json_t *type = json_object_get(part, "type"), *t = json_object_get(part, "text");
         if (!json_is_object(part) || !json_is_string(type) || strcmp(json_string_value(type), "text") ||
             !json_is_string(t)) {
-            sbuf_free(&text);
-            return bad(e, param, "'%s' parts must be {\"type\":\"text\",\"text\":...} (only text is supported)",
+            strbuf_free(&text);
+            return perr_set(e, param, "'%s' parts must be {\"type\":\"text\",\"text\":...} (only text is supported)",
                        param);
         }
-        sbuf_put(&text, json_string_value(t), json_string_length(t));
+        strbuf_put(&text, json_string_value(t), json_string_length(t));
     }
     json_object_set_new(msg, "content", json_stringn(text.p ? text.p : "", text.len));
-    sbuf_free(&text);
+    strbuf_free(&text);
     return 0;
 }
 
@@ -290,11 +289,11 @@ static int normalise_content(json_t *msg, size_t i, perr *e) {
 static int normalise_tool_calls(json_t *m, const char *param, perr *e) {
     json_t *calls = json_object_get(m, "tool_calls");
     if (!calls || json_is_null(calls)) return 0;
-    if (!json_is_array(calls)) return bad(e, param, "'%s.tool_calls' must be a list", param);
+    if (!json_is_array(calls)) return perr_set(e, param, "'%s.tool_calls' must be a list", param);
     for (size_t k = 0; k < json_array_size(calls); k++) {
         json_t *fn = json_object_get(json_array_get(calls, k), "function");
         if (!json_is_object(fn) || !json_is_string(json_object_get(fn, "name")))
-            return bad(e, param, "'%s.tool_calls[%zu]' must be {\"type\":\"function\",\"function\":{\"name\",\"arguments\"}}",
+            return perr_set(e, param, "'%s.tool_calls[%zu]' must be {\"type\":\"function\",\"function\":{\"name\",\"arguments\"}}",
                        param, k);
         json_t *args = json_object_get(fn, "arguments");
         json_t *obj = json_is_string(args) ? json_loadb(json_string_value(args), json_string_length(args), 0, NULL) : NULL;
@@ -312,35 +311,35 @@ static json_t *tools_as_text(json_t *msgs) {
     for (size_t i = 0; i < json_array_size(msgs); i++) {
         json_t *m = json_array_get(msgs, i), *calls = json_object_get(m, "tool_calls");
         const char *role = json_string_value(json_object_get(m, "role"));
-        sbuf text = {0};
+        strbuf text = {0};
         bool tool = !strcmp(role, "tool");
-        if (tool) sbuf_puts(&text, "<tool_response>\n");
-        sbuf_puts(&text, json_string_value(json_object_get(m, "content")));
-        if (tool) sbuf_puts(&text, "\n</tool_response>");
+        if (tool) strbuf_puts(&text, "<tool_response>\n");
+        strbuf_puts(&text, json_string_value(json_object_get(m, "content")));
+        if (tool) strbuf_puts(&text, "\n</tool_response>");
         for (size_t k = 0; k < json_array_size(calls); k++) {
             json_t *fn = json_object_get(json_array_get(calls, k), "function");
             json_t *call = json_pack("{s:O, s:O?}", "name", json_object_get(fn, "name"), "arguments",
                                      json_object_get(fn, "arguments"));
             char *js = call ? json_dumps(call, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-            sbuf_puts(&text, text.len ? "\n<tool_call>\n" : "<tool_call>\n");
-            sbuf_puts(&text, js ? js : "{}");
-            sbuf_puts(&text, "\n</tool_call>");
+            strbuf_puts(&text, text.len ? "\n<tool_call>\n" : "<tool_call>\n");
+            strbuf_puts(&text, js ? js : "{}");
+            strbuf_puts(&text, "\n</tool_call>");
             free(js);
             json_decref(call);
         }
         json_t *prev = json_array_size(out) ? json_array_get(out, json_array_size(out) - 1) : NULL;
         const char *as = tool ? "user" : role;
         if (prev && !strcmp(as, "user") && !strcmp(json_string_value(json_object_get(prev, "role")), "user")) {
-            sbuf merged = {0};
-            sbuf_puts(&merged, json_string_value(json_object_get(prev, "content")));
-            sbuf_puts(&merged, "\n");
-            sbuf_put(&merged, text.p ? text.p : "", text.len);
+            strbuf merged = {0};
+            strbuf_puts(&merged, json_string_value(json_object_get(prev, "content")));
+            strbuf_puts(&merged, "\n");
+            strbuf_put(&merged, text.p ? text.p : "", text.len);
             json_object_set_new(prev, "content", json_stringn(merged.p ? merged.p : "", merged.len));
-            sbuf_free(&merged);
+            strbuf_free(&merged);
         } else {
             json_array_append_new(out, json_pack("{s:s, s:s%}", "role", as, "content", text.p ? text.p : "", text.len));
         }
-        sbuf_free(&text);
+        strbuf_free(&text);
     }
     return out;
 }
@@ -350,48 +349,48 @@ int openai_chat_messages(json_t *msgs, const char *tmpl, json_t **out, char *msg
     perr e = {msg, msg_size, param, param_size};
     *out = NULL;
     if (!json_is_array(msgs) || json_array_size(msgs) == 0)
-        return bad(&e, "messages", "'messages' must be a non-empty list");
+        return perr_set(&e, "messages", "'messages' must be a non-empty list");
     static const char *roles[] = {"system", "developer", "user", "assistant", "tool"};
     bool has_tools = false;
     for (size_t i = 0; i < json_array_size(msgs); i++) {
         json_t *m = json_array_get(msgs, i);
         char p[48];
         snprintf(p, sizeof p, "messages[%zu]", i);
-        if (!json_is_object(m)) return bad(&e, p, "'%s' must be an object", p);
+        if (!json_is_object(m)) return perr_set(&e, p, "'%s' must be an object", p);
         json_t *role = json_object_get(m, "role");
         bool ok = false;
         for (size_t k = 0; json_is_string(role) && k < sizeof roles / sizeof *roles; k++)
             ok |= !strcmp(json_string_value(role), roles[k]);
-        if (!ok) return bad(&e, p, "'%s.role' must be one of system, developer, user, assistant, tool", p);
+        if (!ok) return perr_set(&e, p, "'%s.role' must be one of system, developer, user, assistant, tool", p);
         int st = normalise_content(m, i, &e);
         if (st) return st;
         bool assistant = !strcmp(json_string_value(role), "assistant"), tool = !strcmp(json_string_value(role), "tool");
         json_t *c = json_object_get(m, "content");
         if (!c || json_is_null(c)) {
-            if (!assistant) return bad(&e, p, "'%s.content' is required", p);
+            if (!assistant) return perr_set(&e, p, "'%s.content' is required", p);
             json_object_set_new(m, "content", json_string("")); /* what transformers users pass: "" */
         }
         json_t *id = json_object_get(m, "tool_call_id");
         if (tool && id && !json_is_null(id) && !json_is_string(id))
-            return bad(&e, p, "'%s.tool_call_id' must be a string", p);
+            return perr_set(&e, p, "'%s.tool_call_id' must be a string", p);
         if ((st = normalise_tool_calls(m, p, &e))) return st;
         has_tools |= tool || json_array_size(json_object_get(m, "tool_calls")) > 0;
     }
     *out = has_tools && tmpl && !strstr(tmpl, "tool_calls") ? tools_as_text(msgs) : json_incref(msgs);
-    return *out ? 0 : bad(&e, "messages", "out of memory");
+    return *out ? 0 : perr_set(&e, "messages", "out of memory");
 }
 
 static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr *e) {
     json_t *given = json_object_get(o, "messages"), *msgs;
-    if (!given) return bad(e, "messages", "'messages' is required");
+    if (!given) return perr_set(e, "messages", "'messages' is required");
     json_t *tools = json_object_get(o, "tools");
-    if (tools && !json_is_null(tools) && !json_is_array(tools)) return bad(e, "tools", "'tools' must be a list");
+    if (tools && !json_is_null(tools) && !json_is_array(tools)) return perr_set(e, "tools", "'tools' must be a list");
     size_t n_tools = json_is_array(tools) ? json_array_size(tools) : 0;
     r->tools = calloc(n_tools ? n_tools : 1, sizeof *r->tools);
-    if (!r->tools) return bad(e, "tools", "out of memory");
+    if (!r->tools) return perr_set(e, "tools", "out of memory");
     for (size_t i = 0; i < n_tools; i++) {
         json_t *t = json_array_get(tools, i), *name = json_object_get(json_object_get(t, "function"), "name");
-        if (!json_is_object(t)) return bad(e, "tools", "'tools' entries must be objects");
+        if (!json_is_object(t)) return perr_set(e, "tools", "'tools' entries must be objects");
         if (json_is_string(name)) r->tools[r->n_tools++] = strdup(json_string_value(name));
     }
     bool logprobs = false;
@@ -399,7 +398,7 @@ static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr 
     int st;
     if ((st = get_bool(o, "logprobs", &logprobs, e))) return st;
     if ((st = get_int(o, "top_logprobs", 0, SERVE_MAX_TOP_LOGPROBS, &top, e))) return st;
-    if (top > 0 && !logprobs) return bad(e, "top_logprobs", "'top_logprobs' requires 'logprobs': true");
+    if (top > 0 && !logprobs) return perr_set(e, "top_logprobs", "'top_logprobs' requires 'logprobs': true");
     r->logprobs = logprobs;
     r->top_logprobs = (int)top;
 
@@ -414,13 +413,18 @@ static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr 
         if (!json_is_object(kw)) {
             json_decref(vars);
             json_decref(msgs);
-            return bad(e, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
+            return perr_set(e, "chat_template_kwargs", "'chat_template_kwargs' must be an object");
         }
         json_object_update(vars, kw);
     }
     json_object_set_new(vars, "messages", msgs);
     json_object_del(vars, "tools");
-    if (json_is_array(tools) && json_array_size(tools)) {
+    bool offer = true;
+    if ((st = constrain_tools(o, json_is_array(tools) ? tools : NULL, r, &offer, e))) {
+        json_decref(vars);
+        return st;
+    }
+    if (offer && json_is_array(tools) && json_array_size(tools)) {
         json_object_set(vars, "tools", tools);
         r->has_tools = true;
     }
@@ -430,22 +434,25 @@ static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr 
         return st;
     }
     json_object_set_new(vars, "add_generation_prompt", json_boolean(gen_prompt));
+    /* A grammar never allows <think>: the template is told not to think (Qwen3 then writes an empty
+     * think block itself). */
+    if (r->grammar && mi->thinking) json_object_set_new(vars, "enable_thinking", json_false());
     json_t *think = json_object_get(vars, "enable_thinking");
     r->split_thinking = mi->thinking && !json_is_false(think);
     if (r->split_thinking) r->gen.think_end_id = -1; /* the tokenizer's </think> */
     char *vj = json_dumps(vars, JSON_COMPACT);
     json_decref(vars);
-    if (!vj) return bad(e, "messages", "out of memory");
+    if (!vj) return perr_set(e, "messages", "out of memory");
     kiln_err err = {{0}};
     size_t len = 0;
     char *text = kiln_chat_render(mi->tok, vj, &len, &err);
     free(vj);
-    if (!text) return bad(e, "messages", "chat template failed: %s", err.msg);
+    if (!text) return perr_set(e, "messages", "chat template failed: %s", err.msg);
     int32_t *ids = NULL;
     size_t n = 0;
     int rc = kiln_encode(mi->tok, text, len, false, &ids, &n, &err);
     free(text);
-    if (rc) return bad(e, "messages", "tokenizing the prompt failed: %s", err.msg);
+    if (rc) return perr_set(e, "messages", "tokenizing the prompt failed: %s", err.msg);
     r->prompt = ids;
     r->n_prompt = (int)n;
     return 0;
@@ -455,7 +462,7 @@ static int parse_chat(const serve_model_info *mi, json_t *o, serve_req *r, perr 
 
 static int parse_completion(const serve_model_info *mi, json_t *o, serve_req *r, perr *e) {
     json_t *p = json_object_get(o, "prompt");
-    if (!p) return bad(e, "prompt", "'prompt' is required");
+    if (!p) return perr_set(e, "prompt", "'prompt' is required");
     /* ["one string"] is the same as "one string"; a list of prompts is batching we do not offer. */
     if (json_is_array(p) && json_array_size(p) == 1 && json_is_string(json_array_get(p, 0))) p = json_array_get(p, 0);
     if (json_is_array(p) && json_array_size(p) == 1 && json_is_array(json_array_get(p, 0))) p = json_array_get(p, 0);
@@ -464,36 +471,36 @@ static int parse_completion(const serve_model_info *mi, json_t *o, serve_req *r,
         kiln_err err = {{0}};
         size_t n = 0;
         if (kiln_encode(mi->tok, json_string_value(p), json_string_length(p), true, &r->prompt, &n, &err))
-            return bad(e, "prompt", "tokenizing the prompt failed: %s", err.msg);
+            return perr_set(e, "prompt", "tokenizing the prompt failed: %s", err.msg);
         r->n_prompt = (int)n;
         /* echo returns the prompt as sent (api.openai.com, vLLM), not a decode that shows "<s>" */
-        if (sbuf_put(&r->prompt_text, json_string_value(p), json_string_length(p)))
-            return bad(e, "prompt", "out of memory");
+        if (strbuf_put(&r->prompt_text, json_string_value(p), json_string_length(p)))
+            return perr_set(e, "prompt", "out of memory");
     } else if (json_is_array(p)) {
         size_t n = json_array_size(p);
         r->prompt = malloc((n ? n : 1) * sizeof *r->prompt);
-        if (!r->prompt) return bad(e, "prompt", "out of memory");
+        if (!r->prompt) return perr_set(e, "prompt", "out of memory");
         for (size_t i = 0; i < n; i++) {
             json_t *v = json_array_get(p, i);
             if (json_is_string(v) || json_is_array(v))
-                return bad(e, "prompt", "'prompt' with several prompts is not supported: send one per request");
+                return perr_set(e, "prompt", "'prompt' with several prompts is not supported: send one per request");
             if (!json_is_integer(v) || json_integer_value(v) < 0 || (size_t)json_integer_value(v) >= vocab)
-                return bad(e, "prompt", "'prompt[%zu]' must be a token id in [0, %zu)", i, vocab);
+                return perr_set(e, "prompt", "'prompt[%zu]' must be a token id in [0, %zu)", i, vocab);
             r->prompt[i] = (int32_t)json_integer_value(v);
         }
         r->n_prompt = (int)n;
     } else {
-        return bad(e, "prompt", "'prompt' must be a string or a list of token ids");
+        return perr_set(e, "prompt", "'prompt' must be a string or a list of token ids");
     }
-    if (r->n_prompt == 0) return bad(e, "prompt", "'prompt' must not be empty");
+    if (r->n_prompt == 0) return perr_set(e, "prompt", "'prompt' must not be empty");
     long long lp = -1;
     int st;
     if ((st = get_int(o, "logprobs", 0, 5, &lp, e))) return st;
     if ((st = get_bool(o, "echo", &r->echo, e))) return st;
     if (json_is_string(json_object_get(o, "suffix")) && json_string_length(json_object_get(o, "suffix")))
-        return bad(e, "suffix", "'suffix' is not supported");
+        return perr_set(e, "suffix", "'suffix' is not supported");
     if (lp >= 0 && r->echo) /* OpenAI then lists the prompt's tokens and logprobs too */
-        return bad(e, "echo", "'echo' with 'logprobs' is not supported: prompt logprobs are not implemented");
+        return perr_set(e, "echo", "'echo' with 'logprobs' is not supported: prompt logprobs are not implemented");
     if (lp >= 0) r->logprobs = true, r->top_logprobs = (int)lp;
     return 0;
 }
@@ -503,19 +510,20 @@ int openai_parse(const serve_model_info *mi, serve_kind kind, const char *body, 
     perr e = {msg, msg_size, param, param_size};
     json_error_t je;
     json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
-    if (!o) return bad(&e, NULL, "malformed JSON body: %s (line %d, column %d)", je.text, je.line, je.column);
+    if (!o) return perr_set(&e, NULL, "malformed JSON body: %s (line %d, column %d)", je.text, je.line, je.column);
     int st = 0;
-    if (!json_is_object(o)) st = bad(&e, NULL, "the request body must be a JSON object");
+    if (!json_is_object(o)) st = perr_set(&e, NULL, "the request body must be a JSON object");
     r->kind = kind;
     r->max_tokens = -1;
     if (!st) st = check_params(o, kind, &e);
     if (!st) st = check_model(mi, o, &e);
     if (!st) st = parse_common(mi, o, r, &e);
+    if (!st) st = constrain_parse(mi, o, r, &e);
     if (!st) st = kind == REQ_CHAT ? parse_chat(mi, o, r, &e) : parse_completion(mi, o, r, &e);
     json_decref(o);
     if (st) return st;
     if (r->n_prompt >= mi->n_ctx)
-        return bad(&e, kind == REQ_CHAT ? "messages" : "prompt",
+        return perr_set(&e, kind == REQ_CHAT ? "messages" : "prompt",
                    "This model's maximum context length is %d tokens. However, your prompt has %d tokens.",
                    mi->n_ctx, r->n_prompt);
     if (r->max_tokens < 0) { /* completions: OpenAI's 16; chat: generation_config's max_new_tokens if any
@@ -524,7 +532,7 @@ int openai_parse(const serve_model_info *mi, serve_kind kind, const char *body, 
         r->max_tokens = dflt > 0 && dflt < left ? dflt : left;
         if (r->gen.min_new_tokens > r->max_tokens) r->gen.min_new_tokens = r->max_tokens;
     } else if (r->n_prompt + r->max_tokens > mi->n_ctx)
-        return bad(&e, "max_tokens",
+        return perr_set(&e, "max_tokens",
                    "This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the "
                    "prompt, %d for the completion).",
                    mi->n_ctx, r->n_prompt + r->max_tokens, r->n_prompt, r->max_tokens);
@@ -558,9 +566,17 @@ char *openai_error_json(int status, const char *msg, const char *param) {
     return s;
 }
 
+/* Prompt tokens once, completion tokens of every choice generated (best_of's discarded ones too, as
+ * api.openai.com bills them). Caller holds r->mu (the other choices are locked here). */
 static json_t *usage_json(serve_req *r) {
-    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", r->n_prompt, "completion_tokens", r->n_gen,
-                     "total_tokens", r->n_prompt + r->n_gen, "prompt_tokens_details", "cached_tokens", r->n_cached);
+    int gen = r->n_gen;
+    for (int i = 0; i < r->n_more; i++) {
+        pthread_mutex_lock(&r->more[i]->mu);
+        gen += r->more[i]->n_gen;
+        pthread_mutex_unlock(&r->more[i]->mu);
+    }
+    return json_pack("{s:i, s:i, s:i, s:{s:i}}", "prompt_tokens", r->n_prompt, "completion_tokens", gen,
+                     "total_tokens", r->n_prompt + gen, "prompt_tokens_details", "cached_tokens", r->n_cached);
 }
 
 static json_t *ids_json(const int32_t *ids, int n) {
@@ -580,11 +596,11 @@ static json_t *token_bytes(const char *s, size_t n) {
  * strings add up to the text. Special tokens show as themselves. Bytes of an incomplete UTF-8 sequence
  * become U+FFFD (JSON needs valid text). at: the logprob entry's index. */
 static json_t *token_text(const serve_model_info *mi, const serve_req *r, int at, int32_t id, json_t **bytes) {
-    sbuf text = {0};
+    strbuf text = {0};
     if (kiln_token_is_special(mi->tok, id)) {
         size_t n = 0;
         char *s = kiln_decode(mi->tok, &id, 1, false, &n);
-        if (s) sbuf_put(&text, s, n);
+        if (s) strbuf_put(&text, s, n);
         free(s);
     } else {
         int32_t ctx[8];
@@ -600,16 +616,16 @@ static json_t *token_text(const serve_model_info *mi, const serve_req *r, int at
             size_t len = 0;
             kiln_detok_prime(d, ctx, (size_t)n);
             const char *s = kiln_detok_push(d, id, &len);
-            sbuf_put(&text, s, len);
+            strbuf_put(&text, s, len);
             s = kiln_detok_flush(d, &len);
-            sbuf_put(&text, s, len);
+            strbuf_put(&text, s, len);
             kiln_detok_free(d);
         }
     }
     json_t *j = json_stringn(text.p ? text.p : "", text.len);
     if (!j) j = json_string("\xef\xbf\xbd");
     if (bytes) *bytes = token_bytes(text.p ? text.p : "", text.len);
-    sbuf_free(&text);
+    strbuf_free(&text);
     return j;
 }
 
@@ -668,7 +684,8 @@ static json_t *tool_calls_json(serve_req *r, int from, int to, bool stream) {
     json_t *a = json_array();
     for (int i = from; i < to; i++) {
         char id[80];
-        snprintf(id, sizeof id, "call_%s_%d", r->id, i);
+        if (r->index) snprintf(id, sizeof id, "call_%s_%d_%d", r->id, r->index, i);
+        else snprintf(id, sizeof id, "call_%s_%d", r->id, i);
         json_t *c = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", id, "type", "function", "function", "name",
                               r->calls[i].name, "arguments", r->calls[i].arguments);
         if (stream) json_object_set_new(c, "index", json_integer(i));
@@ -695,51 +712,45 @@ static char *dump(json_t *o) {
 
 /* echo: the prompt as sent, or for token ids their decode (special tokens skipped, as the completion's
  * text is), so echo + completion = the decode of prompt + completion ids. */
-static void prompt_text(const serve_model_info *mi, serve_req *r, sbuf *out) {
+static void prompt_text(const serve_model_info *mi, serve_req *r, strbuf *out) {
     if (r->prompt_text.p) {
-        sbuf_put(out, r->prompt_text.p, r->prompt_text.len);
+        strbuf_put(out, r->prompt_text.p, r->prompt_text.len);
         return;
     }
     size_t n = 0;
     char *s = kiln_decode(mi->tok, r->prompt, (size_t)r->n_prompt, true, &n);
-    if (s) sbuf_put(out, s, n);
+    if (s) strbuf_put(out, s, n);
     free(s);
 }
 
 /* The choice's text: [prompt +] content from `from`. *prompt_len: the echoed prompt's length. */
 static json_t *completion_text(const serve_model_info *mi, serve_req *r, bool echo, size_t from, size_t *prompt_len) {
-    sbuf b = {0};
+    strbuf b = {0};
     if (echo) prompt_text(mi, r, &b);
     *prompt_len = b.len;
-    sbuf_put(&b, r->content.p ? r->content.p + from : "", r->content.len - from);
+    strbuf_put(&b, r->content.p ? r->content.p + from : "", r->content.len - from);
     json_t *j = json_stringn(b.p ? b.p : "", b.len);
-    sbuf_free(&b);
+    strbuf_free(&b);
     return j;
 }
 
-char *openai_response_json(const serve_model_info *mi, serve_req *r) {
-    json_t *o, *choice;
-    json_t *text = json_stringn(r->content.p ? r->content.p : "", r->content.len);
+/* One choice of a finished request: the answer of r, numbered index. */
+static json_t *choice_json(const serve_model_info *mi, serve_req *r, int index) {
+    json_t *choice;
     if (r->kind == REQ_CHAT) {
-        o = envelope(mi, r, "chat.completion");
-        if (r->n_calls && !r->content.len) {
-            json_decref(text);
-            text = json_null();
-        }
+        json_t *text = r->n_calls && !r->content.len ? json_null() : json_stringn(r->content.p ? r->content.p : "", r->content.len);
         json_t *msg = json_pack("{s:s, s:o}", "role", "assistant", "content", text);
         if (r->n_calls) json_object_set_new(msg, "tool_calls", tool_calls_json(r, 0, r->n_calls, false));
         if (r->split_thinking)
             json_object_set_new(msg, "reasoning_content",
                                 r->reasoning.len ? json_stringn(r->reasoning.p, r->reasoning.len) : json_null());
-        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "message", msg, "logprobs",
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", index, "message", msg, "logprobs",
                            r->logprobs ? chat_logprobs(mi, r, 0, r->n_lp) : json_null(), "finish_reason",
                            chat_finish_json(r));
     } else {
-        o = envelope(mi, r, "text_completion");
         size_t offset = 0;
-        json_decref(text);
-        text = completion_text(mi, r, r->echo, 0, &offset);
-        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "text", text, "logprobs",
+        json_t *text = completion_text(mi, r, r->echo, 0, &offset);
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", index, "text", text, "logprobs",
                            r->logprobs ? completion_logprobs(mi, r, 0, r->n_lp, &offset) : json_null(),
                            "finish_reason", finish_json(r));
     }
@@ -747,7 +758,36 @@ char *openai_response_json(const serve_model_info *mi, serve_req *r) {
         json_object_set_new(choice, "token_ids", ids_json(r->gen_ids, r->n_gen));
         json_object_set_new(choice, "prompt_token_ids", ids_json(r->prompt, r->n_prompt));
     }
-    json_object_set_new(o, "choices", json_pack("[o]", choice));
+    return choice;
+}
+
+/* best_of: the n_choices of the generated ones with the highest cumulative logprob, best first (stable:
+ * ties keep generation order); without best_of all of them in order. */
+static int rank_choices(serve_req *r, serve_req **out) {
+    int total = 1 + r->n_more, keep = r->best_of > r->n_choices ? r->n_choices : total;
+    for (int i = 0; i < total; i++) {
+        serve_req *c = i ? r->more[i - 1] : r;
+        int j = i;
+        if (r->best_of > r->n_choices)
+            for (; j > 0 && out[j - 1]->cum_logprob < c->cum_logprob; j--) out[j] = out[j - 1];
+        out[j] = c;
+    }
+    return keep < total ? keep : total;
+}
+
+char *openai_response_json(const serve_model_info *mi, serve_req *r) {
+    if (r->responses) return responses_json(mi, r);
+    json_t *o = envelope(mi, r, r->kind == REQ_CHAT ? "chat.completion" : "text_completion");
+    json_t *choices = json_array();
+    serve_req *ranked[SERVE_MAX_CHOICES];
+    int n = rank_choices(r, ranked);
+    for (int i = 0; i < n; i++) {
+        serve_req *c = ranked[i];
+        if (c != r) pthread_mutex_lock(&c->mu);
+        json_array_append_new(choices, choice_json(mi, c, i));
+        if (c != r) pthread_mutex_unlock(&c->mu);
+    }
+    json_object_set_new(o, "choices", choices);
     json_object_set_new(o, "usage", usage_json(r));
     return dump(o);
 }
@@ -767,6 +807,7 @@ static char *sse(json_t *o) {
 }
 
 char *openai_stream_chunk(const serve_model_info *mi, serve_req *r, serve_cursor *cur) {
+    if (r->responses) return responses_stream_events(mi, r, cur);
     bool more = r->content.len > cur->content || r->reasoning.len > cur->reasoning || r->n_lp > cur->lp ||
                 r->n_calls > cur->calls;
     bool fin = r->done && !cur->sent_finish;
@@ -785,7 +826,7 @@ char *openai_stream_chunk(const serve_model_info *mi, serve_req *r, serve_cursor
         json_decref(text);
         if (r->n_calls > cur->calls)
             json_object_set_new(delta, "tool_calls", tool_calls_json(r, cur->calls, r->n_calls, true));
-        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "delta", delta, "logprobs", lp, "finish_reason",
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", r->index, "delta", delta, "logprobs", lp, "finish_reason",
                            r->done ? chat_finish_json(r) : json_null());
     } else {
         o = envelope(mi, r, "text_completion");
@@ -793,7 +834,7 @@ char *openai_stream_chunk(const serve_model_info *mi, serve_req *r, serve_cursor
         json_t *text = completion_text(mi, r, !cur->sent_role && r->echo, cur->content, &prompt_len);
         cur->text_offset += prompt_len; /* the echoed prompt comes first */
         lp = r->logprobs ? completion_logprobs(mi, r, cur->lp, r->n_lp, &cur->text_offset) : json_null();
-        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", 0, "text", text, "logprobs", lp, "finish_reason",
+        choice = json_pack("{s:i, s:o, s:o, s:o}", "index", r->index, "text", text, "logprobs", lp, "finish_reason",
                            r->done ? finish_json(r) : json_null());
     }
     json_object_set_new(o, "choices", json_pack("[o]", choice));
@@ -837,7 +878,7 @@ static int only_keys(json_t *o, const char *const *keys, perr *e) {
     json_object_foreach(o, key, v) {
         bool ok = false;
         for (const char *const *k = keys; *k && !ok; k++) ok = !strcmp(*k, key);
-        if (!ok) return bad(e, key, "Unrecognized request argument supplied: '%s'", key);
+        if (!ok) return perr_set(e, key, "Unrecognized request argument supplied: '%s'", key);
     }
     return 0;
 }
@@ -845,8 +886,8 @@ static int only_keys(json_t *o, const char *const *keys, perr *e) {
 static json_t *load_object(const char *body, size_t len, perr *e, int *st) {
     json_error_t je;
     json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
-    if (!o) *st = bad(e, NULL, "malformed JSON body: %s (line %d, column %d)", je.text, je.line, je.column);
-    else if (!json_is_object(o)) *st = bad(e, NULL, "the request body must be a JSON object");
+    if (!o) *st = perr_set(e, NULL, "malformed JSON body: %s (line %d, column %d)", je.text, je.line, je.column);
+    else if (!json_is_object(o)) *st = perr_set(e, NULL, "the request body must be a JSON object");
     else *st = 0;
     if (*st) json_decref(o);
     return *st ? NULL : o;
@@ -864,21 +905,21 @@ int openai_tokenize(const serve_model_info *mi, const char *body, size_t len, ch
     if (!o) return st;
     serve_req *r = serve_req_new();
     bool strs = false, special = !json_object_get(o, "messages");
-    if (!r) st = bad(&e, NULL, "out of memory");
+    if (!r) st = perr_set(&e, NULL, "out of memory");
     if (!st) st = only_keys(o, keys, &e);
     if (!st) st = check_model(mi, o, &e);
     if (!st) st = get_bool(o, "return_token_strs", &strs, &e);
     if (!st) st = get_bool(o, "add_special_tokens", &special, &e);
     if (!st && special && json_object_get(o, "messages")) /* the template writes them itself */
-        st = bad(&e, "add_special_tokens", "'add_special_tokens' with 'messages' is not supported");
+        st = perr_set(&e, "add_special_tokens", "'add_special_tokens' with 'messages' is not supported");
     if (!st && json_object_get(o, "messages")) st = parse_chat(mi, o, r, &e);
     else if (!st) {
         const char *text = NULL;
         kiln_err err = {{0}};
         size_t n = 0;
-        if (json_get_str(o, "prompt", &text, &err) <= 0) st = bad(&e, "prompt", "'prompt' (a string) or 'messages' is required");
+        if (json_get_str(o, "prompt", &text, &err) <= 0) st = perr_set(&e, "prompt", "'prompt' (a string) or 'messages' is required");
         else if (kiln_encode(mi->tok, text, json_string_length(json_object_get(o, "prompt")), special, &r->prompt, &n, &err))
-            st = bad(&e, "prompt", "tokenizing the prompt failed: %s", err.msg);
+            st = perr_set(&e, "prompt", "tokenizing the prompt failed: %s", err.msg);
         r->n_prompt = (int)n;
     }
     json_decref(o);
@@ -890,7 +931,7 @@ int openai_tokenize(const serve_model_info *mi, const char *body, size_t len, ch
         }
         *out = dump(json_pack("{s:i, s:i, s:o, s:o}", "count", r->n_prompt, "max_model_len", mi->n_ctx, "tokens",
                               ids_json(r->prompt, r->n_prompt), "token_strs", strs_j));
-        if (!*out) st = bad(&e, NULL, "out of memory");
+        if (!*out) st = perr_set(&e, NULL, "out of memory");
     }
     serve_req_unref(r);
     return st;
@@ -907,14 +948,14 @@ int openai_detokenize(const serve_model_info *mi, const char *body, size_t len, 
     json_t *toks = json_object_get(o, "tokens");
     size_t n = json_array_size(toks), vocab = kiln_tokenizer_vocab_size(mi->tok);
     int32_t *ids = malloc((n ? n : 1) * sizeof *ids);
-    if (!ids) st = bad(&e, NULL, "out of memory");
+    if (!ids) st = perr_set(&e, NULL, "out of memory");
     if (!st) st = only_keys(o, keys, &e);
     if (!st) st = check_model(mi, o, &e);
-    if (!st && !json_is_array(toks)) st = bad(&e, "tokens", "'tokens' (a list of token ids) is required");
+    if (!st && !json_is_array(toks)) st = perr_set(&e, "tokens", "'tokens' (a list of token ids) is required");
     for (size_t i = 0; !st && i < n; i++) {
         long long id;
         if (json_int_value(json_array_get(toks, i), 0, (long long)vocab - 1, &id))
-            st = bad(&e, "tokens", "'tokens[%zu]' must be a token id in [0, %zu)", i, vocab);
+            st = perr_set(&e, "tokens", "'tokens[%zu]' must be a token id in [0, %zu)", i, vocab);
         else ids[i] = (int32_t)id;
     }
     json_decref(o);
@@ -923,8 +964,137 @@ int openai_detokenize(const serve_model_info *mi, const char *body, size_t len, 
         char *text = kiln_decode(mi->tok, ids, n, false, &tn);
         *out = text ? dump(json_pack("{s:s%}", "prompt", text, tn)) : NULL;
         free(text);
-        if (!*out) st = bad(&e, NULL, "out of memory");
+        if (!*out) st = perr_set(&e, NULL, "out of memory");
     }
     free(ids);
     return st;
+}
+
+/* ---- /v1/embeddings ---- */
+
+/* One input (a string, or a list of token ids) into r's prompt. */
+static int embed_input(const serve_model_info *mi, json_t *v, size_t at, serve_req *r, perr *e) {
+    size_t vocab = kiln_tokenizer_vocab_size(mi->tok);
+    if (json_is_string(v)) {
+        kiln_err err = {{0}};
+        size_t n = 0;
+        if (kiln_encode(mi->tok, json_string_value(v), json_string_length(v), true, &r->prompt, &n, &err))
+            return perr_set(e, "input", "tokenizing 'input[%zu]' failed: %s", at, err.msg);
+        r->n_prompt = (int)n;
+    } else {
+        size_t n = json_array_size(v);
+        if (!(r->prompt = malloc((n ? n : 1) * sizeof *r->prompt))) return perr_set(e, "input", "out of memory");
+        for (size_t i = 0; i < n; i++) {
+            long long id;
+            if (json_int_value(json_array_get(v, i), 0, (long long)vocab - 1, &id))
+                return perr_set(e, "input", "'input[%zu][%zu]' must be a token id in [0, %zu)", at, i, vocab);
+            r->prompt[i] = (int32_t)id;
+        }
+        r->n_prompt = (int)n;
+    }
+    if (r->n_prompt == 0) return perr_set(e, "input", "'input[%zu]' must not be empty", at);
+    if (r->n_prompt > mi->n_ctx)
+        return perr_set(e, "input", "'input[%zu]' has %d tokens, above this model's maximum context length of %d", at,
+                        r->n_prompt, mi->n_ctx);
+    r->kind = REQ_EMBED;
+    r->mean_pooling = mi->mean_pooling;
+    return 0;
+}
+
+/* input: a string, a list of strings, a list of token ids, or a list of such lists (OpenAI's four forms). */
+static int embed_inputs(const serve_model_info *mi, json_t *in, serve_req *r, perr *e) {
+    bool one = json_is_string(in) || (json_is_array(in) && json_array_size(in) && json_is_integer(json_array_get(in, 0)));
+    size_t n = one ? 1 : json_array_size(in);
+    if (!json_is_string(in) && !json_is_array(in))
+        return perr_set(e, "input", "'input' must be a string, a list of strings or a list of token id lists");
+    if (n == 0) return perr_set(e, "input", "'input' must not be empty");
+    if (n > SERVE_MAX_INPUTS) return perr_set(e, "input", "'input' takes at most %d items, got %zu", SERVE_MAX_INPUTS, n);
+    if (n > 1 && !(r->more = calloc(n - 1, sizeof *r->more))) return perr_set(e, "input", "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = one ? in : json_array_get(in, i);
+        if (!json_is_string(v) && !json_is_array(v))
+            return perr_set(e, "input", "'input[%zu]' must be a string or a list of token ids", i);
+        serve_req *c = i ? serve_req_new() : r;
+        if (!c) return perr_set(e, "input", "out of memory");
+        if (i) r->more[r->n_more++] = c;
+        c->index = (int)i;
+        int st = embed_input(mi, v, i, c, e);
+        if (st) return st;
+    }
+    return 0;
+}
+
+int openai_embeddings_parse(const serve_model_info *mi, const char *body, size_t len, serve_req *r, char *msg,
+                            size_t msg_size, char *param, size_t param_size) {
+    perr e = {msg, msg_size, param, param_size};
+    static const char *const keys[] = {"model", "input", "encoding_format", "dimensions", "user", NULL};
+    int st;
+    json_t *o = load_object(body, len, &e, &st);
+    if (!o) return st;
+    long long dims = 0;
+    const char *fmt = "float";
+    kiln_err err = {{0}};
+    st = only_keys(o, keys, &e);
+    if (!st) st = check_model(mi, o, &e);
+    if (!st) st = get_int(o, "dimensions", 1, mi->hidden, &dims, &e);
+    if (!st && json_get_str(o, "encoding_format", &fmt, &err) < 0) st = perr_set(&e, "encoding_format", "%s", err.msg);
+    if (!st && strcmp(fmt, "float") && strcmp(fmt, "base64"))
+        st = perr_set(&e, "encoding_format", "'encoding_format' must be float or base64, got '%s'", fmt);
+    if (!st && !json_object_get(o, "input")) st = perr_set(&e, "input", "'input' is required");
+    if (!st) st = embed_inputs(mi, json_object_get(o, "input"), r, &e);
+    r->dimensions = (int)dims;
+    r->base64 = !strcmp(fmt, "base64");
+    json_decref(o);
+    return st;
+}
+
+/* The first `dims` values renormalised to unit L2 norm (Matryoshka truncation), as JSON numbers or as
+ * base64 of little-endian float32 (OpenAI's encoding_format). */
+static json_t *embedding_json(const float *x, int dims, bool base64) {
+    double ss = 0;
+    for (int i = 0; i < dims; i++) ss += (double)x[i] * x[i];
+    float scale = ss > 0 ? (float)(1 / sqrt(ss)) : 0;
+    if (!base64) {
+        json_t *a = json_array();
+        for (int i = 0; i < dims; i++) json_array_append_new(a, json_real(x[i] * scale));
+        return a;
+    }
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = (size_t)dims * 4;
+    unsigned char *raw = malloc(n ? n : 1);
+    char *out = malloc(4 * ((n + 2) / 3) + 1);
+    json_t *j = NULL;
+    if (raw && out) {
+        for (int i = 0; i < dims; i++) {
+            float v = x[i] * scale;
+            uint32_t u;
+            memcpy(&u, &v, 4);
+            for (int k = 0; k < 4; k++) raw[4 * i + k] = (unsigned char)(u >> (8 * k));
+        }
+        size_t o = 0;
+        for (size_t i = 0; i < n; i += 3) {
+            uint32_t w = (uint32_t)raw[i] << 16 | (i + 1 < n ? (uint32_t)raw[i + 1] << 8 : 0) | (i + 2 < n ? raw[i + 2] : 0);
+            out[o++] = b64[w >> 18 & 63], out[o++] = b64[w >> 12 & 63];
+            out[o++] = i + 1 < n ? b64[w >> 6 & 63] : '=', out[o++] = i + 2 < n ? b64[w & 63] : '=';
+        }
+        j = json_stringn(out, o);
+    }
+    free(raw);
+    free(out);
+    return j;
+}
+
+char *openai_embeddings_json(const serve_model_info *mi, serve_req *r) {
+    json_t *data = json_array();
+    int tokens = 0, dims = r->dimensions > 0 ? r->dimensions : mi->hidden;
+    for (int i = 0; i <= r->n_more; i++) {
+        serve_req *c = i ? r->more[i - 1] : r;
+        pthread_mutex_lock(&c->mu);
+        json_t *emb = c->embedding ? embedding_json(c->embedding, dims, r->base64) : NULL;
+        tokens += c->n_prompt;
+        pthread_mutex_unlock(&c->mu);
+        json_array_append_new(data, json_pack("{s:s, s:i, s:o}", "object", "embedding", "index", i, "embedding", emb));
+    }
+    return dump(json_pack("{s:s, s:o, s:s, s:{s:i, s:i}}", "object", "list", "data", data, "model", mi->name, "usage",
+                          "prompt_tokens", tokens, "total_tokens", tokens));
 }

@@ -37,7 +37,7 @@ struct req_output {
     bool tools;
     tools_mode mode;
     bool seen_text; /* content had a non-space character (bare JSON calls must start the answer) */
-    sbuf pending;   /* content held back by the tool-call parser */
+    strbuf pending;   /* content held back by the tool-call parser */
 };
 
 req_output *output_new(serve_req *r, const kiln_tokenizer *tok, int vocab, kiln_err *err) {
@@ -45,8 +45,8 @@ req_output *output_new(serve_req *r, const kiln_tokenizer *tok, int vocab, kiln_
     if (!o) return kiln_err_set(err, "out of memory"), NULL;
     o->vocab = vocab;
     o->gen = kiln_gen_seq_new(tok, &r->gen, r->prompt, (size_t)r->n_prompt, vocab, err);
-    if (r->logprobs) o->raw = malloc((size_t)vocab * sizeof *o->raw);
-    if (!o->gen || (r->logprobs && !o->raw)) {
+    if (r->logprobs || r->rank) o->raw = malloc((size_t)vocab * sizeof *o->raw);
+    if (!o->gen || ((r->logprobs || r->rank) && !o->raw)) {
         if (o->gen) kiln_err_set(err, "out of memory");
         output_free(o);
         return NULL;
@@ -60,9 +60,11 @@ void output_free(req_output *o) {
     if (!o) return;
     kiln_gen_seq_free(o->gen);
     free(o->raw);
-    sbuf_free(&o->pending);
+    strbuf_free(&o->pending);
     free(o);
 }
+
+const char *output_error(const req_output *o) { return kiln_gen_seq_error(o->gen); }
 
 const int32_t *output_ids(const req_output *o, size_t *n) { return kiln_gen_seq_ids(o->gen, n); }
 
@@ -92,9 +94,10 @@ static void fill_logprobs(const float *logits, int vocab, int32_t id, serve_logp
 }
 
 int output_sample(req_output *o, serve_req *r, float *logits, kiln_gen_step *step, serve_logprob *lp) {
-    if (r->logprobs) memcpy(o->raw, logits, (size_t)o->vocab * sizeof *logits);
+    bool want = r->logprobs || r->rank;
+    if (want) memcpy(o->raw, logits, (size_t)o->vocab * sizeof *logits);
     if (kiln_gen_seq_step(o->gen, logits, step)) return -1;
-    if (r->logprobs && lp) {
+    if (want && lp) {
         lp->n_top = r->top_logprobs;
         fill_logprobs(o->raw, o->vocab, step->token, lp);
     }
@@ -105,9 +108,9 @@ int output_force(req_output *o, int32_t token, kiln_gen_step *step) { return kil
 
 /* ---- text routing ---- */
 
-static void part_put(part *p, sbuf *dst, const char *s, size_t n) {
+static void part_put(part *p, strbuf *dst, const char *s, size_t n) {
     if (!p->trim) {
-        sbuf_put(dst, s, n);
+        strbuf_put(dst, s, n);
         return;
     }
     if (!p->started)
@@ -115,8 +118,8 @@ static void part_put(part *p, sbuf *dst, const char *s, size_t n) {
     size_t body = n;
     while (body && s[body - 1] == '\n') body--;
     if (body) {
-        for (; p->held_nl; p->held_nl--) sbuf_put(dst, "\n", 1);
-        sbuf_put(dst, s, body);
+        for (; p->held_nl; p->held_nl--) strbuf_put(dst, "\n", 1);
+        strbuf_put(dst, s, body);
         p->started = true;
     }
     if (p->started) p->held_nl += (int)(n - body);
@@ -186,7 +189,7 @@ static void to_content(req_output *o, serve_req *r, const char *s, size_t n) {
 
 /* Runs the tool-call parser over o->pending; final: the answer is complete, release everything. */
 static void route_tools(req_output *o, serve_req *r, bool final) {
-    sbuf *b = &o->pending;
+    strbuf *b = &o->pending;
     for (;;) {
         char *p = b->p ? b->p : "";
         size_t len = b->len, used = 0;
@@ -241,7 +244,7 @@ static void route(req_output *o, serve_req *r, const kiln_gen_step *st) {
     if (st->thinking && r->split_thinking) {
         part_put(&o->reasoning, &r->reasoning, st->text, st->text_len);
     } else if (o->tools) {
-        sbuf_put(&o->pending, st->text, st->text_len);
+        strbuf_put(&o->pending, st->text, st->text_len);
         route_tools(o, r, false);
     } else {
         to_content(o, r, st->text, st->text_len);
@@ -254,7 +257,10 @@ serve_finish output_push(req_output *o, serve_req *r, const kiln_gen_step *st, c
         int32_t *g = realloc(r->gen_ids, (size_t)r->n_gen * sizeof *g);
         if (g) r->gen_ids = g, g[r->n_gen - 1] = st->token;
     }
-    if (lp && st->finish != KILN_FINISH_EOS) { /* the EOS token is neither text nor logprob */
+    bool eos = false; /* the EOS token is neither text nor logprob (a grammar's last token is both) */
+    for (int i = 0; i < r->gen.n_eos; i++) eos |= st->token == r->gen.eos_ids[i];
+    if (lp) r->cum_logprob += lp->logprob; /* EOS included: it is part of the answer's probability */
+    if (lp && r->logprobs && !(eos && st->finish == KILN_FINISH_EOS)) {
         if (r->n_lp == r->cap_lp) {
             int cap = r->cap_lp ? 2 * r->cap_lp : 16;
             serve_logprob *p = realloc(r->lp, (size_t)cap * sizeof *p);

@@ -112,9 +112,53 @@ static int growth_blocks(serve_sched *s) {
     return g;
 }
 
+/* Runs r on seq, whose KV already holds r's first n_done prompt tokens. 1, or -1 (r finished). */
+static int start_running(serve_sched *s, serve_req *r, int seq, int n_done, int budget) {
+    kiln_err err = {{0}};
+    running *x = &s->run[s->n_run];
+    *x = (running){.r = r, .seq = seq, .n_prompt_done = n_done, .budget_blocks = budget};
+    if (!(x->out = output_new(r, s->tok, s->vocab, &err))) {
+        kiln_seq_free(s->ctx, seq);
+        finish(r, FIN_ERROR, 500, err.msg);
+        return -1;
+    }
+    s->n_run++;
+    pthread_mutex_lock(&r->mu);
+    r->n_cached = n_done;
+    pthread_mutex_unlock(&r->mu);
+    metrics_tokens(s->metrics, r->n_prompt, 0, n_done);
+    return 1;
+}
+
+/* Choices 1.. of an n / best_of request fork choice 0's prefill (all but its last prompt token, whose
+ * logits each choice computes itself): 1 admitted, 0 wait (choice 0 is queued or still prefilling),
+ * -1 failed, 2 choice 0 is gone (admit the ordinary way: the prefix cache has its blocks). s->mu held. */
+static int admit_fork(serve_sched *s, serve_req *r, int budget) {
+    for (int i = 0; i < s->n_queue; i++)
+        if (s->queue[i] == r->fork_from) return 0;
+    running *src = NULL;
+    for (int i = 0; i < s->n_run && !src; i++)
+        if (s->run[i].r == r->fork_from) src = &s->run[i];
+    int shared = r->n_prompt - 1;
+    /* identity alone could be a new request at a freed address: the prompt must match too */
+    if (!src || src->r->n_prompt != r->n_prompt || memcmp(src->r->prompt, r->prompt, (size_t)shared * sizeof *r->prompt))
+        return 2;
+    if (src->n_prompt_done < r->n_prompt) return 0;
+    while (budget - shared / KILN_KV_BLOCK > kiln_ctx_free_blocks(s->ctx) - growth_blocks(s))
+        if (!prefix_cache_evict(s->pc, s->ctx)) return 0;
+    kiln_err err = {{0}};
+    int seq = shared > 0 ? kiln_seq_fork(s->ctx, src->seq, shared, &err) : kiln_seq_new(s->ctx, &err);
+    if (seq < 0) return prefix_cache_evict(s->pc, s->ctx) ? 0 : 2;
+    return start_running(s, r, seq, shared, budget);
+}
+
 /* Tries to start r. Returns 1 if admitted, 0 if it must wait, -1 if it failed (already finished). */
 static int admit(serve_sched *s, serve_req *r) {
     int budget = blocks_for(r->n_prompt + r->max_tokens < s->n_ctx ? r->n_prompt + r->max_tokens : s->n_ctx);
+    if (r->fork_from) {
+        int st = admit_fork(s, r, budget);
+        if (st != 2) return st;
+    }
     for (;;) {
         int n_match = 0;
         int src = prefix_cache_lookup(s->pc, r->prompt, r->n_prompt - 1, &n_match);
@@ -134,20 +178,46 @@ static int admit(serve_sched *s, serve_req *r) {
             finish(r, FIN_ERROR, 500, err.msg);
             return -1;
         }
-        running *x = &s->run[s->n_run];
-        *x = (running){.r = r, .seq = seq, .n_prompt_done = n_match, .budget_blocks = budget};
-        if (!(x->out = output_new(r, s->tok, s->vocab, &err))) {
-            kiln_seq_free(s->ctx, seq);
-            finish(r, FIN_ERROR, 500, err.msg);
-            return -1;
-        }
-        s->n_run++;
-        pthread_mutex_lock(&r->mu);
-        r->n_cached = n_match;
-        pthread_mutex_unlock(&r->mu);
-        metrics_tokens(s->metrics, r->n_prompt, 0, n_match);
-        return 1;
+        return start_running(s, r, seq, n_match, budget);
     }
+}
+
+/* An embedding runs whole, here, between steps: its prompt in chunks (the step's token budget) with the
+ * final hidden states out, pooled (mean, or the last token's), its sequence freed at once. 0: wait for
+ * room; -1: finished (done or failed). Decodes stall for the length of one prefill, as with a prompt. */
+static int embed(serve_sched *s, serve_req *r) {
+    int need = blocks_for(r->n_prompt);
+    while (need > kiln_ctx_free_blocks(s->ctx) - growth_blocks(s))
+        if (!prefix_cache_evict(s->pc, s->ctx)) return 0;
+    kiln_err err = {{0}};
+    int seq;
+    while ((seq = kiln_seq_new(s->ctx, &err)) < 0)
+        if (!prefix_cache_evict(s->pc, s->ctx)) return s->n_run > 0 ? 0 : (finish(r, FIN_ERROR, 500, err.msg), -1);
+    const int H = kiln_model_config(s->model)->hidden_size, chunk = s->o.prefill_chunk;
+    float *pooled = calloc((size_t)H, sizeof *pooled), *hid = malloc((size_t)chunk * H * sizeof *hid);
+    int rc = pooled && hid ? 0 : kiln_err_set(&err, "out of memory");
+    for (int done = 0; !rc && done < r->n_prompt;) {
+        int n = r->n_prompt - done < chunk ? r->n_prompt - done : chunk;
+        kiln_batch b = {.n_seqs = 1, .seq = &seq, .n_tokens = &n, .tokens = r->prompt + done, .logits_all = r->mean_pooling};
+        rc = kiln_forward_hidden(s->ctx, &b, hid, &err);
+        for (int t = 0; !rc && t < (r->mean_pooling ? n : 1); t++)
+            for (int k = 0; k < H; k++) pooled[k] = r->mean_pooling ? pooled[k] + hid[(size_t)t * H + k] : hid[k];
+        done += n;
+    }
+    for (int k = 0; !rc && r->mean_pooling && k < H; k++) pooled[k] /= (float)r->n_prompt;
+    kiln_seq_free(s->ctx, seq);
+    free(hid);
+    metrics_tokens(s->metrics, r->n_prompt, 0, 0);
+    if (rc) {
+        free(pooled);
+        finish(r, FIN_ERROR, 500, err.msg);
+        return -1;
+    }
+    pthread_mutex_lock(&r->mu);
+    r->embedding = pooled;
+    pthread_mutex_unlock(&r->mu);
+    finish(r, FIN_STOP, 0, NULL);
+    return -1;
 }
 
 /* Moves queued requests into the running set, in arrival order, while they fit. */
@@ -158,7 +228,7 @@ static void admit_queued(serve_sched *s) {
         pthread_mutex_lock(&r->mu);
         bool gone = r->cancelled;
         pthread_mutex_unlock(&r->mu);
-        int st = gone ? -1 : admit(s, r);
+        int st = gone ? -1 : r->kind == REQ_EMBED ? embed(s, r) : admit(s, r);
         if (st == 0) break;
         if (gone) finish(r, FIN_CANCELLED, 0, NULL);
         memmove(s->queue, s->queue + 1, (size_t)--s->n_queue * sizeof *s->queue);
@@ -250,7 +320,7 @@ static void step(serve_sched *s) {
         serve_logprob lp = {0};
         kiln_gen_step st;
         if (output_sample(x->out, r, s->logits + (size_t)k * s->vocab, &st, &lp)) {
-            retire(s, which[k], FIN_ERROR, 500, "out of memory");
+            retire(s, which[k], FIN_ERROR, 500, output_error(x->out));
             continue;
         }
         x->last = st.token;
@@ -260,7 +330,7 @@ static void step(serve_sched *s) {
             metrics_ttft(s->metrics, now - r->t_submit);
         }
         r->t_last = now;
-        serve_finish f = output_push(x->out, r, &st, r->logprobs ? &lp : NULL);
+        serve_finish f = output_push(x->out, r, &st, r->logprobs || r->rank ? &lp : NULL);
         if (f == FIN_NONE && r->n_prompt + r->n_gen >= s->n_ctx) {
             f = FIN_LENGTH;
             output_flush(x->out, r);
@@ -399,13 +469,15 @@ bool sched_broken(serve_sched *s, char *why, size_t size) {
     return broken;
 }
 
-int sched_submit(serve_sched *s, serve_req *r) {
+int sched_submit(serve_sched *s, serve_req *r) { return sched_submit_all(s, &r, 1); }
+
+int sched_submit_all(serve_sched *s, serve_req *const *rs, int n) {
     pthread_mutex_lock(&s->mu);
     if (s->stop || (s->o.max_queue > 0 && s->n_queue >= s->o.max_queue)) {
         pthread_mutex_unlock(&s->mu);
         return -1;
     }
-    if (s->n_queue == s->cap_queue) { /* no queue limit: grow (HTTP's connection limit still bounds it) */
+    while (s->n_queue + n > s->cap_queue) { /* grows: the limit counts requests, not their choices */
         serve_req **q = realloc(s->queue, (size_t)s->cap_queue * 2 * sizeof *q);
         if (!q) {
             pthread_mutex_unlock(&s->mu);
@@ -414,11 +486,14 @@ int sched_submit(serve_sched *s, serve_req *r) {
         s->queue = q;
         s->cap_queue *= 2;
     }
-    pthread_mutex_lock(&r->mu);
-    r->refs++;
-    r->t_submit = kiln_now();
-    pthread_mutex_unlock(&r->mu);
-    s->queue[s->n_queue++] = r;
+    double now = kiln_now();
+    for (int i = 0; i < n; i++) {
+        pthread_mutex_lock(&rs[i]->mu);
+        rs[i]->refs++;
+        rs[i]->t_submit = now;
+        pthread_mutex_unlock(&rs[i]->mu);
+        s->queue[s->n_queue++] = rs[i];
+    }
     pthread_cond_signal(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return 0;

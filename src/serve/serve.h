@@ -15,22 +15,26 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/strbuf.h"
 #include "kiln.h"
 
-/* A growable byte buffer (always NUL-terminated). */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-} sbuf;
-int sbuf_put(sbuf *b, const char *s, size_t n);
-int sbuf_puts(sbuf *b, const char *s);
-void sbuf_free(sbuf *b);
+/* Where a request parser reports a 400: the message and the offending parameter. */
+typedef struct perr {
+    char *msg;
+    size_t msg_size;
+    char *param;
+    size_t param_size;
+} perr;
+/* printf-style: fills e (param may be NULL) and returns 400, so a parser can `return perr_set(...)`. */
+int perr_set(perr *e, const char *param, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-typedef enum { REQ_CHAT, REQ_COMPLETION } serve_kind;
+typedef enum { REQ_CHAT, REQ_COMPLETION, REQ_EMBED } serve_kind;
 typedef enum { FIN_NONE, FIN_STOP, FIN_LENGTH, FIN_ERROR, FIN_CANCELLED, FIN_TIMEOUT } serve_finish;
 
 /* One generated token's log-probabilities (requested with logprobs). */
 #define SERVE_MAX_TOP_LOGPROBS 20
+#define SERVE_MAX_CHOICES 16 /* n and best_of */
+#define SERVE_MAX_INPUTS 256 /* /v1/embeddings inputs per request */
 typedef struct serve_logprob {
     int32_t id;
     float logprob;
@@ -49,7 +53,7 @@ typedef struct serve_req {
     serve_kind kind;
     int32_t *prompt; /* token ids */
     int n_prompt;
-    sbuf prompt_text; /* completions: the prompt string as sent (what echo returns); empty for ids */
+    strbuf prompt_text; /* completions: the prompt string as sent (what echo returns); empty for ids */
     int max_tokens; /* -1: up to the context */
     kiln_gen_params gen; /* sampling, stop strings, EOS ids, thinking split: what kiln_gen_seq runs on */
     char **stop;         /* storage for gen.stop */
@@ -63,6 +67,20 @@ typedef struct serve_req {
     bool has_tools;        /* chat with tools: tool calls in the answer become tool_calls */
     char **tools;          /* names of the functions offered (a bare JSON call must name one of them) */
     int n_tools;
+    kiln_grammar *grammar;  /* constrained decoding (gen.grammar points here); freed with the request */
+    const char *grammar_field; /* the request field it came from (for "only one of" errors) */
+    kiln_logit_bias *bias;  /* storage for gen.logit_bias */
+    int n_choices, best_of;   /* n and best_of (>= n): best_of requests are generated, n answered */
+    int index;                /* this choice's index among them (0: the request the HTTP side parsed) */
+    const struct serve_req *fork_from; /* choices 1..: choice 0, whose prefill they fork (identity only:
+                                        * the scheduler compares it, never dereferences it) */
+    struct serve_req **more;  /* choice 0 only: references to choices 1 .. best_of-1 */
+    int n_more;
+    bool mean_pooling;        /* REQ_EMBED: mean over the tokens, else the last token's state */
+    int dimensions;           /* REQ_EMBED: leading dimensions kept (0: all) */
+    bool base64;              /* REQ_EMBED: encoding_format "base64" */
+    bool responses;           /* asked through /v1/responses: answered in that API's shape */
+    bool rank;                /* track cum_logprob (best_of > n) */
     double timeout_s;      /* wall-clock limit from submit */
     char id[48];
     long created;
@@ -70,13 +88,15 @@ typedef struct serve_req {
     /* --- shared state: guarded by mu, signalled on cv --- */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    sbuf content;   /* answer text so far */
-    sbuf reasoning; /* thinking text so far (split_thinking) */
+    strbuf content;   /* answer text so far */
+    strbuf reasoning; /* thinking text so far (split_thinking) */
     serve_tool_call *calls; /* complete tool calls parsed from the answer so far */
     int n_calls, cap_calls;
     serve_logprob *lp; /* one per generated token when logprobs */
     int n_lp, cap_lp;
     int n_gen;         /* generated tokens */
+    double cum_logprob; /* sum of the generated tokens' logprobs (rank, logprobs) */
+    float *embedding;   /* REQ_EMBED: the pooled hidden state (hidden_size floats), not yet normalised */
     int32_t *gen_ids;  /* [n_gen] when return_token_ids */
     int n_cached;      /* prompt tokens served from the prefix cache */
     bool done;
@@ -134,6 +154,8 @@ void output_free(req_output *o);
 /* Picks the next token from logits[vocab] (modified in place); fills lp when the request asked for
  * logprobs (raw model log-probabilities, as vLLM reports them). No lock needed. */
 int output_sample(req_output *o, serve_req *r, float *logits, kiln_gen_step *step, serve_logprob *lp);
+/* Why output_sample failed (a grammar with no token left to allow, out of memory). */
+const char *output_error(const req_output *o);
 /* Same bookkeeping for a token chosen elsewhere (tests). */
 int output_force(req_output *o, int32_t token, kiln_gen_step *step);
 /* Publishes the step to r (caller holds r->mu): token count, ids, logprob, text. Returns FIN_STOP (EOS or
@@ -168,6 +190,9 @@ serve_sched *sched_new(kiln_model *model, const kiln_tokenizer *tok, serve_metri
                        const serve_sched_opts *o, kiln_err *err);
 /* Queues r (taking a reference). Returns 0, or -1 when the queue is full (caller answers 429). */
 int sched_submit(serve_sched *s, serve_req *r);
+/* Queues rs[0..n) together: one request's choices (n, best_of) or inputs (embeddings), counted as one
+ * against max_queue. 0, or -1 (none queued). */
+int sched_submit_all(serve_sched *s, serve_req *const *rs, int n);
 /* Whether the engine stopped because the model files changed (why: the message). */
 bool sched_broken(serve_sched *s, char *why, size_t size);
 /* Wakes the engine so it notices r->cancelled promptly. */
@@ -189,7 +214,21 @@ typedef struct serve_model_info {
     int n_ctx;
     bool thinking;        /* the chat template knows enable_thinking / <think> */
     kiln_gen_params defaults; /* generation_config.json as vLLM applies it: what a request omits */
+    const kiln_grammar_vocab *grammar_vocab; /* built once at load, shared read-only by every request */
+    int vocab;            /* the model's logits per token (logit_bias ids must be below it) */
+    int hidden;           /* hidden_size: an embedding's length */
+    bool mean_pooling;    /* --pooling mean */
 } serve_model_info;
+
+/* ---------- constrain.c: the request fields that constrain decoding ---------- */
+/* response_format, guided_json / guided_regex / guided_choice / guided_grammar (vLLM), grammar /
+ * json_schema (llama.cpp) and logit_bias → r->grammar / r->bias, wired into r->gen. At most one grammar
+ * field per request. 0, or 400 with e. */
+int constrain_parse(const serve_model_info *mi, json_t *o, serve_req *r, perr *e);
+/* tool_choice / parallel_tool_calls for a chat request offering tools (a list, possibly empty):
+ * "required" or a named function compiles a tool-call grammar; *offer is false for "none" (the tools stay
+ * out of the prompt). 0, or 400 with e. */
+int constrain_tools(json_t *o, json_t *tools, serve_req *r, bool *offer, perr *e);
 
 /* Parses a /v1/chat/completions or /v1/completions body into r. On failure returns the HTTP status
  * (400) and writes the message and the offending parameter into msg / param. */
@@ -210,7 +249,14 @@ int openai_tokenize(const serve_model_info *mi, const char *body, size_t len, ch
                     char *param, size_t param_size);
 int openai_detokenize(const serve_model_info *mi, const char *body, size_t len, char **out, char *msg,
                       size_t msg_size, char *param, size_t param_size);
-/* Full non-streaming response for a finished request (caller holds r->mu). malloc'd. */
+/* POST /v1/embeddings: input i becomes choice i of r (r itself, then r->more), kind REQ_EMBED. 0 or the
+ * HTTP status with msg / param. */
+int openai_embeddings_parse(const serve_model_info *mi, const char *body, size_t len, serve_req *r, char *msg,
+                            size_t msg_size, char *param, size_t param_size);
+/* The embeddings response once every input is done (no lock held). malloc'd. */
+char *openai_embeddings_json(const serve_model_info *mi, serve_req *r);
+/* Full non-streaming response for a finished request (caller holds r->mu; r->more are locked in turn),
+ * one choice per answer (best_of: the n best). malloc'd. */
 char *openai_response_json(const serve_model_info *mi, serve_req *r);
 /* One SSE event "data: {...}\n\n" with everything new since the cursors (caller holds r->mu); NULL if
  * nothing new. first: include the role delta. */
@@ -227,6 +273,14 @@ char *openai_models_json(const serve_model_info *mi, long created);
 char *openai_model_json(const serve_model_info *mi, const char *id, long created); /* NULL: unknown id */
 
 
+/* ---------- responses.c: a stateless /v1/responses over the chat path ---------- */
+/* Rewrites a Responses API body as the chat request it means and parses that into r (r->responses). */
+int openai_responses_parse(const serve_model_info *mi, const char *body, size_t len, serve_req *r, char *msg,
+                           size_t msg_size, char *param, size_t param_size);
+char *responses_json(const serve_model_info *mi, serve_req *r); /* caller holds r->mu */
+/* The SSE events new since cur (response.created, response.output_text.delta, ..., response.completed). */
+char *responses_stream_events(const serve_model_info *mi, serve_req *r, serve_cursor *cur);
+
 /* ---------- server.c / http.c ---------- */
 #define SERVE_MAX_NAMES 16
 typedef struct conn_watch conn_watch; /* http.c: one per connection, for the read deadline */
@@ -237,6 +291,7 @@ struct kiln_server {
     serve_sched *sched;
     serve_metrics *metrics;
     serve_model_info mi;
+    kiln_grammar_vocab *grammar_vocab; /* mi.grammar_vocab */
     model_watch *watch;
     char *names_buf; /* o.model_name split at commas */
     const char *names[SERVE_MAX_NAMES];

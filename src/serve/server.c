@@ -1,31 +1,11 @@
 /* server.c — the server's life cycle: load the model and tokenizer, start the engine thread and the
- * HTTP daemon; drain and stop them in the right order. Also the request object and byte buffer. */
+ * HTTP daemon; drain and stop them in the right order. Also the request object. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "serve/serve.h"
-
-int sbuf_put(sbuf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-    return 0;
-}
-int sbuf_puts(sbuf *b, const char *s) { return sbuf_put(b, s, strlen(s)); }
-void sbuf_free(sbuf *b) {
-    free(b->p);
-    *b = (sbuf){0};
-}
 
 serve_req *serve_req_new(void) {
     serve_req *r = calloc(1, sizeof *r);
@@ -44,15 +24,20 @@ void serve_req_unref(serve_req *r) {
     pthread_mutex_unlock(&r->mu);
     if (left) return;
     free(r->prompt);
-    sbuf_free(&r->prompt_text);
+    strbuf_free(&r->prompt_text);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     free(r->stop);
     for (int i = 0; i < r->n_tools; i++) free(r->tools[i]);
     free(r->tools);
+    for (int i = 0; i < r->n_more; i++) serve_req_unref(r->more[i]);
+    free(r->more);
+    free(r->embedding);
+    kiln_grammar_free(r->grammar); /* the engine freed its kiln_gen_seq before its unref */
+    free(r->bias);
     for (int i = 0; i < r->n_calls; i++) free(r->calls[i].name), free(r->calls[i].arguments);
     free(r->calls);
-    sbuf_free(&r->content);
-    sbuf_free(&r->reasoning);
+    strbuf_free(&r->content);
+    strbuf_free(&r->reasoning);
     free(r->lp);
     free(r->gen_ids);
     pthread_mutex_destroy(&r->mu);
@@ -183,6 +168,15 @@ kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
     s->mi.tok = s->tok;
     s->mi.n_ctx = sched_n_ctx(s->sched);
     s->mi.thinking = template_thinks(s->tok);
+    s->mi.vocab = kiln_model_config(s->model)->vocab_size;
+    s->mi.hidden = kiln_model_config(s->model)->hidden_size;
+    if (o->pooling && strcmp(o->pooling, "last") && strcmp(o->pooling, "mean")) {
+        kiln_err_set(err, "--pooling: '%s' is not last or mean", o->pooling);
+        goto fail;
+    }
+    s->mi.mean_pooling = o->pooling && !strcmp(o->pooling, "mean");
+    if (!(s->grammar_vocab = kiln_grammar_vocab_new(s->tok, err))) goto fail;
+    s->mi.grammar_vocab = s->grammar_vocab;
     if (load_defaults(&s->mi.defaults, o->model_dir, s->tok, err)) goto fail;
     s->origins = calloc(SERVE_MAX_NAMES, sizeof *s->origins);
     int rc = s->origins ? split_list(o->allowed_origins, s->origins, SERVE_MAX_NAMES, &s->n_origins) : -1;
@@ -253,6 +247,7 @@ void kiln_server_free(kiln_server *s) {
     sched_free(s->sched);
     model_watch_free(s->watch);
     metrics_free(s->metrics);
+    kiln_grammar_vocab_free(s->grammar_vocab); /* after the engine: its sequences borrowed it */
     kiln_tokenizer_free(s->tok);
     kiln_model_free(s->model);
     free(s->names_buf);

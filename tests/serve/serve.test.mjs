@@ -192,7 +192,8 @@ await step('malformed_inputs', async () => {
     ['seed_type', '/v1/completions', { body: { prompt: 'a', seed: 'x' } }, 400],
     ['stop_type', '/v1/completions', { body: { prompt: 'a', stop: 5 } }, 400],
     ['stream_type', '/v1/completions', { body: { prompt: 'a', stream: 'yes' } }, 400],
-    ['n_not_1', '/v1/completions', { body: { prompt: 'a', n: 2 } }, 400],
+    ['n_too_many', '/v1/completions', { body: { prompt: 'a', n: 17 } }, 400],
+    ['best_of_below_n', '/v1/completions', { body: { prompt: 'a', n: 3, best_of: 2 } }, 400],
     ['messages_missing', '/v1/chat/completions', { body: {} }, 400],
     ['messages_type', '/v1/chat/completions', { body: { messages: 'hi' } }, 400],
     ['role_bad', '/v1/chat/completions', { body: { messages: [{ role: 'wizard', content: 'x' }] } }, 400],
@@ -209,7 +210,7 @@ await step('malformed_inputs', async () => {
     if (r.code !== want || !r.err || typeof r.err.message !== 'string') bad.push(`${name}: ${r.code} ${JSON.stringify(r.err)}`);
   }
   // The client library surfaces them as typed errors too.
-  try { await stories.completions.create({ model: 'stories', prompt: 'a', n: 2 }); bad.push('client n=2 accepted'); }
+  try { await stories.completions.create({ model: 'stories', prompt: 'a', n: 0 }); bad.push('client n=0 accepted'); }
   catch (e) { if (!(e instanceof OpenAI.BadRequestError) || !/'n'/.test(e.message)) bad.push(`client: ${e}`); }
   const h = await (await fetch(`${S}/health`, { headers: { Authorization: `Bearer ${KEY}` } })).json();
   if (h.status !== 'ok') bad.push('health after errors');
@@ -304,10 +305,11 @@ await step('completions_default_max_tokens_16', async () => {
 await step('unimplemented_parameters_400', async () => {
   const msgs = [{ role: 'user', content: 'hi' }];
   const cases = [
-    [qwen, 'chat', { response_format: { type: 'json_object' } }, 'response_format'],
-    [qwen, 'chat', { tool_choice: 'required', tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }] }, 'tool_choice'],
-    [stories, 'text', { logit_bias: { 5: 10 } }, 'logit_bias'],
-    [stories, 'text', { best_of: 2 }, 'best_of'],
+    [qwen, 'chat', { response_format: { type: 'xml' } }, 'response_format'],
+    [qwen, 'chat', { tool_choice: { type: 'function', function: { name: 'g' } }, tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }] }, 'tool_choice'],
+    [stories, 'text', { logit_bias: { abc: 10 } }, 'logit_bias'],
+    [stories, 'text', { best_of: 3, n: 2, stream: true }, 'best_of'],
+    [stories, 'text', { guided_regex: 'a+', guided_choice: ['b'] }, 'guided_choice'],
     [stories, 'text', { no_such_parameter: 1 }, 'no_such_parameter'],
   ];
   const bad = [];
@@ -321,6 +323,184 @@ await step('unimplemented_parameters_400', async () => {
   const ok = await stories.completions.create({ model: 'stories260K', prompt: 'a', max_tokens: 2, user: 'u1', logit_bias: {}, best_of: 1 });
   if (ok.choices.length !== 1) bad.push('ignored-by-design user refused');
   check('unimplemented_parameters_400', bad.length === 0, bad.join('; '));
+});
+
+// ---- structured outputs and forced tool calls (issue 17 item 1): a random-weight model must still
+// produce output that parses and validates. Schemas bound every string / array / number. ----
+const PERSON = {
+  type: 'object', additionalProperties: false, required: ['name', 'age', 'color', 'tags'],
+  properties: {
+    name: { type: 'string', maxLength: 12 }, age: { type: 'integer', minimum: 0, maximum: 120 },
+    color: { enum: ['red', 'green', 'blue'] }, tags: { type: 'array', items: { type: 'string', maxLength: 5 }, minItems: 1, maxItems: 3 },
+  },
+};
+function validPerson(v) {
+  const keys = v && typeof v === 'object' ? Object.keys(v).sort().join(',') : '';
+  return keys === 'age,color,name,tags' && typeof v.name === 'string' && [...v.name].length <= 12 && Number.isInteger(v.age) &&
+    v.age >= 0 && v.age <= 120 && ['red', 'green', 'blue'].includes(v.color) && Array.isArray(v.tags) && v.tags.length >= 1 &&
+    v.tags.length <= 3 && v.tags.every((t) => typeof t === 'string' && [...t].length <= 5);
+}
+const chatMsgs = [{ role: 'user', content: 'Describe a person.' }];
+
+await step('structured_json_schema_validates', async () => {
+  const bad = [];
+  for (const seed of [1, 2, 3]) {
+    const r = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 300, temperature: 1, seed,
+      response_format: { type: 'json_schema', json_schema: { name: 'person', strict: true, schema: PERSON } } });
+    const c = r.choices[0];
+    let v = null;
+    try { v = JSON.parse(c.message.content); } catch (e) { bad.push(`seed ${seed}: not JSON ${JSON.stringify(c.message.content)}`); continue; }
+    if (!validPerson(v) || c.finish_reason !== 'stop') bad.push(`seed ${seed}: ${c.message.content} (${c.finish_reason})`);
+  }
+  check('structured_json_schema_validates', bad.length === 0, bad.join('; '));
+});
+
+await step('structured_parse_helper', async () => {
+  // The SDK's .parse() with a plain (zod-free) json_schema: message.parsed is the object.
+  const r = await qwen.chat.completions.parse({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 300, temperature: 0,
+    response_format: { type: 'json_schema', json_schema: { name: 'person', strict: true, schema: PERSON } } });
+  const m = r.choices[0].message;
+  check('structured_parse_helper', validPerson(m.parsed) && !m.refusal, JSON.stringify(m));
+});
+
+await step('structured_streamed_json_object_and_guided', async () => {
+  const bad = [];
+  const stream = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 200, temperature: 1, seed: 7,
+    response_format: { type: 'json_object' }, stream: true });
+  let text = '', finish = null;
+  for await (const c of stream) { text += c.choices[0]?.delta?.content ?? ''; finish = c.choices[0]?.finish_reason ?? finish; }
+  try { const v = JSON.parse(text); if (typeof v !== 'object' || Array.isArray(v) || v === null) bad.push(`not an object: ${text}`); }
+  catch { if (finish !== 'length') bad.push(`json_object stream not JSON: ${JSON.stringify(text)} (${finish})`); }
+  const choice = await stories.completions.create({ model: 'stories260K', prompt: 'Once upon', max_tokens: 20, guided_choice: ['yes', 'no', 'maybe'] });
+  if (!['yes', 'no', 'maybe'].includes(choice.choices[0].text)) bad.push(`guided_choice ${JSON.stringify(choice.choices[0].text)}`);
+  const re = await stories.completions.create({ model: 'stories260K', prompt: 'Once upon', max_tokens: 20, temperature: 1, seed: 3, guided_regex: '[a-c]{2}-\\d{3}' });
+  if (!/^[a-c]{2}-\d{3}$/.test(re.choices[0].text) || re.choices[0].finish_reason !== 'stop') bad.push(`guided_regex ${JSON.stringify(re.choices[0])}`);
+  const gb = await stories.completions.create({ model: 'stories260K', prompt: 'Once upon', max_tokens: 20, grammar: 'root ::= ("ab" | "cd") [0-9]' });
+  if (!/^(ab|cd)[0-9]$/.test(gb.choices[0].text)) bad.push(`grammar ${JSON.stringify(gb.choices[0].text)}`);
+  check('structured_streamed_json_object_and_guided', bad.length === 0, bad.join('; '));
+});
+
+const TOOLS = [
+  { type: 'function', function: { name: 'get_weather', description: 'weather', parameters: { type: 'object', additionalProperties: false,
+    required: ['city', 'unit'], properties: { city: { type: 'string', maxLength: 10 }, unit: { enum: ['c', 'f'] } } } } },
+  { type: 'function', function: { name: 'add', parameters: { type: 'object', additionalProperties: false, required: ['a', 'b'],
+    properties: { a: { type: 'integer', minimum: -100, maximum: 100 }, b: { type: 'integer', minimum: -100, maximum: 100 } } } } },
+];
+function validCall(tc) {
+  let a;
+  try { a = JSON.parse(tc.function.arguments); } catch { return false; }
+  if (tc.function.name === 'get_weather') return Object.keys(a).sort().join() === 'city,unit' && typeof a.city === 'string' && [...a.city].length <= 10 && ['c', 'f'].includes(a.unit);
+  if (tc.function.name === 'add') return Object.keys(a).sort().join() === 'a,b' && Number.isInteger(a.a) && Number.isInteger(a.b) && Math.abs(a.a) <= 100 && Math.abs(a.b) <= 100;
+  return false;
+}
+
+await step('tool_choice_required_and_named', async () => {
+  const bad = [];
+  for (const seed of [1, 2]) {
+    const r = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 300, temperature: 1, seed, tools: TOOLS, tool_choice: 'required' });
+    const c = r.choices[0];
+    if (c.finish_reason !== 'tool_calls' || c.message.tool_calls?.length !== 1 || !validCall(c.message.tool_calls[0])) bad.push(`required seed ${seed}: ${JSON.stringify(c)}`);
+  }
+  const named = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 300, temperature: 1, seed: 5, tools: TOOLS,
+    tool_choice: { type: 'function', function: { name: 'add' } }, stream: true });
+  const calls = [];
+  let finish = null;
+  for await (const ch of named) { for (const tc of ch.choices[0]?.delta?.tool_calls ?? []) calls.push(tc); finish = ch.choices[0]?.finish_reason ?? finish; }
+  if (finish !== 'tool_calls' || calls.length !== 1 || calls[0].function.name !== 'add' || !validCall(calls[0])) bad.push(`named: ${JSON.stringify(calls)} ${finish}`);
+  const none = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 4, temperature: 0, tools: TOOLS, tool_choice: 'none' });
+  const plain = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 4, temperature: 0 });
+  if (none.usage.prompt_tokens !== plain.usage.prompt_tokens) bad.push(`tool_choice none still shows the tools: ${none.usage.prompt_tokens} vs ${plain.usage.prompt_tokens}`);
+  check('tool_choice_required_and_named', bad.length === 0, bad.join('; '));
+});
+
+await step('n_choices_fork_one_prefill', async () => {
+  const bad = [];
+  // Greedy: every choice is the greedy answer (forked KV must equal a fresh prefill).
+  const e = expected.find((x) => x.prompt.length > 16) ?? expected[0];
+  const before = (await metrics(S)).get('kiln_prefix_cache_hit_tokens_total');
+  const prompt = [...e.prompt.slice(0, -1), 13]; // unseen: nothing cached, so hits come from the fork
+  const g = await stories.completions.create({ model: 'stories260K', prompt, max_tokens: N, temperature: 0, ignore_eos: true, return_token_ids: true, n: 3 });
+  const after = (await metrics(S)).get('kiln_prefix_cache_hit_tokens_total');
+  const alone = await stories.completions.create({ model: 'stories260K', prompt, max_tokens: N, temperature: 0, ignore_eos: true, return_token_ids: true });
+  if (g.choices.length !== 3 || !g.choices.every((c, i) => c.index === i && same(c.token_ids, alone.choices[0].token_ids))) bad.push(`greedy n=3 ${JSON.stringify(g.choices)}`);
+  if (!(after - before >= 2 * (prompt.length - 1))) bad.push(`forks shared no KV: hit tokens ${before} -> ${after}`);
+  if (g.usage.completion_tokens !== 3 * N) bad.push(`usage ${JSON.stringify(g.usage)}`);
+  // Sampled chat: two choices, each its own seed stream (choice 1 of seed s = choice 0 of seed s+1).
+  const ask = (n, seed) => qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 8, temperature: 1, seed, n, ignore_eos: true });
+  const two = await ask(2, 40), next = await ask(1, 41);
+  if (two.choices.length !== 2 || two.choices[1].message.content !== next.choices[0].message.content ||
+      two.choices[0].message.content === two.choices[1].message.content) bad.push(`seeds ${JSON.stringify(two.choices.map((c) => c.message.content))} vs ${next.choices[0].message.content}`);
+  // Streamed: chunks carry their choice's index and every choice finishes.
+  const stream = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: chatMsgs, max_tokens: 8, temperature: 1, seed: 40, n: 2, ignore_eos: true, stream: true });
+  const texts = ['', ''], fins = [null, null];
+  for await (const c of stream) for (const ch of c.choices) { texts[ch.index] += ch.delta.content ?? ''; fins[ch.index] = ch.finish_reason ?? fins[ch.index]; }
+  if (texts[0] !== two.choices[0].message.content || texts[1] !== two.choices[1].message.content || fins.some((f) => f !== 'length'))
+    bad.push(`stream ${JSON.stringify(texts)} ${fins}`);
+  // best_of: n answers out of best_of, the most probable ones.
+  const bo = await stories.completions.create({ model: 'stories260K', prompt: 'Once upon', max_tokens: 6, temperature: 1, seed: 9, n: 2, best_of: 4, logprobs: 0 });
+  const sums = bo.choices.map((c) => c.logprobs.token_logprobs.reduce((a, b) => a + b, 0));
+  if (bo.choices.length !== 2 || sums[0] < sums[1] - 1e-4 || bo.usage.completion_tokens !== 24) bad.push(`best_of ${JSON.stringify(sums)} ${JSON.stringify(bo.usage)}`);
+  check('n_choices_fork_one_prefill', bad.length === 0, bad.join('; '));
+});
+
+await step('embeddings_hidden_size_unit_norm', async () => {
+  const bad = [];
+  const norm = (v) => Math.sqrt(v.reduce((a, x) => a + x * x, 0));
+  const r = await qwen.embeddings.create({ model: 'tiny-qwen3', input: ['The cat sat.', 'A dog ran.', 'The cat sat.'], encoding_format: 'float' });
+  const e = r.data.map((d) => d.embedding);
+  if (r.data.length !== 3 || !e.every((v) => v.length === 64 && Math.abs(norm(v) - 1) < 1e-4)) bad.push(`shape ${r.data.map((d) => d.embedding.length)} norms ${e.map(norm)}`);
+  if (!same(e[0], e[2]) || same(e[0], e[1]) || !r.data.every((d, i) => d.index === i)) bad.push('same text, same vector; different text, different vector');
+  // token ids embed as their text does; one input alone as in a batch; dimensions truncates then renormalises
+  const ids = (await (await fetch(`${Q}/tokenize`, { method: 'POST', headers: { Authorization: `Bearer ${KEY}` }, body: JSON.stringify({ prompt: 'A dog ran.' }) })).json()).tokens;
+  const byIds = await qwen.embeddings.create({ model: 'tiny-qwen3', input: [ids], encoding_format: 'float' });
+  if (byIds.data[0].embedding.some((x, i) => Math.abs(x - e[1][i]) > 1e-5)) bad.push('token ids differ from text');
+  const small = await qwen.embeddings.create({ model: 'tiny-qwen3', input: 'A dog ran.', dimensions: 8, encoding_format: 'float' });
+  const head = e[1].slice(0, 8), hn = norm(head);
+  if (small.data[0].embedding.length !== 8 || small.data[0].embedding.some((x, i) => Math.abs(x - head[i] / hn) > 1e-5)) bad.push(`dimensions ${small.data[0].embedding}`);
+  // the SDK's default encoding is base64 (decoded client-side): the same vector
+  const b64 = await qwen.embeddings.create({ model: 'tiny-qwen3', input: 'A dog ran.' });
+  if (b64.data[0].embedding.some((x, i) => Math.abs(x - e[1][i]) > 1e-6)) bad.push('base64 differs');
+  try { await qwen.embeddings.create({ model: 'tiny-qwen3', input: 'x', dimensions: 65 }); bad.push('dimensions > hidden accepted'); }
+  catch (err) { if (!(err instanceof OpenAI.BadRequestError) || err.param !== 'dimensions') bad.push(`dimensions 65: ${err}`); }
+  if (r.usage.prompt_tokens < 6) bad.push(`usage ${JSON.stringify(r.usage)}`);
+  check('embeddings_hidden_size_unit_norm', bad.length === 0, bad.join('; '));
+});
+
+await step('responses_create_plain_streamed_tools', async () => {
+  const bad = [];
+  const ask = { model: 'tiny-qwen3', instructions: 'Be brief.', input: 'Hello!', max_output_tokens: 12, temperature: 0 };
+  const r = await qwen.responses.create(ask);
+  const chat = await qwen.chat.completions.create({ model: 'tiny-qwen3', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello!' }],
+    max_tokens: 12, temperature: 0 });
+  if (r.object !== 'response' || typeof r.output_text !== 'string' || r.output_text !== chat.choices[0].message.content ||
+      r.usage.input_tokens !== chat.usage.prompt_tokens || !['completed', 'incomplete'].includes(r.status)) bad.push(`plain ${JSON.stringify(r)} vs ${JSON.stringify(chat.choices[0].message.content)}`);
+  const stream = await qwen.responses.create({ ...ask, stream: true });
+  let deltas = '', types = [], done = null;
+  for await (const ev of stream) { types.push(ev.type); if (ev.type === 'response.output_text.delta') deltas += ev.delta; if (ev.type === 'response.completed') done = ev.response; }
+  if (types[0] !== 'response.created' || deltas !== r.output_text || done?.output?.[0]?.content?.[0]?.text !== r.output_text) bad.push(`stream ${types} ${JSON.stringify(deltas)}`);
+  // message items, a function call and its output (the round trip), and a forced call out
+  const t = await qwen.responses.create({ model: 'tiny-qwen3', max_output_tokens: 200, temperature: 1, seed: 2, tool_choice: 'required',
+    tools: TOOLS.map((x) => ({ type: 'function', name: x.function.name, parameters: x.function.parameters })),
+    input: [{ role: 'user', content: [{ type: 'input_text', text: 'Weather?' }] },
+      { type: 'function_call', call_id: 'c1', name: 'get_weather', arguments: '{"city":"Paris","unit":"c"}' },
+      { type: 'function_call_output', call_id: 'c1', output: '{"temp":21}' }] });
+  const fc = t.output.find((o) => o.type === 'function_call');
+  if (!fc || !validCall({ function: { name: fc.name, arguments: fc.arguments } })) bad.push(`tool ${JSON.stringify(t.output)}`);
+  try { await qwen.responses.create({ model: 'tiny-qwen3', input: 'x', previous_response_id: 'resp_1' }); bad.push('previous_response_id accepted'); }
+  catch (e) { if (!(e instanceof OpenAI.BadRequestError) || e.param !== 'previous_response_id') bad.push(`previous_response_id: ${e}`); }
+  check('responses_create_plain_streamed_tools', bad.length === 0, bad.join('; '));
+});
+
+await step('logit_bias_changes_greedy', async () => {
+  const ask = (extra) => stories.completions.create({ model: 'stories260K', prompt: 'Once upon', max_tokens: 4, temperature: 0,
+    ignore_eos: true, return_token_ids: true, ...extra });
+  const base = await ask({});
+  const first = base.choices[0].token_ids[0];
+  const banned = await ask({ logit_bias: { [first]: -100 } });
+  const forced = await ask({ logit_bias: { 300: 100 } });
+  check('logit_bias_changes_greedy', banned.choices[0].token_ids[0] !== first && !banned.choices[0].token_ids.includes(first) &&
+        forced.choices[0].token_ids.every((t) => t === 300),
+        `base ${base.choices[0].token_ids} banned ${banned.choices[0].token_ids} forced ${forced.choices[0].token_ids}`);
 });
 
 await step('model_names_as_vllm', async () => {
