@@ -59,6 +59,17 @@ TEST(error_bodies_follow_openai) {
     free(s);
 }
 
+/* Bad input is a 400; the server running out of memory (here, or inside a library call such as the
+ * template render, whose message ends in "out of memory") is a 500 for that request. */
+TEST(out_of_memory_is_500_not_400) {
+    char msg[256], param[64];
+    perr e = {msg, sizeof msg, param, sizeof param};
+    CHECK(perr_set(&e, "messages", "chat template failed: %s", "template: out of memory") == 500, "%s", msg);
+    CHECK(perr_set(&e, "messages", "chat template failed: %s", "template line 1 column 4: output budget of 4 MiB exceeded") == 400,
+          "a broken limit is the request's fault: %s", msg);
+    CHECK(perr_set(&e, "temperature", "'temperature' must be a number") == 400, "%s", msg);
+}
+
 TEST(block_hashes_chain) {
     int32_t a[KILN_KV_BLOCK], b[KILN_KV_BLOCK];
     for (int i = 0; i < KILN_KV_BLOCK; i++) a[i] = i, b[i] = i;
@@ -787,6 +798,7 @@ TEST(model_watch_notices_files_changed_in_place) {
 int main(void) {
     RUN(metrics_histograms_are_cumulative);
     RUN(error_bodies_follow_openai);
+    RUN(out_of_memory_is_500_not_400);
     RUN(block_hashes_chain);
     RUN(prefix_cache_fork_matches_fresh_prefill);
     RUN(output_stop_strings_and_thinking);

@@ -20,7 +20,10 @@ int perr_set(perr *e, const char *param, const char *fmt, ...) {
     vsnprintf(e->msg, e->msg_size, fmt, ap);
     va_end(ap);
     snprintf(e->param, e->param_size, "%s", param ? param : "");
-    return 400;
+    /* The server ran out of memory (a library call or here): 500, the request itself was fine. */
+    kiln_err k;
+    snprintf(k.msg, sizeof k.msg, "%s", e->msg);
+    return kiln_err_is_nomem(&k) ? 500 : 400;
 }
 
 /* ---- typed getters: absent or null leaves *out alone; a wrong type or range is an error ---- */

@@ -25,7 +25,8 @@ typedef struct perr {
     char *param;
     size_t param_size;
 } perr;
-/* printf-style: fills e (param may be NULL) and returns 400, so a parser can `return perr_set(...)`. */
+/* printf-style: fills e (param may be NULL) and returns 400 — or 500 when the message reports an allocation
+ * failure (kiln_err_is_nomem) — so a parser can `return perr_set(...)`. */
 int perr_set(perr *e, const char *param, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 typedef enum { REQ_CHAT, REQ_COMPLETION, REQ_EMBED } serve_kind;
