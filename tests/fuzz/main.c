@@ -11,7 +11,7 @@
  *   test_fuzz --target NAME --case I   one case in this process, its input kept (--keep DIR) to debug
  * Environment: SHARED (fixtures, default ../shared), KILN_FUZZ_SEED, KILN_FUZZ_SCALE (multiplies the
  * number of cases: 10 for a long soak). Every mutant runs and every accepted one is checked. A plain
- * build runs twice the cases of an ASan build (it is ~4x faster): 10,400 + 5,200 per `make test`. */
+ * build runs twice the cases of an ASan build (a case runs 2-4x faster there): 10,400 + 5,200 per `make test`. */
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
