@@ -78,6 +78,8 @@ int main(int argc, char **argv) {
     int pp_reps = argc > 5 ? atoi(argv[5]) : 1;
     kern_init();
     kiln_pool *pool = kiln_pool_new(threads);
+    kern_scratch ks = {0};
+    if (!pool || kern_scratch_reserve(&ks, threads, np, FF)) return fprintf(stderr, "out of memory\n"), 1;
     /* One weight set per shape shared by all layers would sit in cache: allocate every layer. */
     kiln_mat mats[LAYERS * 7 + 1];
     size_t bytes = 0;
@@ -89,14 +91,14 @@ int main(int argc, char **argv) {
         for (int c = 0; c < cols; c++) row[c] = (float)((c * 7919 + i) % 255 - 127) / 512.0f;
         kern_row_from_f32(one, dt, row, cols);
         /* quantised matrices get the loader's panel layout (kernels.h) */
-        bool q = dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0;
-        mats[i] = (kiln_mat){w, dt, rows, cols, q ? KERN_PANEL : 1};
+        bool q = kern_is_quantised(dt);
+        mats[i] = (kiln_mat){w, dt, rows, cols, q ? KERN_LAYOUT_PANEL16 : KERN_LAYOUT_PLAIN};
         for (int r = 0; r < rows; r++) {
             if (!q) {
                 memcpy(w + rb * r, one, rb);
                 continue;
             }
-            size_t bsz = rb / (size_t)(cols / 32);
+            size_t bsz = kern_formats[dt].block_bytes;
             for (int b = 0; b < cols / 32; b++) kern_qblock_put(&mats[i], r, b, one + b * bsz);
         }
         free(one);
@@ -109,14 +111,14 @@ int main(int argc, char **argv) {
     double pp = 1e30, t;
     for (int r = 0; r < (pp_reps > 1 ? pp_reps : 1); r++) {
         t = now();
-        for (int i = 0; i < LAYERS * 7; i++) kern_matmul(pool, y, x, np, &mats[i], NULL);
-        kern_matmul(pool, y, x, 1, &mats[LAYERS * 7], NULL);
+        for (int i = 0; i < LAYERS * 7; i++) kern_matmul(pool, &ks, y, x, np, &mats[i], NULL);
+        kern_matmul(pool, &ks, y, x, 1, &mats[LAYERS * 7], NULL);
         double d = now() - t;
         if (d < pp) pp = d;
     }
     t = now();
     for (int g = 0; g < ng; g++)
-        for (int i = 0; i < LAYERS * 7 + 1; i++) kern_matmul(pool, y, x, 1, &mats[i], NULL);
+        for (int i = 0; i < LAYERS * 7 + 1; i++) kern_matmul(pool, &ks, y, x, 1, &mats[i], NULL);
     double tg = (now() - t) / ng;
     printf("{\"isa\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"weights_mib\":%.1f,\"pp%d_tok_s\":%.2f,\"tg_tok_s\":%.2f,"
            "\"tg_gb_s\":%.2f,\"read_bw_gb_s\":%.2f,\"tg_pct_of_bw\":%.1f}\n",
@@ -124,6 +126,7 @@ int main(int argc, char **argv) {
            100 * bytes / tg / 1e9 / bw);
     for (int i = 0; i < LAYERS * 7 + 1; i++) free((void *)mats[i].data);
     free(row), free(x), free(y);
+    kern_scratch_free(&ks);
     kiln_pool_free(pool);
     return 0;
 }

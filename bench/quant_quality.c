@@ -103,35 +103,30 @@ static void load_text(stream *st, const char *path, bool is_ids, const char *dir
 
 /* Weights-only mode: every matrix quantised to qt and dequantised back to f32, computed in f32. */
 static void **patch_weights_only(kiln_model *m, kiln_dtype qt, int *n_out) {
-    int cap = 2 + 7 * m->cfg.n_layers, n = 0;
-    kiln_mat **mats = malloc(sizeof *mats * (size_t)cap);
-    mats[n++] = &m->embed;
-    if (m->lm_head.data != m->embed.data) mats[n++] = &m->lm_head;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        kiln_layer *L = &m->layers[l];
-        kiln_mat *ms[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (int i = 0; i < 7; i++) mats[n++] = ms[i];
-    }
-    bool tied = m->lm_head.data == m->embed.data;
+    const int n = m->n_mats;
+    const bool tied = m->lm_head.data == m->embed.data;
+    const weight_request rq = weight_request_for(qt);
     void **bufs = malloc(sizeof *bufs * (size_t)n);
     for (int i = 0; i < n; i++) {
-        kiln_mat *w = mats[i];
+        kiln_mat *w = m->mats[i];
+        /* the format the quantised load gives this matrix (Q8_0 for Q4_0's output projection; f32 kept as
+         * is where rows are not whole blocks) */
+        const kiln_dtype dt = weight_format(&rq, ROLE_MATRIX, model_is_output(m, w), w->dt, w->cols);
         float *out = malloc(sizeof(float) * (size_t)w->rows * (size_t)w->cols);
-        void *q = malloc(kern_row_bytes(qt, w->cols));
+        void *q = malloc(kern_row_bytes(dt, w->cols));
         size_t rb = kern_row_bytes(w->dt, w->cols);
         for (int r = 0; r < w->rows; r++) {
             float *row = out + (size_t)r * w->cols;
             kern_row_to_f32(row, (const char *)w->data + rb * r, w->dt, w->cols);
-            if (w->cols % 32) continue; /* kept as is, as the quantised load does */
-            kern_row_from_f32(q, qt, row, w->cols);
-            kern_row_to_f32(row, q, qt, w->cols);
+            if (!kern_is_quantised(dt)) continue;
+            kern_row_from_f32(q, dt, row, w->cols);
+            kern_row_to_f32(row, q, dt, w->cols);
         }
         free(q);
-        *w = (kiln_mat){out, KILN_DT_F32, w->rows, w->cols, 1};
+        *w = (kiln_mat){out, KILN_DT_F32, w->rows, w->cols, KERN_LAYOUT_PLAIN};
         bufs[i] = out;
     }
     if (tied) m->lm_head = m->embed;
-    free(mats);
     *n_out = n;
     return bufs;
 }

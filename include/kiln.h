@@ -701,15 +701,20 @@ double kiln_measure_read_bw(size_t bytes, int n_threads, double seconds);
 double kiln_measure_matmul_gflops(int rows, int cols, int n, int n_threads, double seconds);
 
 /* What decoding a model costs in memory traffic, from config.json and the safetensors headers alone
- * (no weights read). Per-token weight bytes count every weight read once per decoded token: all of
- * them except an untied input embedding, of which one row is read. */
+ * (no weights read; the loader's shard index, tensor list and format policy, so every figure is the bytes
+ * a load holds). Per-token weight bytes count every weight read once per decoded token: all of them
+ * except an untied input embedding, of which one row is read. */
 typedef struct kiln_model_stats {
     int64_t params;
     char checkpoint_dtype[16];          /* the storage type of most weights: "bf16", "f32", ... */
     int64_t checkpoint_bytes;           /* all tensors as stored */
-    int64_t checkpoint_bytes_per_token; /* weight bytes per decoded token as stored */
-    int64_t bytes_per_token[KILN_DT_COUNT]; /* the same if converted to each format (norms stay f32
-                                               for q8_0/q4_0: 34 and 18 bytes per 32 weights) */
+    int64_t checkpoint_bytes_per_token; /* weight bytes per decoded token of the default (zero-copy) load:
+                                           matrices as stored, norms and biases in f32 */
+    int64_t bytes_per_token[KILN_DT_COUNT]; /* the same for a load in each format (--dtype f32/f16/bf16,
+                                               --quant q8_0/q4_0), as kiln_model_weight_bytes counts it:
+                                               norms and biases stay f32, matrices whose rows are not
+                                               whole 32-blocks get f32 under q8_0/q4_0, and q4_0 keeps the
+                                               output projection in q8_0 */
     int64_t kv_bytes_per_token;         /* 2 × layers × kv_heads × head_dim × 4 (f32 K and V) */
     int n_layers, n_kv_heads, head_dim, max_position_embeddings;
 } kiln_model_stats;

@@ -55,25 +55,27 @@ static void *panel_copy(const void *plain, kiln_dtype dt, int rows, int cols) {
 }
 
 static const char *isas[] = {"avx2", "avx512"};
+static kiln_pool *pools[3];
+static kern_scratch ks; /* kern_matmul's scratch, reserved in main for every shape below */
 
 /* Runs one shape through every supported SIMD ISA and thread count and compares with scalar.
  * Tolerance: relative to sum |w||x| (the size of the rounding in any summation order). */
-static int compare_shape_il(kiln_dtype dt, int rows, int cols, int n, kiln_pool **pools, int with_bias, int il) {
+static int compare_shape_in(kiln_dtype dt, int rows, int cols, int n, kiln_pool **pools, int with_bias, kern_layout lay) {
     float *wf = malloc(sizeof(float) * rows * cols);
-    void *w = make_weights(dt, rows, cols, wf), *wi = il == KERN_PANEL ? panel_copy(w, dt, rows, cols) : NULL;
+    void *w = make_weights(dt, rows, cols, wf), *wi = lay == KERN_LAYOUT_PANEL16 ? panel_copy(w, dt, rows, cols) : NULL;
     float *x = malloc(sizeof(float) * n * cols), *bias = malloc(sizeof(float) * rows);
     for (int i = 0; i < n * cols; i++) x[i] = frand();
     for (int i = 0; i < rows; i++) bias[i] = frand();
     float *ref = malloc(sizeof(float) * n * rows), *got = malloc(sizeof(float) * n * rows);
-    kiln_mat m = {w, dt, rows, cols, 1};
+    kiln_mat m = {w, dt, rows, cols, KERN_LAYOUT_PLAIN};
     kern_set_isa("scalar");
-    kern_matmul(pools[0], ref, x, n, &m, with_bias ? bias : NULL);
+    kern_matmul(pools[0], &ks, ref, x, n, &m, with_bias ? bias : NULL);
     int bad = 0;
     if (wi) { /* the scalar reference reads the panel copy to the same bits */
-        m = (kiln_mat){wi, dt, rows, cols, il};
-        kern_matmul(pools[1], got, x, n, &m, with_bias ? bias : NULL);
+        m = (kiln_mat){wi, dt, rows, cols, lay};
+        kern_matmul(pools[1], &ks, got, x, n, &m, with_bias ? bias : NULL);
         if (memcmp(ref, got, sizeof(float) * n * rows) != 0) {
-            CHECK(0, "scalar dt=%s rows=%d cols=%d il=%d: panel result differs", kiln_dtype_name(dt), rows, cols, il);
+            CHECK(0, "scalar dt=%s rows=%d cols=%d layout=%d: panel result differs", kiln_dtype_name(dt), rows, cols, lay);
             bad++;
         }
     }
@@ -81,15 +83,15 @@ static int compare_shape_il(kiln_dtype dt, int rows, int cols, int n, kiln_pool 
         if (kern_set_isa(isas[s]) != 0) continue;
         for (int p = 0; p < 3; p++) {
             for (int i = 0; i < n * rows; i++) got[i] = NAN;
-            kern_matmul(pools[p], got, x, n, &m, with_bias ? bias : NULL);
+            kern_matmul(pools[p], &ks, got, x, n, &m, with_bias ? bias : NULL);
             for (int t = 0; t < n && bad < 3; t++)
                 for (int r = 0; r < rows && bad < 3; r++) {
                     double mag = 1e-6;
                     for (int c = 0; c < cols; c++) mag += fabs(wf[(size_t)r * cols + c] * x[(size_t)t * cols + c]);
                     float a = ref[(size_t)t * rows + r], b = got[(size_t)t * rows + r];
                     if (!(fabs(a - b) <= 2e-5 * mag + 1e-6)) {
-                        CHECK(0, "%s dt=%s rows=%d cols=%d n=%d il=%d threads=%d: y[%d][%d] scalar %g simd %g",
-                              isas[s], kiln_dtype_name(dt), rows, cols, n, il, p + 1, t, r, a, b);
+                        CHECK(0, "%s dt=%s rows=%d cols=%d n=%d layout=%d threads=%d: y[%d][%d] scalar %g simd %g",
+                              isas[s], kiln_dtype_name(dt), rows, cols, n, lay, p + 1, t, r, a, b);
                         bad++;
                     }
                 }
@@ -101,10 +103,9 @@ static int compare_shape_il(kiln_dtype dt, int rows, int cols, int n, kiln_pool 
 }
 
 static int compare_shape(kiln_dtype dt, int rows, int cols, int n, kiln_pool **pools, int with_bias) {
-    return compare_shape_il(dt, rows, cols, n, pools, with_bias, 1);
+    return compare_shape_in(dt, rows, cols, n, pools, with_bias, KERN_LAYOUT_PLAIN);
 }
 
-static kiln_pool *pools[3];
 
 TEST(simd_matmul_matches_scalar_float) {
     const int rows[] = {1, 3, 16, 37}, cols[] = {8, 17, 64, 172};
@@ -118,13 +119,13 @@ TEST(simd_matmul_matches_scalar_float) {
 /* Plain rows and the loader's panels: fewer rows than a panel (all plain), one panel, panels with a
  * plain tail (37), several panels; token counts below, at and above the 8-token tile, with tails. */
 TEST(simd_matmul_matches_scalar_quant) {
-    const int rows[] = {1, 3, 16, 37, 64}, cols[] = {32, 96, 320}, ils[] = {1, KERN_PANEL};
+    const int rows[] = {1, 3, 16, 37, 64}, cols[] = {32, 96, 320}, lays[] = {KERN_LAYOUT_PLAIN, KERN_LAYOUT_PANEL16};
     for (int dt = KILN_DT_Q8_0; dt <= KILN_DT_Q4_0; dt++)
         for (int a = 0; a < 5; a++)
             for (int b = 0; b < 3; b++)
                 for (int n = 1; n <= 17; n += (n < 6 ? 1 : 5))
                     for (int k = 0; k < 2; k++)
-                        if (compare_shape_il(dt, rows[a], cols[b], n, pools, (a + b) & 1, ils[k])) return;
+                        if (compare_shape_in(dt, rows[a], cols[b], n, pools, (a + b) & 1, lays[k])) return;
 }
 
 /* A kernel called on a row range that starts inside a panel (the pool only hands out multiples of 16,
@@ -136,13 +137,13 @@ TEST(quant_gemm_ragged_row_range) {
         float x[N * K], ref[N * R], got[N * R];
         act_q8 xq[N * K / 32];
         for (int i = 0; i < N * K; i++) x[i] = frand();
-        for (int t = 0; t < N; t++) quantize_act_ref(x + t * K, xq + t * K / 32, K, quant_weight_offset(dt));
-        kiln_mat plain = {w, dt, R, K, 1}, inter = {wi, dt, R, K, KERN_PANEL};
-        kern_isa_scalar.gemm[dt](ref, xq, N, &plain, 0, R);
+        for (int t = 0; t < N; t++) quantize_act_ref(x + t * K, xq + t * K / 32, K, kern_formats[dt].weight_offset);
+        kiln_mat plain = {w, dt, R, K, KERN_LAYOUT_PLAIN}, inter = {wi, dt, R, K, KERN_LAYOUT_PANEL16};
+        kern_isa_scalar.gemm[dt](ref, xq, N, &plain, 0, R, ks.tmp);
         for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {
             if (kern_set_isa(isas[s]) != 0) continue;
             for (int i = 0; i < N * R; i++) got[i] = NAN;
-            kern_active_isa()->gemm[dt](got, xq, N, &inter, 1, R - 2);
+            kern_active_isa()->gemm[dt](got, xq, N, &inter, 1, R - 2, ks.tmp);
             for (int t = 0; t < N; t++)
                 for (int r = 1; r < R - 2; r++)
                     CHECK(fabsf(got[t * R + r] - ref[t * R + r]) <= 1e-4f * (1 + fabsf(ref[t * R + r])),
@@ -159,7 +160,7 @@ TEST(get_rows_panels) {
     enum { R = 37, K = 64 };
     for (int dt = KILN_DT_Q8_0; dt <= KILN_DT_Q4_0; dt++) {
         void *w = make_weights(dt, R, K, NULL), *wi = panel_copy(w, dt, R, K);
-        kiln_mat plain = {w, dt, R, K, 1}, inter = {wi, dt, R, K, KERN_PANEL};
+        kiln_mat plain = {w, dt, R, K, KERN_LAYOUT_PLAIN}, inter = {wi, dt, R, K, KERN_LAYOUT_PANEL16};
         int32_t ids[] = {0, 3, 15, 16, 31, 36, 33}; /* panel rows, then the plain tail */
         float a[7 * K], b[7 * K];
         kern_get_rows(a, &plain, ids, 7);
@@ -173,8 +174,8 @@ TEST(simd_matmul_large_shapes) {
     for (int dt = 0; dt < KILN_DT_COUNT; dt++) {
         if (compare_shape(dt, 131, 2048, 1, pools, 0)) return;
         if (compare_shape(dt, 67, 1024, 13, pools, 1)) return;
-        if ((dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0) && (compare_shape_il(dt, 131, 2048, 1, pools, 0, KERN_PANEL) ||
-                                                          compare_shape_il(dt, 67, 1024, 13, pools, 1, KERN_PANEL)))
+        if (kern_is_quantised(dt) && (compare_shape_in(dt, 131, 2048, 1, pools, 0, KERN_LAYOUT_PANEL16) ||
+                                                          compare_shape_in(dt, 67, 1024, 13, pools, 1, KERN_LAYOUT_PANEL16)))
             return;
     }
 }
@@ -243,8 +244,8 @@ TEST(quant_matmul_close_to_dequantised_f32) {
         float wf[R * K], x[K], y[R];
         void *w = make_weights(dt, R, K, wf);
         for (int i = 0; i < K; i++) x[i] = frand();
-        kiln_mat m = {w, dt, R, K, 1};
-        kern_matmul(pools[1], y, x, 1, &m, NULL);
+        kiln_mat m = {w, dt, R, K, KERN_LAYOUT_PLAIN};
+        kern_matmul(pools[1], &ks, y, x, 1, &m, NULL);
         for (int r = 0; r < R; r++) {
             double ref = 0, mag = 0;
             for (int k = 0; k < K; k++) ref += wf[r * K + k] * x[k], mag += fabs(wf[r * K + k] * x[k]);
@@ -263,12 +264,12 @@ TEST(convert_mat_matches_rowwise) {
         size_t rb = kern_row_bytes(dt, K);
         char *a = malloc(rb * R), *b = malloc(rb * R);
         for (int r = 0; r < R; r++) kern_row_from_f32(a + rb * r, dt, src + r * K, K);
-        CHECK(kern_convert_mat(pools[2], b, dt, src, KILN_DT_F32, R, K, 1) == 0, "convert to %s", kiln_dtype_name(dt));
+        CHECK(kern_convert_mat(pools[2], b, dt, src, KILN_DT_F32, R, K, KERN_LAYOUT_PLAIN) == 0, "convert to %s", kiln_dtype_name(dt));
         CHECK(memcmp(a, b, rb * R) == 0, "threaded conversion to %s differs", kiln_dtype_name(dt));
         /* with the loader's layout: quantised formats come out in panels, float ones plain */
-        bool q = dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0;
+        bool q = kern_is_quantised(dt);
         char *c = q ? panel_copy(a, dt, R, K) : NULL;
-        CHECK(kern_convert_mat(pools[2], b, dt, src, KILN_DT_F32, R, K, KERN_PANEL) == 0, "convert to panels");
+        CHECK(kern_convert_mat(pools[2], b, dt, src, KILN_DT_F32, R, K, KERN_LAYOUT_PANEL16) == 0, "convert to panels");
         CHECK(memcmp(q ? c : a, b, rb * R) == 0, "panel conversion to %s differs", kiln_dtype_name(dt));
         free(a), free(b), free(c);
     }
@@ -363,6 +364,58 @@ TEST(quantize_act_bit_exact) {
     }
 }
 
+/* The format table (format.h) against the facts it must hold: llama.cpp's block sizes, ggml's GGUF ids,
+ * safetensors' names, the row sizes and offsets the kernels rely on, and a round trip through each
+ * format's conversions. */
+TEST(format_traits) {
+    const struct {
+        const char *name, *st;
+        int gguf, values;
+        size_t bytes;
+        int offset;
+    } want[KILN_DT_COUNT] = {[KILN_DT_F32] = {"f32", "F32", 0, 1, 4, 0},     [KILN_DT_F16] = {"f16", "F16", 1, 1, 2, 0},
+                             [KILN_DT_BF16] = {"bf16", "BF16", 30, 1, 2, 0}, [KILN_DT_Q8_0] = {"q8_0", NULL, 8, 32, 34, 128},
+                             [KILN_DT_Q4_0] = {"q4_0", NULL, 2, 32, 18, 8}};
+    for (int dt = 0; dt < KILN_DT_COUNT; dt++) {
+        const kern_format *f = &kern_formats[dt];
+        kiln_dtype parsed;
+        CHECK(!strcmp(f->name, want[dt].name) && !strcmp(kiln_dtype_name(dt), want[dt].name), "name %s", f->name);
+        CHECK(kiln_dtype_parse(want[dt].name, &parsed) == 0 && parsed == (kiln_dtype)dt, "parse %s", want[dt].name);
+        CHECK(want[dt].st ? f->st_name && !strcmp(f->st_name, want[dt].st) : !f->st_name, "%s safetensors name", f->name);
+        CHECK(f->gguf_type == want[dt].gguf && f->block_values == want[dt].values && f->block_bytes == want[dt].bytes,
+              "%s: gguf %d, %d values in %zu bytes", f->name, f->gguf_type, f->block_values, f->block_bytes);
+        CHECK(f->quantised == (want[dt].values > 1) && f->weight_offset == want[dt].offset, "%s offset", f->name);
+        CHECK(kern_row_bytes(dt, 96) == 96 / want[dt].values * want[dt].bytes, "%s row bytes", f->name);
+        float x[64], y[64];
+        char row[64 * 4];
+        for (int i = 0; i < 64; i++) x[i] = (float)(i - 32) * 0.25f; /* exact in every format */
+        f->from_f32(row, x, 64);
+        f->to_f32(y, row, 64);
+        for (int i = 0; i < 64; i++) CHECK(fabsf(y[i] - x[i]) <= (f->quantised ? 0.5f : 0.0f), "%s [%d] %g", f->name, i, y[i]);
+    }
+    CHECK(kiln_dtype_parse("q5_k", &(kiln_dtype){0}) == -1 && !strcmp(kiln_dtype_name(KILN_DT_COUNT), "?"), "unknown");
+    CHECK(kern_panel_block_bytes(KILN_DT_Q8_0) == 544 && kern_panel_block_bytes(KILN_DT_Q4_0) == 288, "panel blocks");
+}
+
+/* kern_matmul never allocates: a quantised matrix with too small (or no) scratch is refused, nothing written. */
+TEST(matmul_refuses_small_scratch) {
+    enum { R = 16, K = 64, N = 4 };
+    void *w = make_weights(KILN_DT_Q8_0, R, K, NULL);
+    float x[N * K], y[N * R];
+    for (int i = 0; i < N * K; i++) x[i] = frand();
+    kiln_mat m = {w, KILN_DT_Q8_0, R, K, KERN_LAYOUT_PLAIN};
+    kern_scratch small = {0};
+    CHECK(kern_scratch_reserve(&small, 1, N - 1, K) == 0, "reserve");
+    for (int i = 0; i < N * R; i++) y[i] = 7.0f;
+    CHECK(kern_matmul(pools[0], NULL, y, x, N, &m, NULL) == -1, "no scratch accepted");
+    CHECK(kern_matmul(pools[0], &small, y, x, N, &m, NULL) == -1, "3-token scratch accepted for 4 tokens");
+    CHECK(kern_matmul(pools[1], &small, y, x, N - 1, &m, NULL) == -1, "1-thread scratch accepted for 2 threads");
+    for (int i = 0; i < N * R; i++) CHECK(y[i] == 7.0f, "y[%d] written: %g", i, y[i]);
+    CHECK(kern_matmul(pools[0], &small, y, x, N - 1, &m, NULL) == 0 && !isnan(y[0]) && y[0] != 7.0f, "fitting call");
+    kern_scratch_free(&small);
+    free(w);
+}
+
 TEST(isa_selection) {
     const kiln_cpu *c = kiln_cpu_features();
     const char *env = getenv("KILN_ISA");
@@ -425,6 +478,9 @@ int main(int argc, char **argv) {
     RUN(isa_selection);
     RUN(isa_env_override);
     for (int i = 0; i < 3; i++) pools[i] = kiln_pool_new(i + 1);
+    if (kern_scratch_reserve(&ks, 3, 32, 2048)) return printf("FAIL scratch\n"), 1;
+    RUN(format_traits);
+    RUN(matmul_refuses_small_scratch);
     RUN(quant_blocks_match_llamacpp);
     RUN(quant_round_trip_error_bounds);
     RUN(quant_matmul_close_to_dequantised_f32);
@@ -439,5 +495,6 @@ int main(int argc, char **argv) {
     RUN(quantize_act_bit_exact);
     RUN(thread_pool_runs_every_thread_every_time);
     for (int i = 0; i < 3; i++) kiln_pool_free(pools[i]);
+    kern_scratch_free(&ks);
     return check_done();
 }

@@ -355,6 +355,28 @@ TEST(sharded_index) {
     write_file(st_path, good, good_len);
 }
 
+/* Only regular files are model files: a directory or a FIFO in model.safetensors' place (or a shard's, or
+ * the index's) is a one-line error, not a hang or a read of something else. */
+TEST(only_regular_files) {
+    unlink(st_path);
+    REQUIRE(mkfifo(st_path, 0600) == 0, "mkfifo");
+    load("FIFO as model.safetensors", 1);
+    unlink(st_path);
+    REQUIRE(mkdir(st_path, 0700) == 0, "mkdir");
+    load("directory as model.safetensors", 1);
+    rmdir(st_path);
+    REQUIRE(mkdir(idx_path, 0700) == 0, "mkdir");
+    load("directory as the shard index", 1);
+    rmdir(idx_path);
+    write_file(idx_path, "{\"weight_map\":{\"model.norm.weight\":\"shard-1.safetensors\"}}", 58);
+    REQUIRE(mkfifo(shard_path[0], 0600) == 0, "mkfifo");
+    load("FIFO as a shard", 1);
+    unlink(shard_path[0]);
+    unlink(idx_path);
+    write_file(st_path, good, good_len);
+    CHECK(load("valid again", 0) == 0, "restored");
+}
+
 TEST(quantised_dtype_loads) {
     kiln_model_opts mo;
     kiln_model_opts_default(&mo);
@@ -380,6 +402,7 @@ int main(void) {
     RUN(wrong_dtypes_shapes_offsets);
     RUN(misaligned_data_rejected);
     RUN(sharded_index);
+    RUN(only_regular_files);
     RUN(quantised_dtype_loads);
     unlink(st_path);
     unlink(cfg_path);

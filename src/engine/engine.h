@@ -26,10 +26,11 @@ struct kiln_ctx {
     int n_free;
     kv_seq *seqs;
     float *inv_freq; /* [head_dim / 2] */
-    /* forward scratch, grown as batches need */
+    /* forward scratch, grown as batches need (ensure_scratch in forward.c, before any kernel runs) */
     size_t scratch_tokens;
     float *x, *h, *q, *k, *v, *att, *gate, *up, *rope_cs, *scores;
     int *pos;
+    kern_scratch ks; /* kern_matmul's: quantised activations, per-thread row / panel buffers */
 };
 
 /* Block of a sequence's position p (the table must cover it). */

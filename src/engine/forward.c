@@ -9,7 +9,8 @@
 
 #include "engine/engine.h"
 
-/* Grows the per-token scratch to hold T tokens. */
+/* Grows the per-token scratch to hold T tokens: every buffer the step and its kernels use, so nothing
+ * allocates (or can fail) once the step has begun. */
 static int ensure_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
     if (T <= c->scratch_tokens) return 0;
     const kiln_config *g = &c->m->cfg;
@@ -33,6 +34,9 @@ static int ensure_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
         c->scores = malloc((size_t)kiln_pool_size(c->m->pool) * (size_t)c->n_ctx * sizeof(float));
         if (!c->scores) return kiln_err_set(err, "out of memory");
     }
+    if (c->m->quant_cols_max &&
+        kern_scratch_reserve(&c->ks, kiln_pool_size(c->m->pool), (int)T, c->m->quant_cols_max))
+        return kiln_err_set(err, "out of memory for a batch of %zu tokens", T);
     c->scratch_tokens = T;
     return 0;
 }
@@ -145,6 +149,12 @@ static void qk_rope_store(kiln_ctx *c, const kiln_batch *b, const kiln_layer *L,
         }
 }
 
+/* One matmul on the step's scratch (sized by ensure_scratch, so this cannot fail; a sizing bug shows as
+ * an error, never as a wrong result). */
+static int mm(kiln_ctx *c, float *y, const float *x, int n, const kiln_mat *w, const float *bias) {
+    return kern_matmul(c->m->pool, &c->ks, y, x, n, w, bias);
+}
+
 int kiln_forward(kiln_ctx *c, const kiln_batch *b, kiln_err *err) {
     int T = 0;
     if (validate(c, b, &T, err) || ensure_scratch(c, (size_t)T, err)) return -1;
@@ -165,23 +175,21 @@ int kiln_forward(kiln_ctx *c, const kiln_batch *b, kiln_err *err) {
         }
     }
     kern_get_rows(c->x, &m->embed, b->tokens, T);
+    int bad = 0;
     for (int l = 0; l < g->n_layers; l++) {
         const kiln_layer *L = &m->layers[l];
         for (int t = 0; t < T; t++) kern_rmsnorm(c->h + (size_t)t * H, c->x + (size_t)t * H, L->attn_norm, H, g->rms_norm_eps);
-        kern_matmul(m->pool, c->q, c->h, T, &L->wq, L->bq);
-        kern_matmul(m->pool, c->k, c->h, T, &L->wk, L->bk);
-        kern_matmul(m->pool, c->v, c->h, T, &L->wv, L->bv);
+        bad |= mm(c, c->q, c->h, T, &L->wq, L->bq) | mm(c, c->k, c->h, T, &L->wk, L->bk) | mm(c, c->v, c->h, T, &L->wv, L->bv);
         qk_rope_store(c, b, L, l, T);
         struct attn_job aj = {c, b, l};
         kiln_pool_run(m->pool, attn_part, &aj);
-        kern_matmul(m->pool, c->h, c->att, T, &L->wo, NULL);
+        bad |= mm(c, c->h, c->att, T, &L->wo, NULL);
         for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
         for (int t = 0; t < T; t++) kern_rmsnorm(c->h + (size_t)t * H, c->x + (size_t)t * H, L->ffn_norm, H, g->rms_norm_eps);
-        kern_matmul(m->pool, c->gate, c->h, T, &L->w_gate, NULL);
-        kern_matmul(m->pool, c->up, c->h, T, &L->w_up, NULL);
+        bad |= mm(c, c->gate, c->h, T, &L->w_gate, NULL) | mm(c, c->up, c->h, T, &L->w_up, NULL);
         struct silu_job sj = {c->gate, c->up, (size_t)T * g->intermediate_size};
         kiln_pool_run(m->pool, silu_part, &sj);
-        kern_matmul(m->pool, c->h, c->gate, T, &L->w_down, NULL);
+        bad |= mm(c, c->h, c->gate, T, &L->w_down, NULL);
         for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
     }
     for (int i = 0; i < b->n_seqs; i++) c->seqs[b->seq[i]].len += b->n_tokens[i];
@@ -192,6 +200,6 @@ int kiln_forward(kiln_ctx *c, const kiln_batch *b, kiln_err *err) {
         for (int r = b->logits_all ? t - b->n_tokens[i] : t - 1; r < t; r++, n_out++)
             kern_rmsnorm(c->h + (size_t)n_out * H, c->x + (size_t)r * H, m->final_norm, H, g->rms_norm_eps);
     }
-    kern_matmul(m->pool, b->logits, c->h, n_out, &m->lm_head, NULL);
-    return 0;
+    bad |= mm(c, b->logits, c->h, n_out, &m->lm_head, NULL);
+    return bad ? kiln_err_set(err, "internal error: matmul scratch smaller than the batch") : 0;
 }

@@ -16,8 +16,8 @@
 
 #include "kernels/exp_avx512.h"
 #include "kernels/matmul.h"
+#include "kernels/simd_x86.h"
 
-#define INL static inline __attribute__((always_inline))
 enum { MAXV = 16 }; /* head_dim <= 16 * MAXV */
 
 /* r[i] = sum of v[i]'s 16 lanes, for i in 0..15. */

@@ -8,9 +8,10 @@
  * nn.Linear weights). Q8_0 / Q4_0 rows are cols/32 blocks laid out exactly as llama.cpp's block_q8_0 /
  * block_q4_0 (f16 scale then 32 int8 / 16 bytes of nibbles). Activations are f32.
  *
- * Panels (Q8_0 / Q4_0 only, kiln_mat.il == KERN_PANEL): the first rows/16*16 rows are stored in panels
- * of 16 rows; rows after the last whole panel are plain. Panel P fills the bytes of plain rows
- * 16P..16P+15 with its nb panel blocks in order; panel block b holds block b of the 16 rows:
+ * Panels (Q8_0 / Q4_0 only, kiln_mat.layout == KERN_LAYOUT_PANEL16): the first rows/16*16 rows are
+ * stored in panels of 16 rows; rows after the last whole panel are plain. Panel P fills the bytes of plain
+ * rows 16P..16P+15 with its nb panel blocks in order; panel block b (panel_q8_0 / panel_q4_0 below) holds
+ * block b of the 16 rows:
  *   - their 16 f16 scales (32 bytes), then
  *   - their quant bytes in 4-byte groups: for g = 0..G-1, 16 rows x 4 bytes (64 bytes) = bytes
  *     4g..4g+3 of each row's llama.cpp qs (Q8_0: G = 8, int8 values 4g..4g+3; Q4_0: G = 4, nibble bytes,
@@ -24,52 +25,108 @@
 #ifndef KILN_KERNELS_H
 #define KILN_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/format.h"
 #include "kernels/quant.h"
 #include "kiln.h"
 #include "runtime/threadpool.h"
+
+/* How a matrix's rows are laid out in memory. */
+typedef enum {
+    KERN_LAYOUT_PLAIN = 0, /* rows one after another (every format) */
+    KERN_LAYOUT_PANEL16,   /* Q8_0 / Q4_0: leading rows in 16-row panels (above); what the loader makes */
+    KERN_LAYOUT_PREPARED,  /* one panel's scratch copy inside the AVX-512 GEMM (panel_prepared): never a
+                              kiln_mat's layout, only the kernel's */
+} kern_layout;
 
 typedef struct kiln_mat {
     const void *data;
     kiln_dtype dt;
     int rows, cols;
-    int il; /* quantised layout: KERN_PANEL = panels (see above); 0 or 1 = plain rows */
+    kern_layout layout;
 } kiln_mat;
 
-/* The layout the loader gives Q8_0 / Q4_0 matrices. */
-#define KERN_PANEL 16
+#define KERN_PANEL 16 /* rows per panel */
 
+/* One panel block of each quantised format; the generic view (scales, then groups of 16 rows x 4 bytes)
+ * is kern_panel, whose accessors serve both. */
+typedef struct {
+    uint16_t d[KERN_PANEL];
+    uint8_t qs[QK / 4][KERN_PANEL][4];
+} panel_q8_0;
+typedef struct {
+    uint16_t d[KERN_PANEL];
+    uint8_t qs[QK / 8][KERN_PANEL][4];
+} panel_q4_0;
+typedef struct {
+    uint16_t d[KERN_PANEL];
+    uint8_t qs[][KERN_PANEL][4];
+} kern_panel;
+/* The AVX-512 GEMM's prepared copy of a panel block (any source format): scales, 32 unused bytes (so the
+ * groups are 64-byte aligned), then 8 groups of unsigned weight bytes in value order. */
+typedef struct {
+    uint16_t d[KERN_PANEL];
+    uint8_t unused[32];
+    uint8_t w[8][KERN_PANEL][4];
+} panel_prepared;
+
+_Static_assert(sizeof(panel_q8_0) == 544 && sizeof(panel_q8_0) == KERN_PANEL * sizeof(block_q8_0), "Q8_0 panel");
+_Static_assert(sizeof(panel_q4_0) == 288 && sizeof(panel_q4_0) == KERN_PANEL * sizeof(block_q4_0), "Q4_0 panel");
+_Static_assert(offsetof(panel_q8_0, qs) == offsetof(kern_panel, qs) && offsetof(panel_q4_0, qs) == offsetof(kern_panel, qs),
+               "every panel: 16 scales, then the groups");
+_Static_assert(sizeof(panel_prepared) == 576 && offsetof(panel_prepared, w) == 64, "prepared panel block");
+
+/* Bytes of one panel block of format dt (16 blocks). */
+static inline size_t kern_panel_block_bytes(kiln_dtype dt) { return KERN_PANEL * kern_formats[dt].block_bytes; }
 /* How many leading rows are in panels (0 for plain matrices). */
 static inline int kern_panel_rows(const kiln_mat *m) {
-    return m->il == KERN_PANEL && (m->dt == KILN_DT_Q8_0 || m->dt == KILN_DT_Q4_0) ? m->rows / KERN_PANEL * KERN_PANEL : 0;
+    return m->layout == KERN_LAYOUT_PANEL16 && kern_is_quantised(m->dt) ? m->rows / KERN_PANEL * KERN_PANEL : 0;
 }
-/* Where plain quantised row r starts (r >= kern_panel_rows(m); a panel fills 16 plain rows' bytes). */
+/* Where plain row r starts (r >= kern_panel_rows(m); a panel fills 16 plain rows' bytes). */
 static inline const char *kern_qrow(const kiln_mat *m, int r) {
-    const size_t bsz = m->dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
-    return (const char *)m->data + (size_t)r * bsz * (size_t)(m->cols / 32);
+    return (const char *)m->data + (size_t)r * kern_row_bytes(m->dt, m->cols);
 }
 /* Where panel block b of the panel holding row r starts (r < kern_panel_rows(m)). */
-static inline const char *kern_panel_block(const kiln_mat *m, int r, int b) {
-    const size_t bsz = m->dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
-    return (const char *)m->data + ((size_t)(r / KERN_PANEL) * (size_t)(m->cols / 32) + (size_t)b) * KERN_PANEL * bsz;
+static inline const kern_panel *kern_panel_block(const kiln_mat *m, int r, int b) {
+    const size_t nb = (size_t)(m->cols / QK);
+    return (const kern_panel *)((const char *)m->data +
+                                ((size_t)(r / KERN_PANEL) * nb + (size_t)b) * kern_panel_block_bytes(m->dt));
 }
 /* Row r's block b as a llama.cpp block (34 / 18 bytes), whatever the layout; and the reverse. */
 void kern_qblock_get(const kiln_mat *m, int r, int b, void *blk);
 void kern_qblock_put(const kiln_mat *m, int r, int b, const void *blk);
-/* Row r as plain llama.cpp blocks: m's own bytes when the row is plain, else gathered into buf (one row). */
+/* Row r as plain llama.cpp blocks: m's own bytes when the row is plain, else gathered into buf (one row,
+ * kern_row_bytes(m->dt, m->cols) bytes, the caller's). */
 const char *kern_qrow_plain(const kiln_mat *m, int r, char *buf);
-
-/* Bytes of one row of `cols` values in format dt (cols must be a multiple of 32 for Q8_0/Q4_0). */
-size_t kern_row_bytes(kiln_dtype dt, int cols);
 
 /* Picks the ISA once (idempotent, thread-safe): the best one CPUID allows, or $KILN_ISA when it names a
  * supported one (an unsupported or unknown KILN_ISA falls back to the best, never to a faulting path). */
 void kern_init(void);
 const char *kern_isa_name(void);
 
-/* y[n][m->rows] = x[n][m->cols] · m^T (+ bias[m->rows] when bias != NULL), split over the pool. */
-void kern_matmul(kiln_pool *pool, float *y, const float *x, int n, const kiln_mat *m, const float *bias);
+/* Scratch for kern_matmul, owned by the caller and sized before the hot path (kern_scratch_reserve), so
+ * the kernels never allocate: the quantised activations of a batch, and per thread a 64-byte aligned
+ * area for one gathered row and one prepared panel. Zero-initialise; free with kern_scratch_free. */
+typedef struct kern_scratch {
+    act_q8 *xq;
+    size_t xq_blocks;  /* capacity of xq, in act_q8 blocks */
+    char *tmp;         /* threads x tmp_bytes */
+    size_t tmp_bytes;  /* per thread */
+    int threads;
+} kern_scratch;
+/* Makes s hold what kern_matmul needs for up to n tokens of rows up to cols wide (quantised matrices; float
+ * matrices need none) on up to nth threads. Grows only; 0, or -1 when out of memory (s stays usable at
+ * its old size). */
+int kern_scratch_reserve(kern_scratch *s, int nth, int n, int cols);
+void kern_scratch_free(kern_scratch *s);
+
+/* y[n][m->rows] = x[n][m->cols] · m^T (+ bias[m->rows] when bias != NULL), split over the pool. Quantised
+ * weights need s reserved for (pool size, n, m->cols); float weights accept s == NULL. Returns 0, or -1
+ * (nothing written) when s is too small: a caller's sizing bug, never a NaN result. */
+int kern_matmul(kiln_pool *pool, kern_scratch *s, float *y, const float *x, int n, const kiln_mat *m,
+                const float *bias);
 /* out[i][0..cols) = row ids[i] of m, converted to f32 (embedding lookup; any layout). */
 void kern_get_rows(float *out, const kiln_mat *m, const int32_t *ids, int n);
 /* y = x / sqrt(mean(x^2) + eps) * w; y may alias x. */
@@ -79,20 +136,15 @@ void kern_silu_mul(float *gate, const float *up, int n);
 /* In-place softmax over n values. */
 void kern_softmax(float *x, int n);
 
-/* Scalar format conversions (the reference everybody agrees on). */
-float kern_f16_to_f32(uint16_t h);
-uint16_t kern_f32_to_f16(float f);
-float kern_bf16_to_f32(uint16_t h);
-uint16_t kern_f32_to_bf16(float f); /* round to nearest even, as torch does */
+/* Converts a row between f32 and format dt (kern_formats[dt].to_f32 / from_f32; nothing for an unknown dt). */
 void kern_row_to_f32(float *out, const void *row, kiln_dtype dt, int cols);
-/* Converts / quantises one row of f32 into format dt (llama.cpp's reference rounding for Q8_0/Q4_0). */
 void kern_row_from_f32(void *dst, kiln_dtype dt, const float *src, int cols);
 /* Converts a plain rows x cols matrix from src_dt to dst_dt (through f32, row by row) split over the
  * pool: the load-time path behind --dtype / --quant. cols % 32 == 0 when dst_dt is Q8_0/Q4_0, and then
- * dst gets layout il (KERN_PANEL or 1 = plain; float formats are always plain). Returns 0, or -1 when out of
- * memory (dst is then incomplete). */
+ * dst gets layout (KERN_LAYOUT_PANEL16 or PLAIN; float formats are always plain). Returns 0, or -1 when
+ * out of memory (dst is then incomplete). */
 int kern_convert_mat(kiln_pool *pool, void *dst, kiln_dtype dst_dt, const void *src, kiln_dtype src_dt, int rows,
-                     int cols, int il);
+                     int cols, kern_layout layout);
 
 
 /* ---- RoPE and attention (src/kernels/rope.c, src/kernels/attention.c) ---- */

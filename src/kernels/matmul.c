@@ -5,7 +5,6 @@
  * shared with other processes a statically split thread that gets descheduled would stall the step.
  * Inside a chunk the ISA kernel tiles over tokens, so each weight row is read from memory once per
  * call (decode: GEMV; prefill: GEMM reusing a weight tile for every token). */
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -58,12 +57,47 @@ int kern_set_isa(const char *name) {
     return 0;
 }
 
+/* ---- scratch (kernels.h) ---- */
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+size_t kern_gemm_tmp_bytes(int cols) {
+    const size_t nb = (size_t)(cols / QK);
+    return align64(nb * sizeof(panel_prepared)) + align64(nb * KERN_MAX_BLOCK_BYTES); /* one gathered row */
+}
+
+int kern_scratch_reserve(kern_scratch *s, int nth, int n, int cols) {
+    const size_t blocks = (size_t)n * (size_t)(cols / QK), tmp = kern_gemm_tmp_bytes(cols);
+    if (blocks > s->xq_blocks) {
+        act_q8 *xq = realloc(s->xq, blocks * sizeof *xq);
+        if (!xq) return -1;
+        s->xq = xq, s->xq_blocks = blocks;
+    }
+    if (tmp > s->tmp_bytes || nth > s->threads) {
+        const size_t per = tmp > s->tmp_bytes ? tmp : s->tmp_bytes;
+        const int threads = nth > s->threads ? nth : s->threads;
+        char *t = aligned_alloc(64, per * (size_t)threads);
+        if (!t) return -1;
+        free(s->tmp);
+        s->tmp = t, s->tmp_bytes = per, s->threads = threads;
+    }
+    return 0;
+}
+
+void kern_scratch_free(kern_scratch *s) {
+    free(s->xq);
+    free(s->tmp);
+    *s = (kern_scratch){0};
+}
+
 /* ---- the parallel driver ---- */
 
 struct mm_job {
     float *y;
     const float *x;
     act_q8 *xq; /* quantised activations (Q8_0/Q4_0 weights), else NULL */
+    char *tmp;  /* per-thread gemm scratch (quantised weights), tmp_bytes apart */
+    size_t tmp_bytes;
     int n;
     const kiln_mat *m;
     const float *bias;
@@ -74,22 +108,23 @@ struct mm_job {
 
 static void quantize_part(void *arg, int ith, int nth) {
     struct mm_job *j = arg;
-    int lo, hi, nb = j->m->cols / QK, c = quant_weight_offset(j->m->dt);
+    int lo, hi, nb = j->m->cols / QK, c = kern_formats[j->m->dt].weight_offset;
     kiln_split_range(j->n, ith, nth, &lo, &hi);
     for (int t = lo; t < hi; t++) j->isa->quantize_act(j->x + (size_t)t * j->m->cols, j->xq + (size_t)t * nb, j->m->cols, c);
 }
 
 static void matmul_part(void *arg, int ith, int nth) {
-    (void)ith, (void)nth;
+    (void)nth;
     struct mm_job *j = arg;
     const kiln_mat *m = j->m;
     kern_gemm_fn gemm = j->isa->gemm[m->dt];
     const void *x = j->xq ? (const void *)j->xq : (const void *)j->x;
+    void *tmp = j->tmp ? j->tmp + (size_t)ith * j->tmp_bytes : NULL;
     for (;;) {
         int c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (c >= j->n_chunks) break;
         int r0 = c * j->chunk_rows, r1 = r0 + j->chunk_rows < m->rows ? r0 + j->chunk_rows : m->rows;
-        gemm(j->y, x, j->n, m, r0, r1);
+        gemm(j->y, x, j->n, m, r0, r1, tmp);
         if (j->bias)
             for (int t = 0; t < j->n; t++)
                 for (int r = r0; r < r1; r++) j->y[(size_t)t * m->rows + r] += j->bias[r];
@@ -110,41 +145,22 @@ static int chunk_rows_for(const kiln_mat *m, int n, int nth) {
     return rows < 16 ? 16 : rows;
 }
 
-static void run(kiln_pool *pool, struct mm_job *j) {
-    int nth = kiln_pool_size(pool);
-    if (j->xq) {
-        if (j->n == 1 || nth == 1) quantize_part(j, 0, 1);
-        else kiln_pool_run(pool, quantize_part, j);
-    }
-    j->chunk_rows = chunk_rows_for(j->m, j->n, nth);
-    j->n_chunks = (j->m->rows + j->chunk_rows - 1) / j->chunk_rows;
-    atomic_init(&j->next, 0);
-    if (nth == 1 || j->n_chunks == 1) matmul_part(j, 0, 1);
-    else kiln_pool_run(pool, matmul_part, j);
-}
-
-void kern_matmul(kiln_pool *pool, float *y, const float *x, int n, const kiln_mat *m, const float *bias) {
+int kern_matmul(kiln_pool *pool, kern_scratch *s, float *y, const float *x, int n, const kiln_mat *m,
+                const float *bias) {
     struct mm_job j = {.y = y, .x = x, .n = n, .m = m, .bias = bias, .isa = kern_active_isa()};
-    if (m->dt != KILN_DT_Q8_0 && m->dt != KILN_DT_Q4_0) {
-        run(pool, &j);
-        return;
+    const int nth = kiln_pool_size(pool);
+    if (kern_is_quantised(m->dt)) {
+        if (!s || s->xq_blocks < (size_t)n * (size_t)(m->cols / QK) || s->threads < nth ||
+            s->tmp_bytes < kern_gemm_tmp_bytes(m->cols))
+            return -1;
+        j.xq = s->xq, j.tmp = s->tmp, j.tmp_bytes = s->tmp_bytes;
+        if (n == 1 || nth == 1) quantize_part(&j, 0, 1);
+        else kiln_pool_run(pool, quantize_part, &j);
     }
-    size_t nb = (size_t)(m->cols / QK);
-    j.xq = malloc((size_t)n * nb * sizeof(act_q8));
-    if (j.xq) {
-        run(pool, &j);
-        free(j.xq);
-        return;
-    }
-    /* No memory for the whole batch's scratch: one token at a time from a small stack buffer. */
-    act_q8 stackbuf[1024];
-    if (nb > 1024) { /* rows wider than 32768 and no memory left: no result rather than a wrong one */
-        for (size_t i = 0; i < (size_t)n * (size_t)m->rows; i++) y[i] = NAN;
-        return;
-    }
-    for (int t = 0; t < n; t++) {
-        struct mm_job one = {.y = y + (size_t)t * m->rows, .x = x + (size_t)t * m->cols, .n = 1, .m = m,
-                             .bias = bias, .isa = j.isa, .xq = stackbuf};
-        run(pool, &one);
-    }
+    j.chunk_rows = chunk_rows_for(m, n, nth);
+    j.n_chunks = (m->rows + j.chunk_rows - 1) / j.chunk_rows;
+    atomic_init(&j.next, 0);
+    if (nth == 1 || j.n_chunks == 1) matmul_part(&j, 0, 1);
+    else kiln_pool_run(pool, matmul_part, &j);
+    return 0;
 }

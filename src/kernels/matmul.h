@@ -2,15 +2,25 @@
  *
  * A gemm function computes y[t][r] = dot(row r of m, token t of x) for t in [0, n) and rows r in
  * [r0, r1); y has m->rows columns per token. For F32/F16/BF16 weights x is float[n][cols]; for Q8_0 /
- * Q4_0 weights x is act_q8[n][cols/32], quantised with the offset quant_weight_offset(m->dt). Bias is
- * added by the caller. Each ISA file fills one table; kern_init picks one. */
+ * Q4_0 weights x is act_q8[n][cols/32], quantised with the offset kern_formats[m->dt].weight_offset, and
+ * tmp is this thread's kern_gemm_tmp_bytes(cols) of scratch (NULL for float weights). Bias is added by
+ * the caller. Each ISA file fills one table; kern_init picks one. */
 #ifndef KILN_MATMUL_H
 #define KILN_MATMUL_H
 
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 
-typedef void (*kern_gemm_fn)(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1);
+typedef void (*kern_gemm_fn)(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
+
+/* The per-thread scratch a gemm function may use (tmp above; 64-byte aligned, quantised weights only): one
+ * prepared panel (AVX-512 prefill) and one gathered plain row (kern_qrow_plain), for rows of cols values. */
+size_t kern_gemm_tmp_bytes(int cols);
+/* Where in tmp the prepared panel (64-byte aligned) and the gathered row live. */
+static inline panel_prepared *kern_tmp_prepared(void *tmp) { return tmp; }
+static inline char *kern_tmp_row(void *tmp, int cols) {
+    return (char *)tmp + (((size_t)(cols / QK) * sizeof(panel_prepared) + 63) & ~(size_t)63);
+}
 
 typedef void (*kern_attn_fn)(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
                              const kern_kv_view *kv, float *scratch, int h0, int h1);

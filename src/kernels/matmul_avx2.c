@@ -5,21 +5,11 @@
  * sign trick (|w| times x*sign(w), at most 2*127*127) and Q4_0 feeds the raw nibble (w+8, <= 15) with
  * the activation block's corr = -8*sum(x) added to the int32 lanes. */
 #include <immintrin.h>
-#include <math.h>
 #include <stdbool.h>
-#include <stdlib.h>
 
 #include "kernels/matmul.h"
+#include "kernels/simd_x86.h"
 
-#define INL static inline __attribute__((always_inline))
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
-
-INL float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 /* ---- float weights ---- */
 
@@ -85,9 +75,9 @@ INL void gemm_f(int dt, float *y, const float *x, int n, const kiln_mat *m, int 
     }
 }
 
-static void gemm_f32(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_F32, y, x, n, m, r0, r1); }
-static void gemm_f16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_F16, y, x, n, m, r0, r1); }
-static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_BF16, y, x, n, m, r0, r1); }
+static void gemm_f32(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { (void)tmp, gemm_f(KILN_DT_F32, y, x, n, m, r0, r1); }
+static void gemm_f16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { (void)tmp, gemm_f(KILN_DT_F16, y, x, n, m, r0, r1); }
+static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { (void)tmp, gemm_f(KILN_DT_BF16, y, x, n, m, r0, r1); }
 
 /* ---- quantised weights ---- */
 
@@ -144,7 +134,7 @@ INL void micro_q(int dt, int R, int T, const char *w, size_t rstep, size_t bstep
 
 /* Plain rows w[0..rows) (rb bytes apart) x n tokens in tiles of 2 rows x 4 tokens; y is row 0's column. */
 INL void tiles_q(int dt, float *y, int M, const act_q8 *x, int n, const char *w, int rows, int nb) {
-    const size_t bsz = dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0), rb = bsz * (size_t)nb;
+    const size_t bsz = kern_formats[dt].block_bytes, rb = bsz * (size_t)nb;
     int tb = (int)((512u << 10) / ((size_t)nb * sizeof(act_q8)));
     tb = tb < 4 ? 4 : tb > 128 ? 128 : tb & ~3;
     for (int t0 = 0; t0 < n; t0 += tb) {
@@ -163,26 +153,17 @@ INL void tiles_q(int dt, float *y, int M, const act_q8 *x, int n, const char *w,
     }
 }
 
-/* Panel rows (kernels.h) are gathered into plain form one row at a time: correct, not fast (the panel
- * layout is for the AVX-512 kernels; this path serves machines without them). */
-INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1) {
+/* Panel rows (kernels.h) are gathered into plain form one row at a time (into tmp): correct, not fast (the
+ * panel layout is for the AVX-512 kernels; this path serves machines without them). */
+INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
     const int nb = m->cols / QK, pr = kern_panel_rows(m);
+    char *buf = kern_tmp_row(tmp, m->cols);
     int r = r0;
-    if (r < pr) {
-        char *buf = malloc(kern_row_bytes(dt, m->cols));
-        for (; r < r1 && r < pr; r++) {
-            if (!buf) {
-                for (int t = 0; t < n; t++) y[(size_t)t * m->rows + r] = NAN;
-                continue;
-            }
-            tiles_q(dt, y + r, m->rows, x, n, kern_qrow_plain(m, r, buf), 1, nb);
-        }
-        free(buf);
-    }
+    for (; r < r1 && r < pr; r++) tiles_q(dt, y + r, m->rows, x, n, kern_qrow_plain(m, r, buf), 1, nb);
     if (r < r1) tiles_q(dt, y + r, m->rows, x, n, kern_qrow(m, r), r1 - r, nb);
 }
 
-static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1); }
-static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1); }
+static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1, tmp); }
+static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1, tmp); }
 
 const kern_isa kern_isa_avx2 = {"avx2", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}, kern_attention_ref, quantize_act_ref, kern_silu_mul_ref};

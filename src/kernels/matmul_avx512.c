@@ -12,15 +12,15 @@
  * panel_tile for any token count; plain rows (a matrix's last rows < 16, plain matrices) through 4-row x
  * 4-token tiles with two blocks per zmm. */
 #include <immintrin.h>
-#include <math.h>
 #include <stdbool.h>
-#include <stdlib.h>
+#include <stddef.h>
 
 #include "kernels/matmul.h"
+#include "kernels/simd_x86.h"
 
-#define INL static inline __attribute__((always_inline))
-#define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define PF_VALUES 512 /* software prefetch distance in weight values */
+/* Q8_0 weights made unsigned: xor 0x80 adds kern_formats[KILN_DT_Q8_0].weight_offset (128) to an int8. */
+#define Q8_UNSIGNED ((char)kern_formats[KILN_DT_Q8_0].weight_offset)
 
 /* ---- float weights ---- */
 
@@ -43,7 +43,7 @@ INL void micro_f(int dt, int R, int T, const char *w, size_t rb, const float *x,
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) {
             /* GEMV streams R rows at once: prefetch ahead so memory sees enough requests in flight */
-            if (T == 1) _mm_prefetch(w + i * rb + (size_t)(k + PF_VALUES) * (dt == KILN_DT_F32 ? 4 : 2), _MM_HINT_T0);
+            if (T == 1) _mm_prefetch(w + i * rb + (size_t)(k + PF_VALUES) * kern_formats[dt].block_bytes, _MM_HINT_T0);
             wv[i] = load_w(dt, w + i * rb, k, 0xffff);
         }
 #pragma GCC unroll 4
@@ -75,7 +75,7 @@ INL void micro_f(int dt, int R, int T, const char *w, size_t rb, const float *x,
  * tiles (decode): row after row is then one sequential stream through the matrix, which this machine's
  * prefetcher serves faster than the 4 row streams of a 4-row tile (as for the quantised rows, kernels.h). */
 INL float dot_row_f(int dt, const char *row, const float *x, int K) {
-    const size_t es = dt == KILN_DT_F32 ? 4 : 2;
+    const size_t es = kern_formats[dt].block_bytes;
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int k = 0;
     for (; k + 64 <= K; k += 64) {
@@ -122,9 +122,9 @@ INL void gemm_f(int dt, float *y, const float *x, int n, const kiln_mat *m, int 
     }
 }
 
-static void gemm_f32(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_F32, y, x, n, m, r0, r1); }
-static void gemm_f16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_F16, y, x, n, m, r0, r1); }
-static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_f(KILN_DT_BF16, y, x, n, m, r0, r1); }
+static void gemm_f32(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { (void)tmp, gemm_f(KILN_DT_F32, y, x, n, m, r0, r1); }
+static void gemm_f16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { (void)tmp, gemm_f(KILN_DT_F16, y, x, n, m, r0, r1); }
+static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { (void)tmp, gemm_f(KILN_DT_BF16, y, x, n, m, r0, r1); }
 
 /* ---- quantised weights ---- */
 
@@ -132,7 +132,7 @@ static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0,
 INL __m256i load_wq(int dt, const char *blk) {
     if (dt == KILN_DT_Q8_0) {
         const block_q8_0 *bl = (const block_q8_0 *)blk;
-        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)bl->qs), _mm256_set1_epi8((char)0x80));
+        return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)bl->qs), _mm256_set1_epi8(Q8_UNSIGNED));
     }
     const block_q4_0 *bl = (const block_q4_0 *)blk;
     const __m128i q = _mm_loadu_si128((const __m128i *)bl->qs), lo4 = _mm_set1_epi8(0x0f);
@@ -141,13 +141,6 @@ INL __m256i load_wq(int dt, const char *blk) {
 
 /* Both block types start with the f16 scale. */
 INL float wscale(const char *blk) { return _cvtsh_ss(*(const uint16_t *)blk); }
-
-INL float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 INL void micro_q(int dt, int R, int T, const char *w, size_t rstep, size_t bstep, const act_q8 *x, int nb, float *y,
                  int M) {
@@ -186,14 +179,23 @@ INL void micro_q(int dt, int R, int T, const char *w, size_t rstep, size_t bstep
 
 /* Two blocks per zmm halve the dpbusd / convert / FMA count per weight byte, which is what limits
  * a GEMV here (the loads alone would run at memory speed) and the GEMM's int8 throughput. */
+/* How a block pair shares a zmm: Q8_0 keeps each block in a 256-bit half; Q4_0's nibble split interleaves
+ * 128-bit quarters (lo0 lo1 hi0 hi1, 16 values each). Every lane pattern of a pair follows from this. */
+#define PAIR_QUARTERS(dt) ((dt) == KILN_DT_Q4_0)
+/* Lanes of block 1 in a pair, and the first of them. */
+#define PAIR_MASK(dt) ((__mmask16)(PAIR_QUARTERS(dt) ? 0xf0f0 : 0xff00))
+#define PAIR_FIRST1(dt) ((__mmask16)(PAIR_MASK(dt) & -PAIR_MASK(dt)))
+
 INL __m512i load_wq2(int dt, const char *b0, const char *b1) {
-    if (dt == KILN_DT_Q8_0) {
-        __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b0 + 2))),
-                                       _mm256_loadu_si256((const __m256i *)(b1 + 2)), 1);
-        return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
+    if (!PAIR_QUARTERS(dt)) {
+        const size_t q = offsetof(block_q8_0, qs);
+        __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b0 + q))),
+                                       _mm256_loadu_si256((const __m256i *)(b1 + q)), 1);
+        return _mm512_xor_si512(v, _mm512_set1_epi8(Q8_UNSIGNED));
     }
-    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2))),
-                                        _mm_loadu_si128((const __m128i *)(b1 + 2)), 1);
+    const size_t q = offsetof(block_q4_0, qs);
+    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + q))),
+                                        _mm_loadu_si128((const __m128i *)(b1 + q)), 1);
     /* lo0 lo1 hi0 hi1 (16 values each): block order is restored on the activation side (pair_x), once
      * per token instead of once per weight row */
     __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
@@ -203,21 +205,19 @@ INL __m512i load_wq2(int dt, const char *b0, const char *b1) {
 INL __m512 wscale2(int dt, const char *b0, const char *b1) {
     const uint16_t d0 = *(const uint16_t *)b0, d1 = *(const uint16_t *)b1;
     __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(d0 | ((uint32_t)d1 << 16))));
-    return _mm512_permutexvar_ps(dt == KILN_DT_Q8_0 ? _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
-                                                    : _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0),
+    /* lane i takes scale 1 where PAIR_MASK has bit i */
+    return _mm512_permutexvar_ps(PAIR_QUARTERS(dt) ? _mm512_set_epi32(1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0)
+                                                   : _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
                                  _mm512_castps128_ps512(f));
 }
-
-/* Lanes of block 1 in a zmm pair: Q8_0 keeps blocks in 256-bit halves, Q4_0 interleaves 128-bit quarters
- * (x0[0:16] x1[0:16] x0[16:32] x1[16:32]) to match the nibble order of load_wq2. */
-#define PAIR_MASK(dt) ((__mmask16)((dt) == KILN_DT_Q8_0 ? 0xff00 : 0xf0f0))
 
 /* The activation side of a block pair: bytes, scales d_x, corrections (in lane 0 of each block). */
 INL void pair_x(int dt, const act_q8 *a, __m512i *xv, __m512i *c0, __m512 *dx) {
     __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a[0].qs)),
                                    _mm256_loadu_si256((const __m256i *)a[1].qs), 1);
-    *xv = dt == KILN_DT_Q8_0 ? v : _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0));
-    *c0 = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(1, a[0].corr), dt == KILN_DT_Q8_0 ? 0x100 : 0x10, a[1].corr);
+    /* quarters: x0[0:16] x1[0:16] x0[16:32] x1[16:32], the nibble order of load_wq2 */
+    *xv = PAIR_QUARTERS(dt) ? _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0)) : v;
+    *c0 = _mm512_mask_set1_epi32(_mm512_maskz_set1_epi32(1, a[0].corr), PAIR_FIRST1(dt), a[1].corr);
     *dx = _mm512_mask_mov_ps(_mm512_set1_ps(a[0].d), PAIR_MASK(dt), _mm512_set1_ps(a[1].d));
 }
 
@@ -263,9 +263,9 @@ INL void micro_q2(int dt, int R, int T, const char *w, size_t rstep, size_t bste
 }
 
 /* Plain rows w[0..rows) (rb bytes apart) x n tokens in tiles of 4 rows x 4 tokens; y is row 0's column.
- * Serves the rows after a matrix's last whole panel, plain (il = 1) matrices, and gathered panel rows. */
+ * Serves the rows after a matrix's last whole panel, plain matrices, and gathered panel rows. */
 INL void tiles_q(int dt, float *y, int M, const act_q8 *x, int n, const char *w, int rows, int nb) {
-    const size_t bsz = dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0), rb = bsz * (size_t)nb;
+    const size_t bsz = kern_formats[dt].block_bytes, rb = bsz * (size_t)nb;
     int tb = (int)((512u << 10) / ((size_t)nb * sizeof(act_q8)));
     tb = tb < 4 ? 4 : tb > 128 ? 128 : tb & ~3;
     for (int t0 = 0; t0 < n; t0 += tb) {
@@ -293,50 +293,52 @@ INL void tiles_q(int dt, float *y, int M, const act_q8 *x, int n, const char *w,
  * vectors are loaded once per block for up to PANEL_TOKENS tokens. The int32 block sums are exact and
  * each lane accumulates its row's blocks in order, as the scalar reference does. */
 #define PANEL_TOKENS 8
-/* Many tokens re-read each panel from L2 once per 8-token tile: then it pays to prepare it once into an
- * aligned scratch copy with the weights already unsigned (and Q4_0's nibbles split), 576 bytes a block:
- * f16 scales, 32 bytes unused, 8 x 64 bytes in the groups' value order. PANEL_PREPARED stands for that
- * format where a dtype is expected. */
+/* Many tokens re-read each panel from L2 once per 8-token tile: then it pays to prepare it once into the
+ * caller's aligned scratch (KERN_LAYOUT_PREPARED, panel_prepared in kernels.h) with the weights already
+ * unsigned and Q4_0's nibbles split. */
 #define PANEL_PREP_N 128 /* measured crossover (bench/matmul_bench.c, n = 32..512) */
-#define PANEL_PREPARED (-1)
-#define PREP_BLOCK_BYTES (64 + 8 * 64)
 #define PANEL_PF_BLOCKS 24 /* software prefetch distance, in panel blocks (~13 KB Q8_0, ~7 KB Q4_0) */
 typedef int32_t i32_alias __attribute__((may_alias)); /* 4 activation bytes read as one broadcast dword */
 
 INL __m512i bcast4(const act_q8 *a, int i) { return _mm512_set1_epi32(*(const i32_alias *)&a->qs[i]); }
 
+/* Bytes per panel block in layout lay (PANEL16: the storage format dt's; PREPARED: any dt's). */
+INL size_t panel_block_bytes(int dt, kern_layout lay) {
+    return lay == KERN_LAYOUT_PREPARED ? sizeof(panel_prepared) : kern_panel_block_bytes(dt);
+}
+
 /* Value group g (0..7: values 4g..4g+3 of the 16 rows) of the panel block at p, as unsigned bytes: from
  * storage (Q8_0: group g, xor 0x80; Q4_0: group g % 4, its low nibbles for g < 4, high ones after) or
- * from the PANEL_PREPARED copy. (A Q4_0 group pair shares one load: the compiler merges the two.) */
-INL __m512i panel_group(int dt, const char *p, int g) {
-    if (dt == PANEL_PREPARED) return _mm512_load_si512(p + 64 + 64 * g);
-    const char *q = p + 2 * KERN_PANEL;
-    if (dt == KILN_DT_Q8_0) return _mm512_xor_si512(_mm512_loadu_si512(q + 64 * g), _mm512_set1_epi8((char)0x80));
-    const __m512i raw = _mm512_loadu_si512(q + 64 * (g & 3));
+ * from the prepared copy. (A Q4_0 group pair shares one load: the compiler merges the two.) */
+INL __m512i panel_group(int dt, kern_layout lay, const char *p, int g) {
+    if (lay == KERN_LAYOUT_PREPARED) return _mm512_load_si512(((const panel_prepared *)p)->w[g]);
+    const kern_panel *pb = (const kern_panel *)p;
+    if (dt == KILN_DT_Q8_0) return _mm512_xor_si512(_mm512_loadu_si512(pb->qs[g]), _mm512_set1_epi8(Q8_UNSIGNED));
+    const __m512i raw = _mm512_loadu_si512(pb->qs[g & 3]);
     return _mm512_and_si512(g < 4 ? raw : _mm512_srli_epi16(raw, 4), _mm512_set1_epi8(0x0f));
 }
 
-/* One panel (its nb blocks from p) x T tokens (T <= PANEL_TOKENS); writes y[t][0..16) for each token. */
-INL void panel_tile(int dt, int T, const char *p, const act_q8 *x, int nb, float *y, int M, bool pf) {
-    const size_t pbb = dt == PANEL_PREPARED ? PREP_BLOCK_BYTES
-                                            : KERN_PANEL * (dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0));
+/* One panel (its nb blocks from p, in layout lay) x T tokens (T <= PANEL_TOKENS); writes y[t][0..16) for
+ * each token. */
+INL void panel_tile(int dt, kern_layout lay, int T, const char *p, const act_q8 *x, int nb, float *y, int M, bool pf) {
+    const size_t pbb = panel_block_bytes(dt, lay);
     __m512 facc[PANEL_TOKENS];
     const act_q8 *xt[PANEL_TOKENS];
 #pragma GCC unroll 8
     for (int j = 0; j < T; j++) facc[j] = _mm512_setzero_ps(), xt[j] = x + (size_t)j * nb;
     for (int b = 0; b < nb; b++, p += pbb) {
-        if (pf && dt != PANEL_PREPARED) /* a first pass streams the panel from memory: ask ahead */
+        if (pf && lay != KERN_LAYOUT_PREPARED) /* a first pass streams the panel from memory: ask ahead */
             for (size_t o = 0; o < pbb; o += 64) _mm_prefetch(p + PANEL_PF_BLOCKS * pbb + o, _MM_HINT_T0);
         __m512i acc[PANEL_TOKENS];
 #pragma GCC unroll 8
         for (int j = 0; j < T; j++) acc[j] = _mm512_set1_epi32(xt[j][b].corr);
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
-            const __m512i w = panel_group(dt, p, g);
+            const __m512i w = panel_group(dt, lay, p, g);
 #pragma GCC unroll 8
             for (int j = 0; j < T; j++) acc[j] = _mm512_dpbusd_epi32(acc[j], w, bcast4(&xt[j][b], 4 * g));
         }
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const kern_panel *)p)->d));
 #pragma GCC unroll 8
         for (int j = 0; j < T; j++)
             facc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[j]), _mm512_mul_ps(dw, _mm512_set1_ps(xt[j][b].d)), facc[j]);
@@ -345,58 +347,57 @@ INL void panel_tile(int dt, int T, const char *p, const act_q8 *x, int nb, float
     for (int j = 0; j < T; j++) _mm512_storeu_ps(y + (size_t)j * M, facc[j]);
 }
 
-/* A panel's nb blocks from storage p into the PANEL_PREPARED format at out (64-byte aligned). */
-INL void panel_prepare(int dt, const char *p, int nb, char *out) {
-    const size_t pbb = KERN_PANEL * (dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0));
-    for (int b = 0; b < nb; b++, p += pbb, out += PREP_BLOCK_BYTES) {
-        _mm256_store_si256((__m256i *)out, _mm256_loadu_si256((const __m256i *)p));
+/* A panel's nb blocks from storage p into the prepared layout at out. */
+INL void panel_prepare(int dt, const char *p, int nb, panel_prepared *out) {
+    const size_t pbb = kern_panel_block_bytes(dt);
+    for (int b = 0; b < nb; b++, p += pbb, out++) {
+        _mm256_store_si256((__m256i *)out->d, _mm256_loadu_si256((const __m256i *)((const kern_panel *)p)->d));
 #pragma GCC unroll 8
-        for (int g = 0; g < 8; g++) _mm512_store_si512(out + 64 + 64 * g, panel_group(dt, p, g));
+        for (int g = 0; g < 8; g++) _mm512_store_si512(out->w[g], panel_group(dt, KERN_LAYOUT_PANEL16, p, g));
     }
 }
 
 /* All n tokens over one panel. */
-INL void panel_tokens(int dt, const char *p, const act_q8 *x, int n, int nb, float *y, int M) {
+INL void panel_tokens(int dt, kern_layout lay, const char *p, const act_q8 *x, int n, int nb, float *y, int M) {
     int t = 0;
     for (; t + PANEL_TOKENS <= n; t += PANEL_TOKENS)
-        panel_tile(dt, PANEL_TOKENS, p, x + (size_t)t * nb, nb, y + (size_t)t * M, M, t == 0);
+        panel_tile(dt, lay, PANEL_TOKENS, p, x + (size_t)t * nb, nb, y + (size_t)t * M, M, t == 0);
     x += (size_t)t * nb, y += (size_t)t * M;
     switch (n - t) { /* constant T: the compiler keeps accumulators in registers */
-#define TAIL(T) case T: panel_tile(dt, T, p, x, nb, y, M, t == 0); break;
+#define TAIL(T) case T: panel_tile(dt, lay, T, p, x, nb, y, M, t == 0); break;
     TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7)
 #undef TAIL
     default: break;
     }
 }
 
-/* Whole panels straight from the weights; a panel row outside a whole-panel range (only a direct caller's
- * ragged range: the pool hands out multiples of 16) is gathered into plain form; plain rows go to tiles. */
-INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1) {
+/* Whole panels straight from the weights (or, for many tokens, from a prepared copy in tmp); a panel row
+ * outside a whole-panel range (only a direct caller's ragged range: the pool hands out multiples of 16)
+ * is gathered into plain form in tmp; plain rows go to tiles. */
+INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
     const int nb = m->cols / QK, pr = kern_panel_rows(m), M = m->rows;
-    char *buf = NULL, *prep = n >= PANEL_PREP_N && r0 < pr ? aligned_alloc(64, (size_t)nb * PREP_BLOCK_BYTES) : NULL;
+    panel_prepared *prep = n >= PANEL_PREP_N ? kern_tmp_prepared(tmp) : NULL;
+    char *buf = kern_tmp_row(tmp, m->cols);
     int r = r0;
     while (r < r1 && r < pr) {
         if (r % KERN_PANEL == 0 && r + KERN_PANEL <= r1) {
-            const char *p = kern_panel_block(m, r, 0);
-            if (prep) { /* (two calls, not a ?: argument: each must see a constant format) */
+            const char *p = (const char *)kern_panel_block(m, r, 0);
+            if (prep) { /* (two calls, not a ?: argument: each must see a constant layout) */
                 panel_prepare(dt, p, nb, prep);
-                panel_tokens(PANEL_PREPARED, prep, x, n, nb, y + r, M);
+                panel_tokens(dt, KERN_LAYOUT_PREPARED, (const char *)prep, x, n, nb, y + r, M);
             } else
-                panel_tokens(dt, p, x, n, nb, y + r, M);
+                panel_tokens(dt, KERN_LAYOUT_PANEL16, p, x, n, nb, y + r, M);
             r += KERN_PANEL;
             continue;
         }
-        if (!buf && !(buf = malloc(kern_row_bytes(dt, m->cols)))) { /* no result rather than a wrong one */
-            for (int t = 0; t < n; t++) y[(size_t)t * M + r] = NAN;
-        } else tiles_q(dt, y + r, M, x, n, kern_qrow_plain(m, r, buf), 1, nb);
+        tiles_q(dt, y + r, M, x, n, kern_qrow_plain(m, r, buf), 1, nb);
         r++;
     }
-    free(buf), free(prep);
     if (r < r1) tiles_q(dt, y + r, M, x, n, kern_qrow(m, r), r1 - r, nb);
 }
 
-static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1); }
-static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1); }
+static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1, tmp); }
+static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1, tmp); }
 
 const kern_isa kern_isa_avx512 = {"avx512", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}, kern_attention_avx512, quantize_act_avx512,
                                    silu_mul_avx512};

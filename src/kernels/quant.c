@@ -56,6 +56,20 @@ void dequantize_row_q4_0(const block_q4_0 *x, float *y, int k) {
     }
 }
 
+int32_t kern_q8_0_block_dot(const void *wblk, const int8_t *x) {
+    const block_q8_0 *w = wblk;
+    int32_t isum = 0;
+    for (int i = 0; i < QK; i++) isum += w->qs[i] * x[i];
+    return isum;
+}
+
+int32_t kern_q4_0_block_dot(const void *wblk, const int8_t *x) {
+    const block_q4_0 *w = wblk;
+    int32_t isum = 0;
+    for (int i = 0; i < QK / 2; i++) isum += ((w->qs[i] & 0x0f) - 8) * x[i] + ((w->qs[i] >> 4) - 8) * x[i + QK / 2];
+    return isum;
+}
+
 void quantize_act_ref(const float *x, act_q8 *y, int k, int c) {
     for (int i = 0; i < k / QK; i++, x += QK) {
         float amax = 0.0f;
@@ -71,61 +85,44 @@ void quantize_act_ref(const float *x, act_q8 *y, int k, int c) {
     }
 }
 
-int quant_weight_offset(int dt) { return dt == KILN_DT_Q4_0 ? 8 : 128; }
-
-void kern_row_from_f32(void *dst, kiln_dtype dt, const float *src, int cols) {
-    switch (dt) {
-    case KILN_DT_F32: memcpy(dst, src, (size_t)cols * 4); break;
-    case KILN_DT_F16:
-        for (int i = 0; i < cols; i++) ((uint16_t *)dst)[i] = kern_f32_to_f16(src[i]);
-        break;
-    case KILN_DT_BF16:
-        for (int i = 0; i < cols; i++) ((uint16_t *)dst)[i] = kern_f32_to_bf16(src[i]);
-        break;
-    case KILN_DT_Q8_0: quantize_row_q8_0_ref(src, dst, cols); break;
-    case KILN_DT_Q4_0: quantize_row_q4_0_ref(src, dst, cols); break;
-    default: break;
-    }
-}
-
 struct convert_job {
     void *dst;
     const void *src;
     kiln_dtype dst_dt, src_dt;
-    int rows, cols, il;
+    int rows, cols;
+    kern_layout layout;
     int failed[64 * 16]; /* one flag per thread, a cache line apart */
 };
 
 /* ---- the panel layout (kernels.h) ---- */
 
-/* One block's bytes inside a panel block: the scale at 2*i, quant group g of row i at 32 + 64*g + 4*i. */
-static void panel_copy(kiln_dtype dt, char *panel_blk, int i, char *blk, bool to_panel) {
-    const int groups = dt == KILN_DT_Q8_0 ? QK / 4 : QK / 8;
-    char *d = panel_blk + 2 * i;
-    if (to_panel) memcpy(d, blk, 2);
-    else memcpy(blk, d, 2);
-    for (int g = 0; g < groups; g++) {
-        char *q = panel_blk + 2 * KERN_PANEL + 64 * g + 4 * i;
-        if (to_panel) memcpy(q, blk + 2 + 4 * g, 4);
-        else memcpy(blk + 2 + 4 * g, q, 4);
+/* Row i's block inside panel block p: its scale is p->d[i], its quant group g is p->qs[g][i]. */
+static void panel_copy(kiln_dtype dt, kern_panel *p, int i, char *blk, bool to_panel) {
+    char *d = (char *)&p->d[i];
+    if (to_panel) memcpy(d, blk, sizeof p->d[i]);
+    else memcpy(blk, d, sizeof p->d[i]);
+    for (int g = 0; g < kern_formats[dt].panel_groups; g++) {
+        char *q = (char *)p->qs[g][i], *b = blk + sizeof p->d[i] + sizeof p->qs[g][i] * (size_t)g;
+        if (to_panel) memcpy(q, b, sizeof p->qs[g][i]);
+        else memcpy(b, q, sizeof p->qs[g][i]);
     }
 }
 
 void kern_qblock_get(const kiln_mat *m, int r, int b, void *blk) {
-    const size_t bsz = m->dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    const size_t bsz = kern_formats[m->dt].block_bytes;
     if (r >= kern_panel_rows(m)) memcpy(blk, kern_qrow(m, r) + (size_t)b * bsz, bsz);
-    else panel_copy(m->dt, (char *)kern_panel_block(m, r, b), r % KERN_PANEL, blk, false);
+    else panel_copy(m->dt, (kern_panel *)kern_panel_block(m, r, b), r % KERN_PANEL, blk, false);
 }
 
 void kern_qblock_put(const kiln_mat *m, int r, int b, const void *blk) {
-    const size_t bsz = m->dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    const size_t bsz = kern_formats[m->dt].block_bytes;
     if (r >= kern_panel_rows(m)) memcpy((char *)kern_qrow(m, r) + (size_t)b * bsz, blk, bsz);
-    else panel_copy(m->dt, (char *)kern_panel_block(m, r, b), r % KERN_PANEL, (char *)blk, true);
+    else panel_copy(m->dt, (kern_panel *)kern_panel_block(m, r, b), r % KERN_PANEL, (char *)blk, true);
 }
 
 const char *kern_qrow_plain(const kiln_mat *m, int r, char *buf) {
     if (r >= kern_panel_rows(m)) return kern_qrow(m, r);
-    const size_t bsz = m->dt == KILN_DT_Q8_0 ? sizeof(block_q8_0) : sizeof(block_q4_0);
+    const size_t bsz = kern_formats[m->dt].block_bytes;
     for (int b = 0; b < m->cols / QK; b++) kern_qblock_get(m, r, b, buf + (size_t)b * bsz);
     return buf;
 }
@@ -140,7 +137,7 @@ static void convert_part(void *arg, int ith, int nth) {
         return;
     }
     size_t sb = kern_row_bytes(j->src_dt, j->cols), db = kern_row_bytes(j->dst_dt, j->cols);
-    const kiln_mat dst = {j->dst, j->dst_dt, j->rows, j->cols, j->il};
+    const kiln_mat dst = {j->dst, j->dst_dt, j->rows, j->cols, j->layout};
     const int panel_rows = kern_panel_rows(&dst);
     char *plain = panel_rows ? malloc(db) : NULL; /* one quantised row, then spread over its panel */
     if (panel_rows && !plain) j->failed[(ith % 64) * 16] = 1;
@@ -151,7 +148,7 @@ static void convert_part(void *arg, int ith, int nth) {
             continue;
         }
         kern_row_from_f32(plain, j->dst_dt, tmp, j->cols);
-        size_t bsz = db / (size_t)(j->cols / QK);
+        const size_t bsz = kern_formats[j->dst_dt].block_bytes;
         for (int b = 0; b < j->cols / QK; b++) kern_qblock_put(&dst, r, b, plain + b * bsz);
     }
     free(plain);
@@ -159,11 +156,11 @@ static void convert_part(void *arg, int ith, int nth) {
 }
 
 int kern_convert_mat(kiln_pool *pool, void *dst, kiln_dtype dst_dt, const void *src, kiln_dtype src_dt, int rows,
-                     int cols, int il) {
+                     int cols, kern_layout layout) {
     struct convert_job *j = calloc(1, sizeof *j);
     if (!j) return -1;
     *j = (struct convert_job){.dst = dst, .src = src, .dst_dt = dst_dt, .src_dt = src_dt, .rows = rows, .cols = cols,
-                               .il = dst_dt == KILN_DT_Q8_0 || dst_dt == KILN_DT_Q4_0 ? il : 1};
+                               .layout = kern_is_quantised(dst_dt) ? layout : KERN_LAYOUT_PLAIN};
     kiln_pool_run(pool, convert_part, j);
     int failed = 0;
     for (int i = 0; i < 64; i++) failed |= j->failed[i * 16];

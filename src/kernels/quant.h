@@ -39,9 +39,7 @@ void quantize_row_q4_0_ref(const float *x, block_q4_0 *y, int k);
 void dequantize_row_q8_0(const block_q8_0 *x, float *y, int k);
 void dequantize_row_q4_0(const block_q4_0 *x, float *y, int k);
 
-/* Activations, scalar reference. c is the weight offset (128 for Q8_0, 8 for Q4_0). */
+/* Activations, scalar reference. c is the weights' unsigned offset (kern_formats[dt].weight_offset). */
 void quantize_act_ref(const float *x, act_q8 *y, int k, int c);
-/* Offset the activation correction must use for weights of dtype dt (Q8_0 or Q4_0). */
-int quant_weight_offset(int dt);
 
 #endif

@@ -1,15 +1,14 @@
-/* dtype.c — names of the storage/compute formats, as flags and JSON spell them. */
-#include "kiln.h"
-
+/* dtype.c — names of the storage/compute formats, as flags and JSON spell them (kern_formats[].name). */
 #include <string.h>
 
-static const char *const names[KILN_DT_COUNT] = {"f32", "f16", "bf16", "q8_0", "q4_0"};
+#include "kernels/format.h"
+#include "kiln.h"
 
-const char *kiln_dtype_name(kiln_dtype dt) { return (unsigned)dt < KILN_DT_COUNT ? names[dt] : "?"; }
+const char *kiln_dtype_name(kiln_dtype dt) { return kern_dtype_valid((int)dt) ? kern_formats[dt].name : "?"; }
 
 int kiln_dtype_parse(const char *name, kiln_dtype *out) {
     for (int i = 0; i < KILN_DT_COUNT; i++)
-        if (strcmp(name, names[i]) == 0) {
+        if (strcmp(name, kern_formats[i].name) == 0) {
             *out = (kiln_dtype)i;
             return 0;
         }

@@ -1,13 +1,16 @@
 /* model.h — the loaded model as the engine sees it (internal to libkiln).
  *
  * Matrices are kiln_mat views: into the safetensors mapping (zero-copy, stored dtype) or, when the
- * caller asked for another dtype, into one owned buffer. Norm weights and biases are small f32 copies. */
+ * caller asked for another dtype, into one owned buffer. Norm weights and biases are small f32 copies.
+ * Loading is split by job: shards.c opens the files, tensors.c lists the tensors, weight_format.c picks
+ * each one's format, convert.c converts (and caches), model.c binds them and owns the result. */
 #ifndef KILN_MODEL_H
 #define KILN_MODEL_H
 
 #include "common/fileio.h"
 #include "kernels/kernels.h"
-#include "model/safetensors.h"
+#include "model/shards.h"
+#include "model/weight_format.h"
 
 typedef struct kiln_layer {
     kiln_mat wq, wk, wv, wo, w_gate, w_up, w_down;
@@ -18,12 +21,13 @@ typedef struct kiln_layer {
 
 struct kiln_model {
     kiln_config cfg;
-    st_file *files;
-    int n_files;
-    char *source; /* the file errors name: model.safetensors or the shard index */
+    st_set shards; /* the checkpoint's files (closed once every matrix is converted) */
     kiln_mat embed, lm_head; /* lm_head == embed when tied */
     float *final_norm;
     kiln_layer *layers;
+    kiln_mat **mats; /* every distinct matrix (the embedding, lm_head when untied, the layers'), load order */
+    int n_mats;
+    int quant_cols_max; /* widest row of a quantised matrix (0: none): what kern_matmul's scratch must fit */
     void *owned; /* converted matrices (opts.dtype / opts.quant), NULL when zero-copy or cached */
     void *cache_map; /* the mapped weight cache the matrices point into, or NULL */
     size_t cache_len;
@@ -32,5 +36,20 @@ struct kiln_model {
     size_t weight_bytes, params;
     kiln_pool *pool;
 };
+
+/* Whether matrix m is the output projection (lm_head, or the embedding when it stands in for it). */
+static inline bool model_is_output(const struct kiln_model *m, const kiln_mat *mat) {
+    return mat == &m->lm_head || (mat == &m->embed && m->lm_head.data == m->embed.data);
+}
+
+/* Looks up the tensor d describes (called name, rows x cols, cols 0 for a vector) and checks its shape.
+ * 0 with *out set, or with *out NULL when d is optional and absent; -1 (err) when missing or misshapen. */
+int model_find_tensor(const st_set *s, const tensor_desc *d, const char *name, int64_t rows, int64_t cols,
+                      const st_tensor **out, kiln_err *err);
+
+/* convert.c: converts every matrix to the format weight_format gives it (or maps them from the weight
+ * cache), then closes the checkpoint files. */
+int model_convert(struct kiln_model *m, const char *dir, const kiln_model_opts *o, const weight_request *rq,
+                  kiln_err *err);
 
 #endif

@@ -10,15 +10,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kernels/format.h"
+
 /* Largest header the reference implementation accepts (100 MB). */
 #define ST_MAX_HEADER (100u * 1000 * 1000)
 
+/* The formats safetensors can hold (kern_formats[].st_name), one value per block. */
 static int parse_dtype(const char *s, kiln_dtype *dt, size_t *esize) {
-    if (strcmp(s, "F32") == 0) *dt = KILN_DT_F32, *esize = 4;
-    else if (strcmp(s, "F16") == 0) *dt = KILN_DT_F16, *esize = 2;
-    else if (strcmp(s, "BF16") == 0) *dt = KILN_DT_BF16, *esize = 2;
-    else return -1;
-    return 0;
+    for (int i = 0; i < KILN_DT_COUNT; i++)
+        if (kern_formats[i].st_name && strcmp(s, kern_formats[i].st_name) == 0) {
+            *dt = (kiln_dtype)i, *esize = kern_formats[i].block_bytes;
+            return 0;
+        }
+    return -1;
 }
 
 static int cmp_by_offset(const void *a, const void *b) {
@@ -145,7 +149,8 @@ fail:
 
 int st_open(st_file *f, const char *path, kiln_err *err) {
     memset(f, 0, sizeof *f);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO in a model's place fails the regular-file check below instead of hanging here */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return kiln_err_set(err, "%s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

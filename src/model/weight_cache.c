@@ -24,7 +24,7 @@ typedef struct wc_header {
 } wc_header;
 
 typedef struct wc_mat {
-    int32_t dt, rows, cols, il; /* il: layout of Q8_0/Q4_0 data (kiln_mat.il, kernels.h) */
+    int32_t dt, rows, cols, il; /* layout, as the file spells it: 16 = KERN_LAYOUT_PANEL16, 1 = plain */
     uint64_t off; /* from data_off */
 } wc_mat;
 
@@ -72,7 +72,7 @@ static void layout(const wc_want *w, wc_header *h, wc_mat *recs) {
     size_t off = 0;
     for (int i = 0; i < w->n_mats; i++) {
         const kiln_mat *m = &w->mats[i];
-        recs[i] = (wc_mat){(int32_t)m->dt, m->rows, m->cols, m->il > 1 ? m->il : 1, off};
+        recs[i] = (wc_mat){(int32_t)m->dt, m->rows, m->cols, m->layout == KERN_LAYOUT_PANEL16 ? KERN_PANEL : 1, off};
         off = align_up(off + kern_row_bytes(m->dt, m->cols) * (size_t)m->rows, WC_ALIGN);
     }
     h->data_bytes = off;
@@ -102,10 +102,14 @@ static int reject(kiln_err *err, void *map, size_t len, const char *why) {
 }
 
 int wcache_load(const char *path, const wc_want *w, void **map_out, size_t *len_out, size_t *offs, kiln_err *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* (a FIFO must not hang the load) */
     if (fd < 0) return errno == ENOENT ? 1 : kiln_err_set(err, "cannot open: %s", strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) || (size_t)st.st_size < sizeof(wc_header)) {
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return reject(err, NULL, 0, "not a regular file");
+    }
+    if ((size_t)st.st_size < sizeof(wc_header)) {
         close(fd);
         return reject(err, NULL, 0, "truncated (shorter than its header)");
     }

@@ -12,12 +12,12 @@
  * counters sit on their own cache lines so spinning readers do not slow the writers. */
 #include "runtime/threadpool.h"
 
+#include "runtime/cpu.h"
+
 #include <pthread.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #define SPIN_ITERS (1 << 11) /* x ~65-cycle pause: ~40 us */
 
@@ -76,32 +76,6 @@ static void *worker(void *a) {
     }
 }
 
-int kiln_physical_cores(void) {
-    /* Count distinct (physical id, core id) pairs; fall back to online CPUs. */
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    int seen[1024][2], ns = 0, phys = 0, core = -1;
-    char line[512];
-    if (f) {
-        while (fgets(line, sizeof line, f)) {
-            if (sscanf(line, "physical id : %d", &phys) == 1) continue;
-            if (sscanf(line, "core id : %d", &core) == 1) {
-                int dup = 0;
-                for (int i = 0; i < ns; i++)
-                    if (seen[i][0] == phys && seen[i][1] == core) dup = 1;
-                if (!dup && ns < 1024) {
-                    seen[ns][0] = phys;
-                    seen[ns][1] = core;
-                    ns++;
-                }
-            }
-        }
-        fclose(f);
-    }
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    if (ns <= 0 || ns > online) ns = online > 0 ? (int)online : 1;
-    return ns;
-}
-
 kiln_pool *kiln_pool_new(int n_threads) {
     if (n_threads <= 0) n_threads = kiln_physical_cores();
     kiln_pool *p = aligned_alloc(64, (sizeof *p + 63) & ~(size_t)63);
@@ -118,9 +92,10 @@ kiln_pool *kiln_pool_new(int n_threads) {
     }
     for (int i = 1; i < n_threads; i++) {
         struct worker_arg *wa = malloc(sizeof *wa);
-        if (!wa) {
+        if (!wa) { /* out of memory: no pool (the caller reports it) rather than a silently smaller one */
             p->n = i;
-            break;
+            kiln_pool_free(p);
+            return NULL;
         }
         wa->p = p;
         wa->ith = i;

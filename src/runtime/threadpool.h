@@ -1,7 +1,11 @@
 /* threadpool.h — a persistent pool of worker threads for data-parallel kernels.
  *
  * kiln_pool_run(pool, fn, arg) calls fn(arg, ith, nth) once on each of the nth threads (the calling
- * thread is ith 0) and returns when all have finished. Workers stay alive between calls. */
+ * thread is ith 0) and returns when all have finished. Workers stay alive between calls.
+ *
+ * Why runtime/ and not next to one user: the kernels (kern_matmul, kern_convert_mat), the engine
+ * (attention, SwiGLU), the loader (which owns the model's pool) and `kiln info`'s bandwidth measurement all
+ * run on it; runtime/ holds what the machine offers (cpu.h: features and cores; this: its threads). */
 #ifndef KILN_THREADPOOL_H
 #define KILN_THREADPOOL_H
 
@@ -12,8 +16,6 @@ kiln_pool *kiln_pool_new(int n_threads); /* n_threads <= 0: physical cores */
 void kiln_pool_free(kiln_pool *p);
 int kiln_pool_size(const kiln_pool *p);
 void kiln_pool_run(kiln_pool *p, kiln_pool_fn fn, void *arg);
-/* Physical cores of this machine (hyper-threads not counted); at least 1. */
-int kiln_physical_cores(void);
 
 /* Splits [0, n) into nth contiguous ranges; thread ith gets [*lo, *hi). */
 static inline void kiln_split_range(int n, int ith, int nth, int *lo, int *hi) {

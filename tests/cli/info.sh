@@ -43,7 +43,7 @@ check info_model_figures python3 - "$TMP/info.json" "$M" <<'PY'
 import json, struct, sys, os
 j = json.load(open(sys.argv[1])); d = sys.argv[2]; m = j["model"]
 cfg = json.load(open(os.path.join(d, "config.json")))
-params = 0
+params = vec = 0
 for f in os.listdir(d):
     if f.endswith(".safetensors"):
         with open(os.path.join(d, f), "rb") as fh:
@@ -53,12 +53,15 @@ for f in os.listdir(d):
                 p = 1
                 for s in t["shape"]: p *= s
                 params += p
+                vec += p if len(t["shape"]) == 1 else 0
 assert m["params"] == params, (m["params"], params)
 L, kv = cfg["num_hidden_layers"], cfg.get("num_key_value_heads", cfg["num_attention_heads"])
 hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
 assert m["kv_bytes_per_token"] == 2 * L * kv * hd * 4, m
 b = m["weight_bytes_per_token_by_dtype"]
-assert b["f32"] == 2 * b["f16"] == 2 * b["bf16"] and b["f16"] > b["q8_0"] > b["q4_0"] > 0, b
+# norms stay f32 in every format (as the loader keeps them): only the matrices halve in f16 / bf16
+assert b["f32"] - 4 * vec == 2 * (b["f16"] - 4 * vec) == 2 * (b["bf16"] - 4 * vec), (b, vec)
+assert b["f16"] > b["q8_0"] > b["q4_0"] > 0, b
 assert m["checkpoint_dtype"] == "f32" and m["weight_bytes_per_token"] == b["f32"], m
 # untied embeddings: the table is read one row per token, so bytes/token < all weights
 assert b["f32"] <= params * 4

@@ -1,0 +1,86 @@
+/* tensors.c — the tensor tables of the Llama family (Llama, Mistral, Qwen2, Qwen3) and the walk over them
+ * (see tensors.h). */
+#include "model/tensors.h"
+
+#include <stdio.h>
+
+#include "model/model.h"
+
+#define LAYER(field) offsetof(kiln_layer, field)
+#define MODEL(field) offsetof(struct kiln_model, field)
+
+/* Before the layers. */
+static const tensor_desc head_tensors[] = {
+    {"model.embed_tokens.weight", ROLE_EMBEDDING, DIM_VOCAB, DIM_HIDDEN, WHEN_ALWAYS, false, MODEL(embed)},
+};
+
+/* One decoder layer, in the order the loader checks them. */
+static const tensor_desc layer_tensors[] = {
+    {"model.layers.%d.input_layernorm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_ALWAYS, false, LAYER(attn_norm)},
+    {"model.layers.%d.self_attn.q_proj.weight", ROLE_MATRIX, DIM_Q, DIM_HIDDEN, WHEN_ALWAYS, false, LAYER(wq)},
+    {"model.layers.%d.self_attn.k_proj.weight", ROLE_MATRIX, DIM_KV, DIM_HIDDEN, WHEN_ALWAYS, false, LAYER(wk)},
+    {"model.layers.%d.self_attn.v_proj.weight", ROLE_MATRIX, DIM_KV, DIM_HIDDEN, WHEN_ALWAYS, false, LAYER(wv)},
+    {"model.layers.%d.self_attn.o_proj.weight", ROLE_MATRIX, DIM_HIDDEN, DIM_Q, WHEN_ALWAYS, false, LAYER(wo)},
+    {"model.layers.%d.post_attention_layernorm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_ALWAYS, false, LAYER(ffn_norm)},
+    {"model.layers.%d.mlp.gate_proj.weight", ROLE_MATRIX, DIM_FFN, DIM_HIDDEN, WHEN_ALWAYS, false, LAYER(w_gate)},
+    {"model.layers.%d.mlp.up_proj.weight", ROLE_MATRIX, DIM_FFN, DIM_HIDDEN, WHEN_ALWAYS, false, LAYER(w_up)},
+    {"model.layers.%d.mlp.down_proj.weight", ROLE_MATRIX, DIM_HIDDEN, DIM_FFN, WHEN_ALWAYS, false, LAYER(w_down)},
+    {"model.layers.%d.self_attn.q_proj.bias", ROLE_VECTOR, DIM_Q, DIM_NONE, WHEN_ATTN_BIAS, false, LAYER(bq)},
+    {"model.layers.%d.self_attn.k_proj.bias", ROLE_VECTOR, DIM_KV, DIM_NONE, WHEN_ATTN_BIAS, false, LAYER(bk)},
+    {"model.layers.%d.self_attn.v_proj.bias", ROLE_VECTOR, DIM_KV, DIM_NONE, WHEN_ATTN_BIAS, false, LAYER(bv)},
+    {"model.layers.%d.self_attn.q_norm.weight", ROLE_VECTOR, DIM_HEAD, DIM_NONE, WHEN_QK_NORM, false, LAYER(q_norm)},
+    {"model.layers.%d.self_attn.k_norm.weight", ROLE_VECTOR, DIM_HEAD, DIM_NONE, WHEN_QK_NORM, false, LAYER(k_norm)},
+};
+
+/* After the layers. As transformers: tie_word_embeddings shares the embedding, and a missing lm_head
+ * also falls back to it. */
+static const tensor_desc tail_tensors[] = {
+    {"model.norm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_ALWAYS, false, MODEL(final_norm)},
+    {"lm_head.weight", ROLE_OUTPUT, DIM_VOCAB, DIM_HIDDEN, WHEN_UNTIED, true, MODEL(lm_head)},
+};
+
+static int64_t dim(const kiln_config *c, tensor_dim d) {
+    switch (d) {
+    case DIM_HIDDEN: return c->hidden_size;
+    case DIM_Q: return (int64_t)c->n_heads * c->head_dim;
+    case DIM_KV: return (int64_t)c->n_kv_heads * c->head_dim;
+    case DIM_FFN: return c->intermediate_size;
+    case DIM_HEAD: return c->head_dim;
+    case DIM_VOCAB: return c->vocab_size;
+    case DIM_NONE: break;
+    }
+    return 0;
+}
+
+static bool wanted(const kiln_config *c, tensor_when w) {
+    switch (w) {
+    case WHEN_ATTN_BIAS: return c->attention_bias;
+    case WHEN_QK_NORM: return c->qk_norm;
+    case WHEN_UNTIED: return !c->tie_word_embeddings;
+    case WHEN_ALWAYS: break;
+    }
+    return true;
+}
+
+static int visit(const kiln_config *c, const tensor_desc *t, size_t n, int layer, tensor_visit_fn fn, void *ud,
+                 kiln_err *err) {
+    for (size_t i = 0; i < n; i++) {
+        if (!wanted(c, t[i].when)) continue;
+        char name[160];
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral" /* the names are the tables' literals */
+        snprintf(name, sizeof name, t[i].name, layer);
+#pragma GCC diagnostic pop
+        int rc = fn(ud, &t[i], layer, name, dim(c, t[i].rows), dim(c, t[i].cols), err);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+int tensors_each(const kiln_config *c, tensor_visit_fn fn, void *ud, kiln_err *err) {
+    int rc = visit(c, head_tensors, COUNT(head_tensors), -1, fn, ud, err);
+    for (int l = 0; l < c->n_layers && !rc; l++) rc = visit(c, layer_tensors, COUNT(layer_tensors), l, fn, ud, err);
+    return rc ? rc : visit(c, tail_tensors, COUNT(tail_tensors), -1, fn, ud, err);
+}
