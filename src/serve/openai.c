@@ -135,7 +135,6 @@ static const struct param {
     {"user", ON_BOTH, P_IGNORED, "an end-user id for abuse monitoring: kiln keeps no per-user state"},
     {"metadata", ON_BOTH, P_IGNORED, "tags for stored completions: kiln stores nothing"},
     {"service_tier", ON_BOTH, P_IGNORED, "kiln has one tier"},
-    /* Not implemented (yet): refused by name unless the value is harmless (see harmless()). */
     /* Constrained decoding (constrain.c): at most one of these per request. response_format json_schema
      * constrains with strict true or false alike. */
     {"response_format", ON_BOTH, P_USED, NULL},

@@ -40,23 +40,11 @@ typedef struct fuzz_target {
     int cases; /* per run under ASan; a plain build runs twice as many */
     /* Builds the mutant of seed (the seed file's bytes) into out. */
     void (*mutate)(fuzz_rng *r, const char *seed, size_t n, strbuf *out, char *desc, size_t desc_cap);
-    /* The known-failure class this mutant falls in (see fuzz_known_failures), or NULL. */
-    const char *(*excluded)(const char *data, size_t n);
     /* Loads the model directory dir holding the mutant; on an accepted-but-invalid result writes why. */
     fuzz_outcome (*run)(const char *dir, char *why, size_t why_cap);
 } fuzz_target;
 
 extern const fuzz_target fuzz_targets[];
 extern const int fuzz_n_targets;
-
-/* Known-failure classes excluded until the branches that fix them are merged: name and reason. The lead
- * empties this list (and the predicates that use it) after the merge. */
-typedef struct fuzz_known {
-    const char *name;
-    bool run_anyway; /* true: the mutant still runs (a crash still fails), only its validity check is off */
-    const char *reason;
-} fuzz_known;
-extern const fuzz_known fuzz_known_failures[];
-extern const int fuzz_n_known;
 
 #endif

@@ -10,9 +10,8 @@
  *   test_fuzz --target NAME [--cases N] [--seed S]
  *   test_fuzz --target NAME --case I   one case in this process, its input kept (--keep DIR) to debug
  * Environment: SHARED (fixtures, default ../shared), KILN_FUZZ_SEED, KILN_FUZZ_SCALE (multiplies the
- * number of cases: 10 for a long soak), KILN_FUZZ_ALL=1 (run and check the known-failure classes too: to
- * see whether a merge fixed them). A plain build runs twice the cases of an ASan build (it is ~4x faster):
- * 10,400 + 5,200 per `make test`. */
+ * number of cases: 10 for a long soak). Every mutant runs and every accepted one is checked. A plain
+ * build runs twice the cases of an ASan build (a case runs 2-4x faster there): 10,400 + 5,200 per `make test`. */
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -49,7 +48,7 @@ const char *__asan_default_options(void) { return "allocator_may_return_null=1:m
 typedef struct shared_state {
     volatile int cur, done; /* the case running now; cases finished */
     volatile double t0;     /* when `cur` started */
-    int accepted, rejected, excluded, unchecked;
+    int accepted, rejected;
     int n_invalid;
     struct {
         int id;
@@ -60,7 +59,6 @@ typedef struct shared_state {
 static const char *g_shared = "../shared";
 static const char *g_seeds = "tests/fuzz/seeds";
 static uint64_t g_seed = 19;
-static bool g_all = false; /* KILN_FUZZ_ALL: known failures not excluded */
 
 /* ---- one case ------------------------------------------------------------------------------------ */
 
@@ -124,30 +122,18 @@ static int write_case_dir(const char *dir, const fuzz_seed *s, const strbuf *mut
     return rc;
 }
 
-static const fuzz_known *known(const char *name) {
-    for (int k = 0; name && k < fuzz_n_known; k++)
-        if (!strcmp(fuzz_known_failures[k].name, name)) return &fuzz_known_failures[k];
-    return NULL;
-}
-
 static void run_case(int ti, int i, const char *dir, shared_state *sh) {
     const fuzz_target *t = &fuzz_targets[ti];
     strbuf mut = {0};
     char desc[160] = "", why[256] = "";
     const fuzz_seed *s = make_case(ti, i, &mut, desc, sizeof desc);
-    const fuzz_known *k = s && t->excluded && !g_all ? known(t->excluded(mut.p ? mut.p : "", mut.len)) : NULL;
     if (!s || write_case_dir(dir, s, &mut) != 0) {
         fprintf(stderr, "FAIL fuzz %s case %d: cannot set up the case in %s\n", t->name, i, dir);
         exit(3);
     }
     strbuf_free(&mut);
-    if (k && !k->run_anyway) {
-        sh->excluded++;
-        return;
-    }
     fuzz_outcome o = t->run(dir, why, sizeof why);
-    if (o == FUZZ_INVALID && k) sh->unchecked++;
-    else if (o == FUZZ_INVALID) {
+    if (o == FUZZ_INVALID) {
         if (sh->n_invalid < MAX_INVALID) {
             sh->invalid[sh->n_invalid].id = i;
             snprintf(sh->invalid[sh->n_invalid].why, sizeof sh->invalid[0].why, "%s", why);
@@ -303,9 +289,8 @@ static int run_target(int ti, int cases, const char *dir, shared_state *sh, int 
     }
     *tried += cases;
     int crashes = g_failures - before;
-    printf("%s fuzz %s: %d cases (accepted %d, rejected %d, excluded %d, validity unchecked %d), %d failures, %.1f s\n",
-           crashes ? "FAIL" : "PASS", t->name, cases, sh->accepted, sh->rejected, sh->excluded, sh->unchecked,
-           crashes, now() - t0);
+    printf("%s fuzz %s: %d cases (accepted %d, rejected %d), %d failures, %.1f s\n", crashes ? "FAIL" : "PASS",
+           t->name, cases, sh->accepted, sh->rejected, crashes, now() - t0);
     return crashes;
 }
 
@@ -325,8 +310,7 @@ static int run_single(int ti, int i, const char *dir) {
     printf("case %d of %s: %s; input in %s\n", i, fuzz_targets[ti].name, desc, dir);
     fflush(stdout);
     run_case(ti, i, dir, &sh);
-    printf("%s\n", sh.accepted ? "accepted" : sh.rejected ? "rejected" : sh.excluded ? "excluded (known failure)"
-                   : sh.n_invalid ? sh.invalid[0].why : "accepted (validity unchecked)");
+    printf("%s\n", sh.accepted ? "accepted" : sh.rejected ? "rejected" : sh.invalid[0].why);
     return 0;
 }
 
@@ -348,7 +332,6 @@ int main(int argc, char **argv) {
     if (getenv("SHARED") && *getenv("SHARED")) g_shared = getenv("SHARED");
     if (getenv("KILN_FUZZ_SEED")) g_seed = strtoull(getenv("KILN_FUZZ_SEED"), NULL, 10);
     double scale = (getenv("KILN_FUZZ_SCALE") ? atof(getenv("KILN_FUZZ_SCALE")) : 1.0) * (UNDER_ASAN ? 1 : 2);
-    g_all = getenv("KILN_FUZZ_ALL") && !strcmp(getenv("KILN_FUZZ_ALL"), "1");
     int only_ti = only ? find_target(only) : -1;
     if (only && only_ti < 0) {
         fprintf(stderr, "FAIL fuzz: no target %s\n", only);
@@ -375,8 +358,6 @@ int main(int argc, char **argv) {
         rmdir(work);
         return run_single(only_ti, single, one);
     }
-    for (int k = 0; k < fuzz_n_known && !g_all; k++)
-        printf("excluded until merge: %s: %s\n", fuzz_known_failures[k].name, fuzz_known_failures[k].reason);
     shared_state *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (sh == MAP_FAILED) {
         printf("FAIL fuzz: mmap: %s\n", strerror(errno));
