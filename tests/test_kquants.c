@@ -280,14 +280,90 @@ TEST(matmul_is_vec_dot_per_row) {
     free(w);
 }
 
+static kiln_pool *pools[3];
+
+/* y[t][r] of the SIMD ISA vs the scalar reference on the same quantised activations: the integer sums are
+ * exact in both, only the f32 scaling rounds in another order, so within 2e-5 of sum |w x|. */
+static int compare_simd(kiln_dtype dt, int rows, int cols, int n, int r0, int r1, int threads) {
+    const kern_format *f = &kern_formats[dt];
+    const size_t rb = kern_row_bytes(dt, cols), xb = kern_act_row_bytes(f->act, cols);
+    float *w = malloc(sizeof(float) * (size_t)rows * cols), *x = malloc(sizeof(float) * (size_t)n * cols);
+    float *wd = malloc(sizeof(float) * (size_t)rows * cols), *xd = malloc(sizeof(float) * (size_t)n * cols);
+    float *ref = malloc(sizeof(float) * (size_t)n * rows), *got = malloc(sizeof(float) * (size_t)n * rows);
+    char *wq = malloc(rb * (size_t)rows), *xq = malloc(xb * (size_t)n);
+    for (int i = 0; i < rows * cols; i++) w[i] = frand() * (1 + (i / 256) % 4);
+    for (int i = 0; i < n * cols; i++) x[i] = frand();
+    for (int r = 0; r < rows; r++) f->from_f32(wq + rb * r, w + (size_t)r * cols, cols), f->to_f32(wd + (size_t)r * cols, wq + rb * r, cols);
+    for (int t = 0; t < n; t++) kern_acts[f->act].quantize(xq + xb * t, x + (size_t)t * cols, cols), act_to_f32(f->act, xq + xb * t, xd + (size_t)t * cols, cols);
+    const kiln_mat m = {wq, dt, rows, cols, KERN_LAYOUT_PLAIN};
+    int bad = 0;
+    kern_isa_scalar.gemm[dt](ref, xq, n, &m, 0, rows, NULL);
+    for (int i = 0; i < n * rows; i++) got[i] = NAN;
+    if (threads) { /* through kern_matmul and the pool: every row */
+        kern_matmul(pools[threads - 1], &ks, got, x, n, &m, NULL);
+        r0 = 0, r1 = rows;
+    } else
+        kern_active_isa()->gemm[dt](got, xq, n, &m, r0, r1, NULL);
+    for (int t = 0; t < n && bad < 3; t++)
+        for (int r = 0; r < rows && bad < 3; r++) {
+            const float a = ref[(size_t)t * rows + r], b = got[(size_t)t * rows + r];
+            if (r < r0 || r >= r1) {
+                if (!isnan(b)) {
+                    CHECK(0, "%s wrote row %d outside [%d, %d)", f->name, r, r0, r1);
+                    bad++;
+                }
+                continue;
+            }
+            double mag = 1e-6;
+            for (int c = 0; c < cols; c++) mag += fabs((double)wd[(size_t)r * cols + c] * xd[(size_t)t * cols + c]);
+            if (!(fabs(a - b) <= 2e-5 * mag)) {
+                CHECK(0, "%s %s rows=%d cols=%d n=%d [%d,%d) threads=%d: y[%d][%d] scalar %g simd %g", kern_isa_name(),
+                      f->name, rows, cols, n, r0, r1, threads, t, r, a, b);
+                bad++;
+            }
+        }
+    free(w), free(x), free(wd), free(xd), free(ref), free(got), free(wq), free(xq);
+    return bad;
+}
+
+/* Every format an ISA has its own kernel for: odd row counts, 1..9 super-blocks, token counts around the
+ * 8-token tile, ragged row ranges called directly, and the pool's split at 1..3 threads. */
+TEST(simd_kquants_match_scalar) {
+    static const char *isas[] = {"avx2", "avx512"};
+    const int rows[] = {1, 3, 16, 37}, cols[] = {256, 768, 2304}, ns[] = {1, 2, 7, 8, 9, 17};
+    int tested = 0;
+    for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {
+        if (kern_set_isa(isas[s]) != 0) continue;
+        for (int dt = 0; dt < KILN_DT_COUNT; dt++) {
+            if (!kern_formats[dt].vec_dot || !kern_active_isa()->gemm[dt]) continue;
+            tested++;
+            for (int a = 0; a < 4; a++)
+                for (int b = 0; b < 3; b++)
+                    for (int k = 0; k < 6; k++)
+                        if (compare_simd((kiln_dtype)dt, rows[a], cols[b], ns[k], 0, rows[a], 0)) goto out;
+            if (compare_simd((kiln_dtype)dt, 37, 512, 5, 3, 30, 0) || compare_simd((kiln_dtype)dt, 37, 512, 1, 17, 18, 0))
+                goto out;
+            for (int th = 1; th <= 3; th++)
+                if (compare_simd((kiln_dtype)dt, 67, 1024, th == 2 ? 1 : 13, 0, 0, th)) goto out;
+        }
+    }
+out:
+    kern_set_isa(kern_best_isa());
+    /* AVX-512 has Q4_K, Q5_K and Q6_K kernels: on a machine with it they must have run */
+    if (kern_set_isa("avx512") == 0) CHECK(tested >= 3, "only %d SIMD k-quant kernels tested", tested);
+    kern_set_isa(kern_best_isa());
+}
+
 int main(void) {
-    pool2 = kiln_pool_new(2);
-    if (!pool2 || kern_scratch_reserve(&ks, 2, 32, 4096)) return printf("FAIL setup\n"), 1;
+    for (int i = 0; i < 3; i++) pools[i] = kiln_pool_new(i + 1);
+    pool2 = pools[1];
+    if (!pools[0] || !pool2 || !pools[2] || kern_scratch_reserve(&ks, 3, 32, 4096)) return printf("FAIL setup\n"), 1;
     RUN(q4_k_scale_packing);
     RUN(vec_dot_equals_dequantised_dot);
     RUN(matmul_is_vec_dot_per_row);
+    RUN(simd_kquants_match_scalar);
     RUN(gguf_tensors_match_llamacpp);
     kern_scratch_free(&ks);
-    kiln_pool_free(pool2);
+    for (int i = 0; i < 3; i++) kiln_pool_free(pools[i]);
     return check_done();
 }
