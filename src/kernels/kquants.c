@@ -12,14 +12,12 @@ const int8_t kern_iq4nl_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 
 
 static inline float h2f(uint16_t h) { return kern_f16_to_f32(h); }
 
-/* Bit 4 of values j and j+16 of a Q5 block (qh as one little-endian u32), in place for OR-ing. */
+/* A Q5 block's high bits as one little-endian u32 (bit j: bit 4 of value j). */
 static inline uint32_t q5_qh(const uint8_t qh[4]) {
     uint32_t v;
     memcpy(&v, qh, sizeof v);
     return v;
 }
-static inline int q5_hi0(uint32_t qh, int j) { return (int)(((qh >> j) << 4) & 0x10); }
-static inline int q5_hi1(uint32_t qh, int j) { return (int)((qh >> (j + 12)) & 0x10); }
 
 void kern_q3_k_scales(const uint8_t packed[12], int8_t out[16]) {
     const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
@@ -37,17 +35,13 @@ void kern_q3_k_scales(const uint8_t packed[12], int8_t out[16]) {
 
 void quantize_row_q8_1_ref(const float *x, block_q8_1 *y, int k) {
     for (int i = 0; i < k / QK; i++, x += QK) {
+        block_q8_0 b;
+        quantize_row_q8_0_ref(x, &b, QK); /* Q8_1's step and quants are Q8_0's */
         float amax = 0.0f;
-        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
-        y[i].d = kern_f32_to_f16(d);
         int sum = 0;
-        for (int j = 0; j < QK / 2; j++) {
-            y[i].qs[j] = (int8_t)roundf(x[j] * id);
-            y[i].qs[QK / 2 + j] = (int8_t)roundf(x[QK / 2 + j] * id);
-            sum += y[i].qs[j] + y[i].qs[QK / 2 + j];
-        }
-        y[i].s = kern_f32_to_f16((float)sum * d);
+        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j])), sum += b.qs[j];
+        y[i].d = b.d, y[i].s = kern_f32_to_f16((float)sum * (amax / 127.0f)); /* s from the unrounded step */
+        memcpy(y[i].qs, b.qs, QK);
     }
 }
 
@@ -77,48 +71,44 @@ void quantize_row_q8_K_ref(const float *x, block_q8_K *y, int k) {
 void kern_q8_1_row_from_f32(void *dst, const float *src, int n) { quantize_row_q8_1_ref(src, dst, n); }
 void kern_q8_k_row_from_f32(void *dst, const float *src, int n) { quantize_row_q8_K_ref(src, dst, n); }
 
+/* ---- the 32-value formats: value j (0..31) of a block, as an integer level ---- */
+
+static inline int nibble(const uint8_t qs[QK / 2], int j) { return j < QK / 2 ? qs[j] & 0x0f : qs[j - QK / 2] >> 4; }
+/* Q5: bit 4 of value j from qh (as llama.cpp: bit j of the little-endian u32) */
+static inline int q5_level(const uint8_t qs[QK / 2], const uint8_t qh[4], int j) {
+    return nibble(qs, j) | (int)(((q5_qh(qh) >> j) << 4) & 0x10);
+}
+static inline int q4_1_level(const void *b, int j) { return nibble(((const block_q4_1 *)b)->qs, j); }
+static inline int q5_0_level(const void *b, int j) {
+    return q5_level(((const block_q5_0 *)b)->qs, ((const block_q5_0 *)b)->qh, j) - 16;
+}
+static inline int q5_1_level(const void *b, int j) { return q5_level(((const block_q5_1 *)b)->qs, ((const block_q5_1 *)b)->qh, j); }
+static inline int iq4_nl_level(const void *b, int j) { return kern_iq4nl_values[nibble(((const block_iq4_nl *)b)->qs, j)]; }
+
+/* One block's values d*level + m (inlined: level is a constant at every call). */
+static inline void dequant32(const void *blk, float d, float m, float *y, int (*level)(const void *, int)) {
+    for (int j = 0; j < QK; j++) y[j] = (float)level(blk, j) * d + m;
+}
+/* One block's integer dot with its Q8_0 / Q8_1 quants (llama.cpp sums the two halves apart; exact). */
+static inline int dot32(const void *blk, const int8_t *q8, int (*level)(const void *, int)) {
+    int sumi = 0;
+    for (int j = 0; j < QK; j++) sumi += level(blk, j) * q8[j];
+    return sumi;
+}
+
 /* ---- dequantisation ---- */
 
 void dequantize_row_q4_1(const block_q4_1 *x, float *y, int k) {
-    for (int i = 0; i < k / QK; i++, y += QK) {
-        const float d = h2f(x[i].d), m = h2f(x[i].m);
-        for (int j = 0; j < QK / 2; j++) {
-            y[j] = (float)(x[i].qs[j] & 0x0f) * d + m;
-            y[j + QK / 2] = (float)(x[i].qs[j] >> 4) * d + m;
-        }
-    }
+    for (int i = 0; i < k / QK; i++) dequant32(&x[i], h2f(x[i].d), h2f(x[i].m), y + i * QK, q4_1_level);
 }
-
 void dequantize_row_q5_0(const block_q5_0 *x, float *y, int k) {
-    for (int i = 0; i < k / QK; i++, y += QK) {
-        const float d = h2f(x[i].d);
-        const uint32_t qh = q5_qh(x[i].qh);
-        for (int j = 0; j < QK / 2; j++) {
-            y[j] = (float)(((x[i].qs[j] & 0x0f) | q5_hi0(qh, j)) - 16) * d;
-            y[j + QK / 2] = (float)(((x[i].qs[j] >> 4) | q5_hi1(qh, j)) - 16) * d;
-        }
-    }
+    for (int i = 0; i < k / QK; i++) dequant32(&x[i], h2f(x[i].d), 0.0f, y + i * QK, q5_0_level);
 }
-
 void dequantize_row_q5_1(const block_q5_1 *x, float *y, int k) {
-    for (int i = 0; i < k / QK; i++, y += QK) {
-        const float d = h2f(x[i].d), m = h2f(x[i].m);
-        const uint32_t qh = q5_qh(x[i].qh);
-        for (int j = 0; j < QK / 2; j++) {
-            y[j] = (float)((x[i].qs[j] & 0x0f) | q5_hi0(qh, j)) * d + m;
-            y[j + QK / 2] = (float)((x[i].qs[j] >> 4) | q5_hi1(qh, j)) * d + m;
-        }
-    }
+    for (int i = 0; i < k / QK; i++) dequant32(&x[i], h2f(x[i].d), h2f(x[i].m), y + i * QK, q5_1_level);
 }
-
 void dequantize_row_iq4_nl(const block_iq4_nl *x, float *y, int k) {
-    for (int i = 0; i < k / QK; i++, y += QK) {
-        const float d = h2f(x[i].d);
-        for (int j = 0; j < QK / 2; j++) {
-            y[j] = d * (float)kern_iq4nl_values[x[i].qs[j] & 0xf];
-            y[j + QK / 2] = d * (float)kern_iq4nl_values[x[i].qs[j] >> 4];
-        }
-    }
+    for (int i = 0; i < k / QK; i++) dequant32(&x[i], h2f(x[i].d), 0.0f, y + i * QK, iq4_nl_level);
 }
 
 void dequantize_row_q2_K(const block_q2_K *x, float *y, int k) {
@@ -231,67 +221,34 @@ void dequantize_row_iq4_xs(const block_iq4_xs *x, float *y, int k) {
 
 /* ---- the dot products (ggml_vec_dot_*_generic) ---- */
 
-float kern_q4_1_vec_dot(int n, const void *w, const void *act) {
-    const block_q4_1 *x = w;
-    const block_q8_1 *y = act;
+/* Q4_1 and Q5_1 take Q8_1 activations: d*d_x*dot + m*s (both blocks start with their f16 d, then m). */
+static inline float dot_q8_1(int n, const void *w, size_t bsz, const block_q8_1 *y, int (*level)(const void *, int)) {
     float sumf = 0;
     for (int ib = 0; ib < n / QK; ib++) {
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < QK / 2; j++) {
-            sumi0 += (x[ib].qs[j] & 0x0f) * y[ib].qs[j];
-            sumi1 += (x[ib].qs[j] >> 4) * y[ib].qs[j + QK / 2];
-        }
-        sumf += (h2f(x[ib].d) * h2f(y[ib].d)) * (float)(sumi0 + sumi1) + h2f(x[ib].m) * h2f(y[ib].s);
+        const char *blk = (const char *)w + (size_t)ib * bsz;
+        uint16_t dm[2];
+        memcpy(dm, blk, sizeof dm);
+        sumf += (h2f(dm[0]) * h2f(y[ib].d)) * (float)dot32(blk, y[ib].qs, level) + h2f(dm[1]) * h2f(y[ib].s);
     }
     return sumf;
 }
+float kern_q4_1_vec_dot(int n, const void *w, const void *act) { return dot_q8_1(n, w, sizeof(block_q4_1), act, q4_1_level); }
+float kern_q5_1_vec_dot(int n, const void *w, const void *act) { return dot_q8_1(n, w, sizeof(block_q5_1), act, q5_1_level); }
 
-float kern_q5_0_vec_dot(int n, const void *w, const void *act) {
-    const block_q5_0 *x = w;
-    const block_q8_0 *y = act;
+/* Q5_0 and IQ4_NL take Q8_0 activations and have no min. */
+static inline float dot_q8_0(int n, const void *w, size_t bsz, const block_q8_0 *y, int (*level)(const void *, int)) {
     float sumf = 0;
     for (int ib = 0; ib < n / QK; ib++) {
-        const uint32_t qh = q5_qh(x[ib].qh);
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < QK / 2; j++) {
-            sumi0 += (((x[ib].qs[j] & 0x0f) | q5_hi0(qh, j)) - 16) * y[ib].qs[j];
-            sumi1 += (((x[ib].qs[j] >> 4) | q5_hi1(qh, j)) - 16) * y[ib].qs[j + QK / 2];
-        }
-        sumf += (h2f(x[ib].d) * h2f(y[ib].d)) * (float)(sumi0 + sumi1);
+        const char *blk = (const char *)w + (size_t)ib * bsz;
+        uint16_t d;
+        memcpy(&d, blk, sizeof d); /* both blocks start with their f16 step */
+        sumf += (h2f(d) * h2f(y[ib].d)) * (float)dot32(blk, y[ib].qs, level);
     }
     return sumf;
 }
-
-float kern_q5_1_vec_dot(int n, const void *w, const void *act) {
-    const block_q5_1 *x = w;
-    const block_q8_1 *y = act;
-    float sumf = 0;
-    for (int ib = 0; ib < n / QK; ib++) {
-        const uint32_t qh = q5_qh(x[ib].qh);
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < QK / 2; j++) {
-            sumi0 += ((x[ib].qs[j] & 0x0f) | q5_hi0(qh, j)) * y[ib].qs[j];
-            sumi1 += ((x[ib].qs[j] >> 4) | q5_hi1(qh, j)) * y[ib].qs[j + QK / 2];
-        }
-        sumf += (h2f(x[ib].d) * h2f(y[ib].d)) * (float)(sumi0 + sumi1) + h2f(x[ib].m) * h2f(y[ib].s);
-    }
-    return sumf;
-}
-
+float kern_q5_0_vec_dot(int n, const void *w, const void *act) { return dot_q8_0(n, w, sizeof(block_q5_0), act, q5_0_level); }
 float kern_iq4_nl_vec_dot(int n, const void *w, const void *act) {
-    const block_iq4_nl *x = w;
-    const block_q8_0 *y = act;
-    float sumf = 0;
-    for (int ib = 0; ib < n / QK; ib++) {
-        const float d = h2f(y[ib].d) * h2f(x[ib].d);
-        int sumi1 = 0, sumi2 = 0;
-        for (int j = 0; j < QK / 2; j++) {
-            sumi1 += y[ib].qs[j] * kern_iq4nl_values[x[ib].qs[j] & 0xf];
-            sumi2 += y[ib].qs[j + QK / 2] * kern_iq4nl_values[x[ib].qs[j] >> 4];
-        }
-        sumf += d * (float)(sumi1 + sumi2);
-    }
-    return sumf;
+    return dot_q8_0(n, w, sizeof(block_iq4_nl), act, iq4_nl_level);
 }
 
 float kern_q2_k_vec_dot(int n, const void *w, const void *act) {
@@ -380,36 +337,35 @@ static float k4_super(const int8_t *a, const uint8_t packed[K_SCALE_SIZE], uint1
     return h2f(dmin) * y->d * (float)sumi;
 }
 
+/* Q4_K / Q5_K levels of a super-block: 4 bits from qs, + 16 where Q5_K's qh has the value's bit (qh NULL:
+ * Q4_K). Values 64j..64j+31 are the low nibbles of qs[32j..32j+32), the next 32 the high ones. */
+static void k4_levels(const uint8_t qs[QK_K / 2], const uint8_t *qh, int8_t a[QK_K]) {
+    for (int j = 0; j < QK_K / 64; j++)
+        for (int l = 0; l < 32; l++) {
+            const uint8_t q = qs[32 * j + l];
+            a[64 * j + l] = (int8_t)((q & 0xf) + (qh && (qh[l] & (1 << (2 * j))) ? 16 : 0));
+            a[64 * j + 32 + l] = (int8_t)((q >> 4) + (qh && (qh[l] & (2 << (2 * j))) ? 16 : 0));
+        }
+}
+
 float kern_q4_k_vec_dot(int n, const void *w, const void *act) {
     const block_q4_K *x = w;
-    const block_q8_K *y = act;
     float sums[8] = {0}, sumf = 0;
     for (int i = 0; i < n / QK_K; i++) {
         int8_t a[QK_K];
-        for (int j = 0; j < QK_K / 64; j++)
-            for (int l = 0; l < 32; l++) {
-                a[64 * j + l] = (int8_t)(x[i].qs[32 * j + l] & 0xf);
-                a[64 * j + 32 + l] = (int8_t)(x[i].qs[32 * j + l] >> 4);
-            }
-        sumf -= k4_super(a, x[i].scales, x[i].d, x[i].dmin, &y[i], sums);
+        k4_levels(x[i].qs, NULL, a);
+        sumf -= k4_super(a, x[i].scales, x[i].d, x[i].dmin, (const block_q8_K *)act + i, sums);
     }
     return k_total(sumf, sums);
 }
 
 float kern_q5_k_vec_dot(int n, const void *w, const void *act) {
     const block_q5_K *x = w;
-    const block_q8_K *y = act;
     float sums[8] = {0}, sumf = 0;
     for (int i = 0; i < n / QK_K; i++) {
         int8_t a[QK_K];
-        const uint8_t *hm = x[i].qh;
-        for (int j = 0; j < QK_K / 64; j++)
-            for (int l = 0; l < 32; l++) {
-                const uint8_t q = x[i].qs[32 * j + l];
-                a[64 * j + l] = (int8_t)((q & 0xf) + (hm[l] & (1 << (2 * j)) ? 16 : 0));
-                a[64 * j + 32 + l] = (int8_t)((q >> 4) + (hm[l] & (2 << (2 * j)) ? 16 : 0));
-            }
-        sumf -= k4_super(a, x[i].scales, x[i].d, x[i].dmin, &y[i], sums);
+        k4_levels(x[i].qs, x[i].qh, a);
+        sumf -= k4_super(a, x[i].scales, x[i].d, x[i].dmin, (const block_q8_K *)act + i, sums);
     }
     return k_total(sumf, sums);
 }

@@ -162,41 +162,44 @@ void quantize_row_iq4_xs_ref(const float *x, block_iq4_xs *y, int k) {
 
 /* ---- K-quant helpers (ggml-quants.c) ---- */
 
-/* Symmetric levels -nmax..nmax-1 (stored +nmax) with an rmse-weighted scale search (rmse_type 1). */
-static float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
+/* The value of largest magnitude, keeping its sign (0, with L zeroed, when every |x| < GROUP_MAX_EPS). */
+static float signed_max(int n, const float *x, int8_t *L) {
     float max = 0, amax = 0;
     for (int i = 0; i < n; i++)
         if (fabsf(x[i]) > amax) amax = fabsf(x[i]), max = x[i];
-    if (amax < GROUP_MAX_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
-    }
-    float iscale = -nmax / max, sumlx = 0, suml2 = 0;
+    if (amax >= GROUP_MAX_EPS) return max;
+    memset(L, 0, (size_t)n);
+    return 0;
+}
+
+/* Levels l = round(iscale * x) clamped to -nmax..nmax-1, stored as l + offset into L (unless NULL), and
+ * the x^2-weighted sums sum w*x*l and sum w*l*l of the fit. */
+static void signed_levels(int n, int nmax, float iscale, const float *x, int8_t *L, int offset, float *sumlx,
+                          float *suml2) {
+    *sumlx = *suml2 = 0;
     for (int i = 0; i < n; i++) {
         int l = kern_nearest_int(iscale * x[i]);
         l = MAX(-nmax, MIN(nmax - 1, l));
-        L[i] = (int8_t)(l + nmax);
+        if (L) L[i] = (int8_t)(l + offset);
         const float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
+        *sumlx += w * x[i] * l;
+        *suml2 += w * l * l;
     }
+}
+
+/* Symmetric levels -nmax..nmax-1 (stored +nmax) with an rmse-weighted scale search (rmse_type 1). */
+static float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
+    const float max = signed_max(n, x, L);
+    if (!max) return 0.f;
+    float sumlx, suml2;
+    signed_levels(n, nmax, -nmax / max, x, L, nmax, &sumlx, &suml2);
     float scale = suml2 ? sumlx / suml2 : 0.0f, best = scale * sumlx;
     for (int is = -9; is <= 9; is++) {
         if (is == 0) continue;
-        iscale = -(nmax + 0.1f * is) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; i++) {
-            int l = kern_nearest_int(iscale * x[i]);
-            l = MAX(-nmax, MIN(nmax - 1, l));
-            const float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
+        const float iscale = -(nmax + 0.1f * is) / max;
+        signed_levels(n, nmax, iscale, x, NULL, 0, &sumlx, &suml2);
         if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; i++) {
-                const int l = kern_nearest_int(iscale * x[i]);
-                L[i] = (int8_t)(nmax + MAX(-nmax, MIN(nmax - 1, l)));
-            }
+            signed_levels(n, nmax, iscale, x, L, nmax, &sumlx, &suml2); /* the same sums, now kept */
             scale = sumlx / suml2, best = scale * sumlx;
         }
     }
@@ -205,23 +208,10 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L) {
 
 /* Q3_K's levels -nmax..nmax-1 (stored +nmax), refined by coordinate descent on the x^2-weighted error. */
 static float make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++)
-        if (fabsf(x[i]) > amax) amax = fabsf(x[i]), max = x[i];
-    if (amax < GROUP_MAX_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
-    }
-    const float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = kern_nearest_int(iscale * x[i]);
-        l = MAX(-nmax, MIN(nmax - 1, l));
-        L[i] = (int8_t)l;
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
+    const float max = signed_max(n, x, L);
+    if (!max) return 0.f;
+    float sumlx, suml2;
+    signed_levels(n, nmax, -nmax / max, x, L, 0, &sumlx, &suml2);
     for (int itry = 0; itry < 5; itry++) {
         int n_changed = 0;
         for (int i = 0; i < n; i++) {
@@ -245,6 +235,19 @@ static float make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
     }
     for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* Q3_K / Q6_K: each group of 16 fitted by fit (its scale, its levels in L); returns the scale of largest
+ * magnitude with its sign, that magnitude in *max_abs. */
+static float fit_groups(const float *x, int nmax, float (*fit)(int, int, const float *, int8_t *), int8_t *L,
+                        float scales[QK_K / 16], float *max_abs) {
+    float max_scale = 0;
+    *max_abs = 0;
+    for (int j = 0; j < QK_K / 16; j++) {
+        scales[j] = fit(16, nmax, x + 16 * j, L + 16 * j);
+        if (fabsf(scales[j]) > *max_abs) *max_abs = fabsf(scales[j]), max_scale = scales[j];
+    }
+    return max_scale;
 }
 
 /* Levels 0..nmax with a min: x ~ scale*L - the_min, searched over nstep candidate scales. */
@@ -354,11 +357,8 @@ void quantize_row_q2_K_ref(const float *x, block_q2_K *y, int k) {
 void quantize_row_q3_K_ref(const float *x, block_q3_K *y, int k) {
     for (int i = 0; i < k / QK_K; i++, x += QK_K) {
         int8_t L[QK_K];
-        float scales[QK_K / 16], max_scale = 0, amax = 0;
-        for (int j = 0; j < QK_K / 16; j++) {
-            scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
-            if (fabsf(scales[j]) > amax) amax = fabsf(scales[j]), max_scale = scales[j];
-        }
+        float scales[QK_K / 16], amax;
+        const float max_scale = fit_groups(x, 4, make_q3_quants, L, scales, &amax);
         memset(y[i].scales, 0, 12);
         if (max_scale) {
             const float iscale = -32.f / max_scale;
@@ -463,11 +463,8 @@ void quantize_row_q5_K_ref(const float *x, block_q5_K *y, int k) {
 void quantize_row_q6_K_ref(const float *x, block_q6_K *y, int k) {
     for (int i = 0; i < k / QK_K; i++, x += QK_K) {
         int8_t L[QK_K];
-        float scales[QK_K / 16], max_scale = 0, max_abs_scale = 0;
-        for (int ib = 0; ib < QK_K / 16; ib++) {
-            scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
-            if (fabsf(scales[ib]) > max_abs_scale) max_abs_scale = fabsf(scales[ib]), max_scale = scales[ib];
-        }
+        float scales[QK_K / 16], max_abs_scale;
+        const float max_scale = fit_groups(x, 32, make_qx_quants, L, scales, &max_abs_scale);
         if (max_abs_scale < GROUP_MAX_EPS) {
             memset(&y[i], 0, sizeof y[i]);
             continue;
