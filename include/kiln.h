@@ -64,13 +64,25 @@ double kiln_now(void);
 typedef enum { KILN_ARCH_LLAMA, KILN_ARCH_MISTRAL, KILN_ARCH_QWEN2, KILN_ARCH_QWEN3 } kiln_arch;
 typedef enum { KILN_ROPE_DEFAULT, KILN_ROPE_LINEAR, KILN_ROPE_LLAMA3 } kiln_rope_type;
 
-/* Storage / compute formats. Q8_0 and Q4_0 are llama.cpp's 32-weight blocks with an f16 scale. */
+/* Storage / compute formats. The quantised ones are llama.cpp's blocks (ggml-common.h), byte for byte: Q8_0
+ * and Q4_0 (32 weights, f16 scale; what --quant converts to), Q4_1 / Q5_0 / Q5_1 / IQ4_NL (32 weights) and
+ * the 256-weight K-quants Q2_K..Q6_K and IQ4_XS (what GGUF files hold). */
 typedef enum {
     KILN_DT_F32 = 0,
     KILN_DT_F16,
     KILN_DT_BF16,
     KILN_DT_Q8_0,
     KILN_DT_Q4_0,
+    KILN_DT_Q4_1,
+    KILN_DT_Q5_0,
+    KILN_DT_Q5_1,
+    KILN_DT_Q2_K,
+    KILN_DT_Q3_K,
+    KILN_DT_Q4_K,
+    KILN_DT_Q5_K,
+    KILN_DT_Q6_K,
+    KILN_DT_IQ4_NL,
+    KILN_DT_IQ4_XS,
     KILN_DT_COUNT
 } kiln_dtype;
 const char *kiln_dtype_name(kiln_dtype dt);

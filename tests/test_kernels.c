@@ -174,7 +174,7 @@ TEST(simd_matmul_large_shapes) {
     for (int dt = 0; dt < KILN_DT_COUNT; dt++) {
         if (compare_shape(dt, 131, 2048, 1, pools, 0)) return;
         if (compare_shape(dt, 67, 1024, 13, pools, 1)) return;
-        if (kern_is_quantised(dt) && (compare_shape_in(dt, 131, 2048, 1, pools, 0, KERN_LAYOUT_PANEL16) ||
+        if (kern_has_panels(dt) && (compare_shape_in(dt, 131, 2048, 1, pools, 0, KERN_LAYOUT_PANEL16) ||
                                                           compare_shape_in(dt, 67, 1024, 13, pools, 1, KERN_LAYOUT_PANEL16)))
             return;
     }
@@ -257,7 +257,7 @@ TEST(quant_matmul_close_to_dequantised_f32) {
 
 /* Load-time conversion over the pool equals converting row by row on one thread. */
 TEST(convert_mat_matches_rowwise) {
-    enum { R = 37, K = 96 };
+    enum { R = 37, K = 256 };
     float src[R * K];
     for (int i = 0; i < R * K; i++) src[i] = frand() * 3;
     for (int dt = 0; dt < KILN_DT_COUNT; dt++) {
@@ -267,7 +267,7 @@ TEST(convert_mat_matches_rowwise) {
         CHECK(kern_convert_mat(pools[2], b, dt, src, KILN_DT_F32, R, K, KERN_LAYOUT_PLAIN) == 0, "convert to %s", kiln_dtype_name(dt));
         CHECK(memcmp(a, b, rb * R) == 0, "threaded conversion to %s differs", kiln_dtype_name(dt));
         /* with the loader's layout: quantised formats come out in panels, float ones plain */
-        bool q = kern_is_quantised(dt);
+        bool q = kern_has_panels(dt);
         char *c = q ? panel_copy(a, dt, R, K) : NULL;
         CHECK(kern_convert_mat(pools[2], b, dt, src, KILN_DT_F32, R, K, KERN_LAYOUT_PANEL16) == 0, "convert to panels");
         CHECK(memcmp(q ? c : a, b, rb * R) == 0, "panel conversion to %s differs", kiln_dtype_name(dt));
@@ -375,7 +375,12 @@ TEST(format_traits) {
         int offset;
     } want[KILN_DT_COUNT] = {[KILN_DT_F32] = {"f32", "F32", 0, 1, 4, 0},     [KILN_DT_F16] = {"f16", "F16", 1, 1, 2, 0},
                              [KILN_DT_BF16] = {"bf16", "BF16", 30, 1, 2, 0}, [KILN_DT_Q8_0] = {"q8_0", NULL, 8, 32, 34, 128},
-                             [KILN_DT_Q4_0] = {"q4_0", NULL, 2, 32, 18, 8}};
+                             [KILN_DT_Q4_0] = {"q4_0", NULL, 2, 32, 18, 8},  [KILN_DT_Q4_1] = {"q4_1", NULL, 3, 32, 20, 0},
+                             [KILN_DT_Q5_0] = {"q5_0", NULL, 6, 32, 22, 0},  [KILN_DT_Q5_1] = {"q5_1", NULL, 7, 32, 24, 0},
+                             [KILN_DT_Q2_K] = {"q2_k", NULL, 10, 256, 84, 0}, [KILN_DT_Q3_K] = {"q3_k", NULL, 11, 256, 110, 0},
+                             [KILN_DT_Q4_K] = {"q4_k", NULL, 12, 256, 144, 0}, [KILN_DT_Q5_K] = {"q5_k", NULL, 13, 256, 176, 0},
+                             [KILN_DT_Q6_K] = {"q6_k", NULL, 14, 256, 210, 0}, [KILN_DT_IQ4_NL] = {"iq4_nl", NULL, 20, 32, 18, 0},
+                             [KILN_DT_IQ4_XS] = {"iq4_xs", NULL, 23, 256, 136, 0}};
     for (int dt = 0; dt < KILN_DT_COUNT; dt++) {
         const kern_format *f = &kern_formats[dt];
         kiln_dtype parsed;
@@ -384,16 +389,21 @@ TEST(format_traits) {
         CHECK(want[dt].st ? f->st_name && !strcmp(f->st_name, want[dt].st) : !f->st_name, "%s safetensors name", f->name);
         CHECK(f->gguf_type == want[dt].gguf && f->block_values == want[dt].values && f->block_bytes == want[dt].bytes,
               "%s: gguf %d, %d values in %zu bytes", f->name, f->gguf_type, f->block_values, f->block_bytes);
-        CHECK(f->quantised == (want[dt].values > 1) && f->weight_offset == want[dt].offset, "%s offset", f->name);
-        CHECK(kern_row_bytes(dt, 96) == 96 / want[dt].values * want[dt].bytes, "%s row bytes", f->name);
-        float x[64], y[64];
-        char row[64 * 4];
-        for (int i = 0; i < 64; i++) x[i] = (float)(i - 32) * 0.25f; /* exact in every format */
-        f->from_f32(row, x, 64);
-        f->to_f32(y, row, 64);
-        for (int i = 0; i < 64; i++) CHECK(fabsf(y[i] - x[i]) <= (f->quantised ? 0.5f : 0.0f), "%s [%d] %g", f->name, i, y[i]);
+        const bool panels = dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0, block = want[dt].values > 1;
+        CHECK(kern_is_quantised(dt) == block && f->panels == panels && f->weight_offset == want[dt].offset, "%s offset", f->name);
+        CHECK((f->vec_dot != NULL) == (block && !panels) && (f->act != KERN_ACT_F32) == block, "%s kernel family", f->name);
+        CHECK(kern_row_bytes(dt, 512) == 512 / want[dt].values * want[dt].bytes, "%s row bytes", f->name);
+        enum { N = 256 };
+        float x[N], y[N];
+        char row[N * 4];
+        for (int i = 0; i < N; i++) x[i] = (float)(i % 64 - 32) * 0.25f; /* exact in every float format */
+        f->from_f32(row, x, N);
+        f->to_f32(y, row, N);
+        /* a quantised format: within about a step over its bits per weight of the range 16 */
+        const float tol = block ? 16.0f / powf(2.0f, 8.0f * (float)want[dt].bytes / (float)want[dt].values - 1) : 0.0f;
+        for (int i = 0; i < N; i++) CHECK(fabsf(y[i] - x[i]) <= tol, "%s [%d] %g", f->name, i, y[i]);
     }
-    CHECK(kiln_dtype_parse("q5_k", &(kiln_dtype){0}) == -1 && !strcmp(kiln_dtype_name(KILN_DT_COUNT), "?"), "unknown");
+    CHECK(kiln_dtype_parse("q8_k", &(kiln_dtype){0}) == -1 && !strcmp(kiln_dtype_name(KILN_DT_COUNT), "?"), "unknown");
     CHECK(kern_panel_block_bytes(KILN_DT_Q8_0) == 544 && kern_panel_block_bytes(KILN_DT_Q4_0) == 288, "panel blocks");
 }
 

@@ -6,7 +6,8 @@
  *
  * Data layout: a weight matrix is [rows][cols] row-major, rows = output features (as safetensors stores
  * nn.Linear weights). Q8_0 / Q4_0 rows are cols/32 blocks laid out exactly as llama.cpp's block_q8_0 /
- * block_q4_0 (f16 scale then 32 int8 / 16 bytes of nibbles). Activations are f32.
+ * block_q4_0 (f16 scale then 32 int8 / 16 bytes of nibbles); the other block formats' rows are their
+ * llama.cpp blocks one after another (kquants.h). Activations are f32.
  *
  * Panels (Q8_0 / Q4_0 only, kiln_mat.layout == KERN_LAYOUT_PANEL16): the first rows/16*16 rows are
  * stored in panels of 16 rows; rows after the last whole panel are plain. Panel P fills the bytes of plain
@@ -82,7 +83,7 @@ _Static_assert(sizeof(panel_prepared) == 576 && offsetof(panel_prepared, w) == 6
 static inline size_t kern_panel_block_bytes(kiln_dtype dt) { return KERN_PANEL * kern_formats[dt].block_bytes; }
 /* How many leading rows are in panels (0 for plain matrices). */
 static inline int kern_panel_rows(const kiln_mat *m) {
-    return m->layout == KERN_LAYOUT_PANEL16 && kern_is_quantised(m->dt) ? m->rows / KERN_PANEL * KERN_PANEL : 0;
+    return m->layout == KERN_LAYOUT_PANEL16 && kern_has_panels(m->dt) ? m->rows / KERN_PANEL * KERN_PANEL : 0;
 }
 /* Where plain row r starts (r >= kern_panel_rows(m); a panel fills 16 plain rows' bytes). */
 static inline const char *kern_qrow(const kiln_mat *m, int r) {
@@ -110,7 +111,8 @@ const char *kern_isa_name(void);
  * the kernels never allocate: the quantised activations of a batch, and per thread a 64-byte aligned
  * area for one gathered row and one prepared panel. Zero-initialise; free with kern_scratch_free. */
 typedef struct kern_scratch {
-    act_q8 *xq;
+    act_q8 *xq;        /* panel formats' act_q8; the other block formats' activation blocks (kern_acts,
+                          each no larger per value than act_q8) in the same bytes */
     size_t xq_blocks;  /* capacity of xq, in act_q8 blocks */
     char *tmp;         /* threads x tmp_bytes */
     size_t tmp_bytes;  /* per thread */

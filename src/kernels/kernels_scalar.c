@@ -8,7 +8,8 @@
 /* ---- matmul reference ----
  * F32/F16/BF16: widen each weight row to f32, then an f32 dot with every token.
  * Q8_0/Q4_0: llama.cpp's semantics: the activations arrive quantised to int8 blocks (act_q8), each
- * block pair is an exact integer dot, scaled by d_w * d_x and summed in f32. */
+ * block pair is an exact integer dot, scaled by d_w * d_x and summed in f32. The other block formats:
+ * the activations arrive in the format's kern_acts type and each row goes through its vec_dot. */
 
 static void gemm_float_scalar(float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
     (void)tmp;
@@ -52,9 +53,20 @@ static void gemm_quant_scalar(float *y, const void *xv, int n, const kiln_mat *m
     }
 }
 
+/* The other block formats: llama.cpp's vec_dot of each row with each token's quantised activations. */
+static void gemm_vec_dot_scalar(float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    (void)tmp;
+    const kern_format *f = &kern_formats[m->dt];
+    const size_t rb = kern_row_bytes(m->dt, m->cols), xb = kern_act_row_bytes(f->act, m->cols);
+    for (int r = r0; r < r1; r++)
+        for (int t = 0; t < n; t++)
+            y[(size_t)t * m->rows + r] = f->vec_dot(m->cols, (const char *)m->data + (size_t)r * rb, (const char *)xv + (size_t)t * xb);
+}
+
 const kern_isa kern_isa_scalar = {
     "scalar",
-    {gemm_float_scalar, gemm_float_scalar, gemm_float_scalar, gemm_quant_scalar, gemm_quant_scalar},
+    {gemm_float_scalar, gemm_float_scalar, gemm_float_scalar, gemm_quant_scalar, gemm_quant_scalar,
+     [KILN_DT_Q4_1 ... KILN_DT_IQ4_XS] = gemm_vec_dot_scalar},
     kern_attention_ref,
     quantize_act_ref,
     kern_silu_mul_ref,

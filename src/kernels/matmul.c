@@ -95,7 +95,8 @@ void kern_scratch_free(kern_scratch *s) {
 struct mm_job {
     float *y;
     const float *x;
-    act_q8 *xq; /* quantised activations (Q8_0/Q4_0 weights), else NULL */
+    char *xq;   /* quantised activations (block formats), else NULL */
+    size_t xq_row; /* bytes per token in xq */
     char *tmp;  /* per-thread gemm scratch (quantised weights), tmp_bytes apart */
     size_t tmp_bytes;
     int n;
@@ -106,18 +107,35 @@ struct mm_job {
     atomic_int next;
 };
 
+/* Bytes of one token's quantised activations for weights m (0: float weights take x as it is). */
+static size_t act_row_bytes(const kiln_mat *m) {
+    const kern_format *f = &kern_formats[m->dt];
+    if (f->panels) return (size_t)(m->cols / QK) * sizeof(act_q8);
+    return f->vec_dot ? kern_act_row_bytes(f->act, m->cols) : 0;
+}
+
+/* Each token's activations in the weights' activation format: act_q8 for the panel formats (the ISA's
+ * quantiser), else llama.cpp's vec_dot type. */
 static void quantize_part(void *arg, int ith, int nth) {
     struct mm_job *j = arg;
-    int lo, hi, nb = j->m->cols / QK, c = kern_formats[j->m->dt].weight_offset;
+    const kern_format *f = &kern_formats[j->m->dt];
+    const int cols = j->m->cols;
+    int lo, hi;
     kiln_split_range(j->n, ith, nth, &lo, &hi);
-    for (int t = lo; t < hi; t++) j->isa->quantize_act(j->x + (size_t)t * j->m->cols, j->xq + (size_t)t * nb, j->m->cols, c);
+    for (int t = lo; t < hi; t++) {
+        const float *x = j->x + (size_t)t * cols;
+        char *xq = j->xq + (size_t)t * j->xq_row;
+        if (f->panels) j->isa->quantize_act(x, (act_q8 *)xq, cols, f->weight_offset);
+        else kern_acts[f->act].quantize(xq, x, cols);
+    }
 }
 
 static void matmul_part(void *arg, int ith, int nth) {
     (void)nth;
     struct mm_job *j = arg;
     const kiln_mat *m = j->m;
-    kern_gemm_fn gemm = j->isa->gemm[m->dt];
+    /* a format this ISA has no kernel for runs on the reference */
+    kern_gemm_fn gemm = j->isa->gemm[m->dt] ? j->isa->gemm[m->dt] : kern_isa_scalar.gemm[m->dt];
     const void *x = j->xq ? (const void *)j->xq : (const void *)j->x;
     void *tmp = j->tmp ? j->tmp + (size_t)ith * j->tmp_bytes : NULL;
     for (;;) {
@@ -150,10 +168,11 @@ int kern_matmul(kiln_pool *pool, kern_scratch *s, float *y, const float *x, int 
     struct mm_job j = {.y = y, .x = x, .n = n, .m = m, .bias = bias, .isa = kern_active_isa()};
     const int nth = kiln_pool_size(pool);
     if (kern_is_quantised(m->dt)) {
-        if (!s || s->xq_blocks < (size_t)n * (size_t)(m->cols / QK) || s->threads < nth ||
+        j.xq_row = act_row_bytes(m);
+        if (!s || s->xq_blocks * sizeof(act_q8) < (size_t)n * j.xq_row || s->threads < nth ||
             s->tmp_bytes < kern_gemm_tmp_bytes(m->cols))
             return -1;
-        j.xq = s->xq, j.tmp = s->tmp, j.tmp_bytes = s->tmp_bytes;
+        j.xq = (char *)s->xq, j.tmp = s->tmp, j.tmp_bytes = s->tmp_bytes;
         if (n == 1 || nth == 1) quantize_part(&j, 0, 1);
         else kiln_pool_run(pool, quantize_part, &j);
     }

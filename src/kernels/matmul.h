@@ -3,8 +3,10 @@
  * A gemm function computes y[t][r] = dot(row r of m, token t of x) for t in [0, n) and rows r in
  * [r0, r1); y has m->rows columns per token. For F32/F16/BF16 weights x is float[n][cols]; for Q8_0 /
  * Q4_0 weights x is act_q8[n][cols/32], quantised with the offset kern_formats[m->dt].weight_offset, and
- * tmp is this thread's kern_gemm_tmp_bytes(cols) of scratch (NULL for float weights). Bias is added by
- * the caller. Each ISA file fills one table; kern_init picks one. */
+ * tmp is this thread's kern_gemm_tmp_bytes(cols) of scratch (NULL for float weights); for the other block
+ * formats x is n tokens of kern_formats[m->dt].act blocks, kern_act_row_bytes(act, cols) apart. Bias is
+ * added by the caller. Each ISA file fills one table (a NULL entry: the scalar one runs); kern_init picks
+ * one. */
 #ifndef KILN_MATMUL_H
 #define KILN_MATMUL_H
 
@@ -34,6 +36,10 @@ typedef struct kern_isa {
 } kern_isa;
 
 void quantize_act_avx512(const float *x, act_q8 *y, int k, int c);
+/* Q4_K / Q5_K / Q6_K weights against Q8_K activations (matmul_kquants_avx512.c). */
+void kern_gemm_q4_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
+void kern_gemm_q5_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
+void kern_gemm_q6_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
 void kern_silu_mul_ref(float *gate, const float *up, int n);
 void silu_mul_avx512(float *gate, const float *up, int n);
 

@@ -164,7 +164,7 @@ int kern_convert_mat(kiln_pool *pool, void *dst, kiln_dtype dst_dt, const void *
     struct convert_job *j = calloc(1, sizeof *j);
     if (!j) return -1;
     *j = (struct convert_job){.dst = dst, .src = src, .dst_dt = dst_dt, .src_dt = src_dt, .rows = rows, .cols = cols,
-                               .layout = kern_is_quantised(dst_dt) ? layout : KERN_LAYOUT_PLAIN};
+                               .layout = kern_has_panels(dst_dt) ? layout : KERN_LAYOUT_PLAIN};
     kiln_pool_run(pool, convert_part, j);
     int failed = 0;
     for (int i = 0; i < 64; i++) failed |= j->failed[i * 16];
