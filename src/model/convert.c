@@ -62,7 +62,7 @@ static void plan(const kiln_model *m, const weight_request *rq, kiln_mat *want, 
         const kiln_mat *src = m->mats[i];
         kiln_dtype dt = weight_format(rq, ROLE_MATRIX, model_is_output(m, src), src->dt, src->cols);
         want[i] = (kiln_mat){NULL, dt, src->rows, src->cols,
-                             kern_is_quantised(dt) ? KERN_LAYOUT_PANEL16 : KERN_LAYOUT_PLAIN};
+                             kern_has_panels(dt) ? KERN_LAYOUT_PANEL16 : KERN_LAYOUT_PLAIN};
         offs[i] = *total;
         *total += mat_bytes(&want[i]);
     }

@@ -408,7 +408,7 @@ static int name_tensor(void *ud, const tensor_desc *d, int layer, const char *na
         return kiln_err_set(err, "%s: GGUF tensor '%s' has type %s, which kiln does not compute yet (%s)", f->path,
                             gname, gguf_type_name(-1 - (int)t->dt), list);
     }
-    if ((uintptr_t)t->data % (kern_formats[t->dt].quantised ? 1 : kern_formats[t->dt].block_bytes))
+    if ((uintptr_t)t->data % (kern_is_quantised(t->dt) ? 1 : kern_formats[t->dt].block_bytes))
         return kiln_err_set(err, "%s: GGUF tensor '%s': data not aligned to its elements", f->path, gname);
     char *hf = strdup(name);
     if (!hf) return kiln_err_set(err, "out of memory");

@@ -123,7 +123,7 @@ static bool already_in(const kiln_model *m, const weight_request *rq) {
  * are repacked once at load (convert.c). */
 static bool has_plain_quant(const kiln_model *m) {
     for (int i = 0; i < m->n_mats; i++)
-        if (kern_is_quantised(m->mats[i]->dt) && m->mats[i]->layout == KERN_LAYOUT_PLAIN) return true;
+        if (kern_has_panels(m->mats[i]->dt) && m->mats[i]->layout == KERN_LAYOUT_PLAIN) return true;
     return false;
 }
 
