@@ -8,10 +8,7 @@
  * count that is not back where it started, with the N that caused it. Each entry point's sweep runs in
  * a forked child, so a crash (or an ASan report) is that entry point's FAIL, not the end of the test;
  * under LeakSanitizer the child's exit is also a leak check.
- *
- * Entry points in areas other work is making OOM-clean at the same time are swept and reported (NOTE
- * lines) but do not fail the test: the known_open entries of ENTRIES, each saying why. Once that work
- * has landed, set known_open to NULL (KILN_ALLOC_FAIL_ALL=1 treats every entry point as enabled). */
+ */
 #include <errno.h>
 #include <execinfo.h>
 #include <jansson.h>
@@ -416,6 +413,16 @@ static int forward_on(kiln_model *m, kiln_err *err) {
 }
 static int ep_forward(kiln_err *err) { return forward_on(fx.model, err); }
 static int ep_forward_q8(kiln_err *err) { return forward_on(fx.model_q8, err); }
+/* A GGUF with K-quant mixes (Q4_K_M: Q4_K, Q6_K and Q5_0-sized rows side by side): open + forward. */
+static int ep_gguf_forward(kiln_err *err) {
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    mo.threads = 1;
+    kiln_model *m = kiln_model_open(shared_path("gguf/kq-llama-512/kq-llama-512.Q4_K_M.gguf"), &mo, err);
+    int rc = m ? forward_on(m, err) : -1;
+    kiln_model_free(m);
+    return rc;
+}
 
 static int ep_generate(kiln_err *err) {
     kiln_gen_params p;
@@ -435,28 +442,28 @@ static int ep_generate(kiln_err *err) {
     return rc;
 }
 
-/* Entry points whose code other work is making OOM-clean now (issue 14 item 3): reported, not failed. */
+/* Every public entry point that allocates (issue 14 item 3). */
 typedef struct {
     const char *name, *test;
     int (*fn)(kiln_err *);
-    const char *known_open; /* NULL: enabled */
 } entry;
 
 static const entry ENTRIES[] = {
-    {"kiln_tokenizer_open", "oom_tokenizer_open", ep_tokenizer_open, NULL},
-    {"kiln_encode", "oom_encode", ep_encode, NULL},
-    {"kiln_tokenizer_open (GGUF)", "oom_tokenizer_open_gguf", ep_tokenizer_open_gguf, NULL},
-    {"kiln_tokenizer_open (byte-level)", "oom_tokenizer_open_bytelevel", ep_tokenizer_open_bl, NULL},
-    {"kiln_encode + kiln_decode + kiln_detok (byte-level)", "oom_encode_decode_bytelevel", ep_encode_decode_bl, NULL},
-    {"kiln_decode + kiln_detok", "oom_decode_detok", ep_decode, NULL},
-    {"kiln_config_load + kiln_gen_params_load", "oom_config_load", ep_config_load, NULL},
-    {"kiln_model_open", "oom_model_open", ep_model_open, NULL},
-    {"kiln_model_open (q8_0)", "oom_model_open_q8", ep_model_open_q8, NULL},
-    {"kiln_ctx_new + kiln_forward", "oom_ctx_forward", ep_forward, NULL},
-    {"kiln_ctx_new + kiln_forward (q8_0)", "oom_ctx_forward_q8", ep_forward_q8, NULL},
-    {"kiln_generate", "oom_generate", ep_generate, NULL},
-    {"kiln_template_render", "oom_template_render", ep_template_render, NULL},
-    {"kiln_chat_render", "oom_chat_render", ep_chat_render, NULL},
+    {"kiln_tokenizer_open", "oom_tokenizer_open", ep_tokenizer_open},
+    {"kiln_encode", "oom_encode", ep_encode},
+    {"kiln_tokenizer_open (GGUF)", "oom_tokenizer_open_gguf", ep_tokenizer_open_gguf},
+    {"kiln_tokenizer_open (byte-level)", "oom_tokenizer_open_bytelevel", ep_tokenizer_open_bl},
+    {"kiln_encode + kiln_decode + kiln_detok (byte-level)", "oom_encode_decode_bytelevel", ep_encode_decode_bl},
+    {"kiln_decode + kiln_detok", "oom_decode_detok", ep_decode},
+    {"kiln_config_load + kiln_gen_params_load", "oom_config_load", ep_config_load},
+    {"kiln_model_open", "oom_model_open", ep_model_open},
+    {"kiln_model_open (q8_0)", "oom_model_open_q8", ep_model_open_q8},
+    {"kiln_ctx_new + kiln_forward", "oom_ctx_forward", ep_forward},
+    {"kiln_ctx_new + kiln_forward (q8_0)", "oom_ctx_forward_q8", ep_forward_q8},
+    {"kiln_model_open + kiln_forward (GGUF Q4_K_M)", "oom_gguf_forward", ep_gguf_forward},
+    {"kiln_generate", "oom_generate", ep_generate},
+    {"kiln_template_render", "oom_template_render", ep_template_render},
+    {"kiln_chat_render", "oom_chat_render", ep_chat_render},
 };
 
 /* ---- one sweep ---- */
@@ -579,23 +586,14 @@ static int run_entry(const entry *e, progress *pr) {
 }
 
 static progress *shared_progress;
-static bool all_enabled;
 static const entry *current;
 
 TEST(oom_sweep) { CHECK(run_entry(current, shared_progress) == 0, "%s: an allocation failure was not handled cleanly (see above)", current->name); }
-
-/* A disabled entry point is still swept, and what it does is said, without a PASS or FAIL. */
-static void note_disabled(const entry *e) {
-    int rc = run_entry(e, shared_progress);
-    printf("NOTE %s disabled (%s): %s\n", e->name, e->known_open, rc ? "still fails, see above" : "now clean: enable it");
-}
 
 int main(void) {
     json_set_alloc_funcs(json_malloc, json_free);
     void *warm[1];
     backtrace(warm, 1); /* loads the unwinder now, not in a signal handler */
-    const char *a = getenv("KILN_ALLOC_FAIL_ALL");
-    all_enabled = a && *a == '1';
     shared_progress = mmap(NULL, sizeof(progress), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     qwen3_template = read_template();
     have_chat_dir = make_chat_dir() && make_bytelevel_dir();
@@ -608,11 +606,8 @@ int main(void) {
     size_t n_entries = sizeof ENTRIES / sizeof ENTRIES[0];
     for (size_t i = 0; i < n_entries; i++) {
         current = &ENTRIES[i];
-        if (current->known_open && !all_enabled) note_disabled(current);
-        else check_run(current->test, oom_sweep);
+        check_run(current->test, oom_sweep);
     }
-    for (size_t i = 0; i < n_entries && !all_enabled; i++) /* the list the lead flips on, at the end */
-        if (ENTRIES[i].known_open) printf("NOTE disabled entry point %s: %s\n", ENTRIES[i].name, ENTRIES[i].known_open);
     free(qwen3_template);
     remove_chat_dir();
     munmap(shared_progress, sizeof(progress));
