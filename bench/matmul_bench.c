@@ -1,85 +1,84 @@
 /* matmul_bench.c — the matmuls of one Llama-3.2-1B forward pass, timed, plus a read-bandwidth probe.
  *
- * Stand-in until `kiln bench` and the engine exist: pp = all 16 layers' projections + lm_head for
- * n prompt tokens in one batched GEMM each; tg = the same for one token (GEMV). Attention, norms and
- * rope are NOT included (they are small next to the weights at these lengths). Random weights in the
- * chosen format. Prints JSON lines.
+ * pp = all 16 layers' projections + lm_head for n prompt tokens in one batched GEMM each; tg = the same
+ * for one token (GEMV), i.e. only the matmuls of decode: attention, norms and rope are NOT included (they
+ * are small next to the weights at these lengths). Random weights in the chosen format, allocated as the
+ * loader does (huge pages advised) unless pages=4k. tg runs in rounds, each the bandwidth probe `kiln
+ * info` uses (kiln_measure_read_bw) followed by n_gen decode passes, so each round's share of the probed
+ * bandwidth compares figures taken seconds apart; the JSON line gives medians over rounds and every
+ * round's share. On a shared machine compare builds by alternating runs (A B A B ...), never by
+ * absolute figures from different runs.
  *
- *   cc -O2 -D_GNU_SOURCE -Iinclude -Isrc bench/matmul_bench.c build/libkiln.a -lm -pthread -o /tmp/matmul_bench
- *   /tmp/matmul_bench q8_0 2 [n_prompt=512] [n_gen=32] [pp_reps=1]   (pp: best of pp_reps passes; small
- *                                                            batches, e.g. 8 tokens, need ~20 to settle)
- *   /tmp/matmul_bench bw 2        (read bandwidth only) */
+ *   make build/bench/matmul_bench
+ *   build/bench/matmul_bench f16 2 [n_prompt=512] [n_gen=32] [pp_reps=1] [rounds=5] [pages=huge|4k]
+ *       (pp: best of pp_reps passes, n_prompt 0 skips it; small batches, e.g. 8 tokens, need ~20 to settle)
+ *   build/bench/matmul_bench bw 2        (read bandwidth only) */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+
+#include "kiln.h"
+#include "runtime/hugepage.h"
 
 #include "kernels/kernels.h"
 
-static double now(void) {
+static double clock_s(clockid_t id) {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(id, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+static double now(void) { return clock_s(CLOCK_MONOTONIC); }
 
-enum { H = 2048, KV = 512, FF = 8192, VOCAB = 128256, LAYERS = 16 };
+enum { H = 2048, KV = 512, FF = 8192, VOCAB = 128256, LAYERS = 16, MAX_ROUNDS = 64 };
 static const int shapes[7][2] = {{H, H}, {KV, H}, {KV, H}, {H, H}, {FF, H}, {FF, H}, {H, FF}};
 
-struct bw_arg {
-    const float *buf;
-    size_t n;
-    double sums[64];
-};
-/* Four independent 16-byte XOR chains: the loop is bound by memory, not by an add latency chain (a
- * scalar float sum runs at ~20 GB/s per core here, below what the memory delivers, and made the
- * roofline too low: kiln's decode measured "107%" of it). */
-typedef uint64_t v2u64 __attribute__((vector_size(16)));
-static void bw_part(void *a, int ith, int nth) {
-    struct bw_arg *b = a;
-    size_t lo = b->n * ith / nth / 16 * 16, hi = b->n * (ith + 1) / nth / 16 * 16;
-    v2u64 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
-    for (size_t i = lo; i < hi; i += 16) { /* 16 floats = 64 bytes per step */
-        const v2u64 *v = (const v2u64 *)(const void *)(b->buf + i);
-        s0 ^= v[0], s1 ^= v[1], s2 ^= v[2], s3 ^= v[3];
-    }
-    v2u64 s = s0 ^ s1 ^ s2 ^ s3;
-    b->sums[ith * 8] = (double)(s[0] ^ s[1]);
+/* Weights as the loader allocates them (huge pages advised, runtime/hugepage.h), or on 4 KiB pages to
+ * show what that costs. */
+static void *alloc_weights(size_t n, bool huge) {
+    char *w = malloc(n ? n : 1);
+    if (w && huge) kiln_advise_hugepages(w, n);
+#ifdef MADV_NOHUGEPAGE
+    if (w && !huge) madvise((void *)(((uintptr_t)w + 4095) & ~(uintptr_t)4095), n > 8192 ? n - 8192 : 0, MADV_NOHUGEPAGE);
+#endif
+    return w;
 }
 
-/* Read bandwidth (GB/s) with nth threads over a 1 GiB buffer: best of 5. */
-static double read_bandwidth(kiln_pool *pool) {
-    struct bw_arg b = {.n = (1u << 30) / 4};
-    float *buf = malloc(b.n * 4);
-    memset(buf, 1, b.n * 4);
-    b.buf = buf;
-    double best = 0;
-    for (int r = 0; r < 5; r++) {
-        double t = now();
-        kiln_pool_run(pool, bw_part, &b);
-        t = now() - t;
-        if ((1u << 30) / t / 1e9 > best) best = (1u << 30) / t / 1e9;
-    }
-    free(buf);
-    return best;
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
+
+static double median(const double *v, int n) { /* n <= MAX_ROUNDS */
+    double s[MAX_ROUNDS];
+    memcpy(s, v, sizeof *v * (size_t)n);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+/* The read-bandwidth probe kiln info uses (512 MiB, best pass within 0.3 s), in GB/s. */
+static double probe_gb_s(int threads) { return kiln_measure_read_bw(512u << 20, threads, 0.3) / 1e9; }
 
 int main(int argc, char **argv) {
     kiln_dtype dt = KILN_DT_Q8_0;
     if (argc > 1 && strcmp(argv[1], "bw") == 0) {
-        kiln_pool *pool = kiln_pool_new(argc > 2 ? atoi(argv[2]) : 2);
-        printf("{\"read_bw_gb_s\":%.2f}\n", read_bandwidth(pool));
-        kiln_pool_free(pool);
+        printf("{\"read_bw_gb_s\":%.2f}\n", probe_gb_s(argc > 2 ? atoi(argv[2]) : 2));
         return 0;
     }
     if (argc > 1 && kiln_dtype_parse(argv[1], &dt) != 0) return fprintf(stderr, "unknown dtype %s\n", argv[1]), 1;
     int threads = argc > 2 ? atoi(argv[2]) : 2, np = argc > 3 ? atoi(argv[3]) : 512, ng = argc > 4 ? atoi(argv[4]) : 32;
-    int pp_reps = argc > 5 ? atoi(argv[5]) : 1;
+    int pp_reps = argc > 5 ? atoi(argv[5]) : 1, rounds = argc > 6 ? atoi(argv[6]) : 5;
+    const bool huge = !(argc > 7 && strcmp(argv[7], "4k") == 0);
+    if (argc > 7 && huge && strcmp(argv[7], "huge") != 0) return fprintf(stderr, "pages must be huge or 4k\n"), 1;
+    if (threads < 1 || np < 0 || ng < 1 || rounds < 1 || rounds > MAX_ROUNDS)
+        return fprintf(stderr, "need threads >= 1, n_prompt >= 0, n_gen >= 1, 1 <= rounds <= %d\n", MAX_ROUNDS), 1;
     kern_init();
     kiln_pool *pool = kiln_pool_new(threads);
     kern_scratch ks = {0};
-    if (!pool || kern_scratch_reserve(&ks, threads, np, FF)) return fprintf(stderr, "out of memory\n"), 1;
+    if (!pool || kern_scratch_reserve(&ks, threads, np > 1 ? np : 1, FF)) return fprintf(stderr, "out of memory\n"), 1;
     /* One weight set per shape shared by all layers would sit in cache: allocate every layer. */
     kiln_mat mats[LAYERS * 7 + 1];
     size_t bytes = 0;
@@ -87,7 +86,8 @@ int main(int argc, char **argv) {
     for (int i = 0; i < LAYERS * 7 + 1; i++) {
         int rows = i < LAYERS * 7 ? shapes[i % 7][0] : VOCAB, cols = i < LAYERS * 7 ? shapes[i % 7][1] : H;
         size_t rb = kern_row_bytes(dt, cols);
-        char *w = malloc(rb * rows), *one = malloc(rb);
+        char *w = alloc_weights(rb * rows, huge), *one = malloc(rb);
+        if (!w || !one) return fprintf(stderr, "out of memory\n"), 1;
         for (int c = 0; c < cols; c++) row[c] = (float)((c * 7919 + i) % 255 - 127) / 512.0f;
         kern_row_from_f32(one, dt, row, cols);
         /* quantised matrices get the loader's panel layout (kernels.h) */
@@ -104,26 +104,42 @@ int main(int argc, char **argv) {
         free(one);
         bytes += rb * rows;
     }
-    float *x = malloc(sizeof(float) * (size_t)np * FF), *y = malloc(sizeof(float) * (size_t)np * VOCAB);
-    for (size_t i = 0; i < (size_t)np * FF; i++) x[i] = (float)((i * 31) % 17) / 17.0f - 0.5f;
-    double bw = read_bandwidth(pool);
+    const int nx = np > 1 ? np : 1;
+    float *x = malloc(sizeof(float) * (size_t)nx * FF), *y = malloc(sizeof(float) * (size_t)nx * VOCAB);
+    for (size_t i = 0; i < (size_t)nx * FF; i++) x[i] = (float)((i * 31) % 17) / 17.0f - 0.5f;
     /* prefill: every matmul over all np tokens (lm_head only for the last token, as an engine does) */
     double pp = 1e30, t;
-    for (int r = 0; r < (pp_reps > 1 ? pp_reps : 1); r++) {
+    for (int r = 0; np > 0 && r < (pp_reps > 1 ? pp_reps : 1); r++) {
         t = now();
         for (int i = 0; i < LAYERS * 7; i++) kern_matmul(pool, &ks, y, x, np, &mats[i], NULL);
         kern_matmul(pool, &ks, y, x, 1, &mats[LAYERS * 7], NULL);
         double d = now() - t;
         if (d < pp) pp = d;
     }
-    t = now();
-    for (int g = 0; g < ng; g++)
-        for (int i = 0; i < LAYERS * 7 + 1; i++) kern_matmul(pool, &ks, y, x, 1, &mats[i], NULL);
-    double tg = (now() - t) / ng;
-    printf("{\"isa\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"weights_mib\":%.1f,\"pp%d_tok_s\":%.2f,\"tg_tok_s\":%.2f,"
-           "\"tg_gb_s\":%.2f,\"read_bw_gb_s\":%.2f,\"tg_pct_of_bw\":%.1f}\n",
-           kern_isa_name(), kiln_dtype_name(dt), threads, bytes / 1048576.0, np, np / pp, 1 / tg, bytes / tg / 1e9, bw,
-           100 * bytes / tg / 1e9 / bw);
+    /* decode: rounds of (probe, ng single-token passes over every matmul), so each round's share of the
+     * bandwidth compares two figures taken seconds apart on a machine other work shares; medians over
+     * rounds. Only the matmuls are timed. */
+    double tok_s[MAX_ROUNDS], gb_s[MAX_ROUNDS], bw[MAX_ROUNDS], share[MAX_ROUNDS], cpu_gb_s[MAX_ROUNDS];
+    for (int r = 0; r < rounds; r++) {
+        bw[r] = probe_gb_s(threads);
+        t = now();
+        const double c = clock_s(CLOCK_PROCESS_CPUTIME_ID);
+        for (int g = 0; g < ng; g++)
+            for (int i = 0; i < LAYERS * 7 + 1; i++) kern_matmul(pool, &ks, y, x, 1, &mats[i], NULL);
+        const double tg = (now() - t) / ng;
+        tok_s[r] = 1 / tg, gb_s[r] = bytes / tg / 1e9, share[r] = 100 * gb_s[r] / bw[r];
+        /* bytes per CPU-second of all threads (pool spin included): with other work on the cores this
+         * one moves far less than the wall-clock figures, so kernel changes show through it */
+        cpu_gb_s[r] = bytes * ng / (clock_s(CLOCK_PROCESS_CPUTIME_ID) - c) / 1e9;
+    }
+    printf("{\"isa\":\"%s\",\"dtype\":\"%s\",\"threads\":%d,\"pages\":\"%s\",\"weights_mib\":%.1f,\"pp%d_tok_s\":%.2f,"
+           "\"rounds\":%d,\"tg_tok_s\":%.2f,\"tg_gb_s\":%.2f,\"tg_gb_per_cpu_s\":%.2f,\"read_bw_gb_s\":%.2f,\"tg_pct_of_bw\":%.1f,"
+           "\"tg_pct_rounds\":[",
+           kern_isa_name(), kiln_dtype_name(dt), threads, huge ? "huge" : "4k", bytes / 1048576.0, np,
+           np > 0 ? np / pp : 0.0, rounds, median(tok_s, rounds), median(gb_s, rounds), median(cpu_gb_s, rounds), median(bw, rounds),
+           median(share, rounds));
+    for (int r = 0; r < rounds; r++) printf("%s%.1f", r ? "," : "", share[r]);
+    printf("]}\n");
     for (int i = 0; i < LAYERS * 7 + 1; i++) free((void *)mats[i].data);
     free(row), free(x), free(y);
     kern_scratch_free(&ks);

@@ -8,6 +8,7 @@
 
 #include "kernels/kernels.h"
 #include "kiln.h"
+#include "runtime/hugepage.h"
 #include "runtime/threadpool.h"
 
 struct sum_job {
@@ -46,7 +47,7 @@ double kiln_measure_read_bw(size_t bytes, int n_threads, double seconds) {
      * which would otherwise cost more than the measurement itself, and no TLB misses in the loop. */
     void *map = mmap(NULL, n * sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     uint64_t *buf = map == MAP_FAILED ? NULL : map;
-    if (buf) madvise(buf, n * sizeof *buf, MADV_HUGEPAGE);
+    kiln_advise_hugepages(buf, n * sizeof *buf);
     kiln_pool *pool = kiln_pool_new(n_threads > 64 ? 64 : n_threads);
     if (buf && pool) {
         struct sum_job j = {.buf = buf, .n = n};

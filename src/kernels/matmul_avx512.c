@@ -73,14 +73,14 @@ INL void micro_f(int dt, int R, int T, const char *w, size_t rb, const float *x,
 
 /* One row against one token with four accumulators. Used when there are too few tokens for the 4x4
  * tiles (decode): row after row is then one sequential stream through the matrix, which this machine's
- * prefetcher serves faster than the 4 row streams of a 4-row tile (as for the quantised rows, kernels.h). */
+ * prefetcher serves faster than the 4 row streams of a 4-row tile (as for the quantised rows, kernels.h).
+ * No software prefetch: the hardware streamer alone runs this loop at memory speed, and _mm_prefetch
+ * into L1 (the T0 / NTA hints) slowed it 1.6x on 4 KiB pages and 2.2x on huge pages (one thread, CPU
+ * time per byte, Zen 4; a T1 prefetch of each page's first lines ahead did not beat none either). */
 INL float dot_row_f(int dt, const char *row, const float *x, int K) {
-    const size_t es = kern_formats[dt].block_bytes;
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int k = 0;
     for (; k + 64 <= K; k += 64) {
-        _mm_prefetch(row + (size_t)(k + PF_VALUES) * es, _MM_HINT_T0);
-        if (es == 4) _mm_prefetch(row + (size_t)(k + PF_VALUES) * es + 128, _MM_HINT_T0);
         a0 = _mm512_fmadd_ps(load_w(dt, row, k, 0xffff), _mm512_loadu_ps(x + k), a0);
         a1 = _mm512_fmadd_ps(load_w(dt, row, k + 16, 0xffff), _mm512_loadu_ps(x + k + 16), a1);
         a2 = _mm512_fmadd_ps(load_w(dt, row, k + 32, 0xffff), _mm512_loadu_ps(x + k + 32), a2);

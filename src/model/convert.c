@@ -11,6 +11,7 @@
 
 #include "model/model.h"
 #include "model/weight_cache.h"
+#include "runtime/hugepage.h"
 
 static size_t mat_bytes(const kiln_mat *m) { return kern_row_bytes(m->dt, m->cols) * (size_t)m->rows; }
 
@@ -113,6 +114,7 @@ int model_convert(kiln_model *m, const char *dir, const kiln_model_opts *o, cons
                   try_cache(m, dir, o, rq, &key, offs);
     if (!rc && !cached && !(m->owned = malloc(total ? total : 1)))
         rc = kiln_err_set(err, "out of memory converting weights (%zu MiB)", total >> 20);
+    if (!rc && !cached) kiln_advise_hugepages(m->owned, total); /* before convert_into writes it (hugepage.h) */
     if (!rc) rc = convert_into(m, o, want, offs, total, cached ? m->cache_map : m->owned, cached, err);
     if (!rc && m->cache_path && !cached) {
         kiln_err why = {{0}};
