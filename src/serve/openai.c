@@ -26,38 +26,26 @@ int perr_set(perr *e, const char *param, const char *fmt, ...) {
     return kiln_err_is_nomem(&k) ? 500 : 400;
 }
 
-/* ---- typed getters: absent or null leaves *out alone; a wrong type or range is an error ---- */
+/* ---- typed getters: common/json_get.h's (absent or null leaves *out alone; a wrong type or range is
+ * an error), answered as a 400 naming the parameter ---- */
+
+static int as_400(int rc, const char *key, const kiln_err *err, perr *e) {
+    return rc < 0 ? perr_set(e, key, "%s", err->msg) : 0;
+}
 
 static int get_number(json_t *o, const char *key, double lo, double hi, double *out, perr *e) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_number(v)) return perr_set(e, key, "'%s' must be a number", key);
-    double x = json_number_value(v);
-    if (!(x >= lo && x <= hi)) return perr_set(e, key, "'%s' must be between %g and %g, got %g", key, lo, hi, x);
-    *out = x;
-    return 0;
+    kiln_err err;
+    return as_400(json_get_num(o, key, lo, hi, out, &err), key, &err, e);
 }
 
 static int get_int(json_t *o, const char *key, long long lo, long long hi, long long *out, perr *e) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) return 0;
-    /* 3.0 is accepted as 3 (JavaScript clients cannot tell them apart); 3.5 is not an integer. */
-    long long x;
-    if (json_is_integer(v)) x = json_integer_value(v);
-    else if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) && fabs(json_real_value(v)) < 9e15)
-        x = (long long)json_real_value(v);
-    else return perr_set(e, key, "'%s' must be an integer", key);
-    if (x < lo || x > hi) return perr_set(e, key, "'%s' must be between %lld and %lld, got %lld", key, lo, hi, x);
-    *out = x;
-    return 0;
+    kiln_err err;
+    return as_400(json_get_int(o, key, lo, hi, out, &err), key, &err, e);
 }
 
 static int get_bool(json_t *o, const char *key, bool *out, perr *e) {
-    json_t *v = json_object_get(o, key);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_boolean(v)) return perr_set(e, key, "'%s' must be a boolean", key);
-    *out = json_is_true(v);
-    return 0;
+    kiln_err err;
+    return as_400(json_get_bool(o, key, out, &err), key, &err, e);
 }
 
 /* stop: a string or a list of up to 16 non-empty strings. */
