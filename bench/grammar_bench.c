@@ -2,9 +2,7 @@
  *
  *   grammar_bench TOKENIZER_DIR [RUNS]        e.g. ../shared/models/tiny-qwen3 (Qwen3's ~151k ids) 5
  *
- * Build against the release library (after `make`):
- *   cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude bench/grammar_bench.c build/libkiln.a \
- *      $(pkg-config --libs jansson libpcre2-8 icu-uc) -lcrypto -lm -pthread -o /tmp/grammar_bench
+ * Build: `make build/bench/grammar_bench` (or `make bench`, which builds every bench/ program).
  *
  * For two JSON schemas (an object with strings, an integer, an enum and an array) it times, per token,
  * kiln_grammar_matcher_mask over vocabulary-sized logits plus kiln_grammar_matcher_accept_token, with a
