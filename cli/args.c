@@ -94,7 +94,8 @@ void cli_dtype_flag(void *mo_, const char *flag, const char *v) {
     kiln_dtype dt;
     if (kiln_dtype_parse(v, &dt)) cli_fail(2, "%s: unknown format '%s' (want f32, f16 or bf16)", flag, v);
     if (dt == KILN_DT_Q8_0 || dt == KILN_DT_Q4_0) mo->quant = (int)dt; /* older spelling of --quant */
-    else mo->dtype = (int)dt;
+    else if (dt == KILN_DT_F32 || dt == KILN_DT_F16 || dt == KILN_DT_BF16) mo->dtype = (int)dt;
+    else cli_fail(2, "%s %s: converting to %s at load is not supported (GGUF files in %s run as they are)", flag, v, v, v);
 }
 
 void cli_quant_flag(void *mo_, const char *flag, const char *v) {
