@@ -9,6 +9,12 @@ export SHARED="${SHARED:-../shared}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 passed=0; failed=0
+# The architectures' random-weight checkpoints are not stored: the shared script recreates them byte for
+# byte (sha256-checked against their goldens) into ARCH_FIXTURES, where the tests read them.
+export ARCH_FIXTURES="${ARCH_FIXTURES:-build/arch-fixtures}"
+if ! sh "$SHARED/tools/make_arch_fixtures.sh" "$ARCH_FIXTURES" >/dev/null; then
+    echo "FAIL arch fixtures: $SHARED/tools/make_arch_fixtures.sh $ARCH_FIXTURES failed"; failed=1
+fi
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 
 run_one() { # label, command...
