@@ -61,8 +61,9 @@ double kiln_now(void);
 /* ===================================================================================================
  * Model configuration (src/model/config.c)
  * =================================================================================================== */
-typedef enum { KILN_ARCH_LLAMA, KILN_ARCH_MISTRAL, KILN_ARCH_QWEN2, KILN_ARCH_QWEN3 } kiln_arch;
+typedef enum { KILN_ARCH_LLAMA, KILN_ARCH_MISTRAL, KILN_ARCH_QWEN2, KILN_ARCH_QWEN3, KILN_ARCH_GEMMA2, KILN_ARCH_GEMMA3 } kiln_arch;
 typedef enum { KILN_ROPE_DEFAULT, KILN_ROPE_LINEAR, KILN_ROPE_LLAMA3 } kiln_rope_type;
+typedef enum { KILN_ACT_SILU = 0, KILN_ACT_GELU_TANH } kiln_act; /* silu; gelu_pytorch_tanh (Gemma) */
 
 /* Storage / compute formats. The quantised ones are llama.cpp's blocks (ggml-common.h), byte for byte: Q8_0
  * and Q4_0 (32 weights, f16 scale; what --quant converts to), Q4_1 / Q5_0 / Q5_1 / IQ4_NL (32 weights) and
@@ -114,7 +115,28 @@ typedef struct kiln_config {
     int bos_token_id; /* -1 if none */
     int eos_token_ids[8];
     int n_eos_token_ids;
+    /* Sliding-window attention (Mistral's sliding_window; Gemma's local layers): a layer whose bit is set in
+     * swa_layers attends only the last sliding_window positions (key j visible from query i iff
+     * i - sliding_window < j <= i). sliding_window 0: no layer has a window. */
+    int sliding_window;
+    uint64_t swa_layers[64]; /* bit l % 64 of word l / 64: layer l uses the window (n_layers <= 4096) */
+    /* Gemma 2 / 3 (see kiln_config_load); all zero for the Llama family. */
+    bool norm_offset;          /* RMSNorm weights are offsets: the norm multiplies by (1 + w) (safetensors only;
+                                  llama.cpp's converter writes 1 + w into a GGUF) */
+    bool sandwich_norms;       /* post-attention, pre- and post-feed-forward norms around each block */
+    kiln_act hidden_act;       /* the MLP's gate activation */
+    float embed_scale;         /* the embedding is multiplied by this (sqrt(hidden_size)); 0: not scaled */
+    float attn_scale;          /* attention's score scale (1 / sqrt(query_pre_attn_scalar)); 0: 1 / sqrt(head_dim) */
+    float attn_logit_softcap;  /* scores become tanh(s / cap) * cap before the softmax; 0: none */
+    float final_logit_softcap; /* likewise for the output logits; 0: none */
+    double rope_local_theta;   /* RoPE base of the window layers (Gemma 3 rope_local_base_freq, default RoPE
+                                  without rope_scaling); 0: the same RoPE as the other layers */
 } kiln_config;
+
+/* Whether layer l of c attends through the sliding window. */
+static inline bool kiln_config_layer_windowed(const kiln_config *c, int l) {
+    return c->sliding_window > 0 && (c->swa_layers[l / 64] >> (l % 64) & 1);
+}
 
 /* Parses DIR/config.json (or a GGUF model's {arch}.* keys, see kiln_model_open); validates every field the
  * forward pass needs. */

@@ -128,8 +128,17 @@ TEST(arch_fixtures_present) {
     }
 }
 
+/* Sliding window 8 on every layer: cases 40 and 70 run past it (unwindowed, their logits differ by up to 4.7). */
+TEST(golden_mistral) { golden_safetensors("mistral-tiny"); }
+/* Soft-capping (attention 50, final 30), alternating window / global layers, sandwich norms, GELU-tanh. */
+TEST(golden_gemma2) { golden_safetensors("gemma2-tiny"); }
+/* 5 window layers (RoPE base 1e4) then a global one (1e6), per-head (1 + w) q/k norms. */
+TEST(golden_gemma3) { golden_safetensors("gemma3-tiny"); }
+
 int main(void) {
     RUN(arch_fixtures_present);
-    (void)golden_safetensors; /* each architecture adds its RUN(golden_<arch>) here */
+    RUN(golden_mistral);
+    RUN(golden_gemma2);
+    RUN(golden_gemma3);
     return check_done();
 }

@@ -25,11 +25,12 @@ struct kiln_ctx {
     int *free_list;  /* stack of free block ids */
     int n_free;
     kv_seq *seqs;
-    float *inv_freq; /* [head_dim / 2] */
+    float *inv_freq; /* [head_dim / 2], then (rope_local_theta) the window layers' [head_dim / 2] */
     /* forward scratch, grown as batches need (ensure_scratch in forward.c, before any kernel runs) */
     size_t scratch_tokens;
     float *x, *h, *q, *k, *v, *att, *gate, *up, *rope_cs, *scores;
     int *pos;
+    float *rope_cs_local; /* rope_cs of the window layers' RoPE (rope_local_theta) */
     kern_scratch ks; /* kern_matmul's: quantised activations, per-thread row / panel buffers */
 };
 

@@ -20,7 +20,7 @@ static int ensure_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
         float **p;
         size_t per_token;
     } bufs[] = {{&c->x, H}, {&c->h, H > qd ? H : qd}, {&c->q, qd}, {&c->k, kvd}, {&c->v, kvd},
-                {&c->att, qd}, {&c->gate, I}, {&c->up, I}, {&c->rope_cs, hd}};
+                {&c->att, qd}, {&c->gate, I}, {&c->up, I}, {&c->rope_cs, hd}, {&c->rope_cs_local, hd}};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         float *p = realloc(*bufs[i].p, T * bufs[i].per_token * sizeof(float));
         if (!p) return kiln_err_set(err, "out of memory for a batch of %zu tokens", T);
@@ -76,6 +76,9 @@ struct attn_job {
     int layer;
 };
 
+/* The first position a query at pos sees through a window of w positions (0: no window): i - w < j <= i. */
+static inline int window_first(int pos, int w) { return w && pos >= w ? pos - w + 1 : 0; }
+
 /* Work is split over (head, token) pairs, head-major, so a single decoding token still keeps every thread
  * busy; each token attends over its own sequence's positions 0..pos (causal: later tokens of the same
  * batch are not visible yet). Head-major matters for prefill: a causal prompt's later tokens cost more,
@@ -92,6 +95,7 @@ static void attn_part(void *arg, int ith, int nth) {
     kiln_split_range(T * H, ith, nth, &lo, &hi);
     float *scores = c->scores + (size_t)ith * c->n_ctx;
     size_t qd = (size_t)H * g->head_dim;
+    const int window = kiln_config_layer_windowed(g, j->layer) ? g->sliding_window : 0;
     for (int h = lo / T; h < H && h * T < hi; h++) {
         const int t0 = lo > h * T ? lo - h * T : 0, t1 = hi - h * T < T ? hi - h * T : T;
         int t = 0;
@@ -99,29 +103,60 @@ static void attn_part(void *arg, int ith, int nth) {
             const kv_seq *s = &c->seqs[j->b->seq[i]];
             kern_kv_view kv = {kv_k(c, 0, j->layer), kv_k(c, 0, j->layer) + KILN_KV_BLOCK * (size_t)c->kv_dim, s->table,
                                KILN_KV_BLOCK, (size_t)g->n_layers * 2 * KILN_KV_BLOCK * c->kv_dim, (size_t)g->head_dim,
-                               (size_t)KILN_KV_BLOCK * g->head_dim};
+                               (size_t)KILN_KV_BLOCK * g->head_dim, 0, g->attn_scale, g->attn_logit_softcap};
             for (int n = 0; n < j->b->n_tokens[i]; n++, t++)
-                if (t >= t0 && t < t1)
+                if (t >= t0 && t < t1) {
+                    kv.first = window_first(c->pos[t], window);
                     kern_attention(c->att + t * qd, c->q + t * qd, H, g->n_kv_heads, g->head_dim, c->pos[t] + 1, &kv,
                                    scores, h, h + 1);
+                }
         }
     }
 }
 
-/* SwiGLU's elementwise step over the pool in 16-float units (no two threads share a cache line). */
+/* The gated MLP's elementwise step (SwiGLU, or Gemma's GELU-tanh) over the pool in 16-float units (no two
+ * threads share a cache line). */
 struct silu_job {
     float *gate;
     const float *up;
     size_t n;
+    kiln_act act;
 };
 
 static void silu_part(void *arg, int ith, int nth) {
     const struct silu_job *j = arg;
     const size_t units = (j->n + 15) / 16, lo = units * ith / nth * 16, hi = units * (ith + 1) / nth * 16;
-    if (lo < j->n) kern_silu_mul(j->gate + lo, j->up + lo, (int)((hi < j->n ? hi : j->n) - lo));
+    if (lo >= j->n) return;
+    const int n = (int)((hi < j->n ? hi : j->n) - lo);
+    if (j->act == KILN_ACT_GELU_TANH) kern_gelu_tanh_mul(j->gate + lo, j->up + lo, n);
+    else kern_silu_mul(j->gate + lo, j->up + lo, n);
 }
 
-/* Per-head RMSNorm (Qwen3) then RoPE on q and k of every token; k and v then go into the cache. */
+/* The cos/sin table layer l's RoPE reads. */
+static const float *rope_table(const kiln_ctx *c, int l) {
+    const kiln_config *g = &c->m->cfg;
+    return g->rope_local_theta > 0 && kiln_config_layer_windowed(g, l) ? c->rope_cs_local : c->rope_cs;
+}
+
+/* cos then sin of pos * inv_freq[k] for k < half (the angle in f32, as transformers: pos * inv_freq). */
+static void rope_angles(float *cs, int pos, const float *inv_freq, int half) {
+    for (int k = 0; k < half; k++) {
+        float a = (float)pos * inv_freq[k];
+        cs[k] = cosf(a);
+        cs[half + k] = sinf(a);
+    }
+}
+
+/* Gemma's sandwich norms: the attention's and the MLP's outputs (h) are normed before the residual add. */
+static void post_norm(kiln_ctx *c, const float *w, int T) {
+    const kiln_config *g = &c->m->cfg;
+    for (int t = 0; w && t < T; t++)
+        kern_rmsnorm(c->h + (size_t)t * g->hidden_size, c->h + (size_t)t * g->hidden_size, w, g->hidden_size,
+                     g->rms_norm_eps);
+}
+
+/* Per-head RMSNorm (Qwen3, Gemma 3) then RoPE on q and k of every token; k and v then go into the cache.
+ * Gemma 3's window layers have their own RoPE base (rope_cs_local). */
 static void qk_rope_store(kiln_ctx *c, const kiln_batch *b, const kiln_layer *L, int layer, int T) {
     const kiln_config *g = &c->m->cfg;
     int hd = g->head_dim, half = hd / 2;
@@ -133,7 +168,7 @@ static void qk_rope_store(kiln_ctx *c, const kiln_batch *b, const kiln_layer *L,
             for (int h = 0; h < g->n_kv_heads; h++)
                 kern_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, g->rms_norm_eps);
         }
-        const float *cs = c->rope_cs + (size_t)t * hd;
+        const float *cs = rope_table(c, layer) + (size_t)t * hd;
         kern_rope(q, g->n_heads, hd, cs, cs + half);
         kern_rope(k, g->n_kv_heads, hd, cs, cs + half);
     }
@@ -167,15 +202,14 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
         kv_reserve(c, b->seq[i], b->n_tokens[i]);
         for (int n = 0; n < b->n_tokens[i]; n++, t++) {
             c->pos[t] = c->seqs[b->seq[i]].len + n;
-            float *cs = c->rope_cs + (size_t)t * hd;
-            for (int k = 0; k < half; k++) {
-                float a = (float)c->pos[t] * c->inv_freq[k];
-                cs[k] = cosf(a);
-                cs[half + k] = sinf(a);
-            }
+            rope_angles(c->rope_cs + (size_t)t * hd, c->pos[t], c->inv_freq, half);
+            if (g->rope_local_theta > 0)
+                rope_angles(c->rope_cs_local + (size_t)t * hd, c->pos[t], c->inv_freq + half, half);
         }
     }
     kern_get_rows(c->x, &m->embed, b->tokens, T);
+    if (g->embed_scale) /* Gemma: the embedding times sqrt(hidden_size) */
+        for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] *= g->embed_scale;
     int bad = 0;
     for (int l = 0; l < g->n_layers; l++) {
         const kiln_layer *L = &m->layers[l];
@@ -185,12 +219,14 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
         struct attn_job aj = {c, b, l};
         kiln_pool_run(m->pool, attn_part, &aj);
         bad |= mm(c, c->h, c->att, T, &L->wo, NULL);
+        post_norm(c, L->attn_post_norm, T);
         for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
         for (int t = 0; t < T; t++) kern_rmsnorm(c->h + (size_t)t * H, c->x + (size_t)t * H, L->ffn_norm, H, g->rms_norm_eps);
         bad |= mm(c, c->gate, c->h, T, &L->w_gate, NULL) | mm(c, c->up, c->h, T, &L->w_up, NULL);
-        struct silu_job sj = {c->gate, c->up, (size_t)T * g->intermediate_size};
+        struct silu_job sj = {c->gate, c->up, (size_t)T * g->intermediate_size, g->hidden_act};
         kiln_pool_run(m->pool, silu_part, &sj);
         bad |= mm(c, c->h, c->gate, T, &L->w_down, NULL);
+        post_norm(c, L->ffn_post_norm, T);
         for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
     }
     for (int i = 0; i < b->n_seqs; i++) c->seqs[b->seq[i]].len += b->n_tokens[i];
@@ -203,6 +239,8 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
     }
     if (hidden_only) memcpy(out, c->h, (size_t)n_out * H * sizeof(float));
     else bad |= mm(c, out, c->h, n_out, &m->lm_head, NULL);
+    if (!hidden_only && g->final_logit_softcap > 0)
+        kern_softcap(out, n_out * g->vocab_size, g->final_logit_softcap); /* Gemma 2 */
     return bad ? kiln_err_set(err, "internal error: matmul scratch smaller than the batch") : 0;
 }
 

@@ -41,7 +41,7 @@ kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err) 
     c->refcount = calloc((size_t)c->n_blocks, sizeof(int));
     c->free_list = malloc((size_t)c->n_blocks * sizeof(int));
     c->seqs = calloc((size_t)c->max_seqs, sizeof *c->seqs);
-    c->inv_freq = malloc((size_t)(cfg->head_dim / 2) * sizeof(float));
+    c->inv_freq = malloc((size_t)cfg->head_dim * sizeof(float)); /* global, then local (engine.h) */
     if (!c->kv || !c->refcount || !c->free_list || !c->seqs || !c->inv_freq) goto oom;
     for (int s = 0; s < c->max_seqs; s++)
         if (!(c->seqs[s].table = malloc((size_t)per_seq * sizeof(int)))) goto oom;
@@ -68,6 +68,8 @@ kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err) 
         if (m->rope_freq_factors) f /= m->rope_freq_factors[i]; /* a GGUF's rope_freqs (llama.cpp: theta / factor) */
         c->inv_freq[i] = (float)f;
     }
+    for (int i = 0; cfg->rope_local_theta > 0 && i < hd / 2; i++) /* default RoPE: no scaling on window layers */
+        c->inv_freq[hd / 2 + i] = (float)(1.0 / pow(cfg->rope_local_theta, (double)(2 * i) / hd));
     return c;
 oom:
     kiln_ctx_free(c);
@@ -84,7 +86,7 @@ void kiln_ctx_free(kiln_ctx *c) {
     free(c->refcount);
     free(c->free_list);
     free(c->inv_freq);
-    float *bufs[] = {c->x, c->h, c->q, c->k, c->v, c->att, c->gate, c->up, c->rope_cs, c->scores};
+    float *bufs[] = {c->x, c->h, c->q, c->k, c->v, c->att, c->gate, c->up, c->rope_cs, c->scores, c->rope_cs_local};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c->pos);
     kern_scratch_free(&c->ks);

@@ -1,4 +1,4 @@
-/* config.c — config.json → kiln_config for the Llama family (Llama, Mistral, Qwen2, Qwen3).
+/* config.c — config.json → kiln_config for the Llama family (Llama, Mistral, Qwen2, Qwen3) and Gemma 2 / 3.
  *
  * Only the fields the forward pass needs are read; each is validated so that a bad config fails here,
  * with the field named, rather than as a shape mismatch or a crash later. */
@@ -23,6 +23,8 @@ static const struct {
     {"MistralForCausalLM", KILN_ARCH_MISTRAL},
     {"Qwen2ForCausalLM", KILN_ARCH_QWEN2},
     {"Qwen3ForCausalLM", KILN_ARCH_QWEN3},
+    {"Gemma2ForCausalLM", KILN_ARCH_GEMMA2},
+    {"Gemma3ForCausalLM", KILN_ARCH_GEMMA3},
 };
 
 /* The json_get getters, with the file's path in front of their "'key' must be ..." and a default or
@@ -85,6 +87,95 @@ static int parse_rope_scaling(json_t *rs, kiln_config *c, const char *path, kiln
     return kiln_err_set(err, "%s: rope_scaling type '%s' not supported (default, linear, llama3)", path, type);
 }
 
+static bool is_gemma(const kiln_config *c) { return c->arch == KILN_ARCH_GEMMA2 || c->arch == KILN_ARCH_GEMMA3; }
+
+/* The MLP's activation, by transformers' ACT2FN name: Gemma reads hidden_activation (hidden_act is its legacy
+ * spelling), the Llama family hidden_act. */
+static int parse_act(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
+    const char *key = "hidden_activation";
+    json_t *act = is_gemma(c) ? json_object_get(o, key) : NULL;
+    if (!act || json_is_null(act)) act = json_object_get(o, key = "hidden_act");
+    c->hidden_act = is_gemma(c) ? KILN_ACT_GELU_TANH : KILN_ACT_SILU;
+    if (!act || json_is_null(act)) return 0;
+    const char *name = json_is_string(act) ? json_string_value(act) : "";
+    if (strcmp(name, "silu") == 0) c->hidden_act = KILN_ACT_SILU;
+    else if (strcmp(name, "gelu_pytorch_tanh") == 0) c->hidden_act = KILN_ACT_GELU_TANH;
+    else return kiln_err_set(err, "%s: %s '%s' not supported (silu, gelu_pytorch_tanh)", path, key, name);
+    return 0;
+}
+
+/* A soft-capping value: def when the key is absent, 0 (none) when it is null. */
+static int get_cap(json_t *o, const char *key, double def, float *out, const char *path, kiln_err *err) {
+    json_t *v = json_object_get(o, key);
+    double x = def;
+    if (v && json_is_null(v)) x = 0;
+    else if (get_num(o, key, def, &x, path, err)) return -1;
+    if (x < 0) return kiln_err_set(err, "%s: '%s' must be >= 0 or null", path, key);
+    *out = (float)x;
+    return 0;
+}
+
+/* Which layers use the window, from layer_types ("sliding_attention" / "full_attention"). */
+static int parse_layer_types(json_t *lt, kiln_config *c, const char *path, kiln_err *err) {
+    if (!json_is_array(lt) || (int)json_array_size(lt) != c->n_layers)
+        return kiln_err_set(err, "%s: layer_types must list %d layer kinds", path, c->n_layers);
+    for (int l = 0; l < c->n_layers; l++) {
+        const char *t = json_string_value(json_array_get(lt, (size_t)l));
+        if (t && strcmp(t, "sliding_attention") == 0) c->swa_layers[l / 64] |= 1ull << (l % 64);
+        else if (!t || strcmp(t, "full_attention") != 0)
+            return kiln_err_set(err, "%s: layer_types[%d] '%s' not supported (sliding_attention, full_attention)", path, l,
+                                t ? t : "?");
+    }
+    return 0;
+}
+
+/* The sliding window and its layers, as transformers decides them: layer_types when given, else Gemma 2
+ * alternates (even layers local), Gemma 3 has sliding_window_pattern - 1 local layers then a global one,
+ * Qwen2/3 window layers >= max_window_layers only with use_sliding_window, and a Llama-family config (Mistral)
+ * with a non-null sliding_window windows every layer. */
+static int parse_window(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
+    json_t *w = json_object_get(o, "sliding_window");
+    bool qwen = c->arch == KILN_ARCH_QWEN2 || c->arch == KILN_ARCH_QWEN3, use = !qwen;
+    if (qwen && get_bool(o, "use_sliding_window", false, &use, path, err)) return -1;
+    if (!use || (w && json_is_null(w))) return 0;
+    if (!w && !is_gemma(c)) return 0;
+    if (get_int(o, "sliding_window", 4096, 1, 1L << 30, &c->sliding_window, path, err)) return -1; /* Gemma's default */
+    json_t *lt = json_object_get(o, "layer_types");
+    if (lt && !json_is_null(lt)) return parse_layer_types(lt, c, path, err);
+    int pattern = 1, first = 0; /* layer l is local unless (l + 1) % pattern == 0 (pattern 1: every layer) */
+    if (c->arch == KILN_ARCH_GEMMA2) pattern = 2;
+    if (c->arch == KILN_ARCH_GEMMA3 && get_int(o, "sliding_window_pattern", 6, 1, 1L << 20, &pattern, path, err))
+        return -1;
+    if (qwen && get_int(o, "max_window_layers", 28, 0, 1L << 20, &first, path, err)) return -1;
+    for (int l = first; l < c->n_layers; l++)
+        if (pattern == 1 || (l + 1) % pattern) c->swa_layers[l / 64] |= 1ull << (l % 64);
+    return 0;
+}
+
+/* Gemma 2 / 3: offset norms, sandwich norms, the scaled embedding, query_pre_attn_scalar, soft-capping (Gemma
+ * 2's defaults 50 / 30; Gemma 3's none) and Gemma 3's local RoPE base. */
+static int parse_gemma(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
+    const bool g2 = c->arch == KILN_ARCH_GEMMA2;
+    double qpas;
+    bool bidirectional = false;
+    c->norm_offset = c->sandwich_norms = true;
+    c->embed_scale = (float)sqrt((double)c->hidden_size);
+    if (get_num(o, "query_pre_attn_scalar", 256, &qpas, path, err) ||
+        get_cap(o, "attn_logit_softcapping", g2 ? 50 : 0, &c->attn_logit_softcap, path, err) ||
+        get_cap(o, "final_logit_softcapping", g2 ? 30 : 0, &c->final_logit_softcap, path, err) ||
+        get_bool(o, "use_bidirectional_attention", false, &bidirectional, path, err))
+        return -1;
+    if (!(qpas > 0)) return kiln_err_set(err, "%s: query_pre_attn_scalar must be > 0", path);
+    if (bidirectional) return kiln_err_set(err, "%s: use_bidirectional_attention true not supported", path);
+    if (json_object_get(o, "rope_parameters"))
+        return kiln_err_set(err, "%s: rope_parameters not supported (use rope_theta / rope_local_base_freq)", path);
+    c->attn_scale = (float)(1.0 / sqrt(qpas));
+    if (g2) return 0;
+    if (get_num(o, "rope_local_base_freq", 10000.0, &c->rope_local_theta, path, err)) return -1;
+    if (!(c->rope_local_theta > 0)) return kiln_err_set(err, "%s: rope_local_base_freq must be > 0", path);
+    return 0;
+}
+
 static int parse_eos(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
     long long ids[sizeof c->eos_token_ids / sizeof *c->eos_token_ids];
     kiln_err e;
@@ -121,7 +212,7 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
         if (strcmp(name, archs[i].name) == 0) break;
     if (i == sizeof archs / sizeof archs[0])
         return kiln_err_set(err, "%s: architecture '%s' not supported (LlamaForCausalLM, MistralForCausalLM, "
-                                 "Qwen2ForCausalLM, Qwen3ForCausalLM)", path, name);
+                                 "Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM)", path, name);
     c->arch = archs[i].arch;
     snprintf(c->architecture, sizeof c->architecture, "%s", name);
     json_t *mt = json_object_get(o, "model_type");
@@ -156,18 +247,17 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
     c->rope_theta = theta;
     if (parse_rope_scaling(json_object_get(o, "rope_scaling"), c, path, err)) return -1;
 
-    json_t *act = json_object_get(o, "hidden_act");
-    if (act && !json_is_null(act) && (!json_is_string(act) || strcmp(json_string_value(act), "silu") != 0))
-        return kiln_err_set(err, "%s: hidden_act must be 'silu'", path);
+    if (parse_act(o, c, path, err) || parse_window(o, c, path, err) || (is_gemma(c) && parse_gemma(o, c, path, err)))
+        return -1;
     bool mlp_bias = false;
     if (get_bool(o, "mlp_bias", false, &mlp_bias, path, err)) return -1;
     if (mlp_bias) return kiln_err_set(err, "%s: mlp_bias true not supported", path);
 
-    if (get_bool(o, "tie_word_embeddings", false, &c->tie_word_embeddings, path, err)) return -1;
+    if (get_bool(o, "tie_word_embeddings", is_gemma(c), &c->tie_word_embeddings, path, err)) return -1;
     /* Qwen2 always has q/k/v biases (its modeling code hard-codes bias=True); others follow the flag. */
     if (c->arch == KILN_ARCH_QWEN2) c->attention_bias = true;
     else if (get_bool(o, "attention_bias", false, &c->attention_bias, path, err)) return -1;
-    c->qk_norm = c->arch == KILN_ARCH_QWEN3;
+    c->qk_norm = c->arch == KILN_ARCH_QWEN3 || c->arch == KILN_ARCH_GEMMA3;
     if (parse_dtype(o, c, path, err) || parse_eos(o, c, path, err)) return -1;
     return 0;
 }

@@ -40,6 +40,15 @@ int model_find_tensor(const st_set *s, const tensor_desc *d, const char *name, i
     return kiln_err_set(err, "%s: tensor '%s' has shape %s, config implies %s", f->path, name, got, implied);
 }
 
+/* Gemma's norm weights are offsets from 1 ((1 + w) in f32, as transformers computes it): added once here, so
+ * the norms are ordinary RMSNorms. Every "*norm.weight" tensor, the rule llama.cpp's converter applies when it
+ * writes them into a GGUF (whose config therefore has no norm_offset). */
+static void apply_norm_offset(const kiln_config *c, const char *name, float *v, int64_t n) {
+    size_t len = strlen(name), k = strlen("norm.weight");
+    if (!c->norm_offset || len < k || strcmp(name + len - k, "norm.weight")) return;
+    for (int64_t i = 0; i < n; i++) v[i] += 1.0f;
+}
+
 /* Binds one tensor where d->offset says: a matrix as a view into the mapping, a vector as an f32 copy. */
 static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int64_t rows, int64_t cols, kiln_err *err) {
     kiln_model *m = ud;
@@ -52,6 +61,7 @@ static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int
         float *v = malloc((size_t)rows * sizeof(float));
         if (!v) return kiln_err_set(err, "out of memory");
         kern_row_to_f32(v, t->data, t->dt, (int)rows);
+        apply_norm_offset(&m->cfg, name, v, rows);
         memcpy(base + d->offset, &v, sizeof v);
         m->weight_bytes += weight_bytes(KILN_DT_F32, rows, 0);
         return 0;

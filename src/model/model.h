@@ -17,6 +17,7 @@ typedef struct kiln_layer {
     float *attn_norm, *ffn_norm;
     float *bq, *bk, *bv;      /* attention_bias only */
     float *q_norm, *k_norm;   /* qk_norm only: [head_dim] */
+    float *attn_post_norm, *ffn_post_norm; /* sandwich_norms only: on the attention's and the MLP's outputs */
 } kiln_layer;
 
 struct kiln_model {

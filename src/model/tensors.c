@@ -1,4 +1,4 @@
-/* tensors.c — the tensor tables of the Llama family (Llama, Mistral, Qwen2, Qwen3) and the walk over them
+/* tensors.c — the tensor tables of the Llama family (Llama, Mistral, Qwen2, Qwen3), Gemma 2 / 3, and the walk over them
  * (see tensors.h). */
 #include "model/tensors.h"
 
@@ -21,7 +21,7 @@ static const tensor_desc layer_tensors[] = {
     {"model.layers.%d.self_attn.k_proj.weight", ROLE_MATRIX, DIM_KV, DIM_HIDDEN, WHEN_ALWAYS, false, LAYER(wk), "blk.%d.attn_k.weight"},
     {"model.layers.%d.self_attn.v_proj.weight", ROLE_MATRIX, DIM_KV, DIM_HIDDEN, WHEN_ALWAYS, false, LAYER(wv), "blk.%d.attn_v.weight"},
     {"model.layers.%d.self_attn.o_proj.weight", ROLE_MATRIX, DIM_HIDDEN, DIM_Q, WHEN_ALWAYS, false, LAYER(wo), "blk.%d.attn_output.weight"},
-    {"model.layers.%d.post_attention_layernorm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_ALWAYS, false, LAYER(ffn_norm), "blk.%d.ffn_norm.weight"},
+    {"model.layers.%d.post_attention_layernorm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_PLAIN_NORMS, false, LAYER(ffn_norm), "blk.%d.ffn_norm.weight"},
     {"model.layers.%d.mlp.gate_proj.weight", ROLE_MATRIX, DIM_FFN, DIM_HIDDEN, WHEN_ALWAYS, false, LAYER(w_gate), "blk.%d.ffn_gate.weight"},
     {"model.layers.%d.mlp.up_proj.weight", ROLE_MATRIX, DIM_FFN, DIM_HIDDEN, WHEN_ALWAYS, false, LAYER(w_up), "blk.%d.ffn_up.weight"},
     {"model.layers.%d.mlp.down_proj.weight", ROLE_MATRIX, DIM_HIDDEN, DIM_FFN, WHEN_ALWAYS, false, LAYER(w_down), "blk.%d.ffn_down.weight"},
@@ -30,6 +30,10 @@ static const tensor_desc layer_tensors[] = {
     {"model.layers.%d.self_attn.v_proj.bias", ROLE_VECTOR, DIM_KV, DIM_NONE, WHEN_ATTN_BIAS, false, LAYER(bv), "blk.%d.attn_v.bias"},
     {"model.layers.%d.self_attn.q_norm.weight", ROLE_VECTOR, DIM_HEAD, DIM_NONE, WHEN_QK_NORM, false, LAYER(q_norm), "blk.%d.attn_q_norm.weight"},
     {"model.layers.%d.self_attn.k_norm.weight", ROLE_VECTOR, DIM_HEAD, DIM_NONE, WHEN_QK_NORM, false, LAYER(k_norm), "blk.%d.attn_k_norm.weight"},
+    /* Gemma's sandwich: post_attention_layernorm is the attention output's norm, pre_feedforward_layernorm the MLP's */
+    {"model.layers.%d.post_attention_layernorm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_SANDWICH_NORMS, false, LAYER(attn_post_norm), "blk.%d.post_attention_norm.weight"},
+    {"model.layers.%d.pre_feedforward_layernorm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_SANDWICH_NORMS, false, LAYER(ffn_norm), "blk.%d.ffn_norm.weight"},
+    {"model.layers.%d.post_feedforward_layernorm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_SANDWICH_NORMS, false, LAYER(ffn_post_norm), "blk.%d.post_ffw_norm.weight"},
 };
 
 /* After the layers. As transformers: tie_word_embeddings shares the embedding, and a missing lm_head
@@ -57,6 +61,8 @@ static bool wanted(const kiln_config *c, tensor_when w) {
     case WHEN_ATTN_BIAS: return c->attention_bias;
     case WHEN_QK_NORM: return c->qk_norm;
     case WHEN_UNTIED: return !c->tie_word_embeddings;
+    case WHEN_PLAIN_NORMS: return !c->sandwich_norms;
+    case WHEN_SANDWICH_NORMS: return c->sandwich_norms;
     case WHEN_ALWAYS: break;
     }
     return true;

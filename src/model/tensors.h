@@ -31,6 +31,8 @@ typedef enum {
     WHEN_ATTN_BIAS, /* attention_bias */
     WHEN_QK_NORM,   /* qk_norm */
     WHEN_UNTIED,    /* !tie_word_embeddings */
+    WHEN_PLAIN_NORMS,    /* !sandwich_norms: post_attention_layernorm is the MLP's input norm (Llama) */
+    WHEN_SANDWICH_NORMS, /* sandwich_norms (Gemma) */
 } tensor_when;
 
 typedef enum {
