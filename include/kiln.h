@@ -131,6 +131,8 @@ typedef struct kiln_config {
     float final_logit_softcap; /* likewise for the output logits; 0: none */
     double rope_local_theta;   /* RoPE base of the window layers (Gemma 3 rope_local_base_freq, default RoPE
                                   without rope_scaling); 0: the same RoPE as the other layers */
+    bool window_absent;        /* a GGUF of a Mistral model without {arch}.attention.sliding_window (llama.cpp's
+                                  converter writes none): run unwindowed as the file says; kiln_model_open warns */
 } kiln_config;
 
 /* Whether layer l of c attends through the sliding window. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +27,8 @@ static const struct {
     {"llama", "LlamaForCausalLM", KILN_ARCH_LLAMA, true},
     {"qwen2", "Qwen2ForCausalLM", KILN_ARCH_QWEN2, false},
     {"qwen3", "Qwen3ForCausalLM", KILN_ARCH_QWEN3, false},
+    {"gemma2", "Gemma2ForCausalLM", KILN_ARCH_GEMMA2, false},
+    {"gemma3", "Gemma3ForCausalLM", KILN_ARCH_GEMMA3, false},
 };
 #define N_ARCHS (sizeof gguf_archs / sizeof gguf_archs[0])
 
@@ -240,7 +243,7 @@ static int read_arch(const gguf_file *g, kiln_config *c, int *which, kiln_err *e
             *which = (int)i;
             return 0;
         }
-    return kiln_err_set(err, "%s: GGUF architecture '%.*s' not supported (llama, qwen2, qwen3)", g->path,
+    return kiln_err_set(err, "%s: GGUF architecture '%.*s' not supported (llama, qwen2, qwen3, gemma2, gemma3)", g->path,
                         (int)(n > 64 ? 64 : n), a);
 }
 
@@ -316,6 +319,81 @@ static int read_special(const gguf_file *g, kiln_config *c, kiln_err *err) {
     return 0;
 }
 
+/* Whether the file's general.name or general.basename mentions Mistral (the converter labels Mistral "llama"). */
+static bool named_mistral(const gguf_file *g) {
+    static const char *const keys[] = {"general.name", "general.basename"};
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+        const char *v;
+        size_t n;
+        kiln_err ignored;
+        if (gguf_get_str(g, keys[k], &v, &n, &ignored) != 1) continue;
+        for (size_t i = 0; i + 7 <= n; i++)
+            if (strncasecmp(v + i, "mistral", 7) == 0) return true;
+    }
+    return false;
+}
+
+/* The sliding window as llama.cpp reads it: {arch}.attention.sliding_window (Gemma 2: 4096 when absent), its
+ * layers from {arch}.attention.sliding_window_pattern, a per-layer bool array or a period n (layer l windowed
+ * iff n == 0 or l % n < n - 1; Gemma 2 alternates, Gemma 3 has period 6, others window every layer). */
+static int read_window(const gguf_file *g, const char *arch, kiln_config *c, kiln_err *err) {
+    char key[128];
+    int window = 0, pattern = c->arch == KILN_ARCH_GEMMA2 ? 2 : c->arch == KILN_ARCH_GEMMA3 ? 6 : 0;
+    if (arch_int(g, arch, "attention.sliding_window", false, c->arch == KILN_ARCH_GEMMA2 ? 4096 : 0, 0, 1u << 30,
+                 &window, err))
+        return -1;
+    c->window_absent = window == 0 && c->arch == KILN_ARCH_LLAMA && named_mistral(g);
+    if (!window) return 0;
+    c->sliding_window = window;
+    snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", arch);
+    gguf_vtype et;
+    uint64_t n;
+    int rc = gguf_get_arr(g, key, &et, &n, err);
+    if (rc < 0) return -1;
+    const gguf_kv *kv = rc ? gguf_find_kv(g, key) : NULL;
+    if (kv && (et != GGUF_BOOL || n != (uint64_t)c->n_layers))
+        return kiln_err_set(err, "%s: GGUF key '%s' must be %d bools (one per layer)", g->path, key, c->n_layers);
+    if (!kv && arch_int(g, arch, "attention.sliding_window_pattern", false, (uint32_t)pattern, 0, 1u << 20, &pattern, err))
+        return -1;
+    for (int l = 0; l < c->n_layers; l++) {
+        bool on = kv ? ((const unsigned char *)gguf_arr_data(kv))[l] != 0 : pattern == 0 || l % pattern < pattern - 1;
+        if (on) c->swa_layers[l / 64] |= 1ull << (l % 64);
+    }
+    return 0;
+}
+
+/* Soft-capping: a non-negative float; def when absent. */
+static int arch_cap(const gguf_file *g, const char *arch, const char *suffix, float def, float *out, kiln_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    float v = def;
+    if (gguf_get_f32(g, key, &v, err) < 0) return -1;
+    if (!(v >= 0) || !isfinite(v)) return kiln_err_set(err, "%s: GGUF key '%s' is %g, want a finite value >= 0", g->path, key, v);
+    *out = v;
+    return 0;
+}
+
+/* Gemma 2 / 3 as llama.cpp runs them: the norms already hold 1 + w (its converter adds the 1), the embedding
+ * times sqrt(n_embd), the score scale 1 / sqrt(head_dim) except for the 27B models (46 / 62 layers:
+ * 1 / sqrt(n_embd / n_head), Gemma's query_pre_attn_scalar), soft-capping (Gemma 2's defaults 50 / 30) and
+ * the window layers' rope.freq_base_swa (Gemma 3 default 10000; Gemma 2: the global base). */
+static int read_gemma(const gguf_file *g, const char *arch, kiln_config *c, kiln_err *err) {
+    const bool g2 = c->arch == KILN_ARCH_GEMMA2;
+    if (!g2 && c->arch != KILN_ARCH_GEMMA3) return 0;
+    c->sandwich_norms = true;
+    c->hidden_act = KILN_ACT_GELU_TANH;
+    c->embed_scale = sqrtf((float)c->hidden_size);
+    const bool is_27b = c->n_layers == (g2 ? 46 : 62);
+    c->attn_scale = 1.0f / sqrtf((float)(is_27b ? c->hidden_size / c->n_heads : c->head_dim));
+    float local = g2 ? 0.0f : 10000.0f;
+    if (arch_cap(g, arch, "attn_logit_softcapping", g2 ? 50.0f : 0.0f, &c->attn_logit_softcap, err) ||
+        arch_cap(g, arch, "final_logit_softcapping", g2 ? 30.0f : 0.0f, &c->final_logit_softcap, err) ||
+        arch_cap(g, arch, "rope.freq_base_swa", local, &local, err))
+        return -1;
+    c->rope_local_theta = local;
+    return 0;
+}
+
 static int config_from_parts(const gguf_parts *p, kiln_config *c, bool *permuted, kiln_err *err) {
     memset(c, 0, sizeof *c);
     const gguf_file *g = &p->g[0];
@@ -323,13 +401,15 @@ static int config_from_parts(const gguf_parts *p, kiln_config *c, bool *permuted
     if (read_arch(g, c, &which, err)) return -1;
     const char *arch = gguf_archs[which].name;
     *permuted = gguf_archs[which].permuted;
-    if (read_shape(g, arch, c, err) || read_rope(p, arch, c, err) || read_special(g, c, err)) return -1;
+    if (read_shape(g, arch, c, err) || read_rope(p, arch, c, err) || read_special(g, c, err) ||
+        read_window(g, arch, c, err) || read_gemma(g, arch, c, err))
+        return -1;
     const gguf_tensor *e = parts_find(p, "token_embd.weight");
     if (!e || e->n_dims != 2) return kiln_err_set(err, "%s: GGUF tensor 'token_embd.weight' missing or not 2-D", g->path);
     if (arch_int(g, arch, "vocab_size", false, (uint32_t)e->ne[1], 1, 1u << 28, &c->vocab_size, err)) return -1;
     c->tie_word_embeddings = !parts_find(p, "output.weight");
     c->attention_bias = c->arch == KILN_ARCH_QWEN2 || parts_find(p, "blk.0.attn_q.bias");
-    c->qk_norm = c->arch == KILN_ARCH_QWEN3;
+    c->qk_norm = c->arch == KILN_ARCH_QWEN3 || c->arch == KILN_ARCH_GEMMA3;
     c->torch_dtype = e->type == kern_formats[KILN_DT_BF16].gguf_type  ? KILN_DT_BF16
                      : e->type == kern_formats[KILN_DT_F16].gguf_type ? KILN_DT_F16
                                                                        : KILN_DT_F32;

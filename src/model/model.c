@@ -151,6 +151,9 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
         return NULL;
     }
     if (kiln_config_load(dir, &m->cfg, err) || st_set_open(&m->shards, dir, err) || bind_all(m, err)) goto fail;
+    if (m->cfg.window_absent && opts->warn)
+        opts->warn(opts->cb_ud, "this GGUF names a Mistral model but has no attention.sliding_window key (llama.cpp's "
+                                "converter writes none): running without the sliding window, as llama.cpp does");
     kern_init();
     m->pool = kiln_pool_new(opts->threads);
     if (!m->pool) {
