@@ -317,6 +317,22 @@ TEST(simd_attention_matches_reference) {
     }
 }
 
+/* GELU-tanh (gelu_pytorch_tanh) against the formula in double, from -12 to 12 (tanh saturating both ways). */
+TEST(gelu_tanh_mul_matches_formula) {
+    enum { N = 481 };
+    float gate[N], up[N];
+    for (int i = 0; i < N; i++) gate[i] = -12.0f + 0.05f * (float)i, up[i] = 0.5f + (float)(i % 7);
+    float x[N];
+    memcpy(x, gate, sizeof x);
+    kern_gelu_tanh_mul(gate, up, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double v = x[i], want = 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))) * up[i];
+        worst = fmax(worst, fabs(gate[i] - want) / fmax(1.0, fabs(want)));
+    }
+    CHECK(worst < 1e-6, "gelu_tanh off by %g (relative)", worst);
+}
+
 /* The window, scale and soft-cap mean what kernels.h says: positions first..n_pos-1 only, softmax of
  * tanh(q.k * scale / cap) * cap; checked against the formula on one head over a one-block-per-position cache. */
 TEST(attention_window_scale_softcap) {
@@ -544,6 +560,7 @@ int main(int argc, char **argv) {
     RUN(simd_matmul_large_shapes);
     RUN(simd_attention_matches_reference);
     RUN(attention_window_scale_softcap);
+    RUN(gelu_tanh_mul_matches_formula);
     RUN(silu_mul_matches_reference);
     RUN(quantize_act_bit_exact);
     RUN(thread_pool_runs_every_thread_every_time);
