@@ -222,6 +222,52 @@ TEST(quant_q4_0_within_noise) {
     check_quant("gemma3-tiny", KILN_DT_Q4_0, 8, 2.4, 0.22);
 }
 
+/* The window reads only positions its own sequence holds: a fork, a truncate back before the window and a
+ * batch mixing both sequences at different positions give the logits of one pass over the prompt (the
+ * golden's 70-token case; Gemma 3 mixes window and global layers). */
+static void window_reuse(const char *name) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "golden/models/%s/golden.json", name);
+    json_t *gj = json_load_file(shared_path(rel), 0, NULL);
+    kiln_err err;
+    kiln_model *m = gj ? kiln_model_open(fixture_dir(name), NULL, &err) : NULL;
+    REQUIRE(m, "%s: %s", name, gj ? err.msg : "no golden");
+    int n, V = kiln_model_config(m)->vocab_size;
+    int32_t *ids = json_ids(json_object_get(json_array_get(json_object_get(gj, "cases"), 3), "prompt_ids"), &n);
+    kiln_ctx_opts co;
+    kiln_ctx_opts_default(&co);
+    co.max_seqs = 3, co.n_ctx = n;
+    kiln_ctx *c = kiln_ctx_new(m, &co, &err);
+    float *ref = malloc((size_t)n * V * sizeof(float)), *out = malloc((size_t)2 * n * V * sizeof(float));
+    int r = kiln_seq_new(c, &err), a = kiln_seq_new(c, &err), na = 30, nt = n;
+    kiln_batch one = {1, &r, &nt, ids, true, ref}, head = {1, &a, &na, ids, false, out};
+    CHECK(kiln_forward(c, &one, &err) == 0 && kiln_forward(c, &head, &err) == 0, "%s: %s", name, err.msg);
+    int b = kiln_seq_fork(c, a, na, &err);
+    CHECK(b >= 0 && kiln_seq_truncate(c, b, 13, &err) == 0, "%s: %s", name, err.msg);
+    /* a continues from 30, b from 13, in one batch */
+    int seqs[2] = {a, b}, counts[2] = {n - 30, n - 13};
+    int32_t *toks = malloc((size_t)(counts[0] + counts[1]) * sizeof *toks);
+    memcpy(toks, ids + 30, (size_t)counts[0] * sizeof *toks);
+    memcpy(toks + counts[0], ids + 13, (size_t)counts[1] * sizeof *toks);
+    kiln_batch both = {2, seqs, counts, toks, true, out};
+    CHECK(kiln_forward(c, &both, &err) == 0, "%s: %s", name, err.msg);
+    double worst = 0;
+    for (int t = 0; t < counts[0] + counts[1]; t++) {
+        const int p = t < counts[0] ? 30 + t : 13 + t - counts[0];
+        for (int v = 0; v < V; v++) worst = fmax(worst, fabs(out[(size_t)t * V + v] - ref[(size_t)p * V + v]));
+    }
+    CHECK(worst <= 1e-4, "%s: fork / truncate / mixed batch differ from one pass by %g", name, worst);
+    free(toks), free(ref), free(out), free(ids);
+    kiln_ctx_free(c);
+    kiln_model_free(m);
+    json_decref(gj);
+}
+
+TEST(window_fork_truncate_batch) {
+    window_reuse("mistral-tiny");
+    window_reuse("gemma3-tiny");
+}
+
 /* The recreated checkpoints are there (tests/run.sh makes them); a missing one fails here, by name. */
 TEST(arch_fixtures_present) {
     static const char *names[] = {"mistral-tiny", "gemma3-tiny",  "qwen3moe-tiny", "mixtral-tiny",
@@ -245,6 +291,7 @@ int main(void) {
     RUN(golden_mistral);
     RUN(golden_gemma2);
     RUN(golden_gemma3);
+    RUN(window_fork_truncate_batch);
     RUN(quant_q8_0_within_noise);
     RUN(quant_q4_0_within_noise);
     return check_done();
