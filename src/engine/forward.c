@@ -239,8 +239,8 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
     }
     if (hidden_only) memcpy(out, c->h, (size_t)n_out * H * sizeof(float));
     else bad |= mm(c, out, c->h, n_out, &m->lm_head, NULL);
-    if (!hidden_only && g->final_logit_softcap > 0)
-        kern_softcap(out, n_out * g->vocab_size, g->final_logit_softcap); /* Gemma 2 */
+    for (int r = 0; !hidden_only && g->final_logit_softcap > 0 && r < n_out; r++) /* Gemma 2's final soft-capping */
+        kern_softcap(out + (size_t)r * g->vocab_size, g->vocab_size, g->final_logit_softcap);
     return bad ? kiln_err_set(err, "internal error: matmul scratch smaller than the batch") : 0;
 }
 
