@@ -61,7 +61,14 @@ double kiln_now(void);
 /* ===================================================================================================
  * Model configuration (src/model/config.c)
  * =================================================================================================== */
-typedef enum { KILN_ARCH_LLAMA, KILN_ARCH_MISTRAL, KILN_ARCH_QWEN2, KILN_ARCH_QWEN3 } kiln_arch;
+typedef enum {
+    KILN_ARCH_LLAMA,
+    KILN_ARCH_MISTRAL,
+    KILN_ARCH_QWEN2,
+    KILN_ARCH_QWEN3,
+    KILN_ARCH_PHI3,  /* Phi3ForCausalLM (Phi-3, Phi-4) */
+    KILN_ARCH_OLMO2, /* Olmo2ForCausalLM */
+} kiln_arch;
 typedef enum { KILN_ROPE_DEFAULT, KILN_ROPE_LINEAR, KILN_ROPE_LLAMA3 } kiln_rope_type;
 
 /* Storage / compute formats. The quantised ones are llama.cpp's blocks (ggml-common.h), byte for byte: Q8_0
@@ -114,6 +121,11 @@ typedef struct kiln_config {
     int bos_token_id; /* -1 if none */
     int eos_token_ids[8];
     int n_eos_token_ids;
+    /* Phi-3, OLMo-2 */
+    bool fused_proj;   /* Phi-3: qkv_proj (rows q | k | v) and gate_up_proj (rows gate | up), bound as row views */
+    bool no_pre_norms; /* OLMo-2: no input / pre-MLP RMSNorm (the sublayers read the residual stream itself) */
+    bool post_norms;   /* OLMo-2: RMSNorm on the attention and MLP outputs, before the residual add */
+    bool qk_norm_full; /* OLMo-2: RMSNorm over the whole q / k projection (weights [n_heads * head_dim], [kv_dim]) */
 } kiln_config;
 
 /* Parses DIR/config.json (or a GGUF model's {arch}.* keys, see kiln_model_open); validates every field the

@@ -128,8 +128,15 @@ TEST(arch_fixtures_present) {
     }
 }
 
+/* Phi-3: fused qkv_proj / gate_up_proj bound as row views. */
+TEST(golden_phi3) { golden_safetensors("phi3-tiny"); }
+/* OLMo-2: post-norms only, q / k RMSNorm over the whole projection. */
+TEST(golden_olmo2) { golden_safetensors("olmo2-tiny"); }
+
 int main(void) {
     RUN(arch_fixtures_present);
+    RUN(golden_phi3);
+    RUN(golden_olmo2);
     (void)golden_safetensors; /* each architecture adds its RUN(golden_<arch>) here */
     return check_done();
 }

@@ -121,14 +121,18 @@ static void silu_part(void *arg, int ith, int nth) {
     if (lo < j->n) kern_silu_mul(j->gate + lo, j->up + lo, (int)((hi < j->n ? hi : j->n) - lo));
 }
 
-/* Per-head RMSNorm (Qwen3) then RoPE on q and k of every token; k and v then go into the cache. */
+/* Per-head RMSNorm (Qwen3) or one over the whole projection (OLMo-2), then RoPE on q and k of every
+ * token; k and v then go into the cache. */
 static void qk_rope_store(kiln_ctx *c, const kiln_batch *b, const kiln_layer *L, int layer, int T) {
     const kiln_config *g = &c->m->cfg;
     int hd = g->head_dim, half = hd / 2;
     size_t qd = (size_t)g->n_heads * hd, kvd = (size_t)c->kv_dim;
     for (int t = 0; t < T; t++) {
         float *q = c->q + t * qd, *k = c->k + t * kvd;
-        if (L->q_norm) {
+        if (g->qk_norm_full) {
+            kern_rmsnorm(q, q, L->q_norm, (int)qd, g->rms_norm_eps);
+            kern_rmsnorm(k, k, L->k_norm, (int)kvd, g->rms_norm_eps);
+        } else if (L->q_norm) {
             for (int h = 0; h < g->n_heads; h++) kern_rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, g->rms_norm_eps);
             for (int h = 0; h < g->n_kv_heads; h++)
                 kern_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, g->rms_norm_eps);
@@ -155,6 +159,26 @@ static int mm(kiln_ctx *c, float *y, const float *x, int n, const kiln_mat *w, c
     return kern_matmul(c->m->pool, &c->ks, y, x, n, w, bias);
 }
 
+/* A sublayer's input: the residual stream x RMSNormed by w into h, or x itself where the architecture
+ * has no pre-norm (OLMo-2: w NULL). */
+static const float *pre_norm(kiln_ctx *c, const float *w, int T) {
+    const kiln_config *g = &c->m->cfg;
+    const size_t H = (size_t)g->hidden_size;
+    if (!w) return c->x;
+    for (int t = 0; t < T; t++) kern_rmsnorm(c->h + t * H, c->x + t * H, w, (int)H, g->rms_norm_eps);
+    return c->h;
+}
+
+/* x += the sublayer's output h, which is first RMSNormed by w where the architecture has post-norms
+ * (OLMo-2; w NULL: none). */
+static void residual_add(kiln_ctx *c, const float *w, int T) {
+    const kiln_config *g = &c->m->cfg;
+    const size_t H = (size_t)g->hidden_size;
+    if (w)
+        for (int t = 0; t < T; t++) kern_rmsnorm(c->h + t * H, c->h + t * H, w, (int)H, g->rms_norm_eps);
+    for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
+}
+
 /* The forward pass; out gets the logits, or with hidden_only the normed hidden states. */
 static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_only, kiln_err *err) {
     int T = 0;
@@ -179,19 +203,19 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
     int bad = 0;
     for (int l = 0; l < g->n_layers; l++) {
         const kiln_layer *L = &m->layers[l];
-        for (int t = 0; t < T; t++) kern_rmsnorm(c->h + (size_t)t * H, c->x + (size_t)t * H, L->attn_norm, H, g->rms_norm_eps);
-        bad |= mm(c, c->q, c->h, T, &L->wq, L->bq) | mm(c, c->k, c->h, T, &L->wk, L->bk) | mm(c, c->v, c->h, T, &L->wv, L->bv);
+        const float *in = pre_norm(c, L->attn_norm, T);
+        bad |= mm(c, c->q, in, T, &L->wq, L->bq) | mm(c, c->k, in, T, &L->wk, L->bk) | mm(c, c->v, in, T, &L->wv, L->bv);
         qk_rope_store(c, b, L, l, T);
         struct attn_job aj = {c, b, l};
         kiln_pool_run(m->pool, attn_part, &aj);
         bad |= mm(c, c->h, c->att, T, &L->wo, NULL);
-        for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
-        for (int t = 0; t < T; t++) kern_rmsnorm(c->h + (size_t)t * H, c->x + (size_t)t * H, L->ffn_norm, H, g->rms_norm_eps);
-        bad |= mm(c, c->gate, c->h, T, &L->w_gate, NULL) | mm(c, c->up, c->h, T, &L->w_up, NULL);
+        residual_add(c, L->post_attn_norm, T);
+        in = pre_norm(c, L->ffn_norm, T);
+        bad |= mm(c, c->gate, in, T, &L->w_gate, NULL) | mm(c, c->up, in, T, &L->w_up, NULL);
         struct silu_job sj = {c->gate, c->up, (size_t)T * g->intermediate_size};
         kiln_pool_run(m->pool, silu_part, &sj);
         bad |= mm(c, c->h, c->gate, T, &L->w_down, NULL);
-        for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
+        residual_add(c, L->post_ffn_norm, T);
     }
     for (int i = 0; i < b->n_seqs; i++) c->seqs[b->seq[i]].len += b->n_tokens[i];
     /* Final norm of the tokens that need output (packed into h), then one LM-head matmul (or h itself). */

@@ -1,4 +1,4 @@
-/* config.c — config.json → kiln_config for the Llama family (Llama, Mistral, Qwen2, Qwen3).
+/* config.c — config.json → kiln_config for the Llama family (Llama, Mistral, Qwen2, Qwen3; Phi-3, OLMo-2).
  *
  * Only the fields the forward pass needs are read; each is validated so that a bad config fails here,
  * with the field named, rather than as a shape mismatch or a crash later. */
@@ -23,6 +23,8 @@ static const struct {
     {"MistralForCausalLM", KILN_ARCH_MISTRAL},
     {"Qwen2ForCausalLM", KILN_ARCH_QWEN2},
     {"Qwen3ForCausalLM", KILN_ARCH_QWEN3},
+    {"Phi3ForCausalLM", KILN_ARCH_PHI3},
+    {"Olmo2ForCausalLM", KILN_ARCH_OLMO2},
 };
 
 /* The json_get getters, with the file's path in front of their "'key' must be ..." and a default or
@@ -66,6 +68,8 @@ static int parse_rope_scaling(json_t *rs, kiln_config *c, const char *path, kiln
     if (!json_is_string(t)) return kiln_err_set(err, "%s: rope_scaling has no rope_type", path);
     const char *type = json_string_value(t);
     if (strcmp(type, "default") == 0) return 0;
+    if (strcmp(type, "longrope") == 0 || strcmp(type, "su") == 0) /* Phi-3's 128k models: no 'factor' */
+        return kiln_err_set(err, "%s: rope_scaling type '%s' not supported yet (default, linear, llama3)", path, type);
     if (get_num(rs, "factor", NAN, &c->rope_factor, path, err)) return -1;
     if (c->rope_factor <= 0) return kiln_err_set(err, "%s: rope_scaling.factor must be > 0", path);
     if (strcmp(type, "linear") == 0) {
@@ -110,6 +114,25 @@ static int parse_dtype(json_t *o, kiln_config *c, const char *path, kiln_err *er
     return 0;
 }
 
+/* Phi-3 and OLMo-2: what their modeling code fixes, and the keys that would change their numbers that
+ * kiln does not implement, refused by name. */
+static int parse_phi3_olmo2(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
+    if (c->arch == KILN_ARCH_PHI3) {
+        c->fused_proj = true;
+        c->attention_bias = false; /* transformers' Phi3Attention has no biases whatever the config says */
+        double rotary = 1.0;
+        if (get_num(o, "partial_rotary_factor", 1.0, &rotary, path, err)) return -1;
+        if (rotary != 1.0)
+            return kiln_err_set(err, "%s: partial_rotary_factor %g not supported yet (only 1)", path, rotary);
+    }
+    if (c->arch == KILN_ARCH_OLMO2) {
+        c->no_pre_norms = c->post_norms = c->qk_norm_full = true;
+        if (c->attention_bias) /* OLMo-2 would also have an o_proj bias */
+            return kiln_err_set(err, "%s: attention_bias true not supported for Olmo2ForCausalLM", path);
+    }
+    return 0;
+}
+
 static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
     if (!json_is_object(o)) return kiln_err_set(err, "%s: not a JSON object", path);
     json_t *a = json_object_get(o, "architectures");
@@ -121,7 +144,7 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
         if (strcmp(name, archs[i].name) == 0) break;
     if (i == sizeof archs / sizeof archs[0])
         return kiln_err_set(err, "%s: architecture '%s' not supported (LlamaForCausalLM, MistralForCausalLM, "
-                                 "Qwen2ForCausalLM, Qwen3ForCausalLM)", path, name);
+                                 "Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Olmo2ForCausalLM)", path, name);
     c->arch = archs[i].arch;
     snprintf(c->architecture, sizeof c->architecture, "%s", name);
     json_t *mt = json_object_get(o, "model_type");
@@ -169,7 +192,7 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
     else if (get_bool(o, "attention_bias", false, &c->attention_bias, path, err)) return -1;
     c->qk_norm = c->arch == KILN_ARCH_QWEN3;
     if (parse_dtype(o, c, path, err) || parse_eos(o, c, path, err)) return -1;
-    return 0;
+    return parse_phi3_olmo2(o, c, path, err);
 }
 
 int kiln_config_load(const char *dir, kiln_config *cfg, kiln_err *err) {
