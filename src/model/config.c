@@ -116,20 +116,22 @@ static int parse_dtype(json_t *o, kiln_config *c, const char *path, kiln_err *er
 
 /* Phi-3 and OLMo-2: what their modeling code fixes, and the keys that would change their numbers that
  * kiln does not implement, refused by name. */
+void config_arch_flags(kiln_config *c) {
+    c->fused_proj = c->arch == KILN_ARCH_PHI3;
+    c->no_pre_norms = c->post_norms = c->qk_norm_full = c->arch == KILN_ARCH_OLMO2;
+}
+
 static int parse_phi3_olmo2(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
+    config_arch_flags(c);
     if (c->arch == KILN_ARCH_PHI3) {
-        c->fused_proj = true;
         c->attention_bias = false; /* transformers' Phi3Attention has no biases whatever the config says */
         double rotary = 1.0;
         if (get_num(o, "partial_rotary_factor", 1.0, &rotary, path, err)) return -1;
         if (rotary != 1.0)
             return kiln_err_set(err, "%s: partial_rotary_factor %g not supported yet (only 1)", path, rotary);
     }
-    if (c->arch == KILN_ARCH_OLMO2) {
-        c->no_pre_norms = c->post_norms = c->qk_norm_full = true;
-        if (c->attention_bias) /* OLMo-2 would also have an o_proj bias */
-            return kiln_err_set(err, "%s: attention_bias true not supported for Olmo2ForCausalLM", path);
-    }
+    if (c->arch == KILN_ARCH_OLMO2 && c->attention_bias) /* OLMo-2 would also have an o_proj bias */
+        return kiln_err_set(err, "%s: attention_bias true not supported for Olmo2ForCausalLM", path);
     return 0;
 }
 

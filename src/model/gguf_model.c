@@ -26,6 +26,8 @@ static const struct {
     {"llama", "LlamaForCausalLM", KILN_ARCH_LLAMA, true},
     {"qwen2", "Qwen2ForCausalLM", KILN_ARCH_QWEN2, false},
     {"qwen3", "Qwen3ForCausalLM", KILN_ARCH_QWEN3, false},
+    {"phi3", "Phi3ForCausalLM", KILN_ARCH_PHI3, false},
+    {"olmo2", "Olmo2ForCausalLM", KILN_ARCH_OLMO2, false},
 };
 #define N_ARCHS (sizeof gguf_archs / sizeof gguf_archs[0])
 
@@ -240,7 +242,7 @@ static int read_arch(const gguf_file *g, kiln_config *c, int *which, kiln_err *e
             *which = (int)i;
             return 0;
         }
-    return kiln_err_set(err, "%s: GGUF architecture '%.*s' not supported (llama, qwen2, qwen3)", g->path,
+    return kiln_err_set(err, "%s: GGUF architecture '%.*s' not supported (llama, qwen2, qwen3, phi3, olmo2)", g->path,
                         (int)(n > 64 ? 64 : n), a);
 }
 
@@ -330,6 +332,10 @@ static int config_from_parts(const gguf_parts *p, kiln_config *c, bool *permuted
     c->tie_word_embeddings = !parts_find(p, "output.weight");
     c->attention_bias = c->arch == KILN_ARCH_QWEN2 || parts_find(p, "blk.0.attn_q.bias");
     c->qk_norm = c->arch == KILN_ARCH_QWEN3;
+    config_arch_flags(c);
+    if (c->arch == KILN_ARCH_PHI3 && (parts_find(p, "rope_factors_long.weight") || parts_find(p, "rope_factors_short.weight")))
+        return kiln_err_set(err, "%s: GGUF phi3 with rope_factors_long / rope_factors_short (longrope) not supported yet",
+                            g->path);
     c->torch_dtype = e->type == kern_formats[KILN_DT_BF16].gguf_type  ? KILN_DT_BF16
                      : e->type == kern_formats[KILN_DT_F16].gguf_type ? KILN_DT_F16
                                                                        : KILN_DT_F32;
