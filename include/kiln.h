@@ -69,7 +69,8 @@ typedef enum {
     KILN_ARCH_PHI3,  /* Phi3ForCausalLM (Phi-3, Phi-4) */
     KILN_ARCH_OLMO2, /* Olmo2ForCausalLM */
 } kiln_arch;
-typedef enum { KILN_ROPE_DEFAULT, KILN_ROPE_LINEAR, KILN_ROPE_LLAMA3 } kiln_rope_type;
+typedef enum { KILN_ROPE_DEFAULT, KILN_ROPE_LINEAR, KILN_ROPE_LLAMA3, KILN_ROPE_LONGROPE } kiln_rope_type;
+#define KILN_ROPE_MAX_FACTORS 256 /* longrope's per-frequency factors: rope_dim / 2 of them at most */
 
 /* Storage / compute formats. The quantised ones are llama.cpp's blocks (ggml-common.h), byte for byte: Q8_0
  * and Q4_0 (32 weights, f16 scale; what --quant converts to), Q4_1 / Q5_0 / Q5_1 / IQ4_NL (32 weights) and
@@ -126,6 +127,11 @@ typedef struct kiln_config {
     bool no_pre_norms; /* OLMo-2: no input / pre-MLP RMSNorm (the sublayers read the residual stream itself) */
     bool post_norms;   /* OLMo-2: RMSNorm on the attention and MLP outputs, before the residual add */
     bool qk_norm_full; /* OLMo-2: RMSNorm over the whole q / k projection (weights [n_heads * head_dim], [kv_dim]) */
+    /* RoPE of part of each head (Phi-4-mini: partial_rotary_factor 0.75) and Phi-3's longrope ("su") */
+    int rope_dim;            /* leading dims of each head that RoPE rotates (int(head_dim * partial_rotary_factor)) */
+    double rope_attn_factor; /* longrope: cos and sin scaled by it (transformers' attention_factor) */
+    float rope_short_factor[KILN_ROPE_MAX_FACTORS]; /* longrope: frequency divisors [rope_dim / 2], contexts up to */
+    float rope_long_factor[KILN_ROPE_MAX_FACTORS];  /* rope_original_max_pos tokens, and longer ones */
 } kiln_config;
 
 /* Parses DIR/config.json (or a GGUF model's {arch}.* keys, see kiln_model_open); validates every field the

@@ -58,7 +58,7 @@ static void check_case(kiln_model *m, const char *what, json_t *cs, int greedy_m
     int greedy_n = (int)json_array_size(g) < greedy_max ? (int)json_array_size(g) : greedy_max;
     kiln_ctx_opts co;
     kiln_ctx_opts_default(&co);
-    co.n_ctx = n + greedy_n;
+    co.n_ctx = json_object_get(cs, "n_ctx") ? (int)json_integer_value(json_object_get(cs, "n_ctx")) : n + greedy_n;
     kiln_err err;
     kiln_ctx *c = kiln_ctx_new(m, &co, &err);
     float *logits = malloc((size_t)n * V * sizeof(float));
@@ -180,6 +180,93 @@ TEST(quant_phi3_olmo2) {
     }
 }
 
+/* Partial rotary (8 of 16 dims) and longrope (short / long factors, attention factor sqrt(1 + ln 2 / ln 4096))
+ * on phi3-tiny's weights, its config patched as tests/fixtures/arch/phi3-longrope.json says, against llama.cpp's logits
+ * there (make_phi3_longrope.py): top-20 at every position, n_ctx 512 (short factors) and 8192 (long ones). */
+TEST(phi3_longrope_partial_rotary) {
+    json_error_t je;
+    json_t *ref = json_load_file("tests/fixtures/arch/phi3-longrope.json", 0, &je);
+    REQUIRE(ref, "tests/fixtures/arch/phi3-longrope.json: %s", je.text);
+    char cfg_path[4200], weights[4200], dir[] = "/tmp/kiln-longrope-XXXXXX", link[64], conf[64];
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", fixture_dir("phi3-tiny"));
+    json_t *cfg = json_load_file(cfg_path, 0, &je);
+    snprintf(cfg_path, sizeof cfg_path, "%s/model.safetensors", fixture_dir("phi3-tiny"));
+    const bool made = cfg && realpath(cfg_path, weights) && mkdtemp(dir);
+    snprintf(link, sizeof link, "%s/model.safetensors", dir);
+    snprintf(conf, sizeof conf, "%s/config.json", dir);
+    json_object_update(cfg, json_object_get(ref, "config_patch"));
+    CHECK(made && symlink(weights, link) == 0 && json_dump_file(cfg, conf, 0) == 0, "cannot patch %s", cfg_path);
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    kiln_err err;
+    kiln_model *m = made ? kiln_model_open(dir, &mo, &err) : NULL;
+    CHECK(m, "%s: %s", dir, made ? err.msg : "not made");
+    const kiln_config *kc = m ? kiln_model_config(m) : NULL;
+    CHECK(!kc || (kc->rope_dim == 8 && kc->rope_type == KILN_ROPE_LONGROPE && fabs(kc->rope_attn_factor - sqrt(13.0 / 12)) < 1e-12),
+          "rope_dim %d, attention factor %f", kc ? kc->rope_dim : 0, kc ? kc->rope_attn_factor : 0);
+    json_t *cases = json_object_get(ref, "cases");
+    CHECK(json_array_size(cases) == 4, "%zu cases", json_array_size(cases));
+    for (size_t i = 0; m && i < json_array_size(cases); i++) {
+        char what[64];
+        snprintf(what, sizeof what, "phi3 longrope case %zu", i);
+        check_case(m, what, json_array_get(cases, i), 0);
+    }
+    kiln_model_free(m);
+    unlink(link), unlink(conf), rmdir(dir);
+    json_decref(cfg);
+    json_decref(ref);
+}
+
+/* kiln_config_load of <arch>-tiny's config.json with `patch` (a JSON object) merged in, from a temporary
+ * directory: 0 with *c set, or -1 with err naming the problem. */
+static int patched_config(const char *name, const char *patch, kiln_config *c, kiln_err *err) {
+    char path[4200], dir[] = "/tmp/kiln-archcfg-XXXXXX";
+    snprintf(path, sizeof path, "%s/config.json", fixture_dir(name));
+    json_t *cfg = json_load_file(path, 0, NULL), *p = json_loads(patch, 0, NULL);
+    if (!cfg || !p || !mkdtemp(dir)) {
+        json_decref(cfg), json_decref(p);
+        return kiln_err_set(err, "cannot patch %s with %s", path, patch);
+    }
+    json_object_update(cfg, p);
+    char *text = json_dumps(cfg, 0);
+    write_test_file(dir, "config.json", text);
+    int rc = kiln_config_load(dir, c, err);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path), rmdir(dir);
+    free(text);
+    json_decref(cfg), json_decref(p);
+    return rc;
+}
+
+static void expect_refused(const char *name, const char *patch, const char *words) {
+    kiln_config c;
+    kiln_err err = {{0}};
+    CHECK(patched_config(name, patch, &c, &err) < 0 && strstr(err.msg, words), "%s + %s: want an error naming '%s', got '%s'",
+          name, patch, words, err.msg);
+}
+
+/* What the two configs set, and what kiln refuses by name rather than run with other numbers. */
+TEST(phi3_olmo2_config) {
+    kiln_config c;
+    kiln_err err = {{0}};
+    CHECK(patched_config("phi3-tiny", "{\"attention_bias\": true}", &c, &err) == 0 && c.arch == KILN_ARCH_PHI3 &&
+              c.fused_proj && !c.attention_bias && c.rope_dim == 16 && !c.post_norms && c.rope_type == KILN_ROPE_DEFAULT,
+          "phi3: %s", err.msg);
+    CHECK(patched_config("olmo2-tiny", "{}", &c, &err) == 0 && c.arch == KILN_ARCH_OLMO2 && c.no_pre_norms &&
+              c.post_norms && c.qk_norm_full && !c.qk_norm && !c.fused_proj,
+          "olmo2: %s", err.msg);
+    CHECK(patched_config("phi3-tiny", "{\"partial_rotary_factor\": 0.75}", &c, &err) == 0 && c.rope_dim == 12,
+          "partial rotary: %s", err.msg);
+    expect_refused("olmo2-tiny", "{\"attention_bias\": true}", "attention_bias");
+    expect_refused("phi3-tiny", "{\"partial_rotary_factor\": 0.33}", "partial_rotary_factor 0.33 gives 5 rotated dims");
+    expect_refused("phi3-tiny", "{\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4}}", "'yarn' not supported");
+    expect_refused("phi3-tiny", "{\"rope_scaling\": {\"type\": \"longrope\", \"short_factor\": [1, 1],"
+                                " \"long_factor\": [1, 1]}}", "short_factor must be a list of 8");
+    expect_refused("phi3-tiny", "{\"rope_scaling\": {\"type\": \"su\", \"short_factor\": [1, 1, 1, 1, 1, 1, 1, 1],"
+                                " \"long_factor\": [1, 1, 1, 1, 1, 1, 1, 0]}}", "long_factor[7] must be a finite number > 0");
+    expect_refused("phi3-tiny", "{\"mlp_bias\": true}", "mlp_bias");
+}
+
 /* The recreated checkpoints are there (tests/run.sh makes them); a missing one fails here, by name. */
 TEST(arch_fixtures_present) {
     static const char *names[] = {"mistral-tiny", "gemma3-tiny",  "qwen3moe-tiny", "mixtral-tiny",
@@ -201,6 +288,8 @@ int main(void) {
     RUN(golden_phi3);
     RUN(golden_olmo2);
     RUN(quant_phi3_olmo2);
+    RUN(phi3_longrope_partial_rotary);
+    RUN(phi3_olmo2_config);
     (void)golden_safetensors; /* each architecture adds its RUN(golden_<arch>) here */
     return check_done();
 }

@@ -125,7 +125,7 @@ static void silu_part(void *arg, int ith, int nth) {
  * token; k and v then go into the cache. */
 static void qk_rope_store(kiln_ctx *c, const kiln_batch *b, const kiln_layer *L, int layer, int T) {
     const kiln_config *g = &c->m->cfg;
-    int hd = g->head_dim, half = hd / 2;
+    int hd = g->head_dim, half = g->rope_dim / 2;
     size_t qd = (size_t)g->n_heads * hd, kvd = (size_t)c->kv_dim;
     for (int t = 0; t < T; t++) {
         float *q = c->q + t * qd, *k = c->k + t * kvd;
@@ -138,8 +138,8 @@ static void qk_rope_store(kiln_ctx *c, const kiln_batch *b, const kiln_layer *L,
                 kern_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, g->rms_norm_eps);
         }
         const float *cs = c->rope_cs + (size_t)t * hd;
-        kern_rope(q, g->n_heads, hd, cs, cs + half);
-        kern_rope(k, g->n_kv_heads, hd, cs, cs + half);
+        kern_rope(q, g->n_heads, hd, g->rope_dim, cs, cs + half);
+        kern_rope(k, g->n_kv_heads, hd, g->rope_dim, cs, cs + half);
     }
     int t = 0;
     for (int i = 0; i < b->n_seqs; i++)
@@ -185,8 +185,8 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
     if (validate(c, b, out, &T, err) || ensure_scratch(c, (size_t)T, err)) return -1;
     kiln_model *m = c->m;
     const kiln_config *g = &m->cfg;
-    int H = g->hidden_size, hd = g->head_dim, half = hd / 2;
-    /* Positions, and the cos/sin of each (angle in f32 as transformers: pos * inv_freq). */
+    int H = g->hidden_size, hd = g->head_dim, half = g->rope_dim / 2;
+    /* Positions, and the cos/sin of each (angle in f32 as transformers: pos * inv_freq; times rope_scale). */
     for (int i = 0, t = 0; i < b->n_seqs; i++) {
         kv_reserve(c, b->seq[i], b->n_tokens[i]);
         for (int n = 0; n < b->n_tokens[i]; n++, t++) {
@@ -194,8 +194,8 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
             float *cs = c->rope_cs + (size_t)t * hd;
             for (int k = 0; k < half; k++) {
                 float a = (float)c->pos[t] * c->inv_freq[k];
-                cs[k] = cosf(a);
-                cs[half + k] = sinf(a);
+                cs[k] = cosf(a) * c->rope_scale;
+                cs[half + k] = sinf(a) * c->rope_scale;
             }
         }
     }
