@@ -61,8 +61,18 @@ double kiln_now(void);
 /* ===================================================================================================
  * Model configuration (src/model/config.c)
  * =================================================================================================== */
-typedef enum { KILN_ARCH_LLAMA, KILN_ARCH_MISTRAL, KILN_ARCH_QWEN2, KILN_ARCH_QWEN3, KILN_ARCH_GEMMA2, KILN_ARCH_GEMMA3 } kiln_arch;
-typedef enum { KILN_ROPE_DEFAULT, KILN_ROPE_LINEAR, KILN_ROPE_LLAMA3 } kiln_rope_type;
+typedef enum {
+    KILN_ARCH_LLAMA,
+    KILN_ARCH_MISTRAL,
+    KILN_ARCH_QWEN2,
+    KILN_ARCH_QWEN3,
+    KILN_ARCH_PHI3,  /* Phi3ForCausalLM (Phi-3, Phi-4) */
+    KILN_ARCH_OLMO2, /* Olmo2ForCausalLM */
+    KILN_ARCH_GEMMA2,
+    KILN_ARCH_GEMMA3,
+} kiln_arch;
+typedef enum { KILN_ROPE_DEFAULT, KILN_ROPE_LINEAR, KILN_ROPE_LLAMA3, KILN_ROPE_LONGROPE } kiln_rope_type;
+#define KILN_ROPE_MAX_FACTORS 256 /* longrope's per-frequency factors: rope_dim / 2 of them at most */
 typedef enum { KILN_ACT_SILU = 0, KILN_ACT_GELU_TANH } kiln_act; /* silu; gelu_pytorch_tanh (Gemma) */
 
 /* Storage / compute formats. The quantised ones are llama.cpp's blocks (ggml-common.h), byte for byte: Q8_0
@@ -133,6 +143,16 @@ typedef struct kiln_config {
                                   without rope_scaling); 0: the same RoPE as the other layers */
     bool window_absent;        /* a GGUF of a Mistral model without {arch}.attention.sliding_window (llama.cpp's
                                   converter writes none): run unwindowed as the file says; kiln_model_open warns */
+    /* Phi-3, OLMo-2 */
+    bool fused_proj;   /* Phi-3: qkv_proj (rows q | k | v) and gate_up_proj (rows gate | up), bound as row views */
+    bool no_pre_norms; /* OLMo-2: no input / pre-MLP RMSNorm (the sublayers read the residual stream itself) */
+    bool post_norms;   /* OLMo-2: RMSNorm on the attention and MLP outputs, before the residual add */
+    bool qk_norm_full; /* OLMo-2: RMSNorm over the whole q / k projection (weights [n_heads * head_dim], [kv_dim]) */
+    /* RoPE of part of each head (Phi-4-mini: partial_rotary_factor 0.75) and Phi-3's longrope ("su") */
+    int rope_dim;            /* leading dims of each head that RoPE rotates (int(head_dim * partial_rotary_factor)) */
+    double rope_attn_factor; /* longrope: cos and sin scaled by it (transformers' attention_factor) */
+    float rope_short_factor[KILN_ROPE_MAX_FACTORS]; /* longrope: frequency divisors [rope_dim / 2], contexts up to */
+    float rope_long_factor[KILN_ROPE_MAX_FACTORS];  /* rope_original_max_pos tokens, and longer ones */
 } kiln_config;
 
 /* Whether layer l of c attends through the sliding window. */

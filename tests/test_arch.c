@@ -58,7 +58,7 @@ static void check_case(kiln_model *m, const char *what, json_t *cs, int greedy_m
     int greedy_n = (int)json_array_size(g) < greedy_max ? (int)json_array_size(g) : greedy_max;
     kiln_ctx_opts co;
     kiln_ctx_opts_default(&co);
-    co.n_ctx = n + greedy_n;
+    co.n_ctx = json_object_get(cs, "n_ctx") ? (int)json_integer_value(json_object_get(cs, "n_ctx")) : n + greedy_n;
     kiln_err err;
     kiln_ctx *c = kiln_ctx_new(m, &co, &err);
     float *logits = malloc((size_t)n * V * sizeof(float));
@@ -189,6 +189,9 @@ static drift quant_drift(const char *name, int quant, double margin) {
     return d;
 }
 
+/* The RMS logit noise of a drift. */
+static double drift_noise(drift d) { return d.positions ? sqrt(d.err2 / d.positions) : INFINITY; }
+
 /* Q8_0 / Q4_0 on the new architectures stay within the quantisation noise measured here (bounds ~30% above it,
  * so a precision regression fails; a wrong quantised path, e.g. the Gemma offsets lost, is off by whole logits):
  *   Q8_0 noise: mistral 0.122, gemma2 0.130, gemma3 0.231 (6 layers, per-head q/k norms); Q4_0: 1.31, 1.15, 1.83.
@@ -198,7 +201,7 @@ static drift quant_drift(const char *name, int quant, double margin) {
  * of these random models over it: for Q4_0 the noise and raw bounds are the test. */
 static void check_quant(const char *name, int quant, double margin, double max_noise, double min_raw) {
     drift d = quant_drift(name, quant, margin);
-    double noise = sqrt(d.err2 / (d.positions ? d.positions : 1));
+    double noise = drift_noise(d);
     const char *q = kiln_dtype_name((kiln_dtype)quant);
     fprintf(stderr, "  %s %s: noise %.3f, top-1 %d/%d, gap > %.1f: %d/%d\n", name, q, noise, d.agree, d.positions,
             margin, d.over_agree, d.over);
@@ -268,6 +271,107 @@ TEST(window_fork_truncate_batch) {
     window_reuse("gemma3-tiny");
 }
 
+/* Q8_0 and Q4_0 (converted at load) on the fused / post-norm architectures. Measured noise: Phi-3 0.117
+ * (Q8_0) / 1.346 (Q4_0), OLMo-2 0.126 / 1.469, f32 0 (exact); a wrong binding (Phi-3 with its k and v
+ * slices swapped) measured 3.96 in every format. The bounds sit ~25% above the measurements: a precision
+ * regression in the quantised path fails them, and a wrong layout is 2x past even Q4_0's. */
+TEST(quant_phi3_olmo2) {
+    static const char *names[] = {"phi3-tiny", "olmo2-tiny"};
+    for (int i = 0; i < 2; i++) {
+        double q8 = drift_noise(quant_drift(names[i], KILN_DT_Q8_0, 1.0)),
+               q4 = drift_noise(quant_drift(names[i], KILN_DT_Q4_0, 8));
+        CHECK(q8 <= 0.16, "%s Q8_0: logit noise %.4f > 0.16", names[i], q8);
+        CHECK(q4 <= 1.8, "%s Q4_0: logit noise %.4f > 1.8", names[i], q4);
+    }
+}
+
+/* Partial rotary (8 of 16 dims) and longrope (short / long factors, attention factor sqrt(1 + ln 2 / ln 4096))
+ * on phi3-tiny's weights, its config patched as tests/fixtures/arch/phi3-longrope.json says, against llama.cpp's logits
+ * there (make_phi3_longrope.py): top-20 at every position, n_ctx 512 (short factors) and 8192 (long ones). */
+TEST(phi3_longrope_partial_rotary) {
+    json_error_t je;
+    json_t *ref = json_load_file("tests/fixtures/arch/phi3-longrope.json", 0, &je);
+    REQUIRE(ref, "tests/fixtures/arch/phi3-longrope.json: %s", je.text);
+    char cfg_path[4200], weights[4200], dir[] = "/tmp/kiln-longrope-XXXXXX", link[64], conf[64];
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", fixture_dir("phi3-tiny"));
+    json_t *cfg = json_load_file(cfg_path, 0, &je);
+    snprintf(cfg_path, sizeof cfg_path, "%s/model.safetensors", fixture_dir("phi3-tiny"));
+    const bool made = cfg && realpath(cfg_path, weights) && mkdtemp(dir);
+    snprintf(link, sizeof link, "%s/model.safetensors", dir);
+    snprintf(conf, sizeof conf, "%s/config.json", dir);
+    json_object_update(cfg, json_object_get(ref, "config_patch"));
+    CHECK(made && symlink(weights, link) == 0 && json_dump_file(cfg, conf, 0) == 0, "cannot patch %s", cfg_path);
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    kiln_err err;
+    kiln_model *m = made ? kiln_model_open(dir, &mo, &err) : NULL;
+    CHECK(m, "%s: %s", dir, made ? err.msg : "not made");
+    const kiln_config *kc = m ? kiln_model_config(m) : NULL;
+    CHECK(!kc || (kc->rope_dim == 8 && kc->rope_type == KILN_ROPE_LONGROPE && fabs(kc->rope_attn_factor - sqrt(13.0 / 12)) < 1e-12),
+          "rope_dim %d, attention factor %f", kc ? kc->rope_dim : 0, kc ? kc->rope_attn_factor : 0);
+    json_t *cases = json_object_get(ref, "cases");
+    CHECK(json_array_size(cases) == 4, "%zu cases", json_array_size(cases));
+    for (size_t i = 0; m && i < json_array_size(cases); i++) {
+        char what[64];
+        snprintf(what, sizeof what, "phi3 longrope case %zu", i);
+        check_case(m, what, json_array_get(cases, i), 0);
+    }
+    kiln_model_free(m);
+    unlink(link), unlink(conf), rmdir(dir);
+    json_decref(cfg);
+    json_decref(ref);
+}
+
+/* kiln_config_load of <arch>-tiny's config.json with `patch` (a JSON object) merged in, from a temporary
+ * directory: 0 with *c set, or -1 with err naming the problem. */
+static int patched_config(const char *name, const char *patch, kiln_config *c, kiln_err *err) {
+    char path[4200], dir[] = "/tmp/kiln-archcfg-XXXXXX";
+    snprintf(path, sizeof path, "%s/config.json", fixture_dir(name));
+    json_t *cfg = json_load_file(path, 0, NULL), *p = json_loads(patch, 0, NULL);
+    if (!cfg || !p || !mkdtemp(dir)) {
+        json_decref(cfg), json_decref(p);
+        return kiln_err_set(err, "cannot patch %s with %s", path, patch);
+    }
+    json_object_update(cfg, p);
+    char *text = json_dumps(cfg, 0);
+    write_test_file(dir, "config.json", text);
+    int rc = kiln_config_load(dir, c, err);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path), rmdir(dir);
+    free(text);
+    json_decref(cfg), json_decref(p);
+    return rc;
+}
+
+static void expect_refused(const char *name, const char *patch, const char *words) {
+    kiln_config c;
+    kiln_err err = {{0}};
+    CHECK(patched_config(name, patch, &c, &err) < 0 && strstr(err.msg, words), "%s + %s: want an error naming '%s', got '%s'",
+          name, patch, words, err.msg);
+}
+
+/* What the two configs set, and what kiln refuses by name rather than run with other numbers. */
+TEST(phi3_olmo2_config) {
+    kiln_config c;
+    kiln_err err = {{0}};
+    CHECK(patched_config("phi3-tiny", "{\"attention_bias\": true}", &c, &err) == 0 && c.arch == KILN_ARCH_PHI3 &&
+              c.fused_proj && !c.attention_bias && c.rope_dim == 16 && !c.post_norms && c.rope_type == KILN_ROPE_DEFAULT,
+          "phi3: %s", err.msg);
+    CHECK(patched_config("olmo2-tiny", "{}", &c, &err) == 0 && c.arch == KILN_ARCH_OLMO2 && c.no_pre_norms &&
+              c.post_norms && c.qk_norm_full && !c.qk_norm && !c.fused_proj,
+          "olmo2: %s", err.msg);
+    CHECK(patched_config("phi3-tiny", "{\"partial_rotary_factor\": 0.75}", &c, &err) == 0 && c.rope_dim == 12,
+          "partial rotary: %s", err.msg);
+    expect_refused("olmo2-tiny", "{\"attention_bias\": true}", "attention_bias");
+    expect_refused("phi3-tiny", "{\"partial_rotary_factor\": 0.33}", "partial_rotary_factor 0.33 gives 5 rotated dims");
+    expect_refused("phi3-tiny", "{\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4}}", "'yarn' not supported");
+    expect_refused("phi3-tiny", "{\"rope_scaling\": {\"type\": \"longrope\", \"short_factor\": [1, 1],"
+                                " \"long_factor\": [1, 1]}}", "short_factor must be a list of 8");
+    expect_refused("phi3-tiny", "{\"rope_scaling\": {\"type\": \"su\", \"short_factor\": [1, 1, 1, 1, 1, 1, 1, 1],"
+                                " \"long_factor\": [1, 1, 1, 1, 1, 1, 1, 0]}}", "long_factor[7] must be a finite number > 0");
+    expect_refused("phi3-tiny", "{\"mlp_bias\": true}", "mlp_bias");
+}
+
 /* The recreated checkpoints are there (tests/run.sh makes them); a missing one fails here, by name. */
 TEST(arch_fixtures_present) {
     static const char *names[] = {"mistral-tiny", "gemma3-tiny",  "qwen3moe-tiny", "mixtral-tiny",
@@ -285,14 +389,23 @@ TEST(golden_mistral) { golden_safetensors("mistral-tiny"); }
 TEST(golden_gemma2) { golden_safetensors("gemma2-tiny"); }
 /* 5 window layers (RoPE base 1e4) then a global one (1e6), per-head (1 + w) q/k norms. */
 TEST(golden_gemma3) { golden_safetensors("gemma3-tiny"); }
+/* Phi-3: fused qkv_proj / gate_up_proj bound as row views. */
+TEST(golden_phi3) { golden_safetensors("phi3-tiny"); }
+/* OLMo-2: post-norms only, q / k RMSNorm over the whole projection. */
+TEST(golden_olmo2) { golden_safetensors("olmo2-tiny"); }
 
 int main(void) {
     RUN(arch_fixtures_present);
     RUN(golden_mistral);
     RUN(golden_gemma2);
     RUN(golden_gemma3);
+    RUN(golden_phi3);
+    RUN(golden_olmo2);
     RUN(window_fork_truncate_batch);
     RUN(quant_q8_0_within_noise);
     RUN(quant_q4_0_within_noise);
+    RUN(quant_phi3_olmo2);
+    RUN(phi3_longrope_partial_rotary);
+    RUN(phi3_olmo2_config);
     return check_done();
 }

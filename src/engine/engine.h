@@ -26,6 +26,11 @@ struct kiln_ctx {
     int n_free;
     kv_seq *seqs;
     float *inv_freq; /* [head_dim / 2], then (rope_local_theta) the window layers' [head_dim / 2] */
+    /* What RoPE's cos and sin are multiplied by: longrope's attention factor, else 1. Longrope's short or
+     * long factors are chosen once for the context (long when n_ctx exceeds the original context), as
+     * llama.cpp does; transformers switches per forward call on the current length instead, which agrees
+     * whenever n_ctx <= rope_original_max_pos. */
+    float rope_scale;
     /* forward scratch, grown as batches need (ensure_scratch in forward.c, before any kernel runs) */
     size_t scratch_tokens;
     float *x, *h, *q, *k, *v, *att, *gate, *up, *rope_cs, *scores;

@@ -138,39 +138,36 @@ static const float *rope_table(const kiln_ctx *c, int l) {
     return g->rope_local_theta > 0 && kiln_config_layer_windowed(g, l) ? c->rope_cs_local : c->rope_cs;
 }
 
-/* cos then sin of pos * inv_freq[k] for k < half (the angle in f32, as transformers: pos * inv_freq). */
-static void rope_angles(float *cs, int pos, const float *inv_freq, int half) {
+/* cos then sin of pos * inv_freq[k] for k < half (the angle in f32, as transformers: pos * inv_freq), times
+ * scale (longrope's attention factor, else 1). */
+static void rope_angles(float *cs, int pos, const float *inv_freq, int half, float scale) {
     for (int k = 0; k < half; k++) {
         float a = (float)pos * inv_freq[k];
-        cs[k] = cosf(a);
-        cs[half + k] = sinf(a);
+        cs[k] = cosf(a) * scale;
+        cs[half + k] = sinf(a) * scale;
     }
 }
 
-/* Gemma's sandwich norms: the attention's and the MLP's outputs (h) are normed before the residual add. */
-static void post_norm(kiln_ctx *c, const float *w, int T) {
-    const kiln_config *g = &c->m->cfg;
-    for (int t = 0; w && t < T; t++)
-        kern_rmsnorm(c->h + (size_t)t * g->hidden_size, c->h + (size_t)t * g->hidden_size, w, g->hidden_size,
-                     g->rms_norm_eps);
-}
-
-/* Per-head RMSNorm (Qwen3, Gemma 3) then RoPE on q and k of every token; k and v then go into the cache.
- * Gemma 3's window layers have their own RoPE base (rope_cs_local). */
+/* Per-head RMSNorm (Qwen3, Gemma 3) or one over the whole projection (OLMo-2), then RoPE on q and k of
+ * every token; k and v then go into the cache. Gemma 3's window layers have their own RoPE base
+ * (rope_cs_local). */
 static void qk_rope_store(kiln_ctx *c, const kiln_batch *b, const kiln_layer *L, int layer, int T) {
     const kiln_config *g = &c->m->cfg;
-    int hd = g->head_dim, half = hd / 2;
+    int hd = g->head_dim, half = g->rope_dim / 2;
     size_t qd = (size_t)g->n_heads * hd, kvd = (size_t)c->kv_dim;
     for (int t = 0; t < T; t++) {
         float *q = c->q + t * qd, *k = c->k + t * kvd;
-        if (L->q_norm) {
+        if (g->qk_norm_full) {
+            kern_rmsnorm(q, q, L->q_norm, (int)qd, g->rms_norm_eps);
+            kern_rmsnorm(k, k, L->k_norm, (int)kvd, g->rms_norm_eps);
+        } else if (L->q_norm) {
             for (int h = 0; h < g->n_heads; h++) kern_rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, g->rms_norm_eps);
             for (int h = 0; h < g->n_kv_heads; h++)
                 kern_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, g->rms_norm_eps);
         }
         const float *cs = rope_table(c, layer) + (size_t)t * hd;
-        kern_rope(q, g->n_heads, hd, cs, cs + half);
-        kern_rope(k, g->n_kv_heads, hd, cs, cs + half);
+        kern_rope(q, g->n_heads, hd, g->rope_dim, cs, cs + half);
+        kern_rope(k, g->n_kv_heads, hd, g->rope_dim, cs, cs + half);
     }
     int t = 0;
     for (int i = 0; i < b->n_seqs; i++)
@@ -190,21 +187,41 @@ static int mm(kiln_ctx *c, float *y, const float *x, int n, const kiln_mat *w, c
     return kern_matmul(c->m->pool, &c->ks, y, x, n, w, bias);
 }
 
+/* A sublayer's input: the residual stream x RMSNormed by w into h, or x itself where the architecture
+ * has no pre-norm (OLMo-2: w NULL). */
+static const float *pre_norm(kiln_ctx *c, const float *w, int T) {
+    const kiln_config *g = &c->m->cfg;
+    const size_t H = (size_t)g->hidden_size;
+    if (!w) return c->x;
+    for (int t = 0; t < T; t++) kern_rmsnorm(c->h + t * H, c->x + t * H, w, (int)H, g->rms_norm_eps);
+    return c->h;
+}
+
+/* x += the sublayer's output h, which is first RMSNormed by w where the architecture has post-norms
+ * (OLMo-2, Gemma's sandwich; w NULL: none). */
+static void residual_add(kiln_ctx *c, const float *w, int T) {
+    const kiln_config *g = &c->m->cfg;
+    const size_t H = (size_t)g->hidden_size;
+    if (w)
+        for (int t = 0; t < T; t++) kern_rmsnorm(c->h + t * H, c->h + t * H, w, (int)H, g->rms_norm_eps);
+    for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
+}
+
 /* The forward pass; out gets the logits, or with hidden_only the normed hidden states. */
 static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_only, kiln_err *err) {
     int T = 0;
     if (validate(c, b, out, &T, err) || ensure_scratch(c, (size_t)T, err)) return -1;
     kiln_model *m = c->m;
     const kiln_config *g = &m->cfg;
-    int H = g->hidden_size, hd = g->head_dim, half = hd / 2;
-    /* Positions, and the cos/sin of each (angle in f32 as transformers: pos * inv_freq). */
+    int H = g->hidden_size, hd = g->head_dim, half = g->rope_dim / 2;
+    /* Positions, and the cos/sin of each (angle in f32 as transformers: pos * inv_freq; times rope_scale). */
     for (int i = 0, t = 0; i < b->n_seqs; i++) {
         kv_reserve(c, b->seq[i], b->n_tokens[i]);
         for (int n = 0; n < b->n_tokens[i]; n++, t++) {
             c->pos[t] = c->seqs[b->seq[i]].len + n;
-            rope_angles(c->rope_cs + (size_t)t * hd, c->pos[t], c->inv_freq, half);
+            rope_angles(c->rope_cs + (size_t)t * hd, c->pos[t], c->inv_freq, half, c->rope_scale);
             if (g->rope_local_theta > 0)
-                rope_angles(c->rope_cs_local + (size_t)t * hd, c->pos[t], c->inv_freq + half, half);
+                rope_angles(c->rope_cs_local + (size_t)t * hd, c->pos[t], c->inv_freq + half, half, 1.0f);
         }
     }
     kern_get_rows(c->x, &m->embed, b->tokens, T);
@@ -213,21 +230,19 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
     int bad = 0;
     for (int l = 0; l < g->n_layers; l++) {
         const kiln_layer *L = &m->layers[l];
-        for (int t = 0; t < T; t++) kern_rmsnorm(c->h + (size_t)t * H, c->x + (size_t)t * H, L->attn_norm, H, g->rms_norm_eps);
-        bad |= mm(c, c->q, c->h, T, &L->wq, L->bq) | mm(c, c->k, c->h, T, &L->wk, L->bk) | mm(c, c->v, c->h, T, &L->wv, L->bv);
+        const float *in = pre_norm(c, L->attn_norm, T);
+        bad |= mm(c, c->q, in, T, &L->wq, L->bq) | mm(c, c->k, in, T, &L->wk, L->bk) | mm(c, c->v, in, T, &L->wv, L->bv);
         qk_rope_store(c, b, L, l, T);
         struct attn_job aj = {c, b, l};
         kiln_pool_run(m->pool, attn_part, &aj);
         bad |= mm(c, c->h, c->att, T, &L->wo, NULL);
-        post_norm(c, L->attn_post_norm, T);
-        for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
-        for (int t = 0; t < T; t++) kern_rmsnorm(c->h + (size_t)t * H, c->x + (size_t)t * H, L->ffn_norm, H, g->rms_norm_eps);
-        bad |= mm(c, c->gate, c->h, T, &L->w_gate, NULL) | mm(c, c->up, c->h, T, &L->w_up, NULL);
+        residual_add(c, L->post_attn_norm, T);
+        in = pre_norm(c, L->ffn_norm, T);
+        bad |= mm(c, c->gate, in, T, &L->w_gate, NULL) | mm(c, c->up, in, T, &L->w_up, NULL);
         struct silu_job sj = {c->gate, c->up, (size_t)T * g->intermediate_size, g->hidden_act};
         kiln_pool_run(m->pool, silu_part, &sj);
         bad |= mm(c, c->h, c->gate, T, &L->w_down, NULL);
-        post_norm(c, L->ffn_post_norm, T);
-        for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
+        residual_add(c, L->post_ffn_norm, T);
     }
     for (int i = 0; i < b->n_seqs; i++) c->seqs[b->seq[i]].len += b->n_tokens[i];
     /* Final norm of the tokens that need output (packed into h), then one LM-head matmul (or h itself). */

@@ -10,6 +10,7 @@
 #include "model/model.h"
 
 struct tally {
+    const kiln_config *cfg;
     const st_set *shards;
     kiln_model_stats *s;
     const st_tensor *embed; /* counted last: whether it is the output projection depends on lm_head */
@@ -32,7 +33,9 @@ static int count(void *ud, const tensor_desc *d, int layer, const char *name, in
     (void)layer;
     struct tally *t = ud;
     const st_tensor *st;
-    if (model_find_tensor(t->shards, d, name, rows, cols, &st, err)) return -1;
+    int64_t stored_rows, first_row; /* a slice counts its own rows */
+    tensor_stored_rows(t->cfg, d, &stored_rows, &first_row);
+    if (model_find_tensor(t->shards, d, name, stored_rows, cols, &st, err)) return -1;
     if (!st) return 0;
     if (d->role == ROLE_EMBEDDING) {
         t->embed = st, t->embed_rows = rows, t->embed_cols = cols;
@@ -71,7 +74,7 @@ int kiln_model_stats_load(const char *dir, kiln_model_stats *s, kiln_err *err) {
     s->max_position_embeddings = c.max_position_embeddings;
     s->kv_bytes_per_token = 2LL * c.n_layers * c.n_kv_heads * c.head_dim * 4;
     st_set sh;
-    struct tally t = {.shards = &sh, .s = s};
+    struct tally t = {.cfg = &c, .shards = &sh, .s = s};
     int rc = st_set_open(&sh, dir, err) || tensors_each(&c, count, &t, err) ? -1 : 0;
     if (rc == 0) {
         /* the embedding is read whole when it is also the output projection, else one row per token */

@@ -157,7 +157,9 @@ int kern_convert_mat(kiln_pool *pool, void *dst, kiln_dtype dst_dt, const void *
 
 /* Rotary embedding in the Hugging Face convention (rotate_half: dimension i pairs with i + head_dim/2),
  * in place on n_heads heads of head_dim values; cos/sin hold head_dim/2 values for this position. */
-void kern_rope(float *x, int n_heads, int head_dim, const float *cos, const float *sin);
+/* Rotates the first rot_dim values of each head (rotate-half within them; rot_dim < head_dim: partial rotary,
+ * the rest pass through). cos and sin: [rot_dim / 2]. */
+void kern_rope(float *x, int n_heads, int head_dim, int rot_dim, const float *cos, const float *sin);
 
 /* Causal attention of one query token over n_pos cached positions (0..n_pos-1) of a paged KV cache.
  * Key/value of position p, kv head h: k + table[p / block] * block_stride + (p % block) * row_stride

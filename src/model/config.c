@@ -1,4 +1,5 @@
-/* config.c — config.json → kiln_config for the Llama family (Llama, Mistral, Qwen2, Qwen3) and Gemma 2 / 3.
+/* config.c — config.json → kiln_config for the Llama family (Llama, Mistral, Qwen2, Qwen3; Phi-3, OLMo-2)
+ * and Gemma 2 / 3.
  *
  * Only the fields the forward pass needs are read; each is validated so that a bad config fails here,
  * with the field named, rather than as a shape mismatch or a crash later. */
@@ -25,6 +26,8 @@ static const struct {
     {"Qwen3ForCausalLM", KILN_ARCH_QWEN3},
     {"Gemma2ForCausalLM", KILN_ARCH_GEMMA2},
     {"Gemma3ForCausalLM", KILN_ARCH_GEMMA3},
+    {"Phi3ForCausalLM", KILN_ARCH_PHI3},
+    {"Olmo2ForCausalLM", KILN_ARCH_OLMO2},
 };
 
 /* The json_get getters, with the file's path in front of their "'key' must be ..." and a default or
@@ -68,6 +71,10 @@ static int parse_rope_scaling(json_t *rs, kiln_config *c, const char *path, kiln
     if (!json_is_string(t)) return kiln_err_set(err, "%s: rope_scaling has no rope_type", path);
     const char *type = json_string_value(t);
     if (strcmp(type, "default") == 0) return 0;
+    if (strcmp(type, "longrope") == 0 || strcmp(type, "su") == 0) { /* Phi-3's 128k models: parse_longrope */
+        c->rope_type = KILN_ROPE_LONGROPE;
+        return 0;
+    }
     if (get_num(rs, "factor", NAN, &c->rope_factor, path, err)) return -1;
     if (c->rope_factor <= 0) return kiln_err_set(err, "%s: rope_scaling.factor must be > 0", path);
     if (strcmp(type, "linear") == 0) {
@@ -84,7 +91,60 @@ static int parse_rope_scaling(json_t *rs, kiln_config *c, const char *path, kiln
             return kiln_err_set(err, "%s: rope_scaling needs 0 < low_freq_factor < high_freq_factor", path);
         return 0;
     }
-    return kiln_err_set(err, "%s: rope_scaling type '%s' not supported (default, linear, llama3)", path, type);
+    return kiln_err_set(err, "%s: rope_scaling type '%s' not supported (default, linear, llama3, longrope)", path, type);
+}
+
+/* rope_scaling.<key>: n numbers > 0 (longrope's factors, one per rotated frequency). */
+static int get_factors(json_t *rs, const char *key, int n, float *out, const char *path, kiln_err *err) {
+    json_t *a = json_object_get(rs, key);
+    if (!json_is_array(a) || (int)json_array_size(a) != n)
+        return kiln_err_set(err, "%s: rope_scaling.%s must be a list of %d numbers (rope dims / 2)", path, key, n);
+    for (int i = 0; i < n; i++) {
+        double x = json_number_value(json_array_get(a, (size_t)i));
+        if (!json_is_number(json_array_get(a, (size_t)i)) || !(x > 0) || !isfinite(x))
+            return kiln_err_set(err, "%s: rope_scaling.%s[%d] must be a finite number > 0", path, key, i);
+        out[i] = (float)x;
+    }
+    return 0;
+}
+
+/* Longrope ("su"), as transformers' _compute_longrope_parameters: each frequency divided by short_factor
+ * (long_factor past the original context), cos and sin scaled by attention_factor, which defaults to
+ * sqrt(1 + ln s / ln original) for s = max_position_embeddings / original_max_position_embeddings > 1.
+ * Phi-3 configs always have the original (Phi3Config's default: 4096); elsewhere it is max_position_embeddings
+ * and s is rope_scaling.factor. */
+static int parse_longrope(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
+    json_t *rs = json_object_get(o, "rope_scaling");
+    const int n = c->rope_dim / 2;
+    if (n > KILN_ROPE_MAX_FACTORS)
+        return kiln_err_set(err, "%s: longrope over %d rotated dims not supported (at most %d)", path, c->rope_dim,
+                            2 * KILN_ROPE_MAX_FACTORS);
+    if (get_factors(rs, "short_factor", n, c->rope_short_factor, path, err) ||
+        get_factors(rs, "long_factor", n, c->rope_long_factor, path, err))
+        return -1;
+    const bool phi3 = c->arch == KILN_ARCH_PHI3;
+    double s = 1.0;
+    if (get_int(o, "original_max_position_embeddings", phi3 ? 4096 : c->max_position_embeddings, 1, 1L << 28,
+                &c->rope_original_max_pos, path, err) ||
+        get_num(rs, "factor", 1.0, &s, path, err))
+        return -1;
+    if (phi3 || json_object_get(o, "original_max_position_embeddings"))
+        s = (double)c->max_position_embeddings / c->rope_original_max_pos;
+    c->rope_attn_factor = s > 1 ? sqrt(1 + log(s) / log(c->rope_original_max_pos)) : 1.0;
+    if (get_num(rs, "attention_factor", c->rope_attn_factor, &c->rope_attn_factor, path, err)) return -1;
+    if (!(c->rope_attn_factor > 0)) return kiln_err_set(err, "%s: rope_scaling.attention_factor must be > 0", path);
+    return 0;
+}
+
+/* The rotated dims: int(head_dim * partial_rotary_factor), as transformers (Phi-4-mini: 0.75). */
+static int parse_rope_dim(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
+    double f = 1.0;
+    if (get_num(o, "partial_rotary_factor", 1.0, &f, path, err)) return -1;
+    c->rope_dim = (int)(c->head_dim * f);
+    if (!(f > 0 && f <= 1) || c->rope_dim < 2 || c->rope_dim % 2)
+        return kiln_err_set(err, "%s: partial_rotary_factor %g gives %d rotated dims of %d (want an even number >= 2)",
+                            path, f, c->rope_dim, c->head_dim);
+    return 0;
 }
 
 static bool is_gemma(const kiln_config *c) { return c->arch == KILN_ARCH_GEMMA2 || c->arch == KILN_ARCH_GEMMA3; }
@@ -158,7 +218,7 @@ static int parse_gemma(json_t *o, kiln_config *c, const char *path, kiln_err *er
     const bool g2 = c->arch == KILN_ARCH_GEMMA2;
     double qpas;
     bool bidirectional = false;
-    c->norm_offset = c->sandwich_norms = true;
+    c->norm_offset = true;
     c->embed_scale = (float)sqrt((double)c->hidden_size);
     if (get_num(o, "query_pre_attn_scalar", 256, &qpas, path, err) ||
         get_cap(o, "attn_logit_softcapping", g2 ? 50 : 0, &c->attn_logit_softcap, path, err) ||
@@ -201,6 +261,25 @@ static int parse_dtype(json_t *o, kiln_config *c, const char *path, kiln_err *er
     return 0;
 }
 
+/* (gguf_model.h) */
+void config_arch_flags(kiln_config *c) {
+    const bool gemma = c->arch == KILN_ARCH_GEMMA2 || c->arch == KILN_ARCH_GEMMA3;
+    c->fused_proj = c->arch == KILN_ARCH_PHI3;
+    c->no_pre_norms = c->qk_norm_full = c->arch == KILN_ARCH_OLMO2;
+    c->post_norms = c->arch == KILN_ARCH_OLMO2 || gemma;
+    c->sandwich_norms = gemma; /* pre- and post-norms both */
+}
+
+/* Phi-3 and OLMo-2: what their modeling code fixes, and what it would read that kiln does not implement,
+ * refused by name. */
+static int parse_phi3_olmo2(kiln_config *c, const char *path, kiln_err *err) {
+    config_arch_flags(c);
+    if (c->arch == KILN_ARCH_PHI3) c->attention_bias = false; /* Phi3Attention has none, whatever the config says */
+    if (c->arch == KILN_ARCH_OLMO2 && c->attention_bias) /* OLMo-2 would also have an o_proj bias */
+        return kiln_err_set(err, "%s: attention_bias true not supported for Olmo2ForCausalLM", path);
+    return 0;
+}
+
 static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
     if (!json_is_object(o)) return kiln_err_set(err, "%s: not a JSON object", path);
     json_t *a = json_object_get(o, "architectures");
@@ -212,7 +291,8 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
         if (strcmp(name, archs[i].name) == 0) break;
     if (i == sizeof archs / sizeof archs[0])
         return kiln_err_set(err, "%s: architecture '%s' not supported (LlamaForCausalLM, MistralForCausalLM, "
-                                 "Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM)", path, name);
+                                 "Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Olmo2ForCausalLM, Gemma2ForCausalLM, "
+                                 "Gemma3ForCausalLM)", path, name);
     c->arch = archs[i].arch;
     snprintf(c->architecture, sizeof c->architecture, "%s", name);
     json_t *mt = json_object_get(o, "model_type");
@@ -245,7 +325,9 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
         return kiln_err_set(err, "%s: rms_norm_eps and rope_theta must be finite and > 0 (as float32 for eps)", path);
     c->rms_norm_eps = (float)eps;
     c->rope_theta = theta;
-    if (parse_rope_scaling(json_object_get(o, "rope_scaling"), c, path, err)) return -1;
+    if (parse_rope_dim(o, c, path, err) || parse_rope_scaling(json_object_get(o, "rope_scaling"), c, path, err) ||
+        (c->rope_type == KILN_ROPE_LONGROPE && parse_longrope(o, c, path, err)))
+        return -1;
 
     if (parse_act(o, c, path, err) || parse_window(o, c, path, err) || (is_gemma(c) && parse_gemma(o, c, path, err)))
         return -1;
@@ -259,7 +341,7 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
     else if (get_bool(o, "attention_bias", false, &c->attention_bias, path, err)) return -1;
     c->qk_norm = c->arch == KILN_ARCH_QWEN3 || c->arch == KILN_ARCH_GEMMA3;
     if (parse_dtype(o, c, path, err) || parse_eos(o, c, path, err)) return -1;
-    return 0;
+    return parse_phi3_olmo2(c, path, err);
 }
 
 int kiln_config_load(const char *dir, kiln_config *cfg, kiln_err *err) {

@@ -29,6 +29,8 @@ static const struct {
     {"qwen3", "Qwen3ForCausalLM", KILN_ARCH_QWEN3, false},
     {"gemma2", "Gemma2ForCausalLM", KILN_ARCH_GEMMA2, false},
     {"gemma3", "Gemma3ForCausalLM", KILN_ARCH_GEMMA3, false},
+    {"phi3", "Phi3ForCausalLM", KILN_ARCH_PHI3, false},
+    {"olmo2", "Olmo2ForCausalLM", KILN_ARCH_OLMO2, false},
 };
 #define N_ARCHS (sizeof gguf_archs / sizeof gguf_archs[0])
 
@@ -243,7 +245,7 @@ static int read_arch(const gguf_file *g, kiln_config *c, int *which, kiln_err *e
             *which = (int)i;
             return 0;
         }
-    return kiln_err_set(err, "%s: GGUF architecture '%.*s' not supported (llama, qwen2, qwen3, gemma2, gemma3)", g->path,
+    return kiln_err_set(err, "%s: GGUF architecture '%.*s' not supported (llama, qwen2, qwen3, phi3, olmo2, gemma2, gemma3)", g->path,
                         (int)(n > 64 ? 64 : n), a);
 }
 
@@ -266,11 +268,11 @@ static int read_shape(const gguf_file *g, const char *arch, kiln_config *c, kiln
     if (vlen != c->head_dim || c->head_dim % 2 || c->n_heads % c->n_kv_heads)
         return kiln_err_set(err, "%s: GGUF heads: key_length %d, value_length %d (want equal and even), %d heads, %d KV "
                                  "heads (want a multiple)", g->path, c->head_dim, vlen, c->n_heads, c->n_kv_heads);
-    int rot;
-    if (arch_int(g, arch, "rope.dimension_count", false, (uint32_t)c->head_dim, 1, 65536, &rot, err)) return -1;
-    if (rot != c->head_dim)
-        return kiln_err_set(err, "%s: GGUF %s.rope.dimension_count %d: partial rotary (head_dim %d) not supported", g->path,
-                            arch, rot, c->head_dim);
+    if (arch_int(g, arch, "rope.dimension_count", false, (uint32_t)c->head_dim, 2, (uint32_t)c->head_dim,
+                 &c->rope_dim, err))
+        return -1;
+    if (c->rope_dim % 2) /* partial rotary (Phi-4-mini) rotates the leading rope_dim of each head */
+        return kiln_err_set(err, "%s: GGUF %s.rope.dimension_count %d must be even", g->path, arch, c->rope_dim);
     return 0;
 }
 
@@ -295,6 +297,38 @@ static int read_rope(const gguf_parts *p, const char *arch, kiln_config *c, kiln
     if (arch_f32(g, arch, "rope.scaling.factor", true, 1.0f, &factor, err)) return -1;
     c->rope_type = KILN_ROPE_LINEAR;
     c->rope_factor = factor;
+    return 0;
+}
+
+/* One of longrope's factor tensors: rope_dim / 2 f32 values > 0. */
+static int read_factors(const gguf_parts *p, const char *name, const kiln_config *c, float *out, kiln_err *err) {
+    const gguf_tensor *t = parts_find(p, name);
+    const int n = c->rope_dim / 2;
+    if (!t || t->type != kern_formats[KILN_DT_F32].gguf_type || t->n_dims != 1 || t->ne[0] != n || n > KILN_ROPE_MAX_FACTORS)
+        return kiln_err_set(err, "%s: GGUF tensor '%s' must be %d f32 values (rope dims / 2, at most %d)", p->g[0].path,
+                            name, n, KILN_ROPE_MAX_FACTORS);
+    memcpy(out, t->data, (size_t)n * sizeof(float));
+    for (int i = 0; i < n; i++)
+        if (!(out[i] > 0) || !isfinite(out[i]))
+            return kiln_err_set(err, "%s: GGUF tensor '%s'[%d] is %g, want a finite value > 0", p->g[0].path, name, i, out[i]);
+    return 0;
+}
+
+/* Longrope (Phi-3 128k), as llama.cpp's converter writes it: rope_factors_short / rope_factors_long tensors,
+ * {arch}.rope.scaling.attn_factor and .original_context_length (see kiln_config). */
+static int read_longrope(const gguf_parts *p, const char *arch, kiln_config *c, kiln_err *err) {
+    if (!parts_find(p, "rope_factors_long.weight") && !parts_find(p, "rope_factors_short.weight")) return 0;
+    if (c->rope_type != KILN_ROPE_DEFAULT)
+        return kiln_err_set(err, "%s: GGUF has longrope factors and another rope scaling", p->g[0].path);
+    float attn = 1.0f;
+    c->rope_type = KILN_ROPE_LONGROPE;
+    if (read_factors(p, "rope_factors_short.weight", c, c->rope_short_factor, err) ||
+        read_factors(p, "rope_factors_long.weight", c, c->rope_long_factor, err) ||
+        arch_f32(&p->g[0], arch, "rope.scaling.attn_factor", false, 1.0f, &attn, err) ||
+        arch_int(&p->g[0], arch, "rope.scaling.original_context_length", true, 0, 1, 1u << 28,
+                 &c->rope_original_max_pos, err))
+        return -1;
+    c->rope_attn_factor = attn;
     return 0;
 }
 
@@ -380,7 +414,6 @@ static int arch_cap(const gguf_file *g, const char *arch, const char *suffix, fl
 static int read_gemma(const gguf_file *g, const char *arch, kiln_config *c, kiln_err *err) {
     const bool g2 = c->arch == KILN_ARCH_GEMMA2;
     if (!g2 && c->arch != KILN_ARCH_GEMMA3) return 0;
-    c->sandwich_norms = true;
     c->hidden_act = KILN_ACT_GELU_TANH;
     c->embed_scale = sqrtf((float)c->hidden_size);
     const bool is_27b = c->n_layers == (g2 ? 46 : 62);
@@ -410,6 +443,8 @@ static int config_from_parts(const gguf_parts *p, kiln_config *c, bool *permuted
     c->tie_word_embeddings = !parts_find(p, "output.weight");
     c->attention_bias = c->arch == KILN_ARCH_QWEN2 || parts_find(p, "blk.0.attn_q.bias");
     c->qk_norm = c->arch == KILN_ARCH_QWEN3 || c->arch == KILN_ARCH_GEMMA3;
+    config_arch_flags(c);
+    if (read_longrope(p, arch, c, err)) return -1;
     c->torch_dtype = e->type == kern_formats[KILN_DT_BF16].gguf_type  ? KILN_DT_BF16
                      : e->type == kern_formats[KILN_DT_F16].gguf_type ? KILN_DT_F16
                                                                        : KILN_DT_F32;

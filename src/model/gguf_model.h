@@ -23,6 +23,10 @@
  * because Hugging Face checkpoints have no such tensor (they compute it from rope_scaling). */
 #define GGUF_ROPE_FREQS "rope_freqs.weight"
 
+/* (config.c) The flags an architecture fixes, whatever the source: Phi-3's fused projections, OLMo-2's
+ * norms (kiln_config). */
+void config_arch_flags(kiln_config *c);
+
 /* Whether path names a GGUF source (above). */
 bool gguf_source(const char *path);
 /* The file holding a GGUF source's metadata (the model's only file, or part 1 of a split): malloc'd, or

@@ -53,7 +53,9 @@ static void apply_norm_offset(const kiln_config *c, const char *name, float *v, 
 static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int64_t rows, int64_t cols, kiln_err *err) {
     kiln_model *m = ud;
     const st_tensor *t;
-    if (model_find_tensor(&m->shards, d, name, rows, cols, &t, err)) return -1;
+    int64_t stored_rows, first_row;
+    tensor_stored_rows(&m->cfg, d, &stored_rows, &first_row);
+    if (model_find_tensor(&m->shards, d, name, stored_rows, cols, &t, err)) return -1;
     if (!t) return 0; /* optional and absent */
     char *base = layer >= 0 ? (char *)&m->layers[layer] : (char *)m;
     m->params += (size_t)rows * (size_t)(cols ? cols : 1);
@@ -67,7 +69,8 @@ static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int
         return 0;
     }
     kiln_mat *mat = (kiln_mat *)(base + d->offset);
-    *mat = (kiln_mat){t->data, t->dt, (int)rows, (int)cols, KERN_LAYOUT_PLAIN};
+    const char *data = (const char *)t->data + (size_t)first_row * kern_row_bytes(t->dt, (int)cols); /* a slice's rows */
+    *mat = (kiln_mat){data, t->dt, (int)rows, (int)cols, KERN_LAYOUT_PLAIN};
     /* the list keeps the weight cache's order: embedding, lm_head, then the layers' matrices */
     int at = d->role == ROLE_OUTPUT ? 1 : m->n_mats;
     memmove(&m->mats[at + 1], &m->mats[at], (size_t)(m->n_mats - at) * sizeof *m->mats);

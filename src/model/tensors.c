@@ -1,5 +1,5 @@
-/* tensors.c — the tensor tables of the Llama family (Llama, Mistral, Qwen2, Qwen3), Gemma 2 / 3, and the walk over them
- * (see tensors.h). */
+/* tensors.c — the tensor tables of the Llama family (Llama, Mistral, Qwen2, Qwen3; Phi-3, OLMo-2), Gemma 2 / 3 and the
+ * walk over them (see tensors.h). */
 #include "model/tensors.h"
 
 #include <stdio.h>
@@ -9,6 +9,10 @@
 #define LAYER(field) offsetof(kiln_layer, field)
 #define MODEL(field) offsetof(struct kiln_model, field)
 
+/* The rows of tensors stored whole leave the slice fields out (zero: DIM_NONE). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
 /* Before the layers. */
 static const tensor_desc head_tensors[] = {
     {"model.embed_tokens.weight", ROLE_EMBEDDING, DIM_VOCAB, DIM_HIDDEN, WHEN_ALWAYS, false, MODEL(embed), "token_embd.weight"},
@@ -16,24 +20,35 @@ static const tensor_desc head_tensors[] = {
 
 /* One decoder layer, in the order the loader checks them. */
 static const tensor_desc layer_tensors[] = {
-    {"model.layers.%d.input_layernorm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_ALWAYS, false, LAYER(attn_norm), "blk.%d.attn_norm.weight"},
-    {"model.layers.%d.self_attn.q_proj.weight", ROLE_MATRIX, DIM_Q, DIM_HIDDEN, WHEN_ALWAYS, false, LAYER(wq), "blk.%d.attn_q.weight"},
-    {"model.layers.%d.self_attn.k_proj.weight", ROLE_MATRIX, DIM_KV, DIM_HIDDEN, WHEN_ALWAYS, false, LAYER(wk), "blk.%d.attn_k.weight"},
-    {"model.layers.%d.self_attn.v_proj.weight", ROLE_MATRIX, DIM_KV, DIM_HIDDEN, WHEN_ALWAYS, false, LAYER(wv), "blk.%d.attn_v.weight"},
+    {"model.layers.%d.input_layernorm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_PRE_NORMS, false, LAYER(attn_norm), "blk.%d.attn_norm.weight"},
+    {"model.layers.%d.self_attn.q_proj.weight", ROLE_MATRIX, DIM_Q, DIM_HIDDEN, WHEN_UNFUSED, false, LAYER(wq), "blk.%d.attn_q.weight"},
+    {"model.layers.%d.self_attn.k_proj.weight", ROLE_MATRIX, DIM_KV, DIM_HIDDEN, WHEN_UNFUSED, false, LAYER(wk), "blk.%d.attn_k.weight"},
+    {"model.layers.%d.self_attn.v_proj.weight", ROLE_MATRIX, DIM_KV, DIM_HIDDEN, WHEN_UNFUSED, false, LAYER(wv), "blk.%d.attn_v.weight"},
     {"model.layers.%d.self_attn.o_proj.weight", ROLE_MATRIX, DIM_HIDDEN, DIM_Q, WHEN_ALWAYS, false, LAYER(wo), "blk.%d.attn_output.weight"},
     {"model.layers.%d.post_attention_layernorm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_PLAIN_NORMS, false, LAYER(ffn_norm), "blk.%d.ffn_norm.weight"},
-    {"model.layers.%d.mlp.gate_proj.weight", ROLE_MATRIX, DIM_FFN, DIM_HIDDEN, WHEN_ALWAYS, false, LAYER(w_gate), "blk.%d.ffn_gate.weight"},
-    {"model.layers.%d.mlp.up_proj.weight", ROLE_MATRIX, DIM_FFN, DIM_HIDDEN, WHEN_ALWAYS, false, LAYER(w_up), "blk.%d.ffn_up.weight"},
+    {"model.layers.%d.mlp.gate_proj.weight", ROLE_MATRIX, DIM_FFN, DIM_HIDDEN, WHEN_UNFUSED, false, LAYER(w_gate), "blk.%d.ffn_gate.weight"},
+    {"model.layers.%d.mlp.up_proj.weight", ROLE_MATRIX, DIM_FFN, DIM_HIDDEN, WHEN_UNFUSED, false, LAYER(w_up), "blk.%d.ffn_up.weight"},
     {"model.layers.%d.mlp.down_proj.weight", ROLE_MATRIX, DIM_HIDDEN, DIM_FFN, WHEN_ALWAYS, false, LAYER(w_down), "blk.%d.ffn_down.weight"},
     {"model.layers.%d.self_attn.q_proj.bias", ROLE_VECTOR, DIM_Q, DIM_NONE, WHEN_ATTN_BIAS, false, LAYER(bq), "blk.%d.attn_q.bias"},
     {"model.layers.%d.self_attn.k_proj.bias", ROLE_VECTOR, DIM_KV, DIM_NONE, WHEN_ATTN_BIAS, false, LAYER(bk), "blk.%d.attn_k.bias"},
     {"model.layers.%d.self_attn.v_proj.bias", ROLE_VECTOR, DIM_KV, DIM_NONE, WHEN_ATTN_BIAS, false, LAYER(bv), "blk.%d.attn_v.bias"},
     {"model.layers.%d.self_attn.q_norm.weight", ROLE_VECTOR, DIM_HEAD, DIM_NONE, WHEN_QK_NORM, false, LAYER(q_norm), "blk.%d.attn_q_norm.weight"},
     {"model.layers.%d.self_attn.k_norm.weight", ROLE_VECTOR, DIM_HEAD, DIM_NONE, WHEN_QK_NORM, false, LAYER(k_norm), "blk.%d.attn_k_norm.weight"},
-    /* Gemma's sandwich: post_attention_layernorm is the attention output's norm, pre_feedforward_layernorm the MLP's */
-    {"model.layers.%d.post_attention_layernorm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_SANDWICH_NORMS, false, LAYER(attn_post_norm), "blk.%d.post_attention_norm.weight"},
+    /* Gemma's sandwich: pre_feedforward_layernorm is the MLP's input norm (post_attention_layernorm the
+     * attention output's, below) */
     {"model.layers.%d.pre_feedforward_layernorm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_SANDWICH_NORMS, false, LAYER(ffn_norm), "blk.%d.ffn_norm.weight"},
-    {"model.layers.%d.post_feedforward_layernorm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_SANDWICH_NORMS, false, LAYER(ffn_post_norm), "blk.%d.post_ffw_norm.weight"},
+    /* Phi-3: q | k | v rows of one qkv_proj, gate | up rows of one gate_up_proj (GGUF: attn_qkv, and ffn_up
+     * holding gate | up as llama.cpp's converter writes it) */
+    {"model.layers.%d.self_attn.qkv_proj.weight", ROLE_MATRIX, DIM_Q, DIM_HIDDEN, WHEN_FUSED, false, LAYER(wq), "blk.%d.attn_qkv.weight", DIM_QKV, DIM_NONE},
+    {"model.layers.%d.self_attn.qkv_proj.weight", ROLE_MATRIX, DIM_KV, DIM_HIDDEN, WHEN_FUSED, false, LAYER(wk), "blk.%d.attn_qkv.weight", DIM_QKV, DIM_Q},
+    {"model.layers.%d.self_attn.qkv_proj.weight", ROLE_MATRIX, DIM_KV, DIM_HIDDEN, WHEN_FUSED, false, LAYER(wv), "blk.%d.attn_qkv.weight", DIM_QKV, DIM_QK},
+    {"model.layers.%d.mlp.gate_up_proj.weight", ROLE_MATRIX, DIM_FFN, DIM_HIDDEN, WHEN_FUSED, false, LAYER(w_gate), "blk.%d.ffn_up.weight", DIM_FFN2, DIM_NONE},
+    {"model.layers.%d.mlp.gate_up_proj.weight", ROLE_MATRIX, DIM_FFN, DIM_HIDDEN, WHEN_FUSED, false, LAYER(w_up), "blk.%d.ffn_up.weight", DIM_FFN2, DIM_FFN},
+    /* OLMo-2 and Gemma: norms on the sublayer outputs; OLMo-2: q / k norms over the whole projection */
+    {"model.layers.%d.post_attention_layernorm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_POST_NORMS, false, LAYER(post_attn_norm), "blk.%d.post_attention_norm.weight"},
+    {"model.layers.%d.post_feedforward_layernorm.weight", ROLE_VECTOR, DIM_HIDDEN, DIM_NONE, WHEN_POST_NORMS, false, LAYER(post_ffn_norm), "blk.%d.post_ffw_norm.weight"},
+    {"model.layers.%d.self_attn.q_norm.weight", ROLE_VECTOR, DIM_Q, DIM_NONE, WHEN_QK_NORM_FULL, false, LAYER(q_norm), "blk.%d.attn_q_norm.weight"},
+    {"model.layers.%d.self_attn.k_norm.weight", ROLE_VECTOR, DIM_KV, DIM_NONE, WHEN_QK_NORM_FULL, false, LAYER(k_norm), "blk.%d.attn_k_norm.weight"},
 };
 
 /* After the layers. As transformers: tie_word_embeddings shares the embedding, and a missing lm_head
@@ -43,6 +58,8 @@ static const tensor_desc tail_tensors[] = {
     {"lm_head.weight", ROLE_OUTPUT, DIM_VOCAB, DIM_HIDDEN, WHEN_UNTIED, true, MODEL(lm_head), "output.weight"},
 };
 
+#pragma GCC diagnostic pop
+
 static int64_t dim(const kiln_config *c, tensor_dim d) {
     switch (d) {
     case DIM_HIDDEN: return c->hidden_size;
@@ -51,6 +68,9 @@ static int64_t dim(const kiln_config *c, tensor_dim d) {
     case DIM_FFN: return c->intermediate_size;
     case DIM_HEAD: return c->head_dim;
     case DIM_VOCAB: return c->vocab_size;
+    case DIM_QK: return (int64_t)(c->n_heads + c->n_kv_heads) * c->head_dim;
+    case DIM_QKV: return (int64_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
+    case DIM_FFN2: return 2 * (int64_t)c->intermediate_size;
     case DIM_NONE: break;
     }
     return 0;
@@ -61,8 +81,13 @@ static bool wanted(const kiln_config *c, tensor_when w) {
     case WHEN_ATTN_BIAS: return c->attention_bias;
     case WHEN_QK_NORM: return c->qk_norm;
     case WHEN_UNTIED: return !c->tie_word_embeddings;
-    case WHEN_PLAIN_NORMS: return !c->sandwich_norms;
+    case WHEN_PLAIN_NORMS: return !c->post_norms;
     case WHEN_SANDWICH_NORMS: return c->sandwich_norms;
+    case WHEN_UNFUSED: return !c->fused_proj;
+    case WHEN_FUSED: return c->fused_proj;
+    case WHEN_PRE_NORMS: return !c->no_pre_norms;
+    case WHEN_POST_NORMS: return c->post_norms;
+    case WHEN_QK_NORM_FULL: return c->qk_norm_full;
     case WHEN_ALWAYS: break;
     }
     return true;
@@ -73,6 +98,12 @@ int tensor_name(const tensor_desc *d, bool gguf, int layer, char *out, size_t n)
 #pragma GCC diagnostic ignored "-Wformat-nonliteral" /* the names are the tables' literals */
     return snprintf(out, n, gguf ? d->gguf_name : d->name, layer);
 #pragma GCC diagnostic pop
+}
+
+void tensor_stored_rows(const kiln_config *c, const tensor_desc *d, int64_t *stored_rows, int64_t *first_row) {
+    const bool slice = d->fused_rows != DIM_NONE;
+    *stored_rows = dim(c, slice ? d->fused_rows : d->rows);
+    *first_row = slice ? dim(c, d->slice_at) : 0;
 }
 
 static int visit(const kiln_config *c, const tensor_desc *t, size_t n, int layer, tensor_visit_fn fn, void *ud,
