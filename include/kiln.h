@@ -61,7 +61,16 @@ double kiln_now(void);
 /* ===================================================================================================
  * Model configuration (src/model/config.c)
  * =================================================================================================== */
-typedef enum { KILN_ARCH_LLAMA, KILN_ARCH_MISTRAL, KILN_ARCH_QWEN2, KILN_ARCH_QWEN3 } kiln_arch;
+typedef enum {
+    KILN_ARCH_LLAMA,
+    KILN_ARCH_MISTRAL,
+    KILN_ARCH_QWEN2,
+    KILN_ARCH_QWEN3,
+    KILN_ARCH_QWEN3_MOE, /* Qwen3MoeForCausalLM */
+    KILN_ARCH_MIXTRAL,   /* MixtralForCausalLM */
+} kiln_arch;
+/* The most routed experts per layer a config may have (Qwen3-MoE: 128, Mixtral: 8). */
+#define KILN_MAX_EXPERTS 256
 typedef enum { KILN_ROPE_DEFAULT, KILN_ROPE_LINEAR, KILN_ROPE_LLAMA3 } kiln_rope_type;
 
 /* Storage / compute formats. The quantised ones are llama.cpp's blocks (ggml-common.h), byte for byte: Q8_0
@@ -114,6 +123,13 @@ typedef struct kiln_config {
     int bos_token_id; /* -1 if none */
     int eos_token_ids[8];
     int n_eos_token_ids;
+    /* Mixture of experts (Qwen3-MoE, Mixtral): every layer's FFN is n_experts SwiGLU experts of
+     * expert_ffn_size, of which a router picks n_experts_used per token (softmax, top-k, the weights
+     * renormalised to sum 1 when norm_topk_prob). n_experts 0: a dense FFN of intermediate_size. */
+    int n_experts; /* at most KILN_MAX_EXPERTS */
+    int n_experts_used;
+    int expert_ffn_size;
+    bool norm_topk_prob;
 } kiln_config;
 
 /* Parses DIR/config.json (or a GGUF model's {arch}.* keys, see kiln_model_open); validates every field the

@@ -128,8 +128,14 @@ TEST(arch_fixtures_present) {
     }
 }
 
+/* Mixture of experts (Qwen3-MoE: 8 experts, top-2, renormalised; Mixtral: 4, top-2). */
+TEST(golden_qwen3moe) { golden_safetensors("qwen3moe-tiny"); }
+TEST(golden_mixtral) { golden_safetensors("mixtral-tiny"); }
+
 int main(void) {
     RUN(arch_fixtures_present);
+    RUN(golden_qwen3moe);
+    RUN(golden_mixtral);
     (void)golden_safetensors; /* each architecture adds its RUN(golden_<arch>) here */
     return check_done();
 }

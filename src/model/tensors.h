@@ -23,6 +23,8 @@ typedef enum {
     DIM_FFN,      /* intermediate_size */
     DIM_HEAD,     /* head_dim */
     DIM_VOCAB,    /* vocab_size */
+    DIM_EXPERTS,    /* n_experts (the router's rows) */
+    DIM_EXPERT_FFN, /* expert_ffn_size */
 } tensor_dim;
 
 /* When the config asks for the tensor. */
@@ -31,6 +33,9 @@ typedef enum {
     WHEN_ATTN_BIAS, /* attention_bias */
     WHEN_QK_NORM,   /* qk_norm */
     WHEN_UNTIED,    /* !tie_word_embeddings */
+    WHEN_DENSE_FFN,   /* n_experts == 0: one FFN per layer */
+    WHEN_MOE_QWEN,    /* Qwen3-MoE's router and experts (mlp.*) */
+    WHEN_MOE_MIXTRAL, /* Mixtral's (block_sparse_moe.*) */
 } tensor_when;
 
 typedef enum {
@@ -38,6 +43,8 @@ typedef enum {
     ROLE_EMBEDDING, /* the token embedding: read one row per token unless it is also the output projection */
     ROLE_OUTPUT,    /* the output projection (lm_head) */
     ROLE_VECTOR,    /* norm weights and biases: kept in f32 */
+    ROLE_ROUTER,    /* an MoE router (experts x hidden): kept in f32, as llama.cpp does, so that quantising
+                       the experts never changes which of them a token is routed to */
 } tensor_role;
 
 typedef struct tensor_desc {
@@ -49,6 +56,11 @@ typedef struct tensor_desc {
     size_t offset; /* where the loader keeps it: a kiln_mat or a float * in kiln_layer (layer tensors)
                       or in struct kiln_model (the others) */
     const char *gguf_name; /* llama.cpp's name for it in a GGUF file ("%d" = the layer) */
+    /* One tensor per routed expert: the Hugging Face name has a second "%d", the expert; the GGUF name is
+     * llama.cpp's one stacked [n_experts, rows, cols] tensor. The walk visits each expert with a copy of
+     * the row whose `expert` is set and whose offset is that expert's (kiln_layer.experts[expert]). */
+    bool per_expert;
+    int expert;
 } tensor_desc;
 
 /* d's full name for layer (ignored outside the layers): the Hugging Face one, or the GGUF one. */
