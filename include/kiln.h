@@ -749,7 +749,8 @@ double kiln_measure_matmul_gflops(int rows, int cols, int n, int n_threads, doub
 /* What decoding a model costs in memory traffic, from config.json and the safetensors headers alone
  * (no weights read; the loader's shard index, tensor list and format policy, so every figure is the bytes
  * a load holds). Per-token weight bytes count every weight read once per decoded token: all of them
- * except an untied input embedding, of which one row is read. */
+ * except an untied input embedding, of which one row is read, and of a mixture of experts only the
+ * n_experts_used experts per layer a token is routed to. */
 typedef struct kiln_model_stats {
     int64_t params;
     char checkpoint_dtype[16];          /* the storage type of most weights: "bf16", "f32", ... */
