@@ -380,8 +380,10 @@ static int dtype_of(int ggml_type) {
 }
 
 /* A 3-D tensor is llama.cpp's stack of experts ([n_experts, rows, cols], ffn_*_exps): the loader sees one
- * 2-D tensor per expert, named "NAME#e" (gguf_expert_name), viewing its slice of the stack. */
-static int slices_of(const gguf_tensor *x) { return x->n_dims == 3 ? (int)x->ne[2] : 1; }
+ * 2-D tensor per expert, named "NAME#e" (gguf_expert_name), viewing its slice of the stack. (A stack of
+ * more than KILN_MAX_EXPERTS stays whole: no model kiln runs uses it.) */
+static bool stacked(const gguf_tensor *x) { return x->n_dims == 3 && x->ne[2] <= KILN_MAX_EXPERTS; }
+static int entries_of(const gguf_tensor *x) { return stacked(x) ? (int)x->ne[2] : 1; }
 
 static void gguf_expert_name(char *out, size_t n, const char *name, int expert) {
     snprintf(out, n, "%s#%d", name, expert);
@@ -390,24 +392,24 @@ static void gguf_expert_name(char *out, size_t n, const char *name, int expert) 
 /* One part's tensors as an st_file (GGUF names for now, shapes outermost first); takes over g's mapping. */
 static int part_to_file(gguf_file *g, st_file *f, kiln_err *err) {
     size_t n = 1;
-    for (int i = 0; i < g->n_tensors; i++) n += (size_t)slices_of(&g->tensors[i]);
+    for (int i = 0; i < g->n_tensors; i++) n += (size_t)entries_of(&g->tensors[i]);
     f->tensors = calloc(n, sizeof *f->tensors);
     if (!f->tensors) return kiln_err_set(err, "out of memory");
     for (int i = 0; i < g->n_tensors; i++) {
         const gguf_tensor *x = &g->tensors[i];
-        const int slices = slices_of(x);
-        for (int e = 0; e < slices; e++) {
+        const bool slices = stacked(x);
+        for (int e = 0; e < entries_of(x); e++) {
             st_tensor *t = &f->tensors[f->n_tensors];
             char name[200];
-            if (x->n_dims == 3) gguf_expert_name(name, sizeof name, x->name, e);
-            if (!(t->name = strdup(x->n_dims == 3 ? name : x->name))) return kiln_err_set(err, "out of memory");
+            gguf_expert_name(name, sizeof name, x->name, e);
+            if (!(t->name = strdup(slices ? name : x->name))) return kiln_err_set(err, "out of memory");
             f->n_tensors++;
             /* a type kiln does not compute is kept as -1 - its ggml id, for the error if the model uses it */
             int dt = dtype_of(x->type);
             t->dt = (kiln_dtype)(dt >= 0 ? dt : -1 - x->type);
-            t->ndim = x->n_dims == 3 ? 2 : x->n_dims;
+            t->ndim = slices ? 2 : x->n_dims;
             for (int d = 0; d < t->ndim; d++) t->shape[d] = x->ne[t->ndim - 1 - d];
-            t->nbytes = x->nbytes / (size_t)slices;
+            t->nbytes = x->nbytes / (size_t)entries_of(x);
             t->data = (const char *)x->data + (size_t)e * t->nbytes;
         }
     }
