@@ -70,7 +70,11 @@ typedef enum {
     KILN_ARCH_OLMO2, /* Olmo2ForCausalLM */
     KILN_ARCH_GEMMA2,
     KILN_ARCH_GEMMA3,
+    KILN_ARCH_QWEN3_MOE, /* Qwen3MoeForCausalLM */
+    KILN_ARCH_MIXTRAL,   /* MixtralForCausalLM */
 } kiln_arch;
+/* The most routed experts per layer a config may have (Qwen3-MoE: 128, Mixtral: 8). */
+#define KILN_MAX_EXPERTS 256
 typedef enum { KILN_ROPE_DEFAULT, KILN_ROPE_LINEAR, KILN_ROPE_LLAMA3, KILN_ROPE_LONGROPE } kiln_rope_type;
 #define KILN_ROPE_MAX_FACTORS 256 /* longrope's per-frequency factors: rope_dim / 2 of them at most */
 typedef enum { KILN_ACT_SILU = 0, KILN_ACT_GELU_TANH } kiln_act; /* silu; gelu_pytorch_tanh (Gemma) */
@@ -153,6 +157,13 @@ typedef struct kiln_config {
     double rope_attn_factor; /* longrope: cos and sin scaled by it (transformers' attention_factor) */
     float rope_short_factor[KILN_ROPE_MAX_FACTORS]; /* longrope: frequency divisors [rope_dim / 2], contexts up to */
     float rope_long_factor[KILN_ROPE_MAX_FACTORS];  /* rope_original_max_pos tokens, and longer ones */
+    /* Mixture of experts (Qwen3-MoE, Mixtral): every layer's FFN is n_experts SwiGLU experts of
+     * expert_ffn_size, of which a router picks n_experts_used per token (softmax, top-k, the weights
+     * renormalised to sum 1 when norm_topk_prob). n_experts 0: a dense FFN of intermediate_size. */
+    int n_experts; /* at most KILN_MAX_EXPERTS */
+    int n_experts_used;
+    int expert_ffn_size;
+    bool norm_topk_prob;
 } kiln_config;
 
 /* Whether layer l of c attends through the sliding window. */
@@ -777,7 +788,8 @@ double kiln_measure_matmul_gflops(int rows, int cols, int n, int n_threads, doub
 /* What decoding a model costs in memory traffic, from config.json and the safetensors headers alone
  * (no weights read; the loader's shard index, tensor list and format policy, so every figure is the bytes
  * a load holds). Per-token weight bytes count every weight read once per decoded token: all of them
- * except an untied input embedding, of which one row is read. */
+ * except an untied input embedding, of which one row is read, and of a mixture of experts only the
+ * n_experts_used experts per layer a token is routed to. */
 typedef struct kiln_model_stats {
     int64_t params;
     char checkpoint_dtype[16];          /* the storage type of most weights: "bf16", "f32", ... */

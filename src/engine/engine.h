@@ -37,6 +37,12 @@ struct kiln_ctx {
     int *pos;
     float *rope_cs_local; /* rope_cs of the window layers' RoPE (rope_local_theta) */
     kern_scratch ks; /* kern_matmul's: quantised activations, per-thread row / panel buffers */
+    /* mixture-of-experts scratch (moe.c, grown by ensure_scratch with the rest): router probabilities
+     * [T][n_experts]; one expert's gathered inputs and its outputs, and the FFN output being summed, each
+     * [T][hidden]; each token's experts and weights [T][n_experts_used], and the same choices grouped by
+     * expert: token ids and weights [T * n_experts_used] */
+    float *moe_probs, *moe_x, *moe_y, *moe_acc, *moe_sel_w, *moe_w;
+    int *moe_sel, *moe_tok;
 };
 
 /* Block of a sequence's position p (the table must cover it). */
@@ -48,5 +54,12 @@ static inline float *kv_k(const kiln_ctx *c, int block, int layer) {
  * Callers check kv_blocks_needed first, so this cannot fail. */
 int kv_blocks_needed(const kiln_ctx *c, int seq, int n);
 void kv_reserve(kiln_ctx *c, int seq, int n);
+
+/* moe.c: the mixture-of-experts FFN of layer L over the step's T tokens: c->h (the normed hidden states)
+ * in, the FFN's output in c->h out. Non-zero when a matmul found its scratch too small (a sizing bug). */
+int moe_ffn(kiln_ctx *c, const kiln_layer *L, int T);
+/* Grows the MoE scratch to T tokens (nothing for a dense model); frees it. */
+int moe_scratch(kiln_ctx *c, size_t T, kiln_err *err);
+void moe_scratch_free(kiln_ctx *c);
 
 #endif

@@ -15,7 +15,7 @@ static int ensure_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
     if (T <= c->scratch_tokens) return 0;
     const kiln_config *g = &c->m->cfg;
     size_t H = (size_t)g->hidden_size, qd = (size_t)g->n_heads * g->head_dim, kvd = (size_t)c->kv_dim,
-           I = (size_t)g->intermediate_size, hd = (size_t)g->head_dim;
+           I = (size_t)(g->n_experts ? g->expert_ffn_size : g->intermediate_size), hd = (size_t)g->head_dim;
     struct {
         float **p;
         size_t per_token;
@@ -37,6 +37,7 @@ static int ensure_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
     if (c->m->quant_cols_max &&
         kern_scratch_reserve(&c->ks, kiln_pool_size(c->m->pool), (int)T, c->m->quant_cols_max))
         return kiln_err_set(err, "out of memory for a batch of %zu tokens", T);
+    if (moe_scratch(c, T, err)) return -1;
     c->scratch_tokens = T;
     return 0;
 }
@@ -238,10 +239,14 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
         bad |= mm(c, c->h, c->att, T, &L->wo, NULL);
         residual_add(c, L->post_attn_norm, T);
         in = pre_norm(c, L->ffn_norm, T);
-        bad |= mm(c, c->gate, in, T, &L->w_gate, NULL) | mm(c, c->up, in, T, &L->w_up, NULL);
-        struct silu_job sj = {c->gate, c->up, (size_t)T * g->intermediate_size, g->hidden_act};
-        kiln_pool_run(m->pool, silu_part, &sj);
-        bad |= mm(c, c->h, c->gate, T, &L->w_down, NULL);
+        if (g->n_experts) {
+            bad |= moe_ffn(c, L, T); /* mixture of experts (moe.c): reads h (the MoE archs all pre-norm), into h */
+        } else {
+            bad |= mm(c, c->gate, in, T, &L->w_gate, NULL) | mm(c, c->up, in, T, &L->w_up, NULL);
+            struct silu_job sj = {c->gate, c->up, (size_t)T * g->intermediate_size, g->hidden_act};
+            kiln_pool_run(m->pool, silu_part, &sj);
+            bad |= mm(c, c->h, c->gate, T, &L->w_down, NULL);
+        }
         residual_add(c, L->post_ffn_norm, T);
     }
     for (int i = 0; i < b->n_seqs; i++) c->seqs[b->seq[i]].len += b->n_tokens[i];

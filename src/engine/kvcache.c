@@ -91,6 +91,7 @@ void kiln_ctx_free(kiln_ctx *c) {
     float *bufs[] = {c->x, c->h, c->q, c->k, c->v, c->att, c->gate, c->up, c->rope_cs, c->scores, c->rope_cs_local};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c->pos);
+    moe_scratch_free(c);
     kern_scratch_free(&c->ks);
     free(c);
 }

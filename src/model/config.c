@@ -28,6 +28,8 @@ static const struct {
     {"Gemma3ForCausalLM", KILN_ARCH_GEMMA3},
     {"Phi3ForCausalLM", KILN_ARCH_PHI3},
     {"Olmo2ForCausalLM", KILN_ARCH_OLMO2},
+    {"Qwen3MoeForCausalLM", KILN_ARCH_QWEN3_MOE},
+    {"MixtralForCausalLM", KILN_ARCH_MIXTRAL},
 };
 
 /* The json_get getters, with the file's path in front of their "'key' must be ..." and a default or
@@ -280,6 +282,39 @@ static int parse_phi3_olmo2(kiln_config *c, const char *path, kiln_err *err) {
     return 0;
 }
 
+/* The mixture-of-experts fields, under each family's names and with transformers' defaults. Mixtral's
+ * experts are intermediate_size wide and always renormalised (its modeling code divides by the top-k
+ * sum); Qwen3-MoE's have moe_intermediate_size and follow norm_topk_prob. What kiln does not run (dense
+ * layers among the sparse ones, shared experts, Qwen3-MoE's sliding window) is refused by name. */
+static int parse_moe(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
+    if (c->arch != KILN_ARCH_QWEN3_MOE && c->arch != KILN_ARCH_MIXTRAL) return 0;
+    const bool mix = c->arch == KILN_ARCH_MIXTRAL;
+    if (get_int(o, mix ? "num_local_experts" : "num_experts", mix ? 8 : 128, 1, KILN_MAX_EXPERTS, &c->n_experts,
+                path, err) ||
+        get_int(o, "num_experts_per_tok", mix ? 2 : 8, 1, c->n_experts, &c->n_experts_used, path, err))
+        return -1;
+    if (mix) {
+        c->expert_ffn_size = c->intermediate_size;
+        c->norm_topk_prob = true;
+        return 0;
+    }
+    int step, shared;
+    bool window;
+    if (get_int(o, "moe_intermediate_size", 768, 1, 1L << 24, &c->expert_ffn_size, path, err) ||
+        get_bool(o, "norm_topk_prob", false, &c->norm_topk_prob, path, err) ||
+        get_int(o, "decoder_sparse_step", 1, 1, 4096, &step, path, err) ||
+        get_int(o, "shared_expert_intermediate_size", 0, 0, 1L << 24, &shared, path, err) ||
+        get_bool(o, "use_sliding_window", false, &window, path, err))
+        return -1;
+    json_t *dense = json_object_get(o, "mlp_only_layers");
+    if (step != 1 || (json_is_array(dense) && json_array_size(dense)))
+        return kiln_err_set(err, "%s: decoder_sparse_step %d / mlp_only_layers: dense layers among the experts not "
+                                 "supported (want decoder_sparse_step 1, mlp_only_layers [])", path, step);
+    if (shared) return kiln_err_set(err, "%s: shared_expert_intermediate_size %d: shared experts not supported", path, shared);
+    if (window) return kiln_err_set(err, "%s: use_sliding_window true not supported for Qwen3-MoE", path);
+    return 0;
+}
+
 static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
     if (!json_is_object(o)) return kiln_err_set(err, "%s: not a JSON object", path);
     json_t *a = json_object_get(o, "architectures");
@@ -289,10 +324,12 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
     size_t i = 0;
     for (; i < sizeof archs / sizeof archs[0]; i++)
         if (strcmp(name, archs[i].name) == 0) break;
-    if (i == sizeof archs / sizeof archs[0])
-        return kiln_err_set(err, "%s: architecture '%s' not supported (LlamaForCausalLM, MistralForCausalLM, "
-                                 "Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Olmo2ForCausalLM, Gemma2ForCausalLM, "
-                                 "Gemma3ForCausalLM)", path, name);
+    if (i == sizeof archs / sizeof archs[0]) {
+        char known[512] = "";
+        for (size_t k = 0; k < sizeof archs / sizeof archs[0]; k++)
+            snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", k ? ", " : "", archs[k].name);
+        return kiln_err_set(err, "%s: architecture '%s' not supported (%s)", path, name, known);
+    }
     c->arch = archs[i].arch;
     snprintf(c->architecture, sizeof c->architecture, "%s", name);
     json_t *mt = json_object_get(o, "model_type");
@@ -339,8 +376,8 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
     /* Qwen2 always has q/k/v biases (its modeling code hard-codes bias=True); others follow the flag. */
     if (c->arch == KILN_ARCH_QWEN2) c->attention_bias = true;
     else if (get_bool(o, "attention_bias", false, &c->attention_bias, path, err)) return -1;
-    c->qk_norm = c->arch == KILN_ARCH_QWEN3 || c->arch == KILN_ARCH_GEMMA3;
-    if (parse_dtype(o, c, path, err) || parse_eos(o, c, path, err)) return -1;
+    c->qk_norm = c->arch == KILN_ARCH_QWEN3 || c->arch == KILN_ARCH_GEMMA3 || c->arch == KILN_ARCH_QWEN3_MOE;
+    if (parse_dtype(o, c, path, err) || parse_eos(o, c, path, err) || parse_moe(o, c, path, err)) return -1;
     return parse_phi3_olmo2(c, path, err);
 }
 

@@ -17,7 +17,7 @@
 #include "model/model.h"
 
 /* The architectures kiln runs, as GGUF's general.architecture names them. Mistral checkpoints convert to
- * "llama". permuted: the converter permuted attn_q / attn_k rows (its LlamaModel does; Qwen's do not,
+ * "llama", and so do Mixtral's (a llama file with experts is one: read_moe). permuted: the converter permuted attn_q / attn_k rows (its LlamaModel does; Qwen's do not,
  * llama.cpp runs them with NEOX, i.e. rotate-half, RoPE). */
 static const struct {
     const char *name, *hf_name;
@@ -31,6 +31,7 @@ static const struct {
     {"gemma3", "Gemma3ForCausalLM", KILN_ARCH_GEMMA3, false},
     {"phi3", "Phi3ForCausalLM", KILN_ARCH_PHI3, false},
     {"olmo2", "Olmo2ForCausalLM", KILN_ARCH_OLMO2, false},
+    {"qwen3moe", "Qwen3MoeForCausalLM", KILN_ARCH_QWEN3_MOE, false},
 };
 #define N_ARCHS (sizeof gguf_archs / sizeof gguf_archs[0])
 
@@ -245,8 +246,11 @@ static int read_arch(const gguf_file *g, kiln_config *c, int *which, kiln_err *e
             *which = (int)i;
             return 0;
         }
-    return kiln_err_set(err, "%s: GGUF architecture '%.*s' not supported (llama, qwen2, qwen3, phi3, olmo2, gemma2, gemma3)", g->path,
-                        (int)(n > 64 ? 64 : n), a);
+    char known[256] = "";
+    for (size_t i = 0; i < N_ARCHS; i++)
+        snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "", gguf_archs[i].name);
+    return kiln_err_set(err, "%s: GGUF architecture '%.*s' not supported (%s)", g->path, (int)(n > 64 ? 64 : n), a,
+                        known);
 }
 
 static int read_shape(const gguf_file *g, const char *arch, kiln_config *c, kiln_err *err) {
@@ -258,9 +262,7 @@ static int read_shape(const gguf_file *g, const char *arch, kiln_config *c, kiln
         arch_int(g, arch, "attention.head_count_kv", false, (uint32_t)c->n_heads, 1, 4096, &c->n_kv_heads, err) ||
         arch_int(g, arch, "context_length", false, 2048, 1, 1u << 28, &c->max_position_embeddings, err))
         return -1;
-    int experts = 0, vlen;
-    if (arch_int(g, arch, "expert_count", false, 0, 0, 1u << 16, &experts, err)) return -1;
-    if (experts) return kiln_err_set(err, "%s: GGUF %s.expert_count %d: mixture-of-experts models not supported", g->path, arch, experts);
+    int vlen;
     if (arch_int(g, arch, "attention.key_length", false, (uint32_t)(c->hidden_size / c->n_heads), 2, 65536,
                  &c->head_dim, err) ||
         arch_int(g, arch, "attention.value_length", false, (uint32_t)c->head_dim, 1, 65536, &vlen, err))
@@ -273,6 +275,30 @@ static int read_shape(const gguf_file *g, const char *arch, kiln_config *c, kiln
         return -1;
     if (c->rope_dim % 2) /* partial rotary (Phi-4-mini) rotates the leading rope_dim of each head */
         return kiln_err_set(err, "%s: GGUF %s.rope.dimension_count %d must be even", g->path, arch, c->rope_dim);
+    return 0;
+}
+
+/* Mixture of experts: {arch}.expert_count (absent or 0: dense), expert_used_count and the experts' width
+ * (expert_feed_forward_length; a llama-architecture Mixtral has none and uses feed_forward_length). A
+ * llama file with experts is a Mixtral. llama.cpp renormalises the top-k weights of both (build_moe_ffn
+ * with norm_w), so their norm_topk_prob is true. */
+static int read_moe(const gguf_file *g, const char *arch, kiln_config *c, kiln_err *err) {
+    if (arch_int(g, arch, "expert_count", false, 0, 0, KILN_MAX_EXPERTS, &c->n_experts, err)) return -1;
+    const bool qwen = c->arch == KILN_ARCH_QWEN3_MOE;
+    if (!c->n_experts) return qwen ? kiln_err_set(err, "%s: GGUF key '%s.expert_count' missing", g->path, arch) : 0;
+    if (c->arch == KILN_ARCH_LLAMA) {
+        c->arch = KILN_ARCH_MIXTRAL;
+        snprintf(c->architecture, sizeof c->architecture, "MixtralForCausalLM");
+    } else if (!qwen)
+        return kiln_err_set(err, "%s: GGUF %s.expert_count %d: mixture of experts not supported for %s", g->path, arch,
+                            c->n_experts, arch);
+    int shared;
+    if (arch_int(g, arch, "expert_used_count", true, 0, 1, (uint32_t)c->n_experts, &c->n_experts_used, err) ||
+        arch_int(g, arch, "expert_feed_forward_length", qwen, (uint32_t)c->intermediate_size, 1, 1u << 24,
+                 &c->expert_ffn_size, err) ||
+        arch_int(g, arch, "expert_shared_count", false, 0, 0, 0, &shared, err))
+        return -1;
+    c->norm_topk_prob = true;
     return 0;
 }
 
@@ -434,15 +460,15 @@ static int config_from_parts(const gguf_parts *p, kiln_config *c, bool *permuted
     if (read_arch(g, c, &which, err)) return -1;
     const char *arch = gguf_archs[which].name;
     *permuted = gguf_archs[which].permuted;
-    if (read_shape(g, arch, c, err) || read_rope(p, arch, c, err) || read_special(g, c, err) ||
-        read_window(g, arch, c, err) || read_gemma(g, arch, c, err))
+    if (read_shape(g, arch, c, err) || read_moe(g, arch, c, err) || read_rope(p, arch, c, err) ||
+        read_special(g, c, err) || read_window(g, arch, c, err) || read_gemma(g, arch, c, err))
         return -1;
     const gguf_tensor *e = parts_find(p, "token_embd.weight");
     if (!e || e->n_dims != 2) return kiln_err_set(err, "%s: GGUF tensor 'token_embd.weight' missing or not 2-D", g->path);
     if (arch_int(g, arch, "vocab_size", false, (uint32_t)e->ne[1], 1, 1u << 28, &c->vocab_size, err)) return -1;
     c->tie_word_embeddings = !parts_find(p, "output.weight");
     c->attention_bias = c->arch == KILN_ARCH_QWEN2 || parts_find(p, "blk.0.attn_q.bias");
-    c->qk_norm = c->arch == KILN_ARCH_QWEN3 || c->arch == KILN_ARCH_GEMMA3;
+    c->qk_norm = c->arch == KILN_ARCH_QWEN3 || c->arch == KILN_ARCH_GEMMA3 || c->arch == KILN_ARCH_QWEN3_MOE;
     config_arch_flags(c);
     if (read_longrope(p, arch, c, err)) return -1;
     c->torch_dtype = e->type == kern_formats[KILN_DT_BF16].gguf_type  ? KILN_DT_BF16
@@ -469,22 +495,39 @@ static int dtype_of(int ggml_type) {
     return -1;
 }
 
+/* A 3-D tensor is llama.cpp's stack of experts ([n_experts, rows, cols], ffn_*_exps): the loader sees one
+ * 2-D tensor per expert, named "NAME#e" (gguf_expert_name), viewing its slice of the stack. (A stack of
+ * more than KILN_MAX_EXPERTS stays whole: no model kiln runs uses it.) */
+static bool stacked(const gguf_tensor *x) { return x->n_dims == 3 && x->ne[2] <= KILN_MAX_EXPERTS; }
+static int entries_of(const gguf_tensor *x) { return stacked(x) ? (int)x->ne[2] : 1; }
+
+static void gguf_expert_name(char *out, size_t n, const char *name, int expert) {
+    snprintf(out, n, "%s#%d", name, expert);
+}
+
 /* One part's tensors as an st_file (GGUF names for now, shapes outermost first); takes over g's mapping. */
 static int part_to_file(gguf_file *g, st_file *f, kiln_err *err) {
-    f->tensors = calloc((size_t)g->n_tensors + 1, sizeof *f->tensors);
+    size_t n = 1;
+    for (int i = 0; i < g->n_tensors; i++) n += (size_t)entries_of(&g->tensors[i]);
+    f->tensors = calloc(n, sizeof *f->tensors);
     if (!f->tensors) return kiln_err_set(err, "out of memory");
     for (int i = 0; i < g->n_tensors; i++) {
         const gguf_tensor *x = &g->tensors[i];
-        st_tensor *t = &f->tensors[i];
-        if (!(t->name = strdup(x->name))) return kiln_err_set(err, "out of memory");
-        f->n_tensors++;
-        /* a type kiln does not compute is kept as -1 - its ggml id, for the error if the model uses it */
-        int dt = dtype_of(x->type);
-        t->dt = (kiln_dtype)(dt >= 0 ? dt : -1 - x->type);
-        t->ndim = x->n_dims;
-        for (int d = 0; d < x->n_dims; d++) t->shape[d] = x->ne[x->n_dims - 1 - d];
-        t->data = x->data;
-        t->nbytes = x->nbytes;
+        const bool slices = stacked(x);
+        for (int e = 0; e < entries_of(x); e++) {
+            st_tensor *t = &f->tensors[f->n_tensors];
+            char name[200];
+            gguf_expert_name(name, sizeof name, x->name, e);
+            if (!(t->name = strdup(slices ? name : x->name))) return kiln_err_set(err, "out of memory");
+            f->n_tensors++;
+            /* a type kiln does not compute is kept as -1 - its ggml id, for the error if the model uses it */
+            int dt = dtype_of(x->type);
+            t->dt = (kiln_dtype)(dt >= 0 ? dt : -1 - x->type);
+            t->ndim = slices ? 2 : x->n_dims;
+            for (int d = 0; d < t->ndim; d++) t->shape[d] = x->ne[t->ndim - 1 - d];
+            t->nbytes = x->nbytes / (size_t)entries_of(x);
+            t->data = (const char *)x->data + (size_t)e * t->nbytes;
+        }
     }
     f->path = g->path, f->map = g->map, f->size = g->size;
     g->path = NULL, g->map = NULL;
@@ -512,8 +555,10 @@ static int name_tensor(void *ud, const tensor_desc *d, int layer, const char *na
                        kiln_err *err) {
     (void)cols;
     naming *nm = ud;
-    char gname[160];
-    tensor_name(d, true, layer, gname, sizeof gname);
+    char stack[160], gname[200];
+    tensor_name(d, true, layer, stack, sizeof stack);
+    if (d->per_expert) gguf_expert_name(gname, sizeof gname, stack, d->expert); /* its slice (part_to_file) */
+    else snprintf(gname, sizeof gname, "%s", stack);
     const st_file *f;
     st_tensor *t = (st_tensor *)st_set_find(nm->s, gname, &f);
     if (!t) return 0; /* model_find_tensor reports it missing, under its GGUF name */

@@ -10,7 +10,12 @@
  * llama.cpp's converter permutes the rows of attn_q / attn_k (and their biases) of llama-architecture
  * models per head so that its adjacent-pair RoPE reproduces Hugging Face's rotate-half RoPE. The loader
  * undoes that permutation once at load (rows are moved whole, so it is exact for every tensor type), and
- * the forward pass stays the one rotate-half RoPE for every model. */
+ * the forward pass stays the one rotate-half RoPE for every model.
+ *
+ * Mixture-of-experts files (qwen3moe, and llama with {arch}.expert_count: Mixtral) stack each layer's
+ * experts in one 3-D tensor per matrix (blk.N.ffn_{gate,up,down}_exps); the loader sees each expert's
+ * slice as its own 2-D tensor under its Hugging Face name, so the tables' per-expert rows bind as they do
+ * from safetensors. */
 #ifndef KILN_GGUF_MODEL_H
 #define KILN_GGUF_MODEL_H
 

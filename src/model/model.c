@@ -49,6 +49,18 @@ static void apply_norm_offset(const kiln_config *c, const char *name, float *v, 
     for (int64_t i = 0; i < n; i++) v[i] += 1.0f;
 }
 
+/* A router as an owned f32 copy (ROLE_ROUTER: never converted with the load; freed with the vectors). */
+static int bind_router(kiln_model *m, kiln_mat *mat, const st_tensor *t, int64_t rows, int64_t cols, kiln_err *err) {
+    float *v = malloc((size_t)rows * (size_t)cols * sizeof(float));
+    if (!v) return kiln_err_set(err, "out of memory");
+    const size_t row_bytes = kern_row_bytes(t->dt, (int)cols);
+    for (int64_t r = 0; r < rows; r++)
+        kern_row_to_f32(v + r * cols, (const char *)t->data + (size_t)r * row_bytes, t->dt, (int)cols);
+    *mat = (kiln_mat){v, KILN_DT_F32, (int)rows, (int)cols, KERN_LAYOUT_PLAIN};
+    m->weight_bytes += weight_bytes(KILN_DT_F32, rows, cols);
+    return 0;
+}
+
 /* Binds one tensor where d->offset says: a matrix as a view into the mapping, a vector as an f32 copy. */
 static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int64_t rows, int64_t cols, kiln_err *err) {
     kiln_model *m = ud;
@@ -69,6 +81,7 @@ static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int
         return 0;
     }
     kiln_mat *mat = (kiln_mat *)(base + d->offset);
+    if (d->role == ROLE_ROUTER) return bind_router(m, mat, t, rows, cols, err);
     const char *data = (const char *)t->data + (size_t)first_row * kern_row_bytes(t->dt, (int)cols); /* a slice's rows */
     *mat = (kiln_mat){data, t->dt, (int)rows, (int)cols, KERN_LAYOUT_PLAIN};
     /* the list keeps the weight cache's order: embedding, lm_head, then the layers' matrices */
@@ -82,7 +95,7 @@ static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int
 static int count_mats(void *ud, const tensor_desc *d, int layer, const char *name, int64_t rows, int64_t cols,
                       kiln_err *err) {
     (void)layer, (void)name, (void)rows, (void)cols, (void)err;
-    *(int *)ud += d->role != ROLE_VECTOR;
+    *(int *)ud += d->role != ROLE_VECTOR && d->role != ROLE_ROUTER;
     return 0;
 }
 
@@ -181,8 +194,15 @@ static int free_vector(void *ud, const tensor_desc *d, int layer, const char *na
                        kiln_err *err) {
     (void)name, (void)rows, (void)cols, (void)err;
     kiln_model *m = ud;
-    if (d->role != ROLE_VECTOR || (layer >= 0 && !m->layers)) return 0;
-    float **v = (float **)((layer >= 0 ? (char *)&m->layers[layer] : (char *)m) + d->offset);
+    if ((d->role != ROLE_VECTOR && d->role != ROLE_ROUTER) || (layer >= 0 && !m->layers)) return 0;
+    char *slot = (layer >= 0 ? (char *)&m->layers[layer] : (char *)m) + d->offset;
+    if (d->role == ROLE_ROUTER) {
+        kiln_mat *r = (kiln_mat *)slot;
+        free((void *)r->data);
+        r->data = NULL;
+        return 0;
+    }
+    float **v = (float **)slot;
     free(*v);
     *v = NULL;
     return 0;
