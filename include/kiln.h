@@ -630,8 +630,9 @@ int kiln_bench_compare_files(const char *a, const char *b, kiln_bench_cmp **out,
  * Server (src/serve/)
  * =================================================================================================== */
 /* An OpenAI-compatible HTTP server (libmicrohttpd) over one model, with continuous batching on one
- * engine thread. kiln_server_start returns once it listens; it serves from its own threads until
- * kiln_server_shutdown. Signals are the caller's business (the CLI waits for SIGTERM/SIGINT). */
+ * engine thread. kiln_server_start listens first (GET /health answers 503 {"status":"loading"} while the
+ * model loads) and returns once the model is loaded and requests are served; it serves from its own
+ * threads until kiln_server_shutdown. Signals are the caller's business (the CLI waits for SIGTERM/SIGINT). */
 typedef struct kiln_server kiln_server;
 
 /* One answered request, for an access log (the library never prints: the caller's callback does). */

@@ -135,6 +135,7 @@ typedef struct conn_state {
     serve_req *r;        /* a generation request (a reference), for the log */
     const char *origin;  /* the CORS origin to allow in responses, NULL: none */
     atomic_int refs;     /* MHD's (until on_completed) + a stream's (until its response is freed) */
+    bool answering;      /* a generation's one-body answer is queued: on_completed ends its s->active */
 } conn_state;
 
 static void log_request(conn_state *cs);
@@ -313,7 +314,7 @@ static enum MHD_Result finish_blocking(conn_state *cs, serve_req *r) {
         }
         ret = send_json(cs, 200, json);
     }
-    request_done(s);
+    cs->answering = true; /* stays in s->active until on_completed: a drain waits for the last byte */
     return ret;
 }
 
@@ -462,13 +463,27 @@ static int add_choices(kiln_server *s, conn_state *cs, serve_req *r, serve_kind 
     return 0;
 }
 
+/* Where the server is in its life: what /health reports and whether new work is taken. */
+typedef enum { LIFE_LOADING, LIFE_READY, LIFE_DRAINING } life_state;
+static const char *const LIFE_HEALTH[] = {"{\"status\":\"loading\"}", "{\"status\":\"ok\"}", "{\"status\":\"draining\"}"};
+static const char *const LIFE_REFUSAL[] = {"the model is still loading", NULL, "the server is shutting down"};
+
+/* Read under s->mu: a request that sees LIFE_READY also sees everything the loader wrote before it.
+ * Loading wins over draining: a server whose load failed shuts down with no engine to ask. */
+static life_state life(kiln_server *s) {
+    pthread_mutex_lock(&s->mu);
+    life_state l = s->loading ? LIFE_LOADING : s->draining ? LIFE_DRAINING : LIFE_READY;
+    pthread_mutex_unlock(&s->mu);
+    return l;
+}
+
 static enum MHD_Result generate(conn_state *cs, serve_kind kind) {
     kiln_server *s = cs->s;
     pthread_mutex_lock(&s->mu);
     bool draining = s->draining;
     if (!draining) s->active++;
     pthread_mutex_unlock(&s->mu);
-    if (draining) return send_error(cs, 503, "the server is shutting down", NULL);
+    if (draining) return send_error(cs, 503, LIFE_REFUSAL[LIFE_DRAINING], NULL);
     serve_req *r = serve_req_new();
     if (!r) {
         request_done(s);
@@ -555,13 +570,6 @@ static const char *allowed_origin(kiln_server *s, struct MHD_Connection *c) {
 
 /* ---- routing ---- */
 
-static bool is_draining(kiln_server *s) {
-    pthread_mutex_lock(&s->mu);
-    bool d = s->draining;
-    pthread_mutex_unlock(&s->mu);
-    return d;
-}
-
 static enum MHD_Result route(conn_state *cs, const char *url) {
     kiln_server *s = cs->s;
     if (cs->rt == RT_OTHER) {
@@ -580,17 +588,17 @@ static enum MHD_Result route(conn_state *cs, const char *url) {
         snprintf(m, sizeof m, "use %s %s", ROUTES[cs->rt].post ? "POST" : "GET", ROUTES[cs->rt].label);
         return send_error(cs, 405, m, NULL);
     }
-    bool draining = is_draining(s);
+    life_state l = life(s);
     char why[512];
-    bool broken = sched_broken(s->sched, why, sizeof why);
+    bool broken = l != LIFE_LOADING && sched_broken(s->sched, why, sizeof why); /* no engine while loading */
     switch (cs->rt) {
     case RT_HEALTH:
         if (broken) return send_error(cs, 503, why, NULL);
-        return send_json(cs, draining ? 503 : 200, strdup(draining ? "{\"status\":\"draining\"}" : "{\"status\":\"ok\"}"));
+        return send_json(cs, l == LIFE_READY ? 200 : 503, strdup(LIFE_HEALTH[l]));
     case RT_METRICS: return respond(cs, 200, "text/plain; version=0.0.4", metrics_render(s->metrics));
     default: break;
     }
-    if (draining) return send_error(cs, 503, "the server is shutting down", NULL);
+    if (l != LIFE_READY) return send_error(cs, 503, LIFE_REFUSAL[l], NULL);
     if (broken && (cs->rt == RT_CHAT || cs->rt == RT_COMPLETIONS || cs->rt == RT_EMBEDDINGS || cs->rt == RT_RESPONSES)) return send_error(cs, 503, why, NULL);
     switch (cs->rt) {
     case RT_MODELS: return send_json(cs, 200, openai_models_json(&s->mi, s->started));
@@ -670,6 +678,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
     if (!cs) return;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && (cs->status == 0 || cs->status == 200)) cs->status = 499;
     watch_set(s, c, kiln_now() + s->o.read_timeout_s + KEEPALIVE_IDLE_S); /* for the next request */
+    if (cs->answering) request_done(s); /* its answer is out (or the connection ended) */
     *con_cls = NULL;
     conn_release(cs);
 }

@@ -304,6 +304,7 @@ struct kiln_server {
     pthread_mutex_t mu;
     pthread_cond_t idle;  /* signalled when active drops to 0 */
     int active;           /* generation requests between parse and last byte */
+    bool loading;         /* listening, the model not loaded yet: /health 503 "loading", the rest 503 */
     bool draining, stopped;
     /* http.c's read-deadline watchdog */
     pthread_mutex_t watch_mu;

@@ -131,6 +131,43 @@ static int split_names(kiln_server *s, kiln_err *err) {
     return 0;
 }
 
+/* The model, tokenizer and engine: everything requests need, set up while /health says "loading". */
+static int load(kiln_server *s, kiln_err *err) {
+    const kiln_server_opts *o = &s->o;
+    kiln_model_opts mo;
+    if (o->model_opts) mo = *o->model_opts;
+    else {
+        kiln_model_opts_default(&mo);
+        mo.quiet = true;
+    }
+    if (o->threads) mo.threads = o->threads;
+    if (!(s->model = kiln_model_open(o->model_dir, &mo, err))) return -1;
+    if (!(s->tok = kiln_tokenizer_open(o->model_dir, err))) return -1;
+    serve_sched_opts so = {.max_batch = o->max_batch > 0 ? o->max_batch : 8,
+                           .max_queue = o->max_queue >= 0 ? o->max_queue : 64,
+                           .kv_cache_mb = o->kv_cache_mb,
+                           .n_ctx = o->n_ctx,
+                           .prefill_chunk = 512};
+    bool reused;
+    if (!(s->watch = model_watch_new(o->model_dir, kiln_model_weight_cache(s->model, &reused), err))) return -1;
+    so.watch = s->watch;
+    if (!(s->sched = sched_new(s->model, s->tok, s->metrics, &so, err))) return -1;
+    s->mi.name = s->names[0];
+    s->mi.names = s->names;
+    s->mi.tok = s->tok;
+    s->mi.n_ctx = sched_n_ctx(s->sched);
+    s->mi.thinking = template_thinks(s->tok);
+    s->mi.vocab = kiln_model_config(s->model)->vocab_size;
+    s->mi.hidden = kiln_model_config(s->model)->hidden_size;
+    s->mi.mean_pooling = o->pooling && !strcmp(o->pooling, "mean");
+    if (!(s->grammar_vocab = kiln_grammar_vocab_new(s->tok, err))) return -1;
+    s->mi.grammar_vocab = s->grammar_vocab;
+    return load_defaults(&s->mi.defaults, o->model_dir, s->tok, err);
+}
+
+/* Listens first, then loads: while the weights load (or convert) /health already answers 503
+ * {"status":"loading"}, so a load balancer or orchestrator sees a replica coming up rather than a
+ * refused port, and a port that is taken is reported before minutes of loading. */
 kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
     kiln_server *s = calloc(1, sizeof *s);
     if (!s) return kiln_err_set(err, "out of memory"), NULL;
@@ -139,52 +176,26 @@ kiln_server *kiln_server_start(const kiln_server_opts *o, kiln_err *err) {
     pthread_cond_init(&s->idle, NULL);
     pthread_mutex_init(&s->watch_mu, NULL);
     s->started = (long)time(NULL);
-    kiln_model_opts mo;
-    if (o->model_opts) mo = *o->model_opts;
-    else {
-        kiln_model_opts_default(&mo);
-        mo.quiet = true;
-    }
-    if (o->threads) mo.threads = o->threads;
-    if (!(s->model = kiln_model_open(o->model_dir, &mo, err))) goto fail;
-    if (!(s->tok = kiln_tokenizer_open(o->model_dir, err))) goto fail;
+    s->loading = true;
     if (!(s->metrics = metrics_new())) {
         kiln_err_set(err, "out of memory");
         goto fail;
     }
-    serve_sched_opts so = {.max_batch = o->max_batch > 0 ? o->max_batch : 8,
-                           .max_queue = o->max_queue >= 0 ? o->max_queue : 64,
-                           .kv_cache_mb = o->kv_cache_mb,
-                           .n_ctx = o->n_ctx,
-                           .prefill_chunk = 512};
-    bool reused;
-    if (!(s->watch = model_watch_new(o->model_dir, kiln_model_weight_cache(s->model, &reused), err))) goto fail;
-    so.watch = s->watch;
-    if (!(s->sched = sched_new(s->model, s->tok, s->metrics, &so, err))) goto fail;
-
     if (split_names(s, err)) goto fail;
-    s->mi.name = s->names[0];
-    s->mi.names = s->names;
-    s->mi.tok = s->tok;
-    s->mi.n_ctx = sched_n_ctx(s->sched);
-    s->mi.thinking = template_thinks(s->tok);
-    s->mi.vocab = kiln_model_config(s->model)->vocab_size;
-    s->mi.hidden = kiln_model_config(s->model)->hidden_size;
     if (o->pooling && strcmp(o->pooling, "last") && strcmp(o->pooling, "mean")) {
         kiln_err_set(err, "--pooling: '%s' is not last or mean", o->pooling);
         goto fail;
     }
-    s->mi.mean_pooling = o->pooling && !strcmp(o->pooling, "mean");
-    if (!(s->grammar_vocab = kiln_grammar_vocab_new(s->tok, err))) goto fail;
-    s->mi.grammar_vocab = s->grammar_vocab;
-    if (load_defaults(&s->mi.defaults, o->model_dir, s->tok, err)) goto fail;
     s->origins = calloc(SERVE_MAX_NAMES, sizeof *s->origins);
     int rc = s->origins ? split_list(o->allowed_origins, s->origins, SERVE_MAX_NAMES, &s->n_origins) : -1;
     if (rc) {
         list_error(rc, "--allowed-origins", err);
         goto fail;
     }
-    if (http_start(s, err)) goto fail;
+    if (http_start(s, err) || load(s, err)) goto fail;
+    pthread_mutex_lock(&s->mu);
+    s->loading = false; /* under mu: the connection threads read it there (http.c life) */
+    pthread_mutex_unlock(&s->mu);
     return s;
 fail:
     kiln_server_free(s);
