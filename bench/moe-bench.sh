@@ -10,6 +10,13 @@
 # pp$PP / tg$TG at $THREADS threads, $ROUNDS interleaved rounds (both engines under the same noise), medians
 # and the kiln / llama.cpp ratios printed, with each round's figures on stderr (their spread is the noise).
 #
+# Measured 2026-12-01 (4 layers, 3 rounds, the shared 2-core host at load average 8-18, so noisy):
+#   Q8_0 pp512 llama.cpp 29.7 / kiln 152.9 tok/s (5.15x), tg128 0.93 / 15.85 (17.0x)
+#   Q4_0 pp512 llama.cpp 48.3 / kiln 205.9 tok/s (4.27x), tg128 1.31 / 14.96 (11.4x)
+#   spread over rounds 8-53%. kiln's tg is ~9 GB/s of weights (575 MB/token in Q8_0, the probe then read
+#   8.3 GB/s); llama.cpp's ~0.9 tok/s (0.5 GB/s) is suspect: reproduced alone (llama-bench tg16 0.91 with
+#   the GGUF wholly in the page cache), not understood; check on a real checkpoint before quoting ratios.
+#
 # Setup is done once and kept: $MODEL (the checkpoint, ~1.2 GB a layer in bf16), $MODEL-Q8_0.gguf,
 # $MODEL-Q4_0.gguf; the bf16 GGUF in between is removed.
 #
