@@ -178,13 +178,22 @@ typedef struct kiln_ctx_opts {
     int max_seqs;  /* sequences alive at once (default 1) */
     int n_ctx;     /* max tokens per sequence (default: min(max_position_embeddings, 4096)) */
     int kv_blocks; /* total KV blocks (default: max_seqs * ceil(n_ctx / KILN_KV_BLOCK)) */
+    kiln_dtype kv_type; /* what the KV cache stores: KILN_DT_F32, F16, BF16 or Q8_0 (llama.cpp's q8_0 KV: blocks
+                           of 32 along head_dim with an f16 scale; head_dim % 32 == 0); attention reads it
+                           directly. Default KILN_KV_TYPE_DEFAULT; a zeroed struct means f32 */
 } kiln_ctx_opts;
+/* The default KV cache format (docs/performance.md says why). */
+#define KILN_KV_TYPE_DEFAULT KILN_DT_F32
 void kiln_ctx_opts_default(kiln_ctx_opts *o);
 
 kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err);
 void kiln_ctx_free(kiln_ctx *c);
 int kiln_ctx_n_ctx(const kiln_ctx *c);
 size_t kiln_ctx_kv_bytes(const kiln_ctx *c);   /* bytes allocated for the KV cache */
+kiln_dtype kiln_ctx_kv_type(const kiln_ctx *c);
+/* KV cache bytes one token takes (K and V, every layer) in format kv_type; 0 when the cache cannot hold
+ * that format at this head_dim (see kiln_ctx_opts.kv_type). */
+int64_t kiln_kv_bytes_per_token(int n_layers, int n_kv_heads, int head_dim, kiln_dtype kv_type);
 int kiln_ctx_free_blocks(const kiln_ctx *c);   /* KV blocks on the free list */
 int kiln_ctx_total_blocks(const kiln_ctx *c);
 
@@ -745,7 +754,7 @@ typedef struct kiln_model_stats {
                                                norms and biases stay f32, matrices whose rows are not
                                                whole 32-blocks get f32 under q8_0/q4_0, and q4_0 keeps the
                                                output projection in q8_0 */
-    int64_t kv_bytes_per_token;         /* 2 × layers × kv_heads × head_dim × 4 (f32 K and V) */
+    int64_t kv_bytes_per_token;         /* K and V of every layer in the default KV format (kiln_kv_bytes_per_token) */
     int n_layers, n_kv_heads, head_dim, max_position_embeddings;
 } kiln_model_stats;
 int kiln_model_stats_load(const char *dir, kiln_model_stats *s, kiln_err *err);
