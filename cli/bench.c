@@ -44,6 +44,7 @@ typedef struct opts {
     int_list max_new, sample, batch; /* sample: 0 off, 1 on */
     uint64_t seed;
     double temperature;
+    kiln_dtype kv_type;
     kiln_bench_limits lim;
 } opts;
 
@@ -84,6 +85,7 @@ static void parse(int argc, char **argv, opts *o) {
     o->sample = (int_list){{0}, 1, 0, 1, off_on};
     o->batch = (int_list){{1}, 1, 1, 256, NULL};
     o->lim.max_range = 0.10;
+    o->kv_type = KILN_KV_TYPE_DEFAULT;
     kiln_model_opts_default(&o->mo);
     cli_weight_callbacks(&o->mo);
     const cli_flag flags[] = {
@@ -106,6 +108,7 @@ static void parse(int argc, char **argv, opts *o) {
          CLI_INT_TO(&o->gen_tokens, 1, 1 << 20)},
         CLI_THREADS_FLAG(&o->threads, 1),
         CLI_WEIGHT_FLAGS(&o->mo),
+        CLI_KV_TYPE_FLAG(&o->kv_type),
         {"--seed", "-s", "S", "sampled runs use seed S + run index (default 1234)", CLI_U64_TO(&o->seed, 0, 0x1p62)},
         {"--temperature", NULL, "T", "sampling temperature (default: the model's)", CLI_DOUBLE_TO(&o->temperature, 1e-6, 100)},
         {"--max-range", NULL, "X", "PASS needs (max - min) / mean of the run times <= X (default 0.10)",
@@ -269,6 +272,7 @@ static void load(engine *e, const opts *o, int max_new) {
     if (!(e->t = kiln_tokenizer_open(dir, &err))) cli_fail(1, "%s", err.msg);
     kiln_gen_params_default(&e->base);
     if (kiln_gen_params_load(&e->base, dir, &err)) cli_fail(1, "%s", err.msg);
+    e->base.kv_type = o->kv_type;
     if (o->prompt) {
         size_t n, len = strlen(o->prompt);
         char *text = (char *)o->prompt;

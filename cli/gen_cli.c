@@ -67,6 +67,7 @@ int gen_cli_flags(gen_cli *g, cli_flag *rows) {
          CLI_INT_TO(&g->max_input_tokens, 1, 1 << 24)},
         CLI_THREADS_FLAG(&g->mopts.threads, 1),
         CLI_WEIGHT_FLAGS(&g->mopts),
+        CLI_KV_TYPE_FLAG(&f->kv_type),
     };
     int n = (int)(sizeof shared / sizeof shared[0]);
     _Static_assert(sizeof shared / sizeof shared[0] <= GEN_CLI_N_FLAGS, "GEN_CLI_N_FLAGS too small");
@@ -99,6 +100,7 @@ void gen_cli_open(gen_cli *g) {
     if (g->set.seed) p->seed = f->seed;
     if (g->sample_flag) p->do_sample = true;
     if (g->greedy_flag || ((g->set.temperature) && f->temperature == 0)) p->do_sample = false;
+    p->kv_type = f->kv_type; /* the flag's, or the default */
     memcpy(p->stop, f->stop, sizeof p->stop);
     p->n_stop = f->n_stop;
     if (p->min_new_tokens > p->max_new_tokens)

@@ -182,8 +182,9 @@ typedef struct kiln_ctx_opts {
                            of 32 along head_dim with an f16 scale; head_dim % 32 == 0); attention reads it
                            directly. Default KILN_KV_TYPE_DEFAULT; a zeroed struct means f32 */
 } kiln_ctx_opts;
-/* The default KV cache format (docs/performance.md says why). */
+/* The default KV cache format (docs/performance.md says why), and its name for help texts. */
 #define KILN_KV_TYPE_DEFAULT KILN_DT_F32
+#define KILN_KV_TYPE_DEFAULT_NAME "f32"
 void kiln_ctx_opts_default(kiln_ctx_opts *o);
 
 kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err);
@@ -336,6 +337,8 @@ typedef struct kiln_gen_params {
      * NULL: each sequence builds its own from the tokenizer (share one when generating many). */
     const struct kiln_grammar *grammar;
     const struct kiln_grammar_vocab *grammar_vocab;
+    kiln_dtype kv_type; /* KV cache format of the context kiln_generate makes (kiln_ctx_opts.kv_type; default
+                           KILN_KV_TYPE_DEFAULT) */
 } kiln_gen_params;
 
 /* transformers' GenerationConfig defaults (greedy, 20 new tokens, no EOS ids, no stop strings). */
@@ -614,6 +617,7 @@ typedef struct kiln_server_opts {
     int max_batch;            /* sequences decoded together (default 8) */
     int kv_cache_mb;          /* 0: enough for max_batch full contexts */
     int n_ctx;                /* 0: the engine's default */
+    kiln_dtype kv_type;       /* KV cache format (kiln_ctx_opts.kv_type; default KILN_KV_TYPE_DEFAULT) */
     int max_queue;            /* requests waiting for admission before 429 (default 64; 0: no limit) */
     int max_body_kb;          /* request body limit (default 1024) */
     int max_connections;      /* concurrent HTTP connections (default 256) */

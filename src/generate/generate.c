@@ -32,6 +32,7 @@ int kiln_generate(kiln_model *m, const kiln_tokenizer *t, const kiln_gen_params 
     kiln_ctx_opts co;
     kiln_ctx_opts_default(&co);
     co.max_seqs = n;
+    co.kv_type = p->kv_type;
     co.n_ctx = (int)longest + max_new;
     if (cfg->max_position_embeddings > 0 && co.n_ctx > cfg->max_position_embeddings)
         return kiln_err_set(err, "prompt (%zu tokens) + max new tokens (%d) exceeds the model's context of %d",
