@@ -243,7 +243,10 @@ void gen_cli_print_json(const kiln_gen_output *o) {
 
 void gen_cli_print_stats(const kiln_gen_output *o) {
     const kiln_gen_stats *s = &o->stats;
-    fprintf(stderr, "[prompt %d tok, generated %d tok (%s), ttft %.1f ms, decode %.1f tok/s, total %.1f ms, "
-                    "peak RSS %.1f MB]\n", s->prompt_tokens, s->gen_tokens, kiln_finish_name(o->finish), s->ttft_ms,
+    char reused[48] = "";
+    if (s->reused_tokens) /* a chat turn: what the KV cache already held, not prefilled again */
+        snprintf(reused, sizeof reused, " (%d reused), prefilled %d tok", s->reused_tokens, s->prompt_tokens - s->reused_tokens);
+    fprintf(stderr, "[prompt %d tok%s, generated %d tok (%s), ttft %.1f ms, decode %.1f tok/s, total %.1f ms, "
+                    "peak RSS %.1f MB]\n", s->prompt_tokens, reused, s->gen_tokens, kiln_finish_name(o->finish), s->ttft_ms,
             s->decode_tok_s, s->total_ms, s->peak_rss_mb);
 }

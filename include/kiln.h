@@ -190,6 +190,7 @@ void kiln_ctx_opts_default(kiln_ctx_opts *o);
 kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err);
 void kiln_ctx_free(kiln_ctx *c);
 int kiln_ctx_n_ctx(const kiln_ctx *c);
+kiln_model *kiln_ctx_model(const kiln_ctx *c); /* the model it was made for */
 size_t kiln_ctx_kv_bytes(const kiln_ctx *c);   /* bytes allocated for the KV cache */
 kiln_dtype kiln_ctx_kv_type(const kiln_ctx *c);
 /* KV cache bytes one token takes (K and V, every layer) in format kv_type; 0 when the cache cannot hold
@@ -413,6 +414,7 @@ size_t kiln_think_split(const int32_t *ids, size_t n, int32_t think_end_id);
 /* The generation loop: one or many prompts generated together, ONE batched kiln_forward per step. */
 typedef struct kiln_gen_stats {
     int prompt_tokens, gen_tokens;
+    int reused_tokens;   /* prompt tokens already in the KV cache, not prefilled (kiln_generate_in) */
     double ttft_ms;      /* start → first token chosen (prefill included) */
     double total_ms;     /* start → this sequence finished */
     double decode_tok_s; /* (gen_tokens - 1) / (total - ttft) */
@@ -434,6 +436,17 @@ typedef int (*kiln_gen_callback)(void *user, int index, const kiln_gen_step *ste
 int kiln_generate(kiln_model *m, const kiln_tokenizer *t, const kiln_gen_params *p, int n,
                   const int32_t *const *prompts, const size_t *n_prompts, kiln_gen_callback cb, void *user,
                   kiln_gen_output *out, kiln_err *err);
+
+/* Generates one sequence in a context the caller keeps (a chat's conversation, a benchmark at depth), so
+ * what is already cached is not computed again. The caller vouches that the first n_reuse tokens of seq
+ * are prompt[0..n_reuse) (at most kiln_seq_len; the prompt's common prefix with the ids it fed); seq is
+ * truncated to them and only the rest of the prompt is prefilled (at least its last token, whose logits
+ * pick the first new one). Afterwards seq holds the prompt and every generated token but the last (which
+ * was never fed). Filling the context ends generation with finish "length". out->stats.reused_tokens
+ * says how much was reused; t, p, cb and user as kiln_generate (index 0); p->kv_type is the context's. */
+int kiln_generate_in(kiln_ctx *ctx, int seq, size_t n_reuse, const kiln_tokenizer *t, const kiln_gen_params *p,
+                     const int32_t *prompt, size_t n_prompt, kiln_gen_callback cb, void *user, kiln_gen_output *out,
+                     kiln_err *err);
 
 /* ===================================================================================================
  * Constrained decoding (src/grammar/)

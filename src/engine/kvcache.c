@@ -117,6 +117,7 @@ void kiln_ctx_free(kiln_ctx *c) {
 }
 
 int kiln_ctx_n_ctx(const kiln_ctx *c) { return c->n_ctx; }
+kiln_model *kiln_ctx_model(const kiln_ctx *c) { return c->m; }
 size_t kiln_ctx_kv_bytes(const kiln_ctx *c) { return (size_t)c->n_blocks * c->m->cfg.n_layers * c->kv_block_bytes; }
 kiln_dtype kiln_ctx_kv_type(const kiln_ctx *c) { return c->kv_type; }
 int kiln_ctx_free_blocks(const kiln_ctx *c) { return c->n_free; }
