@@ -578,6 +578,7 @@ typedef struct kiln_bench_report {
     int n_sc;
     /* llama-bench style mode (pp/tg), or pp_tokens == 0 */
     int pp_tokens, tg_tokens;
+    int depth;                 /* tokens already in the KV cache when pp and tg were measured (llama-bench -d) */
     double pp_tok_s, tg_tok_s; /* medians over the runs */
 } kiln_bench_report;
 

@@ -271,6 +271,71 @@ TEST(kv_prefill_equals_token_by_token_batched_and_forked) {
     kiln_model_free(m);
 }
 
+/* ---- generation in a kept context (kiln_generate_in: chat turns, bench --depth) ---- */
+
+/* Generates in c's sequence reusing n_reuse cached ids, and checks the ids against a fresh kiln_generate
+ * over the whole prompt. */
+static void generate_in_case(kiln_model *m, kiln_ctx *c, int seq, size_t n_reuse, const int32_t *ids, size_t n,
+                             kiln_gen_output *out) {
+    kiln_gen_params p;
+    kiln_gen_params_default(&p);
+    p.max_new_tokens = 6;
+    p.kv_type = KILN_DT_F32;
+    kiln_err err;
+    REQUIRE(kiln_generate_in(c, seq, n_reuse, NULL, &p, ids, n, NULL, NULL, out, &err) == 0, "%s", err.msg);
+    kiln_gen_output fresh;
+    const int32_t *pp = ids;
+    REQUIRE(kiln_generate(m, NULL, &p, 1, &pp, &n, NULL, NULL, &fresh, &err) == 0, "%s", err.msg);
+    CHECK(out->n_ids == fresh.n_ids && !memcmp(out->ids, fresh.ids, fresh.n_ids * sizeof *fresh.ids),
+          "reusing %zu of %zu: ids differ from a fresh run", n_reuse, n);
+    CHECK(out->stats.reused_tokens == (int)n_reuse && out->stats.prompt_tokens == (int)n, "stats %d / %d",
+          out->stats.reused_tokens, out->stats.prompt_tokens);
+    CHECK(kiln_seq_len(c, seq) == (int)(n + out->n_ids - 1), "the cache holds %d, want prompt + generated - 1",
+          kiln_seq_len(c, seq));
+    kiln_gen_output_free(&fresh);
+}
+
+TEST(generate_in_reuses_the_cached_prefix) {
+    kiln_model *m = stories();
+    REQUIRE(m, "model");
+    kiln_ctx_opts co;
+    kiln_ctx_opts_default(&co);
+    co.n_ctx = 200;
+    kiln_err err;
+    kiln_ctx *c = kiln_ctx_new(m, &co, &err);
+    REQUIRE(c, "%s", err.msg);
+    int seq = kiln_seq_new(c, &err);
+    int32_t ids[200];
+    for (int i = 0; i < 200; i++) ids[i] = prompt(i);
+    kiln_gen_output o1, o2, o3;
+    generate_in_case(m, c, seq, 0, ids, 50, &o1); /* nothing cached yet */
+    /* the next "turn": the first prompt, the reply, then more; all of the cache is reused */
+    size_t n2 = 50 + o1.n_ids + 20;
+    memcpy(ids + 50, o1.ids, o1.n_ids * sizeof *ids);
+    size_t cached = (size_t)kiln_seq_len(c, seq);
+    generate_in_case(m, c, seq, cached, ids, n2, &o2);
+    /* a prompt that leaves the cache after 30 ids: truncated to them, the rest prefilled */
+    ids[30] ^= 1;
+    generate_in_case(m, c, seq, 30, ids, 40, &o3);
+    kiln_gen_params p;
+    kiln_gen_params_default(&p);
+    kiln_gen_output bad;
+    CHECK(kiln_generate_in(c, seq, 1000, NULL, &p, ids, 40, NULL, NULL, &bad, &err) != 0 && strstr(err.msg, "1000"),
+          "reusing more than is cached: %s", err.msg);
+    /* a full context ends generation with "length" */
+    kiln_seq_truncate(c, seq, 0, &err);
+    p.max_new_tokens = 100;
+    CHECK(kiln_generate_in(c, seq, 0, NULL, &p, ids, 195, NULL, NULL, &bad, &err) == 0 && bad.finish == KILN_FINISH_LENGTH &&
+              bad.n_ids == 6 && kiln_seq_len(c, seq) == 200,
+          "full context: %s, %zu ids", kiln_finish_name(bad.finish), bad.n_ids);
+    kiln_gen_output_free(&bad);
+    kiln_gen_output_free(&o1);
+    kiln_gen_output_free(&o2);
+    kiln_gen_output_free(&o3);
+    kiln_ctx_free(c);
+    kiln_model_free(m);
+}
+
 /* ---- KV cache formats against the f32 cache on long prompts ---- */
 
 enum { KV_DECODE = 24 }; /* the last positions, decoded one token at a time */
@@ -438,6 +503,7 @@ int main(void) {
     RUN(golden_converted_dtypes);
     RUN(kv_prefill_equals_token_by_token_batched_and_forked);
     RUN(kv_overflow_fails_cleanly);
+    RUN(generate_in_reuses_the_cached_prefix);
     RUN(kv_types_bound_logit_error_at_depth);
     RUN(kv_type_q8_0_refuses_small_heads);
     return check_done();
