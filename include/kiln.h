@@ -183,8 +183,8 @@ typedef struct kiln_ctx_opts {
                            directly. Default KILN_KV_TYPE_DEFAULT; a zeroed struct means f32 */
 } kiln_ctx_opts;
 /* The default KV cache format (docs/performance.md says why), and its name for help texts. */
-#define KILN_KV_TYPE_DEFAULT KILN_DT_F32
-#define KILN_KV_TYPE_DEFAULT_NAME "f32"
+#define KILN_KV_TYPE_DEFAULT KILN_DT_F16
+#define KILN_KV_TYPE_DEFAULT_NAME "f16"
 void kiln_ctx_opts_default(kiln_ctx_opts *o);
 
 kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err);

@@ -59,6 +59,7 @@ static void check_case(kiln_model *m, const char *what, json_t *cs, int greedy_m
     kiln_ctx_opts co;
     kiln_ctx_opts_default(&co);
     co.n_ctx = n + greedy_n;
+    co.kv_type = KILN_DT_F32; /* the goldens are llama.cpp's with an f32 KV cache */
     kiln_err err;
     kiln_ctx *c = kiln_ctx_new(m, &co, &err);
     float *logits = malloc((size_t)n * V * sizeof(float));

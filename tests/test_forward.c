@@ -301,6 +301,7 @@ TEST(generate_in_reuses_the_cached_prefix) {
     kiln_ctx_opts co;
     kiln_ctx_opts_default(&co);
     co.n_ctx = 200;
+    co.kv_type = KILN_DT_F32; /* as the fresh runs' (p.kv_type) */
     kiln_err err;
     kiln_ctx *c = kiln_ctx_new(m, &co, &err);
     REQUIRE(c, "%s", err.msg);

@@ -375,17 +375,22 @@ TEST(tool_calls_stream_as_tool_calls) {
     kiln_tokenizer_free(f.tok);
 }
 
+/* A model opened quietly on one thread (the scheduler tests drive sched_new directly). */
+static kiln_model *quiet_model(const char *name, kiln_err *err) {
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    mo.quiet = true;
+    mo.threads = 1;
+    return kiln_model_open(model_path(name), &mo, err);
+}
+
 /* --max-queue 0 means no queue limit: 100 requests submitted at once to one batch slot all wait and
  * all finish (none turned away), each with its max_tokens. */
 TEST(unlimited_queue_takes_everything) {
     fixture f;
     REQUIRE(fixture_open(&f, "stories260K"), "fixture");
     kiln_err err = {{0}};
-    kiln_model_opts mo;
-    kiln_model_opts_default(&mo);
-    mo.quiet = true;
-    mo.threads = 1;
-    kiln_model *m = kiln_model_open(model_path("stories260K"), &mo, &err);
+    kiln_model *m = quiet_model("stories260K", &err);
     REQUIRE(m, "%s", err.msg);
     serve_metrics *met = metrics_new();
     serve_sched_opts so = {.max_batch = 1, .max_queue = 0, .n_ctx = 64, .prefill_chunk = 64};
@@ -419,11 +424,7 @@ TEST(unlimited_queue_takes_everything) {
 /* --kv-cache-mb counts the KV format's bytes: the same megabytes hold twice the blocks in f16 as in f32. */
 TEST(kv_cache_mb_counts_the_kv_format) {
     kiln_err err = {{0}};
-    kiln_model_opts mo;
-    kiln_model_opts_default(&mo);
-    mo.quiet = true;
-    mo.threads = 1;
-    kiln_model *m = kiln_model_open(model_path("stories260K"), &mo, &err);
+    kiln_model *m = quiet_model("stories260K", &err);
     REQUIRE(m, "%s", err.msg);
     kiln_tokenizer *tok = kiln_tokenizer_open(model_path("stories260K"), &err);
     REQUIRE(tok, "%s", err.msg);

@@ -57,7 +57,7 @@ for f in os.listdir(d):
 assert m["params"] == params, (m["params"], params)
 L, kv = cfg["num_hidden_layers"], cfg.get("num_key_value_heads", cfg["num_attention_heads"])
 hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
-assert m["kv_bytes_per_token"] == 2 * L * kv * hd * 4, m
+assert m["kv_bytes_per_token"] == 2 * L * kv * hd * 2 and m["kv_type"] == "f16", m  # the default KV format
 b = m["weight_bytes_per_token_by_dtype"]
 # norms stay f32 in every format (as the loader keeps them): only the matrices halve in f16 / bf16
 assert b["f32"] - 4 * vec == 2 * (b["f16"] - 4 * vec) == 2 * (b["bf16"] - 4 * vec), (b, vec)
