@@ -13,13 +13,20 @@
 # bench/matmul_bench.c (the model's matmuls only: no attention/norm/rope, so it flatters kiln slightly) —
 # the output says which one was measured.
 #
+# Deep contexts (after the format rows): for each of $DEPTH_FORMATS and each depth D in $DEPTHS, pp$DPP and
+# tg$DTG measured with D tokens already in the KV cache (llama-bench -d D; kiln bench --depth D), llama.cpp
+# with its f16 KV cache, kiln with --kv-type f16 and with its default KV format, interleaved likewise.
+# DEPTHS="" skips them (they take minutes per round at 16384).
+#
 # Usage: bench/compare-llamacpp.sh   (env: ROUNDS=3 THREADS=2 PP=512 TG=128 FORMATS="F16 Q8_0 Q4_0"
+#                                      DEPTHS="4096 16384" DPP=4096 DTG=128 DEPTH_FORMATS="F16"
 #                                      BASELINE=/tmp/llamacpp MODEL=/tmp/llama-1b SHARED=../shared)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared}
 ROUNDS=${ROUNDS:-3} THREADS=${THREADS:-2} PP=${PP:-512} TG=${TG:-128}
-FORMATS=${FORMATS:-"F16 Q8_0 Q4_0"}
+FORMATS=${FORMATS-"F16 Q8_0 Q4_0"}
+DEPTHS=${DEPTHS-"4096 16384"} DPP=${DPP:-4096} DTG=${DTG:-128} DEPTH_FORMATS=${DEPTH_FORMATS:-"F16"}
 BASELINE=${BASELINE:-/tmp/llamacpp} MODEL=${MODEL:-/tmp/llama-1b}
 PY=/usr/bin/python3
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
@@ -86,4 +93,47 @@ print(f"{fmt:5s} pp{pp}: llama.cpp {lp:8.2f}  kiln {kp:8.2f} tok/s  ratio {kp/lp
       f"decode / read bandwidth of its round ({min(B):.1f}-{max(B):.1f} GB/s), median: kiln {pct:5.1f}% ({float(wb)/1e9:.2f} GB/token), "
       f"llama.cpp {lpct:5.1f}% ({float(lb)/1e9:.2f} GB/token) [{mode}]")
 PYEOF
+done
+
+# ---- deep contexts: pp and tg after D cached tokens ----
+[ -n "$DEPTHS" ] && [ "$KILN_MODE" != kiln-bench ] && { echo "deep rows need kiln bench --depth" >&2; exit 1; }
+kiln_default_kv=$(./build/kiln bench --help | sed -n 's/.*KV cache format (default \([a-z0-9_]*\).*/\1/p')
+run_llama_depth() { # fmt depth -> "pp tg" (f16 K and V, llama.cpp's default, said explicitly)
+    "$LLAMA_BIN/llama-bench" -m "$MODEL-$1.gguf" -t "$THREADS" -p "$DPP" -n "$DTG" -d "$2" -ctk f16 -ctv f16 -r 1 \
+        -o jsonl 2>/dev/null |
+        $PY -c 'import sys,json
+r={}
+for l in sys.stdin:
+    d=json.loads(l); r["pp" if d["n_prompt"] else "tg"]=d["avg_ts"]
+print(r["pp"], r["tg"])'
+}
+run_kiln_depth() { # fmt depth kv -> "pp tg"
+    # shellcheck disable=SC2046
+    ./build/kiln bench --model "$MODEL" --prompt-tokens "$DPP" --gen-tokens "$DTG" --depth "$2" --kv-type "$3" \
+        --threads "$THREADS" --runs 1 --warmup 0 $(kiln_flags "$1") --json "$work/kd.json" >/dev/null 2>&1
+    $PY -c 'import sys,json; d=json.load(open(sys.argv[1])); assert d["depth"] == int(sys.argv[2]); print(d["pp_tok_s"], d["tg_tok_s"])' \
+        "$work/kd.json" "$2"
+}
+kvs="f16"; [ "$kiln_default_kv" != f16 ] && kvs="f16 $kiln_default_kv"
+for fmt in ${DEPTHS:+$DEPTH_FORMATS}; do
+    for d in $DEPTHS; do
+        : >"$work/d.l"; for kv in $kvs; do : >"$work/d.$kv"; done
+        for r in $(seq "$ROUNDS"); do
+            l=$(run_llama_depth "$fmt" "$d"); echo "$l" >>"$work/d.l"; line="llama.cpp (kv f16) pp/tg $l"
+            for kv in $kvs; do k=$(run_kiln_depth "$fmt" "$d" "$kv"); echo "$k" >>"$work/d.$kv"; line="$line   kiln (kv $kv) $k"; done
+            echo "  $fmt depth $d round $r: $line" >&2
+        done
+        args=(); for kv in $kvs; do args+=("$kv" "$work/d.$kv"); done
+        $PY - "$fmt" "$d" "$DPP" "$DTG" "$work/d.l" "${args[@]}" <<'PYEOF'
+import sys, statistics as st
+fmt, d, pp, tg, lf, *kv = sys.argv[1:]
+med = lambda f: [st.median(float(l.split()[i]) for l in open(f)) for i in (0, 1)]
+lp, lt = med(lf)
+out = f"{fmt:5s} @ d{d}: pp{pp} llama.cpp (kv f16) {lp:8.2f} | tg{tg} llama.cpp {lt:6.2f} tok/s"
+for name, f in zip(kv[::2], kv[1::2]):
+    kp, kt = med(f)
+    out += f" || kiln kv {name}: pp {kp:8.2f} ({kp/lp:4.2f}x)  tg {kt:6.2f} ({kt/lt:4.2f}x)"
+print(out)
+PYEOF
+    done
 done

@@ -177,6 +177,7 @@ static float *run_mode(const char *dir, const char *mode, const stream *st, int 
         kiln_ctx_opts co;
         kiln_ctx_opts_default(&co);
         co.n_ctx = q->n;
+        co.kv_type = KILN_DT_F32; /* the weights' formats alone are measured */
         kiln_ctx *c = kiln_ctx_new(m, &co, &err);
         int sid = c ? kiln_seq_new(c, &err) : -1, nt = q->n;
         kiln_batch b = {1, &sid, &nt, q->ids, true, tmp};

@@ -6,6 +6,7 @@
  *              [--max-range 0.10] [--target-tps LO:HI]
  *              [--json [FILE]] [--csv FILE] [--markdown] [--html FILE]
  *   kiln bench --model DIR --prompt-tokens 512 --gen-tokens 128 [--json]     (llama-bench style: pp512, tg128)
+ *   kiln bench --model DIR --prompt-tokens 512 --gen-tokens 128 --depth 4096  (llama-bench -d: after 4096 cached)
  *   kiln bench compare A.json B.json
  *   kiln bench serve ...                                                     (cli/bench_serve.c)
  *
@@ -15,7 +16,10 @@
  * generation_config.json sampling settings: runs are reproducible.
  * Generation stops at EOS unless --min-new-tokens says otherwise; `--ignore-eos` (or min == max) makes
  * every run generate exactly max_new_tokens. With --batch B, B copies of the prompt decode together; a
- * run's gen_tokens is per sequence (the longest) and decode tok/s counts every sequence's tokens. */
+ * run's gen_tokens is per sequence (the longest) and decode tok/s counts every sequence's tokens.
+ * --depth N (llama-bench's -d): N synthetic tokens are prefilled once, untimed, into a context the runs
+ * share; every run (and tg) then starts after them (kiln_generate_in reuses the N cached tokens), so pp
+ * and tg are measured with N tokens already in the cache. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,11 +43,12 @@ static const char *const off_on[] = {"off", "on", NULL};
 typedef struct opts {
     const char *model, *prompt, *json, *csv, *html;
     kiln_model_opts mo;
-    int prompt_tokens, gen_tokens, runs, warmup, min_new, threads;
+    int prompt_tokens, gen_tokens, runs, warmup, min_new, threads, depth;
     bool chat, ignore_eos, markdown;
     int_list max_new, sample, batch; /* sample: 0 off, 1 on */
     uint64_t seed;
     double temperature;
+    kiln_dtype kv_type;
     kiln_bench_limits lim;
 } opts;
 
@@ -84,6 +89,7 @@ static void parse(int argc, char **argv, opts *o) {
     o->sample = (int_list){{0}, 1, 0, 1, off_on};
     o->batch = (int_list){{1}, 1, 1, 256, NULL};
     o->lim.max_range = 0.10;
+    o->kv_type = KILN_KV_TYPE_DEFAULT;
     kiln_model_opts_default(&o->mo);
     cli_weight_callbacks(&o->mo);
     const cli_flag flags[] = {
@@ -104,8 +110,11 @@ static void parse(int argc, char **argv, opts *o) {
          CLI_FN_TO(list_flag, &o->batch)},
         {"--gen-tokens", NULL, "N", "llama-bench style pp/tg: exactly N generated tokens per run",
          CLI_INT_TO(&o->gen_tokens, 1, 1 << 20)},
+        {"--depth", "-d", "N", "measure after N tokens already in the KV cache (llama-bench -d; batch 1)",
+         CLI_INT_TO(&o->depth, 0, 1 << 24)},
         CLI_THREADS_FLAG(&o->threads, 1),
         CLI_WEIGHT_FLAGS(&o->mo),
+        CLI_KV_TYPE_FLAG(&o->kv_type),
         {"--seed", "-s", "S", "sampled runs use seed S + run index (default 1234)", CLI_U64_TO(&o->seed, 0, 0x1p62)},
         {"--temperature", NULL, "T", "sampling temperature (default: the model's)", CLI_DOUBLE_TO(&o->temperature, 1e-6, 100)},
         {"--max-range", NULL, "X", "PASS needs (max - min) / mean of the run times <= X (default 0.10)",
@@ -134,6 +143,8 @@ static void parse(int argc, char **argv, opts *o) {
         if (!o->prompt && !o->prompt_tokens) o->prompt_tokens = 512;
     }
     if (!o->prompt && !o->prompt_tokens) o->prompt_tokens = 32;
+    for (int i = 0; o->depth && i < o->batch.n; i++)
+        if (o->batch.v[i] != 1) cli_fail(2, "--depth needs --batch 1 (the cached tokens belong to one sequence)");
 }
 
 /* ---- one measured generation ------------------------------------------------------------------- */
@@ -144,7 +155,28 @@ typedef struct engine {
     kiln_gen_params base; /* generation_config.json of the model, EOS ids included */
     int32_t *prompt;
     int n_prompt;
+    /* --depth: the context the runs share, its sequence holding `depth` tokens, and those ids followed by
+     * the prompt (what a run at depth asks kiln_generate_in for) */
+    int depth, seq;
+    kiln_ctx *ctx;
+    int32_t *full;
 } engine;
+
+/* One generation of B copies of prompt[0..len) (a prefix of e->prompt); at depth, after the cached tokens. */
+static void generate(engine *e, const kiln_gen_params *p, int B, size_t len, kiln_gen_callback cb, void *user,
+                     kiln_gen_output *out) {
+    kiln_err err;
+    int rc;
+    if (e->ctx) {
+        rc = kiln_generate_in(e->ctx, e->seq, (size_t)e->depth, e->t, p, e->full, (size_t)e->depth + len, cb, user, out, &err);
+    } else {
+        const int32_t *prompts[256];
+        size_t lens[256];
+        for (int b = 0; b < B; b++) prompts[b] = e->prompt, lens[b] = len;
+        rc = kiln_generate(e->m, e->t, p, B, prompts, lens, cb, user, out, &err);
+    }
+    if (rc) cli_fail(1, "%s", err.msg);
+}
 
 /* Per-token callback: callbacks come in prompt order within a step, so a new step starts whenever the
  * index does not increase. The time between step starts is the inter-token latency. */
@@ -170,12 +202,9 @@ static int on_token(void *user, int index, const kiln_gen_step *step) {
  * figure is the weights' streaming speed and compares with its tg128. The run's own decode rate
  * (after the full prompt) stays in decode_tok_s. */
 static double tg_once(engine *e, const kiln_gen_params *p) {
-    const int32_t *prompt = e->prompt;
-    size_t len = 1;
     kiln_gen_output out;
-    kiln_err err;
     double t0 = kiln_now();
-    if (kiln_generate(e->m, e->t, p, 1, &prompt, &len, NULL, NULL, &out, &err)) cli_fail(1, "%s", err.msg);
+    generate(e, p, 1, 1, NULL, NULL, &out);
     double dt = kiln_now() - t0;
     int n = out.stats.gen_tokens;
     kiln_gen_output_free(&out);
@@ -190,17 +219,13 @@ static void run_once(engine *e, const opts *o, const kiln_bench_scenario *sc, in
     p.do_sample = sc->sample;
     p.seed = o->seed + (uint64_t)run_idx;
     if (o->temperature > 0) p.temperature = (float)o->temperature;
-    const int32_t *prompts[256];
-    size_t lens[256];
-    for (int b = 0; b < B; b++) prompts[b] = e->prompt, lens[b] = (size_t)e->n_prompt;
     kiln_gen_output out[256];
     memset(r, 0, sizeof *r);
     r->itl_s = malloc((size_t)max_new * sizeof(double));
     if (!r->itl_s) cli_fail(1, "out of memory");
     timing tm = {.t0 = kiln_now(), .last_index = -1, .r = r};
     tm.last_index = 1 << 30; /* the first callback starts a step */
-    kiln_err err;
-    if (kiln_generate(e->m, e->t, &p, B, prompts, lens, on_token, &tm, out, &err)) cli_fail(1, "%s", err.msg);
+    generate(e, &p, B, (size_t)e->n_prompt, on_token, &tm, out);
     double t_end = kiln_now();
     r->total_s = t_end - tm.t0;
     r->ttft_s = tm.first - tm.t0;
@@ -259,6 +284,30 @@ static int cmd_bench_compare(int argc, char **argv) {
     return fflush(stdout) ? 1 : 0;
 }
 
+/* --depth: the shared context, and its `depth` synthetic tokens (other ids than the prompt's) prefilled once
+ * in chunks of 512 (a 16k-token batch would need gigabytes of activations), untimed. */
+static void prefill_depth(engine *e, const opts *o, int max_new) {
+    const int V = kiln_model_config(e->m)->vocab_size, chunk = 512;
+    kiln_ctx_opts co;
+    kiln_ctx_opts_default(&co);
+    co.n_ctx = o->depth + e->n_prompt + max_new;
+    co.kv_type = o->kv_type;
+    kiln_err err;
+    e->depth = o->depth;
+    e->full = malloc((size_t)(o->depth + e->n_prompt) * sizeof *e->full);
+    float *logits = malloc((size_t)V * sizeof *logits);
+    if (!e->full || !logits) cli_fail(1, "out of memory");
+    for (int i = 0; i < o->depth; i++) e->full[i] = (int32_t)((3 + (long)i * 104729) % V);
+    memcpy(e->full + o->depth, e->prompt, (size_t)e->n_prompt * sizeof *e->full);
+    if (!(e->ctx = kiln_ctx_new(e->m, &co, &err)) || (e->seq = kiln_seq_new(e->ctx, &err)) < 0) cli_fail(1, "%s", err.msg);
+    for (int i = 0; i < o->depth; i += chunk) {
+        int n = o->depth - i < chunk ? o->depth - i : chunk;
+        kiln_batch b = {.n_seqs = 1, .seq = &e->seq, .n_tokens = &n, .tokens = e->full + i, .logits = logits};
+        if (kiln_forward(e->ctx, &b, &err)) cli_fail(1, "--depth %d: %s", o->depth, err.msg);
+    }
+    free(logits);
+}
+
 static void load(engine *e, const opts *o, int max_new) {
     kiln_err err;
     kiln_model_opts mo = o->mo;
@@ -269,6 +318,7 @@ static void load(engine *e, const opts *o, int max_new) {
     if (!(e->t = kiln_tokenizer_open(dir, &err))) cli_fail(1, "%s", err.msg);
     kiln_gen_params_default(&e->base);
     if (kiln_gen_params_load(&e->base, dir, &err)) cli_fail(1, "%s", err.msg);
+    e->base.kv_type = o->kv_type;
     if (o->prompt) {
         size_t n, len = strlen(o->prompt);
         char *text = (char *)o->prompt;
@@ -292,9 +342,10 @@ static void load(engine *e, const opts *o, int max_new) {
         if (!e->prompt) cli_fail(1, "out of memory");
         for (int i = 0; i < e->n_prompt; i++) e->prompt[i] = (int32_t)((1 + (long)i * 7919) % cfg->vocab_size);
     }
-    if ((long)e->n_prompt + max_new > cfg->max_position_embeddings)
-        cli_fail(1, "%d prompt + %d new tokens exceed the model's %d positions", e->n_prompt, max_new,
-                 cfg->max_position_embeddings);
+    if ((long)o->depth + e->n_prompt + max_new > cfg->max_position_embeddings)
+        cli_fail(1, "%d cached + %d prompt + %d new tokens exceed the model's %d positions", o->depth, e->n_prompt,
+                 max_new, cfg->max_position_embeddings);
+    if (o->depth) prefill_depth(e, o, max_new);
 }
 int cmd_bench(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "serve")) return cmd_bench_serve(argc - 1, argv + 1);
@@ -323,11 +374,13 @@ int cmd_bench(int argc, char **argv) {
                 sc->max_new_tokens = o.max_new.v[a], sc->sample = o.sample.v[s], sc->batch = o.batch.v[b];
                 sc->min_new_tokens = o.ignore_eos ? o.max_new.v[a] : (o.min_new < 0 ? 0 : o.min_new);
                 sc->prompt_tokens = e.n_prompt;
+                char at[32] = ""; /* llama-bench's "pp512 @ d4096" */
+                if (o.depth) snprintf(at, sizeof at, "@d%d", o.depth);
                 if (o.gen_tokens)
-                    snprintf(sc->name, sizeof sc->name, "pp%d+tg%d-%s-b%d", e.n_prompt, o.gen_tokens,
+                    snprintf(sc->name, sizeof sc->name, "pp%d+tg%d%s-%s-b%d", e.n_prompt, o.gen_tokens, at,
                              sc->sample ? "on" : "off", sc->batch);
                 else
-                    snprintf(sc->name, sizeof sc->name, "max%d-sample_%s-b%d", sc->max_new_tokens,
+                    snprintf(sc->name, sizeof sc->name, "max%d%s-sample_%s-b%d", sc->max_new_tokens, at,
                              sc->sample ? "on" : "off", sc->batch);
                 sc->runs = calloc((size_t)o.runs, sizeof *sc->runs);
                 if (!sc->runs) cli_fail(1, "out of memory");
@@ -369,7 +422,7 @@ int cmd_bench(int argc, char **argv) {
         rep.pp_tok_s = st.median;
         kiln_bench_stats_compute(tg, n, &st);
         rep.tg_tok_s = st.median;
-        rep.pp_tokens = e.n_prompt, rep.tg_tokens = o.gen_tokens;
+        rep.pp_tokens = e.n_prompt, rep.tg_tokens = o.gen_tokens, rep.depth = o.depth;
         free(pp);
         free(tg);
     }
@@ -390,6 +443,8 @@ int cmd_bench(int argc, char **argv) {
     }
     free(rep.sc);
     free(e.prompt);
+    free(e.full);
+    kiln_ctx_free(e.ctx);
     kiln_tokenizer_free(e.t);
     kiln_model_free(e.m);
     if (fflush(stdout)) cli_fail(1, "write error on stdout");

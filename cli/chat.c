@@ -3,7 +3,10 @@
  *   kiln chat --model DIR [--system TEXT] [every generation flag of `kiln run`]
  *
  * The conversation is a list of messages re-rendered through the template each turn (assistant replies
- * go back as their content, without the thinking, as the Qwen3 recipe does). On a terminal, libedit
+ * go back as their content, without the thinking, as the Qwen3 recipe does). Its KV cache stays between
+ * turns: each turn prefills only what follows the re-rendered prompt's common prefix with the ids
+ * already cached (kiln_generate_in), so the time to the first token does not grow with the chat (the
+ * stats line says how many prompt tokens were reused). On a terminal, libedit
  * gives line editing and history; otherwise lines are read plainly from stdin (scripts, tests) and the
  * answers still stream. Ctrl-C stops the current answer (or drops the line being typed), not the
  * program; Ctrl-D / EOF or /quit ends it. Commands: /reset, /system TEXT, /save FILE, /help, /quit. */
@@ -30,6 +33,9 @@ static void on_sigint(int sig) {
 typedef struct chat {
     gen_cli g;
     json_t *turns; /* user / assistant messages, oldest first (the system prompt is kept apart) */
+    kiln_ctx *ctx; /* the conversation's KV cache: one sequence, seq */
+    int seq;
+    int32_t *cached; /* the ids in seq (kiln_seq_len of them) */
     char *system;
     bool tty;
     EditLine *el;
@@ -89,6 +95,23 @@ static int on_step(void *user, int index, const kiln_gen_step *st) {
     return interrupted; /* non-zero stops the answer now */
 }
 
+/* How many leading ids of the new prompt are already in the cache. */
+static size_t common_prefix(const chat *c, const int32_t *ids, size_t n) {
+    size_t len = (size_t)kiln_seq_len(c->ctx, c->seq), k = 0;
+    while (k < len && k < n && c->cached[k] == ids[k]) k++;
+    return k;
+}
+
+/* After a turn: the cache holds the prompt, then the generated ids but the last. */
+static void remember(chat *c, const int32_t *ids, size_t n, const kiln_gen_output *out) {
+    size_t len = (size_t)kiln_seq_len(c->ctx, c->seq);
+    int32_t *p = realloc(c->cached, (len ? len : 1) * sizeof *p);
+    if (!p) cli_fail(1, "out of memory");
+    c->cached = p;
+    memcpy(p, ids, (len < n ? len : n) * sizeof *p);
+    if (len > n) memcpy(p + n, out->ids, (len - n) * sizeof *p);
+}
+
 static void answer(chat *c, const char *text) {
     json_t *q = json_pack("{s:s,s:s}", "role", "user", "content", text);
     if (!q) {
@@ -108,9 +131,11 @@ static void answer(chat *c, const char *text) {
         return;
     }
     kiln_gen_output out;
-    const int32_t *pp = ids;
     interrupted = 0;
-    rc = kiln_generate(c->g.model, c->g.tok, &c->g.params, 1, &pp, &n, on_step, &c->g, &out, &err);
+    rc = kiln_generate_in(c->ctx, c->seq, common_prefix(c, ids, n), c->g.tok, &c->g.params, ids, n, on_step, &c->g,
+                          &out, &err);
+    if (!rc) remember(c, ids, n, &out);
+    else kiln_seq_truncate(c->ctx, c->seq, 0, NULL); /* what the cache holds is not known for sure: start afresh */
     free(ids);
     if (rc) {
         json_array_remove(c->turns, json_array_size(c->turns) - 1);
@@ -240,6 +265,13 @@ int cmd_chat(int argc, char **argv) {
         int ctx = kiln_model_config(c.g.model)->max_position_embeddings;
         if (ctx > c.g.params.max_new_tokens) c.g.max_input_tokens = ctx - c.g.params.max_new_tokens;
     }
+    kiln_ctx_opts co;
+    kiln_ctx_opts_default(&co);
+    co.n_ctx = kiln_model_config(c.g.model)->max_position_embeddings;
+    co.kv_type = c.g.params.kv_type;
+    kiln_err err = {0};
+    if (!(c.ctx = kiln_ctx_new(c.g.model, &co, &err)) || (c.seq = kiln_seq_new(c.ctx, &err)) < 0)
+        cli_fail(1, "%s", err.msg);
     c.system = c.g.system ? strdup(c.g.system) : NULL;
     c.turns = json_array();
     c.tty = isatty(STDIN_FILENO);
@@ -275,6 +307,8 @@ int cmd_chat(int argc, char **argv) {
     }
     json_decref(c.turns);
     free(c.system);
+    free(c.cached);
+    kiln_ctx_free(c.ctx);
     gen_cli_close(&c.g);
     return 0;
 }

@@ -78,6 +78,13 @@ void cli_quant_cache_flag(void *mo, const char *flag, const char *v);
      CLI_FN_TO(cli_quant_flag, mo)},                                                                          \
     {"--quant-cache", NULL, NULL, "keep the converted weights on disk and map them on later loads",           \
      CLI_FN_TO(cli_quant_cache_flag, mo)}
+/* --kv-type f32|f16|bf16|q8_0 (the KV cache format; kiln_ctx_opts.kv_type) into a kiln_dtype, for every
+ * command that makes a context. */
+void cli_kv_type_flag(void *kv_type, const char *flag, const char *v);
+#define CLI_KV_TYPE_FLAG(p)                                                                                   \
+    {"--kv-type", NULL, "f32|f16|bf16|q8_0",                                                                  \
+     "KV cache format (default " KILN_KV_TYPE_DEFAULT_NAME "; q8_0 needs head_dim % 32 == 0)",                \
+     CLI_FN_TO(cli_kv_type_flag, p)}
 /* The model directory flag (resolved with cli_model_dir) and the worker-thread flag, as most commands
  * spell them. */
 #define CLI_MODEL_FLAG(p) {"--model", "-m", "DIR", "model directory, or ORG/NAME from the hub cache", CLI_STR_TO(p)}

@@ -93,3 +93,15 @@ void cli_help(FILE *out, const cli_spec *spec) {
     fprintf(out, "%-*s  %s\n", w, "  -h, --help", "this help");
     if (spec->notes) fprintf(out, "\n%s", spec->notes);
 }
+
+void cli_kv_type_flag(void *kv_type, const char *flag, const char *v) {
+    static const kiln_dtype ok[] = {KILN_DT_F32, KILN_DT_F16, KILN_DT_BF16, KILN_DT_Q8_0};
+    kiln_dtype dt;
+    if (!kiln_dtype_parse(v, &dt))
+        for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+            if (dt == ok[i]) {
+                *(kiln_dtype *)kv_type = dt;
+                return;
+            }
+    cli_fail(2, "%s: want f32, f16, bf16 or q8_0, not '%s'", flag, v);
+}

@@ -67,6 +67,7 @@ int gen_cli_flags(gen_cli *g, cli_flag *rows) {
          CLI_INT_TO(&g->max_input_tokens, 1, 1 << 24)},
         CLI_THREADS_FLAG(&g->mopts.threads, 1),
         CLI_WEIGHT_FLAGS(&g->mopts),
+        CLI_KV_TYPE_FLAG(&f->kv_type),
     };
     int n = (int)(sizeof shared / sizeof shared[0]);
     _Static_assert(sizeof shared / sizeof shared[0] <= GEN_CLI_N_FLAGS, "GEN_CLI_N_FLAGS too small");
@@ -99,6 +100,7 @@ void gen_cli_open(gen_cli *g) {
     if (g->set.seed) p->seed = f->seed;
     if (g->sample_flag) p->do_sample = true;
     if (g->greedy_flag || ((g->set.temperature) && f->temperature == 0)) p->do_sample = false;
+    p->kv_type = f->kv_type; /* the flag's, or the default */
     memcpy(p->stop, f->stop, sizeof p->stop);
     p->n_stop = f->n_stop;
     if (p->min_new_tokens > p->max_new_tokens)
@@ -241,7 +243,10 @@ void gen_cli_print_json(const kiln_gen_output *o) {
 
 void gen_cli_print_stats(const kiln_gen_output *o) {
     const kiln_gen_stats *s = &o->stats;
-    fprintf(stderr, "[prompt %d tok, generated %d tok (%s), ttft %.1f ms, decode %.1f tok/s, total %.1f ms, "
-                    "peak RSS %.1f MB]\n", s->prompt_tokens, s->gen_tokens, kiln_finish_name(o->finish), s->ttft_ms,
+    char reused[48] = "";
+    if (s->reused_tokens) /* a chat turn: what the KV cache already held, not prefilled again */
+        snprintf(reused, sizeof reused, " (%d reused), prefilled %d tok", s->reused_tokens, s->prompt_tokens - s->reused_tokens);
+    fprintf(stderr, "[prompt %d tok%s, generated %d tok (%s), ttft %.1f ms, decode %.1f tok/s, total %.1f ms, "
+                    "peak RSS %.1f MB]\n", s->prompt_tokens, reused, s->gen_tokens, kiln_finish_name(o->finish), s->ttft_ms,
             s->decode_tok_s, s->total_ms, s->peak_rss_mb);
 }

@@ -11,6 +11,7 @@ int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *ids_s = NULL;
     int max_new = -1;
     bool stop_at_eos = false;
+    kiln_dtype kv_type = KILN_KV_TYPE_DEFAULT;
     kiln_model_opts mo;
     kiln_model_opts_default(&mo);
     cli_weight_callbacks(&mo);
@@ -21,6 +22,7 @@ int cmd_generate(int argc, char **argv) {
         {"--stop-at-eos", NULL, NULL, "stop after one of the model's EOS ids (config.json)", CLI_SWITCH_TO(&stop_at_eos)},
         CLI_THREADS_FLAG(&mo.threads, 1),
         CLI_WEIGHT_FLAGS(&mo),
+        CLI_KV_TYPE_FLAG(&kv_type),
         {0},
     };
     const cli_spec spec = {.name = "generate", .usage = "--model DIR --ids 1,2,3 --max-new-tokens N [flags]",
@@ -38,6 +40,7 @@ int cmd_generate(int argc, char **argv) {
     kiln_gen_params p;
     kiln_gen_params_default(&p); /* greedy, no stop strings, no EOS ids */
     p.max_new_tokens = max_new;
+    p.kv_type = kv_type;
     p.think_end_id = -2; /* ids only: no thinking split */
     if (stop_at_eos)
         for (int i = 0; i < cfg->n_eos_token_ids; i++) kiln_gen_params_add_eos(&p, cfg->eos_token_ids[i]);

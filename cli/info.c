@@ -21,7 +21,7 @@ static json_t *word_list(const char *s) {
     return a;
 }
 
-static json_t *model_json(const char *dir, const kiln_model_stats *st, double bw, int64_t mem_avail) {
+static json_t *model_json(const char *dir, const kiln_model_stats *st, kiln_dtype kv_type, double bw, int64_t mem_avail) {
     json_t *per = json_object(), *roof = json_object();
     for (int d = 0; d < KILN_DT_COUNT; d++) {
         json_object_set_new(per, kiln_dtype_name((kiln_dtype)d), json_integer(st->bytes_per_token[d]));
@@ -42,6 +42,7 @@ static json_t *model_json(const char *dir, const kiln_model_stats *st, double bw
                                                      : fit),
                      "n_layers", st->n_layers, "n_kv_heads", st->n_kv_heads, "head_dim", st->head_dim);
     if (r) json_object_set_new(r, "max_position_embeddings", json_integer(st->max_position_embeddings));
+    if (r) json_object_set_new(r, "kv_type", json_string(kiln_dtype_name(kv_type)));
     return r;
 }
 
@@ -73,8 +74,9 @@ static void print_text(json_t *j) {
     printf("params     %lld (%s, %.1f MB)\n", (long long)json_integer_value(json_object_get(m, "params")),
            json_string_value(json_object_get(m, "checkpoint_dtype")),
            (double)json_integer_value(json_object_get(m, "checkpoint_bytes")) / 1e6);
-    printf("KV cache   %lld bytes/token (f32 K+V, %d layers x %d kv heads x %d)\n",
+    printf("KV cache   %lld bytes/token (%s K+V, %d layers x %d kv heads x %d)\n",
            (long long)json_integer_value(json_object_get(m, "kv_bytes_per_token")),
+           json_string_value(json_object_get(m, "kv_type")),
            (int)json_integer_value(json_object_get(m, "n_layers")), (int)json_integer_value(json_object_get(m, "n_kv_heads")),
            (int)json_integer_value(json_object_get(m, "head_dim")));
     printf("decode     %-6s %16s %18s\n", "format", "bytes/token", "roofline tok/s");
@@ -90,13 +92,15 @@ static void print_text(json_t *j) {
 int cmd_info(int argc, char **argv) {
     bool as_json = false;
     const char *model = NULL;
+    kiln_dtype kv_type = KILN_KV_TYPE_DEFAULT;
     const cli_flag flags[] = {
         {"--json", NULL, NULL, "the report as one JSON object", CLI_SWITCH_TO(&as_json)},
         {"--model", "-m", "DIR", "also what decoding this model costs (DIR or ORG/NAME; no weights read)",
          CLI_STR_TO(&model)},
+        CLI_KV_TYPE_FLAG(&kv_type),
         {0},
     };
-    const cli_spec spec = {.name = "info", .usage = "[--json] [--model DIR|ORG/NAME]",
+    const cli_spec spec = {.name = "info", .usage = "[--json] [--model DIR|ORG/NAME [--kv-type T]]",
                            .about = "Describes this machine: CPU, SIMD features and the kernels kiln picks, memory, huge pages,\n"
                            "a quick bandwidth and matmul figure; with --model, the model's memory traffic and roofline.",
                            .flags = flags};
@@ -105,6 +109,11 @@ int cmd_info(int argc, char **argv) {
     kiln_err err;
     const char *dir = model ? cli_model_dir(model) : NULL;
     if (dir && kiln_model_stats_load(dir, &st, &err) != 0) cli_fail(1, "%s", err.msg);
+    if (dir) { /* the KV figures in the format asked for */
+        st.kv_bytes_per_token = kiln_kv_bytes_per_token(st.n_layers, st.n_kv_heads, st.head_dim, kv_type);
+        if (!st.kv_bytes_per_token)
+            cli_fail(2, "--kv-type %s cannot hold this model's heads (head_dim %d)", kiln_dtype_name(kv_type), st.head_dim);
+    }
 
     kiln_machine m;
     kiln_machine_probe(&m);
@@ -124,7 +133,7 @@ int cmd_info(int argc, char **argv) {
         "read_bandwidth_gbs", bw / 1e9, "matmul_gflops", gf, "matmul_shape", "f32 1024x1024 x 16 tokens", "threads",
         m.threads, "seconds", secs);
     if (!j) cli_fail(1, "cannot build the report");
-    if (dir) json_object_set_new(j, "model", model_json(dir, &st, bw, m.mem_available));
+    if (dir) json_object_set_new(j, "model", model_json(dir, &st, kv_type, bw, m.mem_available));
     if (as_json) {
         char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
         printf("%s\n", s);

@@ -47,6 +47,7 @@ int cmd_logits(int argc, char **argv) {
     const char *model = NULL, *ids_s = NULL, *all = NULL;
     int k = 20;
     bool stats = false;
+    kiln_dtype kv_type = KILN_KV_TYPE_DEFAULT;
     kiln_model_opts mo;
     kiln_model_opts_default(&mo);
     cli_weight_callbacks(&mo);
@@ -58,6 +59,7 @@ int cmd_logits(int argc, char **argv) {
         {"--stats", NULL, NULL, "memory figures as one JSON line on stderr", CLI_SWITCH_TO(&stats)},
         CLI_THREADS_FLAG(&mo.threads, 1),
         CLI_WEIGHT_FLAGS(&mo),
+        CLI_KV_TYPE_FLAG(&kv_type),
         {0},
     };
     const cli_spec spec = {.name = "logits", .usage = "--model DIR --ids 1,2,3 [flags]",
@@ -81,6 +83,7 @@ int cmd_logits(int argc, char **argv) {
     if (k > V) k = V;
     kiln_ctx_opts co;
     kiln_ctx_opts_default(&co);
+    co.kv_type = kv_type;
     /* Only as many KV blocks as the prompt needs: the full default context would waste memory. */
     co.n_ctx = (int)n <= cfg->max_position_embeddings ? (int)n : cfg->max_position_embeddings;
     kiln_ctx *c = kiln_ctx_new(m, &co, &err);

@@ -133,6 +133,7 @@ int cmd_serve(int argc, char **argv) {
         {"--log-format", NULL, "text|json", "start-up summary and access log format (default text)",
          CLI_FN_TO(log_format_flag, &log_json)},
         CLI_WEIGHT_FLAGS(&mo),
+        CLI_KV_TYPE_FLAG(&o.kv_type),
         {0},
     };
     const cli_spec spec = {.name = "serve", .usage = "--model DIR [flags]", .about = ABOUT, .flags = flags};

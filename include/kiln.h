@@ -233,13 +233,24 @@ typedef struct kiln_ctx_opts {
     int max_seqs;  /* sequences alive at once (default 1) */
     int n_ctx;     /* max tokens per sequence (default: min(max_position_embeddings, 4096)) */
     int kv_blocks; /* total KV blocks (default: max_seqs * ceil(n_ctx / KILN_KV_BLOCK)) */
+    kiln_dtype kv_type; /* what the KV cache stores: KILN_DT_F32, F16, BF16 or Q8_0 (llama.cpp's q8_0 KV: blocks
+                           of 32 along head_dim with an f16 scale; head_dim % 32 == 0); attention reads it
+                           directly. Default KILN_KV_TYPE_DEFAULT; a zeroed struct means f32 */
 } kiln_ctx_opts;
+/* The default KV cache format (docs/performance.md says why), and its name for help texts. */
+#define KILN_KV_TYPE_DEFAULT KILN_DT_F16
+#define KILN_KV_TYPE_DEFAULT_NAME "f16"
 void kiln_ctx_opts_default(kiln_ctx_opts *o);
 
 kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err);
 void kiln_ctx_free(kiln_ctx *c);
 int kiln_ctx_n_ctx(const kiln_ctx *c);
+kiln_model *kiln_ctx_model(const kiln_ctx *c); /* the model it was made for */
 size_t kiln_ctx_kv_bytes(const kiln_ctx *c);   /* bytes allocated for the KV cache */
+kiln_dtype kiln_ctx_kv_type(const kiln_ctx *c);
+/* KV cache bytes one token takes (K and V, every layer) in format kv_type; 0 when the cache cannot hold
+ * that format at this head_dim (see kiln_ctx_opts.kv_type). */
+int64_t kiln_kv_bytes_per_token(int n_layers, int n_kv_heads, int head_dim, kiln_dtype kv_type);
 int kiln_ctx_free_blocks(const kiln_ctx *c);   /* KV blocks on the free list */
 int kiln_ctx_total_blocks(const kiln_ctx *c);
 
@@ -382,6 +393,8 @@ typedef struct kiln_gen_params {
      * NULL: each sequence builds its own from the tokenizer (share one when generating many). */
     const struct kiln_grammar *grammar;
     const struct kiln_grammar_vocab *grammar_vocab;
+    kiln_dtype kv_type; /* KV cache format of the context kiln_generate makes (kiln_ctx_opts.kv_type; default
+                           KILN_KV_TYPE_DEFAULT) */
 } kiln_gen_params;
 
 /* transformers' GenerationConfig defaults (greedy, 20 new tokens, no EOS ids, no stop strings). */
@@ -456,6 +469,7 @@ size_t kiln_think_split(const int32_t *ids, size_t n, int32_t think_end_id);
 /* The generation loop: one or many prompts generated together, ONE batched kiln_forward per step. */
 typedef struct kiln_gen_stats {
     int prompt_tokens, gen_tokens;
+    int reused_tokens;   /* prompt tokens already in the KV cache, not prefilled (kiln_generate_in) */
     double ttft_ms;      /* start → first token chosen (prefill included) */
     double total_ms;     /* start → this sequence finished */
     double decode_tok_s; /* (gen_tokens - 1) / (total - ttft) */
@@ -477,6 +491,17 @@ typedef int (*kiln_gen_callback)(void *user, int index, const kiln_gen_step *ste
 int kiln_generate(kiln_model *m, const kiln_tokenizer *t, const kiln_gen_params *p, int n,
                   const int32_t *const *prompts, const size_t *n_prompts, kiln_gen_callback cb, void *user,
                   kiln_gen_output *out, kiln_err *err);
+
+/* Generates one sequence in a context the caller keeps (a chat's conversation, a benchmark at depth), so
+ * what is already cached is not computed again. The caller vouches that the first n_reuse tokens of seq
+ * are prompt[0..n_reuse) (at most kiln_seq_len; the prompt's common prefix with the ids it fed); seq is
+ * truncated to them and only the rest of the prompt is prefilled (at least its last token, whose logits
+ * pick the first new one). Afterwards seq holds the prompt and every generated token but the last (which
+ * was never fed). Filling the context ends generation with finish "length". out->stats.reused_tokens
+ * says how much was reused; t, p, cb and user as kiln_generate (index 0); p->kv_type is the context's. */
+int kiln_generate_in(kiln_ctx *ctx, int seq, size_t n_reuse, const kiln_tokenizer *t, const kiln_gen_params *p,
+                     const int32_t *prompt, size_t n_prompt, kiln_gen_callback cb, void *user, kiln_gen_output *out,
+                     kiln_err *err);
 
 /* ===================================================================================================
  * Constrained decoding (src/grammar/)
@@ -608,6 +633,7 @@ typedef struct kiln_bench_report {
     int n_sc;
     /* llama-bench style mode (pp/tg), or pp_tokens == 0 */
     int pp_tokens, tg_tokens;
+    int depth;                 /* tokens already in the KV cache when pp and tg were measured (llama-bench -d) */
     double pp_tok_s, tg_tok_s; /* medians over the runs */
 } kiln_bench_report;
 
@@ -661,6 +687,7 @@ typedef struct kiln_server_opts {
     int max_batch;            /* sequences decoded together (default 8) */
     int kv_cache_mb;          /* 0: enough for max_batch full contexts */
     int n_ctx;                /* 0: the engine's default */
+    kiln_dtype kv_type;       /* KV cache format (kiln_ctx_opts.kv_type; default KILN_KV_TYPE_DEFAULT) */
     int max_queue;            /* requests waiting for admission before 429 (default 64; 0: no limit) */
     int max_body_kb;          /* request body limit (default 1024) */
     int max_connections;      /* concurrent HTTP connections (default 256) */
@@ -802,7 +829,7 @@ typedef struct kiln_model_stats {
                                                norms and biases stay f32, matrices whose rows are not
                                                whole 32-blocks get f32 under q8_0/q4_0, and q4_0 keeps the
                                                output projection in q8_0 */
-    int64_t kv_bytes_per_token;         /* 2 × layers × kv_heads × head_dim × 4 (f32 K and V) */
+    int64_t kv_bytes_per_token;         /* K and V of every layer in the default KV format (kiln_kv_bytes_per_token) */
     int n_layers, n_kv_heads, head_dim, max_position_embeddings;
 } kiln_model_stats;
 int kiln_model_stats_load(const char *dir, kiln_model_stats *s, kiln_err *err);

@@ -60,6 +60,7 @@ static void check_case(kiln_model *m, const char *what, json_t *cs, int greedy_m
     kiln_ctx_opts co;
     kiln_ctx_opts_default(&co);
     co.n_ctx = json_object_get(cs, "n_ctx") ? (int)json_integer_value(json_object_get(cs, "n_ctx")) : n + greedy_n;
+    co.kv_type = KILN_DT_F32; /* the goldens are llama.cpp's with an f32 KV cache */
     kiln_err err;
     kiln_ctx *c = kiln_ctx_new(m, &co, &err);
     float *logits = malloc((size_t)n * V * sizeof(float));
@@ -171,6 +172,7 @@ static drift quant_drift(const char *name, int quant, double margin) {
         int32_t *ids = json_ids(json_object_get(cs, "prompt_ids"), &n);
         kiln_ctx_opts co;
         kiln_ctx_opts_default(&co);
+        co.kv_type = KILN_DT_F32; /* the bounds were measured against an f32 cache */
         co.n_ctx = n + gn;
         kiln_ctx *c = kiln_ctx_new(m, &co, &err);
         float *logits = malloc((size_t)n * V * sizeof(float));
@@ -416,7 +418,7 @@ static void batch_equals_alone(const char *name, int quant) {
         total += n[i];
         next[i] = (int32_t)(1000 + 7919 * i) % V;
     }
-    kiln_ctx_opts co = {S, 128, 0};
+    kiln_ctx_opts co = {.max_seqs = S, .n_ctx = 128, .kv_type = KILN_DT_F32};
     kiln_err err;
     kiln_ctx *c = m ? kiln_ctx_new(m, &co, &err) : NULL;
     float *alone = malloc((size_t)(total + S) * V * sizeof(float)), *batch = malloc((size_t)(total + S) * V * sizeof(float));

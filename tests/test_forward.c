@@ -6,6 +6,12 @@
 #include "check.h"
 #include "kiln.h"
 
+/* Bounds on each KV format's logit error against the f32 cache (f16, bf16, q8_0; 0: not applicable),
+ * relative to the largest f32 logit (kv_types_bound_logit_error_at_depth). */
+#define KV_BOUND_STORIES 4e-3, 3.5e-2, 0 /* measured 1.75e-3, 1.69e-2 (AVX-512 and scalar alike) */
+#define KV_BOUND_LLAMA3 1e-3, 6e-3, 0     /* measured 4.4e-4, 2.9e-3 */
+#define KV_BOUND_QWEN3 1e-3, 5e-3, 1.2e-2 /* measured 3.7e-4, 2.1e-3, 5.5e-3 */
+
 static const char *MODELS[] = {"stories260K", "tiny-llama3", "tiny-qwen2", "tiny-qwen3"};
 
 /* The 128k/152k-vocabulary LM head over all 300 positions of long_300 is the slow part; under ASan its
@@ -58,6 +64,7 @@ static void check_case(kiln_model *m, const char *model, json_t *cs, int ci, flo
     kiln_ctx_opts co;
     kiln_ctx_opts_default(&co);
     co.n_ctx = n + greedy_n;
+    co.kv_type = KILN_DT_F32; /* the goldens are f32 throughout */
     kiln_err err;
     kiln_ctx *c = kiln_ctx_new(m, &co, &err);
     REQUIRE(c, "%s", err.msg);
@@ -188,7 +195,7 @@ TEST(kv_prefill_equals_token_by_token_batched_and_forked) {
     kiln_model *m = stories();
     REQUIRE(m, "model");
     int V = kiln_model_config(m)->vocab_size;
-    kiln_ctx_opts co = {4, 128, 0};
+    kiln_ctx_opts co = {4, 128, 0, KILN_DT_F32};
     kiln_err err;
     kiln_ctx *c = kiln_ctx_new(m, &co, &err);
     REQUIRE(c, "%s", err.msg);
@@ -264,10 +271,201 @@ TEST(kv_prefill_equals_token_by_token_batched_and_forked) {
     kiln_model_free(m);
 }
 
+/* ---- generation in a kept context (kiln_generate_in: chat turns, bench --depth) ---- */
+
+/* Generates in c's sequence reusing n_reuse cached ids, and checks the ids against a fresh kiln_generate
+ * over the whole prompt. */
+static void generate_in_case(kiln_model *m, kiln_ctx *c, int seq, size_t n_reuse, const int32_t *ids, size_t n,
+                             kiln_gen_output *out) {
+    kiln_gen_params p;
+    kiln_gen_params_default(&p);
+    p.max_new_tokens = 6;
+    p.kv_type = KILN_DT_F32;
+    kiln_err err;
+    REQUIRE(kiln_generate_in(c, seq, n_reuse, NULL, &p, ids, n, NULL, NULL, out, &err) == 0, "%s", err.msg);
+    kiln_gen_output fresh;
+    const int32_t *pp = ids;
+    REQUIRE(kiln_generate(m, NULL, &p, 1, &pp, &n, NULL, NULL, &fresh, &err) == 0, "%s", err.msg);
+    CHECK(out->n_ids == fresh.n_ids && !memcmp(out->ids, fresh.ids, fresh.n_ids * sizeof *fresh.ids),
+          "reusing %zu of %zu: ids differ from a fresh run", n_reuse, n);
+    CHECK(out->stats.reused_tokens == (int)n_reuse && out->stats.prompt_tokens == (int)n, "stats %d / %d",
+          out->stats.reused_tokens, out->stats.prompt_tokens);
+    CHECK(kiln_seq_len(c, seq) == (int)(n + out->n_ids - 1), "the cache holds %d, want prompt + generated - 1",
+          kiln_seq_len(c, seq));
+    kiln_gen_output_free(&fresh);
+}
+
+TEST(generate_in_reuses_the_cached_prefix) {
+    kiln_model *m = stories();
+    REQUIRE(m, "model");
+    kiln_ctx_opts co;
+    kiln_ctx_opts_default(&co);
+    co.n_ctx = 200;
+    co.kv_type = KILN_DT_F32; /* as the fresh runs' (p.kv_type) */
+    kiln_err err;
+    kiln_ctx *c = kiln_ctx_new(m, &co, &err);
+    REQUIRE(c, "%s", err.msg);
+    int seq = kiln_seq_new(c, &err);
+    int32_t ids[200];
+    for (int i = 0; i < 200; i++) ids[i] = prompt(i);
+    kiln_gen_output o1, o2, o3;
+    generate_in_case(m, c, seq, 0, ids, 50, &o1); /* nothing cached yet */
+    /* the next "turn": the first prompt, the reply, then more; all of the cache is reused */
+    size_t n2 = 50 + o1.n_ids + 20;
+    memcpy(ids + 50, o1.ids, o1.n_ids * sizeof *ids);
+    size_t cached = (size_t)kiln_seq_len(c, seq);
+    generate_in_case(m, c, seq, cached, ids, n2, &o2);
+    /* a prompt that leaves the cache after 30 ids: truncated to them, the rest prefilled */
+    ids[30] ^= 1;
+    generate_in_case(m, c, seq, 30, ids, 40, &o3);
+    kiln_gen_params p;
+    kiln_gen_params_default(&p);
+    kiln_gen_output bad;
+    CHECK(kiln_generate_in(c, seq, 1000, NULL, &p, ids, 40, NULL, NULL, &bad, &err) != 0 && strstr(err.msg, "1000"),
+          "reusing more than is cached: %s", err.msg);
+    /* a full context ends generation with "length" */
+    kiln_seq_truncate(c, seq, 0, &err);
+    p.max_new_tokens = 100;
+    CHECK(kiln_generate_in(c, seq, 0, NULL, &p, ids, 195, NULL, NULL, &bad, &err) == 0 && bad.finish == KILN_FINISH_LENGTH &&
+              bad.n_ids == 6 && kiln_seq_len(c, seq) == 200,
+          "full context: %s, %zu ids", kiln_finish_name(bad.finish), bad.n_ids);
+    kiln_gen_output_free(&bad);
+    kiln_gen_output_free(&o1);
+    kiln_gen_output_free(&o2);
+    kiln_gen_output_free(&o3);
+    kiln_ctx_free(c);
+    kiln_model_free(m);
+}
+
+/* ---- KV cache formats against the f32 cache on long prompts ---- */
+
+enum { KV_DECODE = 24 }; /* the last positions, decoded one token at a time */
+
+/* Logits of the last KV_DECODE positions of ids[0..n) with a KV cache of format t: a prefill of the rest,
+ * then single-token steps (decode's attention, over 300+ cached positions). */
+static float *kv_type_logits(kiln_model *m, kiln_dtype t, const int32_t *ids, int n) {
+    const int V = kiln_model_config(m)->vocab_size;
+    kiln_ctx_opts co;
+    kiln_ctx_opts_default(&co);
+    co.n_ctx = n;
+    co.kv_type = t;
+    kiln_err err;
+    kiln_ctx *c = kiln_ctx_new(m, &co, &err);
+    if (!c) fprintf(stderr, "  %s\n", err.msg);
+    float *lg = c ? malloc((size_t)KV_DECODE * V * sizeof *lg) : NULL;
+    int seq = c ? kiln_seq_new(c, &err) : -1, np = n - KV_DECODE + 1, one = 1, rc = c ? 0 : -1;
+    kiln_batch pre = {1, &seq, &np, ids, false, lg};
+    if (!rc) rc = kiln_forward(c, &pre, &err);
+    for (int i = 1; !rc && i < KV_DECODE; i++) {
+        kiln_batch b = {1, &seq, &one, ids + np - 1 + i, false, lg + (size_t)i * V};
+        rc = kiln_forward(c, &b, &err);
+    }
+    if (rc && c) fprintf(stderr, "  %s\n", err.msg);
+    kiln_ctx_free(c);
+    if (rc) free(lg);
+    return rc ? NULL : lg;
+}
+
+/* Max |logit - f32 logit| over the rows, relative to the f32 logits' largest magnitude. */
+static float kv_type_error(kiln_model *m, kiln_dtype t, const int32_t *ids, int n, const float *ref) {
+    const size_t nv = (size_t)KV_DECODE * kiln_model_config(m)->vocab_size;
+    float *lg = kv_type_logits(m, t, ids, n), scale = 0;
+    if (!lg) return INFINITY;
+    for (size_t i = 0; i < nv; i++) scale = fmaxf(scale, fabsf(ref[i]));
+    float e = max_diff(lg, ref, (int)nv) / scale;
+    free(lg);
+    return e;
+}
+
+/* Each KV format's logit error against the f32 cache at depth, within bounds measured on these models
+ * (docs/performance.md has the figures): stories260K (real weights, a 400-token prompt), tiny-llama3 and
+ * tiny-qwen3 (long_300; head_dim 32 lets qwen3 take q8_0). */
+static void kv_types_case(const char *model, const int32_t *ids, int n, const float bound[3]) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "models/%s", model);
+    kiln_err err;
+    kiln_model *m = kiln_model_open(shared_path(rel), NULL, &err);
+    REQUIRE(m, "%s", err.msg);
+    float *ref = kv_type_logits(m, KILN_DT_F32, ids, n);
+    CHECK(ref, "%s: f32 run failed", model);
+    const kiln_dtype types[] = {KILN_DT_F16, KILN_DT_BF16, KILN_DT_Q8_0};
+    for (int i = 0; ref && i < 3; i++) {
+        if (bound[i] == 0) continue; /* the format does not fit this head_dim */
+        float e = kv_type_error(m, types[i], ids, n, ref);
+        fprintf(stderr, "  %s kv %s: max logit error %.3g of the largest logit (bound %.3g)\n", model,
+                kiln_dtype_name(types[i]), e, bound[i]);
+        CHECK(e <= bound[i], "%s kv %s: logit error %g > %g", model, kiln_dtype_name(types[i]), e, bound[i]);
+        CHECK(e > 0, "%s kv %s: no error at all: the format is not being used", model, kiln_dtype_name(types[i]));
+    }
+    free(ref);
+    kiln_model_free(m);
+}
+
+static int32_t *golden_long_300(const char *model, int *n) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "golden/models/%s/golden.json", model);
+    json_error_t je;
+    json_t *gj = json_load_file(shared_path(rel), 0, &je);
+    int32_t *ids = NULL;
+    json_t *cases = json_object_get(gj, "cases");
+    for (size_t i = 0; i < json_array_size(cases); i++)
+        if (!strcmp(json_string_value(json_object_get(json_array_get(cases, i), "name")), "long_300"))
+            ids = json_ids(json_object_get(json_array_get(cases, i), "prompt_ids"), n);
+    json_decref(gj);
+    return ids;
+}
+
+TEST(kv_types_bound_logit_error_at_depth) {
+    int32_t st[400];
+    for (int i = 0; i < 400; i++) st[i] = prompt(i);
+    kv_types_case("stories260K", st, 400, (const float[]){KV_BOUND_STORIES});
+    const char *tiny[] = {"tiny-llama3", "tiny-qwen3"};
+    const float bounds[2][3] = {{KV_BOUND_LLAMA3}, {KV_BOUND_QWEN3}};
+    for (int k = 0; k < 2; k++) {
+        int n = 0;
+        int32_t *ids = golden_long_300(tiny[k], &n);
+        REQUIRE(ids && n == 300, "%s: no long_300 case in its golden.json", tiny[k]);
+        kv_types_case(tiny[k], ids, n, bounds[k]);
+        free(ids);
+    }
+}
+
+/* q8_0 needs whole 32-blocks along head_dim: stories260K's head_dim 8 is refused by name. */
+TEST(kv_type_q8_0_refuses_small_heads) {
+    kiln_model *m = stories();
+    REQUIRE(m, "model");
+    kiln_ctx_opts co;
+    kiln_ctx_opts_default(&co);
+    co.kv_type = KILN_DT_Q8_0;
+    kiln_err err;
+    kiln_ctx *c = kiln_ctx_new(m, &co, &err);
+    CHECK(!c && strstr(err.msg, "head_dim is 8") && strstr(err.msg, "q8_0"), "q8_0 with head_dim 8: %s", c ? "accepted" : err.msg);
+    kiln_ctx_free(c);
+    co.kv_type = KILN_DT_Q4_0;
+    c = kiln_ctx_new(m, &co, &err);
+    CHECK(!c && strstr(err.msg, "q4_0 is not supported"), "q4_0 KV: %s", c ? "accepted" : err.msg);
+    kiln_ctx_free(c);
+    /* kv bytes: f16 is half of f32 for the same blocks */
+    co.kv_type = KILN_DT_F32;
+    kiln_ctx *a = kiln_ctx_new(m, &co, &err);
+    co.kv_type = KILN_DT_F16;
+    kiln_ctx *b = kiln_ctx_new(m, &co, &err);
+    REQUIRE(a && b, "%s", err.msg);
+    CHECK(kiln_ctx_kv_bytes(a) == 2 * kiln_ctx_kv_bytes(b) && kiln_ctx_kv_type(b) == KILN_DT_F16, "kv bytes %zu vs %zu",
+          kiln_ctx_kv_bytes(a), kiln_ctx_kv_bytes(b));
+    const kiln_config *g = kiln_model_config(m);
+    CHECK(kiln_kv_bytes_per_token(g->n_layers, g->n_kv_heads, g->head_dim, KILN_DT_F32) * kiln_ctx_total_blocks(a) *
+                  KILN_KV_BLOCK == (int64_t)kiln_ctx_kv_bytes(a),
+          "bytes per token");
+    kiln_ctx_free(a);
+    kiln_ctx_free(b);
+    kiln_model_free(m);
+}
+
 TEST(kv_overflow_fails_cleanly) {
     kiln_model *m = stories();
     REQUIRE(m, "model");
-    kiln_ctx_opts co = {2, 40, 3}; /* 3 blocks = 48 tokens for two sequences */
+    kiln_ctx_opts co = {2, 40, 3, KILN_DT_F32}; /* 3 blocks = 48 tokens for two sequences */
     kiln_err err;
     kiln_ctx *c = kiln_ctx_new(m, &co, &err);
     REQUIRE(c, "%s", err.msg);
@@ -306,5 +504,8 @@ int main(void) {
     RUN(golden_converted_dtypes);
     RUN(kv_prefill_equals_token_by_token_batched_and_forked);
     RUN(kv_overflow_fails_cleanly);
+    RUN(generate_in_reuses_the_cached_prefix);
+    RUN(kv_types_bound_logit_error_at_depth);
+    RUN(kv_type_q8_0_refuses_small_heads);
     return check_done();
 }

@@ -123,6 +123,7 @@ static int run_case(kiln_model *m, json_t *cs, float **all, int *n_out, int step
     kiln_ctx_opts co;
     kiln_ctx_opts_default(&co);
     co.n_ctx = n + steps + 1;
+    co.kv_type = KILN_DT_F32; /* llama.cpp's goldens ran with an f32 KV cache */
     kiln_err err = {{0}};
     kiln_ctx *c = kiln_ctx_new(m, &co, &err);
     *all = malloc((size_t)n * V * sizeof(float));

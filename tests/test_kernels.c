@@ -275,46 +275,69 @@ TEST(convert_mat_matches_rowwise) {
     }
 }
 
-/* Every SIMD attention against the portable reference: head sizes with masked tails, the register
- * specialisations (64, 128), the generic path and the wide-head fallback; position counts around the
- * 16-wide score tiles; a paged cache whose blocks are out of order; GQA; a head sub-range. */
+/* Every SIMD attention against the portable reference, in every KV cache format, plain, windowed and
+ * scaled / soft-capped: head sizes with masked tails, the register specialisations (64, 128), the generic path and the wide-head fallback; position
+ * counts around the 16-wide score tiles; a paged cache whose blocks are out of order; GQA; a head
+ * sub-range. The reference on a cache of format t also equals the f32 reference on the same values
+ * decoded (kern_row_to_f32), so the reference reads each format right. */
 TEST(simd_attention_matches_reference) {
     enum { BLOCK = 16, NBLK = 24, HQ = 8, HKV = 2 };
-    const int dims[] = {8, 24, 64, 128, 144, 272}, npos[] = {1, 5, 16, 17, 100, NBLK * BLOCK};
+    const int dims[] = {8, 24, 64, 128, 144, 272, 96}, npos[] = {1, 5, 16, 17, 100, NBLK * BLOCK};
+    const kiln_dtype types[] = {KILN_DT_F32, KILN_DT_F16, KILN_DT_BF16, KILN_DT_Q8_0};
     int table[NBLK];
     for (int i = 0; i < NBLK; i++) table[i] = (i * 7 + 3) % NBLK; /* a permutation: 7 is coprime to 24 */
-    for (int d = 0; d < 12; d++) { /* each head size position-major (rows of kv_dim), then head-major */
-        const int hd = dims[d % 6], kvd = HKV * hd, head_major = d >= 6;
-        const size_t row = head_major ? (size_t)hd : (size_t)kvd, bstride = (size_t)2 * BLOCK * kvd; /* k then v */
-        const size_t hstride = head_major ? (size_t)BLOCK * hd : (size_t)hd;
-        float *cache = malloc(sizeof(float) * bstride * NBLK), *q = malloc(sizeof(float) * HQ * hd);
-        float *ref = malloc(sizeof(float) * HQ * hd), *got = malloc(sizeof(float) * HQ * hd);
-        float *scratch = malloc(sizeof(float) * NBLK * BLOCK);
-        for (size_t i = 0; i < bstride * NBLK; i++) cache[i] = frand();
-        for (int i = 0; i < HQ * hd; i++) q[i] = frand() * 2;
-        kern_kv_view kv = {cache, cache + (size_t)BLOCK * kvd, table, BLOCK, bstride, row, hstride, 0, 0, 0};
-        for (int p = 0; p < 6; p++) {
-            /* every third count through a window starting inside a block, every third with a scale and soft-cap */
-            kv.first = p % 3 == 1 ? npos[p] * 2 / 3 : 0;
-            kv.scale = p % 3 == 2 ? 0.3f : 0, kv.softcap = p % 3 == 2 ? 5.0f : 0;
-            kern_attention_ref(ref, q, HQ, HKV, hd, npos[p], &kv, scratch, 0, HQ);
-            for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {
-                if (kern_set_isa(isas[s]) != 0) continue;
-                for (int i = 0; i < HQ * hd; i++) got[i] = NAN;
-                kern_attention(got, q, HQ, HKV, hd, npos[p], &kv, scratch, 1, HQ - 2);
-                for (int i = 0; i < HQ * hd; i++) {
-                    bool in = i >= hd && i < (HQ - 2) * hd;
-                    if (in ? !(fabsf(got[i] - ref[i]) <= 2e-5f) : !isnan(got[i])) {
-                        CHECK(0, "%s head_dim=%d n_pos=%d out[%d]: %g vs reference %g", isas[s], hd, npos[p], i, got[i],
-                              ref[i]);
+    for (int ti = 0; ti < 4; ti++)
+        for (int d = 0; d < 14; d++) { /* each head size position-major (rows of kv_dim), then head-major */
+            const kiln_dtype t = types[ti];
+            const int hd = dims[d % 7], head_major = d >= 7;
+            if (!kern_kv_type_ok(t, hd)) continue;
+            const size_t rb = kern_row_bytes(t, hd), rbf = (size_t)hd * sizeof(float);
+            const size_t rows = (size_t)2 * BLOCK * HKV * NBLK; /* k then v per block */
+            char *cache = malloc(rb * rows), *f32 = malloc(rbf * rows);
+            float *vals = malloc(rbf), *q = malloc(sizeof(float) * HQ * hd), *ref = malloc(sizeof(float) * HQ * hd);
+            float *dec = malloc(sizeof(float) * HQ * hd), *got = malloc(sizeof(float) * HQ * hd);
+            float *scratch = malloc(sizeof(float) * NBLK * BLOCK);
+            for (size_t r = 0; r < rows; r++) {
+                for (int i = 0; i < hd; i++) vals[i] = frand() * (1.0f + (float)(r % 5));
+                kern_row_from_f32(cache + r * rb, t, vals, hd);
+                kern_row_to_f32((float *)(f32 + r * rbf), cache + r * rb, t, hd);
+            }
+            for (int i = 0; i < HQ * hd; i++) q[i] = frand() * 2;
+            /* the same geometry in bytes for both caches */
+            kern_kv_view kv = {cache, cache + (size_t)BLOCK * HKV * rb, table, BLOCK, 2 * BLOCK * HKV * rb,
+                               head_major ? rb : HKV * rb, head_major ? BLOCK * rb : rb, t, 0, 0, 0};
+            kern_kv_view kvf = {f32, f32 + (size_t)BLOCK * HKV * rbf, table, BLOCK, 2 * BLOCK * HKV * rbf,
+                                head_major ? rbf : HKV * rbf, head_major ? BLOCK * rbf : rbf, KILN_DT_F32, 0, 0, 0};
+            for (int p = 0; p < 6; p++) {
+                /* every third count through a window starting inside a block, every third with a scale and soft-cap */
+                kv.first = kvf.first = p % 3 == 1 ? npos[p] * 2 / 3 : 0;
+                kv.scale = kvf.scale = p % 3 == 2 ? 0.3f : 0;
+                kv.softcap = kvf.softcap = p % 3 == 2 ? 5.0f : 0;
+                kern_attention_ref(ref, q, HQ, HKV, hd, npos[p], &kv, scratch, 0, HQ);
+                kern_attention_ref(dec, q, HQ, HKV, hd, npos[p], &kvf, scratch, 0, HQ);
+                for (int i = 0; i < HQ * hd; i++)
+                    if (!(fabsf(dec[i] - ref[i]) <= 1e-5f * (1 + fabsf(ref[i])))) {
+                        CHECK(0, "reference %s head_dim=%d n_pos=%d out[%d]: %g vs %g on the decoded f32 cache",
+                              kiln_dtype_name(t), hd, npos[p], i, ref[i], dec[i]);
                         break;
                     }
+                for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {
+                    if (kern_set_isa(isas[s]) != 0) continue;
+                    for (int i = 0; i < HQ * hd; i++) got[i] = NAN;
+                    kern_attention(got, q, HQ, HKV, hd, npos[p], &kv, scratch, 1, HQ - 2);
+                    for (int i = 0; i < HQ * hd; i++) {
+                        bool in = i >= hd && i < (HQ - 2) * hd;
+                        if (in ? !(fabsf(got[i] - ref[i]) <= 2e-5f * (1 + fabsf(ref[i]))) : !isnan(got[i])) {
+                            CHECK(0, "%s kv %s head_dim=%d n_pos=%d out[%d]: %g vs reference %g", isas[s],
+                                  kiln_dtype_name(t), hd, npos[p], i, got[i], ref[i]);
+                            break;
+                        }
+                    }
                 }
+                kern_set_isa(kern_best_isa());
             }
-            kern_set_isa(kern_best_isa());
+            free(cache), free(f32), free(vals), free(q), free(ref), free(dec), free(got), free(scratch);
         }
-        free(cache), free(q), free(ref), free(got), free(scratch);
-    }
 }
 
 /* GELU-tanh (gelu_pytorch_tanh) against the formula in double, from -12 to 12 (tanh saturating both ways). */
@@ -350,7 +373,9 @@ TEST(attention_window_scale_softcap) {
         for (int f = 0; f < 4; f++)
             for (int capped = 0; capped < 2; capped++) {
                 const float scale = capped ? 0.7f : 0.25f, cap = capped ? 2.0f : 0; /* 0.25 = 1 / sqrt(HD) */
-                kern_kv_view kv = {&cache[0][0][0], &cache[0][1][0], table, 1, 2 * HD, HD, 0, firsts[f], capped ? scale : 0, cap};
+                kern_kv_view kv = {.k = (const char *)&cache[0][0][0], .v = (const char *)&cache[0][1][0], .table = table,
+                                   .block = 1, .block_stride = sizeof cache[0], .row_stride = sizeof cache[0][0],
+                                   .type = KILN_DT_F32, .first = firsts[f], .scale = capped ? scale : 0, .softcap = cap};
                 kern_attention(out, q, 1, 1, HD, NPOS, &kv, scratch, 0, 1);
                 double sum = 0, mx = -INFINITY;
                 for (int p = firsts[f]; p < NPOS; p++) {

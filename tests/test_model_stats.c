@@ -102,7 +102,7 @@ static void check_moe_format(const char *name, const char *dir, const kiln_model
           "%s %s: kiln info says %lld, the loader holds %lld of which %lld in experts a token does not read", name,
           kiln_dtype_name((kiln_dtype)f), (long long)s->bytes_per_token[f], (long long)loaded_bytes_per_token(m),
           (long long)idle);
-    CHECK(s->kv_bytes_per_token == 2LL * c->n_layers * c->n_kv_heads * c->head_dim * 4, "%s kv bytes %lld", name,
+    CHECK(s->kv_bytes_per_token == 2LL * c->n_layers * c->n_kv_heads * c->head_dim * 2, "%s kv bytes %lld (f16 cache)", name,
           (long long)s->kv_bytes_per_token);
     kiln_model_free(m);
 }

@@ -67,6 +67,7 @@ static void measure(const char *name, int quant, double margin, tally *t) {
         kiln_ctx_opts co;
         kiln_ctx_opts_default(&co);
         co.n_ctx = n;
+        co.kv_type = KILN_DT_F32; /* the weights' formats alone are measured */
         kiln_ctx *c = kiln_ctx_new(m, &co, &err);
         float *logits = malloc(sizeof(float) * (size_t)n * V);
         int seq = c ? kiln_seq_new(c, &err) : -1, nt = n;

@@ -375,17 +375,22 @@ TEST(tool_calls_stream_as_tool_calls) {
     kiln_tokenizer_free(f.tok);
 }
 
+/* A model opened quietly on one thread (the scheduler tests drive sched_new directly). */
+static kiln_model *quiet_model(const char *name, kiln_err *err) {
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    mo.quiet = true;
+    mo.threads = 1;
+    return kiln_model_open(model_path(name), &mo, err);
+}
+
 /* --max-queue 0 means no queue limit: 100 requests submitted at once to one batch slot all wait and
  * all finish (none turned away), each with its max_tokens. */
 TEST(unlimited_queue_takes_everything) {
     fixture f;
     REQUIRE(fixture_open(&f, "stories260K"), "fixture");
     kiln_err err = {{0}};
-    kiln_model_opts mo;
-    kiln_model_opts_default(&mo);
-    mo.quiet = true;
-    mo.threads = 1;
-    kiln_model *m = kiln_model_open(model_path("stories260K"), &mo, &err);
+    kiln_model *m = quiet_model("stories260K", &err);
     REQUIRE(m, "%s", err.msg);
     serve_metrics *met = metrics_new();
     serve_sched_opts so = {.max_batch = 1, .max_queue = 0, .n_ctx = 64, .prefill_chunk = 64};
@@ -414,6 +419,32 @@ TEST(unlimited_queue_takes_everything) {
     metrics_free(met);
     kiln_model_free(m);
     kiln_tokenizer_free(f.tok);
+}
+
+/* --kv-cache-mb counts the KV format's bytes: the same megabytes hold twice the blocks in f16 as in f32. */
+TEST(kv_cache_mb_counts_the_kv_format) {
+    kiln_err err = {{0}};
+    kiln_model *m = quiet_model("stories260K", &err);
+    REQUIRE(m, "%s", err.msg);
+    kiln_tokenizer *tok = kiln_tokenizer_open(model_path("stories260K"), &err);
+    REQUIRE(tok, "%s", err.msg);
+    serve_metrics *met = metrics_new();
+    int blocks[2];
+    const kiln_dtype types[2] = {KILN_DT_F32, KILN_DT_F16};
+    for (int i = 0; i < 2; i++) {
+        serve_sched_opts so = {.max_batch = 1, .kv_cache_mb = 4, .n_ctx = 64, .prefill_chunk = 64, .kv_type = types[i]};
+        serve_sched *s = sched_new(m, tok, met, &so, &err);
+        REQUIRE(s, "%s", err.msg);
+        blocks[i] = sched_total_blocks(s);
+        sched_free(s);
+    }
+    const kiln_config *g = kiln_model_config(m);
+    int64_t per_block = KILN_KV_BLOCK * kiln_kv_bytes_per_token(g->n_layers, g->n_kv_heads, g->head_dim, KILN_DT_F32);
+    CHECK(blocks[0] == (int)((4 << 20) / per_block) && blocks[1] == (int)((4 << 20) / (per_block / 2)), "blocks in 4 MB: f32 %d, f16 %d",
+          blocks[0], blocks[1]);
+    metrics_free(met);
+    kiln_tokenizer_free(tok);
+    kiln_model_free(m);
 }
 
 /* ---- detokenization against context (issue 17 item 4) ---- */
@@ -805,6 +836,7 @@ int main(void) {
     RUN(sampling_is_seeded_and_respects_top_k);
     RUN(tool_calls_stream_as_tool_calls);
     RUN(unlimited_queue_takes_everything);
+    RUN(kv_cache_mb_counts_the_kv_format);
     RUN(detok_continues_in_context);
     RUN(completion_text_echo_and_offsets_in_context);
     RUN(parameters_are_used_or_refused_by_name);

@@ -1,10 +1,14 @@
 /* engine.h — the inference context (internal): paged KV cache plus forward-pass scratch.
  *
- * KV layout: block b, layer l holds K then V, each [n_kv_heads][KILN_KV_BLOCK][head_dim] floats:
- * k(b, l) = kv + (b * n_layers + l) * 2 * BLOCK * kv_dim, v(b, l) = k(b, l) + BLOCK * kv_dim, and head h
- * of slot s at + (h * BLOCK + s) * head_dim. Head-major, so one head's keys are contiguous: attention
- * walks one head over many positions, and a position-major row (kv_dim floats apart) put every head
- * slice 2 KiB apart, which the caches and prefetcher handled badly (see forward.c attn_part). */
+ * KV layout: one row = one head's head_dim values of one position in the context's kv_type (f32, f16,
+ * bf16, or q8_0: head_dim/32 llama.cpp block_q8_0s, f16 scale then 32 int8), row_bytes =
+ * kern_row_bytes(kv_type, head_dim). Block b, layer l holds K then V, each [n_kv_heads][KILN_KV_BLOCK]
+ * rows: k(b, l) = kv + (b * n_layers + l) * 2 * BLOCK * n_kv_heads * row_bytes, v(b, l) = k(b, l) +
+ * BLOCK * n_kv_heads * row_bytes, and head h of slot s at + (h * BLOCK + s) * row_bytes (all in bytes).
+ * Head-major, so one head's keys are contiguous: attention walks one head over many positions, and a
+ * position-major row (kv_dim floats apart) put every head slice 2 KiB apart, which the caches and
+ * prefetcher handled badly (see forward.c attn_part). Attention reads the rows in their own format
+ * (kern_kv_view.type); only kvcache.c writes them (kv_store). */
 #ifndef KILN_ENGINE_H
 #define KILN_ENGINE_H
 
@@ -20,7 +24,10 @@ typedef struct kv_seq {
 struct kiln_ctx {
     kiln_model *m;
     int max_seqs, n_ctx, n_blocks, max_blocks_per_seq, kv_dim;
-    float *kv;
+    kiln_dtype kv_type;
+    size_t kv_row_bytes;   /* one head of one position (above) */
+    size_t kv_block_bytes; /* one block of one layer, K and V */
+    char *kv;
     int *refcount;   /* per block: sequences holding it */
     int *free_list;  /* stack of free block ids */
     int n_free;
@@ -47,9 +54,14 @@ struct kiln_ctx {
 
 /* Block of a sequence's position p (the table must cover it). */
 static inline int kv_block_of(const kiln_ctx *c, int seq, int p) { return c->seqs[seq].table[p / KILN_KV_BLOCK]; }
-static inline float *kv_k(const kiln_ctx *c, int block, int layer) {
-    return c->kv + ((size_t)block * c->m->cfg.n_layers + (size_t)layer) * 2 * KILN_KV_BLOCK * (size_t)c->kv_dim;
+static inline char *kv_k(const kiln_ctx *c, int block, int layer) {
+    return c->kv + ((size_t)block * c->m->cfg.n_layers + (size_t)layer) * c->kv_block_bytes;
 }
+/* Stores token position p of seq's layer: k and v hold kv_dim f32 values each (head after head),
+ * converted to the cache's format. */
+void kv_store(kiln_ctx *c, int seq, int p, int layer, const float *k, const float *v);
+/* The attention kernels' view of seq's layer (kernels.h). */
+kern_kv_view kv_view(const kiln_ctx *c, int seq, int layer);
 /* Makes room for n more tokens of seq (new blocks; copy-on-write of a shared partial last block).
  * Callers check kv_blocks_needed first, so this cannot fail. */
 int kv_blocks_needed(const kiln_ctx *c, int seq, int n);

@@ -101,10 +101,8 @@ static void attn_part(void *arg, int ith, int nth) {
         const int t0 = lo > h * T ? lo - h * T : 0, t1 = hi - h * T < T ? hi - h * T : T;
         int t = 0;
         for (int i = 0; i < j->b->n_seqs && t < t1; i++) {
-            const kv_seq *s = &c->seqs[j->b->seq[i]];
-            kern_kv_view kv = {kv_k(c, 0, j->layer), kv_k(c, 0, j->layer) + KILN_KV_BLOCK * (size_t)c->kv_dim, s->table,
-                               KILN_KV_BLOCK, (size_t)g->n_layers * 2 * KILN_KV_BLOCK * c->kv_dim, (size_t)g->head_dim,
-                               (size_t)KILN_KV_BLOCK * g->head_dim, 0, g->attn_scale, g->attn_logit_softcap};
+            kern_kv_view kv = kv_view(c, j->b->seq[i], j->layer);
+            kv.scale = g->attn_scale, kv.softcap = g->attn_logit_softcap;
             for (int n = 0; n < j->b->n_tokens[i]; n++, t++)
                 if (t >= t0 && t < t1) {
                     kv.first = window_first(c->pos[t], window);
@@ -172,14 +170,7 @@ static void qk_rope_store(kiln_ctx *c, const kiln_batch *b, const kiln_layer *L,
     }
     int t = 0;
     for (int i = 0; i < b->n_seqs; i++)
-        for (int n = 0; n < b->n_tokens[i]; n++, t++) {
-            int p = c->pos[t];
-            float *kc = kv_k(c, kv_block_of(c, b->seq[i], p), layer) + (size_t)(p % KILN_KV_BLOCK) * hd;
-            for (int h = 0; h < g->n_kv_heads; h++, kc += (size_t)KILN_KV_BLOCK * hd) { /* head-major (engine.h) */
-                memcpy(kc, c->k + t * kvd + (size_t)h * hd, hd * sizeof(float));
-                memcpy(kc + KILN_KV_BLOCK * kvd, c->v + t * kvd + (size_t)h * hd, hd * sizeof(float));
-            }
-        }
+        for (int n = 0; n < b->n_tokens[i]; n++, t++) kv_store(c, b->seq[i], c->pos[t], layer, c->k + t * kvd, c->v + t * kvd);
 }
 
 /* One matmul on the step's scratch (sized by ensure_scratch, so this cannot fail; a sizing bug shows as

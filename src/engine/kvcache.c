@@ -13,6 +13,27 @@ void kiln_ctx_opts_default(kiln_ctx_opts *o) {
     o->max_seqs = 1;
     o->n_ctx = 0;
     o->kv_blocks = 0;
+    o->kv_type = KILN_KV_TYPE_DEFAULT;
+}
+
+/* Bytes of one row (one head, one position) of format t, 0 when the cache cannot hold t at head_dim. */
+static size_t kv_row_bytes(kiln_dtype t, int head_dim) {
+    return kern_dtype_valid((int)t) && kern_kv_type_ok(t, head_dim) ? kern_row_bytes(t, head_dim) : 0;
+}
+
+int64_t kiln_kv_bytes_per_token(int n_layers, int n_kv_heads, int head_dim, kiln_dtype kv_type) {
+    return 2 * (int64_t)n_layers * n_kv_heads * (int64_t)kv_row_bytes(kv_type, head_dim);
+}
+
+/* Why a KV type cannot be used for this model (one line), or 0. */
+static int check_kv_type(kiln_dtype t, int head_dim, kiln_err *err) {
+    if (!kern_dtype_valid((int)t) || (t != KILN_DT_F32 && t != KILN_DT_F16 && t != KILN_DT_BF16 && t != KILN_DT_Q8_0))
+        return kiln_err_set(err, "KV cache type %s is not supported (f32, f16, bf16 or q8_0)",
+                            kern_dtype_valid((int)t) ? kern_formats[t].name : "?");
+    if (!kern_kv_type_ok(t, head_dim))
+        return kiln_err_set(err, "KV cache type %s needs head_dim a multiple of %d; this model's head_dim is %d",
+                            kern_formats[t].name, QK, head_dim);
+    return 0;
 }
 
 kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err) {
@@ -23,6 +44,7 @@ kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err) 
     int maxpos = cfg->max_position_embeddings;
     if (o.max_seqs <= 0) o.max_seqs = 1;
     if (o.n_ctx <= 0) o.n_ctx = maxpos < 4096 ? maxpos : 4096;
+    if (check_kv_type(o.kv_type, cfg->head_dim, err)) return NULL;
     if (o.n_ctx > maxpos) {
         kiln_err_set(err, "n_ctx %d exceeds the model's max_position_embeddings %d", o.n_ctx, maxpos);
         return NULL;
@@ -37,7 +59,10 @@ kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err) 
     c->n_blocks = o.kv_blocks;
     c->max_blocks_per_seq = per_seq;
     c->kv_dim = cfg->n_kv_heads * cfg->head_dim;
-    c->kv = calloc((size_t)c->n_blocks * cfg->n_layers * 2 * KILN_KV_BLOCK * (size_t)c->kv_dim, sizeof(float));
+    c->kv_type = o.kv_type;
+    c->kv_row_bytes = kv_row_bytes(o.kv_type, cfg->head_dim);
+    c->kv_block_bytes = 2 * KILN_KV_BLOCK * (size_t)cfg->n_kv_heads * c->kv_row_bytes;
+    c->kv = calloc((size_t)c->n_blocks * cfg->n_layers, c->kv_block_bytes);
     c->refcount = calloc((size_t)c->n_blocks, sizeof(int));
     c->free_list = malloc((size_t)c->n_blocks * sizeof(int));
     c->seqs = calloc((size_t)c->max_seqs, sizeof *c->seqs);
@@ -97,9 +122,9 @@ void kiln_ctx_free(kiln_ctx *c) {
 }
 
 int kiln_ctx_n_ctx(const kiln_ctx *c) { return c->n_ctx; }
-size_t kiln_ctx_kv_bytes(const kiln_ctx *c) {
-    return (size_t)c->n_blocks * c->m->cfg.n_layers * 2 * KILN_KV_BLOCK * (size_t)c->kv_dim * sizeof(float);
-}
+kiln_model *kiln_ctx_model(const kiln_ctx *c) { return c->m; }
+size_t kiln_ctx_kv_bytes(const kiln_ctx *c) { return (size_t)c->n_blocks * c->m->cfg.n_layers * c->kv_block_bytes; }
+kiln_dtype kiln_ctx_kv_type(const kiln_ctx *c) { return c->kv_type; }
 int kiln_ctx_free_blocks(const kiln_ctx *c) { return c->n_free; }
 int kiln_ctx_total_blocks(const kiln_ctx *c) { return c->n_blocks; }
 
@@ -149,8 +174,7 @@ int kiln_seq_truncate(kiln_ctx *c, int seq, int n_tokens, kiln_err *err) {
 }
 
 static void block_copy(kiln_ctx *c, int dst, int src) {
-    size_t per_block = (size_t)c->m->cfg.n_layers * 2 * KILN_KV_BLOCK * (size_t)c->kv_dim;
-    memcpy(kv_k(c, dst, 0), kv_k(c, src, 0), per_block * sizeof(float));
+    memcpy(kv_k(c, dst, 0), kv_k(c, src, 0), (size_t)c->m->cfg.n_layers * c->kv_block_bytes);
 }
 
 int kiln_seq_fork(kiln_ctx *c, int src, int n_tokens, kiln_err *err) {
@@ -199,4 +223,21 @@ void kv_reserve(kiln_ctx *c, int seq, int n) {
     }
     int want = (s->len + n + KILN_KV_BLOCK - 1) / KILN_KV_BLOCK;
     while (s->n_blocks < want) s->table[s->n_blocks++] = block_take(c);
+}
+
+void kv_store(kiln_ctx *c, int seq, int p, int layer, const float *k, const float *v) {
+    const int hd = c->m->cfg.head_dim;
+    char *kc = kv_k(c, kv_block_of(c, seq, p), layer) + (size_t)(p % KILN_KV_BLOCK) * c->kv_row_bytes;
+    const size_t v_off = c->kv_block_bytes / 2, head = (size_t)KILN_KV_BLOCK * c->kv_row_bytes;
+    for (int h = 0; h < c->m->cfg.n_kv_heads; h++, kc += head) { /* head-major (engine.h) */
+        kern_row_from_f32(kc, c->kv_type, k + (size_t)h * hd, hd);
+        kern_row_from_f32(kc + v_off, c->kv_type, v + (size_t)h * hd, hd);
+    }
+}
+
+kern_kv_view kv_view(const kiln_ctx *c, int seq, int layer) {
+    const char *k = kv_k(c, 0, layer);
+    return (kern_kv_view){.k = k, .v = k + c->kv_block_bytes / 2, .table = c->seqs[seq].table, .block = KILN_KV_BLOCK,
+                          .block_stride = (size_t)c->m->cfg.n_layers * c->kv_block_bytes, .row_stride = c->kv_row_bytes,
+                          .head_stride = (size_t)KILN_KV_BLOCK * c->kv_row_bytes, .type = c->kv_type};
 }

@@ -77,7 +77,7 @@ int kiln_model_stats_load(const char *dir, kiln_model_stats *s, kiln_err *err) {
     s->n_kv_heads = c.n_kv_heads;
     s->head_dim = c.head_dim;
     s->max_position_embeddings = c.max_position_embeddings;
-    s->kv_bytes_per_token = 2LL * c.n_layers * c.n_kv_heads * c.head_dim * 4;
+    s->kv_bytes_per_token = kiln_kv_bytes_per_token(c.n_layers, c.n_kv_heads, c.head_dim, KILN_KV_TYPE_DEFAULT);
     st_set sh;
     struct tally t = {.cfg = &c, .shards = &sh, .s = s, .experts_used = c.n_experts_used};
     int rc = st_set_open(&sh, dir, err) || tensors_each(&c, count, &t, err) ? -1 : 0;

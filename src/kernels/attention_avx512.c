@@ -10,11 +10,14 @@
  *   softmax max, a vector exp (Cephes-style range reduction + degree-6 polynomial, ~1 ulp) and sum;
  *   values  the output head stays in registers while every position's value row is FMA'd in.
  * head_dim up to 256 in steps of 16 with a masked tail (stories260K has 8); wider heads use the
- * portable path. */
+ * portable path. Rows are read in the cache's format, 16 values per load (load16): f32 as is, f16 by
+ * vcvtph2ps, bf16 by a 16-bit shift, q8_0 as int8 widened and times the block's f16 scale; the format
+ * is a compile-time constant of each instantiation, so the f32 loop is what it was. */
 #include <immintrin.h>
 #include <math.h>
 
 #include "kernels/exp_avx512.h"
+#include "kernels/format.h"
 #include "kernels/matmul.h"
 #include "kernels/simd_x86.h"
 
@@ -43,9 +46,27 @@ INL __m512 hsum16(const __m512 v[16]) {
 
 INL __mmask16 first(int m) { return m >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << m) - 1); }
 
+/* Values 16c..16c+15 of a KV row of format T (lanes outside m read as 0; q8_0 rows never need a mask:
+ * head_dim % 32 == 0). */
+INL __m512 load16(const kiln_dtype T, const char *row, int c, __mmask16 m) {
+    switch (T) {
+    case KILN_DT_F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 32 * c));
+    case KILN_DT_BF16:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, row + 32 * c)), 16));
+    case KILN_DT_Q8_0: {
+        const char *blk = row + (size_t)(c / 2) * sizeof(block_q8_0);
+        const __m512 q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2 + 16 * (c % 2)))));
+        uint16_t d;
+        memcpy(&d, blk, sizeof d);
+        return _mm512_mul_ps(q, _mm512_set1_ps(_cvtsh_ss(d)));
+    }
+    default: return _mm512_maskz_loadu_ps(m, row + 64 * c);
+    }
+}
+
 /* One query head over positions kv->first..n_pos-1. NV = head_dim / 16 rounded up (a constant for the common
  * head sizes so the head stays in registers; 0 = use nv). */
-INL void attend_head(const int NV, int nv, float *out, const float *qh, int head_dim, size_t hoff, int n_pos,
+INL void attend_head(const kiln_dtype T, const int NV, int nv, float *out, const float *qh, int head_dim, size_t hoff, int n_pos,
                      const kern_kv_view *kv, float *scratch) {
     if (NV) nv = NV;
     const __mmask16 tail = first(head_dim - 16 * (nv - 1));
@@ -56,7 +77,7 @@ INL void attend_head(const int NV, int nv, float *out, const float *qh, int head
     for (int c = 0; c < nv; c++) qv[c] = _mm512_maskz_loadu_ps(c == nv - 1 ? tail : 0xffff, qh + 16 * c);
     __m512 mx = _mm512_set1_ps(-INFINITY);
     for (int p0 = p_start; p0 < n_pos; p0 += kv->block) {
-        const float *k = kv->k + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
+        const char *k = kv->k + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
         const int np = n_pos - p0 < kv->block ? n_pos - p0 : kv->block;
         for (int p = p_first > p0 ? p_first - p0 : 0; p < np; p += 16) {
             const int m = np - p < 16 ? np - p : 16;
@@ -65,10 +86,10 @@ INL void attend_head(const int NV, int nv, float *out, const float *qh, int head
             for (int i = 0; i < 16; i++) {
                 acc[i] = _mm512_setzero_ps();
                 if (i >= m) continue;
-                const float *kp = k + (size_t)(p + i) * kv->row_stride;
+                const char *kp = k + (size_t)(p + i) * kv->row_stride;
 #pragma GCC unroll 16
                 for (int c = 0; c < nv; c++)
-                    acc[i] = _mm512_fmadd_ps(qv[c], _mm512_maskz_loadu_ps(c == nv - 1 ? tail : 0xffff, kp + 16 * c), acc[i]);
+                    acc[i] = _mm512_fmadd_ps(qv[c], load16(T, kp, c, c == nv - 1 ? tail : 0xffff), acc[i]);
             }
             const __m512 s = _mm512_mul_ps(hsum16(acc), scale);
             _mm512_mask_storeu_ps(scratch + p0 + p, first(m), s);
@@ -94,25 +115,24 @@ INL void attend_head(const int NV, int nv, float *out, const float *qh, int head
     for (int c = 0; c < MAXV; c++) /* all MAXV: once unrolled, GCC cannot tell the unused ones are unread */
         o0[c] = o1[c] = _mm512_setzero_ps();
     for (int p0 = p_start; p0 < n_pos; p0 += kv->block) {
-        const float *v = kv->v + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
+        const char *v = kv->v + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
         const int np = n_pos - p0 < kv->block ? n_pos - p0 : kv->block;
         int p = p_first > p0 ? p_first - p0 : 0;
         for (; p + 2 <= np; p += 2) {
             const __m512 w0 = _mm512_set1_ps(scratch[p0 + p]), w1 = _mm512_set1_ps(scratch[p0 + p + 1]);
-            const float *v0 = v + (size_t)p * kv->row_stride, *v1 = v0 + kv->row_stride;
+            const char *v0 = v + (size_t)p * kv->row_stride, *v1 = v0 + kv->row_stride;
 #pragma GCC unroll 16
             for (int c = 0; c < nv; c++) {
                 const __mmask16 mk = c == nv - 1 ? tail : 0xffff;
-                o0[c] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(mk, v0 + 16 * c), o0[c]);
-                o1[c] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(mk, v1 + 16 * c), o1[c]);
+                o0[c] = _mm512_fmadd_ps(w0, load16(T, v0, c, mk), o0[c]);
+                o1[c] = _mm512_fmadd_ps(w1, load16(T, v1, c, mk), o1[c]);
             }
         }
         if (p < np) {
             const __m512 w0 = _mm512_set1_ps(scratch[p0 + p]);
-            const float *v0 = v + (size_t)p * kv->row_stride;
+            const char *v0 = v + (size_t)p * kv->row_stride;
 #pragma GCC unroll 16
-            for (int c = 0; c < nv; c++)
-                o0[c] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(c == nv - 1 ? tail : 0xffff, v0 + 16 * c), o0[c]);
+            for (int c = 0; c < nv; c++) o0[c] = _mm512_fmadd_ps(w0, load16(T, v0, c, c == nv - 1 ? tail : 0xffff), o0[c]);
         }
     }
     const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
@@ -121,10 +141,20 @@ INL void attend_head(const int NV, int nv, float *out, const float *qh, int head
         _mm512_mask_storeu_ps(out + 16 * c, c == nv - 1 ? tail : 0xffff, _mm512_mul_ps(_mm512_add_ps(o0[c], o1[c]), inv));
 }
 
+/* One head with the format T and register count known at compile time. */
+INL void attend_typed(const kiln_dtype T, int nv, float *o, const float *qh, int head_dim, size_t hoff, int n_pos,
+                      const kern_kv_view *kv, float *scratch) {
+    switch (nv) { /* the common head sizes get their register count at compile time */
+    case 4: attend_head(T, 4, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
+    case 8: attend_head(T, 8, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
+    default: attend_head(T, 0, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
+    }
+}
+
 void kern_attention_avx512(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
                            const kern_kv_view *kv, float *scratch, int h0, int h1) {
     const int nv = (head_dim + 15) / 16;
-    if (nv > MAXV || n_pos <= 0) {
+    if (nv > MAXV || n_pos <= 0 || !kern_kv_type_ok(kv->type, head_dim)) {
         kern_attention_ref(out, q, n_heads, n_kv_heads, head_dim, n_pos, kv, scratch, h0, h1);
         return;
     }
@@ -133,10 +163,11 @@ void kern_attention_avx512(float *out, const float *q, int n_heads, int n_kv_hea
         const float *qh = q + (size_t)h * head_dim;
         float *o = out + (size_t)h * head_dim;
         const size_t hoff = (size_t)(h / group) * kv->head_stride;
-        switch (nv) { /* the common head sizes get their register count at compile time */
-        case 4: attend_head(4, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
-        case 8: attend_head(8, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
-        default: attend_head(0, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
+        switch (kv->type) {
+        case KILN_DT_F16: attend_typed(KILN_DT_F16, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
+        case KILN_DT_BF16: attend_typed(KILN_DT_BF16, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
+        case KILN_DT_Q8_0: attend_typed(KILN_DT_Q8_0, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
+        default: attend_typed(KILN_DT_F32, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
         }
     }
 }

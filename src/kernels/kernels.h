@@ -162,20 +162,27 @@ int kern_convert_mat(kiln_pool *pool, void *dst, kiln_dtype dst_dt, const void *
 void kern_rope(float *x, int n_heads, int head_dim, int rot_dim, const float *cos, const float *sin);
 
 /* Causal attention of one query token over n_pos cached positions (0..n_pos-1) of a paged KV cache.
- * Key/value of position p, kv head h: k + table[p / block] * block_stride + (p % block) * row_stride
- * + h * head_stride (same for v). q and out are [n_heads][head_dim]; query head i uses kv head i / (n_heads / n_kv_heads).
+ * Key/value row of position p, kv head h: k + table[p / block] * block_stride + (p % block) * row_stride
+ * + h * head_stride bytes (same for v): head_dim values in format `type`, read as they are (no f32 copy
+ * of the cache): f32, f16, bf16, or q8_0 (head_dim / 32 llama.cpp block_q8_0s; head_dim % 32 == 0).
+ * q and out are [n_heads][head_dim] f32; query head i uses kv head i / (n_heads / n_kv_heads).
  * scratch holds n_pos floats. */
 typedef struct kern_kv_view {
-    const float *k, *v;
+    const char *k, *v;
     const int *table;
     int block;
-    size_t block_stride, row_stride, head_stride;
+    size_t block_stride, row_stride, head_stride; /* bytes */
+    kiln_dtype type;
     /* The layer's attention, all zero for plain causal attention: the first visible position (a sliding
      * window: positions first..n_pos-1 only), the score scale (0: 1 / sqrt(head_dim)) and the scores'
      * soft-cap (tanh(s / cap) * cap before the softmax; 0: none). */
     int first;
     float scale, softcap;
 } kern_kv_view;
+/* Whether the KV cache can hold heads of head_dim values in format t (the attention kernels read it). */
+static inline bool kern_kv_type_ok(kiln_dtype t, int head_dim) {
+    return t == KILN_DT_F32 || t == KILN_DT_F16 || t == KILN_DT_BF16 || (t == KILN_DT_Q8_0 && head_dim % QK == 0);
+}
 /* Heads [h0, h1) of one query token attending over positions kv->first..n_pos-1 (scratch: n_pos floats,
  * indexed by position). */
 void kern_attention(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,

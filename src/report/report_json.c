@@ -1,5 +1,5 @@
 /* report_json.c — the machine-readable report (`--json`). Shape:
- * {"kiln_version","env":{...},"config":{...},["pp_tokens","tg_tokens","pp_tok_s","tg_tok_s"],
+ * {"kiln_version","env":{...},"config":{...},["pp_tokens","tg_tokens","depth","pp_tok_s","tg_tok_s"],
  *  "scenarios":[{"name","max_new_tokens","min_new_tokens","sample","batch","prompt_tokens",
  *                "runs":[{"total_s","ttft_s","prefill_tok_s","decode_tok_s","prompt_tokens","gen_tokens",[tg_tok_s],
  *                         "rss_bytes","peak_rss_bytes"}],
@@ -51,6 +51,7 @@ int kiln_bench_write_json(const kiln_bench_report *r, FILE *f, kiln_err *err) {
     if (r->pp_tokens > 0) {
         json_object_set_new(root, "pp_tokens", json_integer(r->pp_tokens));
         json_object_set_new(root, "tg_tokens", json_integer(r->tg_tokens));
+        json_object_set_new(root, "depth", json_integer(r->depth));
         json_object_set_new(root, "pp_tok_s", json_real(r->pp_tok_s));
         json_object_set_new(root, "tg_tok_s", json_real(r->tg_tok_s));
     }

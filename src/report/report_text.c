@@ -24,8 +24,8 @@ void kiln_bench_write_table(const kiln_bench_report *r, FILE *f) {
         }
     }
     if (r->pp_tokens > 0)
-        fprintf(f, "\npp%d: %.2f tok/s   tg%d: %.2f tok/s   (medians over %d runs)\n", r->pp_tokens, r->pp_tok_s,
-                r->tg_tokens, r->tg_tok_s, r->runs);
+        fprintf(f, "\npp%d: %.2f tok/s   tg%d: %.2f tok/s   (medians over %d runs; %d tokens already cached)\n",
+                r->pp_tokens, r->pp_tok_s, r->tg_tokens, r->tg_tok_s, r->runs, r->depth);
 }
 
 void kiln_bench_write_markdown(const kiln_bench_report *r, FILE *f) {
@@ -42,6 +42,6 @@ void kiln_bench_write_markdown(const kiln_bench_report *r, FILE *f) {
                 sc->decode.median, sc->ttft.median * 1e3, sc->pass ? "PASS" : "FAIL", sc->pass ? "" : ": ", sc->why);
     }
     if (r->pp_tokens > 0)
-        fprintf(f, "\n| test | tok/s |\n|---|---:|\n| pp%d | %.2f |\n| tg%d | %.2f |\n", r->pp_tokens, r->pp_tok_s,
-                r->tg_tokens, r->tg_tok_s);
+        fprintf(f, "\n| test | depth | tok/s |\n|---|---:|---:|\n| pp%d | %d | %.2f |\n| tg%d | %d | %.2f |\n", r->pp_tokens,
+                r->depth, r->pp_tok_s, r->tg_tokens, r->depth, r->tg_tok_s);
 }

@@ -24,6 +24,7 @@ void kiln_gen_params_default(kiln_gen_params *p) {
     p->presence_penalty = p->frequency_penalty = 0.0f;
     p->seed = 0;
     p->think_end_id = -1;
+    p->kv_type = KILN_KV_TYPE_DEFAULT;
 }
 
 static bool has_eos(const kiln_gen_params *p, int32_t id) {

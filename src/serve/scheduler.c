@@ -421,6 +421,7 @@ serve_sched *sched_new(kiln_model *model, const kiln_tokenizer *tok, serve_metri
     kiln_ctx_opts_default(&co);
     co.max_seqs = 2 * s->o.max_batch;
     if (o->n_ctx > 0) co.n_ctx = o->n_ctx;
+    co.kv_type = o->kv_type;
     if (o->kv_cache_mb > 0) { /* ask the engine what one block costs (its KV format is its business) */
         kiln_ctx_opts probe = co;
         probe.max_seqs = 1;

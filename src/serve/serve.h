@@ -184,6 +184,7 @@ typedef struct serve_sched_opts {
     int max_queue;    /* requests waiting for admission before 429; 0: no limit */
     int kv_cache_mb;  /* 0: the engine's default (every slot can hold a full context) */
     int n_ctx;        /* 0: the engine's default */
+    kiln_dtype kv_type; /* KV cache format (kiln_ctx_opts.kv_type) */
     int prefill_chunk;/* prompt tokens per step across all prefills */
     const model_watch *watch; /* checked before every step (NULL: none) */
 } serve_sched_opts;

@@ -59,7 +59,8 @@ void kiln_server_opts_default(kiln_server_opts *o) {
                             .max_connections = 256,
                             .max_connections_per_ip = 128,
                             .read_timeout_s = 30,
-                            .request_timeout_s = 600};
+                            .request_timeout_s = 600,
+                            .kv_type = KILN_KV_TYPE_DEFAULT};
 }
 
 /* Thinking models: the chat template knows about <think> blocks (Qwen3, DeepSeek-R1 distills). */
@@ -147,6 +148,7 @@ static int load(kiln_server *s, kiln_err *err) {
                            .max_queue = o->max_queue >= 0 ? o->max_queue : 64,
                            .kv_cache_mb = o->kv_cache_mb,
                            .n_ctx = o->n_ctx,
+                           .kv_type = o->kv_type,
                            .prefill_chunk = 512};
     bool reused;
     if (!(s->watch = model_watch_new(o->model_dir, kiln_model_weight_cache(s->model, &reused), err))) return -1;

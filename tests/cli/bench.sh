@@ -72,6 +72,23 @@ assert abs(d["tg_tok_s"] - statistics.median(r["tg_tok_s"] for r in runs)) < 1e-
 assert all(r["tg_tok_s"] > 0 for r in runs)
 PY
 
+# --depth N (llama-bench -d): pp and tg after N cached tokens; the report carries the depth, the scenario
+# name says it, and depth + prompt + new tokens must fit the model's positions (4096 here)
+"$KILN" bench --model "$M" --prompt-tokens 16 --gen-tokens 5 --depth 300 --kv-type f16 --runs 2 --warmup 0 --json \
+    >"$TMP/d.json" 2>"$TMP/err"
+check bench_depth_report python3 - "$TMP/d.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["depth"] == 300 and d["pp_tokens"] == 16 and d["tg_tokens"] == 5, d
+s = d["scenarios"][0]
+assert s["name"] == "pp16+tg5@d300-off-b1", s["name"]
+assert all(r["prompt_tokens"] == 16 and r["gen_tokens"] == 5 and r["tg_tok_s"] > 0 for r in s["runs"]), s["runs"]
+PY
+"$KILN" bench --model "$M" --prompt-tokens 16 --gen-tokens 5 --depth 4080 2>"$TMP/e"; rc=$?
+check bench_depth_too_deep test $rc -ne 0 -a "$(grep -c '4080 cached + 16 prompt + 5 new' "$TMP/e")" = 1
+"$KILN" bench --model "$M" --depth 8 --batch 1,2 2>"$TMP/e"; rc=$?
+check bench_depth_batch_refused test $rc = 2 -a "$(grep -c -- '--depth needs --batch 1' "$TMP/e")" = 1
+
 # compare: against itself -> within noise; against times halved -> 2.00x faster. The halved copy is made
 # from a copy with a fixed 2% spread so the result does not depend on how noisy this machine is.
 python3 - "$TMP/a.json" "$TMP/tight.json" "$TMP/half.json" <<'PY'

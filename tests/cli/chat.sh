@@ -38,6 +38,21 @@ check chat_turn2_rerenders_history test "$(jq -r '.messages[4].content' "$TMP/a.
 # the streamed answers on stdout are the saved contents
 check chat_streamed_is_saved test "$(sed -n 2p "$TMP/out")" = "$(jq -r '.messages[4].content' "$TMP/a.json")"
 
+# the KV cache stays between turns: each turn prefills only what follows the common prefix of its
+# re-rendered prompt with the cached ids, so turn k reuses at least all of turn k-1's prompt; the answers
+# are still those of a fresh run over the whole re-rendered history
+printf '%s\n' "Hello there" "What is 2+2?" "And 3+3?" "/save $TMP/r.json" |
+    "$KILN" chat --model "$M" "${GEN[@]}" > "$TMP/rout" 2> "$TMP/rerr"
+mapfile -t st < <(grep '^\[prompt' "$TMP/rerr" | sed -E 's/^\[prompt ([0-9]+) tok( \(([0-9]+) reused\), prefilled ([0-9]+) tok)?,.*/\1 \3 \4/')
+read -r p1 r1 f1 <<<"${st[0]}"; read -r p2 r2 f2 <<<"${st[1]}"; read -r p3 r3 f3 <<<"${st[2]}"
+check chat_turn1_prefills_all test "${#st[@]}" = 3 -a -z "$r1"
+check chat_turn2_reuses_turn1 test "$r2" -ge "$p1" -a $((r2 + f2)) = "$p2"
+check chat_turn3_reuses_turn2 test "$r3" -ge "$p2" -a $((r3 + f3)) = "$p3" -a "$f3" -lt $((p3 - p1))
+jq -c '{messages: .messages[0:5], add_generation_prompt: true}' "$TMP/r.json" > "$TMP/conv3.jsonl"
+ids=$("$KILN" template --model "$M" < "$TMP/conv3.jsonl" | jq -r '.ids | map(tostring) | join(",")')
+want=$("$KILN" run --model "$M" "${GEN[@]}" --json --ids "$ids" 2>/dev/null | jq -r .text)
+check chat_reused_turn_matches_fresh_run test "$(jq -r '.messages[5].content' "$TMP/r.json")" = "$want"
+
 # the bad path: one line naming it, the REPL went on (b.json exists after it)
 check chat_bad_save_one_line test "$(grep -c 'no/such/dir' "$TMP/err")" = 1
 check chat_bad_save_message grep -q "^kiln chat: /save .*no/such/dir/x.json: No such file or directory$" "$TMP/err"

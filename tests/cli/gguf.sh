@@ -16,7 +16,7 @@ for c in json.load(open(sys.argv[2]))["cases"]:
 check logits_top1_matches_llamacpp python3 -c '
 import json,sys,subprocess
 c=json.load(open(sys.argv[2]))["cases"][0]
-o=subprocess.run([sys.argv[1],"logits","--model",sys.argv[3],"--ids",",".join(map(str,c["prompt_ids"])),"--top","5"],capture_output=True,text=True,check=True)
+o=subprocess.run([sys.argv[1],"logits","--model",sys.argv[3],"--ids",",".join(map(str,c["prompt_ids"])),"--top","5","--kv-type","f32"],capture_output=True,text=True,check=True)
 for p,l in enumerate(o.stdout.splitlines()):
     top=json.loads(l)["top"]
     assert [i for i,_ in top]==c["topk_ids"][p][:5], p

@@ -59,3 +59,7 @@ check version_names_commit grep -Eq '^kiln [0-9]+\.[0-9]+\.[0-9]+ \(commit ([0-9
 if git rev-parse --git-dir >/dev/null 2>&1; then
     check version_commit_is_head grep -qF "(commit $(git rev-parse --short HEAD))" <<<"$ver"
 fi
+# every command that makes a context takes --kv-type, with the one help text
+for c in run chat generate logits bench serve info; do
+    check "help_${c}_kv_type" bash -c '"$1" "$2" --help | grep -q -- "--kv-type f32|f16|bf16|q8_0 .*KV cache format"' _ "$KILN" "$c"
+done

@@ -57,7 +57,7 @@ for f in os.listdir(d):
 assert m["params"] == params, (m["params"], params)
 L, kv = cfg["num_hidden_layers"], cfg.get("num_key_value_heads", cfg["num_attention_heads"])
 hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
-assert m["kv_bytes_per_token"] == 2 * L * kv * hd * 4, m
+assert m["kv_bytes_per_token"] == 2 * L * kv * hd * 2 and m["kv_type"] == "f16", m  # the default KV format
 b = m["weight_bytes_per_token_by_dtype"]
 # norms stay f32 in every format (as the loader keeps them): only the matrices halve in f16 / bf16
 assert b["f32"] - 4 * vec == 2 * (b["f16"] - 4 * vec) == 2 * (b["bf16"] - 4 * vec), (b, vec)
@@ -69,6 +69,15 @@ bw = j["measured"]["read_bandwidth_gbs"] * 1e9
 assert abs(m["roofline_tok_s"] - bw / (b["f32"] + m["kv_bytes_per_token"])) / m["roofline_tok_s"] < 1e-3, m
 assert m["max_context_in_memory"] > 0 and m["max_context"] == min(m["max_context_in_memory"], cfg["max_position_embeddings"])
 PY
+# --kv-type: the KV figures in that format (f16 half of f32; q8_0 34 bytes per 32 values); q8_0 needs whole
+# 32-blocks along head_dim, so a head_dim 8 model is refused by name
+Q="$SHARED/models/tiny-qwen3"
+$KILN info --json --model "$Q" --kv-type f16 >"$TMP/f16.json" && $KILN info --json --model "$Q" --kv-type q8_0 >"$TMP/q8.json"
+check info_kv_type_f16 test "$(jq '.model.kv_bytes_per_token' "$TMP/f16.json")" = $((2 * 2 * 2 * 32 * 2)) -a \
+    "$(jq -r '.model.kv_type' "$TMP/f16.json")" = f16
+check info_kv_type_q8_0 test "$(jq '.model.kv_bytes_per_token' "$TMP/q8.json")" = $((2 * 2 * 2 * 34))
+$KILN info --model "$SHARED/models/stories260K" --kv-type q8_0 >/dev/null 2>"$TMP/err"; rc=$?
+check info_kv_type_refused test "$rc" -ne 0 -a "$(wc -l <"$TMP/err")" -eq 1 -a "$(grep -c 'head_dim 8' "$TMP/err")" = 1
 $KILN info >"$TMP/text" 2>&1
 check info_text_mentions_bandwidth grep -q 'GB/s' "$TMP/text"
 $KILN info --model /nonexistent/model >/dev/null 2>"$TMP/err"; rc=$?

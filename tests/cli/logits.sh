@@ -24,7 +24,7 @@ check logits_match_golden python3 -c '
 import json,sys,array,subprocess
 g=json.load(open(sys.argv[2]+"/golden.json"))["cases"][0]
 ids=",".join(map(str,g["prompt_ids"]))
-o=subprocess.run([sys.argv[1],"logits","--model",sys.argv[3],"--ids",ids,"--threads","2","--all-logits",sys.argv[4]],capture_output=True,text=True,check=True)
+o=subprocess.run([sys.argv[1],"logits","--model",sys.argv[3],"--ids",ids,"--threads","2","--kv-type","f32","--all-logits",sys.argv[4]],capture_output=True,text=True,check=True)
 lines=[json.loads(l) for l in o.stdout.splitlines()]
 for p,l in enumerate(lines):
     assert [i for i,_ in l["top"]]==g["topk_ids"][p], p
@@ -85,7 +85,7 @@ check not_a_model_dir grep -q "config.json" <("$KILN" logits --model "$TMP" --id
 check logits_long_prompt_chunks python3 -c '
 import json,sys,subprocess
 g=json.load(open(sys.argv[2]+"/golden.json"))["cases"][3]
-o=subprocess.run([sys.argv[1],"logits","--model",sys.argv[3],"--ids",",".join(map(str,g["prompt_ids"]))],capture_output=True,text=True,check=True)
+o=subprocess.run([sys.argv[1],"logits","--model",sys.argv[3],"--ids",",".join(map(str,g["prompt_ids"])),"--kv-type","f32"],capture_output=True,text=True,check=True)
 lines=[json.loads(l) for l in o.stdout.splitlines()]
 assert len(lines)==300
 for p,l in enumerate(lines):
