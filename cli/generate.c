@@ -11,6 +11,7 @@ int cmd_generate(int argc, char **argv) {
     const char *model = NULL, *ids_s = NULL;
     int max_new = -1;
     bool stop_at_eos = false;
+    cli_dist dist = CLI_DIST_DEFAULT;
     kiln_model_opts mo;
     kiln_model_opts_default(&mo);
     cli_weight_callbacks(&mo);
@@ -21,6 +22,7 @@ int cmd_generate(int argc, char **argv) {
         {"--stop-at-eos", NULL, NULL, "stop after one of the model's EOS ids (config.json)", CLI_SWITCH_TO(&stop_at_eos)},
         CLI_THREADS_FLAG(&mo.threads, 1),
         CLI_WEIGHT_FLAGS(&mo),
+        CLI_DIST_FLAGS(&dist),
         {0},
     };
     const cli_spec spec = {.name = "generate", .usage = "--model DIR --ids 1,2,3 --max-new-tokens N [flags]",
@@ -28,6 +30,7 @@ int cmd_generate(int argc, char **argv) {
                            .flags = flags};
     cli_parse(argc, argv, &spec);
     if (!model || !ids_s || max_new < 0) cli_fail(2, "--model, --ids and --max-new-tokens are required");
+    cli_dist_start(&dist, &mo);
     kiln_err err;
     int32_t *ids;
     size_t n;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/dist.h"
 #include "engine/engine.h"
 
 /* Grows the per-token scratch to hold T tokens: every buffer the step and its kernels use, so nothing
@@ -175,7 +176,9 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
             }
         }
     }
-    kern_get_rows(c->x, &m->embed, b->tokens, T);
+    /* The first pipeline stage embeds the tokens; the others receive the previous stage's output. */
+    if (dist_first_stage(m->dist)) kern_get_rows(c->x, &m->embed, b->tokens, T);
+    else if (dist_recv_prev(m->dist, c->x, (size_t)T * H, err)) return -1;
     int bad = 0;
     for (int l = 0; l < g->n_layers; l++) {
         const kiln_layer *L = &m->layers[l];
@@ -185,14 +188,17 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
         struct attn_job aj = {c, b, l};
         kiln_pool_run(m->pool, attn_part, &aj);
         bad |= mm(c, c->h, c->att, T, &L->wo, NULL);
+        if (dist_allreduce(m->dist, c->h, (size_t)T * H, err)) return -1; /* tensor parallel: sum the heads' parts */
         for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
         for (int t = 0; t < T; t++) kern_rmsnorm(c->h + (size_t)t * H, c->x + (size_t)t * H, L->ffn_norm, H, g->rms_norm_eps);
         bad |= mm(c, c->gate, c->h, T, &L->w_gate, NULL) | mm(c, c->up, c->h, T, &L->w_up, NULL);
         struct silu_job sj = {c->gate, c->up, (size_t)T * g->intermediate_size};
         kiln_pool_run(m->pool, silu_part, &sj);
         bad |= mm(c, c->h, c->gate, T, &L->w_down, NULL);
+        if (dist_allreduce(m->dist, c->h, (size_t)T * H, err)) return -1; /* ... and the FFN slices' */
         for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
     }
+    if (dist_send_next(m->dist, c->x, (size_t)T * H, err)) return -1;
     for (int i = 0; i < b->n_seqs; i++) c->seqs[b->seq[i]].len += b->n_tokens[i];
     /* Final norm of the tokens that need output (packed into h), then one LM-head matmul (or h itself). */
     int n_out = 0;
@@ -201,7 +207,10 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
         for (int r = b->logits_all ? t - b->n_tokens[i] : t - 1; r < t; r++, n_out++)
             kern_rmsnorm(c->h + (size_t)n_out * H, c->x + (size_t)r * H, m->final_norm, H, g->rms_norm_eps);
     }
-    if (hidden_only) memcpy(out, c->h, (size_t)n_out * H * sizeof(float));
+    /* Distributed: the last stage's states go to rank 0, which alone makes the output (zeros elsewhere). */
+    if (dist_to_output(m->dist, c->h, (size_t)n_out * H, err)) return -1;
+    if (!dist_is_output(m->dist)) memset(out, 0, (size_t)n_out * (hidden_only ? H : g->vocab_size) * sizeof(float));
+    else if (hidden_only) memcpy(out, c->h, (size_t)n_out * H * sizeof(float));
     else bad |= mm(c, out, c->h, n_out, &m->lm_head, NULL);
     return bad ? kiln_err_set(err, "internal error: matmul scratch smaller than the batch") : 0;
 }

@@ -1,0 +1,144 @@
+/* dist_mpi.c — the exchanges of dist.h over MPI (built when the Open MPI development files are present:
+ * the Makefile defines KILN_MPI; dist_none.c stands in otherwise).
+ *
+ * Errors come back as kiln_err: every communicator uses MPI_ERRORS_RETURN instead of MPI's default of
+ * aborting the job, and MPI's own message is passed on. Only the thread that called kiln_dist_init calls
+ * MPI (MPI_THREAD_FUNNELED): the worker pool never does. */
+#ifdef KILN_MPI
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dist/dist.h"
+
+struct dist_comm {
+    MPI_Comm tp;       /* the ranks of this stage */
+    float *gather;     /* [tp][n] parts of an all-reduce */
+    size_t gather_cap; /* floats */
+};
+
+static kiln_dist *process_dist; /* MPI is one per process: the run kiln_dist_init started */
+
+static int mpi_fail(int rc, const char *what, kiln_err *err) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "error %d", rc);
+    return kiln_err_set(err, "MPI %s failed: %.*s", what, len, msg);
+}
+
+/* Runs one MPI call, timed into d->comm_s; its failure as kiln_err. */
+#define MPI_TIMED(d, what, call)                                                                              \
+    do {                                                                                                      \
+        double t0_ = MPI_Wtime();                                                                             \
+        int rc_ = (call);                                                                                     \
+        (d)->comm_s += MPI_Wtime() - t0_;                                                                     \
+        if (rc_ != MPI_SUCCESS) return mpi_fail(rc_, what, err);                                              \
+    } while (0)
+
+bool kiln_dist_available(void) { return true; }
+
+kiln_dist *kiln_dist_init(int tp, int pp, kiln_err *err) {
+    if (tp < 1 || pp < 1) {
+        kiln_err_set(err, "--tp and --pp must be >= 1");
+        return NULL;
+    }
+    if (process_dist) {
+        kiln_err_set(err, "distributed run already started in this process");
+        return NULL;
+    }
+    int inited = 0, provided;
+    MPI_Initialized(&inited);
+    if (!inited && MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        kiln_err_set(err, "MPI_Init failed");
+        return NULL;
+    }
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    kiln_dist *d = calloc(1, sizeof *d);
+    struct dist_comm *c = calloc(1, sizeof *c);
+    if (!d || !c) {
+        free(d), free(c);
+        kiln_err_set(err, "out of memory");
+        MPI_Finalize();
+        return NULL;
+    }
+    d->comm = c;
+    MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &d->size);
+    d->tp = tp, d->pp = pp, d->stage = d->rank / tp, d->tp_rank = d->rank % tp;
+    int rc;
+    if (d->size != tp * pp)
+        kiln_err_set(err, "--tp %d x --pp %d needs %d MPI processes (mpirun -np %d), this run has %d", tp, pp, tp * pp,
+                     tp * pp, d->size);
+    else if ((rc = MPI_Comm_split(MPI_COMM_WORLD, d->stage, d->tp_rank, &c->tp)) != MPI_SUCCESS)
+        mpi_fail(rc, "Comm_split", err);
+    else {
+        MPI_Comm_set_errhandler(c->tp, MPI_ERRORS_RETURN);
+        return process_dist = d;
+    }
+    free(c), free(d);
+    MPI_Finalize();
+    return NULL;
+}
+
+void kiln_dist_free(kiln_dist *d) {
+    if (!d) return;
+    MPI_Comm_free(&d->comm->tp);
+    free(d->comm->gather);
+    free(d->comm);
+    if (process_dist == d) process_dist = NULL;
+    free(d);
+    MPI_Finalize();
+}
+
+int dist_allreduce(kiln_dist *d, float *x, size_t n, kiln_err *err) {
+    if (!d || d->tp == 1) return 0;
+    struct dist_comm *c = d->comm;
+    if (n > (size_t)INT32_MAX) return kiln_err_set(err, "all-reduce of %zu floats too large for one MPI call", n);
+    if ((size_t)d->tp * n > c->gather_cap) { /* grows with the largest batch only, then steps reuse it */
+        float *g = realloc(c->gather, (size_t)d->tp * n * sizeof *g);
+        if (!g) return kiln_err_set(err, "out of memory for the all-reduce of %zu floats", n);
+        c->gather = g, c->gather_cap = (size_t)d->tp * n;
+    }
+    MPI_TIMED(d, "Allgather", MPI_Allgather(x, (int)n, MPI_FLOAT, c->gather, (int)n, MPI_FLOAT, c->tp));
+    memcpy(x, c->gather, n * sizeof *x);
+    for (int r = 1; r < d->tp; r++) { /* rank order: the same sum on every rank */
+        const float *p = c->gather + (size_t)r * n;
+        for (size_t i = 0; i < n; i++) x[i] += p[i];
+    }
+    return 0;
+}
+
+enum { TAG_HIDDEN = 1, TAG_OUTPUT = 2 };
+
+int dist_recv_prev(kiln_dist *d, float *x, size_t n, kiln_err *err) {
+    if (!d || d->stage == 0) return 0;
+    MPI_TIMED(d, "Recv", MPI_Recv(x, (int)n, MPI_FLOAT, d->rank - d->tp, TAG_HIDDEN, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    return 0;
+}
+
+int dist_send_next(kiln_dist *d, const float *x, size_t n, kiln_err *err) {
+    if (!d || d->stage == d->pp - 1) return 0;
+    MPI_TIMED(d, "Send", MPI_Send(x, (int)n, MPI_FLOAT, d->rank + d->tp, TAG_HIDDEN, MPI_COMM_WORLD));
+    return 0;
+}
+
+int dist_to_output(kiln_dist *d, float *h, size_t n, kiln_err *err) {
+    if (!d || d->pp == 1) return 0; /* rank 0 is in the last stage: it has them */
+    const int from = (d->pp - 1) * d->tp;
+    if (d->rank == from) MPI_TIMED(d, "Send", MPI_Send(h, (int)n, MPI_FLOAT, 0, TAG_OUTPUT, MPI_COMM_WORLD));
+    else if (d->rank == 0)
+        MPI_TIMED(d, "Recv", MPI_Recv(h, (int)n, MPI_FLOAT, from, TAG_OUTPUT, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    return 0;
+}
+
+int dist_bcast_token(int32_t *tok, kiln_err *err) {
+    kiln_dist *d = process_dist;
+    if (!d) return 0;
+    MPI_TIMED(d, "Bcast", MPI_Bcast(tok, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
+    return 0;
+}
+
+double kiln_dist_comm_seconds(const kiln_dist *d) { return d ? d->comm_s : 0; }
+int kiln_dist_rank(const kiln_dist *d) { return d ? d->rank : 0; }
+int kiln_dist_size(const kiln_dist *d) { return d ? d->size : 1; }
+#endif
