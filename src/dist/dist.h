@@ -48,6 +48,12 @@ static inline bool dist_first_stage(const kiln_dist *d) { return !d || d->stage 
 static inline bool dist_last_stage(const kiln_dist *d) { return !d || d->stage == d->pp - 1; }
 static inline bool dist_is_output(const kiln_dist *d) { return !d || d->rank == 0; }
 
+/* Whether this rank holds a tensor of that role at all: the embedding on the first stage (its ranks look
+ * rows up), the output projection on rank 0 only; everything else is held (sliced) by every rank. */
+static inline bool dist_holds(const kiln_dist *d, tensor_role role) {
+    return role == ROLE_EMBEDDING ? dist_first_stage(d) : role == ROLE_OUTPUT ? dist_is_output(d) : true;
+}
+
 /* Checks that cfg splits over d (heads, KV heads and FFN width divisible by tp, at least pp layers) and
  * sets d's layer range. Run before any tensor is bound. */
 int dist_plan(kiln_dist *d, const kiln_config *cfg, kiln_err *err);

@@ -13,8 +13,9 @@
 
 struct dist_comm {
     MPI_Comm tp;       /* the ranks of this stage */
-    float *gather;     /* [tp][n] parts of an all-reduce */
+    float *gather;     /* [tp] parts of this rank's chunk of an all-reduce */
     size_t gather_cap; /* floats */
+    int *count, *displ, *part_count, *part_displ; /* [tp] each: the chunks, and the parts of this rank's */
 };
 
 static kiln_dist *process_dist; /* MPI is one per process: the run kiln_dist_init started */
@@ -55,13 +56,15 @@ kiln_dist *kiln_dist_init(int tp, int pp, kiln_err *err) {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     kiln_dist *d = calloc(1, sizeof *d);
     struct dist_comm *c = calloc(1, sizeof *c);
-    if (!d || !c) {
-        free(d), free(c);
+    int *counts = calloc(4 * (size_t)tp, sizeof *counts);
+    if (!d || !c || !counts) {
+        free(d), free(c), free(counts);
         kiln_err_set(err, "out of memory");
         MPI_Finalize();
         return NULL;
     }
     d->comm = c;
+    c->count = counts, c->displ = counts + tp, c->part_count = c->displ + tp, c->part_displ = c->part_count + tp;
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
     d->tp = tp, d->pp = pp, d->stage = d->rank / tp, d->tp_rank = d->rank % tp;
@@ -75,7 +78,7 @@ kiln_dist *kiln_dist_init(int tp, int pp, kiln_err *err) {
         MPI_Comm_set_errhandler(c->tp, MPI_ERRORS_RETURN);
         return process_dist = d;
     }
-    free(c), free(d);
+    free(c->count), free(c), free(d);
     MPI_Finalize();
     return NULL;
 }
@@ -84,27 +87,42 @@ void kiln_dist_free(kiln_dist *d) {
     if (!d) return;
     MPI_Comm_free(&d->comm->tp);
     free(d->comm->gather);
+    free(d->comm->count);
     free(d->comm);
     if (process_dist == d) process_dist = NULL;
     free(d);
     MPI_Finalize();
 }
 
+/* Reduce-scatter then all-gather, as a ring all-reduce moves 2 (N - 1) / N of the vector per rank, but
+ * with the order of the sums fixed: rank r owns chunk r, receives every rank's part of it (Alltoallv),
+ * adds them in rank order 0..N-1, and the owners' sums are gathered back (Allgatherv). So every element
+ * is summed once, in the same order, and every rank gets the same bits whatever algorithm MPI picks. */
 int dist_allreduce(kiln_dist *d, float *x, size_t n, kiln_err *err) {
     if (!d || d->tp == 1) return 0;
     struct dist_comm *c = d->comm;
+    const int N = d->tp, me = d->tp_rank;
     if (n > (size_t)INT32_MAX) return kiln_err_set(err, "all-reduce of %zu floats too large for one MPI call", n);
-    if ((size_t)d->tp * n > c->gather_cap) { /* grows with the largest batch only, then steps reuse it */
-        float *g = realloc(c->gather, (size_t)d->tp * n * sizeof *g);
+    const size_t mine = n / (size_t)N + 1; /* the largest chunk: room for N parts of it */
+    if ((size_t)N * mine > c->gather_cap) { /* grows with the largest batch only, then steps reuse it */
+        float *g = realloc(c->gather, (size_t)N * mine * sizeof *g);
         if (!g) return kiln_err_set(err, "out of memory for the all-reduce of %zu floats", n);
-        c->gather = g, c->gather_cap = (size_t)d->tp * n;
+        c->gather = g, c->gather_cap = (size_t)N * mine;
     }
-    MPI_TIMED(d, "Allgather", MPI_Allgather(x, (int)n, MPI_FLOAT, c->gather, (int)n, MPI_FLOAT, c->tp));
-    memcpy(x, c->gather, n * sizeof *x);
-    for (int r = 1; r < d->tp; r++) { /* rank order: the same sum on every rank */
-        const float *p = c->gather + (size_t)r * n;
-        for (size_t i = 0; i < n; i++) x[i] += p[i];
+    for (int r = 0, at = 0; r < N; r++) { /* chunk r: n / N floats, one more for the first n % N */
+        c->count[r] = (int)(n / (size_t)N) + (r < (int)(n % (size_t)N));
+        c->displ[r] = at;
+        at += c->count[r];
     }
+    const int k = c->count[me];
+    for (int r = 0; r < N; r++) c->part_count[r] = k, c->part_displ[r] = r * k;
+    MPI_TIMED(d, "Alltoallv", MPI_Alltoallv(x, c->count, c->displ, MPI_FLOAT, c->gather, c->part_count, c->part_displ,
+                                            MPI_FLOAT, c->tp));
+    float *sum = x + c->displ[me];
+    memcpy(sum, c->gather, (size_t)k * sizeof *sum);
+    for (int r = 1; r < N; r++) /* rank order */
+        for (int i = 0; i < k; i++) sum[i] += c->gather[(size_t)r * k + i];
+    MPI_TIMED(d, "Allgatherv", MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, x, c->count, c->displ, MPI_FLOAT, c->tp));
     return 0;
 }
 

@@ -46,7 +46,7 @@ static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int
     kiln_model *m = ud;
     const st_tensor *t;
     const int local = dist_local_layer(m->dist, layer);
-    if (layer >= 0 && local < 0) return 0; /* another pipeline stage's */
+    if ((layer >= 0 && local < 0) || !dist_holds(m->dist, d->role)) return 0; /* another rank's */
     if (model_find_tensor(&m->shards, d, name, rows, cols, &t, err)) return -1;
     if (!t) return 0; /* optional and absent */
     char *base = layer >= 0 ? (char *)&m->layers[local] : (char *)m;

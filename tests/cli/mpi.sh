@@ -6,11 +6,13 @@
 #
 # Needs Open MPI (deps/debian-packages.txt lists it for the tests; `make deps-test` installs it) and a
 # kiln built with it. Works under the ASan build too: LeakSanitizer reports what Open MPI keeps until
-# exit, which tests/cli/mpi.lsan.supp suppresses (only Open MPI's libraries, never kiln's frames).
+# exit, which tests/cli/mpi.lsan.supp suppresses (only Open MPI's libraries, never kiln's frames). Open
+# MPI is built without frame pointers, so the slow unwinder is needed for those stacks to reach the
+# library frames the suppressions name (fast_unwind_on_malloc=0).
 source "$(dirname "$0")/lib.bash"
 IDS=1,5,9,17,33,65,129,257
 NEW=8
-export LSAN_OPTIONS="suppressions=$(cd "$(dirname "$0")" && pwd)/mpi.lsan.supp:print_suppressions=0"
+export LSAN_OPTIONS="suppressions=$(cd "$(dirname "$0")" && pwd)/mpi.lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0"
 # --bind-to none: four ranks on two cores must not be pinned to the same one.
 mpi() { # NP, kiln args...
     local np=$1; shift
