@@ -98,6 +98,8 @@ void cli_dist_start(const cli_dist *cd, kiln_model_opts *mo);
 bool cli_dist_rank0(void); /* true outside a distributed run */
 /* ",\"rank\":R,\"ranks\":N,\"mpi_s\":S" for a --stats JSON line, "" outside a distributed run. */
 const char *cli_dist_stats(void);
+/* Rank 0's time in MPI (total and per forward step) as one line on stderr; nothing outside a distributed run. */
+void cli_dist_report(int steps);
 
 /* Parses "1,2,3" into a malloc'd id list; returns -1 with a message on bad input. */
 int cli_parse_ids(const char *s, int32_t **ids, size_t *n, kiln_err *err);

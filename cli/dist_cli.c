@@ -33,3 +33,10 @@ const char *cli_dist_stats(void) {
              kiln_dist_comm_seconds(started));
     return s;
 }
+
+void cli_dist_report(int steps) {
+    if (!started || kiln_dist_rank(started) != 0) return;
+    double s = kiln_dist_comm_seconds(started);
+    fprintf(stderr, "[MPI: %d ranks, rank 0 spent %.1f ms in MPI calls, %.3f ms per step over %d steps]\n",
+            kiln_dist_size(started), s * 1e3, steps > 0 ? s * 1e3 / steps : 0.0, steps);
+}

@@ -134,6 +134,7 @@ int cmd_run(int argc, char **argv) {
         fputc('\n', stdout);
         fflush(stdout);
         gen_cli_print_stats(&out);
+        cli_dist_report(out.stats.gen_tokens); /* one forward step per generated token */
     }
     kiln_gen_output_free(&out);
     free(ids);

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/kernels.h"
 #include "kiln.h"
 #include "model/shards.h"
 #include "model/tensors.h"
@@ -26,6 +27,7 @@ struct kiln_dist {
     int rank, size;            /* world */
     int tp, pp, tp_rank, stage; /* this rank's place: stage = rank / tp, tp_rank = rank % tp */
     int layer0, n_layers;      /* this stage's layers (set by dist_plan once the config is known) */
+    int vocab;                 /* the model's vocabulary size (dist_plan) */
     double comm_s;             /* seconds spent in MPI calls */
     struct dist_comm *comm;
 };
@@ -38,8 +40,13 @@ int dist_allreduce(kiln_dist *d, float *x, size_t n, kiln_err *err);
  * to the next stage's. */
 int dist_recv_prev(kiln_dist *d, float *x, size_t n, kiln_err *err);
 int dist_send_next(kiln_dist *d, const float *x, size_t n, kiln_err *err);
-/* The last stage's final hidden states h[0..n) to rank 0 (which applies the output projection). */
+/* The last stage's final hidden states h[0..n) to rank 0 (kiln_forward_hidden's output). */
 int dist_to_output(kiln_dist *d, float *h, size_t n, kiln_err *err);
+/* Logits: each rank of the last stage computes its rows of the vocabulary (dist_vocab_range) for the
+ * n_out tokens into the buffer dist_logits_part returns (out itself without dist); dist_logits_gather
+ * puts them together as [n_out][V] in rank 0's out (zeros on the other ranks). */
+float *dist_logits_part(kiln_dist *d, float *out, size_t n_out, kiln_err *err);
+int dist_logits_gather(kiln_dist *d, const float *part, float *out, size_t n_out, kiln_err *err);
 /* Rank 0's sampled token to every rank of the process's distributed run (no-op when there is none). */
 int dist_bcast_token(int32_t *tok, kiln_err *err);
 
@@ -49,9 +56,11 @@ static inline bool dist_last_stage(const kiln_dist *d) { return !d || d->stage =
 static inline bool dist_is_output(const kiln_dist *d) { return !d || d->rank == 0; }
 
 /* Whether this rank holds a tensor of that role at all: the embedding on the first stage (its ranks look
- * rows up), the output projection on rank 0 only; everything else is held (sliced) by every rank. */
-static inline bool dist_holds(const kiln_dist *d, tensor_role role) {
-    return role == ROLE_EMBEDDING ? dist_first_stage(d) : role == ROLE_OUTPUT ? dist_is_output(d) : true;
+ * rows up) and, when it is tied, on the last; the output projection on the last stage (each of its ranks
+ * then keeps only its vocabulary rows, dist_shard_output); everything else on every rank (sliced). */
+static inline bool dist_holds(const kiln_dist *d, tensor_role role, bool tied) {
+    if (role == ROLE_EMBEDDING) return dist_first_stage(d) || (tied && dist_last_stage(d));
+    return role == ROLE_OUTPUT ? dist_last_stage(d) : true;
 }
 
 /* Checks that cfg splits over d (heads, KV heads and FFN width divisible by tp, at least pp layers) and
@@ -71,6 +80,11 @@ typedef struct shard_view {
     int64_t rows, cols;
     void *owned;
 } shard_view;
+/* The vocabulary rows tensor rank t of the last stage computes: [*v0, *v0 + *n), in whole 16-row units
+ * (a quantised matrix's panels) except the last rank's. *n may be 0 for a tiny vocabulary. */
+void dist_vocab_range(const kiln_dist *d, int t, int vocab, int *v0, int *n);
+/* Narrows lm (the output projection, once converted) to this rank's vocabulary rows: a view. */
+void dist_shard_output(kiln_dist *d, kiln_mat *lm);
 int dist_shard(const kiln_dist *d, const st_set *s, const tensor_desc *desc, const st_tensor *t, int64_t rows,
                int64_t cols, shard_view *v, kiln_err *err);
 

@@ -11,10 +11,15 @@
 
 #include "dist/dist.h"
 
+typedef struct grow_buf {
+    float *p;
+    size_t cap; /* floats */
+} grow_buf;
+
 struct dist_comm {
-    MPI_Comm tp;       /* the ranks of this stage */
-    float *gather;     /* [tp] parts of this rank's chunk of an all-reduce */
-    size_t gather_cap; /* floats */
+    MPI_Comm tp;      /* the ranks of this stage */
+    grow_buf gather;  /* the parts of this rank's chunk of an all-reduce; the last stage's logits at its root */
+    grow_buf part;    /* this rank's vocabulary rows of the logits */
     int *count, *displ, *part_count, *part_displ; /* [tp] each: the chunks, and the parts of this rank's */
 };
 
@@ -35,6 +40,19 @@ static int mpi_fail(int rc, const char *what, kiln_err *err) {
         (d)->comm_s += MPI_Wtime() - t0_;                                                                     \
         if (rc_ != MPI_SUCCESS) return mpi_fail(rc_, what, err);                                              \
     } while (0)
+
+/* b with room for n floats: grown with the largest batch only, then every step reuses it. */
+static float *room(grow_buf *b, size_t n, kiln_err *err) {
+    if (n > b->cap) {
+        float *p = realloc(b->p, n * sizeof *p);
+        if (!p) {
+            kiln_err_set(err, "out of memory for %zu floats of MPI buffers", n);
+            return NULL;
+        }
+        b->p = p, b->cap = n;
+    }
+    return b->p;
+}
 
 bool kiln_dist_available(void) { return true; }
 
@@ -86,7 +104,8 @@ kiln_dist *kiln_dist_init(int tp, int pp, kiln_err *err) {
 void kiln_dist_free(kiln_dist *d) {
     if (!d) return;
     MPI_Comm_free(&d->comm->tp);
-    free(d->comm->gather);
+    free(d->comm->gather.p);
+    free(d->comm->part.p);
     free(d->comm->count);
     free(d->comm);
     if (process_dist == d) process_dist = NULL;
@@ -103,12 +122,8 @@ int dist_allreduce(kiln_dist *d, float *x, size_t n, kiln_err *err) {
     struct dist_comm *c = d->comm;
     const int N = d->tp, me = d->tp_rank;
     if (n > (size_t)INT32_MAX) return kiln_err_set(err, "all-reduce of %zu floats too large for one MPI call", n);
-    const size_t mine = n / (size_t)N + 1; /* the largest chunk: room for N parts of it */
-    if ((size_t)N * mine > c->gather_cap) { /* grows with the largest batch only, then steps reuse it */
-        float *g = realloc(c->gather, (size_t)N * mine * sizeof *g);
-        if (!g) return kiln_err_set(err, "out of memory for the all-reduce of %zu floats", n);
-        c->gather = g, c->gather_cap = (size_t)N * mine;
-    }
+    float *parts = room(&c->gather, (size_t)N * (n / (size_t)N + 1), err); /* N parts of the largest chunk */
+    if (!parts) return -1;
     for (int r = 0, at = 0; r < N; r++) { /* chunk r: n / N floats, one more for the first n % N */
         c->count[r] = (int)(n / (size_t)N) + (r < (int)(n % (size_t)N));
         c->displ[r] = at;
@@ -116,12 +131,12 @@ int dist_allreduce(kiln_dist *d, float *x, size_t n, kiln_err *err) {
     }
     const int k = c->count[me];
     for (int r = 0; r < N; r++) c->part_count[r] = k, c->part_displ[r] = r * k;
-    MPI_TIMED(d, "Alltoallv", MPI_Alltoallv(x, c->count, c->displ, MPI_FLOAT, c->gather, c->part_count, c->part_displ,
+    MPI_TIMED(d, "Alltoallv", MPI_Alltoallv(x, c->count, c->displ, MPI_FLOAT, parts, c->part_count, c->part_displ,
                                             MPI_FLOAT, c->tp));
     float *sum = x + c->displ[me];
-    memcpy(sum, c->gather, (size_t)k * sizeof *sum);
+    memcpy(sum, parts, (size_t)k * sizeof *sum);
     for (int r = 1; r < N; r++) /* rank order */
-        for (int i = 0; i < k; i++) sum[i] += c->gather[(size_t)r * k + i];
+        for (int i = 0; i < k; i++) sum[i] += parts[(size_t)r * k + i];
     MPI_TIMED(d, "Allgatherv", MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, x, c->count, c->displ, MPI_FLOAT, c->tp));
     return 0;
 }
@@ -146,6 +161,44 @@ int dist_to_output(kiln_dist *d, float *h, size_t n, kiln_err *err) {
     if (d->rank == from) MPI_TIMED(d, "Send", MPI_Send(h, (int)n, MPI_FLOAT, 0, TAG_OUTPUT, MPI_COMM_WORLD));
     else if (d->rank == 0)
         MPI_TIMED(d, "Recv", MPI_Recv(h, (int)n, MPI_FLOAT, from, TAG_OUTPUT, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
+    return 0;
+}
+
+float *dist_logits_part(kiln_dist *d, float *out, size_t n_out, kiln_err *err) {
+    if (!d || d->tp == 1) return out;
+    int v0, n;
+    dist_vocab_range(d, d->tp_rank, d->vocab, &v0, &n);
+    return room(&d->comm->part, n_out * (size_t)n + 1, err);
+}
+
+/* The last stage's parts [rank][n_out][its rows] gathered at its tensor rank 0, then laid out [n_out][V]. */
+static int gather_stage(kiln_dist *d, const float *part, float *out, size_t n_out, kiln_err *err) {
+    struct dist_comm *c = d->comm;
+    const size_t V = (size_t)d->vocab;
+    if (n_out * V > (size_t)INT32_MAX) return kiln_err_set(err, "%zu logits too many for one MPI call", n_out * V);
+    int v0, n;
+    for (int r = 0, at = 0; r < d->tp; r++) {
+        dist_vocab_range(d, r, d->vocab, &v0, &n);
+        c->count[r] = (int)n_out * n, c->displ[r] = at;
+        at += c->count[r];
+    }
+    float *all = d->tp_rank == 0 ? room(&c->gather, n_out * V + 1, err) : NULL;
+    if (d->tp_rank == 0 && !all) return -1;
+    MPI_TIMED(d, "Gatherv", MPI_Gatherv(part, c->count[d->tp_rank], MPI_FLOAT, all, c->count, c->displ, MPI_FLOAT, 0, c->tp));
+    for (int r = 0; all && r < d->tp; r++) {
+        dist_vocab_range(d, r, d->vocab, &v0, &n);
+        for (size_t i = 0; i < n_out; i++)
+            memcpy(out + i * V + v0, all + c->displ[r] + i * (size_t)n, (size_t)n * sizeof *out);
+    }
+    return 0;
+}
+
+int dist_logits_gather(kiln_dist *d, const float *part, float *out, size_t n_out, kiln_err *err) {
+    if (!d) return 0;
+    const size_t V = (size_t)d->vocab;
+    if (d->tp > 1 && d->stage == d->pp - 1 && gather_stage(d, part, out, n_out, err)) return -1;
+    if (d->pp > 1 && dist_to_output(d, out, n_out * V, err)) return -1; /* the last stage's root to rank 0 */
+    if (d->rank != 0) memset(out, 0, n_out * V * sizeof *out);
     return 0;
 }
 

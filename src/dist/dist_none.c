@@ -18,6 +18,12 @@ int dist_allreduce(kiln_dist *d, float *x, size_t n, kiln_err *err) { return (vo
 int dist_recv_prev(kiln_dist *d, float *x, size_t n, kiln_err *err) { return (void)d, (void)x, (void)n, (void)err, 0; }
 int dist_send_next(kiln_dist *d, const float *x, size_t n, kiln_err *err) { return (void)d, (void)x, (void)n, (void)err, 0; }
 int dist_to_output(kiln_dist *d, float *h, size_t n, kiln_err *err) { return (void)d, (void)h, (void)n, (void)err, 0; }
+float *dist_logits_part(kiln_dist *d, float *out, size_t n_out, kiln_err *err) {
+    return (void)d, (void)n_out, (void)err, out;
+}
+int dist_logits_gather(kiln_dist *d, const float *part, float *out, size_t n_out, kiln_err *err) {
+    return (void)d, (void)part, (void)out, (void)n_out, (void)err, 0;
+}
 int dist_bcast_token(int32_t *tok, kiln_err *err) { return (void)tok, (void)err, 0; }
 double kiln_dist_comm_seconds(const kiln_dist *d) { return (void)d, 0; }
 int kiln_dist_rank(const kiln_dist *d) { return (void)d, 0; }

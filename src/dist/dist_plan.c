@@ -18,6 +18,7 @@ int dist_plan(kiln_dist *d, const kiln_config *c, kiln_err *err) {
     int base = c->n_layers / d->pp, extra = c->n_layers % d->pp;
     d->layer0 = d->stage * base + (d->stage < extra ? d->stage : extra);
     d->n_layers = base + (d->stage < extra);
+    d->vocab = c->vocab_size;
     return 0;
 }
 

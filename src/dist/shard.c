@@ -41,3 +41,17 @@ int dist_shard(const kiln_dist *d, const st_set *s, const tensor_desc *desc, con
     v->rows = local;
     return 0;
 }
+
+void dist_vocab_range(const kiln_dist *d, int t, int vocab, int *v0, int *n) {
+    const int unit = (vocab + d->tp * 16 - 1) / (d->tp * 16) * 16;
+    *v0 = t * unit < vocab ? t * unit : vocab;
+    *n = (*v0 + unit < vocab ? *v0 + unit : vocab) - *v0;
+}
+
+void dist_shard_output(kiln_dist *d, kiln_mat *lm) {
+    if (!d || d->tp == 1 || !dist_last_stage(d)) return;
+    int v0, n;
+    dist_vocab_range(d, d->tp_rank, lm->rows, &v0, &n);
+    lm->data = (const char *)lm->data + (size_t)v0 * kern_row_bytes(lm->dt, lm->cols); /* 16-row panels stay whole */
+    lm->rows = n;
+}

@@ -207,11 +207,18 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
         for (int r = b->logits_all ? t - b->n_tokens[i] : t - 1; r < t; r++, n_out++)
             kern_rmsnorm(c->h + (size_t)n_out * H, c->x + (size_t)r * H, m->final_norm, H, g->rms_norm_eps);
     }
-    /* Distributed: the last stage's states go to rank 0, which alone makes the output (zeros elsewhere). */
-    if (dist_to_output(m->dist, c->h, (size_t)n_out * H, err)) return -1;
-    if (!dist_is_output(m->dist)) memset(out, 0, (size_t)n_out * (hidden_only ? H : g->vocab_size) * sizeof(float));
-    else if (hidden_only) memcpy(out, c->h, (size_t)n_out * H * sizeof(float));
-    else bad |= mm(c, out, c->h, n_out, &m->lm_head, NULL);
+    /* Distributed: rank 0 alone gets the output (zeros elsewhere); the last stage's ranks compute the
+     * logits, each its rows of the vocabulary (dist.h). */
+    float *part;
+    if (hidden_only) {
+        if (dist_to_output(m->dist, c->h, (size_t)n_out * H, err)) return -1;
+        if (dist_is_output(m->dist)) memcpy(out, c->h, (size_t)n_out * H * sizeof(float));
+        else memset(out, 0, (size_t)n_out * H * sizeof(float));
+    } else if (!(part = dist_logits_part(m->dist, out, (size_t)n_out, err))) return -1;
+    else {
+        if (dist_last_stage(m->dist)) bad |= mm(c, part, c->h, n_out, &m->lm_head, NULL);
+        if (dist_logits_gather(m->dist, part, out, (size_t)n_out, err)) return -1;
+    }
     return bad ? kiln_err_set(err, "internal error: matmul scratch smaller than the batch") : 0;
 }
 

@@ -46,7 +46,7 @@ static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int
     kiln_model *m = ud;
     const st_tensor *t;
     const int local = dist_local_layer(m->dist, layer);
-    if ((layer >= 0 && local < 0) || !dist_holds(m->dist, d->role)) return 0; /* another rank's */
+    if ((layer >= 0 && local < 0) || !dist_holds(m->dist, d->role, m->cfg.tie_word_embeddings)) return 0; /* another rank's */
     if (model_find_tensor(&m->shards, d, name, rows, cols, &t, err)) return -1;
     if (!t) return 0; /* optional and absent */
     char *base = layer >= 0 ? (char *)&m->layers[local] : (char *)m;
@@ -169,6 +169,7 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
         goto fail;
     }
     if (convert && model_convert(m, dir, opts, &rq, err)) goto fail;
+    dist_shard_output(m->dist, &m->lm_head); /* after conversion, which re-ties lm_head to the embedding */
     account(m);
     return m;
 fail:
