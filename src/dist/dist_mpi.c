@@ -209,7 +209,4 @@ int dist_bcast_token(int32_t *tok, kiln_err *err) {
     return 0;
 }
 
-double kiln_dist_comm_seconds(const kiln_dist *d) { return d ? d->comm_s : 0; }
-int kiln_dist_rank(const kiln_dist *d) { return d ? d->rank : 0; }
-int kiln_dist_size(const kiln_dist *d) { return d ? d->size : 1; }
 #endif

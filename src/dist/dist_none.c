@@ -25,7 +25,4 @@ int dist_logits_gather(kiln_dist *d, const float *part, float *out, size_t n_out
     return (void)d, (void)part, (void)out, (void)n_out, (void)err, 0;
 }
 int dist_bcast_token(int32_t *tok, kiln_err *err) { return (void)tok, (void)err, 0; }
-double kiln_dist_comm_seconds(const kiln_dist *d) { return (void)d, 0; }
-int kiln_dist_rank(const kiln_dist *d) { return (void)d, 0; }
-int kiln_dist_size(const kiln_dist *d) { return (void)d, 1; }
 #endif

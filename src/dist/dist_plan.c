@@ -34,3 +34,7 @@ int dist_local_layer(const kiln_dist *d, int l) {
     if (!d || l < 0) return l;
     return l >= d->layer0 && l < d->layer0 + d->n_layers ? l - d->layer0 : -1;
 }
+
+int kiln_dist_rank(const kiln_dist *d) { return d ? d->rank : 0; }
+int kiln_dist_size(const kiln_dist *d) { return d ? d->size : 1; }
+double kiln_dist_comm_seconds(const kiln_dist *d) { return d ? d->comm_s : 0; }
