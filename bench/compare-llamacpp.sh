@@ -42,14 +42,8 @@ echo "== kiln measured with: $KILN_MODE, $THREADS threads, $ROUNDS interleaved r
 kiln_flags() { case $1 in F16) echo "--dtype f16";; BF16) echo "--dtype bf16";; Q8_0) echo "--quant q8_0 --quant-cache";; Q4_0) echo "--quant q4_0 --quant-cache";; esac; }
 kiln_dtype() { case $1 in F16) echo f16;; BF16) echo bf16;; Q8_0) echo q8_0;; Q4_0) echo q4_0;; esac; }
 
-run_llama() { # fmt -> "pp tg"
-    "$LLAMA_BIN/llama-bench" -m "$MODEL-$1.gguf" -t "$THREADS" -p "$PP" -n "$TG" -r 1 -o jsonl 2>/dev/null |
-        $PY -c 'import sys,json
-r={}
-for l in sys.stdin:
-    d=json.loads(l); r["pp" if d["n_prompt"] else "tg"]=d["avg_ts"]
-print(r["pp"], r["tg"])'
-}
+. bench/llamacpp-pp-tg.sh
+run_llama() { llama_pp_tg "$MODEL-$1.gguf" "$THREADS" "$PP" "$TG"; } # fmt -> "pp tg"
 run_kiln() { # fmt -> "pp tg"
     if [ "$KILN_MODE" = kiln-bench ]; then
         # shellcheck disable=SC2046

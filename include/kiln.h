@@ -61,8 +61,23 @@ double kiln_now(void);
 /* ===================================================================================================
  * Model configuration (src/model/config.c)
  * =================================================================================================== */
-typedef enum { KILN_ARCH_LLAMA, KILN_ARCH_MISTRAL, KILN_ARCH_QWEN2, KILN_ARCH_QWEN3 } kiln_arch;
-typedef enum { KILN_ROPE_DEFAULT, KILN_ROPE_LINEAR, KILN_ROPE_LLAMA3 } kiln_rope_type;
+typedef enum {
+    KILN_ARCH_LLAMA,
+    KILN_ARCH_MISTRAL,
+    KILN_ARCH_QWEN2,
+    KILN_ARCH_QWEN3,
+    KILN_ARCH_PHI3,  /* Phi3ForCausalLM (Phi-3, Phi-4) */
+    KILN_ARCH_OLMO2, /* Olmo2ForCausalLM */
+    KILN_ARCH_GEMMA2,
+    KILN_ARCH_GEMMA3,
+    KILN_ARCH_QWEN3_MOE, /* Qwen3MoeForCausalLM */
+    KILN_ARCH_MIXTRAL,   /* MixtralForCausalLM */
+} kiln_arch;
+/* The most routed experts per layer a config may have (Qwen3-MoE: 128, Mixtral: 8). */
+#define KILN_MAX_EXPERTS 256
+typedef enum { KILN_ROPE_DEFAULT, KILN_ROPE_LINEAR, KILN_ROPE_LLAMA3, KILN_ROPE_LONGROPE } kiln_rope_type;
+#define KILN_ROPE_MAX_FACTORS 256 /* longrope's per-frequency factors: rope_dim / 2 of them at most */
+typedef enum { KILN_ACT_SILU = 0, KILN_ACT_GELU_TANH } kiln_act; /* silu; gelu_pytorch_tanh (Gemma) */
 
 /* Storage / compute formats. The quantised ones are llama.cpp's blocks (ggml-common.h), byte for byte: Q8_0
  * and Q4_0 (32 weights, f16 scale; what --quant converts to), Q4_1 / Q5_0 / Q5_1 / IQ4_NL (32 weights) and
@@ -114,7 +129,47 @@ typedef struct kiln_config {
     int bos_token_id; /* -1 if none */
     int eos_token_ids[8];
     int n_eos_token_ids;
+    /* Sliding-window attention (Mistral's sliding_window; Gemma's local layers): a layer whose bit is set in
+     * swa_layers attends only the last sliding_window positions (key j visible from query i iff
+     * i - sliding_window < j <= i). sliding_window 0: no layer has a window. */
+    int sliding_window;
+    uint64_t swa_layers[64]; /* bit l % 64 of word l / 64: layer l uses the window (n_layers <= 4096) */
+    /* Gemma 2 / 3 (see kiln_config_load); all zero for the Llama family. */
+    bool norm_offset;          /* RMSNorm weights are offsets: the norm multiplies by (1 + w) (safetensors only;
+                                  llama.cpp's converter writes 1 + w into a GGUF) */
+    bool sandwich_norms;       /* post-attention, pre- and post-feed-forward norms around each block */
+    kiln_act hidden_act;       /* the MLP's gate activation */
+    float embed_scale;         /* the embedding is multiplied by this (sqrt(hidden_size)); 0: not scaled */
+    float attn_scale;          /* attention's score scale (1 / sqrt(query_pre_attn_scalar)); 0: 1 / sqrt(head_dim) */
+    float attn_logit_softcap;  /* scores become tanh(s / cap) * cap before the softmax; 0: none */
+    float final_logit_softcap; /* likewise for the output logits; 0: none */
+    double rope_local_theta;   /* RoPE base of the window layers (Gemma 3 rope_local_base_freq, default RoPE
+                                  without rope_scaling); 0: the same RoPE as the other layers */
+    bool window_absent;        /* a GGUF of a Mistral model without {arch}.attention.sliding_window (llama.cpp's
+                                  converter writes none): run unwindowed as the file says; kiln_model_open warns */
+    /* Phi-3, OLMo-2 */
+    bool fused_proj;   /* Phi-3: qkv_proj (rows q | k | v) and gate_up_proj (rows gate | up), bound as row views */
+    bool no_pre_norms; /* OLMo-2: no input / pre-MLP RMSNorm (the sublayers read the residual stream itself) */
+    bool post_norms;   /* OLMo-2: RMSNorm on the attention and MLP outputs, before the residual add */
+    bool qk_norm_full; /* OLMo-2: RMSNorm over the whole q / k projection (weights [n_heads * head_dim], [kv_dim]) */
+    /* RoPE of part of each head (Phi-4-mini: partial_rotary_factor 0.75) and Phi-3's longrope ("su") */
+    int rope_dim;            /* leading dims of each head that RoPE rotates (int(head_dim * partial_rotary_factor)) */
+    double rope_attn_factor; /* longrope: cos and sin scaled by it (transformers' attention_factor) */
+    float rope_short_factor[KILN_ROPE_MAX_FACTORS]; /* longrope: frequency divisors [rope_dim / 2], contexts up to */
+    float rope_long_factor[KILN_ROPE_MAX_FACTORS];  /* rope_original_max_pos tokens, and longer ones */
+    /* Mixture of experts (Qwen3-MoE, Mixtral): every layer's FFN is n_experts SwiGLU experts of
+     * expert_ffn_size, of which a router picks n_experts_used per token (softmax, top-k, the weights
+     * renormalised to sum 1 when norm_topk_prob). n_experts 0: a dense FFN of intermediate_size. */
+    int n_experts; /* at most KILN_MAX_EXPERTS */
+    int n_experts_used;
+    int expert_ffn_size;
+    bool norm_topk_prob;
 } kiln_config;
+
+/* Whether layer l of c attends through the sliding window. */
+static inline bool kiln_config_layer_windowed(const kiln_config *c, int l) {
+    return c->sliding_window > 0 && (c->swa_layers[l / 64] >> (l % 64) & 1);
+}
 
 /* Parses DIR/config.json (or a GGUF model's {arch}.* keys, see kiln_model_open); validates every field the
  * forward pass needs. */
@@ -747,7 +802,8 @@ double kiln_measure_matmul_gflops(int rows, int cols, int n, int n_threads, doub
 /* What decoding a model costs in memory traffic, from config.json and the safetensors headers alone
  * (no weights read; the loader's shard index, tensor list and format policy, so every figure is the bytes
  * a load holds). Per-token weight bytes count every weight read once per decoded token: all of them
- * except an untied input embedding, of which one row is read. */
+ * except an untied input embedding, of which one row is read, and of a mixture of experts only the
+ * n_experts_used experts per layer a token is routed to. */
 typedef struct kiln_model_stats {
     int64_t params;
     char checkpoint_dtype[16];          /* the storage type of most weights: "bf16", "f32", ... */

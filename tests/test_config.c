@@ -72,6 +72,52 @@ TEST(rope_scaling_spellings) {
                     &c, &err) != 0 && strstr(err.msg, "low_freq_factor"), "llama3 without fields: %s", err.msg);
 }
 
+/* Which layers get the sliding window, and Gemma's settings with transformers' defaults. */
+#define SHAPE7 "\"hidden_size\":64,\"intermediate_size\":128,\"num_hidden_layers\":7,\"num_attention_heads\":4," \
+               "\"vocab_size\":100"
+static unsigned windowed_layers(const kiln_config *c) {
+    unsigned bits = 0;
+    for (int l = 0; l < c->n_layers; l++) bits |= (unsigned)kiln_config_layer_windowed(c, l) << l;
+    return bits;
+}
+
+TEST(windows_and_gemma) {
+    kiln_config c;
+    kiln_err err;
+    REQUIRE(load_json("{\"architectures\":[\"MistralForCausalLM\"],\"sliding_window\":8," SHAPE7 "}", &c, &err) == 0,
+            "%s", err.msg);
+    CHECK(c.sliding_window == 8 && windowed_layers(&c) == 0x7f && !c.norm_offset && c.hidden_act == KILN_ACT_SILU,
+          "Mistral: every layer (%#x)", windowed_layers(&c));
+    REQUIRE(load_json("{\"architectures\":[\"MistralForCausalLM\"],\"sliding_window\":null," SHAPE7 "}", &c, &err) == 0,
+            "%s", err.msg);
+    CHECK(windowed_layers(&c) == 0, "null window");
+    REQUIRE(load_json("{\"architectures\":[\"Qwen2ForCausalLM\"],\"sliding_window\":8,\"use_sliding_window\":true,"
+                      "\"max_window_layers\":5," SHAPE7 "}", &c, &err) == 0, "%s", err.msg);
+    CHECK(windowed_layers(&c) == 0x60, "Qwen2: layers >= max_window_layers (%#x)", windowed_layers(&c));
+    REQUIRE(load_json("{\"architectures\":[\"Qwen2ForCausalLM\"],\"sliding_window\":8," SHAPE7 "}", &c, &err) == 0,
+            "%s", err.msg);
+    CHECK(windowed_layers(&c) == 0, "Qwen2 without use_sliding_window");
+    REQUIRE(load_json("{\"architectures\":[\"Gemma3ForCausalLM\"],\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":8},"
+                      SHAPE7 "}", &c, &err) == 0, "%s", err.msg);
+    CHECK(c.arch == KILN_ARCH_GEMMA3 && c.sliding_window == 4096 && windowed_layers(&c) == 0x5f, "Gemma 3 pattern 6 (%#x)",
+          windowed_layers(&c));
+    CHECK(c.norm_offset && c.sandwich_norms && c.qk_norm && c.tie_word_embeddings && c.hidden_act == KILN_ACT_GELU_TANH &&
+              c.embed_scale == 8.0f && c.attn_scale == 1.0f / 16 && c.attn_logit_softcap == 0 && c.final_logit_softcap == 0 &&
+              c.rope_local_theta == 10000 && c.rope_type == KILN_ROPE_LINEAR,
+          "Gemma 3 defaults");
+    REQUIRE(load_json("{\"architectures\":[\"Gemma2ForCausalLM\"],\"query_pre_attn_scalar\":64," SHAPE7 "}", &c, &err) == 0,
+            "%s", err.msg);
+    CHECK(windowed_layers(&c) == 0x55 && c.attn_logit_softcap == 50 && c.final_logit_softcap == 30 &&
+              c.attn_scale == 0.125f && c.rope_local_theta == 0 && !c.qk_norm,
+          "Gemma 2 defaults (%#x)", windowed_layers(&c));
+    REQUIRE(load_json("{\"architectures\":[\"Gemma2ForCausalLM\"],\"attn_logit_softcapping\":null,"
+                      "\"final_logit_softcapping\":null,\"sliding_window\":16,\"layer_types\":[\"full_attention\","
+                      "\"sliding_attention\",\"full_attention\",\"full_attention\",\"full_attention\",\"full_attention\","
+                      "\"sliding_attention\"]," SHAPE7 "}", &c, &err) == 0, "%s", err.msg);
+    CHECK(windowed_layers(&c) == 0x42 && c.sliding_window == 16 && c.attn_logit_softcap == 0 && c.final_logit_softcap == 0,
+          "layer_types and null caps (%#x)", windowed_layers(&c));
+}
+
 TEST(errors_are_one_line_and_named) {
     kiln_config c;
     kiln_err err;
@@ -93,6 +139,15 @@ TEST(errors_are_one_line_and_named) {
         {"{\"architectures\":[\"LlamaForCausalLM\"],\"torch_dtype\":\"int8\"," BASE "}", "int8"},
         {"{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_act\":\"gelu\"," BASE "}", "hidden_act"},
         {"{\"architectures\":[\"LlamaForCausalLM\"],\"head_dim\":15," BASE "}", "head_dim"},
+        {"{\"architectures\":[\"Gemma3ForCausalLM\"],\"layer_types\":[\"full_attention\",\"chunked_attention\"]," BASE "}",
+         "chunked_attention"},
+        {"{\"architectures\":[\"Gemma3ForCausalLM\"],\"layer_types\":[\"full_attention\"]," BASE "}", "layer_types"},
+        {"{\"architectures\":[\"Gemma3ForCausalLM\"],\"rope_parameters\":{}," BASE "}", "rope_parameters"},
+        {"{\"architectures\":[\"Gemma3ForCausalLM\"],\"use_bidirectional_attention\":true," BASE "}",
+         "use_bidirectional_attention"},
+        {"{\"architectures\":[\"Gemma2ForCausalLM\"],\"hidden_activation\":\"gelu\"," BASE "}", "hidden_activation"},
+        {"{\"architectures\":[\"Gemma2ForCausalLM\"],\"query_pre_attn_scalar\":0," BASE "}", "query_pre_attn_scalar"},
+        {"{\"architectures\":[\"MistralForCausalLM\"],\"sliding_window\":0," BASE "}", "sliding_window"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc = load_json(cases[i].body, &c, &err);
@@ -202,6 +257,7 @@ int main(void) {
     RUN(fixtures);
     RUN(architectures_and_defaults);
     RUN(rope_scaling_spellings);
+    RUN(windows_and_gemma);
     RUN(errors_are_one_line_and_named);
     char path[256];
     snprintf(path, sizeof path, "%s/config.json", dir);

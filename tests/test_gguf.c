@@ -10,6 +10,7 @@
 #include "check.h"
 #include "common/strbuf.h"
 #include "kernels/format.h"
+#include "kernels/kernels.h"
 #include "kiln.h"
 #include "model/gguf.h"
 #include "model/shards.h"
@@ -460,8 +461,8 @@ TEST(rope_freqs_divide_the_frequencies) {
 
 typedef struct conv {
     const st_set *s;
-    wtensor t[64];
-    char names[64][64];
+    wtensor t[128];
+    char names[128][64];
     int n;
 } conv;
 
@@ -470,7 +471,7 @@ static int add_tensor(void *ud, const tensor_desc *d, int layer, const char *nam
     (void)rows, (void)cols, (void)err;
     conv *c = ud;
     const st_tensor *x = st_set_find(c->s, name, NULL);
-    if (!x || c->n == 64) return 0;
+    if (!x || c->n == 128) return 0;
     tensor_name(d, true, layer, c->names[c->n], sizeof c->names[c->n]);
     wtensor *w = &c->t[c->n];
     *w = (wtensor){c->names[c->n], kern_formats[x->dt].gguf_type, x->ndim, {1, 1, 1, 1}, x->data, x->nbytes};
@@ -483,6 +484,60 @@ static void put_kv_f32(strbuf *b, const char *key, float v) {
     put_str(b, key, strlen(key)), put_u32(b, GGUF_FLOAT32), strbuf_put(b, &v, 4);
 }
 
+/* The checkpoint in dir written to path as a GGUF of architecture arch, as llama.cpp's converter writes it:
+ * the shape keys, then n_extra more keys serialised in extra; with norm_plus_one, every "*norm.weight" as
+ * f32 1 + w (Gemma's converter). The config read from the checkpoint goes to *cfg. */
+static bool convert_checkpoint(const char *dir, const char *arch, const char *path, const strbuf *extra, int n_extra,
+                               bool norm_plus_one, kiln_config *cfg) {
+    st_set s;
+    kiln_err err = {{0}};
+    if (kiln_config_load(dir, cfg, &err) || st_set_open(&s, dir, &err)) return fprintf(stderr, "  %s\n", err.msg), false;
+    conv c = {.s = &s};
+    tensors_each(cfg, add_tensor, &c, &err);
+    float *shifted[128] = {0}; /* the tensors rewritten here (norms + 1, permuted q/k) */
+    for (int i = 0; norm_plus_one && i < c.n; i++) {
+        size_t len = strlen(c.t[i].name), n = (size_t)c.t[i].ne[0];
+        if (len < 11 || strcmp(c.t[i].name + len - 11, "norm.weight")) continue;
+        shifted[i] = malloc(n * sizeof(float));
+        for (int dt = 0; dt < KILN_DT_COUNT; dt++)
+            if (kern_formats[dt].gguf_type == c.t[i].type) kern_row_to_f32(shifted[i], c.t[i].data, (kiln_dtype)dt, (int)n);
+        for (size_t k = 0; k < n; k++) shifted[i][k] += 1.0f;
+        c.t[i].type = kern_formats[KILN_DT_F32].gguf_type, c.t[i].data = shifted[i], c.t[i].nbytes = n * sizeof(float);
+    }
+    for (int i = 0; !strcmp(arch, "llama") && i < c.n; i++) { /* the converter's q/k row permutation (LlamaModel) */
+        const char *nm = c.t[i].name;
+        size_t len = strlen(nm);
+        const bool q = len >= 13 && !strcmp(nm + len - 13, "attn_q.weight"), k = len >= 13 && !strcmp(nm + len - 13, "attn_k.weight");
+        if (!q && !k) continue;
+        const int64_t rows = c.t[i].ne[1], D = rows / (q ? cfg->n_heads : cfg->n_kv_heads), half = D / 2;
+        const size_t rb = c.t[i].nbytes / (size_t)rows;
+        char *dst = malloc(c.t[i].nbytes);
+        for (int64_t r = 0; r < rows; r++) /* GGUF row h*D + 2i + j holds Hugging Face row h*D + j*D/2 + i */
+            memcpy(dst + (size_t)r * rb, (const char *)c.t[i].data + (size_t)(r / D * D + (r % D % 2) * half + r % D / 2) * rb, rb);
+        shifted[i] = (float *)dst, c.t[i].data = dst;
+    }
+    strbuf kv = {0};
+    put_str(&kv, "general.architecture", 20), put_u32(&kv, GGUF_STRING), put_str(&kv, arch, strlen(arch));
+    const struct {
+        const char *k;
+        int v;
+    } ints[] = {{"embedding_length", cfg->hidden_size}, {"feed_forward_length", cfg->intermediate_size},
+                {"block_count", cfg->n_layers},         {"attention.head_count", cfg->n_heads},
+                {"attention.head_count_kv", cfg->n_kv_heads}, {"attention.key_length", cfg->head_dim},
+                {"attention.value_length", cfg->head_dim},    {"context_length", cfg->max_position_embeddings}};
+    char key[128];
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        snprintf(key, sizeof key, "%s.%s", arch, ints[i].k), put_kv_u32(&kv, key, (uint32_t)ints[i].v);
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch), put_kv_f32(&kv, key, cfg->rms_norm_eps);
+    snprintf(key, sizeof key, "%s.rope.freq_base", arch), put_kv_f32(&kv, key, (float)cfg->rope_theta);
+    if (n_extra) strbuf_put(&kv, extra->p, extra->len);
+    bool ok = write_gguf_kv(path, NULL, 0, 0, &kv, 11 + n_extra, c.t, c.n);
+    strbuf_free(&kv);
+    for (int i = 0; i < c.n; i++) free(shifted[i]);
+    st_set_close(&s);
+    return ok;
+}
+
 /* model (a safetensors checkpoint in $SHARED/models) as a GGUF of architecture arch; its logits on a
  * prompt must equal the checkpoint's exactly (same bytes, same config). */
 static void check_converted(const char *model, const char *arch) {
@@ -491,29 +546,9 @@ static void check_converted(const char *model, const char *arch) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", shared_path(rel));
     kiln_config cfg;
-    st_set s;
     kiln_err err = {{0}};
-    REQUIRE(kiln_config_load(dir, &cfg, &err) == 0 && st_set_open(&s, dir, &err) == 0, "%s", err.msg);
-    conv c = {.s = &s};
-    tensors_each(&cfg, add_tensor, &c, &err);
-    strbuf kv = {0};
-    put_str(&kv, "general.architecture", 20), put_u32(&kv, GGUF_STRING), put_str(&kv, arch, strlen(arch));
-    const struct {
-        const char *k;
-        int v;
-    } ints[] = {{"embedding_length", cfg.hidden_size}, {"feed_forward_length", cfg.intermediate_size},
-                {"block_count", cfg.n_layers},         {"attention.head_count", cfg.n_heads},
-                {"attention.head_count_kv", cfg.n_kv_heads}, {"attention.key_length", cfg.head_dim},
-                {"attention.value_length", cfg.head_dim},    {"context_length", cfg.max_position_embeddings}};
-    char key[128];
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-        snprintf(key, sizeof key, "%s.%s", arch, ints[i].k), put_kv_u32(&kv, key, (uint32_t)ints[i].v);
-    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch), put_kv_f32(&kv, key, cfg.rms_norm_eps);
-    snprintf(key, sizeof key, "%s.rope.freq_base", arch), put_kv_f32(&kv, key, (float)cfg.rope_theta);
     snprintf(rel, sizeof rel, "%s.gguf", model);
-    CHECK(write_gguf_kv(tmp_path(rel), NULL, 0, 0, &kv, 11, c.t, c.n), "write %s", rel);
-    strbuf_free(&kv);
-    st_set_close(&s);
+    REQUIRE(convert_checkpoint(dir, arch, tmp_path(rel), NULL, 0, false, &cfg), "write %s", rel);
     kiln_config gc;
     CHECK(kiln_config_load(tmp_path(rel), &gc, &err) == 0, "%s", err.msg);
     CHECK(gc.arch == cfg.arch && gc.attention_bias == cfg.attention_bias && gc.qk_norm == cfg.qk_norm &&
@@ -528,6 +563,103 @@ static void check_converted(const char *model, const char *arch) {
 
 TEST(qwen2_gguf_equals_safetensors) { check_converted("tiny-qwen2", "qwen2"); }
 TEST(qwen3_gguf_equals_safetensors) { check_converted("tiny-qwen3", "qwen3"); }
+
+/* ---- the arch fixtures ($ARCH_FIXTURES, made by tests/run.sh) converted as llama.cpp's converter does:
+ * Gemma's norms + 1, its window / soft-capping / local RoPE keys; Mistral labelled llama, with or without
+ * the window key ---- */
+
+static const char *arch_fixture(const char *name) {
+    static char buf[4096];
+    const char *d = getenv("ARCH_FIXTURES");
+    snprintf(buf, sizeof buf, "%s/%s", d && *d ? d : "build/arch-fixtures", name);
+    return buf;
+}
+
+static void collect_warning(void *ud, const char *msg) { snprintf(ud, 256, "%s", msg); }
+
+/* The logits at every position of the golden's last case (70 tokens: past every window) from path; the
+ * load's warning (if any) into warning[256]. */
+static float *arch_logits(const char *path, const char *name, int *n, int *V, char *warning) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "golden/models/%s/golden.json", name);
+    json_t *gj = json_load_file(shared_path(rel), 0, NULL);
+    json_t *cs = json_array_get(json_object_get(gj, "cases"), 3), *pid = json_object_get(cs, "prompt_ids");
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    mo.warn = collect_warning, mo.cb_ud = warning;
+    kiln_err err = {{0}};
+    kiln_model *m = gj ? kiln_model_open(path, &mo, &err) : NULL;
+    CHECK(m, "%s: %s", path, gj ? err.msg : "no golden");
+    float *all = NULL;
+    *n = (int)json_array_size(pid);
+    int32_t ids[128];
+    for (int i = 0; i < *n && i < 128; i++) ids[i] = (int32_t)json_integer_value(json_array_get(pid, (size_t)i));
+    kiln_ctx_opts co;
+    kiln_ctx_opts_default(&co);
+    co.n_ctx = *n;
+    kiln_ctx *c = m ? kiln_ctx_new(m, &co, &err) : NULL;
+    if (c) {
+        *V = kiln_model_config(m)->vocab_size;
+        all = malloc((size_t)*n * *V * sizeof(float));
+        int seq = kiln_seq_new(c, &err), nt = *n;
+        kiln_batch b = {1, &seq, &nt, ids, true, all};
+        CHECK(kiln_forward(c, &b, &err) == 0, "%s: %s", path, err.msg);
+    }
+    kiln_ctx_free(c);
+    kiln_model_free(m);
+    json_decref(gj);
+    return all;
+}
+
+/* name's fixture as an arch GGUF with the extra keys; its logits must equal the checkpoint's exactly (same_window)
+ * or, for Mistral without its window key, differ past the window (and the load warns). */
+static void check_arch_converted(const char *name, const char *arch, const strbuf *extra, int n_extra, bool same_window) {
+    char rel[128], dir[4096], wa[256] = "", wb[256] = "";
+    snprintf(dir, sizeof dir, "%s", arch_fixture(name));
+    snprintf(rel, sizeof rel, "%s-%d.gguf", name, n_extra);
+    kiln_config cfg, gc;
+    kiln_err err = {{0}};
+    const bool gemma = strncmp(arch, "gemma", 5) == 0;
+    REQUIRE(convert_checkpoint(dir, arch, tmp_path(rel), extra, n_extra, gemma, &cfg), "write %s", rel);
+    CHECK(kiln_config_load(tmp_path(rel), &gc, &err) == 0, "%s", err.msg);
+    CHECK(gc.arch == (gemma ? cfg.arch : KILN_ARCH_LLAMA) && gc.qk_norm == cfg.qk_norm && gc.sandwich_norms == cfg.sandwich_norms && !gc.norm_offset &&
+              gc.attn_logit_softcap == cfg.attn_logit_softcap && gc.final_logit_softcap == cfg.final_logit_softcap &&
+              gc.attn_scale == cfg.attn_scale && gc.rope_local_theta == cfg.rope_local_theta,
+          "%s: config differs", name);
+    CHECK(same_window == !memcmp(gc.swa_layers, cfg.swa_layers, sizeof gc.swa_layers) &&
+              same_window == (gc.sliding_window == cfg.sliding_window) && gc.window_absent == !same_window,
+          "%s: window %d vs %d", name, gc.sliding_window, cfg.sliding_window);
+    int n = 0, V = 0;
+    float *a = arch_logits(tmp_path(rel), name, &n, &V, wa), *b = arch_logits(dir, name, &n, &V, wb);
+    double d = max_diff(a, b, (size_t)n * V);
+    if (same_window) CHECK(d == 0 && !wa[0], "%s: GGUF vs safetensors logits differ by %g (%s)", name, d, wa);
+    else CHECK(d > 1 && strstr(wa, "sliding_window") && !wb[0], "%s: unwindowed GGUF differs by %g; warning '%s'", name, d, wa);
+    free(a), free(b);
+}
+
+static void put_kv_named(strbuf *b, const char *name) {
+    put_str(b, "general.name", 12), put_u32(b, GGUF_STRING), put_str(b, name, strlen(name));
+}
+
+TEST(gemma_gguf_equals_safetensors) {
+    strbuf kv = {0};
+    put_kv_u32(&kv, "gemma2.attention.sliding_window", 8);
+    put_kv_f32(&kv, "gemma2.attn_logit_softcapping", 50), put_kv_f32(&kv, "gemma2.final_logit_softcapping", 30);
+    check_arch_converted("gemma2-tiny", "gemma2", &kv, 3, true);
+    strbuf_free(&kv);
+    put_kv_u32(&kv, "gemma3.attention.sliding_window", 8), put_kv_f32(&kv, "gemma3.rope.freq_base_swa", 10000);
+    check_arch_converted("gemma3-tiny", "gemma3", &kv, 2, true);
+    strbuf_free(&kv);
+}
+
+TEST(mistral_gguf_window) {
+    strbuf kv = {0};
+    put_kv_named(&kv, "Mistral Tiny"); /* the name only, as llama.cpp's converter writes it */
+    check_arch_converted("mistral-tiny", "llama", &kv, 1, false);
+    put_kv_u32(&kv, "llama.attention.sliding_window", 8);
+    check_arch_converted("mistral-tiny", "llama", &kv, 2, true);
+    strbuf_free(&kv);
+}
 
 /* ---- hostile files ---- */
 
@@ -644,6 +776,8 @@ int main(void) {
     RUN(rope_freqs_divide_the_frequencies);
     RUN(qwen2_gguf_equals_safetensors);
     RUN(qwen3_gguf_equals_safetensors);
+    RUN(gemma_gguf_equals_safetensors);
+    RUN(mistral_gguf_window);
     RUN(structural_faults_are_named);
     RUN(truncations_are_one_line_errors);
     RUN(header_byte_flips_never_crash);

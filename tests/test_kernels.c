@@ -292,8 +292,11 @@ TEST(simd_attention_matches_reference) {
         float *scratch = malloc(sizeof(float) * NBLK * BLOCK);
         for (size_t i = 0; i < bstride * NBLK; i++) cache[i] = frand();
         for (int i = 0; i < HQ * hd; i++) q[i] = frand() * 2;
-        kern_kv_view kv = {cache, cache + (size_t)BLOCK * kvd, table, BLOCK, bstride, row, hstride};
+        kern_kv_view kv = {cache, cache + (size_t)BLOCK * kvd, table, BLOCK, bstride, row, hstride, 0, 0, 0};
         for (int p = 0; p < 6; p++) {
+            /* every third count through a window starting inside a block, every third with a scale and soft-cap */
+            kv.first = p % 3 == 1 ? npos[p] * 2 / 3 : 0;
+            kv.scale = p % 3 == 2 ? 0.3f : 0, kv.softcap = p % 3 == 2 ? 5.0f : 0;
             kern_attention_ref(ref, q, HQ, HKV, hd, npos[p], &kv, scratch, 0, HQ);
             for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {
                 if (kern_set_isa(isas[s]) != 0) continue;
@@ -311,6 +314,61 @@ TEST(simd_attention_matches_reference) {
             kern_set_isa(kern_best_isa());
         }
         free(cache), free(q), free(ref), free(got), free(scratch);
+    }
+}
+
+/* GELU-tanh (gelu_pytorch_tanh) against the formula in double, from -12 to 12 (tanh saturating both ways). */
+TEST(gelu_tanh_mul_matches_formula) {
+    enum { N = 481 };
+    float gate[N], up[N];
+    for (int i = 0; i < N; i++) gate[i] = -12.0f + 0.05f * (float)i, up[i] = 0.5f + (float)(i % 7);
+    float x[N];
+    memcpy(x, gate, sizeof x);
+    kern_gelu_tanh_mul(gate, up, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double v = x[i], want = 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v))) * up[i];
+        worst = fmax(worst, fabs(gate[i] - want) / fmax(1.0, fabs(want)));
+    }
+    CHECK(worst < 1e-6, "gelu_tanh off by %g (relative)", worst);
+}
+
+/* The window, scale and soft-cap mean what kernels.h says: positions first..n_pos-1 only, softmax of
+ * tanh(q.k * scale / cap) * cap; checked against the formula on one head over a one-block-per-position cache. */
+TEST(attention_window_scale_softcap) {
+    enum { HD = 16, NPOS = 40 };
+    float cache[NPOS][2][HD], q[HD], out[HD], scratch[NPOS], w[NPOS];
+    int table[NPOS];
+    for (int p = 0; p < NPOS; p++) {
+        table[p] = NPOS - 1 - p;
+        for (int i = 0; i < HD; i++) cache[p][0][i] = frand() * 2, cache[p][1][i] = frand();
+    }
+    for (int i = 0; i < HD; i++) q[i] = frand() * 2;
+    const int firsts[] = {0, 1, 33, NPOS - 1};
+    for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {
+        if (kern_set_isa(isas[s]) != 0) continue;
+        for (int f = 0; f < 4; f++)
+            for (int capped = 0; capped < 2; capped++) {
+                const float scale = capped ? 0.7f : 0.25f, cap = capped ? 2.0f : 0; /* 0.25 = 1 / sqrt(HD) */
+                kern_kv_view kv = {&cache[0][0][0], &cache[0][1][0], table, 1, 2 * HD, HD, 0, firsts[f], capped ? scale : 0, cap};
+                kern_attention(out, q, 1, 1, HD, NPOS, &kv, scratch, 0, 1);
+                double sum = 0, mx = -INFINITY;
+                for (int p = firsts[f]; p < NPOS; p++) {
+                    double d = 0;
+                    for (int i = 0; i < HD; i++) d += (double)q[i] * cache[NPOS - 1 - p][0][i];
+                    w[p] = (float)(cap ? tanh(d * scale / cap) * cap : d * scale);
+                    mx = w[p] > mx ? w[p] : mx;
+                }
+                for (int p = firsts[f]; p < NPOS; p++) sum += w[p] = (float)exp(w[p] - mx);
+                float err = 0;
+                for (int i = 0; i < HD; i++) {
+                    double o = 0;
+                    for (int p = firsts[f]; p < NPOS; p++) o += w[p] / sum * cache[NPOS - 1 - p][1][i];
+                    err = fmaxf(err, fabsf(out[i] - (float)o));
+                }
+                CHECK(err < 1e-5f, "%s first %d cap %g: off by %g", isas[s], firsts[f], cap, err);
+            }
+        kern_set_isa(kern_best_isa());
     }
 }
 
@@ -501,6 +559,8 @@ int main(int argc, char **argv) {
     RUN(get_rows_panels);
     RUN(simd_matmul_large_shapes);
     RUN(simd_attention_matches_reference);
+    RUN(attention_window_scale_softcap);
+    RUN(gelu_tanh_mul_matches_formula);
     RUN(silu_mul_matches_reference);
     RUN(quantize_act_bit_exact);
     RUN(thread_pool_runs_every_thread_every_time);

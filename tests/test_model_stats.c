@@ -31,6 +31,12 @@ static kiln_model *open_as(const char *dir, int quant, int dtype) {
     return m;
 }
 
+/* A load in format f: quant for the block formats, dtype for the float ones. */
+static kiln_model *open_in_format(const char *dir, int f) {
+    bool q = kern_is_quantised((kiln_dtype)f);
+    return open_as(dir, q ? f : -1, q ? -1 : f);
+}
+
 TEST(bytes_per_token_are_what_the_loader_holds) {
     for (size_t i = 0; i < sizeof MODELS / sizeof *MODELS; i++) {
         char rel[128], dir[4096];
@@ -41,8 +47,7 @@ TEST(bytes_per_token_are_what_the_loader_holds) {
         kiln_err err;
         REQUIRE(kiln_model_stats_load(dir, &s, &err) == 0, "%s: %s", dir, err.msg);
         for (int f = 0; f < KILN_DT_COUNT; f++) {
-            bool q = kern_is_quantised((kiln_dtype)f);
-            kiln_model *m = open_as(dir, q ? f : -1, q ? -1 : f);
+            kiln_model *m = open_in_format(dir, f);
             if (!m) continue;
             CHECK(s.bytes_per_token[f] == loaded_bytes_per_token(m), "%s %s: kiln info says %lld, the loader holds %lld",
                   MODELS[i], kiln_dtype_name((kiln_dtype)f), (long long)s.bytes_per_token[f],
@@ -77,6 +82,43 @@ TEST(q4_0_counts_the_output_projection_in_q8_0) {
     CHECK(s.bytes_per_token[KILN_DT_Q4_0] >= head * 34, "q4_0 %lld < head in q8_0 %lld",
           (long long)s.bytes_per_token[KILN_DT_Q4_0], (long long)(head * 34));
     kiln_model_free(m);
+}
+
+/* A mixture of experts: a token reads n_experts_used of each layer's n_experts, so kiln info counts what
+ * the loader holds less the other experts (all alike: the last n_experts - n_experts_used of each layer),
+ * in every format; the KV bytes are the attention's as for a dense model. */
+static void check_moe_format(const char *name, const char *dir, const kiln_model_stats *s, int f) {
+    kiln_model *m = open_in_format(dir, f);
+    if (!m) return;
+    const kiln_config *c = kiln_model_config(m);
+    int64_t idle = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int e = c->n_experts_used; e < c->n_experts; e++) {
+            const kiln_expert *x = &m->layers[l].experts[e];
+            const kiln_mat *w[] = {&x->w_gate, &x->w_up, &x->w_down};
+            for (int j = 0; j < 3; j++) idle += (int64_t)kern_row_bytes(w[j]->dt, w[j]->cols) * w[j]->rows;
+        }
+    CHECK(idle > 0 && s->bytes_per_token[f] == loaded_bytes_per_token(m) - idle,
+          "%s %s: kiln info says %lld, the loader holds %lld of which %lld in experts a token does not read", name,
+          kiln_dtype_name((kiln_dtype)f), (long long)s->bytes_per_token[f], (long long)loaded_bytes_per_token(m),
+          (long long)idle);
+    CHECK(s->kv_bytes_per_token == 2LL * c->n_layers * c->n_kv_heads * c->head_dim * 4, "%s kv bytes %lld", name,
+          (long long)s->kv_bytes_per_token);
+    kiln_model_free(m);
+}
+
+TEST(moe_counts_only_the_active_experts) {
+    static const char *names[] = {"qwen3moe-tiny", "mixtral-tiny"};
+    const char *env = getenv("ARCH_FIXTURES");
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s/%s", env && *env ? env : "build/arch-fixtures", names[i]);
+        REQUIRE(path_exists(dir), "%s missing: run sh $SHARED/tools/make_arch_fixtures.sh $ARCH_FIXTURES", dir);
+        kiln_model_stats s;
+        kiln_err err;
+        REQUIRE(kiln_model_stats_load(dir, &s, &err) == 0, "%s: %s", dir, err.msg);
+        for (int f = 0; f < KILN_DT_COUNT; f++) check_moe_format(names[i], dir, &s, f);
+    }
 }
 
 /* A folder with the sharded tiny-qwen2 (config, index, both shards) plus a stray *.safetensors file the
@@ -127,5 +169,6 @@ int main(void) {
     RUN(bytes_per_token_are_what_the_loader_holds);
     RUN(q4_0_counts_the_output_projection_in_q8_0);
     RUN(stats_honour_the_shard_index);
+    RUN(moe_counts_only_the_active_experts);
     return check_done();
 }

@@ -580,10 +580,11 @@ static void golden_chat(const char *name, const kiln_template_limits *lim) {
 }
 
 /* Published templates (tests/fixtures/templates/<name>.jinja; "qwen3" is the shared tokenizer's) against the
- * renders in cases.jsonl, each checked by reading the template with Python jinja2 semantics. */
-static void published_templates_under(const kiln_template_limits *lim) {
-    FILE *f = fopen("tests/fixtures/templates/cases.jsonl", "r");
-    REQUIRE(f, "missing tests/fixtures/templates/cases.jsonl");
+ * renders in a cases file: cases.jsonl (each checked by reading the template with Python jinja2 semantics)
+ * or hf_cases.jsonl (Phi-3, Gemma 2 / 3, Mistral v0.3: rendered by @huggingface/jinja, render_hf.mjs). */
+static void published_templates_under(const char *cases, const kiln_template_limits *lim) {
+    FILE *f = fopen(cases, "r");
+    REQUIRE(f, "missing %s", cases);
     kiln_err err = {{0}};
     char qdir[8192];
     snprintf(qdir, sizeof qdir, "%s", shared_path("tokenizers/qwen3"));
@@ -595,7 +596,7 @@ static void published_templates_under(const kiln_template_limits *lim) {
     while (getline(&line, &cap, f) > 0) {
         lines++;
         json_t *j = json_loads(line, 0, NULL);
-        REQUIRE(j, "cases.jsonl line %d: bad JSON", lines);
+        REQUIRE(j, "%s line %d: bad JSON", cases, lines);
         const char *name = json_string_value(json_object_get(j, "template"));
         char *tmpl = NULL;
         if (!strcmp(name, "qwen3")) {
@@ -628,11 +629,15 @@ static void published_templates_under(const kiln_template_limits *lim) {
     kiln_tokenizer_free(qwen3);
 }
 
-TEST(published_templates) { published_templates_under(NULL); }
+#define CASES "tests/fixtures/templates/cases.jsonl"
+#define HF_CASES "tests/fixtures/templates/hf_cases.jsonl"
+TEST(published_templates) { published_templates_under(CASES, NULL); }
+TEST(published_templates_hf_jinja) { published_templates_under(HF_CASES, NULL); }
 TEST(golden_chat_llama3) { golden_chat("llama3", NULL); }
 TEST(golden_chat_qwen3) { golden_chat("qwen3", NULL); }
 TEST(real_templates_far_inside_the_limits) {
-    published_templates_under(&tight);
+    published_templates_under(CASES, &tight);
+    published_templates_under(HF_CASES, &tight);
     golden_chat("llama3", &tight);
     golden_chat("qwen3", &tight);
 }
@@ -654,6 +659,7 @@ int main(void) {
     RUN(errors_name_line_and_column);
     RUN(long_conversation_is_linear);
     RUN(published_templates);
+    RUN(published_templates_hf_jinja);
     RUN(golden_chat_llama3);
     RUN(golden_chat_qwen3);
     RUN(real_templates_far_inside_the_limits);

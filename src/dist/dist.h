@@ -72,7 +72,7 @@ void dist_local_config(const kiln_dist *d, kiln_config *cfg);
 int dist_local_layer(const kiln_dist *d, int l);
 
 /* ---- shards (shard.c) --------------------------------------------------------------------------------- */
-/* This rank's part of tensor t (desc, global shape rows x cols, cols 0 for a vector). A row slice is a
+/* This rank's part of the tensor at data (dtype dt; desc, global shape rows x cols, cols 0 for a vector). A row slice is a
  * view into the mapping; a column slice (wo, w_down) is copied, row by row in the stored format, into
  * *owned (the caller frees it), and the source pages are dropped from this process. */
 typedef struct shard_view {
@@ -85,7 +85,7 @@ typedef struct shard_view {
 void dist_vocab_range(const kiln_dist *d, int t, int vocab, int *v0, int *n);
 /* Narrows lm (the output projection, once converted) to this rank's vocabulary rows: a view. */
 void dist_shard_output(kiln_dist *d, kiln_mat *lm);
-int dist_shard(const kiln_dist *d, const st_set *s, const tensor_desc *desc, const st_tensor *t, int64_t rows,
-               int64_t cols, shard_view *v, kiln_err *err);
+int dist_shard(const kiln_dist *d, const st_set *s, const tensor_desc *desc, const void *data, kiln_dtype dt,
+               int64_t rows, int64_t cols, shard_view *v, kiln_err *err);
 
 #endif

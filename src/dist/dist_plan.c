@@ -1,9 +1,18 @@
 /* dist_plan.c — which part of the model a rank holds (see dist.h): the checks that the config splits,
  * the stage's layer range, and the config its forward pass runs with. No MPI here. */
+#include <string.h>
+
 #include "dist/dist.h"
 
 int dist_plan(kiln_dist *d, const kiln_config *c, kiln_err *err) {
     if (!d) return 0;
+    /* what a split of the heads and the FFN would compute wrongly: refused rather than approximated */
+    if (d->tp > 1 && c->n_experts)
+        return kiln_err_set(err, "--tp %d: %s: splitting mixture-of-experts layers is not supported yet (--pp is)", d->tp,
+                            c->architecture);
+    if (d->tp > 1 && c->qk_norm_full)
+        return kiln_err_set(err, "--tp %d: %s: its q/k norm spans all heads, which --tp splits (--pp works)", d->tp,
+                            c->architecture);
     const struct {
         const char *what;
         int n;
@@ -24,6 +33,11 @@ int dist_plan(kiln_dist *d, const kiln_config *c, kiln_err *err) {
 
 void dist_local_config(const kiln_dist *d, kiln_config *c) {
     if (!d) return;
+    /* per-layer flags are indexed by layer: the stage's layers renumbered from 0 */
+    const kiln_config full = *c;
+    memset(c->swa_layers, 0, sizeof c->swa_layers);
+    for (int l = 0; l < d->n_layers; l++)
+        if (kiln_config_layer_windowed(&full, d->layer0 + l)) c->swa_layers[l / 64] |= (uint64_t)1 << (l % 64);
     c->n_heads /= d->tp;
     c->n_kv_heads /= d->tp;
     c->intermediate_size /= d->tp;

@@ -12,31 +12,31 @@
 
 static bool is_split(tensor_dim dim) { return dim == DIM_Q || dim == DIM_KV || dim == DIM_FFN; }
 
-static int column_slice(const kiln_dist *d, const st_set *s, const tensor_desc *desc, const st_tensor *t,
-                        int64_t rows, int64_t cols, shard_view *v, kiln_err *err) {
+static int column_slice(const kiln_dist *d, const st_set *s, const tensor_desc *desc, const void *data,
+                        kiln_dtype dt, int64_t rows, int64_t cols, shard_view *v, kiln_err *err) {
     const int64_t local = cols / d->tp, c0 = local * d->tp_rank;
-    if (!kern_row_fits(t->dt, (int)local))
+    if (!kern_row_fits(dt, (int)local))
         return kiln_err_set(err, "--tp %d: %s: a slice of %lld columns is not whole %s blocks", d->tp, desc->name,
-                            (long long)local, kiln_dtype_name(t->dt));
-    const size_t full = kern_row_bytes(t->dt, (int)cols), part = kern_row_bytes(t->dt, (int)local),
-                 skip = kern_row_bytes(t->dt, (int)c0);
+                            (long long)local, kiln_dtype_name(dt));
+    const size_t full = kern_row_bytes(dt, (int)cols), part = kern_row_bytes(dt, (int)local),
+                 skip = kern_row_bytes(dt, (int)c0);
     char *dst = malloc((size_t)rows * part + 1);
     if (!dst) return kiln_err_set(err, "out of memory for a %lld x %lld slice of %s", (long long)rows,
                                   (long long)local, desc->name);
-    for (int64_t r = 0; r < rows; r++) memcpy(dst + (size_t)r * part, (const char *)t->data + (size_t)r * full + skip, part);
-    model_drop_source_pages(s, t->data, (size_t)rows * full); /* read once: this rank keeps only its slice */
+    for (int64_t r = 0; r < rows; r++) memcpy(dst + (size_t)r * part, (const char *)data + (size_t)r * full + skip, part);
+    model_drop_source_pages(s, data, (size_t)rows * full); /* read once: this rank keeps only its slice */
     *v = (shard_view){dst, rows, local, dst};
     return 0;
 }
 
-int dist_shard(const kiln_dist *d, const st_set *s, const tensor_desc *desc, const st_tensor *t, int64_t rows,
-               int64_t cols, shard_view *v, kiln_err *err) {
-    *v = (shard_view){t->data, rows, cols, NULL};
+int dist_shard(const kiln_dist *d, const st_set *s, const tensor_desc *desc, const void *data, kiln_dtype dt,
+               int64_t rows, int64_t cols, shard_view *v, kiln_err *err) {
+    *v = (shard_view){data, rows, cols, NULL};
     if (!d || d->tp == 1) return 0;
-    if (cols && is_split(desc->cols)) return column_slice(d, s, desc, t, rows, cols, v, err);
+    if (cols && is_split(desc->cols)) return column_slice(d, s, desc, data, dt, rows, cols, v, err);
     if (!is_split(desc->rows)) return 0;
     const int64_t local = rows / d->tp;
-    v->data = (const char *)t->data + (cols ? kern_row_bytes(t->dt, (int)cols) : kern_row_bytes(t->dt, 1)) *
+    v->data = (const char *)data + (cols ? kern_row_bytes(dt, (int)cols) : kern_row_bytes(dt, 1)) *
                                           (size_t)(local * d->tp_rank);
     v->rows = local;
     return 0;

@@ -25,12 +25,24 @@ struct kiln_ctx {
     int *free_list;  /* stack of free block ids */
     int n_free;
     kv_seq *seqs;
-    float *inv_freq; /* [head_dim / 2] */
+    float *inv_freq; /* [head_dim / 2], then (rope_local_theta) the window layers' [head_dim / 2] */
+    /* What RoPE's cos and sin are multiplied by: longrope's attention factor, else 1. Longrope's short or
+     * long factors are chosen once for the context (long when n_ctx exceeds the original context), as
+     * llama.cpp does; transformers switches per forward call on the current length instead, which agrees
+     * whenever n_ctx <= rope_original_max_pos. */
+    float rope_scale;
     /* forward scratch, grown as batches need (ensure_scratch in forward.c, before any kernel runs) */
     size_t scratch_tokens;
     float *x, *h, *q, *k, *v, *att, *gate, *up, *rope_cs, *scores;
     int *pos;
+    float *rope_cs_local; /* rope_cs of the window layers' RoPE (rope_local_theta) */
     kern_scratch ks; /* kern_matmul's: quantised activations, per-thread row / panel buffers */
+    /* mixture-of-experts scratch (moe.c, grown by ensure_scratch with the rest): router probabilities
+     * [T][n_experts]; one expert's gathered inputs and its outputs, and the FFN output being summed, each
+     * [T][hidden]; each token's experts and weights [T][n_experts_used], and the same choices grouped by
+     * expert: token ids and weights [T * n_experts_used] */
+    float *moe_probs, *moe_x, *moe_y, *moe_acc, *moe_sel_w, *moe_w;
+    int *moe_sel, *moe_tok;
 };
 
 /* Block of a sequence's position p (the table must cover it). */
@@ -42,5 +54,12 @@ static inline float *kv_k(const kiln_ctx *c, int block, int layer) {
  * Callers check kv_blocks_needed first, so this cannot fail. */
 int kv_blocks_needed(const kiln_ctx *c, int seq, int n);
 void kv_reserve(kiln_ctx *c, int seq, int n);
+
+/* moe.c: the mixture-of-experts FFN of layer L over the step's T tokens: c->h (the normed hidden states)
+ * in, the FFN's output in c->h out. Non-zero when a matmul found its scratch too small (a sizing bug). */
+int moe_ffn(kiln_ctx *c, const kiln_layer *L, int T);
+/* Grows the MoE scratch to T tokens (nothing for a dense model); frees it. */
+int moe_scratch(kiln_ctx *c, size_t T, kiln_err *err);
+void moe_scratch_free(kiln_ctx *c);
 
 #endif

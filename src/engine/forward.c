@@ -16,12 +16,12 @@ static int ensure_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
     if (T <= c->scratch_tokens) return 0;
     const kiln_config *g = &c->m->cfg;
     size_t H = (size_t)g->hidden_size, qd = (size_t)g->n_heads * g->head_dim, kvd = (size_t)c->kv_dim,
-           I = (size_t)g->intermediate_size, hd = (size_t)g->head_dim;
+           I = (size_t)(g->n_experts ? g->expert_ffn_size : g->intermediate_size), hd = (size_t)g->head_dim;
     struct {
         float **p;
         size_t per_token;
     } bufs[] = {{&c->x, H}, {&c->h, H > qd ? H : qd}, {&c->q, qd}, {&c->k, kvd}, {&c->v, kvd},
-                {&c->att, qd}, {&c->gate, I}, {&c->up, I}, {&c->rope_cs, hd}};
+                {&c->att, qd}, {&c->gate, I}, {&c->up, I}, {&c->rope_cs, hd}, {&c->rope_cs_local, hd}};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         float *p = realloc(*bufs[i].p, T * bufs[i].per_token * sizeof(float));
         if (!p) return kiln_err_set(err, "out of memory for a batch of %zu tokens", T);
@@ -38,6 +38,7 @@ static int ensure_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
     if (c->m->quant_cols_max &&
         kern_scratch_reserve(&c->ks, kiln_pool_size(c->m->pool), (int)T, c->m->quant_cols_max))
         return kiln_err_set(err, "out of memory for a batch of %zu tokens", T);
+    if (moe_scratch(c, T, err)) return -1;
     c->scratch_tokens = T;
     return 0;
 }
@@ -77,6 +78,9 @@ struct attn_job {
     int layer;
 };
 
+/* The first position a query at pos sees through a window of w positions (0: no window): i - w < j <= i. */
+static inline int window_first(int pos, int w) { return w && pos >= w ? pos - w + 1 : 0; }
+
 /* Work is split over (head, token) pairs, head-major, so a single decoding token still keeps every thread
  * busy; each token attends over its own sequence's positions 0..pos (causal: later tokens of the same
  * batch are not visible yet). Head-major matters for prefill: a causal prompt's later tokens cost more,
@@ -93,6 +97,7 @@ static void attn_part(void *arg, int ith, int nth) {
     kiln_split_range(T * H, ith, nth, &lo, &hi);
     float *scores = c->scores + (size_t)ith * c->n_ctx;
     size_t qd = (size_t)H * g->head_dim;
+    const int window = kiln_config_layer_windowed(g, j->layer) ? g->sliding_window : 0;
     for (int h = lo / T; h < H && h * T < hi; h++) {
         const int t0 = lo > h * T ? lo - h * T : 0, t1 = hi - h * T < T ? hi - h * T : T;
         int t = 0;
@@ -100,43 +105,71 @@ static void attn_part(void *arg, int ith, int nth) {
             const kv_seq *s = &c->seqs[j->b->seq[i]];
             kern_kv_view kv = {kv_k(c, 0, j->layer), kv_k(c, 0, j->layer) + KILN_KV_BLOCK * (size_t)c->kv_dim, s->table,
                                KILN_KV_BLOCK, (size_t)g->n_layers * 2 * KILN_KV_BLOCK * c->kv_dim, (size_t)g->head_dim,
-                               (size_t)KILN_KV_BLOCK * g->head_dim};
+                               (size_t)KILN_KV_BLOCK * g->head_dim, 0, g->attn_scale, g->attn_logit_softcap};
             for (int n = 0; n < j->b->n_tokens[i]; n++, t++)
-                if (t >= t0 && t < t1)
+                if (t >= t0 && t < t1) {
+                    kv.first = window_first(c->pos[t], window);
                     kern_attention(c->att + t * qd, c->q + t * qd, H, g->n_kv_heads, g->head_dim, c->pos[t] + 1, &kv,
                                    scores, h, h + 1);
+                }
         }
     }
 }
 
-/* SwiGLU's elementwise step over the pool in 16-float units (no two threads share a cache line). */
+/* The gated MLP's elementwise step (SwiGLU, or Gemma's GELU-tanh) over the pool in 16-float units (no two
+ * threads share a cache line). */
 struct silu_job {
     float *gate;
     const float *up;
     size_t n;
+    kiln_act act;
 };
 
 static void silu_part(void *arg, int ith, int nth) {
     const struct silu_job *j = arg;
     const size_t units = (j->n + 15) / 16, lo = units * ith / nth * 16, hi = units * (ith + 1) / nth * 16;
-    if (lo < j->n) kern_silu_mul(j->gate + lo, j->up + lo, (int)((hi < j->n ? hi : j->n) - lo));
+    if (lo >= j->n) return;
+    const int n = (int)((hi < j->n ? hi : j->n) - lo);
+    if (j->act == KILN_ACT_GELU_TANH) kern_gelu_tanh_mul(j->gate + lo, j->up + lo, n);
+    else kern_silu_mul(j->gate + lo, j->up + lo, n);
 }
 
-/* Per-head RMSNorm (Qwen3) then RoPE on q and k of every token; k and v then go into the cache. */
+/* The cos/sin table layer l's RoPE reads. */
+static const float *rope_table(const kiln_ctx *c, int l) {
+    const kiln_config *g = &c->m->cfg;
+    return g->rope_local_theta > 0 && kiln_config_layer_windowed(g, l) ? c->rope_cs_local : c->rope_cs;
+}
+
+/* cos then sin of pos * inv_freq[k] for k < half (the angle in f32, as transformers: pos * inv_freq), times
+ * scale (longrope's attention factor, else 1). */
+static void rope_angles(float *cs, int pos, const float *inv_freq, int half, float scale) {
+    for (int k = 0; k < half; k++) {
+        float a = (float)pos * inv_freq[k];
+        cs[k] = cosf(a) * scale;
+        cs[half + k] = sinf(a) * scale;
+    }
+}
+
+/* Per-head RMSNorm (Qwen3, Gemma 3) or one over the whole projection (OLMo-2), then RoPE on q and k of
+ * every token; k and v then go into the cache. Gemma 3's window layers have their own RoPE base
+ * (rope_cs_local). */
 static void qk_rope_store(kiln_ctx *c, const kiln_batch *b, const kiln_layer *L, int layer, int T) {
     const kiln_config *g = &c->m->cfg;
-    int hd = g->head_dim, half = hd / 2;
+    int hd = g->head_dim, half = g->rope_dim / 2;
     size_t qd = (size_t)g->n_heads * hd, kvd = (size_t)c->kv_dim;
     for (int t = 0; t < T; t++) {
         float *q = c->q + t * qd, *k = c->k + t * kvd;
-        if (L->q_norm) {
+        if (g->qk_norm_full) {
+            kern_rmsnorm(q, q, L->q_norm, (int)qd, g->rms_norm_eps);
+            kern_rmsnorm(k, k, L->k_norm, (int)kvd, g->rms_norm_eps);
+        } else if (L->q_norm) {
             for (int h = 0; h < g->n_heads; h++) kern_rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, g->rms_norm_eps);
             for (int h = 0; h < g->n_kv_heads; h++)
                 kern_rmsnorm(k + h * hd, k + h * hd, L->k_norm, hd, g->rms_norm_eps);
         }
-        const float *cs = c->rope_cs + (size_t)t * hd;
-        kern_rope(q, g->n_heads, hd, cs, cs + half);
-        kern_rope(k, g->n_kv_heads, hd, cs, cs + half);
+        const float *cs = rope_table(c, layer) + (size_t)t * hd;
+        kern_rope(q, g->n_heads, hd, g->rope_dim, cs, cs + half);
+        kern_rope(k, g->n_kv_heads, hd, g->rope_dim, cs, cs + half);
     }
     int t = 0;
     for (int i = 0; i < b->n_seqs; i++)
@@ -156,47 +189,73 @@ static int mm(kiln_ctx *c, float *y, const float *x, int n, const kiln_mat *w, c
     return kern_matmul(c->m->pool, &c->ks, y, x, n, w, bias);
 }
 
+/* A sublayer's input: the residual stream x RMSNormed by w into h, or x itself where the architecture
+ * has no pre-norm (OLMo-2: w NULL). */
+static const float *pre_norm(kiln_ctx *c, const float *w, int T) {
+    const kiln_config *g = &c->m->cfg;
+    const size_t H = (size_t)g->hidden_size;
+    if (!w) return c->x;
+    for (int t = 0; t < T; t++) kern_rmsnorm(c->h + t * H, c->x + t * H, w, (int)H, g->rms_norm_eps);
+    return c->h;
+}
+
+/* x += the sublayer's output h, which is first RMSNormed by w where the architecture has post-norms
+ * (OLMo-2, Gemma's sandwich; w NULL: none). */
+static void residual_add(kiln_ctx *c, const float *w, int T) {
+    const kiln_config *g = &c->m->cfg;
+    const size_t H = (size_t)g->hidden_size;
+    if (w)
+        for (int t = 0; t < T; t++) kern_rmsnorm(c->h + t * H, c->h + t * H, w, (int)H, g->rms_norm_eps);
+    for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
+}
+
 /* The forward pass; out gets the logits, or with hidden_only the normed hidden states. */
 static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_only, kiln_err *err) {
     int T = 0;
     if (validate(c, b, out, &T, err) || ensure_scratch(c, (size_t)T, err)) return -1;
     kiln_model *m = c->m;
     const kiln_config *g = &m->cfg;
-    int H = g->hidden_size, hd = g->head_dim, half = hd / 2;
-    /* Positions, and the cos/sin of each (angle in f32 as transformers: pos * inv_freq). */
+    int H = g->hidden_size, hd = g->head_dim, half = g->rope_dim / 2;
+    /* Positions, and the cos/sin of each (angle in f32 as transformers: pos * inv_freq; times rope_scale). */
     for (int i = 0, t = 0; i < b->n_seqs; i++) {
         kv_reserve(c, b->seq[i], b->n_tokens[i]);
         for (int n = 0; n < b->n_tokens[i]; n++, t++) {
             c->pos[t] = c->seqs[b->seq[i]].len + n;
-            float *cs = c->rope_cs + (size_t)t * hd;
-            for (int k = 0; k < half; k++) {
-                float a = (float)c->pos[t] * c->inv_freq[k];
-                cs[k] = cosf(a);
-                cs[half + k] = sinf(a);
-            }
+            rope_angles(c->rope_cs + (size_t)t * hd, c->pos[t], c->inv_freq, half, c->rope_scale);
+            if (g->rope_local_theta > 0)
+                rope_angles(c->rope_cs_local + (size_t)t * hd, c->pos[t], c->inv_freq + half, half, 1.0f);
         }
     }
     /* The first pipeline stage embeds the tokens; the others receive the previous stage's output. */
-    if (dist_first_stage(m->dist)) kern_get_rows(c->x, &m->embed, b->tokens, T);
-    else if (dist_recv_prev(m->dist, c->x, (size_t)T * H, err)) return -1;
+    if (!dist_first_stage(m->dist)) {
+        if (dist_recv_prev(m->dist, c->x, (size_t)T * H, err)) return -1;
+    } else {
+        kern_get_rows(c->x, &m->embed, b->tokens, T);
+        if (g->embed_scale) /* Gemma: the embedding times sqrt(hidden_size) */
+            for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] *= g->embed_scale;
+    }
     int bad = 0;
     for (int l = 0; l < g->n_layers; l++) {
         const kiln_layer *L = &m->layers[l];
-        for (int t = 0; t < T; t++) kern_rmsnorm(c->h + (size_t)t * H, c->x + (size_t)t * H, L->attn_norm, H, g->rms_norm_eps);
-        bad |= mm(c, c->q, c->h, T, &L->wq, L->bq) | mm(c, c->k, c->h, T, &L->wk, L->bk) | mm(c, c->v, c->h, T, &L->wv, L->bv);
+        const float *in = pre_norm(c, L->attn_norm, T);
+        bad |= mm(c, c->q, in, T, &L->wq, L->bq) | mm(c, c->k, in, T, &L->wk, L->bk) | mm(c, c->v, in, T, &L->wv, L->bv);
         qk_rope_store(c, b, L, l, T);
         struct attn_job aj = {c, b, l};
         kiln_pool_run(m->pool, attn_part, &aj);
         bad |= mm(c, c->h, c->att, T, &L->wo, NULL);
         if (dist_allreduce(m->dist, c->h, (size_t)T * H, err)) return -1; /* tensor parallel: sum the heads' parts */
-        for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
-        for (int t = 0; t < T; t++) kern_rmsnorm(c->h + (size_t)t * H, c->x + (size_t)t * H, L->ffn_norm, H, g->rms_norm_eps);
-        bad |= mm(c, c->gate, c->h, T, &L->w_gate, NULL) | mm(c, c->up, c->h, T, &L->w_up, NULL);
-        struct silu_job sj = {c->gate, c->up, (size_t)T * g->intermediate_size};
-        kiln_pool_run(m->pool, silu_part, &sj);
-        bad |= mm(c, c->h, c->gate, T, &L->w_down, NULL);
+        residual_add(c, L->post_attn_norm, T);
+        in = pre_norm(c, L->ffn_norm, T);
+        if (g->n_experts) {
+            bad |= moe_ffn(c, L, T); /* mixture of experts (moe.c): reads h (the MoE archs all pre-norm), into h */
+        } else {
+            bad |= mm(c, c->gate, in, T, &L->w_gate, NULL) | mm(c, c->up, in, T, &L->w_up, NULL);
+            struct silu_job sj = {c->gate, c->up, (size_t)T * g->intermediate_size, g->hidden_act};
+            kiln_pool_run(m->pool, silu_part, &sj);
+            bad |= mm(c, c->h, c->gate, T, &L->w_down, NULL);
+        }
         if (dist_allreduce(m->dist, c->h, (size_t)T * H, err)) return -1; /* ... and the FFN slices' */
-        for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
+        residual_add(c, L->post_ffn_norm, T);
     }
     if (dist_send_next(m->dist, c->x, (size_t)T * H, err)) return -1;
     for (int i = 0; i < b->n_seqs; i++) c->seqs[b->seq[i]].len += b->n_tokens[i];
@@ -219,6 +278,8 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
         if (dist_last_stage(m->dist)) bad |= mm(c, part, c->h, n_out, &m->lm_head, NULL);
         if (dist_logits_gather(m->dist, part, out, (size_t)n_out, err)) return -1;
     }
+    for (int r = 0; !hidden_only && dist_is_output(m->dist) && g->final_logit_softcap > 0 && r < n_out; r++)
+        kern_softcap(out + (size_t)r * g->vocab_size, g->vocab_size, g->final_logit_softcap); /* Gemma 2's */
     return bad ? kiln_err_set(err, "internal error: matmul scratch smaller than the batch") : 0;
 }
 

@@ -41,7 +41,7 @@ kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err) 
     c->refcount = calloc((size_t)c->n_blocks, sizeof(int));
     c->free_list = malloc((size_t)c->n_blocks * sizeof(int));
     c->seqs = calloc((size_t)c->max_seqs, sizeof *c->seqs);
-    c->inv_freq = malloc((size_t)(cfg->head_dim / 2) * sizeof(float));
+    c->inv_freq = malloc((size_t)cfg->head_dim * sizeof(float)); /* global, then local (engine.h) */
     if (!c->kv || !c->refcount || !c->free_list || !c->seqs || !c->inv_freq) goto oom;
     for (int s = 0; s < c->max_seqs; s++)
         if (!(c->seqs[s].table = malloc((size_t)per_seq * sizeof(int)))) goto oom;
@@ -51,7 +51,7 @@ kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err) 
     /* inv_freq as transformers computes it (default, linear, llama3 `_compute_llama3_parameters`), in
      * double then rounded to float. */
     const double PI = 3.14159265358979323846;
-    int hd = cfg->head_dim;
+    int hd = cfg->rope_dim; /* the rotated dims of each head (partial_rotary_factor) */
     for (int i = 0; i < hd / 2; i++) {
         double f = 1.0 / pow(cfg->rope_theta, (double)(2 * i) / hd);
         if (cfg->rope_type == KILN_ROPE_LINEAR) f /= cfg->rope_factor;
@@ -64,10 +64,14 @@ kiln_ctx *kiln_ctx_new(kiln_model *m, const kiln_ctx_opts *opts, kiln_err *err) 
                 fl = (1 - smooth) * fl / cfg->rope_factor + smooth * fl;
             }
             f = fl;
-        }
+        } else if (cfg->rope_type == KILN_ROPE_LONGROPE) /* by the context, as llama.cpp (engine.h rope_scale) */
+            f /= c->n_ctx > cfg->rope_original_max_pos ? cfg->rope_long_factor[i] : cfg->rope_short_factor[i];
         if (m->rope_freq_factors) f /= m->rope_freq_factors[i]; /* a GGUF's rope_freqs (llama.cpp: theta / factor) */
         c->inv_freq[i] = (float)f;
     }
+    for (int i = 0; cfg->rope_local_theta > 0 && i < hd / 2; i++) /* default RoPE: no scaling on window layers */
+        c->inv_freq[hd / 2 + i] = (float)(1.0 / pow(cfg->rope_local_theta, (double)(2 * i) / hd));
+    c->rope_scale = cfg->rope_type == KILN_ROPE_LONGROPE ? (float)cfg->rope_attn_factor : 1.0f;
     return c;
 oom:
     kiln_ctx_free(c);
@@ -84,9 +88,10 @@ void kiln_ctx_free(kiln_ctx *c) {
     free(c->refcount);
     free(c->free_list);
     free(c->inv_freq);
-    float *bufs[] = {c->x, c->h, c->q, c->k, c->v, c->att, c->gate, c->up, c->rope_cs, c->scores};
+    float *bufs[] = {c->x, c->h, c->q, c->k, c->v, c->att, c->gate, c->up, c->rope_cs, c->scores, c->rope_cs_local};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(c->pos);
+    moe_scratch_free(c);
     kern_scratch_free(&c->ks);
     free(c);
 }

@@ -2,7 +2,8 @@
  * format, KV bytes per token. Reads config.json and the safetensors headers of the checkpoint's files
  * (the same parser, shard index and tensor tables as the loader; the weights themselves are never read,
  * so this is instant even for large checkpoints), and asks the loader's format policy what each tensor
- * would become: the figures are the bytes a load in that format holds. */
+ * would become: the figures are the bytes a load in that format holds (a mixture of experts: the experts a
+ * token is routed to, n_experts_used of each layer's n_experts, plus the rest). */
 #include <stdio.h>
 #include <string.h>
 
@@ -10,11 +11,13 @@
 #include "model/model.h"
 
 struct tally {
+    const kiln_config *cfg;
     const st_set *shards;
     kiln_model_stats *s;
     const st_tensor *embed; /* counted last: whether it is the output projection depends on lm_head */
     int64_t embed_rows, embed_cols;
     bool has_output;
+    int experts_used; /* a mixture of experts reads this many of each layer's experts per token */
 };
 
 /* Adds rows (of which `read` are read per token) x cols of a tensor stored as `stored` to every figure. */
@@ -32,8 +35,13 @@ static int count(void *ud, const tensor_desc *d, int layer, const char *name, in
     (void)layer;
     struct tally *t = ud;
     const st_tensor *st;
-    if (model_find_tensor(t->shards, d, name, rows, cols, &st, err)) return -1;
+    int64_t stored_rows, first_row; /* a slice counts its own rows */
+    tensor_stored_rows(t->cfg, d, &stored_rows, &first_row);
+    if (model_find_tensor(t->shards, d, name, stored_rows, cols, &st, err)) return -1;
     if (!st) return 0;
+    /* a token reads its top-k experts of each layer; every expert has the same shape and format, so
+     * counting the first k counts what any token reads */
+    if (d->per_expert && d->expert >= t->experts_used) return 0;
     if (d->role == ROLE_EMBEDDING) {
         t->embed = st, t->embed_rows = rows, t->embed_cols = cols;
         return 0;
@@ -71,7 +79,7 @@ int kiln_model_stats_load(const char *dir, kiln_model_stats *s, kiln_err *err) {
     s->max_position_embeddings = c.max_position_embeddings;
     s->kv_bytes_per_token = 2LL * c.n_layers * c.n_kv_heads * c.head_dim * 4;
     st_set sh;
-    struct tally t = {.shards = &sh, .s = s};
+    struct tally t = {.cfg = &c, .shards = &sh, .s = s, .experts_used = c.n_experts_used};
     int rc = st_set_open(&sh, dir, err) || tensors_each(&c, count, &t, err) ? -1 : 0;
     if (rc == 0) {
         /* the embedding is read whole when it is also the output projection, else one row per token */

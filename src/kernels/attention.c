@@ -26,23 +26,25 @@ static inline float dot(const float *a, const float *b, int n) {
 
 void kern_attention_ref(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
                         const kern_kv_view *kv, float *scratch, int h0, int h1) {
-    const int group = n_heads / n_kv_heads;
-    const float scale = 1.0f / sqrtf((float)head_dim);
+    const int group = n_heads / n_kv_heads, first = kv->first, p_start = first / kv->block * kv->block;
+    const float scale = kern_attn_scale(kv, head_dim);
     for (int h = h0; h < h1; h++) {
         const float *qh = q + (size_t)h * head_dim;
         const size_t hoff = (size_t)(h / group) * kv->head_stride;
-        for (int p0 = 0; p0 < n_pos; p0 += kv->block) {
+        for (int p0 = p_start; p0 < n_pos; p0 += kv->block) {
             const float *k = kv->k + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
             const int np = n_pos - p0 < kv->block ? n_pos - p0 : kv->block;
-            for (int p = 0; p < np; p++) scratch[p0 + p] = dot(qh, k + (size_t)p * kv->row_stride, head_dim) * scale;
+            for (int p = first > p0 ? first - p0 : 0; p < np; p++)
+                scratch[p0 + p] = dot(qh, k + (size_t)p * kv->row_stride, head_dim) * scale;
         }
-        kern_softmax(scratch, n_pos);
+        if (kv->softcap > 0) kern_softcap(scratch + first, n_pos - first, kv->softcap);
+        kern_softmax(scratch + first, n_pos - first);
         float *o = out + (size_t)h * head_dim;
         memset(o, 0, (size_t)head_dim * sizeof *o);
-        for (int p0 = 0; p0 < n_pos; p0 += kv->block) {
+        for (int p0 = p_start; p0 < n_pos; p0 += kv->block) {
             const float *v = kv->v + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
             const int np = n_pos - p0 < kv->block ? n_pos - p0 : kv->block;
-            for (int p = 0; p < np; p++) {
+            for (int p = first > p0 ? first - p0 : 0; p < np; p++) {
                 const float w = scratch[p0 + p], *vp = v + (size_t)p * kv->row_stride;
                 for (int i = 0; i < head_dim; i++) o[i] += w * vp[i];
             }

@@ -43,21 +43,22 @@ INL __m512 hsum16(const __m512 v[16]) {
 
 INL __mmask16 first(int m) { return m >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << m) - 1); }
 
-/* One query head over positions 0..n_pos-1. NV = head_dim / 16 rounded up (a constant for the common
+/* One query head over positions kv->first..n_pos-1. NV = head_dim / 16 rounded up (a constant for the common
  * head sizes so the head stays in registers; 0 = use nv). */
 INL void attend_head(const int NV, int nv, float *out, const float *qh, int head_dim, size_t hoff, int n_pos,
                      const kern_kv_view *kv, float *scratch) {
     if (NV) nv = NV;
     const __mmask16 tail = first(head_dim - 16 * (nv - 1));
-    const __m512 scale = _mm512_set1_ps(1.0f / sqrtf((float)head_dim));
+    const __m512 scale = _mm512_set1_ps(kern_attn_scale(kv, head_dim));
+    const int p_first = kv->first, p_start = p_first / kv->block * kv->block;
     __m512 qv[MAXV];
 #pragma GCC unroll 16
     for (int c = 0; c < nv; c++) qv[c] = _mm512_maskz_loadu_ps(c == nv - 1 ? tail : 0xffff, qh + 16 * c);
     __m512 mx = _mm512_set1_ps(-INFINITY);
-    for (int p0 = 0; p0 < n_pos; p0 += kv->block) {
+    for (int p0 = p_start; p0 < n_pos; p0 += kv->block) {
         const float *k = kv->k + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
         const int np = n_pos - p0 < kv->block ? n_pos - p0 : kv->block;
-        for (int p = 0; p < np; p += 16) {
+        for (int p = p_first > p0 ? p_first - p0 : 0; p < np; p += 16) {
             const int m = np - p < 16 ? np - p : 16;
             __m512 acc[16];
 #pragma GCC unroll 16
@@ -74,9 +75,14 @@ INL void attend_head(const int NV, int nv, float *out, const float *qh, int head
             mx = _mm512_mask_max_ps(mx, first(m), mx, s);
         }
     }
-    const __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+    float smax = _mm512_reduce_max_ps(mx);
+    if (kv->softcap > 0) { /* tanh is monotonic: the capped maximum is the cap of the maximum */
+        kern_softcap(scratch + p_first, n_pos - p_first, kv->softcap);
+        kern_softcap(&smax, 1, kv->softcap);
+    }
+    const __m512 vmax = _mm512_set1_ps(smax);
     __m512 vsum = _mm512_setzero_ps();
-    for (int p = 0; p < n_pos; p += 16) {
+    for (int p = p_first; p < n_pos; p += 16) {
         const __mmask16 mm = first(n_pos - p);
         const __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mm, scratch + p), vmax));
         _mm512_mask_storeu_ps(scratch + p, mm, e);
@@ -87,10 +93,10 @@ INL void attend_head(const int NV, int nv, float *out, const float *qh, int head
 #pragma GCC unroll 16
     for (int c = 0; c < MAXV; c++) /* all MAXV: once unrolled, GCC cannot tell the unused ones are unread */
         o0[c] = o1[c] = _mm512_setzero_ps();
-    for (int p0 = 0; p0 < n_pos; p0 += kv->block) {
+    for (int p0 = p_start; p0 < n_pos; p0 += kv->block) {
         const float *v = kv->v + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
         const int np = n_pos - p0 < kv->block ? n_pos - p0 : kv->block;
-        int p = 0;
+        int p = p_first > p0 ? p_first - p0 : 0;
         for (; p + 2 <= np; p += 2) {
             const __m512 w0 = _mm512_set1_ps(scratch[p0 + p]), w1 = _mm512_set1_ps(scratch[p0 + p + 1]);
             const float *v0 = v + (size_t)p * kv->row_stride, *v1 = v0 + kv->row_stride;

@@ -135,6 +135,10 @@ void kern_get_rows(float *out, const kiln_mat *m, const int32_t *ids, int n);
 void kern_rmsnorm(float *y, const float *x, const float *w, int dim, float eps);
 /* gate[i] = silu(gate[i]) * up[i]. */
 void kern_silu_mul(float *gate, const float *up, int n);
+/* gate[i] = gelu_tanh(gate[i]) * up[i] (gelu_pytorch_tanh, in f32 with libm's tanhf: no table). */
+void kern_gelu_tanh_mul(float *gate, const float *up, int n);
+/* x[i] = tanh(x[i] / cap) * cap (Gemma's logit soft-capping). */
+void kern_softcap(float *x, int n, float cap);
 /* In-place softmax over n values. */
 void kern_softmax(float *x, int n);
 
@@ -153,7 +157,9 @@ int kern_convert_mat(kiln_pool *pool, void *dst, kiln_dtype dst_dt, const void *
 
 /* Rotary embedding in the Hugging Face convention (rotate_half: dimension i pairs with i + head_dim/2),
  * in place on n_heads heads of head_dim values; cos/sin hold head_dim/2 values for this position. */
-void kern_rope(float *x, int n_heads, int head_dim, const float *cos, const float *sin);
+/* Rotates the first rot_dim values of each head (rotate-half within them; rot_dim < head_dim: partial rotary,
+ * the rest pass through). cos and sin: [rot_dim / 2]. */
+void kern_rope(float *x, int n_heads, int head_dim, int rot_dim, const float *cos, const float *sin);
 
 /* Causal attention of one query token over n_pos cached positions (0..n_pos-1) of a paged KV cache.
  * Key/value of position p, kv head h: k + table[p / block] * block_stride + (p % block) * row_stride
@@ -164,8 +170,14 @@ typedef struct kern_kv_view {
     const int *table;
     int block;
     size_t block_stride, row_stride, head_stride;
+    /* The layer's attention, all zero for plain causal attention: the first visible position (a sliding
+     * window: positions first..n_pos-1 only), the score scale (0: 1 / sqrt(head_dim)) and the scores'
+     * soft-cap (tanh(s / cap) * cap before the softmax; 0: none). */
+    int first;
+    float scale, softcap;
 } kern_kv_view;
-/* Heads [h0, h1) of one query token attending over positions 0..n_pos-1 (scratch: n_pos floats). */
+/* Heads [h0, h1) of one query token attending over positions kv->first..n_pos-1 (scratch: n_pos floats,
+ * indexed by position). */
 void kern_attention(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
                     const kern_kv_view *kv, float *scratch, int h0, int h1);
 

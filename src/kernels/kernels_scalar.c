@@ -106,6 +106,18 @@ void kern_silu_mul_ref(float *gate, const float *up, int n) {
     }
 }
 
+void kern_gelu_tanh_mul(float *gate, const float *up, int n) {
+    const float sqrt_2_over_pi = 0.79788456080286535588f, coef = 0.044715f; /* torch's kBeta, kKappa */
+    for (int i = 0; i < n; i++) {
+        float x = gate[i];
+        gate[i] = 0.5f * x * (1.0f + tanhf(sqrt_2_over_pi * (x + coef * x * x * x))) * up[i];
+    }
+}
+
+void kern_softcap(float *x, int n, float cap) {
+    for (int i = 0; i < n; i++) x[i] = tanhf(x[i] / cap) * cap;
+}
+
 void kern_softmax(float *x, int n) {
     float mx = x[0];
     for (int i = 1; i < n; i++)

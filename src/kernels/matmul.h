@@ -10,6 +10,8 @@
 #ifndef KILN_MATMUL_H
 #define KILN_MATMUL_H
 
+#include <math.h>
+
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 
@@ -44,6 +46,10 @@ void kern_silu_mul_ref(float *gate, const float *up, int n);
 void silu_mul_avx512(float *gate, const float *up, int n);
 
 /* Attention: the portable reference (attention.c) and the AVX-512 version (attention_avx512.c). */
+/* The score scale kv asks for (kern_kv_view.scale; 0: 1 / sqrt(head_dim)). */
+static inline float kern_attn_scale(const kern_kv_view *kv, int head_dim) {
+    return kv->scale > 0 ? kv->scale : 1.0f / sqrtf((float)head_dim);
+}
 void kern_attention_ref(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
                         const kern_kv_view *kv, float *scratch, int h0, int h1);
 void kern_attention_avx512(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,7 +17,7 @@
 #include "model/model.h"
 
 /* The architectures kiln runs, as GGUF's general.architecture names them. Mistral checkpoints convert to
- * "llama". permuted: the converter permuted attn_q / attn_k rows (its LlamaModel does; Qwen's do not,
+ * "llama", and so do Mixtral's (a llama file with experts is one: read_moe). permuted: the converter permuted attn_q / attn_k rows (its LlamaModel does; Qwen's do not,
  * llama.cpp runs them with NEOX, i.e. rotate-half, RoPE). */
 static const struct {
     const char *name, *hf_name;
@@ -26,6 +27,11 @@ static const struct {
     {"llama", "LlamaForCausalLM", KILN_ARCH_LLAMA, true},
     {"qwen2", "Qwen2ForCausalLM", KILN_ARCH_QWEN2, false},
     {"qwen3", "Qwen3ForCausalLM", KILN_ARCH_QWEN3, false},
+    {"gemma2", "Gemma2ForCausalLM", KILN_ARCH_GEMMA2, false},
+    {"gemma3", "Gemma3ForCausalLM", KILN_ARCH_GEMMA3, false},
+    {"phi3", "Phi3ForCausalLM", KILN_ARCH_PHI3, false},
+    {"olmo2", "Olmo2ForCausalLM", KILN_ARCH_OLMO2, false},
+    {"qwen3moe", "Qwen3MoeForCausalLM", KILN_ARCH_QWEN3_MOE, false},
 };
 #define N_ARCHS (sizeof gguf_archs / sizeof gguf_archs[0])
 
@@ -240,8 +246,11 @@ static int read_arch(const gguf_file *g, kiln_config *c, int *which, kiln_err *e
             *which = (int)i;
             return 0;
         }
-    return kiln_err_set(err, "%s: GGUF architecture '%.*s' not supported (llama, qwen2, qwen3)", g->path,
-                        (int)(n > 64 ? 64 : n), a);
+    char known[256] = "";
+    for (size_t i = 0; i < N_ARCHS; i++)
+        snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "", gguf_archs[i].name);
+    return kiln_err_set(err, "%s: GGUF architecture '%.*s' not supported (%s)", g->path, (int)(n > 64 ? 64 : n), a,
+                        known);
 }
 
 static int read_shape(const gguf_file *g, const char *arch, kiln_config *c, kiln_err *err) {
@@ -253,9 +262,7 @@ static int read_shape(const gguf_file *g, const char *arch, kiln_config *c, kiln
         arch_int(g, arch, "attention.head_count_kv", false, (uint32_t)c->n_heads, 1, 4096, &c->n_kv_heads, err) ||
         arch_int(g, arch, "context_length", false, 2048, 1, 1u << 28, &c->max_position_embeddings, err))
         return -1;
-    int experts = 0, vlen;
-    if (arch_int(g, arch, "expert_count", false, 0, 0, 1u << 16, &experts, err)) return -1;
-    if (experts) return kiln_err_set(err, "%s: GGUF %s.expert_count %d: mixture-of-experts models not supported", g->path, arch, experts);
+    int vlen;
     if (arch_int(g, arch, "attention.key_length", false, (uint32_t)(c->hidden_size / c->n_heads), 2, 65536,
                  &c->head_dim, err) ||
         arch_int(g, arch, "attention.value_length", false, (uint32_t)c->head_dim, 1, 65536, &vlen, err))
@@ -263,11 +270,35 @@ static int read_shape(const gguf_file *g, const char *arch, kiln_config *c, kiln
     if (vlen != c->head_dim || c->head_dim % 2 || c->n_heads % c->n_kv_heads)
         return kiln_err_set(err, "%s: GGUF heads: key_length %d, value_length %d (want equal and even), %d heads, %d KV "
                                  "heads (want a multiple)", g->path, c->head_dim, vlen, c->n_heads, c->n_kv_heads);
-    int rot;
-    if (arch_int(g, arch, "rope.dimension_count", false, (uint32_t)c->head_dim, 1, 65536, &rot, err)) return -1;
-    if (rot != c->head_dim)
-        return kiln_err_set(err, "%s: GGUF %s.rope.dimension_count %d: partial rotary (head_dim %d) not supported", g->path,
-                            arch, rot, c->head_dim);
+    if (arch_int(g, arch, "rope.dimension_count", false, (uint32_t)c->head_dim, 2, (uint32_t)c->head_dim,
+                 &c->rope_dim, err))
+        return -1;
+    if (c->rope_dim % 2) /* partial rotary (Phi-4-mini) rotates the leading rope_dim of each head */
+        return kiln_err_set(err, "%s: GGUF %s.rope.dimension_count %d must be even", g->path, arch, c->rope_dim);
+    return 0;
+}
+
+/* Mixture of experts: {arch}.expert_count (absent or 0: dense), expert_used_count and the experts' width
+ * (expert_feed_forward_length; a llama-architecture Mixtral has none and uses feed_forward_length). A
+ * llama file with experts is a Mixtral. llama.cpp renormalises the top-k weights of both (build_moe_ffn
+ * with norm_w), so their norm_topk_prob is true. */
+static int read_moe(const gguf_file *g, const char *arch, kiln_config *c, kiln_err *err) {
+    if (arch_int(g, arch, "expert_count", false, 0, 0, KILN_MAX_EXPERTS, &c->n_experts, err)) return -1;
+    const bool qwen = c->arch == KILN_ARCH_QWEN3_MOE;
+    if (!c->n_experts) return qwen ? kiln_err_set(err, "%s: GGUF key '%s.expert_count' missing", g->path, arch) : 0;
+    if (c->arch == KILN_ARCH_LLAMA) {
+        c->arch = KILN_ARCH_MIXTRAL;
+        snprintf(c->architecture, sizeof c->architecture, "MixtralForCausalLM");
+    } else if (!qwen)
+        return kiln_err_set(err, "%s: GGUF %s.expert_count %d: mixture of experts not supported for %s", g->path, arch,
+                            c->n_experts, arch);
+    int shared;
+    if (arch_int(g, arch, "expert_used_count", true, 0, 1, (uint32_t)c->n_experts, &c->n_experts_used, err) ||
+        arch_int(g, arch, "expert_feed_forward_length", qwen, (uint32_t)c->intermediate_size, 1, 1u << 24,
+                 &c->expert_ffn_size, err) ||
+        arch_int(g, arch, "expert_shared_count", false, 0, 0, 0, &shared, err))
+        return -1;
+    c->norm_topk_prob = true;
     return 0;
 }
 
@@ -295,6 +326,38 @@ static int read_rope(const gguf_parts *p, const char *arch, kiln_config *c, kiln
     return 0;
 }
 
+/* One of longrope's factor tensors: rope_dim / 2 f32 values > 0. */
+static int read_factors(const gguf_parts *p, const char *name, const kiln_config *c, float *out, kiln_err *err) {
+    const gguf_tensor *t = parts_find(p, name);
+    const int n = c->rope_dim / 2;
+    if (!t || t->type != kern_formats[KILN_DT_F32].gguf_type || t->n_dims != 1 || t->ne[0] != n || n > KILN_ROPE_MAX_FACTORS)
+        return kiln_err_set(err, "%s: GGUF tensor '%s' must be %d f32 values (rope dims / 2, at most %d)", p->g[0].path,
+                            name, n, KILN_ROPE_MAX_FACTORS);
+    memcpy(out, t->data, (size_t)n * sizeof(float));
+    for (int i = 0; i < n; i++)
+        if (!(out[i] > 0) || !isfinite(out[i]))
+            return kiln_err_set(err, "%s: GGUF tensor '%s'[%d] is %g, want a finite value > 0", p->g[0].path, name, i, out[i]);
+    return 0;
+}
+
+/* Longrope (Phi-3 128k), as llama.cpp's converter writes it: rope_factors_short / rope_factors_long tensors,
+ * {arch}.rope.scaling.attn_factor and .original_context_length (see kiln_config). */
+static int read_longrope(const gguf_parts *p, const char *arch, kiln_config *c, kiln_err *err) {
+    if (!parts_find(p, "rope_factors_long.weight") && !parts_find(p, "rope_factors_short.weight")) return 0;
+    if (c->rope_type != KILN_ROPE_DEFAULT)
+        return kiln_err_set(err, "%s: GGUF has longrope factors and another rope scaling", p->g[0].path);
+    float attn = 1.0f;
+    c->rope_type = KILN_ROPE_LONGROPE;
+    if (read_factors(p, "rope_factors_short.weight", c, c->rope_short_factor, err) ||
+        read_factors(p, "rope_factors_long.weight", c, c->rope_long_factor, err) ||
+        arch_f32(&p->g[0], arch, "rope.scaling.attn_factor", false, 1.0f, &attn, err) ||
+        arch_int(&p->g[0], arch, "rope.scaling.original_context_length", true, 0, 1, 1u << 28,
+                 &c->rope_original_max_pos, err))
+        return -1;
+    c->rope_attn_factor = attn;
+    return 0;
+}
+
 #define MAX_TOKEN_ID (1u << 30)
 
 /* BOS and the end-of-generation ids (eos, eot, eom: what llama.cpp stops on) from tokenizer.ggml.*. */
@@ -316,6 +379,80 @@ static int read_special(const gguf_file *g, kiln_config *c, kiln_err *err) {
     return 0;
 }
 
+/* Whether the file's general.name or general.basename mentions Mistral (the converter labels Mistral "llama"). */
+static bool named_mistral(const gguf_file *g) {
+    static const char *const keys[] = {"general.name", "general.basename"};
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+        const char *v;
+        size_t n;
+        kiln_err ignored;
+        if (gguf_get_str(g, keys[k], &v, &n, &ignored) != 1) continue;
+        for (size_t i = 0; i + 7 <= n; i++)
+            if (strncasecmp(v + i, "mistral", 7) == 0) return true;
+    }
+    return false;
+}
+
+/* The sliding window as llama.cpp reads it: {arch}.attention.sliding_window (Gemma 2: 4096 when absent), its
+ * layers from {arch}.attention.sliding_window_pattern, a per-layer bool array or a period n (layer l windowed
+ * iff n == 0 or l % n < n - 1; Gemma 2 alternates, Gemma 3 has period 6, others window every layer). */
+static int read_window(const gguf_file *g, const char *arch, kiln_config *c, kiln_err *err) {
+    char key[128];
+    int window = 0, pattern = c->arch == KILN_ARCH_GEMMA2 ? 2 : c->arch == KILN_ARCH_GEMMA3 ? 6 : 0;
+    if (arch_int(g, arch, "attention.sliding_window", false, c->arch == KILN_ARCH_GEMMA2 ? 4096 : 0, 0, 1u << 30,
+                 &window, err))
+        return -1;
+    c->window_absent = window == 0 && c->arch == KILN_ARCH_LLAMA && named_mistral(g);
+    if (!window) return 0;
+    c->sliding_window = window;
+    snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", arch);
+    gguf_vtype et;
+    uint64_t n;
+    int rc = gguf_get_arr(g, key, &et, &n, err);
+    if (rc < 0) return -1;
+    const gguf_kv *kv = rc ? gguf_find_kv(g, key) : NULL;
+    if (kv && (et != GGUF_BOOL || n != (uint64_t)c->n_layers))
+        return kiln_err_set(err, "%s: GGUF key '%s' must be %d bools (one per layer)", g->path, key, c->n_layers);
+    if (!kv && arch_int(g, arch, "attention.sliding_window_pattern", false, (uint32_t)pattern, 0, 1u << 20, &pattern, err))
+        return -1;
+    for (int l = 0; l < c->n_layers; l++) {
+        bool on = kv ? ((const unsigned char *)gguf_arr_data(kv))[l] != 0 : pattern == 0 || l % pattern < pattern - 1;
+        if (on) c->swa_layers[l / 64] |= 1ull << (l % 64);
+    }
+    return 0;
+}
+
+/* Soft-capping: a non-negative float; def when absent. */
+static int arch_cap(const gguf_file *g, const char *arch, const char *suffix, float def, float *out, kiln_err *err) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    float v = def;
+    if (gguf_get_f32(g, key, &v, err) < 0) return -1;
+    if (!(v >= 0) || !isfinite(v)) return kiln_err_set(err, "%s: GGUF key '%s' is %g, want a finite value >= 0", g->path, key, v);
+    *out = v;
+    return 0;
+}
+
+/* Gemma 2 / 3 as llama.cpp runs them: the norms already hold 1 + w (its converter adds the 1), the embedding
+ * times sqrt(n_embd), the score scale 1 / sqrt(head_dim) except for the 27B models (46 / 62 layers:
+ * 1 / sqrt(n_embd / n_head), Gemma's query_pre_attn_scalar), soft-capping (Gemma 2's defaults 50 / 30) and
+ * the window layers' rope.freq_base_swa (Gemma 3 default 10000; Gemma 2: the global base). */
+static int read_gemma(const gguf_file *g, const char *arch, kiln_config *c, kiln_err *err) {
+    const bool g2 = c->arch == KILN_ARCH_GEMMA2;
+    if (!g2 && c->arch != KILN_ARCH_GEMMA3) return 0;
+    c->hidden_act = KILN_ACT_GELU_TANH;
+    c->embed_scale = sqrtf((float)c->hidden_size);
+    const bool is_27b = c->n_layers == (g2 ? 46 : 62);
+    c->attn_scale = 1.0f / sqrtf((float)(is_27b ? c->hidden_size / c->n_heads : c->head_dim));
+    float local = g2 ? 0.0f : 10000.0f;
+    if (arch_cap(g, arch, "attn_logit_softcapping", g2 ? 50.0f : 0.0f, &c->attn_logit_softcap, err) ||
+        arch_cap(g, arch, "final_logit_softcapping", g2 ? 30.0f : 0.0f, &c->final_logit_softcap, err) ||
+        arch_cap(g, arch, "rope.freq_base_swa", local, &local, err))
+        return -1;
+    c->rope_local_theta = local;
+    return 0;
+}
+
 static int config_from_parts(const gguf_parts *p, kiln_config *c, bool *permuted, kiln_err *err) {
     memset(c, 0, sizeof *c);
     const gguf_file *g = &p->g[0];
@@ -323,13 +460,17 @@ static int config_from_parts(const gguf_parts *p, kiln_config *c, bool *permuted
     if (read_arch(g, c, &which, err)) return -1;
     const char *arch = gguf_archs[which].name;
     *permuted = gguf_archs[which].permuted;
-    if (read_shape(g, arch, c, err) || read_rope(p, arch, c, err) || read_special(g, c, err)) return -1;
+    if (read_shape(g, arch, c, err) || read_moe(g, arch, c, err) || read_rope(p, arch, c, err) ||
+        read_special(g, c, err) || read_window(g, arch, c, err) || read_gemma(g, arch, c, err))
+        return -1;
     const gguf_tensor *e = parts_find(p, "token_embd.weight");
     if (!e || e->n_dims != 2) return kiln_err_set(err, "%s: GGUF tensor 'token_embd.weight' missing or not 2-D", g->path);
     if (arch_int(g, arch, "vocab_size", false, (uint32_t)e->ne[1], 1, 1u << 28, &c->vocab_size, err)) return -1;
     c->tie_word_embeddings = !parts_find(p, "output.weight");
     c->attention_bias = c->arch == KILN_ARCH_QWEN2 || parts_find(p, "blk.0.attn_q.bias");
-    c->qk_norm = c->arch == KILN_ARCH_QWEN3;
+    c->qk_norm = c->arch == KILN_ARCH_QWEN3 || c->arch == KILN_ARCH_GEMMA3 || c->arch == KILN_ARCH_QWEN3_MOE;
+    config_arch_flags(c);
+    if (read_longrope(p, arch, c, err)) return -1;
     c->torch_dtype = e->type == kern_formats[KILN_DT_BF16].gguf_type  ? KILN_DT_BF16
                      : e->type == kern_formats[KILN_DT_F16].gguf_type ? KILN_DT_F16
                                                                        : KILN_DT_F32;
@@ -354,22 +495,39 @@ static int dtype_of(int ggml_type) {
     return -1;
 }
 
+/* A 3-D tensor is llama.cpp's stack of experts ([n_experts, rows, cols], ffn_*_exps): the loader sees one
+ * 2-D tensor per expert, named "NAME#e" (gguf_expert_name), viewing its slice of the stack. (A stack of
+ * more than KILN_MAX_EXPERTS stays whole: no model kiln runs uses it.) */
+static bool stacked(const gguf_tensor *x) { return x->n_dims == 3 && x->ne[2] <= KILN_MAX_EXPERTS; }
+static int entries_of(const gguf_tensor *x) { return stacked(x) ? (int)x->ne[2] : 1; }
+
+static void gguf_expert_name(char *out, size_t n, const char *name, int expert) {
+    snprintf(out, n, "%s#%d", name, expert);
+}
+
 /* One part's tensors as an st_file (GGUF names for now, shapes outermost first); takes over g's mapping. */
 static int part_to_file(gguf_file *g, st_file *f, kiln_err *err) {
-    f->tensors = calloc((size_t)g->n_tensors + 1, sizeof *f->tensors);
+    size_t n = 1;
+    for (int i = 0; i < g->n_tensors; i++) n += (size_t)entries_of(&g->tensors[i]);
+    f->tensors = calloc(n, sizeof *f->tensors);
     if (!f->tensors) return kiln_err_set(err, "out of memory");
     for (int i = 0; i < g->n_tensors; i++) {
         const gguf_tensor *x = &g->tensors[i];
-        st_tensor *t = &f->tensors[i];
-        if (!(t->name = strdup(x->name))) return kiln_err_set(err, "out of memory");
-        f->n_tensors++;
-        /* a type kiln does not compute is kept as -1 - its ggml id, for the error if the model uses it */
-        int dt = dtype_of(x->type);
-        t->dt = (kiln_dtype)(dt >= 0 ? dt : -1 - x->type);
-        t->ndim = x->n_dims;
-        for (int d = 0; d < x->n_dims; d++) t->shape[d] = x->ne[x->n_dims - 1 - d];
-        t->data = x->data;
-        t->nbytes = x->nbytes;
+        const bool slices = stacked(x);
+        for (int e = 0; e < entries_of(x); e++) {
+            st_tensor *t = &f->tensors[f->n_tensors];
+            char name[200];
+            gguf_expert_name(name, sizeof name, x->name, e);
+            if (!(t->name = strdup(slices ? name : x->name))) return kiln_err_set(err, "out of memory");
+            f->n_tensors++;
+            /* a type kiln does not compute is kept as -1 - its ggml id, for the error if the model uses it */
+            int dt = dtype_of(x->type);
+            t->dt = (kiln_dtype)(dt >= 0 ? dt : -1 - x->type);
+            t->ndim = slices ? 2 : x->n_dims;
+            for (int d = 0; d < t->ndim; d++) t->shape[d] = x->ne[t->ndim - 1 - d];
+            t->nbytes = x->nbytes / (size_t)entries_of(x);
+            t->data = (const char *)x->data + (size_t)e * t->nbytes;
+        }
     }
     f->path = g->path, f->map = g->map, f->size = g->size;
     g->path = NULL, g->map = NULL;
@@ -397,8 +555,10 @@ static int name_tensor(void *ud, const tensor_desc *d, int layer, const char *na
                        kiln_err *err) {
     (void)cols;
     naming *nm = ud;
-    char gname[160];
-    tensor_name(d, true, layer, gname, sizeof gname);
+    char stack[160], gname[200];
+    tensor_name(d, true, layer, stack, sizeof stack);
+    if (d->per_expert) gguf_expert_name(gname, sizeof gname, stack, d->expert); /* its slice (part_to_file) */
+    else snprintf(gname, sizeof gname, "%s", stack);
     const st_file *f;
     st_tensor *t = (st_tensor *)st_set_find(nm->s, gname, &f);
     if (!t) return 0; /* model_find_tensor reports it missing, under its GGUF name */

@@ -10,7 +10,12 @@
  * llama.cpp's converter permutes the rows of attn_q / attn_k (and their biases) of llama-architecture
  * models per head so that its adjacent-pair RoPE reproduces Hugging Face's rotate-half RoPE. The loader
  * undoes that permutation once at load (rows are moved whole, so it is exact for every tensor type), and
- * the forward pass stays the one rotate-half RoPE for every model. */
+ * the forward pass stays the one rotate-half RoPE for every model.
+ *
+ * Mixture-of-experts files (qwen3moe, and llama with {arch}.expert_count: Mixtral) stack each layer's
+ * experts in one 3-D tensor per matrix (blk.N.ffn_{gate,up,down}_exps); the loader sees each expert's
+ * slice as its own 2-D tensor under its Hugging Face name, so the tables' per-expert rows bind as they do
+ * from safetensors. */
 #ifndef KILN_GGUF_MODEL_H
 #define KILN_GGUF_MODEL_H
 
@@ -22,6 +27,10 @@
 /* llama.cpp's per-frequency RoPE divisors (Llama 3 scaling): [head_dim / 2] f32, outside the layer tables
  * because Hugging Face checkpoints have no such tensor (they compute it from rope_scaling). */
 #define GGUF_ROPE_FREQS "rope_freqs.weight"
+
+/* (config.c) The flags an architecture fixes, whatever the source: Phi-3's fused projections, OLMo-2's
+ * norms (kiln_config). */
+void config_arch_flags(kiln_config *c);
 
 /* Whether path names a GGUF source (above). */
 bool gguf_source(const char *path);

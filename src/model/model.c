@@ -41,29 +41,55 @@ int model_find_tensor(const st_set *s, const tensor_desc *d, const char *name, i
     return kiln_err_set(err, "%s: tensor '%s' has shape %s, config implies %s", f->path, name, got, implied);
 }
 
+/* Gemma's norm weights are offsets from 1 ((1 + w) in f32, as transformers computes it): added once here, so
+ * the norms are ordinary RMSNorms. Every "*norm.weight" tensor, the rule llama.cpp's converter applies when it
+ * writes them into a GGUF (whose config therefore has no norm_offset). */
+static void apply_norm_offset(const kiln_config *c, const char *name, float *v, int64_t n) {
+    size_t len = strlen(name), k = strlen("norm.weight");
+    if (!c->norm_offset || len < k || strcmp(name + len - k, "norm.weight")) return;
+    for (int64_t i = 0; i < n; i++) v[i] += 1.0f;
+}
+
+/* A router as an owned f32 copy (ROLE_ROUTER: never converted with the load; freed with the vectors). */
+static int bind_router(kiln_model *m, kiln_mat *mat, const st_tensor *t, int64_t rows, int64_t cols, kiln_err *err) {
+    float *v = malloc((size_t)rows * (size_t)cols * sizeof(float));
+    if (!v) return kiln_err_set(err, "out of memory");
+    const size_t row_bytes = kern_row_bytes(t->dt, (int)cols);
+    for (int64_t r = 0; r < rows; r++)
+        kern_row_to_f32(v + r * cols, (const char *)t->data + (size_t)r * row_bytes, t->dt, (int)cols);
+    *mat = (kiln_mat){v, KILN_DT_F32, (int)rows, (int)cols, KERN_LAYOUT_PLAIN};
+    m->weight_bytes += weight_bytes(KILN_DT_F32, rows, cols);
+    return 0;
+}
+
 /* Binds one tensor where d->offset says: a matrix as a view into the mapping, a vector as an f32 copy. */
 static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int64_t rows, int64_t cols, kiln_err *err) {
     kiln_model *m = ud;
     const st_tensor *t;
     const int local = dist_local_layer(m->dist, layer);
     if ((layer >= 0 && local < 0) || !dist_holds(m->dist, d->role, m->cfg.tie_word_embeddings)) return 0; /* another rank's */
-    if (model_find_tensor(&m->shards, d, name, rows, cols, &t, err)) return -1;
+    int64_t stored_rows, first_row;
+    tensor_stored_rows(&m->cfg, d, &stored_rows, &first_row);
+    if (model_find_tensor(&m->shards, d, name, stored_rows, cols, &t, err)) return -1;
     if (!t) return 0; /* optional and absent */
     char *base = layer >= 0 ? (char *)&m->layers[local] : (char *)m;
     m->params += (size_t)rows * (size_t)(cols ? cols : 1);
-    shard_view sv; /* this rank's part (all of it without dist) */
-    if (dist_shard(m->dist, &m->shards, d, t, rows, cols, &sv, err)) return -1;
+    shard_view sv; /* this rank's part of the tensor (of its rows in a fused one; all of it without dist) */
+    const char *data = (const char *)t->data + (size_t)first_row * (cols ? kern_row_bytes(t->dt, (int)cols) : kern_row_bytes(t->dt, 1));
+    if (dist_shard(m->dist, &m->shards, d, data, t->dt, rows, cols, &sv, err)) return -1;
     if (sv.owned) m->slices[m->n_slices++] = sv.owned;
     rows = sv.rows, cols = sv.cols;
     if (d->role == ROLE_VECTOR) {
         float *v = malloc((size_t)rows * sizeof(float));
         if (!v) return kiln_err_set(err, "out of memory");
         kern_row_to_f32(v, sv.data, t->dt, (int)rows);
+        apply_norm_offset(&m->cfg, name, v, rows);
         memcpy(base + d->offset, &v, sizeof v);
         m->weight_bytes += weight_bytes(KILN_DT_F32, rows, 0);
         return 0;
     }
     kiln_mat *mat = (kiln_mat *)(base + d->offset);
+    if (d->role == ROLE_ROUTER) return bind_router(m, mat, t, rows, cols, err);
     *mat = (kiln_mat){sv.data, t->dt, (int)rows, (int)cols, KERN_LAYOUT_PLAIN};
     /* the list keeps the weight cache's order: embedding, lm_head, then the layers' matrices */
     int at = d->role == ROLE_OUTPUT ? 1 : m->n_mats;
@@ -76,7 +102,7 @@ static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int
 static int count_mats(void *ud, const tensor_desc *d, int layer, const char *name, int64_t rows, int64_t cols,
                       kiln_err *err) {
     (void)layer, (void)name, (void)rows, (void)cols, (void)err;
-    *(int *)ud += d->role != ROLE_VECTOR;
+    *(int *)ud += d->role != ROLE_VECTOR && d->role != ROLE_ROUTER;
     return 0;
 }
 
@@ -157,6 +183,9 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
     if (kiln_config_load(dir, &m->cfg, err)) goto fail;
     m->full_cfg = m->cfg;
     if (dist_plan(m->dist, &m->cfg, err) || st_set_open(&m->shards, dir, err) || bind_all(m, err)) goto fail;
+    if (m->cfg.window_absent && opts->warn)
+        opts->warn(opts->cb_ud, "this GGUF names a Mistral model but has no attention.sliding_window key (llama.cpp's "
+                                "converter writes none): running without the sliding window, as llama.cpp does");
     kern_init();
     m->pool = kiln_pool_new(opts->threads);
     if (!m->pool) {
@@ -182,8 +211,15 @@ static int free_vector(void *ud, const tensor_desc *d, int layer, const char *na
                        kiln_err *err) {
     (void)name, (void)rows, (void)cols, (void)err;
     kiln_model *m = ud;
-    if (d->role != ROLE_VECTOR || (layer >= 0 && !m->layers)) return 0;
-    float **v = (float **)((layer >= 0 ? (char *)&m->layers[layer] : (char *)m) + d->offset);
+    if ((d->role != ROLE_VECTOR && d->role != ROLE_ROUTER) || (layer >= 0 && !m->layers)) return 0;
+    char *slot = (layer >= 0 ? (char *)&m->layers[layer] : (char *)m) + d->offset;
+    if (d->role == ROLE_ROUTER) {
+        kiln_mat *r = (kiln_mat *)slot;
+        free((void *)r->data);
+        r->data = NULL;
+        return 0;
+    }
+    float **v = (float **)slot;
     free(*v);
     *v = NULL;
     return 0;

@@ -12,11 +12,22 @@
 #include "model/shards.h"
 #include "model/weight_format.h"
 
+/* One routed expert of a mixture-of-experts layer: a SwiGLU FFN of expert_ffn_size. */
+typedef struct kiln_expert {
+    kiln_mat w_gate, w_up, w_down;
+} kiln_expert;
+
 typedef struct kiln_layer {
     kiln_mat wq, wk, wv, wo, w_gate, w_up, w_down;
     float *attn_norm, *ffn_norm;
     float *bq, *bk, *bv;      /* attention_bias only */
-    float *q_norm, *k_norm;   /* qk_norm only: [head_dim] */
+    float *q_norm, *k_norm;   /* qk_norm only: [head_dim]; qk_norm_full (OLMo-2): [n_heads * head_dim], [kv_dim] */
+    float *post_attn_norm, *post_ffn_norm; /* post_norms (OLMo-2, Gemma): on the attention / MLP output */
+    /* n_experts > 0 only (instead of w_gate / w_up / w_down): the router, an owned f32 copy [n_experts x
+     * hidden] (ROLE_ROUTER), and the first n_experts entries of experts. Inline, so that the tensor tables
+     * can name each expert's slot by its offset (tensors.h per_expert). */
+    kiln_mat router;
+    kiln_expert experts[KILN_MAX_EXPERTS];
 } kiln_layer;
 
 struct kiln_model {
@@ -47,7 +58,8 @@ static inline bool model_is_output(const struct kiln_model *m, const kiln_mat *m
     return mat == &m->lm_head || (mat == &m->embed && m->lm_head.data == m->embed.data);
 }
 
-/* Looks up the tensor d describes (called name, rows x cols, cols 0 for a vector) and checks its shape.
+/* Looks up the tensor d describes (called name, rows x cols, cols 0 for a vector; for a slice, the rows of
+ * the stored tensor: tensor_stored_rows) and checks its shape.
  * 0 with *out set, or with *out NULL when d is optional and absent; -1 (err) when missing or misshapen. */
 int model_find_tensor(const st_set *s, const tensor_desc *d, const char *name, int64_t rows, int64_t cols,
                       const st_tensor **out, kiln_err *err);

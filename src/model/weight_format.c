@@ -25,7 +25,7 @@ weight_request weight_request_for(kiln_dtype dt) {
 bool weight_request_converts(const weight_request *rq) { return rq->quant >= 0 || rq->dtype >= 0; }
 
 kiln_dtype weight_format(const weight_request *rq, tensor_role role, bool output, kiln_dtype stored, int cols) {
-    if (role == ROLE_VECTOR) return KILN_DT_F32;
+    if (role == ROLE_VECTOR || role == ROLE_ROUTER) return KILN_DT_F32;
     if (rq->quant >= 0) {
         kiln_dtype q = output && rq->quant == KILN_DT_Q4_0 ? KILN_DT_Q8_0 : (kiln_dtype)rq->quant;
         if (kern_row_fits(q, cols)) return q;

@@ -22,7 +22,7 @@ weight_request weight_request_for(kiln_dtype dt);
 bool weight_request_converts(const weight_request *rq);
 
 /* The format a tensor of role `role`, stored as `stored`, with rows of `cols` values gets. output: it is
- * the output projection (lm_head, or the embedding when it stands in for it). Vectors stay f32. Quantised
+ * the output projection (lm_head, or the embedding when it stands in for it). Vectors and MoE routers stay f32. Quantised
  * formats need whole blocks per row, so other matrices (e.g. stories260K's 172-wide w_down) get the float
  * format instead (f32 unless dtype names one), as llama.cpp keeps such tensors unquantised. Q4_0 keeps the
  * output projection in Q8_0: every logit goes through it, and llama-quantize likewise keeps it at Q6_K
