@@ -12,6 +12,15 @@ PKGS    := $(shell awk '$$1 == "build" && $$2 == "pc" {print $$3}' deps/debian-p
 PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PKGS) 2>/dev/null))$(PKG_CFLAGS)
 PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $(PKGS) 2>/dev/null))$(PKG_LIBS)
 
+# MPI (tensor / pipeline parallel, src/dist/) is a build option: linked when Open MPI's pkg-config module is
+# there (deps/debian-packages.txt lists it for the tests), else dist_none.c answers --tp/--pp with an error.
+# Only src/dist/ sees mpi.h; a stamp named after the choice rebuilds those objects when it changes.
+MPI_PC := $(shell pkg-config --exists ompi-c 2>/dev/null && echo ompi-c)
+ifneq ($(MPI_PC),)
+  MPI_CFLAGS = $(shell pkg-config --cflags ompi-c) -DKILN_MPI
+  MPI_LIBS   = $(shell pkg-config --libs ompi-c)
+endif
+
 BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Iinclude -Isrc $(PKG_CFLAGS) -pthread -MMD -MP
 ifeq ($(MODE),release)
   OUT     := build
@@ -27,7 +36,7 @@ else ifeq ($(MODE),asan)
   CFLAGS   = $(BASE_CFLAGS) -O1 -g -Werror $(SAN)
   LDFLAGS := -pthread $(SAN)
 endif
-LIBS = $(PKG_LIBS) -lm
+LIBS = $(PKG_LIBS) $(MPI_LIBS) -lm
 
 # The commit is baked into one object (kiln_build_commit: kiln --version, bench reports), so nothing else rebuilds.
 GIT_COMMIT := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -37,6 +46,12 @@ COMMIT_STAMP := $(OUT)/commit-$(GIT_COMMIT).stamp
 $(COMMIT_STAMP):
 	@mkdir -p $(dir $@) && rm -f $(OUT)/commit-*.stamp && touch $@
 $(OUT)/obj/src/common/version.o: $(COMMIT_STAMP)
+
+MPI_STAMP := $(OUT)/mpi-$(if $(MPI_PC),yes,no).stamp
+$(MPI_STAMP):
+	@mkdir -p $(dir $@) && rm -f $(OUT)/mpi-*.stamp && touch $@
+$(OUT)/obj/src/dist/%.o: CFLAGS += $(MPI_CFLAGS)
+$(OUT)/obj/src/dist/%.o: $(MPI_STAMP)
 
 # Kernel files named *_avx512.c / *_avx2.c get their ISA flags; callers pick them at run time from CPUID.
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512bf16 -mavx512dq -mfma -mf16c -mavx2

@@ -90,6 +90,24 @@ void cli_kv_type_flag(void *kv_type, const char *flag, const char *v);
 #define CLI_MODEL_FLAG(p) {"--model", "-m", "DIR", "model directory, or ORG/NAME from the hub cache", CLI_STR_TO(p)}
 #define CLI_THREADS_FLAG(p, lo) {"--threads", "-t", "N", "worker threads (default: physical cores)", CLI_INT_TO(p, lo, 1024)}
 
+/* --tp N / --pp N (cli/dist_cli.c, docs/distributed.md): rows for a command's flag table; then, after
+ * cli_parse, cli_dist_start starts MPI when tp x pp > 1 (one-line error when kiln was built without it or
+ * the job has another size) and sets mo->dist. Ranks other than 0 run the same command on the same input
+ * with stdout silenced. */
+typedef struct cli_dist {
+    int tp, pp;
+} cli_dist;
+#define CLI_DIST_DEFAULT {1, 1}
+#define CLI_DIST_FLAGS(p)                                                                                     \
+    {"--tp", NULL, "N", "tensor parallel: split every layer over N MPI ranks (mpirun -np N)", CLI_INT_TO(&(p)->tp, 1, 4096)}, \
+    {"--pp", NULL, "N", "pipeline parallel: N stages of layers (mpirun -np TP x PP)", CLI_INT_TO(&(p)->pp, 1, 4096)}
+void cli_dist_start(const cli_dist *cd, kiln_model_opts *mo);
+bool cli_dist_rank0(void); /* true outside a distributed run */
+/* ",\"rank\":R,\"ranks\":N,\"mpi_s\":S" for a --stats JSON line, "" outside a distributed run. */
+const char *cli_dist_stats(void);
+/* Rank 0's time in MPI (total and per forward step) as one line on stderr; nothing outside a distributed run. */
+void cli_dist_report(int steps);
+
 /* Parses "1,2,3" into a malloc'd id list; returns -1 with a message on bad input. */
 int cli_parse_ids(const char *s, int32_t **ids, size_t *n, kiln_err *err);
 /* The whole of a stream / a file named by flag (pipes and FIFOs too), NUL-terminated; exits on failure. */

@@ -12,6 +12,7 @@ int cmd_generate(int argc, char **argv) {
     int max_new = -1;
     bool stop_at_eos = false;
     kiln_dtype kv_type = KILN_KV_TYPE_DEFAULT;
+    cli_dist dist = CLI_DIST_DEFAULT;
     kiln_model_opts mo;
     kiln_model_opts_default(&mo);
     cli_weight_callbacks(&mo);
@@ -23,6 +24,7 @@ int cmd_generate(int argc, char **argv) {
         CLI_THREADS_FLAG(&mo.threads, 1),
         CLI_WEIGHT_FLAGS(&mo),
         CLI_KV_TYPE_FLAG(&kv_type),
+        CLI_DIST_FLAGS(&dist),
         {0},
     };
     const cli_spec spec = {.name = "generate", .usage = "--model DIR --ids 1,2,3 --max-new-tokens N [flags]",
@@ -30,6 +32,7 @@ int cmd_generate(int argc, char **argv) {
                            .flags = flags};
     cli_parse(argc, argv, &spec);
     if (!model || !ids_s || max_new < 0) cli_fail(2, "--model, --ids and --max-new-tokens are required");
+    cli_dist_start(&dist, &mo);
     kiln_err err;
     int32_t *ids;
     size_t n;

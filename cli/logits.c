@@ -48,6 +48,7 @@ int cmd_logits(int argc, char **argv) {
     int k = 20;
     bool stats = false;
     kiln_dtype kv_type = KILN_KV_TYPE_DEFAULT;
+    cli_dist dist = CLI_DIST_DEFAULT;
     kiln_model_opts mo;
     kiln_model_opts_default(&mo);
     cli_weight_callbacks(&mo);
@@ -60,6 +61,7 @@ int cmd_logits(int argc, char **argv) {
         CLI_THREADS_FLAG(&mo.threads, 1),
         CLI_WEIGHT_FLAGS(&mo),
         CLI_KV_TYPE_FLAG(&kv_type),
+        CLI_DIST_FLAGS(&dist),
         {0},
     };
     const cli_spec spec = {.name = "logits", .usage = "--model DIR --ids 1,2,3 [flags]",
@@ -67,6 +69,8 @@ int cmd_logits(int argc, char **argv) {
                            .flags = flags};
     cli_parse(argc, argv, &spec);
     if (!model || !ids_s) cli_fail(2, "--model and --ids are required");
+    cli_dist_start(&dist, &mo);
+    if (!cli_dist_rank0()) all = NULL; /* rank 0 alone has the logits */
     kiln_err err;
     int32_t *ids;
     size_t n;
@@ -127,8 +131,9 @@ int cmd_logits(int argc, char **argv) {
     if (fflush(stdout) != 0) cli_fail(1, "write error on stdout");
     /* --stats: memory figures as one JSON line on stderr (stdout stays the contract's JSON lines). */
     if (stats)
-        fprintf(stderr, "{\"peak_rss_bytes\":%zu,\"weight_bytes\":%zu,\"kv_bytes\":%zu,\"params\":%zu}\n",
-                kiln_peak_rss_bytes(), kiln_model_weight_bytes(m), kiln_ctx_kv_bytes(c), kiln_model_param_count(m));
+        fprintf(stderr, "{\"peak_rss_bytes\":%zu,\"weight_bytes\":%zu,\"kv_bytes\":%zu,\"params\":%zu%s}\n",
+                kiln_peak_rss_bytes(), kiln_model_weight_bytes(m), kiln_ctx_kv_bytes(c), kiln_model_param_count(m),
+                cli_dist_stats());
     free(top);
     free(logits);
     free(ids);

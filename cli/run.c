@@ -70,8 +70,9 @@ int cmd_run(int argc, char **argv) {
     gen_cli g;
     const char *prompt = NULL, *prompt_file = NULL, *batch = NULL, *ids_arg = NULL;
     grammar_cli gc = {0};
+    cli_dist dist = CLI_DIST_DEFAULT;
     gen_cli_init(&g);
-    cli_flag flags[GEN_CLI_N_FLAGS + GRAMMAR_CLI_N_FLAGS + 7];
+    cli_flag flags[GEN_CLI_N_FLAGS + GRAMMAR_CLI_N_FLAGS + 9];
     int nf = gen_cli_flags(&g, flags);
     nf += grammar_cli_flags(&gc, flags + nf);
     const cli_flag own[] = {
@@ -83,6 +84,7 @@ int cmd_run(int argc, char **argv) {
         {"--raw", NULL, NULL, "no chat template: continue the text as it is", CLI_SWITCH_TO(&g.raw)},
         {"--json", NULL, NULL, "one JSON object (text, thinking, ids, finish_reason, stats) instead of a stream",
          CLI_SWITCH_TO(&g.json)},
+        CLI_DIST_FLAGS(&dist),
         {0},
     };
     memcpy(flags + nf, own, sizeof own);
@@ -93,6 +95,9 @@ int cmd_run(int argc, char **argv) {
     cli_parse(argc, argv, &spec);
     if (!!prompt + !!prompt_file + !!batch + !!ids_arg > 1)
         cli_fail(2, "give one of --prompt, --prompt-file, --batch-file, --ids");
+    if (dist.tp * dist.pp > 1 && !prompt && !prompt_file && !batch && !ids_arg)
+        cli_fail(2, "--tp / --pp: give the prompt by flag (mpirun passes stdin to rank 0 only)");
+    cli_dist_start(&dist, &g.mopts);
     gen_cli_open(&g);
     grammar_cli_apply(&gc, g.tok, &g.params);
     if (batch) {
@@ -121,13 +126,15 @@ int cmd_run(int argc, char **argv) {
     }
     kiln_gen_output out;
     const int32_t *pp = ids;
-    if (kiln_generate(g.model, g.tok, &g.params, 1, &pp, &n_ids, g.json ? NULL : gen_cli_stream, &g, &out, &err))
+    const bool stream = !g.json && cli_dist_rank0(); /* other ranks print nothing */
+    if (kiln_generate(g.model, g.tok, &g.params, 1, &pp, &n_ids, stream ? gen_cli_stream : NULL, &g, &out, &err))
         cli_fail(1, "%s", err.msg);
     if (g.json) gen_cli_print_json(&out);
-    else {
+    else if (stream) {
         fputc('\n', stdout);
         fflush(stdout);
         gen_cli_print_stats(&out);
+        cli_dist_report(out.stats.gen_tokens); /* one forward step per generated token */
     }
     kiln_gen_output_free(&out);
     free(ids);

@@ -180,6 +180,19 @@ int kiln_config_load(const char *dir, kiln_config *cfg, kiln_err *err);
  * =================================================================================================== */
 typedef struct kiln_model kiln_model;
 
+/* Distributed inference over MPI (src/dist/; `mpirun -np TP*PP kiln ... --tp TP --pp PP`, see
+ * docs/distributed.md). Every rank runs the same program on the same input; each loads only its shard
+ * (tp: heads, KV heads and FFN width split; pp: contiguous stages of layers) and holds only its KV share.
+ * Rank 0 gets the logits (zeros elsewhere) and, inside generation, samples and broadcasts each token. */
+typedef struct kiln_dist kiln_dist;
+bool kiln_dist_available(void); /* built with MPI */
+/* Starts MPI; the job must have exactly tp * pp processes. NULL (err) without MPI or on a mismatch. */
+kiln_dist *kiln_dist_init(int tp, int pp, kiln_err *err);
+void kiln_dist_free(kiln_dist *d); /* ends MPI; NULL is a no-op */
+int kiln_dist_rank(const kiln_dist *d); /* 0 for NULL */
+int kiln_dist_size(const kiln_dist *d); /* 1 for NULL */
+double kiln_dist_comm_seconds(const kiln_dist *d); /* time spent in MPI calls so far */
+
 typedef struct kiln_model_opts {
     /* Weight formats, chosen at load. dtype: -1 keeps the checkpoint's storage type (zero-copy mmap), else
      * KILN_DT_F32/F16/BF16 to convert every matrix to. quant: -1 none, else KILN_DT_Q8_0/Q4_0 block-quantises
@@ -199,6 +212,7 @@ typedef struct kiln_model_opts {
     void (*progress)(void *ud, size_t done, size_t total);
     void (*warn)(void *ud, const char *msg);
     void *cb_ud;
+    kiln_dist *dist; /* NULL: one process holds the whole model; else this rank's shard (see kiln_dist) */
 } kiln_model_opts;
 void kiln_model_opts_default(kiln_model_opts *o);
 

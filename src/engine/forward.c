@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/dist.h"
 #include "engine/engine.h"
 
 /* Grows the per-token scratch to hold T tokens: every buffer the step and its kernels use, so nothing
@@ -216,9 +217,14 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
                 rope_angles(c->rope_cs_local + (size_t)t * hd, c->pos[t], c->inv_freq + half, half, 1.0f);
         }
     }
-    kern_get_rows(c->x, &m->embed, b->tokens, T);
-    if (g->embed_scale) /* Gemma: the embedding times sqrt(hidden_size) */
-        for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] *= g->embed_scale;
+    /* The first pipeline stage embeds the tokens; the others receive the previous stage's output. */
+    if (!dist_first_stage(m->dist)) {
+        if (dist_recv_prev(m->dist, c->x, (size_t)T * H, err)) return -1;
+    } else {
+        kern_get_rows(c->x, &m->embed, b->tokens, T);
+        if (g->embed_scale) /* Gemma: the embedding times sqrt(hidden_size) */
+            for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] *= g->embed_scale;
+    }
     int bad = 0;
     for (int l = 0; l < g->n_layers; l++) {
         const kiln_layer *L = &m->layers[l];
@@ -228,6 +234,7 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
         struct attn_job aj = {c, b, l};
         kiln_pool_run(m->pool, attn_part, &aj);
         bad |= mm(c, c->h, c->att, T, &L->wo, NULL);
+        if (dist_allreduce(m->dist, c->h, (size_t)T * H, err)) return -1; /* tensor parallel: sum the heads' parts */
         residual_add(c, L->post_attn_norm, T);
         in = pre_norm(c, L->ffn_norm, T);
         if (g->n_experts) {
@@ -238,8 +245,10 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
             kiln_pool_run(m->pool, silu_part, &sj);
             bad |= mm(c, c->h, c->gate, T, &L->w_down, NULL);
         }
+        if (dist_allreduce(m->dist, c->h, (size_t)T * H, err)) return -1; /* ... and the FFN slices' */
         residual_add(c, L->post_ffn_norm, T);
     }
+    if (dist_send_next(m->dist, c->x, (size_t)T * H, err)) return -1;
     for (int i = 0; i < b->n_seqs; i++) c->seqs[b->seq[i]].len += b->n_tokens[i];
     /* Final norm of the tokens that need output (packed into h), then one LM-head matmul (or h itself). */
     int n_out = 0;
@@ -248,10 +257,20 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
         for (int r = b->logits_all ? t - b->n_tokens[i] : t - 1; r < t; r++, n_out++)
             kern_rmsnorm(c->h + (size_t)n_out * H, c->x + (size_t)r * H, m->final_norm, H, g->rms_norm_eps);
     }
-    if (hidden_only) memcpy(out, c->h, (size_t)n_out * H * sizeof(float));
-    else bad |= mm(c, out, c->h, n_out, &m->lm_head, NULL);
-    for (int r = 0; !hidden_only && g->final_logit_softcap > 0 && r < n_out; r++) /* Gemma 2's final soft-capping */
-        kern_softcap(out + (size_t)r * g->vocab_size, g->vocab_size, g->final_logit_softcap);
+    /* Distributed: rank 0 alone gets the output (zeros elsewhere); the last stage's ranks compute the
+     * logits, each its rows of the vocabulary (dist.h). */
+    float *part;
+    if (hidden_only) {
+        if (dist_to_output(m->dist, c->h, (size_t)n_out * H, err)) return -1;
+        if (dist_is_output(m->dist)) memcpy(out, c->h, (size_t)n_out * H * sizeof(float));
+        else memset(out, 0, (size_t)n_out * H * sizeof(float));
+    } else if (!(part = dist_logits_part(m->dist, out, (size_t)n_out, err))) return -1;
+    else {
+        if (dist_last_stage(m->dist)) bad |= mm(c, part, c->h, n_out, &m->lm_head, NULL);
+        if (dist_logits_gather(m->dist, part, out, (size_t)n_out, err)) return -1;
+    }
+    for (int r = 0; !hidden_only && dist_is_output(m->dist) && g->final_logit_softcap > 0 && r < n_out; r++)
+        kern_softcap(out + (size_t)r * g->vocab_size, g->vocab_size, g->final_logit_softcap); /* Gemma 2's */
     return bad ? kiln_err_set(err, "internal error: matmul scratch smaller than the batch") : 0;
 }
 

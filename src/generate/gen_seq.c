@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/strbuf.h"
+#include "dist/dist.h"
 #include "kiln.h"
 
 struct kiln_gen_seq {
@@ -242,6 +243,7 @@ int kiln_gen_seq_step(kiln_gen_seq *g, float *logits, kiln_gen_step *out) {
     if (g->grammar && kiln_grammar_matcher_mask(g->grammar, logits, g->vocab, g->p.eos_ids, g->p.n_eos, &g->err))
         return -1;
     int32_t tok = kiln_sampler_sample(g->sampler, logits, g->hist, g->n_hist, g->n_prompt);
+    if (dist_bcast_token(&tok, &g->err)) return -1; /* distributed: rank 0's sample is everyone's */
     return kiln_gen_seq_push(g, tok, out);
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "dist/dist.h"
 #include "model/gguf_model.h"
 #include "model/model.h"
 
@@ -65,16 +66,23 @@ static int bind_router(kiln_model *m, kiln_mat *mat, const st_tensor *t, int64_t
 static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int64_t rows, int64_t cols, kiln_err *err) {
     kiln_model *m = ud;
     const st_tensor *t;
+    const int local = dist_local_layer(m->dist, layer);
+    if ((layer >= 0 && local < 0) || !dist_holds(m->dist, d->role, m->cfg.tie_word_embeddings)) return 0; /* another rank's */
     int64_t stored_rows, first_row;
     tensor_stored_rows(&m->cfg, d, &stored_rows, &first_row);
     if (model_find_tensor(&m->shards, d, name, stored_rows, cols, &t, err)) return -1;
     if (!t) return 0; /* optional and absent */
-    char *base = layer >= 0 ? (char *)&m->layers[layer] : (char *)m;
+    char *base = layer >= 0 ? (char *)&m->layers[local] : (char *)m;
     m->params += (size_t)rows * (size_t)(cols ? cols : 1);
+    shard_view sv; /* this rank's part of the tensor (of its rows in a fused one; all of it without dist) */
+    const char *data = (const char *)t->data + (size_t)first_row * (cols ? kern_row_bytes(t->dt, (int)cols) : kern_row_bytes(t->dt, 1));
+    if (dist_shard(m->dist, &m->shards, d, data, t->dt, rows, cols, &sv, err)) return -1;
+    if (sv.owned) m->slices[m->n_slices++] = sv.owned;
+    rows = sv.rows, cols = sv.cols;
     if (d->role == ROLE_VECTOR) {
         float *v = malloc((size_t)rows * sizeof(float));
         if (!v) return kiln_err_set(err, "out of memory");
-        kern_row_to_f32(v, t->data, t->dt, (int)rows);
+        kern_row_to_f32(v, sv.data, t->dt, (int)rows);
         apply_norm_offset(&m->cfg, name, v, rows);
         memcpy(base + d->offset, &v, sizeof v);
         m->weight_bytes += weight_bytes(KILN_DT_F32, rows, 0);
@@ -82,8 +90,7 @@ static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int
     }
     kiln_mat *mat = (kiln_mat *)(base + d->offset);
     if (d->role == ROLE_ROUTER) return bind_router(m, mat, t, rows, cols, err);
-    const char *data = (const char *)t->data + (size_t)first_row * kern_row_bytes(t->dt, (int)cols); /* a slice's rows */
-    *mat = (kiln_mat){data, t->dt, (int)rows, (int)cols, KERN_LAYOUT_PLAIN};
+    *mat = (kiln_mat){sv.data, t->dt, (int)rows, (int)cols, KERN_LAYOUT_PLAIN};
     /* the list keeps the weight cache's order: embedding, lm_head, then the layers' matrices */
     int at = d->role == ROLE_OUTPUT ? 1 : m->n_mats;
     memmove(&m->mats[at + 1], &m->mats[at], (size_t)(m->n_mats - at) * sizeof *m->mats);
@@ -121,9 +128,11 @@ static int bind_all(kiln_model *m, kiln_err *err) {
     tensors_each(&m->cfg, count_mats, &cap, err);
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
     m->mats = malloc((size_t)cap * sizeof *m->mats + 1);
-    if (!m->layers || !m->mats) return kiln_err_set(err, "out of memory");
+    m->slices = malloc((size_t)cap * sizeof *m->slices + 1);
+    if (!m->layers || !m->mats || !m->slices) return kiln_err_set(err, "out of memory");
     if (tensors_each(&m->cfg, bind, m, err)) return -1;
     if (!m->lm_head.data) m->lm_head = m->embed;
+    dist_local_config(m->dist, &m->cfg); /* from here on the engine sees this rank's share */
     return bind_rope_freqs(m, err);
 }
 
@@ -166,7 +175,14 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
         kiln_err_set(err, "out of memory");
         return NULL;
     }
-    if (kiln_config_load(dir, &m->cfg, err) || st_set_open(&m->shards, dir, err) || bind_all(m, err)) goto fail;
+    m->dist = opts->dist;
+    if (m->dist && opts->weight_cache) {
+        kiln_err_set(err, "--quant-cache is not supported with --tp / --pp (each rank converts its own shard)");
+        goto fail;
+    }
+    if (kiln_config_load(dir, &m->cfg, err)) goto fail;
+    m->full_cfg = m->cfg;
+    if (dist_plan(m->dist, &m->cfg, err) || st_set_open(&m->shards, dir, err) || bind_all(m, err)) goto fail;
     if (m->cfg.window_absent && opts->warn)
         opts->warn(opts->cb_ud, "this GGUF names a Mistral model but has no attention.sliding_window key (llama.cpp's "
                                 "converter writes none): running without the sliding window, as llama.cpp does");
@@ -182,6 +198,7 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
         goto fail;
     }
     if (convert && model_convert(m, dir, opts, &rq, err)) goto fail;
+    dist_shard_output(m->dist, &m->lm_head); /* after conversion, which re-ties lm_head to the embedding */
     account(m);
     return m;
 fail:
@@ -213,6 +230,8 @@ void kiln_model_free(kiln_model *m) {
     tensors_each(&m->cfg, free_vector, m, NULL);
     free(m->layers);
     free(m->mats);
+    for (int i = 0; i < m->n_slices; i++) free(m->slices[i]);
+    free(m->slices);
     free(m->rope_freq_factors);
     st_set_close(&m->shards);
     free(m->owned);
@@ -222,7 +241,7 @@ void kiln_model_free(kiln_model *m) {
     free(m);
 }
 
-const kiln_config *kiln_model_config(const kiln_model *m) { return &m->cfg; }
+const kiln_config *kiln_model_config(const kiln_model *m) { return &m->full_cfg; }
 int kiln_model_threads(const kiln_model *m) { return kiln_pool_size(m->pool); }
 size_t kiln_model_weight_bytes(const kiln_model *m) { return m->weight_bytes; }
 size_t kiln_model_param_count(const kiln_model *m) { return m->params; }

@@ -31,7 +31,11 @@ typedef struct kiln_layer {
 } kiln_layer;
 
 struct kiln_model {
-    kiln_config cfg;
+    kiln_config cfg;      /* what the forward pass runs: this rank's share under dist (dist_local_config) */
+    kiln_config full_cfg; /* the checkpoint's (kiln_model_config) */
+    kiln_dist *dist;      /* NULL: the whole model in this process */
+    void **slices;        /* dist: the column slices copied out of the checkpoint (wo, w_down) */
+    int n_slices;
     st_set shards; /* the checkpoint's files (closed once every matrix is converted) */
     kiln_mat embed, lm_head; /* lm_head == embed when tied */
     float *final_norm;

@@ -28,7 +28,7 @@ check nonroot_exits_1 [ "$rc" = 1 ]
 check nonroot_prints_exact_line grep -qx "  apt-get install -y --no-install-recommends $BUILD_PKGS" "$TMP/e"
 check nonroot_installs_nothing [ ! -e "$TMP/apt.log" ]
 in_fake "$ROOT/deps/install.sh" test >"$TMP/o" 2>"$TMP/e"
-check nonroot_test_adds_test_tools grep -qx "  apt-get install -y --no-install-recommends $BUILD_PKGS python3 nodejs npm" "$TMP/e"
+check nonroot_test_adds_test_tools grep -qx "  apt-get install -y --no-install-recommends $BUILD_PKGS python3 nodejs npm openmpi-bin libopenmpi-dev" "$TMP/e"
 
 # make stops at the same step, with the same line and no compiler output (demo and test alike).
 for goal in demo test all; do

@@ -1,0 +1,42 @@
+/* dist_cli.c — --tp / --pp (docs/distributed.md): starting MPI for a command and what changes on ranks
+ * other than 0, which run the same command on the same input but print nothing on stdout. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+static kiln_dist *started; /* ended at exit, so every way out (cli_fail included) finalises MPI */
+
+static void end_dist(void) {
+    kiln_dist_free(started);
+    started = NULL;
+}
+
+void cli_dist_start(const cli_dist *cd, kiln_model_opts *mo) {
+    if (cd->tp * cd->pp == 1) return;
+    kiln_err err;
+    if (!(started = kiln_dist_init(cd->tp, cd->pp, &err))) cli_fail(2, "%s", err.msg);
+    atexit(end_dist);
+    mo->dist = started;
+    if (kiln_dist_rank(started) != 0) {
+        mo->quiet = true; /* one progress bar, rank 0's */
+        if (!freopen("/dev/null", "w", stdout)) cli_fail(1, "cannot silence stdout on rank %d", kiln_dist_rank(started));
+    }
+}
+
+bool cli_dist_rank0(void) { return kiln_dist_rank(started) == 0; }
+
+const char *cli_dist_stats(void) {
+    static char s[96];
+    if (!started) return "";
+    snprintf(s, sizeof s, ",\"rank\":%d,\"ranks\":%d,\"mpi_s\":%.6f", kiln_dist_rank(started), kiln_dist_size(started),
+             kiln_dist_comm_seconds(started));
+    return s;
+}
+
+void cli_dist_report(int steps) {
+    if (!started || kiln_dist_rank(started) != 0) return;
+    double s = kiln_dist_comm_seconds(started);
+    fprintf(stderr, "[MPI: %d ranks, rank 0 spent %.1f ms in MPI calls, %.3f ms per step over %d steps]\n",
+            kiln_dist_size(started), s * 1e3, steps > 0 ? s * 1e3 / steps : 0.0, steps);
+}
