@@ -116,7 +116,8 @@ const char *cli_weight_format(const kiln_model_opts *mo);
     X(pull, "download a model from a Hugging Face hub (or mirror) into the cache")       \
     X(list, "list cached models")                                                        \
     X(rm, "remove a cached model")                                                       \
-    X(info, "describe this machine (and a model): SIMD, memory, bandwidth, roofline")
+    X(info, "describe this machine (and a model): SIMD, memory, bandwidth, roofline")  \
+    X(quantize, "write a model as a GGUF file (llama.cpp's formats and K-quant mixes)")
 
 #define CLI_DECLARE(name, help) int cmd_##name(int argc, char **argv);
 CLI_COMMANDS(CLI_DECLARE)

@@ -176,6 +176,13 @@ size_t kiln_model_param_count(const kiln_model *m);
  * *reused tells whether the cache was read (true) or written/rebuilt (false). */
 const char *kiln_model_weight_cache(const kiln_model *m, bool *reused);
 
+/* Writes the safetensors checkpoint at dir as a GGUF v3 file at path, which llama.cpp's tools load: the
+ * `{arch}.*` hyperparameters, the tokenizer and chat template, and every tensor under llama.cpp's name in
+ * the format a load with opts->quant / opts->dtype gives it (llama-quantize's mixes for the K-quants;
+ * neither set: as stored). opts->threads convert; opts->progress gets bytes written / total. Atomic: the
+ * file is written beside path under a temporary name and renamed; on any error nothing is left. */
+int kiln_gguf_write(const char *dir, const char *path, const kiln_model_opts *opts, kiln_err *err);
+
 /* ===================================================================================================
  * Inference context: forward pass over a paged KV cache (src/engine/)
  *
