@@ -97,7 +97,7 @@ import json, sys
 model, fmt, kj, lp = sys.argv[1:5]
 k = json.loads(kj); lkl, ltop = (float(x) for x in lp.split())
 ratio = k["mean_kl"] / lkl if lkl > 0 else float("nan")
-print(f"| {model} | {fmt} | {k['positions']} | {k['mean_kl']:.5f} | {lkl:.5f} | {ratio:.2f} | {100*k['top1_agree']:.1f}% | {100*ltop:.1f}% |")
+print(f"| {model} | {fmt} | {k['positions']} | {k['mean_kl']:.5f} | {lkl:.5f} | {ratio:.3f} | {100*k['top1_agree']:.1f}% | {100*ltop:.1f}% |")
 PYEOF
 }
 
