@@ -16,6 +16,7 @@
 
 #include "check.h"
 #include "kiln.h"
+#include "model/gguf.h"
 
 static char tmp[] = "/tmp/kiln_gguf_write_XXXXXX";
 #define PATH_LEN 4200 /* tmp + a name */
@@ -161,6 +162,50 @@ TEST(tokenizer_from_the_file_encodes_the_goldens) {
     }
 }
 
+/* Whether key has the same type and value in both files (absent from both counts as the same). */
+static bool same_kv(const gguf_file *a, const gguf_file *b, const char *key) {
+    const gguf_kv *x = gguf_find_kv(a, key), *y = gguf_find_kv(b, key);
+    if (!x || !y) return !x && !y;
+    if (x->type != y->type) return false;
+    if (x->type == GGUF_STRING) return x->str_len == y->str_len && !memcmp(x->val, y->val, x->str_len);
+    if (x->type != GGUF_ARRAY) return !memcmp(x->val, y->val, gguf_vtype_size(x->type));
+    if (x->arr_type != y->arr_type || x->arr_n != y->arr_n) return false;
+    if (x->arr_type != GGUF_STRING) return !memcmp(gguf_arr_data(x), gguf_arr_data(y), x->arr_n * gguf_vtype_size(x->arr_type));
+    for (uint64_t i = 0; i < x->arr_n; i++) {
+        size_t la, lb;
+        const char *sa = gguf_arr_str(x, i, &la), *sb = gguf_arr_str(y, i, &lb);
+        if (la != lb || memcmp(sa, sb, la)) return false;
+    }
+    return true;
+}
+
+/* The tokenizer keys are what llama.cpp's converter writes for the same checkpoint: its --vocab-only
+ * files in ../shared/gguf/tokenizers (stories260K's made with ../shared/gguf/hfshim; the converter also
+ * writes add_sep_token, which llama.cpp reads for BERT-style models only). */
+TEST(tokenizer_keys_are_the_converters) {
+    static const char *const KEYS[] = {
+        "tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type",
+        "tokenizer.ggml.merges", "tokenizer.ggml.scores", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.padding_token_id", "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.add_bos_token",
+        "tokenizer.chat_template"};
+    for (size_t i = 0; i < sizeof MODELS / sizeof *MODELS; i++) {
+        char ours[PATH_LEN], rel[128];
+        snprintf(ours, sizeof ours, "%s/%s.f32.gguf", tmp, MODELS[i].model);
+        snprintf(rel, sizeof rel, "gguf/tokenizers/%s.vocab.gguf", MODELS[i].model);
+        gguf_file a, b;
+        kiln_err err;
+        REQUIRE(gguf_open(&a, ours, &err) == 0, "%s", err.msg);
+        if (gguf_open(&b, shared_path(rel), &err)) {
+            CHECK(0, "%s", err.msg);
+            gguf_close(&a);
+            continue;
+        }
+        for (size_t k = 0; k < sizeof KEYS / sizeof *KEYS; k++)
+            CHECK(same_kv(&a, &b, KEYS[k]), "%s: %s differs from the converter's", MODELS[i].model, KEYS[k]);
+        gguf_close(&a), gguf_close(&b);
+    }
+}
+
 /* Whether dir holds an entry whose name starts with prefix. */
 static bool has_entry(const char *dir, const char *prefix) {
     DIR *d = opendir(dir);
@@ -209,6 +254,7 @@ int main(void) {
     RUN(f32_file_is_the_checkpoint);
     RUN(quantised_files_are_the_quantised_load);
     RUN(tokenizer_from_the_file_encodes_the_goldens);
+    RUN(tokenizer_keys_are_the_converters);
     RUN(unwritable_targets_are_one_line_errors_leaving_nothing);
     clean_tmp();
     return check_done();
