@@ -74,7 +74,7 @@ void cli_quant_flag(void *mo, const char *flag, const char *v);
 void cli_quant_cache_flag(void *mo, const char *flag, const char *v);
 #define CLI_WEIGHT_FLAGS(mo)                                                                                  \
     {"--dtype", NULL, "f32|f16|bf16", "convert the weights to this float format at load", CLI_FN_TO(cli_dtype_flag, mo)}, \
-    {"--quant", NULL, "q8_0|q4_0|q4_k_m|q5_k_m|q6_k", "block-quantise the weights at load (llama-quantize's types and mixes)",                    \
+    {"--quant", NULL, "FMT", "block-quantise the weights at load: q8_0|q4_0|q4_k_m|q5_k_m|q6_k (llama-quantize's)",                    \
      CLI_FN_TO(cli_quant_flag, mo)},                                                                          \
     {"--quant-cache", NULL, NULL, "keep the converted weights on disk and map them on later loads",           \
      CLI_FN_TO(cli_quant_cache_flag, mo)}

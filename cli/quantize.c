@@ -1,5 +1,5 @@
-/* quantize.c — `kiln quantize --model SRC --quant Q --out FILE.gguf`: writes the checkpoint as a GGUF
- * file (kiln_gguf_write) in format Q: a float format (f32, f16, bf16) or one of --quant's block formats
+/* quantize.c — `kiln quantize --model SRC --quant FMT --out FILE.gguf`: writes the checkpoint as a GGUF
+ * file (kiln_gguf_write) in format FMT: a float format (f32, f16, bf16) or one of --quant's block formats
  * and llama-quantize mixes (q8_0, q4_0, q4_k_m, q5_k_m, q6_k). Progress bar on a terminal. */
 #include <stdio.h>
 
@@ -21,13 +21,13 @@ int cmd_quantize(int argc, char **argv) {
     cli_weight_callbacks(&mo);
     const cli_flag flags[] = {
         CLI_MODEL_FLAG(&model),
-        {"--quant", NULL, "f32|f16|bf16|q8_0|q4_0|q4_k_m|q5_k_m|q6_k", "the file's format (required)",
+        {"--quant", NULL, "FMT", "the file's format (required): f32|f16|bf16|q8_0|q4_0|q4_k_m|q5_k_m|q6_k",
          CLI_FN_TO(format_flag, &mo)},
         {"--out", "-o", "FILE.gguf", "the GGUF file to write (required; replaced atomically)", CLI_STR_TO(&out)},
         CLI_THREADS_FLAG(&mo.threads, 1),
         {0},
     };
-    const cli_spec spec = {.name = "quantize", .usage = "--model DIR --quant Q --out FILE.gguf [flags]",
+    const cli_spec spec = {.name = "quantize", .usage = "--model DIR --quant FMT --out FILE.gguf [flags]",
                            .about = "Write a safetensors checkpoint as a GGUF file that llama.cpp's tools load, in a "
                                     "float format or llama-quantize's types and K-quant mixes.",
                            .flags = flags};
