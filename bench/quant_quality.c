@@ -1,8 +1,8 @@
 /* quant_quality.c — how much Q8_0 / Q4_0 change a model's next-token distributions, against the
  * checkpoint's own weights computed in f32 (the reference). Benchmark/analysis tool, not a test.
  *
- * Modes: ref (checkpoint weights, f32 compute), q8_0 / q4_0 (kiln's path: quantised weights, activations
- * quantised to int8 per 32-block for the integer dot products), q8_0w / q4_0w ("weights only": the same
+ * Modes: ref (checkpoint weights, f32 compute), q8_0 / q4_0 / q4_k_m / q5_k_m / q6_k (kiln's path: --quant's
+ * weights, activations quantised to int8 for the integer dot products), q8_0w / q4_0w / ... ("weights only": the same
  * quantised weights dequantised back to f32, f32 activations — isolates the activation rounding).
  * Per mode: top-1 agreement with ref, mean KL(ref || mode) over the vocabulary, perplexity of the text's
  * own next tokens, and top-1 agreement restricted to positions whose ref top1-top2 logit gap exceeds
@@ -102,7 +102,7 @@ static void load_text(stream *st, const char *path, bool is_ids, const char *dir
 }
 
 /* Weights-only mode: every matrix quantised to qt and dequantised back to f32, computed in f32. */
-static void **patch_weights_only(kiln_model *m, kiln_dtype qt, int *n_out) {
+static void **patch_weights_only(kiln_model *m, int qt, int *n_out) {
     const int n = m->n_mats;
     const bool tied = m->lm_head.data == m->embed.data;
     const weight_request rq = weight_request_for(qt);
@@ -111,7 +111,8 @@ static void **patch_weights_only(kiln_model *m, kiln_dtype qt, int *n_out) {
         kiln_mat *w = m->mats[i];
         /* the format the quantised load gives this matrix (Q8_0 for Q4_0's output projection; f32 kept as
          * is where rows are not whole blocks) */
-        const kiln_dtype dt = weight_format(&rq, ROLE_MATRIX, model_is_output(m, w), w->dt, w->cols);
+        const weight_slot slot = model_slot(m, i);
+        const kiln_dtype dt = weight_format(&rq, &slot);
         float *out = malloc(sizeof(float) * (size_t)w->rows * (size_t)w->cols);
         void *q = malloc(kern_row_bytes(dt, w->cols));
         size_t rb = kern_row_bytes(w->dt, w->cols);
@@ -155,14 +156,17 @@ static float *run_mode(const char *dir, const char *mode, const stream *st, int 
     kiln_model_opts mo;
     kiln_model_opts_default(&mo);
     mo.threads = threads;
-    bool wonly = mode[strlen(mode) - 1] == 'w';
-    if (!strncmp(mode, "q8_0", 4) && !wonly) mo.quant = KILN_DT_Q8_0;
-    if (!strncmp(mode, "q4_0", 4) && !wonly) mo.quant = KILN_DT_Q4_0;
+    const bool wonly = mode[strlen(mode) - 1] == 'w';
+    char base[32];
+    snprintf(base, sizeof base, "%.*s", (int)(strlen(mode) - wonly), mode);
+    int quant = -1;
+    if (strcmp(mode, "ref") && kiln_quant_parse(base, &quant)) die("unknown mode ", mode);
+    if (!wonly) mo.quant = quant;
     kiln_err err;
     kiln_model *m = kiln_model_open(dir, &mo, &err);
     if (!m) die("open: ", err.msg);
     int nb = 0;
-    void **bufs = wonly ? patch_weights_only(m, !strncmp(mode, "q8_0", 4) ? KILN_DT_Q8_0 : KILN_DT_Q4_0, &nb) : NULL;
+    void **bufs = wonly ? patch_weights_only(m, quant, &nb) : NULL;
     int V = kiln_model_config(m)->vocab_size, maxn = 0;
     size_t total = 0;
     for (int i = 0; i < st->n; i++) {

@@ -100,10 +100,7 @@ void cli_dtype_flag(void *mo_, const char *flag, const char *v) {
 
 void cli_quant_flag(void *mo_, const char *flag, const char *v) {
     kiln_model_opts *mo = mo_;
-    kiln_dtype dt;
-    if (kiln_dtype_parse(v, &dt) || (dt != KILN_DT_Q8_0 && dt != KILN_DT_Q4_0))
-        cli_fail(2, "%s: unknown format '%s' (want q8_0 or q4_0)", flag, v);
-    mo->quant = (int)dt;
+    if (kiln_quant_parse(v, &mo->quant)) cli_fail(2, "%s: unknown format '%s' (want q8_0, q4_0, q4_k_m, q5_k_m or q6_k)", flag, v);
 }
 
 void cli_quant_cache_flag(void *mo, const char *flag, const char *v) {
@@ -114,8 +111,9 @@ void cli_quant_cache_flag(void *mo, const char *flag, const char *v) {
 const char *cli_weight_format(const kiln_model_opts *mo) {
     static char s[32];
     if (mo->quant >= 0 && mo->dtype >= 0)
-        snprintf(s, sizeof s, "%s+%s", kiln_dtype_name((kiln_dtype)mo->quant), kiln_dtype_name((kiln_dtype)mo->dtype));
-    else if (mo->quant >= 0 || mo->dtype >= 0) snprintf(s, sizeof s, "%s", kiln_dtype_name((kiln_dtype)(mo->quant >= 0 ? mo->quant : mo->dtype)));
+        snprintf(s, sizeof s, "%s+%s", kiln_quant_name(mo->quant), kiln_dtype_name((kiln_dtype)mo->dtype));
+    else if (mo->quant >= 0) snprintf(s, sizeof s, "%s", kiln_quant_name(mo->quant));
+    else if (mo->dtype >= 0) snprintf(s, sizeof s, "%s", kiln_dtype_name((kiln_dtype)mo->dtype));
     else return NULL;
     return s;
 }

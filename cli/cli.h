@@ -68,13 +68,13 @@ void cli_parse(int argc, char **argv, const cli_spec *spec);
 void cli_help(FILE *f, const cli_spec *spec);
 /* Weight-format flags every weight-loading command takes, as three table rows over a kiln_model_opts:
  * --dtype f32|f16|bf16 (float format; q8_0/q4_0 still accepted as the older spelling of --quant),
- * --quant q8_0|q4_0, --quant-cache (keep the converted weights on disk and map them on later loads). */
+ * --quant q8_0|q4_0|q4_k_m|q5_k_m|q6_k, --quant-cache (keep the converted weights on disk and map them on later loads). */
 void cli_dtype_flag(void *mo, const char *flag, const char *v);
 void cli_quant_flag(void *mo, const char *flag, const char *v);
 void cli_quant_cache_flag(void *mo, const char *flag, const char *v);
 #define CLI_WEIGHT_FLAGS(mo)                                                                                  \
     {"--dtype", NULL, "f32|f16|bf16", "convert the weights to this float format at load", CLI_FN_TO(cli_dtype_flag, mo)}, \
-    {"--quant", NULL, "q8_0|q4_0", "block-quantise the weights at load (llama.cpp's Q8_0 / Q4_0)",                    \
+    {"--quant", NULL, "FMT", "block-quantise the weights at load: q8_0|q4_0|q4_k_m|q5_k_m|q6_k (llama-quantize's)",                    \
      CLI_FN_TO(cli_quant_flag, mo)},                                                                          \
     {"--quant-cache", NULL, NULL, "keep the converted weights on disk and map them on later loads",           \
      CLI_FN_TO(cli_quant_cache_flag, mo)}
@@ -141,7 +141,8 @@ const char *cli_weight_format(const kiln_model_opts *mo);
     X(pull, "download a model from a Hugging Face hub (or mirror) into the cache")       \
     X(list, "list cached models")                                                        \
     X(rm, "remove a cached model")                                                       \
-    X(info, "describe this machine (and a model): SIMD, memory, bandwidth, roofline")
+    X(info, "describe this machine (and a model): SIMD, memory, bandwidth, roofline")  \
+    X(quantize, "write a model as a GGUF file (llama.cpp's formats and K-quant mixes)")
 
 #define CLI_DECLARE(name, help) int cmd_##name(int argc, char **argv);
 CLI_COMMANDS(CLI_DECLARE)

@@ -23,9 +23,10 @@ static json_t *word_list(const char *s) {
 
 static json_t *model_json(const char *dir, const kiln_model_stats *st, kiln_dtype kv_type, double bw, int64_t mem_avail) {
     json_t *per = json_object(), *roof = json_object();
-    for (int d = 0; d < KILN_DT_COUNT; d++) {
-        json_object_set_new(per, kiln_dtype_name((kiln_dtype)d), json_integer(st->bytes_per_token[d]));
-        json_object_set_new(roof, kiln_dtype_name((kiln_dtype)d),
+    for (int d = 0; d < KILN_QUANT_END; d++) {
+        const char *name = d < KILN_DT_COUNT ? kiln_dtype_name((kiln_dtype)d) : kiln_quant_name(d);
+        json_object_set_new(per, name, json_integer(st->bytes_per_token[d]));
+        json_object_set_new(roof, name,
                             json_real(bw / (double)(st->bytes_per_token[d] + st->kv_bytes_per_token)));
     }
     /* Context that fits: memory left after the (memory-mapped, resident) weights, in KV per token. */

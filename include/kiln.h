@@ -103,6 +103,17 @@ typedef enum {
 const char *kiln_dtype_name(kiln_dtype dt);
 int kiln_dtype_parse(const char *name, kiln_dtype *out); /* "f32","bf16","q8_0",... → 0, else -1 */
 
+/* kiln_model_opts.quant values beyond the block formats: llama-quantize's per-tensor mixes of the same
+ * names (most matrices in Q4_K / Q5_K, some attn_v / ffn_down and the output projection in Q6_K; the
+ * rules are in src/model/weight_format.c). */
+#define KILN_QUANT_Q4_K_M ((int)KILN_DT_COUNT)
+#define KILN_QUANT_Q5_K_M ((int)KILN_DT_COUNT + 1)
+#define KILN_QUANT_END ((int)KILN_DT_COUNT + 2) /* quant values are below this */
+/* What --quant takes: "q8_0", "q4_0", "q4_k_m", "q5_k_m", "q6_k" → 0 with *out set, else -1. */
+int kiln_quant_parse(const char *name, int *out);
+/* A quant value's name: a mix's ("q4_k_m") or the block format's ("q8_0"); "?" for anything else. */
+const char *kiln_quant_name(int quant);
+
 typedef struct kiln_config {
     kiln_arch arch;
     char architecture[64]; /* e.g. "Qwen3ForCausalLM" */
@@ -198,6 +209,9 @@ typedef struct kiln_model_opts {
      * KILN_DT_F32/F16/BF16 to convert every matrix to. quant: -1 none, else KILN_DT_Q8_0/Q4_0 block-quantises
      * every matrix whose rows are whole 32-value blocks; the others get dtype (f32 when dtype is -1).
      * Q4_0 keeps the output projection (lm_head or the tied embedding) in Q8_0, as llama-quantize does.
+     * KILN_DT_Q6_K, KILN_QUANT_Q4_K_M, KILN_QUANT_Q5_K_M: llama-quantize's Q6_K / Q4_K_M / Q5_K_M per-tensor
+     * types, with its fallbacks for rows that are not whole 256-blocks (Q8_0 / Q5_0 / Q5_1, then f16 or
+     * dtype). Any other block format: every matrix in it where the rows fit, as Q8_0.
      * dtype = Q8_0/Q4_0 is accepted as an alias for quant (older callers). */
     int dtype;
     int quant;
@@ -230,6 +244,13 @@ size_t kiln_model_param_count(const kiln_model *m);
 /* Where the converted weights of this load live: the cache file path when weight_cache was set, else NULL;
  * *reused tells whether the cache was read (true) or written/rebuilt (false). */
 const char *kiln_model_weight_cache(const kiln_model *m, bool *reused);
+
+/* Writes the safetensors checkpoint at dir as a GGUF v3 file at path, which llama.cpp's tools load: the
+ * `{arch}.*` hyperparameters, the tokenizer and chat template, and every tensor under llama.cpp's name in
+ * the format a load with opts->quant / opts->dtype gives it (llama-quantize's mixes for the K-quants;
+ * neither set: as stored). opts->threads convert; opts->progress gets bytes written / total. Atomic: the
+ * file is written beside path under a temporary name and renamed; on any error nothing is left. */
+int kiln_gguf_write(const char *dir, const char *path, const kiln_model_opts *opts, kiln_err *err);
 
 /* ===================================================================================================
  * Inference context: forward pass over a paged KV cache (src/engine/)
@@ -838,8 +859,9 @@ typedef struct kiln_model_stats {
     int64_t checkpoint_bytes;           /* all tensors as stored */
     int64_t checkpoint_bytes_per_token; /* weight bytes per decoded token of the default (zero-copy) load:
                                            matrices as stored, norms and biases in f32 */
-    int64_t bytes_per_token[KILN_DT_COUNT]; /* the same for a load in each format (--dtype f32/f16/bf16,
-                                               --quant q8_0/q4_0), as kiln_model_weight_bytes counts it:
+    int64_t bytes_per_token[KILN_QUANT_END]; /* the same for a load in each format (--dtype f32/f16/bf16,
+                                               --quant: index = the quant value, the mixes after the
+                                               block formats), as kiln_model_weight_bytes counts it:
                                                norms and biases stay f32, matrices whose rows are not
                                                whole 32-blocks get f32 under q8_0/q4_0, and q4_0 keeps the
                                                output projection in q8_0 */

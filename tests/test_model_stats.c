@@ -32,8 +32,9 @@ static kiln_model *open_as(const char *dir, int quant, int dtype) {
 }
 
 /* A load in format f: quant for the block formats, dtype for the float ones. */
+/* Format f (a kiln_dtype or a K-quant mix, KILN_QUANT_*): a quantised one through --quant, else --dtype. */
 static kiln_model *open_in_format(const char *dir, int f) {
-    bool q = kern_is_quantised((kiln_dtype)f);
+    bool q = f >= KILN_DT_COUNT || kern_is_quantised((kiln_dtype)f);
     return open_as(dir, q ? f : -1, q ? -1 : f);
 }
 
@@ -46,11 +47,11 @@ TEST(bytes_per_token_are_what_the_loader_holds) {
         kiln_model_stats s;
         kiln_err err;
         REQUIRE(kiln_model_stats_load(dir, &s, &err) == 0, "%s: %s", dir, err.msg);
-        for (int f = 0; f < KILN_DT_COUNT; f++) {
+        for (int f = 0; f < KILN_QUANT_END; f++) { /* every format, then the K-quant mixes */
             kiln_model *m = open_in_format(dir, f);
             if (!m) continue;
             CHECK(s.bytes_per_token[f] == loaded_bytes_per_token(m), "%s %s: kiln info says %lld, the loader holds %lld",
-                  MODELS[i], kiln_dtype_name((kiln_dtype)f), (long long)s.bytes_per_token[f],
+                  MODELS[i], f < KILN_DT_COUNT ? kiln_dtype_name((kiln_dtype)f) : kiln_quant_name(f), (long long)s.bytes_per_token[f],
                   (long long)loaded_bytes_per_token(m));
             kiln_model_free(m);
         }

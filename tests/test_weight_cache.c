@@ -99,6 +99,23 @@ TEST(formats_get_their_own_cache_file) {
     free(q4), free(q4b), free(q8);
 }
 
+/* --quant q4_k_m with --quant-cache: its own file, reused bit-exact (the mix's Q6_K / Q5_0 / Q8_0 rows
+ * included: this model's rows are not 256-wide, so every matrix takes a fallback). */
+TEST(k_quant_mix_is_cached) {
+    size_t n;
+    bool reused;
+    float *fresh = logits_of(KILN_QUANT_Q4_K_M, -1, false, &reused, &n);
+    float *first = logits_of(KILN_QUANT_Q4_K_M, -1, true, &reused, &n);
+    char p[128];
+    cache_file(p, sizeof p, "q4_k_m");
+    CHECK(path_exists(p) && !reused, "%s not written", p);
+    float *second = logits_of(KILN_QUANT_Q4_K_M, -1, true, &reused, &n);
+    CHECK(reused && fresh && first && second && !memcmp(fresh, first, n * sizeof(float)) &&
+              !memcmp(fresh, second, n * sizeof(float)),
+          "q4_k_m cache not reused bit-exact");
+    free(fresh), free(first), free(second);
+}
+
 static void damage(const char *path, long off) {
     int fd = open(path, O_WRONLY);
     unsigned char x = 0xA5;
@@ -155,6 +172,7 @@ int main(void) {
     }
     RUN(cache_written_then_reused_bit_exact);
     RUN(formats_get_their_own_cache_file);
+    RUN(k_quant_mix_is_cached);
     RUN(corrupt_or_stale_cache_is_rebuilt);
     const char *files[] = {"config.json", "model.safetensors", "model.q8_0.kiln", "model.q4_0-bf16.kiln"};
     char p[128];

@@ -14,25 +14,26 @@ struct tally {
     const kiln_config *cfg;
     const st_set *shards;
     kiln_model_stats *s;
+    int n_layers;
     const st_tensor *embed; /* counted last: whether it is the output projection depends on lm_head */
+    const tensor_desc *embed_desc;
     int64_t embed_rows, embed_cols;
     bool has_output;
     int experts_used; /* a mixture of experts reads this many of each layer's experts per token */
 };
 
-/* Adds rows (of which `read` are read per token) x cols of a tensor stored as `stored` to every figure. */
-static void add(kiln_model_stats *s, tensor_role role, bool output, kiln_dtype stored, int64_t read, int64_t cols) {
+/* Adds rows (of which `read` are read per token) x cols of tensor s (cols 0: a vector) to every figure. */
+static void add(kiln_model_stats *st, const weight_slot *s, int64_t read, int64_t cols) {
     const weight_request as_stored = {-1, -1};
-    s->checkpoint_bytes_per_token += (int64_t)weight_bytes(weight_format(&as_stored, role, output, stored, (int)cols), read, cols);
-    for (int f = 0; f < KILN_DT_COUNT; f++) {
-        const weight_request rq = weight_request_for((kiln_dtype)f);
-        s->bytes_per_token[f] += (int64_t)weight_bytes(weight_format(&rq, role, output, stored, (int)cols), read, cols);
+    st->checkpoint_bytes_per_token += (int64_t)weight_bytes(weight_format(&as_stored, s), read, cols);
+    for (int f = 0; f < KILN_QUANT_END; f++) {
+        const weight_request rq = weight_request_for(f);
+        st->bytes_per_token[f] += (int64_t)weight_bytes(weight_format(&rq, s), read, cols);
     }
 }
 
 static int count(void *ud, const tensor_desc *d, int layer, const char *name, int64_t rows, int64_t cols,
                  kiln_err *err) {
-    (void)layer;
     struct tally *t = ud;
     const st_tensor *st;
     int64_t stored_rows, first_row; /* a slice counts its own rows */
@@ -43,11 +44,12 @@ static int count(void *ud, const tensor_desc *d, int layer, const char *name, in
      * counting the first k counts what any token reads */
     if (d->per_expert && d->expert >= t->experts_used) return 0;
     if (d->role == ROLE_EMBEDDING) {
-        t->embed = st, t->embed_rows = rows, t->embed_cols = cols;
+        t->embed = st, t->embed_desc = tensor_row(d), t->embed_rows = rows, t->embed_cols = cols;
         return 0;
     }
     t->has_output |= d->role == ROLE_OUTPUT;
-    add(t->s, d->role, d->role == ROLE_OUTPUT, st->dt, rows, cols);
+    const weight_slot s = {d, layer, t->n_layers, d->role == ROLE_OUTPUT, st->dt, (int)cols};
+    add(t->s, &s, rows, cols);
     return 0;
 }
 
@@ -79,12 +81,13 @@ int kiln_model_stats_load(const char *dir, kiln_model_stats *s, kiln_err *err) {
     s->max_position_embeddings = c.max_position_embeddings;
     s->kv_bytes_per_token = kiln_kv_bytes_per_token(c.n_layers, c.n_kv_heads, c.head_dim, KILN_KV_TYPE_DEFAULT);
     st_set sh;
-    struct tally t = {.cfg = &c, .shards = &sh, .s = s, .experts_used = c.n_experts_used};
+    struct tally t = {.cfg = &c, .shards = &sh, .s = s, .n_layers = c.n_layers, .experts_used = c.n_experts_used};
     int rc = st_set_open(&sh, dir, err) || tensors_each(&c, count, &t, err) ? -1 : 0;
     if (rc == 0) {
         /* the embedding is read whole when it is also the output projection, else one row per token */
         const bool output = !t.has_output;
-        add(s, ROLE_EMBEDDING, output, t.embed->dt, output ? t.embed_rows : 1, t.embed_cols);
+        const weight_slot e = {t.embed_desc, -1, c.n_layers, output, t.embed->dt, (int)t.embed_cols};
+        add(s, &e, output ? t.embed_rows : 1, t.embed_cols);
         checkpoint_totals(&sh, s);
     }
     st_set_close(&sh);

@@ -28,7 +28,7 @@ static void warn(const kiln_model_opts *o, const char *fmt, ...) {
 /* "q8_0", "q4_0-bf16" (quantised, float matrices in bf16), "bf16": names the cache file. */
 static void format_tag(char *tag, size_t n, const weight_request *rq) {
     if (rq->quant >= 0)
-        snprintf(tag, n, "%s%s%s", kiln_dtype_name((kiln_dtype)rq->quant), rq->dtype >= 0 ? "-" : "",
+        snprintf(tag, n, "%s%s%s", kiln_quant_name(rq->quant), rq->dtype >= 0 ? "-" : "",
                  rq->dtype >= 0 ? kiln_dtype_name((kiln_dtype)rq->dtype) : "");
     else snprintf(tag, n, "%s", kiln_dtype_name((kiln_dtype)rq->dtype));
 }
@@ -61,7 +61,8 @@ static void plan(const kiln_model *m, const weight_request *rq, kiln_mat *want, 
     *total = 0;
     for (int i = 0; i < m->n_mats; i++) {
         const kiln_mat *src = m->mats[i];
-        kiln_dtype dt = weight_format(rq, ROLE_MATRIX, model_is_output(m, src), src->dt, src->cols);
+        const weight_slot slot = model_slot(m, i);
+        kiln_dtype dt = weight_format(rq, &slot);
         want[i] = (kiln_mat){NULL, dt, src->rows, src->cols,
                              kern_has_panels(dt) ? KERN_LAYOUT_PANEL16 : KERN_LAYOUT_PLAIN};
         offs[i] = *total;

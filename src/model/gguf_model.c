@@ -14,6 +14,7 @@
 
 #include "kernels/format.h"
 #include "model/gguf.h"
+#include "model/gguf_keys.h"
 #include "model/model.h"
 
 /* The architectures kiln runs, as GGUF's general.architecture names them. Mistral checkpoints convert to
@@ -253,28 +254,42 @@ static int read_arch(const gguf_file *g, kiln_config *c, int *which, kiln_err *e
                         known);
 }
 
+/* One row of the key table (gguf_keys.h) into c. */
+static int read_key(const gguf_file *g, const char *arch, const gguf_arch_key *k, kiln_config *c, kiln_err *err) {
+    char *f = (char *)c + k->field;
+    if (k->kind != GK_INT) {
+        float v;
+        if (arch_f32(g, arch, k->suffix, k->required, (float)k->dflt, &v, err)) return -1;
+        if (k->kind == GK_FLOAT) memcpy(f, &v, sizeof v);
+        else *(double *)(void *)f = v;
+        return 0;
+    }
+    int cur, v;
+    memcpy(&cur, k->dflt_field ? (char *)c + k->dflt_field : f, sizeof cur);
+    if (arch_int(g, arch, k->suffix, k->required, k->dflt_field ? (uint32_t)cur : (uint32_t)k->dflt, k->lo, k->hi, &v, err))
+        return -1;
+    if (k->same_as_field && v != cur)
+        return kiln_err_set(err, "%s: GGUF %s.%s %d differs from key_length %d: partial rotary / unequal value and key "
+                                 "lengths not supported", g->path, arch, k->suffix, v, cur);
+    memcpy(f, &v, sizeof v);
+    return 0;
+}
+
+/* The table's keys, but vocab_size (read once the tensors are known). */
 static int read_shape(const gguf_file *g, const char *arch, kiln_config *c, kiln_err *err) {
-    const uint32_t BIG = 1u << 24;
-    if (arch_int(g, arch, "embedding_length", true, 0, 1, BIG, &c->hidden_size, err) ||
-        arch_int(g, arch, "feed_forward_length", true, 0, 1, BIG, &c->intermediate_size, err) ||
-        arch_int(g, arch, "block_count", true, 0, 1, 4096, &c->n_layers, err) ||
-        arch_int(g, arch, "attention.head_count", true, 0, 1, 4096, &c->n_heads, err) ||
-        arch_int(g, arch, "attention.head_count_kv", false, (uint32_t)c->n_heads, 1, 4096, &c->n_kv_heads, err) ||
-        arch_int(g, arch, "context_length", false, 2048, 1, 1u << 28, &c->max_position_embeddings, err))
-        return -1;
-    int vlen;
-    if (arch_int(g, arch, "attention.key_length", false, (uint32_t)(c->hidden_size / c->n_heads), 2, 65536,
-                 &c->head_dim, err) ||
-        arch_int(g, arch, "attention.value_length", false, (uint32_t)c->head_dim, 1, 65536, &vlen, err))
-        return -1;
-    if (vlen != c->head_dim || c->head_dim % 2 || c->n_heads % c->n_kv_heads)
-        return kiln_err_set(err, "%s: GGUF heads: key_length %d, value_length %d (want equal and even), %d heads, %d KV "
-                                 "heads (want a multiple)", g->path, c->head_dim, vlen, c->n_heads, c->n_kv_heads);
-    if (arch_int(g, arch, "rope.dimension_count", false, (uint32_t)c->head_dim, 2, (uint32_t)c->head_dim,
-                 &c->rope_dim, err))
-        return -1;
-    if (c->rope_dim % 2) /* partial rotary (Phi-4-mini) rotates the leading rope_dim of each head */
-        return kiln_err_set(err, "%s: GGUF %s.rope.dimension_count %d must be even", g->path, arch, c->rope_dim);
+    c->rope_theta = 10000.0;
+    for (size_t i = 0; i < gguf_n_arch_keys; i++) {
+        const gguf_arch_key *k = &gguf_arch_keys[i];
+        if (k->field == offsetof(kiln_config, vocab_size)) continue;
+        if (k->field == offsetof(kiln_config, head_dim) && !k->same_as_field) c->head_dim = c->hidden_size / c->n_heads;
+        if (read_key(g, arch, k, c, err)) return -1;
+    }
+    if (c->head_dim % 2 || c->n_heads % c->n_kv_heads)
+        return kiln_err_set(err, "%s: GGUF heads: key_length %d (want even), %d heads, %d KV heads (want a multiple)",
+                            g->path, c->head_dim, c->n_heads, c->n_kv_heads);
+    if (c->rope_dim > c->head_dim || c->rope_dim % 2) /* partial rotary (Phi-4-mini): the leading rope_dim of each head */
+        return kiln_err_set(err, "%s: GGUF %s.rope.dimension_count %d must be even and at most key_length %d", g->path,
+                            arch, c->rope_dim, c->head_dim);
     return 0;
 }
 
@@ -304,11 +319,7 @@ static int read_moe(const gguf_file *g, const char *arch, kiln_config *c, kiln_e
 
 static int read_rope(const gguf_parts *p, const char *arch, kiln_config *c, kiln_err *err) {
     const gguf_file *g = &p->g[0];
-    float theta = 10000.0f, factor = 1.0f;
-    if (arch_f32(g, arch, "attention.layer_norm_rms_epsilon", true, 0, &c->rms_norm_eps, err) ||
-        arch_f32(g, arch, "rope.freq_base", false, 10000.0f, &theta, err))
-        return -1;
-    c->rope_theta = theta;
+    float factor = 1.0f;
     c->rope_type = KILN_ROPE_DEFAULT;
     c->rope_factor = 1.0;
     char key[128];
@@ -465,7 +476,10 @@ static int config_from_parts(const gguf_parts *p, kiln_config *c, bool *permuted
         return -1;
     const gguf_tensor *e = parts_find(p, "token_embd.weight");
     if (!e || e->n_dims != 2) return kiln_err_set(err, "%s: GGUF tensor 'token_embd.weight' missing or not 2-D", g->path);
-    if (arch_int(g, arch, "vocab_size", false, (uint32_t)e->ne[1], 1, 1u << 28, &c->vocab_size, err)) return -1;
+    c->vocab_size = (int)e->ne[1];
+    for (size_t i = 0; i < gguf_n_arch_keys; i++)
+        if (gguf_arch_keys[i].field == offsetof(kiln_config, vocab_size) && read_key(g, arch, &gguf_arch_keys[i], c, err))
+            return -1;
     c->tie_word_embeddings = !parts_find(p, "output.weight");
     c->attention_bias = c->arch == KILN_ARCH_QWEN2 || parts_find(p, "blk.0.attn_q.bias");
     c->qk_norm = c->arch == KILN_ARCH_QWEN3 || c->arch == KILN_ARCH_GEMMA3 || c->arch == KILN_ARCH_QWEN3_MOE;
@@ -574,24 +588,39 @@ static int name_tensor(void *ud, const tensor_desc *d, int layer, const char *na
     if (!hf) return kiln_err_set(err, "out of memory");
     free(t->name);
     t->name = hf;
-    const bool q = d->offset == offsetof(kiln_layer, wq) || d->offset == offsetof(kiln_layer, bq);
-    const bool k = d->offset == offsetof(kiln_layer, wk) || d->offset == offsetof(kiln_layer, bk);
-    if (nm->permuted && layer >= 0 && (q || k) && t->shape[0] == rows) {
+    const int heads = nm->permuted ? gguf_permuted_heads(nm->cfg, d, layer) : 0;
+    if (heads && t->shape[0] == rows) {
         nm->perm[nm->n_perm] = t;
-        nm->perm_heads[nm->n_perm++] = q ? nm->cfg->n_heads : nm->cfg->n_kv_heads;
+        nm->perm_heads[nm->n_perm++] = heads;
     }
     return 0;
 }
 
-/* Undoes the converter's per-head row permutation: its row h*D + 2i + j is Hugging Face's row
+/* (gguf_model.h) */
+int gguf_permuted_heads(const kiln_config *c, const tensor_desc *d, int layer) {
+    const bool q = d->offset == offsetof(kiln_layer, wq) || d->offset == offsetof(kiln_layer, bq);
+    const bool k = d->offset == offsetof(kiln_layer, wk) || d->offset == offsetof(kiln_layer, bk);
+    return layer < 0 ? 0 : q ? c->n_heads : k ? c->n_kv_heads : 0;
+}
+
+/* (gguf_model.h) The converter's per-head row permutation: its row h*D + 2i + j is Hugging Face's row
  * h*D + j*D/2 + i (D rows per head, j in {0, 1}). Rows move whole: exact for every type. */
-static void unpermute_rows(char *dst, const char *src, int64_t rows, size_t row_bytes, int heads) {
+void gguf_permute_rows(char *dst, const char *src, int64_t rows, size_t row_bytes, int heads, bool to_gguf) {
     const int64_t D = rows / heads, half = D / 2;
     for (int64_t h = 0; h < heads; h++)
         for (int64_t j = 0; j < 2; j++)
-            for (int64_t i = 0; i < half; i++)
-                memcpy(dst + (size_t)(h * D + j * half + i) * row_bytes, src + (size_t)(h * D + 2 * i + j) * row_bytes,
-                       row_bytes);
+            for (int64_t i = 0; i < half; i++) {
+                const size_t hf = (size_t)(h * D + j * half + i) * row_bytes, gg = (size_t)(h * D + 2 * i + j) * row_bytes;
+                memcpy(dst + (to_gguf ? gg : hf), src + (to_gguf ? hf : gg), row_bytes);
+            }
+}
+
+/* (gguf_model.h) */
+const char *gguf_arch_name(kiln_arch a, bool *permuted) {
+    if (a == KILN_ARCH_MISTRAL) a = KILN_ARCH_LLAMA; /* the converter writes Mistral as llama */
+    for (size_t i = 0; i < N_ARCHS; i++)
+        if (gguf_archs[i].arch == a) return *permuted = gguf_archs[i].permuted, gguf_archs[i].name;
+    return NULL;
 }
 
 /* Copies every noted q/k tensor un-permuted into one buffer the first file owns; drops the source pages. */
@@ -604,7 +633,7 @@ static int unpermute_all(naming *nm, kiln_err *err) {
     nm->s->files[0].owned_len = total;
     for (int i = 0; i < nm->n_perm; i++) {
         st_tensor *t = nm->perm[i];
-        unpermute_rows(buf, t->data, t->shape[0], t->nbytes / (size_t)t->shape[0], nm->perm_heads[i]);
+        gguf_permute_rows(buf, t->data, t->shape[0], t->nbytes / (size_t)t->shape[0], nm->perm_heads[i], false);
         model_drop_source_pages(nm->s, t->data, t->nbytes);
         t->data = buf;
         buf += t->nbytes;

@@ -23,6 +23,7 @@
 
 #include "kiln.h"
 #include "model/shards.h"
+#include "model/tensors.h"
 
 /* llama.cpp's per-frequency RoPE divisors (Llama 3 scaling): [head_dim / 2] f32, outside the layer tables
  * because Hugging Face checkpoints have no such tensor (they compute it from rope_scaling). */
@@ -43,5 +44,12 @@ int gguf_config_load(const char *path, kiln_config *cfg, kiln_err *err);
 /* Opens every part; the set's tensors carry Hugging Face names and [rows, cols] shapes, q/k un-permuted.
  * On failure s is left closable. */
 int gguf_set_open(st_set *s, const char *path, kiln_err *err);
+
+/* Writing (gguf_write.c) uses the same facts: the GGUF architecture name of a (NULL: none) and whether
+ * the converter permutes its q/k rows; the head count whose rows tensor d (of layer) has permuted (0:
+ * not permuted); the permutation itself, to GGUF's order or back (rows of row_bytes moved whole). */
+const char *gguf_arch_name(kiln_arch a, bool *permuted);
+int gguf_permuted_heads(const kiln_config *c, const tensor_desc *d, int layer);
+void gguf_permute_rows(char *dst, const char *src, int64_t rows, size_t row_bytes, int heads, bool to_gguf);
 
 #endif

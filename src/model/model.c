@@ -93,8 +93,11 @@ static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int
     *mat = (kiln_mat){sv.data, t->dt, (int)rows, (int)cols, KERN_LAYOUT_PLAIN};
     /* the list keeps the weight cache's order: embedding, lm_head, then the layers' matrices */
     int at = d->role == ROLE_OUTPUT ? 1 : m->n_mats;
-    memmove(&m->mats[at + 1], &m->mats[at], (size_t)(m->n_mats - at) * sizeof *m->mats);
-    m->mats[at] = mat;
+    const size_t after = (size_t)(m->n_mats - at);
+    memmove(&m->mats[at + 1], &m->mats[at], after * sizeof *m->mats);
+    memmove(&m->mat_desc[at + 1], &m->mat_desc[at], after * sizeof *m->mat_desc);
+    memmove(&m->mat_layer[at + 1], &m->mat_layer[at], after * sizeof *m->mat_layer);
+    m->mats[at] = mat, m->mat_desc[at] = tensor_row(d), m->mat_layer[at] = layer;
     m->n_mats++;
     return 0;
 }
@@ -129,7 +132,9 @@ static int bind_all(kiln_model *m, kiln_err *err) {
     m->layers = calloc((size_t)m->cfg.n_layers, sizeof *m->layers);
     m->mats = malloc((size_t)cap * sizeof *m->mats + 1);
     m->slices = malloc((size_t)cap * sizeof *m->slices + 1);
-    if (!m->layers || !m->mats || !m->slices) return kiln_err_set(err, "out of memory");
+    m->mat_desc = malloc((size_t)cap * sizeof *m->mat_desc + 1);
+    m->mat_layer = malloc((size_t)cap * sizeof *m->mat_layer + 1);
+    if (!m->layers || !m->mats || !m->slices || !m->mat_desc || !m->mat_layer) return kiln_err_set(err, "out of memory");
     if (tensors_each(&m->cfg, bind, m, err)) return -1;
     if (!m->lm_head.data) m->lm_head = m->embed;
     dist_local_config(m->dist, &m->cfg); /* from here on the engine sees this rank's share */
@@ -145,12 +150,19 @@ static void account(kiln_model *m) {
     }
 }
 
+/* (model.h) */
+weight_slot model_slot(const kiln_model *m, int i) {
+    return (weight_slot){m->mat_desc[i], m->mat_layer[i], m->cfg.n_layers, model_is_output(m, m->mats[i]),
+                         m->mats[i]->dt, m->mats[i]->cols};
+}
+
 /* True when every matrix already has the requested format: nothing to convert, stay zero-copy. */
 static bool already_in(const kiln_model *m, const weight_request *rq) {
     bool same = true;
-    for (int i = 0; i < m->n_mats; i++)
-        same &= m->mats[i]->dt == weight_format(rq, ROLE_MATRIX, model_is_output(m, m->mats[i]), m->mats[i]->dt,
-                                                m->mats[i]->cols);
+    for (int i = 0; i < m->n_mats; i++) {
+        const weight_slot s = model_slot(m, i);
+        same &= m->mats[i]->dt == weight_format(rq, &s);
+    }
     return same && rq->quant < 0;
 }
 
@@ -232,6 +244,7 @@ void kiln_model_free(kiln_model *m) {
     free(m->mats);
     for (int i = 0; i < m->n_slices; i++) free(m->slices[i]);
     free(m->slices);
+    free(m->mat_desc), free(m->mat_layer);
     free(m->rope_freq_factors);
     st_set_close(&m->shards);
     free(m->owned);

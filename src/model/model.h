@@ -42,6 +42,8 @@ struct kiln_model {
     float *rope_freq_factors; /* [head_dim / 2] divisors of RoPE's frequencies (a GGUF's rope_freqs), or NULL */
     kiln_layer *layers;
     kiln_mat **mats; /* every distinct matrix (the embedding, lm_head when untied, the layers'), load order */
+    const tensor_desc **mat_desc; /* each one's table row ... */
+    int *mat_layer;               /* ... and layer (-1 outside the layers): what weight_format reads */
     int n_mats;
     int quant_cols_max; /* widest row of a quantised matrix (0: none): what kern_matmul's scratch must fit */
     void *owned; /* converted matrices (opts.dtype / opts.quant), NULL when zero-copy or cached */
@@ -57,6 +59,9 @@ struct kiln_model {
 static inline bool model_is_output(const struct kiln_model *m, const kiln_mat *mat) {
     return mat == &m->lm_head || (mat == &m->embed && m->lm_head.data == m->embed.data);
 }
+
+/* What weight_format needs to know of matrix i (m->mats[i]). */
+weight_slot model_slot(const struct kiln_model *m, int i);
 
 /* Looks up the tensor d describes (called name, rows x cols, cols 0 for a vector; for a slice, the rows of
  * the stored tensor: tensor_stored_rows) and checks its shape.

@@ -126,11 +126,14 @@ void tensor_stored_rows(const kiln_config *c, const tensor_desc *d, int64_t *sto
 /* One row; a per-expert row once per expert, each with its expert's index and slot (tensors.h). */
 static int visit_row(const kiln_config *c, const tensor_desc *d, int layer, tensor_visit_fn fn, void *ud,
                      kiln_err *err) {
-    const int copies = d->per_expert ? c->n_experts : 1;
-    for (int e = 0; e < copies; e++) {
+    char name[160];
+    if (!d->per_expert) { /* the table row itself, which visitors may keep */
+        tensor_name(d, false, layer, name, sizeof name);
+        return fn(ud, d, layer, name, dim(c, d->rows), dim(c, d->cols), err);
+    }
+    for (int e = 0; e < c->n_experts; e++) {
         tensor_desc one = *d;
-        if (d->per_expert) one.expert = e, one.offset += (size_t)e * sizeof(kiln_expert);
-        char name[160];
+        one.expert = e, one.offset += (size_t)e * sizeof(kiln_expert), one.row = d;
         tensor_name(&one, false, layer, name, sizeof name);
         int rc = fn(ud, &one, layer, name, dim(c, d->rows), dim(c, d->cols), err);
         if (rc) return rc;

@@ -76,7 +76,12 @@ typedef struct tensor_desc {
      * the row whose `expert` is set and whose offset is that expert's (kiln_layer.experts[expert]). */
     bool per_expert;
     int expert;
+    const struct tensor_desc *row; /* in a per-expert copy: the table row it copies (static, so it may be kept;
+                                      the copy lives only for the visit); NULL in the tables themselves */
 } tensor_desc;
+
+/* The table row of d, which outlives the walk (a per-expert copy does not): what a visitor keeps. */
+static inline const tensor_desc *tensor_row(const tensor_desc *d) { return d->row ? d->row : d; }
 
 /* d's full name for layer (ignored outside the layers): the Hugging Face one, or the GGUF one. */
 int tensor_name(const tensor_desc *d, bool gguf, int layer, char *out, size_t n);

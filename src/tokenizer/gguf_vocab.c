@@ -47,6 +47,33 @@ static const pre_family *find_pre(const char *name, kiln_err *err) {
     return NULL;
 }
 
+/* (tok_internal.h) The PRE entry a tokenizer.json's byte-level pre-tokenizer and normaliser are: the
+ * inverse of bytelevel_pretok, for writing tokenizer.ggml.pre. */
+const char *tk_gguf_pre_name(json_t *pre_tokenizer, json_t *normalizer) {
+    json_t *bl = pre_tokenizer, *split = NULL;
+    const char *type = json_string_value(json_object_get(pre_tokenizer, "type"));
+    if (type && !strcmp(type, "Sequence")) {
+        json_t *parts = json_object_get(pre_tokenizer, "pretokenizers");
+        if (json_array_size(parts) != 2) return NULL;
+        split = json_array_get(parts, 0), bl = json_array_get(parts, 1);
+        const char *st = json_string_value(json_object_get(split, "type"));
+        if (!st || strcmp(st, "Split")) return NULL;
+    }
+    const char *bt = json_string_value(json_object_get(bl, "type"));
+    if (!bt || strcmp(bt, "ByteLevel")) return NULL;
+    json_t *ur = json_object_get(bl, "use_regex");
+    const bool byte_regex = !ur || json_is_true(ur);
+    const char *re = split ? json_string_value(json_object_get(json_object_get(split, "pattern"), "Regex")) : NULL;
+    const char *nt = json_string_value(json_object_get(normalizer, "type"));
+    const bool nfc = nt && !strcmp(nt, "NFC");
+    if ((split && !re) || (normalizer && !json_is_null(normalizer) && !nfc)) return NULL;
+    for (size_t i = 0; i < sizeof PRE / sizeof PRE[0]; i++)
+        if (PRE[i].byte_regex == byte_regex && PRE[i].nfc == nfc && (!PRE[i].split) == (!re) &&
+            (!re || !strcmp(PRE[i].split, re)))
+            return PRE[i].name;
+    return NULL;
+}
+
 static json_t *bytelevel_pretok(const pre_family *f) {
     json_t *bl = json_pack("{s:s,s:b,s:b}", "type", "ByteLevel", "add_prefix_space", 0, "use_regex", f->byte_regex);
     if (!f->split) return bl;

@@ -126,6 +126,8 @@ const tk_added *tk_added_by_id(const kiln_tokenizer *t, int32_t id);
  * start with `where`. Every other source (GGUF) is turned into these two documents first, so that one
  * loader builds every tokenizer. */
 kiln_tokenizer *tk_tokenizer_build(json_t *tj, json_t *cfg, const char *where, kiln_err *err);
+/* dir/name parsed (through kiln_read_file, as the loader reads it); NULL with err set. */
+json_t *tk_load_json(const char *dir, const char *name, kiln_err *err);
 
 /* ---- gguf_vocab.c: a tokenizer from GGUF's tokenizer.ggml.* arrays ---- */
 enum { TK_TYPE_NORMAL = 1, TK_TYPE_UNKNOWN = 2, TK_TYPE_CONTROL = 3, TK_TYPE_USER = 4, TK_TYPE_UNUSED = 5, TK_TYPE_BYTE = 6 };
@@ -147,6 +149,23 @@ typedef struct {
     const char **named_names, **named_templates;
 } tk_gguf_vocab;
 kiln_tokenizer *tk_tokenizer_from_vocab(const tk_gguf_vocab *v, const char *where, kiln_err *err);
+/* The tokenizer.ggml.pre name of a tokenizer.json's byte-level pre-tokenizer and normaliser (the name
+ * whose tokenizer reading the file rebuilds), or NULL when it is none kiln knows. */
+const char *tk_gguf_pre_name(json_t *pre_tokenizer, json_t *normalizer);
+
+/* ---- gguf_export.c: the same arrays from a tokenizer.json checkpoint (what llama.cpp's converter
+ * writes: tokens padded to n_vocab with [PADi] (unused), token types, gpt2 merges or llama scores) ---- */
+typedef struct tk_gguf_export {
+    tk_gguf_vocab v;
+    kiln_tokenizer *tok;
+    json_t *tj;
+    char **owned; /* strings made here (pads, joined merges), n_owned of them */
+    size_t n_owned, cap_owned;
+} tk_gguf_export;
+/* dir's tokenizer as GGUF arrays: n_vocab tokens (at least the tokenizer's), bos_fallback when
+ * tokenizer_config.json names no BOS (config.json's bos_token_id, -1 none). */
+int tk_gguf_export_open(tk_gguf_export *x, const char *dir, size_t n_vocab, int32_t bos_fallback, kiln_err *err);
+void tk_gguf_export_close(tk_gguf_export *x);
 
 /* ---- gguf_tokenizer.c: reading those arrays from a file ---- */
 /* path is a GGUF file, or a directory with no tokenizer.json that holds one. */

@@ -85,6 +85,9 @@ static json_t *load_json(const char *dir, const char *name, bool required, size_
     return j;
 }
 
+/* (tok_internal.h) */
+json_t *tk_load_json(const char *dir, const char *name, kiln_err *err) { return load_json(dir, name, true, 0, err); }
+
 /* tokenizer.json's pipeline: model, normalizer, pre-tokenizer, decoder, added tokens. */
 static int load_pipeline(kiln_tokenizer *t, json_t *tj, kiln_err *e) {
     json_t *model = json_object_get(tj, "model"), *added = json_object_get(tj, "added_tokens");

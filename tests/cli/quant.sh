@@ -28,7 +28,7 @@ for cmd in logits generate run bench serve; do
 done
 "$KILN" logits --model "$M" --ids 1 --dtype q3 >/dev/null 2>"$TMP/err"; rc=$?
 check bad_dtype bash -c "[ $rc = 2 ] && grep -q 'want f32, f16 or bf16' '$TMP/err'"
-"$KILN" serve --help | grep -q -- '--quant q8_0|q4_0' && pass serve_help_quant || fail serve_help_quant
+"$KILN" serve --help | grep -q -- '--quant FMT .*q8_0|q4_0|q4_k_m|q5_k_m|q6_k' && pass serve_help_quant || fail serve_help_quant
 
 # --quant-cache on a private copy of the model
 D="$TMP/model"; mkdir "$D"; cp "$M"/config.json "$M"/model.safetensors "$M"/tokenizer*.json "$D"/
