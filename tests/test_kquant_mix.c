@@ -223,6 +223,7 @@ static float *logits_of(const char *path, int quant, int *V) {
     kiln_ctx_opts co;
     kiln_ctx_opts_default(&co);
     co.n_ctx = N_POS;
+    co.kv_type = KILN_DT_F32; /* llama.cpp's KL figures were made with an f32 KV cache */
     kiln_ctx *c = kiln_ctx_new(m, &co, &err);
     float *out = malloc(sizeof(float) * (size_t)N_POS * *V);
     int seq = c ? kiln_seq_new(c, &err) : -1, nt = N_POS;
