@@ -24,15 +24,19 @@ static const struct {
     const char *name, *hf_name;
     kiln_arch arch;
     bool permuted;
+    /* kiln's GGUF writer writes this architecture's keys and tensors: the others' own keys (soft-caps,
+     * experts, longrope factors) and fused / stacked tensors are not written yet, and a file without them
+     * would run with other numbers */
+    bool writable;
 } gguf_archs[] = {
-    {"llama", "LlamaForCausalLM", KILN_ARCH_LLAMA, true},
-    {"qwen2", "Qwen2ForCausalLM", KILN_ARCH_QWEN2, false},
-    {"qwen3", "Qwen3ForCausalLM", KILN_ARCH_QWEN3, false},
-    {"gemma2", "Gemma2ForCausalLM", KILN_ARCH_GEMMA2, false},
-    {"gemma3", "Gemma3ForCausalLM", KILN_ARCH_GEMMA3, false},
-    {"phi3", "Phi3ForCausalLM", KILN_ARCH_PHI3, false},
-    {"olmo2", "Olmo2ForCausalLM", KILN_ARCH_OLMO2, false},
-    {"qwen3moe", "Qwen3MoeForCausalLM", KILN_ARCH_QWEN3_MOE, false},
+    {"llama", "LlamaForCausalLM", KILN_ARCH_LLAMA, true, true},
+    {"qwen2", "Qwen2ForCausalLM", KILN_ARCH_QWEN2, false, true},
+    {"qwen3", "Qwen3ForCausalLM", KILN_ARCH_QWEN3, false, true},
+    {"gemma2", "Gemma2ForCausalLM", KILN_ARCH_GEMMA2, false, false},
+    {"gemma3", "Gemma3ForCausalLM", KILN_ARCH_GEMMA3, false, false},
+    {"phi3", "Phi3ForCausalLM", KILN_ARCH_PHI3, false, false},
+    {"olmo2", "Olmo2ForCausalLM", KILN_ARCH_OLMO2, false, false},
+    {"qwen3moe", "Qwen3MoeForCausalLM", KILN_ARCH_QWEN3_MOE, false, false},
 };
 #define N_ARCHS (sizeof gguf_archs / sizeof gguf_archs[0])
 
@@ -619,7 +623,7 @@ void gguf_permute_rows(char *dst, const char *src, int64_t rows, size_t row_byte
 const char *gguf_arch_name(kiln_arch a, bool *permuted) {
     if (a == KILN_ARCH_MISTRAL) a = KILN_ARCH_LLAMA; /* the converter writes Mistral as llama */
     for (size_t i = 0; i < N_ARCHS; i++)
-        if (gguf_archs[i].arch == a) return *permuted = gguf_archs[i].permuted, gguf_archs[i].name;
+        if (gguf_archs[i].arch == a && gguf_archs[i].writable) return *permuted = gguf_archs[i].permuted, gguf_archs[i].name;
     return NULL;
 }
 

@@ -45,7 +45,7 @@ int gguf_config_load(const char *path, kiln_config *cfg, kiln_err *err);
  * On failure s is left closable. */
 int gguf_set_open(st_set *s, const char *path, kiln_err *err);
 
-/* Writing (gguf_write.c) uses the same facts: the GGUF architecture name of a (NULL: none) and whether
+/* Writing (gguf_write.c) uses the same facts: the GGUF architecture name of a (NULL: none, or one the writer does not write yet) and whether
  * the converter permutes its q/k rows; the head count whose rows tensor d (of layer) has permuted (0:
  * not permuted); the permutation itself, to GGUF's order or back (rows of row_bytes moved whole). */
 const char *gguf_arch_name(kiln_arch a, bool *permuted);

@@ -315,13 +315,7 @@ int kiln_gguf_write(const char *dir, const char *path, const kiln_model_opts *op
     if (weight_request_from_opts(opts, &rq, err) || kiln_config_load(dir, &cfg, err)) return -1;
     writer w = {.cfg = &cfg};
     const char *arch = gguf_arch_name(cfg.arch, &w.permuted);
-    /* The writer knows the Llama family's keys and tensors only: the other architectures' own keys (windows,
-     * soft-caps, experts, longrope factors) and their fused / stacked tensors are not written yet, and a
-     * file without them would run with other numbers. */
-    const bool llama_family = cfg.arch == KILN_ARCH_LLAMA || cfg.arch == KILN_ARCH_MISTRAL || cfg.arch == KILN_ARCH_QWEN2 ||
-                              cfg.arch == KILN_ARCH_QWEN3;
-    if (!arch || !llama_family)
-        return kiln_err_set(err, "%s: architecture %s has no GGUF writer in kiln yet", dir, cfg.architecture);
+    if (!arch) return kiln_err_set(err, "%s: architecture %s has no GGUF writer in kiln yet", dir, cfg.architecture);
     if (cfg.sliding_window > 0)
         return kiln_err_set(err, "%s: sliding_window %d: kiln's GGUF writer does not write a window yet", dir,
                             cfg.sliding_window);
