@@ -70,6 +70,9 @@ void kv_reserve(kiln_ctx *c, int seq, int n);
 /* moe.c: the mixture-of-experts FFN of layer L over the step's T tokens: c->h (the normed hidden states)
  * in, the FFN's output in c->h out. Non-zero when a matmul found its scratch too small (a sizing bug). */
 int moe_ffn(kiln_ctx *c, const kiln_layer *L, int T);
+/* forward.c: the gated MLP's elementwise step on n values, gate = act(gate) * up with the model's activation
+ * (SwiGLU's silu, Gemma's GELU-tanh), over the pool: the dense FFN and every expert use it. */
+void ffn_gated_act(kiln_ctx *c, size_t n);
 /* Grows the MoE scratch to T tokens (nothing for a dense model); frees it. */
 int moe_scratch(kiln_ctx *c, size_t T, kiln_err *err);
 void moe_scratch_free(kiln_ctx *c);

@@ -132,6 +132,12 @@ static void silu_part(void *arg, int ith, int nth) {
     else kern_silu_mul(j->gate + lo, j->up + lo, n);
 }
 
+/* (engine.h) */
+void ffn_gated_act(kiln_ctx *c, size_t n) {
+    struct silu_job sj = {c->gate, c->up, n, c->m->cfg.hidden_act};
+    kiln_pool_run(c->m->pool, silu_part, &sj);
+}
+
 /* The cos/sin table layer l's RoPE reads. */
 static const float *rope_table(const kiln_ctx *c, int l) {
     const kiln_config *g = &c->m->cfg;
@@ -241,8 +247,7 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
             bad |= moe_ffn(c, L, T); /* mixture of experts (moe.c): reads h (the MoE archs all pre-norm), into h */
         } else {
             bad |= mm(c, c->gate, in, T, &L->w_gate, NULL) | mm(c, c->up, in, T, &L->w_up, NULL);
-            struct silu_job sj = {c->gate, c->up, (size_t)T * g->intermediate_size, g->hidden_act};
-            kiln_pool_run(m->pool, silu_part, &sj);
+            ffn_gated_act(c, (size_t)T * g->intermediate_size);
             bad |= mm(c, c->h, c->gate, T, &L->w_down, NULL);
         }
         if (dist_allreduce(m->dist, c->h, (size_t)T * H, err)) return -1; /* ... and the FFN slices' */

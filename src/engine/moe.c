@@ -84,7 +84,7 @@ static int run_expert(kiln_ctx *c, const kiln_expert *x, int n) {
     kiln_pool *pool = c->m->pool;
     int bad = kern_matmul(pool, &c->ks, c->gate, c->moe_x, n, &x->w_gate, NULL) |
               kern_matmul(pool, &c->ks, c->up, c->moe_x, n, &x->w_up, NULL);
-    kern_silu_mul(c->gate, c->up, n * c->m->cfg.expert_ffn_size);
+    ffn_gated_act(c, (size_t)n * c->m->cfg.expert_ffn_size);
     return bad | kern_matmul(pool, &c->ks, c->moe_y, c->gate, n, &x->w_down, NULL);
 }
 
