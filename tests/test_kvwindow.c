@@ -356,6 +356,39 @@ TEST(window_info_figures) {
           (long long)st.kv_window_bytes_per_seq);
 }
 
+/* The server: --kv-cache-mb pays the window layers' fixed pool first and makes the rest global blocks (or
+ * says it cannot hold the pool); /metrics shows both pools and their bytes. */
+TEST(window_server_accounting) {
+    kiln_model *m = open_arch("gemma3-tiny");
+    if (!m) return;
+    const kiln_config *g = kiln_model_config(m);
+    const int nw = n_window_layers(g);
+    const int n_ctx = 4096, ring = kiln_kv_window_blocks(g->sliding_window, n_ctx, 0);
+    const int64_t per_g = kiln_kv_bytes_per_token(g->n_layers - nw, g->n_kv_heads, g->head_dim, KILN_KV_TYPE_DEFAULT),
+                  per_w = kiln_kv_bytes_per_token(nw, g->n_kv_heads, g->head_dim, KILN_KV_TYPE_DEFAULT);
+    serve_metrics *met = metrics_new();
+    serve_sched_opts so = {.max_batch = 2, .kv_cache_mb = 4, .n_ctx = n_ctx, .kv_type = KILN_KV_TYPE_DEFAULT,
+                           .prefill_chunk = 64};
+    kiln_err err;
+    serve_sched *s = sched_new(m, NULL, met, &so, &err); /* 4 sequence slots: 2 running + 2 parked */
+    const int64_t fixed = 4LL * ring * KILN_KV_BLOCK * per_w;
+    CHECK(s && sched_total_blocks(s) == (int)((4LL * 1024 * 1024 - fixed) / (KILN_KV_BLOCK * per_g)),
+          "%d global blocks in 4 MiB (window pool %lld bytes)", s ? sched_total_blocks(s) : -1, (long long)fixed);
+    sched_free(s);
+    so.kv_cache_mb = 1;
+    s = sched_new(m, NULL, met, &so, &err);
+    CHECK(!s && strstr(err.msg, "sliding-window layers"), "1 MiB: %s", s ? "accepted" : err.msg);
+    sched_free(s);
+    metrics_kv(met, 3, 140, 4096, 1 << 20);
+    char *t = metrics_render(met);
+    CHECK(t && strstr(t, "kiln_kv_window_blocks_used 3\n") && strstr(t, "kiln_kv_window_blocks_total 140\n") &&
+              strstr(t, "kiln_kv_bytes_used 4096\n") && strstr(t, "kiln_kv_bytes_total 1048576\n"),
+          "%s", t ? t : "no metrics");
+    free(t);
+    metrics_free(met);
+    kiln_model_free(m);
+}
+
 int main(void) {
     RUN(window_rounds_and_blocks);
     RUN(window_fork_truncate_mixed_batch);
@@ -363,5 +396,6 @@ int main(void) {
     RUN(window_generate_in_reuse);
     RUN(window_rounds_outputs);
     RUN(window_info_figures);
+    RUN(window_server_accounting);
     return check_done();
 }
