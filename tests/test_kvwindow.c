@@ -94,6 +94,39 @@ static void check_blocks(const kiln_model *m, const kiln_ctx *c, int len, const 
           "%s at %d: %zu bytes in use", what, len, kiln_ctx_kv_bytes_used(c));
 }
 
+/* One model's run: its prompt, the one-pass reference, an output buffer and a context. */
+typedef struct fixture {
+    kiln_model *m;
+    int V;
+    int32_t ids[N];
+    float *ref, *out;
+    kiln_ctx *c;
+} fixture;
+
+/* false when something is missing (reported); fixture_close either way. */
+static bool fixture_open(fixture *f, const char *name, int out_rows, int max_seqs, int step) {
+    f->ref = f->out = NULL, f->c = NULL;
+    if (!(f->m = open_arch(name))) return false;
+    f->V = kiln_model_config(f->m)->vocab_size;
+    prompt_ids(f->ids, N, f->V);
+    f->ref = one_pass(f->m, f->ids);
+    f->out = malloc((size_t)out_rows * f->V * sizeof *f->out);
+    return (f->c = ctx_for(f->m, max_seqs, step)) != NULL;
+}
+
+static void fixture_close(fixture *f) {
+    kiln_ctx_free(f->c);
+    free(f->ref), free(f->out);
+    kiln_model_free(f->m);
+}
+
+/* Every block of both pools is back on its free list. */
+static void check_no_leak(const kiln_ctx *c, const char *what) {
+    CHECK(kiln_ctx_free_blocks(c) == kiln_ctx_total_blocks(c) &&
+              kiln_ctx_window_free_blocks(c) == kiln_ctx_window_total_blocks(c),
+          "%s: blocks leaked", what);
+}
+
 /* Feeds ids[from..to) to seq in steps of `chunk`, every step's logits against the reference. */
 static void feed(kiln_ctx *c, const kiln_model *m, int seq, const int32_t *ids, int from, int to, int chunk,
                  const float *ref, float *out, const char *what) {
@@ -113,89 +146,72 @@ static void feed(kiln_ctx *c, const kiln_model *m, int seq, const int32_t *ids, 
  * sized per sequence, nothing leaked. */
 TEST(window_rounds_and_blocks) {
     for (int k = 0; k < N_MODELS; k++) {
-        kiln_model *m = open_arch(MODELS[k]);
-        if (!m) continue;
-        const kiln_config *g = kiln_model_config(m);
-        const int V = g->vocab_size;
-        int32_t ids[N];
-        prompt_ids(ids, N, V);
-        float *ref = one_pass(m, ids), *out = malloc((size_t)37 * V * sizeof *out);
-        kiln_ctx *c = ctx_for(m, 2, 5);
-        kiln_err err;
-        int s = c ? kiln_seq_new(c, &err) : -1;
-        CHECK(c && kiln_ctx_window_total_blocks(c) == 2 * kiln_kv_window_blocks(g->sliding_window, N, 5) &&
-                  kiln_kv_window_blocks(g->sliding_window, N, 5) == 3,
-              "%s: window pool %d", MODELS[k], c ? kiln_ctx_window_total_blocks(c) : -1);
-        for (int p = 0; s >= 0 && p < N; p = kiln_seq_len(c, s)) {
-            feed(c, m, s, ids, p, p < 111 ? p + 37 : p + 1, 37, ref, out, MODELS[k]);
-            check_blocks(m, c, kiln_seq_len(c, s), MODELS[k]);
-            if (kiln_seq_len(c, s) == p) break; /* a failed step (reported) */
+        fixture f;
+        if (fixture_open(&f, MODELS[k], 37, 2, 5)) {
+            const kiln_config *g = kiln_model_config(f.m);
+            kiln_err err;
+            int s = kiln_seq_new(f.c, &err);
+            CHECK(kiln_ctx_window_total_blocks(f.c) == 2 * kiln_kv_window_blocks(g->sliding_window, N, 5) &&
+                      kiln_kv_window_blocks(g->sliding_window, N, 5) == 3,
+                  "%s: window pool %d", MODELS[k], kiln_ctx_window_total_blocks(f.c));
+            for (int p = 0; p < N; p = kiln_seq_len(f.c, s)) {
+                feed(f.c, f.m, s, f.ids, p, p < 111 ? p + 37 : p + 1, 37, f.ref, f.out, MODELS[k]);
+                check_blocks(f.m, f.c, kiln_seq_len(f.c, s), MODELS[k]);
+                if (kiln_seq_len(f.c, s) == p) break; /* a failed step (reported) */
+            }
+            kiln_seq_free(f.c, s);
+            check_no_leak(f.c, MODELS[k]);
         }
-        kiln_seq_free(c, s);
-        CHECK(c && kiln_ctx_free_blocks(c) == kiln_ctx_total_blocks(c) &&
-                  kiln_ctx_window_free_blocks(c) == kiln_ctx_window_total_blocks(c),
-              "%s: blocks leaked", MODELS[k]);
-        kiln_ctx_free(c);
-        free(ref), free(out);
-        kiln_model_free(m);
+        fixture_close(&f);
     }
 }
 
 /* Back before the window: refused with the reason, nothing changed; the last block boundary and later
  * points work; forks at them and a fresh sequence then run in one mixed batch, as one pass; truncating to
  * 0 and prefilling again works too. */
+static void fork_truncate_mixed(fixture *x, const char *name) {
+    kiln_ctx *c = x->c;
+    const int V = x->V;
+    const int32_t *ids = x->ids;
+    kiln_err err = {{0}};
+    int a = kiln_seq_new(c, &err), n150 = 150;
+    kiln_batch b = {1, &a, &n150, ids, false, x->out};
+    REQUIRE(kiln_forward(c, &b, &err) == 0, "%s: %s", name, err.msg);
+    int free_g = kiln_ctx_free_blocks(c), free_w = kiln_ctx_window_free_blocks(c);
+    CHECK(kiln_seq_reusable(c, a, 100) == 0 && kiln_seq_reusable(c, a, 144) == 144 && kiln_seq_reusable(c, a, 0) == 0 &&
+              kiln_seq_reusable(c, a, 999) == 150,
+          "%s: reusable %d %d", name, kiln_seq_reusable(c, a, 100), kiln_seq_reusable(c, a, 144));
+    CHECK(kiln_seq_truncate(c, a, 100, &err) == -1 && strstr(err.msg, "sliding_window 8") && kiln_seq_len(c, a) == 150 &&
+              kiln_ctx_free_blocks(c) == free_g && kiln_ctx_window_free_blocks(c) == free_w,
+          "%s: truncate before the window: %s", name, err.msg);
+    CHECK(kiln_seq_fork(c, a, 20, &err) == -1 && strstr(err.msg, "prefill it again"), "%s: fork: %s", name, err.msg);
+    int f = kiln_seq_fork(c, a, 144, &err);
+    CHECK(f >= 0 && kiln_seq_truncate(c, a, 147, &err) == 0, "%s: %s", name, err.msg);
+    int fresh = kiln_seq_new(c, &err);
+    /* a from 147, the fork from 144, a fresh sequence from 0, in one batch */
+    int seqs[3] = {a, f, fresh}, counts[3] = {N - 147, N - 144, 60};
+    int32_t toks[(N - 147) + (N - 144) + 60];
+    memcpy(toks, ids + 147, (size_t)counts[0] * sizeof *toks);
+    memcpy(toks + counts[0], ids + 144, (size_t)counts[1] * sizeof *toks);
+    memcpy(toks + counts[0] + counts[1], ids, (size_t)counts[2] * sizeof *toks);
+    kiln_batch mixed = {3, seqs, counts, toks, true, x->out};
+    if (f >= 0 && fresh >= 0 && kiln_forward(c, &mixed, &err) == 0) {
+        double d = fmax(diff_rows(x->out, x->ref, 147, counts[0], V),
+                        fmax(diff_rows(x->out + (size_t)counts[0] * V, x->ref, 144, counts[1], V),
+                             diff_rows(x->out + (size_t)(counts[0] + counts[1]) * V, x->ref, 0, counts[2], V)));
+        CHECK(d <= TOL, "%s: fork / truncate / mixed batch differ from one pass by %g", name, d);
+    } else CHECK(0, "%s: mixed batch: %s", name, err.msg);
+    CHECK(kiln_seq_truncate(c, f, 0, &err) == 0, "%s: %s", name, err.msg);
+    feed(c, x->m, f, ids, 0, N, 64, x->ref, x->out, name);
+    for (int i = 0; i < 3; i++) kiln_seq_free(c, seqs[i]);
+    check_no_leak(c, name);
+}
+
 TEST(window_fork_truncate_mixed_batch) {
     for (int k = 0; k < N_MODELS; k++) {
-        kiln_model *m = open_arch(MODELS[k]);
-        if (!m) continue;
-        const int V = kiln_model_config(m)->vocab_size;
-        int32_t ids[N];
-        prompt_ids(ids, N, V);
-        float *ref = one_pass(m, ids), *out = malloc((size_t)2 * N * V * sizeof *out);
-        kiln_ctx *c = ctx_for(m, 4, 0);
-        kiln_err err = {{0}};
-        int a = c ? kiln_seq_new(c, &err) : -1, n150 = 150;
-        kiln_batch b = {1, &a, &n150, ids, false, out};
-        if (a < 0 || kiln_forward(c, &b, &err)) {
-            CHECK(0, "%s: %s", MODELS[k], err.msg);
-            kiln_ctx_free(c), free(ref), free(out), kiln_model_free(m);
-            continue;
-        }
-        int free_g = kiln_ctx_free_blocks(c), free_w = kiln_ctx_window_free_blocks(c);
-        CHECK(kiln_seq_reusable(c, a, 100) == 0 && kiln_seq_reusable(c, a, 144) == 144 &&
-                  kiln_seq_reusable(c, a, 0) == 0 && kiln_seq_reusable(c, a, 999) == 150,
-              "%s: reusable %d %d", MODELS[k], kiln_seq_reusable(c, a, 100), kiln_seq_reusable(c, a, 144));
-        CHECK(kiln_seq_truncate(c, a, 100, &err) == -1 && strstr(err.msg, "sliding_window 8") &&
-                  kiln_seq_len(c, a) == 150 && kiln_ctx_free_blocks(c) == free_g &&
-                  kiln_ctx_window_free_blocks(c) == free_w,
-              "%s: truncate before the window: %s", MODELS[k], err.msg);
-        CHECK(kiln_seq_fork(c, a, 20, &err) == -1 && strstr(err.msg, "prefill it again"), "%s: fork: %s", MODELS[k],
-              err.msg);
-        int f = kiln_seq_fork(c, a, 144, &err);
-        CHECK(f >= 0 && kiln_seq_truncate(c, a, 147, &err) == 0, "%s: %s", MODELS[k], err.msg);
-        int fresh = kiln_seq_new(c, &err);
-        /* a from 147, the fork from 144, a fresh sequence from 0, in one batch */
-        int seqs[3] = {a, f, fresh}, counts[3] = {N - 147, N - 144, 60};
-        int32_t toks[(N - 147) + (N - 144) + 60];
-        memcpy(toks, ids + 147, (size_t)counts[0] * sizeof *toks);
-        memcpy(toks + counts[0], ids + 144, (size_t)counts[1] * sizeof *toks);
-        memcpy(toks + counts[0] + counts[1], ids, (size_t)counts[2] * sizeof *toks);
-        kiln_batch mixed = {3, seqs, counts, toks, true, out};
-        if (f >= 0 && fresh >= 0 && kiln_forward(c, &mixed, &err) == 0) {
-            double d = fmax(diff_rows(out, ref, 147, counts[0], V),
-                            fmax(diff_rows(out + (size_t)counts[0] * V, ref, 144, counts[1], V),
-                                 diff_rows(out + (size_t)(counts[0] + counts[1]) * V, ref, 0, counts[2], V)));
-            CHECK(d <= TOL, "%s: fork / truncate / mixed batch differ from one pass by %g", MODELS[k], d);
-        } else CHECK(0, "%s: mixed batch: %s", MODELS[k], err.msg);
-        CHECK(kiln_seq_truncate(c, f, 0, &err) == 0, "%s: %s", MODELS[k], err.msg);
-        feed(c, m, f, ids, 0, N, 64, ref, out, MODELS[k]);
-        for (int i = 0; i < 3; i++) kiln_seq_free(c, seqs[i]);
-        CHECK(kiln_ctx_free_blocks(c) == kiln_ctx_total_blocks(c) &&
-                  kiln_ctx_window_free_blocks(c) == kiln_ctx_window_total_blocks(c),
-              "%s: blocks leaked", MODELS[k]);
-        kiln_ctx_free(c);
-        free(ref), free(out);
-        kiln_model_free(m);
+        fixture f;
+        if (fixture_open(&f, MODELS[k], 2 * N, 4, 0)) fork_truncate_mixed(&f, MODELS[k]);
+        fixture_close(&f);
     }
 }
 
@@ -211,43 +227,39 @@ static double continue_from(kiln_ctx *c, int seq, const int32_t *ids, int from, 
 /* The server's prefix cache: a long entry serves only prompts reaching past its window's start (a shorter
  * match is never forked from KV that is gone), a short entry kept beside it still serves the short ones,
  * and what is forked continues as one pass. */
+static void prefix_cache_window(fixture *x, const char *name) {
+    kiln_ctx *c = x->c;
+    const int32_t *ids = x->ids;
+    prefix_cache *pc = prefix_cache_new(4);
+    kiln_err err;
+    int lens[2] = {40, 150}; /* the short entry first: the long one extends it but cannot replace it */
+    for (int i = 0; i < 2; i++) {
+        int s = kiln_seq_new(c, &err);
+        CHECK(continue_from(c, s, ids, 0, lens[i], x->ref, x->out, x->V) <= TOL, "%s: prefill %d", name, lens[i]);
+        prefix_cache_insert(pc, c, s, ids, lens[i]);
+    }
+    CHECK(prefix_cache_count(pc) == 2, "%s: %d entries", name, prefix_cache_count(pc));
+    int n_match = -1, src = prefix_cache_lookup(pc, c, ids, 159, &n_match);
+    CHECK(src >= 0 && n_match == 144, "%s: long match %d", name, n_match);
+    int f = src >= 0 ? kiln_seq_fork(c, src, n_match, &err) : -1;
+    CHECK(f >= 0 && continue_from(c, f, ids, 144, N - 144, x->ref, x->out, x->V) <= TOL, "%s: forked long entry", name);
+    kiln_seq_free(c, f);
+    /* 100 shared tokens: the long entry no longer holds its window there; the short one serves 32 */
+    src = prefix_cache_lookup(pc, c, ids, 100, &n_match);
+    CHECK(src >= 0 && n_match == 32, "%s: short match %d", name, n_match);
+    f = src >= 0 ? kiln_seq_fork(c, src, n_match, &err) : -1;
+    CHECK(f >= 0 && continue_from(c, f, ids, 32, 68, x->ref, x->out, x->V) <= TOL, "%s: forked short entry", name);
+    kiln_seq_free(c, f);
+    while (prefix_cache_evict(pc, c)) {}
+    check_no_leak(c, name);
+    prefix_cache_free(pc, c);
+}
+
 TEST(window_prefix_cache) {
     for (int k = 0; k < N_MODELS; k++) {
-        kiln_model *m = open_arch(MODELS[k]);
-        if (!m) continue;
-        const int V = kiln_model_config(m)->vocab_size;
-        int32_t ids[N];
-        prompt_ids(ids, N, V);
-        float *ref = one_pass(m, ids), *out = malloc((size_t)N * V * sizeof *out);
-        kiln_ctx *c = ctx_for(m, 4, 0);
-        prefix_cache *pc = prefix_cache_new(4);
-        kiln_err err;
-        int lens[2] = {40, 150}; /* the short entry first: the long one extends it but cannot replace it */
-        for (int i = 0; c && i < 2; i++) {
-            int s = kiln_seq_new(c, &err);
-            CHECK(continue_from(c, s, ids, 0, lens[i], ref, out, V) <= TOL, "%s: prefill %d", MODELS[k], lens[i]);
-            prefix_cache_insert(pc, c, s, ids, lens[i]);
-        }
-        CHECK(prefix_cache_count(pc) == 2, "%s: %d entries", MODELS[k], prefix_cache_count(pc));
-        int n_match = -1, src = c ? prefix_cache_lookup(pc, c, ids, 159, &n_match) : -1;
-        CHECK(src >= 0 && n_match == 144, "%s: long match %d", MODELS[k], n_match);
-        int f = src >= 0 ? kiln_seq_fork(c, src, n_match, &err) : -1;
-        CHECK(f >= 0 && continue_from(c, f, ids, 144, N - 144, ref, out, V) <= TOL, "%s: forked long entry", MODELS[k]);
-        kiln_seq_free(c, f);
-        /* 100 shared tokens: the long entry no longer holds its window there; the short one serves 32 */
-        src = c ? prefix_cache_lookup(pc, c, ids, 100, &n_match) : -1;
-        CHECK(src >= 0 && n_match == 32, "%s: short match %d", MODELS[k], n_match);
-        f = src >= 0 ? kiln_seq_fork(c, src, n_match, &err) : -1;
-        CHECK(f >= 0 && continue_from(c, f, ids, 32, 68, ref, out, V) <= TOL, "%s: forked short entry", MODELS[k]);
-        kiln_seq_free(c, f);
-        while (prefix_cache_evict(pc, c)) {}
-        CHECK(c && kiln_ctx_free_blocks(c) == kiln_ctx_total_blocks(c) &&
-                  kiln_ctx_window_free_blocks(c) == kiln_ctx_window_total_blocks(c),
-              "%s: blocks leaked", MODELS[k]);
-        prefix_cache_free(pc, c);
-        kiln_ctx_free(c);
-        free(ref), free(out);
-        kiln_model_free(m);
+        fixture f;
+        if (fixture_open(&f, MODELS[k], N, 4, 0)) prefix_cache_window(&f, MODELS[k]);
+        fixture_close(&f);
     }
 }
 
