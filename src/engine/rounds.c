@@ -3,7 +3,9 @@
  * its window layers' cache (kvcache.c keeps only those). A longer batch runs in rounds: round r feeds
  * tokens [r * step, (r + 1) * step) of every sequence that has them, and the rows each round outputs are
  * put where one step would have put them. The results are those of one step (attention over the cache
- * is the same, and every other operation is per token). Without window layers a batch is one step. */
+ * is the same, and every other operation is per token). Without window layers a batch is one step.
+ * The whole batch is checked before the first round, so only a distributed run's transport failing in a
+ * later round can leave the earlier rounds' tokens in the cache. */
 #include <stdlib.h>
 #include <string.h>
 
