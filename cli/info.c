@@ -29,9 +29,10 @@ static json_t *model_json(const char *dir, const kiln_model_stats *st, kiln_dtyp
         json_object_set_new(roof, name,
                             json_real(bw / (double)(st->bytes_per_token[d] + st->kv_bytes_per_token)));
     }
-    /* Context that fits: memory left after the (memory-mapped, resident) weights, in KV per token. */
-    int64_t left = mem_avail - st->checkpoint_bytes;
-    int64_t fit = left > 0 && st->kv_bytes_per_token > 0 ? left / st->kv_bytes_per_token : 0;
+    /* Context that fits: memory left after the (memory-mapped, resident) weights and one sequence's window
+     * layers, in KV per token of the global layers (none: any context the model takes). */
+    int64_t left = mem_avail - st->checkpoint_bytes - st->kv_window_bytes_per_seq;
+    int64_t fit = left <= 0 ? 0 : st->kv_bytes_per_token > 0 ? left / st->kv_bytes_per_token : st->max_position_embeddings;
     json_t *r = json_pack("{s:s, s:I, s:s, s:I, s:I, s:o, s:I, s:f, s:o, s:I, s:I, s:i, s:i, s:i}", "dir", dir, "params",
                      (json_int_t)st->params, "checkpoint_dtype", st->checkpoint_dtype, "checkpoint_bytes",
                      (json_int_t)st->checkpoint_bytes, "weight_bytes_per_token", (json_int_t)st->checkpoint_bytes_per_token,
@@ -44,6 +45,10 @@ static json_t *model_json(const char *dir, const kiln_model_stats *st, kiln_dtyp
                      "n_layers", st->n_layers, "n_kv_heads", st->n_kv_heads, "head_dim", st->head_dim);
     if (r) json_object_set_new(r, "max_position_embeddings", json_integer(st->max_position_embeddings));
     if (r) json_object_set_new(r, "kv_type", json_string(kiln_dtype_name(kv_type)));
+    if (r) json_object_update_new(r, json_pack("{s:I, s:i, s:i, s:i, s:i}", "kv_window_bytes_per_seq",
+                                               (json_int_t)st->kv_window_bytes_per_seq, "kv_window_layers",
+                                               st->n_window_layers, "kv_window_blocks", st->kv_window_blocks,
+                                               "sliding_window", st->sliding_window, "kv_window_step", KILN_KV_WINDOW_STEP));
     return r;
 }
 
@@ -75,11 +80,19 @@ static void print_text(json_t *j) {
     printf("params     %lld (%s, %.1f MB)\n", (long long)json_integer_value(json_object_get(m, "params")),
            json_string_value(json_object_get(m, "checkpoint_dtype")),
            (double)json_integer_value(json_object_get(m, "checkpoint_bytes")) / 1e6);
-    printf("KV cache   %lld bytes/token (%s K+V, %d layers x %d kv heads x %d)\n",
+    const int n_window = (int)json_integer_value(json_object_get(m, "kv_window_layers"));
+    printf("KV cache   %lld bytes/token (%s K+V, %d %slayers x %d kv heads x %d)\n",
            (long long)json_integer_value(json_object_get(m, "kv_bytes_per_token")),
            json_string_value(json_object_get(m, "kv_type")),
-           (int)json_integer_value(json_object_get(m, "n_layers")), (int)json_integer_value(json_object_get(m, "n_kv_heads")),
-           (int)json_integer_value(json_object_get(m, "head_dim")));
+           (int)json_integer_value(json_object_get(m, "n_layers")) - n_window, n_window ? "global " : "",
+           (int)json_integer_value(json_object_get(m, "n_kv_heads")), (int)json_integer_value(json_object_get(m, "head_dim")));
+    if (n_window)
+        printf("           + %lld bytes/sequence: %d sliding-window layers keep %d blocks of %d tokens (window %d + one "
+               "block + a %d-token step)\n",
+               (long long)json_integer_value(json_object_get(m, "kv_window_bytes_per_seq")), n_window,
+               (int)json_integer_value(json_object_get(m, "kv_window_blocks")), KILN_KV_BLOCK,
+               (int)json_integer_value(json_object_get(m, "sliding_window")),
+               (int)json_integer_value(json_object_get(m, "kv_window_step")));
     printf("decode     %-6s %16s %18s\n", "format", "bytes/token", "roofline tok/s");
     const char *k;
     json_object_foreach(json_object_get(m, "weight_bytes_per_token_by_dtype"), k, v)
@@ -110,11 +123,8 @@ int cmd_info(int argc, char **argv) {
     kiln_err err;
     const char *dir = model ? cli_model_dir(model) : NULL;
     if (dir && kiln_model_stats_load(dir, &st, &err) != 0) cli_fail(1, "%s", err.msg);
-    if (dir) { /* the KV figures in the format asked for */
-        st.kv_bytes_per_token = kiln_kv_bytes_per_token(st.n_layers, st.n_kv_heads, st.head_dim, kv_type);
-        if (!st.kv_bytes_per_token)
-            cli_fail(2, "--kv-type %s cannot hold this model's heads (head_dim %d)", kiln_dtype_name(kv_type), st.head_dim);
-    }
+    if (dir && kiln_model_stats_kv(&st, kv_type)) /* the KV figures in the format asked for */
+        cli_fail(2, "--kv-type %s cannot hold this model's heads (head_dim %d)", kiln_dtype_name(kv_type), st.head_dim);
 
     kiln_machine m;
     kiln_machine_probe(&m);

@@ -271,7 +271,12 @@ typedef struct kiln_ctx_opts {
     kiln_dtype kv_type; /* what the KV cache stores: KILN_DT_F32, F16, BF16 or Q8_0 (llama.cpp's q8_0 KV: blocks
                            of 32 along head_dim with an f16 scale; head_dim % 32 == 0); attention reads it
                            directly. Default KILN_KV_TYPE_DEFAULT; a zeroed struct means f32 */
+    int max_step_tokens; /* models with sliding-window layers: the most tokens of one sequence a forward step
+                            computes at once (0: KILN_KV_WINDOW_STEP); kiln_forward runs a longer batch in
+                            rounds, same results. It bounds the window layers' cache (kiln_kv_window_blocks).
+                            Without window layers a step is never split and this has no effect */
 } kiln_ctx_opts;
+#define KILN_KV_WINDOW_STEP 512
 /* The default KV cache format (docs/performance.md says why), and its name for help texts. */
 #define KILN_KV_TYPE_DEFAULT KILN_DT_F16
 #define KILN_KV_TYPE_DEFAULT_NAME "f16"
@@ -286,15 +291,35 @@ kiln_dtype kiln_ctx_kv_type(const kiln_ctx *c);
 /* KV cache bytes one token takes (K and V, every layer) in format kv_type; 0 when the cache cannot hold
  * that format at this head_dim (see kiln_ctx_opts.kv_type). */
 int64_t kiln_kv_bytes_per_token(int n_layers, int n_kv_heads, int head_dim, kiln_dtype kv_type);
-int kiln_ctx_free_blocks(const kiln_ctx *c);   /* KV blocks on the free list */
+/* The KV cache has two pools of blocks. The global layers keep every position of a sequence: kv_blocks
+ * blocks, reserved per position as today (kiln_ctx_free_blocks / total_blocks count these). The
+ * sliding-window layers keep only the blocks a later query can still see, at most
+ * kiln_kv_window_blocks(sliding_window, n_ctx, max_step_tokens) per sequence, so their pool is a fixed
+ * max_seqs times that and can never run out. */
+int kiln_ctx_free_blocks(const kiln_ctx *c);   /* global-layer KV blocks on the free list */
 int kiln_ctx_total_blocks(const kiln_ctx *c);
+int kiln_ctx_window_free_blocks(const kiln_ctx *c); /* the window layers' pool (0 / 0 without window layers) */
+int kiln_ctx_window_total_blocks(const kiln_ctx *c);
+size_t kiln_ctx_block_bytes(const kiln_ctx *c);    /* one global-pool block (0 when every layer is windowed) */
+size_t kiln_ctx_kv_bytes_used(const kiln_ctx *c);  /* bytes of the blocks in use, both pools */
+/* Window-pool blocks one sequence holds at most: the window, the block it ends in and one step's tokens
+ * (ceil(n_ctx / KILN_KV_BLOCK) at most; max_step_tokens 0: KILN_KV_WINDOW_STEP); 0 when sliding_window is 0. */
+int kiln_kv_window_blocks(int sliding_window, int n_ctx, int max_step_tokens);
 
 int kiln_seq_new(kiln_ctx *c, kiln_err *err); /* returns a sequence id >= 0, or -1 */
 void kiln_seq_free(kiln_ctx *c, int seq);      /* releases its blocks (shared ones by refcount) */
 int kiln_seq_len(const kiln_ctx *c, int seq);  /* tokens in the cache */
-int kiln_seq_truncate(kiln_ctx *c, int seq, int n_tokens, kiln_err *err); /* keep the first n */
-/* New sequence whose first n_tokens reuse src's KV (shared full blocks, copied partial block). */
+/* Keeps the first n tokens. With sliding-window layers the cache no longer holds what the window has
+ * passed, so going back to n works only while it still holds the window before n (kiln_seq_reusable);
+ * otherwise this fails naming why and changes nothing (truncate to 0 and prefill again). */
+int kiln_seq_truncate(kiln_ctx *c, int seq, int n_tokens, kiln_err *err);
+/* New sequence whose first n_tokens reuse src's KV (shared full blocks, copied partial block); the same
+ * condition as kiln_seq_truncate. */
 int kiln_seq_fork(kiln_ctx *c, int src, int n_tokens, kiln_err *err);
+/* How many of seq's first n tokens (n <= kiln_seq_len) a truncate or fork can keep: n when the cache still
+ * holds every position a query after them sees (always without window layers, or when n is 0), else 0:
+ * the window's KV before n is gone and only a fresh prefill brings it back. -1: no such sequence. */
+int kiln_seq_reusable(const kiln_ctx *c, int seq, int n);
 
 typedef struct kiln_batch {
     int n_seqs;
@@ -865,10 +890,18 @@ typedef struct kiln_model_stats {
                                                norms and biases stay f32, matrices whose rows are not
                                                whole 32-blocks get f32 under q8_0/q4_0, and q4_0 keeps the
                                                output projection in q8_0 */
-    int64_t kv_bytes_per_token;         /* K and V of every layer in the default KV format (kiln_kv_bytes_per_token) */
+    /* KV cache in format kv_type (default KILN_KV_TYPE_DEFAULT; kiln_model_stats_kv sets another): K and V
+     * of every global layer per token of a sequence, and the sliding-window layers' fixed cost per sequence
+     * (kv_window_blocks blocks of KILN_KV_BLOCK tokens, kiln_kv_window_blocks at max_position_embeddings). */
+    kiln_dtype kv_type;
+    int64_t kv_bytes_per_token;
+    int64_t kv_window_bytes_per_seq;
     int n_layers, n_kv_heads, head_dim, max_position_embeddings;
+    int n_window_layers, sliding_window, kv_window_blocks;
 } kiln_model_stats;
 int kiln_model_stats_load(const char *dir, kiln_model_stats *s, kiln_err *err);
+/* Sets the KV figures of s for format kv_type; -1 when that format cannot hold the model's heads. */
+int kiln_model_stats_kv(kiln_model_stats *s, kiln_dtype kv_type);
 
 #ifdef __cplusplus
 }

@@ -195,7 +195,7 @@ TEST(kv_prefill_equals_token_by_token_batched_and_forked) {
     kiln_model *m = stories();
     REQUIRE(m, "model");
     int V = kiln_model_config(m)->vocab_size;
-    kiln_ctx_opts co = {4, 128, 0, KILN_DT_F32};
+    kiln_ctx_opts co = {4, 128, 0, KILN_DT_F32, 0};
     kiln_err err;
     kiln_ctx *c = kiln_ctx_new(m, &co, &err);
     REQUIRE(c, "%s", err.msg);
@@ -465,7 +465,7 @@ TEST(kv_type_q8_0_refuses_small_heads) {
 TEST(kv_overflow_fails_cleanly) {
     kiln_model *m = stories();
     REQUIRE(m, "model");
-    kiln_ctx_opts co = {2, 40, 3, KILN_DT_F32}; /* 3 blocks = 48 tokens for two sequences */
+    kiln_ctx_opts co = {2, 40, 3, KILN_DT_F32, 0}; /* 3 blocks = 48 tokens for two sequences */
     kiln_err err;
     kiln_ctx *c = kiln_ctx_new(m, &co, &err);
     REQUIRE(c, "%s", err.msg);

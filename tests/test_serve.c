@@ -113,7 +113,7 @@ TEST(prefix_cache_fork_matches_fresh_prefill) {
 
     /* A prompt sharing the first 33 tokens: 32 are served from the cache. */
     int n_match = 0;
-    int src = prefix_cache_lookup(pc, toks, 39, &n_match);
+    int src = prefix_cache_lookup(pc, c, toks, 39, &n_match);
     CHECK(src == a && n_match == 32, "src %d match %d", src, n_match);
     int f = kiln_seq_fork(c, src, n_match, &err);
     REQUIRE(f >= 0, "%s", err.msg);
@@ -132,7 +132,7 @@ TEST(prefix_cache_fork_matches_fresh_prefill) {
 
     /* A different first block matches nothing; eviction gives the blocks back. */
     int32_t other[20] = {5};
-    CHECK(prefix_cache_lookup(pc, other, 20, &n_match) == -1 && n_match == 0, "false hit");
+    CHECK(prefix_cache_lookup(pc, c, other, 20, &n_match) == -1 && n_match == 0, "false hit");
     kiln_seq_free(c, f);
     kiln_seq_free(c, fresh);
     CHECK(prefix_cache_evict(pc, c) && !prefix_cache_evict(pc, c), "evict");

@@ -2,9 +2,10 @@
  *
  * KV layout: one row = one head's head_dim values of one position in the context's kv_type (f32, f16,
  * bf16, or q8_0: head_dim/32 llama.cpp block_q8_0s, f16 scale then 32 int8), row_bytes =
- * kern_row_bytes(kv_type, head_dim). Block b, layer l holds K then V, each [n_kv_heads][KILN_KV_BLOCK]
- * rows: k(b, l) = kv + (b * n_layers + l) * 2 * BLOCK * n_kv_heads * row_bytes, v(b, l) = k(b, l) +
- * BLOCK * n_kv_heads * row_bytes, and head h of slot s at + (h * BLOCK + s) * row_bytes (all in bytes).
+ * kern_row_bytes(kv_type, head_dim). A layer lives in one of two pools (kv_pool below); block b of a
+ * pool holds, for each of its layers (slot i = layer_slot[l]), K then V, each [n_kv_heads][KILN_KV_BLOCK]
+ * rows: k(b, l) = pool.kv + (b * pool.n_layers + i) * 2 * BLOCK * n_kv_heads * row_bytes, v(b, l) =
+ * k(b, l) + BLOCK * n_kv_heads * row_bytes, and head h of slot s at + (h * BLOCK + s) * row_bytes (bytes).
  * Head-major, so one head's keys are contiguous: attention walks one head over many positions, and a
  * position-major row (kv_dim floats apart) put every head slice 2 KiB apart, which the caches and
  * prefetcher handled badly (see forward.c attn_part). Attention reads the rows in their own format
@@ -14,23 +15,43 @@
 
 #include "model/model.h"
 
+/* The KV cache has two pools of blocks: one for the global layers, which keep every position, and one
+ * for the sliding-window layers (kiln_config_layer_windowed), which keep only the blocks a future query
+ * can still see. Both are indexed the same way (logical block pos / KILN_KV_BLOCK), so attention and
+ * kv_view need not know which pool a layer uses. A model without window layers has an empty window pool;
+ * one whose every layer is windowed (Mistral) has a global pool of zero-byte blocks, which still counts
+ * the positions a sequence may hold (admission in the server works the same for both). */
+enum { KV_GLOBAL, KV_WINDOW, KV_POOLS };
+/* A window table entry whose block was dropped: far enough off that reading through it faults at once
+ * (k + KV_DROPPED * block_stride lies terabytes below the cache) instead of reading another's KV. */
+#define KV_DROPPED (-(1 << 30))
+
+typedef struct kv_pool {
+    int n_layers;         /* layers whose K and V live here */
+    int n_blocks, n_free;
+    char *kv;             /* [n_blocks][n_layers] blocks of kv_block_bytes; NULL when n_layers is 0 */
+    int *refcount;        /* per block: sequences holding it */
+    int *free_list;       /* stack of free block ids */
+} kv_pool;
+
 typedef struct kv_seq {
     bool used;
-    int len;      /* tokens in the cache */
-    int n_blocks; /* blocks held (table entries) */
-    int *table;   /* [max_blocks_per_seq] block ids */
+    int len;        /* tokens in the cache */
+    int n_blocks;   /* logical blocks covered (entries of each table) */
+    int first_live; /* window table: entries [0, first_live) are KV_DROPPED */
+    int *table[KV_POOLS]; /* [max_blocks_per_seq] block ids in each pool */
 } kv_seq;
 
 struct kiln_ctx {
     kiln_model *m;
-    int max_seqs, n_ctx, n_blocks, max_blocks_per_seq, kv_dim;
+    int max_seqs, n_ctx, max_blocks_per_seq, kv_dim;
+    int window;          /* the window layers' sliding_window; 0: no layer has one */
+    int max_step_tokens; /* window models: tokens of one sequence per forward round (kiln_ctx_opts) */
     kiln_dtype kv_type;
     size_t kv_row_bytes;   /* one head of one position (above) */
     size_t kv_block_bytes; /* one block of one layer, K and V */
-    char *kv;
-    int *refcount;   /* per block: sequences holding it */
-    int *free_list;  /* stack of free block ids */
-    int n_free;
+    kv_pool pool[KV_POOLS];
+    int *layer_slot;       /* [n_layers] a layer's index among its pool's layers */
     kv_seq *seqs;
     float *inv_freq; /* [head_dim / 2], then (rope_local_theta) the window layers' [head_dim / 2] */
     /* What RoPE's cos and sin are multiplied by: longrope's attention factor, else 1. Longrope's short or
@@ -52,20 +73,32 @@ struct kiln_ctx {
     int *moe_sel, *moe_tok;
 };
 
-/* Block of a sequence's position p (the table must cover it). */
-static inline int kv_block_of(const kiln_ctx *c, int seq, int p) { return c->seqs[seq].table[p / KILN_KV_BLOCK]; }
+/* The pool layer l's K and V live in. */
+static inline int kv_pool_of(const kiln_ctx *c, int layer) {
+    return kiln_config_layer_windowed(&c->m->cfg, layer) ? KV_WINDOW : KV_GLOBAL;
+}
 static inline char *kv_k(const kiln_ctx *c, int block, int layer) {
-    return c->kv + ((size_t)block * c->m->cfg.n_layers + (size_t)layer) * c->kv_block_bytes;
+    const kv_pool *p = &c->pool[kv_pool_of(c, layer)];
+    return p->kv + ((size_t)block * p->n_layers + (size_t)c->layer_slot[layer]) * c->kv_block_bytes;
 }
 /* Stores token position p of seq's layer: k and v hold kv_dim f32 values each (head after head),
  * converted to the cache's format. */
 void kv_store(kiln_ctx *c, int seq, int p, int layer, const float *k, const float *v);
-/* The attention kernels' view of seq's layer (kernels.h). */
+/* The attention kernels' view of seq's layer (kernels.h). A window layer's table has KV_DROPPED below
+ * the block of the first position its queries can see (kern_kv_view.first): never read those. */
 kern_kv_view kv_view(const kiln_ctx *c, int seq, int layer);
+/* Whether the batch's new tokens fit the free blocks of both pools (a one-line error if not). */
+int kv_check_room(const kiln_ctx *c, const kiln_batch *b, kiln_err *err);
 /* Makes room for n more tokens of seq (new blocks; copy-on-write of a shared partial last block).
- * Callers check kv_blocks_needed first, so this cannot fail. */
-int kv_blocks_needed(const kiln_ctx *c, int seq, int n);
+ * Callers check kv_check_room first, so this cannot fail. */
 void kv_reserve(kiln_ctx *c, int seq, int n);
+/* seq now holds n more tokens: its length grows, and window blocks no later query can see are released. */
+void kv_advance(kiln_ctx *c, int seq, int n);
+
+/* forward.c: one forward step (every sequence's tokens at once) and the batch checks it starts with;
+ * rounds.c splits a window model's long steps into rounds of these (kiln_forward). */
+int forward_validate(const kiln_ctx *c, const kiln_batch *b, const float *out, int *T, kiln_err *err);
+int forward_step(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_only, kiln_err *err);
 
 /* moe.c: the mixture-of-experts FFN of layer L over the step's T tokens: c->h (the normed hidden states)
  * in, the FFN's output in c->h out. Non-zero when a matmul found its scratch too small (a sizing bug). */

@@ -43,11 +43,11 @@ static int ensure_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
     return 0;
 }
 
-/* Checks the whole batch before anything changes, so a failure leaves the cache as it was. */
-static int validate(const kiln_ctx *c, const kiln_batch *b, const float *out, int *T, kiln_err *err) {
+/* Checks the whole batch before anything changes, so a failure leaves the cache as it was (engine.h). */
+int forward_validate(const kiln_ctx *c, const kiln_batch *b, const float *out, int *T, kiln_err *err) {
     if (b->n_seqs <= 0 || !b->seq || !b->n_tokens || !b->tokens || !out)
         return kiln_err_set(err, "empty or incomplete batch");
-    int total = 0, blocks = 0, V = c->m->cfg.vocab_size;
+    int total = 0, V = c->m->cfg.vocab_size;
     for (int i = 0; i < b->n_seqs; i++) {
         int s = b->seq[i], n = b->n_tokens[i];
         if (s < 0 || s >= c->max_seqs || !c->seqs[s].used) return kiln_err_set(err, "sequence %d does not exist", s);
@@ -64,10 +64,8 @@ static int validate(const kiln_ctx *c, const kiln_batch *b, const float *out, in
                                     c->seqs[s].len + t, V);
         }
         total += n;
-        blocks += kv_blocks_needed(c, s, n);
     }
-    if (blocks > c->n_free)
-        return kiln_err_set(err, "KV cache out of blocks: the batch needs %d, %d free", blocks, c->n_free);
+    if (kv_check_room(c, b, err)) return -1;
     *T = total;
     return 0;
 }
@@ -206,10 +204,10 @@ static void residual_add(kiln_ctx *c, const float *w, int T) {
     for (size_t i = 0; i < (size_t)T * H; i++) c->x[i] += c->h[i];
 }
 
-/* The forward pass; out gets the logits, or with hidden_only the normed hidden states. */
-static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_only, kiln_err *err) {
+/* The forward pass; out gets the logits, or with hidden_only the normed hidden states (engine.h). */
+int forward_step(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_only, kiln_err *err) {
     int T = 0;
-    if (validate(c, b, out, &T, err) || ensure_scratch(c, (size_t)T, err)) return -1;
+    if (forward_validate(c, b, out, &T, err) || ensure_scratch(c, (size_t)T, err)) return -1;
     kiln_model *m = c->m;
     const kiln_config *g = &m->cfg;
     int H = g->hidden_size, hd = g->head_dim, half = g->rope_dim / 2;
@@ -254,7 +252,7 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
         residual_add(c, L->post_ffn_norm, T);
     }
     if (dist_send_next(m->dist, c->x, (size_t)T * H, err)) return -1;
-    for (int i = 0; i < b->n_seqs; i++) c->seqs[b->seq[i]].len += b->n_tokens[i];
+    for (int i = 0; i < b->n_seqs; i++) kv_advance(c, b->seq[i], b->n_tokens[i]);
     /* Final norm of the tokens that need output (packed into h), then one LM-head matmul (or h itself). */
     int n_out = 0;
     for (int i = 0, t = 0; i < b->n_seqs; i++) {
@@ -277,10 +275,4 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
     for (int r = 0; !hidden_only && dist_is_output(m->dist) && g->final_logit_softcap > 0 && r < n_out; r++)
         kern_softcap(out + (size_t)r * g->vocab_size, g->vocab_size, g->final_logit_softcap); /* Gemma 2's */
     return bad ? kiln_err_set(err, "internal error: matmul scratch smaller than the batch") : 0;
-}
-
-int kiln_forward(kiln_ctx *c, const kiln_batch *b, kiln_err *err) { return forward(c, b, b->logits, false, err); }
-
-int kiln_forward_hidden(kiln_ctx *c, const kiln_batch *b, float *hidden, kiln_err *err) {
-    return forward(c, b, hidden, true, err);
 }

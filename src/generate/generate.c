@@ -149,6 +149,7 @@ int kiln_generate_in(kiln_ctx *ctx, int seq, size_t n_reuse, const kiln_tokenize
     if (n_prompt > (size_t)n_ctx)
         return kiln_err_set(err, "generate: prompt (%zu tokens) exceeds the context of %d", n_prompt, n_ctx);
     if (n_reuse >= n_prompt) n_reuse = n_prompt - 1; /* the last prompt token is fed again: its logits pick the first */
+    n_reuse = (size_t)kiln_seq_reusable(ctx, seq, (int)n_reuse); /* 0 when a window's KV before it is gone */
     const int V = kiln_model_config(kiln_ctx_model(ctx))->vocab_size;
     double t0 = kiln_now();
     float *logits = malloc((size_t)V * sizeof *logits);

@@ -3,7 +3,9 @@
  * (the same parser, shard index and tensor tables as the loader; the weights themselves are never read,
  * so this is instant even for large checkpoints), and asks the loader's format policy what each tensor
  * would become: the figures are the bytes a load in that format holds (a mixture of experts: the experts a
- * token is routed to, n_experts_used of each layer's n_experts, plus the rest). */
+ * token is routed to, n_experts_used of each layer's n_experts, plus the rest). The KV figures are what
+ * kiln_ctx_new allocates: per token for the global layers, per sequence for the sliding-window layers,
+ * which keep only their window (kvcache.c). */
 #include <stdio.h>
 #include <string.h>
 
@@ -79,7 +81,10 @@ int kiln_model_stats_load(const char *dir, kiln_model_stats *s, kiln_err *err) {
     s->n_kv_heads = c.n_kv_heads;
     s->head_dim = c.head_dim;
     s->max_position_embeddings = c.max_position_embeddings;
-    s->kv_bytes_per_token = kiln_kv_bytes_per_token(c.n_layers, c.n_kv_heads, c.head_dim, KILN_KV_TYPE_DEFAULT);
+    for (int l = 0; l < c.n_layers; l++) s->n_window_layers += kiln_config_layer_windowed(&c, l);
+    s->sliding_window = s->n_window_layers ? c.sliding_window : 0;
+    s->kv_window_blocks = kiln_kv_window_blocks(s->sliding_window, c.max_position_embeddings, 0);
+    kiln_model_stats_kv(s, KILN_KV_TYPE_DEFAULT);
     st_set sh;
     struct tally t = {.cfg = &c, .shards = &sh, .s = s, .n_layers = c.n_layers, .experts_used = c.n_experts_used};
     int rc = st_set_open(&sh, dir, err) || tensors_each(&c, count, &t, err) ? -1 : 0;
@@ -92,4 +97,13 @@ int kiln_model_stats_load(const char *dir, kiln_model_stats *s, kiln_err *err) {
     }
     st_set_close(&sh);
     return rc;
+}
+
+int kiln_model_stats_kv(kiln_model_stats *s, kiln_dtype kv_type) {
+    if (!kiln_kv_bytes_per_token(1, s->n_kv_heads, s->head_dim, kv_type)) return -1;
+    s->kv_type = kv_type;
+    s->kv_bytes_per_token = kiln_kv_bytes_per_token(s->n_layers - s->n_window_layers, s->n_kv_heads, s->head_dim, kv_type);
+    s->kv_window_bytes_per_seq = (int64_t)s->kv_window_blocks * KILN_KV_BLOCK *
+                                 kiln_kv_bytes_per_token(s->n_window_layers, s->n_kv_heads, s->head_dim, kv_type);
+    return 0;
 }

@@ -30,7 +30,8 @@ struct serve_metrics {
     series req[MAX_SERIES];
     int n_req;
     long prompt_tokens, generated_tokens, cached_tokens;
-    int queued, running, kv_used, kv_total, cached_seqs;
+    int queued, running, kv_used, kv_total, cached_seqs, kv_window_used, kv_window_total;
+    int64_t kv_bytes_used, kv_bytes_total;
     histo ttft, tpot, e2e;
 };
 
@@ -90,6 +91,15 @@ void metrics_gauges(serve_metrics *m, int queued, int running, int kv_used, int 
     pthread_mutex_unlock(&m->mu);
 }
 
+void metrics_kv(serve_metrics *m, int window_used, int window_total, int64_t bytes_used, int64_t bytes_total) {
+    pthread_mutex_lock(&m->mu);
+    m->kv_window_used = window_used;
+    m->kv_window_total = window_total;
+    m->kv_bytes_used = bytes_used;
+    m->kv_bytes_total = bytes_total;
+    pthread_mutex_unlock(&m->mu);
+}
+
 static void put_histo(strbuf *b, const char *name, const char *help, const histo *h) {
     char line[256];
     snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
@@ -128,8 +138,15 @@ char *metrics_render(serve_metrics *m) {
               m->cached_tokens);
     put_value(&b, "kiln_queue_depth", "gauge", "Requests waiting for admission.", m->queued);
     put_value(&b, "kiln_running_sequences", "gauge", "Sequences in the running batch.", m->running);
-    put_value(&b, "kiln_kv_blocks_used", "gauge", "KV cache blocks in use (running and prefix cache).", m->kv_used);
-    put_value(&b, "kiln_kv_blocks_total", "gauge", "KV cache blocks in all.", m->kv_total);
+    put_value(&b, "kiln_kv_blocks_used", "gauge", "KV cache blocks of the global layers in use (running and prefix cache).", m->kv_used);
+    put_value(&b, "kiln_kv_blocks_total", "gauge", "KV cache blocks of the global layers in all.", m->kv_total);
+    put_value(&b, "kiln_kv_window_blocks_used", "gauge", "KV blocks of the sliding-window layers in use.",
+              m->kv_window_used);
+    put_value(&b, "kiln_kv_window_blocks_total", "gauge",
+              "KV blocks of the sliding-window layers in all (a fixed number per sequence slot).", m->kv_window_total);
+    put_value(&b, "kiln_kv_bytes_used", "gauge", "KV cache bytes in use, global and window layers.", (long)m->kv_bytes_used);
+    put_value(&b, "kiln_kv_bytes_total", "gauge", "KV cache bytes allocated, global and window layers.",
+              (long)m->kv_bytes_total);
     put_value(&b, "kiln_prefix_cache_sequences", "gauge", "Finished prompts kept for prefix reuse.", m->cached_seqs);
     put_histo(&b, "kiln_time_to_first_token_seconds", "Time from request arrival to its first token.", &m->ttft);
     put_histo(&b, "kiln_time_per_output_token_seconds", "Mean time between tokens after the first, per request.",

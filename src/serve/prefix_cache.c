@@ -6,7 +6,11 @@
  * walk over 64-bit values, block by block; the tokens are kept too and compared on a hash match, so a
  * collision can never serve wrong KV. A hit becomes kiln_seq_fork(entry, n): the engine shares the full
  * blocks by reference count, no copy. Eviction is least-recently-used, driven by the scheduler when it
- * needs blocks or sequence slots. */
+ * needs blocks or sequence slots.
+ *
+ * Sliding-window layers keep only the window's KV (kvcache.c), so an entry can serve a prefix only as
+ * long as its window before that prefix's end is still cached (kiln_seq_reusable): a prompt that shares
+ * less with it is prefilled from the start, never forked from KV that is gone. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +79,11 @@ static int shared_blocks(const entry *x, const int32_t *tokens, int n, const uin
     return k;
 }
 
+/* Whether sequence seq can serve its first k blocks (a window model's KV before them may be gone). */
+static bool serves(const kiln_ctx *ctx, int seq, int k) {
+    return kiln_seq_reusable(ctx, seq, k * KILN_KV_BLOCK) == k * KILN_KV_BLOCK;
+}
+
 static uint64_t *hash_blocks(const int32_t *tokens, int nb) {
     uint64_t *h = malloc(((size_t)nb + 1) * sizeof *h);
     if (!h) return NULL;
@@ -83,7 +92,7 @@ static uint64_t *hash_blocks(const int32_t *tokens, int nb) {
     return h;
 }
 
-int prefix_cache_lookup(prefix_cache *pc, const int32_t *tokens, int n, int *n_match) {
+int prefix_cache_lookup(prefix_cache *pc, const kiln_ctx *ctx, const int32_t *tokens, int n, int *n_match) {
     *n_match = 0;
     int nb = n / KILN_KV_BLOCK;
     if (nb == 0 || pc->n == 0) return -1;
@@ -92,7 +101,7 @@ int prefix_cache_lookup(prefix_cache *pc, const int32_t *tokens, int n, int *n_m
     int best = -1, best_k = 0;
     for (int i = 0; i < pc->n; i++) {
         int k = shared_blocks(&pc->e[i], tokens, n, h);
-        if (k > best_k) best = i, best_k = k;
+        if (k > best_k && serves(ctx, pc->e[i].seq, k)) best = i, best_k = k;
     }
     free(h);
     if (best < 0) return -1;
@@ -111,13 +120,14 @@ void prefix_cache_insert(prefix_cache *pc, kiln_ctx *ctx, int seq, const int32_t
     }
     for (int i = 0; i < pc->n; i++) {
         int k = shared_blocks(&pc->e[i], tokens, n, h);
-        if (k == nb) { /* nothing new: an existing entry already covers this prompt */
+        if (k == nb && serves(ctx, pc->e[i].seq, k)) { /* nothing new: an existing entry already serves this prompt */
             pc->e[i].used = ++pc->clock;
             free(h);
             kiln_seq_free(ctx, seq);
             return;
         }
-        if (k == pc->e[i].n_blocks) drop(pc, ctx, i--); /* the new one extends it */
+        /* the new one extends it, and (windows) still serves every prefix it served */
+        if (k == pc->e[i].n_blocks && serves(ctx, seq, k)) drop(pc, ctx, i--);
     }
     if (pc->n == pc->cap) { /* full: make room by dropping the least recently used */
         int lru = 0;

@@ -9,7 +9,9 @@
  * KV accounting: a request is admitted only if the free blocks cover its whole budget (prompt +
  * max_tokens, capped at the context) plus what running requests may still grow into, so a running
  * sequence never runs out of blocks mid-answer (no preemption needed). The prefix cache lends its
- * blocks back: entries are evicted least-recently-used when admission needs room. */
+ * blocks back: entries are evicted least-recently-used when admission needs room. These are the blocks
+ * of the global layers; a model's sliding-window layers have a pool of their own that the engine sizes
+ * per sequence slot (kiln_kv_window_blocks), so it never runs out and needs no admission. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,6 +146,7 @@ static int admit_fork(serve_sched *s, serve_req *r, int budget) {
     if (!src || src->r->n_prompt != r->n_prompt || memcmp(src->r->prompt, r->prompt, (size_t)shared * sizeof *r->prompt))
         return 2;
     if (src->n_prompt_done < r->n_prompt) return 0;
+    if (kiln_seq_reusable(s->ctx, src->seq, shared) < shared) return 2; /* its window has moved on */
     while (budget - shared / KILN_KV_BLOCK > kiln_ctx_free_blocks(s->ctx) - growth_blocks(s))
         if (!prefix_cache_evict(s->pc, s->ctx)) return 0;
     kiln_err err = {{0}};
@@ -161,7 +164,7 @@ static int admit(serve_sched *s, serve_req *r) {
     }
     for (;;) {
         int n_match = 0;
-        int src = prefix_cache_lookup(s->pc, r->prompt, r->n_prompt - 1, &n_match);
+        int src = prefix_cache_lookup(s->pc, s->ctx, r->prompt, r->n_prompt - 1, &n_match);
         int need = budget - n_match / KILN_KV_BLOCK;
         int avail = kiln_ctx_free_blocks(s->ctx) - growth_blocks(s);
         /* Alone with an empty cache a request always starts: if it can never fit it ends at "length". */
@@ -347,6 +350,9 @@ static void publish_gauges(serve_sched *s) {
     pthread_mutex_unlock(&s->mu);
     metrics_gauges(s->metrics, q, s->n_run, s->total_blocks - kiln_ctx_free_blocks(s->ctx), s->total_blocks,
                    prefix_cache_count(s->pc));
+    int wt = kiln_ctx_window_total_blocks(s->ctx);
+    metrics_kv(s->metrics, wt - kiln_ctx_window_free_blocks(s->ctx), wt, (int64_t)kiln_ctx_kv_bytes_used(s->ctx),
+               (int64_t)kiln_ctx_kv_bytes(s->ctx));
 }
 
 /* Before each step: are the mapped weights still what was loaded? Once not, nothing touches them again
@@ -404,6 +410,24 @@ static void *engine_main(void *arg) {
 
 /* ---- public ---- */
 
+/* co->kv_blocks for a KV cache of mb MiB: the sliding-window layers' fixed pool comes off the top, the rest
+ * is blocks of the global layers. The engine says what each costs (its KV format is its business). */
+static int kv_blocks_for_mb(kiln_model *model, kiln_ctx_opts *co, int mb, kiln_err *err) {
+    kiln_ctx_opts probe = *co;
+    probe.kv_blocks = 1;
+    kiln_ctx *p = kiln_ctx_new(model, &probe, err);
+    if (!p) return -1;
+    const double block = (double)kiln_ctx_block_bytes(p), fixed = (double)kiln_ctx_kv_bytes(p) - block;
+    kiln_ctx_free(p);
+    const double left = (double)mb * 1024 * 1024 - fixed;
+    if (fixed > 0 && left < block)
+        return kiln_err_set(err, "kv_cache_mb %d cannot hold the sliding-window layers' %.1f MiB for %d sequences "
+                                 "and one block more", mb, fixed / (1024 * 1024), co->max_seqs);
+    if (block <= 0) co->kv_blocks = 0; /* every layer is windowed: the default, which costs nothing */
+    else co->kv_blocks = left < block ? 1 : left / block > 1e8 ? 100000000 : (int)(left / block);
+    return 0;
+}
+
 serve_sched *sched_new(kiln_model *model, const kiln_tokenizer *tok, serve_metrics *metrics,
                        const serve_sched_opts *o, kiln_err *err) {
     serve_sched *s = calloc(1, sizeof *s);
@@ -422,18 +446,7 @@ serve_sched *sched_new(kiln_model *model, const kiln_tokenizer *tok, serve_metri
     co.max_seqs = 2 * s->o.max_batch;
     if (o->n_ctx > 0) co.n_ctx = o->n_ctx;
     co.kv_type = o->kv_type;
-    if (o->kv_cache_mb > 0) { /* ask the engine what one block costs (its KV format is its business) */
-        kiln_ctx_opts probe = co;
-        probe.max_seqs = 1;
-        probe.n_ctx = KILN_KV_BLOCK;
-        probe.kv_blocks = 1;
-        kiln_ctx *p = kiln_ctx_new(model, &probe, err);
-        if (!p) goto fail;
-        double per_block = (double)kiln_ctx_kv_bytes(p) / kiln_ctx_total_blocks(p);
-        kiln_ctx_free(p);
-        double blocks = (double)o->kv_cache_mb * 1024 * 1024 / (per_block > 0 ? per_block : 1);
-        co.kv_blocks = blocks < 1 ? 1 : blocks > 1e8 ? 100000000 : (int)blocks;
-    }
+    if (o->kv_cache_mb > 0 && kv_blocks_for_mb(model, &co, o->kv_cache_mb, err)) goto fail;
     if (!(s->ctx = kiln_ctx_new(model, &co, err))) goto fail;
     const kiln_config *cfg = kiln_model_config(model);
     s->n_ctx = kiln_ctx_n_ctx(s->ctx);

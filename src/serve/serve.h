@@ -124,6 +124,8 @@ void metrics_tpot(serve_metrics *m, double s);
 void metrics_e2e(serve_metrics *m, double s);
 /* Gauges the scheduler sets after each step. */
 void metrics_gauges(serve_metrics *m, int queued, int running, int kv_used, int kv_total, int cached_seqs);
+/* ... and the sliding-window layers' pool (blocks), and the bytes of both pools. */
+void metrics_kv(serve_metrics *m, int window_used, int window_total, int64_t bytes_used, int64_t bytes_total);
 char *metrics_render(serve_metrics *m); /* Prometheus text format, malloc'd */
 
 /* ---------- prefix_cache.c: finished prompts kept in the KV cache for reuse ---------- */
@@ -132,12 +134,13 @@ char *metrics_render(serve_metrics *m); /* Prometheus text format, malloc'd */
 typedef struct prefix_cache prefix_cache;
 prefix_cache *prefix_cache_new(int max_entries);
 void prefix_cache_free(prefix_cache *pc, kiln_ctx *ctx); /* frees the cached sequences too */
-/* Longest cached match for tokens[0..n): returns the sequence to fork from and sets *n_match (a multiple
- * of KILN_KV_BLOCK), or -1 when nothing matches. Marks the entry as recently used. */
-int prefix_cache_lookup(prefix_cache *pc, const int32_t *tokens, int n, int *n_match);
+/* Longest cached match for tokens[0..n) that ctx can still serve (kiln_seq_reusable: with sliding-window
+ * layers only a match reaching close to an entry's end): returns the sequence to fork from and sets
+ * *n_match (a multiple of KILN_KV_BLOCK), or -1 when nothing matches. Marks the entry as recently used. */
+int prefix_cache_lookup(prefix_cache *pc, const kiln_ctx *ctx, const int32_t *tokens, int n, int *n_match);
 /* Hands sequence seq (whose cache holds tokens[0..n)) to the cache. It is truncated to its full blocks;
- * a sequence that adds nothing over an existing entry is freed instead, an entry it extends is
- * replaced. The cache owns seq afterwards. */
+ * a sequence that adds nothing over an existing entry is freed instead, an entry it extends (and serves
+ * every prefix of) is replaced. The cache owns seq afterwards. */
 void prefix_cache_insert(prefix_cache *pc, kiln_ctx *ctx, int seq, const int32_t *tokens, int n);
 /* Frees the least recently used entry; returns false when the cache is empty. */
 bool prefix_cache_evict(prefix_cache *pc, kiln_ctx *ctx);
