@@ -271,16 +271,30 @@ static int forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_onl
         else memset(out, 0, (size_t)n_out * H * sizeof(float));
     } else if (!(part = dist_logits_part(m->dist, out, (size_t)n_out, err))) return -1;
     else {
-        if (dist_last_stage(m->dist)) bad |= mm(c, part, c->h, n_out, &m->lm_head, NULL);
+        if (dist_last_stage(m->dist)) {
+            bad |= mm(c, part, c->h, n_out, &m->lm_head, NULL);
+            if (g->final_logit_softcap > 0) /* Gemma 2's, elementwise: on each rank's part, before it travels */
+                kern_softcap(part, n_out * dist_vocab_local(m->dist, g->vocab_size), g->final_logit_softcap);
+        }
         if (dist_logits_gather(m->dist, part, out, (size_t)n_out, err)) return -1;
     }
-    for (int r = 0; !hidden_only && dist_is_output(m->dist) && g->final_logit_softcap > 0 && r < n_out; r++)
-        kern_softcap(out + (size_t)r * g->vocab_size, g->vocab_size, g->final_logit_softcap); /* Gemma 2's */
     return bad ? kiln_err_set(err, "internal error: matmul scratch smaller than the batch") : 0;
 }
 
-int kiln_forward(kiln_ctx *c, const kiln_batch *b, kiln_err *err) { return forward(c, b, b->logits, false, err); }
+/* (dist.h) A leading rank 0 (serve, bench, chat split over MPI) first tells its followers the step. */
+int engine_forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden, kiln_err *err) {
+    return forward(c, b, out, hidden, err);
+}
+
+int engine_check(const kiln_ctx *c, const kiln_batch *b, const float *out, kiln_err *err) {
+    int T;
+    return validate(c, b, out, &T, err);
+}
+
+int kiln_forward(kiln_ctx *c, const kiln_batch *b, kiln_err *err) {
+    return dist_leading(c->m->dist) ? dist_lead_step(c, b, b->logits, false, err) : forward(c, b, b->logits, false, err);
+}
 
 int kiln_forward_hidden(kiln_ctx *c, const kiln_batch *b, float *hidden, kiln_err *err) {
-    return forward(c, b, hidden, true, err);
+    return dist_leading(c->m->dist) ? dist_lead_step(c, b, hidden, true, err) : forward(c, b, hidden, true, err);
 }

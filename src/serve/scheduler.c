@@ -139,9 +139,11 @@ static int admit_fork(serve_sched *s, serve_req *r, int budget) {
     running *src = NULL;
     for (int i = 0; i < s->n_run && !src; i++)
         if (s->run[i].r == r->fork_from) src = &s->run[i];
-    int shared = r->n_prompt - 1;
+    /* whole blocks only: a fork that copies a partial block would change KV contents between steps, which
+     * the followers of a split server cannot mirror (src/dist/follow.c); at most 15 tokens more to prefill */
+    int shared = (r->n_prompt - 1) / KILN_KV_BLOCK * KILN_KV_BLOCK;
     /* identity alone could be a new request at a freed address: the prompt must match too */
-    if (!src || src->r->n_prompt != r->n_prompt || memcmp(src->r->prompt, r->prompt, (size_t)shared * sizeof *r->prompt))
+    if (!src || src->r->n_prompt != r->n_prompt || memcmp(src->r->prompt, r->prompt, (size_t)(r->n_prompt - 1) * sizeof *r->prompt))
         return 2;
     if (src->n_prompt_done < r->n_prompt) return 0;
     while (budget - shared / KILN_KV_BLOCK > kiln_ctx_free_blocks(s->ctx) - growth_blocks(s))
