@@ -258,7 +258,15 @@ int dist_flush(kiln_dist *d, kiln_err *err) {
     struct dist_comm *c = d->comm;
     const int n = c->n_req;
     c->n_req = c->n_sent = 0;
-    if (n) MPI_TIMED(d, "Waitall", MPI_Waitall(n, c->req, MPI_STATUSES_IGNORE));
+    MPI_Status st[2 * DIST_MAX_MICRO];
+    if (n) {
+        double t0 = MPI_Wtime();
+        int rc = MPI_Waitall(n, c->req, st);
+        d->comm_s += MPI_Wtime() - t0;
+        for (int i = 0; rc == MPI_ERR_IN_STATUS && i < n; i++) /* the transfer's own error says more */
+            if (st[i].MPI_ERROR != MPI_SUCCESS) return mpi_fail(st[i].MPI_ERROR, "deferred transfer", err);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, "Waitall", err);
+    }
     return 0;
 }
 

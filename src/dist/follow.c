@@ -32,7 +32,7 @@
 enum { OP_STEP = 1, OP_STOP = 2 };
 /* The fixed-size header broadcast first; the payload's int32 count is in it. */
 enum { H_OP, H_MAX_SEQS, H_N_CTX, H_N_BLOCKS, H_KV_TYPE, H_HIDDEN, H_LOGITS_ALL, H_N_SEQS, H_T, H_N_FREE, H_N_USED,
-       H_PAYLOAD, H_N };
+       H_MICRO, H_PAYLOAD, H_N };
 
 int kiln_dist_lead(kiln_dist *d, int micro_batches, kiln_err *err) {
     if (!d) return 0;
@@ -72,7 +72,7 @@ static int pack(const kiln_ctx *c, const kiln_batch *b, bool hidden, int32_t *h,
           put_ints(p, b->tokens, T);
     if (rc) return kiln_err_set(err, "out of memory for a step message");
     const int32_t v[H_N] = {OP_STEP, c->max_seqs, c->n_ctx, c->n_blocks, (int32_t)c->kv_type, hidden, b->logits_all,
-                            b->n_seqs, T, c->n_free, used, (int32_t)(p->len / sizeof(int32_t))};
+                            b->n_seqs, T, c->n_free, used, c->m->dist->micro, (int32_t)(p->len / sizeof(int32_t))};
     memcpy(h, v, sizeof v);
     return 0;
 }
@@ -84,10 +84,11 @@ static int outputs(const kiln_batch *b, int first, int n) {
     return k;
 }
 
-/* Runs the step, in micro-batches where they apply. Every rank calls this with the same batch. */
-static int run_step(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden, kiln_err *err) {
+/* Runs the step, in up to micro micro-batches where they apply. Every rank calls this with the same batch
+ * and micro (the leader's, from the step message). */
+static int run_step(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden, int micro, kiln_err *err) {
     kiln_dist *d = c->m->dist;
-    int M = !hidden && d->pp > 1 ? (d->micro < b->n_seqs ? d->micro : b->n_seqs) : 1;
+    int M = !hidden && d->pp > 1 ? (micro < b->n_seqs ? micro : b->n_seqs) : 1;
     if (M <= 1) return engine_forward(c, b, out, hidden, err);
     const size_t V = (size_t)d->vocab;
     dist_defer(d, true);
@@ -114,7 +115,7 @@ int dist_lead_step(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden, ki
     if (pack(c, b, hidden, h, &d->msg, err) || dist_bcast_ints(d, h, H_N, false, err) ||
         dist_bcast_ints(d, (int32_t *)d->msg.p, h[H_PAYLOAD], false, err))
         return -1;
-    return run_step(c, b, out, hidden, err);
+    return run_step(c, b, out, hidden, d->micro, err);
 }
 
 /* ---- the follower --------------------------------------------------------------------------------------- */
@@ -190,7 +191,7 @@ static int follow_step(follower *f, const int32_t *h, const int32_t *p, kiln_err
         f->out = o, f->out_cap = need;
     }
     b.logits = f->out;
-    return run_step(f->ctx, &b, f->out, h[H_HIDDEN], err);
+    return run_step(f->ctx, &b, f->out, h[H_HIDDEN], h[H_MICRO], err);
 }
 
 int kiln_dist_follow(kiln_model *m, kiln_err *err) {
