@@ -218,3 +218,28 @@ for cfg in "${serve_configs[@]}"; do
     check "${name}_same_greedy_answers_as_one_process" cmp -s "$TMP/serve_one.json" "$TMP/serve_split.json"
     serve_stop "$name" "$TMP/split.log"
 done
+
+# chat: rank 0 reads the turns on stdin and prints; the others follow. Two turns (the second reuses the
+# first's KV: a truncate between steps) print what one process prints.
+CHAT=(chat --model "$QWEN" --greedy --max-new-tokens 12 --threads 1 --kv-type f32)
+printf 'Hello there!\nAnd then?\n' | "$KILN" "${CHAT[@]}" >"$TMP/chat_one.txt" 2>/dev/null
+check chat_one_process_answers test -s "$TMP/chat_one.txt"
+for args in "--tp 2" "--pp 2"; do
+    printf 'Hello there!\nAnd then?\n' | mpi 2 "${CHAT[@]}" $args >"$TMP/chat_split.txt" 2>"$TMP/chat_split.err"
+    check "chat_${args//[- ]/}_exit_0" test $? -eq 0
+    check "chat_${args//[- ]/}_same_answers" cmp -s "$TMP/chat_one.txt" "$TMP/chat_split.txt"
+done
+
+# bench: rank 0 measures and reports, the followers step its batches (batch 3 over 2 stages: micro-batches).
+mpi 2 bench --model "$QWEN" --runs 2 --warmup 0 --max-new-tokens 8 --ignore-eos --batch 1,3 --threads 1 --pp 2 \
+    --json "$TMP/bench.json" >"$TMP/bench.txt" 2>&1
+check bench_pp2_exit_0 test $? -eq 0
+check bench_pp2_report python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+sc = r["scenarios"]
+assert [s["batch"] for s in sc] == [1, 3], sc
+assert all(run["gen_tokens"] == 8 for s in sc for run in s["runs"]), sc
+' "$TMP/bench.json"
+err=$(mpi_err 2 bench --model "$QWEN" --runs 1 --max-new-tokens 2 --tp 2 --micro-batches 2)
+check_err bench_micro_batches_need_pp "kiln bench: --micro-batches 2: needs --pp > 1" "$err"
