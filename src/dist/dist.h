@@ -97,6 +97,11 @@ static inline bool dist_holds(const kiln_dist *d, tensor_role role, bool tied) {
 int dist_plan(kiln_dist *d, const kiln_config *cfg, kiln_err *err);
 /* cfg as this rank's forward pass sees it: its heads, KV heads, FFN width and layers. */
 void dist_local_config(const kiln_dist *d, kiln_config *cfg);
+/* Mixture of experts under --tp: tensor rank t holds experts [*e0, *e1) whole (t * E / tp on), routes
+ * every token as one process does, runs only its experts, and the FFN's all-reduce adds the ranks' sums.
+ * All experts without dist. */
+void dist_expert_range(const kiln_dist *d, int n_experts, int *e0, int *e1);
+bool dist_holds_expert(const kiln_dist *d, const tensor_desc *desc, int n_experts); /* true for other tensors */
 /* Where global layer l lives on this rank (its index among the stage's layers), or -1: another stage's. */
 int dist_local_layer(const kiln_dist *d, int l);
 

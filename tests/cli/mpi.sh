@@ -117,16 +117,14 @@ split "$SHARED/models/tiny-qwen2" tiny-qwen2 2:--pp:2
 
 # The other architectures (random-weight fixtures, tests/run.sh recreates them into ARCH_FIXTURES):
 # Gemma 2/3 (soft-capping, window layers: per-layer flags renumbered per stage), Mistral, Phi-3 (fused
-# qkv / gate_up: slices of slices) split both ways; MoE and OLMo-2 (q/k norm over all heads) by layers
-# only, --tp refused by name.
+# qkv / gate_up: slices of slices) split both ways; the MoE models with whole experts per tensor rank and
+# OLMo-2 (q/k norm over all heads: its sums of squares all-reduced) also as 4 ranks.
 A="${ARCH_FIXTURES:-build/arch-fixtures}"
 [ -d "$A/gemma3-tiny" ] || sh "$SHARED/tools/make_arch_fixtures.sh" "$A" >/dev/null
 for arch in gemma2 gemma3 mistral phi3; do split "$A/$arch-tiny" "$arch" 2:--tp:2 2:--pp:2; done
-for arch in mixtral qwen3moe olmo2; do
-    split "$A/$arch-tiny" "$arch" 2:--pp:2
-    err=$(mpi_err 2 logits --model "$A/$arch-tiny" --ids $IDS --tp 2)
-    check_err "${arch}_tp2_refused" "kiln logits: --tp 2: .*(mixture-of-experts|q/k norm spans all heads)" "$err"
-done
+for arch in mixtral qwen3moe olmo2; do split "$A/$arch-tiny" "$arch" 2:--tp:2 2:--pp:2 4:--tp:2:--pp:2; done
+err=$(mpi_err 4 logits --model "$A/qwen3moe-tiny" --ids $IDS --tp 4)
+check_err moe_experts_must_divide "kiln logits: --tp 4: the model's [0-9]+ (experts|attention heads|KV heads) do not divide by 4" "$err"
 fi
 
 # run (text through the tokenizer and the sampler): rank 0 samples and broadcasts, so a sampled story
