@@ -2,7 +2,10 @@
 # Tensor and pipeline parallel over MPI (issue 20, docs/distributed.md): on every fixture model,
 # `mpirun -np 2 --tp 2`, `-np 2 --pp 2` and `-np 4 --tp 2 --pp 2` (where the heads divide) give the same
 # greedy ids as one process and logits within 1e-4 of it, at every position; each rank reports its peak
-# RSS and holds fewer weight bytes than one process. Run over loopback with --oversubscribe (2 cores).
+# RSS and holds fewer weight bytes than one process. Then the commands whose input only rank 0 has (rank
+# 0 leads, the others follow its steps): `serve` split answers as the one-process server (greedy chat, 4
+# concurrent completions, /health) and ends every rank on a SIGTERM to rank 0; `chat` prints the
+# one-process answers; `bench` reports from rank 0. Run over loopback with --oversubscribe (2 cores).
 #
 # Under the ASan build (much slower: see fast_unwind below; ~25 s per mpirun) the splits of stories260K and
 # tiny-qwen3 and the error cases run; tiny-llama3, tiny-qwen2 and the other architectures' fixtures are
