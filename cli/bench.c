@@ -318,9 +318,9 @@ static void load(engine *e, const opts *o, int max_new) {
     if (o->threads) mo.threads = o->threads;
     const char *dir = cli_model_dir(o->model);
     cli_dist_start(&o->dist, &mo);
+    cli_dist_lead(&o->dist);
     if (!(e->m = kiln_model_open(dir, &mo, &err))) cli_fail(1, "%s", err.msg);
     cli_dist_follow(e->m);
-    cli_dist_lead(&o->dist);
     const kiln_config *cfg = kiln_model_config(e->m);
     if (!(e->t = kiln_tokenizer_open(dir, &err))) cli_fail(1, "%s", err.msg);
     kiln_gen_params_default(&e->base);

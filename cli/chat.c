@@ -262,9 +262,9 @@ int cmd_chat(int argc, char **argv) {
                            .flags = flags, .notes = notes};
     cli_parse(argc, argv, &spec);
     cli_dist_start(&dist, &c.g.mopts); /* --tp / --pp: rank 0 reads stdin and prints, the others follow */
+    cli_dist_lead(&dist);
     gen_cli_open(&c.g);
     cli_dist_follow(c.g.model);
-    cli_dist_lead(&dist);
     if (!kiln_tokenizer_chat_template(c.g.tok, NULL))
         cli_fail(1, "%s has no chat template: use kiln run --raw to continue text", c.g.model_dir);
     /* a long chat slides: the oldest turns go first (the system prompt stays) */

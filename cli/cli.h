@@ -106,10 +106,11 @@ typedef struct cli_dist {
     {"--micro-batches", NULL, "N", "with --pp: split each step's sequences into N groups that overlap the stages (default: --pp; 1: off)", \
      CLI_INT_TO(&(p)->micro, 1, 16)}
 void cli_dist_start(const cli_dist *cd, kiln_model_opts *mo);
-/* Commands whose input only rank 0 has (serve, bench, chat; docs/distributed.md): after the model is
- * open, cli_dist_follow runs rank 0's steps on every other rank and exits 0 when rank 0 ends (it returns
- * only on rank 0 and outside a distributed run); cli_dist_lead makes rank 0 lead (its forward steps are
- * broadcast; the end is broadcast at exit). */
+/* Commands whose input only rank 0 has (serve, bench, chat; docs/distributed.md): right after
+ * cli_dist_start, cli_dist_lead makes rank 0 lead (its forward steps are broadcast, and the end at exit,
+ * whatever way it exits, so a rank 0 that fails later still releases the followers; no-op elsewhere);
+ * once the model is open, cli_dist_follow runs rank 0's steps on every other rank and exits 0 when rank
+ * 0 ends (it returns only on rank 0 and outside a distributed run). */
 void cli_dist_follow(kiln_model *m);
 void cli_dist_lead(const cli_dist *cd);
 int cli_dist_micro(const cli_dist *cd); /* the micro-batches cli_dist_lead asks for */

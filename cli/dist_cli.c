@@ -17,6 +17,8 @@ static void end_dist(void) {
 }
 
 void cli_dist_start(const cli_dist *cd, kiln_model_opts *mo) {
+    /* a usage error every rank finds alike, before MPI starts */
+    if (cd->micro > 1 && cd->pp == 1) cli_fail(2, "--micro-batches %d: needs --pp > 1 (they overlap pipeline stages)", cd->micro);
     if (cd->tp * cd->pp == 1) return;
     kiln_err err;
     if (!(started = kiln_dist_init(cd->tp, cd->pp, &err))) cli_fail(2, "%s", err.msg);
@@ -46,7 +48,7 @@ void cli_dist_follow(kiln_model *m) {
 int cli_dist_micro(const cli_dist *cd) { return cd->micro ? cd->micro : cd->pp < 16 ? cd->pp : 16; }
 
 void cli_dist_lead(const cli_dist *cd) {
-    if (cd->micro > 1 && cd->pp == 1) cli_fail(2, "--micro-batches %d: needs --pp > 1 (they overlap pipeline stages)", cd->micro);
+    if (!started || kiln_dist_rank(started) != 0) return;
     kiln_err err;
     if (kiln_dist_lead(started, cli_dist_micro(cd), &err)) cli_fail(2, "%s", err.msg);
 }

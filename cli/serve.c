@@ -158,6 +158,7 @@ int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     /* --tp / --pp: rank 0 serves and leads; every other rank loads its shard and steps what rank 0 steps */
     cli_dist_start(&dist, &mo); /* after the mask: MPI's own threads must not take the signals either */
+    cli_dist_lead(&dist);
     if (!cli_dist_rank0()) {
         kiln_err lerr;
         if (o.threads) mo.threads = o.threads;
@@ -165,7 +166,6 @@ int cmd_serve(int argc, char **argv) {
         if (!m) cli_fail(1, "%s", lerr.msg);
         cli_dist_follow(m);
     }
-    cli_dist_lead(&dist);
 
     kiln_err err = {{0}};
     kiln_server *s = kiln_server_start(&o, &err);
