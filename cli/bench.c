@@ -43,6 +43,7 @@ static const char *const off_on[] = {"off", "on", NULL};
 typedef struct opts {
     const char *model, *prompt, *json, *csv, *html;
     kiln_model_opts mo;
+    cli_dist dist; /* --tp / --pp: rank 0 measures and prints, the others follow its steps */
     int prompt_tokens, gen_tokens, runs, warmup, min_new, threads, depth;
     bool chat, ignore_eos, markdown;
     int_list max_new, sample, batch; /* sample: 0 off, 1 on */
@@ -92,6 +93,7 @@ static void parse(int argc, char **argv, opts *o) {
     o->kv_type = KILN_KV_TYPE_DEFAULT;
     kiln_model_opts_default(&o->mo);
     cli_weight_callbacks(&o->mo);
+    o->dist = (cli_dist)CLI_DIST_DEFAULT;
     const cli_flag flags[] = {
         CLI_MODEL_FLAG(&o->model),
         {"--prompt", "-p", "TEXT", "the prompt (default: --prompt-tokens of synthetic ids)", CLI_STR_TO(&o->prompt)},
@@ -115,6 +117,8 @@ static void parse(int argc, char **argv, opts *o) {
         CLI_THREADS_FLAG(&o->threads, 1),
         CLI_WEIGHT_FLAGS(&o->mo),
         CLI_KV_TYPE_FLAG(&o->kv_type),
+        CLI_DIST_FLAGS(&o->dist),
+        CLI_DIST_MICRO_FLAG(&o->dist),
         {"--seed", "-s", "S", "sampled runs use seed S + run index (default 1234)", CLI_U64_TO(&o->seed, 0, 0x1p62)},
         {"--temperature", NULL, "T", "sampling temperature (default: the model's)", CLI_DOUBLE_TO(&o->temperature, 1e-6, 100)},
         {"--max-range", NULL, "X", "PASS needs (max - min) / mean of the run times <= X (default 0.10)",
@@ -313,7 +317,10 @@ static void load(engine *e, const opts *o, int max_new) {
     kiln_model_opts mo = o->mo;
     if (o->threads) mo.threads = o->threads;
     const char *dir = cli_model_dir(o->model);
+    cli_dist_start(&o->dist, &mo);
+    cli_dist_lead(&o->dist);
     if (!(e->m = kiln_model_open(dir, &mo, &err))) cli_fail(1, "%s", err.msg);
+    cli_dist_follow(e->m);
     const kiln_config *cfg = kiln_model_config(e->m);
     if (!(e->t = kiln_tokenizer_open(dir, &err))) cli_fail(1, "%s", err.msg);
     kiln_gen_params_default(&e->base);

@@ -248,8 +248,12 @@ static char *read_line(chat *c) {
 int cmd_chat(int argc, char **argv) {
     chat c = {0};
     gen_cli_init(&c.g);
-    cli_flag flags[GEN_CLI_N_FLAGS + 1];
-    flags[gen_cli_flags(&c.g, flags)] = (cli_flag){0};
+    cli_dist dist = CLI_DIST_DEFAULT;
+    cli_flag flags[GEN_CLI_N_FLAGS + 3];
+    int n_flags = gen_cli_flags(&c.g, flags);
+    const cli_flag dist_flags[] = {CLI_DIST_FLAGS(&dist)};
+    for (size_t i = 0; i < sizeof dist_flags / sizeof dist_flags[0]; i++) flags[n_flags++] = dist_flags[i];
+    flags[n_flags] = (cli_flag){0};
     char notes[sizeof HELP + 32];
     snprintf(notes, sizeof notes, "commands:\n%s", HELP);
     const cli_spec spec = {.name = "chat", .usage = "--model DIR [flags]",
@@ -257,7 +261,10 @@ int cmd_chat(int argc, char **argv) {
                            "are those of kiln run.",
                            .flags = flags, .notes = notes};
     cli_parse(argc, argv, &spec);
+    cli_dist_start(&dist, &c.g.mopts); /* --tp / --pp: rank 0 reads stdin and prints, the others follow */
+    cli_dist_lead(&dist);
     gen_cli_open(&c.g);
+    cli_dist_follow(c.g.model);
     if (!kiln_tokenizer_chat_template(c.g.tok, NULL))
         cli_fail(1, "%s has no chat template: use kiln run --raw to continue text", c.g.model_dir);
     /* a long chat slides: the oldest turns go first (the system prompt stays) */

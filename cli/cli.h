@@ -96,12 +96,24 @@ void cli_kv_type_flag(void *kv_type, const char *flag, const char *v);
  * with stdout silenced. */
 typedef struct cli_dist {
     int tp, pp;
+    int micro; /* --micro-batches (serve, bench); 0: the default, one per pipeline stage */
 } cli_dist;
-#define CLI_DIST_DEFAULT {1, 1}
+#define CLI_DIST_DEFAULT {1, 1, 0}
 #define CLI_DIST_FLAGS(p)                                                                                     \
     {"--tp", NULL, "N", "tensor parallel: split every layer over N MPI ranks (mpirun -np N)", CLI_INT_TO(&(p)->tp, 1, 4096)}, \
     {"--pp", NULL, "N", "pipeline parallel: N stages of layers (mpirun -np TP x PP)", CLI_INT_TO(&(p)->pp, 1, 4096)}
+#define CLI_DIST_MICRO_FLAG(p)                                                                                \
+    {"--micro-batches", NULL, "N", "with --pp: split each step's sequences into N groups that overlap the stages (default: --pp; 1: off)", \
+     CLI_INT_TO(&(p)->micro, 1, 16)}
 void cli_dist_start(const cli_dist *cd, kiln_model_opts *mo);
+/* Commands whose input only rank 0 has (serve, bench, chat; docs/distributed.md): right after
+ * cli_dist_start, cli_dist_lead makes rank 0 lead (its forward steps are broadcast, and the end at exit,
+ * whatever way it exits, so a rank 0 that fails later still releases the followers; no-op elsewhere);
+ * once the model is open, cli_dist_follow runs rank 0's steps on every other rank and exits 0 when rank
+ * 0 ends (it returns only on rank 0 and outside a distributed run). */
+void cli_dist_follow(kiln_model *m);
+void cli_dist_lead(const cli_dist *cd);
+int cli_dist_micro(const cli_dist *cd); /* the micro-batches cli_dist_lead asks for */
 bool cli_dist_rank0(void); /* true outside a distributed run */
 /* ",\"rank\":R,\"ranks\":N,\"mpi_s\":S" for a --stats JSON line, "" outside a distributed run. */
 const char *cli_dist_stats(void);

@@ -1,5 +1,7 @@
 /* dist_cli.c — --tp / --pp (docs/distributed.md): starting MPI for a command and what changes on ranks
  * other than 0, which run the same command on the same input but print nothing on stdout. */
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -8,11 +10,15 @@
 static kiln_dist *started; /* ended at exit, so every way out (cli_fail included) finalises MPI */
 
 static void end_dist(void) {
+    kiln_err err;
+    if (kiln_dist_lead_end(started, &err)) fprintf(stderr, "kiln: %s\n", err.msg); /* a leader's followers stop */
     kiln_dist_free(started);
     started = NULL;
 }
 
 void cli_dist_start(const cli_dist *cd, kiln_model_opts *mo) {
+    /* a usage error every rank finds alike, before MPI starts */
+    if (cd->micro > 1 && cd->pp == 1) cli_fail(2, "--micro-batches %d: needs --pp > 1 (they overlap pipeline stages)", cd->micro);
     if (cd->tp * cd->pp == 1) return;
     kiln_err err;
     if (!(started = kiln_dist_init(cd->tp, cd->pp, &err))) cli_fail(2, "%s", err.msg);
@@ -22,6 +28,29 @@ void cli_dist_start(const cli_dist *cd, kiln_model_opts *mo) {
         mo->quiet = true; /* one progress bar, rank 0's */
         if (!freopen("/dev/null", "w", stdout)) cli_fail(1, "cannot silence stdout on rank %d", kiln_dist_rank(started));
     }
+}
+
+void cli_dist_follow(kiln_model *m) {
+    if (!started || kiln_dist_rank(started) == 0) return;
+    /* only rank 0 ends the run (a server's SIGTERM drain): a follower that a signal took down would leave
+     * rank 0 waiting in the next step's exchanges */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    kiln_err err;
+    if (kiln_dist_follow(m, &err)) cli_fail(1, "rank %d: %s", kiln_dist_rank(started), err.msg);
+    kiln_model_free(m);
+    exit(0);
+}
+
+int cli_dist_micro(const cli_dist *cd) { return cd->micro ? cd->micro : cd->pp < 16 ? cd->pp : 16; }
+
+void cli_dist_lead(const cli_dist *cd) {
+    if (!started || kiln_dist_rank(started) != 0) return;
+    kiln_err err;
+    if (kiln_dist_lead(started, cli_dist_micro(cd), &err)) cli_fail(2, "%s", err.msg);
 }
 
 bool cli_dist_rank0(void) { return kiln_dist_rank(started) == 0; }

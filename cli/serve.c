@@ -55,7 +55,7 @@ static void access_log(void *user, const kiln_server_request_log *e) {
 }
 
 /* What the server runs with, once at start. */
-static void summary(const kiln_server *s, const kiln_server_opts *o, const kiln_model_opts *mo) {
+static void summary(const kiln_server *s, const kiln_server_opts *o, const kiln_model_opts *mo, const cli_dist *d) {
     kiln_server_info i;
     kiln_server_get_info(s, &i);
     const char *fmt = cli_weight_format(mo);
@@ -84,6 +84,9 @@ static void summary(const kiln_server *s, const kiln_server_opts *o, const kiln_
                 i.max_batch, i.kv_blocks, i.kv_block_tokens, i.threads, i.chat_template ? "found" : "none",
                 i.thinking ? " (thinking)" : "", i.api_key ? "required" : "none");
     }
+    if (d->tp * d->pp > 1)
+        fprintf(stderr, "kiln serve: split over %d MPI ranks (--tp %d --pp %d), %d micro-batches per step\n",
+                d->tp * d->pp, d->tp, d->pp, cli_dist_micro(d));
     fprintf(stderr, "kiln serve: listening on http://%s:%d\n", i.host, i.port);
 }
 
@@ -101,6 +104,7 @@ int cmd_serve(int argc, char **argv) {
     kiln_model_opts_default(&mo);
     cli_weight_callbacks(&mo);
     o.model_opts = &mo;
+    cli_dist dist = CLI_DIST_DEFAULT;
     const cli_flag flags[] = {
         CLI_MODEL_FLAG(&model),
         {"--host", NULL, "ADDR", "address to listen on (default 127.0.0.1)", CLI_STR_TO(&o.host)},
@@ -134,6 +138,8 @@ int cmd_serve(int argc, char **argv) {
          CLI_FN_TO(log_format_flag, &log_json)},
         CLI_WEIGHT_FLAGS(&mo),
         CLI_KV_TYPE_FLAG(&o.kv_type),
+        CLI_DIST_FLAGS(&dist),
+        CLI_DIST_MICRO_FLAG(&dist),
         {0},
     };
     const cli_spec spec = {.name = "serve", .usage = "--model DIR [flags]", .about = ABOUT, .flags = flags};
@@ -150,11 +156,21 @@ int cmd_serve(int argc, char **argv) {
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* --tp / --pp: rank 0 serves and leads; every other rank loads its shard and steps what rank 0 steps */
+    cli_dist_start(&dist, &mo); /* after the mask: MPI's own threads must not take the signals either */
+    cli_dist_lead(&dist);
+    if (!cli_dist_rank0()) {
+        kiln_err lerr;
+        if (o.threads) mo.threads = o.threads;
+        kiln_model *m = kiln_model_open(o.model_dir, &mo, &lerr);
+        if (!m) cli_fail(1, "%s", lerr.msg);
+        cli_dist_follow(m);
+    }
 
     kiln_err err = {{0}};
     kiln_server *s = kiln_server_start(&o, &err);
     if (!s) cli_fail(1, "%s", err.msg);
-    summary(s, &o, &mo);
+    summary(s, &o, &mo, &dist);
     int sig = 0;
     sigwait(&set, &sig);
     fprintf(stderr, "kiln serve: %s: draining (up to %gs)\n", sig == SIGINT ? "SIGINT" : "SIGTERM", drain);

@@ -203,6 +203,15 @@ void kiln_dist_free(kiln_dist *d); /* ends MPI; NULL is a no-op */
 int kiln_dist_rank(const kiln_dist *d); /* 0 for NULL */
 int kiln_dist_size(const kiln_dist *d); /* 1 for NULL */
 double kiln_dist_comm_seconds(const kiln_dist *d); /* time spent in MPI calls so far */
+/* Commands whose input only rank 0 has (serve, bench, chat): rank 0 leads — it runs the command as one
+ * process would, and each of its kiln_forward / kiln_forward_hidden calls first broadcasts the step
+ * (the context's sequences and the batch) — while every other rank calls kiln_dist_follow with its
+ * shard of the model, which runs those steps until rank 0 calls kiln_dist_lead_end. micro_batches
+ * (--pp > 1 only; 1 = none, at most 16) splits each step's sequences into groups that overlap across
+ * the pipeline stages. A NULL d is the single process: both return 0. */
+int kiln_dist_lead(kiln_dist *d, int micro_batches, kiln_err *err);
+int kiln_dist_lead_end(kiln_dist *d, kiln_err *err);
+int kiln_dist_follow(kiln_model *m, kiln_err *err); /* returns 0 when rank 0 ended the run */
 
 typedef struct kiln_model_opts {
     /* Weight formats, chosen at load. dtype: -1 keeps the checkpoint's storage type (zero-copy mmap), else
@@ -313,8 +322,8 @@ int kiln_seq_len(const kiln_ctx *c, int seq);  /* tokens in the cache */
  * passed, so going back to n works only while it still holds the window before n (kiln_seq_reusable);
  * otherwise this fails naming why and changes nothing (truncate to 0 and prefill again). */
 int kiln_seq_truncate(kiln_ctx *c, int seq, int n_tokens, kiln_err *err);
-/* New sequence whose first n_tokens reuse src's KV (shared full blocks, copied partial block); the same
- * condition as kiln_seq_truncate. */
+/* New sequence whose first n_tokens reuse src's KV (every block shared; a partial last block is copied when
+ * either writes into it); the same condition as kiln_seq_truncate. */
 int kiln_seq_fork(kiln_ctx *c, int src, int n_tokens, kiln_err *err);
 /* How many of seq's first n tokens (n <= kiln_seq_len) a truncate or fork can keep: n when the cache still
  * holds every position a query after them sees (always without window layers, or when n is 0), else 0:

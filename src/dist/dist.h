@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/strbuf.h"
 #include "kernels/kernels.h"
 #include "kiln.h"
 #include "model/shards.h"
@@ -29,8 +30,13 @@ struct kiln_dist {
     int layer0, n_layers;      /* this stage's layers (set by dist_plan once the config is known) */
     int vocab;                 /* the model's vocabulary size (dist_plan) */
     double comm_s;             /* seconds spent in MPI calls */
+    /* follow.c: rank 0 leads (kiln_dist_lead: serve, bench, chat), the others follow its step messages */
+    bool leading;
+    int micro;  /* micro-batches per step with --pp > 1 (1: none) */
+    strbuf msg; /* the step message being sent or received */
     struct dist_comm *comm;
 };
+#define DIST_MAX_MICRO 16
 
 /* ---- exchanges (dist_mpi.c; dist_none.c without MPI) ------------------------------------------------ */
 /* x[0..n) summed over the tensor-parallel group, in place. Deterministic: every rank gathers all parts
@@ -47,8 +53,31 @@ int dist_to_output(kiln_dist *d, float *h, size_t n, kiln_err *err);
  * puts them together as [n_out][V] in rank 0's out (zeros on the other ranks). */
 float *dist_logits_part(kiln_dist *d, float *out, size_t n_out, kiln_err *err);
 int dist_logits_gather(kiln_dist *d, const float *part, float *out, size_t n_out, kiln_err *err);
-/* Rank 0's sampled token to every rank of the process's distributed run (no-op when there is none). */
+/* Rank 0's sampled token to every rank of the process's distributed run (no-op when there is none, and
+ * when rank 0 leads: its followers never sample). */
 int dist_bcast_token(int32_t *tok, kiln_err *err);
+/* x[0..n) from rank 0 to every rank. idle: a follower waiting for the next step polls and sleeps rather
+ * than spinning on a core (a server may be idle for hours); that wait is not counted as MPI time. */
+int dist_bcast_ints(kiln_dist *d, int32_t *x, int n, bool idle, kiln_err *err);
+/* Micro-batches: while deferred, the hidden states to the next stage and the last stage's logits to rank 0
+ * travel non-blocking (a send copies the data first; rank 0's receive lands in place), and dist_flush
+ * waits for all of them: only then are rank 0's logits there. */
+void dist_defer(kiln_dist *d, bool on);
+int dist_flush(kiln_dist *d, kiln_err *err);
+/* Leading runs MPI from whichever thread drives the engine (the server's engine thread): one at a time,
+ * which MPI must have granted (MPI_THREAD_SERIALIZED). */
+int dist_threads_serialized(const kiln_dist *d, kiln_err *err);
+
+/* ---- leading and following (follow.c) ------------------------------------------------------------------- */
+static inline bool dist_leading(const kiln_dist *d) { return d && d->leading; }
+/* kiln_forward / kiln_forward_hidden on a leading rank 0: broadcasts the step, then runs it. Between steps
+ * the context's sequences change only by create / fork / truncate / free, which change block tables and
+ * never KV contents (kvcache.c), so the step's state message is all a follower needs. */
+int dist_lead_step(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden, kiln_err *err);
+/* rounds.c: the forward pass itself (out: logits, or with hidden the final hidden states), and its
+ * checks of a batch alone (what it would refuse, without changing anything). */
+int engine_forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden, kiln_err *err);
+int engine_check(const kiln_ctx *c, const kiln_batch *b, const float *out, kiln_err *err);
 
 /* ---- roles (dist_plan.c) ------------------------------------------------------------------------------ */
 static inline bool dist_first_stage(const kiln_dist *d) { return !d || d->stage == 0; }
@@ -68,6 +97,11 @@ static inline bool dist_holds(const kiln_dist *d, tensor_role role, bool tied) {
 int dist_plan(kiln_dist *d, const kiln_config *cfg, kiln_err *err);
 /* cfg as this rank's forward pass sees it: its heads, KV heads, FFN width and layers. */
 void dist_local_config(const kiln_dist *d, kiln_config *cfg);
+/* Mixture of experts under --tp: tensor rank t holds experts [*e0, *e1) whole (t * E / tp on), routes
+ * every token as one process does, runs only its experts, and the FFN's all-reduce adds the ranks' sums.
+ * All experts without dist. */
+void dist_expert_range(const kiln_dist *d, int n_experts, int *e0, int *e1);
+bool dist_holds_expert(const kiln_dist *d, const tensor_desc *desc, int n_experts); /* true for other tensors */
 /* Where global layer l lives on this rank (its index among the stage's layers), or -1: another stage's. */
 int dist_local_layer(const kiln_dist *d, int l);
 
@@ -83,6 +117,8 @@ typedef struct shard_view {
 /* The vocabulary rows tensor rank t of the last stage computes: [*v0, *v0 + *n), in whole 16-row units
  * (a quantised matrix's panels) except the last rank's. *n may be 0 for a tiny vocabulary. */
 void dist_vocab_range(const kiln_dist *d, int t, int vocab, int *v0, int *n);
+/* The vocabulary rows this rank's logits hold: vocab without dist or tp. */
+int dist_vocab_local(const kiln_dist *d, int vocab);
 /* Narrows lm (the output projection, once converted) to this rank's vocabulary rows: a view. */
 void dist_shard_output(kiln_dist *d, kiln_mat *lm);
 int dist_shard(const kiln_dist *d, const st_set *s, const tensor_desc *desc, const void *data, kiln_dtype dt,

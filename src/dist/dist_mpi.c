@@ -8,6 +8,7 @@
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dist/dist.h"
 
@@ -21,6 +22,13 @@ struct dist_comm {
     grow_buf gather;  /* the parts of this rank's chunk of an all-reduce; the last stage's logits at its root */
     grow_buf part;    /* this rank's vocabulary rows of the logits */
     int *count, *displ, *part_count, *part_displ; /* [tp] each: the chunks, and the parts of this rank's */
+    int thread_level; /* what MPI_Init_thread provided */
+    /* deferred transfers (dist_defer): their requests, and the copies the hidden-state sends read from */
+    bool deferred;
+    MPI_Request req[2 * DIST_MAX_MICRO];
+    int n_req;
+    grow_buf sent[DIST_MAX_MICRO];
+    int n_sent;
 };
 
 static kiln_dist *process_dist; /* MPI is one per process: the run kiln_dist_init started */
@@ -67,7 +75,8 @@ kiln_dist *kiln_dist_init(int tp, int pp, kiln_err *err) {
     }
     int inited = 0, provided;
     MPI_Initialized(&inited);
-    if (!inited && MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    /* SERIALIZED: a leading rank 0 calls MPI from the thread that drives the engine (follow.c) */
+    if (!inited && MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
         kiln_err_set(err, "MPI_Init failed");
         return NULL;
     }
@@ -82,6 +91,7 @@ kiln_dist *kiln_dist_init(int tp, int pp, kiln_err *err) {
         return NULL;
     }
     d->comm = c;
+    MPI_Query_thread(&c->thread_level);
     c->count = counts, c->displ = counts + tp, c->part_count = c->displ + tp, c->part_displ = c->part_count + tp;
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
@@ -106,6 +116,8 @@ void kiln_dist_free(kiln_dist *d) {
     MPI_Comm_free(&d->comm->tp);
     free(d->comm->gather.p);
     free(d->comm->part.p);
+    for (int i = 0; i < DIST_MAX_MICRO; i++) free(d->comm->sent[i].p);
+    strbuf_free(&d->msg);
     free(d->comm->count);
     free(d->comm);
     if (process_dist == d) process_dist = NULL;
@@ -149,8 +161,29 @@ int dist_recv_prev(kiln_dist *d, float *x, size_t n, kiln_err *err) {
     return 0;
 }
 
+/* Starts a non-blocking transfer of the deferred mode (dist_flush waits for it). */
+static MPI_Request *deferred_req(kiln_dist *d, kiln_err *err) {
+    struct dist_comm *c = d->comm;
+    if (c->n_req == (int)(sizeof c->req / sizeof c->req[0])) {
+        kiln_err_set(err, "more than %d deferred MPI transfers in one step", c->n_req);
+        return NULL;
+    }
+    return &c->req[c->n_req++];
+}
+
 int dist_send_next(kiln_dist *d, const float *x, size_t n, kiln_err *err) {
     if (!d || d->stage == d->pp - 1) return 0;
+    struct dist_comm *c = d->comm;
+    if (c->deferred) { /* x is the step's scratch, which the next micro-batch overwrites: send a copy */
+        if (c->n_sent == DIST_MAX_MICRO) return kiln_err_set(err, "more than %d micro-batches in one step", DIST_MAX_MICRO);
+        float *copy = room(&c->sent[c->n_sent], n, err);
+        MPI_Request *rq = copy ? deferred_req(d, err) : NULL;
+        if (!rq) return -1;
+        c->n_sent++;
+        memcpy(copy, x, n * sizeof *x);
+        MPI_TIMED(d, "Isend", MPI_Isend(copy, (int)n, MPI_FLOAT, d->rank + d->tp, TAG_HIDDEN, MPI_COMM_WORLD, rq));
+        return 0;
+    }
     MPI_TIMED(d, "Send", MPI_Send(x, (int)n, MPI_FLOAT, d->rank + d->tp, TAG_HIDDEN, MPI_COMM_WORLD));
     return 0;
 }
@@ -158,6 +191,13 @@ int dist_send_next(kiln_dist *d, const float *x, size_t n, kiln_err *err) {
 int dist_to_output(kiln_dist *d, float *h, size_t n, kiln_err *err) {
     if (!d || d->pp == 1) return 0; /* rank 0 is in the last stage: it has them */
     const int from = (d->pp - 1) * d->tp;
+    if (d->comm->deferred && (d->rank == from || d->rank == 0)) { /* h stays untouched until dist_flush */
+        MPI_Request *rq = deferred_req(d, err);
+        if (!rq) return -1;
+        if (d->rank == from) MPI_TIMED(d, "Isend", MPI_Isend(h, (int)n, MPI_FLOAT, 0, TAG_OUTPUT, MPI_COMM_WORLD, rq));
+        else MPI_TIMED(d, "Irecv", MPI_Irecv(h, (int)n, MPI_FLOAT, from, TAG_OUTPUT, MPI_COMM_WORLD, rq));
+        return 0;
+    }
     if (d->rank == from) MPI_TIMED(d, "Send", MPI_Send(h, (int)n, MPI_FLOAT, 0, TAG_OUTPUT, MPI_COMM_WORLD));
     else if (d->rank == 0)
         MPI_TIMED(d, "Recv", MPI_Recv(h, (int)n, MPI_FLOAT, from, TAG_OUTPUT, MPI_COMM_WORLD, MPI_STATUS_IGNORE));
@@ -198,14 +238,67 @@ int dist_logits_gather(kiln_dist *d, const float *part, float *out, size_t n_out
     const size_t V = (size_t)d->vocab;
     if (d->tp > 1 && d->stage == d->pp - 1 && gather_stage(d, part, out, n_out, err)) return -1;
     if (d->pp > 1 && dist_to_output(d, out, n_out * V, err)) return -1; /* the last stage's root to rank 0 */
-    if (d->rank != 0) memset(out, 0, n_out * V * sizeof *out);
+    if (d->rank != 0 && !d->comm->deferred) memset(out, 0, n_out * V * sizeof *out); /* deferred: still being sent */
     return 0;
 }
 
 int dist_bcast_token(int32_t *tok, kiln_err *err) {
     kiln_dist *d = process_dist;
-    if (!d) return 0;
+    if (!d || d->leading) return 0;
     MPI_TIMED(d, "Bcast", MPI_Bcast(tok, 1, MPI_INT32_T, 0, MPI_COMM_WORLD));
+    return 0;
+}
+
+void dist_defer(kiln_dist *d, bool on) {
+    if (d) d->comm->deferred = on;
+}
+
+int dist_flush(kiln_dist *d, kiln_err *err) {
+    if (!d) return 0;
+    struct dist_comm *c = d->comm;
+    const int n = c->n_req;
+    c->n_req = c->n_sent = 0;
+    MPI_Status st[2 * DIST_MAX_MICRO];
+    if (n) {
+        double t0 = MPI_Wtime();
+        int rc = MPI_Waitall(n, c->req, st);
+        d->comm_s += MPI_Wtime() - t0;
+        for (int i = 0; rc == MPI_ERR_IN_STATUS && i < n; i++) /* the transfer's own error says more */
+            if (st[i].MPI_ERROR != MPI_SUCCESS) return mpi_fail(st[i].MPI_ERROR, "deferred transfer", err);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, "Waitall", err);
+    }
+    return 0;
+}
+
+int dist_threads_serialized(const kiln_dist *d, kiln_err *err) {
+    if (d && d->comm->thread_level < MPI_THREAD_SERIALIZED)
+        return kiln_err_set(err, "this MPI library does not allow calls from the engine thread (MPI_THREAD_SERIALIZED)");
+    return 0;
+}
+
+/* The idle wait: spin (with MPI's progress) for the first 2 ms, then sleep 0.2 ms between polls, so a
+ * busy server's steps follow each other at once and an idle one's followers take no core. */
+static int idle_wait(MPI_Request *rq, kiln_err *err) {
+    struct timespec t0, now, nap = {0, 200 * 1000};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        int done = 0, rc = MPI_Test(rq, &done, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) return mpi_fail(rc, "Test", err);
+        if (done) return 0;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - t0.tv_sec) * 1e3 + (now.tv_nsec - t0.tv_nsec) / 1e6 > 2) nanosleep(&nap, NULL);
+    }
+}
+
+/* Always the non-blocking broadcast: MPI matches a non-blocking collective only with non-blocking ones, and
+ * the follower's idle wait needs one. */
+int dist_bcast_ints(kiln_dist *d, int32_t *x, int n, bool idle, kiln_err *err) {
+    if (!d) return 0;
+    MPI_Request rq;
+    int rc = MPI_Ibcast(x, n, MPI_INT32_T, 0, MPI_COMM_WORLD, &rq);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, "Ibcast", err);
+    if (idle) return idle_wait(&rq, err);
+    MPI_TIMED(d, "Bcast", MPI_Wait(&rq, MPI_STATUS_IGNORE));
     return 0;
 }
 

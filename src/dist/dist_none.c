@@ -25,4 +25,10 @@ int dist_logits_gather(kiln_dist *d, const float *part, float *out, size_t n_out
     return (void)d, (void)part, (void)out, (void)n_out, (void)err, 0;
 }
 int dist_bcast_token(int32_t *tok, kiln_err *err) { return (void)tok, (void)err, 0; }
+int dist_bcast_ints(kiln_dist *d, int32_t *x, int n, bool idle, kiln_err *err) {
+    return (void)d, (void)x, (void)n, (void)idle, (void)err, 0;
+}
+void dist_defer(kiln_dist *d, bool on) { (void)d, (void)on; }
+int dist_flush(kiln_dist *d, kiln_err *err) { return (void)d, (void)err, 0; }
+int dist_threads_serialized(const kiln_dist *d, kiln_err *err) { return (void)d, (void)err, 0; }
 #endif

@@ -6,17 +6,14 @@
 
 int dist_plan(kiln_dist *d, const kiln_config *c, kiln_err *err) {
     if (!d) return 0;
-    /* what a split of the heads and the FFN would compute wrongly: refused rather than approximated */
-    if (d->tp > 1 && c->n_experts)
-        return kiln_err_set(err, "--tp %d: %s: splitting mixture-of-experts layers is not supported yet (--pp is)", d->tp,
-                            c->architecture);
-    if (d->tp > 1 && c->qk_norm_full)
-        return kiln_err_set(err, "--tp %d: %s: its q/k norm spans all heads, which --tp splits (--pp works)", d->tp,
-                            c->architecture);
+    /* mixture of experts: whole experts per rank (dist_expert_range), so their count must divide; a dense
+     * FFN splits its width. OLMo-2's q/k norm over all heads sums its squares across ranks (forward.c). */
     const struct {
         const char *what;
         int n;
-    } split[] = {{"attention heads", c->n_heads}, {"KV heads", c->n_kv_heads}, {"intermediate_size", c->intermediate_size}};
+    } split[] = {{"attention heads", c->n_heads},
+                 {"KV heads", c->n_kv_heads},
+                 {c->n_experts ? "experts" : "intermediate_size", c->n_experts ? c->n_experts : c->intermediate_size}};
     for (size_t i = 0; i < sizeof split / sizeof split[0]; i++)
         if (split[i].n % d->tp)
             return kiln_err_set(err, "--tp %d: the model's %d %s do not divide by %d", d->tp, split[i].n, split[i].what,
@@ -40,8 +37,20 @@ void dist_local_config(const kiln_dist *d, kiln_config *c) {
         if (kiln_config_layer_windowed(&full, d->layer0 + l)) c->swa_layers[l / 64] |= (uint64_t)1 << (l % 64);
     c->n_heads /= d->tp;
     c->n_kv_heads /= d->tp;
-    c->intermediate_size /= d->tp;
+    if (!c->n_experts) c->intermediate_size /= d->tp; /* experts stay whole: each rank holds some of them */
     c->n_layers = d->n_layers;
+}
+
+void dist_expert_range(const kiln_dist *d, int n_experts, int *e0, int *e1) {
+    const int t = d ? d->tp_rank : 0, tp = d ? d->tp : 1;
+    *e0 = t * n_experts / tp, *e1 = (t + 1) * n_experts / tp;
+}
+
+bool dist_holds_expert(const kiln_dist *d, const tensor_desc *desc, int n_experts) {
+    if (!desc->per_expert) return true;
+    int e0, e1;
+    dist_expert_range(d, n_experts, &e0, &e1);
+    return desc->expert >= e0 && desc->expert < e1;
 }
 
 int dist_local_layer(const kiln_dist *d, int l) {

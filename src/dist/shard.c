@@ -48,6 +48,13 @@ void dist_vocab_range(const kiln_dist *d, int t, int vocab, int *v0, int *n) {
     *n = (*v0 + unit < vocab ? *v0 + unit : vocab) - *v0;
 }
 
+int dist_vocab_local(const kiln_dist *d, int vocab) {
+    if (!d || d->tp == 1) return vocab;
+    int v0, n;
+    dist_vocab_range(d, d->tp_rank, vocab, &v0, &n);
+    return n;
+}
+
 void dist_shard_output(kiln_dist *d, kiln_mat *lm) {
     if (!d || d->tp == 1 || !dist_last_stage(d)) return;
     int v0, n;

@@ -95,6 +95,14 @@ void kv_reserve(kiln_ctx *c, int seq, int n);
 /* seq now holds n more tokens: its length grows, and window blocks no later query can see are released. */
 void kv_advance(kiln_ctx *c, int seq, int n);
 
+/* The sequences' state (each live sequence's length, first live window block and block tables, and both
+ * pools' free lists) as int32s appended to out, and the same set on another rank's context of the same
+ * geometry (the ints at *at, advanced; a one-line error for a malformed or unmirrorable message): how a
+ * distributed follower mirrors rank 0's cache between steps (dist/follow.c). */
+struct strbuf;
+int kv_state_pack(const kiln_ctx *c, struct strbuf *out);
+int kv_state_apply(kiln_ctx *c, const int32_t **at, const int32_t *end, kiln_err *err);
+
 /* forward.c: one forward step (every sequence's tokens at once) and the batch checks it starts with;
  * rounds.c splits a window model's long steps into rounds of these (kiln_forward). */
 int forward_validate(const kiln_ctx *c, const kiln_batch *b, const float *out, int *T, kiln_err *err);

@@ -152,18 +152,51 @@ static void rope_angles(float *cs, int pos, const float *inv_freq, int half, flo
     }
 }
 
+/* x[0..n) *= w / sqrt(ss / n_all + eps): an RMSNorm whose sum of squares ss covers n_all values. */
+static void rms_apply(float *x, const float *w, size_t n, double ss, size_t n_all, float eps) {
+    const float inv = 1.0f / sqrtf((float)(ss / (double)n_all) + eps);
+    for (size_t i = 0; i < n; i++) x[i] = w[i] * (x[i] * inv);
+}
+
+static double sum_sq(const float *x, size_t n) {
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    return ss;
+}
+
+/* OLMo-2's q/k RMSNorm spans the whole projection, whose heads --tp splits: each rank's sums of squares
+ * (per token, q's then k's) are summed over the tensor ranks in fixed order (dist_allreduce) before each
+ * rank scales its slice. c->att is free scratch until attention. */
+static int qk_norm_split(kiln_ctx *c, const kiln_layer *L, int T, kiln_err *err) {
+    const kiln_config *g = &c->m->cfg;
+    const size_t qd = (size_t)g->n_heads * g->head_dim, kvd = (size_t)c->kv_dim, tp = (size_t)c->m->dist->tp;
+    float *ss = c->att;
+    for (int t = 0; t < T; t++)
+        ss[2 * t] = (float)sum_sq(c->q + t * qd, qd), ss[2 * t + 1] = (float)sum_sq(c->k + t * kvd, kvd);
+    if (dist_allreduce(c->m->dist, ss, 2 * (size_t)T, err)) return -1;
+    for (int t = 0; t < T; t++) {
+        rms_apply(c->q + t * qd, L->q_norm, qd, ss[2 * t], qd * tp, g->rms_norm_eps);
+        rms_apply(c->k + t * kvd, L->k_norm, kvd, ss[2 * t + 1], kvd * tp, g->rms_norm_eps);
+    }
+    return 0;
+}
+
 /* Per-head RMSNorm (Qwen3, Gemma 3) or one over the whole projection (OLMo-2), then RoPE on q and k of
  * every token; k and v then go into the cache. Gemma 3's window layers have their own RoPE base
  * (rope_cs_local). */
-static void qk_rope_store(kiln_ctx *c, const kiln_batch *b, const kiln_layer *L, int layer, int T) {
+static int qk_rope_store(kiln_ctx *c, const kiln_batch *b, const kiln_layer *L, int layer, int T, kiln_err *err) {
     const kiln_config *g = &c->m->cfg;
     int hd = g->head_dim, half = g->rope_dim / 2;
     size_t qd = (size_t)g->n_heads * hd, kvd = (size_t)c->kv_dim;
+    const bool split_norm = g->qk_norm_full && c->m->dist && c->m->dist->tp > 1;
+    if (split_norm && qk_norm_split(c, L, T, err)) return -1;
     for (int t = 0; t < T; t++) {
         float *q = c->q + t * qd, *k = c->k + t * kvd;
         if (g->qk_norm_full) {
-            kern_rmsnorm(q, q, L->q_norm, (int)qd, g->rms_norm_eps);
-            kern_rmsnorm(k, k, L->k_norm, (int)kvd, g->rms_norm_eps);
+            if (!split_norm) { /* (split: done above) */
+                kern_rmsnorm(q, q, L->q_norm, (int)qd, g->rms_norm_eps);
+                kern_rmsnorm(k, k, L->k_norm, (int)kvd, g->rms_norm_eps);
+            }
         } else if (L->q_norm) {
             for (int h = 0; h < g->n_heads; h++) kern_rmsnorm(q + h * hd, q + h * hd, L->q_norm, hd, g->rms_norm_eps);
             for (int h = 0; h < g->n_kv_heads; h++)
@@ -176,6 +209,7 @@ static void qk_rope_store(kiln_ctx *c, const kiln_batch *b, const kiln_layer *L,
     int t = 0;
     for (int i = 0; i < b->n_seqs; i++)
         for (int n = 0; n < b->n_tokens[i]; n++, t++) kv_store(c, b->seq[i], c->pos[t], layer, c->k + t * kvd, c->v + t * kvd);
+    return 0;
 }
 
 /* One matmul on the step's scratch (sized by ensure_scratch, so this cannot fail; a sizing bug shows as
@@ -234,7 +268,7 @@ int forward_step(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_only,
         const kiln_layer *L = &m->layers[l];
         const float *in = pre_norm(c, L->attn_norm, T);
         bad |= mm(c, c->q, in, T, &L->wq, L->bq) | mm(c, c->k, in, T, &L->wk, L->bk) | mm(c, c->v, in, T, &L->wv, L->bv);
-        qk_rope_store(c, b, L, l, T);
+        if (qk_rope_store(c, b, L, l, T, err)) return -1;
         struct attn_job aj = {c, b, l};
         kiln_pool_run(m->pool, attn_part, &aj);
         bad |= mm(c, c->h, c->att, T, &L->wo, NULL);
@@ -269,10 +303,12 @@ int forward_step(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_only,
         else memset(out, 0, (size_t)n_out * H * sizeof(float));
     } else if (!(part = dist_logits_part(m->dist, out, (size_t)n_out, err))) return -1;
     else {
-        if (dist_last_stage(m->dist)) bad |= mm(c, part, c->h, n_out, &m->lm_head, NULL);
+        if (dist_last_stage(m->dist)) {
+            bad |= mm(c, part, c->h, n_out, &m->lm_head, NULL);
+            if (g->final_logit_softcap > 0) /* Gemma 2's, elementwise: on each rank's part, before it travels */
+                kern_softcap(part, n_out * dist_vocab_local(m->dist, g->vocab_size), g->final_logit_softcap);
+        }
         if (dist_logits_gather(m->dist, part, out, (size_t)n_out, err)) return -1;
     }
-    for (int r = 0; !hidden_only && dist_is_output(m->dist) && g->final_logit_softcap > 0 && r < n_out; r++)
-        kern_softcap(out + (size_t)r * g->vocab_size, g->vocab_size, g->final_logit_softcap); /* Gemma 2's */
     return bad ? kiln_err_set(err, "internal error: matmul scratch smaller than the batch") : 0;
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/strbuf.h"
 #include "engine/engine.h"
 
 void kiln_ctx_opts_default(kiln_ctx_opts *o) {
@@ -307,22 +308,20 @@ int kiln_seq_fork(kiln_ctx *c, int src, int n_tokens, kiln_err *err) {
     if (n_tokens < 0 || n_tokens > c->seqs[src].len)
         return kiln_err_set(err, "cannot fork %d tokens of sequence %d (it has %d)", n_tokens, src, c->seqs[src].len);
     if (check_reusable(c, src, n_tokens, "fork", err)) return -1;
-    int full = n_tokens / KILN_KV_BLOCK, partial = n_tokens % KILN_KV_BLOCK != 0;
-    for (int p = 0; p < n_pools(c); p++)
-        if (partial && c->pool[p].n_free == 0) return kiln_err_set(err, "KV cache out of blocks (fork of sequence %d)", src);
     int id = kiln_seq_new(c, err);
     if (id < 0) return -1;
     kv_seq *d = &c->seqs[id];
     const kv_seq *s = &c->seqs[src];
     int live = window_live_from(c, n_tokens);
     d->first_live = s->first_live > live ? s->first_live : live;
-    d->n_blocks = full + partial;
+    d->n_blocks = (n_tokens + KILN_KV_BLOCK - 1) / KILN_KV_BLOCK;
     d->len = n_tokens;
+    /* A shared partial last block is copied only when one of its holders writes into it (kv_reserve, inside
+     * a step), so a fork changes no KV contents: a distributed follower mirrors it from the table alone. */
     for (int p = 0; p < n_pools(c); p++)
         for (int i = 0; i < d->n_blocks; i++) {
             d->table[p][i] = i < live_lo(d, p) ? KV_DROPPED : s->table[p][i];
             if (i >= live_lo(d, p)) c->pool[p].refcount[d->table[p][i]]++;
-            if (i == full) block_unshare(c, d, p, i); /* the partial block: d writes into it next */
         }
     return id;
 }
@@ -384,4 +383,84 @@ kern_kv_view kv_view(const kiln_ctx *c, int seq, int layer) {
     return (kern_kv_view){.k = k, .v = k + c->kv_block_bytes / 2, .table = c->seqs[seq].table[p], .block = KILN_KV_BLOCK,
                           .block_stride = pool_bytes(c, p, 1), .row_stride = c->kv_row_bytes,
                           .head_stride = (size_t)KILN_KV_BLOCK * c->kv_row_bytes, .type = c->kv_type};
+}
+
+/* ---- the sequences' state as int32s, for a distributed follower to mirror (dist/follow.c) ---------------- */
+
+static int put_ints(strbuf *b, const int *v, int n) { return strbuf_put(b, v, (size_t)n * sizeof *v); }
+
+int kv_state_pack(const kiln_ctx *c, strbuf *out) {
+    int used = 0, rc = 0;
+    for (int s = 0; s < c->max_seqs; s++) used += c->seqs[s].used;
+    rc |= put_ints(out, &used, 1);
+    for (int s = 0; s < c->max_seqs; s++) {
+        const kv_seq *q = &c->seqs[s];
+        if (!q->used) continue;
+        const int row[4] = {s, q->len, q->n_blocks, q->first_live};
+        rc |= put_ints(out, row, 4);
+        for (int p = 0; p < n_pools(c); p++) rc |= put_ints(out, q->table[p], q->n_blocks);
+    }
+    for (int p = 0; p < n_pools(c); p++) rc |= put_ints(out, &c->pool[p].n_free, 1) | put_ints(out, c->pool[p].free_list, c->pool[p].n_free);
+    return rc ? -1 : 0;
+}
+
+/* One table entry of a packed sequence, checked: a live block of pool p, or KV_DROPPED below first_live.
+ * A block under the sequence's length that was free here was filled outside a step (the follower never
+ * wrote it): refused rather than computed from. */
+static int apply_entry(kiln_ctx *c, kv_seq *q, int p, int i, int32_t blk, bool *was_free, kiln_err *err) {
+    if (i < live_lo(q, p)) {
+        if (blk != KV_DROPPED) return kiln_err_set(err, "malformed step message from rank 0");
+        q->table[p][i] = KV_DROPPED;
+        return 0;
+    }
+    if (blk < 0 || blk >= c->pool[p].n_blocks) return kiln_err_set(err, "malformed step message from rank 0");
+    if (was_free[blk] && i * KILN_KV_BLOCK < q->len)
+        return kiln_err_set(err, "KV block %d was filled outside a forward step, which a follower cannot mirror", blk);
+    q->table[p][i] = blk;
+    c->pool[p].refcount[blk]++;
+    return 0;
+}
+
+static int apply_pools(kiln_ctx *c, const int32_t **at, const int32_t *end, bool **was_free, kiln_err *err) {
+    const int32_t *v = *at;
+    if (end - v < 1) return kiln_err_set(err, "malformed step message from rank 0");
+    const int used = *v++;
+    if (used < 0 || used > c->max_seqs) return kiln_err_set(err, "malformed step message from rank 0");
+    for (int u = 0; u < used; u++) {
+        if (end - v < 4 || v[0] < 0 || v[0] >= c->max_seqs || c->seqs[v[0]].used || v[1] < 0 || v[2] < 0 ||
+            v[2] > c->max_blocks_per_seq || v[3] < 0 || v[3] > v[2] || (!c->window && v[3]) ||
+            end - v - 4 < (ptrdiff_t)n_pools(c) * v[2])
+            return kiln_err_set(err, "malformed step message from rank 0");
+        kv_seq *q = &c->seqs[v[0]];
+        q->used = true, q->len = v[1], q->n_blocks = v[2], q->first_live = v[3];
+        v += 4;
+        for (int p = 0; p < n_pools(c); p++)
+            for (int i = 0; i < q->n_blocks; i++)
+                if (apply_entry(c, q, p, i, *v++, was_free[p], err)) return -1;
+    }
+    for (int p = 0; p < n_pools(c); p++) {
+        kv_pool *pl = &c->pool[p];
+        if (end - v < 1 || v[0] < 0 || v[0] > pl->n_blocks || end - v - 1 < v[0])
+            return kiln_err_set(err, "malformed step message from rank 0");
+        pl->n_free = *v++;
+        memcpy(pl->free_list, v, (size_t)pl->n_free * sizeof *v);
+        v += pl->n_free;
+    }
+    *at = v;
+    return 0;
+}
+
+int kv_state_apply(kiln_ctx *c, const int32_t **at, const int32_t *end, kiln_err *err) {
+    bool *was_free[KV_POOLS] = {0};
+    int rc = 0;
+    for (int p = 0; p < n_pools(c) && !rc; p++) {
+        kv_pool *pl = &c->pool[p];
+        if (!(was_free[p] = calloc((size_t)pl->n_blocks + 1, sizeof *was_free[p]))) rc = kiln_err_set(err, "out of memory");
+        for (int i = 0; !rc && i < pl->n_free; i++) was_free[p][pl->free_list[i]] = true;
+        if (pl->n_blocks) memset(pl->refcount, 0, (size_t)pl->n_blocks * sizeof *pl->refcount);
+    }
+    for (int s = 0; s < c->max_seqs; s++) c->seqs[s].used = false, c->seqs[s].len = c->seqs[s].n_blocks = c->seqs[s].first_live = 0;
+    if (!rc) rc = apply_pools(c, at, end, was_free, err);
+    for (int p = 0; p < KV_POOLS; p++) free(was_free[p]);
+    return rc;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/dist.h"
 #include "engine/engine.h"
 
 int moe_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
@@ -95,7 +96,9 @@ int moe_ffn(kiln_ctx *c, const kiln_layer *L, int T) {
     int bad = kern_matmul(c->m->pool, &c->ks, c->moe_probs, c->h, T, &L->router, NULL);
     route(c, T, start);
     memset(c->moe_acc, 0, (size_t)T * H * sizeof(float));
-    for (int e = 0; e < g->n_experts; e++) {
+    int e0, e1; /* --tp: this rank's experts (all of them in one process); the FFN's all-reduce adds the rest */
+    dist_expert_range(c->m->dist, g->n_experts, &e0, &e1);
+    for (int e = e0; e < e1; e++) {
         const int n = start[e + 1] - start[e];
         if (!n) continue; /* no token chose it: its weights are not read */
         const int *tok = c->moe_tok + start[e];

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/dist.h"
 #include "engine/engine.h"
 
 struct rounds {
@@ -67,8 +68,23 @@ static int forward_rounds(kiln_ctx *c, const kiln_batch *b, float *out, bool hid
     return rc;
 }
 
-int kiln_forward(kiln_ctx *c, const kiln_batch *b, kiln_err *err) { return forward_rounds(c, b, b->logits, false, err); }
+/* (dist.h) What a distributed step runs on every rank, and the check a leading rank 0 makes before it
+ * tells its followers the step. */
+int engine_forward(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden, kiln_err *err) {
+    return forward_rounds(c, b, out, hidden, err);
+}
+
+int engine_check(const kiln_ctx *c, const kiln_batch *b, const float *out, kiln_err *err) {
+    int T;
+    return forward_validate(c, b, out, &T, err);
+}
+
+/* A leading rank 0 (serve, bench, chat split over MPI) first tells its followers the step. */
+int kiln_forward(kiln_ctx *c, const kiln_batch *b, kiln_err *err) {
+    return dist_leading(c->m->dist) ? dist_lead_step(c, b, b->logits, false, err)
+                                    : forward_rounds(c, b, b->logits, false, err);
+}
 
 int kiln_forward_hidden(kiln_ctx *c, const kiln_batch *b, float *hidden, kiln_err *err) {
-    return forward_rounds(c, b, hidden, true, err);
+    return dist_leading(c->m->dist) ? dist_lead_step(c, b, hidden, true, err) : forward_rounds(c, b, hidden, true, err);
 }

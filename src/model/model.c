@@ -67,7 +67,9 @@ static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int
     kiln_model *m = ud;
     const st_tensor *t;
     const int local = dist_local_layer(m->dist, layer);
-    if ((layer >= 0 && local < 0) || !dist_holds(m->dist, d->role, m->cfg.tie_word_embeddings)) return 0; /* another rank's */
+    if ((layer >= 0 && local < 0) || !dist_holds(m->dist, d->role, m->cfg.tie_word_embeddings) ||
+        !dist_holds_expert(m->dist, d, m->cfg.n_experts))
+        return 0; /* another rank's */
     int64_t stored_rows, first_row;
     tensor_stored_rows(&m->cfg, d, &stored_rows, &first_row);
     if (model_find_tensor(&m->shards, d, name, stored_rows, cols, &t, err)) return -1;

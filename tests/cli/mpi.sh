@@ -2,7 +2,10 @@
 # Tensor and pipeline parallel over MPI (issue 20, docs/distributed.md): on every fixture model,
 # `mpirun -np 2 --tp 2`, `-np 2 --pp 2` and `-np 4 --tp 2 --pp 2` (where the heads divide) give the same
 # greedy ids as one process and logits within 1e-4 of it, at every position; each rank reports its peak
-# RSS and holds fewer weight bytes than one process. Run over loopback with --oversubscribe (2 cores).
+# RSS and holds fewer weight bytes than one process. Then the commands whose input only rank 0 has (rank
+# 0 leads, the others follow its steps): `serve` split answers as the one-process server (greedy chat, 4
+# concurrent completions, /health) and ends every rank on a SIGTERM to rank 0; `chat` prints the
+# one-process answers; `bench` reports from rank 0. Run over loopback with --oversubscribe (2 cores).
 #
 # Under the ASan build (much slower: see fast_unwind below; ~25 s per mpirun) the splits of stories260K and
 # tiny-qwen3 and the error cases run; tiny-llama3, tiny-qwen2 and the other architectures' fixtures are
@@ -117,16 +120,14 @@ split "$SHARED/models/tiny-qwen2" tiny-qwen2 2:--pp:2
 
 # The other architectures (random-weight fixtures, tests/run.sh recreates them into ARCH_FIXTURES):
 # Gemma 2/3 (soft-capping, window layers: per-layer flags renumbered per stage), Mistral, Phi-3 (fused
-# qkv / gate_up: slices of slices) split both ways; MoE and OLMo-2 (q/k norm over all heads) by layers
-# only, --tp refused by name.
+# qkv / gate_up: slices of slices) split both ways; the MoE models with whole experts per tensor rank and
+# OLMo-2 (q/k norm over all heads: its sums of squares all-reduced) also as 4 ranks.
 A="${ARCH_FIXTURES:-build/arch-fixtures}"
 [ -d "$A/gemma3-tiny" ] || sh "$SHARED/tools/make_arch_fixtures.sh" "$A" >/dev/null
 for arch in gemma2 gemma3 mistral phi3; do split "$A/$arch-tiny" "$arch" 2:--tp:2 2:--pp:2; done
-for arch in mixtral qwen3moe olmo2; do
-    split "$A/$arch-tiny" "$arch" 2:--pp:2
-    err=$(mpi_err 2 logits --model "$A/$arch-tiny" --ids $IDS --tp 2)
-    check_err "${arch}_tp2_refused" "kiln logits: --tp 2: .*(mixture-of-experts|q/k norm spans all heads)" "$err"
-done
+for arch in mixtral qwen3moe olmo2; do split "$A/$arch-tiny" "$arch" 2:--tp:2 2:--pp:2 4:--tp:2:--pp:2; done
+err=$(mpi_err 4 logits --model "$A/qwen3moe-tiny" --ids $IDS --tp 4)
+check_err moe_experts_must_divide "kiln logits: --tp 4: the model's [0-9]+ (experts|attention heads|KV heads) do not divide by 4" "$err"
 fi
 
 # run (text through the tokenizer and the sampler): rank 0 samples and broadcasts, so a sampled story
@@ -149,3 +150,97 @@ err=$(mpi_err 6 logits --model "$M" --ids 1 --pp 6)
 check_err pp_more_stages_than_layers "kiln logits: --pp 6: the model has only 5 layers" "$err"
 err=$("$KILN" run --model "$M" --raw --tp 2 </dev/null 2>&1 >/dev/null)
 check_err run_stdin_refused "give the prompt by flag" "$err"
+
+# ---- commands whose input only rank 0 has: rank 0 leads, the others follow its steps (src/dist/follow.c) ----
+
+# serve_start LOG ARGS...: a server (ARGS: the command before `serve`, e.g. `mpi 2 ` or the kiln binary),
+# sets SERVE_URL and SERVE_PID (the process that gets SIGTERM: rank 0 under mpirun) once it listens.
+serve_start() {
+    local log=$1; shift
+    "$@" serve --model "$QWEN" --host 127.0.0.1 --port 0 --threads 1 --max-batch 4 --kv-type f32 "${SERVE_ARGS[@]}" 2>"$log" &
+    local pid=$! url=
+    SERVE_URL= SERVE_LAUNCHER=$pid SERVE_PID=$pid
+    for _ in $(seq 1 600); do
+        url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$log" | head -1)
+        [ -n "$url" ] || ! kill -0 "$pid" 2>/dev/null && break
+        sleep 0.1
+    done
+    SERVE_URL=$url
+    # under mpirun (below timeout): rank 0 is the descendant whose environment says so
+    for c in $(descendants "$pid"); do grep -qa 'OMPI_COMM_WORLD_RANK=0' "/proc/$c/environ" 2>/dev/null && SERVE_PID=$c; done
+}
+descendants() { local c; for c in $(pgrep -P "$1"); do echo "$c"; descendants "$c"; done; }
+# serve_answers URL OUT: /health, one greedy chat completion, then 4 greedy completions at once (so the
+# scheduler batches them) of token-id prompts of several lengths; their answers (ids and text) into OUT.
+serve_answers() {
+    python3 - "$1" "$2" <<'PY'
+import json, sys, threading, urllib.request
+url, out = sys.argv[1], sys.argv[2]
+def post(path, body):
+    rq = urllib.request.Request(url + path, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(rq, timeout=120))
+health = json.load(urllib.request.urlopen(url + "/health", timeout=10))
+assert health == {"status": "ok"}, health
+chat = post("/v1/chat/completions", {"messages": [{"role": "user", "content": "Hello there!"}], "temperature": 0,
+                                     "max_tokens": 16, "return_token_ids": True})
+prompts = [[1, 403, 407, 261, 378], [1, 90, 250, 301], list(range(100, 137)), [1, 15]]
+res = [None] * len(prompts)
+def one(i):
+    res[i] = post("/v1/completions", {"prompt": prompts[i], "temperature": 0, "max_tokens": 12, "ignore_eos": True,
+                                      "return_token_ids": True})
+ts = [threading.Thread(target=one, args=(i,)) for i in range(len(prompts))]
+[t.start() for t in ts]; [t.join() for t in ts]
+pick = lambda c: {"text": c.get("text", c.get("message", {}).get("content")), "ids": c.get("token_ids")}
+json.dump({"chat": pick(chat["choices"][0]), "completions": [pick(r["choices"][0]) for r in res]}, open(out, "w"))
+PY
+}
+# serve_stop NAME LOG: SIGTERM to rank 0 (the drain), then every rank must end and the job exit 0.
+serve_stop() {
+    kill -TERM "$SERVE_PID" 2>/dev/null
+    local rc=0
+    wait "$SERVE_LAUNCHER" || rc=$?
+    check "$1_clean_shutdown_exit_0" test "$rc" -eq 0
+    check "$1_drained" grep -q "kiln serve: stopped" "$2"
+}
+
+QWEN="$SHARED/models/tiny-qwen3"
+SERVE_ARGS=()
+serve_start "$TMP/one.log" "$KILN"
+if [ -n "$SERVE_URL" ] && serve_answers "$SERVE_URL" "$TMP/serve_one.json"; then pass serve_one_process; else fail serve_one_process "$(cat "$TMP/one.log")"; fi
+serve_stop serve_one "$TMP/one.log"
+serve_configs=(2:--tp:2 2:--pp:2)
+ldd "$KILN" | grep -q libasan || serve_configs+=(4:--tp:2:--pp:2 2:--pp:2:--micro-batches:1)
+for cfg in "${serve_configs[@]}"; do
+    np=${cfg%%:*}; args=${cfg#*:}; args=${args//:/ }; name="serve_np${np}${args// /}"
+    read -ra SERVE_ARGS <<<"$args"
+    rm -f "$TMP/serve_split.json"
+    serve_start "$TMP/split.log" mpi "$np"
+    if [ -n "$SERVE_URL" ] && serve_answers "$SERVE_URL" "$TMP/serve_split.json"; then pass "${name}_answers"; else fail "${name}_answers" "$(cat "$TMP/split.log")"; fi
+    check "${name}_same_greedy_answers_as_one_process" cmp -s "$TMP/serve_one.json" "$TMP/serve_split.json"
+    serve_stop "$name" "$TMP/split.log"
+done
+
+# chat: rank 0 reads the turns on stdin and prints; the others follow. Two turns (the second reuses the
+# first's KV: a truncate between steps) print what one process prints.
+CHAT=(chat --model "$QWEN" --greedy --max-new-tokens 12 --threads 1 --kv-type f32)
+printf 'Hello there!\nAnd then?\n' | "$KILN" "${CHAT[@]}" >"$TMP/chat_one.txt" 2>/dev/null
+check chat_one_process_answers test -s "$TMP/chat_one.txt"
+for args in "--tp 2" "--pp 2"; do
+    printf 'Hello there!\nAnd then?\n' | mpi 2 "${CHAT[@]}" $args >"$TMP/chat_split.txt" 2>"$TMP/chat_split.err"
+    check "chat_${args//[- ]/}_exit_0" test $? -eq 0
+    check "chat_${args//[- ]/}_same_answers" cmp -s "$TMP/chat_one.txt" "$TMP/chat_split.txt"
+done
+
+# bench: rank 0 measures and reports, the followers step its batches (batch 3 over 2 stages: micro-batches).
+mpi 2 bench --model "$QWEN" --runs 2 --warmup 0 --max-new-tokens 8 --ignore-eos --batch 1,3 --threads 1 --pp 2 \
+    --json "$TMP/bench.json" >"$TMP/bench.txt" 2>&1
+check bench_pp2_exit_0 test $? -eq 0
+check bench_pp2_report python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+sc = r["scenarios"]
+assert [s["batch"] for s in sc] == [1, 3], sc
+assert all(run["gen_tokens"] == 8 for s in sc for run in s["runs"]), sc
+' "$TMP/bench.json"
+err=$(mpi_err 2 bench --model "$QWEN" --runs 1 --max-new-tokens 2 --tp 2 --micro-batches 2)
+check_err bench_micro_batches_need_pp "kiln bench: --micro-batches 2: needs --pp > 1" "$err"
