@@ -42,6 +42,17 @@ static const struct {
 };
 #define N_ARCHS (sizeof gguf_archs / sizeof gguf_archs[0])
 
+/* (gguf_model.h) */
+void table_names_join(char *out, size_t cap, const void *table, size_t n, size_t stride) {
+    size_t len = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < n && len < cap; i++) {
+        const char *name;
+        memcpy(&name, (const char *)table + i * stride, sizeof name);
+        len += (size_t)snprintf(out + len, cap - len, "%s%s", i ? ", " : "", name);
+    }
+}
+
 /* ---- which files ---- */
 
 static bool ends_with(const char *s, const char *suffix) {
@@ -253,9 +264,8 @@ static int read_arch(const gguf_file *g, kiln_config *c, int *which, kiln_err *e
             *which = (int)i;
             return 0;
         }
-    char known[256] = "";
-    for (size_t i = 0; i < N_ARCHS; i++)
-        snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "", gguf_archs[i].name);
+    char known[256];
+    table_names_join(known, sizeof known, gguf_archs, N_ARCHS, sizeof gguf_archs[0]);
     return kiln_err_set(err, "%s: GGUF architecture '%.*s' not supported (%s)", g->path, (int)(n > 64 ? 64 : n), a,
                         known);
 }

@@ -36,6 +36,10 @@
  * norms (kiln_config). */
 void config_arch_flags(kiln_config *c);
 
+/* "a, b, c": the names of a table's n rows, stride bytes apart, each row starting with its const char *name
+ * (the architecture tables of config.c and gguf_model.c, for the error naming what kiln runs). */
+void table_names_join(char *out, size_t cap, const void *table, size_t n, size_t stride);
+
 /* Whether path names a GGUF source (above). */
 bool gguf_source(const char *path);
 /* The file holding a GGUF source's metadata (the model's only file, or part 1 of a split): malloc'd, or
