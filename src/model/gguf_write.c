@@ -1,14 +1,23 @@
 /* gguf_write.c — kiln_gguf_write: a safetensors checkpoint as a GGUF v3 file that llama.cpp's tools load.
  *
- * What llama.cpp's converter (convert_hf_to_gguf.py) and llama-quantize would write: general.* and the
- * `{arch}.*` keys (the one key table, gguf_keys.h, that the reader walks too), the tensors under their
- * GGUF names (tensors.c) in the formats a load with the same options gives them (weight_format: the
- * llama-quantize mixes included), attn_q / attn_k rows of llama-architecture models permuted per head
- * as the converter permutes them, rope_freqs for Llama 3 rope scaling, and the tokenizer
- * (tokenizer.ggml.*, tokenizer.chat_template; gguf_export.c). Data aligned to 32 bytes (the default).
+ * What llama.cpp's converter (convert_hf_to_gguf.py) and llama-quantize would write, for every architecture
+ * kiln runs: general.* and the `{arch}.*` keys (the one key table, gguf_keys.h, that the reader walks too:
+ * experts, window, soft-caps, local RoPE base and longrope keys where the config has them; the window layers
+ * as a per-layer array where they are not the architecture's default period), the tensors under their GGUF
+ * names (tensors.c) in the formats a load with the same options gives them (weight_format: the llama-quantize
+ * mixes included) — Gemma's norms as 1 + w, Phi-3's fused qkv_proj / gate_up_proj whole (attn_qkv, ffn_up),
+ * each layer's experts stacked into one [experts, rows, cols] tensor (ffn_{gate,up,down}_exps), attn_q /
+ * attn_k rows of llama-architecture models permuted per head as the converter permutes them — rope_freqs for
+ * Llama 3 rope scaling, longrope's rope_factors_long / _short, and the tokenizer (tokenizer.ggml.*,
+ * tokenizer.chat_template; gguf_export.c). Data aligned to 32 bytes (the default).
+ *
+ * Mistral (and Phi-3, and a windowed Qwen) carry their sliding window in {arch}.attention.sliding_window,
+ * which kiln applies; llama.cpp's converter writes none for Mistral and llama.cpp's llama, phi3 and qwen
+ * builds ignore it, so the writer warns that llama.cpp runs such a file without its window.
  *
  * The header is built in memory, the tensors are converted one at a time and streamed out, into a
- * temporary file beside the target that is renamed over it only when everything is written. */
+ * temporary file beside the target. Its config is then read back and must be the checkpoint's in every
+ * field that decides the forward pass (gguf_config_differs); only then is it renamed over the target. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
