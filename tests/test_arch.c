@@ -369,6 +369,25 @@ TEST(phi3_longrope_partial_rotary) {
         check_case(m, what, json_array_get(cases, i), 0);
     }
     kiln_model_free(m);
+    /* the same from kiln's GGUF of it: rope_factors_long / _short, rope.scaling.attn_factor and
+     * original_context_length, rope.dimension_count 8 (the tokenizer beside it, which the file carries) */
+    char gguf[4200], tok[4200], tok_link[64];
+    snprintf(gguf, sizeof gguf, "%s/longrope.gguf", dir);
+    snprintf(cfg_path, sizeof cfg_path, "%s/tokenizer.json", fixture_dir("phi3-tiny"));
+    snprintf(tok_link, sizeof tok_link, "%s/tokenizer.json", dir);
+    CHECK(made && realpath(cfg_path, tok) && symlink(tok, tok_link) == 0, "cannot link %s", cfg_path);
+    mo.dtype = KILN_DT_F32;
+    m = made && kiln_gguf_write(dir, gguf, &mo, &err) == 0 ? kiln_model_open(gguf, NULL, &err) : NULL;
+    CHECK(m, "%s: %s", gguf, err.msg);
+    kc = m ? kiln_model_config(m) : NULL;
+    CHECK(!kc || (kc->rope_dim == 8 && kc->rope_type == KILN_ROPE_LONGROPE), "GGUF: rope_dim %d", kc ? kc->rope_dim : 0);
+    for (size_t i = 0; m && i < json_array_size(cases); i++) {
+        char what[64];
+        snprintf(what, sizeof what, "phi3 longrope GGUF case %zu", i);
+        check_case(m, what, json_array_get(cases, i), 0);
+    }
+    kiln_model_free(m);
+    unlink(gguf), unlink(tok_link);
     unlink(link), unlink(conf), rmdir(dir);
     json_decref(cfg);
     json_decref(ref);
