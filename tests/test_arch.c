@@ -9,6 +9,7 @@
 
 #include "check.h"
 #include "kiln.h"
+#include "model/gguf_model.h"
 
 #define TOL 1e-3f
 
@@ -52,39 +53,57 @@ static int topk_mismatches(const char *what, int p, const float *row, json_t *ri
     return bad;
 }
 
-static void check_case(kiln_model *m, const char *what, json_t *cs, int greedy_max) {
-    int V = kiln_model_config(m)->vocab_size, n;
-    int32_t *ids = json_ids(json_object_get(cs, "prompt_ids"), &n);
-    json_t *g = json_object_get(cs, "greedy_ids");
-    int greedy_n = (int)json_array_size(g) < greedy_max ? (int)json_array_size(g) : greedy_max;
+/* A context over m (f32 KV: the goldens are llama.cpp's with an f32 KV cache) with ids[0..n) prefilled into
+ * its one sequence *seq; *logits (malloc'd, n x V) holds every position's. NULL (err) on failure. */
+static kiln_ctx *prefill(kiln_model *m, const int32_t *ids, int n, int n_ctx, int *seq, float **logits, kiln_err *err) {
+    const int V = kiln_model_config(m)->vocab_size;
     kiln_ctx_opts co;
     kiln_ctx_opts_default(&co);
-    co.n_ctx = json_object_get(cs, "n_ctx") ? (int)json_integer_value(json_object_get(cs, "n_ctx")) : n + greedy_n;
-    co.kv_type = KILN_DT_F32; /* the goldens are llama.cpp's with an f32 KV cache */
-    kiln_err err;
-    kiln_ctx *c = kiln_ctx_new(m, &co, &err);
-    float *logits = malloc((size_t)n * V * sizeof(float));
-    CHECK(c, "%s: %s", what, err.msg);
-    int seq = c ? kiln_seq_new(c, &err) : -1, nt = n;
-    kiln_batch b = {1, &seq, &nt, ids, true, logits};
-    int rc = c ? kiln_forward(c, &b, &err) : -1;
-    CHECK(!c || rc == 0, "%s: %s", what, err.msg);
-    int bad = 0;
-    for (int p = 0; rc == 0 && p < n; p++)
-        bad += topk_mismatches(what, p, logits + (size_t)p * V, json_array_get(json_object_get(cs, "topk_ids"), (size_t)p),
-                               json_array_get(json_object_get(cs, "topk_logits"), (size_t)p));
-    CHECK(bad == 0, "%s: %d top-20 mismatches", what, bad);
-    int match = 0;
+    co.n_ctx = n_ctx;
+    co.kv_type = KILN_DT_F32;
+    kiln_ctx *c = kiln_ctx_new(m, &co, err);
+    *logits = malloc((size_t)n * V * sizeof(float));
+    int nt = n;
+    *seq = c ? kiln_seq_new(c, err) : -1;
+    kiln_batch b = {1, seq, &nt, ids, true, *logits};
+    if (c && kiln_forward(c, &b, err) == 0) return c;
+    kiln_ctx_free(c);
+    free(*logits), *logits = NULL;
+    return NULL;
+}
+
+/* The greedy continuation after a prefill of n positions (logits as prefill left them), one decode step at
+ * a time, against the golden's ids g: how many of the first `steps` match before the first difference. */
+static int greedy_match(kiln_ctx *c, int seq, float *logits, int n, int V, json_t *g, int steps, kiln_err *err) {
     const float *last = logits + (size_t)(n - 1) * V;
-    for (int s = 0; rc == 0 && s < greedy_n; s++) {
+    int match = 0, one = 1;
+    for (int s = 0; s < steps; s++) {
         int32_t tok = argmax(last, V);
         if (tok != json_integer_value(json_array_get(g, (size_t)s))) break;
         match++;
-        nt = 1;
-        kiln_batch d = {1, &seq, &nt, &tok, false, logits};
-        rc = kiln_forward(c, &d, &err);
+        kiln_batch d = {1, &seq, &one, &tok, false, logits};
+        if (kiln_forward(c, &d, err)) break;
         last = logits;
     }
+    return match;
+}
+
+static void check_case(kiln_model *m, const char *what, json_t *cs, int greedy_max) {
+    int V = kiln_model_config(m)->vocab_size, n, seq;
+    int32_t *ids = json_ids(json_object_get(cs, "prompt_ids"), &n);
+    json_t *g = json_object_get(cs, "greedy_ids");
+    int greedy_n = (int)json_array_size(g) < greedy_max ? (int)json_array_size(g) : greedy_max;
+    const int n_ctx = json_object_get(cs, "n_ctx") ? (int)json_integer_value(json_object_get(cs, "n_ctx")) : n + greedy_n;
+    kiln_err err;
+    float *logits;
+    kiln_ctx *c = prefill(m, ids, n, n_ctx, &seq, &logits, &err);
+    CHECK(c, "%s: %s", what, err.msg);
+    int bad = 0;
+    for (int p = 0; c && p < n; p++)
+        bad += topk_mismatches(what, p, logits + (size_t)p * V, json_array_get(json_object_get(cs, "topk_ids"), (size_t)p),
+                               json_array_get(json_object_get(cs, "topk_logits"), (size_t)p));
+    CHECK(bad == 0, "%s: %d top-20 mismatches", what, bad);
+    int match = c ? greedy_match(c, seq, logits, n, V, g, greedy_n, &err) : 0;
     CHECK(match == greedy_n, "%s: greedy matches %d of %d tokens", what, match, greedy_n);
     free(logits);
     free(ids);
@@ -117,6 +136,40 @@ static void golden_safetensors(const char *name) {
     kiln_model_opts mo;
     kiln_model_opts_default(&mo);
     golden_arch(name, fixture_dir(name), &mo);
+}
+
+static char gguf_tmp[] = "/tmp/kiln_arch_gguf_XXXXXX";
+
+/* <name>'s checkpoint written by kiln's GGUF writer (f32) into gguf_tmp: its path (static), or NULL. */
+static const char *written_gguf(const char *name, const char *quant) {
+    static char path[4200];
+    snprintf(path, sizeof path, "%s/%s.%s.gguf", gguf_tmp, name, quant);
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    if (kiln_quant_parse(quant, &mo.quant)) mo.dtype = KILN_DT_F32;
+    mo.quiet = true;
+    kiln_err err;
+    const int rc = kiln_gguf_write(fixture_dir(name), path, &mo, &err);
+    CHECK(rc == 0, "%s: %s", name, err.msg);
+    return rc ? NULL : path;
+}
+
+/* Every golden case from the GGUF kiln's writer makes of the checkpoint (f32), whose config read back is
+ * the checkpoint's (every field that decides the forward pass, gguf_config_differs). */
+static void golden_gguf(const char *name) {
+    const char *path = written_gguf(name, "f32");
+    if (!path) return;
+    kiln_config src, want, got;
+    kiln_err err;
+    CHECK(kiln_config_load(fixture_dir(name), &src, &err) == 0 && kiln_config_load(path, &got, &err) == 0, "%s: %s",
+          name, err.msg);
+    gguf_expected_config(&src, &want);
+    const char *field = gguf_config_differs(&want, &got);
+    CHECK(!field, "%s: the GGUF's config differs in %s", name, field);
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    golden_arch(name, path, &mo);
+    unlink(path);
 }
 
 /* A model of one fixture loaded with quant (-1: as stored). */
@@ -168,32 +221,17 @@ static drift quant_drift(const char *name, int quant, double margin) {
     json_t *cases = json_object_get(gj, "cases");
     for (size_t i = 0; m && i < json_array_size(cases); i++) {
         json_t *cs = json_array_get(cases, i), *g = json_object_get(cs, "greedy_ids");
-        int V = kiln_model_config(m)->vocab_size, n, gn = (int)json_array_size(g);
+        int V = kiln_model_config(m)->vocab_size, n, gn = (int)json_array_size(g), seq, safe = 0;
         int32_t *ids = json_ids(json_object_get(cs, "prompt_ids"), &n);
-        kiln_ctx_opts co;
-        kiln_ctx_opts_default(&co);
-        co.kv_type = KILN_DT_F32; /* the bounds were measured against an f32 cache */
-        co.n_ctx = n + gn;
-        kiln_ctx *c = kiln_ctx_new(m, &co, &err);
-        float *logits = malloc((size_t)n * V * sizeof(float));
-        int seq = c ? kiln_seq_new(c, &err) : -1, nt = n, match = 0, safe = 0;
-        kiln_batch b = {1, &seq, &nt, ids, true, logits};
-        int rc = c ? kiln_forward(c, &b, &err) : -1;
-        CHECK(rc == 0, "%s: %s", name, err.msg);
+        float *logits; /* the bounds were measured against an f32 cache (prefill's) */
+        kiln_ctx *c = prefill(m, ids, n, n + gn, &seq, &logits, &err);
+        CHECK(c, "%s: %s", name, err.msg);
         while (safe < gn && json_number_value(json_array_get(json_object_get(cs, "greedy_margins"), (size_t)safe)) > margin)
             safe++;
-        for (int p = 0; rc == 0 && p < n; p++)
+        for (int p = 0; c && p < n; p++)
             drift_position(&d, logits + (size_t)p * V, V, json_array_get(json_object_get(cs, "topk_ids"), (size_t)p),
                            json_array_get(json_object_get(cs, "topk_logits"), (size_t)p), margin);
-        const float *last = logits + (size_t)(n - 1) * V;
-        for (int s = 0; rc == 0 && s < gn; s++) {
-            int32_t tok = argmax(last, V);
-            if (tok != json_integer_value(json_array_get(g, (size_t)s))) break;
-            match++, nt = 1;
-            kiln_batch step = {1, &seq, &nt, &tok, false, logits};
-            rc = kiln_forward(c, &step, &err);
-            last = logits;
-        }
+        const int match = c ? greedy_match(c, seq, logits, n, V, g, gn, &err) : 0;
         d.greedy_short += match < safe;
         free(logits), free(ids);
         kiln_ctx_free(c);
@@ -331,6 +369,25 @@ TEST(phi3_longrope_partial_rotary) {
         check_case(m, what, json_array_get(cases, i), 0);
     }
     kiln_model_free(m);
+    /* the same from kiln's GGUF of it: rope_factors_long / _short, rope.scaling.attn_factor and
+     * original_context_length, rope.dimension_count 8 (the tokenizer beside it, which the file carries) */
+    char gguf[4200], tok[4200], tok_link[64];
+    snprintf(gguf, sizeof gguf, "%s/longrope.gguf", dir);
+    snprintf(cfg_path, sizeof cfg_path, "%s/tokenizer.json", fixture_dir("phi3-tiny"));
+    snprintf(tok_link, sizeof tok_link, "%s/tokenizer.json", dir);
+    CHECK(made && realpath(cfg_path, tok) && symlink(tok, tok_link) == 0, "cannot link %s", cfg_path);
+    mo.dtype = KILN_DT_F32;
+    m = made && kiln_gguf_write(dir, gguf, &mo, &err) == 0 ? kiln_model_open(gguf, NULL, &err) : NULL;
+    CHECK(m, "%s: %s", gguf, err.msg);
+    kc = m ? kiln_model_config(m) : NULL;
+    CHECK(!kc || (kc->rope_dim == 8 && kc->rope_type == KILN_ROPE_LONGROPE), "GGUF: rope_dim %d", kc ? kc->rope_dim : 0);
+    for (size_t i = 0; m && i < json_array_size(cases); i++) {
+        char what[64];
+        snprintf(what, sizeof what, "phi3 longrope GGUF case %zu", i);
+        check_case(m, what, json_array_get(cases, i), 0);
+    }
+    kiln_model_free(m);
+    unlink(gguf), unlink(tok_link);
     unlink(link), unlink(conf), rmdir(dir);
     json_decref(cfg);
     json_decref(ref);
@@ -480,6 +537,14 @@ TEST(golden_olmo2) { golden_safetensors("olmo2-tiny"); }
 TEST(golden_qwen3moe) { golden_safetensors("qwen3moe-tiny"); }
 TEST(golden_mixtral) { golden_safetensors("mixtral-tiny"); }
 
+/* The same goldens from the GGUF files kiln's writer makes of each checkpoint (one GGUF writer: these,
+ * test_gguf's converted fixtures and `kiln quantize`). */
+TEST(golden_from_kiln_gguf) {
+    static const char *names[] = {"mistral-tiny", "gemma2-tiny", "gemma3-tiny",  "phi3-tiny",
+                                  "olmo2-tiny",   "qwen3moe-tiny", "mixtral-tiny"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) golden_gguf(names[i]);
+}
+
 int main(void) {
     RUN(arch_fixtures_present);
     RUN(golden_mistral);
@@ -489,6 +554,8 @@ int main(void) {
     RUN(golden_olmo2);
     RUN(golden_qwen3moe);
     RUN(golden_mixtral);
+    CHECK(mkdtemp(gguf_tmp), "mkdtemp %s", gguf_tmp);
+    RUN(golden_from_kiln_gguf);
     RUN(window_fork_truncate_batch);
     RUN(quant_q8_0_within_noise);
     RUN(quant_q4_0_within_noise);
@@ -497,5 +564,6 @@ int main(void) {
     RUN(phi3_olmo2_config);
     RUN(moe_quantised);
     RUN(moe_batch_equals_alone);
+    rmdir(gguf_tmp);
     return check_done();
 }

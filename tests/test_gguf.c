@@ -457,100 +457,31 @@ TEST(rope_freqs_divide_the_frequencies) {
     free(freqs), free(linear), free(plain);
 }
 
-/* ---- Qwen checkpoints converted here (the converter writes them unpermuted: llama.cpp runs them with
- * rotate-half RoPE) ---- */
+/* ---- checkpoints written by kiln's GGUF writer (kiln_gguf_write, the one GGUF writer in the tree) ---- */
 
-typedef struct conv {
-    const st_set *s;
-    wtensor t[128];
-    char names[128][64];
-    int n;
-} conv;
-
-static int add_tensor(void *ud, const tensor_desc *d, int layer, const char *name, int64_t rows, int64_t cols,
-                      kiln_err *err) {
-    (void)rows, (void)cols, (void)err;
-    conv *c = ud;
-    const st_tensor *x = st_set_find(c->s, name, NULL);
-    if (!x || c->n == 128) return 0;
-    tensor_name(d, true, layer, c->names[c->n], sizeof c->names[c->n]);
-    wtensor *w = &c->t[c->n];
-    *w = (wtensor){c->names[c->n], kern_formats[x->dt].gguf_type, x->ndim, {1, 1, 1, 1}, x->data, x->nbytes};
-    for (int i = 0; i < x->ndim; i++) w->ne[i] = x->shape[x->ndim - 1 - i];
-    c->n++;
-    return 0;
-}
-
-static void put_kv_f32(strbuf *b, const char *key, float v) {
-    put_str(b, key, strlen(key)), put_u32(b, GGUF_FLOAT32), strbuf_put(b, &v, 4);
-}
-
-/* The checkpoint in dir written to path as a GGUF of architecture arch, as llama.cpp's converter writes it:
- * the shape keys, then n_extra more keys serialised in extra; with norm_plus_one, every "*norm.weight" as
- * f32 1 + w (Gemma's converter). The config read from the checkpoint goes to *cfg. */
-static bool convert_checkpoint(const char *dir, const char *arch, const char *path, const strbuf *extra, int n_extra,
-                               bool norm_plus_one, kiln_config *cfg) {
-    st_set s;
+/* dir written to path in format fmt ("f32", a --quant name; NULL: every tensor as stored). */
+static bool write_kiln(const char *dir, const char *path, const char *fmt) {
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    mo.quiet = true;
+    if (fmt && kiln_quant_parse(fmt, &mo.quant)) mo.dtype = KILN_DT_F32;
     kiln_err err = {{0}};
-    if (kiln_config_load(dir, cfg, &err) || st_set_open(&s, dir, &err)) return fprintf(stderr, "  %s\n", err.msg), false;
-    conv c = {.s = &s};
-    tensors_each(cfg, add_tensor, &c, &err);
-    float *shifted[128] = {0}; /* the tensors rewritten here (norms + 1, permuted q/k) */
-    for (int i = 0; norm_plus_one && i < c.n; i++) {
-        size_t len = strlen(c.t[i].name), n = (size_t)c.t[i].ne[0];
-        if (len < 11 || strcmp(c.t[i].name + len - 11, "norm.weight")) continue;
-        shifted[i] = malloc(n * sizeof(float));
-        for (int dt = 0; dt < KILN_DT_COUNT; dt++)
-            if (kern_formats[dt].gguf_type == c.t[i].type) kern_row_to_f32(shifted[i], c.t[i].data, (kiln_dtype)dt, (int)n);
-        for (size_t k = 0; k < n; k++) shifted[i][k] += 1.0f;
-        c.t[i].type = kern_formats[KILN_DT_F32].gguf_type, c.t[i].data = shifted[i], c.t[i].nbytes = n * sizeof(float);
-    }
-    for (int i = 0; !strcmp(arch, "llama") && i < c.n; i++) { /* the converter's q/k row permutation (LlamaModel) */
-        const char *nm = c.t[i].name;
-        size_t len = strlen(nm);
-        const bool q = len >= 13 && !strcmp(nm + len - 13, "attn_q.weight"), k = len >= 13 && !strcmp(nm + len - 13, "attn_k.weight");
-        if (!q && !k) continue;
-        const int64_t rows = c.t[i].ne[1], D = rows / (q ? cfg->n_heads : cfg->n_kv_heads), half = D / 2;
-        const size_t rb = c.t[i].nbytes / (size_t)rows;
-        char *dst = malloc(c.t[i].nbytes);
-        for (int64_t r = 0; r < rows; r++) /* GGUF row h*D + 2i + j holds Hugging Face row h*D + j*D/2 + i */
-            memcpy(dst + (size_t)r * rb, (const char *)c.t[i].data + (size_t)(r / D * D + (r % D % 2) * half + r % D / 2) * rb, rb);
-        shifted[i] = (float *)dst, c.t[i].data = dst;
-    }
-    strbuf kv = {0};
-    put_str(&kv, "general.architecture", 20), put_u32(&kv, GGUF_STRING), put_str(&kv, arch, strlen(arch));
-    const struct {
-        const char *k;
-        int v;
-    } ints[] = {{"embedding_length", cfg->hidden_size}, {"feed_forward_length", cfg->intermediate_size},
-                {"block_count", cfg->n_layers},         {"attention.head_count", cfg->n_heads},
-                {"attention.head_count_kv", cfg->n_kv_heads}, {"attention.key_length", cfg->head_dim},
-                {"attention.value_length", cfg->head_dim},    {"context_length", cfg->max_position_embeddings}};
-    char key[128];
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
-        snprintf(key, sizeof key, "%s.%s", arch, ints[i].k), put_kv_u32(&kv, key, (uint32_t)ints[i].v);
-    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", arch), put_kv_f32(&kv, key, cfg->rms_norm_eps);
-    snprintf(key, sizeof key, "%s.rope.freq_base", arch), put_kv_f32(&kv, key, (float)cfg->rope_theta);
-    if (n_extra) strbuf_put(&kv, extra->p, extra->len);
-    bool ok = write_gguf_kv(path, NULL, 0, 0, &kv, 11 + n_extra, c.t, c.n);
-    strbuf_free(&kv);
-    for (int i = 0; i < c.n; i++) free(shifted[i]);
-    st_set_close(&s);
-    return ok;
+    if (kiln_gguf_write(dir, path, &mo, &err)) return fprintf(stderr, "  %s\n", err.msg), false;
+    return true;
 }
 
-/* model (a safetensors checkpoint in $SHARED/models) as a GGUF of architecture arch; its logits on a
- * prompt must equal the checkpoint's exactly (same bytes, same config). */
-static void check_converted(const char *model, const char *arch) {
+/* model (a safetensors checkpoint in $SHARED/models) as a GGUF (the converter writes Qwen's q/k rows
+ * unpermuted: llama.cpp runs them with rotate-half RoPE); its logits on a prompt must equal the
+ * checkpoint's exactly (same bytes, same config). */
+static void check_converted(const char *model) {
     char rel[128];
     snprintf(rel, sizeof rel, "models/%s", model);
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", shared_path(rel));
-    kiln_config cfg;
+    kiln_config cfg, gc;
     kiln_err err = {{0}};
     snprintf(rel, sizeof rel, "%s.gguf", model);
-    REQUIRE(convert_checkpoint(dir, arch, tmp_path(rel), NULL, 0, false, &cfg), "write %s", rel);
-    kiln_config gc;
+    REQUIRE(kiln_config_load(dir, &cfg, &err) == 0 && write_kiln(dir, tmp_path(rel), NULL), "write %s: %s", rel, err.msg);
     CHECK(kiln_config_load(tmp_path(rel), &gc, &err) == 0, "%s", err.msg);
     CHECK(gc.arch == cfg.arch && gc.attention_bias == cfg.attention_bias && gc.qk_norm == cfg.qk_norm &&
               gc.tie_word_embeddings == cfg.tie_word_embeddings && gc.vocab_size == cfg.vocab_size,
@@ -562,12 +493,11 @@ static void check_converted(const char *model, const char *arch) {
     free(a), free(b);
 }
 
-TEST(qwen2_gguf_equals_safetensors) { check_converted("tiny-qwen2", "qwen2"); }
-TEST(qwen3_gguf_equals_safetensors) { check_converted("tiny-qwen3", "qwen3"); }
+TEST(qwen2_gguf_equals_safetensors) { check_converted("tiny-qwen2"); }
+TEST(qwen3_gguf_equals_safetensors) { check_converted("tiny-qwen3"); }
 
-/* ---- the arch fixtures ($ARCH_FIXTURES, made by tests/run.sh) converted as llama.cpp's converter does:
- * Gemma's norms + 1, its window / soft-capping / local RoPE keys; Mistral labelled llama, with or without
- * the window key ---- */
+/* ---- the arch fixtures ($ARCH_FIXTURES, made by tests/run.sh) as GGUF files: Gemma's norms + 1, its
+ * window / soft-capping / local RoPE keys; Mistral labelled llama, with or without the window key ---- */
 
 static const char *arch_fixture(const char *name) {
     static char buf[4096];
@@ -612,17 +542,18 @@ static float *arch_logits(const char *path, const char *name, int *n, int *V, ch
     return all;
 }
 
-/* name's fixture as an arch GGUF with the extra keys; its logits must equal the checkpoint's exactly (same_window)
- * or, for Mistral without its window key, differ past the window (and the load warns). */
-static void check_arch_converted(const char *name, const char *arch, const strbuf *extra, int n_extra, bool same_window) {
-    char rel[128], dir[4096], wa[256] = "", wb[256] = "";
-    snprintf(dir, sizeof dir, "%s", arch_fixture(name));
-    snprintf(rel, sizeof rel, "%s-%d.gguf", name, n_extra);
+/* The GGUF of checkpoint dir (the fixture `name`'s weights) against the fixture: its logits equal the
+ * checkpoint's exactly (same_window) or, for a Mistral written without its window, differ past the window
+ * (and the load warns). */
+static void check_arch_converted(const char *name, const char *dir, bool same_window) {
+    char rel[128], wa[256] = "", wb[256] = "";
+    snprintf(rel, sizeof rel, "%s-%d.gguf", name, same_window);
     kiln_config cfg, gc;
     kiln_err err = {{0}};
-    const bool gemma = strncmp(arch, "gemma", 5) == 0;
-    REQUIRE(convert_checkpoint(dir, arch, tmp_path(rel), extra, n_extra, gemma, &cfg), "write %s", rel);
+    REQUIRE(kiln_config_load(arch_fixture(name), &cfg, &err) == 0 && write_kiln(dir, tmp_path(rel), "f32"), "write %s: %s",
+            rel, err.msg);
     CHECK(kiln_config_load(tmp_path(rel), &gc, &err) == 0, "%s", err.msg);
+    const bool gemma = cfg.arch == KILN_ARCH_GEMMA2 || cfg.arch == KILN_ARCH_GEMMA3;
     CHECK(gc.arch == (gemma ? cfg.arch : KILN_ARCH_LLAMA) && gc.qk_norm == cfg.qk_norm && gc.sandwich_norms == cfg.sandwich_norms && !gc.norm_offset &&
               gc.attn_logit_softcap == cfg.attn_logit_softcap && gc.final_logit_softcap == cfg.final_logit_softcap &&
               gc.attn_scale == cfg.attn_scale && gc.rope_local_theta == cfg.rope_local_theta,
@@ -631,35 +562,110 @@ static void check_arch_converted(const char *name, const char *arch, const strbu
               same_window == (gc.sliding_window == cfg.sliding_window) && gc.window_absent == !same_window,
           "%s: window %d vs %d", name, gc.sliding_window, cfg.sliding_window);
     int n = 0, V = 0;
-    float *a = arch_logits(tmp_path(rel), name, &n, &V, wa), *b = arch_logits(dir, name, &n, &V, wb);
+    float *a = arch_logits(tmp_path(rel), name, &n, &V, wa), *b = arch_logits(arch_fixture(name), name, &n, &V, wb);
     double d = max_diff(a, b, (size_t)n * V);
     if (same_window) CHECK(d == 0 && !wa[0], "%s: GGUF vs safetensors logits differ by %g (%s)", name, d, wa);
     else CHECK(d > 1 && strstr(wa, "sliding_window") && !wb[0], "%s: unwindowed GGUF differs by %g; warning '%s'", name, d, wa);
     free(a), free(b);
 }
 
-static void put_kv_named(strbuf *b, const char *name) {
-    put_str(b, "general.name", 12), put_u32(b, GGUF_STRING), put_str(b, name, strlen(name));
-}
-
 TEST(gemma_gguf_equals_safetensors) {
-    strbuf kv = {0};
-    put_kv_u32(&kv, "gemma2.attention.sliding_window", 8);
-    put_kv_f32(&kv, "gemma2.attn_logit_softcapping", 50), put_kv_f32(&kv, "gemma2.final_logit_softcapping", 30);
-    check_arch_converted("gemma2-tiny", "gemma2", &kv, 3, true);
-    strbuf_free(&kv);
-    put_kv_u32(&kv, "gemma3.attention.sliding_window", 8), put_kv_f32(&kv, "gemma3.rope.freq_base_swa", 10000);
-    check_arch_converted("gemma3-tiny", "gemma3", &kv, 2, true);
-    strbuf_free(&kv);
+    check_arch_converted("gemma2-tiny", arch_fixture("gemma2-tiny"), true);
+    check_arch_converted("gemma3-tiny", arch_fixture("gemma3-tiny"), true);
 }
 
+/* mistral-tiny's weights beside its config without sliding_window, in a directory named mistral-nowindow
+ * (general.name says Mistral, as llama.cpp's converter writes it, and no window key): path of that dir. */
+static const char *unwindowed_mistral(void) {
+    static char dir[600];
+    snprintf(dir, sizeof dir, "%s", tmp_path("mistral-nowindow"));
+    char src[4200], dst[700];
+    json_t *cfg = json_load_file((snprintf(src, sizeof src, "%s/config.json", arch_fixture("mistral-tiny")), src), 0, NULL);
+    bool ok = cfg && mkdir(dir, 0755) == 0 && json_object_del(cfg, "sliding_window") == 0 &&
+              json_dump_file(cfg, (snprintf(dst, sizeof dst, "%s/config.json", dir), dst), 0) == 0;
+    json_decref(cfg);
+    static const char *const files[] = {"model.safetensors", "tokenizer.json", "tokenizer_config.json"};
+    for (size_t i = 0; ok && i < sizeof files / sizeof *files; i++) {
+        char real[4200];
+        snprintf(src, sizeof src, "%s/%s", arch_fixture("mistral-tiny"), files[i]);
+        snprintf(dst, sizeof dst, "%s/%s", dir, files[i]);
+        ok = realpath(src, real) && symlink(real, dst) == 0;
+    }
+    CHECK(ok, "cannot make %s", dir);
+    return dir;
+}
+
+/* Written with its window (kiln runs the file as the checkpoint; the writer warns that llama.cpp will not),
+ * and without it, as llama.cpp's converter writes a Mistral (the load warns that the window is absent). */
 TEST(mistral_gguf_window) {
-    strbuf kv = {0};
-    put_kv_named(&kv, "Mistral Tiny"); /* the name only, as llama.cpp's converter writes it */
-    check_arch_converted("mistral-tiny", "llama", &kv, 1, false);
-    put_kv_u32(&kv, "llama.attention.sliding_window", 8);
-    check_arch_converted("mistral-tiny", "llama", &kv, 2, true);
-    strbuf_free(&kv);
+    check_arch_converted("mistral-tiny", arch_fixture("mistral-tiny"), true);
+    check_arch_converted("mistral-tiny", unwindowed_mistral(), false);
+}
+
+/* llama-quantize's per-tensor types for the same checkpoints, "gguf name without .weight=TYPE" (its matrices;
+ * routers stay f32), read from its files: `llama-quantize F32.gguf OUT.gguf TYPE` on llama.cpp's converter's
+ * F32 file of each fixture. Their 64-wide rows take the fallbacks (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0),
+ * which keep the choices apart: qwen3moe-tiny has 8 experts (attn_v / attn_k Q8_0, attn_output Q5_K under
+ * Q4_K_M), mixtral-tiny 4 (no 8-expert rule); ffn_down_exps of use_more_bits' layers Q6_K; phi3's attn_qkv
+ * as attn_v. */
+static const struct {
+    const char *fixture, *quant, *types;
+} MIXES[] = {
+    {"qwen3moe-tiny", "q4_k_m",
+     "token_embd=Q8_0 blk.0.attn_k=Q8_0 blk.0.attn_output=Q5_1 blk.0.attn_q=Q5_0 blk.0.attn_v=Q8_0 blk.0.ffn_down_exps=Q5_0 blk.0.ffn_gate_exps=Q5_0 blk.0.ffn_up_exps=Q5_0 blk.1.attn_k=Q8_0 blk.1.attn_output=Q5_1 blk.1.attn_q=Q5_0 blk.1.attn_v=Q8_0 blk.1.ffn_down_exps=Q8_0 blk.1.ffn_gate_exps=Q5_0 blk.1.ffn_up_exps=Q5_0 "},
+    {"qwen3moe-tiny", "q5_k_m",
+     "token_embd=Q8_0 blk.0.attn_k=Q8_0 blk.0.attn_output=Q5_1 blk.0.attn_q=Q5_1 blk.0.attn_v=Q8_0 blk.0.ffn_down_exps=Q5_1 blk.0.ffn_gate_exps=Q5_1 blk.0.ffn_up_exps=Q5_1 blk.1.attn_k=Q8_0 blk.1.attn_output=Q5_1 blk.1.attn_q=Q5_1 blk.1.attn_v=Q8_0 blk.1.ffn_down_exps=Q8_0 blk.1.ffn_gate_exps=Q5_1 blk.1.ffn_up_exps=Q5_1 "},
+    {"qwen3moe-tiny", "q6_k",
+     "token_embd=Q8_0 blk.0.attn_k=Q8_0 blk.0.attn_output=Q8_0 blk.0.attn_q=Q8_0 blk.0.attn_v=Q8_0 blk.0.ffn_down_exps=Q8_0 blk.0.ffn_gate_exps=Q8_0 blk.0.ffn_up_exps=Q8_0 blk.1.attn_k=Q8_0 blk.1.attn_output=Q8_0 blk.1.attn_q=Q8_0 blk.1.attn_v=Q8_0 blk.1.ffn_down_exps=Q8_0 blk.1.ffn_gate_exps=Q8_0 blk.1.ffn_up_exps=Q8_0 "},
+    {"mixtral-tiny", "q4_k_m",
+     "output=Q8_0 token_embd=Q5_0 blk.0.attn_k=Q5_0 blk.0.attn_output=Q5_0 blk.0.attn_q=Q5_0 blk.0.attn_v=Q5_0 blk.0.ffn_down_exps=Q5_0 blk.0.ffn_gate_exps=Q5_0 blk.0.ffn_up_exps=Q5_0 blk.1.attn_k=Q5_0 blk.1.attn_output=Q5_0 blk.1.attn_q=Q5_0 blk.1.attn_v=Q8_0 blk.1.ffn_down_exps=Q8_0 blk.1.ffn_gate_exps=Q5_0 blk.1.ffn_up_exps=Q5_0 "},
+    {"mixtral-tiny", "q5_k_m",
+     "output=Q8_0 token_embd=Q5_1 blk.0.attn_k=Q5_1 blk.0.attn_output=Q5_1 blk.0.attn_q=Q5_1 blk.0.attn_v=Q5_1 blk.0.ffn_down_exps=Q5_1 blk.0.ffn_gate_exps=Q5_1 blk.0.ffn_up_exps=Q5_1 blk.1.attn_k=Q5_1 blk.1.attn_output=Q5_1 blk.1.attn_q=Q5_1 blk.1.attn_v=Q8_0 blk.1.ffn_down_exps=Q8_0 blk.1.ffn_gate_exps=Q5_1 blk.1.ffn_up_exps=Q5_1 "},
+    {"mixtral-tiny", "q6_k",
+     "output=Q8_0 token_embd=Q8_0 blk.0.attn_k=Q8_0 blk.0.attn_output=Q8_0 blk.0.attn_q=Q8_0 blk.0.attn_v=Q8_0 blk.0.ffn_down_exps=Q8_0 blk.0.ffn_gate_exps=Q8_0 blk.0.ffn_up_exps=Q8_0 blk.1.attn_k=Q8_0 blk.1.attn_output=Q8_0 blk.1.attn_q=Q8_0 blk.1.attn_v=Q8_0 blk.1.ffn_down_exps=Q8_0 blk.1.ffn_gate_exps=Q8_0 blk.1.ffn_up_exps=Q8_0 "},
+    {"phi3-tiny", "q4_k_m",
+     "output=Q8_0 token_embd=Q5_0 blk.0.attn_output=Q5_0 blk.0.attn_qkv=Q5_0 blk.0.ffn_down=Q5_0 blk.0.ffn_up=Q5_0 blk.1.attn_output=Q5_0 blk.1.attn_qkv=Q8_0 blk.1.ffn_down=Q8_0 blk.1.ffn_up=Q5_0 "},
+    {"phi3-tiny", "q5_k_m",
+     "output=Q8_0 token_embd=Q5_1 blk.0.attn_output=Q5_1 blk.0.attn_qkv=Q5_1 blk.0.ffn_down=Q5_1 blk.0.ffn_up=Q5_1 blk.1.attn_output=Q5_1 blk.1.attn_qkv=Q8_0 blk.1.ffn_down=Q8_0 blk.1.ffn_up=Q5_1 "},
+    {"phi3-tiny", "q6_k",
+     "output=Q8_0 token_embd=Q8_0 blk.0.attn_output=Q8_0 blk.0.attn_qkv=Q8_0 blk.0.ffn_down=Q8_0 blk.0.ffn_up=Q8_0 blk.1.attn_output=Q8_0 blk.1.attn_qkv=Q8_0 blk.1.ffn_down=Q8_0 blk.1.ffn_up=Q8_0 "},
+};
+
+/* The type MIXES lists for tensor name (NULL: not listed). */
+static const char *listed_type(const char *types, const char *name, char *buf, size_t n) {
+    char key[200], padded[4096];
+    snprintf(key, sizeof key, " %.*s=", (int)(strlen(name) - strlen(".weight")), name);
+    snprintf(padded, sizeof padded, " %s", types);
+    const char *p = strstr(padded, key);
+    if (!p) return NULL;
+    p += strlen(key);
+    snprintf(buf, n, "%.*s", (int)strcspn(p, " "), p);
+    return buf;
+}
+
+/* kiln's writer quantises every matrix of these MoE and fused checkpoints to llama-quantize's type. */
+TEST(moe_and_fused_mixes_match_llama_quantize) {
+    for (size_t i = 0; i < sizeof MIXES / sizeof *MIXES; i++) {
+        char rel[128], want[16];
+        snprintf(rel, sizeof rel, "%s.%s.gguf", MIXES[i].fixture, MIXES[i].quant);
+        REQUIRE(write_kiln(arch_fixture(MIXES[i].fixture), tmp_path(rel), MIXES[i].quant), "write %s", rel);
+        gguf_file g;
+        kiln_err err = {{0}};
+        REQUIRE(gguf_open(&g, tmp_path(rel), &err) == 0, "%s", err.msg);
+        int checked = 0, listed = 0;
+        for (const char *p = MIXES[i].types; (p = strchr(p, '=')); p++) listed++;
+        for (int t = 0; t < g.n_tensors; t++) {
+            const gguf_tensor *x = &g.tensors[t];
+            if (x->n_dims < 2 || strstr(x->name, "ffn_gate_inp")) continue;
+            const char *exp = listed_type(MIXES[i].types, x->name, want, sizeof want);
+            CHECK(exp && !strcmp(exp, gguf_type_name(x->type)), "%s %s: kiln writes %s, llama-quantize %s", rel, x->name,
+                  gguf_type_name(x->type), exp ? exp : "(not listed)");
+            checked++;
+        }
+        CHECK(checked == listed, "%s: %d matrices, %d listed", rel, checked, listed);
+        gguf_close(&g);
+        unlink(tmp_path(rel));
+    }
 }
 
 /* ---- hostile files ---- */
@@ -779,6 +785,7 @@ int main(void) {
     RUN(qwen3_gguf_equals_safetensors);
     RUN(gemma_gguf_equals_safetensors);
     RUN(mistral_gguf_window);
+    RUN(moe_and_fused_mixes_match_llama_quantize);
     RUN(structural_faults_are_named);
     RUN(truncations_are_one_line_errors);
     RUN(header_byte_flips_never_crash);

@@ -170,7 +170,7 @@ static int check_tensor(void *ud, const tensor_desc *d, int layer, const char *n
     tensor_name(d, true, layer, gname, sizeof gname);
     gname[strlen(gname) - strlen(".weight")] = 0;
     const bool output = d->role == ROLE_OUTPUT || (d->role == ROLE_EMBEDDING && w->tied);
-    const weight_slot s = {d, layer, w->n_layers, output, KILN_DT_BF16, (int)cols};
+    const weight_slot s = {d, layer, w->n_layers, output, KILN_DT_BF16, (int)cols, 0};
     const kiln_dtype got = weight_format(&w->rq, &s);
     const char *exp = expected(w->types, gname, want, sizeof want);
     CHECK(exp, "%s: not in the expected list", gname);

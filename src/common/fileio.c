@@ -139,3 +139,15 @@ int kiln_map_file(const char *path, void **map, size_t *size, kiln_err *err) {
     *map = p, *size = n;
     return 0;
 }
+
+int kiln_map_parse(const char *path, kiln_parse_fn parse, void *obj, void **map, size_t *size, kiln_err *err) {
+    void *m;
+    size_t n;
+    if (kiln_map_file(path, &m, &n, err)) return -1;
+    if (parse(obj, m, n, path, err)) {
+        if (m) munmap(m, n);
+        return -1;
+    }
+    *map = m, *size = n;
+    return 0;
+}

@@ -50,7 +50,7 @@ static int count(void *ud, const tensor_desc *d, int layer, const char *name, in
         return 0;
     }
     t->has_output |= d->role == ROLE_OUTPUT;
-    const weight_slot s = {d, layer, t->n_layers, d->role == ROLE_OUTPUT, st->dt, (int)cols};
+    const weight_slot s = {d, layer, t->n_layers, d->role == ROLE_OUTPUT, st->dt, (int)cols, t->cfg->n_experts};
     add(t->s, &s, rows, cols);
     return 0;
 }
@@ -91,7 +91,7 @@ int kiln_model_stats_load(const char *dir, kiln_model_stats *s, kiln_err *err) {
     if (rc == 0) {
         /* the embedding is read whole when it is also the output projection, else one row per token */
         const bool output = !t.has_output;
-        const weight_slot e = {t.embed_desc, -1, c.n_layers, output, t.embed->dt, (int)t.embed_cols};
+        const weight_slot e = {t.embed_desc, -1, c.n_layers, output, t.embed->dt, (int)t.embed_cols, c.n_experts};
         add(s, &e, output ? t.embed_rows : 1, t.embed_cols);
         checkpoint_totals(&sh, s);
     }

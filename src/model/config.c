@@ -325,9 +325,8 @@ static int parse(json_t *o, kiln_config *c, const char *path, kiln_err *err) {
     for (; i < sizeof archs / sizeof archs[0]; i++)
         if (strcmp(name, archs[i].name) == 0) break;
     if (i == sizeof archs / sizeof archs[0]) {
-        char known[512] = "";
-        for (size_t k = 0; k < sizeof archs / sizeof archs[0]; k++)
-            snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", k ? ", " : "", archs[k].name);
+        char known[512];
+        table_names_join(known, sizeof known, archs, sizeof archs / sizeof archs[0], sizeof archs[0]);
         return kiln_err_set(err, "%s: architecture '%s' not supported (%s)", path, name, known);
     }
     c->arch = archs[i].arch;

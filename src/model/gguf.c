@@ -327,17 +327,13 @@ fail:
     return -1;
 }
 
+static int parse_gguf(void *g, const void *buf, size_t size, const char *path, kiln_err *err) {
+    return gguf_parse(g, buf, size, path, err);
+}
+
 int gguf_open(gguf_file *g, const char *path, kiln_err *err) {
     memset(g, 0, sizeof *g);
-    void *map;
-    size_t size;
-    if (kiln_map_file(path, &map, &size, err)) return -1;
-    if (gguf_parse(g, map, size, path, err)) {
-        if (map) munmap(map, size);
-        return -1;
-    }
-    g->map = map;
-    return 0;
+    return kiln_map_parse(path, parse_gguf, g, &g->map, &g->size, err);
 }
 
 void gguf_close(gguf_file *g) {

@@ -18,27 +18,40 @@
 #include "model/model.h"
 
 /* The architectures kiln runs, as GGUF's general.architecture names them. Mistral checkpoints convert to
- * "llama", and so do Mixtral's (a llama file with experts is one: read_moe). permuted: the converter permuted attn_q / attn_k rows (its LlamaModel does; Qwen's do not,
- * llama.cpp runs them with NEOX, i.e. rotate-half, RoPE). */
+ * "llama", and so do Mixtral's (a llama file with experts is one: read_moe). permuted: the converter
+ * permuted attn_q / attn_k rows (its LlamaModel does; the others' are not: llama.cpp runs them with NEOX,
+ * i.e. rotate-half, RoPE). swa_pattern: the period of window layers llama.cpp assumes when a file has a
+ * window but no {arch}.attention.sliding_window_pattern (layer l windowed iff n == 0 or l % n < n - 1).
+ * windows: llama.cpp applies a window for this architecture at all (its llama, qwen2 / qwen3 and phi3
+ * builds ignore {arch}.attention.sliding_window: kiln's writer warns when it writes one there). */
 static const struct {
     const char *name, *hf_name;
     kiln_arch arch;
     bool permuted;
-    /* kiln's GGUF writer writes this architecture's keys and tensors: the others' own keys (soft-caps,
-     * experts, longrope factors) and fused / stacked tensors are not written yet, and a file without them
-     * would run with other numbers */
-    bool writable;
+    int swa_pattern;
+    bool windows;
 } gguf_archs[] = {
-    {"llama", "LlamaForCausalLM", KILN_ARCH_LLAMA, true, true},
-    {"qwen2", "Qwen2ForCausalLM", KILN_ARCH_QWEN2, false, true},
-    {"qwen3", "Qwen3ForCausalLM", KILN_ARCH_QWEN3, false, true},
-    {"gemma2", "Gemma2ForCausalLM", KILN_ARCH_GEMMA2, false, false},
-    {"gemma3", "Gemma3ForCausalLM", KILN_ARCH_GEMMA3, false, false},
-    {"phi3", "Phi3ForCausalLM", KILN_ARCH_PHI3, false, false},
-    {"olmo2", "Olmo2ForCausalLM", KILN_ARCH_OLMO2, false, false},
-    {"qwen3moe", "Qwen3MoeForCausalLM", KILN_ARCH_QWEN3_MOE, false, false},
+    {"llama", "LlamaForCausalLM", KILN_ARCH_LLAMA, true, 0, false},
+    {"qwen2", "Qwen2ForCausalLM", KILN_ARCH_QWEN2, false, 0, false},
+    {"qwen3", "Qwen3ForCausalLM", KILN_ARCH_QWEN3, false, 0, false},
+    {"gemma2", "Gemma2ForCausalLM", KILN_ARCH_GEMMA2, false, 2, true},
+    {"gemma3", "Gemma3ForCausalLM", KILN_ARCH_GEMMA3, false, 6, true},
+    {"phi3", "Phi3ForCausalLM", KILN_ARCH_PHI3, false, 0, false},
+    {"olmo2", "Olmo2ForCausalLM", KILN_ARCH_OLMO2, false, 4, true},
+    {"qwen3moe", "Qwen3MoeForCausalLM", KILN_ARCH_QWEN3_MOE, false, 0, false},
 };
 #define N_ARCHS (sizeof gguf_archs / sizeof gguf_archs[0])
+
+/* (gguf_model.h) */
+void table_names_join(char *out, size_t cap, const void *table, size_t n, size_t stride) {
+    size_t len = 0;
+    out[0] = 0;
+    for (size_t i = 0; i < n && len < cap; i++) {
+        const char *name;
+        memcpy(&name, (const char *)table + i * stride, sizeof name);
+        len += (size_t)snprintf(out + len, cap - len, "%s%s", i ? ", " : "", name);
+    }
+}
 
 /* ---- which files ---- */
 
@@ -251,9 +264,8 @@ static int read_arch(const gguf_file *g, kiln_config *c, int *which, kiln_err *e
             *which = (int)i;
             return 0;
         }
-    char known[256] = "";
-    for (size_t i = 0; i < N_ARCHS; i++)
-        snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "", gguf_archs[i].name);
+    char known[256];
+    table_names_join(known, sizeof known, gguf_archs, N_ARCHS, sizeof gguf_archs[0]);
     return kiln_err_set(err, "%s: GGUF architecture '%.*s' not supported (%s)", g->path, (int)(n > 64 ? 64 : n), a,
                         known);
 }
@@ -284,7 +296,7 @@ static int read_shape(const gguf_file *g, const char *arch, kiln_config *c, kiln
     c->rope_theta = 10000.0;
     for (size_t i = 0; i < gguf_n_arch_keys; i++) {
         const gguf_arch_key *k = &gguf_arch_keys[i];
-        if (k->field == offsetof(kiln_config, vocab_size)) continue;
+        if (k->when != GW_ALWAYS || k->field == offsetof(kiln_config, vocab_size)) continue;
         if (k->field == offsetof(kiln_config, head_dim) && !k->same_as_field) c->head_dim = c->hidden_size / c->n_heads;
         if (read_key(g, arch, k, c, err)) return -1;
     }
@@ -302,18 +314,18 @@ static int read_shape(const gguf_file *g, const char *arch, kiln_config *c, kiln
  * llama file with experts is a Mixtral. llama.cpp renormalises the top-k weights of both (build_moe_ffn
  * with norm_w), so their norm_topk_prob is true. */
 static int read_moe(const gguf_file *g, const char *arch, kiln_config *c, kiln_err *err) {
-    if (arch_int(g, arch, "expert_count", false, 0, 0, KILN_MAX_EXPERTS, &c->n_experts, err)) return -1;
+    if (arch_int(g, arch, GK_EXPERT_COUNT, false, 0, 0, KILN_MAX_EXPERTS, &c->n_experts, err)) return -1;
     const bool qwen = c->arch == KILN_ARCH_QWEN3_MOE;
-    if (!c->n_experts) return qwen ? kiln_err_set(err, "%s: GGUF key '%s.expert_count' missing", g->path, arch) : 0;
+    if (!c->n_experts) return qwen ? kiln_err_set(err, "%s: GGUF key '%s." GK_EXPERT_COUNT "' missing", g->path, arch) : 0;
     if (c->arch == KILN_ARCH_LLAMA) {
         c->arch = KILN_ARCH_MIXTRAL;
         snprintf(c->architecture, sizeof c->architecture, "MixtralForCausalLM");
     } else if (!qwen)
-        return kiln_err_set(err, "%s: GGUF %s.expert_count %d: mixture of experts not supported for %s", g->path, arch,
+        return kiln_err_set(err, "%s: GGUF %s." GK_EXPERT_COUNT " %d: mixture of experts not supported for %s", g->path, arch,
                             c->n_experts, arch);
     int shared;
-    if (arch_int(g, arch, "expert_used_count", true, 0, 1, (uint32_t)c->n_experts, &c->n_experts_used, err) ||
-        arch_int(g, arch, "expert_feed_forward_length", qwen, (uint32_t)c->intermediate_size, 1, 1u << 24,
+    if (arch_int(g, arch, GK_EXPERT_USED, true, 0, 1, (uint32_t)c->n_experts, &c->n_experts_used, err) ||
+        arch_int(g, arch, GK_EXPERT_FFN, qwen, (uint32_t)c->intermediate_size, 1, 1u << 24,
                  &c->expert_ffn_size, err) ||
         arch_int(g, arch, "expert_shared_count", false, 0, 0, 0, &shared, err))
         return -1;
@@ -358,15 +370,15 @@ static int read_factors(const gguf_parts *p, const char *name, const kiln_config
 /* Longrope (Phi-3 128k), as llama.cpp's converter writes it: rope_factors_short / rope_factors_long tensors,
  * {arch}.rope.scaling.attn_factor and .original_context_length (see kiln_config). */
 static int read_longrope(const gguf_parts *p, const char *arch, kiln_config *c, kiln_err *err) {
-    if (!parts_find(p, "rope_factors_long.weight") && !parts_find(p, "rope_factors_short.weight")) return 0;
+    if (!parts_find(p, GGUF_ROPE_FACTORS_LONG) && !parts_find(p, GGUF_ROPE_FACTORS_SHORT)) return 0;
     if (c->rope_type != KILN_ROPE_DEFAULT)
         return kiln_err_set(err, "%s: GGUF has longrope factors and another rope scaling", p->g[0].path);
     float attn = 1.0f;
     c->rope_type = KILN_ROPE_LONGROPE;
-    if (read_factors(p, "rope_factors_short.weight", c, c->rope_short_factor, err) ||
-        read_factors(p, "rope_factors_long.weight", c, c->rope_long_factor, err) ||
-        arch_f32(&p->g[0], arch, "rope.scaling.attn_factor", false, 1.0f, &attn, err) ||
-        arch_int(&p->g[0], arch, "rope.scaling.original_context_length", true, 0, 1, 1u << 28,
+    if (read_factors(p, GGUF_ROPE_FACTORS_SHORT, c, c->rope_short_factor, err) ||
+        read_factors(p, GGUF_ROPE_FACTORS_LONG, c, c->rope_long_factor, err) ||
+        arch_f32(&p->g[0], arch, GK_ROPE_ATTN_FACTOR, false, 1.0f, &attn, err) ||
+        arch_int(&p->g[0], arch, GK_ROPE_ORIG_CTX, true, 0, 1, 1u << 28,
                  &c->rope_original_max_pos, err))
         return -1;
     c->rope_attn_factor = attn;
@@ -410,17 +422,17 @@ static bool named_mistral(const gguf_file *g) {
 
 /* The sliding window as llama.cpp reads it: {arch}.attention.sliding_window (Gemma 2: 4096 when absent), its
  * layers from {arch}.attention.sliding_window_pattern, a per-layer bool array or a period n (layer l windowed
- * iff n == 0 or l % n < n - 1; Gemma 2 alternates, Gemma 3 has period 6, others window every layer). */
-static int read_window(const gguf_file *g, const char *arch, kiln_config *c, kiln_err *err) {
+ * iff n == 0 or l % n < n - 1), by default the architecture's (gguf_archs' swa_pattern). */
+static int read_window(const gguf_file *g, int which, kiln_config *c, kiln_err *err) {
+    const char *arch = gguf_archs[which].name;
     char key[128];
-    int window = 0, pattern = c->arch == KILN_ARCH_GEMMA2 ? 2 : c->arch == KILN_ARCH_GEMMA3 ? 6 : 0;
-    if (arch_int(g, arch, "attention.sliding_window", false, c->arch == KILN_ARCH_GEMMA2 ? 4096 : 0, 0, 1u << 30,
-                 &window, err))
+    int window = 0, pattern = gguf_archs[which].swa_pattern;
+    if (arch_int(g, arch, GK_WINDOW, false, c->arch == KILN_ARCH_GEMMA2 ? 4096 : 0, 0, 1u << 30, &window, err))
         return -1;
     c->window_absent = window == 0 && c->arch == KILN_ARCH_LLAMA && named_mistral(g);
     if (!window) return 0;
     c->sliding_window = window;
-    snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", arch);
+    snprintf(key, sizeof key, "%s." GK_WINDOW_PATTERN, arch);
     gguf_vtype et;
     uint64_t n;
     int rc = gguf_get_arr(g, key, &et, &n, err);
@@ -428,14 +440,16 @@ static int read_window(const gguf_file *g, const char *arch, kiln_config *c, kil
     const gguf_kv *kv = rc ? gguf_find_kv(g, key) : NULL;
     if (kv && (et != GGUF_BOOL || n != (uint64_t)c->n_layers))
         return kiln_err_set(err, "%s: GGUF key '%s' must be %d bools (one per layer)", g->path, key, c->n_layers);
-    if (!kv && arch_int(g, arch, "attention.sliding_window_pattern", false, (uint32_t)pattern, 0, 1u << 20, &pattern, err))
-        return -1;
+    if (!kv && arch_int(g, arch, GK_WINDOW_PATTERN, false, (uint32_t)pattern, 0, 1u << 20, &pattern, err)) return -1;
     for (int l = 0; l < c->n_layers; l++) {
-        bool on = kv ? ((const unsigned char *)gguf_arr_data(kv))[l] != 0 : pattern == 0 || l % pattern < pattern - 1;
+        bool on = kv ? ((const unsigned char *)gguf_arr_data(kv))[l] != 0 : gguf_swa_period_windows(pattern, l);
         if (on) c->swa_layers[l / 64] |= 1ull << (l % 64);
     }
     return 0;
 }
+
+/* (gguf_model.h) llama.cpp's set_swa_pattern. */
+bool gguf_swa_period_windows(int pattern, int layer) { return pattern == 0 || layer % pattern < pattern - 1; }
 
 /* Soft-capping: a non-negative float; def when absent. */
 static int arch_cap(const gguf_file *g, const char *arch, const char *suffix, float def, float *out, kiln_err *err) {
@@ -460,9 +474,9 @@ static int read_gemma(const gguf_file *g, const char *arch, kiln_config *c, kiln
     const bool is_27b = c->n_layers == (g2 ? 46 : 62);
     c->attn_scale = 1.0f / sqrtf((float)(is_27b ? c->hidden_size / c->n_heads : c->head_dim));
     float local = g2 ? 0.0f : 10000.0f;
-    if (arch_cap(g, arch, "attn_logit_softcapping", g2 ? 50.0f : 0.0f, &c->attn_logit_softcap, err) ||
-        arch_cap(g, arch, "final_logit_softcapping", g2 ? 30.0f : 0.0f, &c->final_logit_softcap, err) ||
-        arch_cap(g, arch, "rope.freq_base_swa", local, &local, err))
+    if (arch_cap(g, arch, GK_ATTN_SOFTCAP, g2 ? 50.0f : 0.0f, &c->attn_logit_softcap, err) ||
+        arch_cap(g, arch, GK_FINAL_SOFTCAP, g2 ? 30.0f : 0.0f, &c->final_logit_softcap, err) ||
+        arch_cap(g, arch, GK_ROPE_BASE_SWA, local, &local, err))
         return -1;
     c->rope_local_theta = local;
     return 0;
@@ -476,7 +490,7 @@ static int config_from_parts(const gguf_parts *p, kiln_config *c, bool *permuted
     const char *arch = gguf_archs[which].name;
     *permuted = gguf_archs[which].permuted;
     if (read_shape(g, arch, c, err) || read_moe(g, arch, c, err) || read_rope(p, arch, c, err) ||
-        read_special(g, c, err) || read_window(g, arch, c, err) || read_gemma(g, arch, c, err))
+        read_special(g, c, err) || read_window(g, which, c, err) || read_gemma(g, arch, c, err))
         return -1;
     const gguf_tensor *e = parts_find(p, "token_embd.weight");
     if (!e || e->n_dims != 2) return kiln_err_set(err, "%s: GGUF tensor 'token_embd.weight' missing or not 2-D", g->path);
@@ -620,10 +634,13 @@ void gguf_permute_rows(char *dst, const char *src, int64_t rows, size_t row_byte
 }
 
 /* (gguf_model.h) */
-const char *gguf_arch_name(kiln_arch a, bool *permuted) {
-    if (a == KILN_ARCH_MISTRAL) a = KILN_ARCH_LLAMA; /* the converter writes Mistral as llama */
+const char *gguf_arch_name(kiln_arch a, bool *permuted, int *swa_pattern, bool *windows) {
+    if (a == KILN_ARCH_MISTRAL || a == KILN_ARCH_MIXTRAL) a = KILN_ARCH_LLAMA; /* the converter writes them as llama */
     for (size_t i = 0; i < N_ARCHS; i++)
-        if (gguf_archs[i].arch == a && gguf_archs[i].writable) return *permuted = gguf_archs[i].permuted, gguf_archs[i].name;
+        if (gguf_archs[i].arch == a) {
+            *permuted = gguf_archs[i].permuted, *swa_pattern = gguf_archs[i].swa_pattern, *windows = gguf_archs[i].windows;
+            return gguf_archs[i].name;
+        }
     return NULL;
 }
 

@@ -28,10 +28,17 @@
 /* llama.cpp's per-frequency RoPE divisors (Llama 3 scaling): [head_dim / 2] f32, outside the layer tables
  * because Hugging Face checkpoints have no such tensor (they compute it from rope_scaling). */
 #define GGUF_ROPE_FREQS "rope_freqs.weight"
+/* Longrope's frequency divisors (Phi-3 128k): [rope_dim / 2] f32 each, as llama.cpp's converter writes them. */
+#define GGUF_ROPE_FACTORS_LONG "rope_factors_long.weight"
+#define GGUF_ROPE_FACTORS_SHORT "rope_factors_short.weight"
 
 /* (config.c) The flags an architecture fixes, whatever the source: Phi-3's fused projections, OLMo-2's
  * norms (kiln_config). */
 void config_arch_flags(kiln_config *c);
+
+/* "a, b, c": the names of a table's n rows, stride bytes apart, each row starting with its const char *name
+ * (the architecture tables of config.c and gguf_model.c, for the error naming what kiln runs). */
+void table_names_join(char *out, size_t cap, const void *table, size_t n, size_t stride);
 
 /* Whether path names a GGUF source (above). */
 bool gguf_source(const char *path);
@@ -45,11 +52,21 @@ int gguf_config_load(const char *path, kiln_config *cfg, kiln_err *err);
  * On failure s is left closable. */
 int gguf_set_open(st_set *s, const char *path, kiln_err *err);
 
-/* Writing (gguf_write.c) uses the same facts: the GGUF architecture name of a (NULL: none, or one the writer does not write yet) and whether
- * the converter permutes its q/k rows; the head count whose rows tensor d (of layer) has permuted (0:
- * not permuted); the permutation itself, to GGUF's order or back (rows of row_bytes moved whole). */
-const char *gguf_arch_name(kiln_arch a, bool *permuted);
+/* Writing (gguf_write.c) uses the same facts: the GGUF architecture name of a (NULL: none), whether the
+ * converter permutes its q/k rows, the window-layer period llama.cpp assumes for it and whether llama.cpp
+ * applies a window to it at all; whether a window period puts layer l in the window (llama.cpp's
+ * set_swa_pattern); the head count whose rows tensor d (of layer) has permuted (0: not permuted); the
+ * permutation itself, to GGUF's order or back (rows of row_bytes moved whole). */
+const char *gguf_arch_name(kiln_arch a, bool *permuted, int *swa_pattern, bool *windows);
+bool gguf_swa_period_windows(int pattern, int layer);
 int gguf_permuted_heads(const kiln_config *c, const tensor_desc *d, int layer);
 void gguf_permute_rows(char *dst, const char *src, int64_t rows, size_t row_bytes, int heads, bool to_gguf);
+
+/* (gguf_write.c) The config a GGUF written from checkpoint config c reads back as (Mistral labelled llama,
+ * Gemma's norms holding 1 + w, Llama 3 scaling as the rope_freqs tensor), and the first field that decides
+ * the forward pass in which got differs from want (NULL: none). The writer refuses a file whose config
+ * would read back differently, naming the field. */
+void gguf_expected_config(const kiln_config *c, kiln_config *want);
+const char *gguf_config_differs(const kiln_config *want, const kiln_config *got);
 
 #endif

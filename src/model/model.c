@@ -44,7 +44,7 @@ int model_find_tensor(const st_set *s, const tensor_desc *d, const char *name, i
 /* Gemma's norm weights are offsets from 1 ((1 + w) in f32, as transformers computes it): added once here, so
  * the norms are ordinary RMSNorms. Every "*norm.weight" tensor, the rule llama.cpp's converter applies when it
  * writes them into a GGUF (whose config therefore has no norm_offset). */
-static void apply_norm_offset(const kiln_config *c, const char *name, float *v, int64_t n) {
+void model_apply_norm_offset(const kiln_config *c, const char *name, float *v, int64_t n) {
     size_t len = strlen(name), k = strlen("norm.weight");
     if (!c->norm_offset || len < k || strcmp(name + len - k, "norm.weight")) return;
     for (int64_t i = 0; i < n; i++) v[i] += 1.0f;
@@ -85,7 +85,7 @@ static int bind(void *ud, const tensor_desc *d, int layer, const char *name, int
         float *v = malloc((size_t)rows * sizeof(float));
         if (!v) return kiln_err_set(err, "out of memory");
         kern_row_to_f32(v, sv.data, t->dt, (int)rows);
-        apply_norm_offset(&m->cfg, name, v, rows);
+        model_apply_norm_offset(&m->cfg, name, v, rows);
         memcpy(base + d->offset, &v, sizeof v);
         m->weight_bytes += weight_bytes(KILN_DT_F32, rows, 0);
         return 0;
@@ -155,7 +155,7 @@ static void account(kiln_model *m) {
 /* (model.h) */
 weight_slot model_slot(const kiln_model *m, int i) {
     return (weight_slot){m->mat_desc[i], m->mat_layer[i], m->cfg.n_layers, model_is_output(m, m->mats[i]),
-                         m->mats[i]->dt, m->mats[i]->cols};
+                         m->mats[i]->dt, m->mats[i]->cols, m->cfg.n_experts};
 }
 
 /* True when every matrix already has the requested format: nothing to convert, stay zero-copy. */

@@ -60,6 +60,10 @@ static inline bool model_is_output(const struct kiln_model *m, const kiln_mat *m
     return mat == &m->lm_head || (mat == &m->embed && m->lm_head.data == m->embed.data);
 }
 
+/* Gemma's norm offsets: v (n values of the vector tensor called name) + 1 where c->norm_offset and name is a
+ * "*norm.weight" (model.c; the GGUF writer stores them so, as llama.cpp's converter does). */
+void model_apply_norm_offset(const kiln_config *c, const char *name, float *v, int64_t n);
+
 /* What weight_format needs to know of matrix i (m->mats[i]). */
 weight_slot model_slot(const struct kiln_model *m, int i);
 

@@ -148,18 +148,13 @@ fail:
     return -1;
 }
 
+static int parse_st(void *f, const void *buf, size_t size, const char *path, kiln_err *err) {
+    return st_parse(f, buf, size, path, err);
+}
+
 int st_open(st_file *f, const char *path, kiln_err *err) {
     memset(f, 0, sizeof *f);
-    void *map;
-    size_t size;
-    if (kiln_map_file(path, &map, &size, err)) return -1;
-    if (st_parse(f, map, size, path, err)) {
-        if (map) munmap(map, size);
-        return -1;
-    }
-    f->map = map;
-    f->size = size;
-    return 0;
+    return kiln_map_parse(path, parse_st, f, &f->map, &f->size, err);
 }
 
 void st_close(st_file *f) {

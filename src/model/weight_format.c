@@ -60,15 +60,18 @@ static bool named(const weight_slot *s, const char *part) {
     return s->desc->gguf_name && strstr(s->desc->gguf_name, part);
 }
 
-/* llama_tensor_get_type_impl for the Q4_K_M / Q5_K_M / Q6_K ftypes (non-MoE, non-Falcon). */
+/* llama_tensor_get_type_impl for the Q4_K_M / Q5_K_M / Q6_K ftypes (non-Falcon): the output projection, then
+ * the attn_v-like tensors (attn_v, attn_qkv), attn_k, ffn_down (ffn_down_exps too) and attn_output. */
 static kiln_dtype mix_type(int quant, const weight_slot *s) {
     const kiln_dtype base = quant == KILN_QUANT_Q4_K_M ? KILN_DT_Q4_K : quant == KILN_QUANT_Q5_K_M ? KILN_DT_Q5_K
                                                                                                   : KILN_DT_Q6_K;
+    const bool mix = base != KILN_DT_Q6_K, eight = s->n_experts == 8;
     if (s->output) return kern_row_fits(base, s->cols) ? KILN_DT_Q6_K : KILN_DT_Q8_0;
-    if (base == KILN_DT_Q6_K) return base;
-    if (named(s, ".attn_v.") || named(s, ".ffn_down"))
-        return use_more_bits(s->layer, s->n_layers) ? KILN_DT_Q6_K : base;
-    if (named(s, ".attn_qkv.")) return base == KILN_DT_Q4_K ? KILN_DT_Q5_K : KILN_DT_Q6_K;
+    if (named(s, ".attn_v.") || named(s, ".attn_qkv."))
+        return eight ? KILN_DT_Q8_0 : mix && use_more_bits(s->layer, s->n_layers) ? KILN_DT_Q6_K : base;
+    if (named(s, ".attn_k.")) return eight ? KILN_DT_Q8_0 : base;
+    if (named(s, ".ffn_down")) return mix && use_more_bits(s->layer, s->n_layers) ? KILN_DT_Q6_K : base;
+    if (named(s, ".attn_output.")) return eight && quant == KILN_QUANT_Q4_K_M ? KILN_DT_Q5_K : base;
     return base;
 }
 

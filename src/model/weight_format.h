@@ -30,6 +30,7 @@ typedef struct weight_slot {
     bool output;
     kiln_dtype stored;
     int cols;
+    int n_experts; /* the model's experts (0: dense): llama-quantize's 8-expert rules */
 } weight_slot;
 
 /* The format tensor s gets. Vectors and MoE routers stay f32.
@@ -40,8 +41,11 @@ typedef struct weight_slot {
  * Q6_K, Q4_K_M, Q5_K_M: llama-quantize's llama_tensor_get_type for those ftypes (llama-quant.cpp):
  * the output projection (and a tied embedding) Q6_K, or Q8_0 when its rows are not whole 256-blocks;
  * under the _M mixes attn_v and ffn_down of the layers use_more_bits picks (the first and last eighth
- * and every third between) Q6_K, a fused attn_qkv one step up; then its fallback for rows that are not
- * whole blocks: Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and f16 (or dtype) when even that does not fit. */
+ * and every third between) Q6_K (a fused attn_qkv counts as attn_v, as its category_is_attn_v says); in a
+ * model of exactly 8 experts attn_v and attn_k Q8_0 and, under Q4_K_M, attn_output Q5_K (its MoE rules;
+ * the stacked experts' ffn_down_exps follow ffn_down's rule by their layer); then its fallback for rows that
+ * are not whole blocks: Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, and f16 (or dtype) when even that does
+ * not fit. */
 kiln_dtype weight_format(const weight_request *rq, const weight_slot *s);
 
 /* Bytes a loaded tensor of that format and shape occupies (vectors: cols 0). */
