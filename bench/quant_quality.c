@@ -14,6 +14,8 @@
  *   cc -O2 -D_GNU_SOURCE -Iinclude -Isrc bench/quant_quality.c build/libkiln.a $(pkg-config --libs jansson \
  *      libpcre2-8 icu-uc) -lcrypto -lm -pthread -o /tmp/quant_quality      (bench/quant-quality.sh does this)
  *   /tmp/quant_quality --model DIR --golden G.json [--modes ref,q8_0,q8_0w,q4_0,q4_0w] [--margin 0.05] [--flips]
+ *       [--ref MODE]  (the reference, default ref; e.g. --ref bf16x --modes bf16: bf16 dot products in prefill
+ *                      against the exact path on the same bf16 weights; float modes f32|f16|bf16, x = --exact)
  * Prints one JSON line per mode. */
 #include <jansson.h>
 #include <math.h>
@@ -156,11 +158,19 @@ static float *run_mode(const char *dir, const char *mode, const stream *st, int 
     kiln_model_opts mo;
     kiln_model_opts_default(&mo);
     mo.threads = threads;
-    const bool wonly = mode[strlen(mode) - 1] == 'w';
+    mo.exact = true; /* the int8 paths are measured against exact float arithmetic */
+    /* float modes: f32 / f16 / bf16 weights in the default arithmetic (bf16 dot products in prefill),
+     * with an x suffix in the exact one (--exact) */
+    kiln_dtype fdt;
+    char fbase[32];
+    snprintf(fbase, sizeof fbase, "%.*s", (int)strlen(mode) - (mode[strlen(mode) - 1] == 'x'), mode);
+    const bool float_mode = !kiln_dtype_parse(fbase, &fdt) && fdt <= KILN_DT_BF16;
+    if (float_mode) mo.dtype = (int)fdt, mo.exact = strcmp(fbase, mode) != 0;
+    const bool wonly = !float_mode && mode[strlen(mode) - 1] == 'w';
     char base[32];
     snprintf(base, sizeof base, "%.*s", (int)(strlen(mode) - wonly), mode);
     int quant = -1;
-    if (strcmp(mode, "ref") && kiln_quant_parse(base, &quant)) die("unknown mode ", mode);
+    if (!float_mode && strcmp(mode, "ref") && kiln_quant_parse(base, &quant)) die("unknown mode ", mode);
     if (!wonly) mo.quant = quant;
     kiln_err err;
     kiln_model *m = kiln_model_open(dir, &mo, &err);
@@ -199,7 +209,7 @@ static float *run_mode(const char *dir, const char *mode, const stream *st, int 
 }
 
 int main(int argc, char **argv) {
-    const char *dir = NULL, *golden = NULL, *text = NULL, *idsf = NULL, *stories = NULL, *modes = "ref,q8_0,q8_0w,q4_0,q4_0w";
+    const char *dir = NULL, *golden = NULL, *text = NULL, *idsf = NULL, *stories = NULL, *modes = "ref,q8_0,q8_0w,q4_0,q4_0w", *ref_mode = "ref";
     int ctx = 128, chunks = 1 << 30, threads = 0, flips = 0;
     double margin = 0.05;
     for (int i = 1; i < argc; i++) {
@@ -215,6 +225,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--chunks")) chunks = atoi(v), i++;
         else if (!strcmp(a, "--threads")) threads = atoi(v), i++;
         else if (!strcmp(a, "--modes")) modes = v, i++;
+        else if (!strcmp(a, "--ref")) ref_mode = v, i++;
         else if (!strcmp(a, "--margin")) margin = atof(v), i++;
         else die("unknown flag ", a);
     }
@@ -225,7 +236,7 @@ int main(int argc, char **argv) {
     else load_text(&st, text ? text : idsf, idsf != NULL, dir, ctx, chunks);
     int V;
     size_t np;
-    float *ref = run_mode(dir, "ref", &st, threads, &V, &np);
+    float *ref = run_mode(dir, ref_mode, &st, threads, &V, &np);
     /* The reference's own per-position figures: top-1, gap, log-normaliser, and the true next token. */
     int *r1 = malloc(sizeof(int) * np), *next = malloc(sizeof(int) * np);
     double *gap = malloc(sizeof(double) * np), *lse = malloc(sizeof(double) * np);
@@ -241,7 +252,7 @@ int main(int argc, char **argv) {
     char buf[256];
     snprintf(buf, sizeof buf, "%s", modes);
     for (char *save, *mode = strtok_r(buf, ",", &save); mode; mode = strtok_r(NULL, ",", &save)) {
-        float *y = strcmp(mode, "ref") ? run_mode(dir, mode, &st, threads, &V, &np) : ref;
+        float *y = strcmp(mode, ref_mode) ? run_mode(dir, mode, &st, threads, &V, &np) : ref;
         int agree = 0, big = 0, big_agree = 0;
         double kl = 0, nll = 0, min_flip_gap = INFINITY, max_flip_gap = 0, err2 = 0, max_flip_z = 0;
         for (size_t p = 0; p < np; p++) {

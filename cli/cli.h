@@ -68,7 +68,8 @@ void cli_parse(int argc, char **argv, const cli_spec *spec);
 void cli_help(FILE *f, const cli_spec *spec);
 /* Weight-format flags every weight-loading command takes, as three table rows over a kiln_model_opts:
  * --dtype f32|f16|bf16 (float format; q8_0/q4_0 still accepted as the older spelling of --quant),
- * --quant q8_0|q4_0|q4_k_m|q5_k_m|q6_k, --quant-cache (keep the converted weights on disk and map them on later loads). */
+ * --quant q8_0|q4_0|q4_k_m|q5_k_m|q6_k, --quant-cache (keep the converted weights on disk and map them on later loads),
+ * --exact (kiln_model_opts.exact). */
 void cli_dtype_flag(void *mo, const char *flag, const char *v);
 void cli_quant_flag(void *mo, const char *flag, const char *v);
 void cli_quant_cache_flag(void *mo, const char *flag, const char *v);
@@ -77,7 +78,10 @@ void cli_quant_cache_flag(void *mo, const char *flag, const char *v);
     {"--quant", NULL, "FMT", "block-quantise the weights at load: q8_0|q4_0|q4_k_m|q5_k_m|q6_k (llama-quantize's)",                    \
      CLI_FN_TO(cli_quant_flag, mo)},                                                                          \
     {"--quant-cache", NULL, NULL, "keep the converted weights on disk and map them on later loads",           \
-     CLI_FN_TO(cli_quant_cache_flag, mo)}
+     CLI_FN_TO(cli_quant_cache_flag, mo)},                                                                    \
+    {"--exact", NULL, NULL,                                                                                   \
+     "f16/bf16 prefill in exact f32 arithmetic (default: bf16 dot products, activations rounded to bf16, "   \
+     "where the CPU has AVX-512 BF16)", CLI_SWITCH_TO(&(mo)->exact)}
 /* --kv-type f32|f16|bf16|q8_0 (the KV cache format; kiln_ctx_opts.kv_type) into a kiln_dtype, for every
  * command that makes a context. */
 void cli_kv_type_flag(void *kv_type, const char *flag, const char *v);

@@ -229,6 +229,12 @@ typedef struct kiln_model_opts {
      * reported through warn and rebuilt. */
     bool weight_cache;
     int threads; /* 0: default (physical cores) */
+    /* Float arithmetic of F16 / BF16 matrices in prefill (4+ tokens at once). false (the default): where
+     * the CPU has AVX-512 BF16, activations rounded to bf16 and vdpbf16ps dot products (F16 weights rounded
+     * to bf16 too), 1.5-1.7x faster at a mean KL of 1e-5..4e-4 nats against exact (docs/performance.md).
+     * true (--exact): f32 FMA on widened weights and f32 activations, the path the golden tests pin.
+     * Decode is exact either way; F32 and block-quantised matrices are unaffected. */
+    bool exact;
     bool quiet;  /* no progress callbacks */
     /* Optional callbacks: conversion progress (bytes of converted weights done / total) and one-line
      * warnings (e.g. a cache that was rejected). */

@@ -4,11 +4,16 @@
 #include <math.h>
 
 #include "check.h"
+#include "kernels/kernels.h"
 #include "kiln.h"
+#include "runtime/cpu.h"
 
 /* Bounds on each KV format's logit error against the f32 cache (f16, bf16, q8_0; 0: not applicable),
  * relative to the largest f32 logit (kv_types_bound_logit_error_at_depth). */
 #define KV_BOUND_STORIES 4e-3, 3.5e-2, 0 /* measured 1.75e-3, 1.69e-2 (AVX-512 and scalar alike) */
+/* Bound on the default arithmetic's logit error against --exact (bf16_dot_prefill_close_to_exact), relative
+ * to the largest logit: measured 5.6e-3 tiny-llama3, 2.9e-3 tiny-qwen3, 4.6e-3 tiny-qwen2 (Zen 4). */
+#define BF16_DOT_BOUND 1e-2f
 #define KV_BOUND_LLAMA3 1e-3, 6e-3, 0     /* measured 4.4e-4, 2.9e-3 */
 #define KV_BOUND_QWEN3 1e-3, 5e-3, 1.2e-2 /* measured 3.7e-4, 2.1e-3, 5.5e-3 */
 
@@ -146,6 +151,7 @@ static void golden_model(const char *model, int dtype, float tol, int max_prompt
     kiln_model_opts mo;
     kiln_model_opts_default(&mo);
     mo.dtype = dtype;
+    mo.exact = true; /* the goldens pin the exact float path (bf16_dot_prefill_close_to_exact bounds the other) */
     kiln_err err;
     kiln_model *m = kiln_model_open(shared_path(rel), &mo, &err);
     if (!m) json_decref(gj);
@@ -380,12 +386,23 @@ static float kv_type_error(kiln_model *m, kiln_dtype t, const int32_t *ids, int 
 /* Each KV format's logit error against the f32 cache at depth, within bounds measured on these models
  * (docs/performance.md has the figures): stories260K (real weights, a 400-token prompt), tiny-llama3 and
  * tiny-qwen3 (long_300; head_dim 32 lets qwen3 take q8_0). */
-static void kv_types_case(const char *model, const int32_t *ids, int n, const float bound[3]) {
+static kiln_model *open_shared_model(const char *model, bool exact) {
     char rel[256];
     snprintf(rel, sizeof rel, "models/%s", model);
+    kiln_model_opts mo;
+    kiln_model_opts_default(&mo);
+    mo.exact = exact;
     kiln_err err;
-    kiln_model *m = kiln_model_open(shared_path(rel), NULL, &err);
-    REQUIRE(m, "%s", err.msg);
+    kiln_model *m = kiln_model_open(shared_path(rel), &mo, &err);
+    if (!m) fprintf(stderr, "  %s: %s\n", model, err.msg);
+    return m;
+}
+
+static void kv_types_case(const char *model, const int32_t *ids, int n, const float bound[3]) {
+    /* exact: the bf16 rounding of prefill activations would turn the cache's tiny differences into
+     * whole bf16 steps */
+    kiln_model *m = open_shared_model(model, true);
+    REQUIRE(m, "%s", model);
     float *ref = kv_type_logits(m, KILN_DT_F32, ids, n);
     CHECK(ref, "%s: f32 run failed", model);
     const kiln_dtype types[] = {KILN_DT_F16, KILN_DT_BF16, KILN_DT_Q8_0};
@@ -427,6 +444,28 @@ TEST(kv_types_bound_logit_error_at_depth) {
         REQUIRE(ids && n == 300, "%s: no long_300 case in its golden.json", tiny[k]);
         kv_types_case(tiny[k], ids, n, bounds[k]);
         free(ids);
+    }
+}
+
+/* The default float arithmetic (bf16 dot products in F16 / BF16 prefill, kiln_model_opts.exact = false)
+ * against --exact on long_300 (a 277-token prefill, then 24 decode steps over it): logits within a bound
+ * measured on these models (tiny-llama3 / tiny-qwen3 bf16, tiny-qwen2 f16; docs/performance.md), and not
+ * equal where the CPU has AVX-512 BF16 (the rounded path ran), equal where it has not. */
+TEST(bf16_dot_prefill_close_to_exact) {
+    const char *models[] = {"tiny-llama3", "tiny-qwen3", "tiny-qwen2"};
+    const bool have = kiln_cpu_features()->avx512bf16 && !strcmp(kern_isa_name(), "avx512");
+    for (int k = 0; k < 3; k++) {
+        int n = 0;
+        int32_t *ids = golden_long_300(models[k], &n);
+        kiln_model *exact = open_shared_model(models[k], true), *fast = open_shared_model(models[k], false);
+        float *ref = ids && exact ? kv_type_logits(exact, KILN_DT_F32, ids, n) : NULL;
+        REQUIRE(ref && fast, "%s: long_300 with --exact", models[k]);
+        const float e = kv_type_error(fast, KILN_DT_F32, ids, n, ref);
+        fprintf(stderr, "  %s bf16 dot products: max logit error %.3g of the largest logit\n", models[k], e);
+        if (have) CHECK(e > 0 && e <= BF16_DOT_BOUND, "%s: bf16 dot logit error %g (bound %g)", models[k], e, BF16_DOT_BOUND);
+        else CHECK(e == 0, "%s: no AVX-512 BF16, yet the default differs from --exact by %g", models[k], e);
+        free(ref), free(ids);
+        kiln_model_free(exact), kiln_model_free(fast);
     }
 }
 
@@ -506,6 +545,7 @@ int main(void) {
     RUN(kv_overflow_fails_cleanly);
     RUN(generate_in_reuses_the_cached_prefix);
     RUN(kv_types_bound_logit_error_at_depth);
+    RUN(bf16_dot_prefill_close_to_exact);
     RUN(kv_type_q8_0_refuses_small_heads);
     return check_done();
 }

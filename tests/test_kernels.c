@@ -116,6 +116,82 @@ TEST(simd_matmul_matches_scalar_float) {
                     if (compare_shape(dt, rows[a], cols[b], n, pools, (a + b) & 1)) return;
 }
 
+/* kern_scratch.bf16_dot: F16 / BF16 weights with 4+ tokens against activations rounded to bf16 (F16
+ * weights rounded to bf16 too), accumulated in f32. Reference: the same roundings, summed in double. Where
+ * the CPU has no AVX-512 BF16 the exact path must run instead (same bits as a zeroed scratch). */
+static int bf16_dot_shape(kiln_dtype dt, int rows, int cols, int n, kern_scratch *fast) {
+    float *wf = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * n * cols);
+    void *w = make_weights(dt, rows, cols, wf);
+    for (int i = 0; i < n * cols; i++) x[i] = frand() * 3.0f;
+    float *got = malloc(sizeof(float) * n * rows), *exact = malloc(sizeof(float) * n * rows);
+    kiln_mat m = {w, dt, rows, cols, KERN_LAYOUT_PLAIN};
+    const bool have = kiln_cpu_features()->avx512bf16 && strcmp(kern_isa_name(), "avx512") == 0;
+    int bad = kern_matmul(pools[0], NULL, exact, x, n, &m, NULL) != 0, differs = 0;
+    CHECK(!bad, "exact matmul");
+    for (int p = 0; p < 3 && bad < 3; p++) {
+        for (int i = 0; i < n * rows; i++) got[i] = NAN;
+        if (kern_matmul(pools[p], fast, got, x, n, &m, NULL) != 0) {
+            CHECK(0, "bf16_dot matmul refused dt=%s rows=%d cols=%d n=%d", kiln_dtype_name(dt), rows, cols, n);
+            bad++;
+            break;
+        }
+        for (int t = 0; t < n && bad < 3; t++)
+            for (int r = 0; r < rows && bad < 3; r++) {
+                double ref = 0, mag = 1e-6;
+                for (int c = 0; c < cols; c++) {
+                    const double a = kern_bf16_to_f32(kern_f32_to_bf16(wf[(size_t)r * cols + c])),
+                                 b = kern_bf16_to_f32(kern_f32_to_bf16(x[(size_t)t * cols + c]));
+                    ref += a * b, mag += fabs(a * b);
+                }
+                const float g = got[(size_t)t * rows + r], e = exact[(size_t)t * rows + r];
+                differs += g != e;
+                const bool ok = have ? fabs(g - ref) <= 2e-5 * mag : g == e;
+                if (!ok) {
+                    CHECK(0, "bf16_dot dt=%s rows=%d cols=%d n=%d threads=%d: y[%d][%d] = %g, want %g (exact %g)",
+                          kiln_dtype_name(dt), rows, cols, n, p + 1, t, r, g, ref, e);
+                    bad++;
+                }
+            }
+    }
+    /* the rounded path really ran: somewhere its result is not the exact one */
+    if (have && rows * cols > 64) CHECK(differs > 0, "bf16_dot dt=%s rows=%d cols=%d n=%d gave the exact bits", kiln_dtype_name(dt), rows, cols, n);
+    free(wf), free(x), free(w), free(got), free(exact);
+    return bad;
+}
+
+TEST(bf16_dot_matches_rounded_reference) {
+    kern_set_isa(kern_best_isa());
+    if (!kiln_cpu_features()->avx512bf16) printf("  (no AVX-512 BF16 here: checking that the exact path runs instead)\n");
+    kern_scratch fast = {.bf16_dot = true};
+    REQUIRE(kern_scratch_reserve(&fast, 3, 40, 2048) == 0, "reserve");
+    const int rows[] = {1, 3, 16, 37, 70}, cols[] = {8, 17, 64, 172, 2048}, ns[] = {4, 5, 7, 13, 40};
+    for (int dt = KILN_DT_F16; dt <= KILN_DT_BF16; dt++)
+        for (int a = 0; a < 5; a++)
+            for (int b = 0; b < 5; b++)
+                for (int c = 0; c < 5; c++)
+                    if ((a + b + c) % 2 == 0 && bf16_dot_shape(dt, rows[a], cols[b], ns[c], &fast)) goto out;
+    /* decode (1-3 tokens) stays exact */
+    float *x = calloc(64 * 3, sizeof(float)), y[3 * 16], ye[3 * 16];
+    void *w = make_weights(KILN_DT_BF16, 16, 64, NULL);
+    for (int i = 0; i < 64 * 3; i++) x[i] = frand();
+    kiln_mat m = {w, KILN_DT_BF16, 16, 64, KERN_LAYOUT_PLAIN};
+    kern_matmul(pools[1], &fast, y, x, 3, &m, NULL), kern_matmul(pools[1], NULL, ye, x, 3, &m, NULL);
+    CHECK(memcmp(y, ye, sizeof y) == 0, "3 tokens took the rounded path");
+    free(x), free(w);
+    /* a scratch reserved without bf16_dot is refused by a bf16_dot call, never overrun */
+    kern_scratch small = {0};
+    REQUIRE(kern_scratch_reserve(&small, 3, 4, 64) == 0, "reserve");
+    small.bf16_dot = true;
+    float *x2 = calloc(64 * 40, sizeof(float)), *y2 = malloc(sizeof(float) * 40 * 16);
+    void *w2 = make_weights(KILN_DT_BF16, 16, 64, NULL);
+    kiln_mat m2 = {w2, KILN_DT_BF16, 16, 64, KERN_LAYOUT_PLAIN};
+    if (kiln_cpu_features()->avx512bf16) CHECK(kern_matmul(pools[0], &small, y2, x2, 40, &m2, NULL) == -1, "40 tokens fit a 4-token scratch");
+    free(x2), free(y2), free(w2);
+    kern_scratch_free(&small);
+out:
+    kern_scratch_free(&fast);
+}
+
 /* Plain rows and the loader's panels: fewer rows than a panel (all plain), one panel, panels with a
  * plain tail (37), several panels; token counts below, at and above the 8-token tile, with tails. */
 TEST(simd_matmul_matches_scalar_quant) {
@@ -579,6 +655,7 @@ int main(int argc, char **argv) {
     RUN(quant_matmul_close_to_dequantised_f32);
     RUN(convert_mat_matches_rowwise);
     RUN(simd_matmul_matches_scalar_float);
+    RUN(bf16_dot_matches_rounded_reference);
     RUN(simd_matmul_matches_scalar_quant);
     RUN(quant_gemm_ragged_row_range);
     RUN(get_rows_panels);

@@ -35,6 +35,7 @@ static int ensure_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
         c->scores = malloc((size_t)kiln_pool_size(c->m->pool) * (size_t)c->n_ctx * sizeof(float));
         if (!c->scores) return kiln_err_set(err, "out of memory");
     }
+    c->ks.bf16_dot = !c->m->exact; /* before sizing: it decides what the scratch holds */
     if (c->m->quant_cols_max &&
         kern_scratch_reserve(&c->ks, kiln_pool_size(c->m->pool), (int)T, c->m->quant_cols_max))
         return kiln_err_set(err, "out of memory for a batch of %zu tokens", T);

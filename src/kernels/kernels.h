@@ -117,10 +117,16 @@ typedef struct kern_scratch {
     char *tmp;         /* threads x tmp_bytes */
     size_t tmp_bytes;  /* per thread */
     int threads;
+    /* Float arithmetic for F16 / BF16 weights with 4+ tokens. false (a zeroed struct): the exact path,
+     * f32 FMA on widened weights and f32 activations (the scalar reference up to summation order). true:
+     * activations rounded to bf16 once per call and vdpbf16ps dot products (F16 weights rounded to bf16
+     * too) where the CPU has AVX-512 BF16, about twice the speed (docs/performance.md); s must then be
+     * reserved for the float matrices as well. Decode (1-3 tokens) is exact either way. */
+    bool bf16_dot;
 } kern_scratch;
-/* Makes s hold what kern_matmul needs for up to n tokens of rows up to cols wide (quantised matrices; float
- * matrices need none) on up to nth threads. Grows only; 0, or -1 when out of memory (s stays usable at
- * its old size). */
+/* Makes s hold what kern_matmul needs for up to n tokens of rows up to cols wide (quantised matrices, and
+ * float ones when s->bf16_dot; other float matrices need none) on up to nth threads. Grows only; 0, or -1
+ * when out of memory (s stays usable at its old size). */
 int kern_scratch_reserve(kern_scratch *s, int nth, int n, int cols);
 void kern_scratch_free(kern_scratch *s);
 

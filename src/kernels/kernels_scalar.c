@@ -70,6 +70,8 @@ const kern_isa kern_isa_scalar = {
     kern_attention_ref,
     quantize_act_ref,
     kern_silu_mul_ref,
+    {0}, /* no bf16 dot-product path */
+    NULL,
 };
 
 void kern_get_rows(float *out, const kiln_mat *m, const int32_t *ids, int n) {

@@ -63,11 +63,23 @@ static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 size_t kern_gemm_tmp_bytes(int cols) {
     const size_t nb = (size_t)(cols / QK);
-    return align64(nb * sizeof(panel_prepared)) + align64(nb * KERN_MAX_BLOCK_BYTES); /* one gathered row */
+    const size_t quant = align64(nb * sizeof(panel_prepared)) + align64(nb * KERN_MAX_BLOCK_BYTES); /* one gathered row */
+    /* bf16_dot's F16 tile: at most KERN_BF16_TILE_BYTES, or one 16-row group of wider rows (a bound that
+     * grows with cols, so a scratch reserved for the widest rows fits every narrower matrix too) */
+    const size_t group = (size_t)16 * (size_t)cols * sizeof(uint16_t),
+                 tile = align64(group > KERN_BF16_TILE_BYTES ? group : KERN_BF16_TILE_BYTES);
+    return quant > tile ? quant : tile;
+}
+
+/* Bytes of one token's activations in kern_matmul's scratch: act_q8 blocks, or bf16 for bf16_dot. */
+static size_t act_scratch_bytes(int cols, bool bf16_dot) {
+    const size_t q8 = (size_t)(cols / QK) * sizeof(act_q8), bf = kern_bf16_act_stride(cols) * sizeof(uint16_t);
+    return bf16_dot && bf > q8 ? bf : q8;
 }
 
 int kern_scratch_reserve(kern_scratch *s, int nth, int n, int cols) {
-    const size_t blocks = (size_t)n * (size_t)(cols / QK), tmp = kern_gemm_tmp_bytes(cols);
+    const size_t blocks = ((size_t)n * act_scratch_bytes(cols, s->bf16_dot) + sizeof(act_q8) - 1) / sizeof(act_q8),
+                 tmp = kern_gemm_tmp_bytes(cols);
     if (blocks > s->xq_blocks) {
         act_q8 *xq = realloc(s->xq, blocks * sizeof *xq);
         if (!xq) return -1;
@@ -103,6 +115,8 @@ struct mm_job {
     const kiln_mat *m;
     const float *bias;
     const kern_isa *isa;
+    kern_gemm_fn gemm;
+    bool bf16_dot; /* x goes to gemm as bf16 (kern_scratch.bf16_dot) */
     int chunk_rows, n_chunks;
     atomic_int next;
 };
@@ -125,7 +139,8 @@ static void quantize_part(void *arg, int ith, int nth) {
     for (int t = lo; t < hi; t++) {
         const float *x = j->x + (size_t)t * cols;
         char *xq = j->xq + (size_t)t * j->xq_row;
-        if (f->panels) j->isa->quantize_act(x, (act_q8 *)xq, cols, f->weight_offset);
+        if (j->bf16_dot) j->isa->to_bf16(x, (uint16_t *)xq, cols);
+        else if (f->panels) j->isa->quantize_act(x, (act_q8 *)xq, cols, f->weight_offset);
         else kern_acts[f->act].quantize(xq, x, cols);
     }
 }
@@ -134,15 +149,13 @@ static void matmul_part(void *arg, int ith, int nth) {
     (void)nth;
     struct mm_job *j = arg;
     const kiln_mat *m = j->m;
-    /* a format this ISA has no kernel for runs on the reference */
-    kern_gemm_fn gemm = j->isa->gemm[m->dt] ? j->isa->gemm[m->dt] : kern_isa_scalar.gemm[m->dt];
     const void *x = j->xq ? (const void *)j->xq : (const void *)j->x;
     void *tmp = j->tmp ? j->tmp + (size_t)ith * j->tmp_bytes : NULL;
     for (;;) {
         int c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (c >= j->n_chunks) break;
         int r0 = c * j->chunk_rows, r1 = r0 + j->chunk_rows < m->rows ? r0 + j->chunk_rows : m->rows;
-        gemm(j->y, x, j->n, m, r0, r1, tmp);
+        j->gemm(j->y, x, j->n, m, r0, r1, tmp);
         if (j->bias)
             for (int t = 0; t < j->n; t++)
                 for (int r = r0; r < r1; r++) j->y[(size_t)t * m->rows + r] += j->bias[r];
@@ -163,12 +176,21 @@ static int chunk_rows_for(const kiln_mat *m, int n, int nth) {
     return rows < 16 ? 16 : rows;
 }
 
+/* Whether this call takes the bf16 dot-product path (kern_scratch.bf16_dot). */
+static bool use_bf16_dot(const kern_scratch *s, const kern_isa *isa, int n, const kiln_mat *m) {
+    return s && s->bf16_dot && n >= 4 && kern_dtype_valid((int)m->dt) && isa->gemm_bf16dot[m->dt] &&
+           kiln_cpu_features()->avx512bf16;
+}
+
 int kern_matmul(kiln_pool *pool, kern_scratch *s, float *y, const float *x, int n, const kiln_mat *m,
                 const float *bias) {
     struct mm_job j = {.y = y, .x = x, .n = n, .m = m, .bias = bias, .isa = kern_active_isa()};
     const int nth = kiln_pool_size(pool);
-    if (kern_is_quantised(m->dt)) {
-        j.xq_row = act_row_bytes(m);
+    const bool bf16_dot = j.bf16_dot = use_bf16_dot(s, j.isa, n, m);
+    /* a format this ISA has no kernel for runs on the reference */
+    j.gemm = bf16_dot ? j.isa->gemm_bf16dot[m->dt] : j.isa->gemm[m->dt] ? j.isa->gemm[m->dt] : kern_isa_scalar.gemm[m->dt];
+    if (kern_is_quantised(m->dt) || bf16_dot) {
+        j.xq_row = bf16_dot ? kern_bf16_act_stride(m->cols) * sizeof(uint16_t) : act_row_bytes(m);
         if (!s || s->xq_blocks * sizeof(act_q8) < (size_t)n * j.xq_row || s->threads < nth ||
             s->tmp_bytes < kern_gemm_tmp_bytes(m->cols))
             return -1;

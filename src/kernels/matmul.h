@@ -35,7 +35,22 @@ typedef struct kern_isa {
     kern_attn_fn attention;           /* kern_attention's contract (kernels.h) */
     void (*quantize_act)(const float *x, act_q8 *y, int k, int c); /* quantize_act_ref's contract */
     void (*silu_mul)(float *gate, const float *up, int n);         /* kern_silu_mul's contract */
+    /* The bf16 dot-product path for float weights (kern_scratch.bf16_dot; NULL entries: none): x is
+     * bf16[n][kern_bf16_act_stride(cols)] made by to_bf16, tmp holds kern_bf16_tile_rows(cols) rows of
+     * cols bf16 values (an F16 weight tile rounded to bf16). */
+    kern_gemm_fn gemm_bf16dot[KILN_DT_COUNT];
+    void (*to_bf16)(const float *x, uint16_t *y, int n); /* n floats rounded to bf16, zero-padded to 32 */
 } kern_isa;
+
+/* Values between two tokens' bf16 activations: cols rounded up to whole 32-value vectors. */
+static inline size_t kern_bf16_act_stride(int cols) { return ((size_t)cols + 31) & ~(size_t)31; }
+/* Rows of a bf16 weight tile in a thread's scratch: at most KERN_BF16_TILE_BYTES (stays in L2 while every
+ * token block passes over it), at least one 16-row group. */
+#define KERN_BF16_TILE_BYTES ((size_t)256 << 10)
+static inline int kern_bf16_tile_rows(int cols) {
+    int rows = (int)(KERN_BF16_TILE_BYTES / ((size_t)(cols > 0 ? cols : 1) * 2)) & ~15;
+    return rows < 16 ? 16 : rows;
+}
 
 void quantize_act_avx512(const float *x, act_q8 *y, int k, int c);
 /* Q4_K / Q5_K / Q6_K weights against Q8_K activations (matmul_kquants_avx512.c). */

@@ -126,6 +126,120 @@ static void gemm_f32(float *y, const void *x, int n, const kiln_mat *m, int r0, 
 static void gemm_f16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { (void)tmp, gemm_f(KILN_DT_F16, y, x, n, m, r0, r1); }
 static void gemm_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { (void)tmp, gemm_f(KILN_DT_BF16, y, x, n, m, r0, r1); }
 
+/* ---- float weights against bf16 activations (vdpbf16ps; kern_scratch.bf16_dot) ----
+ *
+ * Prefill with BF16 / F16 weights: each token's activations are rounded to bf16 once per call (kern_matmul,
+ * act_to_bf16 below), and one vdpbf16ps does 32 multiply-adds (16 pairs into 16 f32 lanes), twice the
+ * f32 FMA's rate on this ISA. BF16 rows are read in place; F16 rows are first rounded to bf16 a row group
+ * at a time into the thread's scratch (a tile reused by every token: the rounding costs one pass over the
+ * weights per call, and f16 -> bf16 keeps 8 of f16's 11 significant bits). Register tile: 4 rows x
+ * BF_T tokens; its 4 rows' sums come out as one 128-bit vector (reduce4). */
+#define BF_T 6 /* tokens per register tile: 4 x 6 accumulators + 4 weight vectors + 1 token vector fit in 32 zmm */
+
+/* Each token's activations rounded to bf16 (round to nearest even), values past n zeroed up to a multiple of
+ * 32 so the kernels read whole vectors. */
+static void act_to_bf16(const float *x, uint16_t *y, int n) {
+    int k = 0;
+    for (; k + 32 <= n; k += 32)
+        _mm512_storeu_si512(y + k, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(x + k)));
+    if (k < n) {
+        const int left = n - k;
+        const __mmask16 lo = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1),
+                        hi = left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+        _mm512_storeu_si512(y + k, (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, x + k + 16),
+                                                                  _mm512_maskz_loadu_ps(lo, x + k)));
+    }
+}
+
+/* The sums of a, b, c, d's 16 lanes, as one vector {sum a, sum b, sum c, sum d}. */
+INL __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m256 a8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+    __m256 b8 = _mm256_add_ps(_mm512_castps512_ps256(b), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(b), 1)));
+    __m256 c8 = _mm256_add_ps(_mm512_castps512_ps256(c), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(c), 1)));
+    __m256 d8 = _mm256_add_ps(_mm512_castps512_ps256(d), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(d), 1)));
+    __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(a8, b8), _mm256_hadd_ps(c8, d8)); /* lanes: a b c d | a b c d */
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+/* R (1 or 4) bf16 rows (ws values apart) x T tokens of bf16 activations (xs values apart, zero-padded to
+ * 32); y[t * M + i]. */
+INL void micro_bf(int R, int T, const uint16_t *w, size_t ws, const uint16_t *x, size_t xs, int K, float *y, int M) {
+    __m512 acc[4][BF_T];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 6
+        for (int j = 0; j < T; j++) acc[i][j] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k += 32) {
+        /* the weights' tail is masked; the activations' padding is zero */
+        const __mmask32 mk = K - k >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (K - k)) - 1);
+        __m512bh wv[4];
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) wv[i] = (__m512bh)_mm512_maskz_loadu_epi16(mk, w + i * ws + k);
+#pragma GCC unroll 6
+        for (int j = 0; j < T; j++) {
+            const __m512bh xv = (__m512bh)_mm512_loadu_si512(x + (size_t)j * xs + k);
+#pragma GCC unroll 4
+            for (int i = 0; i < R; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv[i], xv);
+        }
+    }
+#pragma GCC unroll 6
+    for (int j = 0; j < T; j++) {
+        if (R == 4) _mm_storeu_ps(y + (size_t)j * M, reduce4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]));
+        else y[(size_t)j * M] = _mm512_reduce_add_ps(acc[0][j]);
+    }
+}
+
+/* R rows against every token of [t0, t1), BF_T at a time (constant T in each call: accumulators in registers). */
+INL void rows_bf(int R, const uint16_t *w, size_t ws, const uint16_t *x, size_t xs, int t0, int t1, int K, float *y, int M) {
+    int t = t0;
+    for (; t + BF_T <= t1; t += BF_T) micro_bf(R, BF_T, w, ws, x + (size_t)t * xs, xs, K, y + (size_t)t * M, M);
+    x += (size_t)t * xs, y += (size_t)t * M;
+    switch (t1 - t) {
+#define TAIL(T) case T: micro_bf(R, T, w, ws, x, xs, K, y, M); break;
+    TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5)
+#undef TAIL
+    default: break;
+    }
+}
+
+/* rows bf16 rows w (ws values apart) x n tokens; y is the first row's column. Tokens in blocks whose
+ * activations stay in L2 while the rows pass over them. */
+static void gemm_bf_rows(const uint16_t *w, size_t ws, int rows, const uint16_t *x, size_t xs, int n, int K, float *y, int M) {
+    int tb = (int)((256u << 10) / (xs * 2));
+    tb = tb < BF_T ? BF_T : tb > 16 * BF_T ? 16 * BF_T : tb / BF_T * BF_T;
+    for (int t0 = 0; t0 < n; t0 += tb) {
+        const int t1 = MIN(n, t0 + tb);
+        int r = 0;
+        for (; r + 4 <= rows; r += 4) rows_bf(4, w + r * ws, ws, x, xs, t0, t1, K, y + r, M);
+        for (; r < rows; r++) rows_bf(1, w + r * ws, ws, x, xs, t0, t1, K, y + r, M);
+    }
+}
+
+static void gemm_bf16dot_bf16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    (void)tmp;
+    const uint16_t *w = (const uint16_t *)m->data + (size_t)r0 * m->cols;
+    gemm_bf_rows(w, (size_t)m->cols, r1 - r0, x, kern_bf16_act_stride(m->cols), n, m->cols, y + r0, m->rows);
+}
+
+/* F16 rows rounded to bf16 into tmp, kern_bf16_tile_rows(cols) rows at a time, then as BF16 rows. */
+static void gemm_bf16dot_f16(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    const int K = m->cols, step = kern_bf16_tile_rows(K);
+    uint16_t *tile = tmp;
+    for (int g = r0; g < r1; g += step) {
+        const int rows = MIN(step, r1 - g);
+        for (int r = 0; r < rows; r++) {
+            const uint16_t *src = (const uint16_t *)m->data + (size_t)(g + r) * K;
+            uint16_t *dst = tile + (size_t)r * K;
+            for (int k = 0; k < K; k += 16) {
+                const __mmask16 mk = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+                const __m512 f = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, src + k));
+                _mm256_mask_storeu_epi16(dst + k, mk, (__m256i)_mm512_cvtneps_pbh(f));
+            }
+        }
+        gemm_bf_rows(tile, (size_t)K, rows, x, kern_bf16_act_stride(K), n, K, y + g, m->rows);
+    }
+}
+
 /* ---- quantised weights ---- */
 
 /* Quantised rows are addressed as (first row's start, bytes between rows, bytes between blocks). */
@@ -402,4 +516,5 @@ static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, i
 const kern_isa kern_isa_avx512 = {"avx512",
                                    {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4, [KILN_DT_Q4_K] = kern_gemm_q4_k_avx512,
                                     [KILN_DT_Q5_K] = kern_gemm_q5_k_avx512, [KILN_DT_Q6_K] = kern_gemm_q6_k_avx512},
-                                   kern_attention_avx512, quantize_act_avx512, silu_mul_avx512};
+                                   kern_attention_avx512, quantize_act_avx512, silu_mul_avx512,
+                                   {[KILN_DT_F16] = gemm_bf16dot_f16, [KILN_DT_BF16] = gemm_bf16dot_bf16}, act_to_bf16};

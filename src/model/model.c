@@ -148,7 +148,8 @@ static void account(kiln_model *m) {
     for (int i = 0; i < m->n_mats; i++) {
         const kiln_mat *w = m->mats[i];
         m->weight_bytes += weight_bytes(w->dt, w->rows, w->cols);
-        if (kern_is_quantised(w->dt) && w->cols > m->quant_cols_max) m->quant_cols_max = w->cols;
+        const bool scratch = kern_is_quantised(w->dt) || (!m->exact && (w->dt == KILN_DT_F16 || w->dt == KILN_DT_BF16));
+        if (scratch && w->cols > m->quant_cols_max) m->quant_cols_max = w->cols;
     }
 }
 
@@ -190,6 +191,7 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
         return NULL;
     }
     m->dist = opts->dist;
+    m->exact = opts->exact;
     if (m->dist && opts->weight_cache) {
         kiln_err_set(err, "--quant-cache is not supported with --tp / --pp (each rank converts its own shard)");
         goto fail;

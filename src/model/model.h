@@ -45,7 +45,9 @@ struct kiln_model {
     const tensor_desc **mat_desc; /* each one's table row ... */
     int *mat_layer;               /* ... and layer (-1 outside the layers): what weight_format reads */
     int n_mats;
-    int quant_cols_max; /* widest row of a quantised matrix (0: none): what kern_matmul's scratch must fit */
+    int quant_cols_max; /* widest row of a matrix kern_matmul needs scratch for (0: none): quantised ones, and
+                           F16 / BF16 ones unless exact: what kern_matmul's scratch must fit */
+    bool exact;         /* kiln_model_opts.exact: F16 / BF16 prefill without bf16 dot products */
     void *owned; /* converted matrices (opts.dtype / opts.quant), NULL when zero-copy or cached */
     void *cache_map; /* the mapped weight cache the matrices point into, or NULL */
     size_t cache_len;

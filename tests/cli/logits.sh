@@ -81,11 +81,11 @@ check id_error_names_vocab grep -q "vocabulary" <("$KILN" logits --model "$M" --
 check not_a_model_dir grep -q "config.json" <("$KILN" logits --model "$TMP" --ids 1 2>&1)
 
 # Chunked prefill in `kiln logits` (32 positions at a time) gives the golden numbers across chunk edges:
-# tiny-qwen2's 300-token prompt (sharded f16, biases).
+# tiny-qwen2's 300-token prompt (sharded f16, biases), in the exact float arithmetic the goldens pin.
 check logits_long_prompt_chunks python3 -c '
 import json,sys,subprocess
 g=json.load(open(sys.argv[2]+"/golden.json"))["cases"][3]
-o=subprocess.run([sys.argv[1],"logits","--model",sys.argv[3],"--ids",",".join(map(str,g["prompt_ids"])),"--kv-type","f32"],capture_output=True,text=True,check=True)
+o=subprocess.run([sys.argv[1],"logits","--model",sys.argv[3],"--ids",",".join(map(str,g["prompt_ids"])),"--kv-type","f32","--exact"],capture_output=True,text=True,check=True)
 lines=[json.loads(l) for l in o.stdout.splitlines()]
 assert len(lines)==300
 for p,l in enumerate(lines):

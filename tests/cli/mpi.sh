@@ -88,21 +88,22 @@ for r in rows:
 # split MODEL_DIR NAME CONFIGS...: each config (NP:flags, ':' for spaces) against one process.
 split() {
     local M=$1 model=$2; shift 2
-    # an f32 KV cache: the 1e-4 bound is on the split's arithmetic, and an f16 cache can round a 1e-6
-    # difference of the all-reduce's order into a 1e-3 one (gemma3-tiny: 3.4e-4)
-    "$KILN" logits --model "$M" --ids $IDS --threads 1 --kv-type f32 --all-logits "$TMP/one.f32" --stats >"$TMP/one.jsonl" 2>"$TMP/one.err"
+    # an f32 KV cache and --exact: the 1e-4 bound is on the split's arithmetic, and an f16 cache (or the
+    # default bf16 rounding of prefill activations) can round a 1e-6 difference of the all-reduce's order
+    # into a 1e-3 one (gemma3-tiny: 3.4e-4)
+    "$KILN" logits --model "$M" --ids $IDS --threads 1 --kv-type f32 --exact --all-logits "$TMP/one.f32" --stats >"$TMP/one.jsonl" 2>"$TMP/one.err"
     check "${model}_one_process" test $? -eq 0
     local weights np args name
     weights=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["weight_bytes"])' "$TMP/one.err")
-    "$KILN" generate --model "$M" --ids $IDS --max-new-tokens $NEW --threads 1 --kv-type f32 >"$TMP/one.ids"
+    "$KILN" generate --model "$M" --ids $IDS --max-new-tokens $NEW --threads 1 --kv-type f32 --exact >"$TMP/one.ids"
     for cfg in "$@"; do
         np=${cfg%%:*}; args=${cfg#*:}; args=${args//:/ }; name="${model}_np${np}${args// /}"
-        mpi "$np" logits --model "$M" --ids $IDS --threads 1 --kv-type f32 --all-logits "$TMP/split.f32" --stats $args \
+        mpi "$np" logits --model "$M" --ids $IDS --threads 1 --kv-type f32 --exact --all-logits "$TMP/split.f32" --stats $args \
             >"$TMP/split.jsonl" 2>"$TMP/split.err"
         check "${name}_logits_runs" test $? -eq 0
         same_logits "${name}_logits_within_1e-4" "$TMP/one.jsonl" "$TMP/split.jsonl" "$TMP/one.f32" "$TMP/split.f32"
         ranks_report "${name}_each_rank_holds_a_shard" "$TMP/split.err" "$np" "$weights"
-        mpi "$np" generate --model "$M" --ids $IDS --max-new-tokens $NEW --threads 1 --kv-type f32 $args >"$TMP/split.ids" 2>"$TMP/gen.err"
+        mpi "$np" generate --model "$M" --ids $IDS --max-new-tokens $NEW --threads 1 --kv-type f32 --exact $args >"$TMP/split.ids" 2>"$TMP/gen.err"
         check "${name}_same_greedy_ids" cmp -s "$TMP/one.ids" "$TMP/split.ids"
     done
 }
