@@ -518,6 +518,7 @@ static float *arch_logits(const char *path, const char *name, int *n, int *V, ch
     kiln_model_opts mo;
     kiln_model_opts_default(&mo);
     mo.warn = collect_warning, mo.cb_ud = warning;
+    mo.exact = true; /* bit-identical to safetensors: the bf16 checkpoint's fast prefill rounds activations */
     kiln_err err = {{0}};
     kiln_model *m = gj ? kiln_model_open(path, &mo, &err) : NULL;
     CHECK(m, "%s: %s", path, gj ? err.msg : "no golden");
