@@ -35,6 +35,7 @@ typedef struct kern_isa {
     kern_attn_fn attention;           /* kern_attention's contract (kernels.h) */
     void (*quantize_act)(const float *x, act_q8 *y, int k, int c); /* quantize_act_ref's contract */
     void (*silu_mul)(float *gate, const float *up, int n);         /* kern_silu_mul's contract */
+    void (*gelu_tanh_mul)(float *gate, const float *up, int n);    /* kern_gelu_tanh_mul's contract */
 } kern_isa;
 
 void quantize_act_avx512(const float *x, act_q8 *y, int k, int c);
@@ -44,6 +45,8 @@ void kern_gemm_q5_k_avx512(float *y, const void *x, int n, const kiln_mat *m, in
 void kern_gemm_q6_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
 void kern_silu_mul_ref(float *gate, const float *up, int n);
 void silu_mul_avx512(float *gate, const float *up, int n);
+void kern_gelu_tanh_mul_ref(float *gate, const float *up, int n);
+void gelu_tanh_mul_avx512(float *gate, const float *up, int n);
 
 /* Attention: the portable reference (attention.c) and the AVX-512 version (attention_avx512.c). */
 /* The score scale kv asks for (kern_kv_view.scale; 0: 1 / sqrt(head_dim)). */
