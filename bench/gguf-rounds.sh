@@ -15,8 +15,16 @@
 # average 18 (a MoE layer has ~3x the graph nodes, so barriers, of a dense one). `default` is what a user
 # gets; `passive` is llama.cpp's best on a busy host. The ratio that matters is against the better one.
 #
-# Needs: $LLAMA_BIN, $PY, $work, $ROUNDS $THREADS $PP $TG, $KILN (the binary); LLAMA_WAIT (default "default passive").
+# Sourcing it also does what both scripts need first: llama.cpp's env.sh from $LLAMACPP (or a clear error),
+# $PY, a $work dir removed on exit. gguf_kiln then sets $KILN (kiln built here unless KILN names a binary).
+# Needs: $SHARED $LLAMACPP $ROUNDS $THREADS $PP $TG; LLAMA_WAIT (default "default passive").
 LLAMA_WAIT=${LLAMA_WAIT:-"default passive"}
+PY=/usr/bin/python3
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+[ -f "$LLAMACPP/env.sh" ] || { echo "no llama.cpp at $LLAMACPP (build it: $SHARED/tools/baseline/build_llamacpp.sh)" >&2; exit 1; }
+. "$LLAMACPP/env.sh"
+
+gguf_kiln() { [ -n "${KILN:-}" ] || { make -j2 build/kiln >/dev/null; KILN=build/kiln; }; }
 
 llama_run() { # GGUF POLICY -> "pp tg"
     local pol=$2
