@@ -7,6 +7,8 @@
 # converted by llama.cpp's converter (BF16 GGUF) and llama-quantize (Q8_0, Q4_K_M). Both engines read those
 # files. pp$PP / tg$TG at $THREADS threads, $ROUNDS interleaved rounds, medians (bench/gguf-rounds.sh).
 #
+# Measured 2026-12-01, 3 rounds, LLAMA_WAIT=passive, FORMATS=Q8_0 under the bench lock (load 13-15):
+#   Q8_0 pp512 llama.cpp 30.60 / kiln 82.80 tok/s: 2.71x; tg128 7.94 / 10.02 tok/s: 1.26x (spread 34-73%)
 # Run as `flock /tmp/kiln-bench.lock nice -n -10 bench/gemma-bench.sh` (one FORMATS value per locked run keeps
 # each under ~6 min on the shared host). llama-quantize's Q4_K_M of this shape is mostly Q5_0 (117 of 234
 # matrices: rows of 1152 are not a multiple of 256, so its Q4_K falls back to Q5_0 and Q6_K to Q8_0, as in

@@ -11,6 +11,10 @@
 # (FORMATS=Q8_0; shared 2-core host, load average 13-14 during the run):
 #   Q8_0 pp512 llama.cpp 38.69 (default wait) / 43.95 (passive) / kiln 134.42 tok/s: 3.47x / 3.06x
 #        tg128 llama.cpp  1.61 (default wait) / 13.27 (passive) / kiln  13.49 tok/s: 8.37x / 1.02x
+# FORMATS=Q4_K_M, LLAMA_WAIT=passive (same lock, load 9.7-7.6; /tmp/moebench/combo.sh in the commit message):
+#   Q4_K_M pp512 llama.cpp 120.87 / kiln 82.52 tok/s: 0.68x; tg128 37.50 / 13.81 tok/s: 0.37x
+#   (llama.cpp repacks every Q4_K matrix, experts included, to q4_K_8x8; kiln's Q4_K / Q6_K matmul
+#   kernels are the gap: target missed, not profiled yet)
 # tg is the host's read bandwidth for both engines: 571 MB a token in Q8_0 (58% of it the 151936 x 2048
 # LM head; 4 layers of 8 active experts are 160 MB), 13.5 tok/s = 7.7 GB/s. With the same file and both
 # at the roof, a tg ratio above ~1 needs a longer cut (more layers, so more expert bytes per head byte).
