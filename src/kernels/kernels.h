@@ -141,7 +141,8 @@ void kern_get_rows(float *out, const kiln_mat *m, const int32_t *ids, int n);
 void kern_rmsnorm(float *y, const float *x, const float *w, int dim, float eps);
 /* gate[i] = silu(gate[i]) * up[i]. */
 void kern_silu_mul(float *gate, const float *up, int n);
-/* gate[i] = gelu_tanh(gate[i]) * up[i] (gelu_pytorch_tanh, in f32 with libm's tanhf: no table). */
+/* gate[i] = gelu_tanh(gate[i]) * up[i] (gelu_pytorch_tanh in f32, no table: the reference with libm's tanhf,
+ * the AVX-512 one as x / (1 + e^(-2a)) with a vector exp, within a few ulp of it). */
 void kern_gelu_tanh_mul(float *gate, const float *up, int n);
 /* x[i] = tanh(x[i] / cap) * cap (Gemma's logit soft-capping). */
 void kern_softcap(float *x, int n, float cap);

@@ -72,6 +72,7 @@ const kern_isa kern_isa_scalar = {
     kern_silu_mul_ref,
     {0}, /* no bf16 dot-product path */
     NULL,
+    kern_gelu_tanh_mul_ref,
 };
 
 void kern_get_rows(float *out, const kiln_mat *m, const int32_t *ids, int n) {
@@ -108,7 +109,9 @@ void kern_silu_mul_ref(float *gate, const float *up, int n) {
     }
 }
 
-void kern_gelu_tanh_mul(float *gate, const float *up, int n) {
+void kern_gelu_tanh_mul(float *gate, const float *up, int n) { kern_active_isa()->gelu_tanh_mul(gate, up, n); }
+
+void kern_gelu_tanh_mul_ref(float *gate, const float *up, int n) {
     const float sqrt_2_over_pi = 0.79788456080286535588f, coef = 0.044715f; /* torch's kBeta, kKappa */
     for (int i = 0; i < n; i++) {
         float x = gate[i];

@@ -40,6 +40,7 @@ typedef struct kern_isa {
      * cols bf16 values (an F16 weight tile rounded to bf16). */
     kern_gemm_fn gemm_bf16dot[KILN_DT_COUNT];
     void (*to_bf16)(const float *x, uint16_t *y, int n); /* n floats rounded to bf16, zero-padded to 32 */
+    void (*gelu_tanh_mul)(float *gate, const float *up, int n);    /* kern_gelu_tanh_mul's contract */
 } kern_isa;
 
 /* Values between two tokens' bf16 activations: cols rounded up to whole 32-value vectors. */
@@ -59,6 +60,8 @@ void kern_gemm_q5_k_avx512(float *y, const void *x, int n, const kiln_mat *m, in
 void kern_gemm_q6_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
 void kern_silu_mul_ref(float *gate, const float *up, int n);
 void silu_mul_avx512(float *gate, const float *up, int n);
+void kern_gelu_tanh_mul_ref(float *gate, const float *up, int n);
+void gelu_tanh_mul_avx512(float *gate, const float *up, int n);
 
 /* Attention: the portable reference (attention.c) and the AVX-512 version (attention_avx512.c). */
 /* The score scale kv asks for (kern_kv_view.scale; 0: 1 / sqrt(head_dim)). */

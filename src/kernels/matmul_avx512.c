@@ -517,4 +517,5 @@ const kern_isa kern_isa_avx512 = {"avx512",
                                    {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4, [KILN_DT_Q4_K] = kern_gemm_q4_k_avx512,
                                     [KILN_DT_Q5_K] = kern_gemm_q5_k_avx512, [KILN_DT_Q6_K] = kern_gemm_q6_k_avx512},
                                    kern_attention_avx512, quantize_act_avx512, silu_mul_avx512,
-                                   {[KILN_DT_F16] = gemm_bf16dot_f16, [KILN_DT_BF16] = gemm_bf16dot_bf16}, act_to_bf16};
+                                   {[KILN_DT_F16] = gemm_bf16dot_f16, [KILN_DT_BF16] = gemm_bf16dot_bf16}, act_to_bf16,
+                                   gelu_tanh_mul_avx512};
