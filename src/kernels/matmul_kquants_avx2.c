@@ -1,0 +1,153 @@
+/* matmul_kquants_avx2.c — AVX2 matmul for Q4_K, Q5_K and Q6_K weights against Q8_K activations (the
+ * scalar reference: kern_q*_k_vec_dot, llama.cpp's generic arithmetic; the AVX-512 design of
+ * matmul_kquants_avx512.c with pmaddubsw + pmaddwd in place of vpdpbusd).
+ *
+ * Per weight row and 256-value super-block, the quants are unpacked once into 8 ymm of unsigned bytes in
+ * value order (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63 = q + 32), each with the int16 scale of its 16-bit lanes;
+ * then for each token of a tile: pmaddubsw (pairs; at most 2 * 63 * 127, so it never saturates), pmaddwd
+ * by the scales (int32, exact), one horizontal sum. What the unsigned form adds comes off through the
+ * Q8_K group sums (bsums), one pmaddwd each: Q6_K's 32 * sum(scale * bsum), and the Q4_K / Q5_K mins term
+ * dmin * sum(min * bsum), as in the reference. The integer sums are exact; only the f32 scaling rounds in
+ * another order than the reference's 8 float lanes. */
+#include <immintrin.h>
+
+#include "kernels/kquants.h"
+#include "kernels/matmul.h"
+#include "kernels/simd_x86.h"
+
+#define KQ_TOKENS 8 /* tokens sharing one unpacked super-block */
+
+/* One super-block, unpacked. */
+typedef struct {
+    __m256i q[8];  /* unsigned quants, values 32k..32k+31 */
+    __m256i sc[8]; /* the int16 scale of each 16-bit lane of pmaddubsw(q[k], x) */
+    __m256i cw;    /* per group of 16: int16 weight of its bsum in the integer sum (Q6_K: -32 * scale) */
+    __m256i mw;    /* per group of 16: int16 weight of its bsum in the mins term (Q4_K / Q5_K: the min) */
+    float d, dmin;
+} kq_super;
+
+INL int hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* 16 int16 lanes, lane i = byte first + i / per of v (sign-extended). */
+INL __m256i spread16(__m128i v, int first, int per) {
+    char idx[16];
+    for (int i = 0; i < 16; i++) idx[i] = (char)(first + i / per);
+    return _mm256_cvtepi8_epi16(_mm_shuffle_epi8(v, _mm_loadu_si128((const __m128i *)idx)));
+}
+
+/* Q4_K / Q5_K: 8 blocks of 32, one per ymm; the min of block j weights bsum groups 2j and 2j+1. */
+INL void k4_scales(const uint8_t packed[K_SCALE_SIZE], kq_super *u) {
+    uint8_t sc[8], mn[16] = {0};
+    for (int j = 0; j < 8; j++) kern_scale_min_k4(j, packed, &sc[j], &mn[j]);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) u->sc[k] = _mm256_set1_epi16(sc[k]);
+    u->mw = spread16(_mm_loadu_si128((const __m128i *)mn), 0, 2); /* mins <= 63: the sign extension is moot */
+    u->cw = _mm256_setzero_si256();
+}
+
+INL void unpack_q4_k(const block_q4_K *b, kq_super *u) {
+    const __m256i lo4 = _mm256_set1_epi8(0x0f);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * k));
+        u->q[2 * k] = _mm256_and_si256(v, lo4);
+        u->q[2 * k + 1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4);
+    }
+    k4_scales(b->scales, u);
+    u->d = _cvtsh_ss(b->d), u->dmin = _cvtsh_ss(b->dmin);
+}
+
+/* Bit `bit` of each byte of v, moved to bit 4. */
+INL __m256i bit_to_16(__m256i v, int bit) {
+    return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(v, bit), _mm256_set1_epi8(1)), 4);
+}
+
+INL void unpack_q5_k(const block_q5_K *b, kq_super *u) {
+    const __m256i lo4 = _mm256_set1_epi8(0x0f), qh = _mm256_loadu_si256((const __m256i *)b->qh);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) { /* values 64k..+31 take qh bit 2k, the next 32 bit 2k+1 */
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * k));
+        u->q[2 * k] = _mm256_or_si256(_mm256_and_si256(v, lo4), bit_to_16(qh, 2 * k));
+        u->q[2 * k + 1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), lo4), bit_to_16(qh, 2 * k + 1));
+    }
+    k4_scales(b->scales, u);
+    u->d = _cvtsh_ss(b->d), u->dmin = _cvtsh_ss(b->dmin);
+}
+
+/* Q6_K value bits 4..5 from qh's bit pair `pair`, moved to bits 4..5. */
+INL __m256i pair_to_45(__m256i qh, int pair) {
+    return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * pair), _mm256_set1_epi8(3)), 4);
+}
+
+INL void unpack_q6_k(const block_q6_K *b, kq_super *u) {
+    const __m256i lo4 = _mm256_set1_epi8(0x0f);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) { /* 128 values: ql[0..32) low, ql[32..64) low, ql[0..32) high, ql[32..64) high */
+        const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
+        const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+        u->q[4 * h] = _mm256_or_si256(_mm256_and_si256(ql0, lo4), pair_to_45(qh, 0));
+        u->q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(ql1, lo4), pair_to_45(qh, 1));
+        u->q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), lo4), pair_to_45(qh, 2));
+        u->q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), lo4), pair_to_45(qh, 3));
+    }
+    const __m128i s = _mm_loadu_si128((const __m128i *)b->scales); /* 16 int8 scales, groups of 16 */
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) u->sc[k] = spread16(s, 2 * k, 8);
+    u->cw = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(s), _mm256_set1_epi16(-32)); /* the stored q is a + 32 */
+    u->mw = _mm256_setzero_si256();
+    u->d = _cvtsh_ss(b->d), u->dmin = 0;
+}
+
+/* One unpacked super-block . one Q8_K block. */
+INL float super_dot(const kq_super *u, const block_q8_K *y) {
+    const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
+    __m256i acc = _mm256_madd_epi16(u->cw, bs);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+        const __m256i p = _mm256_maddubs_epi16(u->q[k], _mm256_loadu_si256((const __m256i *)(y->qs + 32 * k)));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, u->sc[k]));
+    }
+    const int isum = hsum_epi32(acc), msum = hsum_epi32(_mm256_madd_epi16(u->mw, bs));
+    return (u->d * y->d) * (float)isum - (u->dmin * y->d) * (float)msum;
+}
+
+/* Rows [r0, r1) x n tokens; x holds each token's Q8_K blocks, xb bytes apart. */
+INL void gemm_kq(int dt, float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) {
+    const int nb = m->cols / QK_K, M = m->rows;
+    const size_t rb = kern_row_bytes(dt, m->cols), xb = kern_act_row_bytes(KERN_ACT_Q8_K, m->cols);
+    const size_t bsz = kern_formats[dt].block_bytes;
+    for (int r = r0; r < r1; r++) {
+        const char *w = (const char *)m->data + (size_t)r * rb;
+        for (int t0 = 0; t0 < n; t0 += KQ_TOKENS) {
+            const int T = MIN(KQ_TOKENS, n - t0);
+            float acc[KQ_TOKENS] = {0};
+            for (int i = 0; i < nb; i++) {
+                const char *blk = w + (size_t)i * bsz;
+                _mm_prefetch(blk + 8 * bsz, _MM_HINT_T0); /* a GEMV streams the rows: ask ahead */
+                kq_super u;
+                if (dt == KILN_DT_Q4_K) unpack_q4_k((const block_q4_K *)blk, &u);
+                else if (dt == KILN_DT_Q5_K) unpack_q5_k((const block_q5_K *)blk, &u);
+                else unpack_q6_k((const block_q6_K *)blk, &u);
+                for (int t = 0; t < T; t++)
+                    acc[t] += super_dot(&u, (const block_q8_K *)((const char *)x + (size_t)(t0 + t) * xb) + i);
+            }
+            for (int t = 0; t < T; t++) y[(size_t)(t0 + t) * M + r] = acc[t];
+        }
+    }
+}
+
+void kern_gemm_q4_k_avx2(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    (void)tmp, gemm_kq(KILN_DT_Q4_K, y, x, n, m, r0, r1);
+}
+void kern_gemm_q5_k_avx2(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    (void)tmp, gemm_kq(KILN_DT_Q5_K, y, x, n, m, r0, r1);
+}
+void kern_gemm_q6_k_avx2(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    (void)tmp, gemm_kq(KILN_DT_Q6_K, y, x, n, m, r0, r1);
+}
