@@ -2,13 +2,14 @@
  * (the scalar reference: kern_q*_k_vec_dot, llama.cpp's generic arithmetic).
  *
  * Per weight row and 256-value super-block, the quants are unpacked once into 4 zmm of unsigned bytes in
- * value order (64 values each: Q4_K 0..15, Q5_K 0..31, Q6_K 0..63 = q + 32) with their block scales
- * widened to one int32 per dword lane; then for each token of a tile one vpdpbusd per zmm against the
- * token's Q8_K quants gives 4-value partial sums whose lanes map to one block each, a multiply by the
- * lane's scale, and one horizontal sum: the super-block's exact integer dot. What the unsigned form adds
- * is subtracted through the Q8_K group sums (bsums): Q6_K's 32 * sum(scale * bsum), and the Q4_K / Q5_K
- * mins term is dmin * sum(min * bsum), as in the reference. The integer sums are exact; only the f32
- * scaling's rounding order differs from the reference (which keeps 8 float lanes). */
+ * value order (64 values each: Q4_K 0..15, Q5_K 0..31, Q6_K 0..63 = q + 32), with each 16-bit lane's
+ * block scale beside them; then for each token of a tile, per zmm: vpmaddubsw (pairs, at most 2*63*127:
+ * never saturates) and vpdpwssd by the scales (int32 lanes, exact), one convert and one FMA by d * d_x
+ * into the token's float accumulator, which is summed once per row, not once per super-block. What the
+ * unsigned form adds comes off through the Q8_K group sums (bsums), one vpmaddwd: Q6_K's
+ * 32 * sum(scale * bsum) inside the integer sum, the Q4_K / Q5_K mins term dmin * sum(min * bsum) as a
+ * second FMA, as in the reference. The integer sums are exact; only the f32 scaling's rounding order
+ * differs from the reference (which keeps 8 float lanes). */
 #include <immintrin.h>
 
 #include "kernels/kquants.h"
@@ -20,29 +21,37 @@
 /* One super-block, unpacked. */
 typedef struct {
     __m512i q[4];  /* unsigned quants, values 64k..64k+63 */
-    __m512i sc[4]; /* the scale of each dword lane of q[k] */
-    __m512i cw;    /* per group of 16: weight of bsum in the integer sum (Q6_K: -32 * scale) */
-    __m512i mw;    /* per group of 16: weight of bsum in the mins term (Q4_K / Q5_K: the block's min) */
+    __m512i sc[4]; /* the scale of each 16-bit lane of vpmaddubsw(q[k], x) */
+    __m256i gw;    /* per group of 16, int16: weight of its bsum (Q6_K: -32 * scale; Q4_K / Q5_K: the min) */
     float d, dmin;
 } kq_super;
 
-/* Byte i of the result = byte i / per of v, offset by first (scales to lanes: per = 8 or 4 bytes a scale). */
-INL __m128i spread(__m128i v, int first, int per) {
-    char idx[16];
-    for (int i = 0; i < 16; i++) idx[i] = (char)(first + i / per);
-    return _mm_shuffle_epi8(v, _mm_loadu_si128((const __m128i *)idx));
-}
-
 INL __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
 
-/* Q4_K / Q5_K: 8 blocks of 32, 2 per zmm (lanes 0..7, 8..15); mins weighted per group of 16. */
+/* 32 int16 lanes from the 16 of v: lane i = v[first + i / per]. */
+INL __m512i spread16(__m256i v, int first, int per) {
+    short idx[32];
+    for (int i = 0; i < 32; i++) idx[i] = (short)(first + i / per);
+    return _mm512_permutexvar_epi16(_mm512_loadu_si512(idx), _mm512_castsi256_si512(v));
+}
+
+/* Q4_K / Q5_K: the 8 6-bit scales (bytes 0..7) and mins (8..15) of the 12 packed bytes, as llama.cpp's
+ * utmp unpacking (= kern_scale_min_k4 for j = 0..7), in registers. */
+INL __m128i k4_scale_bytes(const uint8_t packed[K_SCALE_SIZE]) {
+    uint32_t u[3];
+    memcpy(u, packed, sizeof u);
+    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    const uint32_t sc_lo = u[0] & m6, mn_lo = u[1] & m6;
+    const uint32_t sc_hi = (u[2] & m4) | (((u[0] >> 6) & m2) << 4), mn_hi = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
+    return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
+}
+
+/* Q4_K / Q5_K: 8 blocks of 32, 2 per zmm (int16 lanes 0..15, 16..31); block j's min weights groups 2j, 2j+1. */
 INL void k4_scales(const uint8_t packed[K_SCALE_SIZE], kq_super *u) {
-    uint8_t sc[16] = {0}, mn[16] = {0};
-    for (int j = 0; j < 8; j++) kern_scale_min_k4(j, packed, &sc[j], &mn[j]);
-    const __m128i s = _mm_loadu_si128((const __m128i *)sc), m = _mm_loadu_si128((const __m128i *)mn);
+    const __m256i s = _mm256_cvtepu8_epi16(k4_scale_bytes(packed)); /* lanes 0..7 scales, 8..15 mins */
 #pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) u->sc[k] = _mm512_cvtepu8_epi32(spread(s, 2 * k, 8));
-    u->mw = _mm512_cvtepu8_epi32(spread(m, 0, 2)), u->cw = _mm512_setzero_si512();
+    for (int k = 0; k < 4; k++) u->sc[k] = spread16(s, 2 * k, 16);
+    u->gw = _mm512_castsi512_si256(spread16(s, 8, 2));
 }
 
 INL void unpack_q4_k(const block_q4_K *b, kq_super *u) {
@@ -90,25 +99,24 @@ INL void unpack_q6_k(const block_q6_K *b, kq_super *u) {
         u->q[2 * h + 1] = join(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), lo4), pair_to_45(qh, 2)),
                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), lo4), pair_to_45(qh, 3)));
     }
-    const __m128i s = _mm_loadu_si128((const __m128i *)b->scales); /* 16 int8 scales, groups of 16 */
+    const __m256i s = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales)); /* 16 scales, groups of 16 */
 #pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) u->sc[k] = _mm512_cvtepi8_epi32(spread(s, 4 * k, 4));
-    u->cw = _mm512_mullo_epi32(_mm512_cvtepi8_epi32(s), _mm512_set1_epi32(-32)); /* the stored q is a + 32 */
-    u->mw = _mm512_setzero_si512();
+    for (int k = 0; k < 4; k++) u->sc[k] = spread16(s, 4 * k, 8);
+    u->gw = _mm256_mullo_epi16(s, _mm256_set1_epi16(-32)); /* the stored q is a + 32 */
     u->d = _cvtsh_ss(b->d), u->dmin = 0;
 }
 
-/* One unpacked super-block . one Q8_K block. */
-INL float super_dot(const kq_super *u, const block_q8_K *y) {
-    const __m512i bs = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)y->bsums));
-    __m512i acc = _mm512_mullo_epi32(u->cw, bs);
+/* acc += one unpacked super-block . one Q8_K block, in 16 float lanes. */
+INL __m512 super_dot(int dt, const kq_super *u, const block_q8_K *y, __m512 acc) {
+    const __m256i g = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), u->gw);
+    __m512i isum = dt == KILN_DT_Q6_K ? _mm512_zextsi256_si512(g) : _mm512_setzero_si512();
 #pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) {
-        const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u->q[k], _mm512_loadu_si512(y->qs + 64 * k));
-        acc = _mm512_add_epi32(acc, _mm512_mullo_epi32(p, u->sc[k]));
-    }
-    const int isum = _mm512_reduce_add_epi32(acc), msum = _mm512_reduce_add_epi32(_mm512_mullo_epi32(u->mw, bs));
-    return (u->d * y->d) * (float)isum - (u->dmin * y->d) * (float)msum;
+    for (int k = 0; k < 4; k++)
+        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(u->q[k], _mm512_loadu_si512(y->qs + 64 * k)), u->sc[k]);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(u->d * y->d), acc);
+    if (dt != KILN_DT_Q6_K) /* the mins term */
+        acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(g)), _mm512_set1_ps(u->dmin * y->d), acc);
+    return acc;
 }
 
 /* Rows [r0, r1) x n tokens; x holds each token's Q8_K blocks, xb bytes apart. */
@@ -120,7 +128,8 @@ INL void gemm_kq(int dt, float *y, const void *x, int n, const kiln_mat *m, int 
         const char *w = (const char *)m->data + (size_t)r * rb;
         for (int t0 = 0; t0 < n; t0 += KQ_TOKENS) {
             const int T = MIN(KQ_TOKENS, n - t0);
-            float acc[KQ_TOKENS] = {0};
+            __m512 acc[KQ_TOKENS];
+            for (int t = 0; t < KQ_TOKENS; t++) acc[t] = _mm512_setzero_ps();
             for (int i = 0; i < nb; i++) {
                 const char *blk = w + (size_t)i * bsz;
                 _mm_prefetch(blk + 8 * bsz, _MM_HINT_T0); /* a GEMV streams the rows: ask ahead */
@@ -129,9 +138,9 @@ INL void gemm_kq(int dt, float *y, const void *x, int n, const kiln_mat *m, int 
                 else if (dt == KILN_DT_Q5_K) unpack_q5_k((const block_q5_K *)blk, &u);
                 else unpack_q6_k((const block_q6_K *)blk, &u);
                 for (int t = 0; t < T; t++)
-                    acc[t] += super_dot(&u, (const block_q8_K *)((const char *)x + (size_t)(t0 + t) * xb) + i);
+                    acc[t] = super_dot(dt, &u, (const block_q8_K *)((const char *)x + (size_t)(t0 + t) * xb) + i, acc[t]);
             }
-            for (int t = 0; t < T; t++) y[(size_t)(t0 + t) * M + r] = acc[t];
+            for (int t = 0; t < T; t++) y[(size_t)(t0 + t) * M + r] = _mm512_reduce_add_ps(acc[t]);
         }
     }
 }
