@@ -106,41 +106,54 @@ INL void unpack_q6_k(const block_q6_K *b, kq_super *u) {
     u->d = _cvtsh_ss(b->d), u->dmin = 0;
 }
 
-/* acc += one unpacked super-block . one Q8_K block, in 16 float lanes. */
-INL __m512 super_dot(int dt, const kq_super *u, const block_q8_K *y, __m512 acc) {
+/* acc += one unpacked super-block . one Q8_K block, in 16 float lanes (d, dmin: u's, broadcast). */
+INL __m512 super_dot(int dt, const kq_super *u, const block_q8_K *y, __m512 d, __m512 dmin, __m512 acc) {
     const __m256i g = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y->bsums), u->gw);
     __m512i isum = dt == KILN_DT_Q6_K ? _mm512_zextsi256_si512(g) : _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int k = 0; k < 4; k++)
         isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(u->q[k], _mm512_loadu_si512(y->qs + 64 * k)), u->sc[k]);
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(u->d * y->d), acc);
-    if (dt != KILN_DT_Q6_K) /* the mins term */
-        acc = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(g)), _mm512_set1_ps(u->dmin * y->d), acc);
-    return acc;
+    const __m512 v = dt == KILN_DT_Q6_K ? _mm512_mul_ps(_mm512_cvtepi32_ps(isum), d) /* Q4_K / Q5_K: minus the mins term */
+                                        : _mm512_fmsub_ps(_mm512_cvtepi32_ps(isum), d,
+                                                          _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_zextsi256_si512(g)), dmin));
+    return _mm512_fmadd_ps(v, _mm512_set1_ps(y->d), acc);
+}
+
+/* One row (w, nb super-blocks) x T tokens (x: the first one's Q8_K blocks, the next xb bytes on), into
+ * y[t * M]. Called with T a constant, the accumulators stay in registers. */
+INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const char *x, size_t xb) {
+    const size_t bsz = kern_formats[dt].block_bytes;
+    __m512 acc[KQ_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const char *blk = w + (size_t)i * bsz;
+        _mm_prefetch(blk + 8 * bsz, _MM_HINT_T0); /* a GEMV streams the rows: ask ahead */
+        kq_super u;
+        if (dt == KILN_DT_Q4_K) unpack_q4_k((const block_q4_K *)blk, &u);
+        else if (dt == KILN_DT_Q5_K) unpack_q5_k((const block_q5_K *)blk, &u);
+        else unpack_q6_k((const block_q6_K *)blk, &u);
+        const __m512 d = _mm512_set1_ps(u.d), dmin = _mm512_set1_ps(u.dmin);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) acc[t] = super_dot(dt, &u, (const block_q8_K *)(x + (size_t)t * xb) + i, d, dmin, acc[t]);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) y[(size_t)t * M] = _mm512_reduce_add_ps(acc[t]);
 }
 
 /* Rows [r0, r1) x n tokens; x holds each token's Q8_K blocks, xb bytes apart. */
 INL void gemm_kq(int dt, float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) {
     const int nb = m->cols / QK_K, M = m->rows;
     const size_t rb = kern_row_bytes(dt, m->cols), xb = kern_act_row_bytes(KERN_ACT_Q8_K, m->cols);
-    const size_t bsz = kern_formats[dt].block_bytes;
     for (int r = r0; r < r1; r++) {
         const char *w = (const char *)m->data + (size_t)r * rb;
         for (int t0 = 0; t0 < n; t0 += KQ_TOKENS) {
             const int T = MIN(KQ_TOKENS, n - t0);
-            __m512 acc[KQ_TOKENS];
-            for (int t = 0; t < KQ_TOKENS; t++) acc[t] = _mm512_setzero_ps();
-            for (int i = 0; i < nb; i++) {
-                const char *blk = w + (size_t)i * bsz;
-                _mm_prefetch(blk + 8 * bsz, _MM_HINT_T0); /* a GEMV streams the rows: ask ahead */
-                kq_super u;
-                if (dt == KILN_DT_Q4_K) unpack_q4_k((const block_q4_K *)blk, &u);
-                else if (dt == KILN_DT_Q5_K) unpack_q5_k((const block_q5_K *)blk, &u);
-                else unpack_q6_k((const block_q6_K *)blk, &u);
-                for (int t = 0; t < T; t++)
-                    acc[t] = super_dot(dt, &u, (const block_q8_K *)((const char *)x + (size_t)(t0 + t) * xb) + i, acc[t]);
-            }
-            for (int t = 0; t < T; t++) y[(size_t)(t0 + t) * M + r] = _mm512_reduce_add_ps(acc[t]);
+            float *yt = y + (size_t)t0 * M + r;
+            const char *xt = (const char *)x + (size_t)t0 * xb;
+            if (T == KQ_TOKENS) row_tile(dt, KQ_TOKENS, yt, M, w, nb, xt, xb);
+            else if (T == 1) row_tile(dt, 1, yt, M, w, nb, xt, xb); /* decode */
+            else row_tile(dt, T, yt, M, w, nb, xt, xb);
         }
     }
 }
