@@ -5,7 +5,8 @@
  * Per weight row and 256-value super-block, the quants are unpacked once into 8 ymm of unsigned bytes in
  * value order (Q4_K 0..15, Q5_K 0..31, Q6_K 0..63 = q + 32), each with the int16 scale of its 16-bit lanes;
  * then for each token of a tile: pmaddubsw (pairs; at most 2 * 63 * 127, so it never saturates), pmaddwd
- * by the scales (int32, exact), one horizontal sum. What the unsigned form adds comes off through the
+ * by the scales (int32, exact), one convert and FMA by d * d_x into the token's float lanes, summed once
+ * per row. What the unsigned form adds comes off through the
  * Q8_K group sums (bsums), one pmaddwd each: Q6_K's 32 * sum(scale * bsum), and the Q4_K / Q5_K mins term
  * dmin * sum(min * bsum), as in the reference. The integer sums are exact; only the f32 scaling rounds in
  * another order than the reference's 8 float lanes. */
@@ -26,13 +27,6 @@ typedef struct {
     float d, dmin;
 } kq_super;
 
-INL int hsum_epi32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
-    return _mm_cvtsi128_si32(s);
-}
-
 /* 16 int16 lanes, lane i = byte first + i / per of v (sign-extended). */
 INL __m256i spread16(__m128i v, int first, int per) {
     char idx[16];
@@ -42,11 +36,11 @@ INL __m256i spread16(__m128i v, int first, int per) {
 
 /* Q4_K / Q5_K: 8 blocks of 32, one per ymm; the min of block j weights bsum groups 2j and 2j+1. */
 INL void k4_scales(const uint8_t packed[K_SCALE_SIZE], kq_super *u) {
-    uint8_t sc[8], mn[16] = {0};
-    for (int j = 0; j < 8; j++) kern_scale_min_k4(j, packed, &sc[j], &mn[j]);
+    uint32_t w[4]; /* scales in bytes 0..7, mins in 8..15: kept in registers */
+    kern_scale_min_k4_words(packed, w);
 #pragma GCC unroll 8
-    for (int k = 0; k < 8; k++) u->sc[k] = _mm256_set1_epi16(sc[k]);
-    u->mw = spread16(_mm_loadu_si128((const __m128i *)mn), 0, 2); /* mins <= 63: the sign extension is moot */
+    for (int k = 0; k < 8; k++) u->sc[k] = _mm256_set1_epi16((short)((w[k / 4] >> (8 * (k % 4))) & 0xff));
+    u->mw = spread16(_mm_setr_epi32((int)w[0], (int)w[1], (int)w[2], (int)w[3]), 8, 2); /* mins <= 63 */
     u->cw = _mm256_setzero_si256();
 }
 
@@ -104,42 +98,53 @@ INL void unpack_q6_k(const block_q6_K *b, kq_super *u) {
     u->d = _cvtsh_ss(b->d), u->dmin = 0;
 }
 
-/* One unpacked super-block . one Q8_K block. */
-INL float super_dot(const kq_super *u, const block_q8_K *y) {
+/* acc += one unpacked super-block . one Q8_K block, in 8 float lanes (d, dmin: u's, broadcast). */
+INL __m256 super_dot(int dt, const kq_super *u, const block_q8_K *y, __m256 d, __m256 dmin, __m256 acc) {
     const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
-    __m256i acc = _mm256_madd_epi16(u->cw, bs);
+    __m256i isum = dt == KILN_DT_Q6_K ? _mm256_madd_epi16(u->cw, bs) : _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
         const __m256i p = _mm256_maddubs_epi16(u->q[k], _mm256_loadu_si256((const __m256i *)(y->qs + 32 * k)));
-        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, u->sc[k]));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, u->sc[k]));
     }
-    const int isum = hsum_epi32(acc), msum = hsum_epi32(_mm256_madd_epi16(u->mw, bs));
-    return (u->d * y->d) * (float)isum - (u->dmin * y->d) * (float)msum;
+    const __m256 v = dt == KILN_DT_Q6_K ? _mm256_mul_ps(_mm256_cvtepi32_ps(isum), d) /* Q4_K / Q5_K: minus the mins term */
+                                        : _mm256_fmsub_ps(_mm256_cvtepi32_ps(isum), d,
+                                                          _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(u->mw, bs)), dmin));
+    return _mm256_fmadd_ps(v, _mm256_set1_ps(y->d), acc);
+}
+
+/* One row (w, nb super-blocks) x T tokens (x: the first one's Q8_K blocks, the next xb bytes on), into
+ * y[t * M]; float accumulators per token, summed once per row. */
+INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const char *x, size_t xb) {
+    const size_t bsz = kern_formats[dt].block_bytes;
+    __m256 acc[KQ_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < KQ_TOKENS; t++) acc[t] = _mm256_setzero_ps();
+    for (int i = 0; i < nb; i++) {
+        const char *blk = w + (size_t)i * bsz;
+        _mm_prefetch(blk + 8 * bsz, _MM_HINT_T0); /* a GEMV streams the rows: ask ahead */
+        kq_super u;
+        if (dt == KILN_DT_Q4_K) unpack_q4_k((const block_q4_K *)blk, &u);
+        else if (dt == KILN_DT_Q5_K) unpack_q5_k((const block_q5_K *)blk, &u);
+        else unpack_q6_k((const block_q6_K *)blk, &u);
+        const __m256 d = _mm256_set1_ps(u.d), dmin = _mm256_set1_ps(u.dmin);
+        for (int t = 0; t < T; t++) acc[t] = super_dot(dt, &u, (const block_q8_K *)(x + (size_t)t * xb) + i, d, dmin, acc[t]);
+    }
+    for (int t = 0; t < T; t++) y[(size_t)t * M] = hsum256(acc[t]);
 }
 
 /* Rows [r0, r1) x n tokens; x holds each token's Q8_K blocks, xb bytes apart. */
 INL void gemm_kq(int dt, float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) {
     const int nb = m->cols / QK_K, M = m->rows;
     const size_t rb = kern_row_bytes(dt, m->cols), xb = kern_act_row_bytes(KERN_ACT_Q8_K, m->cols);
-    const size_t bsz = kern_formats[dt].block_bytes;
-    for (int r = r0; r < r1; r++) {
-        const char *w = (const char *)m->data + (size_t)r * rb;
+    for (int r = r0; r < r1; r++)
         for (int t0 = 0; t0 < n; t0 += KQ_TOKENS) {
             const int T = MIN(KQ_TOKENS, n - t0);
-            float acc[KQ_TOKENS] = {0};
-            for (int i = 0; i < nb; i++) {
-                const char *blk = w + (size_t)i * bsz;
-                _mm_prefetch(blk + 8 * bsz, _MM_HINT_T0); /* a GEMV streams the rows: ask ahead */
-                kq_super u;
-                if (dt == KILN_DT_Q4_K) unpack_q4_k((const block_q4_K *)blk, &u);
-                else if (dt == KILN_DT_Q5_K) unpack_q5_k((const block_q5_K *)blk, &u);
-                else unpack_q6_k((const block_q6_K *)blk, &u);
-                for (int t = 0; t < T; t++)
-                    acc[t] += super_dot(&u, (const block_q8_K *)((const char *)x + (size_t)(t0 + t) * xb) + i);
-            }
-            for (int t = 0; t < T; t++) y[(size_t)(t0 + t) * M + r] = acc[t];
+            float *yt = y + (size_t)t0 * M + r;
+            const char *xt = (const char *)x + (size_t)t0 * xb, *w = (const char *)m->data + (size_t)r * rb;
+            if (T == 1) row_tile(dt, 1, yt, M, w, nb, xt, xb); /* decode */
+            else row_tile(dt, T, yt, M, w, nb, xt, xb);
         }
-    }
 }
 
 void kern_gemm_q4_k_avx2(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {

@@ -35,15 +35,11 @@ INL __m512i spread16(__m256i v, int first, int per) {
     return _mm512_permutexvar_epi16(_mm512_loadu_si512(idx), _mm512_castsi256_si512(v));
 }
 
-/* Q4_K / Q5_K: the 8 6-bit scales (bytes 0..7) and mins (8..15) of the 12 packed bytes, as llama.cpp's
- * utmp unpacking (= kern_scale_min_k4 for j = 0..7), in registers. */
+/* Q4_K / Q5_K: the 8 scales (bytes 0..7) and mins (8..15), built in registers. */
 INL __m128i k4_scale_bytes(const uint8_t packed[K_SCALE_SIZE]) {
-    uint32_t u[3];
-    memcpy(u, packed, sizeof u);
-    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
-    const uint32_t sc_lo = u[0] & m6, mn_lo = u[1] & m6;
-    const uint32_t sc_hi = (u[2] & m4) | (((u[0] >> 6) & m2) << 4), mn_hi = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
-    return _mm_setr_epi32((int)sc_lo, (int)sc_hi, (int)mn_lo, (int)mn_hi);
+    uint32_t w[4];
+    kern_scale_min_k4_words(packed, w);
+    return _mm_setr_epi32((int)w[0], (int)w[1], (int)w[2], (int)w[3]);
 }
 
 /* Q4_K / Q5_K: 8 blocks of 32, 2 per zmm (int16 lanes 0..15, 16..31); block j's min weights groups 2j, 2j+1. */
@@ -125,7 +121,7 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
     const size_t bsz = kern_formats[dt].block_bytes;
     __m512 acc[KQ_TOKENS];
 #pragma GCC unroll 8
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int t = 0; t < KQ_TOKENS; t++) acc[t] = _mm512_setzero_ps(); /* all: GCC cannot see T bound its reads */
     for (int i = 0; i < nb; i++) {
         const char *blk = w + (size_t)i * bsz;
         _mm_prefetch(blk + 8 * bsz, _MM_HINT_T0); /* a GEMV streams the rows: ask ahead */
