@@ -141,17 +141,22 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
 INL void gemm_kq(int dt, float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) {
     const int nb = m->cols / QK_K, M = m->rows;
     const size_t rb = kern_row_bytes(dt, m->cols), xb = kern_act_row_bytes(KERN_ACT_Q8_K, m->cols);
-    for (int r = r0; r < r1; r++) {
-        const char *w = (const char *)m->data + (size_t)r * rb;
-        for (int t0 = 0; t0 < n; t0 += KQ_TOKENS) {
-            const int T = MIN(KQ_TOKENS, n - t0);
-            float *yt = y + (size_t)t0 * M + r;
-            const char *xt = (const char *)x + (size_t)t0 * xb;
-            if (T == KQ_TOKENS) row_tile(dt, KQ_TOKENS, yt, M, w, nb, xt, xb);
-            else if (T == 1) row_tile(dt, 1, yt, M, w, nb, xt, xb); /* decode */
-            else row_tile(dt, T, yt, M, w, nb, xt, xb);
+    /* tokens in blocks of ~256 KiB of activations, so each row's pass over them hits L2, not L3 (the
+     * driver already sizes the row chunk to stay in L2) */
+    int tb = (int)((256u << 10) / xb) / KQ_TOKENS * KQ_TOKENS;
+    tb = tb < KQ_TOKENS ? KQ_TOKENS : tb;
+    for (int b0 = 0; b0 < n; b0 += tb)
+        for (int r = r0; r < r1; r++) {
+            const char *w = (const char *)m->data + (size_t)r * rb;
+            for (int t0 = b0; t0 < MIN(n, b0 + tb); t0 += KQ_TOKENS) {
+                const int T = MIN(KQ_TOKENS, MIN(n, b0 + tb) - t0);
+                float *yt = y + (size_t)t0 * M + r;
+                const char *xt = (const char *)x + (size_t)t0 * xb;
+                if (T == KQ_TOKENS) row_tile(dt, KQ_TOKENS, yt, M, w, nb, xt, xb);
+                else if (T == 1) row_tile(dt, 1, yt, M, w, nb, xt, xb); /* decode */
+                else row_tile(dt, T, yt, M, w, nb, xt, xb);
+            }
         }
-    }
 }
 
 void kern_gemm_q4_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
