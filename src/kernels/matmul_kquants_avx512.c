@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include "kernels/kquants.h"
+#include "kernels/kquants_x86.h"
 #include "kernels/matmul.h"
 #include "kernels/simd_x86.h"
 
@@ -50,50 +51,25 @@ INL void k4_scales(const uint8_t packed[K_SCALE_SIZE], kq_super *u) {
     u->gw = _mm512_castsi512_si256(spread16(s, 8, 2));
 }
 
-INL void unpack_q4_k(const block_q4_K *b, kq_super *u) {
-    const __m256i lo4 = _mm256_set1_epi8(0x0f);
+/* Q4_K (qh NULL) or Q5_K. */
+INL void unpack_k4(const uint8_t *qs, const uint8_t *qh, const uint8_t *scales, uint16_t d, uint16_t dmin,
+                   kq_super *u) {
 #pragma GCC unroll 4
     for (int k = 0; k < 4; k++) {
-        const __m256i v = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * k));
-        u->q[k] = join(_mm256_and_si256(v, lo4), _mm256_and_si256(_mm256_srli_epi16(v, 4), lo4));
+        __m256i lo, hi;
+        kq_k4_pair(qs, qh, k, &lo, &hi);
+        u->q[k] = join(lo, hi);
     }
-    k4_scales(b->scales, u);
-    u->d = _cvtsh_ss(b->d), u->dmin = _cvtsh_ss(b->dmin);
-}
-
-/* Bit `bit` of each byte of v, moved to bit 4. */
-INL __m256i bit_to_16(__m256i v, int bit) {
-    return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(v, bit), _mm256_set1_epi8(1)), 4);
-}
-
-INL void unpack_q5_k(const block_q5_K *b, kq_super *u) {
-    const __m256i lo4 = _mm256_set1_epi8(0x0f), qh = _mm256_loadu_si256((const __m256i *)b->qh);
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) { /* values 64k..+31 take qh bit 2k, the next 32 bit 2k+1 */
-        const __m256i v = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * k));
-        u->q[k] = join(_mm256_or_si256(_mm256_and_si256(v, lo4), bit_to_16(qh, 2 * k)),
-                       _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), lo4), bit_to_16(qh, 2 * k + 1)));
-    }
-    k4_scales(b->scales, u);
-    u->d = _cvtsh_ss(b->d), u->dmin = _cvtsh_ss(b->dmin);
-}
-
-/* Q6_K value bits 4..5 from qh's bit pair `pair`, moved to bits 4..5. */
-INL __m256i pair_to_45(__m256i qh, int pair) {
-    return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * pair), _mm256_set1_epi8(3)), 4);
+    k4_scales(scales, u);
+    u->d = _cvtsh_ss(d), u->dmin = _cvtsh_ss(dmin);
 }
 
 INL void unpack_q6_k(const block_q6_K *b, kq_super *u) {
-    const __m256i lo4 = _mm256_set1_epi8(0x0f);
 #pragma GCC unroll 2
-    for (int h = 0; h < 2; h++) { /* 128 values: ql[0..32) low, ql[32..64) low, ql[0..32) high, ql[32..64) high */
-        const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h));
-        const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32));
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
-        u->q[2 * h] = join(_mm256_or_si256(_mm256_and_si256(ql0, lo4), pair_to_45(qh, 0)),
-                           _mm256_or_si256(_mm256_and_si256(ql1, lo4), pair_to_45(qh, 1)));
-        u->q[2 * h + 1] = join(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), lo4), pair_to_45(qh, 2)),
-                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), lo4), pair_to_45(qh, 3)));
+    for (int h = 0; h < 2; h++) {
+        __m256i o[4];
+        kq_q6_quarters(b, h, o);
+        u->q[2 * h] = join(o[0], o[1]), u->q[2 * h + 1] = join(o[2], o[3]);
     }
     const __m256i s = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales)); /* 16 scales, groups of 16 */
 #pragma GCC unroll 4
@@ -126,8 +102,10 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
         const char *blk = w + (size_t)i * bsz;
         _mm_prefetch(blk + 8 * bsz, _MM_HINT_T0); /* a GEMV streams the rows: ask ahead */
         kq_super u;
-        if (dt == KILN_DT_Q4_K) unpack_q4_k((const block_q4_K *)blk, &u);
-        else if (dt == KILN_DT_Q5_K) unpack_q5_k((const block_q5_K *)blk, &u);
+        const block_q4_K *b4 = (const block_q4_K *)blk;
+        const block_q5_K *b5 = (const block_q5_K *)blk;
+        if (dt == KILN_DT_Q4_K) unpack_k4(b4->qs, NULL, b4->scales, b4->d, b4->dmin, &u);
+        else if (dt == KILN_DT_Q5_K) unpack_k4(b5->qs, b5->qh, b5->scales, b5->d, b5->dmin, &u);
         else unpack_q6_k((const block_q6_K *)blk, &u);
         const __m512 d = _mm512_set1_ps(u.d), dmin = _mm512_set1_ps(u.dmin);
 #pragma GCC unroll 8
@@ -137,34 +115,5 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
     for (int t = 0; t < T; t++) y[(size_t)t * M] = _mm512_reduce_add_ps(acc[t]);
 }
 
-/* Rows [r0, r1) x n tokens; x holds each token's Q8_K blocks, xb bytes apart. */
-INL void gemm_kq(int dt, float *y, const void *x, int n, const kiln_mat *m, int r0, int r1) {
-    const int nb = m->cols / QK_K, M = m->rows;
-    const size_t rb = kern_row_bytes(dt, m->cols), xb = kern_act_row_bytes(KERN_ACT_Q8_K, m->cols);
-    /* tokens in blocks of ~256 KiB of activations, so each row's pass over them hits L2, not L3 (the
-     * driver already sizes the row chunk to stay in L2) */
-    int tb = (int)((256u << 10) / xb) / KQ_TOKENS * KQ_TOKENS;
-    tb = tb < KQ_TOKENS ? KQ_TOKENS : tb;
-    for (int b0 = 0; b0 < n; b0 += tb)
-        for (int r = r0; r < r1; r++) {
-            const char *w = (const char *)m->data + (size_t)r * rb;
-            for (int t0 = b0; t0 < MIN(n, b0 + tb); t0 += KQ_TOKENS) {
-                const int T = MIN(KQ_TOKENS, MIN(n, b0 + tb) - t0);
-                float *yt = y + (size_t)t0 * M + r;
-                const char *xt = (const char *)x + (size_t)t0 * xb;
-                if (T == KQ_TOKENS) row_tile(dt, KQ_TOKENS, yt, M, w, nb, xt, xb);
-                else if (T == 1) row_tile(dt, 1, yt, M, w, nb, xt, xb); /* decode */
-                else row_tile(dt, T, yt, M, w, nb, xt, xb);
-            }
-        }
-}
-
-void kern_gemm_q4_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
-    (void)tmp, gemm_kq(KILN_DT_Q4_K, y, x, n, m, r0, r1);
-}
-void kern_gemm_q5_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
-    (void)tmp, gemm_kq(KILN_DT_Q5_K, y, x, n, m, r0, r1);
-}
-void kern_gemm_q6_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
-    (void)tmp, gemm_kq(KILN_DT_Q6_K, y, x, n, m, r0, r1);
-}
+#define KQ_ISA avx512
+#include "kernels/kquants_x86_driver.h"
