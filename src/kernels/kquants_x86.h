@@ -8,10 +8,24 @@
 
 #include "kernels/kquants.h"
 #include "kernels/simd_x86.h"
+#include "kiln.h"
 
 /* Bit `bit` of each byte of v, moved to bit 4. */
 INL __m256i kq_bit_to_16(__m256i v, int bit) {
     return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(v, bit), _mm256_set1_epi8(1)), 4);
+}
+
+/* A Q4_K or Q5_K super-block's fields (qh NULL for Q4_K). */
+typedef struct {
+    const uint8_t *qs, *qh, *scales;
+    uint16_t d, dmin;
+} kq_k4_block;
+
+INL kq_k4_block kq_k4_fields(int dt, const char *blk) {
+    const block_q4_K *b4 = (const block_q4_K *)blk;
+    const block_q5_K *b5 = (const block_q5_K *)blk;
+    if (dt == KILN_DT_Q5_K) return (kq_k4_block){b5->qs, b5->qh, b5->scales, b5->d, b5->dmin};
+    return (kq_k4_block){b4->qs, NULL, b4->scales, b4->d, b4->dmin};
 }
 
 /* Q4_K / Q5_K values 64k..64k+31 (lo: low nibbles of qs[32k..32k+32)) and the next 32 (hi: high nibbles);

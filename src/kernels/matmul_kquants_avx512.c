@@ -52,16 +52,15 @@ INL void k4_scales(const uint8_t packed[K_SCALE_SIZE], kq_super *u) {
 }
 
 /* Q4_K (qh NULL) or Q5_K. */
-INL void unpack_k4(const uint8_t *qs, const uint8_t *qh, const uint8_t *scales, uint16_t d, uint16_t dmin,
-                   kq_super *u) {
+INL void unpack_k4(kq_k4_block b, kq_super *u) {
 #pragma GCC unroll 4
     for (int k = 0; k < 4; k++) {
         __m256i lo, hi;
-        kq_k4_pair(qs, qh, k, &lo, &hi);
+        kq_k4_pair(b.qs, b.qh, k, &lo, &hi);
         u->q[k] = join(lo, hi);
     }
-    k4_scales(scales, u);
-    u->d = _cvtsh_ss(d), u->dmin = _cvtsh_ss(dmin);
+    k4_scales(b.scales, u);
+    u->d = _cvtsh_ss(b.d), u->dmin = _cvtsh_ss(b.dmin);
 }
 
 INL void unpack_q6_k(const block_q6_K *b, kq_super *u) {
@@ -102,11 +101,8 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
         const char *blk = w + (size_t)i * bsz;
         _mm_prefetch(blk + 8 * bsz, _MM_HINT_T0); /* a GEMV streams the rows: ask ahead */
         kq_super u;
-        const block_q4_K *b4 = (const block_q4_K *)blk;
-        const block_q5_K *b5 = (const block_q5_K *)blk;
-        if (dt == KILN_DT_Q4_K) unpack_k4(b4->qs, NULL, b4->scales, b4->d, b4->dmin, &u);
-        else if (dt == KILN_DT_Q5_K) unpack_k4(b5->qs, b5->qh, b5->scales, b5->d, b5->dmin, &u);
-        else unpack_q6_k((const block_q6_K *)blk, &u);
+        if (dt == KILN_DT_Q6_K) unpack_q6_k((const block_q6_K *)blk, &u);
+        else unpack_k4(kq_k4_fields(dt, blk), &u);
         const __m512 d = _mm512_set1_ps(u.d), dmin = _mm512_set1_ps(u.dmin);
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) acc[t] = super_dot(dt, &u, (const block_q8_K *)(x + (size_t)t * xb) + i, d, dmin, acc[t]);
