@@ -98,8 +98,7 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
 #pragma GCC unroll 8
     for (int t = 0; t < KQ_TOKENS; t++) acc[t] = _mm512_setzero_ps(); /* all: GCC cannot see T bound its reads */
     for (int i = 0; i < nb; i++) {
-        const char *blk = w + (size_t)i * bsz;
-        _mm_prefetch(blk + 8 * bsz, _MM_HINT_T0); /* a GEMV streams the rows: ask ahead */
+        const char *blk = kq_next_block(w, i, bsz);
         kq_super u;
         if (dt == KILN_DT_Q6_K) unpack_q6_k((const block_q6_K *)blk, &u);
         else unpack_k4(kq_k4_fields(dt, blk), &u);
