@@ -18,14 +18,20 @@
 # with its f16 KV cache, kiln with --kv-type f16 and with its default KV format, interleaved likewise.
 # DEPTHS="" skips them (they take minutes per round at 16384).
 #
-# Usage: bench/compare-llamacpp.sh   (env: ROUNDS=3 THREADS=2 PP=512 TG=128 FORMATS="F16 Q8_0 Q4_0"
+# K-quant rows: Q4_K_M and Q6_K are llama-quantize's files (made once from the F16 GGUF), read by BOTH
+# engines as they are; KQ4_K_M is kiln's own q4_k_m conversion of the safetensors checkpoint (--quant q4_k_m
+# --quant-cache) against llama.cpp on its Q4_K_M file. Their decode share counts the bytes each engine's
+# weights take: the GGUF's size (the tied output is the Q6_K embedding, read whole per token), and for
+# KQ4_K_M kiln's cache file.
+#
+# Usage: bench/compare-llamacpp.sh   (env: ROUNDS=3 THREADS=2 PP=512 TG=128 FORMATS="F16 Q8_0 Q4_0 Q4_K_M Q6_K KQ4_K_M"
 #                                      DEPTHS="4096 16384" DPP=4096 DTG=128 DEPTH_FORMATS="F16"
 #                                      BASELINE=/tmp/llamacpp MODEL=/tmp/llama-1b SHARED=../shared)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared}
 ROUNDS=${ROUNDS:-3} THREADS=${THREADS:-2} PP=${PP:-512} TG=${TG:-128}
-FORMATS=${FORMATS-"F16 Q8_0 Q4_0"}
+FORMATS=${FORMATS-"F16 Q8_0 Q4_0 Q4_K_M Q6_K KQ4_K_M"}
 DEPTHS=${DEPTHS-"4096 16384"} DPP=${DPP:-4096} DTG=${DTG:-128} DEPTH_FORMATS=${DEPTH_FORMATS:-"F16"}
 BASELINE=${BASELINE:-/tmp/llamacpp} MODEL=${MODEL:-/tmp/llama-1b}
 PY=/usr/bin/python3
@@ -37,6 +43,9 @@ sh "$SHARED/tools/baseline/build_llamacpp.sh" "$BASELINE" >&2
     --tokenizer "$SHARED/tokenizers/llama3" --out "$MODEL" >&2
 sh "$SHARED/tools/baseline/to_gguf.sh" "$MODEL" "$MODEL" "$BASELINE" >&2
 . "$BASELINE/env.sh"
+for q in Q4_K_M Q6_K; do
+    [ -f "$MODEL-$q.gguf" ] || "$LLAMA_BIN/llama-quantize" "$MODEL-F16.gguf" "$MODEL-$q.gguf" $q >/dev/null 2>&1
+done
 make -j2 all bench >/dev/null
 cp build/bench/matmul_bench "$work/matmul_bench"
 
@@ -46,15 +55,18 @@ if grep -q -- '--gen-tokens' <<<"$kiln_help"; then KILN_MODE=kiln-bench; else KI
 echo "== kiln measured with: $KILN_MODE, $THREADS threads, $ROUNDS interleaved rounds, pp$PP tg$TG" >&2
 
 # --quant-cache: the first round converts and writes $MODEL/model.<q>.kiln, later rounds map it (load time only).
-kiln_flags() { case $1 in F16) echo "--dtype f16";; BF16) echo "--dtype bf16";; Q8_0) echo "--quant q8_0 --quant-cache";; Q4_0) echo "--quant q4_0 --quant-cache";; esac; }
+kiln_flags() { case $1 in F16) echo "--dtype f16";; BF16) echo "--dtype bf16";; Q8_0) echo "--quant q8_0 --quant-cache";; Q4_0) echo "--quant q4_0 --quant-cache";; KQ4_K_M) echo "--quant q4_k_m --quant-cache";; esac; }
+is_kquant() { case $1 in Q4_K_M|Q6_K|KQ4_K_M) true;; *) false;; esac; }
+kiln_model() { case $1 in Q4_K_M|Q6_K) echo "$MODEL-$1.gguf";; *) echo "$MODEL";; esac; } # K-quant GGUFs: the same file
+llama_gguf() { case $1 in KQ4_K_M) echo "$MODEL-Q4_K_M.gguf";; *) echo "$MODEL-$1.gguf";; esac; }
 kiln_dtype() { case $1 in F16) echo f16;; BF16) echo bf16;; Q8_0) echo q8_0;; Q4_0) echo q4_0;; esac; }
 
 . bench/llamacpp-pp-tg.sh
-run_llama() { llama_pp_tg "$MODEL-$1.gguf" "$THREADS" "$PP" "$TG"; } # fmt -> "pp tg"
+run_llama() { llama_pp_tg "$(llama_gguf "$1")" "$THREADS" "$PP" "$TG"; } # fmt -> "pp tg"
 run_kiln() { # fmt -> "pp tg"
     if [ "$KILN_MODE" = kiln-bench ]; then
         # shellcheck disable=SC2046
-        ./build/kiln bench --model "$MODEL" --prompt-tokens "$PP" --gen-tokens "$TG" --threads "$THREADS" --runs 1 \
+        ./build/kiln bench --model "$(kiln_model "$1")" --prompt-tokens "$PP" --gen-tokens "$TG" --threads "$THREADS" --runs 1 \
             $(kiln_flags "$1") --json "$work/k.json" >/dev/null 2>&1
         $PY -c 'import sys,json; d=json.load(open(sys.argv[1])); print(d["pp_tok_s"], d["tg_tok_s"])' "$work/k.json"
     else
@@ -68,8 +80,10 @@ run_kiln() { # fmt -> "pp tg"
 # medians of those per-round shares are reported.
 probe_bw() { "$work/matmul_bench" bw "$THREADS" | $PY -c 'import sys,json; print(json.load(sys.stdin)["read_bw_gb_s"])' >>"$1"; }
 for fmt in $FORMATS; do
-    [ -f "$MODEL-$fmt.gguf" ] || { echo "missing $MODEL-$fmt.gguf" >&2; exit 1; }
-    wbytes=$("$work/matmul_bench" "$(kiln_dtype "$fmt")" 1 1 1 | $PY -c 'import sys,json; print(json.load(sys.stdin)["weights_mib"]*1048576)')
+    [ -f "$(llama_gguf "$fmt")" ] || { echo "missing $(llama_gguf "$fmt")" >&2; exit 1; }
+    is_kquant "$fmt" && [ "$KILN_MODE" != kiln-bench ] && { echo "$fmt rows need kiln bench --gen-tokens" >&2; exit 1; }
+    if is_kquant "$fmt"; then wbytes=$(stat -c %s "$(llama_gguf "$fmt")") # KQ4_K_M: its cache file, once written
+    else wbytes=$("$work/matmul_bench" "$(kiln_dtype "$fmt")" 1 1 1 | $PY -c 'import sys,json; print(json.load(sys.stdin)["weights_mib"]*1048576)'); fi
     # kiln's Q4_0 keeps the output projection (128256 x 2048) in Q8_0: 34 instead of 18 bytes per 32 weights
     [ "$fmt" = Q4_0 ] && wbytes=$($PY -c "print($wbytes + 128256 * 2048 // 32 * 16)")
     : >"$work/$fmt.l"; : >"$work/$fmt.k"; : >"$work/$fmt.bw"
@@ -78,7 +92,8 @@ for fmt in $FORMATS; do
         echo "$l" >>"$work/$fmt.l"; echo "$k" >>"$work/$fmt.k"
         echo "  $fmt round $r: llama.cpp pp/tg $l   kiln pp/tg $k   read bandwidth $(tail -1 "$work/$fmt.bw") GB/s" >&2
     done
-    lbytes=$(stat -c %s "$MODEL-$fmt.gguf") # llama.cpp reads about its whole file per token (tied output included)
+    [ "$fmt" = KQ4_K_M ] && wbytes=$(stat -c %s "$MODEL/model.q4_k_m.kiln")
+    lbytes=$(stat -c %s "$(llama_gguf "$fmt")") # llama.cpp reads about its whole file per token (tied output included)
     $PY - "$fmt" "$work/$fmt.l" "$work/$fmt.k" "$work/$fmt.bw" "$wbytes" "$PP" "$TG" "$KILN_MODE" "$lbytes" <<'PYEOF'
 import sys, statistics as st
 fmt, lf, kf, bwf, wb, pp, tg, mode, lb = sys.argv[1:]

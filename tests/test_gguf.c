@@ -459,6 +459,82 @@ TEST(rope_freqs_divide_the_frequencies) {
 
 /* ---- checkpoints written by kiln's GGUF writer (kiln_gguf_write, the one GGUF writer in the tree) ---- */
 
+static void put_kv_f32(strbuf *b, const char *key, float v) {
+    put_str(b, key, strlen(key)), put_u32(b, GGUF_FLOAT32), strbuf_put(b, &v, 4);
+}
+
+static void put_kv_i32(strbuf *b, const char *key, int32_t v) {
+    put_str(b, key, strlen(key)), put_u32(b, GGUF_INT32), strbuf_put(b, &v, 4);
+}
+
+/* The F32 file rewritten as name with its general.sampling.* keys replaced by kv (n keys serialised). */
+static const char *with_sampling(const char *name, const strbuf *kv, int n) {
+    gguf_file g;
+    wtensor t[32];
+    bool ok = f32_tensors(&g, t);
+    gguf_kv keep[64];
+    gguf_file meta = g;
+    meta.kvs = keep, meta.n_kv = 0;
+    for (int i = 0; ok && i < g.n_kv && meta.n_kv < 64; i++)
+        if (strncmp(g.kvs[i].key, "general.sampling.", 17)) keep[meta.n_kv++] = g.kvs[i];
+    ok = ok && write_gguf_kv(tmp_path(name), &meta, 0, 0, kv, n, t, g.n_tensors);
+    gguf_close(&g);
+    CHECK(ok, "write %s", name);
+    return tmp_path(name);
+}
+
+/* llama.cpp's generation defaults (general.sampling.*, as its converter writes them from
+ * generation_config.json) fill what generation_config.json fills for a safetensors directory; a file
+ * temperature > 0 samples. Keys of samplers kiln lacks, bad types and values are one-line errors. */
+TEST(sampling_defaults_from_metadata) {
+    kiln_gen_params p;
+    kiln_gen_params_default(&p);
+    kiln_err err = {{0}};
+    /* the keys llama.cpp's converter wrote from the checkpoint's generation_config.json (temperature 0.6, top_p 0.9) */
+    CHECK(kiln_gen_params_load(&p, shared_path(KQ512 "F32.gguf"), &err) == 0 && p.do_sample &&
+              p.temperature == 0.6f && p.top_p == 0.9f && p.top_k == 50,
+          "converter's keys: %s sample %d temp %g top_p %g", err.msg, p.do_sample, p.temperature, p.top_p);
+    strbuf kv = {0};
+    put_kv_f32(&kv, "general.sampling.temp", 0.6f), put_kv_i32(&kv, "general.sampling.top_k", 20);
+    put_kv_f32(&kv, "general.sampling.top_p", 0.9f), put_kv_f32(&kv, "general.sampling.min_p", 0.05f);
+    put_kv_f32(&kv, "general.sampling.penalty_repeat", 1.1f), put_kv_i32(&kv, "general.sampling.penalty_last_n", -1);
+    put_kv_i32(&kv, "general.sampling.mirostat", 0);
+    kiln_gen_params_default(&p);
+    CHECK(kiln_gen_params_load(&p, with_sampling("sampling.gguf", &kv, 7), &err) == 0, "%s", err.msg);
+    CHECK(p.do_sample && p.temperature == 0.6f && p.top_k == 20 && p.top_p == 0.9f && p.min_p == 0.05f &&
+              p.repetition_penalty == 1.1f && p.n_eos == 1 && p.eos_ids[0] == 2 && p.max_new_tokens == 20,
+          "sample %d temp %g top_k %d top_p %g min_p %g rep %g eos %d", p.do_sample, p.temperature, p.top_k, p.top_p,
+          p.min_p, p.repetition_penalty, p.n_eos);
+    strbuf_free(&kv);
+    put_kv_f32(&kv, "general.sampling.temp", 0); /* temperature 0: greedy, as llama.cpp */
+    kiln_gen_params_default(&p), p.do_sample = true;
+    CHECK(kiln_gen_params_load(&p, with_sampling("greedy.gguf", &kv, 1), &err) == 0 && !p.do_sample, "temp 0: %s", err.msg);
+    strbuf_free(&kv);
+    static const struct {
+        const char *key, *want;
+        bool is_int;
+        float v;
+    } bad[] = {{"general.sampling.mirostat", "mirostat", true, 2},
+               {"general.sampling.xtc_probability", "XTC", false, 0.5f},
+               {"general.sampling.top_p", "[0, 1]", false, 1.5f},
+               {"general.sampling.top_k", ">= 0", true, -3},
+               {"general.sampling.temp", "float32", true, 1}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        if (bad[i].is_int) put_kv_i32(&kv, bad[i].key, (int32_t)bad[i].v);
+        else put_kv_f32(&kv, bad[i].key, bad[i].v);
+        kiln_gen_params_default(&p), err.msg[0] = 0;
+        const int rc = kiln_gen_params_load(&p, with_sampling("bad.gguf", &kv, 1), &err);
+        CHECK(rc == -1 && strstr(err.msg, bad[i].key) && strstr(err.msg, bad[i].want) && !strchr(err.msg, '\n'),
+              "%s: %s", bad[i].key, rc ? err.msg : "accepted");
+        strbuf_free(&kv);
+    }
+    put_kv_f32(&kv, "general.sampling.penalty_repeat", 1.2f), put_kv_i32(&kv, "general.sampling.penalty_last_n", 64);
+    kiln_gen_params_default(&p);
+    CHECK(kiln_gen_params_load(&p, with_sampling("last_n.gguf", &kv, 2), &err) == -1 && strstr(err.msg, "penalty_last_n"),
+          "penalty_last_n 64: %s", err.msg);
+    strbuf_free(&kv);
+}
+
 /* dir written to path in format fmt ("f32", a --quant name; NULL: every tensor as stored). */
 static bool write_kiln(const char *dir, const char *path, const char *fmt) {
     kiln_model_opts mo;
@@ -776,6 +852,7 @@ int main(void) {
     RUN(container_reads_quantised_types);
     RUN(f32_matches_llamacpp);
     RUN(special_ids_from_metadata);
+    RUN(sampling_defaults_from_metadata);
     RUN(q8_0_matches_llamacpp);
     RUN(every_quantised_type_matches_llamacpp);
     RUN(split_parts_open_as_one);

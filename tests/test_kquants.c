@@ -327,7 +327,8 @@ static int compare_simd(kiln_dtype dt, int rows, int cols, int n, int r0, int r1
 }
 
 /* Every format an ISA has its own kernel for: odd row counts, 1..9 super-blocks, token counts around the
- * 8-token tile, ragged row ranges called directly, and the pool's split at 1..3 threads. */
+ * 8-token tile and across token blocks, ragged row ranges called directly, and the pool's split at 1..3
+ * threads. */
 TEST(simd_kquants_match_scalar) {
     static const char *isas[] = {"avx2", "avx512"};
     const int rows[] = {1, 3, 16, 37}, cols[] = {256, 768, 2304}, ns[] = {1, 2, 7, 8, 9, 17};
@@ -343,14 +344,18 @@ TEST(simd_kquants_match_scalar) {
                         if (compare_simd((kiln_dtype)dt, rows[a], cols[b], ns[k], 0, rows[a], 0)) goto out;
             if (compare_simd((kiln_dtype)dt, 37, 512, 5, 3, 30, 0) || compare_simd((kiln_dtype)dt, 37, 512, 1, 17, 18, 0))
                 goto out;
+            /* 8192-wide rows: the kernels take tokens in blocks of 24 (256 KiB of activations), so 70 tokens
+             * are 3 blocks, the last ragged */
+            if (compare_simd((kiln_dtype)dt, 19, 8192, 70, 2, 19, 0)) goto out;
             for (int th = 1; th <= 3; th++)
                 if (compare_simd((kiln_dtype)dt, 67, 1024, th == 2 ? 1 : 13, 0, 0, th)) goto out;
         }
     }
 out:
     kern_set_isa(kern_best_isa());
-    /* AVX-512 has Q4_K, Q5_K and Q6_K kernels: on a machine with it they must have run */
-    if (kern_set_isa("avx512") == 0) CHECK(tested >= 3, "only %d SIMD k-quant kernels tested", tested);
+    /* AVX2 and AVX-512 each have Q4_K, Q5_K and Q6_K kernels: on a machine with both, all six must have run */
+    const int isas_here = (kern_set_isa("avx2") == 0) + (kern_set_isa("avx512") == 0);
+    CHECK(tested >= 3 * isas_here, "only %d SIMD k-quant kernels tested on %d ISAs", tested, isas_here);
     kern_set_isa(kern_best_isa());
 }
 

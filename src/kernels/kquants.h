@@ -111,6 +111,16 @@ static inline void kern_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_
         *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
     }
 }
+/* Q4_K / Q5_K: all 8 scales (bytes 0..7 of w) and mins (bytes 8..15) at once, as llama.cpp's utmp unpacking
+ * does it (= kern_scale_min_k4 for j = 0..7) — in 32-bit words, so SIMD callers build a vector from
+ * registers (a byte-wise unpack read back as a vector stalls on store forwarding). */
+static inline void kern_scale_min_k4_words(const uint8_t q[K_SCALE_SIZE], uint32_t w[4]) {
+    uint32_t u[3];
+    memcpy(u, q, sizeof u);
+    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    w[0] = u[0] & m6, w[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
+    w[2] = u[1] & m6, w[3] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
+}
 /* Q3_K: its 16 6-bit scales, unpacked (still offset by 32). */
 void kern_q3_k_scales(const uint8_t packed[12], int8_t out[16]);
 

@@ -58,6 +58,10 @@ void quantize_act_avx512(const float *x, act_q8 *y, int k, int c);
 void kern_gemm_q4_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
 void kern_gemm_q5_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
 void kern_gemm_q6_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
+/* The same against AVX2 (matmul_kquants_avx2.c). */
+void kern_gemm_q4_k_avx2(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
+void kern_gemm_q5_k_avx2(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
+void kern_gemm_q6_k_avx2(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
 void kern_silu_mul_ref(float *gate, const float *up, int n);
 void silu_mul_avx512(float *gate, const float *up, int n);
 void kern_gelu_tanh_mul_ref(float *gate, const float *up, int n);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model/gguf_model.h"
 #include "model/model.h"
 #include "model/weight_cache.h"
 #include "runtime/hugepage.h"
@@ -75,7 +76,10 @@ static bool try_cache(kiln_model *m, const char *dir, const kiln_model_opts *o, 
                       const wc_want *key, size_t *offs) {
     char tag[64];
     format_tag(tag, sizeof tag, rq);
-    m->cache_path = wcache_path(dir, tag);
+    /* a GGUF source (any part of a split set, or a directory holding it) caches beside its first file */
+    char *file = gguf_source(dir) ? gguf_model_file(dir, &(kiln_err){{0}}) : NULL;
+    m->cache_path = wcache_path(file ? file : dir, tag);
+    free(file);
     kiln_err why = {{0}};
     int lr = m->cache_path ? wcache_load(m->cache_path, key, &m->cache_map, &m->cache_len, offs, &why) : 1;
     if (lr < 0) warn(o, "weight cache %s: %s; rebuilding it", m->cache_path, why.msg);

@@ -209,10 +209,6 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
         goto fail;
     }
     const bool convert = (weight_request_converts(&rq) && !already_in(m, &rq)) || has_plain_quant(m);
-    if (convert && opts->weight_cache && gguf_source(dir)) {
-        kiln_err_set(err, "%s: the weight cache (--quant-cache) is not supported for GGUF files yet", dir);
-        goto fail;
-    }
     if (convert && model_convert(m, dir, opts, &rq, err)) goto fail;
     dist_shard_output(m->dist, &m->lm_head); /* after conversion, which re-ties lm_head to the embedding */
     account(m);

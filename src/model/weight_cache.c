@@ -78,21 +78,29 @@ static void layout(const wc_want *w, wc_header *h, wc_mat *recs) {
     h->data_bytes = off;
 }
 
-char *wcache_path(const char *dir, const char *tag) {
-    char name[96];
-    snprintf(name, sizeof name, "model.%s.kiln", tag);
-    if (access(dir, W_OK) == 0) return kiln_path_join(dir, name);
-    /* Read-only model directory: ROOT/kiln-weights/<hash of the directory's real path>-<name>. */
-    char *real = kiln_resolve_path(dir), *root = kiln_hub_cache_root();
-    char *sub = root ? kiln_path_join(root, "kiln-weights") : NULL, *out = NULL;
-    if (real && sub) {
-        mkdir(root, 0755);
-        mkdir(sub, 0755);
-        char leaf[160];
-        snprintf(leaf, sizeof leaf, "%016llx-%s", (unsigned long long)hash_bytes(real, strlen(real), 0), name);
-        out = kiln_path_join(sub, leaf);
+char *wcache_path(const char *src, const char *tag) {
+    /* a model file (a GGUF): "<its name>.<tag>.kiln" in its directory; a model directory: "model.<tag>.kiln" in it */
+    struct stat st;
+    const char *slash = strrchr(src, '/');
+    const bool file = stat(src, &st) == 0 && S_ISREG(st.st_mode);
+    char name[512], *dir = file ? (slash ? strndup(src, (size_t)(slash - src + 1)) : strdup(".")) : strdup(src);
+    snprintf(name, sizeof name, "%s.%s.kiln", file ? (slash ? slash + 1 : src) : "model", tag);
+    if (!dir) return NULL;
+    char *out = NULL;
+    if (access(dir, W_OK) == 0) out = kiln_path_join(dir, name);
+    else { /* read-only: ROOT/kiln-weights/<hash of the source's real path>-<name> */
+        char *real = kiln_resolve_path(src), *root = kiln_hub_cache_root();
+        char *sub = root ? kiln_path_join(root, "kiln-weights") : NULL;
+        if (real && sub) {
+            mkdir(root, 0755);
+            mkdir(sub, 0755);
+            char leaf[600];
+            snprintf(leaf, sizeof leaf, "%016llx-%s", (unsigned long long)hash_bytes(real, strlen(real), 0), name);
+            out = kiln_path_join(sub, leaf);
+        }
+        free(real), free(root), free(sub);
     }
-    free(real), free(root), free(sub);
+    free(dir);
     return out;
 }
 
@@ -133,7 +141,7 @@ int wcache_load(const char *path, const wc_want *w, void **map_out, size_t *len_
     else if (h->data_off != want_h.data_off || h->data_bytes != want_h.data_bytes || len != h->data_off + h->data_bytes)
         why = "truncated or wrong size";
     else if (memcmp(files, w->files, sizeof(wc_file) * (size_t)w->n_files))
-        why = "stale (the model's safetensors files changed)";
+        why = "stale (the model's files changed)";
     else if (memcmp(recs, want_recs, sizeof(wc_mat) * (size_t)w->n_mats))
         why = "made for other tensor shapes or formats";
     else if (mats_checksum(w, (const char *)map + h->data_off, recs) != h->checksum)

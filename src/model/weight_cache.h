@@ -28,9 +28,10 @@ typedef struct wc_want {
     int quant, dtype; /* the load options, recorded for the header */
 } wc_want;
 
-/* The cache file for model directory dir and the format tag (e.g. "q8_0", "q4_0-bf16"): next to the model
- * when dir is writable, else under the hub cache root. malloc'd, NULL when out of memory. */
-char *wcache_path(const char *dir, const char *tag);
+/* The cache file for a model directory or model file (a GGUF) src and the format tag (e.g. "q8_0",
+ * "q4_0-bf16"): DIR/model.<tag>.kiln, or FILE.<tag>.kiln beside the file, when that directory is
+ * writable, else under the hub cache root. malloc'd, NULL when out of memory. */
+char *wcache_path(const char *src, const char *tag);
 /* Maps path and checks it against want. 0: *map and *len set and offs[i] = byte offset of matrix i in the
  * mapping. 1: no cache file (not an error). -1: present but unusable; why (one line) in err. */
 int wcache_load(const char *path, const wc_want *want, void **map, size_t *len, size_t *offs, kiln_err *err);

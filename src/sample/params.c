@@ -9,6 +9,7 @@
 #include "common/fileio.h"
 #include "common/json_get.h"
 #include "kiln.h"
+#include "model/gguf.h"
 #include "model/gguf_model.h"
 
 void kiln_gen_params_default(kiln_gen_params *p) {
@@ -102,10 +103,71 @@ static int load_file(kiln_gen_params *p, const char *path, bool gen, kiln_err *e
     return rc;
 }
 
+/* A float general.sampling key within [lo, hi] into *out (1), absent (0), or -1 naming file and key. */
+static int sampling_f32(const gguf_file *g, const char *key, double lo, double hi, float *out, kiln_err *err) {
+    float v;
+    const int rc = gguf_get_f32(g, key, &v, err);
+    if (rc == 1 && !(v >= lo && v <= hi)) return kiln_err_set(err, "%s: %s = %g: must be in [%g, %g]", g->path, key, v, lo, hi);
+    if (rc == 1) *out = v;
+    return rc;
+}
+
+/* Keys of samplers kiln does not have: refused by name unless they hold the value that turns them off. */
+static int sampling_unsupported(const gguf_file *g, kiln_err *err) {
+    static const struct {
+        const char *key, *why;
+        float off;
+    } keys[] = {{"general.sampling.mirostat", "kiln has no mirostat sampler", 0},
+                {"general.sampling.xtc_probability", "kiln has no XTC sampler", 0}};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        const gguf_kv *kv = gguf_find_kv(g, keys[i].key);
+        if (!kv) continue;
+        float f;
+        int32_t n;
+        const bool is_float = kv->type == GGUF_FLOAT32 || kv->type == GGUF_FLOAT64;
+        if (is_float ? gguf_get_f32(g, keys[i].key, &f, err) < 0 : gguf_get_i32(g, keys[i].key, &n, err) < 0) return -1;
+        if (!is_float) f = (float)n;
+        if (f != keys[i].off) return kiln_err_set(err, "%s: %s = %g: %s", g->path, keys[i].key, f, keys[i].why);
+    }
+    if (gguf_find_kv(g, "general.sampling.sequence"))
+        return kiln_err_set(err, "%s: general.sampling.sequence: kiln applies its samplers in one fixed order", g->path);
+    return 0;
+}
+
+/* llama.cpp's generation defaults (general.sampling.*, which its converter takes from generation_config.json)
+ * into the fields generation_config.json fills. A GGUF has no do_sample: a file temperature > 0 samples, 0 is
+ * greedy, as llama.cpp runs such a file. The repetition penalty counts the whole context here, so a
+ * penalty_last_n window other than -1 (whole context) is refused while the penalty is on. */
+static int load_gguf_sampling(kiln_gen_params *p, const char *model, kiln_err *err) {
+    char *path = gguf_model_file(model, err);
+    gguf_file g;
+    if (!path || gguf_open(&g, path, err)) return free(path), -1;
+    free(path);
+    int32_t top_k = p->top_k, last_n = -1;
+    int rc_k, rc_t;
+    int rc = (rc_t = sampling_f32(&g, "general.sampling.temp", 0, 1e6, &p->temperature, err)) < 0 ||
+             sampling_f32(&g, "general.sampling.top_p", 0, 1, &p->top_p, err) < 0 ||
+             sampling_f32(&g, "general.sampling.min_p", 0, 1, &p->min_p, err) < 0 ||
+             sampling_f32(&g, "general.sampling.penalty_repeat", 1e-6, 1e6, &p->repetition_penalty, err) < 0 ||
+             (rc_k = gguf_get_i32(&g, "general.sampling.top_k", &top_k, err)) < 0 ||
+             gguf_get_i32(&g, "general.sampling.penalty_last_n", &last_n, err) < 0 || sampling_unsupported(&g, err)
+                 ? -1
+                 : 0;
+    if (!rc && rc_k == 1 && top_k < 0)
+        rc = kiln_err_set(err, "%s: general.sampling.top_k = %d: must be >= 0", g.path, (int)top_k);
+    if (!rc && last_n != -1 && p->repetition_penalty != 1.0f)
+        rc = kiln_err_set(err, "%s: general.sampling.penalty_last_n = %d: kiln's repetition penalty covers the whole context (-1)",
+                          g.path, (int)last_n);
+    if (!rc) p->top_k = top_k;
+    if (!rc && rc_t == 1) p->do_sample = p->temperature > 0;
+    gguf_close(&g);
+    return rc;
+}
+
 int kiln_gen_params_load(kiln_gen_params *p, const char *model_dir, kiln_err *err) {
-    if (gguf_source(model_dir)) { /* a GGUF has no generation_config: its EOS/EOT ids */
+    if (gguf_source(model_dir)) { /* a GGUF's generation defaults are general.sampling.*, its EOS/EOT ids */
         kiln_config c;
-        if (gguf_config_load(model_dir, &c, err)) return -1;
+        if (gguf_config_load(model_dir, &c, err) || load_gguf_sampling(p, model_dir, err)) return -1;
         for (int i = 0; i < c.n_eos_token_ids; i++) kiln_gen_params_add_eos(p, c.eos_token_ids[i]);
         return 0;
     }

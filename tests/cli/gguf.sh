@@ -67,5 +67,16 @@ head -c 1000 "$F" > "$TMP/cut.gguf"
 err=$("$KILN" logits --model "$TMP/cut.gguf" --ids 1 2>&1); rc=$?
 check truncated_file_one_line python3 -c '
 import sys; e=sys.argv[1]; assert sys.argv[2]!="0" and e.count("\n")==0 and "cut.gguf" in e, e' "$err" "$rc"
-err=$("$KILN" generate --model "$F" --ids 1 -n 1 --quant-cache --quant q8_0 2>&1); rc=$?
-check quant_cache_refused python3 -c 'import sys; assert sys.argv[2]!="0" and "weight cache" in sys.argv[1], sys.argv[1]' "$err" "$rc"
+# --quant-cache re-quantising a GGUF: FILE.<format>.kiln beside the file (a private copy), reused with the
+# same logits, rebuilt with one warning when the GGUF changes; the directory holding the file uses it too.
+mkdir "$TMP/qc"; cp "$F" "$TMP/qc/m.gguf"
+"$KILN" logits --model "$TMP/qc/m.gguf" --ids 1,2,3 --top 3 --quant q4_k_m >"$TMP/qc0" 2>&1
+"$KILN" logits --model "$TMP/qc/m.gguf" --ids 1,2,3 --top 3 --quant q4_k_m --quant-cache >"$TMP/qc1" 2>"$TMP/qc1.err"
+check quant_cache_written bash -c "test -s '$TMP/qc/m.gguf.q4_k_m.kiln' && cmp -s '$TMP/qc0' '$TMP/qc1'"
+ino=$(stat -c %i "$TMP/qc/m.gguf.q4_k_m.kiln") # a rebuild renames a new file over it
+"$KILN" logits --model "$TMP/qc" --ids 1,2,3 --top 3 --quant q4_k_m --quant-cache >"$TMP/qc2" 2>"$TMP/qc2.err"
+check quant_cache_reused bash -c "cmp -s '$TMP/qc0' '$TMP/qc2' && test ! -s '$TMP/qc2.err' && [ \$(ls '$TMP/qc' | wc -l) = 2 ] &&
+    [ \$(stat -c %i '$TMP/qc/m.gguf.q4_k_m.kiln') = $ino ]"
+touch "$TMP/qc/m.gguf"
+"$KILN" logits --model "$TMP/qc/m.gguf" --ids 1,2,3 --top 3 --quant q4_k_m --quant-cache >"$TMP/qc3" 2>"$TMP/qc3.err"
+check quant_cache_stale_rebuilt bash -c "cmp -s '$TMP/qc0' '$TMP/qc3' && [ \$(wc -l <'$TMP/qc3.err') = 1 ] && grep -q 'stale' '$TMP/qc3.err'"
