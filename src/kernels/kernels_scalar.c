@@ -70,6 +70,7 @@ const kern_isa kern_isa_scalar = {
     kern_attention_ref,
     quantize_act_ref,
     kern_silu_mul_ref,
+    kern_attention_block_ref,
 };
 
 void kern_get_rows(float *out, const kiln_mat *m, const int32_t *ids, int n) {

@@ -29,12 +29,17 @@ static inline char *kern_tmp_row(void *tmp, int cols) {
 typedef void (*kern_attn_fn)(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
                              const kern_kv_view *kv, float *scratch, int h0, int h1);
 
+typedef void (*kern_attn_block_fn)(float *out, const float *q, size_t q_stride, int nq, int pos0, int window,
+                                   int n_heads, int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv,
+                                   float *scratch);
+
 typedef struct kern_isa {
     const char *name;
     kern_gemm_fn gemm[KILN_DT_COUNT]; /* indexed by weight dtype */
     kern_attn_fn attention;           /* kern_attention's contract (kernels.h) */
     void (*quantize_act)(const float *x, act_q8 *y, int k, int c); /* quantize_act_ref's contract */
     void (*silu_mul)(float *gate, const float *up, int n);         /* kern_silu_mul's contract */
+    kern_attn_block_fn attention_block; /* kern_attention_block's contract */
 } kern_isa;
 
 void quantize_act_avx512(const float *x, act_q8 *y, int k, int c);
@@ -54,6 +59,18 @@ void kern_attention_ref(float *out, const float *q, int n_heads, int n_kv_heads,
                         const kern_kv_view *kv, float *scratch, int h0, int h1);
 void kern_attention_avx512(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
                            const kern_kv_view *kv, float *scratch, int h0, int h1);
+
+void kern_attention_block_ref(float *out, const float *q, size_t q_stride, int nq, int pos0, int window, int n_heads,
+                              int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv, float *scratch);
+void kern_attention_block_avx512(float *out, const float *q, size_t q_stride, int nq, int pos0, int window,
+                                 int n_heads, int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv,
+                                 float *scratch);
+/* Query rows (tokens x heads) and keys of one AVX-512 flash tile; and the first position query t sees. */
+enum { KERN_ATTN_ROWS = 64, KERN_ATTN_KEYS = 64 };
+static inline int kern_attn_first(const kern_kv_view *kv, int pos, int window) {
+    const int w = window > 0 && pos + 1 - window > 0 ? pos + 1 - window : 0;
+    return w > kv->first ? w : kv->first;
+}
 
 extern const kern_isa kern_isa_scalar, kern_isa_avx2, kern_isa_avx512;
 

@@ -166,4 +166,5 @@ INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int
 static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1, tmp); }
 static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1, tmp); }
 
-const kern_isa kern_isa_avx2 = {"avx2", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}, kern_attention_ref, quantize_act_ref, kern_silu_mul_ref};
+const kern_isa kern_isa_avx2 = {"avx2", {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4}, kern_attention_ref, quantize_act_ref, kern_silu_mul_ref,
+                               kern_attention_block_ref};
