@@ -74,13 +74,13 @@ static bool run_case(const attn_case *c, const char *isa, int h0, int h1) {
 
 TEST(attention_block_matches_reference) {
     const kiln_dtype types[] = {KILN_DT_F32, KILN_DT_F16, KILN_DT_BF16, KILN_DT_Q8_0};
-    const int dims[] = {20, 64, 72, 128}, groups[] = {1, 4, 8};
+    const int dims[] = {20, 32, 64, 72, 128}, groups[] = {1, 2, 4, 8};
     const int chunks[][2] = {{0, 1}, {0, 17}, {0, 70}, {5, 1}, {37, 3}, {130, 17}, {150, 70}, {201, 1}};
-    const int windows[] = {0, 9, 100};
+    const int windows[] = {0, 8, 100};
     int cases = 0;
     for (size_t ti = 0; ti < 4; ti++)
-        for (size_t d = 0; d < 4; d++)
-            for (size_t g = 0; g < 3; g++)
+        for (size_t d = 0; d < 5; d++)
+            for (size_t g = 0; g < 4; g++)
                 for (size_t ch = 0; ch < sizeof chunks / sizeof chunks[0]; ch++)
                     for (size_t w = 0; w < 3; w++) {
                         const attn_case c = {types[ti], dims[d], groups[g], chunks[ch][0], chunks[ch][1], windows[w],

@@ -198,6 +198,9 @@ void kern_attention(float *out, const float *q, int n_heads, int n_kv_heads, int
  * floats, the caller's (nothing allocates). */
 void kern_attention_block(float *out, const float *q, size_t q_stride, int nq, int pos0, int window, int n_heads,
                           int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv, float *scratch);
+/* Query rows (tokens x heads) and keys of one flash tile: a caller gives kern_attention_block up to
+ * KERN_ATTN_ROWS / (h1 - h0) tokens at a time to make one tile of them. */
+enum { KERN_ATTN_ROWS = 64, KERN_ATTN_KEYS = 64 };
 /* Floats of scratch kern_attention_block needs (and kern_attention, whose n_pos <= n_ctx) for caches of up
  * to n_ctx positions and heads of head_dim. */
 size_t kern_attention_block_scratch(int n_ctx, int head_dim);

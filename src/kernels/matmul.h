@@ -65,8 +65,7 @@ void kern_attention_block_ref(float *out, const float *q, size_t q_stride, int n
 void kern_attention_block_avx512(float *out, const float *q, size_t q_stride, int nq, int pos0, int window,
                                  int n_heads, int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv,
                                  float *scratch);
-/* Query rows (tokens x heads) and keys of one AVX-512 flash tile; and the first position query t sees. */
-enum { KERN_ATTN_ROWS = 64, KERN_ATTN_KEYS = 64 };
+/* The first position a query at pos sees (kern_attention_block). */
 static inline int kern_attn_first(const kern_kv_view *kv, int pos, int window) {
     const int w = window > 0 && pos + 1 - window > 0 ? pos + 1 - window : 0;
     return w > kv->first ? w : kv->first;
