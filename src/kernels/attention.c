@@ -103,11 +103,11 @@ void kern_attention_block(float *out, const float *q, size_t q_stride, int nq, i
                                        scratch);
 }
 
-/* The largest of: the reference's n_ctx scores; the AVX-512 single-token path's 4 heads x n_ctx scores; its
+/* The larger of: the n_ctx scores of one query (the reference, the AVX-512 single-token path); the AVX-512
  * flash tile (attention_avx512.c: transposed queries, the tile's keys and values as f32, scores, the
  * transposed output: 4 x 64 x head_dim + 64 x 64, and each row's max and sum), plus 16 for alignment. */
 size_t kern_attention_block_scratch(int n_ctx, int head_dim) {
-    const size_t rows = (size_t)4 * n_ctx,
+    const size_t rows = (size_t)n_ctx,
                  tile = (size_t)4 * KERN_ATTN_ROWS * head_dim + (size_t)KERN_ATTN_ROWS * KERN_ATTN_KEYS + 2 * KERN_ATTN_ROWS;
     return (rows > tile ? rows : tile) + 16;
 }

@@ -173,120 +173,14 @@ void kern_attention_avx512(float *out, const float *q, int n_heads, int n_kv_hea
     }
 }
 
-/* ---- one token, several heads of one kv head (decode): each key and value row read once for all ---- */
-
-/* HP query heads (consecutive, sharing kv head hoff) of one token over positions kv->first..n_pos-1. HP = 4
- * (head_dim <= 64) or 2 (<= 128): the scores take 16 accumulators, 16 / HP keys x HP heads, reduced by one
- * hsum16 (lane kk * HP + hh), then regrouped head-major; the values take HP x nv accumulators (<= 16).
- * scratch: HP rows of n_pos scores. */
-INL void attend_group(const kiln_dtype T, const int HP, const int NV, int nv, float *out, const float *q, int head_dim,
-                      size_t hoff, int n_pos, const kern_kv_view *kv, float *scratch) {
-    if (NV) nv = NV;
-    const int K = 16 / HP;
-    const __mmask16 tail = first(head_dim - 16 * (nv - 1));
-    const float scale = kern_attn_scale(kv, head_dim);
-    const int p_first = kv->first, p_start = p_first / kv->block * kv->block;
-    float qb[4][8 * 16]; /* the heads, zero past head_dim, so the score FMAs need no mask on q */
-    for (int hh = 0; hh < HP; hh++)
-        for (int c = 0; c < nv; c++)
-            _mm512_storeu_ps(qb[hh] + 16 * c, _mm512_maskz_loadu_ps(c == nv - 1 ? tail : 0xffff, q + (size_t)hh * head_dim + 16 * c));
-    /* source lane of head-major lane j = hh * K + kk: kk * HP + hh */
-    int idx[16];
-    for (int j = 0; j < 16; j++) idx[j] = (j % K) * HP + j / K;
-    const __m512i regroup = _mm512_loadu_si512(idx);
-    const __m512 vscale = _mm512_set1_ps(scale);
-    for (int p0 = p_start; p0 < n_pos; p0 += kv->block) {
-        const char *k = kv->k + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
-        const int np = n_pos - p0 < kv->block ? n_pos - p0 : kv->block;
-        for (int p = p_first > p0 ? p_first - p0 : 0; p < np; p += K) {
-            const int m = np - p < K ? np - p : K;
-            __m512 acc[16];
-#pragma GCC unroll 16
-            for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
-#pragma GCC unroll 16
-            for (int kk = 0; kk < K; kk++) {
-                if (kk >= m) continue;
-                const char *kp = k + (size_t)(p + kk) * kv->row_stride;
-#pragma GCC unroll 16
-                for (int c = 0; c < nv; c++) {
-                    const __m512 kv16 = load16(T, kp, c, c == nv - 1 ? tail : 0xffff);
-#pragma GCC unroll 4
-                    for (int hh = 0; hh < HP; hh++)
-                        acc[kk * HP + hh] = _mm512_fmadd_ps(_mm512_loadu_ps(qb[hh] + 16 * c), kv16, acc[kk * HP + hh]);
-                }
-            }
-            const __m512 s = _mm512_permutexvar_ps(regroup, _mm512_mul_ps(hsum16(acc), vscale));
-            const __mmask16 mk = first(m);
-            float *sp = scratch + p0 + p;
-            if (HP == 4) { /* extract needs an immediate (debug builds do not unroll) */
-                _mm_mask_storeu_ps(sp, mk, _mm512_castps512_ps128(s));
-                _mm_mask_storeu_ps(sp + n_pos, mk, _mm512_extractf32x4_ps(s, 1));
-                _mm_mask_storeu_ps(sp + 2 * (size_t)n_pos, mk, _mm512_extractf32x4_ps(s, 2));
-                _mm_mask_storeu_ps(sp + 3 * (size_t)n_pos, mk, _mm512_extractf32x4_ps(s, 3));
-            } else {
-                _mm256_mask_storeu_ps(sp, mk, _mm512_castps512_ps256(s));
-                _mm256_mask_storeu_ps(sp + n_pos, mk, _mm512_extractf32x8_ps(s, 1));
-            }
-        }
-    }
-    float inv[4];
-    for (int hh = 0; hh < HP; hh++) {
-        float *sh = scratch + (size_t)hh * n_pos + p_first;
-        const int n = n_pos - p_first;
-        if (kv->softcap > 0) kern_softcap(sh, n, kv->softcap);
-        __m512 mx = _mm512_set1_ps(-INFINITY), vsum = _mm512_setzero_ps();
-        for (int i = 0; i < n; i += 16) mx = _mm512_mask_max_ps(mx, first(n - i), mx, _mm512_maskz_loadu_ps(first(n - i), sh + i));
-        const __m512 vmax = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
-        for (int i = 0; i < n; i += 16) {
-            const __mmask16 mm = first(n - i);
-            const __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mm, sh + i), vmax));
-            _mm512_mask_storeu_ps(sh + i, mm, e);
-            vsum = _mm512_mask_add_ps(vsum, mm, vsum, e);
-        }
-        inv[hh] = 1.0f / _mm512_reduce_add_ps(vsum);
-    }
-    __m512 o[4][8];
-#pragma GCC unroll 8
-    for (int hh = 0; hh < 4; hh++)
-#pragma GCC unroll 8
-        for (int c = 0; c < 8; c++) o[hh][c] = _mm512_setzero_ps();
-    for (int p0 = p_start; p0 < n_pos; p0 += kv->block) {
-        const char *v = kv->v + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
-        const int np = n_pos - p0 < kv->block ? n_pos - p0 : kv->block;
-        for (int p = p_first > p0 ? p_first - p0 : 0; p < np; p++) {
-            const char *vr = v + (size_t)p * kv->row_stride;
-            __m512 w[4];
-#pragma GCC unroll 4
-            for (int hh = 0; hh < HP; hh++) w[hh] = _mm512_set1_ps(scratch[(size_t)hh * n_pos + p0 + p]);
-#pragma GCC unroll 8
-            for (int c = 0; c < nv; c++) {
-                const __m512 vv = load16(T, vr, c, c == nv - 1 ? tail : 0xffff);
-#pragma GCC unroll 4
-                for (int hh = 0; hh < HP; hh++) o[hh][c] = _mm512_fmadd_ps(w[hh], vv, o[hh][c]);
-            }
-        }
-    }
-    for (int hh = 0; hh < HP; hh++)
-#pragma GCC unroll 8
-        for (int c = 0; c < nv; c++)
-            _mm512_mask_storeu_ps(out + (size_t)hh * head_dim + 16 * c, c == nv - 1 ? tail : 0xffff,
-                                  _mm512_mul_ps(o[hh][c], _mm512_set1_ps(inv[hh])));
-}
-
-/* Heads [h0, h1) of one token (sharing one kv head): 4 or 2 at a time where the head fits, the rest one by one. */
+/* ---- one token (decode, or too few rows for a tile): head by head ----
+ * (Reading each row once for 4 heads together, 16 accumulators of 4 keys x 4 heads reduced by one hsum16,
+ * measured slower here for f16/bf16/q8_0 caches in attention_bench (f16 at depth 4096: 168 vs 124 ms per
+ * token), so decode keeps the one-head kernel, whose kv head's rows the next heads find in L2.) */
 INL void attend_token_typed(const kiln_dtype T, float *out, const float *q, int head_dim, int h0, int h1, size_t hoff,
                             int n_pos, const kern_kv_view *kv, float *scratch) {
     const int nv = (head_dim + 15) / 16;
-    int h = h0;
-    if (nv <= 4)
-        for (; h + 4 <= h1; h += 4)
-            attend_group(T, 4, nv == 4 ? 4 : 0, nv, out + (size_t)h * head_dim, q + (size_t)h * head_dim, head_dim, hoff, n_pos,
-                         kv, scratch);
-    if (nv <= 8)
-        for (; h + 2 <= h1; h += 2)
-            attend_group(T, 2, nv == 8 ? 8 : 0, nv, out + (size_t)h * head_dim, q + (size_t)h * head_dim, head_dim, hoff, n_pos,
-                         kv, scratch);
-    for (; h < h1; h++) attend_typed(T, nv, out + (size_t)h * head_dim, q + (size_t)h * head_dim, head_dim, hoff, n_pos, kv, scratch);
+    for (int h = h0; h < h1; h++) attend_typed(T, nv, out + (size_t)h * head_dim, q + (size_t)h * head_dim, head_dim, hoff, n_pos, kv, scratch);
 }
 
 static void attend_token(float *out, const float *q, int head_dim, int h0, int h1, size_t hoff, int n_pos,
