@@ -31,8 +31,8 @@ static int ensure_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
     if (!pos) return kiln_err_set(err, "out of memory for a batch of %zu tokens", T);
     c->pos = pos;
     if (!c->scores) {
-        /* one row of n_ctx attention scores per pool thread */
-        c->scores = malloc((size_t)kiln_pool_size(c->m->pool) * (size_t)c->n_ctx * sizeof(float));
+        /* the attention kernel's scratch (scores of n_ctx positions, a flash tile) per pool thread */
+        c->scores = malloc((size_t)kiln_pool_size(c->m->pool) * kern_attention_block_scratch(c->n_ctx, g->head_dim) * sizeof(float));
         if (!c->scores) return kiln_err_set(err, "out of memory");
     }
     c->ks.bf16_dot = !c->m->exact; /* before sizing: it decides what the scratch holds */
@@ -77,39 +77,52 @@ struct attn_job {
     int layer;
 };
 
-/* The first position a query at pos sees through a window of w positions (0: no window): i - w < j <= i. */
-static inline int window_first(int pos, int w) { return w && pos >= w ? pos - w + 1 : 0; }
+/* Keys a block of n queries from position p0 visits (a window of w: 0 = none), its cost in the split. */
+static int64_t qblock_cost(int p0, int n, int w) {
+    int64_t keys = 0;
+    for (int p = p0; p < p0 + n; p++) keys += w && p + 1 > w ? w : p + 1;
+    return keys;
+}
 
-/* Work is split over (head, token) pairs, head-major, so a single decoding token still keeps every thread
- * busy; each token attends over its own sequence's positions 0..pos (causal: later tokens of the same
- * batch are not visible yet). Head-major matters for prefill: a causal prompt's later tokens cost more,
- * so a token-major split gave the second thread ~3/4 of the work, and walking all tokens of one head
- * keeps that head's keys and values in L2 (consecutive query heads share a KV head under GQA). */
+/* Work units are (sequence, slice of query heads sharing a kv head, block of consecutive tokens), walked
+ * slice-major so each thread's units reuse one kv head's keys and values; kern_attention_block reads those
+ * rows once per unit (a flash tile: up to KERN_ATTN_ROWS query rows = tokens x heads). A slice is the
+ * whole kv head's group unless that leaves a thread idle (one decoding sequence with few kv heads): then
+ * halved until there are units for every thread. Threads take the units whose cost (keys visited, so a
+ * causal prompt's later blocks weigh more) falls in their share of the total, so both threads stay busy
+ * at every length. */
 static void attn_part(void *arg, int ith, int nth) {
     const struct attn_job *j = arg;
     kiln_ctx *c = j->c;
     const kiln_config *g = &c->m->cfg;
-    const int H = g->n_heads;
-    int T = 0;
-    for (int i = 0; i < j->b->n_seqs; i++) T += j->b->n_tokens[i];
-    int lo, hi;
-    kiln_split_range(T * H, ith, nth, &lo, &hi);
-    float *scores = c->scores + (size_t)ith * c->n_ctx;
-    size_t qd = (size_t)H * g->head_dim;
+    const int H = g->n_heads, group = H / g->n_kv_heads, n_seqs = j->b->n_seqs;
     const int window = kiln_config_layer_windowed(g, j->layer) ? g->sliding_window : 0;
-    for (int h = lo / T; h < H && h * T < hi; h++) {
-        const int t0 = lo > h * T ? lo - h * T : 0, t1 = hi - h * T < T ? hi - h * T : T;
-        int t = 0;
-        for (int i = 0; i < j->b->n_seqs && t < t1; i++) {
-            kern_kv_view kv = kv_view(c, j->b->seq[i], j->layer);
-            kv.scale = g->attn_scale, kv.softcap = g->attn_logit_softcap;
-            for (int n = 0; n < j->b->n_tokens[i]; n++, t++)
-                if (t >= t0 && t < t1) {
-                    kv.first = window_first(c->pos[t], window);
-                    kern_attention(c->att + t * qd, c->q + t * qd, H, g->n_kv_heads, g->head_dim, c->pos[t] + 1, &kv,
-                                   scores, h, h + 1);
-                }
-        }
+    int hs = group, qb;
+    for (;; hs /= 2) {
+        qb = hs < KERN_ATTN_ROWS ? KERN_ATTN_ROWS / hs : 1;
+        int units = 0;
+        for (int i = 0; i < n_seqs; i++) units += (j->b->n_tokens[i] + qb - 1) / qb * (H / hs);
+        if (units >= 2 * nth || hs % 2) break;
+    }
+    int64_t total = 0;
+    for (int i = 0, t = 0; i < n_seqs; t += j->b->n_tokens[i++]) total += qblock_cost(c->pos[t], j->b->n_tokens[i], window);
+    total *= H / hs;
+    float *scratch = c->scores + (size_t)ith * kern_attention_block_scratch(c->n_ctx, g->head_dim);
+    const size_t qd = (size_t)H * g->head_dim;
+    int64_t done = 0;
+    for (int i = 0, t = 0; i < n_seqs; t += j->b->n_tokens[i++]) {
+        kern_kv_view kv = kv_view(c, j->b->seq[i], j->layer);
+        kv.scale = g->attn_scale, kv.softcap = g->attn_logit_softcap;
+        for (int h = 0; h < H; h += hs)
+            for (int n0 = 0; n0 < j->b->n_tokens[i]; n0 += qb) {
+                const int n = j->b->n_tokens[i] - n0 < qb ? j->b->n_tokens[i] - n0 : qb, p0 = c->pos[t + n0];
+                const int64_t cost = qblock_cost(p0, n, window), mid = done + cost / 2;
+                done += cost;
+                if (mid * nth / (total > 0 ? total : 1) != ith) continue;
+                const size_t off = (size_t)(t + n0) * qd;
+                kern_attention_block(c->att + off, c->q + off, qd, n, p0, window, H, g->n_kv_heads, g->head_dim, h, h + hs,
+                                     &kv, scratch);
+            }
     }
 }
 

@@ -1,5 +1,6 @@
-/* attention.c — scaled dot-product attention of one query over a paged KV cache: the portable
- * reference (kern_attention_ref) and the entry point that picks the ISA's version.
+/* attention.c — scaled dot-product attention over a paged KV cache: the portable reference of one query
+ * (kern_attention_ref) and of a block of queries (kern_attention_block_ref, one query at a time: the
+ * specification the tiled kernel is tested against), and the entry points that pick the ISA's version.
  *
  * The cache is a list of blocks of `block` positions (kv->table maps a sequence's block index to a
  * physical block), so positions are walked block by block instead of dividing per position. Dot
@@ -84,4 +85,29 @@ void kern_attention_ref(float *out, const float *q, int n_heads, int n_kv_heads,
 void kern_attention(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
                     const kern_kv_view *kv, float *scratch, int h0, int h1) {
     kern_active_isa()->attention(out, q, n_heads, n_kv_heads, head_dim, n_pos, kv, scratch, h0, h1);
+}
+
+void kern_attention_block_ref(float *out, const float *q, size_t q_stride, int nq, int pos0, int window, int n_heads,
+                              int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv, float *scratch) {
+    for (int t = 0; t < nq; t++) {
+        kern_kv_view kt = *kv;
+        kt.first = kern_attn_first(kv, pos0 + t, window);
+        kern_attention_ref(out + t * q_stride, q + t * q_stride, n_heads, n_kv_heads, head_dim, pos0 + t + 1, &kt, scratch,
+                           h0, h1);
+    }
+}
+
+void kern_attention_block(float *out, const float *q, size_t q_stride, int nq, int pos0, int window, int n_heads,
+                          int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv, float *scratch) {
+    kern_active_isa()->attention_block(out, q, q_stride, nq, pos0, window, n_heads, n_kv_heads, head_dim, h0, h1, kv,
+                                       scratch);
+}
+
+/* The larger of: the n_ctx scores of one query (the reference, the AVX-512 single-token path); the AVX-512
+ * flash tile (attention_avx512.c: transposed queries, the tile's keys and values as f32, scores, the
+ * transposed output: 4 x 64 x head_dim + 64 x 64, and each row's max and sum), plus 16 for alignment. */
+size_t kern_attention_block_scratch(int n_ctx, int head_dim) {
+    const size_t rows = (size_t)n_ctx,
+                 tile = (size_t)4 * KERN_ATTN_ROWS * head_dim + (size_t)KERN_ATTN_ROWS * KERN_ATTN_KEYS + 2 * KERN_ATTN_ROWS;
+    return (rows > tile ? rows : tile) + 16;
 }

@@ -13,6 +13,7 @@
  * portable path. Rows are read in the cache's format, 16 values per load (load16): f32 as is, f16 by
  * vcvtph2ps, bf16 by a 16-bit shift, q8_0 as int8 widened and times the block's f16 scale; the format
  * is a compile-time constant of each instantiation, so the f32 loop is what it was. */
+#include <float.h>
 #include <immintrin.h>
 #include <math.h>
 
@@ -170,4 +171,213 @@ void kern_attention_avx512(float *out, const float *q, int n_heads, int n_kv_hea
         default: attend_typed(KILN_DT_F32, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
         }
     }
+}
+
+/* ---- one token (decode, or too few rows for a tile): head by head ----
+ * (Reading each row once for 4 heads together, 16 accumulators of 4 keys x 4 heads reduced by one hsum16,
+ * measured slower here for f16/bf16/q8_0 caches in attention_bench (f16 at depth 4096: 168 vs 124 ms per
+ * token), so decode keeps the one-head kernel, whose kv head's rows the next heads find in L2.) */
+INL void attend_token_typed(const kiln_dtype T, float *out, const float *q, int head_dim, int h0, int h1, size_t hoff,
+                            int n_pos, const kern_kv_view *kv, float *scratch) {
+    const int nv = (head_dim + 15) / 16;
+    for (int h = h0; h < h1; h++) attend_typed(T, nv, out + (size_t)h * head_dim, q + (size_t)h * head_dim, head_dim, hoff, n_pos, kv, scratch);
+}
+
+static void attend_token(float *out, const float *q, int head_dim, int h0, int h1, size_t hoff, int n_pos,
+                         const kern_kv_view *kv, float *scratch) {
+    switch (kv->type) {
+    case KILN_DT_F16: attend_token_typed(KILN_DT_F16, out, q, head_dim, h0, h1, hoff, n_pos, kv, scratch); break;
+    case KILN_DT_BF16: attend_token_typed(KILN_DT_BF16, out, q, head_dim, h0, h1, hoff, n_pos, kv, scratch); break;
+    case KILN_DT_Q8_0: attend_token_typed(KILN_DT_Q8_0, out, q, head_dim, h0, h1, hoff, n_pos, kv, scratch); break;
+    default: attend_token_typed(KILN_DT_F32, out, q, head_dim, h0, h1, hoff, n_pos, kv, scratch); break;
+    }
+}
+
+/* ---- a block of queries: flash-attention tiles ----
+ *
+ * Up to 64 query rows (row r = token r / nh, head r % nh) against 64 keys at a time. The tile's key and
+ * value rows are converted to f32 once (Kf, Vf: [key][head_dim]); the queries are transposed once per block
+ * (QT: [head_dim][rows]) and the output kept transposed (OT: [head_dim][rows]), so both products vectorise
+ * over 16 query rows and any head_dim works (the inner loop runs over head_dim or keys one at a time):
+ *   scores  ST[j][r] = sum_d Kf[j][d] QT[d][r]
+ *   values  OT[d][r] = alpha[r] OT[d][r] + sum_j Vf[j][d] P[j][r]
+ * with the online softmax between (each row's running max m and sum l; alpha = e^(m_old - m_new)); causal
+ * and window masks are per (key, row) compares. RS = rows rounded up to 16 is the row stride. */
+
+/* C[a][0..16 NR) = (init ? C[a] * scale : 0) + sum_b X[a xa + b xb] Y[b][0..16 NR), a < NA (NA x NR <= 16
+ * accumulators), b < nb; C and Y rows RS floats apart. */
+INL void mk_tile(const int NR, const int NA, float *C, const float *X, size_t xa, size_t xb, const float *Y, int RS, int nb,
+                 const __m512 *scale) {
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int a = 0; a < NA; a++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NR; v++)
+            acc[a][v] = scale ? _mm512_mul_ps(_mm512_loadu_ps(C + (size_t)a * RS + 16 * v), scale[v]) : _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        __m512 y[4];
+#pragma GCC unroll 4
+        for (int v = 0; v < NR; v++) y[v] = _mm512_loadu_ps(Y + (size_t)b * RS + 16 * v);
+#pragma GCC unroll 4
+        for (int a = 0; a < NA; a++) {
+            const __m512 x = _mm512_set1_ps(X[a * xa + b * xb]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NR; v++) acc[a][v] = _mm512_fmadd_ps(x, y[v], acc[a][v]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int a = 0; a < NA; a++)
+#pragma GCC unroll 4
+        for (int v = 0; v < NR; v++) _mm512_storeu_ps(C + (size_t)a * RS + 16 * v, acc[a][v]);
+}
+
+/* C rows [0, na) of mk_tile, 4 at a time, NR = RS / 16 known at compile time. */
+INL void mk_rows_nr(const int NR, float *C, int na, const float *X, size_t xa, size_t xb, const float *Y, int nb,
+                    const __m512 *scale) {
+    const int RS = 16 * NR;
+    int a = 0;
+    for (; a + 4 <= na; a += 4) mk_tile(NR, 4, C + (size_t)a * RS, X + a * xa, xa, xb, Y, RS, nb, scale);
+    switch (na - a) {
+    case 3: mk_tile(NR, 3, C + (size_t)a * RS, X + a * xa, xa, xb, Y, RS, nb, scale); break;
+    case 2: mk_tile(NR, 2, C + (size_t)a * RS, X + a * xa, xa, xb, Y, RS, nb, scale); break;
+    case 1: mk_tile(NR, 1, C + (size_t)a * RS, X + a * xa, xa, xb, Y, RS, nb, scale); break;
+    default: break;
+    }
+}
+
+static void mk_rows(int NR, float *C, int na, const float *X, size_t xa, size_t xb, const float *Y, int nb,
+                    const __m512 *scale) {
+    switch (NR) {
+    case 1: mk_rows_nr(1, C, na, X, xa, xb, Y, nb, scale); break;
+    case 2: mk_rows_nr(2, C, na, X, xa, xb, Y, nb, scale); break;
+    case 3: mk_rows_nr(3, C, na, X, xa, xb, Y, nb, scale); break;
+    default: mk_rows_nr(4, C, na, X, xa, xb, Y, nb, scale); break;
+    }
+}
+
+/* Rows of positions p0..p0+n-1 (K or V base `base`, kv head at hoff) as f32, head_dim apart. */
+INL void rows_f32_typed(const kiln_dtype T, float *dst, const char *base, size_t hoff, int p0, int n, int head_dim,
+                        const kern_kv_view *kv) {
+    const int nv = (head_dim + 15) / 16;
+    const __mmask16 tail = first(head_dim - 16 * (nv - 1));
+    for (int j = 0; j < n; j++) {
+        const int p = p0 + j;
+        const char *row = base + (size_t)kv->table[p / kv->block] * kv->block_stride + (size_t)(p % kv->block) * kv->row_stride + hoff;
+        for (int c = 0; c < nv; c++) {
+            const __mmask16 m = c == nv - 1 ? tail : 0xffff;
+            _mm512_mask_storeu_ps(dst + (size_t)j * head_dim + 16 * c, m, load16(T, row, c, m));
+        }
+    }
+}
+
+static void rows_f32(float *dst, const char *base, size_t hoff, int p0, int n, int head_dim, const kern_kv_view *kv) {
+    switch (kv->type) {
+    case KILN_DT_F16: rows_f32_typed(KILN_DT_F16, dst, base, hoff, p0, n, head_dim, kv); break;
+    case KILN_DT_BF16: rows_f32_typed(KILN_DT_BF16, dst, base, hoff, p0, n, head_dim, kv); break;
+    case KILN_DT_Q8_0: rows_f32_typed(KILN_DT_Q8_0, dst, base, hoff, p0, n, head_dim, kv); break;
+    default: rows_f32_typed(KILN_DT_F32, dst, base, hoff, p0, n, head_dim, kv); break;
+    }
+}
+
+/* The online-softmax step of one key tile (nk keys from k0) for rows 16v..16v+15: scale (and soft-cap) the
+ * scores, mask them, update the running max and sum, leave P = e^(s - m) (0 where masked) in ST and the
+ * output's rescale factor in *alpha. */
+static void softmax_step(float *ST, int RS, int v, int k0, int nk, const int *qpos, const int *qfirst, float *m, float *l,
+                         float scale, float cap, __m512 *alpha) {
+    const __m512i pos = _mm512_loadu_si512(qpos + 16 * v), fst = _mm512_loadu_si512(qfirst + 16 * v);
+    const __m512 vs = _mm512_set1_ps(scale);
+    __m512 mx = _mm512_loadu_ps(m + 16 * v);
+    const __m512 m_old = mx;
+    for (int j = 0; j < nk; j++) {
+        float *s = ST + (size_t)j * RS + 16 * v;
+        __m512 x = _mm512_mul_ps(_mm512_loadu_ps(s), vs);
+        if (cap > 0) { /* no vector tanh: the reference's own tanhf on these 16 */
+            _mm512_storeu_ps(s, x);
+            kern_softcap(s, 16, cap);
+            x = _mm512_loadu_ps(s);
+        }
+        _mm512_storeu_ps(s, x);
+        const __m512i key = _mm512_set1_epi32(k0 + j);
+        const __mmask16 ok = _mm512_cmple_epi32_mask(key, pos) & _mm512_cmpge_epi32_mask(key, fst);
+        mx = _mm512_mask_max_ps(mx, ok, mx, x);
+    }
+    *alpha = exp_ps(_mm512_sub_ps(m_old, mx));
+    __m512 sum = _mm512_setzero_ps();
+    for (int j = 0; j < nk; j++) {
+        float *s = ST + (size_t)j * RS + 16 * v;
+        const __m512i key = _mm512_set1_epi32(k0 + j);
+        const __mmask16 ok = _mm512_cmple_epi32_mask(key, pos) & _mm512_cmpge_epi32_mask(key, fst);
+        const __m512 p = _mm512_maskz_mov_ps(ok, exp_ps(_mm512_sub_ps(_mm512_loadu_ps(s), mx)));
+        _mm512_storeu_ps(s, p);
+        sum = _mm512_add_ps(sum, p);
+    }
+    _mm512_storeu_ps(m + 16 * v, mx);
+    _mm512_storeu_ps(l + 16 * v, _mm512_fmadd_ps(_mm512_loadu_ps(l + 16 * v), *alpha, sum));
+}
+
+/* Tokens [0, nq) x heads [h0, h0 + nh) (nq * nh <= 64) of kern_attention_block. */
+static void flash_block(float *out, const float *q, size_t q_stride, int nq, int pos0, int window, int head_dim, int h0,
+                        int nh, size_t hoff, const kern_kv_view *kv, float *scratch) {
+    const int R = nq * nh, NR = (R + 15) / 16, RS = 16 * NR, KB = KERN_ATTN_KEYS;
+    float *base = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    float *QT = base, *Kf = QT + (size_t)head_dim * KERN_ATTN_ROWS, *Vf = Kf + (size_t)KB * head_dim;
+    float *ST = Vf + (size_t)KB * head_dim, *OT = ST + (size_t)KB * KERN_ATTN_ROWS, *m = OT + (size_t)head_dim * KERN_ATTN_ROWS,
+          *l = m + KERN_ATTN_ROWS;
+    int qpos[KERN_ATTN_ROWS], qfirst[KERN_ATTN_ROWS];
+    for (int r = 0; r < RS; r++) { /* padding rows see no key (pos -1) */
+        const bool real = r < R;
+        qpos[r] = real ? pos0 + r / nh : -1;
+        qfirst[r] = real ? kern_attn_first(kv, qpos[r], window) : 0;
+        m[r] = -FLT_MAX, l[r] = 0;
+        const float *src = q + (size_t)(r / nh) * q_stride + (size_t)(h0 + r % nh) * head_dim;
+        for (int d = 0; d < head_dim; d++) QT[(size_t)d * RS + r] = real ? src[d] : 0.0f, OT[(size_t)d * RS + r] = 0.0f;
+    }
+    const float scale = kern_attn_scale(kv, head_dim);
+    const int k_end = pos0 + nq; /* first is non-decreasing in the position: row 0 sees the earliest key */
+    for (int k0 = qfirst[0]; k0 < k_end; k0 += KB) {
+        const int nk = k_end - k0 < KB ? k_end - k0 : KB;
+        rows_f32(Kf, kv->k, hoff, k0, nk, head_dim, kv);
+        rows_f32(Vf, kv->v, hoff, k0, nk, head_dim, kv);
+        mk_rows(NR, ST, nk, Kf, (size_t)head_dim, 1, QT, head_dim, NULL);
+        __m512 alpha[4];
+        for (int v = 0; v < NR; v++) softmax_step(ST, RS, v, k0, nk, qpos, qfirst, m, l, scale, kv->softcap, &alpha[v]);
+        mk_rows(NR, OT, head_dim, Vf, 1, (size_t)head_dim, ST, nk, alpha);
+    }
+    for (int r = 0; r < R; r++) {
+        float *dst = out + (size_t)(r / nh) * q_stride + (size_t)(h0 + r % nh) * head_dim;
+        const float inv = 1.0f / l[r];
+        for (int d = 0; d < head_dim; d++) dst[d] = OT[(size_t)d * RS + r] * inv;
+    }
+}
+
+void kern_attention_block_avx512(float *out, const float *q, size_t q_stride, int nq, int pos0, int window,
+                                 int n_heads, int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv,
+                                 float *scratch) {
+    const int nv = (head_dim + 15) / 16, nh = h1 - h0;
+    if (nv > MAXV || nq <= 0 || nh <= 0 || !kern_kv_type_ok(kv->type, head_dim)) {
+        kern_attention_block_ref(out, q, q_stride, nq, pos0, window, n_heads, n_kv_heads, head_dim, h0, h1, kv, scratch);
+        return;
+    }
+    const int group = n_heads / n_kv_heads;
+    if (h0 / group != (h1 - 1) / group) { /* one kv head at a time */
+        for (int h = h0, e; h < h1; h = e) {
+            e = (h / group + 1) * group < h1 ? (h / group + 1) * group : h1;
+            kern_attention_block_avx512(out, q, q_stride, nq, pos0, window, n_heads, n_kv_heads, head_dim, h, e, kv, scratch);
+        }
+        return;
+    }
+    const size_t hoff = (size_t)(h0 / group) * kv->head_stride;
+    if (nq * nh < 16) { /* too few rows to fill a tile's vectors: token by token, the heads together */
+        for (int t = 0; t < nq; t++) {
+            kern_kv_view kt = *kv;
+            kt.first = kern_attn_first(kv, pos0 + t, window);
+            attend_token(out + t * q_stride, q + t * q_stride, head_dim, h0, h1, hoff, pos0 + t + 1, &kt, scratch);
+        }
+        return;
+    }
+    const int hc = nh < KERN_ATTN_ROWS ? nh : KERN_ATTN_ROWS, tc = KERN_ATTN_ROWS / hc;
+    for (int h = h0; h < h1; h += hc)
+        for (int t = 0; t < nq; t += tc)
+            flash_block(out + t * q_stride, q + t * q_stride, q_stride, nq - t < tc ? nq - t : tc, pos0 + t, window, head_dim,
+                        h, h1 - h < hc ? h1 - h : hc, hoff, kv, scratch);
 }

@@ -195,4 +195,21 @@ static inline bool kern_kv_type_ok(kiln_dtype t, int head_dim) {
 void kern_attention(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
                     const kern_kv_view *kv, float *scratch, int h0, int h1);
 
+/* A block of queries at once: nq consecutive positions pos0..pos0+nq-1 of one sequence (already in the
+ * cache), query heads [h0, h1) (fastest when they share one kv head: its rows are read once for all). Query t is q + t * q_stride floats (its heads as above),
+ * its output out + t * q_stride; it attends causally over positions first_t..pos0+t, first_t =
+ * max(kv->first, pos0 + t + 1 - window) (window 0: no window). The AVX-512 version is tiled
+ * flash-attention style (a tile of up to 64 query rows = tokens x heads against 64 keys at a time, online
+ * softmax, so each key and value row is read once per tile, not once per query); fewer than 16 rows (a
+ * decoding token) go head by head. scratch: kern_attention_block_scratch
+ * floats, the caller's (nothing allocates). */
+void kern_attention_block(float *out, const float *q, size_t q_stride, int nq, int pos0, int window, int n_heads,
+                          int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv, float *scratch);
+/* Query rows (tokens x heads) and keys of one flash tile: a caller gives kern_attention_block up to
+ * KERN_ATTN_ROWS / (h1 - h0) tokens at a time to make one tile of them. */
+enum { KERN_ATTN_ROWS = 64, KERN_ATTN_KEYS = 64 };
+/* Floats of scratch kern_attention_block needs (and kern_attention, whose n_pos <= n_ctx) for caches of up
+ * to n_ctx positions and heads of head_dim. */
+size_t kern_attention_block_scratch(int n_ctx, int head_dim);
+
 #endif

@@ -64,15 +64,14 @@ static void gemm_vec_dot_scalar(float *y, const void *xv, int n, const kiln_mat 
 }
 
 const kern_isa kern_isa_scalar = {
-    "scalar",
-    {gemm_float_scalar, gemm_float_scalar, gemm_float_scalar, gemm_quant_scalar, gemm_quant_scalar,
-     [KILN_DT_Q4_1 ... KILN_DT_IQ4_XS] = gemm_vec_dot_scalar},
-    kern_attention_ref,
-    quantize_act_ref,
-    kern_silu_mul_ref,
-    {0}, /* no bf16 dot-product path */
-    NULL,
-    kern_gelu_tanh_mul_ref,
+    .name = "scalar",
+    .gemm = {gemm_float_scalar, gemm_float_scalar, gemm_float_scalar, gemm_quant_scalar, gemm_quant_scalar,
+             [KILN_DT_Q4_1 ... KILN_DT_IQ4_XS] = gemm_vec_dot_scalar},
+    .attention = kern_attention_ref,
+    .quantize_act = quantize_act_ref,
+    .silu_mul = kern_silu_mul_ref,
+    .gelu_tanh_mul = kern_gelu_tanh_mul_ref,
+    .attention_block = kern_attention_block_ref, /* no bf16 dot-product path: gemm_bf16dot, to_bf16 NULL */
 };
 
 void kern_get_rows(float *out, const kiln_mat *m, const int32_t *ids, int n) {

@@ -29,6 +29,10 @@ static inline char *kern_tmp_row(void *tmp, int cols) {
 typedef void (*kern_attn_fn)(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
                              const kern_kv_view *kv, float *scratch, int h0, int h1);
 
+typedef void (*kern_attn_block_fn)(float *out, const float *q, size_t q_stride, int nq, int pos0, int window,
+                                   int n_heads, int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv,
+                                   float *scratch);
+
 typedef struct kern_isa {
     const char *name;
     kern_gemm_fn gemm[KILN_DT_COUNT]; /* indexed by weight dtype */
@@ -41,6 +45,7 @@ typedef struct kern_isa {
     kern_gemm_fn gemm_bf16dot[KILN_DT_COUNT];
     void (*to_bf16)(const float *x, uint16_t *y, int n); /* n floats rounded to bf16, zero-padded to 32 */
     void (*gelu_tanh_mul)(float *gate, const float *up, int n);    /* kern_gelu_tanh_mul's contract */
+    kern_attn_block_fn attention_block; /* kern_attention_block's contract */
 } kern_isa;
 
 /* Values between two tokens' bf16 activations: cols rounded up to whole 32-value vectors. */
@@ -76,6 +81,17 @@ void kern_attention_ref(float *out, const float *q, int n_heads, int n_kv_heads,
                         const kern_kv_view *kv, float *scratch, int h0, int h1);
 void kern_attention_avx512(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
                            const kern_kv_view *kv, float *scratch, int h0, int h1);
+
+void kern_attention_block_ref(float *out, const float *q, size_t q_stride, int nq, int pos0, int window, int n_heads,
+                              int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv, float *scratch);
+void kern_attention_block_avx512(float *out, const float *q, size_t q_stride, int nq, int pos0, int window,
+                                 int n_heads, int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv,
+                                 float *scratch);
+/* The first position a query at pos sees (kern_attention_block). */
+static inline int kern_attn_first(const kern_kv_view *kv, int pos, int window) {
+    const int w = window > 0 && pos + 1 - window > 0 ? pos + 1 - window : 0;
+    return w > kv->first ? w : kv->first;
+}
 
 extern const kern_isa kern_isa_scalar, kern_isa_avx2, kern_isa_avx512;
 

@@ -166,9 +166,13 @@ INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int
 static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1, tmp); }
 static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1, tmp); }
 
-const kern_isa kern_isa_avx2 = {"avx2",
-                                {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4, [KILN_DT_Q4_K] = kern_gemm_q4_k_avx2,
-                                 [KILN_DT_Q5_K] = kern_gemm_q5_k_avx2, [KILN_DT_Q6_K] = kern_gemm_q6_k_avx2},
-                                kern_attention_ref, quantize_act_ref, kern_silu_mul_ref,
-                                {0}, NULL, /* no bf16 dot-product path */
-                                kern_gelu_tanh_mul_ref};
+const kern_isa kern_isa_avx2 = {
+    .name = "avx2",
+    .gemm = {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4, [KILN_DT_Q4_K] = kern_gemm_q4_k_avx2,
+             [KILN_DT_Q5_K] = kern_gemm_q5_k_avx2, [KILN_DT_Q6_K] = kern_gemm_q6_k_avx2},
+    .attention = kern_attention_ref,
+    .quantize_act = quantize_act_ref,
+    .silu_mul = kern_silu_mul_ref,
+    .gelu_tanh_mul = kern_gelu_tanh_mul_ref,
+    .attention_block = kern_attention_block_ref, /* no bf16 dot-product path: gemm_bf16dot, to_bf16 NULL */
+};
