@@ -572,6 +572,24 @@ static void check_converted(const char *model) {
 TEST(qwen2_gguf_equals_safetensors) { check_converted("tiny-qwen2"); }
 TEST(qwen3_gguf_equals_safetensors) { check_converted("tiny-qwen3"); }
 
+/* kiln's writer carries the checkpoint's generation defaults: the file's general.sampling.* and EOS ids
+ * load to what generation_config.json gives (tiny-llama3 samples at temperature 0.6, top_p 0.9, three EOS). */
+TEST(written_sampling_defaults_round_trip) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", shared_path("models/tiny-llama3"));
+    REQUIRE(write_kiln(dir, tmp_path("sampling-llama3.gguf"), NULL), "write tiny-llama3");
+    kiln_gen_params a, b;
+    kiln_gen_params_default(&a), kiln_gen_params_default(&b);
+    kiln_err err = {{0}};
+    CHECK(kiln_gen_params_load(&a, dir, &err) == 0 && kiln_gen_params_load(&b, tmp_path("sampling-llama3.gguf"), &err) == 0,
+          "%s", err.msg);
+    CHECK(a.do_sample && b.do_sample == a.do_sample && b.temperature == a.temperature && b.top_k == a.top_k &&
+              b.top_p == a.top_p && b.min_p == a.min_p && b.repetition_penalty == a.repetition_penalty && b.n_eos == a.n_eos,
+          "GGUF: sample %d temp %g top_k %d top_p %g eos %d; checkpoint: sample %d temp %g top_k %d top_p %g eos %d",
+          b.do_sample, b.temperature, b.top_k, b.top_p, b.n_eos, a.do_sample, a.temperature, a.top_k, a.top_p, a.n_eos);
+    for (int i = 0; i < a.n_eos && i < b.n_eos; i++) CHECK(a.eos_ids[i] == b.eos_ids[i], "eos %d: %d vs %d", i, b.eos_ids[i], a.eos_ids[i]);
+}
+
 /* ---- the arch fixtures ($ARCH_FIXTURES, made by tests/run.sh) as GGUF files: Gemma's norms + 1, its
  * window / soft-capping / local RoPE keys; Mistral labelled llama, with or without the window key ---- */
 
@@ -853,6 +871,7 @@ int main(void) {
     RUN(f32_matches_llamacpp);
     RUN(special_ids_from_metadata);
     RUN(sampling_defaults_from_metadata);
+    RUN(written_sampling_defaults_round_trip);
     RUN(q8_0_matches_llamacpp);
     RUN(every_quantised_type_matches_llamacpp);
     RUN(split_parts_open_as_one);

@@ -77,6 +77,7 @@ static void key(writer *w, const char *k, gguf_vtype t) { put_strn(w, k, strlen(
 
 static void kv_u32(writer *w, const char *k, uint32_t v) { key(w, k, GGUF_UINT32), put_u32(w, v); }
 static void kv_f32(writer *w, const char *k, float v) { key(w, k, GGUF_FLOAT32), put(w, &v, 4); }
+static void kv_i32(writer *w, const char *k, int32_t v) { key(w, k, GGUF_INT32), put(w, &v, 4); }
 static void kv_bool(writer *w, const char *k, bool v) {
     const uint8_t b = v;
     key(w, k, GGUF_BOOL), put(w, &b, 1);
@@ -155,6 +156,39 @@ static void hyperparameters(writer *w, const char *arch) {
     }
 }
 
+/* The checkpoint's generation defaults, read as kiln reads them (kiln_gen_params_load), so the file
+ * generates as its checkpoint does:
+ * - generation_config.json's sampling fields as llama.cpp's general.sampling.* keys. kiln's reader and
+ *   llama.cpp take a temperature > 0 as "sample", so a config that does not sample writes temp 0 (llama.cpp's
+ *   converter copies the temperature whatever do_sample says). kiln's repetition penalty covers the whole
+ *   context, llama.cpp's the last 64 tokens unless penalty_last_n is -1.
+ * - end-of-generation ids beyond the tokenizer's eos (Llama 3's <|eom_id|>, <|eot_id|>) as the eot and eom
+ *   ids, which kiln's reader and llama.cpp stop on too. */
+static int generation(writer *w, const char *dir, int32_t eos, kiln_err *err) {
+    kiln_gen_params p;
+    kiln_gen_params_default(&p);
+    if (kiln_gen_params_load(&p, dir, err)) return -1;
+    char path[4096];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/generation_config.json", dir) < (int)sizeof path && stat(path, &st) == 0) {
+        kv_f32(w, "general.sampling.temp", p.do_sample ? p.temperature : 0);
+        kv_i32(w, "general.sampling.top_k", p.top_k);
+        kv_f32(w, "general.sampling.top_p", p.top_p);
+        kv_f32(w, "general.sampling.min_p", p.min_p);
+        kv_f32(w, "general.sampling.penalty_repeat", p.repetition_penalty);
+        if (p.repetition_penalty != 1) kv_i32(w, "general.sampling.penalty_last_n", -1);
+    }
+    static const char *const more[] = {"eot", "eom"};
+    int n = 0;
+    for (int i = 0; i < p.n_eos; i++) {
+        if (p.eos_ids[i] == eos) continue;
+        if (n == 2)
+            return kiln_err_set(err, "%s: %d end-of-generation ids; a GGUF file carries three (eos, eot, eom)", dir, p.n_eos);
+        kv_id(w, more[n++], p.eos_ids[i]);
+    }
+    return 0;
+}
+
 static int tokenizer(writer *w, const char *dir, kiln_err *err) {
     tk_gguf_export x;
     if (tk_gguf_export_open(&x, dir, (size_t)w->cfg->vocab_size, w->cfg->bos_token_id, err))
@@ -170,8 +204,9 @@ static int tokenizer(writer *w, const char *dir, kiln_err *err) {
     kv_bool(w, "tokenizer.ggml.add_bos_token", v->add_bos);
     kv_bool(w, "tokenizer.ggml.add_eos_token", v->add_eos);
     if (v->chat_template) kv_str(w, "tokenizer.chat_template", v->chat_template);
+    const int rc = generation(w, dir, v->eos, err);
     tk_gguf_export_close(&x);
-    return 0;
+    return rc;
 }
 
 /* ---- the tensors ---- */
