@@ -100,14 +100,14 @@ void cli_kv_type_flag(void *kv_type, const char *flag, const char *v);
  * with stdout silenced. */
 typedef struct cli_dist {
     int tp, pp;
-    int micro; /* --micro-batches (serve, bench); 0: the default, one per pipeline stage */
+    int micro; /* --micro-batches (serve, bench); 0: the default, 1 (off) */
 } cli_dist;
 #define CLI_DIST_DEFAULT {1, 1, 0}
 #define CLI_DIST_FLAGS(p)                                                                                     \
     {"--tp", NULL, "N", "tensor parallel: split every layer over N MPI ranks (mpirun -np N)", CLI_INT_TO(&(p)->tp, 1, 4096)}, \
     {"--pp", NULL, "N", "pipeline parallel: N stages of layers (mpirun -np TP x PP)", CLI_INT_TO(&(p)->pp, 1, 4096)}
 #define CLI_DIST_MICRO_FLAG(p)                                                                                \
-    {"--micro-batches", NULL, "N", "with --pp: split each step's sequences into N groups that overlap the stages (default: --pp; 1: off)", \
+    {"--micro-batches", NULL, "N", "with --pp: split each step's sequences into N groups that overlap the stages (default 1: off)", \
      CLI_INT_TO(&(p)->micro, 1, 16)}
 void cli_dist_start(const cli_dist *cd, kiln_model_opts *mo);
 /* Commands whose input only rank 0 has (serve, bench, chat; docs/distributed.md): right after

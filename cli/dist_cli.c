@@ -45,7 +45,9 @@ void cli_dist_follow(kiln_model *m) {
     exit(0);
 }
 
-int cli_dist_micro(const cli_dist *cd) { return cd->micro ? cd->micro : cd->pp < 16 ? cd->pp : 16; }
+/* Off unless asked: on one 2-core machine two micro-batches halved the decode rate (docs/distributed.md),
+ * since each re-reads the stage's weights and the stages share the cores anyway. */
+int cli_dist_micro(const cli_dist *cd) { return cd->micro ? cd->micro : 1; }
 
 void cli_dist_lead(const cli_dist *cd) {
     if (!started || kiln_dist_rank(started) != 0) return;

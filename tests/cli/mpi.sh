@@ -210,7 +210,7 @@ serve_start "$TMP/one.log" "$KILN"
 if [ -n "$SERVE_URL" ] && serve_answers "$SERVE_URL" "$TMP/serve_one.json"; then pass serve_one_process; else fail serve_one_process "$(cat "$TMP/one.log")"; fi
 serve_stop serve_one "$TMP/one.log"
 serve_configs=(2:--tp:2 2:--pp:2)
-ldd "$KILN" | grep -q libasan || serve_configs+=(4:--tp:2:--pp:2 2:--pp:2:--micro-batches:1)
+ldd "$KILN" | grep -q libasan || serve_configs+=(4:--tp:2:--pp:2 2:--pp:2:--micro-batches:2)
 for cfg in "${serve_configs[@]}"; do
     np=${cfg%%:*}; args=${cfg#*:}; args=${args//:/ }; name="serve_np${np}${args// /}"
     read -ra SERVE_ARGS <<<"$args"
@@ -234,7 +234,7 @@ done
 
 # bench: rank 0 measures and reports, the followers step its batches (batch 3 over 2 stages: micro-batches).
 mpi 2 bench --model "$QWEN" --runs 2 --warmup 0 --max-new-tokens 8 --ignore-eos --batch 1,3 --threads 1 --pp 2 \
-    --json "$TMP/bench.json" >"$TMP/bench.txt" 2>&1
+    --micro-batches 2 --json "$TMP/bench.json" >"$TMP/bench.txt" 2>&1
 check bench_pp2_exit_0 test $? -eq 0
 check bench_pp2_report python3 -c '
 import json, sys
