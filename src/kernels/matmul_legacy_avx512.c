@@ -1,0 +1,145 @@
+/* matmul_legacy_avx512.c — AVX-512 VNNI matmul for the 32-value formats that take Q8_0 activations: Q5_0
+ * and IQ4_NL (the scalar reference: kern_q5_0_vec_dot / kern_iq4_nl_vec_dot, llama.cpp's generic
+ * arithmetic). llama-quantize's _M mixes fall back to Q5_0 for rows that are not whole 256-value
+ * super-blocks (Gemma 3's 1152), so half of such a file's matrices are Q5_0.
+ *
+ * Two blocks share a zmm, decoded in registers into unsigned bytes in value order: Q5_0 the stored 5-bit
+ * q (= w + 16: nibbles split, qh's 64 bits applied as a byte mask), IQ4_NL its table value + 128 (one
+ * vpshufb of the nibbles). vpdpbusd multiplies them with the token's int8 quants, seeded with the
+ * offset's share -offset * sum(x) (one vpdpbusd of the offset per token and block pair, shared by the
+ * tile's rows), so each int32 lane group is the block's exact integer dot; one convert and one FMA by
+ * d_w * d_x per pair into 16 float lanes, summed once per row and token. Tiles of 4 rows x 4 tokens (the
+ * K-quant kernels' R x T idea with the legacy panels' pair trick); one token (decode) streams 4 rows. */
+#include <immintrin.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "kernels/kquants.h"
+#include "kernels/matmul.h"
+#include "kernels/simd_x86.h"
+
+#define LQ_ROWS 4
+#define LQ_TOKENS 4
+#define LQ_PF_BLOCKS 16 /* software prefetch distance for a GEMV's row streams (512 values, as matmul_avx512.c) */
+
+/* What each weight gets added to make it unsigned for vpdpbusd. */
+INL int lq_offset(int dt) { return dt == KILN_DT_Q5_0 ? 16 : 128; }
+
+/* A block's 16 nibble bytes (both formats: value i low nibble of qs[i], value i + 16 the high nibble). */
+INL const uint8_t *lq_qs(int dt, const char *blk) {
+    return dt == KILN_DT_Q5_0 ? ((const block_q5_0 *)blk)->qs : ((const block_iq4_nl *)blk)->qs;
+}
+INL uint32_t lq_qh(const char *blk) {
+    uint32_t h;
+    memcpy(&h, ((const block_q5_0 *)blk)->qh, sizeof h);
+    return h;
+}
+
+/* Blocks b0 and (if two; else zeros) b0 + bsz as 64 unsigned bytes: b0's 32 values, then b1's. */
+INL __m512i lq_pair_w(int dt, const char *b0, size_t bsz, bool two) {
+    const __m128i q0 = _mm_loadu_si128((const __m128i *)lq_qs(dt, b0));
+    const __m128i q1 = two ? _mm_loadu_si128((const __m128i *)lq_qs(dt, b0 + bsz)) : _mm_setzero_si128();
+    const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(q0), q1, 1);
+    const __m512i lo4 = _mm512_set1_epi8(0x0f);
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+    z = _mm512_and_si512(z, lo4);                            /* lo0 lo1 hi0 hi1, 16 values each */
+    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0)); /* lo0 hi0 lo1 hi1: value order */
+    if (dt == KILN_DT_Q5_0) {
+        const uint64_t h = lq_qh(b0) | (two ? (uint64_t)lq_qh(b0 + bsz) << 32 : 0);
+        return _mm512_mask_add_epi8(z, (__mmask64)h, z, _mm512_set1_epi8(0x10)); /* bit 4 is clear: + is | */
+    }
+    /* the table + 128 (xor 0x80 on int8) in every 128-bit lane */
+    const __m128i t = _mm_xor_si128(_mm_loadu_si128((const __m128i *)kern_iq4nl_values), _mm_set1_epi8((char)0x80));
+    return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(t), z);
+}
+
+/* Lanes 0..7 (the first block's int32 sums) take s0, lanes 8..15 s1. */
+INL __m512 lq_pair_scale(float s0, float s1) {
+    return _mm512_mask_mov_ps(_mm512_set1_ps(s0), (__mmask16)0xff00, _mm512_set1_ps(s1));
+}
+INL float lq_h2f(const void *p) {
+    uint16_t h;
+    memcpy(&h, p, sizeof h);
+    return _cvtsh_ss(h);
+}
+
+/* acc[i][j] += rows i x tokens j over the block pair at b (or the single last block: two false). w: the
+ * first row's start, rb bytes between rows; x: the first token's Q8_0 blocks, xb bytes between tokens. */
+INL void lq_step(int dt, int R, int T, bool two, const char *w, size_t rb, const char *x, size_t xb, int b,
+                 __m512 acc[LQ_ROWS][LQ_TOKENS]) {
+    const size_t bsz = kern_formats[dt].block_bytes;
+    __m512i wv[LQ_ROWS];
+    __m512 dw[LQ_ROWS];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) {
+        const char *b0 = w + i * rb + (size_t)b * bsz;
+        if (T == 1) _mm_prefetch(b0 + LQ_PF_BLOCKS * bsz, _MM_HINT_T0);
+        wv[i] = lq_pair_w(dt, b0, bsz, two);
+        dw[i] = lq_pair_scale(lq_h2f(b0), two ? lq_h2f(b0 + bsz) : 0.0f);
+    }
+    const __m512i off = _mm512_set1_epi8((char)lq_offset(dt));
+#pragma GCC unroll 4
+    for (int j = 0; j < T; j++) {
+        const block_q8_0 *a = (const block_q8_0 *)(x + (size_t)j * xb) + b;
+        const __m256i x0 = _mm256_loadu_si256((const __m256i *)a[0].qs);
+        const __m256i x1 = two ? _mm256_loadu_si256((const __m256i *)a[1].qs) : _mm256_setzero_si256();
+        const __m512i xv = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
+        const __m512i c0 = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, xv));
+        const __m512 dx = lq_pair_scale(lq_h2f(&a[0].d), two ? lq_h2f(&a[1].d) : 0.0f);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) {
+            const __m512i s = _mm512_dpbusd_epi32(c0, wv[i], xv);
+            acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw[i], dx), acc[i][j]);
+        }
+    }
+}
+
+/* R rows x T tokens (constants at each call: the accumulators stay in registers) into y[t * M + i]. */
+INL void lq_micro(int dt, int R, int T, const char *w, size_t rb, const char *x, size_t xb, int nb, float *y, int M) {
+    __m512 acc[LQ_ROWS][LQ_TOKENS];
+#pragma GCC unroll 4
+    for (int i = 0; i < LQ_ROWS; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < LQ_TOKENS; j++) acc[i][j] = _mm512_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) lq_step(dt, R, T, true, w, rb, x, xb, b, acc);
+    if (b < nb) lq_step(dt, R, T, false, w, rb, x, xb, b, acc);
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < T; j++) y[(size_t)j * M + i] = _mm512_reduce_add_ps(acc[i][j]);
+}
+
+/* Rows [r0, r1) x n tokens, tokens in blocks whose activations stay in L2 while the rows pass over them. */
+INL void gemm_lq(int dt, float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1) {
+    const int nb = m->cols / QK, M = m->rows;
+    const size_t rb = kern_row_bytes(dt, m->cols), xb = kern_act_row_bytes(KERN_ACT_Q8_0, m->cols);
+    const char *x = xv, *w0 = m->data;
+    int tb = (int)((256u << 10) / xb);
+    tb = tb < LQ_TOKENS ? LQ_TOKENS : tb & ~(LQ_TOKENS - 1);
+    for (int t0 = 0; t0 < n; t0 += tb) {
+        const int t1 = MIN(n, t0 + tb);
+        int r = r0;
+        for (; r + LQ_ROWS <= r1; r += LQ_ROWS) {
+            const char *w = w0 + (size_t)r * rb;
+            int t = t0;
+            for (; t + LQ_TOKENS <= t1; t += LQ_TOKENS)
+                lq_micro(dt, LQ_ROWS, LQ_TOKENS, w, rb, x + (size_t)t * xb, xb, nb, y + (size_t)t * M + r, M);
+            for (; t < t1; t++) lq_micro(dt, LQ_ROWS, 1, w, rb, x + (size_t)t * xb, xb, nb, y + (size_t)t * M + r, M);
+        }
+        for (; r < r1; r++) {
+            const char *w = w0 + (size_t)r * rb;
+            int t = t0;
+            for (; t + LQ_TOKENS <= t1; t += LQ_TOKENS)
+                lq_micro(dt, 1, LQ_TOKENS, w, rb, x + (size_t)t * xb, xb, nb, y + (size_t)t * M + r, M);
+            for (; t < t1; t++) lq_micro(dt, 1, 1, w, rb, x + (size_t)t * xb, xb, nb, y + (size_t)t * M + r, M);
+        }
+    }
+}
+
+void kern_gemm_q5_0_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    (void)tmp, gemm_lq(KILN_DT_Q5_0, y, x, n, m, r0, r1);
+}
+void kern_gemm_iq4_nl_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    (void)tmp, gemm_lq(KILN_DT_IQ4_NL, y, x, n, m, r0, r1);
+}
