@@ -53,14 +53,14 @@ INL __m512i lq_pair_w(int dt, const char *b0, size_t bsz, bool two) {
     return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(t), z);
 }
 
-/* Lanes 0..7 (the first block's int32 sums) take s0, lanes 8..15 s1. */
-INL __m512 lq_pair_scale(float s0, float s1) {
-    return _mm512_mask_mov_ps(_mm512_set1_ps(s0), (__mmask16)0xff00, _mm512_set1_ps(s1));
-}
-INL float lq_h2f(const void *p) {
-    uint16_t h;
-    memcpy(&h, p, sizeof h);
-    return _cvtsh_ss(h);
+/* The f16 steps at p0 and (if two; else 0) p1 as 16 float lanes: lanes 0..7 (the first block's int32
+ * sums) p0's, 8..15 p1's. One convert and one permute, not two scalar converts and broadcasts. */
+INL __m512 lq_pair_scale(const void *p0, const void *p1, bool two) {
+    uint16_t d0, d1 = 0;
+    memcpy(&d0, p0, sizeof d0);
+    if (two) memcpy(&d1, p1, sizeof d1);
+    const __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128((int)(d0 | (uint32_t)d1 << 16)));
+    return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(f));
 }
 
 /* acc[i][j] += rows i x tokens j over the block pair at b (or the single last block: two false). w: the
@@ -75,7 +75,7 @@ INL void lq_step(int dt, int R, int T, bool two, const char *w, size_t rb, const
         const char *b0 = w + i * rb + (size_t)b * bsz;
         if (T == 1) _mm_prefetch(b0 + LQ_PF_BLOCKS * bsz, _MM_HINT_T0);
         wv[i] = lq_pair_w(dt, b0, bsz, two);
-        dw[i] = lq_pair_scale(lq_h2f(b0), two ? lq_h2f(b0 + bsz) : 0.0f);
+        dw[i] = lq_pair_scale(b0, b0 + bsz, two);
     }
     const __m512i off = _mm512_set1_epi8((char)lq_offset(dt));
 #pragma GCC unroll 4
@@ -85,7 +85,7 @@ INL void lq_step(int dt, int R, int T, bool two, const char *w, size_t rb, const
         const __m256i x1 = two ? _mm256_loadu_si256((const __m256i *)a[1].qs) : _mm256_setzero_si256();
         const __m512i xv = _mm512_inserti64x4(_mm512_castsi256_si512(x0), x1, 1);
         const __m512i c0 = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), off, xv));
-        const __m512 dx = lq_pair_scale(lq_h2f(&a[0].d), two ? lq_h2f(&a[1].d) : 0.0f);
+        const __m512 dx = lq_pair_scale(&a[0].d, &a[1].d, two);
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) {
             const __m512i s = _mm512_dpbusd_epi32(c0, wv[i], xv);
