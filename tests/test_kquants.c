@@ -302,8 +302,12 @@ static int compare_simd(kiln_dtype dt, int rows, int cols, int n, int r0, int r1
     if (threads) { /* through kern_matmul and the pool: every row */
         kern_matmul(pools[threads - 1], &ks, got, x, n, &m, NULL);
         r0 = 0, r1 = rows;
-    } else
-        kern_active_isa()->gemm[dt](got, xq, n, &m, r0, r1, NULL);
+    } else { /* ragged ranges with the scratch kern_matmul hands a thread, whole ones without (the contract
+              * allows NULL: kernels with a scratch path then take the other) */
+        void *tmp = r0 > 0 ? aligned_alloc(64, kern_gemm_tmp_bytes(cols)) : NULL;
+        kern_active_isa()->gemm[dt](got, xq, n, &m, r0, r1, tmp);
+        free(tmp);
+    }
     for (int t = 0; t < n && bad < 3; t++)
         for (int r = 0; r < rows && bad < 3; r++) {
             const float a = ref[(size_t)t * rows + r], b = got[(size_t)t * rows + r];

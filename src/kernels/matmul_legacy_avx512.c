@@ -63,19 +63,34 @@ INL __m512 lq_pair_scale(const void *p0, const void *p1, bool two) {
     return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0), _mm512_castps128_ps512(f));
 }
 
+/* One row's block pair decoded (the form many tokens read from the caller's scratch, 64-byte aligned). */
+typedef struct {
+    __m512i w; /* lq_pair_w */
+    __m512 d;  /* lq_pair_scale */
+} lq_pair;
+/* Many tokens: each 4-row group's pairs are decoded once per token block into tmp, not once per 4 tokens. */
+#define LQ_PREP_N 8
+
+INL lq_pair lq_decode(int dt, const char *b0, size_t bsz, bool two) {
+    return (lq_pair){lq_pair_w(dt, b0, bsz, two), lq_pair_scale(b0, b0 + bsz, two)};
+}
+
 /* acc[i][j] += rows i x tokens j over the block pair at b (or the single last block: two false). w: the
- * first row's start, rb bytes between rows; x: the first token's Q8_0 blocks, xb bytes between tokens. */
-INL void lq_step(int dt, int R, int T, bool two, const char *w, size_t rb, const char *x, size_t xb, int b,
-                 __m512 acc[LQ_ROWS][LQ_TOKENS]) {
+ * first row's start, rb bytes between rows (or, prepared, prep: row i's np decoded pairs at prep + i * np);
+ * x: the first token's Q8_0 blocks, xb bytes between tokens. */
+INL void lq_step(int dt, int R, int T, bool two, bool prepared, const char *w, size_t rb, const lq_pair *prep, int np,
+                 const char *x, size_t xb, int b, __m512 acc[LQ_ROWS][LQ_TOKENS]) {
     const size_t bsz = kern_formats[dt].block_bytes;
-    __m512i wv[LQ_ROWS];
-    __m512 dw[LQ_ROWS];
+    lq_pair wr[LQ_ROWS];
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++) {
+        if (prepared) {
+            wr[i] = prep[(size_t)i * np + b / 2];
+            continue;
+        }
         const char *b0 = w + i * rb + (size_t)b * bsz;
         if (T == 1) _mm_prefetch(b0 + LQ_PF_BLOCKS * bsz, _MM_HINT_T0);
-        wv[i] = lq_pair_w(dt, b0, bsz, two);
-        dw[i] = lq_pair_scale(b0, b0 + bsz, two);
+        wr[i] = lq_decode(dt, b0, bsz, two);
     }
     const __m512i off = _mm512_set1_epi8((char)lq_offset(dt));
 #pragma GCC unroll 4
@@ -88,58 +103,72 @@ INL void lq_step(int dt, int R, int T, bool two, const char *w, size_t rb, const
         const __m512 dx = lq_pair_scale(&a[0].d, &a[1].d, two);
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) {
-            const __m512i s = _mm512_dpbusd_epi32(c0, wv[i], xv);
-            acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw[i], dx), acc[i][j]);
+            const __m512i s = _mm512_dpbusd_epi32(c0, wr[i].w, xv);
+            acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(wr[i].d, dx), acc[i][j]);
         }
     }
 }
 
 /* R rows x T tokens (constants at each call: the accumulators stay in registers) into y[t * M + i]. */
-INL void lq_micro(int dt, int R, int T, const char *w, size_t rb, const char *x, size_t xb, int nb, float *y, int M) {
+INL void lq_micro(int dt, int R, int T, bool prepared, const char *w, size_t rb, const lq_pair *prep, const char *x,
+                  size_t xb, int nb, float *y, int M) {
     __m512 acc[LQ_ROWS][LQ_TOKENS];
+    const int np = (nb + 1) / 2;
 #pragma GCC unroll 4
     for (int i = 0; i < LQ_ROWS; i++)
 #pragma GCC unroll 4
         for (int j = 0; j < LQ_TOKENS; j++) acc[i][j] = _mm512_setzero_ps();
     int b = 0;
-    for (; b + 2 <= nb; b += 2) lq_step(dt, R, T, true, w, rb, x, xb, b, acc);
-    if (b < nb) lq_step(dt, R, T, false, w, rb, x, xb, b, acc);
+    for (; b + 2 <= nb; b += 2) lq_step(dt, R, T, true, prepared, w, rb, prep, np, x, xb, b, acc);
+    if (b < nb) lq_step(dt, R, T, false, prepared, w, rb, prep, np, x, xb, b, acc);
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 4
         for (int j = 0; j < T; j++) y[(size_t)j * M + i] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-/* Rows [r0, r1) x n tokens, tokens in blocks whose activations stay in L2 while the rows pass over them. */
-INL void gemm_lq(int dt, float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1) {
+/* R rows from w (rb bytes apart) x tokens [t0, t1), LQ_TOKENS at a time; with prep (not NULL), the rows are
+ * decoded into it first. y: row 0's column. */
+INL void lq_rows(int dt, int R, const char *w, size_t rb, lq_pair *prep, const char *x, size_t xb, int t0, int t1,
+                 int nb, float *y, int M) {
+    int t = t0;
+    if (prep) {
+        const int np = (nb + 1) / 2;
+        for (int i = 0; i < R; i++)
+            for (int p = 0; p < np; p++)
+                prep[(size_t)i * np + p] = lq_decode(dt, w + i * rb + (size_t)(2 * p) * kern_formats[dt].block_bytes,
+                                                     kern_formats[dt].block_bytes, 2 * p + 1 < nb);
+        for (; t + LQ_TOKENS <= t1; t += LQ_TOKENS)
+            lq_micro(dt, R, LQ_TOKENS, true, w, rb, prep, x + (size_t)t * xb, xb, nb, y + (size_t)t * M, M);
+        for (; t < t1; t++) lq_micro(dt, R, 1, true, w, rb, prep, x + (size_t)t * xb, xb, nb, y + (size_t)t * M, M);
+        return;
+    }
+    for (; t + LQ_TOKENS <= t1; t += LQ_TOKENS)
+        lq_micro(dt, R, LQ_TOKENS, false, w, rb, NULL, x + (size_t)t * xb, xb, nb, y + (size_t)t * M, M);
+    for (; t < t1; t++) lq_micro(dt, R, 1, false, w, rb, NULL, x + (size_t)t * xb, xb, nb, y + (size_t)t * M, M);
+}
+
+/* Rows [r0, r1) x n tokens, tokens in blocks whose activations stay in L2 while the rows pass over them.
+ * tmp (kern_gemm_tmp_bytes: at least 18 bytes a value, 4 decoded rows need 8) or NULL (every row decoded
+ * per 4-token tile, as for few tokens). */
+INL void gemm_lq(int dt, float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
     const int nb = m->cols / QK, M = m->rows;
     const size_t rb = kern_row_bytes(dt, m->cols), xb = kern_act_row_bytes(KERN_ACT_Q8_0, m->cols);
     const char *x = xv, *w0 = m->data;
+    lq_pair *prep = n >= LQ_PREP_N ? tmp : NULL;
     int tb = (int)((256u << 10) / xb);
     tb = tb < LQ_TOKENS ? LQ_TOKENS : tb & ~(LQ_TOKENS - 1);
     for (int t0 = 0; t0 < n; t0 += tb) {
         const int t1 = MIN(n, t0 + tb);
         int r = r0;
-        for (; r + LQ_ROWS <= r1; r += LQ_ROWS) {
-            const char *w = w0 + (size_t)r * rb;
-            int t = t0;
-            for (; t + LQ_TOKENS <= t1; t += LQ_TOKENS)
-                lq_micro(dt, LQ_ROWS, LQ_TOKENS, w, rb, x + (size_t)t * xb, xb, nb, y + (size_t)t * M + r, M);
-            for (; t < t1; t++) lq_micro(dt, LQ_ROWS, 1, w, rb, x + (size_t)t * xb, xb, nb, y + (size_t)t * M + r, M);
-        }
-        for (; r < r1; r++) {
-            const char *w = w0 + (size_t)r * rb;
-            int t = t0;
-            for (; t + LQ_TOKENS <= t1; t += LQ_TOKENS)
-                lq_micro(dt, 1, LQ_TOKENS, w, rb, x + (size_t)t * xb, xb, nb, y + (size_t)t * M + r, M);
-            for (; t < t1; t++) lq_micro(dt, 1, 1, w, rb, x + (size_t)t * xb, xb, nb, y + (size_t)t * M + r, M);
-        }
+        for (; r + LQ_ROWS <= r1; r += LQ_ROWS) lq_rows(dt, LQ_ROWS, w0 + (size_t)r * rb, rb, prep, x, xb, t0, t1, nb, y + r, M);
+        for (; r < r1; r++) lq_rows(dt, 1, w0 + (size_t)r * rb, rb, prep, x, xb, t0, t1, nb, y + r, M);
     }
 }
 
 void kern_gemm_q5_0_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
-    (void)tmp, gemm_lq(KILN_DT_Q5_0, y, x, n, m, r0, r1);
+    gemm_lq(KILN_DT_Q5_0, y, x, n, m, r0, r1, tmp);
 }
 void kern_gemm_iq4_nl_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
-    (void)tmp, gemm_lq(KILN_DT_IQ4_NL, y, x, n, m, r0, r1);
+    gemm_lq(KILN_DT_IQ4_NL, y, x, n, m, r0, r1, tmp);
 }
