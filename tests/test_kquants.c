@@ -339,13 +339,13 @@ TEST(simd_kquants_match_scalar) {
     /* 32-value formats also on rows of an odd number of blocks (a kernel pairing blocks has a single last
      * one) and Gemma 3's 1152 */
     const int cols32[] = {32, 96, 1120, 1152};
-    int tested = 0, tested_avx512_q8_0_act = 0;
+    int tested = 0, tested_avx512_32 = 0;
     for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {
         if (kern_set_isa(isas[s]) != 0) continue;
         for (int dt = 0; dt < KILN_DT_COUNT; dt++) {
             if (!kern_formats[dt].vec_dot || !kern_active_isa()->gemm[dt]) continue;
             tested++;
-            tested_avx512_q8_0_act += s == 1 && kern_formats[dt].act == KERN_ACT_Q8_0;
+            tested_avx512_32 += s == 1 && kern_formats[dt].block_values == QK;
             for (int a = 0; a < 4; a++)
                 for (int b = 0; b < 3; b++)
                     for (int k = 0; k < 6; k++)
@@ -370,9 +370,9 @@ out:
     /* AVX2 and AVX-512 each have Q4_K, Q5_K and Q6_K kernels: on a machine with both, all six must have run */
     const int isas_here = (kern_set_isa("avx2") == 0) + (kern_set_isa("avx512") == 0);
     CHECK(tested >= 3 * isas_here, "only %d SIMD k-quant kernels tested on %d ISAs", tested, isas_here);
-    /* and AVX-512 has Q5_0 and IQ4_NL ones (matmul_legacy_avx512.c) */
+    /* and AVX-512 has Q4_1, Q5_0, Q5_1 and IQ4_NL ones (matmul_legacy_avx512.c) */
     if (kern_set_isa("avx512") == 0)
-        CHECK(tested_avx512_q8_0_act == 2, "%d AVX-512 Q5_0 / IQ4_NL kernels tested, not 2", tested_avx512_q8_0_act);
+        CHECK(tested_avx512_32 == 4, "%d AVX-512 Q4_1 / Q5_0 / Q5_1 / IQ4_NL kernels tested, not 4", tested_avx512_32);
     kern_set_isa(kern_best_isa());
 }
 
