@@ -302,8 +302,12 @@ static int compare_simd(kiln_dtype dt, int rows, int cols, int n, int r0, int r1
     if (threads) { /* through kern_matmul and the pool: every row */
         kern_matmul(pools[threads - 1], &ks, got, x, n, &m, NULL);
         r0 = 0, r1 = rows;
-    } else
-        kern_active_isa()->gemm[dt](got, xq, n, &m, r0, r1, NULL);
+    } else { /* ragged ranges with the scratch kern_matmul hands a thread, whole ones without (the contract
+              * allows NULL: kernels with a scratch path then take the other) */
+        void *tmp = r0 > 0 ? aligned_alloc(64, kern_gemm_tmp_bytes(cols)) : NULL;
+        kern_active_isa()->gemm[dt](got, xq, n, &m, r0, r1, tmp);
+        free(tmp);
+    }
     for (int t = 0; t < n && bad < 3; t++)
         for (int r = 0; r < rows && bad < 3; r++) {
             const float a = ref[(size_t)t * rows + r], b = got[(size_t)t * rows + r];
@@ -332,16 +336,26 @@ static int compare_simd(kiln_dtype dt, int rows, int cols, int n, int r0, int r1
 TEST(simd_kquants_match_scalar) {
     static const char *isas[] = {"avx2", "avx512"};
     const int rows[] = {1, 3, 16, 37}, cols[] = {256, 768, 2304}, ns[] = {1, 2, 7, 8, 9, 17};
-    int tested = 0;
+    /* 32-value formats also on rows of an odd number of blocks (a kernel pairing blocks has a single last
+     * one) and Gemma 3's 1152 */
+    const int cols32[] = {32, 96, 1120, 1152};
+    int tested = 0, tested_avx512_32 = 0;
     for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {
         if (kern_set_isa(isas[s]) != 0) continue;
         for (int dt = 0; dt < KILN_DT_COUNT; dt++) {
             if (!kern_formats[dt].vec_dot || !kern_active_isa()->gemm[dt]) continue;
             tested++;
+            tested_avx512_32 += s == 1 && kern_formats[dt].block_values == QK;
             for (int a = 0; a < 4; a++)
                 for (int b = 0; b < 3; b++)
                     for (int k = 0; k < 6; k++)
                         if (compare_simd((kiln_dtype)dt, rows[a], cols[b], ns[k], 0, rows[a], 0)) goto out;
+            for (int a = 0; a < 4 && kern_formats[dt].block_values == QK; a++)
+                for (int b = 0; b < 4; b++)
+                    for (int k = 0; k < 6; k++)
+                        if (compare_simd((kiln_dtype)dt, rows[a] + 2, cols32[b], ns[k], 0, rows[a] + 2, 0) ||
+                            compare_simd((kiln_dtype)dt, rows[a] + 6, cols32[b], ns[k], 1, rows[a] + 5, 0))
+                            goto out;
             if (compare_simd((kiln_dtype)dt, 37, 512, 5, 3, 30, 0) || compare_simd((kiln_dtype)dt, 37, 512, 1, 17, 18, 0))
                 goto out;
             /* 8192-wide rows: the kernels take tokens in blocks of 24 (256 KiB of activations), so 70 tokens
@@ -356,6 +370,9 @@ out:
     /* AVX2 and AVX-512 each have Q4_K, Q5_K and Q6_K kernels: on a machine with both, all six must have run */
     const int isas_here = (kern_set_isa("avx2") == 0) + (kern_set_isa("avx512") == 0);
     CHECK(tested >= 3 * isas_here, "only %d SIMD k-quant kernels tested on %d ISAs", tested, isas_here);
+    /* and AVX-512 has Q4_1, Q5_0, Q5_1 and IQ4_NL ones (matmul_legacy_avx512.c) */
+    if (kern_set_isa("avx512") == 0)
+        CHECK(tested_avx512_32 == 4, "%d AVX-512 Q4_1 / Q5_0 / Q5_1 / IQ4_NL kernels tested, not 4", tested_avx512_32);
     kern_set_isa(kern_best_isa());
 }
 

@@ -63,6 +63,11 @@ void quantize_act_avx512(const float *x, act_q8 *y, int k, int c);
 void kern_gemm_q4_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
 void kern_gemm_q5_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
 void kern_gemm_q6_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
+/* Q5_0 / IQ4_NL weights against Q8_0 activations, Q4_1 / Q5_1 against Q8_1 (matmul_legacy_avx512.c). */
+void kern_gemm_q5_0_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
+void kern_gemm_iq4_nl_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
+void kern_gemm_q4_1_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
+void kern_gemm_q5_1_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
 /* The same against AVX2 (matmul_kquants_avx2.c). */
 void kern_gemm_q4_k_avx2(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
 void kern_gemm_q5_k_avx2(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
