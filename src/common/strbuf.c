@@ -62,3 +62,5 @@ void strbuf_free(strbuf *b) {
     free(b->p);
     b->p = NULL, b->len = b->cap = 0;
 }
+
+int strbuf_put_ints(strbuf *b, const int *v, int n) { return strbuf_put(b, v, (size_t)n * sizeof *v); }

@@ -12,6 +12,7 @@ typedef struct strbuf {
 
 int strbuf_put(strbuf *b, const void *s, size_t n); /* 0, or -1 when out of memory */
 int strbuf_puts(strbuf *b, const char *s);
+int strbuf_put_ints(strbuf *b, const int *v, int n); /* n ints as raw bytes (MPI step messages) */
 int strbuf_putc(strbuf *b, char c);
 int strbuf_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int strbuf_reserve(strbuf *b, size_t extra); /* room for `extra` more bytes + the NUL */

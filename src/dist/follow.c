@@ -53,14 +53,12 @@ int kiln_dist_lead_end(kiln_dist *d, kiln_err *err) {
     return dist_bcast_ints(d, h, H_N, false, err);
 }
 
-static int put_ints(strbuf *b, const int *v, int n) { return strbuf_put(b, v, (size_t)n * sizeof *v); }
-
 /* Header and payload of a step: c's geometry and sequence state (kv_state_pack), then the batch. */
 static int pack(const kiln_ctx *c, const kiln_batch *b, bool hidden, int32_t *h, strbuf *p, kiln_err *err) {
     int T = 0;
     for (int i = 0; i < b->n_seqs; i++) T += b->n_tokens[i];
     strbuf_clear(p);
-    if (kv_state_pack(c, p) || put_ints(p, b->seq, b->n_seqs) || put_ints(p, b->n_tokens, b->n_seqs) || put_ints(p, b->tokens, T))
+    if (kv_state_pack(c, p) || strbuf_put_ints(p, b->seq, b->n_seqs) || strbuf_put_ints(p, b->n_tokens, b->n_seqs) || strbuf_put_ints(p, b->tokens, T))
         return kiln_err_set(err, "out of memory for a step message");
     const int32_t v[H_N] = {OP_STEP, c->max_seqs, c->n_ctx, kiln_ctx_total_blocks(c), (int32_t)c->kv_type,
                             c->max_step_tokens, hidden, b->logits_all, b->n_seqs, T, c->m->dist->micro,

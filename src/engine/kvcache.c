@@ -387,20 +387,18 @@ kern_kv_view kv_view(const kiln_ctx *c, int seq, int layer) {
 
 /* ---- the sequences' state as int32s, for a distributed follower to mirror (dist/follow.c) ---------------- */
 
-static int put_ints(strbuf *b, const int *v, int n) { return strbuf_put(b, v, (size_t)n * sizeof *v); }
-
 int kv_state_pack(const kiln_ctx *c, strbuf *out) {
     int used = 0, rc = 0;
     for (int s = 0; s < c->max_seqs; s++) used += c->seqs[s].used;
-    rc |= put_ints(out, &used, 1);
+    rc |= strbuf_put_ints(out, &used, 1);
     for (int s = 0; s < c->max_seqs; s++) {
         const kv_seq *q = &c->seqs[s];
         if (!q->used) continue;
         const int row[4] = {s, q->len, q->n_blocks, q->first_live};
-        rc |= put_ints(out, row, 4);
-        for (int p = 0; p < n_pools(c); p++) rc |= put_ints(out, q->table[p], q->n_blocks);
+        rc |= strbuf_put_ints(out, row, 4);
+        for (int p = 0; p < n_pools(c); p++) rc |= strbuf_put_ints(out, q->table[p], q->n_blocks);
     }
-    for (int p = 0; p < n_pools(c); p++) rc |= put_ints(out, &c->pool[p].n_free, 1) | put_ints(out, c->pool[p].free_list, c->pool[p].n_free);
+    for (int p = 0; p < n_pools(c); p++) rc |= strbuf_put_ints(out, &c->pool[p].n_free, 1) | strbuf_put_ints(out, c->pool[p].free_list, c->pool[p].n_free);
     return rc ? -1 : 0;
 }
 
