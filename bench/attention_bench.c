@@ -12,7 +12,7 @@
  * it read and the rate that makes) and per prefill chunk, per depth.
  *
  *   make build/bench/attention_bench
- *   build/bench/attention_bench [threads=2] [depth=4096,16384] [rounds=5] [pp=64] */
+ *   build/bench/attention_bench [threads=2] [depth=4096,16384] [rounds=5] [pp=64] [formats=f32,f16,bf16,q8_0] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +22,10 @@
 #include "runtime/threadpool.h"
 
 enum { LAYERS = 16, HQ = 32, HKV = 8, HD = 64, BLOCK = KILN_KV_BLOCK, NT = 4, MAXR = 64 };
-static const kiln_dtype TYPES[] = {KILN_DT_F32, KILN_DT_F16, KILN_DT_BF16, KILN_DT_Q8_0};
-enum { NTYPES = sizeof TYPES / sizeof TYPES[0] };
+static const kiln_dtype ALL_TYPES[] = {KILN_DT_F32, KILN_DT_F16, KILN_DT_BF16, KILN_DT_Q8_0};
+enum { MAXTYPES = sizeof ALL_TYPES / sizeof ALL_TYPES[0] };
+static kiln_dtype TYPES[MAXTYPES]; /* the formats measured (the 5th argument, default all) */
+static int NTYPES;
 
 typedef struct job {
     kern_kv_view kv[LAYERS];
@@ -102,6 +104,14 @@ int main(int argc, char **argv) {
     char depths_s[256];
     snprintf(depths_s, sizeof depths_s, "%s", argc > 2 ? argv[2] : "4096,16384");
     if (threads < 1 || rounds < 1 || rounds > MAXR || pp < 1) return fprintf(stderr, "bad arguments\n"), 2;
+    for (int t = 0; t < MAXTYPES; t++) { /* a format list matches whole names between commas */
+        char item[16];
+        snprintf(item, sizeof item, ",%s,", kiln_dtype_name(ALL_TYPES[t]));
+        char list[256];
+        snprintf(list, sizeof list, ",%s,", argc > 5 ? argv[5] : "f32,f16,bf16,q8_0");
+        if (strstr(list, item)) TYPES[NTYPES++] = ALL_TYPES[t];
+    }
+    if (!NTYPES) return fprintf(stderr, "no known format in '%s' (f32, f16, bf16, q8_0)\n", argv[5]), 2;
     kern_init();
     kiln_pool *pool = kiln_pool_new(threads);
     float *vals = malloc(sizeof(float) * 4096 * HD), *q = malloc(sizeof(float) * pp * HQ * HD),
@@ -122,14 +132,14 @@ int main(int argc, char **argv) {
         int *table = malloc(sizeof(int) * (size_t)nb);
         float *scratch = malloc(sizeof(float) * (size_t)threads * per_thread);
         for (int b = 0; b < nb; b++) table[b] = b;
-        job jobs[NTYPES];
-        char *caches[NTYPES];
+        job jobs[MAXTYPES];
+        char *caches[MAXTYPES];
         for (int t = 0; t < NTYPES; t++) {
             jobs[t] = (job){.q = q, .out = out, .scratch = scratch, .depth = depth, .per_thread = per_thread};
             if (!(caches[t] = make_cache(TYPES[t], vals, rows, depth, table, &jobs[t])))
                 return fprintf(stderr, "out of memory for depth %d\n", depth), 1;
         }
-        double ms[2][NTYPES][MAXR], pms[2][NTYPES][MAXR]; /* [per query, block] */
+        double ms[2][MAXTYPES][MAXR], pms[2][MAXTYPES][MAXR]; /* [per query, block] */
         for (int r = 0; r < rounds; r++)
             for (int t = 0; t < NTYPES; t++)
                 for (int blk = 0; blk < 2; blk++) {

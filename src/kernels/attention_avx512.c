@@ -1,14 +1,13 @@
-/* attention_avx512.c — AVX-512 attention of one query over a paged KV cache (same contract as the
- * portable kern_attention_ref in attention.c, which tests compare it against).
+/* attention_avx512.c — AVX-512 attention over a paged KV cache (same contracts as the portable
+ * kern_attention_ref / kern_attention_block_ref in attention.c, which tests compare them against).
  *
  * Why a separate kernel: prefill attends T queries over up to T positions, and the portable loops
  * compile to 128-bit SSE at best; it was ~23% of a 512-token prefill's profile (perf, Llama-3.2-1B
- * shape) for ~1.3% of the FLOPs. Here:
- *   scores  16 positions at a time: the query head sits in registers (head_dim/16 zmm), each key row
- *           takes head_dim/16 FMAs into its own accumulator, and the 16 accumulators are reduced
- *           together by a transpose-add tree (4 shuffle levels, not 16 separate horizontal sums);
- *   softmax max, a vector exp (Cephes-style range reduction + degree-6 polynomial, ~1 ulp) and sum;
- *   values  the output head stays in registers while every position's value row is FMA'd in.
+ * shape) for ~1.3% of the FLOPs. Two kernels:
+ *   one query (decode)  the query heads of a kv head together, one online-softmax pass over the keys
+ *                       (attend_group, below: why and how);
+ *   a block of queries  flash-attention tiles (flash_block, below).
+ * The softmax's exp is a vector exp (Cephes-style range reduction + degree-6 polynomial, ~1 ulp).
  * head_dim up to 256 in steps of 16 with a masked tail (stories260K has 8); wider heads use the
  * portable path. Rows are read in the cache's format, 16 values per load (load16): f32 as is, f16 by
  * vcvtph2ps, bf16 by a 16-bit shift, q8_0 as int8 widened and times the block's f16 scale; the format
@@ -23,27 +22,6 @@
 #include "kernels/simd_x86.h"
 
 enum { MAXV = 16 }; /* head_dim <= 16 * MAXV */
-
-/* r[i] = sum of v[i]'s 16 lanes, for i in 0..15. */
-INL __m512 hsum16(const __m512 v[16]) {
-    __m512 a[8], b[4], c[2];
-#pragma GCC unroll 16
-    for (int i = 0; i < 8; i++) /* 256-bit halves: [v0.q0+v0.q2, v0.q1+v0.q3, v1.q0+v1.q2, v1.q1+v1.q3] */
-        a[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-#pragma GCC unroll 16
-    for (int i = 0; i < 4; i++) /* one 128-bit quarter per source vector: v(4i), v(4i+1), v(4i+2), v(4i+3) */
-        b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                             _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-#pragma GCC unroll 16
-    for (int i = 0; i < 2; i++) /* two floats per source vector inside each quarter */
-        c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-    __m512 r = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                             _mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
-    /* the tree leaves vector i's sum in lane 4*(i%4) + i/4 (a 4x4 transpose): undo it */
-    return _mm512_permutexvar_ps(_mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0), r);
-}
 
 INL __mmask16 first(int m) { return m >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << m) - 1); }
 
@@ -65,131 +43,252 @@ INL __m512 load16(const kiln_dtype T, const char *row, int c, __mmask16 m) {
     }
 }
 
-/* One query head over positions kv->first..n_pos-1. NV = head_dim / 16 rounded up (a constant for the common
- * head sizes so the head stays in registers; 0 = use nv). */
-INL void attend_head(const kiln_dtype T, const int NV, int nv, float *out, const float *qh, int head_dim, size_t hoff, int n_pos,
-                     const kern_kv_view *kv, float *scratch) {
-    if (NV) nv = NV;
-    const __mmask16 tail = first(head_dim - 16 * (nv - 1));
-    const __m512 scale = _mm512_set1_ps(kern_attn_scale(kv, head_dim));
-    const int p_first = kv->first, p_start = p_first / kv->block * kv->block;
-    __m512 qv[MAXV];
-#pragma GCC unroll 16
-    for (int c = 0; c < nv; c++) qv[c] = _mm512_maskz_loadu_ps(c == nv - 1 ? tail : 0xffff, qh + 16 * c);
-    __m512 mx = _mm512_set1_ps(-INFINITY);
-    for (int p0 = p_start; p0 < n_pos; p0 += kv->block) {
-        const char *k = kv->k + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
-        const int np = n_pos - p0 < kv->block ? n_pos - p0 : kv->block;
-        for (int p = p_first > p0 ? p_first - p0 : 0; p < np; p += 16) {
-            const int m = np - p < 16 ? np - p : 16;
-            __m512 acc[16];
-#pragma GCC unroll 16
-            for (int i = 0; i < 16; i++) {
-                acc[i] = _mm512_setzero_ps();
-                if (i >= m) continue;
-                const char *kp = k + (size_t)(p + i) * kv->row_stride;
-#pragma GCC unroll 16
-                for (int c = 0; c < nv; c++)
-                    acc[i] = _mm512_fmadd_ps(qv[c], load16(T, kp, c, c == nv - 1 ? tail : 0xffff), acc[i]);
-            }
-            const __m512 s = _mm512_mul_ps(hsum16(acc), scale);
-            _mm512_mask_storeu_ps(scratch + p0 + p, first(m), s);
-            mx = _mm512_mask_max_ps(mx, first(m), mx, s);
-        }
+/* ---- one query (decode, or too few rows for a tile): the heads of a kv head together ----
+ *
+ * Decode at depth is bound by how the cache is read, not by its bytes: the kernel before this one took a
+ * head at a time, so each K and V row was loaded and converted once per query head (4x for Llama's groups)
+ * and its rows, 16 at a time 16 KiB apart, crossed a page every 2 KiB where the hardware prefetcher stops.
+ * Here GH query heads of one kv head (GH x head_dim / 16 <= 16 registers) go over the positions in one
+ * online-softmax pass, SK keys at a time, each row read and converted once for all GH heads, and the rows of
+ * the next SK keys are prefetched while these are computed:
+ *   scores  a key's GH dot products are FMA'd into GH accumulators and reduced at once by the first
+ *           log2(GH) levels of a transpose-add tree (tree_level), so 16 / GH keys fill one tree (16 dot
+ *           products, lanes head-major after a permute): few live registers, one reduction per 16 dots;
+ *   softmax each head's running max and sum are kept in its 16 / GH lanes (a segment) of one vector;
+ *   values  the GH output heads stay in registers while each value row is FMA'd in once. */
+
+enum { SK = 64 }; /* keys per step of the online softmax: 4 trees of 16 dot products per head group */
+
+/* The K and V rows of keys s0 + lo .. s0 + hi - 1 of a step. */
+typedef struct {
+    const char *k[SK], *v[SK];
+    int lo, hi;
+} step_rows;
+
+/* Fills r for the step from s0, walking *blk / *slot (the block index and slot of key s0 + r->lo onwards). */
+static inline void step_rows_at(step_rows *r, const kern_kv_view *kv, size_t hoff, int s0, int n_pos, int *blk, int *slot) {
+    r->lo = kv->first > s0 ? kv->first - s0 : 0;
+    r->hi = n_pos - s0 < SK ? n_pos - s0 : SK;
+    for (int j = r->lo; j < r->hi; j++) {
+        const size_t off = (size_t)kv->table[*blk] * kv->block_stride + (size_t)*slot * kv->row_stride + hoff;
+        r->k[j] = kv->k + off, r->v[j] = kv->v + off;
+        if (++*slot == kv->block) *slot = 0, ++*blk;
     }
-    float smax = _mm512_reduce_max_ps(mx);
-    if (kv->softcap > 0) { /* tanh is monotonic: the capped maximum is the cap of the maximum */
-        kern_softcap(scratch + p_first, n_pos - p_first, kv->softcap);
-        kern_softcap(&smax, 1, kv->softcap);
-    }
-    const __m512 vmax = _mm512_set1_ps(smax);
-    __m512 vsum = _mm512_setzero_ps();
-    for (int p = p_first; p < n_pos; p += 16) {
-        const __mmask16 mm = first(n_pos - p);
-        const __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mm, scratch + p), vmax));
-        _mm512_mask_storeu_ps(scratch + p, mm, e);
-        vsum = _mm512_mask_add_ps(vsum, mm, vsum, e);
-    }
-    /* values: two accumulator sets so consecutive positions' FMAs do not wait on each other */
-    __m512 o0[MAXV], o1[MAXV];
-#pragma GCC unroll 16
-    for (int c = 0; c < MAXV; c++) /* all MAXV: once unrolled, GCC cannot tell the unused ones are unread */
-        o0[c] = o1[c] = _mm512_setzero_ps();
-    for (int p0 = p_start; p0 < n_pos; p0 += kv->block) {
-        const char *v = kv->v + (size_t)kv->table[p0 / kv->block] * kv->block_stride + hoff;
-        const int np = n_pos - p0 < kv->block ? n_pos - p0 : kv->block;
-        int p = p_first > p0 ? p_first - p0 : 0;
-        for (; p + 2 <= np; p += 2) {
-            const __m512 w0 = _mm512_set1_ps(scratch[p0 + p]), w1 = _mm512_set1_ps(scratch[p0 + p + 1]);
-            const char *v0 = v + (size_t)p * kv->row_stride, *v1 = v0 + kv->row_stride;
-#pragma GCC unroll 16
-            for (int c = 0; c < nv; c++) {
-                const __mmask16 mk = c == nv - 1 ? tail : 0xffff;
-                o0[c] = _mm512_fmadd_ps(w0, load16(T, v0, c, mk), o0[c]);
-                o1[c] = _mm512_fmadd_ps(w1, load16(T, v1, c, mk), o1[c]);
-            }
-        }
-        if (p < np) {
-            const __m512 w0 = _mm512_set1_ps(scratch[p0 + p]);
-            const char *v0 = v + (size_t)p * kv->row_stride;
-#pragma GCC unroll 16
-            for (int c = 0; c < nv; c++) o0[c] = _mm512_fmadd_ps(w0, load16(T, v0, c, c == nv - 1 ? tail : 0xffff), o0[c]);
-        }
-    }
-    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(vsum));
-#pragma GCC unroll 16
-    for (int c = 0; c < nv; c++)
-        _mm512_mask_storeu_ps(out + 16 * c, c == nv - 1 ? tail : 0xffff, _mm512_mul_ps(_mm512_add_ps(o0[c], o1[c]), inv));
 }
 
-/* One head with the format T and register count known at compile time. */
-INL void attend_typed(const kiln_dtype T, int nv, float *o, const float *qh, int head_dim, size_t hoff, int n_pos,
-                      const kern_kv_view *kv, float *scratch) {
-    switch (nv) { /* the common head sizes get their register count at compile time */
-    case 4: attend_head(T, 4, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
-    case 8: attend_head(T, 8, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
-    default: attend_head(T, 0, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
+INL void row_prefetch(const step_rows *r, int j, size_t row_bytes) {
+    for (size_t b = 0; b < row_bytes; b += 64) {
+        _mm_prefetch(r->k[j] + b, _MM_HINT_T0);
+        _mm_prefetch(r->v[j] + b, _MM_HINT_T0);
+    }
+}
+
+
+/* Level L of the transpose-add tree that reduces 16 vectors to the vector of their 16 lane sums (4 levels
+ * of pairs, not 16 separate horizontal sums): level 0 adds 256-bit halves, 1 128-bit quarters, 2 pairs of
+ * floats, 3 floats. After all four, vector i's sum is in lane 4*(i%4) + i/4 (a 4x4 transpose). */
+INL __m512 tree_level(const int L, __m512 x, __m512 y) {
+    switch (L) {
+    case 0: return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x44), _mm512_shuffle_f32x4(x, y, 0xEE));
+    case 1: return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, 0x88), _mm512_shuffle_f32x4(x, y, 0xDD));
+    case 2: return _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x44), _mm512_shuffle_ps(x, y, 0xEE));
+    default: return _mm512_add_ps(_mm512_shuffle_ps(x, y, 0x88), _mm512_shuffle_ps(x, y, 0xDD));
+    }
+}
+
+/* v[0..n) (n a power of 2 <= 16) reduced pairwise through the tree's levels L, L + 1, ...: returns v[0]. */
+INL __m512 tree(__m512 *v, const int n, const int L) {
+    int s = n, lv = L;
+#pragma GCC unroll 4
+    for (int step = 0; step < 4; step++)
+        if (s > 1) {
+#pragma GCC unroll 8
+            for (int i = 0; i < s / 2; i++) v[i] = tree_level(lv, v[2 * i], v[2 * i + 1]);
+            s /= 2, lv++;
+        }
+    return v[0];
+}
+
+/* Each segment of S lanes (S a power of 2) set to its maximum. */
+INL __m512 segment_max(__m512 x, const int S, __m512i iota) {
+#pragma GCC unroll 4
+    for (int s = 1; s < S; s *= 2) x = _mm512_max_ps(x, _mm512_permutexvar_ps(_mm512_xor_si512(iota, _mm512_set1_epi32(s)), x));
+    return x;
+}
+
+/* GH query heads (q, out: head_dim apart) of the kv head at hoff over positions kv->first..n_pos-1. NV =
+ * head_dim / 16 rounded up when it is a compile-time constant (0: use nv, GH must be 1). */
+INL void attend_group(const kiln_dtype T, const int NV, const int GH, int nv, float *out, const float *q, int head_dim,
+                      size_t hoff, int n_pos, const kern_kv_view *kv) {
+    if (NV) nv = NV;
+    const int KPT = 16 / GH, LG = GH == 4 ? 2 : GH == 2 ? 1 : 0; /* keys per tree, levels inside a key */
+    const __mmask16 tail = first(head_dim - 16 * (nv - 1));
+    const __m512 scale = _mm512_set1_ps(kern_attn_scale(kv, head_dim));
+    const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    const __m512i lane_key = _mm512_and_si512(iota, _mm512_set1_epi32(KPT - 1)); /* lane h*KPT+kl: key kl */
+    int perm[16]; /* the tree leaves dot i = kl*GH + h in lane 4*(i%4) + i/4: to lane h*KPT + kl */
+    for (int o = 0; o < 16; o++) {
+        const int i = o % KPT * GH + o / KPT;
+        perm[o] = 4 * (i % 4) + i / 4;
+    }
+    const __m512i pidx = _mm512_loadu_si512(perm);
+    const size_t row_bytes = kern_row_bytes(T, head_dim);
+    float ob[16 * 16] __attribute__((aligned(64))) = {0}; /* the GH output heads between steps */
+    float sb[SK * GH] __attribute__((aligned(64)));        /* a step's scores, then weights: [chunk][g][h][kl] */
+    float ab[16] __attribute__((aligned(64)));
+    __m512 m = _mm512_set1_ps(-INFINITY), l = _mm512_setzero_ps();
+    step_rows rows[2];
+    int blk = kv->first / kv->block, slot = kv->first % kv->block, s0 = kv->first & ~15;
+    step_rows_at(&rows[0], kv, hoff, s0, n_pos, &blk, &slot);
+    for (int cur = 0; s0 < n_pos; s0 += SK, cur ^= 1) {
+        const step_rows *r = &rows[cur];
+        int nx_hi = 0; /* the next step's rows, prefetched key by key in the score loop below */
+        if (s0 + SK < n_pos) {
+            step_rows_at(&rows[cur ^ 1], kv, hoff, s0 + SK, n_pos, &blk, &slot);
+            nx_hi = rows[cur ^ 1].hi;
+        }
+        const step_rows *nx = &rows[cur ^ 1];
+        const int c_lo = r->lo & ~15, lo = r->lo, hi = r->hi;
+        { /* scores, scaled, into sb */
+            __m512 qv[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) qv[i] = _mm512_setzero_ps(); /* once unrolled, GCC cannot tell the unused ones are unread */
+#pragma GCC unroll 16
+            for (int h = 0; h < GH; h++)
+#pragma GCC unroll 16
+                for (int c = 0; c < nv; c++) qv[h * nv + c] = _mm512_maskz_loadu_ps(c == nv - 1 ? tail : 0xffff, q + (size_t)h * head_dim + 16 * c);
+            for (int c0 = c_lo; c0 < hi; c0 += 16)
+#pragma GCC unroll 4
+                for (int g = 0; g < GH; g++) {
+                    __m512 w[16];
+#pragma GCC unroll 16
+                    for (int kl = 0; kl < KPT; kl++) {
+                        const int j = c0 + g * KPT + kl;
+                        if (j < nx_hi) row_prefetch(nx, j, row_bytes);
+                        __m512 acc[4];
+#pragma GCC unroll 4
+                        for (int h = 0; h < GH; h++) acc[h] = _mm512_setzero_ps();
+                        if (j >= lo && j < hi) {
+#pragma GCC unroll 16
+                            for (int c = 0; c < nv; c++) {
+                                const __m512 kc = load16(T, r->k[j], c, c == nv - 1 ? tail : 0xffff);
+#pragma GCC unroll 4
+                                for (int h = 0; h < GH; h++) acc[h] = _mm512_fmadd_ps(qv[h * nv + c], kc, acc[h]);
+                            }
+                        }
+                        w[kl] = tree(acc, GH, 0);
+                    }
+                    const __m512 t = _mm512_permutexvar_ps(pidx, tree(w, KPT, LG));
+                    _mm512_store_ps(sb + (size_t)(c0 / 16 * GH + g) * 16, _mm512_mul_ps(t, scale));
+                }
+        }
+        const int n_sc = ((hi + 15) / 16 - c_lo / 16) * GH * 16; /* scores written from sb + c_lo * GH */
+        if (kv->softcap > 0) kern_softcap(sb + (size_t)c_lo * GH, n_sc, kv->softcap);
+        { /* online softmax: each head's max over its segment, the old sums and outputs rescaled by alpha */
+            __m512 mx = _mm512_set1_ps(-INFINITY);
+            for (int c0 = c_lo; c0 < hi; c0 += 16)
+                for (int g = 0; g < GH; g++) {
+                    const __m512i key = _mm512_add_epi32(lane_key, _mm512_set1_epi32(c0 + g * KPT));
+                    const __mmask16 ok = _mm512_cmpge_epi32_mask(key, _mm512_set1_epi32(lo)) & _mm512_cmplt_epi32_mask(key, _mm512_set1_epi32(hi));
+                    mx = _mm512_mask_max_ps(mx, ok, mx, _mm512_load_ps(sb + (size_t)(c0 / 16 * GH + g) * 16));
+                }
+            const __m512 m_new = _mm512_max_ps(m, segment_max(mx, KPT, iota)), alpha = exp_ps(_mm512_sub_ps(m, m_new));
+            m = m_new;
+            __m512 sum = _mm512_setzero_ps();
+            for (int c0 = c_lo; c0 < hi; c0 += 16)
+                for (int g = 0; g < GH; g++) {
+                    float *s = sb + (size_t)(c0 / 16 * GH + g) * 16;
+                    const __m512i key = _mm512_add_epi32(lane_key, _mm512_set1_epi32(c0 + g * KPT));
+                    const __mmask16 ok = _mm512_cmpge_epi32_mask(key, _mm512_set1_epi32(lo)) & _mm512_cmplt_epi32_mask(key, _mm512_set1_epi32(hi));
+                    const __m512 p = _mm512_maskz_mov_ps(ok, exp_ps(_mm512_sub_ps(_mm512_load_ps(s), m)));
+                    _mm512_store_ps(s, p);
+                    sum = _mm512_add_ps(sum, p);
+                }
+            l = _mm512_fmadd_ps(l, alpha, sum);
+            _mm512_store_ps(ab, alpha);
+        }
+        { /* values: o = alpha o + sum_j p_j v_j */
+            __m512 o[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) o[i] = _mm512_setzero_ps();
+#pragma GCC unroll 16
+            for (int h = 0; h < GH; h++)
+#pragma GCC unroll 16
+                for (int c = 0; c < nv; c++) o[h * nv + c] = _mm512_mul_ps(_mm512_load_ps(ob + (h * nv + c) * 16), _mm512_set1_ps(ab[h * KPT]));
+            for (int j = lo; j < hi; j++) {
+                const float *p = sb + (size_t)(j / 16 * GH + j % 16 / KPT) * 16 + j % KPT; /* head h at p[h * KPT] */
+#pragma GCC unroll 16
+                for (int c = 0; c < nv; c++) {
+                    const __m512 vc = load16(T, r->v[j], c, c == nv - 1 ? tail : 0xffff);
+#pragma GCC unroll 4
+                    for (int h = 0; h < GH; h++) o[h * nv + c] = _mm512_fmadd_ps(_mm512_set1_ps(p[h * KPT]), vc, o[h * nv + c]);
+                }
+            }
+#pragma GCC unroll 16
+            for (int h = 0; h < GH; h++)
+#pragma GCC unroll 16
+                for (int c = 0; c < nv; c++) _mm512_store_ps(ob + (h * nv + c) * 16, o[h * nv + c]);
+        }
+    }
+    float lb[16];
+    _mm512_storeu_ps(lb, l);
+    for (int h = 0; h < GH; h++) {
+        float sum = 0;
+        for (int kl = 0; kl < KPT; kl++) sum += lb[h * KPT + kl];
+        const __m512 inv = _mm512_set1_ps(1.0f / sum);
+        for (int c = 0; c < nv; c++)
+            _mm512_mask_storeu_ps(out + (size_t)h * head_dim + 16 * c, c == nv - 1 ? tail : 0xffff,
+                                  _mm512_mul_ps(_mm512_load_ps(ob + (h * nv + c) * 16), inv));
+    }
+}
+
+/* Query heads [h0, h1) of the kv head at hoff (q and out: the token's heads), in groups as wide as the
+ * registers allow: 4 heads of 64, 2 of 128, else one at a time. */
+INL void attend_heads_typed(const kiln_dtype T, float *out, const float *q, int head_dim, int h0, int h1, size_t hoff,
+                            int n_pos, const kern_kv_view *kv) {
+    const int nv = (head_dim + 15) / 16;
+    for (int h = h0, gh; h < h1; h += gh) {
+        float *o = out + (size_t)h * head_dim;
+        const float *qh = q + (size_t)h * head_dim;
+        const int left = h1 - h;
+        if (nv == 4) {
+            gh = left >= 4 ? 4 : left >= 2 ? 2 : 1;
+            if (gh == 4) attend_group(T, 4, 4, nv, o, qh, head_dim, hoff, n_pos, kv);
+            else if (gh == 2) attend_group(T, 4, 2, nv, o, qh, head_dim, hoff, n_pos, kv);
+            else attend_group(T, 4, 1, nv, o, qh, head_dim, hoff, n_pos, kv);
+        } else if (nv == 8) {
+            gh = left >= 2 ? 2 : 1;
+            if (gh == 2) attend_group(T, 8, 2, nv, o, qh, head_dim, hoff, n_pos, kv);
+            else attend_group(T, 8, 1, nv, o, qh, head_dim, hoff, n_pos, kv);
+        } else {
+            gh = 1;
+            attend_group(T, 0, 1, nv, o, qh, head_dim, hoff, n_pos, kv);
+        }
+    }
+}
+
+/* Heads [h0, h1) of one kv head, the format a compile-time constant. */
+static void attend_heads(float *out, const float *q, int head_dim, int h0, int h1, size_t hoff, int n_pos,
+                         const kern_kv_view *kv) {
+    switch (kv->type) {
+    case KILN_DT_F16: attend_heads_typed(KILN_DT_F16, out, q, head_dim, h0, h1, hoff, n_pos, kv); break;
+    case KILN_DT_BF16: attend_heads_typed(KILN_DT_BF16, out, q, head_dim, h0, h1, hoff, n_pos, kv); break;
+    case KILN_DT_Q8_0: attend_heads_typed(KILN_DT_Q8_0, out, q, head_dim, h0, h1, hoff, n_pos, kv); break;
+    default: attend_heads_typed(KILN_DT_F32, out, q, head_dim, h0, h1, hoff, n_pos, kv); break;
     }
 }
 
 void kern_attention_avx512(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
                            const kern_kv_view *kv, float *scratch, int h0, int h1) {
     const int nv = (head_dim + 15) / 16;
-    if (nv > MAXV || n_pos <= 0 || !kern_kv_type_ok(kv->type, head_dim)) {
+    if (nv > MAXV || n_pos <= kv->first || !kern_kv_type_ok(kv->type, head_dim)) {
         kern_attention_ref(out, q, n_heads, n_kv_heads, head_dim, n_pos, kv, scratch, h0, h1);
         return;
     }
     const int group = n_heads / n_kv_heads;
-    for (int h = h0; h < h1; h++) {
-        const float *qh = q + (size_t)h * head_dim;
-        float *o = out + (size_t)h * head_dim;
-        const size_t hoff = (size_t)(h / group) * kv->head_stride;
-        switch (kv->type) {
-        case KILN_DT_F16: attend_typed(KILN_DT_F16, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
-        case KILN_DT_BF16: attend_typed(KILN_DT_BF16, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
-        case KILN_DT_Q8_0: attend_typed(KILN_DT_Q8_0, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
-        default: attend_typed(KILN_DT_F32, nv, o, qh, head_dim, hoff, n_pos, kv, scratch); break;
-        }
-    }
-}
-
-/* ---- one token (decode, or too few rows for a tile): head by head ----
- * (Reading each row once for 4 heads together, 16 accumulators of 4 keys x 4 heads reduced by one hsum16,
- * measured slower here for f16/bf16/q8_0 caches in attention_bench (f16 at depth 4096: 168 vs 124 ms per
- * token), so decode keeps the one-head kernel, whose kv head's rows the next heads find in L2.) */
-INL void attend_token_typed(const kiln_dtype T, float *out, const float *q, int head_dim, int h0, int h1, size_t hoff,
-                            int n_pos, const kern_kv_view *kv, float *scratch) {
-    const int nv = (head_dim + 15) / 16;
-    for (int h = h0; h < h1; h++) attend_typed(T, nv, out + (size_t)h * head_dim, q + (size_t)h * head_dim, head_dim, hoff, n_pos, kv, scratch);
-}
-
-static void attend_token(float *out, const float *q, int head_dim, int h0, int h1, size_t hoff, int n_pos,
-                         const kern_kv_view *kv, float *scratch) {
-    switch (kv->type) {
-    case KILN_DT_F16: attend_token_typed(KILN_DT_F16, out, q, head_dim, h0, h1, hoff, n_pos, kv, scratch); break;
-    case KILN_DT_BF16: attend_token_typed(KILN_DT_BF16, out, q, head_dim, h0, h1, hoff, n_pos, kv, scratch); break;
-    case KILN_DT_Q8_0: attend_token_typed(KILN_DT_Q8_0, out, q, head_dim, h0, h1, hoff, n_pos, kv, scratch); break;
-    default: attend_token_typed(KILN_DT_F32, out, q, head_dim, h0, h1, hoff, n_pos, kv, scratch); break;
+    for (int h = h0, e; h < h1; h = e) { /* one kv head's heads at a time */
+        e = (h / group + 1) * group < h1 ? (h / group + 1) * group : h1;
+        attend_heads(out, q, head_dim, h, e, (size_t)(h / group) * kv->head_stride, n_pos, kv);
     }
 }
 
@@ -371,7 +470,7 @@ void kern_attention_block_avx512(float *out, const float *q, size_t q_stride, in
         for (int t = 0; t < nq; t++) {
             kern_kv_view kt = *kv;
             kt.first = kern_attn_first(kv, pos0 + t, window);
-            attend_token(out + t * q_stride, q + t * q_stride, head_dim, h0, h1, hoff, pos0 + t + 1, &kt, scratch);
+            attend_heads(out + t * q_stride, q + t * q_stride, head_dim, h0, h1, hoff, pos0 + t + 1, &kt);
         }
         return;
     }
