@@ -201,7 +201,7 @@ void kern_attention(float *out, const float *q, int n_heads, int n_kv_heads, int
  * max(kv->first, pos0 + t + 1 - window) (window 0: no window). The AVX-512 version is tiled
  * flash-attention style (a tile of up to 64 query rows = tokens x heads against 64 keys at a time, online
  * softmax, so each key and value row is read once per tile, not once per query); fewer than 16 rows (a
- * decoding token) go head by head. scratch: kern_attention_block_scratch
+ * decoding token) go a kv head's query heads together, in one online-softmax pass over its keys. scratch: kern_attention_block_scratch
  * floats, the caller's (nothing allocates). */
 void kern_attention_block(float *out, const float *q, size_t q_stride, int nq, int pos0, int window, int n_heads,
                           int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv, float *scratch);
