@@ -101,7 +101,7 @@ int main(int argc, char **argv) {
                 continue;
             }
             size_t bsz = kern_formats[dt].block_bytes;
-            for (int b = 0; b < cols / 32; b++) kern_qblock_put(&mats[i], r, b, one + b * bsz);
+            for (int b = 0; b < cols / kern_formats[dt].block_values; b++) kern_qblock_put(&mats[i], r, b, one + b * bsz);
         }
         free(one);
         bytes += rb * rows;

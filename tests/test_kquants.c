@@ -251,8 +251,60 @@ TEST(q4_k_scale_packing) {
     CHECK(y[128] == 17 * 1 - 0.5f * 34, "block 4 value %g", y[128]);  /* sc 17, m 34, q 1 */
 }
 
-static kiln_pool *pool2;
+static kiln_pool *pools[3], *pool2;
 static kern_scratch ks;
+
+/* Q4_K rows in the panel layout placed by its definition (kernels.h), written out independently of
+ * kern_qblock_put: per 16-row panel and super-block, the 16 d, the 16 dmin, the 12 scale bytes of the 16
+ * rows side by side, then for chunk c and group g the 16 rows' qs[32c + 4g .. +3]; the last rows plain. */
+static void q4_k_panels_by_definition(const char *plain, char *out, int rows, int cols) {
+    const size_t rb = kern_row_bytes(KILN_DT_Q4_K, cols), bs = sizeof(block_q4_K);
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < cols / QK_K; b++) {
+            const char *blk = plain + r * rb + b * bs;
+            if (r >= rows / 16 * 16) {
+                memcpy(out + r * rb + b * bs, blk, bs);
+                continue;
+            }
+            char *pb = out + (size_t)(r / 16) * 16 * rb + (size_t)b * 16 * bs;
+            const int i = r % 16;
+            memcpy(pb + 2 * i, blk, 2);           /* d */
+            memcpy(pb + 32 + 2 * i, blk + 2, 2);  /* dmin */
+            for (int k = 0; k < 12; k++) pb[64 + 16 * k + i] = blk[4 + k];
+            for (int c = 0; c < 4; c++)
+                for (int g = 0; g < 8; g++) memcpy(pb + 256 + 512 * c + 64 * g + 4 * i, blk + 16 + 32 * c + 4 * g, 4);
+        }
+}
+
+/* The loader's repacking into Q4_K panels (a GGUF's rows, and --quant's f32 ones) is that layout, and
+ * the accessors read every row's blocks and f32 values back. */
+TEST(q4_k_panels_are_the_layout) {
+    enum { R = 37, K = 768 };
+    const size_t rb = kern_row_bytes(KILN_DT_Q4_K, K);
+    float *src = malloc(sizeof(float) * R * K), *got = malloc(sizeof(float) * K), *want = malloc(sizeof(float) * K);
+    char *plain = malloc(rb * R), *ref = malloc(rb * R), *a = malloc(rb * R), *b = malloc(rb * R);
+    for (int i = 0; i < R * K; i++) src[i] = frand() * (1 + (i / 256) % 4);
+    for (int r = 0; r < R; r++) quantize_row_q4_K_ref(src + r * K, (block_q4_K *)(plain + r * rb), K);
+    q4_k_panels_by_definition(plain, ref, R, K);
+    CHECK(kern_convert_mat(pools[2], a, KILN_DT_Q4_K, plain, KILN_DT_Q4_K, R, K, KERN_LAYOUT_PANEL16) == 0, "repack");
+    CHECK(kern_convert_mat(pools[2], b, KILN_DT_Q4_K, src, KILN_DT_F32, R, K, KERN_LAYOUT_PANEL16) == 0, "quantise");
+    CHECK(memcmp(a, ref, rb * R) == 0, "GGUF rows repacked differ from the layout");
+    CHECK(memcmp(b, ref, rb * R) == 0, "f32 rows quantised into panels differ from the layout");
+    const kiln_mat m = {a, KILN_DT_Q4_K, R, K, KERN_LAYOUT_PANEL16};
+    block_q4_K blk;
+    for (int r = 0; r < R; r++) {
+        for (int k = 0; k < K / QK_K; k++) {
+            kern_qblock_get(&m, r, k, &blk);
+            CHECK(memcmp(&blk, plain + r * rb + k * sizeof blk, sizeof blk) == 0, "row %d block %d", r, k);
+        }
+        const int32_t id = r;
+        kern_get_rows(got, &m, &id, 1);
+        kern_row_to_f32(want, plain + r * rb, KILN_DT_Q4_K, K);
+        CHECK(memcmp(got, want, sizeof(float) * K) == 0, "row %d embedding lookup", r);
+    }
+    free(src), free(got), free(want), free(plain), free(ref), free(a), free(b);
+}
+
 
 /* kern_matmul on every vec_dot format: equal to each row's vec_dot with the token's quantised
  * activations, whatever ISA (one without a kernel for the format runs the reference) and thread count. */
@@ -268,23 +320,24 @@ TEST(matmul_is_vec_dot_per_row) {
         char *wq = malloc(rb * R), *xq = malloc(xb * N);
         for (int r = 0; r < R; r++) f->from_f32(wq + rb * r, w + r * K, K);
         for (int t = 0; t < N; t++) kern_acts[f->act].quantize(xq + xb * t, x + t * K, K);
-        const kiln_mat m = {wq, (kiln_dtype)dt, R, K, KERN_LAYOUT_PANEL16}; /* panels: ignored for these */
+        /* the loader's layout: Q4_K's leading 32 rows in panels, the others plain (PANEL16 ignored) */
+        char *wp = malloc(rb * R);
+        REQUIRE(kern_convert_mat(pool2, wp, (kiln_dtype)dt, wq, (kiln_dtype)dt, R, K, KERN_LAYOUT_PANEL16) == 0, "repack");
+        const kiln_mat m = {wp, (kiln_dtype)dt, R, K, KERN_LAYOUT_PANEL16};
         kern_set_isa("scalar");
         REQUIRE(kern_matmul(pool2, &ks, y, x, N, &m, NULL) == 0, "%s matmul", f->name);
         for (int t = 0; t < N; t++)
             for (int r = 0; r < R; r++)
                 CHECK(y[t * R + r] == f->vec_dot(K, wq + rb * r, xq + xb * t), "%s y[%d][%d]", f->name, t, r);
-        free(wq), free(xq);
+        free(wq), free(xq), free(wp);
     }
     kern_set_isa(kern_best_isa());
     free(w);
 }
 
-static kiln_pool *pools[3];
-
 /* y[t][r] of the SIMD ISA vs the scalar reference on the same quantised activations: the integer sums are
  * exact in both, only the f32 scaling rounds in another order, so within 2e-5 of sum |w x|. */
-static int compare_simd(kiln_dtype dt, int rows, int cols, int n, int r0, int r1, int threads) {
+static int compare_simd_in(kiln_dtype dt, int rows, int cols, int n, int r0, int r1, int threads, kern_layout lay) {
     const kern_format *f = &kern_formats[dt];
     const size_t rb = kern_row_bytes(dt, cols), xb = kern_act_row_bytes(f->act, cols);
     float *w = malloc(sizeof(float) * (size_t)rows * cols), *x = malloc(sizeof(float) * (size_t)n * cols);
@@ -295,16 +348,31 @@ static int compare_simd(kiln_dtype dt, int rows, int cols, int n, int r0, int r1
     for (int i = 0; i < n * cols; i++) x[i] = frand();
     for (int r = 0; r < rows; r++) f->from_f32(wq + rb * r, w + (size_t)r * cols, cols), f->to_f32(wd + (size_t)r * cols, wq + rb * r, cols);
     for (int t = 0; t < n; t++) kern_acts[f->act].quantize(xq + xb * t, x + (size_t)t * cols, cols), act_to_f32(f->act, xq + xb * t, xd + (size_t)t * cols, cols);
-    const kiln_mat m = {wq, dt, rows, cols, KERN_LAYOUT_PLAIN};
+    const kiln_mat plain = {wq, dt, rows, cols, KERN_LAYOUT_PLAIN};
     int bad = 0;
-    kern_isa_scalar.gemm[dt](ref, xq, n, &m, 0, rows, NULL);
+    kern_isa_scalar.gemm[dt](ref, xq, n, &plain, 0, rows, NULL);
+    /* the SIMD kernel reads m: the loader's panels when lay asks (Q4_K), which the scalar kernel must read
+     * to the same bits as the plain rows */
+    char *wp = lay == KERN_LAYOUT_PANEL16 ? malloc(rb * (size_t)rows) : NULL;
+    if (wp) kern_convert_mat(pools[0], wp, dt, wq, dt, rows, cols, lay);
+    const kiln_mat m = {wp ? wp : wq, dt, rows, cols, lay};
+    if (wp) {
+        void *stmp = aligned_alloc(64, kern_gemm_tmp_bytes(cols));
+        kern_isa_scalar.gemm[dt](got, xq, n, &m, 0, rows, stmp);
+        free(stmp);
+        for (int i = 0; i < n * rows && !bad; i++)
+            if (got[i] != ref[i]) {
+                CHECK(0, "%s panels rows=%d cols=%d: scalar y[%d] %g, plain rows %g", f->name, rows, cols, i, got[i], ref[i]);
+                bad++;
+            }
+    }
     for (int i = 0; i < n * rows; i++) got[i] = NAN;
     if (threads) { /* through kern_matmul and the pool: every row */
         kern_matmul(pools[threads - 1], &ks, got, x, n, &m, NULL);
         r0 = 0, r1 = rows;
     } else { /* ragged ranges with the scratch kern_matmul hands a thread, whole ones without (the contract
               * allows NULL: kernels with a scratch path then take the other) */
-        void *tmp = r0 > 0 ? aligned_alloc(64, kern_gemm_tmp_bytes(cols)) : NULL;
+        void *tmp = r0 > 0 || wp ? aligned_alloc(64, kern_gemm_tmp_bytes(cols)) : NULL; /* panels: AVX2 gathers */
         kern_active_isa()->gemm[dt](got, xq, n, &m, r0, r1, tmp);
         free(tmp);
     }
@@ -321,13 +389,18 @@ static int compare_simd(kiln_dtype dt, int rows, int cols, int n, int r0, int r1
             double mag = 1e-6;
             for (int c = 0; c < cols; c++) mag += fabs((double)wd[(size_t)r * cols + c] * xd[(size_t)t * cols + c]);
             if (!(fabs(a - b) <= 2e-5 * mag)) {
-                CHECK(0, "%s %s rows=%d cols=%d n=%d [%d,%d) threads=%d: y[%d][%d] scalar %g simd %g", kern_isa_name(),
-                      f->name, rows, cols, n, r0, r1, threads, t, r, a, b);
+                CHECK(0, "%s %s %s rows=%d cols=%d n=%d [%d,%d) threads=%d: y[%d][%d] scalar %g simd %g", kern_isa_name(),
+                      f->name, wp ? "panels" : "plain", rows, cols, n, r0, r1, threads, t, r, a, b);
                 bad++;
             }
         }
-    free(w), free(x), free(wd), free(xd), free(ref), free(got), free(wq), free(xq);
+    free(w), free(x), free(wd), free(xd), free(ref), free(got), free(wq), free(xq), free(wp);
     return bad;
+}
+/* Plain rows, and for a panel format (Q4_K) the loader's panels as well. */
+static int compare_simd(kiln_dtype dt, int rows, int cols, int n, int r0, int r1, int threads) {
+    return compare_simd_in(dt, rows, cols, n, r0, r1, threads, KERN_LAYOUT_PLAIN) ||
+           (kern_has_panels(dt) && compare_simd_in(dt, rows, cols, n, r0, r1, threads, KERN_LAYOUT_PANEL16));
 }
 
 /* Every format an ISA has its own kernel for: odd row counts, 1..9 super-blocks, token counts around the
@@ -361,6 +434,8 @@ TEST(simd_kquants_match_scalar) {
             /* 8192-wide rows: the kernels take tokens in blocks of 24 (256 KiB of activations), so 70 tokens
              * are 3 blocks, the last ragged */
             if (compare_simd((kiln_dtype)dt, 19, 8192, 70, 2, 19, 0)) goto out;
+            /* and through whole panels (Q4_K): two panels and a plain tail over the 3 token blocks */
+            if (kern_has_panels((kiln_dtype)dt) && compare_simd((kiln_dtype)dt, 35, 8192, 70, 0, 35, 0)) goto out;
             for (int th = 1; th <= 3; th++)
                 if (compare_simd((kiln_dtype)dt, 67, 1024, th == 2 ? 1 : 13, 0, 0, th)) goto out;
         }
@@ -382,6 +457,7 @@ int main(void) {
     if (!pools[0] || !pool2 || !pools[2] || kern_scratch_reserve(&ks, 3, 32, 4096)) return printf("FAIL setup\n"), 1;
     RUN(q4_k_scale_packing);
     RUN(vec_dot_equals_dequantised_dot);
+    RUN(q4_k_panels_are_the_layout);
     RUN(matmul_is_vec_dot_per_row);
     RUN(simd_kquants_match_scalar);
     RUN(gguf_tensors_match_llamacpp);

@@ -106,15 +106,17 @@ typedef struct kern_format {
                                 (Q8_0: w ^ 0x80 = w + 128; Q4_0: the stored nibble = w + 8); quant.h */
     int panel_groups;        /* panels: 4-byte quant groups per block in a panel (kernels.h) */
     kern_block_dot_fn block_dot; /* panels */
+    bool vec_dot_panels;     /* a vec_dot format whose rows the loader also puts in 16-row panels (Q4_K:
+                                panel_q4_k, kernels.h) */
     kern_act act;            /* the others: activations quantised to this (llama.cpp's vec_dot_type) ... */
     kern_vec_dot_fn vec_dot; /* ... and dotted with a row by llama.cpp's arithmetic (kquants.h) */
 } kern_format;
 
 /* The block formats computed with llama.cpp's vec_dot against act-quantised activations. */
-#define KERN_VEC_DOT_FORMAT(x, gguf, values, block, act_)                                                     \
+#define KERN_VEC_DOT_FORMAT(x, gguf, values, block, act_, ...)                                                \
     {.name = #x, .gguf_type = gguf, .block_values = values, .block_bytes = sizeof(block),                    \
      .to_f32 = kern_##x##_row_to_f32, .from_f32 = kern_##x##_row_from_f32, .act = act_,                       \
-     .vec_dot = kern_##x##_vec_dot}
+     .vec_dot = kern_##x##_vec_dot, __VA_ARGS__}
 
 static const kern_format kern_formats[KILN_DT_COUNT] = {
     [KILN_DT_F32] = {.name = "f32", .st_name = "F32", .gguf_type = 0, .block_values = 1, .block_bytes = 4,
@@ -136,7 +138,7 @@ static const kern_format kern_formats[KILN_DT_COUNT] = {
     [KILN_DT_Q5_1] = KERN_VEC_DOT_FORMAT(q5_1, 7, QK, block_q5_1, KERN_ACT_Q8_1),
     [KILN_DT_Q2_K] = KERN_VEC_DOT_FORMAT(q2_k, 10, QK_K, block_q2_K, KERN_ACT_Q8_K),
     [KILN_DT_Q3_K] = KERN_VEC_DOT_FORMAT(q3_k, 11, QK_K, block_q3_K, KERN_ACT_Q8_K),
-    [KILN_DT_Q4_K] = KERN_VEC_DOT_FORMAT(q4_k, 12, QK_K, block_q4_K, KERN_ACT_Q8_K),
+    [KILN_DT_Q4_K] = KERN_VEC_DOT_FORMAT(q4_k, 12, QK_K, block_q4_K, KERN_ACT_Q8_K, .vec_dot_panels = true),
     [KILN_DT_Q5_K] = KERN_VEC_DOT_FORMAT(q5_k, 13, QK_K, block_q5_K, KERN_ACT_Q8_K),
     [KILN_DT_Q6_K] = KERN_VEC_DOT_FORMAT(q6_k, 14, QK_K, block_q6_K, KERN_ACT_Q8_K),
     [KILN_DT_IQ4_NL] = KERN_VEC_DOT_FORMAT(iq4_nl, 20, QK, block_iq4_nl, KERN_ACT_Q8_0),
@@ -144,15 +146,18 @@ static const kern_format kern_formats[KILN_DT_COUNT] = {
 };
 #undef KERN_VEC_DOT_FORMAT
 
-/* The largest block of a panel format (stack buffers for one panel block; the row scratch of a gathered
- * panel row). */
-#define KERN_MAX_BLOCK_BYTES sizeof(block_q8_0)
-_Static_assert(sizeof(block_q4_0) <= KERN_MAX_BLOCK_BYTES, "KERN_MAX_BLOCK_BYTES covers every panel block");
+/* The largest block of a panel format (stack buffers for one panel block; per 32 values, a bound on the
+ * row scratch of a gathered panel row). */
+#define KERN_MAX_BLOCK_BYTES sizeof(block_q4_K)
+_Static_assert(sizeof(block_q4_0) <= KERN_MAX_BLOCK_BYTES && sizeof(block_q8_0) <= KERN_MAX_BLOCK_BYTES,
+               "KERN_MAX_BLOCK_BYTES covers every panel block");
 
 static inline bool kern_dtype_valid(int dt) { return dt >= 0 && dt < KILN_DT_COUNT; }
 /* Block-quantised (int8 activations, kern_matmul needs scratch), and of those the panel family. */
 static inline bool kern_is_quantised(kiln_dtype dt) { return kern_dtype_valid((int)dt) && kern_formats[dt].block_values > 1; }
-static inline bool kern_has_panels(kiln_dtype dt) { return kern_dtype_valid((int)dt) && kern_formats[dt].panels; }
+static inline bool kern_has_panels(kiln_dtype dt) {
+    return kern_dtype_valid((int)dt) && (kern_formats[dt].panels || kern_formats[dt].vec_dot_panels);
+}
 
 /* Bytes of one row of `cols` values in format dt (cols a multiple of block_values; 0 for an unknown dt). */
 static inline size_t kern_row_bytes(kiln_dtype dt, int cols) {

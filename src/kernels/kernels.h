@@ -22,7 +22,14 @@
  * 16 outputs come out as one vector (no horizontal sums, no per-row scale shuffles), and a GEMV reads
  * the matrix as one sequential stream (this Zen 5's prefetcher serves that ~1.8x faster per core than
  * 4 row streams side by side). Bytes within a block are llama.cpp's; llama.cpp's own CPU backend
- * repacks Q4_0 into interleaved rows for the same reasons. kern_qblock_get/put translate. */
+ * repacks Q4_0 into interleaved rows for the same reasons. kern_qblock_get/put translate.
+ *
+ * Q4_K panels (panel_q4_k below; same rule: panel P fills plain rows 16P..16P+15's bytes, panel block b
+ * holds super-block b of the 16 rows, 2304 bytes = 16 block_q4_K): the 16 d, the 16 dmin, the 12 packed
+ * scale bytes transposed (byte k of the 16 rows side by side, so one vector op unpacks a sub-block's 6-bit
+ * scale or min for all 16 rows: there is no room to store them unpacked), then the quants in 4-byte groups:
+ * for chunk c = 0..3 and g = 0..7, 16 rows x bytes 32c+4g..32c+4g+3 of each row's qs (low nibbles: values
+ * 64c+4g.. of sub-block 2c; high nibbles: values 64c+32+4g.. of sub-block 2c+1). */
 #ifndef KILN_KERNELS_H
 #define KILN_KERNELS_H
 
@@ -37,7 +44,7 @@
 /* How a matrix's rows are laid out in memory. */
 typedef enum {
     KERN_LAYOUT_PLAIN = 0, /* rows one after another (every format) */
-    KERN_LAYOUT_PANEL16,   /* Q8_0 / Q4_0: leading rows in 16-row panels (above); what the loader makes */
+    KERN_LAYOUT_PANEL16,   /* Q8_0 / Q4_0 / Q4_K: leading rows in 16-row panels (above); what the loader makes */
     KERN_LAYOUT_PREPARED,  /* one panel's scratch copy inside the AVX-512 GEMM (panel_prepared): never a
                               kiln_mat's layout, only the kernel's */
 } kern_layout;
@@ -78,6 +85,16 @@ _Static_assert(sizeof(panel_q4_0) == 288 && sizeof(panel_q4_0) == KERN_PANEL * s
 _Static_assert(offsetof(panel_q8_0, qs) == offsetof(kern_panel, qs) && offsetof(panel_q4_0, qs) == offsetof(kern_panel, qs),
                "every panel: 16 scales, then the groups");
 _Static_assert(sizeof(panel_prepared) == 576 && offsetof(panel_prepared, w) == 64, "prepared panel block");
+/* Q4_K's panel block (above): 64-byte aligned vectors at 64 (scales: bytes 0..3, 4..7, 8..11 of the 16
+ * rows) and 256 on (the quant groups) within the block. */
+typedef struct {
+    uint16_t d[KERN_PANEL], dmin[KERN_PANEL];
+    uint8_t scales[K_SCALE_SIZE][KERN_PANEL];
+    uint8_t qs[QK_K / 64][8][KERN_PANEL][4];
+} panel_q4_k;
+_Static_assert(sizeof(panel_q4_k) == KERN_PANEL * sizeof(block_q4_K) && offsetof(panel_q4_k, scales) == 64 &&
+                   offsetof(panel_q4_k, qs) == 256,
+               "Q4_K panel: the size of 16 blocks, vectors 64-byte aligned in it");
 
 /* Bytes of one panel block of format dt (16 blocks). */
 static inline size_t kern_panel_block_bytes(kiln_dtype dt) { return KERN_PANEL * kern_formats[dt].block_bytes; }
@@ -89,13 +106,14 @@ static inline int kern_panel_rows(const kiln_mat *m) {
 static inline const char *kern_qrow(const kiln_mat *m, int r) {
     return (const char *)m->data + (size_t)r * kern_row_bytes(m->dt, m->cols);
 }
-/* Where panel block b of the panel holding row r starts (r < kern_panel_rows(m)). */
+/* Where panel block b of the panel holding row r starts (r < kern_panel_rows(m)); a Q4_K one is a
+ * panel_q4_k. */
 static inline const kern_panel *kern_panel_block(const kiln_mat *m, int r, int b) {
-    const size_t nb = (size_t)(m->cols / QK);
+    const size_t nb = (size_t)(m->cols / kern_formats[m->dt].block_values);
     return (const kern_panel *)((const char *)m->data +
                                 ((size_t)(r / KERN_PANEL) * nb + (size_t)b) * kern_panel_block_bytes(m->dt));
 }
-/* Row r's block b as a llama.cpp block (34 / 18 bytes), whatever the layout; and the reverse. */
+/* Row r's block b as a llama.cpp block (34 / 18 / 144 bytes), whatever the layout; and the reverse. */
 void kern_qblock_get(const kiln_mat *m, int r, int b, void *blk);
 void kern_qblock_put(const kiln_mat *m, int r, int b, const void *blk);
 /* Row r as plain llama.cpp blocks: m's own bytes when the row is plain, else gathered into buf (one row,

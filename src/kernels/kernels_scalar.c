@@ -55,12 +55,13 @@ static void gemm_quant_scalar(float *y, const void *xv, int n, const kiln_mat *m
 
 /* The other block formats: llama.cpp's vec_dot of each row with each token's quantised activations. */
 static void gemm_vec_dot_scalar(float *y, const void *xv, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
-    (void)tmp;
     const kern_format *f = &kern_formats[m->dt];
-    const size_t rb = kern_row_bytes(m->dt, m->cols), xb = kern_act_row_bytes(f->act, m->cols);
-    for (int r = r0; r < r1; r++)
-        for (int t = 0; t < n; t++)
-            y[(size_t)t * m->rows + r] = f->vec_dot(m->cols, (const char *)m->data + (size_t)r * rb, (const char *)xv + (size_t)t * xb);
+    const size_t xb = kern_act_row_bytes(f->act, m->cols);
+    for (int r = r0; r < r1; r++) {
+        /* a panel row (Q4_K), gathered; tmp is needed only then */
+        const char *w = r < kern_panel_rows(m) ? kern_qrow_plain(m, r, kern_tmp_row(tmp, m->cols)) : kern_qrow(m, r);
+        for (int t = 0; t < n; t++) y[(size_t)t * m->rows + r] = f->vec_dot(m->cols, w, (const char *)xv + (size_t)t * xb);
+    }
 }
 
 const kern_isa kern_isa_scalar = {
@@ -82,10 +83,11 @@ void kern_get_rows(float *out, const kiln_mat *m, const int32_t *ids, int n) {
             kern_row_to_f32(o, (const char *)m->data + (size_t)ids[i] * rb, m->dt, m->cols);
             continue;
         }
-        char blk[KERN_MAX_BLOCK_BYTES]; /* a panel row: block by block */
-        for (int b = 0; b < m->cols / QK; b++) {
+        _Alignas(16) char blk[KERN_MAX_BLOCK_BYTES]; /* a panel row: block by block */
+        const int bv = kern_formats[m->dt].block_values;
+        for (int b = 0; b < m->cols / bv; b++) {
             kern_qblock_get(m, ids[i], b, blk);
-            kern_row_to_f32(o + b * QK, blk, m->dt, QK);
+            kern_row_to_f32(o + b * bv, blk, m->dt, bv);
         }
     }
 }

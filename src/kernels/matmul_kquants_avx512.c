@@ -112,3 +112,132 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
 
 #define KQ_ISA avx512
 #include "kernels/kquants_x86_driver.h"
+
+/* ---- Q4_K in 16-row panels (panel_q4_k, kernels.h): prefill and decode ----
+ *
+ * Per panel block (one super-block of 16 rows) and token: for each sub-block j, 8 vpdpbusd of a 64-byte
+ * group (16 rows x 4 unsigned nibbles) against a broadcast of the token's 4 matching activation bytes give
+ * the 16 rows' exact int32 sums, multiplied by the rows' 6-bit scales (vpmulld) into the super-block's
+ * int32 sum; the mins term sum_j min_j * (bsum_2j + bsum_2j+1) is one vpdpwssd per sub-block (min_j in
+ * both int16 halves against the token's bsum pair); then d * d_x and dmin * d_x once per super-block. The
+ * 16 rows come out as one vector (no horizontal sums) and a GEMV reads the matrix as one stream. The
+ * integer sums are the reference's exactly; only the f32 scaling rounds in another order. */
+#define KP_TOKENS 8    /* tokens sharing each weight vector */
+#define KP_PF_BLOCKS 6 /* software prefetch distance, in panel blocks (~14 KB) */
+typedef int32_t kp_i32 __attribute__((may_alias)); /* 4 activation bytes / 2 bsums read as one dword */
+
+/* The 16 rows' sub-block scales (sc[0]: j = 0..3, sc[1]: j = 4..7, byte 16 * (j % 4) + row) and mins
+ * (mn), unpacked from the transposed scale bytes as kern_scale_min_k4_words does for one row. */
+INL void kp_scales(const panel_q4_k *p, __m512i sc[2], __m512i mn[2]) {
+    const __m512i a = _mm512_loadu_si512(p->scales[0]), b = _mm512_loadu_si512(p->scales[4]),
+                  c = _mm512_loadu_si512(p->scales[8]);
+    const __m512i m6 = _mm512_set1_epi8(63), m4 = _mm512_set1_epi8(15), m2 = _mm512_set1_epi8(3);
+    sc[0] = _mm512_and_si512(a, m6), mn[0] = _mm512_and_si512(b, m6);
+    sc[1] = _mm512_or_si512(_mm512_and_si512(c, m4), _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(a, 6), m2), 4));
+    mn[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(c, 4), m4),
+                            _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(b, 6), m2), 4));
+}
+
+/* Sub-block j's 16 bytes of v (kp_scales' sc or mn) as int32 lanes (a switch: the extract takes a constant). */
+INL __m512i kp_lanes(const __m512i v[2], int j) {
+    const __m512i h = v[j >> 2];
+    switch (j & 3) {
+    case 0: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(h, 0));
+    case 1: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(h, 1));
+    case 2: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(h, 2));
+    default: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(h, 3));
+    }
+}
+
+/* One panel (nb panel blocks from p) x T tokens (T <= KP_TOKENS; x: the first token's Q8_K blocks, the
+ * next xb bytes on): writes y[t * M + 0..16). */
+INL void kp_tile(int T, const char *p, const char *x, size_t xb, int nb, float *y, int M, bool pf) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 facc[KP_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) facc[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++, p += sizeof(panel_q4_k)) {
+        const panel_q4_k *pb = (const panel_q4_k *)p;
+        if (pf) /* a first pass streams the panel from memory: ask ahead */
+            for (size_t o = 0; o < sizeof(panel_q4_k); o += 64) _mm_prefetch(p + KP_PF_BLOCKS * sizeof(panel_q4_k) + o, _MM_HINT_T0);
+        const block_q8_K *xt[KP_TOKENS];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) xt[t] = (const block_q8_K *)(x + (size_t)t * xb) + b;
+        __m512i sc[2], mn[2], isum[KP_TOKENS];
+        kp_scales(pb, sc, mn);
+        /* the mins term first: its accumulators are free again before the main sums need theirs */
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            const __m512i mw = kp_lanes(mn, j), mw2 = _mm512_or_si512(mw, _mm512_slli_epi32(mw, 16));
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++)
+                isum[t] = _mm512_dpwssd_epi32(isum[t], mw2, _mm512_set1_epi32(*(const kp_i32 *)&xt[t]->bsums[2 * j]));
+        }
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)pb->dmin)),
+                     d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)pb->d));
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            facc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dmin, _mm512_set1_ps(xt[t]->d)), facc[t]);
+            isum[t] = _mm512_setzero_si512();
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            __m512i acc[KP_TOKENS];
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                const __m512i raw = _mm512_loadu_si512(pb->qs[j >> 1][g]);
+                const __m512i w = _mm512_and_si512(j & 1 ? _mm512_srli_epi16(raw, 4) : raw, m4);
+#pragma GCC unroll 8
+                for (int t = 0; t < T; t++)
+                    acc[t] = _mm512_dpbusd_epi32(acc[t], w, _mm512_set1_epi32(*(const kp_i32 *)&xt[t]->qs[32 * j + 4 * g]));
+            }
+            const __m512i s = kp_lanes(sc, j);
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(acc[t], s));
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++)
+            facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, _mm512_set1_ps(xt[t]->d)), facc[t]);
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(y + (size_t)t * M, facc[t]);
+}
+
+/* n tokens over one panel, KP_TOKENS at a time (pf: this is the panel's first pass). */
+INL void kp_tokens(const char *p, const char *x, size_t xb, int n, int nb, float *y, int M, bool pf) {
+    int t = 0;
+    for (; t + KP_TOKENS <= n; t += KP_TOKENS)
+        kp_tile(KP_TOKENS, p, x + (size_t)t * xb, xb, nb, y + (size_t)t * M, M, pf && t == 0);
+    x += (size_t)t * xb, y += (size_t)t * M, pf = pf && t == 0;
+    switch (n - t) { /* constant T: the compiler keeps accumulators in registers */
+#define TAIL(T) case T: kp_tile(T, p, x, xb, nb, y, M, pf); break;
+    TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7)
+#undef TAIL
+    default: break;
+    }
+}
+
+/* Whole panels in [r0, r1) through kp_tokens, tokens in blocks of ~256 KiB of activations so that they and
+ * the chunk's panels stay in L2; the rest (a direct caller's ragged ends, the plain rows after the last
+ * panel) through the row kernel, panel rows gathered into tmp. */
+void kern_gemm_q4_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    const int M = m->rows, nb = m->cols / QK_K, pr = kern_panel_rows(m);
+    const int a = (r0 + KERN_PANEL - 1) / KERN_PANEL * KERN_PANEL, e = MIN(r1, pr) / KERN_PANEL * KERN_PANEL;
+    if (a >= e) {
+        gemm_kq(KILN_DT_Q4_K, y, x, n, m, r0, r1, tmp);
+        return;
+    }
+    if (r0 < a) gemm_kq(KILN_DT_Q4_K, y, x, n, m, r0, a, tmp);
+    const size_t xb = kern_act_row_bytes(KERN_ACT_Q8_K, m->cols);
+    int tb = (int)((256u << 10) / xb) / KP_TOKENS * KP_TOKENS;
+    tb = tb < KP_TOKENS ? KP_TOKENS : tb;
+    for (int t0 = 0; t0 < n; t0 += tb)
+        for (int r = a; r < e; r += KERN_PANEL)
+            kp_tokens((const char *)kern_panel_block(m, r, 0), (const char *)x + (size_t)t0 * xb, xb, MIN(tb, n - t0),
+                      nb, y + (size_t)t0 * M + r, M, t0 == 0);
+    if (e < r1) gemm_kq(KILN_DT_Q4_K, y, x, n, m, e, r1, tmp);
+}

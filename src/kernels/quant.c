@@ -108,22 +108,45 @@ static void panel_copy(kiln_dtype dt, kern_panel *p, int i, char *blk, bool to_p
     }
 }
 
+/* n bytes between a panel's place and a block's, in the direction asked. */
+static void panel_move(void *panel, void *blk, size_t n, bool to_panel) {
+    if (to_panel) memcpy(panel, blk, n);
+    else memcpy(blk, panel, n);
+}
+
+/* Q4_K (panel_q4_k): row i's d, dmin, scale bytes and quant groups. */
+static void panel_copy_q4_k(panel_q4_k *p, int i, char *blk, bool to_panel) {
+    block_q4_K *b = (block_q4_K *)blk;
+    panel_move(&p->d[i], &b->d, sizeof b->d, to_panel);
+    panel_move(&p->dmin[i], &b->dmin, sizeof b->dmin, to_panel);
+    for (int k = 0; k < K_SCALE_SIZE; k++) panel_move(&p->scales[k][i], &b->scales[k], 1, to_panel);
+    for (int c = 0; c < QK_K / 64; c++)
+        for (int g = 0; g < 8; g++) panel_move(p->qs[c][g][i], &b->qs[32 * c + 4 * g], sizeof p->qs[c][g][i], to_panel);
+}
+
+/* Row r's block b <-> its place in m's panel. */
+static void panel_block_copy(const kiln_mat *m, int r, int b, char *blk, bool to_panel) {
+    void *p = (void *)kern_panel_block(m, r, b);
+    if (m->dt == KILN_DT_Q4_K) panel_copy_q4_k(p, r % KERN_PANEL, blk, to_panel);
+    else panel_copy(m->dt, p, r % KERN_PANEL, blk, to_panel);
+}
+
 void kern_qblock_get(const kiln_mat *m, int r, int b, void *blk) {
     const size_t bsz = kern_formats[m->dt].block_bytes;
     if (r >= kern_panel_rows(m)) memcpy(blk, kern_qrow(m, r) + (size_t)b * bsz, bsz);
-    else panel_copy(m->dt, (kern_panel *)kern_panel_block(m, r, b), r % KERN_PANEL, blk, false);
+    else panel_block_copy(m, r, b, blk, false);
 }
 
 void kern_qblock_put(const kiln_mat *m, int r, int b, const void *blk) {
     const size_t bsz = kern_formats[m->dt].block_bytes;
     if (r >= kern_panel_rows(m)) memcpy((char *)kern_qrow(m, r) + (size_t)b * bsz, blk, bsz);
-    else panel_copy(m->dt, (kern_panel *)kern_panel_block(m, r, b), r % KERN_PANEL, (char *)blk, true);
+    else panel_block_copy(m, r, b, (char *)blk, true);
 }
 
 const char *kern_qrow_plain(const kiln_mat *m, int r, char *buf) {
     if (r >= kern_panel_rows(m)) return kern_qrow(m, r);
     const size_t bsz = kern_formats[m->dt].block_bytes;
-    for (int b = 0; b < m->cols / QK; b++) kern_qblock_get(m, r, b, buf + (size_t)b * bsz);
+    for (int b = 0; b < m->cols / kern_formats[m->dt].block_values; b++) kern_qblock_get(m, r, b, buf + (size_t)b * bsz);
     return buf;
 }
 
@@ -153,7 +176,7 @@ static void convert_part(void *arg, int ith, int nth) {
         }
         if (r >= panel_rows) continue;
         const size_t bsz = kern_formats[j->dst_dt].block_bytes;
-        for (int b = 0; b < j->cols / QK; b++) kern_qblock_put(&dst, r, b, plain + b * bsz);
+        for (int b = 0; b < j->cols / kern_formats[j->dst_dt].block_values; b++) kern_qblock_put(&dst, r, b, plain + b * bsz);
     }
     free(plain);
     free(tmp);
