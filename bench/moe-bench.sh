@@ -27,21 +27,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${SHARED:-../shared}
-LAYERS=${LAYERS:-4} ROUNDS=${ROUNDS:-3} THREADS=${THREADS:-2} PP=${PP:-512} TG=${TG:-128}
+LAYERS=${LAYERS:-8} ROUNDS=${ROUNDS:-3} THREADS=${THREADS:-2} PP=${PP:-512} TG=${TG:-128}
 FORMATS=${FORMATS:-"Q8_0 Q4_K_M"}
 MODEL=${MODEL:-/tmp/moebench/qwen3moe-a3b-L$LAYERS} LLAMACPP=${LLAMACPP:-/work/llamacpp}
 . bench/gguf-rounds.sh
 echo "== setup (checkpoint, GGUF: each done once)" >&2
 mkdir -p "$(dirname "$MODEL")"
-[ -f "$MODEL/config.json" ] || $PY "$SHARED/tools/make_arch_model.py" --arch qwen3moe --hidden 2048 --inter 6144 \
-    --moe-inter 768 --experts 128 --top-k 8 --heads 32 --kv-heads 4 --head-dim 128 --layers "$LAYERS" \
-    --tokenizer "$SHARED/tokenizers/qwen3" --out "$MODEL" >&2
+q8=$MODEL-Q8_0.gguf
+if [ ! -f "$q8" ]; then
+    if [ ! -f "$MODEL/config.json" ]; then # made aside and moved: an interrupted run leaves no half checkpoint
+        rm -rf "$MODEL.part"
+        $PY "$SHARED/tools/make_arch_model.py" --arch qwen3moe --hidden 2048 --inter 6144 --moe-inter 768 \
+            --experts 128 --top-k 8 --heads 32 --kv-heads 4 --head-dim 128 --layers "$LAYERS" \
+            --tokenizer "$SHARED/tokenizers/qwen3" --out "$MODEL.part" >&2
+        mv "$MODEL.part" "$MODEL"
+    fi
+    $LLAMA_CONVERT "$MODEL" --outtype q8_0 --outfile "$q8.part" >&2
+    mv "$q8.part" "$q8"
+    rm -rf "$MODEL" # the checkpoint (1.25 GB a layer) was only the converter's input (remade if ever needed)
+fi
 for fmt in $FORMATS; do
-    [ -f "$MODEL-$fmt.gguf" ] && continue
-    [ -f "$MODEL-BF16.gguf" ] || $LLAMA_CONVERT "$MODEL" --outtype bf16 --outfile "$MODEL-BF16.gguf" >&2
-    "$LLAMA_BIN/llama-quantize" "$MODEL-BF16.gguf" "$MODEL-$fmt.gguf" "$fmt" >&2
+    f=$MODEL-$fmt.gguf
+    [ -f "$f" ] && continue
+    "$LLAMA_BIN/llama-quantize" --allow-requantize "$q8" "$f.part" "$fmt" >&2
+    mv "$f.part" "$f"
 done
-rm -f "$MODEL-BF16.gguf"
+[ -z "${SETUP_ONLY:-}" ] || exit 0
 gguf_kiln
 echo "== qwen3moe $LAYERS layers, $THREADS threads, $ROUNDS interleaved rounds, pp$PP tg$TG" >&2
 for fmt in $FORMATS; do gguf_rounds "$fmt" "$MODEL-$fmt.gguf"; done
