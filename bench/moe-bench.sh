@@ -2,26 +2,35 @@
 # bench/moe-bench.sh — mixture of experts, kiln vs llama.cpp on the same GGUF files: a Qwen3-30B-A3B-shaped
 # checkpoint (hidden 2048, 128 experts, top-8, moe_intermediate 768, 32 heads / 4 KV heads, head_dim 128,
 # vocab 151936, untied) cut to $LAYERS layers (random bf16 weights, ../shared/tools/make_arch_model.py),
-# converted by llama.cpp's converter (BF16 GGUF) and llama-quantize into Q8_0 and Q4_K_M (llama-quantize's
-# mix: Q6_K ffn_down_exps / attn_v / output, Q4_K the rest, f32 routers). Both engines read those files.
-# pp$PP / tg$TG at $THREADS threads, $ROUNDS interleaved rounds, medians (bench/gguf-rounds.sh, which also
-# says why llama.cpp is measured under two OpenMP wait policies).
+# converted by llama.cpp's converter straight to Q8_0 and requantised from that by llama-quantize into the
+# other $FORMATS (Q4_K_M: llama-quantize's mix, Q6_K output / some ffn_down_exps / attn_v, Q4_K the rest,
+# f32 routers; the weights are random, so requantising from Q8_0 instead of bf16 changes nothing measured
+# and saves the 1.25 GB-a-layer BF16 file). Both engines read those files. pp$PP / tg$TG at $THREADS
+# threads, $ROUNDS interleaved rounds, medians (bench/gguf-rounds.sh, which also says why llama.cpp is
+# measured under two OpenMP wait policies).
 #
-# Measured 2026-12-01, 4 layers, 3 rounds, `flock /tmp/kiln-bench.lock nice -n -10 bench/moe-bench.sh`
-# (FORMATS=Q8_0; shared 2-core host, load average 13-14 during the run):
-#   Q8_0 pp512 llama.cpp 38.69 (default wait) / 43.95 (passive) / kiln 134.42 tok/s: 3.47x / 3.06x
-#        tg128 llama.cpp  1.61 (default wait) / 13.27 (passive) / kiln  13.49 tok/s: 8.37x / 1.02x
-# FORMATS=Q4_K_M, LLAMA_WAIT=passive (same lock, load 9.7-7.6; /tmp/moebench/combo.sh in the commit message):
-#   Q4_K_M pp512 llama.cpp 120.87 / kiln 82.52 tok/s: 0.68x; tg128 37.50 / 13.81 tok/s: 0.37x
-#   (llama.cpp repacks every Q4_K matrix, experts included, to q4_K_8x8; kiln's Q4_K / Q6_K matmul
-#   kernels are the gap: target missed, not profiled yet)
-# tg is the host's read bandwidth for both engines: 571 MB a token in Q8_0 (58% of it the 151936 x 2048
-# LM head; 4 layers of 8 active experts are 160 MB), 13.5 tok/s = 7.7 GB/s. With the same file and both
-# at the roof, a tg ratio above ~1 needs a longer cut (more layers, so more expert bytes per head byte).
-# Setup is done once and kept: $MODEL (the checkpoint, ~1.5 GB a layer in bf16), $MODEL-Q8_0.gguf,
-# $MODEL-Q4_K_M.gguf (the BF16 GGUF in between is removed).
+# Why 8 layers: the issue asks for as many as fit. Each layer is 0.67 GB in Q8_0 (the 128 experts) over a
+# 0.66 GB embedding + LM head; 8 layers are a 6.0 GB Q8_0 file (+ 3.5 GB Q4_K_M), which kiln holds in
+# memory beside the page cache on this 23 GB host shared with other work, and setup needs the 11 GB
+# checkpoint once on disk. Decode reads ~60 MB a layer (8 routed experts' 40 MB + attention 20 MB) and
+# the 330 MB LM head: 4 layers made the head 58% of a token's bytes, 8 layers 41%.
 #
-# Usage: bench/moe-bench.sh   (env: LAYERS=4 ROUNDS=3 THREADS=2 PP=512 TG=128 FORMATS="Q8_0 Q4_K_M"
+# Measured 2026-12-01 (2 threads; `flock /tmp/kiln-bench.lock nice -n -10 bench/moe-bench.sh` with
+# FORMATS=Q8_0 LLAMA_WAIT=default: llama.cpp's passive policy measured slower in every row at this load;
+# load average 8.5-10.4):
+#   8 layers Q8_0   pp512 llama.cpp 120.50 / kiln 362.89 tok/s: 3.01x; tg128 30.67 / 42.19 tok/s: 1.38x
+# Same day, 3 interleaved rounds of main's kiln, this kiln and llama.cpp (default wait; tg64 for Q8_0):
+#   8 layers Q8_0   pp512 main 285.6, kiln 359.6, llama.cpp 108.2 tok/s; tg 40.8 / 43.2 / 31.6 tok/s
+#   4 layers Q4_K_M pp512 main 398.8, kiln 396.5, llama.cpp 365.2 tok/s; tg 60.8 / 63.3 / 70.6 tok/s
+# The +26% pp over main is kern_matmul_many (moe.c: a group of experts' matrices as one parallel region).
+# Q4_K_M misses both targets on kernels, not on the MoE layer (perf, 4 layers, decode): 54% of the time in
+# kern_gemm_q6_k_avx512 (the Q6_K LM head is 243 of 371 MB a token), 34% kern_gemm_q4_k_avx512, < 3%
+# routing, gathering and the pool; prefill 56% Q4_K, 10% Q6_K, 5% the scalar Q8_K activation quantiser.
+# K-quant decode runs at ~21 GB/s where Q8_0's runs at ~29-35 (same run; read probe 35-52 GB/s).
+# Setup is done once and kept: $MODEL-Q8_0.gguf and $MODEL-$fmt.gguf (the checkpoint, ~1.25 GB a layer in
+# bf16, is removed once converted; SETUP_ONLY=1 stops after setup).
+#
+# Usage: bench/moe-bench.sh   (env: LAYERS=8 ROUNDS=3 THREADS=2 PP=512 TG=128 FORMATS="Q8_0 Q4_K_M"
 #                               LLAMA_WAIT="default passive" MODEL=/tmp/moebench/qwen3moe-a3b-L$LAYERS
 #                               SHARED=../shared LLAMACPP=/work/llamacpp KILN=build/kiln [not rebuilt when given])
 set -euo pipefail
