@@ -11,6 +11,7 @@
 # bench/gemma-bench.sh`, TG=64), against llama.cpp's better wait policy (default at this load):
 #   BF16   pp512 llama.cpp 208.40 / kiln 212.28 tok/s: 1.02x; tg64 14.54 / 13.68 tok/s: 0.94x (load 5.4-6.1)
 #   Q4_K_M pp512 llama.cpp 110.23 / kiln 136.37 tok/s: 1.24x; tg64 23.73 / 23.52 tok/s: 0.99x (load 11-13)
+#   Q8_0   pp512 llama.cpp 118.53 / kiln 276.61 tok/s: 2.33x; tg64 22.32 / 27.92 tok/s: 1.25x (load 10-10.5)
 # Where kiln's time goes (perf, decode / prefill): BF16 89% the float GEMV (gemm_bf16) / 79% the bf16
 # dot-product tiles (gemm_bf_rows); Q4_K_M 44% kern_gemm_q5_0_avx512 + 21% Q8_0 (the tied 262144 x 1152
 # embedding as LM head is Q8_0, 306 MB a token) / 54% Q5_0, and in prefill 9% goes to the scalar

@@ -22,7 +22,10 @@
 # Same day, 3 interleaved rounds of main's kiln, this kiln and llama.cpp (default wait; tg64 for Q8_0):
 #   8 layers Q8_0   pp512 main 285.6, kiln 359.6, llama.cpp 108.2 tok/s; tg 40.8 / 43.2 / 31.6 tok/s
 #   4 layers Q4_K_M pp512 main 398.8, kiln 396.5, llama.cpp 365.2 tok/s; tg 60.8 / 63.3 / 70.6 tok/s
-# The +26% pp over main is kern_matmul_many (moe.c: a group of experts' matrices as one parallel region).
+#   8 layers Q4_K_M pp512 main 175.3, kiln 198.3, llama.cpp 157.0 tok/s; tg 37.3 / 41.7 / 53.1 tok/s
+#     (kiln / llama.cpp: 1.26x pp, 0.78x tg; load 10.1-10.2)
+# The gain over main (8 layers: +26% / +6% Q8_0, +13% / +12% Q4_K_M) is kern_matmul_many (moe.c: a group of
+# experts' matrices as one parallel region, a shared activation quantised once).
 # Q4_K_M misses both targets on kernels, not on the MoE layer (perf, 4 layers, decode): 54% of the time in
 # kern_gemm_q6_k_avx512 (the Q6_K LM head is 243 of 371 MB a token), 34% kern_gemm_q4_k_avx512, < 3%
 # routing, gathering and the pool; prefill 56% Q4_K, 10% Q6_K, 5% the scalar Q8_K activation quantiser.
