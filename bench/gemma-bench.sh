@@ -7,13 +7,19 @@
 # converted by llama.cpp's converter (BF16 GGUF) and llama-quantize (Q8_0, Q4_K_M). Both engines read those
 # files. pp$PP / tg$TG at $THREADS threads, $ROUNDS interleaved rounds, medians (bench/gguf-rounds.sh).
 #
-# Measured 2026-12-01, 3 rounds, LLAMA_WAIT=passive, FORMATS=Q8_0 under the bench lock (load 13-15):
-#   Q8_0 pp512 llama.cpp 30.60 / kiln 82.80 tok/s: 2.71x; tg128 7.94 / 10.02 tok/s: 1.26x (spread 34-73%)
-# Run as `flock /tmp/kiln-bench.lock nice -n -10 bench/gemma-bench.sh` (one FORMATS value per locked run keeps
-# each under ~6 min on the shared host). llama-quantize's Q4_K_M of this shape is mostly Q5_0 (117 of 234
-# matrices: rows of 1152 are not a multiple of 256, so its Q4_K falls back to Q5_0 and Q6_K to Q8_0, as in
-# the published gemma-3-1b Q4_K_M files); kiln computes Q5_0 with the scalar reference (74% of its profile),
-# so that row measures the missing Q5_0 SIMD kernel, not the Gemma graph.
+# Measured 2026-12-01, 3 rounds, one FORMATS value per locked run (`flock /tmp/kiln-bench.lock nice -n -10
+# bench/gemma-bench.sh`, TG=64), against llama.cpp's better wait policy (default at this load):
+#   BF16   pp512 llama.cpp 208.40 / kiln 212.28 tok/s: 1.02x; tg64 14.54 / 13.68 tok/s: 0.94x (load 5.4-6.1)
+#   Q4_K_M pp512 llama.cpp 110.23 / kiln 136.37 tok/s: 1.24x; tg64 23.73 / 23.52 tok/s: 0.99x (load 11-13)
+#   Q8_0   pp512 llama.cpp 118.53 / kiln 276.61 tok/s: 2.33x; tg64 22.32 / 27.92 tok/s: 1.25x (load 10-10.5)
+# Where kiln's time goes (perf, decode / prefill): BF16 89% the float GEMV (gemm_bf16) / 79% the bf16
+# dot-product tiles (gemm_bf_rows); Q4_K_M 44% kern_gemm_q5_0_avx512 + 21% Q8_0 (the tied 262144 x 1152
+# embedding as LM head is Q8_0, 306 MB a token) / 54% Q5_0, and in prefill 9% goes to the scalar
+# activation quantisers (quantize_row_q8_0_ref for Q5_0's Q8_0 activations, with its roundf / fmaxf,
+# and quantize_row_q8_K_ref). The Gemma graph itself (sandwich norms, GELU-tanh, q/k norms) is < 3%.
+# llama-quantize's Q4_K_M of this shape is mostly Q5_0 (117 of 234 matrices: rows of 1152 are not a
+# multiple of 256, so its Q4_K falls back to Q5_0 and Q6_K to Q8_0, as in the published gemma-3-1b Q4_K_M
+# files).
 # Setup is done once and kept: $MODEL (the checkpoint, 1.9 GB) and $MODEL-{BF16,Q8_0,Q4_K_M}.gguf.
 #
 # Usage: bench/gemma-bench.sh   (env: ROUNDS=3 THREADS=2 PP=512 TG=128 FORMATS="BF16 Q8_0 Q4_K_M"

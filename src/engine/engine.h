@@ -66,11 +66,13 @@ struct kiln_ctx {
     float *rope_cs_local; /* rope_cs of the window layers' RoPE (rope_local_theta) */
     kern_scratch ks; /* kern_matmul's: quantised activations, per-thread row / panel buffers */
     /* mixture-of-experts scratch (moe.c, grown by ensure_scratch with the rest): router probabilities
-     * [T][n_experts]; one expert's gathered inputs and its outputs, and the FFN output being summed, each
-     * [T][hidden]; each token's experts and weights [T][n_experts_used], and the same choices grouped by
-     * expert: token ids and weights [T * n_experts_used] */
-    float *moe_probs, *moe_x, *moe_y, *moe_acc, *moe_sel_w, *moe_w;
+     * [T][n_experts]; an expert group's gathered inputs and outputs [moe_rows][hidden], its gate and up
+     * [moe_rows][expert_ffn_size]; the FFN output being summed [T][hidden]; each token's experts and
+     * weights [T][n_experts_used], and the same choices grouped by expert: token ids and weights
+     * [T * n_experts_used] */
+    float *moe_probs, *moe_x, *moe_y, *moe_gate, *moe_up, *moe_acc, *moe_sel_w, *moe_w;
     int *moe_sel, *moe_tok;
+    size_t moe_rows;
 };
 
 /* The pool layer l's K and V live in. */
@@ -113,7 +115,7 @@ int forward_step(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_only,
 int moe_ffn(kiln_ctx *c, const kiln_layer *L, int T);
 /* forward.c: the gated MLP's elementwise step on n values, gate = act(gate) * up with the model's activation
  * (SwiGLU's silu, Gemma's GELU-tanh), over the pool: the dense FFN and every expert use it. */
-void ffn_gated_act(kiln_ctx *c, size_t n);
+void ffn_gated_act(kiln_ctx *c, float *gate, const float *up, size_t n);
 /* Grows the MoE scratch to T tokens (nothing for a dense model); frees it. */
 int moe_scratch(kiln_ctx *c, size_t T, kiln_err *err);
 void moe_scratch_free(kiln_ctx *c);

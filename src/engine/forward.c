@@ -145,8 +145,8 @@ static void silu_part(void *arg, int ith, int nth) {
 }
 
 /* (engine.h) */
-void ffn_gated_act(kiln_ctx *c, size_t n) {
-    struct silu_job sj = {c->gate, c->up, n, c->m->cfg.hidden_act};
+void ffn_gated_act(kiln_ctx *c, float *gate, const float *up, size_t n) {
+    struct silu_job sj = {gate, up, n, c->m->cfg.hidden_act};
     kiln_pool_run(c->m->pool, silu_part, &sj);
 }
 
@@ -293,7 +293,7 @@ int forward_step(kiln_ctx *c, const kiln_batch *b, float *out, bool hidden_only,
             bad |= moe_ffn(c, L, T); /* mixture of experts (moe.c): reads h (the MoE archs all pre-norm), into h */
         } else {
             bad |= mm(c, c->gate, in, T, &L->w_gate, NULL) | mm(c, c->up, in, T, &L->w_up, NULL);
-            ffn_gated_act(c, (size_t)T * g->intermediate_size);
+            ffn_gated_act(c, c->gate, c->up, (size_t)T * g->intermediate_size);
             bad |= mm(c, c->h, c->gate, T, &L->w_down, NULL);
         }
         if (dist_allreduce(m->dist, c->h, (size_t)T * H, err)) return -1; /* ... and the FFN slices' */

@@ -3,40 +3,57 @@
  * As transformers: the router's logits, softmax over all experts, the top n_experts_used kept (their
  * weights renormalised to sum 1 when norm_topk_prob), and the FFN output is the weighted sum of those
  * experts' SwiGLU outputs. The tokens are grouped by expert: each chosen expert's rows of h are gathered
- * and its three matrices run once over them (one kern_matmul each), so a step reads every expert it uses
- * once, whatever the number of tokens that chose it, and never reads one that no token chose. The sum
- * goes in expert order, as the reference's loop over experts does. */
+ * and its three matrices run once over them, so a step reads every expert it uses once, whatever the
+ * number of tokens that chose it, and never reads one that no token chose. The sum goes in expert order,
+ * as the reference's loop over experts does.
+ *
+ * Consecutive experts go together in groups of at most moe_rows gathered rows (every used expert of a
+ * decode step is one group): the group's gate and up matrices are one kern_matmul_many, its down matrices
+ * another, so a decode step enters the pool ~4 times per layer instead of 4 times per expert, and both
+ * threads stream one expert's rows after another without waiting at each matrix's end. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "dist/dist.h"
 #include "engine/engine.h"
 
+/* Gathered rows per expert group: every choice of a step of up to 32 tokens (a decode batch: one group),
+ * else T (a prompt: any one expert's tokens fit, since a token chooses an expert at most once). */
+static size_t group_rows(size_t T, size_t K) { return T * K <= 256 ? T * K : T > 256 ? T : 256; }
+
 int moe_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
     const kiln_config *g = &c->m->cfg;
     if (!g->n_experts) return 0;
-    const size_t H = (size_t)g->hidden_size, K = (size_t)g->n_experts_used;
+    const size_t H = (size_t)g->hidden_size, K = (size_t)g->n_experts_used, I = (size_t)g->expert_ffn_size,
+                 R = group_rows(T, K);
     struct {
         void **p;
-        size_t per_token;
-    } bufs[] = {{(void **)&c->moe_probs, (size_t)g->n_experts * sizeof(float)},
-                {(void **)&c->moe_x, H * sizeof(float)},
-                {(void **)&c->moe_y, H * sizeof(float)},
-                {(void **)&c->moe_acc, H * sizeof(float)},
-                {(void **)&c->moe_sel_w, K * sizeof(float)},
-                {(void **)&c->moe_w, K * sizeof(float)},
-                {(void **)&c->moe_sel, K * sizeof(int)},
-                {(void **)&c->moe_tok, K * sizeof(int)}};
+        size_t bytes;
+    } bufs[] = {{(void **)&c->moe_probs, T * g->n_experts * sizeof(float)},
+                {(void **)&c->moe_x, R * H * sizeof(float)},
+                {(void **)&c->moe_y, R * H * sizeof(float)},
+                {(void **)&c->moe_gate, R * I * sizeof(float)},
+                {(void **)&c->moe_up, R * I * sizeof(float)},
+                {(void **)&c->moe_acc, T * H * sizeof(float)},
+                {(void **)&c->moe_sel_w, T * K * sizeof(float)},
+                {(void **)&c->moe_w, T * K * sizeof(float)},
+                {(void **)&c->moe_sel, T * K * sizeof(int)},
+                {(void **)&c->moe_tok, T * K * sizeof(int)}};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        void *p = realloc(*bufs[i].p, T * bufs[i].per_token);
+        void *p = realloc(*bufs[i].p, bufs[i].bytes);
         if (!p) return kiln_err_set(err, "out of memory for a batch of %zu tokens", T);
         *bufs[i].p = p;
     }
+    /* a group's activations, all converted at once by kern_matmul_many */
+    if (c->m->quant_cols_max && kern_scratch_reserve(&c->ks, kiln_pool_size(c->m->pool), (int)R, c->m->quant_cols_max))
+        return kiln_err_set(err, "out of memory for a batch of %zu tokens", T);
+    c->moe_rows = R;
     return 0;
 }
 
 void moe_scratch_free(kiln_ctx *c) {
-    void *bufs[] = {c->moe_probs, c->moe_x, c->moe_y, c->moe_acc, c->moe_sel_w, c->moe_w, c->moe_sel, c->moe_tok};
+    void *bufs[] = {c->moe_probs, c->moe_x,     c->moe_y, c->moe_gate, c->moe_up,
+                    c->moe_acc,   c->moe_sel_w, c->moe_w, c->moe_sel,  c->moe_tok};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
 }
 
@@ -80,13 +97,37 @@ static void route(kiln_ctx *c, int T, int *start) {
     }
 }
 
-/* One expert over its n gathered tokens: moe_x in, moe_y out (gate and up in the step's FFN scratch). */
-static int run_expert(kiln_ctx *c, const kiln_expert *x, int n) {
-    kiln_pool *pool = c->m->pool;
-    int bad = kern_matmul(pool, &c->ks, c->gate, c->moe_x, n, &x->w_gate, NULL) |
-              kern_matmul(pool, &c->ks, c->up, c->moe_x, n, &x->w_up, NULL);
-    ffn_gated_act(c, (size_t)n * c->m->cfg.expert_ffn_size);
-    return bad | kern_matmul(pool, &c->ks, c->moe_y, c->gate, n, &x->w_down, NULL);
+/* Experts [e0, e1) of this layer, whose choices are moe_tok / moe_w [start[e0], start[e1]) (at most
+ * moe_rows): their tokens' rows of h gathered into moe_x, gate and up of every used expert as one
+ * kern_matmul_many, the activation over all their rows, down likewise, and each output added to its
+ * token's sum in expert order. */
+static int run_group(kiln_ctx *c, const kiln_layer *L, const int *start, int e0, int e1) {
+    const kiln_config *g = &c->m->cfg;
+    const size_t H = (size_t)g->hidden_size, I = (size_t)g->expert_ffn_size;
+    const int base = start[e0], rows = start[e1] - base;
+    kern_mm_task up[2 * KILN_MAX_EXPERTS], down[KILN_MAX_EXPERTS];
+    int nu = 0, nd = 0;
+    if (!rows) return 0; /* (--tp: a rank none of whose experts was chosen) */
+    for (int i = 0; i < rows; i++)
+        memcpy(c->moe_x + (size_t)i * H, c->h + (size_t)c->moe_tok[base + i] * H, H * sizeof(float));
+    for (int e = e0; e < e1; e++) {
+        const int n = start[e + 1] - start[e];
+        if (!n) continue; /* no token chose it: its weights are not read */
+        const size_t r = (size_t)(start[e] - base);
+        const kiln_expert *x = &L->experts[e];
+        up[nu++] = (kern_mm_task){c->moe_gate + r * I, c->moe_x + r * H, n, &x->w_gate};
+        up[nu++] = (kern_mm_task){c->moe_up + r * I, c->moe_x + r * H, n, &x->w_up};
+        down[nd++] = (kern_mm_task){c->moe_y + r * H, c->moe_gate + r * I, n, &x->w_down};
+    }
+    int bad = kern_matmul_many(c->m->pool, &c->ks, up, nu);
+    ffn_gated_act(c, c->moe_gate, c->moe_up, (size_t)rows * I);
+    bad |= kern_matmul_many(c->m->pool, &c->ks, down, nd);
+    for (int i = 0; i < rows; i++) { /* rows are in expert order, so each token's sum is too */
+        float *acc = c->moe_acc + (size_t)c->moe_tok[base + i] * H;
+        const float *y = c->moe_y + (size_t)i * H, w = c->moe_w[base + i];
+        for (size_t d = 0; d < H; d++) acc[d] += w * y[d];
+    }
+    return bad;
 }
 
 int moe_ffn(kiln_ctx *c, const kiln_layer *L, int T) {
@@ -98,18 +139,11 @@ int moe_ffn(kiln_ctx *c, const kiln_layer *L, int T) {
     memset(c->moe_acc, 0, (size_t)T * H * sizeof(float));
     int e0, e1; /* --tp: this rank's experts (all of them in one process); the FFN's all-reduce adds the rest */
     dist_expert_range(c->m->dist, g->n_experts, &e0, &e1);
-    for (int e = e0; e < e1; e++) {
-        const int n = start[e + 1] - start[e];
-        if (!n) continue; /* no token chose it: its weights are not read */
-        const int *tok = c->moe_tok + start[e];
-        const float *w = c->moe_w + start[e];
-        for (int i = 0; i < n; i++) memcpy(c->moe_x + (size_t)i * H, c->h + (size_t)tok[i] * H, H * sizeof(float));
-        bad |= run_expert(c, &L->experts[e], n);
-        for (int i = 0; i < n; i++) {
-            float *acc = c->moe_acc + (size_t)tok[i] * H;
-            const float *y = c->moe_y + (size_t)i * H;
-            for (size_t d = 0; d < H; d++) acc[d] += w[i] * y[d];
-        }
+    while (e0 < e1) { /* groups of consecutive experts, each as many as fit moe_rows */
+        int e = e0 + 1;
+        while (e < e1 && (size_t)(start[e + 1] - start[e0]) <= c->moe_rows) e++;
+        bad |= run_group(c, L, start, e0, e);
+        e0 = e;
     }
     memcpy(c->h, c->moe_acc, (size_t)T * H * sizeof(float));
     return bad;

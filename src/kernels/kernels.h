@@ -153,6 +153,20 @@ void kern_scratch_free(kern_scratch *s);
  * (nothing written) when s is too small: a caller's sizing bug, never a NaN result. */
 int kern_matmul(kiln_pool *pool, kern_scratch *s, float *y, const float *x, int n, const kiln_mat *m,
                 const float *bias);
+/* One matmul of kern_matmul_many: y[n][m->rows] = x[n][m->cols] · m^T (no bias). */
+typedef struct kern_mm_task {
+    float *y;
+    const float *x;
+    int n;
+    const kiln_mat *m;
+} kern_mm_task;
+/* The tasks' matmuls, as kern_matmul computes each (same kernels, same row split, so the same bits), in
+ * two parallel regions per 64 tasks instead of two per task: every distinct activation (tasks with the
+ * same x, n and activation format share one) converted once, then all the tasks' row chunks taken from
+ * one counter, so the threads stay busy across tasks (a mixture-of-experts layer's small matrices). s must
+ * hold every distinct activation of a region at once. Returns 0, or -1 when s is too small (a sizing bug;
+ * that region wrote nothing). */
+int kern_matmul_many(kiln_pool *pool, kern_scratch *s, const kern_mm_task *tasks, int n_tasks);
 /* out[i][0..cols) = row ids[i] of m, converted to f32 (embedding lookup; any layout). */
 void kern_get_rows(float *out, const kiln_mat *m, const int32_t *ids, int n);
 /* y = x / sqrt(mean(x^2) + eps) * w; y may alias x. */

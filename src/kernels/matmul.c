@@ -128,14 +128,11 @@ static size_t act_row_bytes(const kiln_mat *m) {
     return f->vec_dot ? kern_act_row_bytes(f->act, m->cols) : 0;
 }
 
-/* Each token's activations in the weights' activation format: act_q8 for the panel formats (the ISA's
- * quantiser), else llama.cpp's vec_dot type. */
-static void quantize_part(void *arg, int ith, int nth) {
-    struct mm_job *j = arg;
+/* Tokens [lo, hi) of j's activations in the weights' activation format: act_q8 for the panel formats (the
+ * ISA's quantiser), bf16 for bf16_dot, else llama.cpp's vec_dot type. */
+static void quantize_tokens(const struct mm_job *j, int lo, int hi) {
     const kern_format *f = &kern_formats[j->m->dt];
     const int cols = j->m->cols;
-    int lo, hi;
-    kiln_split_range(j->n, ith, nth, &lo, &hi);
     for (int t = lo; t < hi; t++) {
         const float *x = j->x + (size_t)t * cols;
         char *xq = j->xq + (size_t)t * j->xq_row;
@@ -145,20 +142,32 @@ static void quantize_part(void *arg, int ith, int nth) {
     }
 }
 
-static void matmul_part(void *arg, int ith, int nth) {
-    (void)nth;
-    struct mm_job *j = arg;
+static void quantize_part(void *arg, int ith, int nth) {
+    const struct mm_job *j = arg;
+    int lo, hi;
+    kiln_split_range(j->n, ith, nth, &lo, &hi);
+    quantize_tokens(j, lo, hi);
+}
+
+/* Work unit c of j (rows c * chunk_rows onwards) on thread ith. */
+static void run_chunk(const struct mm_job *j, int c, int ith) {
     const kiln_mat *m = j->m;
     const void *x = j->xq ? (const void *)j->xq : (const void *)j->x;
     void *tmp = j->tmp ? j->tmp + (size_t)ith * j->tmp_bytes : NULL;
+    int r0 = c * j->chunk_rows, r1 = r0 + j->chunk_rows < m->rows ? r0 + j->chunk_rows : m->rows;
+    j->gemm(j->y, x, j->n, m, r0, r1, tmp);
+    if (j->bias)
+        for (int t = 0; t < j->n; t++)
+            for (int r = r0; r < r1; r++) j->y[(size_t)t * m->rows + r] += j->bias[r];
+}
+
+static void matmul_part(void *arg, int ith, int nth) {
+    (void)nth;
+    struct mm_job *j = arg;
     for (;;) {
         int c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
         if (c >= j->n_chunks) break;
-        int r0 = c * j->chunk_rows, r1 = r0 + j->chunk_rows < m->rows ? r0 + j->chunk_rows : m->rows;
-        j->gemm(j->y, x, j->n, m, r0, r1, tmp);
-        if (j->bias)
-            for (int t = 0; t < j->n; t++)
-                for (int r = r0; r < r1; r++) j->y[(size_t)t * m->rows + r] += j->bias[r];
+        run_chunk(j, c, ith);
     }
 }
 
@@ -182,26 +191,120 @@ static bool use_bf16_dot(const kern_scratch *s, const kern_isa *isa, int n, cons
            kiln_cpu_features()->avx512bf16;
 }
 
+/* Fills j for y = x m^T (+ bias) over n tokens on nth threads: the kernel, the row split, and for a
+ * quantised matrix (or bf16_dot) the bytes per token of x's converted form (xq_row; xq is set by the
+ * caller). Returns whether x needs that conversion (and so the caller's scratch). */
+static bool job_init(struct mm_job *j, const kern_scratch *s, float *y, const float *x, int n, const kiln_mat *m,
+                     const float *bias, int nth) {
+    *j = (struct mm_job){.y = y, .x = x, .n = n, .m = m, .bias = bias, .isa = kern_active_isa()};
+    const bool bf16_dot = j->bf16_dot = use_bf16_dot(s, j->isa, n, m);
+    /* a format this ISA has no kernel for runs on the reference */
+    j->gemm = bf16_dot ? j->isa->gemm_bf16dot[m->dt] : j->isa->gemm[m->dt] ? j->isa->gemm[m->dt] : kern_isa_scalar.gemm[m->dt];
+    j->chunk_rows = chunk_rows_for(m, n, nth);
+    j->n_chunks = (m->rows + j->chunk_rows - 1) / j->chunk_rows;
+    atomic_init(&j->next, 0);
+    if (!kern_is_quantised(m->dt) && !bf16_dot) return false;
+    j->xq_row = bf16_dot ? kern_bf16_act_stride(m->cols) * sizeof(uint16_t) : act_row_bytes(m);
+    return true;
+}
+
+/* Whether s can hold xq_bytes of converted activations and each of nth threads' gemm scratch for m. */
+static bool scratch_fits(const kern_scratch *s, size_t xq_bytes, int nth, const kiln_mat *m) {
+    return s && s->xq_blocks * sizeof(act_q8) >= xq_bytes && s->threads >= nth &&
+           s->tmp_bytes >= kern_gemm_tmp_bytes(m->cols);
+}
+
 int kern_matmul(kiln_pool *pool, kern_scratch *s, float *y, const float *x, int n, const kiln_mat *m,
                 const float *bias) {
-    struct mm_job j = {.y = y, .x = x, .n = n, .m = m, .bias = bias, .isa = kern_active_isa()};
+    struct mm_job j;
     const int nth = kiln_pool_size(pool);
-    const bool bf16_dot = j.bf16_dot = use_bf16_dot(s, j.isa, n, m);
-    /* a format this ISA has no kernel for runs on the reference */
-    j.gemm = bf16_dot ? j.isa->gemm_bf16dot[m->dt] : j.isa->gemm[m->dt] ? j.isa->gemm[m->dt] : kern_isa_scalar.gemm[m->dt];
-    if (kern_is_quantised(m->dt) || bf16_dot) {
-        j.xq_row = bf16_dot ? kern_bf16_act_stride(m->cols) * sizeof(uint16_t) : act_row_bytes(m);
-        if (!s || s->xq_blocks * sizeof(act_q8) < (size_t)n * j.xq_row || s->threads < nth ||
-            s->tmp_bytes < kern_gemm_tmp_bytes(m->cols))
-            return -1;
+    if (job_init(&j, s, y, x, n, m, bias, nth)) {
+        if (!scratch_fits(s, (size_t)n * j.xq_row, nth, m)) return -1;
         j.xq = (char *)s->xq, j.tmp = s->tmp, j.tmp_bytes = s->tmp_bytes;
         if (n == 1 || nth == 1) quantize_part(&j, 0, 1);
         else kiln_pool_run(pool, quantize_part, &j);
     }
-    j.chunk_rows = chunk_rows_for(m, n, nth);
-    j.n_chunks = (m->rows + j.chunk_rows - 1) / j.chunk_rows;
-    atomic_init(&j.next, 0);
     if (nth == 1 || j.n_chunks == 1) matmul_part(&j, 0, 1);
     else kiln_pool_run(pool, matmul_part, &j);
+    return 0;
+}
+
+/* ---- many matmuls as one parallel region (kern_matmul_many) ---- */
+
+#define MANY_MAX 64 /* tasks per region; more are run as further regions */
+
+struct many_job {
+    struct mm_job job[MANY_MAX];
+    int n;
+    int tok0[MANY_MAX + 1];   /* prefix sums of the tokens each task converts (0: it shares an earlier one's) */
+    int chunk0[MANY_MAX + 1]; /* prefix sums of the tasks' work units */
+    atomic_int next;
+};
+
+/* Whether b's activations convert to exactly a's bytes (same x, tokens, width and target format). */
+static bool same_conversion(const struct mm_job *a, const struct mm_job *b) {
+    const kern_format *fa = &kern_formats[a->m->dt], *fb = &kern_formats[b->m->dt];
+    if (a->x != b->x || a->n != b->n || a->m->cols != b->m->cols || a->bf16_dot != b->bf16_dot) return false;
+    if (a->bf16_dot) return true;
+    return fa->panels ? fb->panels && fa->weight_offset == fb->weight_offset : !fb->panels && fa->act == fb->act;
+}
+
+static void many_quantize_part(void *arg, int ith, int nth) {
+    const struct many_job *mj = arg;
+    int lo, hi;
+    kiln_split_range(mj->tok0[mj->n], ith, nth, &lo, &hi);
+    for (int i = 0; i < mj->n && lo < hi; i++) {
+        const int a = lo > mj->tok0[i] ? lo : mj->tok0[i], b = hi < mj->tok0[i + 1] ? hi : mj->tok0[i + 1];
+        if (a < b) quantize_tokens(&mj->job[i], a - mj->tok0[i], b - mj->tok0[i]);
+    }
+}
+
+static void many_matmul_part(void *arg, int ith, int nth) {
+    (void)nth;
+    struct many_job *mj = arg;
+    int i = 0; /* units are taken in increasing order, so this thread's task index only moves forward */
+    for (;;) {
+        const int c = atomic_fetch_add_explicit(&mj->next, 1, memory_order_relaxed);
+        if (c >= mj->chunk0[mj->n]) break;
+        while (c >= mj->chunk0[i + 1]) i++;
+        run_chunk(&mj->job[i], c - mj->chunk0[i], ith);
+    }
+}
+
+/* Up to MANY_MAX tasks as one region: each distinct activation converted once into s, then every task's
+ * work units taken from one counter. */
+static int many_region(kiln_pool *pool, kern_scratch *s, const kern_mm_task *t, int n, struct many_job *mj) {
+    const int nth = kiln_pool_size(pool);
+    size_t xq_bytes = 0;
+    mj->n = n, mj->tok0[0] = mj->chunk0[0] = 0;
+    atomic_init(&mj->next, 0);
+    for (int i = 0; i < n; i++) {
+        struct mm_job *j = &mj->job[i];
+        int own = 0;
+        if (job_init(j, s, t[i].y, t[i].x, t[i].n, t[i].m, NULL, nth)) {
+            int k = 0;
+            while (k < i && !(mj->job[k].xq && same_conversion(&mj->job[k], j))) k++;
+            if (k < i) j->xq = mj->job[k].xq;
+            else {
+                if (!scratch_fits(s, xq_bytes + (size_t)j->n * j->xq_row, nth, j->m)) return -1;
+                j->xq = (char *)s->xq + xq_bytes, own = j->n;
+                xq_bytes += (size_t)j->n * j->xq_row;
+            }
+            j->tmp = s->tmp, j->tmp_bytes = s->tmp_bytes;
+        }
+        mj->tok0[i + 1] = mj->tok0[i] + own;
+        mj->chunk0[i + 1] = mj->chunk0[i] + j->n_chunks;
+    }
+    if (mj->tok0[n] <= 1 || nth == 1) many_quantize_part(mj, 0, 1);
+    else kiln_pool_run(pool, many_quantize_part, mj);
+    if (nth == 1) many_matmul_part(mj, 0, 1);
+    else kiln_pool_run(pool, many_matmul_part, mj);
+    return 0;
+}
+
+int kern_matmul_many(kiln_pool *pool, kern_scratch *s, const kern_mm_task *tasks, int n_tasks) {
+    struct many_job mj;
+    for (int i = 0; i < n_tasks; i += MANY_MAX)
+        if (many_region(pool, s, tasks + i, n_tasks - i < MANY_MAX ? n_tasks - i : MANY_MAX, &mj)) return -1;
     return 0;
 }
