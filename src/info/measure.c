@@ -37,7 +37,9 @@ __attribute__((target("avx512f"))) static uint64_t sum_avx512(const uint64_t *bu
         c = _mm512_add_epi64(c, _mm512_load_si512(buf + i + 16));
         d = _mm512_add_epi64(d, _mm512_load_si512(buf + i + 24));
     }
-    uint64_t s = (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a, b), _mm512_add_epi64(c, d)));
+    uint64_t lanes[8], s = 0; /* summed unsigned: _mm512_reduce_add_epi64 adds as signed (UBSan overflow) */
+    _mm512_storeu_si512(lanes, _mm512_add_epi64(_mm512_add_epi64(a, b), _mm512_add_epi64(c, d)));
+    for (int l = 0; l < 8; l++) s += lanes[l];
     for (; i < hi; i++) s += buf[i];
     return s;
 }
