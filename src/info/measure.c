@@ -8,8 +8,14 @@
 
 #include "kernels/kernels.h"
 #include "kiln.h"
+#include "runtime/cpu.h"
 #include "runtime/hugepage.h"
 #include "runtime/threadpool.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX512_PROBE 1
+#endif
 
 struct sum_job {
     const uint64_t *buf;
@@ -17,9 +23,37 @@ struct sum_job {
     uint64_t out[64];
 };
 
+#ifdef HAVE_AVX512_PROBE
+/* The thread's slice [lo, hi) (multiples of 8 words, 64-byte aligned) in 64-byte loads, four a step. The
+ * probe must read at least as fast as any loop the kernels use, or decode's share of it overstates: on
+ * Zen 4 (2 threads) this loop reads ~10% more per second than the word loop below (57 against 51 GB/s,
+ * interleaved), and no variant tried beat it (software prefetch, four streams a thread). */
+__attribute__((target("avx512f"))) static uint64_t sum_avx512(const uint64_t *buf, size_t lo, size_t hi) {
+    __m512i a = _mm512_setzero_si512(), b = a, c = a, d = a;
+    size_t i = lo;
+    for (; i + 32 <= hi; i += 32) {
+        a = _mm512_add_epi64(a, _mm512_load_si512(buf + i));
+        b = _mm512_add_epi64(b, _mm512_load_si512(buf + i + 8));
+        c = _mm512_add_epi64(c, _mm512_load_si512(buf + i + 16));
+        d = _mm512_add_epi64(d, _mm512_load_si512(buf + i + 24));
+    }
+    uint64_t lanes[8], s = 0; /* summed unsigned: _mm512_reduce_add_epi64 adds as signed (UBSan overflow) */
+    _mm512_storeu_si512(lanes, _mm512_add_epi64(_mm512_add_epi64(a, b), _mm512_add_epi64(c, d)));
+    for (int l = 0; l < 8; l++) s += lanes[l];
+    for (; i < hi; i++) s += buf[i];
+    return s;
+}
+#endif
+
 static void sum_slice(void *arg, int ith, int nth) {
     struct sum_job *j = arg;
-    size_t per = j->n / (size_t)nth, lo = per * (size_t)ith, hi = ith == nth - 1 ? j->n : lo + per;
+    size_t per = j->n / (size_t)nth & ~(size_t)7, lo = per * (size_t)ith, hi = ith == nth - 1 ? j->n : lo + per;
+#ifdef HAVE_AVX512_PROBE
+    if (kiln_cpu_features()->avx512f) {
+        j->out[ith & 63] = sum_avx512(j->buf, lo, hi);
+        return;
+    }
+#endif
     /* four independent accumulators so the loads, not the adds, are the limit */
     uint64_t a = 0, b = 0, c = 0, d = 0;
     size_t i = lo;

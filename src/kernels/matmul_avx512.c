@@ -3,7 +3,8 @@
  * Float weights (F32/F16/BF16): widened to f32 in registers and multiplied with f32 FMA, so results
  * match the scalar reference to rounding order (the engine's f32 goldens hold). With 4+ tokens a 4-row x
  * 4-token micro-kernel keeps 16 zmm accumulators over token blocks sized to stay in L2; with fewer, one
- * row at a time (a sequential stream). K is walked 16 values at a time with a masked tail.
+ * row at a time (a sequential stream), or 8 at a time where x is too wide to stay in L1 (gemv_f). K is
+ * walked 16 values at a time with a masked tail.
  *
  * Q8_0 / Q4_0 weights: int8 dot products with vpdpbusd. vpdpbusd multiplies UNSIGNED by signed bytes, so
  * weights go in unsigned (Q8: w ^ 0x80 = w+128; Q4: the stored nibble = w+8) and the activation block's
@@ -71,12 +72,20 @@ INL void micro_f(int dt, int R, int T, const char *w, size_t rb, const float *x,
         for (int j = 0; j < T; j++) y[(size_t)j * M + i] = _mm512_reduce_add_ps(acc[i][j]);
 }
 
-/* One row against one token with four accumulators. Used when there are too few tokens for the 4x4
- * tiles (decode): row after row is then one sequential stream through the matrix, which this machine's
- * prefetcher serves faster than the 4 row streams of a 4-row tile (as for the quantised rows, kernels.h).
- * No software prefetch: the hardware streamer alone runs this loop at memory speed, and _mm_prefetch
- * into L1 (the T0 / NTA hints) slowed it 1.6x on 4 KiB pages and 2.2x on huge pages (one thread, CPU
- * time per byte, Zen 4; a T1 prefetch of each page's first lines ahead did not beat none either). */
+/* Decode (1-3 tokens) reads each weight row once, against x in f32 (kept exact: the scalar reference's
+ * products). One row at a time is one sequential stream, which this machine's prefetcher serves best,
+ * as long as x stays in L1 beside the row streaming past it: a 2048-wide x (8 KiB) does. An 8192-wide one
+ * (ffn_down: 32 KiB, all of Zen 4's L1D) does not, and every x load then misses too: such matrices read
+ * at about half the rate of the 2048-wide ones (17-23 against 34-49 GB/s, 2 threads, f16, a GEMV
+ * experiment of the 1B model's shapes). So rows whose x exceeds GEMV_X_L1_BYTES go GEMV_ROWS at a
+ * time, each x vector loaded once for all of them (8192-wide: 36-48 GB/s in the same runs; 2 or 4 rows
+ * were slower than 8, as was splitting K into L1-sized blocks). No software prefetch: the hardware
+ * streamer alone runs these loops at memory speed, and _mm_prefetch into L1 (T0 / NTA) slowed them
+ * 1.6-2.2x (T1 did not help either). */
+#define GEMV_ROWS 8
+#define GEMV_X_L1_BYTES (16u << 10)
+
+/* One row against one token with four accumulators. */
 INL float dot_row_f(int dt, const char *row, const float *x, int K) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     int k = 0;
@@ -93,17 +102,51 @@ INL float dot_row_f(int dt, const char *row, const float *x, int K) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
+/* GEMV_ROWS rows (rb bytes apart) against one token, one accumulator each (8 independent FMA chains
+ * cover the FMA latency); y[i] for row i. */
+INL void dot_rows_f(int dt, const char *w, size_t rb, const float *x, int K, float *y) {
+    __m512 acc[GEMV_ROWS];
+#pragma GCC unroll 8
+    for (int i = 0; i < GEMV_ROWS; i++) acc[i] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        const __m512 xv = _mm512_loadu_ps(x + k);
+#pragma GCC unroll 8
+        for (int i = 0; i < GEMV_ROWS; i++) acc[i] = _mm512_fmadd_ps(load_w(dt, w + i * rb, k, 0xffff), xv, acc[i]);
+    }
+    if (k < K) {
+        const __mmask16 mk = (__mmask16)((1u << (K - k)) - 1);
+        const __m512 xv = _mm512_maskz_loadu_ps(mk, x + k);
+#pragma GCC unroll 8
+        for (int i = 0; i < GEMV_ROWS; i++) acc[i] = _mm512_fmadd_ps(load_w(dt, w + i * rb, k, mk), xv, acc[i]);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < GEMV_ROWS; i++) y[i] = _mm512_reduce_add_ps(acc[i]);
+}
+
+/* Rows [r0, r1) against n < 4 tokens (above). */
+INL void gemv_f(int dt, float *y, const float *x, int n, const kiln_mat *m, int r0, int r1) {
+    const int K = m->cols, M = m->rows;
+    const size_t rb = kern_row_bytes(dt, K);
+    const char *w = m->data;
+    int r = r0;
+    if ((size_t)K * sizeof(float) > GEMV_X_L1_BYTES)
+        for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS)
+            for (int t = 0; t < n; t++) /* tokens after the first re-read the rows from L2 */
+                dot_rows_f(dt, w + (size_t)r * rb, rb, x + (size_t)t * K, K, y + (size_t)t * M + r);
+    for (; r < r1; r++)
+        for (int t = 0; t < n; t++) y[(size_t)t * M + r] = dot_row_f(dt, w + (size_t)r * rb, x + (size_t)t * K, K);
+}
+
 INL void gemm_f(int dt, float *y, const float *x, int n, const kiln_mat *m, int r0, int r1) {
+    if (n < 4) {
+        gemv_f(dt, y, x, n, m, r0, r1);
+        return;
+    }
     const int K = m->cols, M = m->rows;
     const size_t rb = kern_row_bytes(dt, K);
     int tb = (int)((256u << 10) / ((size_t)K * 4)); /* a token block of x stays in L2 */
     tb = tb < 4 ? 4 : tb > 64 ? 64 : tb & ~3;
-    if (n < 4) {
-        for (int r = r0; r < r1; r++)
-            for (int t = 0; t < n; t++)
-                y[(size_t)t * M + r] = dot_row_f(dt, (const char *)m->data + (size_t)r * rb, x + (size_t)t * K, K);
-        return;
-    }
     for (int t0 = 0; t0 < n; t0 += tb) {
         const int t1 = MIN(n, t0 + tb);
         int r = r0;
