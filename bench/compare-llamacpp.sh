@@ -82,7 +82,7 @@ probe_bw() { "$work/matmul_bench" bw "$THREADS" | $PY -c 'import sys,json; print
 for fmt in $FORMATS; do
     [ -f "$(llama_gguf "$fmt")" ] || { echo "missing $(llama_gguf "$fmt")" >&2; exit 1; }
     is_kquant "$fmt" && [ "$KILN_MODE" != kiln-bench ] && { echo "$fmt rows need kiln bench --gen-tokens" >&2; exit 1; }
-    if is_kquant "$fmt"; then wbytes=$(stat -c %s "$(llama_gguf "$fmt")") # KQ4_K_M: its cache file, once written
+    if is_kquant "$fmt"; then wbytes=$(stat -L -c %s "$(llama_gguf "$fmt")") # KQ4_K_M: its cache file, once written
     else wbytes=$("$work/matmul_bench" "$(kiln_dtype "$fmt")" 1 1 1 | $PY -c 'import sys,json; print(json.load(sys.stdin)["weights_mib"]*1048576)'); fi
     # kiln's Q4_0 keeps the output projection (128256 x 2048) in Q8_0: 34 instead of 18 bytes per 32 weights
     [ "$fmt" = Q4_0 ] && wbytes=$($PY -c "print($wbytes + 128256 * 2048 // 32 * 16)")
@@ -92,8 +92,8 @@ for fmt in $FORMATS; do
         echo "$l" >>"$work/$fmt.l"; echo "$k" >>"$work/$fmt.k"
         echo "  $fmt round $r: llama.cpp pp/tg $l   kiln pp/tg $k   read bandwidth $(tail -1 "$work/$fmt.bw") GB/s" >&2
     done
-    [ "$fmt" = KQ4_K_M ] && wbytes=$(stat -c %s "$MODEL/model.q4_k_m.kiln")
-    lbytes=$(stat -c %s "$(llama_gguf "$fmt")") # llama.cpp reads about its whole file per token (tied output included)
+    [ "$fmt" = KQ4_K_M ] && wbytes=$(stat -L -c %s "$MODEL/model.q4_k_m.kiln")
+    lbytes=$(stat -L -c %s "$(llama_gguf "$fmt")") # llama.cpp reads about its whole file per token (tied output included)
     $PY - "$fmt" "$work/$fmt.l" "$work/$fmt.k" "$work/$fmt.bw" "$wbytes" "$PP" "$TG" "$KILN_MODE" "$lbytes" <<'PYEOF'
 import sys, statistics as st
 fmt, lf, kf, bwf, wb, pp, tg, mode, lb = sys.argv[1:]
