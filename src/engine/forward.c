@@ -35,11 +35,12 @@ static int ensure_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
         c->scores = malloc((size_t)kiln_pool_size(c->m->pool) * kern_attention_block_scratch(c->n_ctx, g->head_dim) * sizeof(float));
         if (!c->scores) return kiln_err_set(err, "out of memory");
     }
-    c->ks.bf16_dot = !c->m->exact; /* before sizing: it decides what the scratch holds */
-    if (c->m->quant_cols_max &&
-        kern_scratch_reserve(&c->ks, kiln_pool_size(c->m->pool), (int)T, c->m->quant_cols_max))
-        return kiln_err_set(err, "out of memory for a batch of %zu tokens", T);
     if (moe_scratch(c, T, err)) return -1;
+    c->ks.bf16_dot = !c->m->exact; /* before sizing: it decides what the scratch holds */
+    const size_t act_rows = T > c->moe_rows ? T : c->moe_rows; /* a step's tokens, or an expert group's rows */
+    if (c->m->quant_cols_max &&
+        kern_scratch_reserve(&c->ks, kiln_pool_size(c->m->pool), (int)act_rows, c->m->quant_cols_max))
+        return kiln_err_set(err, "out of memory for a batch of %zu tokens", T);
     c->scratch_tokens = T;
     return 0;
 }

@@ -44,10 +44,8 @@ int moe_scratch(kiln_ctx *c, size_t T, kiln_err *err) {
         if (!p) return kiln_err_set(err, "out of memory for a batch of %zu tokens", T);
         *bufs[i].p = p;
     }
-    /* a group's activations, all converted at once by kern_matmul_many */
-    if (c->m->quant_cols_max && kern_scratch_reserve(&c->ks, kiln_pool_size(c->m->pool), (int)R, c->m->quant_cols_max))
-        return kiln_err_set(err, "out of memory for a batch of %zu tokens", T);
-    c->moe_rows = R;
+    c->moe_rows = R; /* kern_matmul_many converts a group's activations at once: ensure_scratch sizes c->ks
+                        for this many rows */
     return 0;
 }
 

@@ -83,7 +83,6 @@ INL void row_prefetch(const step_rows *r, int j, size_t row_bytes) {
     }
 }
 
-
 /* Level L of the transpose-add tree that reduces 16 vectors to the vector of their 16 lane sums (4 levels
  * of pairs, not 16 separate horizontal sums): level 0 adds 256-bit halves, 1 128-bit quarters, 2 pairs of
  * floats, 3 floats. After all four, vector i's sum is in lane 4*(i%4) + i/4 (a 4x4 transpose). */
@@ -107,6 +106,13 @@ INL __m512 tree(__m512 *v, const int n, const int L) {
             s /= 2, lv++;
         }
     return v[0];
+}
+
+/* The lanes of a score vector whose keys (lane_key + k0: key kl of its segment) lie in [lo, hi): the keys
+ * of the step's first and last 16 that are before kv->first or past the last position are not scores. */
+INL __mmask16 keys_in(__m512i lane_key, int k0, int lo, int hi) {
+    const __m512i key = _mm512_add_epi32(lane_key, _mm512_set1_epi32(k0));
+    return _mm512_cmpge_epi32_mask(key, _mm512_set1_epi32(lo)) & _mm512_cmplt_epi32_mask(key, _mm512_set1_epi32(hi));
 }
 
 /* Each segment of S lanes (S a power of 2) set to its maximum. */
@@ -187,20 +193,15 @@ INL void attend_group(const kiln_dtype T, const int NV, const int GH, int nv, fl
         { /* online softmax: each head's max over its segment, the old sums and outputs rescaled by alpha */
             __m512 mx = _mm512_set1_ps(-INFINITY);
             for (int c0 = c_lo; c0 < hi; c0 += 16)
-                for (int g = 0; g < GH; g++) {
-                    const __m512i key = _mm512_add_epi32(lane_key, _mm512_set1_epi32(c0 + g * KPT));
-                    const __mmask16 ok = _mm512_cmpge_epi32_mask(key, _mm512_set1_epi32(lo)) & _mm512_cmplt_epi32_mask(key, _mm512_set1_epi32(hi));
-                    mx = _mm512_mask_max_ps(mx, ok, mx, _mm512_load_ps(sb + (size_t)(c0 / 16 * GH + g) * 16));
-                }
+                for (int g = 0; g < GH; g++)
+                    mx = _mm512_mask_max_ps(mx, keys_in(lane_key, c0 + g * KPT, lo, hi), mx, _mm512_load_ps(sb + (size_t)(c0 / 16 * GH + g) * 16));
             const __m512 m_new = _mm512_max_ps(m, segment_max(mx, KPT, iota)), alpha = exp_ps(_mm512_sub_ps(m, m_new));
             m = m_new;
             __m512 sum = _mm512_setzero_ps();
             for (int c0 = c_lo; c0 < hi; c0 += 16)
                 for (int g = 0; g < GH; g++) {
                     float *s = sb + (size_t)(c0 / 16 * GH + g) * 16;
-                    const __m512i key = _mm512_add_epi32(lane_key, _mm512_set1_epi32(c0 + g * KPT));
-                    const __mmask16 ok = _mm512_cmpge_epi32_mask(key, _mm512_set1_epi32(lo)) & _mm512_cmplt_epi32_mask(key, _mm512_set1_epi32(hi));
-                    const __m512 p = _mm512_maskz_mov_ps(ok, exp_ps(_mm512_sub_ps(_mm512_load_ps(s), m)));
+                    const __m512 p = _mm512_maskz_mov_ps(keys_in(lane_key, c0 + g * KPT, lo, hi), exp_ps(_mm512_sub_ps(_mm512_load_ps(s), m)));
                     _mm512_store_ps(s, p);
                     sum = _mm512_add_ps(sum, p);
                 }
