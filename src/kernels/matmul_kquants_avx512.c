@@ -149,72 +149,122 @@ INL __m512i kp_lanes(const __m512i v[2], int j) {
     }
 }
 
-/* One panel (nb panel blocks from p) x T tokens (T <= KP_TOKENS; x: the first token's Q8_K blocks, the
- * next xb bytes on): writes y[t * M + 0..16). */
-INL void kp_tile(int T, const char *p, const char *x, size_t xb, int nb, float *y, int M, bool pf) {
+/* One Q4_K panel block x T tokens (xt[t]: token t's Q8_K block): facc[t] += the 16 rows' dots. */
+INL void kp_block_q4_k(int T, const panel_q4_k *pb, const block_q8_K *const *xt, __m512 *facc) {
     const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512i sc[2], mn[2], isum[KP_TOKENS];
+    kp_scales(pb, sc, mn);
+    /* the mins term first: its accumulators are free again before the main sums need theirs */
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        const __m512i mw = kp_lanes(mn, j), mw2 = _mm512_or_si512(mw, _mm512_slli_epi32(mw, 16));
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++)
+            isum[t] = _mm512_dpwssd_epi32(isum[t], mw2, _mm512_set1_epi32(*(const kp_i32 *)&xt[t]->bsums[2 * j]));
+    }
+    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)pb->dmin)),
+                 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)pb->d));
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        facc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dmin, _mm512_set1_ps(xt[t]->d)), facc[t]);
+        isum[t] = _mm512_setzero_si512();
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        __m512i acc[KP_TOKENS];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) {
+            const __m512i raw = _mm512_loadu_si512(pb->qs[j >> 1][g]);
+            const __m512i w = _mm512_and_si512(j & 1 ? _mm512_srli_epi16(raw, 4) : raw, m4);
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++)
+                acc[t] = _mm512_dpbusd_epi32(acc[t], w, _mm512_set1_epi32(*(const kp_i32 *)&xt[t]->qs[32 * j + 4 * g]));
+        }
+        const __m512i s = kp_lanes(sc, j);
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(acc[t], s));
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++)
+        facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, _mm512_set1_ps(xt[t]->d)), facc[t]);
+}
+
+/* Q6_K: the same with 16 sub-blocks of 16 (4 groups each), int8 scales and unsigned q = value + 32, whose
+ * offset comes off as -32 * sum_j scale_j * bsum_j (scale pairs against bsum pairs, vpdpwssd). */
+INL void kp_block_q6_k(int T, const panel_q6_k *pb, const block_q8_K *const *xt, __m512 *facc) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
+    __m512i isum[KP_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+        const __m128i s0 = _mm_loadu_si128((const __m128i *)pb->scales[2 * k]),
+                      s1 = _mm_loadu_si128((const __m128i *)pb->scales[2 * k + 1]);
+        const __m512i sw = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(s0, s1), _mm_unpacklo_epi8(s0, s1)));
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++)
+            isum[t] = _mm512_dpwssd_epi32(isum[t], sw, _mm512_set1_epi32(*(const kp_i32 *)&xt[t]->bsums[2 * k]));
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) isum[t] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(isum[t], 5));
+#pragma GCC unroll 16
+    for (int j = 0; j < 16; j++) {
+        const int h = j / 8;
+        __m512i acc[KP_TOKENS];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++) {
+            const int G = 4 * (j % 8) + q; /* values 128h + 4G.. */
+            const __m512i l = _mm512_loadu_si512(pb->ql[h][G % 16]), hb = _mm512_loadu_si512(pb->qh[h][G % 8]);
+            const __m512i lo = _mm512_and_si512(G >= 16 ? _mm512_srli_epi16(l, 4) : l, m4);
+            const __m512i w = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, 2 * (G / 8)), m3), 4));
+#pragma GCC unroll 8
+            for (int t = 0; t < T; t++)
+                acc[t] = _mm512_dpbusd_epi32(acc[t], w, _mm512_set1_epi32(*(const kp_i32 *)&xt[t]->qs[16 * j + 4 * q]));
+        }
+        const __m512i s = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)pb->scales[j]));
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(acc[t], s));
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)pb->d));
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++)
+        facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, _mm512_set1_ps(xt[t]->d)), facc[t]);
+}
+
+/* One panel of format dt (nb panel blocks from p) x T tokens (T <= KP_TOKENS; x: the first token's Q8_K
+ * blocks, the next xb bytes on): writes y[t * M + 0..16). */
+INL void kp_tile(int dt, int T, const char *p, const char *x, size_t xb, int nb, float *y, int M, bool pf) {
+    const size_t pbb = kern_panel_block_bytes(dt);
     __m512 facc[KP_TOKENS];
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) facc[t] = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b++, p += sizeof(panel_q4_k)) {
-        const panel_q4_k *pb = (const panel_q4_k *)p;
+    for (int b = 0; b < nb; b++, p += pbb) {
         if (pf) /* a first pass streams the panel from memory: ask ahead */
-            for (size_t o = 0; o < sizeof(panel_q4_k); o += 64) _mm_prefetch(p + KP_PF_BLOCKS * sizeof(panel_q4_k) + o, _MM_HINT_T0);
+            for (size_t o = 0; o < pbb; o += 64) _mm_prefetch(p + KP_PF_BLOCKS * pbb + o, _MM_HINT_T0);
         const block_q8_K *xt[KP_TOKENS];
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) xt[t] = (const block_q8_K *)(x + (size_t)t * xb) + b;
-        __m512i sc[2], mn[2], isum[KP_TOKENS];
-        kp_scales(pb, sc, mn);
-        /* the mins term first: its accumulators are free again before the main sums need theirs */
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            const __m512i mw = kp_lanes(mn, j), mw2 = _mm512_or_si512(mw, _mm512_slli_epi32(mw, 16));
-#pragma GCC unroll 8
-            for (int t = 0; t < T; t++)
-                isum[t] = _mm512_dpwssd_epi32(isum[t], mw2, _mm512_set1_epi32(*(const kp_i32 *)&xt[t]->bsums[2 * j]));
-        }
-        const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)pb->dmin)),
-                     d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)pb->d));
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++) {
-            facc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dmin, _mm512_set1_ps(xt[t]->d)), facc[t]);
-            isum[t] = _mm512_setzero_si512();
-        }
-#pragma GCC unroll 8
-        for (int j = 0; j < 8; j++) {
-            __m512i acc[KP_TOKENS];
-#pragma GCC unroll 8
-            for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-            for (int g = 0; g < 8; g++) {
-                const __m512i raw = _mm512_loadu_si512(pb->qs[j >> 1][g]);
-                const __m512i w = _mm512_and_si512(j & 1 ? _mm512_srli_epi16(raw, 4) : raw, m4);
-#pragma GCC unroll 8
-                for (int t = 0; t < T; t++)
-                    acc[t] = _mm512_dpbusd_epi32(acc[t], w, _mm512_set1_epi32(*(const kp_i32 *)&xt[t]->qs[32 * j + 4 * g]));
-            }
-            const __m512i s = kp_lanes(sc, j);
-#pragma GCC unroll 8
-            for (int t = 0; t < T; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(acc[t], s));
-        }
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++)
-            facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, _mm512_set1_ps(xt[t]->d)), facc[t]);
+        if (dt == KILN_DT_Q6_K) kp_block_q6_k(T, (const panel_q6_k *)p, xt, facc);
+        else kp_block_q4_k(T, (const panel_q4_k *)p, xt, facc);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) _mm512_storeu_ps(y + (size_t)t * M, facc[t]);
 }
 
 /* n tokens over one panel, KP_TOKENS at a time (pf: this is the panel's first pass). */
-INL void kp_tokens(const char *p, const char *x, size_t xb, int n, int nb, float *y, int M, bool pf) {
+INL void kp_tokens(int dt, const char *p, const char *x, size_t xb, int n, int nb, float *y, int M, bool pf) {
     int t = 0;
     for (; t + KP_TOKENS <= n; t += KP_TOKENS)
-        kp_tile(KP_TOKENS, p, x + (size_t)t * xb, xb, nb, y + (size_t)t * M, M, pf && t == 0);
+        kp_tile(dt, KP_TOKENS, p, x + (size_t)t * xb, xb, nb, y + (size_t)t * M, M, pf && t == 0);
     x += (size_t)t * xb, y += (size_t)t * M, pf = pf && t == 0;
     switch (n - t) { /* constant T: the compiler keeps accumulators in registers */
-#define TAIL(T) case T: kp_tile(T, p, x, xb, nb, y, M, pf); break;
+#define TAIL(T) case T: kp_tile(dt, T, p, x, xb, nb, y, M, pf); break;
     TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7)
 #undef TAIL
     default: break;
@@ -224,20 +274,27 @@ INL void kp_tokens(const char *p, const char *x, size_t xb, int n, int nb, float
 /* Whole panels in [r0, r1) through kp_tokens, tokens in blocks of ~256 KiB of activations so that they and
  * the chunk's panels stay in L2; the rest (a direct caller's ragged ends, the plain rows after the last
  * panel) through the row kernel, panel rows gathered into tmp. */
-void kern_gemm_q4_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+INL void gemm_kp(int dt, float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
     const int M = m->rows, nb = m->cols / QK_K, pr = kern_panel_rows(m);
     const int a = (r0 + KERN_PANEL - 1) / KERN_PANEL * KERN_PANEL, e = MIN(r1, pr) / KERN_PANEL * KERN_PANEL;
     if (a >= e) {
-        gemm_kq(KILN_DT_Q4_K, y, x, n, m, r0, r1, tmp);
+        gemm_kq(dt, y, x, n, m, r0, r1, tmp);
         return;
     }
-    if (r0 < a) gemm_kq(KILN_DT_Q4_K, y, x, n, m, r0, a, tmp);
+    if (r0 < a) gemm_kq(dt, y, x, n, m, r0, a, tmp);
     const size_t xb = kern_act_row_bytes(KERN_ACT_Q8_K, m->cols);
     int tb = (int)((256u << 10) / xb) / KP_TOKENS * KP_TOKENS;
     tb = tb < KP_TOKENS ? KP_TOKENS : tb;
     for (int t0 = 0; t0 < n; t0 += tb)
         for (int r = a; r < e; r += KERN_PANEL)
-            kp_tokens((const char *)kern_panel_block(m, r, 0), (const char *)x + (size_t)t0 * xb, xb, MIN(tb, n - t0),
+            kp_tokens(dt, (const char *)kern_panel_block(m, r, 0), (const char *)x + (size_t)t0 * xb, xb, MIN(tb, n - t0),
                       nb, y + (size_t)t0 * M + r, M, t0 == 0);
-    if (e < r1) gemm_kq(KILN_DT_Q4_K, y, x, n, m, e, r1, tmp);
+    if (e < r1) gemm_kq(dt, y, x, n, m, e, r1, tmp);
+}
+
+void kern_gemm_q4_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    gemm_kp(KILN_DT_Q4_K, y, x, n, m, r0, r1, tmp);
+}
+void kern_gemm_q6_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    gemm_kp(KILN_DT_Q6_K, y, x, n, m, r0, r1, tmp);
 }
