@@ -15,13 +15,6 @@ INL __m256i kq_bit_to_16(__m256i v, int bit) {
     return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(v, bit), _mm256_set1_epi8(1)), 4);
 }
 
-/* Super-block i of the row w (blocks of bsz bytes), with the one 8 blocks on asked for: a GEMV streams the
- * rows. */
-INL const char *kq_next_block(const char *w, int i, size_t bsz) {
-    const char *blk = w + (size_t)i * bsz;
-    _mm_prefetch(blk + 8 * bsz, _MM_HINT_T0);
-    return blk;
-}
 
 /* A Q4_K or Q5_K super-block's fields (qh NULL for Q4_K). */
 typedef struct {

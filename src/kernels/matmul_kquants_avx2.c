@@ -87,7 +87,7 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
 #pragma GCC unroll 8
     for (int t = 0; t < KQ_TOKENS; t++) acc[t] = _mm256_setzero_ps();
     for (int i = 0; i < nb; i++) {
-        const char *blk = kq_next_block(w, i, bsz);
+        const char *blk = w + (size_t)i * bsz;
         kq_super u;
         if (dt == KILN_DT_Q6_K) unpack_q6_k((const block_q6_K *)blk, &u);
         else unpack_k4(kq_k4_fields(dt, blk), &u);

@@ -98,7 +98,7 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
 #pragma GCC unroll 8
     for (int t = 0; t < KQ_TOKENS; t++) acc[t] = _mm512_setzero_ps(); /* all: GCC cannot see T bound its reads */
     for (int i = 0; i < nb; i++) {
-        const char *blk = kq_next_block(w, i, bsz);
+        const char *blk = w + (size_t)i * bsz;
         kq_super u;
         if (dt == KILN_DT_Q6_K) unpack_q6_k((const block_q6_K *)blk, &u);
         else unpack_k4(kq_k4_fields(dt, blk), &u);
@@ -123,7 +123,6 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
  * 16 rows come out as one vector (no horizontal sums) and a GEMV reads the matrix as one stream. The
  * integer sums are the reference's exactly; only the f32 scaling rounds in another order. */
 #define KP_TOKENS 8    /* tokens sharing each weight vector */
-#define KP_PF_BLOCKS 6 /* software prefetch distance, in panel blocks (~14 KB) */
 typedef int32_t kp_i32 __attribute__((may_alias)); /* 4 activation bytes / 2 bsums read as one dword */
 
 /* The 16 rows' sub-block scales (sc[0]: j = 0..3, sc[1]: j = 4..7, byte 16 * (j % 4) + row) and mins
@@ -239,14 +238,12 @@ INL void kp_block_q6_k(int T, const panel_q6_k *pb, const block_q8_K *const *xt,
 
 /* One panel of format dt (nb panel blocks from p) x T tokens (T <= KP_TOKENS; x: the first token's Q8_K
  * blocks, the next xb bytes on): writes y[t * M + 0..16). */
-INL void kp_tile(int dt, int T, const char *p, const char *x, size_t xb, int nb, float *y, int M, bool pf) {
+INL void kp_tile(int dt, int T, const char *p, const char *x, size_t xb, int nb, float *y, int M) {
     const size_t pbb = kern_panel_block_bytes(dt);
     __m512 facc[KP_TOKENS];
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) facc[t] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++, p += pbb) {
-        if (pf) /* a first pass streams the panel from memory: ask ahead */
-            for (size_t o = 0; o < pbb; o += 64) _mm_prefetch(p + KP_PF_BLOCKS * pbb + o, _MM_HINT_T0);
         const block_q8_K *xt[KP_TOKENS];
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) xt[t] = (const block_q8_K *)(x + (size_t)t * xb) + b;
@@ -257,14 +254,14 @@ INL void kp_tile(int dt, int T, const char *p, const char *x, size_t xb, int nb,
     for (int t = 0; t < T; t++) _mm512_storeu_ps(y + (size_t)t * M, facc[t]);
 }
 
-/* n tokens over one panel, KP_TOKENS at a time (pf: this is the panel's first pass). */
-INL void kp_tokens(int dt, const char *p, const char *x, size_t xb, int n, int nb, float *y, int M, bool pf) {
+/* n tokens over one panel, KP_TOKENS at a time. */
+INL void kp_tokens(int dt, const char *p, const char *x, size_t xb, int n, int nb, float *y, int M) {
     int t = 0;
     for (; t + KP_TOKENS <= n; t += KP_TOKENS)
-        kp_tile(dt, KP_TOKENS, p, x + (size_t)t * xb, xb, nb, y + (size_t)t * M, M, pf && t == 0);
-    x += (size_t)t * xb, y += (size_t)t * M, pf = pf && t == 0;
+        kp_tile(dt, KP_TOKENS, p, x + (size_t)t * xb, xb, nb, y + (size_t)t * M, M);
+    x += (size_t)t * xb, y += (size_t)t * M;
     switch (n - t) { /* constant T: the compiler keeps accumulators in registers */
-#define TAIL(T) case T: kp_tile(dt, T, p, x, xb, nb, y, M, pf); break;
+#define TAIL(T) case T: kp_tile(dt, T, p, x, xb, nb, y, M); break;
     TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7)
 #undef TAIL
     default: break;
@@ -288,7 +285,7 @@ INL void gemm_kp(int dt, float *y, const void *x, int n, const kiln_mat *m, int 
     for (int t0 = 0; t0 < n; t0 += tb)
         for (int r = a; r < e; r += KERN_PANEL)
             kp_tokens(dt, (const char *)kern_panel_block(m, r, 0), (const char *)x + (size_t)t0 * xb, xb, MIN(tb, n - t0),
-                      nb, y + (size_t)t0 * M + r, M, t0 == 0);
+                      nb, y + (size_t)t0 * M + r, M);
     if (e < r1) gemm_kq(dt, y, x, n, m, e, r1, tmp);
 }
 
