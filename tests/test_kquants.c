@@ -276,59 +276,33 @@ static void q4_k_panels_by_definition(const char *plain, char *out, int rows, in
         }
 }
 
-/* The same for Q6_K: the 16 d, scales[j][row], then per half h the 16 ql groups (ql[64h + 4g ..]) and the
- * 8 qh groups (qh[32h + 4g ..]). */
-static void q6_k_panels_by_definition(const char *plain, char *out, int rows, int cols) {
-    const size_t rb = kern_row_bytes(KILN_DT_Q6_K, cols), bs = sizeof(block_q6_K);
-    for (int r = 0; r < rows; r++)
-        for (int b = 0; b < cols / QK_K; b++) {
-            const block_q6_K *blk = (const block_q6_K *)(plain + r * rb + b * bs);
-            if (r >= rows / 16 * 16) {
-                memcpy(out + r * rb + b * bs, blk, bs);
-                continue;
-            }
-            char *pb = out + (size_t)(r / 16) * 16 * rb + (size_t)b * 16 * bs;
-            const int i = r % 16;
-            memcpy(pb + 2 * i, &blk->d, 2);
-            for (int j = 0; j < 16; j++) pb[32 + 16 * j + i] = (char)blk->scales[j];
-            for (int h = 0; h < 2; h++) {
-                for (int g = 0; g < 16; g++) memcpy(pb + 288 + 1024 * h + 64 * g + 4 * i, blk->ql + 64 * h + 4 * g, 4);
-                for (int g = 0; g < 8; g++) memcpy(pb + 2336 + 512 * h + 64 * g + 4 * i, blk->qh + 32 * h + 4 * g, 4);
-            }
-        }
-}
-
-/* The loader's repacking into Q4_K / Q6_K panels (a GGUF's rows, and --quant's f32 ones) is that layout,
- * and the accessors read every row's blocks and f32 values back. */
-TEST(k_panels_are_the_layout) {
+/* The loader's repacking into Q4_K panels (a GGUF's rows, and --quant's f32 ones) is that layout, and
+ * the accessors read every row's blocks and f32 values back. */
+TEST(q4_k_panels_are_the_layout) {
     enum { R = 37, K = 768 };
-    const kiln_dtype dts[] = {KILN_DT_Q4_K, KILN_DT_Q6_K};
-    for (int di = 0; di < 2; di++) {
-        const kiln_dtype dt = dts[di];
-        const size_t rb = kern_row_bytes(dt, K), bs = kern_formats[dt].block_bytes;
-        float *src = malloc(sizeof(float) * R * K), *got = malloc(sizeof(float) * K), *want = malloc(sizeof(float) * K);
-        char *plain = malloc(rb * R), *ref = malloc(rb * R), *a = malloc(rb * R), *b = malloc(rb * R);
-        for (int i = 0; i < R * K; i++) src[i] = frand() * (1 + (i / 256) % 4);
-        for (int r = 0; r < R; r++) kern_formats[dt].from_f32(plain + r * rb, src + r * K, K);
-        (dt == KILN_DT_Q4_K ? q4_k_panels_by_definition : q6_k_panels_by_definition)(plain, ref, R, K);
-        CHECK(kern_convert_mat(pools[2], a, dt, plain, dt, R, K, KERN_LAYOUT_PANEL16) == 0, "repack");
-        CHECK(kern_convert_mat(pools[2], b, dt, src, KILN_DT_F32, R, K, KERN_LAYOUT_PANEL16) == 0, "quantise");
-        CHECK(memcmp(a, ref, rb * R) == 0, "%s: GGUF rows repacked differ from the layout", kern_formats[dt].name);
-        CHECK(memcmp(b, ref, rb * R) == 0, "%s: f32 rows quantised into panels differ from the layout", kern_formats[dt].name);
-        const kiln_mat m = {a, dt, R, K, KERN_LAYOUT_PANEL16};
-        _Alignas(16) char blk[KERN_MAX_BLOCK_BYTES];
-        for (int r = 0; r < R; r++) {
-            for (int k = 0; k < K / QK_K; k++) {
-                kern_qblock_get(&m, r, k, blk);
-                CHECK(memcmp(blk, plain + r * rb + k * bs, bs) == 0, "%s row %d block %d", kern_formats[dt].name, r, k);
-            }
-            const int32_t id = r;
-            kern_get_rows(got, &m, &id, 1);
-            kern_row_to_f32(want, plain + r * rb, dt, K);
-            CHECK(memcmp(got, want, sizeof(float) * K) == 0, "%s row %d embedding lookup", kern_formats[dt].name, r);
+    const size_t rb = kern_row_bytes(KILN_DT_Q4_K, K);
+    float *src = malloc(sizeof(float) * R * K), *got = malloc(sizeof(float) * K), *want = malloc(sizeof(float) * K);
+    char *plain = malloc(rb * R), *ref = malloc(rb * R), *a = malloc(rb * R), *b = malloc(rb * R);
+    for (int i = 0; i < R * K; i++) src[i] = frand() * (1 + (i / 256) % 4);
+    for (int r = 0; r < R; r++) quantize_row_q4_K_ref(src + r * K, (block_q4_K *)(plain + r * rb), K);
+    q4_k_panels_by_definition(plain, ref, R, K);
+    CHECK(kern_convert_mat(pools[2], a, KILN_DT_Q4_K, plain, KILN_DT_Q4_K, R, K, KERN_LAYOUT_PANEL16) == 0, "repack");
+    CHECK(kern_convert_mat(pools[2], b, KILN_DT_Q4_K, src, KILN_DT_F32, R, K, KERN_LAYOUT_PANEL16) == 0, "quantise");
+    CHECK(memcmp(a, ref, rb * R) == 0, "GGUF rows repacked differ from the layout");
+    CHECK(memcmp(b, ref, rb * R) == 0, "f32 rows quantised into panels differ from the layout");
+    const kiln_mat m = {a, KILN_DT_Q4_K, R, K, KERN_LAYOUT_PANEL16};
+    block_q4_K blk;
+    for (int r = 0; r < R; r++) {
+        for (int k = 0; k < K / QK_K; k++) {
+            kern_qblock_get(&m, r, k, &blk);
+            CHECK(memcmp(&blk, plain + r * rb + k * sizeof blk, sizeof blk) == 0, "row %d block %d", r, k);
         }
-        free(src), free(got), free(want), free(plain), free(ref), free(a), free(b);
+        const int32_t id = r;
+        kern_get_rows(got, &m, &id, 1);
+        kern_row_to_f32(want, plain + r * rb, KILN_DT_Q4_K, K);
+        CHECK(memcmp(got, want, sizeof(float) * K) == 0, "row %d embedding lookup", r);
     }
+    free(src), free(got), free(want), free(plain), free(ref), free(a), free(b);
 }
 
 
@@ -460,8 +434,13 @@ TEST(simd_kquants_match_scalar) {
             /* 8192-wide rows: the kernels take tokens in blocks of 24 (256 KiB of activations), so 70 tokens
              * are 3 blocks, the last ragged */
             if (compare_simd((kiln_dtype)dt, 19, 8192, 70, 2, 19, 0)) goto out;
-            /* and through whole panels (Q4_K): two panels and a plain tail over the 3 token blocks */
-            if (kern_has_panels((kiln_dtype)dt) && compare_simd((kiln_dtype)dt, 35, 8192, 70, 0, 35, 0)) goto out;
+            /* and through whole panels (Q4_K): two panels and a plain tail over the 3 token blocks; a ragged
+             * range around whole panels (rows 5..16 and 48..60 gathered, 16..48 in panels), decoding (the
+             * in-place high nibbles of few tokens: 1 and 3) and 9 tokens */
+            if (kern_has_panels((kiln_dtype)dt) &&
+                (compare_simd((kiln_dtype)dt, 35, 8192, 70, 0, 35, 0) || compare_simd((kiln_dtype)dt, 67, 768, 1, 5, 60, 0) ||
+                 compare_simd((kiln_dtype)dt, 67, 768, 3, 5, 60, 0) || compare_simd((kiln_dtype)dt, 67, 768, 9, 5, 60, 0)))
+                goto out;
             for (int th = 1; th <= 3; th++)
                 if (compare_simd((kiln_dtype)dt, 67, 1024, th == 2 ? 1 : 13, 0, 0, th)) goto out;
         }
@@ -483,7 +462,7 @@ int main(void) {
     if (!pools[0] || !pool2 || !pools[2] || kern_scratch_reserve(&ks, 3, 32, 4096)) return printf("FAIL setup\n"), 1;
     RUN(q4_k_scale_packing);
     RUN(vec_dot_equals_dequantised_dot);
-    RUN(k_panels_are_the_layout);
+    RUN(q4_k_panels_are_the_layout);
     RUN(matmul_is_vec_dot_per_row);
     RUN(simd_kquants_match_scalar);
     RUN(gguf_tensors_match_llamacpp);

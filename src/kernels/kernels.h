@@ -29,12 +29,7 @@
  * scale bytes transposed (byte k of the 16 rows side by side, so one vector op unpacks a sub-block's 6-bit
  * scale or min for all 16 rows: there is no room to store them unpacked), then the quants in 4-byte groups:
  * for chunk c = 0..3 and g = 0..7, 16 rows x bytes 32c+4g..32c+4g+3 of each row's qs (low nibbles: values
- * 64c+4g.. of sub-block 2c; high nibbles: values 64c+32+4g.. of sub-block 2c+1).
- *
- * Q6_K panels (panel_q6_k, 3360 bytes = 16 block_q6_K): the 16 d, the 16 sub-block scales of the 16 rows
- * (scales[j][row]), then per half h = 0..1 of the super-block the ql bytes in 16 groups (16 rows x
- * ql[64h+4G..+3]: low nibbles values 128h+4G.., high ones 128h+64+4G..) and the qh bytes in 8 groups
- * (16 rows x qh[32h+4G..+3]: bit pair p of a byte is value 128h+32p+4G..'s bits 4..5). */
+ * 64c+4g.. of sub-block 2c; high nibbles: values 64c+32+4g.. of sub-block 2c+1). */
 #ifndef KILN_KERNELS_H
 #define KILN_KERNELS_H
 
@@ -49,7 +44,7 @@
 /* How a matrix's rows are laid out in memory. */
 typedef enum {
     KERN_LAYOUT_PLAIN = 0, /* rows one after another (every format) */
-    KERN_LAYOUT_PANEL16,   /* Q8_0 / Q4_0 / Q4_K / Q6_K: leading rows in 16-row panels (above); what the loader makes */
+    KERN_LAYOUT_PANEL16,   /* Q8_0 / Q4_0 / Q4_K: leading rows in 16-row panels (above); what the loader makes */
     KERN_LAYOUT_PREPARED,  /* one panel's scratch copy inside the AVX-512 GEMM (panel_prepared): never a
                               kiln_mat's layout, only the kernel's */
 } kern_layout;
@@ -100,15 +95,6 @@ typedef struct {
 _Static_assert(sizeof(panel_q4_k) == KERN_PANEL * sizeof(block_q4_K) && offsetof(panel_q4_k, scales) == 64 &&
                    offsetof(panel_q4_k, qs) == 256,
                "Q4_K panel: the size of 16 blocks, vectors 64-byte aligned in it");
-typedef struct {
-    uint16_t d[KERN_PANEL];
-    int8_t scales[QK_K / 16][KERN_PANEL];
-    uint8_t ql[2][16][KERN_PANEL][4];
-    uint8_t qh[2][8][KERN_PANEL][4];
-} panel_q6_k;
-_Static_assert(sizeof(panel_q6_k) == KERN_PANEL * sizeof(block_q6_K) && offsetof(panel_q6_k, ql) == 288 &&
-                   offsetof(panel_q6_k, qh) == 288 + 2048,
-               "Q6_K panel: the size of 16 blocks");
 
 /* Bytes of one panel block of format dt (16 blocks). */
 static inline size_t kern_panel_block_bytes(kiln_dtype dt) { return KERN_PANEL * kern_formats[dt].block_bytes; }
@@ -120,14 +106,14 @@ static inline int kern_panel_rows(const kiln_mat *m) {
 static inline const char *kern_qrow(const kiln_mat *m, int r) {
     return (const char *)m->data + (size_t)r * kern_row_bytes(m->dt, m->cols);
 }
-/* Where panel block b of the panel holding row r starts (r < kern_panel_rows(m)); a Q4_K / Q6_K one is
- * a panel_q4_k / panel_q6_k. */
+/* Where panel block b of the panel holding row r starts (r < kern_panel_rows(m)); a Q4_K one is a
+ * panel_q4_k. */
 static inline const kern_panel *kern_panel_block(const kiln_mat *m, int r, int b) {
     const size_t nb = (size_t)(m->cols / kern_formats[m->dt].block_values);
     return (const kern_panel *)((const char *)m->data +
                                 ((size_t)(r / KERN_PANEL) * nb + (size_t)b) * kern_panel_block_bytes(m->dt));
 }
-/* Row r's block b as a llama.cpp block (34 / 18 / 144 / 210 bytes), whatever the layout; and the reverse. */
+/* Row r's block b as a llama.cpp block (34 / 18 / 144 bytes), whatever the layout; and the reverse. */
 void kern_qblock_get(const kiln_mat *m, int r, int b, void *blk);
 void kern_qblock_put(const kiln_mat *m, int r, int b, const void *blk);
 /* Row r as plain llama.cpp blocks: m's own bytes when the row is plain, else gathered into buf (one row,

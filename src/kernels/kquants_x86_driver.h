@@ -1,4 +1,4 @@
-/* kquants_x86_driver.h — the loop over rows and token tiles, and the Q5_K entry point, that the AVX2 and
+/* kquants_x86_driver.h — the loop over rows and token tiles, and the Q5_K / Q6_K entry points, that the AVX2 and
  * AVX-512 K-quant kernel files share: included at the end of each, after it defines KQ_TOKENS (the tile),
  * KQ_ISA (the entry points' suffix) and row_tile(dt, T, y, M, w, nb, x, xb) (one row x T tokens). */
 #ifndef KILN_KQUANTS_X86_DRIVER_H
@@ -38,9 +38,12 @@ INL void gemm_kq(int dt, float *y, const void *x, int n, const kiln_mat *m, int 
     if (r < r1) gemm_kq_rows(dt, y + r, M, x, n, kern_qrow(m, r), r1 - r, m->cols);
 }
 
-/* (the Q4_K / Q6_K entry points are each file's: AVX-512 has panel kernels for them) */
+/* (the Q4_K entry point is each file's: AVX-512 has a panel kernel for it) */
 void KQ_CAT(kern_gemm_q5_k_, KQ_ISA)(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
     gemm_kq(KILN_DT_Q5_K, y, x, n, m, r0, r1, tmp);
+}
+void KQ_CAT(kern_gemm_q6_k_, KQ_ISA)(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    gemm_kq(KILN_DT_Q6_K, y, x, n, m, r0, r1, tmp);
 }
 
 #endif

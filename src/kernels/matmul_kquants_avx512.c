@@ -121,7 +121,14 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
  * int32 sum; the mins term sum_j min_j * (bsum_2j + bsum_2j+1) is one vpdpwssd per sub-block (min_j in
  * both int16 halves against the token's bsum pair); then d * d_x and dmin * d_x once per super-block. The
  * 16 rows come out as one vector (no horizontal sums) and a GEMV reads the matrix as one stream. The
- * integer sums are the reference's exactly; only the f32 scaling rounds in another order. */
+ * integer sums are the reference's exactly; only the f32 scaling rounds in another order.
+ *
+ * No software prefetch, here or in the row kernel: the hardware streamer alone serves these sequential
+ * reads, and the prefetcht0 loop there was (36 per 2304-byte panel block, 14% of Q4_K decode samples)
+ * slowed the GEMV. Same-run figures, 8 matrices 8192 x 2048 read from memory by 2 threads (a bench
+ * program around kern_matmul, n = 1): Q4_K panels 28.4 / 41.4 GB/s with it, 67.5 / 66.3 without; the
+ * Q6_K row kernel 33.0 / 44.4 with, 47.8 / 44.7 without. kiln bench tg128 of the Q4_K_M GGUF, 3 rounds:
+ * 37.6 / 36.0 / 38.1 tok/s with, 46.0 / 40.1 / 48.8 without. */
 #define KP_TOKENS 8    /* tokens sharing each weight vector */
 typedef int32_t kp_i32 __attribute__((may_alias)); /* 4 activation bytes / 2 bsums read as one dword */
 
@@ -137,20 +144,33 @@ INL void kp_scales(const panel_q4_k *p, __m512i sc[2], __m512i mn[2]) {
                             _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(b, 6), m2), 4));
 }
 
-/* Sub-block j's 16 bytes of v (kp_scales' sc or mn) as int32 lanes (a switch: the extract takes a constant). */
-INL __m512i kp_lanes(const __m512i v[2], int j) {
+/* Sub-block j's 16 bytes of v (kp_scales' sc or mn: byte 16 * (j % 4) + row of v[j / 4]) into the 16
+ * rows' dword lanes: that 128-bit lane copied to all four (a switch: the shuffle takes a constant), then
+ * vpshufb by idx (kp_row_index): 2 ops, where extract + zero-extend + shift + or made the mins' pairs in 4. */
+INL __m512i kp_rows(const __m512i v[2], int j, __m512i idx) {
     const __m512i h = v[j >> 2];
     switch (j & 3) {
-    case 0: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(h, 0));
-    case 1: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(h, 1));
-    case 2: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(h, 2));
-    default: return _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(h, 3));
+    case 0: return _mm512_shuffle_epi8(_mm512_shuffle_i32x4(h, h, 0x00), idx);
+    case 1: return _mm512_shuffle_epi8(_mm512_shuffle_i32x4(h, h, 0x55), idx);
+    case 2: return _mm512_shuffle_epi8(_mm512_shuffle_i32x4(h, h, 0xaa), idx);
+    default: return _mm512_shuffle_epi8(_mm512_shuffle_i32x4(h, h, 0xff), idx);
     }
 }
+/* kp_rows' vpshufb index: dword lane i takes byte i, zero-extended (pair false) or in both int16 halves. */
+INL __m512i kp_row_index(bool pair) {
+    const __m512i i = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    return pair ? _mm512_or_si512(_mm512_or_si512(i, _mm512_slli_epi32(i, 16)), _mm512_set1_epi32((int)0x80008000u))
+                : _mm512_or_si512(i, _mm512_set1_epi32((int)0x80808000u));
+}
 
-/* One Q4_K panel block x T tokens (xt[t]: token t's Q8_K block): facc[t] += the 16 rows' dots. */
+/* One Q4_K panel block x T tokens (xt[t]: token t's Q8_K block): facc[t] += the 16 rows' dots. With
+ * few tokens per weight vector (decode) an odd sub-block's high nibbles are dotted in place (w & 0xf0, 16x
+ * the value: at most 4 * 240 * 128 * 8 = 983040 a sub-block, exact in int32) and its sum shifted down
+ * (exact: a multiple of 16), one op per vector instead of a shift and a mask. */
 INL void kp_block_q4_k(int T, const panel_q4_k *pb, const block_q8_K *const *xt, __m512 *facc) {
-    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const bool in_place = T < 4;
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m4h = _mm512_set1_epi8((char)0xf0);
+    const __m512i by_byte = kp_row_index(false), by_pair = kp_row_index(true);
     __m512i sc[2], mn[2], isum[KP_TOKENS];
     kp_scales(pb, sc, mn);
     /* the mins term first: its accumulators are free again before the main sums need theirs */
@@ -158,7 +178,7 @@ INL void kp_block_q4_k(int T, const panel_q4_k *pb, const block_q8_K *const *xt,
     for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
     for (int j = 0; j < 8; j++) {
-        const __m512i mw = kp_lanes(mn, j), mw2 = _mm512_or_si512(mw, _mm512_slli_epi32(mw, 16));
+        const __m512i mw2 = kp_rows(mn, j, by_pair);
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++)
             isum[t] = _mm512_dpwssd_epi32(isum[t], mw2, _mm512_set1_epi32(*(const kp_i32 *)&xt[t]->bsums[2 * j]));
@@ -172,74 +192,33 @@ INL void kp_block_q4_k(int T, const panel_q4_k *pb, const block_q8_K *const *xt,
     }
 #pragma GCC unroll 8
     for (int j = 0; j < 8; j++) {
+        const bool hi = j & 1;
         __m512i acc[KP_TOKENS];
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
             const __m512i raw = _mm512_loadu_si512(pb->qs[j >> 1][g]);
-            const __m512i w = _mm512_and_si512(j & 1 ? _mm512_srli_epi16(raw, 4) : raw, m4);
+            const __m512i w = !hi ? _mm512_and_si512(raw, m4)
+                              : in_place ? _mm512_and_si512(raw, m4h) : _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
 #pragma GCC unroll 8
             for (int t = 0; t < T; t++)
                 acc[t] = _mm512_dpbusd_epi32(acc[t], w, _mm512_set1_epi32(*(const kp_i32 *)&xt[t]->qs[32 * j + 4 * g]));
         }
-        const __m512i s = kp_lanes(sc, j);
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(acc[t], s));
-    }
-#pragma GCC unroll 8
-    for (int t = 0; t < T; t++)
-        facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, _mm512_set1_ps(xt[t]->d)), facc[t]);
-}
-
-/* Q6_K: the same with 16 sub-blocks of 16 (4 groups each), int8 scales and unsigned q = value + 32, whose
- * offset comes off as -32 * sum_j scale_j * bsum_j (scale pairs against bsum pairs, vpdpwssd). */
-INL void kp_block_q6_k(int T, const panel_q6_k *pb, const block_q8_K *const *xt, __m512 *facc) {
-    const __m512i m4 = _mm512_set1_epi8(0x0f), m3 = _mm512_set1_epi8(3);
-    __m512i isum[KP_TOKENS];
-#pragma GCC unroll 8
-    for (int t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; k++) {
-        const __m128i s0 = _mm_loadu_si128((const __m128i *)pb->scales[2 * k]),
-                      s1 = _mm_loadu_si128((const __m128i *)pb->scales[2 * k + 1]);
-        const __m512i sw = _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(s0, s1), _mm_unpacklo_epi8(s0, s1)));
+        const __m512i s = kp_rows(sc, j, by_byte);
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++)
-            isum[t] = _mm512_dpwssd_epi32(isum[t], sw, _mm512_set1_epi32(*(const kp_i32 *)&xt[t]->bsums[2 * k]));
+            isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(hi && in_place ? _mm512_srai_epi32(acc[t], 4) : acc[t], s));
     }
-#pragma GCC unroll 8
-    for (int t = 0; t < T; t++) isum[t] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(isum[t], 5));
-#pragma GCC unroll 16
-    for (int j = 0; j < 16; j++) {
-        const int h = j / 8;
-        __m512i acc[KP_TOKENS];
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_si512();
-#pragma GCC unroll 4
-        for (int q = 0; q < 4; q++) {
-            const int G = 4 * (j % 8) + q; /* values 128h + 4G.. */
-            const __m512i l = _mm512_loadu_si512(pb->ql[h][G % 16]), hb = _mm512_loadu_si512(pb->qh[h][G % 8]);
-            const __m512i lo = _mm512_and_si512(G >= 16 ? _mm512_srli_epi16(l, 4) : l, m4);
-            const __m512i w = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(hb, 2 * (G / 8)), m3), 4));
-#pragma GCC unroll 8
-            for (int t = 0; t < T; t++)
-                acc[t] = _mm512_dpbusd_epi32(acc[t], w, _mm512_set1_epi32(*(const kp_i32 *)&xt[t]->qs[16 * j + 4 * q]));
-        }
-        const __m512i s = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)pb->scales[j]));
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(acc[t], s));
-    }
-    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)pb->d));
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++)
         facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, _mm512_set1_ps(xt[t]->d)), facc[t]);
 }
 
-/* One panel of format dt (nb panel blocks from p) x T tokens (T <= KP_TOKENS; x: the first token's Q8_K
+/* One panel (nb panel blocks from p) x T tokens (T <= KP_TOKENS; x: the first token's Q8_K
  * blocks, the next xb bytes on): writes y[t * M + 0..16). */
-INL void kp_tile(int dt, int T, const char *p, const char *x, size_t xb, int nb, float *y, int M) {
-    const size_t pbb = kern_panel_block_bytes(dt);
+INL void kp_tile(int T, const char *p, const char *x, size_t xb, int nb, float *y, int M) {
+    const size_t pbb = sizeof(panel_q4_k);
     __m512 facc[KP_TOKENS];
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) facc[t] = _mm512_setzero_ps();
@@ -247,21 +226,20 @@ INL void kp_tile(int dt, int T, const char *p, const char *x, size_t xb, int nb,
         const block_q8_K *xt[KP_TOKENS];
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) xt[t] = (const block_q8_K *)(x + (size_t)t * xb) + b;
-        if (dt == KILN_DT_Q6_K) kp_block_q6_k(T, (const panel_q6_k *)p, xt, facc);
-        else kp_block_q4_k(T, (const panel_q4_k *)p, xt, facc);
+        kp_block_q4_k(T, (const panel_q4_k *)p, xt, facc);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) _mm512_storeu_ps(y + (size_t)t * M, facc[t]);
 }
 
 /* n tokens over one panel, KP_TOKENS at a time. */
-INL void kp_tokens(int dt, const char *p, const char *x, size_t xb, int n, int nb, float *y, int M) {
+INL void kp_tokens(const char *p, const char *x, size_t xb, int n, int nb, float *y, int M) {
     int t = 0;
     for (; t + KP_TOKENS <= n; t += KP_TOKENS)
-        kp_tile(dt, KP_TOKENS, p, x + (size_t)t * xb, xb, nb, y + (size_t)t * M, M);
+        kp_tile(KP_TOKENS, p, x + (size_t)t * xb, xb, nb, y + (size_t)t * M, M);
     x += (size_t)t * xb, y += (size_t)t * M;
     switch (n - t) { /* constant T: the compiler keeps accumulators in registers */
-#define TAIL(T) case T: kp_tile(dt, T, p, x, xb, nb, y, M); break;
+#define TAIL(T) case T: kp_tile(T, p, x, xb, nb, y, M); break;
     TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7)
 #undef TAIL
     default: break;
@@ -271,27 +249,20 @@ INL void kp_tokens(int dt, const char *p, const char *x, size_t xb, int n, int n
 /* Whole panels in [r0, r1) through kp_tokens, tokens in blocks of ~256 KiB of activations so that they and
  * the chunk's panels stay in L2; the rest (a direct caller's ragged ends, the plain rows after the last
  * panel) through the row kernel, panel rows gathered into tmp. */
-INL void gemm_kp(int dt, float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+void kern_gemm_q4_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
     const int M = m->rows, nb = m->cols / QK_K, pr = kern_panel_rows(m);
     const int a = (r0 + KERN_PANEL - 1) / KERN_PANEL * KERN_PANEL, e = MIN(r1, pr) / KERN_PANEL * KERN_PANEL;
     if (a >= e) {
-        gemm_kq(dt, y, x, n, m, r0, r1, tmp);
+        gemm_kq(KILN_DT_Q4_K, y, x, n, m, r0, r1, tmp);
         return;
     }
-    if (r0 < a) gemm_kq(dt, y, x, n, m, r0, a, tmp);
+    if (r0 < a) gemm_kq(KILN_DT_Q4_K, y, x, n, m, r0, a, tmp);
     const size_t xb = kern_act_row_bytes(KERN_ACT_Q8_K, m->cols);
     int tb = (int)((256u << 10) / xb) / KP_TOKENS * KP_TOKENS;
     tb = tb < KP_TOKENS ? KP_TOKENS : tb;
     for (int t0 = 0; t0 < n; t0 += tb)
         for (int r = a; r < e; r += KERN_PANEL)
-            kp_tokens(dt, (const char *)kern_panel_block(m, r, 0), (const char *)x + (size_t)t0 * xb, xb, MIN(tb, n - t0),
+            kp_tokens((const char *)kern_panel_block(m, r, 0), (const char *)x + (size_t)t0 * xb, xb, MIN(tb, n - t0),
                       nb, y + (size_t)t0 * M + r, M);
-    if (e < r1) gemm_kq(dt, y, x, n, m, e, r1, tmp);
-}
-
-void kern_gemm_q4_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
-    gemm_kp(KILN_DT_Q4_K, y, x, n, m, r0, r1, tmp);
-}
-void kern_gemm_q6_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
-    gemm_kp(KILN_DT_Q6_K, y, x, n, m, r0, r1, tmp);
+    if (e < r1) gemm_kq(KILN_DT_Q4_K, y, x, n, m, e, r1, tmp);
 }

@@ -124,22 +124,10 @@ static void panel_copy_q4_k(panel_q4_k *p, int i, char *blk, bool to_panel) {
         for (int g = 0; g < 8; g++) panel_move(p->qs[c][g][i], &b->qs[32 * c + 4 * g], sizeof p->qs[c][g][i], to_panel);
 }
 
-/* Q6_K (panel_q6_k): row i's d, scales, ql and qh groups. */
-static void panel_copy_q6_k(panel_q6_k *p, int i, char *blk, bool to_panel) {
-    block_q6_K *b = (block_q6_K *)blk;
-    panel_move(&p->d[i], &b->d, sizeof b->d, to_panel);
-    for (int j = 0; j < QK_K / 16; j++) panel_move(&p->scales[j][i], &b->scales[j], 1, to_panel);
-    for (int h = 0; h < 2; h++) {
-        for (int g = 0; g < 16; g++) panel_move(p->ql[h][g][i], &b->ql[64 * h + 4 * g], sizeof p->ql[h][g][i], to_panel);
-        for (int g = 0; g < 8; g++) panel_move(p->qh[h][g][i], &b->qh[32 * h + 4 * g], sizeof p->qh[h][g][i], to_panel);
-    }
-}
-
 /* Row r's block b <-> its place in m's panel. */
 static void panel_block_copy(const kiln_mat *m, int r, int b, char *blk, bool to_panel) {
     void *p = (void *)kern_panel_block(m, r, b);
     if (m->dt == KILN_DT_Q4_K) panel_copy_q4_k(p, r % KERN_PANEL, blk, to_panel);
-    else if (m->dt == KILN_DT_Q6_K) panel_copy_q6_k(p, r % KERN_PANEL, blk, to_panel);
     else panel_copy(m->dt, p, r % KERN_PANEL, blk, to_panel);
 }
 
