@@ -30,6 +30,13 @@
 # kern_gemm_q6_k_avx512 (the Q6_K LM head is 243 of 371 MB a token), 34% kern_gemm_q4_k_avx512, < 3%
 # routing, gathering and the pool; prefill 56% Q4_K, 10% Q6_K, 5% the scalar Q8_K activation quantiser.
 # K-quant decode runs at ~21 GB/s where Q8_0's runs at ~29-35 (same run; read probe 35-52 GB/s).
+# Decode profile of 8 layers Q4_K_M on the panel kernels (perf, tg128, decode window only, 2026-12-01 19:50):
+# kern_gemm_q6_k 48% (the LM head, the Q6_K ffn_down_exps of 4 layers, attn_v), kern_gemm_q4_k 42%, pool
+# waits (worker + kiln_pool_run spin) 3.4%, the f32 router 1.7%, sampling 1.3%, attention 0.7%; routing,
+# gathering, the activation and Q8_K quantisation together < 0.5%. So decode is the kernels' bandwidth.
+# With the K-quant kernels' software prefetch compiled out (a throwaway build), the same run: tg64
+# 53.0 -> 61.6 tok/s (main), llama.cpp 54.4 (PP=8 RUNS=3, 2 rounds, load ~5); pp512 with the AVX-512 Q8_K
+# quantiser and no prefetch 352.9 vs main's 281.2, llama.cpp 141.7 (2 rounds, load 3.8-4.4, tests running).
 # Setup is done once and kept: $MODEL-Q8_0.gguf and $MODEL-$fmt.gguf (the checkpoint, ~1.25 GB a layer in
 # bf16, is removed once converted; SETUP_ONLY=1 stops after setup).
 #

@@ -1,6 +1,7 @@
 /* test_matmul_many.c — kern_matmul_many (one parallel region for many matmuls, the MoE layer's experts)
  * gives each task exactly kern_matmul's bits, across formats, token counts, shared activations and more
- * tasks than one region holds; a scratch too small for a region is refused. */
+ * tasks than one region holds, and a matrix split into byte-capped work units; a scratch too small for a
+ * region is refused. */
 #include "check.h"
 
 #include "kernels/format.h"
@@ -75,6 +76,29 @@ TEST(many_equals_single_bf16_dot) {
     for (int p = 0; p < 2; p++) many_equals_single(pools[p], true);
 }
 
+/* A decode matmul over a matrix big enough that its work units are capped by bytes (f32 2048 x 2048: 16 MB,
+ * 1 MB units at ~8 per thread, capped to 512 KB), alone and in a region with a small one: the same bits on
+ * 2 threads as on 1. */
+TEST(big_matrix_in_capped_units) {
+    enum { R = 2048, C = 2048 };
+    float *w = malloc(sizeof(float) * R * C), *x = malloc(sizeof(float) * C), *want = malloc(sizeof(float) * R),
+          *got = malloc(sizeof(float) * R), *small = calloc(ROWS, sizeof(float));
+    for (size_t i = 0; i < (size_t)R * C; i++) w[i] = frand();
+    for (int i = 0; i < C; i++) x[i] = frand();
+    const kiln_mat m = {w, KILN_DT_F32, R, C, KERN_LAYOUT_PLAIN};
+    const kiln_mat ms = {w, KILN_DT_F32, ROWS, C, KERN_LAYOUT_PLAIN}; /* the first rows of w */
+    REQUIRE(kern_matmul(pools[0], NULL, want, x, 1, &m, NULL) == 0, "one thread");
+    memset(got, 0, sizeof(float) * R);
+    CHECK(kern_matmul(pools[1], NULL, got, x, 1, &m, NULL) == 0, "two threads");
+    CHECK(memcmp(want, got, sizeof(float) * R) == 0, "kern_matmul on 2 threads differs");
+    memset(got, 0, sizeof(float) * R);
+    kern_mm_task t[2] = {{small, x, 1, &ms}, {got, x, 1, &m}};
+    CHECK(kern_matmul_many(pools[1], NULL, t, 2) == 0, "kern_matmul_many");
+    CHECK(memcmp(want, got, sizeof(float) * R) == 0, "kern_matmul_many on 2 threads differs");
+    CHECK(memcmp(want, small, sizeof(float) * ROWS) == 0, "the small task differs");
+    free(w), free(x), free(want), free(got), free(small);
+}
+
 /* No tasks: nothing to do, no error. */
 TEST(many_of_none) { CHECK(kern_matmul_many(pools[1], NULL, NULL, 0) == 0, "zero tasks"); }
 
@@ -82,6 +106,7 @@ int main(void) {
     pools[0] = kiln_pool_new(1), pools[1] = kiln_pool_new(2);
     RUN(many_equals_single_matmuls);
     RUN(many_equals_single_bf16_dot);
+    RUN(big_matrix_in_capped_units);
     RUN(many_of_none);
     kiln_pool_free(pools[0]), kiln_pool_free(pools[1]);
     return check_done();

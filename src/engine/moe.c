@@ -9,8 +9,10 @@
  *
  * Consecutive experts go together in groups of at most moe_rows gathered rows (every used expert of a
  * decode step is one group): the group's gate and up matrices are one kern_matmul_many, its down matrices
- * another, so a decode step enters the pool ~4 times per layer instead of 4 times per expert, and both
- * threads stream one expert's rows after another without waiting at each matrix's end. */
+ * another, so a decode step enters the pool 4 times per layer (router, gate/up, activation, down: the
+ * token's row is converted once for all its experts and the down inputs on the calling thread) instead
+ * of 4 times per expert, and both threads stream one expert's rows after another without waiting at
+ * each matrix's end. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,8 +97,20 @@ static void route(kiln_ctx *c, int T, int *start) {
     }
 }
 
+/* The input rows of the expert whose n choices start at moe_tok[at], r rows into its group: one token's
+ * row of h is read where it is, so the tasks of every expert that token chose share one x and
+ * kern_matmul_many converts it once (a decode step: one conversion for all the experts' gate and up,
+ * not one per expert); several tokens' rows are gathered into moe_x. */
+static const float *expert_input(kiln_ctx *c, int at, int n, size_t r) {
+    const size_t H = (size_t)c->m->cfg.hidden_size;
+    if (n == 1) return c->h + (size_t)c->moe_tok[at] * H;
+    for (int i = 0; i < n; i++)
+        memcpy(c->moe_x + (r + (size_t)i) * H, c->h + (size_t)c->moe_tok[at + i] * H, H * sizeof(float));
+    return c->moe_x + r * H;
+}
+
 /* Experts [e0, e1) of this layer, whose choices are moe_tok / moe_w [start[e0], start[e1]) (at most
- * moe_rows): their tokens' rows of h gathered into moe_x, gate and up of every used expert as one
+ * moe_rows): their tokens' rows of h (expert_input), gate and up of every used expert as one
  * kern_matmul_many, the activation over all their rows, down likewise, and each output added to its
  * token's sum in expert order. */
 static int run_group(kiln_ctx *c, const kiln_layer *L, const int *start, int e0, int e1) {
@@ -106,15 +120,14 @@ static int run_group(kiln_ctx *c, const kiln_layer *L, const int *start, int e0,
     kern_mm_task up[2 * KILN_MAX_EXPERTS], down[KILN_MAX_EXPERTS];
     int nu = 0, nd = 0;
     if (!rows) return 0; /* (--tp: a rank none of whose experts was chosen) */
-    for (int i = 0; i < rows; i++)
-        memcpy(c->moe_x + (size_t)i * H, c->h + (size_t)c->moe_tok[base + i] * H, H * sizeof(float));
     for (int e = e0; e < e1; e++) {
         const int n = start[e + 1] - start[e];
         if (!n) continue; /* no token chose it: its weights are not read */
         const size_t r = (size_t)(start[e] - base);
         const kiln_expert *x = &L->experts[e];
-        up[nu++] = (kern_mm_task){c->moe_gate + r * I, c->moe_x + r * H, n, &x->w_gate};
-        up[nu++] = (kern_mm_task){c->moe_up + r * I, c->moe_x + r * H, n, &x->w_up};
+        const float *in = expert_input(c, start[e], n, r);
+        up[nu++] = (kern_mm_task){c->moe_gate + r * I, in, n, &x->w_gate};
+        up[nu++] = (kern_mm_task){c->moe_up + r * I, in, n, &x->w_up};
         down[nd++] = (kern_mm_task){c->moe_y + r * H, c->moe_gate + r * I, n, &x->w_down};
     }
     int bad = kern_matmul_many(c->m->pool, &c->ks, up, nu);

@@ -172,15 +172,17 @@ static void matmul_part(void *arg, int ith, int nth) {
 }
 
 /* Rows per work unit: enough units for load balance (~8 per thread), few enough that per-unit
- * overhead stays small, and for prefill small enough that a unit's weights stay in L2 while every
- * token block passes over them. */
+ * overhead stays small, at most UNIT_BYTES of weights (a big matrix's last unit is what the other
+ * thread waits for at the region's end: 16 units of a 250 MB LM head were 16 MB, ~1 ms of a decode
+ * step), and for prefill small enough that a unit's weights stay in L2 while every token block passes
+ * over them. */
+#define UNIT_BYTES ((size_t)512 << 10)
 static int chunk_rows_for(const kiln_mat *m, int n, int nth) {
     int rows = (m->rows + nth * 8 - 1) / (nth * 8);
-    if (n > 1 && kern_panel_rows(m) == 0) { /* a panel (<= 16 x 8192 x 34 bytes) already stays in L2 */
-        size_t rb = kern_row_bytes(m->dt, m->cols);
-        int l2_rows = (int)((256u << 10) / (rb ? rb : 1));
-        if (rows > l2_rows) rows = l2_rows;
-    }
+    const size_t rb = kern_row_bytes(m->dt, m->cols) ? kern_row_bytes(m->dt, m->cols) : 1;
+    /* a panel (<= 16 x 8192 x 34 bytes) already stays in L2 */
+    const size_t cap = n > 1 && kern_panel_rows(m) == 0 ? (size_t)256 << 10 : UNIT_BYTES;
+    if ((size_t)rows * rb > cap) rows = (int)(cap / rb);
     rows = (rows + 15) & ~15;
     return rows < 16 ? 16 : rows;
 }
@@ -214,6 +216,11 @@ static bool scratch_fits(const kern_scratch *s, size_t xq_bytes, int nth, const 
            s->tmp_bytes >= kern_gemm_tmp_bytes(m->cols);
 }
 
+/* Whether converting this many activation values is quicker on the calling thread than as a parallel
+ * region, whose wake-up and wait cost more than the conversion (a decode step's MoE down inputs: 8 rows
+ * of 768; a few tokens of a decode batch). */
+static bool convert_serially(size_t values) { return values <= 16384; }
+
 int kern_matmul(kiln_pool *pool, kern_scratch *s, float *y, const float *x, int n, const kiln_mat *m,
                 const float *bias) {
     struct mm_job j;
@@ -221,7 +228,7 @@ int kern_matmul(kiln_pool *pool, kern_scratch *s, float *y, const float *x, int 
     if (job_init(&j, s, y, x, n, m, bias, nth)) {
         if (!scratch_fits(s, (size_t)n * j.xq_row, nth, m)) return -1;
         j.xq = (char *)s->xq, j.tmp = s->tmp, j.tmp_bytes = s->tmp_bytes;
-        if (n == 1 || nth == 1) quantize_part(&j, 0, 1);
+        if (n == 1 || nth == 1 || convert_serially((size_t)n * (size_t)m->cols)) quantize_part(&j, 0, 1);
         else kiln_pool_run(pool, quantize_part, &j);
     }
     if (nth == 1 || j.n_chunks == 1) matmul_part(&j, 0, 1);
@@ -275,7 +282,7 @@ static void many_matmul_part(void *arg, int ith, int nth) {
  * work units taken from one counter. */
 static int many_region(kiln_pool *pool, kern_scratch *s, const kern_mm_task *t, int n, struct many_job *mj) {
     const int nth = kiln_pool_size(pool);
-    size_t xq_bytes = 0;
+    size_t xq_bytes = 0, values = 0; /* bytes and values of the activations converted */
     mj->n = n, mj->tok0[0] = mj->chunk0[0] = 0;
     atomic_init(&mj->next, 0);
     for (int i = 0; i < n; i++) {
@@ -288,6 +295,7 @@ static int many_region(kiln_pool *pool, kern_scratch *s, const kern_mm_task *t, 
             else {
                 if (!scratch_fits(s, xq_bytes + (size_t)j->n * j->xq_row, nth, j->m)) return -1;
                 j->xq = (char *)s->xq + xq_bytes, own = j->n;
+                values += (size_t)j->n * (size_t)j->m->cols;
                 xq_bytes += (size_t)j->n * j->xq_row;
             }
             j->tmp = s->tmp, j->tmp_bytes = s->tmp_bytes;
@@ -295,7 +303,7 @@ static int many_region(kiln_pool *pool, kern_scratch *s, const kern_mm_task *t, 
         mj->tok0[i + 1] = mj->tok0[i] + own;
         mj->chunk0[i + 1] = mj->chunk0[i] + j->n_chunks;
     }
-    if (mj->tok0[n] <= 1 || nth == 1) many_quantize_part(mj, 0, 1);
+    if (mj->tok0[n] <= 1 || nth == 1 || convert_serially(values)) many_quantize_part(mj, 0, 1);
     else kiln_pool_run(pool, many_quantize_part, mj);
     if (nth == 1) many_matmul_part(mj, 0, 1);
     else kiln_pool_run(pool, many_matmul_part, mj);
