@@ -42,11 +42,7 @@ INL void micro_f(int dt, int R, int T, const char *w, size_t rb, const float *x,
     for (; k + 16 <= K; k += 16) {
         __m512 wv[4];
 #pragma GCC unroll 4
-        for (int i = 0; i < R; i++) {
-            /* GEMV streams R rows at once: prefetch ahead so memory sees enough requests in flight */
-            if (T == 1) _mm_prefetch(w + i * rb + (size_t)(k + PF_VALUES) * kern_formats[dt].block_bytes, _MM_HINT_T0);
-            wv[i] = load_w(dt, w + i * rb, k, 0xffff);
-        }
+        for (int i = 0; i < R; i++) wv[i] = load_w(dt, w + i * rb, k, 0xffff);
 #pragma GCC unroll 4
         for (int j = 0; j < T; j++) {
             __m512 xv = _mm512_loadu_ps(x + (size_t)j * K + k);
