@@ -15,7 +15,6 @@ INL __m256i kq_bit_to_16(__m256i v, int bit) {
     return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(v, bit), _mm256_set1_epi8(1)), 4);
 }
 
-
 /* A Q4_K or Q5_K super-block's fields (qh NULL for Q4_K). */
 typedef struct {
     const uint8_t *qs, *qh, *scales;

@@ -179,10 +179,10 @@ static void matmul_part(void *arg, int ith, int nth) {
 #define UNIT_BYTES ((size_t)512 << 10)
 static int chunk_rows_for(const kiln_mat *m, int n, int nth) {
     int rows = (m->rows + nth * 8 - 1) / (nth * 8);
-    const size_t rb = kern_row_bytes(m->dt, m->cols) ? kern_row_bytes(m->dt, m->cols) : 1;
+    const size_t rb = kern_row_bytes(m->dt, m->cols);
     /* a panel (<= 16 x 8192 x 34 bytes) already stays in L2 */
     const size_t cap = n > 1 && kern_panel_rows(m) == 0 ? (size_t)256 << 10 : UNIT_BYTES;
-    if ((size_t)rows * rb > cap) rows = (int)(cap / rb);
+    if (rb && (size_t)rows * rb > cap) rows = (int)(cap / rb);
     rows = (rows + 15) & ~15;
     return rows < 16 ? 16 : rows;
 }
