@@ -70,6 +70,7 @@ const kern_isa kern_isa_scalar = {
              [KILN_DT_Q4_1 ... KILN_DT_IQ4_XS] = gemm_vec_dot_scalar},
     .attention = kern_attention_ref,
     .quantize_act = quantize_act_ref,
+    .quantize_q8_k = quantize_row_q8_K_ref,
     .silu_mul = kern_silu_mul_ref,
     .gelu_tanh_mul = kern_gelu_tanh_mul_ref,
     .attention_block = kern_attention_block_ref, /* no bf16 dot-product path: gemm_bf16dot, to_bf16 NULL */

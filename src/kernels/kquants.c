@@ -70,11 +70,8 @@ void quantize_row_q8_K_ref(const float *x, block_q8_K *y, int k) {
 }
 
 void kern_q8_1_row_from_f32(void *dst, const float *src, int n) { quantize_row_q8_1_ref(src, dst, n); }
-/* Q8_K: the AVX-512 quantiser (bit-exact with the reference) when that is the ISA kern_matmul runs */
-void kern_q8_k_row_from_f32(void *dst, const float *src, int n) {
-    if (kern_active_isa() == &kern_isa_avx512) quantize_row_q8_K_avx512(src, dst, n);
-    else quantize_row_q8_K_ref(src, dst, n);
-}
+/* Q8_K through the ISA kern_matmul runs (AVX-512: bit-exact with the reference) */
+void kern_q8_k_row_from_f32(void *dst, const float *src, int n) { kern_active_isa()->quantize_q8_k(src, dst, n); }
 
 /* ---- the 32-value formats: value j (0..31) of a block, as an integer level ---- */
 

@@ -127,7 +127,7 @@ void kern_q3_k_scales(const uint8_t packed[12], int8_t out[16]);
 /* Activation quantisers (the vec_dot types), llama.cpp's *_ref arithmetic. k a multiple of the block. */
 void quantize_row_q8_1_ref(const float *x, block_q8_1 *y, int k);
 void quantize_row_q8_K_ref(const float *x, block_q8_K *y, int k);
-/* The same bit for bit with AVX-512 (kquants_quantize_avx512.c; kern_q8_k_row_from_f32 picks it) */
+/* The same bit for bit with AVX-512 (kquants_quantize_avx512.c; kern_isa_avx512's quantize_q8_k) */
 void quantize_row_q8_K_avx512(const float *x, block_q8_K *y, int k);
 
 /* Dequantisation (llama.cpp's dequantize_row_*). */

@@ -38,6 +38,7 @@ typedef struct kern_isa {
     kern_gemm_fn gemm[KILN_DT_COUNT]; /* indexed by weight dtype */
     kern_attn_fn attention;           /* kern_attention's contract (kernels.h) */
     void (*quantize_act)(const float *x, act_q8 *y, int k, int c); /* quantize_act_ref's contract */
+    void (*quantize_q8_k)(const float *x, block_q8_K *y, int k);    /* quantize_row_q8_K_ref's, bit for bit */
     void (*silu_mul)(float *gate, const float *up, int n);         /* kern_silu_mul's contract */
     /* The bf16 dot-product path for float weights (kern_scratch.bf16_dot; NULL entries: none): x is
      * bf16[n][kern_bf16_act_stride(cols)] made by to_bf16, tmp holds kern_bf16_tile_rows(cols) rows of

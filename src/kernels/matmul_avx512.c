@@ -560,6 +560,7 @@ const kern_isa kern_isa_avx512 = {
              [KILN_DT_Q4_1] = kern_gemm_q4_1_avx512, [KILN_DT_Q5_1] = kern_gemm_q5_1_avx512},
     .attention = kern_attention_avx512,
     .quantize_act = quantize_act_avx512,
+    .quantize_q8_k = quantize_row_q8_K_avx512,
     .silu_mul = silu_mul_avx512,
     .gemm_bf16dot = {[KILN_DT_F16] = gemm_bf16dot_f16, [KILN_DT_BF16] = gemm_bf16dot_bf16},
     .to_bf16 = act_to_bf16,
