@@ -125,7 +125,7 @@ static inline const char *kern_qrow(const kiln_mat *m, int r) {
     return (const char *)m->data + (size_t)r * kern_row_bytes(m->dt, m->cols);
 }
 /* Where panel block b of the panel holding row r starts (r < kern_panel_rows(m)); a Q4_K one is a
- * panel_q4_k. */
+ * panel_q4_k. (Q6_K panels are not blocks: kern_panel_q6_k.) */
 static inline const kern_panel *kern_panel_block(const kiln_mat *m, int r, int b) {
     const size_t nb = (size_t)(m->cols / kern_formats[m->dt].block_values);
     return (const kern_panel *)((const char *)m->data +

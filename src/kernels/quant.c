@@ -165,9 +165,12 @@ static void panel_copy_q6_k(panel_q6_k p, int i, char *blk, bool to_panel) {
 
 /* Row r's block b <-> its place in m's panel. */
 static void panel_block_copy(const kiln_mat *m, int r, int b, char *blk, bool to_panel) {
+    if (m->dt == KILN_DT_Q6_K) {
+        panel_copy_q6_k(kern_panel_q6_k(m, r, b), r % KERN_PANEL, blk, to_panel);
+        return;
+    }
     void *p = (void *)kern_panel_block(m, r, b);
     if (m->dt == KILN_DT_Q4_K) panel_copy_q4_k(p, r % KERN_PANEL, blk, to_panel);
-    else if (m->dt == KILN_DT_Q6_K) panel_copy_q6_k(kern_panel_q6_k(m, r, b), r % KERN_PANEL, blk, to_panel);
     else panel_copy(m->dt, p, r % KERN_PANEL, blk, to_panel);
 }
 
