@@ -222,9 +222,14 @@ INL void kp_block_q4_k(int T, const panel_q4_k *pb, const block_q8_K *const *xt,
  * value + 32: so the sum is the rows' exact int32 dot of the group), multiplied by the rows' int8
  * scales (vpmulld) into the super-block's int32 sum; d * d_x once per super-block. The four operands come
  * from a triple of vectors: three are a mask each, the fourth gathers the 2-bit pieces of the three
- * (kp_q6_fourth). Per 16 rows and super-block that is ~280 512-bit ops at one token where the row kernel
- * (unpack_q6_k, super_dot) takes ~16 x 65. The integer sums are the reference's exactly; only the f32
- * scaling rounds in another order. */
+ * (kp_q6_fourth). At one token that is ~17 512-bit ALU ops per group (~280 per 16 rows' super-block) where
+ * the row kernel (unpack_q6_k, super_dot) takes ~65 per row's super-block (~1040 for 16 rows), on the 2
+ * ports this core issues them on. The integer sums are the reference's exactly; only the f32 scaling
+ * rounds in another order. Same-run figures on a heavily shared host (load ~7 on 2 cores, so only the
+ * ratios mean anything): one thread, a 512 x 2048 matrix from L2 (matmul_bench l2), row kernel 12.2 GB/s,
+ * panels 31.2; the 1B model's matmuls from memory, 2 threads (matmul_bench q6_k 2 0 16 1 3), 8.6 / 8.3 /
+ * 7.9 GB/s (44-47% of the probe) before, 13.0 / 11.2 / 12.1 (62-70%) after. The panels' 64-byte
+ * alignment (kernels.h) measured no different from 16-byte (the data as malloc places it). */
 
 /* The fourth operand of a triple: bits 6..7 of a, b, c as bits 0..1, 2..3, 4..5. vpsrlw shifts 16-bit
  * lanes, so a low byte takes in its neighbour's low bits: the selects keep only the bits each piece owns
