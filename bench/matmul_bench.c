@@ -13,6 +13,9 @@
  *   build/bench/matmul_bench f16 2 [n_prompt=512] [n_gen=32] [pp_reps=1] [rounds=5] [pages=huge|4k]
  *       (pp: best of pp_reps passes, n_prompt 0 skips it; small batches, e.g. 8 tokens, need ~20 to settle)
  *   build/bench/matmul_bench bw 2        (read bandwidth only)
+ *   build/bench/matmul_bench l2 q6_k [rows=512] [cols=2048] [passes=2000] [plain]   (one thread, one small
+ *       matrix decoded over and over: the kernel's rate from L2, where the memory rate does not hide it;
+ *       plain: rows one after another, not the loader's panels, i.e. the row kernel)
  * pp is the engine's default arithmetic (kern_scratch.bf16_dot: bf16 dot products for F16 / BF16 weights);
  * pp_exact_tok_s the exact f32 path (--exact), measured alternately in the same run (float weights). */
 #include <stdbool.h>
@@ -64,11 +67,64 @@ static double median(const double *v, int n) { /* n <= MAX_ROUNDS */
 /* The read-bandwidth probe kiln info uses (512 MiB, best pass within 0.3 s), in GB/s. */
 static double probe_gb_s(int threads) { return kiln_measure_read_bw(512u << 20, threads, 0.3) / 1e9; }
 
+/* A rows x cols matrix of random values in the loader's layout unless plain (huge pages advised unless !huge). */
+static kiln_mat random_mat(kiln_dtype dt, int rows, int cols, int seed, bool huge, bool plain, float *row) {
+    const size_t rb = kern_row_bytes(dt, cols);
+    char *w = alloc_weights(rb * rows, huge), *one = malloc(rb);
+    if (!w || !one) {
+        free(w), free(one);
+        return (kiln_mat){0};
+    }
+    for (int c = 0; c < cols; c++) row[c] = (float)((c * 7919 + seed) % 255 - 127) / 512.0f;
+    kern_row_from_f32(one, dt, row, cols);
+    /* quantised matrices get the loader's panel layout (kernels.h) */
+    const bool q = kern_is_quantised(dt) && !plain;
+    kiln_mat m = {w, dt, rows, cols, q ? KERN_LAYOUT_PANEL16 : KERN_LAYOUT_PLAIN};
+    for (int r = 0; r < rows; r++) {
+        if (!q) {
+            memcpy(w + rb * r, one, rb);
+            continue;
+        }
+        const size_t bsz = kern_formats[dt].block_bytes;
+        for (int b = 0; b < cols / kern_formats[dt].block_values; b++) kern_qblock_put(&m, r, b, one + b * bsz);
+    }
+    free(one);
+    return m;
+}
+
+/* One thread decoding one small matrix `passes` times: GB/s of weights read (from L2 once warm). */
+static int l2_rate(kiln_dtype dt, int rows, int cols, int passes, bool plain) {
+    kiln_pool *pool = kiln_pool_new(1);
+    kern_scratch ks = {0};
+    float *row = malloc(sizeof(float) * (size_t)cols), *x = malloc(sizeof(float) * (size_t)cols),
+          *y = malloc(sizeof(float) * (size_t)rows);
+    if (!pool || !row || !x || !y || kern_scratch_reserve(&ks, 1, 1, cols)) return fprintf(stderr, "out of memory\n"), 1;
+    const kiln_mat m = random_mat(dt, rows, cols, 1, true, plain, row);
+    if (!m.data) return fprintf(stderr, "out of memory\n"), 1;
+    for (int c = 0; c < cols; c++) x[c] = (float)((c * 31) % 17) / 17.0f - 0.5f;
+    for (int i = 0; i < passes / 10; i++) kern_matmul(pool, &ks, y, x, 1, &m, NULL);
+    const double t = now();
+    for (int i = 0; i < passes; i++) kern_matmul(pool, &ks, y, x, 1, &m, NULL);
+    const double s = now() - t, bytes = (double)kern_row_bytes(dt, cols) * rows;
+    printf("{\"isa\":\"%s\",\"dtype\":\"%s\",\"rows\":%d,\"cols\":%d,\"layout\":\"%s\",\"kib\":%.0f,\"l2_gb_s\":%.2f,\"us_per_pass\":%.2f}\n",
+           kern_isa_name(), kiln_dtype_name(dt), rows, cols, plain ? "plain" : "loader", bytes / 1024, bytes * passes / s / 1e9, s / passes * 1e6);
+    free((void *)m.data), free(row), free(x), free(y);
+    kern_scratch_free(&ks);
+    kiln_pool_free(pool);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     kiln_dtype dt = KILN_DT_Q8_0;
     if (argc > 1 && strcmp(argv[1], "bw") == 0) {
         printf("{\"read_bw_gb_s\":%.2f}\n", probe_gb_s(argc > 2 ? atoi(argv[2]) : 2));
         return 0;
+    }
+    if (argc > 2 && strcmp(argv[1], "l2") == 0) {
+        if (kiln_dtype_parse(argv[2], &dt) != 0) return fprintf(stderr, "unknown dtype %s\n", argv[2]), 1;
+        kern_init();
+        return l2_rate(dt, argc > 3 ? atoi(argv[3]) : 512, argc > 4 ? atoi(argv[4]) : 2048, argc > 5 ? atoi(argv[5]) : 2000,
+                       argc > 6 && strcmp(argv[6], "plain") == 0);
     }
     if (argc > 1 && kiln_dtype_parse(argv[1], &dt) != 0) return fprintf(stderr, "unknown dtype %s\n", argv[1]), 1;
     int threads = argc > 2 ? atoi(argv[2]) : 2, np = argc > 3 ? atoi(argv[3]) : 512, ng = argc > 4 ? atoi(argv[4]) : 32;
@@ -87,24 +143,9 @@ int main(int argc, char **argv) {
     float *row = malloc(sizeof(float) * FF);
     for (int i = 0; i < LAYERS * 7 + 1; i++) {
         int rows = i < LAYERS * 7 ? shapes[i % 7][0] : VOCAB, cols = i < LAYERS * 7 ? shapes[i % 7][1] : H;
-        size_t rb = kern_row_bytes(dt, cols);
-        char *w = alloc_weights(rb * rows, huge), *one = malloc(rb);
-        if (!w || !one) return fprintf(stderr, "out of memory\n"), 1;
-        for (int c = 0; c < cols; c++) row[c] = (float)((c * 7919 + i) % 255 - 127) / 512.0f;
-        kern_row_from_f32(one, dt, row, cols);
-        /* quantised matrices get the loader's panel layout (kernels.h) */
-        bool q = kern_is_quantised(dt);
-        mats[i] = (kiln_mat){w, dt, rows, cols, q ? KERN_LAYOUT_PANEL16 : KERN_LAYOUT_PLAIN};
-        for (int r = 0; r < rows; r++) {
-            if (!q) {
-                memcpy(w + rb * r, one, rb);
-                continue;
-            }
-            size_t bsz = kern_formats[dt].block_bytes;
-            for (int b = 0; b < cols / kern_formats[dt].block_values; b++) kern_qblock_put(&mats[i], r, b, one + b * bsz);
-        }
-        free(one);
-        bytes += rb * rows;
+        mats[i] = random_mat(dt, rows, cols, i, huge, false, row);
+        if (!mats[i].data) return fprintf(stderr, "out of memory\n"), 1;
+        bytes += kern_row_bytes(dt, cols) * rows;
     }
     const int nx = np > 1 ? np : 1;
     float *x = malloc(sizeof(float) * (size_t)nx * FF), *y = malloc(sizeof(float) * (size_t)nx * VOCAB);

@@ -276,35 +276,70 @@ static void q4_k_panels_by_definition(const char *plain, char *out, int rows, in
         }
 }
 
-/* The loader's repacking into Q4_K panels (a GGUF's rows, and --quant's f32 ones) is that layout, and
- * the accessors read every row's blocks and f32 values back. */
-TEST(q4_k_panels_are_the_layout) {
+/* Q6_K rows in the panel layout placed by its definition (kernels.h): per 16-row panel, the nb
+ * super-blocks' quants (16 triples A, B, C of 16 rows x 4 bytes per super-block), then their scales (scale
+ * j of the 16 rows side by side), then their d; the last rows plain. */
+static void q6_k_panels_by_definition(const char *plain, char *out, int rows, int cols) {
+    const size_t rb = kern_row_bytes(KILN_DT_Q6_K, cols), bs = sizeof(block_q6_K);
+    const int nb = cols / QK_K;
+    for (int r = 0; r < rows; r++)
+        for (int b = 0; b < nb; b++) {
+            const block_q6_K *blk = (const block_q6_K *)(plain + r * rb + b * bs);
+            if (r >= rows / 16 * 16) {
+                memcpy(out + r * rb + b * bs, blk, bs);
+                continue;
+            }
+            uint8_t q[QK_K]; /* the stored q of value v (llama.cpp's dequantize_row_q6_K) */
+            for (int v = 0; v < QK_K; v++) {
+                const int h = v / 128, l = v % 32, k = v % 128 / 32;
+                const uint8_t ql = blk->ql[64 * h + l + (k % 2 ? 32 : 0)];
+                q[v] = (uint8_t)((k < 2 ? ql & 15 : ql >> 4) | (blk->qh[32 * h + l] >> (2 * k) & 3) << 4);
+            }
+            char *panel = out + (size_t)(r / 16) * 16 * rb, *qs = panel + (size_t)b * 3072;
+            char *sc = panel + (size_t)nb * 3072 + (size_t)b * 256, *d = panel + (size_t)nb * 3328 + (size_t)b * 32;
+            const int i = r % 16;
+            memcpy(d + 2 * i, &blk->d, 2);
+            for (int g = 0; g < 16; g++) sc[16 * g + i] = (char)blk->scales[g];
+            for (int g = 0; g < 16; g++)
+                for (int t = 0; t < 3; t++)
+                    for (int k = 0; k < 4; k++)
+                        qs[192 * g + 64 * t + 4 * i + k] = (char)(q[16 * g + 4 * t + k] | (q[16 * g + 12 + k] >> (2 * t) & 3) << 6);
+        }
+}
+
+/* The loader's repacking into dt's panels (a GGUF's rows, and --quant's f32 ones) is the layout that
+ * by_definition writes, and the accessors read every row's blocks and f32 values back. */
+static void panels_are_the_layout(kiln_dtype dt, void (*by_definition)(const char *, char *, int, int),
+                                  void (*quantize)(const float *, void *, int)) {
     enum { R = 37, K = 768 };
-    const size_t rb = kern_row_bytes(KILN_DT_Q4_K, K);
+    const size_t rb = kern_row_bytes(dt, K), bs = kern_formats[dt].block_bytes;
     float *src = malloc(sizeof(float) * R * K), *got = malloc(sizeof(float) * K), *want = malloc(sizeof(float) * K);
     char *plain = malloc(rb * R), *ref = malloc(rb * R), *a = malloc(rb * R), *b = malloc(rb * R);
     for (int i = 0; i < R * K; i++) src[i] = frand() * (1 + (i / 256) % 4);
-    for (int r = 0; r < R; r++) quantize_row_q4_K_ref(src + r * K, (block_q4_K *)(plain + r * rb), K);
-    q4_k_panels_by_definition(plain, ref, R, K);
-    CHECK(kern_convert_mat(pools[2], a, KILN_DT_Q4_K, plain, KILN_DT_Q4_K, R, K, KERN_LAYOUT_PANEL16) == 0, "repack");
-    CHECK(kern_convert_mat(pools[2], b, KILN_DT_Q4_K, src, KILN_DT_F32, R, K, KERN_LAYOUT_PANEL16) == 0, "quantise");
-    CHECK(memcmp(a, ref, rb * R) == 0, "GGUF rows repacked differ from the layout");
-    CHECK(memcmp(b, ref, rb * R) == 0, "f32 rows quantised into panels differ from the layout");
-    const kiln_mat m = {a, KILN_DT_Q4_K, R, K, KERN_LAYOUT_PANEL16};
-    block_q4_K blk;
+    for (int r = 0; r < R; r++) quantize(src + r * K, plain + r * rb, K);
+    by_definition(plain, ref, R, K);
+    CHECK(kern_convert_mat(pools[2], a, dt, plain, dt, R, K, KERN_LAYOUT_PANEL16) == 0, "repack");
+    CHECK(kern_convert_mat(pools[2], b, dt, src, KILN_DT_F32, R, K, KERN_LAYOUT_PANEL16) == 0, "quantise");
+    CHECK(memcmp(a, ref, rb * R) == 0, "%s: GGUF rows repacked differ from the layout", kiln_dtype_name(dt));
+    CHECK(memcmp(b, ref, rb * R) == 0, "%s: f32 rows quantised into panels differ from the layout", kiln_dtype_name(dt));
+    const kiln_mat m = {a, dt, R, K, KERN_LAYOUT_PANEL16};
+    char blk[KERN_MAX_BLOCK_BYTES];
     for (int r = 0; r < R; r++) {
         for (int k = 0; k < K / QK_K; k++) {
-            kern_qblock_get(&m, r, k, &blk);
-            CHECK(memcmp(&blk, plain + r * rb + k * sizeof blk, sizeof blk) == 0, "row %d block %d", r, k);
+            kern_qblock_get(&m, r, k, blk);
+            CHECK(memcmp(blk, plain + r * rb + k * bs, bs) == 0, "%s row %d block %d", kiln_dtype_name(dt), r, k);
         }
         const int32_t id = r;
         kern_get_rows(got, &m, &id, 1);
-        kern_row_to_f32(want, plain + r * rb, KILN_DT_Q4_K, K);
-        CHECK(memcmp(got, want, sizeof(float) * K) == 0, "row %d embedding lookup", r);
+        kern_row_to_f32(want, plain + r * rb, dt, K);
+        CHECK(memcmp(got, want, sizeof(float) * K) == 0, "%s row %d embedding lookup", kiln_dtype_name(dt), r);
     }
     free(src), free(got), free(want), free(plain), free(ref), free(a), free(b);
 }
-
+static void quantize_q4_k(const float *x, void *y, int k) { quantize_row_q4_K_ref(x, y, k); }
+static void quantize_q6_k(const float *x, void *y, int k) { quantize_row_q6_K_ref(x, y, k); }
+TEST(q4_k_panels_are_the_layout) { panels_are_the_layout(KILN_DT_Q4_K, q4_k_panels_by_definition, quantize_q4_k); }
+TEST(q6_k_panels_are_the_layout) { panels_are_the_layout(KILN_DT_Q6_K, q6_k_panels_by_definition, quantize_q6_k); }
 
 /* kern_matmul on every vec_dot format: equal to each row's vec_dot with the token's quantised
  * activations, whatever ISA (one without a kernel for the format runs the reference) and thread count. */
@@ -434,7 +469,7 @@ TEST(simd_kquants_match_scalar) {
             /* 8192-wide rows: the kernels take tokens in blocks of 24 (256 KiB of activations), so 70 tokens
              * are 3 blocks, the last ragged */
             if (compare_simd((kiln_dtype)dt, 19, 8192, 70, 2, 19, 0)) goto out;
-            /* and through whole panels (Q4_K): two panels and a plain tail over the 3 token blocks; a ragged
+            /* and through whole panels (Q4_K, Q6_K): two panels and a plain tail over the 3 token blocks; a ragged
              * range around whole panels (rows 5..16 and 48..60 gathered, 16..48 in panels), decoding (the
              * in-place high nibbles of few tokens: 1 and 3) and 9 tokens */
             if (kern_has_panels((kiln_dtype)dt) &&
@@ -463,6 +498,7 @@ int main(void) {
     RUN(q4_k_scale_packing);
     RUN(vec_dot_equals_dequantised_dot);
     RUN(q4_k_panels_are_the_layout);
+    RUN(q6_k_panels_are_the_layout);
     RUN(matmul_is_vec_dot_per_row);
     RUN(simd_kquants_match_scalar);
     RUN(gguf_tensors_match_llamacpp);

@@ -107,7 +107,7 @@ typedef struct kern_format {
     int panel_groups;        /* panels: 4-byte quant groups per block in a panel (kernels.h) */
     kern_block_dot_fn block_dot; /* panels */
     bool vec_dot_panels;     /* a vec_dot format whose rows the loader also puts in 16-row panels (Q4_K:
-                                panel_q4_k, kernels.h) */
+                                panel_q4_k; Q6_K: panel_q6_k; kernels.h) */
     kern_act act;            /* the others: activations quantised to this (llama.cpp's vec_dot_type) ... */
     kern_vec_dot_fn vec_dot; /* ... and dotted with a row by llama.cpp's arithmetic (kquants.h) */
 } kern_format;
@@ -140,7 +140,7 @@ static const kern_format kern_formats[KILN_DT_COUNT] = {
     [KILN_DT_Q3_K] = KERN_VEC_DOT_FORMAT(q3_k, 11, QK_K, block_q3_K, KERN_ACT_Q8_K),
     [KILN_DT_Q4_K] = KERN_VEC_DOT_FORMAT(q4_k, 12, QK_K, block_q4_K, KERN_ACT_Q8_K, .vec_dot_panels = true),
     [KILN_DT_Q5_K] = KERN_VEC_DOT_FORMAT(q5_k, 13, QK_K, block_q5_K, KERN_ACT_Q8_K),
-    [KILN_DT_Q6_K] = KERN_VEC_DOT_FORMAT(q6_k, 14, QK_K, block_q6_K, KERN_ACT_Q8_K),
+    [KILN_DT_Q6_K] = KERN_VEC_DOT_FORMAT(q6_k, 14, QK_K, block_q6_K, KERN_ACT_Q8_K, .vec_dot_panels = true),
     [KILN_DT_IQ4_NL] = KERN_VEC_DOT_FORMAT(iq4_nl, 20, QK, block_iq4_nl, KERN_ACT_Q8_0),
     [KILN_DT_IQ4_XS] = KERN_VEC_DOT_FORMAT(iq4_xs, 23, QK_K, block_iq4_xs, KERN_ACT_Q8_K),
 };
@@ -148,8 +148,9 @@ static const kern_format kern_formats[KILN_DT_COUNT] = {
 
 /* The largest block of a panel format (stack buffers for one panel block; per 32 values, a bound on the
  * row scratch of a gathered panel row). */
-#define KERN_MAX_BLOCK_BYTES sizeof(block_q4_K)
-_Static_assert(sizeof(block_q4_0) <= KERN_MAX_BLOCK_BYTES && sizeof(block_q8_0) <= KERN_MAX_BLOCK_BYTES,
+#define KERN_MAX_BLOCK_BYTES sizeof(block_q6_K)
+_Static_assert(sizeof(block_q4_0) <= KERN_MAX_BLOCK_BYTES && sizeof(block_q8_0) <= KERN_MAX_BLOCK_BYTES &&
+                   sizeof(block_q4_K) <= KERN_MAX_BLOCK_BYTES,
                "KERN_MAX_BLOCK_BYTES covers every panel block");
 
 static inline bool kern_dtype_valid(int dt) { return dt >= 0 && dt < KILN_DT_COUNT; }

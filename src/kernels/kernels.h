@@ -29,7 +29,17 @@
  * scale bytes transposed (byte k of the 16 rows side by side, so one vector op unpacks a sub-block's 6-bit
  * scale or min for all 16 rows: there is no room to store them unpacked), then the quants in 4-byte groups:
  * for chunk c = 0..3 and g = 0..7, 16 rows x bytes 32c+4g..32c+4g+3 of each row's qs (low nibbles: values
- * 64c+4g.. of sub-block 2c; high nibbles: values 64c+32+4g.. of sub-block 2c+1). */
+ * 64c+4g.. of sub-block 2c; high nibbles: values 64c+32+4g.. of sub-block 2c+1).
+ *
+ * Q6_K panels (panel_q6_k below; same rule, nb * 3360 bytes = 16 rows of block_q6_K) are three arrays,
+ * not nb blocks: the quants of the nb super-blocks (3072 bytes each), then their scales (256 bytes each:
+ * scale j of the 16 rows side by side, j = 0..15), then their d (16 f16, 32 bytes each), so that every
+ * vector load is 64-byte aligned when the panel is (a 3360-byte block is 52.5 cache lines; measured no
+ * faster than misaligned, but free). A
+ * super-block's quants are 16 triples of 64-byte vectors (A, B, C), one per group j of 16 values, each
+ * 16 rows x 4 bytes: byte 4 * row + i of A / B / C holds the row's stored q (0..63, the value + 32) of
+ * value 16j + i / 16j + 4 + i / 16j + 8 + i in bits 0..5, and in bits 6..7 bits 0..1 / 2..3 / 4..5 of
+ * the q of value 16j + 12 + i: four vpdpbusd operands from three vectors (matmul_kquants_avx512.c). */
 #ifndef KILN_KERNELS_H
 #define KILN_KERNELS_H
 
@@ -44,7 +54,7 @@
 /* How a matrix's rows are laid out in memory. */
 typedef enum {
     KERN_LAYOUT_PLAIN = 0, /* rows one after another (every format) */
-    KERN_LAYOUT_PANEL16,   /* Q8_0 / Q4_0 / Q4_K: leading rows in 16-row panels (above); what the loader makes */
+    KERN_LAYOUT_PANEL16,   /* Q8_0 / Q4_0 / Q4_K / Q6_K: leading rows in 16-row panels (above); what the loader makes */
     KERN_LAYOUT_PREPARED,  /* one panel's scratch copy inside the AVX-512 GEMM (panel_prepared): never a
                               kiln_mat's layout, only the kernel's */
 } kern_layout;
@@ -96,6 +106,15 @@ _Static_assert(sizeof(panel_q4_k) == KERN_PANEL * sizeof(block_q4_K) && offsetof
                    offsetof(panel_q4_k, qs) == 256,
                "Q4_K panel: the size of 16 blocks, vectors 64-byte aligned in it");
 
+/* Q6_K's panel (above): a super-block's quant and scale bytes for 16 rows. */
+enum { KERN_Q6_K_PANEL_QS = 3 * QK_K / 4 * KERN_PANEL, KERN_Q6_K_PANEL_SCALES = QK_K / 16 * KERN_PANEL };
+/* Where super-block b of the Q6_K panel holding row r keeps its parts (r < kern_panel_rows(m)). */
+typedef struct {
+    uint8_t *qs;    /* KERN_Q6_K_PANEL_QS bytes: 16 triples of 16 rows x 4 bytes */
+    int8_t *scales; /* [16][KERN_PANEL]: scale j of the rows */
+    uint16_t *d;    /* [KERN_PANEL] */
+} panel_q6_k;
+
 /* Bytes of one panel block of format dt (16 blocks). */
 static inline size_t kern_panel_block_bytes(kiln_dtype dt) { return KERN_PANEL * kern_formats[dt].block_bytes; }
 /* How many leading rows are in panels (0 for plain matrices). */
@@ -107,13 +126,22 @@ static inline const char *kern_qrow(const kiln_mat *m, int r) {
     return (const char *)m->data + (size_t)r * kern_row_bytes(m->dt, m->cols);
 }
 /* Where panel block b of the panel holding row r starts (r < kern_panel_rows(m)); a Q4_K one is a
- * panel_q4_k. */
+ * panel_q4_k. (Q6_K panels are not blocks: kern_panel_q6_k.) */
 static inline const kern_panel *kern_panel_block(const kiln_mat *m, int r, int b) {
     const size_t nb = (size_t)(m->cols / kern_formats[m->dt].block_values);
     return (const kern_panel *)((const char *)m->data +
                                 ((size_t)(r / KERN_PANEL) * nb + (size_t)b) * kern_panel_block_bytes(m->dt));
 }
-/* Row r's block b as a llama.cpp block (34 / 18 / 144 bytes), whatever the layout; and the reverse. */
+static inline panel_q6_k kern_panel_q6_k(const kiln_mat *m, int r, int b) {
+    const size_t nb = (size_t)(m->cols / QK_K);
+    char *p = (char *)m->data + (size_t)(r / KERN_PANEL) * nb * kern_panel_block_bytes(KILN_DT_Q6_K);
+    char *sc = p + nb * KERN_Q6_K_PANEL_QS, *d = sc + nb * KERN_Q6_K_PANEL_SCALES;
+    return (panel_q6_k){(uint8_t *)p + (size_t)b * KERN_Q6_K_PANEL_QS, (int8_t *)sc + (size_t)b * KERN_Q6_K_PANEL_SCALES,
+                        (uint16_t *)d + (size_t)b * KERN_PANEL};
+}
+_Static_assert(KERN_Q6_K_PANEL_QS + KERN_Q6_K_PANEL_SCALES + 2 * KERN_PANEL == KERN_PANEL * sizeof(block_q6_K),
+               "Q6_K panel: the size of 16 blocks");
+/* Row r's block b as a llama.cpp block (34 / 18 / 144 / 210 bytes), whatever the layout; and the reverse. */
 void kern_qblock_get(const kiln_mat *m, int r, int b, void *blk);
 void kern_qblock_put(const kiln_mat *m, int r, int b, const void *blk);
 /* Row r as plain llama.cpp blocks: m's own bytes when the row is plain, else gathered into buf (one row,

@@ -28,7 +28,7 @@ INL void gemm_kq_rows(int dt, float *y, int M, const void *x, int n, const char 
             }
 }
 
-/* Rows [r0, r1) of m: rows in panels (Q4_K's, kernels.h) gathered one at a time into tmp, plain rows in
+/* Rows [r0, r1) of m: rows in panels (Q4_K's and Q6_K's, kernels.h) gathered one at a time into tmp, plain rows in
  * place. */
 INL void gemm_kq(int dt, float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
     const int pr = kern_panel_rows(m), M = m->rows;
@@ -38,12 +38,9 @@ INL void gemm_kq(int dt, float *y, const void *x, int n, const kiln_mat *m, int 
     if (r < r1) gemm_kq_rows(dt, y + r, M, x, n, kern_qrow(m, r), r1 - r, m->cols);
 }
 
-/* (the Q4_K entry point is each file's: AVX-512 has a panel kernel for it) */
+/* (the Q4_K and Q6_K entry points are each file's: AVX-512 has panel kernels for them) */
 void KQ_CAT(kern_gemm_q5_k_, KQ_ISA)(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
     gemm_kq(KILN_DT_Q5_K, y, x, n, m, r0, r1, tmp);
-}
-void KQ_CAT(kern_gemm_q6_k_, KQ_ISA)(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
-    gemm_kq(KILN_DT_Q6_K, y, x, n, m, r0, r1, tmp);
 }
 
 #endif

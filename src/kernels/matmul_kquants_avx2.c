@@ -100,7 +100,10 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
 #define KQ_ISA avx2
 #include "kernels/kquants_x86_driver.h"
 
-/* Q4_K rows in panels are gathered (gemm_kq): AVX2 has no panel kernel. */
+/* Q4_K / Q6_K rows in panels are gathered (gemm_kq): AVX2 has no panel kernels. */
 void kern_gemm_q4_k_avx2(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
     gemm_kq(KILN_DT_Q4_K, y, x, n, m, r0, r1, tmp);
+}
+void kern_gemm_q6_k_avx2(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    gemm_kq(KILN_DT_Q6_K, y, x, n, m, r0, r1, tmp);
 }

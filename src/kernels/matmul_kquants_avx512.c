@@ -215,31 +215,90 @@ INL void kp_block_q4_k(int T, const panel_q4_k *pb, const block_q8_K *const *xt,
         facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, _mm512_set1_ps(xt[t]->d)), facc[t]);
 }
 
-/* One panel (nb panel blocks from p) x T tokens (T <= KP_TOKENS; x: the first token's Q8_K
- * blocks, the next xb bytes on): writes y[t * M + 0..16). */
-INL void kp_tile(int T, const char *p, const char *x, size_t xb, int nb, float *y, int M) {
-    const size_t pbb = sizeof(panel_q4_k);
+/* ---- Q6_K in 16-row panels (panel_q6_k, kernels.h) ----
+ *
+ * As Q4_K's: per group j of 16 values and token, 4 vpdpbusd of 16 rows x 4 stored q (0..63) against a
+ * broadcast of the token's 4 matching activation bytes, started from -32 * bsum_j (the stored q is the
+ * value + 32: so the sum is the rows' exact int32 dot of the group), multiplied by the rows' int8
+ * scales (vpmulld) into the super-block's int32 sum; d * d_x once per super-block. The four operands come
+ * from a triple of vectors: three are a mask each, the fourth gathers the 2-bit pieces of the three
+ * (kp_q6_fourth). At one token that is ~17 512-bit ALU ops per group (~280 per 16 rows' super-block) where
+ * the row kernel (unpack_q6_k, super_dot) takes ~65 per row's super-block (~1040 for 16 rows), on the 2
+ * ports this core issues them on. The integer sums are the reference's exactly; only the f32 scaling
+ * rounds in another order. Same-run figures on a heavily shared host (load ~7 on 2 cores, so only the
+ * ratios mean anything): one thread, a 512 x 2048 matrix from L2 (matmul_bench l2), row kernel 12.2 GB/s,
+ * panels 31.2; the 1B model's matmuls from memory, 2 threads (matmul_bench q6_k 2 0 16 1 3), 8.6 / 8.3 /
+ * 7.9 GB/s (44-47% of the probe) before, 13.0 / 11.2 / 12.1 (62-70%) after. The panels' 64-byte
+ * alignment (kernels.h) measured no different from 16-byte (the data as malloc places it). */
+
+/* The fourth operand of a triple: bits 6..7 of a, b, c as bits 0..1, 2..3, 4..5. vpsrlw shifts 16-bit
+ * lanes, so a low byte takes in its neighbour's low bits: the selects keep only the bits each piece owns
+ * and the last mask clears what c's neighbour left in bits 6..7. */
+INL __m512i kp_q6_fourth(__m512i a, __m512i b, __m512i c) {
+    const __m512i lo2 = _mm512_set1_epi8(0x03), lo4 = _mm512_set1_epi8(0x0f), m6 = _mm512_set1_epi8(0x3f);
+    const __m512i ab = _mm512_ternarylogic_epi32(lo2, _mm512_srli_epi16(a, 6), _mm512_srli_epi16(b, 4), 0xca); /* lo2 ? a : b */
+    return _mm512_and_si512(_mm512_ternarylogic_epi32(lo4, ab, _mm512_srli_epi16(c, 2), 0xca), m6);
+}
+
+/* One Q6_K panel block x T tokens (xt[t]: token t's Q8_K block): facc[t] += the 16 rows' dots. */
+INL void kp_block_q6_k(int T, panel_q6_k pb, const block_q8_K *const *xt, __m512 *facc) {
+    const __m512i m6 = _mm512_set1_epi8(0x3f);
+    _Alignas(64) int32_t corr[KP_TOKENS][QK_K / 16]; /* -32 * bsum_j, broadcast as each group's start */
+    __m512i isum[KP_TOKENS];
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++) {
+        const __m512i bs = _mm512_cvtepi16_epi32(_mm256_loadu_si256((const __m256i *)xt[t]->bsums));
+        _mm512_store_si512(corr[t], _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(bs, 5)));
+        isum[t] = _mm512_setzero_si512();
+    }
+#pragma GCC unroll 16
+    for (int j = 0; j < QK_K / 16; j++) {
+        const uint8_t *q = pb.qs + 192 * j;
+        const __m512i a = _mm512_loadu_si512(q), b = _mm512_loadu_si512(q + 64), c = _mm512_loadu_si512(q + 128);
+        const __m512i w[4] = {_mm512_and_si512(a, m6), _mm512_and_si512(b, m6), _mm512_and_si512(c, m6), kp_q6_fourth(a, b, c)};
+        const __m512i s = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(pb.scales + KERN_PANEL * j)));
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++) {
+            __m512i acc = _mm512_set1_epi32(corr[t][j]);
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++)
+                acc = _mm512_dpbusd_epi32(acc, w[g], _mm512_set1_epi32(*(const kp_i32 *)&xt[t]->qs[16 * j + 4 * g]));
+            isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(acc, s));
+        }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)pb.d));
+#pragma GCC unroll 8
+    for (int t = 0; t < T; t++)
+        facc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, _mm512_set1_ps(xt[t]->d)), facc[t]);
+}
+
+/* ---- both formats' panels ---- */
+
+/* The panel of m holding row r x T tokens (T <= KP_TOKENS; x: the first token's Q8_K blocks, the next
+ * xb bytes on): writes y[t * M + 0..16). */
+INL void kp_tile(int dt, int T, const kiln_mat *m, int r, const char *x, size_t xb, float *y, int M) {
+    const int nb = m->cols / QK_K;
     __m512 facc[KP_TOKENS];
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) facc[t] = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b++, p += pbb) {
+    for (int b = 0; b < nb; b++) {
         const block_q8_K *xt[KP_TOKENS];
 #pragma GCC unroll 8
         for (int t = 0; t < T; t++) xt[t] = (const block_q8_K *)(x + (size_t)t * xb) + b;
-        kp_block_q4_k(T, (const panel_q4_k *)p, xt, facc);
+        if (dt == KILN_DT_Q6_K) kp_block_q6_k(T, kern_panel_q6_k(m, r, b), xt, facc);
+        else kp_block_q4_k(T, (const panel_q4_k *)kern_panel_block(m, r, b), xt, facc);
     }
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) _mm512_storeu_ps(y + (size_t)t * M, facc[t]);
 }
 
 /* n tokens over one panel, KP_TOKENS at a time. */
-INL void kp_tokens(const char *p, const char *x, size_t xb, int n, int nb, float *y, int M) {
+INL void kp_tokens(int dt, const kiln_mat *m, int r, const char *x, size_t xb, int n, float *y, int M) {
     int t = 0;
-    for (; t + KP_TOKENS <= n; t += KP_TOKENS)
-        kp_tile(KP_TOKENS, p, x + (size_t)t * xb, xb, nb, y + (size_t)t * M, M);
+    for (; t + KP_TOKENS <= n; t += KP_TOKENS) kp_tile(dt, KP_TOKENS, m, r, x + (size_t)t * xb, xb, y + (size_t)t * M, M);
     x += (size_t)t * xb, y += (size_t)t * M;
     switch (n - t) { /* constant T: the compiler keeps accumulators in registers */
-#define TAIL(T) case T: kp_tile(T, p, x, xb, nb, y, M); break;
+#define TAIL(T) case T: kp_tile(dt, T, m, r, x, xb, y, M); break;
     TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7)
 #undef TAIL
     default: break;
@@ -249,20 +308,26 @@ INL void kp_tokens(const char *p, const char *x, size_t xb, int n, int nb, float
 /* Whole panels in [r0, r1) through kp_tokens, tokens in blocks of ~256 KiB of activations so that they and
  * the chunk's panels stay in L2; the rest (a direct caller's ragged ends, the plain rows after the last
  * panel) through the row kernel, panel rows gathered into tmp. */
-void kern_gemm_q4_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
-    const int M = m->rows, nb = m->cols / QK_K, pr = kern_panel_rows(m);
+INL void gemm_panels(int dt, float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    const int M = m->rows, pr = kern_panel_rows(m);
     const int a = (r0 + KERN_PANEL - 1) / KERN_PANEL * KERN_PANEL, e = MIN(r1, pr) / KERN_PANEL * KERN_PANEL;
     if (a >= e) {
-        gemm_kq(KILN_DT_Q4_K, y, x, n, m, r0, r1, tmp);
+        gemm_kq(dt, y, x, n, m, r0, r1, tmp);
         return;
     }
-    if (r0 < a) gemm_kq(KILN_DT_Q4_K, y, x, n, m, r0, a, tmp);
+    if (r0 < a) gemm_kq(dt, y, x, n, m, r0, a, tmp);
     const size_t xb = kern_act_row_bytes(KERN_ACT_Q8_K, m->cols);
     int tb = (int)((256u << 10) / xb) / KP_TOKENS * KP_TOKENS;
     tb = tb < KP_TOKENS ? KP_TOKENS : tb;
     for (int t0 = 0; t0 < n; t0 += tb)
         for (int r = a; r < e; r += KERN_PANEL)
-            kp_tokens((const char *)kern_panel_block(m, r, 0), (const char *)x + (size_t)t0 * xb, xb, MIN(tb, n - t0),
-                      nb, y + (size_t)t0 * M + r, M);
-    if (e < r1) gemm_kq(KILN_DT_Q4_K, y, x, n, m, e, r1, tmp);
+            kp_tokens(dt, m, r, (const char *)x + (size_t)t0 * xb, xb, MIN(tb, n - t0), y + (size_t)t0 * M + r, M);
+    if (e < r1) gemm_kq(dt, y, x, n, m, e, r1, tmp);
+}
+
+void kern_gemm_q4_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    gemm_panels(KILN_DT_Q4_K, y, x, n, m, r0, r1, tmp);
+}
+void kern_gemm_q6_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    gemm_panels(KILN_DT_Q6_K, y, x, n, m, r0, r1, tmp);
 }
