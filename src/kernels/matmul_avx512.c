@@ -2,9 +2,9 @@
  *
  * Float weights (F32/F16/BF16): widened to f32 in registers and multiplied with f32 FMA, so results
  * match the scalar reference to rounding order (the engine's f32 goldens hold). With 4+ tokens a 4-row x
- * 4-token micro-kernel keeps 16 zmm accumulators over token blocks sized to stay in L2; with fewer, one
- * row at a time (a sequential stream), or 8 at a time where x is too wide to stay in L1 (gemv_f). K is
- * walked 16 values at a time with a masked tail.
+ * 4-token micro-kernel keeps 16 zmm accumulators over token blocks sized to stay in L2; with fewer,
+ * GEMV_ROWS rows at a time, leftover rows singly (gemv_f; BF16 rows as dwords, 32 values a step). K is
+ * walked 16 values at a time (BF16 decode: 32) with a masked tail.
  *
  * Q8_0 / Q4_0 weights: int8 dot products with vpdpbusd. vpdpbusd multiplies UNSIGNED by signed bytes, so
  * weights go in unsigned (Q8: w ^ 0x80 = w+128; Q4: the stored nibble = w+8) and the activation block's
@@ -76,7 +76,11 @@ INL void micro_f(int dt, int R, int T, const char *w, size_t rb, const float *x,
  * 32 against 25 GB/s. Rows whose x exceeds L1 (ffn_down's 8192-wide x: 32 KiB) need the several rows as
  * well, or every x load misses too (measured on Zen 4). Leftover rows (fewer than GEMV_ROWS) go one at a
  * time. No software prefetch: the hardware streamer alone runs these loops at memory speed, and
- * _mm_prefetch into L1 (T0 / NTA) slowed them 1.6-2.2x (T1 did not help either; Zen 4). */
+ * _mm_prefetch into L1 (T0 / NTA) slowed them 1.6-2.2x (T1 did not help either; Zen 4); on the Xeon,
+ * T0 1 KiB or T1 2 KiB ahead in each of the 8 streams, and 16 rows with one accumulator each, were no
+ * faster end to end either (BF16 tg128, within the host's noise). Nor was vdpbf16ps against x rounded to
+ * bf16 (the prefill kernel's 4-row tile, 1 op per 32 weights): slower end to end (4.3 / 4.9 / 4.1 against
+ * 4.8 / 5.1 / 6.3 tok/s, interleaved), so decode stays exact in both modes. */
 #define GEMV_ROWS 8
 
 /* One row against one token with four accumulators. */
