@@ -231,6 +231,42 @@ TEST(quant_gemm_ragged_row_range) {
     }
 }
 
+/* Float decode (1-3 tokens) on a row range that is no multiple of the kernels' row blocks (8-row blocks,
+ * then single rows), over widths with every kind of tail (odd, under one vector, a bf16 pair split across
+ * the 16-value halves), against the scalar reference; nothing outside [r0, r1) written. */
+TEST(float_gemv_ragged_row_range) {
+    enum { R = 29, KMAX = 2048 + 39, N = 3 };
+    static const int widths[] = {1, 2, 15, 16, 17, 31, 32, 33, 47, 63, 64, 95, KMAX};
+    static float x[N * KMAX], wf[R * KMAX], ref[N * R], got[N * R];
+    for (int i = 0; i < N * KMAX; i++) x[i] = frand();
+    for (int dt = KILN_DT_F32; dt <= KILN_DT_BF16; dt++)
+        for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++) {
+            const int K = widths[wi];
+            void *w = make_weights(dt, R, K, wf);
+            kiln_mat m = {w, dt, R, K, KERN_LAYOUT_PLAIN};
+            for (int n = 1; n <= N; n++) {
+                kern_isa_scalar.gemm[dt](ref, x, n, &m, 0, R, NULL);
+                for (size_t s = 0; s < sizeof isas / sizeof *isas; s++) {
+                    if (kern_set_isa(isas[s]) != 0) continue;
+                    for (int i = 0; i < N * R; i++) got[i] = NAN;
+                    kern_active_isa()->gemm[dt](got, x, n, &m, 3, R - 1, NULL);
+                    for (int t = 0; t < n; t++) {
+                        for (int r = 3; r < R - 1; r++) {
+                            double mag = 1e-6; /* the size of the rounding in any summation order */
+                            for (int c = 0; c < K; c++) mag += fabs(wf[(size_t)r * K + c] * x[(size_t)t * K + c]);
+                            CHECK(fabs(got[t * R + r] - ref[t * R + r]) <= 2e-5 * mag, "%s %s K=%d n=%d y[%d][%d] %g vs %g",
+                                  isas[s], kiln_dtype_name(dt), K, n, t, r, got[t * R + r], ref[t * R + r]);
+                        }
+                        CHECK(isnan(got[t * R + 2]) && isnan(got[t * R + R - 1]), "%s %s K=%d wrote outside [3, %d)",
+                              isas[s], kiln_dtype_name(dt), K, R - 1);
+                    }
+                }
+                kern_set_isa(kern_best_isa());
+            }
+            free(w);
+        }
+}
+
 /* Embedding lookup from a panel matrix returns the same rows as from the plain one. */
 TEST(get_rows_panels) {
     enum { R = 37, K = 64 };
@@ -678,6 +714,7 @@ int main(int argc, char **argv) {
     RUN(bf16_dot_matches_rounded_reference);
     RUN(simd_matmul_matches_scalar_quant);
     RUN(quant_gemm_ragged_row_range);
+    RUN(float_gemv_ragged_row_range);
     RUN(get_rows_panels);
     RUN(simd_matmul_large_shapes);
     RUN(simd_attention_matches_reference);

@@ -2,9 +2,9 @@
  *
  * Float weights (F32/F16/BF16): widened to f32 in registers and multiplied with f32 FMA, so results
  * match the scalar reference to rounding order (the engine's f32 goldens hold). With 4+ tokens a 4-row x
- * 4-token micro-kernel keeps 16 zmm accumulators over token blocks sized to stay in L2; with fewer, one
- * row at a time (a sequential stream), or 8 at a time where x is too wide to stay in L1 (gemv_f). K is
- * walked 16 values at a time with a masked tail.
+ * 4-token micro-kernel keeps 16 zmm accumulators over token blocks sized to stay in L2; with fewer,
+ * GEMV_ROWS rows at a time, leftover rows singly (gemv_f; BF16 rows as dwords, 32 values a step). K is
+ * walked 16 values at a time (BF16 decode: 32) with a masked tail.
  *
  * Q8_0 / Q4_0 weights: int8 dot products with vpdpbusd. vpdpbusd multiplies UNSIGNED by signed bytes, so
  * weights go in unsigned (Q8: w ^ 0x80 = w+128; Q4: the stored nibble = w+8) and the activation block's
@@ -69,17 +69,19 @@ INL void micro_f(int dt, int R, int T, const char *w, size_t rb, const float *x,
 }
 
 /* Decode (1-3 tokens) reads each weight row once, against x in f32 (kept exact: the scalar reference's
- * products). One row at a time is one sequential stream, which this machine's prefetcher serves best,
- * as long as x stays in L1 beside the row streaming past it: a 2048-wide x (8 KiB) does. An 8192-wide one
- * (ffn_down: 32 KiB, all of Zen 4's L1D) does not, and every x load then misses too: such matrices read
- * at about half the rate of the 2048-wide ones (17-23 against 34-49 GB/s, 2 threads, f16, a GEMV
- * experiment of the 1B model's shapes). So rows whose x exceeds GEMV_X_L1_BYTES go GEMV_ROWS at a
- * time, each x vector loaded once for all of them (8192-wide: 36-48 GB/s in the same runs; 2 or 4 rows
- * were slower than 8, as was splitting K into L1-sized blocks). No software prefetch: the hardware
- * streamer alone runs these loops at memory speed, and _mm_prefetch into L1 (T0 / NTA) slowed them
- * 1.6-2.2x (T1 did not help either). */
+ * products). Rows go GEMV_ROWS at a time, each x vector loaded once for all of them: on the Xeon (Emerald
+ * Rapids) one core keeps more weight lines in flight across 8 row streams than along one, and the loop
+ * does fewer x loads per weight. A GEMV experiment of the 1B model's BF16 shapes, 2 threads, weights in
+ * memory: 8 rows read 18 GB/s where one row at a time read 15 (the read probe: 15); from L2, one thread,
+ * 32 against 25 GB/s. Rows whose x exceeds L1 (ffn_down's 8192-wide x: 32 KiB) need the several rows as
+ * well, or every x load misses too (measured on Zen 4). Leftover rows (fewer than GEMV_ROWS) go one at a
+ * time. No software prefetch: the hardware streamer alone runs these loops at memory speed, and
+ * _mm_prefetch into L1 (T0 / NTA) slowed them 1.6-2.2x (T1 did not help either; Zen 4); on the Xeon,
+ * T0 1 KiB or T1 2 KiB ahead in each of the 8 streams, and 16 rows with one accumulator each, were no
+ * faster end to end either (BF16 tg128, within the host's noise). Nor was vdpbf16ps against x rounded to
+ * bf16 (the prefill kernel's 4-row tile, 1 op per 32 weights): slower end to end (4.3 / 4.9 / 4.1 against
+ * 4.8 / 5.1 / 6.3 tok/s, interleaved), so decode stays exact in both modes. */
 #define GEMV_ROWS 8
-#define GEMV_X_L1_BYTES (16u << 10)
 
 /* One row against one token with four accumulators. */
 INL float dot_row_f(int dt, const char *row, const float *x, int K) {
@@ -98,8 +100,8 @@ INL float dot_row_f(int dt, const char *row, const float *x, int K) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
-/* GEMV_ROWS rows (rb bytes apart) against one token, one accumulator each (8 independent FMA chains
- * cover the FMA latency); y[i] for row i. */
+/* GEMV_ROWS F32 / F16 rows (rb bytes apart) against one token, one accumulator each (8 independent FMA
+ * chains cover the FMA latency); y[i] for row i. */
 INL void dot_rows_f(int dt, const char *w, size_t rb, const float *x, int K, float *y) {
     __m512 acc[GEMV_ROWS];
 #pragma GCC unroll 8
@@ -120,16 +122,60 @@ INL void dot_rows_f(int dt, const char *w, size_t rb, const float *x, int K, flo
     for (int i = 0; i < GEMV_ROWS; i++) y[i] = _mm512_reduce_add_ps(acc[i]);
 }
 
+/* BF16 rows read as dwords, 32 weights per vector: dword i holds weights 2i (low half) and 2i+1 (high
+ * half), so as f32 the even weights are the dwords << 16 and the odd ones the dwords & 0xffff0000 (two
+ * integer ops per 32 weights, where widening 16 at a time costs a vpmovzxwd and a shift each, both on the
+ * 2 ports that also run the FMAs). x is split to match, into its even and odd values, with two permutes
+ * per 32 values shared by all GEMV_ROWS rows. The products are the exact ones, as before. One k step:
+ * 32 values (lo / hi: the masks of x's two halves, mw: the weights'); acc[2i], acc[2i+1] row i's even and
+ * odd sums. */
+INL void bf16_pairs_step(const char *w, size_t rb, const float *x, int k, __mmask32 mw, __mmask16 lo, __mmask16 hi,
+                         __m512 *acc) {
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0),
+                  odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1),
+                  top = _mm512_set1_epi32((int)0xffff0000u);
+    const __m512 x0 = _mm512_maskz_loadu_ps(lo, x + k), x1 = _mm512_maskz_loadu_ps(hi, x + k + 16);
+    const __m512 xe = _mm512_permutex2var_ps(x0, even, x1), xo = _mm512_permutex2var_ps(x0, odd, x1);
+#pragma GCC unroll 8
+    for (int i = 0; i < GEMV_ROWS; i++) {
+        const __m512i v = _mm512_maskz_loadu_epi16(mw, (const uint16_t *)(w + i * rb) + k);
+        acc[2 * i] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), xe, acc[2 * i]);
+        acc[2 * i + 1] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v, top)), xo, acc[2 * i + 1]);
+    }
+}
+
+/* GEMV_ROWS BF16 rows against one token (bf16_pairs_step); y[i] for row i. From L2 (one thread, 2048 wide)
+ * this reads 38 GB/s where dot_rows_f's widening reads 32. */
+INL void dot_rows_bf16(const char *w, size_t rb, const float *x, int K, float *y) {
+    __m512 acc[2 * GEMV_ROWS];
+#pragma GCC unroll 16
+    for (int i = 0; i < 2 * GEMV_ROWS; i++) acc[i] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 32 <= K; k += 32) bf16_pairs_step(w, rb, x, k, 0xffffffffu, 0xffff, 0xffff, acc);
+    if (k < K) {
+        const int left = K - k;
+        const __mmask16 lo = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1),
+                        hi = left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+        bf16_pairs_step(w, rb, x, k, (__mmask32)((1u << left) - 1), lo, hi, acc);
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < GEMV_ROWS; i++) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[2 * i], acc[2 * i + 1]));
+}
+
 /* Rows [r0, r1) against n < 4 tokens (above). */
 INL void gemv_f(int dt, float *y, const float *x, int n, const kiln_mat *m, int r0, int r1) {
     const int K = m->cols, M = m->rows;
     const size_t rb = kern_row_bytes(dt, K);
     const char *w = m->data;
     int r = r0;
-    if ((size_t)K * sizeof(float) > GEMV_X_L1_BYTES)
-        for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS)
-            for (int t = 0; t < n; t++) /* tokens after the first re-read the rows from L2 */
-                dot_rows_f(dt, w + (size_t)r * rb, rb, x + (size_t)t * K, K, y + (size_t)t * M + r);
+    for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS)
+        for (int t = 0; t < n; t++) { /* tokens after the first re-read the rows from L2 */
+            const char *rows = w + (size_t)r * rb;
+            const float *xt = x + (size_t)t * K;
+            float *yt = y + (size_t)t * M + r;
+            if (dt == KILN_DT_BF16) dot_rows_bf16(rows, rb, xt, K, yt);
+            else dot_rows_f(dt, rows, rb, xt, K, yt);
+        }
     for (; r < r1; r++)
         for (int t = 0; t < n; t++) y[(size_t)t * M + r] = dot_row_f(dt, w + (size_t)r * rb, x + (size_t)t * K, K);
 }
