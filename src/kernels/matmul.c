@@ -66,9 +66,10 @@ static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 size_t kern_gemm_tmp_bytes(int cols) {
     const size_t nb = (size_t)(cols / QK);
     const size_t quant = align64(nb * sizeof(panel_prepared)) + align64(nb * KERN_MAX_BLOCK_BYTES); /* one gathered row */
-    /* bf16_dot's F16 tile: at most KERN_BF16_TILE_BYTES, or one 16-row group of wider rows (a bound that
+    /* bf16_dot's weight tile (F16 rows rounded to bf16, or AMX's packed strip of rows zero-padded to 32
+     * values): at most KERN_BF16_TILE_BYTES, or one 16-row group of wider rows (a bound that
      * grows with cols, so a scratch reserved for the widest rows fits every narrower matrix too) */
-    const size_t group = (size_t)16 * kern_bf16_padded(cols) * sizeof(uint16_t),
+    const size_t group = (size_t)16 * kern_bf16_act_stride(cols) * sizeof(uint16_t),
                  tile = align64(group > KERN_BF16_TILE_BYTES ? group : KERN_BF16_TILE_BYTES);
     return quant > tile ? quant : tile;
 }

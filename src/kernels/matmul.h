@@ -42,7 +42,7 @@ typedef struct kern_isa {
     void (*silu_mul)(float *gate, const float *up, int n);         /* kern_silu_mul's contract */
     /* The bf16 dot-product path for float weights (kern_scratch.bf16_dot; NULL entries: none): x is
      * bf16[n][kern_bf16_act_stride(cols)] made by to_bf16, tmp holds kern_bf16_tile_rows(cols) rows of
-     * kern_bf16_padded(cols) bf16 values (an F16 weight tile rounded to bf16, or the AMX kernels'
+     * kern_bf16_act_stride(cols) bf16 values (an F16 weight tile rounded to bf16, or the AMX kernels'
      * packed weight strip). */
     kern_gemm_fn gemm_bf16dot[KILN_DT_COUNT];
     void (*to_bf16)(const float *x, uint16_t *y, int n); /* n floats rounded to bf16, zero-padded to 32 */
@@ -50,17 +50,13 @@ typedef struct kern_isa {
     kern_attn_block_fn attention_block; /* kern_attention_block's contract */
 } kern_isa;
 
-/* cols rounded up to whole 32-value vectors (a bf16 row as the kernels read it, zero-padded). */
-static inline size_t kern_bf16_padded(int cols) { return ((size_t)cols + 31) & ~(size_t)31; }
-/* Values between two tokens' bf16 activations: the padded row and one 64-byte line more, so that the rows
- * of a power-of-two width (2048, 8192: 4 / 16 KiB apart otherwise) do not all fall in one L1 set when a
- * kernel reads 16 tokens side by side (an AMX tile load: the 1B model's GEMMs ran ~TODO). */
-static inline size_t kern_bf16_act_stride(int cols) { return kern_bf16_padded(cols) + 32; }
-/* Rows of a bf16 weight tile in a thread's scratch, each kern_bf16_padded(cols) values: at most
+/* Values between two tokens' bf16 activations: cols rounded up to whole 32-value vectors. */
+static inline size_t kern_bf16_act_stride(int cols) { return ((size_t)cols + 31) & ~(size_t)31; }
+/* Rows of a bf16 weight tile in a thread's scratch, each kern_bf16_act_stride(cols) values: at most
  * KERN_BF16_TILE_BYTES (stays in L2 while every token block passes over it), at least one 16-row group. */
 #define KERN_BF16_TILE_BYTES ((size_t)256 << 10)
 static inline int kern_bf16_tile_rows(int cols) {
-    int rows = (int)(KERN_BF16_TILE_BYTES / (kern_bf16_padded(cols > 0 ? cols : 1) * 2)) & ~15;
+    int rows = (int)(KERN_BF16_TILE_BYTES / (kern_bf16_act_stride(cols > 0 ? cols : 1) * 2)) & ~15;
     return rows < 16 ? 16 : rows;
 }
 
