@@ -144,7 +144,7 @@ static void strip_tokens(const char *packed, int rows, int nkb, const uint16_t *
     const size_t gs = (size_t)nkb * TILE_BYTES;
     tile_config(16, 16);
     for (int t0 = 0; t0 < n; t0 += 32) {
-        const int left = n - t0, NA = left > 16 ? 2 : 1, mt = NA == 2 ? left - 16 : left; /* last tile's tokens */
+        const int left = n - t0, NA = left > 16 ? 2 : 1, mt = MIN(16, NA == 2 ? left - 16 : left); /* last tile's tokens */
         if (left < 32) tile_config(NA == 2 ? 16 : mt, NA == 2 ? mt : 0);
         const uint16_t *xt = x + (size_t)t0 * xs;
         float *yt = y + (size_t)t0 * M;
