@@ -53,9 +53,10 @@ $(MPI_STAMP):
 $(OUT)/obj/src/dist/%.o: CFLAGS += $(MPI_CFLAGS)
 $(OUT)/obj/src/dist/%.o: $(MPI_STAMP)
 
-# Kernel files named *_avx512.c / *_avx2.c get their ISA flags; callers pick them at run time from CPUID.
+# Kernel files named *_avx512.c / *_avx2.c / *_amx.c get their ISA flags; callers pick them at run time from CPUID.
 AVX512_FLAGS := -mavx512f -mavx512bw -mavx512vl -mavx512vnni -mavx512bf16 -mavx512dq -mfma -mf16c -mavx2
 AVX2_FLAGS   := -mavx2 -mfma -mf16c
+AMX_FLAGS    := $(AVX512_FLAGS) -mamx-tile -mamx-bf16
 
 LIB_SRC  := $(wildcard src/*/*.c)
 CLI_SRC  := $(wildcard cli/*.c)
@@ -99,6 +100,10 @@ $(OUT)/tests/test_fuzz: $(FUZZ_SRC) tests/fuzz/fuzz.h $(OUT)/libkiln.a | deps
 $(OUT)/obj/%_avx512.o: %_avx512.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(AVX512_FLAGS) -c $< -o $@
+
+$(OUT)/obj/%_amx.o: %_amx.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(AMX_FLAGS) -c $< -o $@
 
 $(OUT)/obj/%_avx2.o: %_avx2.c | deps
 	@mkdir -p $(dir $@)

@@ -125,7 +125,7 @@ static int bf16_dot_shape(kiln_dtype dt, int rows, int cols, int n, kern_scratch
     for (int i = 0; i < n * cols; i++) x[i] = frand() * 3.0f;
     float *got = malloc(sizeof(float) * n * rows), *exact = malloc(sizeof(float) * n * rows);
     kiln_mat m = {w, dt, rows, cols, KERN_LAYOUT_PLAIN};
-    const bool have = kiln_cpu_features()->avx512bf16 && strcmp(kern_isa_name(), "avx512") == 0;
+    const bool have = kiln_cpu_features()->avx512bf16 && kern_active_isa()->gemm_bf16dot[dt];
     int bad = kern_matmul(pools[0], NULL, exact, x, n, &m, NULL) != 0, differs = 0;
     CHECK(!bad, "exact matmul");
     for (int p = 0; p < 3 && bad < 3; p++) {
@@ -160,16 +160,21 @@ static int bf16_dot_shape(kiln_dtype dt, int rows, int cols, int n, kern_scratch
 }
 
 TEST(bf16_dot_matches_rounded_reference) {
-    kern_set_isa(kern_best_isa());
     if (!kiln_cpu_features()->avx512bf16) printf("  (no AVX-512 BF16 here: checking that the exact path runs instead)\n");
     kern_scratch fast = {.bf16_dot = true};
     REQUIRE(kern_scratch_reserve(&fast, 3, 40, 2048) == 0, "reserve");
     const int rows[] = {1, 3, 16, 37, 70}, cols[] = {8, 17, 64, 172, 2048}, ns[] = {4, 5, 7, 13, 40};
-    for (int dt = KILN_DT_F16; dt <= KILN_DT_BF16; dt++)
-        for (int a = 0; a < 5; a++)
-            for (int b = 0; b < 5; b++)
-                for (int c = 0; c < 5; c++)
-                    if ((a + b + c) % 2 == 0 && bf16_dot_shape(dt, rows[a], cols[b], ns[c], &fast)) goto out;
+    /* both bf16 dot-product kernels where the CPU has them: vdpbf16ps (avx512) and AMX tiles (amx) */
+    const char *kinds[] = {"avx512", "amx"};
+    for (int i = 0; i < 2; i++) {
+        if (kern_set_isa(kinds[i]) != 0) continue;
+        for (int dt = KILN_DT_F16; dt <= KILN_DT_BF16; dt++)
+            for (int a = 0; a < 5; a++)
+                for (int b = 0; b < 5; b++)
+                    for (int c = 0; c < 5; c++)
+                        if ((a + b + c) % 2 == 0 && bf16_dot_shape(dt, rows[a], cols[b], ns[c], &fast)) goto out;
+    }
+    kern_set_isa(kern_best_isa());
     /* decode (1-3 tokens) stays exact */
     float *x = calloc(64 * 3, sizeof(float)), y[3 * 16], ye[3 * 16];
     void *w = make_weights(KILN_DT_BF16, 16, 64, NULL);
@@ -189,7 +194,66 @@ TEST(bf16_dot_matches_rounded_reference) {
     free(x2), free(y2), free(w2);
     kern_scratch_free(&small);
 out:
+    kern_set_isa(kern_best_isa());
     kern_scratch_free(&fast);
+}
+
+/* The AMX GEMM called directly (kern_matmul gives it 4+ tokens and 16-row chunks): every token count
+ * 1..40 (token tiles of 16 with tails, one or two per block), rows not a multiple of 16 or 32, K of
+ * 32k + 7 (the packed weights' and the activations' zero padding), and ragged row ranges, against the
+ * bf16-rounded products summed in double; y outside [r0, r1) untouched. */
+static int amx_shape(kiln_dtype dt, int rows, int cols, int n, int r0, int r1, void *tmp) {
+    const kern_isa *isa = kern_active_isa();
+    float *wf = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * n * cols),
+          *y = malloc(sizeof(float) * n * rows);
+    void *w = make_weights(dt, rows, cols, wf);
+    const size_t xs = kern_bf16_act_stride(cols);
+    uint16_t *xb = malloc(sizeof(uint16_t) * xs * n);
+    for (int i = 0; i < n * cols; i++) x[i] = frand() * 3.0f;
+    for (int t = 0; t < n; t++) isa->to_bf16(x + (size_t)t * cols, xb + (size_t)t * xs, cols);
+    for (int i = 0; i < n * rows; i++) y[i] = 7.0f;
+    kiln_mat m = {w, dt, rows, cols, KERN_LAYOUT_PLAIN};
+    isa->gemm_bf16dot[dt](y, xb, n, &m, r0, r1, tmp);
+    int bad = 0;
+    for (int t = 0; t < n && bad < 3; t++)
+        for (int r = 0; r < rows && bad < 3; r++) {
+            double ref = 0, mag = 1e-6;
+            for (int c = 0; c < cols; c++) {
+                const double a = kern_bf16_to_f32(kern_f32_to_bf16(wf[(size_t)r * cols + c])),
+                             b = kern_bf16_to_f32(kern_f32_to_bf16(x[(size_t)t * cols + c]));
+                ref += a * b, mag += fabs(a * b);
+            }
+            const float g = y[(size_t)t * rows + r];
+            const bool ok = r >= r0 && r < r1 ? fabs(g - ref) <= 2e-5 * mag : g == 7.0f;
+            if (!ok) {
+                CHECK(0, "amx dt=%s rows=%d cols=%d n=%d range [%d, %d): y[%d][%d] = %g, want %g", kiln_dtype_name(dt),
+                      rows, cols, n, r0, r1, t, r, g, r >= r0 && r < r1 ? ref : 7.0);
+                bad++;
+            }
+        }
+    free(wf), free(x), free(y), free(w), free(xb);
+    return bad;
+}
+
+TEST(amx_gemm_matches_rounded_reference) {
+    if (kern_set_isa("amx") != 0) {
+        printf("  (no AMX-BF16 here: nothing to check)\n");
+        return;
+    }
+    const int cols = 4 * 32 + 7, big = 2048 + 7, widest = 8192 + 7;
+    void *tmp = aligned_alloc(64, kern_gemm_tmp_bytes(widest));
+    for (int dt = KILN_DT_F16; dt <= KILN_DT_BF16; dt++) {
+        for (int n = 1; n <= 40; n++)
+            if (amx_shape(dt, 37, cols, n, 0, 37, tmp)) goto out;
+        const int shapes[][4] = {{70, 7, 5, 70}, {70, 39, 3, 51}, {16, 32, 0, 16}, {48, 64, 16, 48}, {1, 8, 0, 1},
+                                 {33, 1, 1, 32}, {200, big, 7, 190}, {17, widest, 0, 17}};
+        for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+            for (int n = 17; n <= 33; n += 16)
+                if (amx_shape(dt, shapes[i][0], shapes[i][1], n, shapes[i][2], shapes[i][3], tmp)) goto out;
+    }
+out:
+    free(tmp);
+    kern_set_isa(kern_best_isa());
 }
 
 /* Plain rows and the loader's panels: fewer rows than a panel (all plain), one panel, panels with a
@@ -649,7 +713,8 @@ TEST(isa_selection) {
         CHECK(strcmp(kern_isa_name(), "avx2") == 0, "KILN_ISA=avx2 gave %s", kern_isa_name());
     CHECK(kern_set_isa("bogus") == -1, "unknown ISA accepted");
     CHECK(kern_set_isa("scalar") == 0 && strcmp(kern_isa_name(), "scalar") == 0, "scalar not selectable");
-    if (c->avx512f && c->avx512vnni) CHECK(strcmp(kern_best_isa(), "avx512") == 0, "best=%s", kern_best_isa());
+    if (c->avx512f && c->avx512vnni)
+        CHECK(strcmp(kern_best_isa(), c->avx512bf16 && c->amx_bf16 ? "amx" : "avx512") == 0, "best=%s", kern_best_isa());
     kern_set_isa(kern_best_isa());
 }
 
@@ -712,6 +777,7 @@ int main(int argc, char **argv) {
     RUN(convert_mat_matches_rowwise);
     RUN(simd_matmul_matches_scalar_float);
     RUN(bf16_dot_matches_rounded_reference);
+    RUN(amx_gemm_matches_rounded_reference);
     RUN(simd_matmul_matches_scalar_quant);
     RUN(quant_gemm_ragged_row_range);
     RUN(float_gemv_ragged_row_range);

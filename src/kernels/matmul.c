@@ -18,19 +18,21 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static int isa_supported(const kern_isa *isa) {
     const kiln_cpu *c = kiln_cpu_features();
+    if (isa == &kern_isa_amx) return isa_supported(&kern_isa_avx512) && c->avx512bf16 && c->amx_bf16;
     if (isa == &kern_isa_avx512) return c->avx512f && c->avx512bw && c->avx512vl && c->avx512vnni && c->fma && c->f16c;
     if (isa == &kern_isa_avx2) return c->avx2 && c->fma && c->f16c;
     return 1;
 }
 
 static const kern_isa *isa_by_name(const char *name) {
-    const kern_isa *all[] = {&kern_isa_scalar, &kern_isa_avx2, &kern_isa_avx512};
+    const kern_isa *all[] = {&kern_isa_scalar, &kern_isa_avx2, &kern_isa_avx512, &kern_isa_amx};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++)
         if (name && strcmp(name, all[i]->name) == 0) return all[i];
     return NULL;
 }
 
 const char *kern_best_isa(void) {
+    if (isa_supported(&kern_isa_amx)) return "amx";
     if (isa_supported(&kern_isa_avx512)) return "avx512";
     if (isa_supported(&kern_isa_avx2)) return "avx2";
     return "scalar";
@@ -64,9 +66,10 @@ static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 size_t kern_gemm_tmp_bytes(int cols) {
     const size_t nb = (size_t)(cols / QK);
     const size_t quant = align64(nb * sizeof(panel_prepared)) + align64(nb * KERN_MAX_BLOCK_BYTES); /* one gathered row */
-    /* bf16_dot's F16 tile: at most KERN_BF16_TILE_BYTES, or one 16-row group of wider rows (a bound that
+    /* bf16_dot's weight tile (F16 rows rounded to bf16, or AMX's packed strip of rows zero-padded to 32
+     * values): at most KERN_BF16_TILE_BYTES, or one 16-row group of wider rows (a bound that
      * grows with cols, so a scratch reserved for the widest rows fits every narrower matrix too) */
-    const size_t group = (size_t)16 * (size_t)cols * sizeof(uint16_t),
+    const size_t group = (size_t)16 * kern_bf16_act_stride(cols) * sizeof(uint16_t),
                  tile = align64(group > KERN_BF16_TILE_BYTES ? group : KERN_BF16_TILE_BYTES);
     return quant > tile ? quant : tile;
 }

@@ -42,7 +42,8 @@ typedef struct kern_isa {
     void (*silu_mul)(float *gate, const float *up, int n);         /* kern_silu_mul's contract */
     /* The bf16 dot-product path for float weights (kern_scratch.bf16_dot; NULL entries: none): x is
      * bf16[n][kern_bf16_act_stride(cols)] made by to_bf16, tmp holds kern_bf16_tile_rows(cols) rows of
-     * cols bf16 values (an F16 weight tile rounded to bf16). */
+     * kern_bf16_act_stride(cols) bf16 values (an F16 weight tile rounded to bf16, or the AMX kernels'
+     * packed weight strip). */
     kern_gemm_fn gemm_bf16dot[KILN_DT_COUNT];
     void (*to_bf16)(const float *x, uint16_t *y, int n); /* n floats rounded to bf16, zero-padded to 32 */
     void (*gelu_tanh_mul)(float *gate, const float *up, int n);    /* kern_gelu_tanh_mul's contract */
@@ -51,15 +52,18 @@ typedef struct kern_isa {
 
 /* Values between two tokens' bf16 activations: cols rounded up to whole 32-value vectors. */
 static inline size_t kern_bf16_act_stride(int cols) { return ((size_t)cols + 31) & ~(size_t)31; }
-/* Rows of a bf16 weight tile in a thread's scratch: at most KERN_BF16_TILE_BYTES (stays in L2 while every
- * token block passes over it), at least one 16-row group. */
+/* Rows of a bf16 weight tile in a thread's scratch, each kern_bf16_act_stride(cols) values: at most
+ * KERN_BF16_TILE_BYTES (stays in L2 while every token block passes over it), at least one 16-row group. */
 #define KERN_BF16_TILE_BYTES ((size_t)256 << 10)
 static inline int kern_bf16_tile_rows(int cols) {
-    int rows = (int)(KERN_BF16_TILE_BYTES / ((size_t)(cols > 0 ? cols : 1) * 2)) & ~15;
+    int rows = (int)(KERN_BF16_TILE_BYTES / (kern_bf16_act_stride(cols > 0 ? cols : 1) * 2)) & ~15;
     return rows < 16 ? 16 : rows;
 }
 
 void quantize_act_avx512(const float *x, act_q8 *y, int k, int c);
+/* gemm_bf16dot on AMX tiles (matmul_amx.c; kern_isa_amx): F16 / BF16 weights. */
+void kern_gemm_bf16dot_f16_amx(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
+void kern_gemm_bf16dot_bf16_amx(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
 /* Q4_K / Q5_K / Q6_K weights against Q8_K activations (matmul_kquants_avx512.c). */
 void kern_gemm_q4_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
 void kern_gemm_q5_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp);
@@ -99,11 +103,12 @@ static inline int kern_attn_first(const kern_kv_view *kv, int pos, int window) {
     return w > kv->first ? w : kv->first;
 }
 
-extern const kern_isa kern_isa_scalar, kern_isa_avx2, kern_isa_avx512;
+/* kern_isa_amx: kern_isa_avx512 with gemm_bf16dot on AMX tiles (CPUs with AMX-BF16, kiln_cpu.amx_bf16). */
+extern const kern_isa kern_isa_scalar, kern_isa_avx2, kern_isa_avx512, kern_isa_amx;
 
 /* Which table kern_matmul uses now (after kern_init). Tests switch it with kern_set_isa. */
 const kern_isa *kern_active_isa(void);
-/* Forces "scalar", "avx2" or "avx512"; returns -1 (and changes nothing) if unknown or unsupported here. */
+/* Forces "scalar", "avx2", "avx512" or "amx"; returns -1 (and changes nothing) if unknown or unsupported here. */
 int kern_set_isa(const char *name);
 /* The best ISA this CPU supports. */
 const char *kern_best_isa(void);

@@ -598,18 +598,22 @@ INL void gemm_q(int dt, float *y, const act_q8 *x, int n, const kiln_mat *m, int
 static void gemm_q8(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { gemm_q(KILN_DT_Q8_0, y, x, n, m, r0, r1, tmp); }
 static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) { gemm_q(KILN_DT_Q4_0, y, x, n, m, r0, r1, tmp); }
 
-const kern_isa kern_isa_avx512 = {
-    .name = "avx512",
-    .gemm = {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4, [KILN_DT_Q4_K] = kern_gemm_q4_k_avx512,
-             [KILN_DT_Q5_K] = kern_gemm_q5_k_avx512, [KILN_DT_Q6_K] = kern_gemm_q6_k_avx512,
-             [KILN_DT_Q5_0] = kern_gemm_q5_0_avx512, [KILN_DT_IQ4_NL] = kern_gemm_iq4_nl_avx512,
-             [KILN_DT_Q4_1] = kern_gemm_q4_1_avx512, [KILN_DT_Q5_1] = kern_gemm_q5_1_avx512},
-    .attention = kern_attention_avx512,
-    .quantize_act = quantize_act_avx512,
-    .quantize_q8_k = quantize_row_q8_K_avx512,
-    .silu_mul = silu_mul_avx512,
-    .gemm_bf16dot = {[KILN_DT_F16] = gemm_bf16dot_f16, [KILN_DT_BF16] = gemm_bf16dot_bf16},
-    .to_bf16 = act_to_bf16,
-    .gelu_tanh_mul = gelu_tanh_mul_avx512,
-    .attention_block = kern_attention_block_avx512,
-};
+/* The AVX-512 table; kern_isa_amx is the same with its own bf16 dot-product GEMMs. */
+#define AVX512_TABLE(NAME, BF16DOT_F16, BF16DOT_BF16)                                                          \
+    {                                                                                                          \
+        .name = NAME,                                                                                          \
+        .gemm = {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4, [KILN_DT_Q4_K] = kern_gemm_q4_k_avx512,        \
+                 [KILN_DT_Q5_K] = kern_gemm_q5_k_avx512, [KILN_DT_Q6_K] = kern_gemm_q6_k_avx512,                 \
+                 [KILN_DT_Q5_0] = kern_gemm_q5_0_avx512, [KILN_DT_IQ4_NL] = kern_gemm_iq4_nl_avx512,             \
+                 [KILN_DT_Q4_1] = kern_gemm_q4_1_avx512, [KILN_DT_Q5_1] = kern_gemm_q5_1_avx512},                \
+        .attention = kern_attention_avx512,                                                                    \
+        .quantize_act = quantize_act_avx512,                                                                   \
+        .quantize_q8_k = quantize_row_q8_K_avx512,                                                             \
+        .silu_mul = silu_mul_avx512,                                                                           \
+        .gemm_bf16dot = {[KILN_DT_F16] = BF16DOT_F16, [KILN_DT_BF16] = BF16DOT_BF16},                          \
+        .to_bf16 = act_to_bf16,                                                                                \
+        .gelu_tanh_mul = gelu_tanh_mul_avx512,                                                                 \
+        .attention_block = kern_attention_block_avx512,                                                        \
+    }
+const kern_isa kern_isa_avx512 = AVX512_TABLE("avx512", gemm_bf16dot_f16, gemm_bf16dot_bf16);
+const kern_isa kern_isa_amx = AVX512_TABLE("amx", kern_gemm_bf16dot_f16_amx, kern_gemm_bf16dot_bf16_amx);

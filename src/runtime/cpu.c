@@ -30,7 +30,7 @@ static const struct feat feats[] = {
     {"avx512f", 7, 0, 'b', 16, STATE_AVX512, F(avx512f)}, {"avx512dq", 7, 0, 'b', 17, STATE_AVX512, -1},
     {"avx512bw", 7, 0, 'b', 30, STATE_AVX512, F(avx512bw)}, {"avx512vl", 7, 0, 'b', 31, STATE_AVX512, F(avx512vl)},
     {"avx512_vnni", 7, 0, 'c', 11, STATE_AVX512, F(avx512vnni)}, {"avx512_bf16", 7, 1, 'a', 5, STATE_AVX512, F(avx512bf16)},
-    {"amx_tile", 7, 0, 'd', 24, STATE_AMX, -1},         {"amx_bf16", 7, 0, 'd', 22, STATE_AMX, -1},
+    {"amx_tile", 7, 0, 'd', 24, STATE_AMX, -1},         {"amx_bf16", 7, 0, 'd', 22, STATE_AMX, F(amx_bf16)},
     {"amx_int8", 7, 0, 'd', 25, STATE_AMX, -1},
 };
 #undef F
@@ -42,6 +42,9 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
 
 static uint64_t xgetbv0(void) {
     uint32_t lo, hi;
@@ -62,15 +65,34 @@ static void detect_usable(void) {
         usable[i] = (r >> f->bit & 1) && state[f->state];
     }
 }
+
+/* Linux hands out AMX tile data per process on request (its XSAVE area is 8 KiB); permission once
+ * granted covers every thread of the process, so the pool's threads need no call of their own. */
+static bool amx_permitted(void) {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+    return false;
+#endif
+}
 #else
 static void detect_usable(void) {} /* not x86: no CPUID, none of these features */
+static bool amx_permitted(void) { return false; }
 #endif
+
+static bool usable_named(const char *name) {
+    for (int i = 0; i < N_FEATS; i++)
+        if (!strcmp(feats[i].name, name)) return usable[i];
+    return false;
+}
 
 static void detect(void) {
     detect_usable();
     int *fields = (int *)&cpu;
     for (int i = 0; i < N_FEATS; i++)
         if (feats[i].field >= 0) fields[feats[i].field] = usable[i];
+    cpu.amx_bf16 = cpu.amx_bf16 && usable_named("amx_tile") && amx_permitted();
 }
 
 const kiln_cpu *kiln_cpu_features(void) {

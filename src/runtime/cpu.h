@@ -9,6 +9,10 @@
 typedef struct kiln_cpu {
     int avx2, fma, f16c;                           /* the AVX2 kernel path needs all three */
     int avx512f, avx512bw, avx512vl, avx512vnni, avx512bf16; /* the AVX-512 path needs F/BW/VL/VNNI */
+    /* AMX tiles with BF16 (the "amx" kernels): both CPUID bits, the tile state in XCR0, and Linux's
+     * permission for this process to use tile data (arch_prctl ARCH_REQ_XCOMP_PERM, asked for once here;
+     * without it the first tile instruction faults) */
+    int amx_bf16;
 } kiln_cpu;
 
 /* Detected once; cheap to call again. */
