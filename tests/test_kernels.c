@@ -116,6 +116,17 @@ TEST(simd_matmul_matches_scalar_float) {
                     if (compare_shape(dt, rows[a], cols[b], n, pools, (a + b) & 1)) return;
 }
 
+/* The bf16_dot paths' reference: w . x with both rounded to bf16, summed in double; *mag = sum |a b|. */
+static double bf16_rounded_dot(const float *w, const float *x, int cols, double *mag) {
+    double ref = 0;
+    *mag = 1e-6;
+    for (int c = 0; c < cols; c++) {
+        const double a = kern_bf16_to_f32(kern_f32_to_bf16(w[c])), b = kern_bf16_to_f32(kern_f32_to_bf16(x[c]));
+        ref += a * b, *mag += fabs(a * b);
+    }
+    return ref;
+}
+
 /* kern_scratch.bf16_dot: F16 / BF16 weights with 4+ tokens against activations rounded to bf16 (F16
  * weights rounded to bf16 too), accumulated in f32. Reference: the same roundings, summed in double. Where
  * the CPU has no AVX-512 BF16 the exact path must run instead (same bits as a zeroed scratch). */
@@ -137,12 +148,8 @@ static int bf16_dot_shape(kiln_dtype dt, int rows, int cols, int n, kern_scratch
         }
         for (int t = 0; t < n && bad < 3; t++)
             for (int r = 0; r < rows && bad < 3; r++) {
-                double ref = 0, mag = 1e-6;
-                for (int c = 0; c < cols; c++) {
-                    const double a = kern_bf16_to_f32(kern_f32_to_bf16(wf[(size_t)r * cols + c])),
-                                 b = kern_bf16_to_f32(kern_f32_to_bf16(x[(size_t)t * cols + c]));
-                    ref += a * b, mag += fabs(a * b);
-                }
+                double mag;
+                const double ref = bf16_rounded_dot(wf + (size_t)r * cols, x + (size_t)t * cols, cols, &mag);
                 const float g = got[(size_t)t * rows + r], e = exact[(size_t)t * rows + r];
                 differs += g != e;
                 const bool ok = have ? fabs(g - ref) <= 2e-5 * mag : g == e;
@@ -217,12 +224,8 @@ static int amx_shape(kiln_dtype dt, int rows, int cols, int n, int r0, int r1, v
     int bad = 0;
     for (int t = 0; t < n && bad < 3; t++)
         for (int r = 0; r < rows && bad < 3; r++) {
-            double ref = 0, mag = 1e-6;
-            for (int c = 0; c < cols; c++) {
-                const double a = kern_bf16_to_f32(kern_f32_to_bf16(wf[(size_t)r * cols + c])),
-                             b = kern_bf16_to_f32(kern_f32_to_bf16(x[(size_t)t * cols + c]));
-                ref += a * b, mag += fabs(a * b);
-            }
+            double mag;
+            const double ref = bf16_rounded_dot(wf + (size_t)r * cols, x + (size_t)t * cols, cols, &mag);
             const float g = y[(size_t)t * rows + r];
             const bool ok = r >= r0 && r < r1 ? fabs(g - ref) <= 2e-5 * mag : g == 7.0f;
             if (!ok) {
