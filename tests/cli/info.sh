@@ -13,7 +13,7 @@ import json, sys
 j = json.load(open(sys.argv[1]))
 cpu, mem, ms = j["cpu"], j["memory"], j["measured"]
 assert cpu["model"] and cpu["threads"] >= cpu["cores"] >= 1, cpu
-assert cpu["kernels"] in ("scalar", "avx2", "avx512"), cpu["kernels"]
+assert cpu["kernels"] in ("scalar", "avx2", "avx512", "amx"), cpu["kernels"]
 meminfo = {l.split(":")[0]: int(l.split()[1]) * 1024 for l in open("/proc/meminfo") if l.split()[1].isdigit()}
 assert mem["total_bytes"] == meminfo["MemTotal"], (mem, meminfo["MemTotal"])
 assert 0 < mem["available_bytes"] <= mem["total_bytes"]
