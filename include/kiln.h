@@ -230,8 +230,9 @@ typedef struct kiln_model_opts {
     bool weight_cache;
     int threads; /* 0: default (physical cores) */
     /* Float arithmetic of F16 / BF16 matrices in prefill (4+ tokens at once). false (the default): where
-     * the CPU has AVX-512 BF16, activations rounded to bf16 and vdpbf16ps dot products (F16 weights rounded
-     * to bf16 too), 1.5-1.7x faster at a mean KL of 1e-5..4e-4 nats against exact (docs/performance.md).
+     * the CPU has AVX-512 BF16, activations rounded to bf16 and vdpbf16ps dot products, on AMX tiles where
+     * it has AMX-BF16 (F16 weights rounded to bf16 too), 1.5-1.7x faster (AMX: ~4x more) at a mean KL of
+     * 1e-5..4e-4 nats against exact (docs/performance.md).
      * true (--exact): f32 FMA on widened weights and f32 activations, the path the golden tests pin.
      * Decode is exact either way; F32 and block-quantised matrices are unaffected. */
     bool exact;
