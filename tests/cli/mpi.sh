@@ -28,6 +28,17 @@ mpi() { # NP, kiln args...
         -x UBSAN_OPTIONS -np "$np" "$KILN" "$@"
 }
 
+# On some hosts (seen: kernel 6.18 on an Emerald Rapids Xeon, gcc 12) LeakSanitizer's own tracer faults at
+# the exit of every multi-threaded mpirun rank ("Tracer caught signal 11"), so the rank exits 1 with
+# correct output; an ASan build of the previous release failed the same way there. Probed once with a 2-rank
+# run: where it happens, the ranks' leak check is switched off (ASan and UBSan stay on) and a note says so.
+if ldd "$KILN" | grep -q libasan &&
+    printf 'Hi\n' | mpi 2 chat --model "$SHARED/models/tiny-qwen3" --greedy --max-new-tokens 2 --threads 1 --tp 2 2>&1 |
+    grep -q 'LeakSanitizer has encountered a fatal error'; then
+    echo "# note: LeakSanitizer's tracer crashes in mpirun ranks on this host; their leak check is off"
+    export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+fi
+
 # The stderr of a job whose ranks fail at start: when the first rank exits non-zero mpirun aborts the job
 # and may drop output it had not forwarded yet (seen here: 0 to 3 of 3 identical lines), so up to 5 tries
 # for at least one line.
