@@ -185,6 +185,14 @@ static inline int q6_value(const uint8_t *ql, const uint8_t *qh, int l, int part
     return (int8_t)(((part < 2 ? lo & 0xf : lo >> 4) | (((qh[l] >> (2 * part)) & 3) << 4)) - 32);
 }
 
+/* The stored q (0..63, value + 32) of a block's 256 values, in value order. */
+void kern_q6_k_levels(const block_q6_K *b, uint8_t q[QK_K]) {
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++)
+            for (int part = 0; part < 4; part++)
+                q[128 * h + 32 * part + l] = (uint8_t)(q6_value(b->ql + 64 * h, b->qh + 32 * h, l, part) + 32);
+}
+
 void dequantize_row_q6_K(const block_q6_K *x, float *y, int k) {
     for (int i = 0; i < k / QK_K; i++) {
         const float d = h2f(x[i].d);

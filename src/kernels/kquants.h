@@ -140,6 +140,10 @@ void dequantize_row_q3_K(const block_q3_K *x, float *y, int k);
 void dequantize_row_q4_K(const block_q4_K *x, float *y, int k);
 void dequantize_row_q5_K(const block_q5_K *x, float *y, int k);
 void dequantize_row_q6_K(const block_q6_K *x, float *y, int k);
+/* A Q6_K block's stored quants (0..63: the value + 32) in value order, read from and packed into its
+ * ql / qh bytes (d and scales untouched); the bit layout lives in these two and q6_value. */
+void kern_q6_k_levels(const block_q6_K *b, uint8_t q[QK_K]);
+void kern_q6_k_pack(const uint8_t q[QK_K], block_q6_K *b);
 void dequantize_row_iq4_xs(const block_iq4_xs *x, float *y, int k);
 
 /* Weight quantisers (llama.cpp's quantize_row_*_ref, no importance matrix): kquants_quantize.c. */

@@ -460,6 +460,19 @@ void quantize_row_q5_K_ref(const float *x, block_q5_K *y, int k) {
     }
 }
 
+/* The stored q (0..63) of a block's 256 values into its ql / qh bytes (llama.cpp's order). */
+void kern_q6_k_pack(const uint8_t L[QK_K], block_q6_K *b) {
+    uint8_t *ql = b->ql, *qh = b->qh;
+    for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32)
+        for (int l = 0; l < 32; l++) {
+            const uint8_t q1 = L[j + l] & 0xf, q2 = L[j + l + 32] & 0xf, q3 = L[j + l + 64] & 0xf, q4 = L[j + l + 96] & 0xf;
+            ql[l] = (uint8_t)(q1 | (q3 << 4));
+            ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
+            qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
+                              ((L[j + l + 96] >> 4) << 6));
+        }
+}
+
 void quantize_row_q6_K_ref(const float *x, block_q6_K *y, int k) {
     for (int i = 0; i < k / QK_K; i++, x += QK_K) {
         int8_t L[QK_K];
@@ -480,15 +493,7 @@ void quantize_row_q6_K_ref(const float *x, block_q6_K *y, int k) {
                 L[16 * j + ii] = (int8_t)(MAX(-32, MIN(31, l)) + 32);
             }
         }
-        uint8_t *ql = y[i].ql, *qh = y[i].qh;
-        for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32)
-            for (int l = 0; l < 32; l++) {
-                const uint8_t q1 = L[j + l] & 0xf, q2 = L[j + l + 32] & 0xf, q3 = L[j + l + 64] & 0xf, q4 = L[j + l + 96] & 0xf;
-                ql[l] = (uint8_t)(q1 | (q3 << 4));
-                ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
-                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
-                                  ((L[j + l + 96] >> 4) << 6));
-            }
+        kern_q6_k_pack((const uint8_t *)L, &y[i]);
     }
 }
 

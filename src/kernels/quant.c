@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kquants.h"
 
 void quantize_row_q8_0_ref(const float *x, block_q8_0 *y, int k) {
     for (int i = 0; i < k / QK; i++, x += QK) {
@@ -124,34 +125,13 @@ static void panel_copy_q4_k(panel_q4_k *p, int i, char *blk, bool to_panel) {
         for (int g = 0; g < 8; g++) panel_move(p->qs[c][g][i], &b->qs[32 * c + 4 * g], sizeof p->qs[c][g][i], to_panel);
 }
 
-/* Q6_K: the stored q (0..63) of a block's 256 values, from its ql / qh bytes (dequantize_row_q6_K's
- * order), and back. */
-static void q6_k_get(const block_q6_K *b, uint8_t q[QK_K]) {
-    for (int h = 0; h < 2; h++)
-        for (int l = 0; l < 32; l++)
-            for (int k = 0; k < 4; k++) {
-                const uint8_t ql = b->ql[64 * h + l + 32 * (k & 1)];
-                q[128 * h + 32 * k + l] = (uint8_t)((k < 2 ? ql & 0xf : ql >> 4) | ((b->qh[32 * h + l] >> (2 * k)) & 3) << 4);
-            }
-}
-static void q6_k_put(block_q6_K *b, const uint8_t q[QK_K]) {
-    memset(b->ql, 0, sizeof b->ql), memset(b->qh, 0, sizeof b->qh);
-    for (int h = 0; h < 2; h++)
-        for (int l = 0; l < 32; l++)
-            for (int k = 0; k < 4; k++) {
-                const uint8_t v = q[128 * h + 32 * k + l];
-                b->ql[64 * h + l + 32 * (k & 1)] |= (uint8_t)((v & 0xf) << (k < 2 ? 0 : 4));
-                b->qh[32 * h + l] |= (uint8_t)((v >> 4) << (2 * k));
-            }
-}
-
 /* Q6_K (panel_q6_k): row i's d, scales and quants (the triples, kernels.h). */
 static void panel_copy_q6_k(panel_q6_k p, int i, char *blk, bool to_panel) {
     block_q6_K *b = (block_q6_K *)blk;
     panel_move(&p.d[i], &b->d, sizeof b->d, to_panel);
     for (int j = 0; j < QK_K / 16; j++) panel_move(&p.scales[KERN_PANEL * j + i], &b->scales[j], 1, to_panel);
     uint8_t q[QK_K] = {0};
-    if (to_panel) q6_k_get(b, q);
+    if (to_panel) kern_q6_k_levels(b, q);
     for (int j = 0; j < QK_K / 16; j++)
         for (int v = 0; v < 3; v++)
             for (int k = 0; k < 4; k++) {
@@ -160,7 +140,7 @@ static void panel_copy_q6_k(panel_q6_k p, int i, char *blk, bool to_panel) {
                 if (to_panel) *byte = (uint8_t)(q[a] | ((q[c] >> (2 * v)) & 3) << 6);
                 else q[a] = *byte & 63, q[c] = (uint8_t)(q[c] | (*byte >> 6) << (2 * v));
             }
-    if (!to_panel) q6_k_put(b, q);
+    if (!to_panel) kern_q6_k_pack(q, b);
 }
 
 /* Row r's block b <-> its place in m's panel. */
