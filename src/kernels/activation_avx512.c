@@ -4,9 +4,7 @@
  * (expf, SwiGLU) and ~20% (tanhf, Gemma 3 1B) of a 512-token prefill's profile. */
 #include "kernels/exp_avx512.h"
 #include "kernels/matmul.h"
-
-/* The lanes of a row of n floats from i on: all 16, or the tail. */
-static inline __mmask16 lanes(int i, int n) { return n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1); }
+#include "kernels/simd_x86.h"
 
 /* v / (1 + e^(s v')) for the sigmoid forms below: silu(g) = g / (1 + e^-g). */
 static inline __m512 over_one_plus_exp(__m512 v, __m512 e_arg) {
@@ -15,7 +13,7 @@ static inline __m512 over_one_plus_exp(__m512 v, __m512 e_arg) {
 
 void silu_mul_avx512(float *gate, const float *up, int n) {
     for (int i = 0; i < n; i += 16) {
-        const __mmask16 mk = lanes(i, n);
+        const __mmask16 mk = lanes16(n - i);
         const __m512 g = _mm512_maskz_loadu_ps(mk, gate + i), u = _mm512_maskz_loadu_ps(mk, up + i);
         const __m512 s = over_one_plus_exp(g, _mm512_sub_ps(_mm512_setzero_ps(), g));
         _mm512_mask_storeu_ps(gate + i, mk, _mm512_mul_ps(s, u));
@@ -29,7 +27,7 @@ void silu_mul_avx512(float *gate, const float *up, int n) {
 void gelu_tanh_mul_avx512(float *gate, const float *up, int n) {
     const __m512 m2c = _mm512_set1_ps(-2.0f * 0.79788456080286535588f), k = _mm512_set1_ps(0.044715f);
     for (int i = 0; i < n; i += 16) {
-        const __mmask16 mk = lanes(i, n);
+        const __mmask16 mk = lanes16(n - i);
         const __m512 x = _mm512_maskz_loadu_ps(mk, gate + i), u = _mm512_maskz_loadu_ps(mk, up + i);
         const __m512 inner = _mm512_fmadd_ps(_mm512_mul_ps(k, x), _mm512_mul_ps(x, x), x); /* x + k x^3 */
         const __m512 g = over_one_plus_exp(x, _mm512_mul_ps(m2c, inner));

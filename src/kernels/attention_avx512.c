@@ -23,8 +23,6 @@
 
 enum { MAXV = 16 }; /* head_dim <= 16 * MAXV */
 
-INL __mmask16 first(int m) { return m >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << m) - 1); }
-
 /* Values 16c..16c+15 of a KV row of format T (lanes outside m read as 0; q8_0 rows never need a mask:
  * head_dim % 32 == 0). */
 INL __m512 load16(const kiln_dtype T, const char *row, int c, __mmask16 m) {
@@ -128,7 +126,7 @@ INL void attend_group(const kiln_dtype T, const int NV, const int GH, int nv, fl
                       size_t hoff, int n_pos, const kern_kv_view *kv) {
     if (NV) nv = NV;
     const int KPT = 16 / GH, LG = GH == 4 ? 2 : GH == 2 ? 1 : 0; /* keys per tree, levels inside a key */
-    const __mmask16 tail = first(head_dim - 16 * (nv - 1));
+    const __mmask16 tail = lanes16(head_dim - 16 * (nv - 1));
     const __m512 scale = _mm512_set1_ps(kern_attn_scale(kv, head_dim));
     const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     const __m512i lane_key = _mm512_and_si512(iota, _mm512_set1_epi32(KPT - 1)); /* lane h*KPT+kl: key kl */
@@ -359,7 +357,7 @@ static void mk_rows(int NR, float *C, int na, const float *X, size_t xa, size_t 
 INL void rows_f32_typed(const kiln_dtype T, float *dst, const char *base, size_t hoff, int p0, int n, int head_dim,
                         const kern_kv_view *kv) {
     const int nv = (head_dim + 15) / 16;
-    const __mmask16 tail = first(head_dim - 16 * (nv - 1));
+    const __mmask16 tail = lanes16(head_dim - 16 * (nv - 1));
     for (int j = 0; j < n; j++) {
         const int p = p0 + j;
         const char *row = base + (size_t)kv->table[p / kv->block] * kv->block_stride + (size_t)(p % kv->block) * kv->row_stride + hoff;

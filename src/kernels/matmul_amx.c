@@ -76,12 +76,10 @@ INL void transpose16(__m512i r[16]) {
 
 /* Values k..k+31 of an F16 / BF16 row as bf16 (zeros past K). */
 INL __m512i load_bf16x32(int dt, const uint16_t *row, int k, int K) {
-    const int left = K - k;
-    const __mmask32 mk = left >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << left) - 1);
-    const __m512i v = _mm512_maskz_loadu_epi16(mk, row + k);
+    const __m512i v = _mm512_maskz_loadu_epi16(lanes32(K - k), row + k);
     if (dt == KILN_DT_BF16) return v;
-    return (__m512i)_mm512_cvtne2ps_pbh(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(v, 1)),
-                                        _mm512_cvtph_ps(_mm512_castsi512_si256(v)));
+    return _mm512_inserti64x4(_mm512_castsi256_si512(f16x16_to_bf16(_mm512_castsi512_si256(v))),
+                              f16x16_to_bf16(_mm512_extracti64x4_epi64(v, 1)), 1);
 }
 
 /* Rows [0, rows) of w (K values each, ws apart) packed as weight tiles: group g (rows 16g..16g+15, zero rows

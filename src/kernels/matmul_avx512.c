@@ -51,7 +51,7 @@ INL void micro_f(int dt, int R, int T, const char *w, size_t rb, const float *x,
         }
     }
     if (k < K) {
-        __mmask16 mk = (__mmask16)((1u << (K - k)) - 1);
+        __mmask16 mk = lanes16(K - k);
         __m512 wv[4];
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) wv[i] = load_w(dt, w + i * rb, k, mk);
@@ -94,7 +94,7 @@ INL float dot_row_f(int dt, const char *row, const float *x, int K) {
         a3 = _mm512_fmadd_ps(load_w(dt, row, k + 48, 0xffff), _mm512_loadu_ps(x + k + 48), a3);
     }
     for (; k < K; k += 16) {
-        const __mmask16 mk = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
+        const __mmask16 mk = lanes16(K - k);
         a0 = _mm512_fmadd_ps(load_w(dt, row, k, mk), _mm512_maskz_loadu_ps(mk, x + k), a0);
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
@@ -113,7 +113,7 @@ INL void dot_rows_f(int dt, const char *w, size_t rb, const float *x, int K, flo
         for (int i = 0; i < GEMV_ROWS; i++) acc[i] = _mm512_fmadd_ps(load_w(dt, w + i * rb, k, 0xffff), xv, acc[i]);
     }
     if (k < K) {
-        const __mmask16 mk = (__mmask16)((1u << (K - k)) - 1);
+        const __mmask16 mk = lanes16(K - k);
         const __m512 xv = _mm512_maskz_loadu_ps(mk, x + k);
 #pragma GCC unroll 8
         for (int i = 0; i < GEMV_ROWS; i++) acc[i] = _mm512_fmadd_ps(load_w(dt, w + i * rb, k, mk), xv, acc[i]);
@@ -154,9 +154,8 @@ INL void dot_rows_bf16(const char *w, size_t rb, const float *x, int K, float *y
     for (; k + 32 <= K; k += 32) bf16_pairs_step(w, rb, x, k, 0xffffffffu, 0xffff, 0xffff, acc);
     if (k < K) {
         const int left = K - k;
-        const __mmask16 lo = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1),
-                        hi = left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
-        bf16_pairs_step(w, rb, x, k, (__mmask32)((1u << left) - 1), lo, hi, acc);
+        const __mmask16 lo = lanes16(left), hi = lanes16(left - 16);
+        bf16_pairs_step(w, rb, x, k, lanes32(left), lo, hi, acc);
     }
 #pragma GCC unroll 8
     for (int i = 0; i < GEMV_ROWS; i++) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[2 * i], acc[2 * i + 1]));
@@ -229,8 +228,7 @@ static void act_to_bf16(const float *x, uint16_t *y, int n) {
         _mm512_storeu_si512(y + k, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(x + k)));
     if (k < n) {
         const int left = n - k;
-        const __mmask16 lo = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1),
-                        hi = left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+        const __mmask16 lo = lanes16(left), hi = lanes16(left - 16);
         _mm512_storeu_si512(y + k, (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, x + k + 16),
                                                                   _mm512_maskz_loadu_ps(lo, x + k)));
     }
@@ -256,7 +254,7 @@ INL void micro_bf(int R, int T, const uint16_t *w, size_t ws, const uint16_t *x,
         for (int j = 0; j < T; j++) acc[i][j] = _mm512_setzero_ps();
     for (int k = 0; k < K; k += 32) {
         /* the weights' tail is masked; the activations' padding is zero */
-        const __mmask32 mk = K - k >= 32 ? (__mmask32)0xffffffffu : (__mmask32)((1u << (K - k)) - 1);
+        const __mmask32 mk = lanes32(K - k);
         __m512bh wv[4];
 #pragma GCC unroll 4
         for (int i = 0; i < R; i++) wv[i] = (__m512bh)_mm512_maskz_loadu_epi16(mk, w + i * ws + k);
@@ -316,9 +314,8 @@ static void gemm_bf16dot_f16(float *y, const void *x, int n, const kiln_mat *m, 
             const uint16_t *src = (const uint16_t *)m->data + (size_t)(g + r) * K;
             uint16_t *dst = tile + (size_t)r * K;
             for (int k = 0; k < K; k += 16) {
-                const __mmask16 mk = K - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (K - k)) - 1);
-                const __m512 f = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, src + k));
-                _mm256_mask_storeu_epi16(dst + k, mk, (__m256i)_mm512_cvtneps_pbh(f));
+                const __mmask16 mk = lanes16(K - k);
+                _mm256_mask_storeu_epi16(dst + k, mk, f16x16_to_bf16(_mm256_maskz_loadu_epi16(mk, src + k)));
             }
         }
         gemm_bf_rows(tile, (size_t)K, rows, x, kern_bf16_act_stride(K), n, K, y + g, m->rows);

@@ -16,4 +16,13 @@ INL float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* AVX-512 masks of the first n lanes of 16 / 32 (n <= 0: none, n past the width: all): the masked tails. */
+INL __mmask16 lanes16(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+INL __mmask32 lanes32(int n) { return n >= 32 ? (__mmask32)0xffffffffu : n <= 0 ? 0 : (__mmask32)((1u << n) - 1); }
+
+#ifdef __AVX512BF16__
+/* 16 F16 values rounded to bf16 (nearest even): how the bf16 dot products read F16 weights. */
+INL __m256i f16x16_to_bf16(__m256i h) { return (__m256i)_mm512_cvtneps_pbh(_mm512_cvtph_ps(h)); }
+#endif
+
 #endif
