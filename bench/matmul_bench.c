@@ -16,6 +16,9 @@
  *   build/bench/matmul_bench l2 q6_k [rows=512] [cols=2048] [passes=2000] [plain]   (one thread, one small
  *       matrix decoded over and over: the kernel's rate from L2, where the memory rate does not hide it;
  *       plain: rows one after another, not the loader's panels, i.e. the row kernel)
+ *   build/bench/matmul_bench peak 2      (arithmetic peak: vdpbf16ps and f32 FMA GFLOP/s from registers, the
+ *       prefill roofline as bw is decode's, and the pp tok/s it bounds on this shape: the layers' matmuls
+ *       per prompt token, lm_head only for the last)
  * pp is the engine's default arithmetic (kern_scratch.bf16_dot: bf16 dot products for F16 / BF16 weights);
  * pp_exact_tok_s the exact f32 path (--exact), measured alternately in the same run (float weights). */
 #include <stdbool.h>
@@ -30,6 +33,12 @@
 #include "runtime/hugepage.h"
 
 #include "kernels/kernels.h"
+#include "runtime/cpu.h"
+#include "runtime/threadpool.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 static double clock_s(clockid_t id) {
     struct timespec ts;
@@ -114,12 +123,68 @@ static int l2_rate(kiln_dtype dt, int rows, int cols, int passes, bool plain) {
     return 0;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+/* The arithmetic a prefill GEMM is made of, from registers only: CHAINS independent accumulators (more
+ * than latency x issue width on Zen 4 and Intel cores) so the unit's throughput, not a dependency, limits. */
+enum { CHAINS = 12 };
+struct peak_job {
+    long iters;
+    bool bf16;
+    float out[64];
+};
+__attribute__((target("avx512f,avx512bf16"))) static void peak_slice(void *arg, int ith, int nth) {
+    (void)nth;
+    struct peak_job *j = arg;
+    __m512 a[CHAINS];
+    for (int c = 0; c < CHAINS; c++) a[c] = _mm512_set1_ps((float)c * 1e-3f);
+    const __m512 x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(1e-6f);
+    const __m512bh p = (__m512bh)_mm512_set1_epi16(0x3f80), q = (__m512bh)_mm512_set1_epi16(0x3380); /* 1, 2^-24 */
+    for (long n = 0; n < j->iters; n++)
+#pragma GCC unroll 12
+        for (int c = 0; c < CHAINS; c++) a[c] = j->bf16 ? _mm512_dpbf16_ps(a[c], p, q) : _mm512_fmadd_ps(a[c], x, y);
+    __m512 s = a[0];
+    for (int c = 1; c < CHAINS; c++) s = _mm512_add_ps(s, a[c]);
+    j->out[ith & 63] = _mm512_reduce_add_ps(s);
+}
+
+/* Best of 5 passes of ~0.1 s each, GFLOP/s over all threads (a vdpbf16ps: 32 pairs, 64 FLOP; an FMA: 32). */
+static double peak_gflops(kiln_pool *pool, int threads, bool bf16) {
+    struct peak_job j = {.iters = 1 << 20, .bf16 = bf16};
+    double best = 0;
+    for (int pass = 0; pass < 6; pass++) {
+        const double t = now();
+        kiln_pool_run(pool, peak_slice, &j);
+        const double g = (double)j.iters * CHAINS * (bf16 ? 64 : 32) * threads / (now() - t) / 1e9;
+        if (pass > 0 && g > best) best = g; /* pass 0 warms the clocks */
+    }
+    return best;
+}
+
+static int peak(int threads) {
+    const kiln_cpu *f = kiln_cpu_features();
+    if (!f->avx512f || !f->avx512bf16) return fprintf(stderr, "peak needs AVX-512 BF16\n"), 1;
+    kiln_pool *pool = kiln_pool_new(threads);
+    if (!pool) return fprintf(stderr, "out of memory\n"), 1;
+    const double bf = peak_gflops(pool, threads, true), fma = peak_gflops(pool, threads, false);
+    double flop = 0; /* per prompt token */
+    for (int i = 0; i < 7; i++) flop += 2.0 * LAYERS * shapes[i][0] * shapes[i][1];
+    printf("{\"threads\":%d,\"bf16_dot_gflops\":%.1f,\"f32_fma_gflops\":%.1f,\"gflop_per_prompt_token\":%.3f,"
+           "\"pp_bound_bf16_dot_tok_s\":%.1f,\"pp_bound_f32_fma_tok_s\":%.1f}\n",
+           threads, bf, fma, flop / 1e9, bf * 1e9 / flop, fma * 1e9 / flop);
+    kiln_pool_free(pool);
+    return 0;
+}
+#else
+static int peak(int threads) { return (void)threads, fprintf(stderr, "peak needs x86-64 AVX-512\n"), 1; }
+#endif
+
 int main(int argc, char **argv) {
     kiln_dtype dt = KILN_DT_Q8_0;
     if (argc > 1 && strcmp(argv[1], "bw") == 0) {
         printf("{\"read_bw_gb_s\":%.2f}\n", probe_gb_s(argc > 2 ? atoi(argv[2]) : 2));
         return 0;
     }
+    if (argc > 1 && strcmp(argv[1], "peak") == 0) return peak(argc > 2 ? atoi(argv[2]) : 2);
     if (argc > 2 && strcmp(argv[1], "l2") == 0) {
         if (kiln_dtype_parse(argv[2], &dt) != 0) return fprintf(stderr, "unknown dtype %s\n", argv[2]), 1;
         kern_init();
