@@ -53,6 +53,10 @@ cp build/bench/matmul_bench "$work/matmul_bench"
 kiln_help=$(./build/kiln bench --help 2>&1 || true)
 if grep -q -- '--gen-tokens' <<<"$kiln_help"; then KILN_MODE=kiln-bench; else KILN_MODE=matmul-only; fi
 echo "== kiln measured with: $KILN_MODE, $THREADS threads, $ROUNDS interleaved rounds, pp$PP tg$TG" >&2
+# The prefill roofline (decode's is the per-round bandwidth probe below): the arithmetic peak of the units a
+# float prefill runs on, and the pp tok/s it allows on this shape (the layers' matmuls per prompt token; on an
+# AMX host kiln's float prefill runs on the tiles instead, above this bound).
+"$work/matmul_bench" peak "$THREADS" 2>/dev/null | $PY -c 'import sys,json; print("== prefill roofline: vdpbf16ps %(bf16_dot_gflops).0f GFLOP/s -> pp <= %(pp_bound_bf16_dot_tok_s).0f tok/s, f32 FMA %(f32_fma_gflops).0f GFLOP/s -> pp <= %(pp_bound_f32_fma_tok_s).0f tok/s (%(gflop_per_prompt_token).2f GFLOP per prompt token)" % json.load(sys.stdin))' >&2 || true
 
 # --quant-cache: the first round converts and writes $MODEL/model.<q>.kiln, later rounds map it (load time only).
 kiln_flags() { case $1 in F16) echo "--dtype f16";; BF16) echo "--dtype bf16";; Q8_0) echo "--quant q8_0 --quant-cache";; Q4_0) echo "--quant q4_0 --quant-cache";; KQ4_K_M) echo "--quant q4_k_m --quant-cache";; esac; }
