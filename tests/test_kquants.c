@@ -276,9 +276,9 @@ static void q4_k_panels_by_definition(const char *plain, char *out, int rows, in
         }
 }
 
-/* Q6_K rows in the panel layout placed by its definition (kernels.h): per 16-row panel, the nb
- * super-blocks' quants (16 triples A, B, C of 16 rows x 4 bytes per super-block), then their scales (scale
- * j of the 16 rows side by side), then their d; the last rows plain. */
+/* Q6_K rows in the panel layout placed by its definition (kernels.h): per 16-row panel, super-block b of
+ * the 16 rows at 3360 * b: its quants (16 triples A, B, C of 16 rows x 4 bytes), its scales (scale j of
+ * the 16 rows side by side), its d; the last rows plain. */
 static void q6_k_panels_by_definition(const char *plain, char *out, int rows, int cols) {
     const size_t rb = kern_row_bytes(KILN_DT_Q6_K, cols), bs = sizeof(block_q6_K);
     const int nb = cols / QK_K;
@@ -295,8 +295,7 @@ static void q6_k_panels_by_definition(const char *plain, char *out, int rows, in
                 const uint8_t ql = blk->ql[64 * h + l + (k % 2 ? 32 : 0)];
                 q[v] = (uint8_t)((k < 2 ? ql & 15 : ql >> 4) | (blk->qh[32 * h + l] >> (2 * k) & 3) << 4);
             }
-            char *panel = out + (size_t)(r / 16) * 16 * rb, *qs = panel + (size_t)b * 3072;
-            char *sc = panel + (size_t)nb * 3072 + (size_t)b * 256, *d = panel + (size_t)nb * 3328 + (size_t)b * 32;
+            char *qs = out + (size_t)(r / 16) * 16 * rb + (size_t)b * 3360, *sc = qs + 3072, *d = sc + 256;
             const int i = r % 16;
             memcpy(d + 2 * i, &blk->d, 2);
             for (int g = 0; g < 16; g++) sc[16 * g + i] = (char)blk->scales[g];

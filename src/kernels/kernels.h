@@ -31,11 +31,11 @@
  * for chunk c = 0..3 and g = 0..7, 16 rows x bytes 32c+4g..32c+4g+3 of each row's qs (low nibbles: values
  * 64c+4g.. of sub-block 2c; high nibbles: values 64c+32+4g.. of sub-block 2c+1).
  *
- * Q6_K panels (panel_q6_k below; same rule, nb * 3360 bytes = 16 rows of block_q6_K) are three arrays,
- * not nb blocks: the quants of the nb super-blocks (3072 bytes each), then their scales (256 bytes each:
- * scale j of the 16 rows side by side, j = 0..15), then their d (16 f16, 32 bytes each), so that every
- * vector load is 64-byte aligned when the panel is (a 3360-byte block is 52.5 cache lines; measured no
- * faster than misaligned, but free). A
+ * Q6_K panels (panel_q6_k below; same rule, panel block b = super-block b of the 16 rows, 3360 bytes = 16
+ * block_q6_K): the quants (3072 bytes), then the scales (256 bytes: scale j of the 16 rows side by side,
+ * j = 0..15), then the d (16 f16). One block after another, so decode reads one stream per panel: the
+ * first layout, three arrays per panel (all quants, then all scales, then all d, every load 64-byte
+ * aligned), read memory ~20% slower on Zen 4 (the short scale streams; matmul_kquants_avx512.c). A
  * super-block's quants are 16 triples of 64-byte vectors (A, B, C), one per group j of 16 values, each
  * 16 rows x 4 bytes: byte 4 * row + i of A / B / C holds the row's stored q (0..63, the value + 32) of
  * value 16j + i / 16j + 4 + i / 16j + 8 + i in bits 0..5, and in bits 6..7 bits 0..1 / 2..3 / 4..5 of
@@ -126,18 +126,15 @@ static inline const char *kern_qrow(const kiln_mat *m, int r) {
     return (const char *)m->data + (size_t)r * kern_row_bytes(m->dt, m->cols);
 }
 /* Where panel block b of the panel holding row r starts (r < kern_panel_rows(m)); a Q4_K one is a
- * panel_q4_k. (Q6_K panels are not blocks: kern_panel_q6_k.) */
+ * panel_q4_k, a Q6_K one is split by kern_panel_q6_k. */
 static inline const kern_panel *kern_panel_block(const kiln_mat *m, int r, int b) {
     const size_t nb = (size_t)(m->cols / kern_formats[m->dt].block_values);
     return (const kern_panel *)((const char *)m->data +
                                 ((size_t)(r / KERN_PANEL) * nb + (size_t)b) * kern_panel_block_bytes(m->dt));
 }
 static inline panel_q6_k kern_panel_q6_k(const kiln_mat *m, int r, int b) {
-    const size_t nb = (size_t)(m->cols / QK_K);
-    char *p = (char *)m->data + (size_t)(r / KERN_PANEL) * nb * kern_panel_block_bytes(KILN_DT_Q6_K);
-    char *sc = p + nb * KERN_Q6_K_PANEL_QS, *d = sc + nb * KERN_Q6_K_PANEL_SCALES;
-    return (panel_q6_k){(uint8_t *)p + (size_t)b * KERN_Q6_K_PANEL_QS, (int8_t *)sc + (size_t)b * KERN_Q6_K_PANEL_SCALES,
-                        (uint16_t *)d + (size_t)b * KERN_PANEL};
+    char *p = (char *)kern_panel_block(m, r, b);
+    return (panel_q6_k){(uint8_t *)p, (int8_t *)p + KERN_Q6_K_PANEL_QS, (uint16_t *)(p + KERN_Q6_K_PANEL_QS + KERN_Q6_K_PANEL_SCALES)};
 }
 _Static_assert(KERN_Q6_K_PANEL_QS + KERN_Q6_K_PANEL_SCALES + 2 * KERN_PANEL == KERN_PANEL * sizeof(block_q6_K),
                "Q6_K panel: the size of 16 blocks");

@@ -228,8 +228,11 @@ INL void kp_block_q4_k(int T, const panel_q4_k *pb, const block_q8_K *const *xt,
  * rounds in another order. Same-run figures on a heavily shared host (load ~7 on 2 cores, so only the
  * ratios mean anything): one thread, a 512 x 2048 matrix from L2 (matmul_bench l2), row kernel 12.2 GB/s,
  * panels 31.2; the 1B model's matmuls from memory, 2 threads (matmul_bench q6_k 2 0 16 1 3), 8.6 / 8.3 /
- * 7.9 GB/s (44-47% of the probe) before, 13.0 / 11.2 / 12.1 (62-70%) after. The panels' 64-byte
- * alignment (kernels.h) measured no different from 16-byte (the data as malloc places it). */
+ * 7.9 GB/s (44-47% of the probe) before, 13.0 / 11.2 / 12.1 (62-70%) after. On Zen 4 the first panel
+ * layout (three arrays per panel, kernels.h) read memory slower than the row kernel it replaced
+ * (matmul_bench q6_k 2 0 32 1 3, interleaved: 20.4 / 19.2 / 20.2 GB/s against 25.8 / 25.7 / 23.5) though
+ * twice as fast from L2; one block after another reads 24.7 / 24.9 / 26.0 (L2: 37 GB/s against the
+ * three arrays' 44, the row kernel's 21). */
 
 /* The fourth operand of a triple: bits 6..7 of a, b, c as bits 0..1, 2..3, 4..5. vpsrlw shifts 16-bit
  * lanes, so a low byte takes in its neighbour's low bits: the selects keep only the bits each piece owns

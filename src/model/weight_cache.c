@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #define WC_MAGIC "KILNWC\0\0"
-#define WC_VERSION 4u /* bump when the layout or any conversion's rounding changes */
+#define WC_VERSION 5u /* bump when the layout or any conversion's rounding changes */
 #define WC_ALIGN 64   /* each matrix starts on a cache line */
 #define WC_PAGE 4096
 
