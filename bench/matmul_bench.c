@@ -34,7 +34,6 @@
 
 #include "kernels/kernels.h"
 #include "runtime/cpu.h"
-#include "runtime/threadpool.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -147,7 +146,8 @@ __attribute__((target("avx512f,avx512bf16"))) static void peak_slice(void *arg, 
     j->out[ith & 63] = _mm512_reduce_add_ps(s);
 }
 
-/* Best of 5 passes of ~0.1 s each, GFLOP/s over all threads (a vdpbf16ps: 32 pairs, 64 FLOP; an FMA: 32). */
+/* Best of 5 passes after a warm-up one (2^20 x CHAINS ops a thread: ~4 ms at one a cycle), GFLOP/s over all
+ * threads (a vdpbf16ps: 32 pairs, 64 FLOP; an FMA: 32). */
 static double peak_gflops(kiln_pool *pool, int threads, bool bf16) {
     struct peak_job j = {.iters = 1 << 20, .bf16 = bf16};
     double best = 0;
