@@ -46,6 +46,10 @@ static void pick(void) {
 void kern_init(void) { pthread_once(&once, pick); }
 const char *kern_isa_name(void) { return kern_active_isa()->name; }
 
+kern_layout kern_weight_layout(kiln_dtype dt) {
+    return kern_has_panels(dt) && kern_active_isa()->panels ? KERN_LAYOUT_PANEL16 : KERN_LAYOUT_PLAIN;
+}
+
 const kern_isa *kern_active_isa(void) {
     kern_init();
     return active;

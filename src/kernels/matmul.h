@@ -35,6 +35,8 @@ typedef void (*kern_attn_block_fn)(float *out, const float *q, size_t q_stride, 
 
 typedef struct kern_isa {
     const char *name;
+    bool panels; /* its Q8_0 / Q4_0 / Q4_K / Q6_K kernels read 16-row panels natively (kern_weight_layout);
+                    the others gather a panel row at a time, so their machines keep rows plain */
     kern_gemm_fn gemm[KILN_DT_COUNT]; /* indexed by weight dtype */
     kern_attn_fn attention;           /* kern_attention's contract (kernels.h) */
     void (*quantize_act)(const float *x, act_q8 *y, int k, int c); /* quantize_act_ref's contract */
@@ -81,8 +83,11 @@ void kern_silu_mul_ref(float *gate, const float *up, int n);
 void silu_mul_avx512(float *gate, const float *up, int n);
 void kern_gelu_tanh_mul_ref(float *gate, const float *up, int n);
 void gelu_tanh_mul_avx512(float *gate, const float *up, int n);
+void silu_mul_avx2(float *gate, const float *up, int n); /* activation_avx2.c */
+void gelu_tanh_mul_avx2(float *gate, const float *up, int n);
 
-/* Attention: the portable reference (attention.c) and the AVX-512 version (attention_avx512.c). */
+/* Attention: the portable reference (attention.c), the AVX-512 (attention_avx512.c) and AVX2
+ * (attention_avx2.c) versions. */
 /* The score scale kv asks for (kern_kv_view.scale; 0: 1 / sqrt(head_dim)). */
 static inline float kern_attn_scale(const kern_kv_view *kv, int head_dim) {
     return kv->scale > 0 ? kv->scale : 1.0f / sqrtf((float)head_dim);
@@ -94,6 +99,10 @@ void kern_attention_avx512(float *out, const float *q, int n_heads, int n_kv_hea
 
 void kern_attention_block_ref(float *out, const float *q, size_t q_stride, int nq, int pos0, int window, int n_heads,
                               int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv, float *scratch);
+void kern_attention_avx2(float *out, const float *q, int n_heads, int n_kv_heads, int head_dim, int n_pos,
+                         const kern_kv_view *kv, float *scratch, int h0, int h1);
+void kern_attention_block_avx2(float *out, const float *q, size_t q_stride, int nq, int pos0, int window, int n_heads,
+                               int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv, float *scratch);
 void kern_attention_block_avx512(float *out, const float *q, size_t q_stride, int nq, int pos0, int window,
                                  int n_heads, int n_kv_heads, int head_dim, int h0, int h1, const kern_kv_view *kv,
                                  float *scratch);

@@ -170,10 +170,10 @@ const kern_isa kern_isa_avx2 = {
     .name = "avx2",
     .gemm = {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4, [KILN_DT_Q4_K] = kern_gemm_q4_k_avx2,
              [KILN_DT_Q5_K] = kern_gemm_q5_k_avx2, [KILN_DT_Q6_K] = kern_gemm_q6_k_avx2},
-    .attention = kern_attention_ref,
+    .attention = kern_attention_avx2,
     .quantize_act = quantize_act_ref,
     .quantize_q8_k = quantize_row_q8_K_ref,
-    .silu_mul = kern_silu_mul_ref,
-    .gelu_tanh_mul = kern_gelu_tanh_mul_ref,
-    .attention_block = kern_attention_block_ref, /* no bf16 dot-product path: gemm_bf16dot, to_bf16 NULL */
+    .silu_mul = silu_mul_avx2,
+    .gelu_tanh_mul = gelu_tanh_mul_avx2,
+    .attention_block = kern_attention_block_avx2, /* no bf16 dot-product path: gemm_bf16dot, to_bf16 NULL */
 };

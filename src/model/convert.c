@@ -65,7 +65,7 @@ static void plan(const kiln_model *m, const weight_request *rq, kiln_mat *want, 
         const weight_slot slot = model_slot(m, i);
         kiln_dtype dt = weight_format(rq, &slot);
         want[i] = (kiln_mat){NULL, dt, src->rows, src->cols,
-                             kern_has_panels(dt) ? KERN_LAYOUT_PANEL16 : KERN_LAYOUT_PLAIN};
+                             kern_weight_layout(dt)};
         offs[i] = *total;
         *total += mat_bytes(&want[i]);
     }

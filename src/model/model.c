@@ -169,11 +169,11 @@ static bool already_in(const kiln_model *m, const weight_request *rq) {
     return same && rq->quant < 0;
 }
 
-/* Quantised matrices stored row after row (a GGUF's): the kernels read them in 16-row panels, so they
+/* Quantised matrices stored row after row (a GGUF's) where the kernels read them in 16-row panels: they
  * are repacked once at load (convert.c). */
 static bool has_plain_quant(const kiln_model *m) {
     for (int i = 0; i < m->n_mats; i++)
-        if (kern_has_panels(m->mats[i]->dt) && m->mats[i]->layout == KERN_LAYOUT_PLAIN) return true;
+        if (m->mats[i]->layout != kern_weight_layout(m->mats[i]->dt)) return true;
     return false;
 }
 
