@@ -47,7 +47,7 @@ void kern_init(void) { pthread_once(&once, pick); }
 const char *kern_isa_name(void) { return kern_active_isa()->name; }
 
 kern_layout kern_weight_layout(kiln_dtype dt) {
-    return kern_has_panels(dt) && kern_active_isa()->panels ? KERN_LAYOUT_PANEL16 : KERN_LAYOUT_PLAIN;
+    return kern_has_panels(dt) && kern_active_isa()->panels[dt] ? KERN_LAYOUT_PANEL16 : KERN_LAYOUT_PLAIN;
 }
 
 const kern_isa *kern_active_isa(void) {

@@ -35,8 +35,9 @@ typedef void (*kern_attn_block_fn)(float *out, const float *q, size_t q_stride, 
 
 typedef struct kern_isa {
     const char *name;
-    bool panels; /* its Q8_0 / Q4_0 / Q4_K / Q6_K kernels read 16-row panels natively (kern_weight_layout);
-                    the others gather a panel row at a time, so their machines keep rows plain */
+    bool panels[KILN_DT_COUNT]; /* formats (of the panel family) whose kernels here read 16-row panels
+                                   natively (kern_weight_layout); the others gather a panel row at a time,
+                                   so their matrices stay in plain rows */
     kern_gemm_fn gemm[KILN_DT_COUNT]; /* indexed by weight dtype */
     kern_attn_fn attention;           /* kern_attention's contract (kernels.h) */
     void (*quantize_act)(const float *x, act_q8 *y, int k, int c); /* quantize_act_ref's contract */

@@ -599,7 +599,7 @@ static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, i
 #define AVX512_TABLE(NAME, BF16DOT_F16, BF16DOT_BF16)                                                          \
     {                                                                                                          \
         .name = NAME,                                                                                          \
-        .panels = true,                                                                                        \
+        .panels = {[KILN_DT_Q8_0] = true, [KILN_DT_Q4_0] = true, [KILN_DT_Q4_K] = true, [KILN_DT_Q6_K] = true}, \
         .gemm = {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4, [KILN_DT_Q4_K] = kern_gemm_q4_k_avx512,        \
                  [KILN_DT_Q5_K] = kern_gemm_q5_k_avx512, [KILN_DT_Q6_K] = kern_gemm_q6_k_avx512,                 \
                  [KILN_DT_Q5_0] = kern_gemm_q5_0_avx512, [KILN_DT_IQ4_NL] = kern_gemm_iq4_nl_avx512,             \
