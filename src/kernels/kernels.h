@@ -150,8 +150,9 @@ const char *kern_qrow_plain(const kiln_mat *m, int r, char *buf);
 void kern_init(void);
 const char *kern_isa_name(void);
 /* The layout the loader gives a matrix of format dt: 16-row panels where the active ISA's kernels read
- * them (AVX-512, AMX), else plain rows. AVX2 and scalar gather a panel row at a time, which on a Zen 3
- * decoded a Q4_K_M GGUF at 2.1 tok/s against 27 from its plain rows (docs/performance.md). */
+ * them (kern_isa.panels: AVX-512 / AMX all four panel formats, AVX2 Q8_0 and Q4_0), else plain rows. A
+ * kernel without panel code gathers a panel row at a time: on a Zen 3 that decoded a Q4_K_M GGUF at 2.1
+ * tok/s against 27 from its plain rows (docs/performance.md). */
 kern_layout kern_weight_layout(kiln_dtype dt);
 
 /* Scratch for kern_matmul, owned by the caller and sized before the hot path (kern_scratch_reserve), so

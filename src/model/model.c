@@ -169,9 +169,9 @@ static bool already_in(const kiln_model *m, const weight_request *rq) {
     return same && rq->quant < 0;
 }
 
-/* Quantised matrices stored row after row (a GGUF's) where the kernels read them in 16-row panels: they
- * are repacked once at load (convert.c). */
-static bool has_plain_quant(const kiln_model *m) {
+/* Matrices whose layout is not the one the kernels read (a GGUF's rows where they read 16-row panels):
+ * they are repacked once at load (convert.c). */
+static bool needs_relayout(const kiln_model *m) {
     for (int i = 0; i < m->n_mats; i++)
         if (m->mats[i]->layout != kern_weight_layout(m->mats[i]->dt)) return true;
     return false;
@@ -208,7 +208,7 @@ kiln_model *kiln_model_open(const char *dir, const kiln_model_opts *opts, kiln_e
         kiln_err_set(err, "cannot start %d threads", opts->threads);
         goto fail;
     }
-    const bool convert = (weight_request_converts(&rq) && !already_in(m, &rq)) || has_plain_quant(m);
+    const bool convert = (weight_request_converts(&rq) && !already_in(m, &rq)) || needs_relayout(m);
     if (convert && model_convert(m, dir, opts, &rq, err)) goto fail;
     dist_shard_output(m->dist, &m->lm_head); /* after conversion, which re-ties lm_head to the embedding */
     account(m);
