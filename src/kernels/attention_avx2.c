@@ -78,11 +78,6 @@ INL float hmax256(__m256 v) {
     return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
 }
 
-/* Address of position p's row of the kv head at hoff (K or V base). */
-INL const char *kv_row(const kern_kv_view *kv, const char *base, size_t hoff, int p) {
-    return base + (size_t)kv->table[p / kv->block] * kv->block_stride + (size_t)(p % kv->block) * kv->row_stride + hoff;
-}
-
 /* The tile's rows over their keys (all of one kv head, at hoff). */
 INL void attend_tile(const kiln_dtype T, const int HP, const tile_rows *t, int head_dim, size_t hoff, const kern_kv_view *kv) {
     const int hp = HP ? HP : (head_dim + 7) & ~7, nc = hp / 8;
@@ -99,12 +94,15 @@ INL void attend_tile(const kiln_dtype T, const int HP, const tile_rows *t, int h
         lo = t->first[r] < lo ? t->first[r] : lo, hi = t->last[r] > hi ? t->last[r] : hi;
     }
     const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int blk = lo / kv->block, slot = lo % kv->block; /* the cache block and slot of the next key */
     for (int s0 = lo; s0 <= hi; s0 += KEYS) {
         const int nk = hi - s0 + 1 < KEYS ? hi - s0 + 1 : KEYS;
         for (int j = 0; j < KEYS; j++) {
-            if (j < nk) {
-                row_to_f32(T, kf[j], kv_row(kv, kv->k, hoff, s0 + j), head_dim, hp);
-                row_to_f32(T, vf[j], kv_row(kv, kv->v, hoff, s0 + j), head_dim, hp);
+            if (j < nk) { /* K and V rows of a position sit at the same offset from their bases */
+                const size_t off = (size_t)kv->table[blk] * kv->block_stride + (size_t)slot * kv->row_stride + hoff;
+                row_to_f32(T, kf[j], kv->k + off, head_dim, hp);
+                row_to_f32(T, vf[j], kv->v + off, head_dim, hp);
+                if (++slot == kv->block) slot = 0, blk++;
             } else { /* past the last key: zeros, whose weights are 0 */
                 memset(kf[j], 0, sizeof(float) * hp), memset(vf[j], 0, sizeof(float) * hp);
             }
