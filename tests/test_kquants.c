@@ -406,7 +406,7 @@ static int compare_simd_in(kiln_dtype dt, int rows, int cols, int n, int r0, int
         r0 = 0, r1 = rows;
     } else { /* ragged ranges with the scratch kern_matmul hands a thread, whole ones without (the contract
               * allows NULL: kernels with a scratch path then take the other) */
-        void *tmp = r0 > 0 || wp ? aligned_alloc(64, kern_gemm_tmp_bytes(cols)) : NULL; /* panels: AVX2 gathers */
+        void *tmp = r0 > 0 || wp ? aligned_alloc(64, kern_gemm_tmp_bytes(cols)) : NULL; /* panels: AVX2 gathers Q6_K */
         kern_active_isa()->gemm[dt](got, xq, n, &m, r0, r1, tmp);
         free(tmp);
     }

@@ -1,6 +1,8 @@
-/* kquants_x86_driver.h — the loop over rows and token tiles, and the Q5_K / Q6_K entry points, that the AVX2 and
- * AVX-512 K-quant kernel files share: included at the end of each, after it defines KQ_TOKENS (the tile),
- * KQ_ISA (the entry points' suffix) and row_tile(dt, T, y, M, w, nb, x, xb) (one row x T tokens). */
+/* kquants_x86_driver.h — the loops over rows, panels and token tiles, and the Q5_K entry point, that the AVX2
+ * and AVX-512 K-quant kernel files share: included at the end of each, after it defines KQ_TOKENS (the row
+ * kernel's tile), KQ_ISA (the entry points' suffix), row_tile(dt, T, y, M, w, nb, x, xb) (one plain row x T
+ * tokens), and for the formats it reads in panels KP_TOKENS and kp_tokens(dt, m, r, x, xb, n, y, M) (the
+ * panel holding row r x n tokens into y[t * M + 0..16)). */
 #ifndef KILN_KQUANTS_X86_DRIVER_H
 #define KILN_KQUANTS_X86_DRIVER_H
 
@@ -38,7 +40,27 @@ INL void gemm_kq(int dt, float *y, const void *x, int n, const kiln_mat *m, int 
     if (r < r1) gemm_kq_rows(dt, y + r, M, x, n, kern_qrow(m, r), r1 - r, m->cols);
 }
 
-/* (the Q4_K and Q6_K entry points are each file's: AVX-512 has panel kernels for them) */
+/* Whole panels in [r0, r1) through kp_tokens, tokens in blocks of ~256 KiB of activations so that they and
+ * the chunk's panels stay in L2; the rest (a direct caller's ragged ends, the plain rows after the last
+ * panel) through the row kernel, panel rows gathered into tmp. */
+INL void gemm_panels(int dt, float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
+    const int M = m->rows, pr = kern_panel_rows(m);
+    const int a = (r0 + KERN_PANEL - 1) / KERN_PANEL * KERN_PANEL, e = MIN(r1, pr) / KERN_PANEL * KERN_PANEL;
+    if (a >= e) {
+        gemm_kq(dt, y, x, n, m, r0, r1, tmp);
+        return;
+    }
+    if (r0 < a) gemm_kq(dt, y, x, n, m, r0, a, tmp);
+    const size_t xb = kern_act_row_bytes(KERN_ACT_Q8_K, m->cols);
+    int tb = (int)((256u << 10) / xb) / KP_TOKENS * KP_TOKENS;
+    tb = tb < KP_TOKENS ? KP_TOKENS : tb;
+    for (int t0 = 0; t0 < n; t0 += tb)
+        for (int r = a; r < e; r += KERN_PANEL)
+            kp_tokens(dt, m, r, (const char *)x + (size_t)t0 * xb, xb, MIN(tb, n - t0), y + (size_t)t0 * M + r, M);
+    if (e < r1) gemm_kq(dt, y, x, n, m, e, r1, tmp);
+}
+
+/* (the Q4_K and Q6_K entry points are each file's: which of them it reads in panels is its own) */
 void KQ_CAT(kern_gemm_q5_k_, KQ_ISA)(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
     gemm_kq(KILN_DT_Q5_K, y, x, n, m, r0, r1, tmp);
 }

@@ -256,7 +256,7 @@ static void gemm_q4(float *y, const void *x, int n, const kiln_mat *m, int r0, i
 
 const kern_isa kern_isa_avx2 = {
     .name = "avx2",
-    .panels = {[KILN_DT_Q8_0] = true, [KILN_DT_Q4_0] = true}, /* K-quants: plain rows (matmul_kquants_avx2.c) */
+    .panels = {[KILN_DT_Q8_0] = true, [KILN_DT_Q4_0] = true, [KILN_DT_Q4_K] = true}, /* Q5_K, Q6_K: plain rows */
     .gemm = {gemm_f32, gemm_f16, gemm_bf16, gemm_q8, gemm_q4, [KILN_DT_Q4_K] = kern_gemm_q4_k_avx2,
              [KILN_DT_Q5_K] = kern_gemm_q5_k_avx2, [KILN_DT_Q6_K] = kern_gemm_q6_k_avx2},
     .attention = kern_attention_avx2,

@@ -97,13 +97,165 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
     for (int t = 0; t < T; t++) y[(size_t)t * M] = hsum256(acc[t]);
 }
 
+/* ---- Q4_K in 16-row panels (panel_q4_k, kernels.h): prefill and decode ----
+ *
+ * matmul_avx2.c's Q4_0 panels with K-quant scales: a panel goes as two halves of 8 rows, a 32-byte load is
+ * one 4-byte group of 8 rows, and pmaddubsw against a broadcast of the token's 4 matching activation bytes
+ * gives each row's pair sums in its own dword. A sub-block's 8 groups add up in int16 (at most 8 * 2 * 15 *
+ * 128 = 30720), then one pmaddwd by the rows' 6-bit scales (in both halves of each row's dword) gives the
+ * 8 rows' exact int32 sums; the mins term sum_j min_j * (bsum_2j + bsum_2j+1) is four pmaddwd of the rows'
+ * (min_2i, min_2i+1) pairs against the token's pair sums. d * d_x and dmin * d_x once per super-block. The 8
+ * rows come out as one vector, with no per-row unpacking or horizontal sums: about half the row kernel's
+ * ops per weight at one token. (The high nibbles cannot be dotted in place as on AVX-512: 16x the value
+ * would saturate pmaddubsw.) */
+#define PF_AHEAD (4 * sizeof(panel_q4_k)) /* software prefetch distance (below) */
+#define KP_TOKENS 4 /* tokens per pass: 4 int16 and 4 int32 sums, the weights and the mask in 16 ymm */
+typedef int32_t kp_i32 __attribute__((may_alias)); /* 4 activation bytes read as one broadcast dword */
+
+/* The 16 rows' sub-block scales and mins from the transposed scale bytes, as kern_scale_min_k4_words does
+ * for one row: sc[h][j] holds row 8h + r's scale of sub-block j in int16 lanes 2r, 2r+1 (pmaddwd's
+ * multiplier), mn[h][i] its (min_2i, min_2i+1) in lanes 2r, 2r+1. */
+INL void kp_scales(const panel_q4_k *p, __m256i sc[2][8], __m256i mn[2][4]) {
+    __m128i q[K_SCALE_SIZE], s[8], m[8];
+#pragma GCC unroll 12
+    for (int k = 0; k < K_SCALE_SIZE; k++) q[k] = _mm_loadu_si128((const __m128i *)p->scales[k]);
+    const __m128i m6 = _mm_set1_epi8(63), m4 = _mm_set1_epi8(15), m2 = _mm_set1_epi8(3);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+        s[j] = _mm_and_si128(q[j], m6), m[j] = _mm_and_si128(q[j + 4], m6);
+        s[j + 4] = _mm_or_si128(_mm_and_si128(q[j + 8], m4), _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(q[j], 6), m2), 4));
+        m[j + 4] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(q[j + 8], 4), m4),
+                                _mm_slli_epi16(_mm_and_si128(_mm_srli_epi16(q[j + 4], 6), m2), 4));
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+        sc[0][j] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s[j], s[j]));
+        sc[1][j] = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s[j], s[j]));
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        mn[0][i] = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m[2 * i], m[2 * i + 1]));
+        mn[1][i] = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(m[2 * i], m[2 * i + 1]));
+    }
+}
+
+/* Halves h0..h0+H-1 (rows 8h..8h+7 each) of one Q4_K panel block x T tokens (xt[t]: token t's Q8_K
+ * block): facc[t][hh] += the 8 rows' dots. */
+INL void kp_block(int T, int H, const panel_q4_k *pb, int h0, const block_q8_K *const *xt, __m256 (*facc)[2]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256i sc[2][8], mn[2][4], isum[KP_TOKENS][2];
+    kp_scales(pb, sc, mn);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) { /* the mins term first: its sums are free again for the main ones */
+        const __m256i bs = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)xt[t]->bsums), ones); /* <= 32 * 128 */
+        const __m128i pairs = _mm_packs_epi32(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        const __m256i p2 = _mm256_broadcastsi128_si256(pairs); /* dword i: the sums of sub-blocks 2i, 2i+1 */
+        const __m256 dx = _mm256_set1_ps(xt[t]->d);
+#pragma GCC unroll 2
+        for (int hh = 0, h = h0; hh < H; hh++, h++) {
+            __m256i ms = _mm256_madd_epi16(mn[h][0], _mm256_shuffle_epi32(p2, 0x00));
+            ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mn[h][1], _mm256_shuffle_epi32(p2, 0x55)));
+            ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mn[h][2], _mm256_shuffle_epi32(p2, 0xaa)));
+            ms = _mm256_add_epi32(ms, _mm256_madd_epi16(mn[h][3], _mm256_shuffle_epi32(p2, 0xff)));
+            const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pb->dmin + 8 * h)));
+            facc[t][hh] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dmin, dx), facc[t][hh]);
+            isum[t][hh] = _mm256_setzero_si256();
+        }
+    }
+    /* chunk c: sub-block 2c in the low nibbles, 2c + 1 in the high. Each 64-byte line once, in order (its
+     * halves' 32 bytes one after the other): re-reading a chunk's lines per sub-block or per half read memory
+     * at half the row kernel's rate. Loops, not unrolled: unrolled, GCC reassociates the int16 sums into
+     * trees over all of a chunk's products and spills them (measured slower than the row kernel). */
+#pragma GCC unroll 1
+    for (int c = 0; c < 4; c++) {
+        __m256i lo16[KP_TOKENS][2], hi16[KP_TOKENS][2];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+#pragma GCC unroll 2
+            for (int hh = 0, h = h0; hh < H; hh++, h++) lo16[t][hh] = hi16[t][hh] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+        for (int g = 0; g < 8; g++) {
+            _mm_prefetch((const char *)pb->qs[c][g] + PF_AHEAD, _MM_HINT_T0);
+#pragma GCC unroll 2
+            for (int hh = 0, h = h0; hh < H; hh++, h++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)pb->qs[c][g][8 * h]);
+                const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                    const uint8_t *a = (const uint8_t *)xt[t]->qs + 64 * c + 4 * g;
+                    lo16[t][hh] = _mm256_add_epi16(lo16[t][hh], _mm256_maddubs_epi16(lo, _mm256_set1_epi32(*(const kp_i32 *)a)));
+                    hi16[t][hh] = _mm256_add_epi16(hi16[t][hh], _mm256_maddubs_epi16(hi, _mm256_set1_epi32(*(const kp_i32 *)(a + 32))));
+                }
+            }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+#pragma GCC unroll 2
+            for (int hh = 0, h = h0; hh < H; hh++, h++)
+                isum[t][hh] = _mm256_add_epi32(isum[t][hh], _mm256_add_epi32(_mm256_madd_epi16(lo16[t][hh], sc[h][2 * c]),
+                                                                           _mm256_madd_epi16(hi16[t][hh], sc[h][2 * c + 1])));
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+#pragma GCC unroll 2
+        for (int hh = 0, h = h0; hh < H; hh++, h++) {
+            const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(pb->d + 8 * h)));
+            facc[t][hh] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t][hh]), _mm256_mul_ps(d, _mm256_set1_ps(xt[t]->d)), facc[t][hh]);
+        }
+}
+
+/* Halves h0..h0+H-1 of the panel of m holding row r x T tokens (T <= KP_TOKENS; x: the first token's Q8_K
+ * blocks, the next xb bytes on): writes y[t * M + 8h..8h+8). */
+INL void kp_tile(int T, int H, const kiln_mat *m, int r, int h0, const char *x, size_t xb, float *y, int M) {
+    const int nb = m->cols / QK_K;
+    __m256 facc[KP_TOKENS][2];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++) facc[t][0] = facc[t][1] = _mm256_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        const block_q8_K *xt[KP_TOKENS];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) xt[t] = (const block_q8_K *)(x + (size_t)t * xb) + b;
+        kp_block(T, H, (const panel_q4_k *)kern_panel_block(m, r, b), h0, xt, facc);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < T; t++)
+#pragma GCC unroll 2
+        for (int hh = 0, h = h0; hh < H; hh++, h++) _mm256_storeu_ps(y + (size_t)t * M + 8 * h, facc[t][hh]);
+}
+
+/* n tokens over one panel. Decoding, both halves in one pass over the blocks: a pass per half uses half of
+ * each 64-byte line it reads, so the first pass needs memory twice as fast as it computes and the second
+ * leaves it idle (one thread, 65536 x 2048 from memory: 10.8 GB/s that way, against the row kernel's 15.2).
+ * A batch goes a half at a time, KP_TOKENS tokens per pass: both halves' sums would not fit the registers,
+ * and its passes over a panel re-read it from L1 / L2 anyway. (dt: Q4_K, the one format AVX2 reads in
+ * panels.) */
+INL void kp_tokens(int dt, const kiln_mat *m, int r, const char *x, size_t xb, int n, float *y, int M) {
+    (void)dt;
+    if (n == 1) {
+        kp_tile(1, 2, m, r, 0, x, xb, y, M);
+        return;
+    }
+    for (int h = 0; h < 2; h++) {
+        int t = 0;
+        for (; t + KP_TOKENS <= n; t += KP_TOKENS) kp_tile(KP_TOKENS, 1, m, r, h, x + (size_t)t * xb, xb, y + (size_t)t * M, M);
+        const char *xt = x + (size_t)t * xb;
+        float *yt = y + (size_t)t * M;
+        switch (n - t) { /* constant T: the compiler keeps the sums in registers */
+        case 1: kp_tile(1, 1, m, r, h, xt, xb, yt, M); break;
+        case 2: kp_tile(2, 1, m, r, h, xt, xb, yt, M); break;
+        case 3: kp_tile(3, 1, m, r, h, xt, xb, yt, M); break;
+        default: break;
+        }
+    }
+}
+
 #define KQ_ISA avx2
 #include "kernels/kquants_x86_driver.h"
 
-/* Q4_K / Q6_K rows in panels are gathered (gemm_kq): AVX2 has no panel kernels. */
 void kern_gemm_q4_k_avx2(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
-    gemm_kq(KILN_DT_Q4_K, y, x, n, m, r0, r1, tmp);
+    gemm_panels(KILN_DT_Q4_K, y, x, n, m, r0, r1, tmp);
 }
+/* Q6_K rows in panels (AVX-512's layout) are gathered: AVX2 reads Q6_K as plain rows. */
 void kern_gemm_q6_k_avx2(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
     gemm_kq(KILN_DT_Q6_K, y, x, n, m, r0, r1, tmp);
 }

@@ -110,9 +110,6 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
     for (int t = 0; t < T; t++) y[(size_t)t * M] = _mm512_reduce_add_ps(acc[t]);
 }
 
-#define KQ_ISA avx512
-#include "kernels/kquants_x86_driver.h"
-
 /* ---- Q4_K in 16-row panels (panel_q4_k, kernels.h): prefill and decode ----
  *
  * Per panel block (one super-block of 16 rows) and token: for each sub-block j, 8 vpdpbusd of a 64-byte
@@ -308,25 +305,8 @@ INL void kp_tokens(int dt, const kiln_mat *m, int r, const char *x, size_t xb, i
     }
 }
 
-/* Whole panels in [r0, r1) through kp_tokens, tokens in blocks of ~256 KiB of activations so that they and
- * the chunk's panels stay in L2; the rest (a direct caller's ragged ends, the plain rows after the last
- * panel) through the row kernel, panel rows gathered into tmp. */
-INL void gemm_panels(int dt, float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
-    const int M = m->rows, pr = kern_panel_rows(m);
-    const int a = (r0 + KERN_PANEL - 1) / KERN_PANEL * KERN_PANEL, e = MIN(r1, pr) / KERN_PANEL * KERN_PANEL;
-    if (a >= e) {
-        gemm_kq(dt, y, x, n, m, r0, r1, tmp);
-        return;
-    }
-    if (r0 < a) gemm_kq(dt, y, x, n, m, r0, a, tmp);
-    const size_t xb = kern_act_row_bytes(KERN_ACT_Q8_K, m->cols);
-    int tb = (int)((256u << 10) / xb) / KP_TOKENS * KP_TOKENS;
-    tb = tb < KP_TOKENS ? KP_TOKENS : tb;
-    for (int t0 = 0; t0 < n; t0 += tb)
-        for (int r = a; r < e; r += KERN_PANEL)
-            kp_tokens(dt, m, r, (const char *)x + (size_t)t0 * xb, xb, MIN(tb, n - t0), y + (size_t)t0 * M + r, M);
-    if (e < r1) gemm_kq(dt, y, x, n, m, e, r1, tmp);
-}
+#define KQ_ISA avx512
+#include "kernels/kquants_x86_driver.h"
 
 void kern_gemm_q4_k_avx512(float *y, const void *x, int n, const kiln_mat *m, int r0, int r1, void *tmp) {
     gemm_panels(KILN_DT_Q4_K, y, x, n, m, r0, r1, tmp);
