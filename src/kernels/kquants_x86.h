@@ -10,6 +10,9 @@
 #include "kernels/simd_x86.h"
 #include "kiln.h"
 
+/* How many panel blocks ahead the panel kernels' decode prefetches (measured: matmul_kquants_avx512.c). */
+#define KP_PF_BLOCKS 4
+
 /* Bit `bit` of each byte of v, moved to bit 4. */
 INL __m256i kq_bit_to_16(__m256i v, int bit) {
     return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(v, bit), _mm256_set1_epi8(1)), 4);

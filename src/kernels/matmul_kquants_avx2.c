@@ -108,7 +108,6 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
  * rows come out as one vector, with no per-row unpacking or horizontal sums: about half the row kernel's
  * ops per weight at one token. (The high nibbles cannot be dotted in place as on AVX-512: 16x the value
  * would saturate pmaddubsw.) */
-#define PF_AHEAD (4 * sizeof(panel_q4_k)) /* software prefetch distance (below) */
 #define KP_TOKENS 4 /* tokens per pass: 4 int16 and 4 int32 sums, the weights and the mask in 16 ymm */
 typedef int32_t kp_i32 __attribute__((may_alias)); /* 4 activation bytes read as one broadcast dword */
 
@@ -162,10 +161,12 @@ INL void kp_block(int T, int H, const panel_q4_k *pb, int h0, const block_q8_K *
             isum[t][hh] = _mm256_setzero_si256();
         }
     }
-    /* chunk c: sub-block 2c in the low nibbles, 2c + 1 in the high. Each 64-byte line once, in order (its
-     * halves' 32 bytes one after the other): re-reading a chunk's lines per sub-block or per half read memory
-     * at half the row kernel's rate. Loops, not unrolled: unrolled, GCC reassociates the int16 sums into
-     * trees over all of a chunk's products and spills them (measured slower than the row kernel). */
+    /* chunk c: sub-block 2c in the low nibbles, 2c + 1 in the high. Each 64-byte line loaded once (with H 2,
+     * its halves' 32 bytes one after the other), and prefetched KP_PF_BLOCKS blocks ahead: without that the
+     * hardware streamer left this loop at half the row kernel's rate from memory (Zen 5, one thread,
+     * KILN_ISA=avx2 `matmul_bench l2 q4_k 65536 2048 4`: 9.9-12.3 GB/s against 20-22; with it 31-32).
+     * Loops, not unrolled: unrolled, GCC reassociates the int16 sums into trees over all of a chunk's
+     * products and spills them (measured slower than the row kernel). */
 #pragma GCC unroll 1
     for (int c = 0; c < 4; c++) {
         __m256i lo16[KP_TOKENS][2], hi16[KP_TOKENS][2];
@@ -175,7 +176,7 @@ INL void kp_block(int T, int H, const panel_q4_k *pb, int h0, const block_q8_K *
             for (int hh = 0, h = h0; hh < H; hh++, h++) lo16[t][hh] = hi16[t][hh] = _mm256_setzero_si256();
 #pragma GCC unroll 1
         for (int g = 0; g < 8; g++) {
-            _mm_prefetch((const char *)pb->qs[c][g] + PF_AHEAD, _MM_HINT_T0);
+            _mm_prefetch((const char *)pb->qs[c][g] + KP_PF_BLOCKS * sizeof(panel_q4_k), _MM_HINT_T0);
 #pragma GCC unroll 2
             for (int hh = 0, h = h0; hh < H; hh++, h++) {
                 const __m256i raw = _mm256_loadu_si256((const __m256i *)pb->qs[c][g][8 * h]);
@@ -223,12 +224,10 @@ INL void kp_tile(int T, int H, const kiln_mat *m, int r, int h0, const char *x, 
         for (int hh = 0, h = h0; hh < H; hh++, h++) _mm256_storeu_ps(y + (size_t)t * M + 8 * h, facc[t][hh]);
 }
 
-/* n tokens over one panel. Decoding, both halves in one pass over the blocks: a pass per half uses half of
- * each 64-byte line it reads, so the first pass needs memory twice as fast as it computes and the second
- * leaves it idle (one thread, 65536 x 2048 from memory: 10.8 GB/s that way, against the row kernel's 15.2).
- * A batch goes a half at a time, KP_TOKENS tokens per pass: both halves' sums would not fit the registers,
- * and its passes over a panel re-read it from L1 / L2 anyway. (dt: Q4_K, the one format AVX2 reads in
- * panels.) */
+/* n tokens over one panel. Decoding, both halves in one pass over the blocks, so each line comes from
+ * memory once and whole; a batch goes a half at a time, KP_TOKENS tokens per pass: both halves' sums would
+ * not fit the registers, and its passes over a panel re-read it from L1 / L2 anyway. (dt: Q4_K, the one
+ * format AVX2 reads in panels.) */
 INL void kp_tokens(int dt, const kiln_mat *m, int r, const char *x, size_t xb, int n, float *y, int M) {
     (void)dt;
     if (n == 1) {

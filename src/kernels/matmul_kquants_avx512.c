@@ -120,12 +120,14 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
  * 16 rows come out as one vector (no horizontal sums) and a GEMV reads the matrix as one stream. The
  * integer sums are the reference's exactly; only the f32 scaling rounds in another order.
  *
- * No software prefetch, here or in the row kernel: the hardware streamer alone serves these sequential
- * reads, and the prefetcht0 loop there was (36 per 2304-byte panel block, 14% of Q4_K decode samples)
- * slowed the GEMV. Same-run figures, 8 matrices 8192 x 2048 read from memory by 2 threads (a bench
- * program around kern_matmul, n = 1): Q4_K panels 28.4 / 41.4 GB/s with it, 67.5 / 66.3 without; the
- * Q6_K row kernel 33.0 / 44.4 with, 47.8 / 44.7 without. kiln bench tg128 of the Q4_K_M GGUF, 3 rounds:
- * 37.6 / 36.0 / 38.1 tok/s with, 46.0 / 40.1 / 48.8 without. */
+ * Decoding (fewer than 4 tokens), a software prefetch of the panel block 4 ahead, one per line read (Q4_K:
+ * its 32 quant lines; Q6_K: 4 of its 53 lines per group). The hardware streamer alone left these reads
+ * short of memory speed on Zen 5 (one thread, `matmul_bench l2 q4_k 65536 2048 4`, interleaved: Q4_K
+ * 24.9-27.9 GB/s without, 31.4-32.5 with; Q6_K 24.7-27.7 against 30.3-32.0; kiln bench tg64 of the
+ * Q4_K_M GGUF, 4 rounds, median 41.7 -> 51.5 tok/s, of the Q6_K GGUF 33.4 -> 38.6). Earlier, a prefetcht0
+ * loop ahead of each block (36 per 2304 bytes, an earlier host) had slowed the GEMV: 8 matrices 8192 x 2048
+ * from memory, 2 threads, Q4_K panels 28.4 / 41.4 GB/s with it, 67.5 / 66.3 without; prefill keeps none
+ * (its passes over a panel after the first read it from L2). */
 #define KP_TOKENS 8    /* tokens sharing each weight vector */
 typedef int32_t kp_i32 __attribute__((may_alias)); /* 4 activation bytes / 2 bsums read as one dword */
 
@@ -196,6 +198,7 @@ INL void kp_block_q4_k(int T, const panel_q4_k *pb, const block_q8_K *const *xt,
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
             const __m512i raw = _mm512_loadu_si512(pb->qs[j >> 1][g]);
+            if (in_place && !hi) _mm_prefetch((const char *)pb->qs[j >> 1][g] + KP_PF_BLOCKS * sizeof(panel_q4_k), _MM_HINT_T0);
             const __m512i w = !hi ? _mm512_and_si512(raw, m4)
                               : in_place ? _mm512_and_si512(raw, m4h) : _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
 #pragma GCC unroll 8
@@ -254,6 +257,9 @@ INL void kp_block_q6_k(int T, panel_q6_k pb, const block_q8_K *const *xt, __m512
 #pragma GCC unroll 16
     for (int j = 0; j < QK_K / 16; j++) {
         const uint8_t *q = pb.qs + 192 * j;
+        if (T < 4) /* 4 of the block's 53 lines per group: all of them over the 16 */
+            for (int l = 0; l < 4; l++)
+                _mm_prefetch((const char *)pb.qs + KP_PF_BLOCKS * kern_panel_block_bytes(KILN_DT_Q6_K) + 64 * (4 * j + l), _MM_HINT_T0);
         const __m512i a = _mm512_loadu_si512(q), b = _mm512_loadu_si512(q + 64), c = _mm512_loadu_si512(q + 128);
         const __m512i w[4] = {_mm512_and_si512(a, m6), _mm512_and_si512(b, m6), _mm512_and_si512(c, m6), kp_q6_fourth(a, b, c)};
         const __m512i s = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(pb.scales + KERN_PANEL * j)));
