@@ -9,7 +9,8 @@
  * per row. What the unsigned form adds comes off through the
  * Q8_K group sums (bsums), one pmaddwd each: Q6_K's 32 * sum(scale * bsum), and the Q4_K / Q5_K mins term
  * dmin * sum(min * bsum), as in the reference. The integer sums are exact; only the f32 scaling rounds in
- * another order than the reference's 8 float lanes. */
+ * another order than the reference's 8 float lanes. That row kernel serves Q5_K, Q6_K and the rows outside
+ * whole panels; Q4_K, which the loader gives in 16-row panels on this ISA, has the panel kernel below. */
 #include <immintrin.h>
 
 #include "kernels/kquants.h"
@@ -105,10 +106,10 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
  * 128 = 30720), then one pmaddwd by the rows' 6-bit scales (in both halves of each row's dword) gives the
  * 8 rows' exact int32 sums; the mins term sum_j min_j * (bsum_2j + bsum_2j+1) is four pmaddwd of the rows'
  * (min_2i, min_2i+1) pairs against the token's pair sums. d * d_x and dmin * d_x once per super-block. The 8
- * rows come out as one vector, with no per-row unpacking or horizontal sums: about half the row kernel's
- * ops per weight at one token. (The high nibbles cannot be dotted in place as on AVX-512: 16x the value
+ * rows come out as one vector, with no per-row unpacking or horizontal sums: from L2, one token, one
+ * thread, 36 GB/s where the row kernel reads 21 (`matmul_bench l2 q4_k`, Zen 5). (The high nibbles cannot be dotted in place as on AVX-512: 16x the value
  * would saturate pmaddubsw.) */
-#define KP_TOKENS 4 /* tokens per pass: 4 int16 and 4 int32 sums, the weights and the mask in 16 ymm */
+#define KP_TOKENS 4 /* tokens per pass: 8 int16 sums (low and high nibbles), 4 int32 ones, the weights in 16 ymm */
 typedef int32_t kp_i32 __attribute__((may_alias)); /* 4 activation bytes read as one broadcast dword */
 
 /* The 16 rows' sub-block scales and mins from the transposed scale bytes, as kern_scale_min_k4_words does
@@ -138,8 +139,9 @@ INL void kp_scales(const panel_q4_k *p, __m256i sc[2][8], __m256i mn[2][4]) {
     }
 }
 
-/* Halves h0..h0+H-1 (rows 8h..8h+7 each) of one Q4_K panel block x T tokens (xt[t]: token t's Q8_K
- * block): facc[t][hh] += the 8 rows' dots. */
+/* Halves h = h0 + hh, hh < H (rows 8h..8h+7 each) of one Q4_K panel block x T tokens (xt[t]: token t's
+ * Q8_K block): facc[t][hh] += the 8 rows' dots. The sums are indexed by hh, a constant once unrolled, so
+ * they stay in registers (indexed by h, a variable, GCC kept them in memory). */
 INL void kp_block(int T, int H, const panel_q4_k *pb, int h0, const block_q8_K *const *xt, __m256 (*facc)[2]) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
     __m256i sc[2][8], mn[2][4], isum[KP_TOKENS][2];
