@@ -69,7 +69,7 @@ INL void micro_f(int dt, int R, int T, const char *w, size_t rb, const float *x,
 }
 
 /* Decode (1-3 tokens) reads each weight row once, against x in f32 (kept exact: the scalar reference's
- * products). Rows go GEMV_ROWS at a time, each x vector loaded once for all of them: on the Xeon (Emerald
+ * products). BF16 and F32 rows go GEMV_ROWS at a time (F16's one at a time: gemv_f), each x vector loaded once for all of them: on the Xeon (Emerald
  * Rapids) one core keeps more weight lines in flight across 8 row streams than along one, and the loop
  * does fewer x loads per weight. A GEMV experiment of the 1B model's BF16 shapes, 2 threads, weights in
  * memory: 8 rows read 18 GB/s where one row at a time read 15 (the read probe: 15); from L2, one thread,
@@ -100,7 +100,7 @@ INL float dot_row_f(int dt, const char *row, const float *x, int K) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
-/* GEMV_ROWS F32 / F16 rows (rb bytes apart) against one token, one accumulator each (8 independent FMA
+/* GEMV_ROWS F32 rows (rb bytes apart) against one token, one accumulator each (8 independent FMA
  * chains cover the FMA latency); y[i] for row i. */
 INL void dot_rows_f(int dt, const char *w, size_t rb, const float *x, int K, float *y) {
     __m512 acc[GEMV_ROWS];
@@ -161,13 +161,16 @@ INL void dot_rows_bf16(const char *w, size_t rb, const float *x, int K, float *y
     for (int i = 0; i < GEMV_ROWS; i++) y[i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[2 * i], acc[2 * i + 1]));
 }
 
-/* Rows [r0, r1) against n < 4 tokens (above). */
+/* Rows [r0, r1) against n < 4 tokens (above). F16 rows go one at a time (dot_row_f): on Zen 5 that decoded
+ * the F16 GGUF faster in each of 6 interleaved rounds (kiln bench tg64, median 12.1 -> 14.4 tok/s; the
+ * matmuls alone, matmul_bench f16, in 6 of 7). BF16 keeps GEMV_ROWS (the Xeon's figures above; on Zen 5
+ * one BF16 row at a time was within the host's spread). */
 INL void gemv_f(int dt, float *y, const float *x, int n, const kiln_mat *m, int r0, int r1) {
     const int K = m->cols, M = m->rows;
     const size_t rb = kern_row_bytes(dt, K);
     const char *w = m->data;
     int r = r0;
-    for (; r + GEMV_ROWS <= r1; r += GEMV_ROWS)
+    for (; dt != KILN_DT_F16 && r + GEMV_ROWS <= r1; r += GEMV_ROWS)
         for (int t = 0; t < n; t++) { /* tokens after the first re-read the rows from L2 */
             const char *rows = w + (size_t)r * rb;
             const float *xt = x + (size_t)t * K;
