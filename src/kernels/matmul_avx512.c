@@ -247,27 +247,33 @@ INL __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
     return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
 }
 
+/* One k step of micro_bf: the R rows' 32 weights at k (mk: the weights' tail; the activations' padding is
+ * zero) against the T tokens'. */
+INL void step_bf(int R, int T, const uint16_t *w, size_t ws, const uint16_t *x, size_t xs, int k, __mmask32 mk,
+                 __m512 (*acc)[BF_T]) {
+    __m512bh wv[4];
+#pragma GCC unroll 4
+    for (int i = 0; i < R; i++) wv[i] = (__m512bh)_mm512_maskz_loadu_epi16(mk, w + i * ws + k);
+#pragma GCC unroll 6
+    for (int j = 0; j < T; j++) {
+        const __m512bh xv = (__m512bh)_mm512_loadu_si512(x + (size_t)j * xs + k);
+#pragma GCC unroll 4
+        for (int i = 0; i < R; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv[i], xv);
+    }
+}
+
 /* R (1 or 4) bf16 rows (ws values apart) x T tokens of bf16 activations (xs values apart, zero-padded to
- * 32); y[t * M + i]. */
+ * 32); y[t * M + i]. The mask only on the last step: computed on every one it sat on the loop's critical
+ * path. */
 INL void micro_bf(int R, int T, const uint16_t *w, size_t ws, const uint16_t *x, size_t xs, int K, float *y, int M) {
     __m512 acc[4][BF_T];
 #pragma GCC unroll 4
     for (int i = 0; i < R; i++)
 #pragma GCC unroll 6
         for (int j = 0; j < T; j++) acc[i][j] = _mm512_setzero_ps();
-    for (int k = 0; k < K; k += 32) {
-        /* the weights' tail is masked; the activations' padding is zero */
-        const __mmask32 mk = lanes32(K - k);
-        __m512bh wv[4];
-#pragma GCC unroll 4
-        for (int i = 0; i < R; i++) wv[i] = (__m512bh)_mm512_maskz_loadu_epi16(mk, w + i * ws + k);
-#pragma GCC unroll 6
-        for (int j = 0; j < T; j++) {
-            const __m512bh xv = (__m512bh)_mm512_loadu_si512(x + (size_t)j * xs + k);
-#pragma GCC unroll 4
-            for (int i = 0; i < R; i++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], wv[i], xv);
-        }
-    }
+    int k = 0;
+    for (; k + 32 <= K; k += 32) step_bf(R, T, w, ws, x, xs, k, 0xffffffffu, acc);
+    if (k < K) step_bf(R, T, w, ws, x, xs, k, lanes32(K - k), acc);
 #pragma GCC unroll 6
     for (int j = 0; j < T; j++) {
         if (R == 4) _mm_storeu_ps(y + (size_t)j * M, reduce4(acc[0][j], acc[1][j], acc[2][j], acc[3][j]));
