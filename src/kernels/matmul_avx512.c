@@ -69,9 +69,9 @@ INL void micro_f(int dt, int R, int T, const char *w, size_t rb, const float *x,
 }
 
 /* Decode (1-3 tokens) reads each weight row once, against x in f32 (kept exact: the scalar reference's
- * products). BF16 and F32 rows go GEMV_ROWS at a time (F16's one at a time: gemv_f), each x vector loaded once for all of them: on the Xeon (Emerald
- * Rapids) one core keeps more weight lines in flight across 8 row streams than along one, and the loop
- * does fewer x loads per weight. A GEMV experiment of the 1B model's BF16 shapes, 2 threads, weights in
+ * products). BF16 and F32 rows go GEMV_ROWS at a time (F16's one at a time: gemv_f), each x vector
+ * loaded once for all of them: on the Xeon (Emerald Rapids) one core keeps more weight lines in flight
+ * across 8 row streams than along one, and the loop does fewer x loads per weight. A GEMV experiment of the 1B model's BF16 shapes, 2 threads, weights in
  * memory: 8 rows read 18 GB/s where one row at a time read 15 (the read probe: 15); from L2, one thread,
  * 32 against 25 GB/s. Rows whose x exceeds L1 (ffn_down's 8192-wide x: 32 KiB) need the several rows as
  * well, or every x load misses too (measured on Zen 4). Leftover rows (fewer than GEMV_ROWS) go one at a
