@@ -69,18 +69,18 @@ INL void micro_f(int dt, int R, int T, const char *w, size_t rb, const float *x,
 }
 
 /* Decode (1-3 tokens) reads each weight row once, against x in f32 (kept exact: the scalar reference's
- * products). BF16 and F32 rows go GEMV_ROWS at a time (F16's one at a time: gemv_f), each x vector
- * loaded once for all of them: on the Xeon (Emerald Rapids) one core keeps more weight lines in flight
- * across 8 row streams than along one, and the loop does fewer x loads per weight. A GEMV experiment of the 1B model's BF16 shapes, 2 threads, weights in
- * memory: 8 rows read 18 GB/s where one row at a time read 15 (the read probe: 15); from L2, one thread,
- * 32 against 25 GB/s. Rows whose x exceeds L1 (ffn_down's 8192-wide x: 32 KiB) need the several rows as
- * well, or every x load misses too (measured on Zen 4). Leftover rows (fewer than GEMV_ROWS) go one at a
- * time. No software prefetch: the hardware streamer alone runs these loops at memory speed, and
- * _mm_prefetch into L1 (T0 / NTA) slowed them 1.6-2.2x (T1 did not help either; Zen 4); on the Xeon,
- * T0 1 KiB or T1 2 KiB ahead in each of the 8 streams, and 16 rows with one accumulator each, were no
- * faster end to end either (BF16 tg128, within the host's noise). Nor was vdpbf16ps against x rounded to
- * bf16 (the prefill kernel's 4-row tile, 1 op per 32 weights): slower end to end (4.3 / 4.9 / 4.1 against
- * 4.8 / 5.1 / 6.3 tok/s, interleaved), so decode stays exact in both modes. */
+ * products). BF16 and F32 rows go GEMV_ROWS at a time (F16's one at a time: gemv_f), each x vector loaded
+ * once for all of them: on the Xeon (Emerald Rapids) one core keeps more weight lines in flight across 8 row
+ * streams than along one, and the loop does fewer x loads per weight. A GEMV experiment of the 1B model's
+ * BF16 shapes, 2 threads, weights in memory: 8 rows read 18 GB/s where one row at a time read 15 (the read
+ * probe: 15); from L2, one thread, 32 against 25 GB/s. Rows whose x exceeds L1 (ffn_down's 8192-wide x: 32
+ * KiB) need the several rows as well, or every x load misses too (measured on Zen 4). Leftover rows (fewer
+ * than GEMV_ROWS) go one at a time. No software prefetch: the hardware streamer alone runs these loops at
+ * memory speed, and _mm_prefetch into L1 (T0 / NTA) slowed them 1.6-2.2x (T1 did not help either; Zen 4); on
+ * the Xeon, T0 1 KiB or T1 2 KiB ahead in each of the 8 streams, and 16 rows with one accumulator each, were
+ * no faster end to end either (BF16 tg128, within the host's noise). Nor was vdpbf16ps against x rounded to
+ * bf16 (the prefill kernel's 4-row tile, 1 op per 32 weights): slower end to end (4.3 / 4.9 / 4.1 against 4.8
+ * / 5.1 / 6.3 tok/s, interleaved), so decode stays exact in both modes. */
 #define GEMV_ROWS 8
 
 /* One row against one token with four accumulators. */
