@@ -85,7 +85,7 @@ static kiln_mat random_mat(kiln_dtype dt, int rows, int cols, int seed, bool hug
     }
     for (int c = 0; c < cols; c++) row[c] = (float)((c * 7919 + seed) % 255 - 127) / 512.0f;
     kern_row_from_f32(one, dt, row, cols);
-    /* the loader's layout for this format on the active ISA (kern_weight_layout: panels where its kernels read them) */
+    /* the loader's layout for this format on the active ISA (kern_weight_layout) */
     const bool q = !plain && kern_weight_layout(dt) == KERN_LAYOUT_PANEL16;
     kiln_mat m = {w, dt, rows, cols, q ? KERN_LAYOUT_PANEL16 : KERN_LAYOUT_PLAIN};
     for (int r = 0; r < rows; r++) {

@@ -107,8 +107,8 @@ INL void row_tile(int dt, int T, float *y, int M, const char *w, int nb, const c
  * 8 rows' exact int32 sums; the mins term sum_j min_j * (bsum_2j + bsum_2j+1) is four pmaddwd of the rows'
  * (min_2i, min_2i+1) pairs against the token's pair sums. d * d_x and dmin * d_x once per super-block. The 8
  * rows come out as one vector, with no per-row unpacking or horizontal sums: from L2, one token, one
- * thread, 36 GB/s where the row kernel reads 21 (`matmul_bench l2 q4_k`, Zen 5). (The high nibbles cannot be dotted in place as on AVX-512: 16x the value
- * would saturate pmaddubsw.) */
+ * thread, 36 GB/s where the row kernel reads 21 (`matmul_bench l2 q4_k`, Zen 5). (The high nibbles cannot
+ * be dotted in place as on AVX-512: 16x the value would saturate pmaddubsw.) */
 #define KP_TOKENS 4 /* tokens per pass: 8 int16 sums (low and high nibbles), 4 int32 ones, the weights in 16 ymm */
 typedef int32_t kp_i32 __attribute__((may_alias)); /* 4 activation bytes read as one broadcast dword */
 
